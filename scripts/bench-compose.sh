@@ -1,0 +1,131 @@
+#!/usr/bin/env bash
+# Benchmark: herald composing the hardest corpus post (annual report 2023)
+# versus the official mjml CLI rendering herald's own MJML for that post,
+# measured in the same run on the same machine.
+#
+#   herald:  herald preview ../shared/corpus/annual-reports/2023.md --out TMP/x
+#   mjml:    mjml TMP/x/email.mjml -o TMP/out.html
+#
+# Each command is run several times (after warm-up runs) and the median wall
+# time per run is reported, then the ratio mjml / herald. hyperfine is used if
+# installed (apt-get install hyperfine; .ci/run installs it), otherwise a
+# Python timing loop.
+#
+# Environment:
+#   HERALD           herald binary; if unset, `cargo build --release --quiet` is
+#                    run first and target/release/herald is used
+#   HERALD_MJML      official mjml CLI (default: tools/node/node_modules/.bin/mjml)
+#   HERALD_CORPUS    corpus folder (default: ../shared/corpus, relative to the repo root)
+#   BENCH_POST       post to compose (default: $HERALD_CORPUS/annual-reports/2023.md)
+#   BENCH_RUNS       timed herald runs (default: 20)
+#   BENCH_MJML_RUNS  timed mjml runs (default: 10; each takes about a second)
+#   BENCH_WARMUP     untimed warm-up runs of each command (default: 2)
+#   BENCH_TIMER      hyperfine | python (default: hyperfine if installed)
+set -euo pipefail
+
+caller_pwd=$PWD
+repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo_root"
+
+resolve() {
+    local p=$1 base=$2
+    case $p in
+        /*) printf '%s\n' "$p" ;;
+        */*) printf '%s\n' "$base/$p" ;;
+        *) type -P "$p" 2>/dev/null || printf '%s\n' "$p" ;;
+    esac
+}
+
+if [[ -n ${HERALD:-} ]]; then
+    herald=$(resolve "$HERALD" "$caller_pwd")
+else
+    echo "building herald (cargo build --release --quiet) ..."
+    cargo build --release --quiet
+    herald=$repo_root/target/release/herald
+fi
+if [[ -n ${HERALD_MJML:-} ]]; then mjml=$(resolve "$HERALD_MJML" "$caller_pwd"); else mjml=$repo_root/tools/node/node_modules/.bin/mjml; fi
+if [[ -n ${HERALD_CORPUS:-} ]]; then corpus=$(resolve "$HERALD_CORPUS" "$caller_pwd"); else corpus=$repo_root/../shared/corpus; fi
+if [[ -n ${BENCH_POST:-} ]]; then post=$(resolve "$BENCH_POST" "$caller_pwd"); else post=$corpus/annual-reports/2023.md; fi
+runs=${BENCH_RUNS:-20}
+mjml_runs=${BENCH_MJML_RUNS:-10}
+warmup=${BENCH_WARMUP:-2}
+
+if [[ -n ${BENCH_TIMER:-} ]]; then
+    timer=$BENCH_TIMER
+elif command -v hyperfine >/dev/null 2>&1; then
+    timer=hyperfine
+else
+    timer=python
+fi
+
+die() { echo "ERROR: $*" >&2; exit 1; }
+[[ -x $herald ]] || die "herald binary not found or not executable: $herald"
+[[ -x $mjml ]] || die "mjml CLI not found: $mjml (run: npm ci --prefix tools/node --no-audit --no-fund)"
+[[ -f $post ]] || die "post not found: $post (set HERALD_CORPUS or BENCH_POST)"
+[[ $runs =~ ^[1-9][0-9]*$ && $mjml_runs =~ ^[1-9][0-9]*$ && $warmup =~ ^[0-9]+$ ]] ||
+    die "BENCH_RUNS, BENCH_MJML_RUNS must be positive integers and BENCH_WARMUP a non-negative one"
+case $timer in
+    hyperfine) command -v hyperfine >/dev/null 2>&1 || die "BENCH_TIMER=hyperfine but hyperfine is not installed" ;;
+    python) command -v python3 >/dev/null 2>&1 || die "python3 is needed for the timing loop" ;;
+    *) die "BENCH_TIMER must be hyperfine or python, not '$timer'" ;;
+esac
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/herald-bench.XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+
+herald_cmd=("$herald" preview "$post" --out "$tmp/x")
+mjml_cmd=("$mjml" "$tmp/x/email.mjml" -o "$tmp/out.html")
+
+# One checked run of each first: both must succeed, and herald must have
+# written the MJML that mjml then renders.
+"${herald_cmd[@]}" >"$tmp/herald.log" 2>&1 || { cat "$tmp/herald.log" >&2; die "herald preview failed"; }
+[[ -s $tmp/x/email.mjml ]] || die "herald preview wrote no $tmp/x/email.mjml"
+"${mjml_cmd[@]}" >"$tmp/mjml.log" 2>&1 || { cat "$tmp/mjml.log" >&2; die "mjml failed to render herald's email.mjml"; }
+
+# median_seconds N WARMUP CMD... -> prints the median wall time of one run, in seconds
+median_seconds() {
+    local n=$1 w=$2
+    shift 2
+    if [[ $timer == hyperfine ]]; then
+        local cmdline json=$tmp/hyperfine.json
+        printf -v cmdline '%q ' "$@"
+        hyperfine --shell=none --runs "$n" --warmup "$w" --style none \
+            --export-json "$json" "$cmdline" >/dev/null
+        python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["results"][0]["median"])' "$json"
+    else
+        python3 - "$n" "$w" "$@" <<'PY'
+import statistics, subprocess, sys, time
+n, w, cmd = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+def once():
+    t0 = time.perf_counter()
+    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+for _ in range(w):
+    once()
+print(statistics.median(once() for _ in range(n)))
+PY
+    fi
+}
+
+echo "post:    ${post#"$repo_root"/} ($(wc -c <"$post") bytes)"
+echo "herald:  $herald"
+echo "mjml:    $mjml ($("$mjml" --version 2>/dev/null | tr '\n' ' '))"
+echo "timer:   $timer; herald $runs runs, mjml $mjml_runs runs, $warmup warm-up runs each; median wall time per run"
+echo
+
+herald_s=$(median_seconds "$runs" "$warmup" "${herald_cmd[@]}")
+mjml_s=$(median_seconds "$mjml_runs" "$warmup" "${mjml_cmd[@]}")
+
+python3 - "$herald_s" "$mjml_s" <<'PY'
+import sys
+h, m = float(sys.argv[1]), float(sys.argv[2])
+print(f"herald compose (herald preview):  median {h * 1000:9.2f} ms")
+print(f"mjml render (official mjml CLI):  median {m * 1000:9.2f} ms")
+if h <= 0:
+    print("ratio: herald time too small to measure")
+elif m >= h:
+    print(f"ratio: herald compose is {m / h:.1f}x faster than mjml rendering alone")
+else:
+    print(f"ratio: herald compose is {h / m:.1f}x slower than mjml rendering alone")
+PY

@@ -1,0 +1,213 @@
+//! Stage 4: what would hurt this issue in real inboxes, before anyone sees it.
+//!
+//! Each finding has a stable code (for scripts and for people searching the
+//! README), the line of the post it is about, and what to do.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::content::{Block, Content, Image, Inline, Link};
+use crate::post::Post;
+use crate::render::Rendered;
+
+/// Gmail hides everything after this many bytes of HTML behind
+/// "[Message clipped]", the unsubscribe footer included.
+pub const GMAIL_CLIP_BYTES: usize = 102 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Notice,
+    Warning,
+    Error,
+}
+
+impl Severity {
+    pub fn label(self) -> &'static str {
+        match self {
+            Severity::Notice => "notice",
+            Severity::Warning => "warning",
+            Severity::Error => "error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Finding {
+    pub severity: Severity,
+    pub code: &'static str,
+    /// The line of the post file, when the finding is about one place.
+    pub line: Option<usize>,
+    pub message: String,
+    pub fix: String,
+}
+
+/// Runs every check on a rendered issue. `html_size` is the size of the
+/// largest personalised HTML part, as a subscriber would receive it.
+pub fn check(post: &Post, content: &Content, rendered: &Rendered, config: &Config, html_size: usize) -> Vec<Finding> {
+    let _ = rendered;
+    let mut out: Vec<Finding> = content.findings.clone();
+    let mut add = |severity, code, line, message: String, fix: &str| {
+        out.push(Finding { severity, code, line, message, fix: fix.to_string() })
+    };
+
+    if html_size > GMAIL_CLIP_BYTES {
+        add(
+            Severity::Error,
+            "gmail-clip",
+            None,
+            format!(
+                "the email's HTML is {} KB; Gmail clips messages over 102 KB and hides the rest, the unsubscribe link included",
+                html_size.div_ceil(1024)
+            ),
+            "Shorten the post: move long sections to the website and link to them with a READ MORE >> button.",
+        );
+    } else if html_size > GMAIL_CLIP_BYTES * 9 / 10 {
+        add(
+            Severity::Warning,
+            "gmail-clip",
+            None,
+            format!("the email's HTML is {} KB, close to Gmail's 102 KB clipping limit", html_size.div_ceil(1024)),
+            "Keep additions small, or shorten a section.",
+        );
+    }
+
+    let mut images: Vec<&Image> = Vec::new();
+    let mut links: Vec<&Link> = Vec::new();
+    let heading_lines: Vec<usize> = content.sections.iter().map(|s| s.heading.line).collect();
+    for s in &content.sections {
+        collect_inlines(&s.heading.inlines, &mut images, &mut links);
+    }
+    collect(content.all_blocks(), &mut images, &mut links);
+
+    for img in &images {
+        if is_svg(&img.src) {
+            add(
+                Severity::Warning,
+                "svg-image",
+                Some(img.line),
+                format!("the image {} is an SVG; Gmail and Outlook do not show SVG images", img.src),
+                "Use a PNG or JPG version of the picture (export it at twice the width it is shown at).",
+            );
+        }
+    }
+    for link in &links {
+        if is_google_doc(&link.url) {
+            let where_ = if heading_lines.contains(&link.line) { "a heading links" } else { "a link goes" };
+            add(
+                Severity::Notice,
+                "google-docs-link",
+                Some(link.line),
+                format!("{where_} to a Google document ({}); subscribers may not have access", link.url),
+                "Link to the published page instead, or remove the link if it was left from drafting.",
+            );
+        }
+        if is_tracking_link(&link.url) {
+            add(
+                Severity::Notice,
+                "tracking-link",
+                Some(link.line),
+                format!("the link {} goes through another mail tool's click tracking", link.url),
+                "Link straight to the page; old tracking links expire.",
+            );
+        }
+    }
+
+    if content.preheader.is_none() {
+        add(
+            Severity::Warning,
+            "missing-preheader",
+            Some(1),
+            "the post has no `seo.description`, so inboxes show the first words of the email instead of a summary".into(),
+            "Add a one-line summary as `description:` under `seo:` in the front matter.",
+        );
+    }
+    if content.web_url.is_none() {
+        add(
+            Severity::Warning,
+            "missing-web-link",
+            Some(1),
+            "the post has no `seo.url`, so the email has no \"view in browser\" link".into(),
+            "Add the post's address on the website as `url:` under `seo:`.",
+        );
+    }
+    if post.front_matter.hidden {
+        add(
+            Severity::Notice,
+            "hidden-post",
+            Some(1),
+            "the post is hidden on the website (`hidePost: true`), so \"view in browser\" may not open".into(),
+            "Publish the post on the website before sending, or ignore this for a test.",
+        );
+    }
+    let mut missing = Vec::new();
+    if config.postal_address.is_none() {
+        missing.push("`postal_address` (the law requires it in bulk mail)");
+    }
+    if config.unsubscribe_url.is_none() {
+        missing.push("`unsubscribe_url`");
+    }
+    if !missing.is_empty() {
+        add(
+            Severity::Warning,
+            "missing-footer",
+            None,
+            format!("the footer lacks {}; `herald send` will refuse to send", missing.join(" and ")),
+            "Set them in herald.yaml (see herald.example.yaml).",
+        );
+    }
+    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
+    out
+}
+
+fn collect<'a>(blocks: impl Iterator<Item = &'a Block>, images: &mut Vec<&'a Image>, links: &mut Vec<&'a Link>) {
+    for b in blocks {
+        match b {
+            Block::Heading(h) => collect_inlines(&h.inlines, images, links),
+            Block::Paragraph(i) => collect_inlines(i, images, links),
+            Block::List { items, .. } => {
+                for item in items {
+                    collect(item.iter(), images, links)
+                }
+            }
+            Block::Quote(inner) => collect(inner.iter(), images, links),
+            Block::Images(imgs) => images.extend(imgs.iter()),
+            Block::Table { head, rows } => {
+                for cell in head.iter().chain(rows.iter().flatten()) {
+                    collect_inlines(cell, images, links)
+                }
+            }
+            Block::Button(_) | Block::Code(_) | Block::Rule => {}
+        }
+    }
+}
+
+fn collect_inlines<'a>(inlines: &'a [Inline], images: &mut Vec<&'a Image>, links: &mut Vec<&'a Link>) {
+    for i in inlines {
+        match i {
+            Inline::Image(img) => images.push(img),
+            Inline::Link(l) => {
+                links.push(l);
+                collect_inlines(&l.children, images, links)
+            }
+            Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => collect_inlines(c, images, links),
+            _ => {}
+        }
+    }
+}
+
+pub fn is_svg(src: &str) -> bool {
+    let path = src.split(['?', '#']).next().unwrap_or(src);
+    path.to_ascii_lowercase().ends_with(".svg") || src.starts_with("data:image/svg")
+}
+
+fn is_google_doc(url: &str) -> bool {
+    url.contains("docs.google.com/") || url.contains("drive.google.com/")
+}
+
+fn is_tracking_link(url: &str) -> bool {
+    let host = url.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
+    ["e2ma.net", "list-manage.com", "mailchi.mp", "sendgrid.net", "mcusercontent.com"]
+        .iter()
+        .any(|t| host == *t || host.ends_with(&format!(".{t}")))
+}

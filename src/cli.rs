@@ -1,0 +1,152 @@
+//! The command line: `herald preview` and `herald check`.
+//!
+//! Results go to stdout (as JSON with `--json` / `--format json`); messages
+//! go to stderr. Exit codes are in [`crate::exit`] and the README.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use crate::check::Severity;
+use crate::config::Config;
+use crate::exit;
+use crate::preview::{self, Issue};
+use crate::InputError;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "herald",
+    version,
+    about = "Turns the monthly newsletter post into an email and sends it to your subscribers.",
+    long_about = "Turns the monthly newsletter post (the Markdown file from the website) into an \
+                  email that looks good on phones and computers, with a plain-text version.\n\n\
+                  Start with `herald preview POST` and open the index.html it writes; then \
+                  `herald check POST` lists anything that would go wrong in inboxes."
+)]
+pub struct Cli {
+    /// Settings file (default: herald.yaml in this folder, if there is one).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Make the email from a post and save it as files you can open, without sending anything.
+    ///
+    /// Writes email.html (what subscribers see), email.txt (the plain-text
+    /// version), email.mjml (the layout source) and index.html (desktop,
+    /// phone and text views side by side) into preview/<post-name>/.
+    Preview {
+        /// The post: a Markdown file with the website's front matter.
+        post: PathBuf,
+        /// Folder to write the files to (default: preview/<post-name>).
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Print what was written as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List problems that would hurt the email in inboxes (size, images, links, footer).
+    ///
+    /// Exits with 1 when there is an error, 0 when there are only warnings or nothing.
+    Check {
+        /// The post: a Markdown file with the website's front matter.
+        post: PathBuf,
+        /// How to print the findings.
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+/// Runs herald with the process's arguments; returns the exit code.
+pub fn main() -> i32 {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.use_stderr() { exit::BAD_INPUT } else { exit::OK };
+        }
+    };
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("herald: {e:#}");
+            if e.downcast_ref::<InputError>().is_some() { exit::BAD_INPUT } else { exit::PROBLEMS }
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let (config, _) = Config::load(cli.config.as_deref())?;
+    let mut stdout = std::io::stdout().lock();
+    match cli.command {
+        Command::Preview { post, out, json } => {
+            let issue = Issue::compose(&post, &config)?;
+            let dir = out.unwrap_or_else(|| Path::new("preview").join(issue.post.slug()));
+            let written = preview::write(&issue, &config, &dir)?;
+            let findings = issue.check(&config);
+            if json {
+                serde_json::to_writer_pretty(&mut stdout, &serde_json::json!({
+                    "dir": written.dir,
+                    "files": written.files,
+                    "html_bytes": written.html_bytes,
+                    "text_bytes": written.text_bytes,
+                    "findings": findings,
+                }))?;
+                writeln!(stdout)?;
+            } else {
+                writeln!(stdout, "Wrote the preview of \"{}\" to {}/", issue.content.title, written.dir.display())?;
+                for f in &written.files {
+                    writeln!(stdout, "  {}", f.display())?;
+                }
+                writeln!(stdout, "HTML {:.1} KB, text {:.1} KB. Open {} in a browser to look at it.",
+                    written.html_bytes as f64 / 1024.0,
+                    written.text_bytes as f64 / 1024.0,
+                    written.dir.join("index.html").display())?;
+            }
+            let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+            let warnings = findings.iter().filter(|f| f.severity == Severity::Warning).count();
+            if errors + warnings > 0 {
+                eprintln!("herald: {errors} error(s), {warnings} warning(s); run `herald check {}` for details", post.display());
+            }
+            Ok(exit::OK)
+        }
+        Command::Check { post, format } => {
+            let issue = Issue::compose(&post, &config)?;
+            let findings = issue.check(&config);
+            let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+            match format {
+                Format::Json => {
+                    serde_json::to_writer_pretty(&mut stdout, &serde_json::json!({
+                        "post": post,
+                        "errors": errors,
+                        "findings": findings,
+                    }))?;
+                    writeln!(stdout)?;
+                }
+                Format::Text => {
+                    for f in &findings {
+                        let place = match f.line {
+                            Some(l) => format!("{}:{l}", post.display()),
+                            None => post.display().to_string(),
+                        };
+                        writeln!(stdout, "{place}: {} [{}]: {}\n    fix: {}", f.severity.label(), f.code, f.message, f.fix)?;
+                    }
+                    let warnings = findings.iter().filter(|f| f.severity == Severity::Warning).count();
+                    let notices = findings.len() - errors - warnings;
+                    writeln!(stdout, "{errors} error(s), {warnings} warning(s), {notices} notice(s)")?;
+                }
+            }
+            Ok(if errors > 0 { exit::PROBLEMS } else { exit::OK })
+        }
+    }
+}

@@ -1,0 +1,155 @@
+//! `herald.yaml`: the settings that stay the same from issue to issue.
+//!
+//! Found with `--config FILE`, else `herald.yaml` in the current directory,
+//! else built-in defaults. Every setting can be overridden by an environment
+//! variable `HERALD_<NAME>` (for example `HERALD_SITE_URL`), and flags
+//! override both. Unknown settings are refused, so a typo cannot silently
+//! leave the postal address out of a send.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::InputError;
+
+pub const DEFAULT_FILE: &str = "herald.yaml";
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The website the post lives on; root-relative links are resolved
+    /// against it. Default: the origin of the post's `seo.url`.
+    pub site_url: Option<String>,
+    /// The name shown above the title in the email header.
+    pub newsletter_name: Option<String>,
+    /// The sender's postal address, printed in the footer (required by law
+    /// for bulk mail in many countries).
+    pub postal_address: Option<String>,
+    /// Where the unsubscribe link in the footer points.
+    pub unsubscribe_url: Option<String>,
+    /// The colour of headings, links and buttons, as `#rrggbb`.
+    pub accent_color: Option<String>,
+}
+
+/// Settings that can come from `HERALD_<NAME>`: (variable, setting).
+const ENV: &[(&str, fn(&mut Config) -> &mut Option<String>)] = &[
+    ("HERALD_SITE_URL", |c| &mut c.site_url),
+    ("HERALD_NEWSLETTER_NAME", |c| &mut c.newsletter_name),
+    ("HERALD_POSTAL_ADDRESS", |c| &mut c.postal_address),
+    ("HERALD_UNSUBSCRIBE_URL", |c| &mut c.unsubscribe_url),
+    ("HERALD_ACCENT_COLOR", |c| &mut c.accent_color),
+];
+
+impl Config {
+    /// Loads the config: `explicit` if given (it must exist), else
+    /// `herald.yaml` in the current directory if there is one; then applies
+    /// `HERALD_*` variables. Returns the file it read, if any.
+    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), InputError> {
+        let path = match explicit {
+            Some(p) => Some(p.to_path_buf()),
+            None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
+        };
+        let mut config = match &path {
+            Some(p) => Self::read(p)?,
+            None => Config::default(),
+        };
+        config.apply_env(|k| std::env::var(k).ok());
+        config.validate(path.as_deref().unwrap_or(Path::new(DEFAULT_FILE)))?;
+        Ok((config, path))
+    }
+
+    pub fn read(path: &Path) -> Result<Config, InputError> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            InputError::new(
+                path,
+                None,
+                format!("cannot read the config file ({e}). Check the path given to --config."),
+            )
+        })?;
+        Self::parse(path, &text)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Config, InputError> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        yaml_serde::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            let detail = e.to_string();
+            let detail = detail.split(" at line ").next().unwrap_or(&detail).to_string();
+            InputError::new(
+                path,
+                line,
+                format!(
+                    "{detail}. See herald.example.yaml for every setting and how to write it."
+                ),
+            )
+        })
+    }
+
+    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
+        for (name, field) in ENV {
+            if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
+                *field(self) = Some(v);
+            }
+        }
+    }
+
+    fn validate(&self, path: &Path) -> Result<(), InputError> {
+        let mut problems = Vec::new();
+        for (name, value) in [("site_url", &self.site_url), ("unsubscribe_url", &self.unsubscribe_url)] {
+            if let Some(v) = value {
+                let ok = url::Url::parse(v.trim())
+                    .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host());
+                if !ok {
+                    problems.push(format!(
+                        "`{name}: {v}` is not a web address; write it in full, like https://openinfra.org"
+                    ));
+                }
+            }
+        }
+        if let Some(c) = &self.accent_color {
+            let hex = c.strip_prefix('#').unwrap_or("");
+            if hex.len() != 6 || !hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
+                problems.push(format!("`accent_color: {c}` must be a colour like \"#c8102e\" (in quotes)"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(InputError::new(path, None, problems.join("; ")))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_setting_is_refused_with_its_line() {
+        let e = Config::parse(Path::new("herald.yaml"), "site_url: https://x.org\npostal_adress: x\n")
+            .unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("postal_adress"), "{e}");
+        assert!(e.message.contains("postal_address"), "{e}");
+    }
+
+    #[test]
+    fn env_overrides_file() {
+        let mut c = Config::parse(Path::new("h.yaml"), "site_url: https://a.org\n").unwrap();
+        c.apply_env(|k| (k == "HERALD_SITE_URL").then(|| "https://b.org".to_string()));
+        assert_eq!(c.site_url.as_deref(), Some("https://b.org"));
+    }
+
+    #[test]
+    fn bad_values_are_all_listed() {
+        let c = Config {
+            site_url: Some("openinfra.org".into()),
+            accent_color: Some("red".into()),
+            ..Config::default()
+        };
+        let e = c.validate(Path::new("herald.yaml")).unwrap_err();
+        assert!(e.message.contains("site_url") && e.message.contains("accent_color"), "{e}");
+    }
+}

@@ -1,0 +1,64 @@
+//! herald turns the OpenInfra newsletter post into an email and sends it.
+//!
+//! The pipeline is a chain of stages, each a module with one entry point that
+//! takes the previous stage's value:
+//!
+//! `post::load` -> `content::build` -> `render::render` -> `check::check`
+//!
+//! `preview` writes the rendered issue to files; `cli` is the command line.
+
+pub mod check;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod content;
+pub mod html;
+pub mod merge;
+pub mod post;
+pub mod preview;
+pub mod render;
+pub mod urls;
+
+/// Exit codes shared by every subcommand, documented in the README.
+pub mod exit {
+    /// Everything worked.
+    pub const OK: i32 = 0;
+    /// The work ran but found problems: `check` found errors.
+    pub const PROBLEMS: i32 = 1;
+    /// Bad input: a post, a config file or a command line herald cannot use.
+    pub const BAD_INPUT: i32 = 2;
+}
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// A problem with something the user gave herald (a post, a config file, a
+/// subscriber list), pointing at the file and line so it can be fixed there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    /// What is wrong and what to do about it, in plain words.
+    pub message: String,
+}
+
+impl InputError {
+    pub fn new(file: &Path, line: Option<usize>, message: impl Into<String>) -> Self {
+        InputError {
+            file: file.to_path_buf(),
+            line,
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.line {
+            Some(line) => write!(f, "{}:{}: {}", self.file.display(), line, self.message),
+            None => write!(f, "{}: {}", self.file.display(), self.message),
+        }
+    }
+}
+
+impl std::error::Error for InputError {}

@@ -1,0 +1,175 @@
+//! Merge fields: `{{ first_name }}` and `{{ first_name | default: "there" }}`.
+//!
+//! The syntax is Liquid's, which Mailchimp, Shopify and most mail tools'
+//! users already know. An issue is rendered once with the fields left in;
+//! each recipient's copy is then a substitution over a pre-split template,
+//! never a new render.
+
+use std::borrow::Cow;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Literal(String),
+    Field { name: String, default: String },
+}
+
+/// How substituted values are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escape {
+    /// HTML-escaped: a subscriber's name can never become markup.
+    Html,
+    /// As given, for the plain-text part.
+    None,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+    escape: Escape,
+    literal_len: usize,
+}
+
+impl Template {
+    /// Splits `source` at its merge fields. Text between `{{` and `}}` that
+    /// is not a merge field (a code sample, say) is kept as it is.
+    pub fn compile(source: &str, escape: Escape) -> Template {
+        let mut parts = Vec::new();
+        let mut literal = String::new();
+        let mut rest = source;
+        while let Some(open) = rest.find("{{") {
+            let after = &rest[open + 2..];
+            let parsed = after.find("}}").and_then(|close| {
+                parse_field(&after[..close]).map(|f| (f, close))
+            });
+            match parsed {
+                Some(((name, default), close)) => {
+                    literal.push_str(&rest[..open]);
+                    if !literal.is_empty() {
+                        parts.push(Part::Literal(std::mem::take(&mut literal)));
+                    }
+                    parts.push(Part::Field { name, default });
+                    rest = &after[close + 2..];
+                }
+                None => {
+                    literal.push_str(&rest[..open + 2]);
+                    rest = after;
+                }
+            }
+        }
+        literal.push_str(rest);
+        if !literal.is_empty() {
+            parts.push(Part::Literal(literal));
+        }
+        let literal_len = parts
+            .iter()
+            .map(|p| match p {
+                Part::Literal(s) => s.len(),
+                Part::Field { .. } => 0,
+            })
+            .sum();
+        Template { parts, escape, literal_len }
+    }
+
+    /// The names of the fields used, in order of first use.
+    pub fn fields(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for p in &self.parts {
+            if let Part::Field { name, .. } = p {
+                if !out.contains(&name.as_str()) {
+                    out.push(name);
+                }
+            }
+        }
+        out
+    }
+
+    /// Fills in the fields; `value` returns a field's value, and an absent
+    /// or empty value falls back to the field's default.
+    pub fn render<'v>(&self, value: impl Fn(&str) -> Option<Cow<'v, str>>) -> String {
+        let mut out = String::with_capacity(self.literal_len + 64);
+        self.render_into(&mut out, value);
+        out
+    }
+
+    pub fn render_into<'v>(&self, out: &mut String, value: impl Fn(&str) -> Option<Cow<'v, str>>) {
+        for p in &self.parts {
+            match p {
+                Part::Literal(s) => out.push_str(s),
+                Part::Field { name, default } => match value(name).filter(|v| !v.trim().is_empty()) {
+                    Some(v) => match self.escape {
+                        Escape::Html => crate::html::push_text(out, &v.replace('"', "&quot;")),
+                        Escape::None => out.push_str(&v),
+                    },
+                    // Defaults were written in the document itself, already escaped for it.
+                    None => out.push_str(default),
+                },
+            }
+        }
+    }
+}
+
+/// ` first_name | default: "there" ` -> ("first_name", "there").
+fn parse_field(inner: &str) -> Option<(String, String)> {
+    let (name, filter) = match inner.split_once('|') {
+        Some((n, f)) => (n.trim(), Some(f.trim())),
+        None => (inner.trim(), None),
+    };
+    let valid = name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return None;
+    }
+    let default = match filter {
+        None => String::new(),
+        Some(f) => {
+            let arg = f.strip_prefix("default")?.trim_start().strip_prefix(':')?.trim();
+            unquote(arg)?.to_string()
+        }
+    };
+    Some((name.to_ascii_lowercase(), default))
+}
+
+fn unquote(s: &str) -> Option<&str> {
+    for (open, close) in [("\"", "\""), ("'", "'"), ("&quot;", "&quot;"), ("\u{201c}", "\u{201d}"), ("\u{2018}", "\u{2019}")] {
+        if let Some(inner) = s.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
+            return Some(inner);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vals(name: &str) -> Option<Cow<'static, str>> {
+        match name {
+            "first_name" => Some(Cow::Borrowed("Ana <b>")),
+            "empty" => Some(Cow::Borrowed(" ")),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn substitutes_with_defaults_and_escaping() {
+        let t = Template::compile("Hi {{ first_name }}, {{empty|default:\"friend\"}} {{ last_name | default: 'x' }}!", Escape::Html);
+        assert_eq!(t.fields(), vec!["first_name", "empty", "last_name"]);
+        assert_eq!(t.render(vals), "Hi Ana &lt;b&gt;, friend x!");
+        let t = Template::compile("Hi {{ first_name }}", Escape::None);
+        assert_eq!(t.render(vals), "Hi Ana <b>");
+    }
+
+    #[test]
+    fn curly_quotes_from_the_cms_work() {
+        let t = Template::compile("Hi {{ nick | default: \u{201c}there\u{201d} }}", Escape::Html);
+        assert_eq!(t.render(vals), "Hi there");
+    }
+
+    #[test]
+    fn non_fields_stay_literal() {
+        let src = "code {{ 1 + 2 }} and {{ unclosed";
+        let t = Template::compile(src, Escape::Html);
+        assert!(t.fields().is_empty());
+        assert_eq!(t.render(vals), src);
+    }
+}

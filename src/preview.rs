@@ -1,0 +1,109 @@
+//! Composing an issue (post -> content -> rendered) and writing the preview
+//! files a person looks at before anything is sent.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use askama::Template;
+use serde::Serialize;
+
+use crate::check::{self, Finding};
+use crate::config::Config;
+use crate::content::{self, Content};
+use crate::post::{self, Post};
+use crate::render::{self, Rendered};
+use crate::urls;
+
+/// One issue, read and rendered once; every recipient's copy comes from it.
+pub struct Issue {
+    pub post: Post,
+    pub content: Content,
+    pub rendered: Rendered,
+}
+
+impl Issue {
+    /// Reads and renders a post.
+    pub fn compose(path: &Path, config: &Config) -> anyhow::Result<Issue> {
+        let post = post::load(path)?;
+        let content = content::build(&post, config);
+        let rendered = render::render(&content, config)?;
+        Ok(Issue { post, content, rendered })
+    }
+
+    /// The HTML and text parts with the preview's stand-in values: merge
+    /// fields take their defaults and the unsubscribe link points at the
+    /// configured page with `?preview=1`.
+    pub fn personalised_preview(&self, config: &Config) -> (String, String) {
+        let unsubscribe = preview_unsubscribe_url(config, &self.content);
+        let value = |name: &str| -> Option<Cow<'_, str>> {
+            (name == "unsubscribe_url").then(|| Cow::Owned(unsubscribe.clone()))
+        };
+        (
+            self.rendered.html_template().render(value),
+            self.rendered.text_template().render(value),
+        )
+    }
+
+    pub fn check(&self, config: &Config) -> Vec<Finding> {
+        let (html, _) = self.personalised_preview(config);
+        check::check(&self.post, &self.content, &self.rendered, config, html.len())
+    }
+}
+
+fn preview_unsubscribe_url(config: &Config, content: &Content) -> String {
+    let base = config.unsubscribe_url.clone().unwrap_or_else(|| {
+        let site = urls::Base::new(config.site_url.as_deref(), content.web_url.as_deref(), false).site;
+        format!("{}unsubscribe", site.as_str())
+    });
+    let sep = if base.contains('?') { '&' } else { '?' };
+    format!("{base}{sep}preview=1")
+}
+
+/// What `herald preview` wrote.
+#[derive(Debug, Serialize)]
+pub struct Written {
+    pub dir: PathBuf,
+    pub files: Vec<PathBuf>,
+    pub html_bytes: usize,
+    pub text_bytes: usize,
+}
+
+#[derive(Template)]
+#[template(path = "preview.html")]
+struct PreviewPage<'a> {
+    title: &'a str,
+    subject: &'a str,
+    preheader: &'a str,
+    text: &'a str,
+    html_kb: String,
+}
+
+/// Writes `email.html`, `email.txt`, `email.mjml` and `index.html` into `dir`.
+pub fn write(issue: &Issue, config: &Config, dir: &Path) -> anyhow::Result<Written> {
+    std::fs::create_dir_all(dir).map_err(|e| {
+        anyhow::anyhow!("cannot create the folder {} ({e}). Choose another with --out.", dir.display())
+    })?;
+    let (html, text) = issue.personalised_preview(config);
+    let page = PreviewPage {
+        title: &issue.content.title,
+        subject: &issue.rendered.subject,
+        preheader: issue.content.preheader.as_deref().unwrap_or(""),
+        text: &text,
+        html_kb: format!("{:.1}", html.len() as f64 / 1024.0),
+    }
+    .render()?;
+    let files = [
+        ("email.html", html.as_str()),
+        ("email.txt", text.as_str()),
+        ("email.mjml", issue.rendered.mjml.as_str()),
+        ("index.html", page.as_str()),
+    ];
+    let mut written = Vec::new();
+    for (name, body) in files {
+        let path = dir.join(name);
+        std::fs::write(&path, body)
+            .map_err(|e| anyhow::anyhow!("cannot write {} ({e})", path.display()))?;
+        written.push(path);
+    }
+    Ok(Written { dir: dir.to_path_buf(), files: written, html_bytes: html.len(), text_bytes: text.len() })
+}

@@ -1,0 +1,280 @@
+//! Content -> MJML through `templates/email.mjml`. The layout lives in the
+//! template; the HTML inside `<mj-text>` is written here, with the inline
+//! styles email clients need (many ignore `<style>` blocks).
+
+use askama::Template;
+
+use crate::config::Config;
+use crate::content::{Block, Content, Image, Inline};
+use crate::html;
+
+/// The width of the text column: 600 px less 2 x 28 px padding.
+pub const COLUMN: u32 = 544;
+const TEXT: &str = "#1f2933";
+const NAVY: &str = "#1b2a4a";
+const MUTED: &str = "#5b6675";
+
+pub enum Part {
+    Text(String),
+    Image { src: String, alt: String, href: Option<String>, width: Option<u32>, title: Option<String> },
+    Button { text: String, url: String },
+    Divider,
+}
+
+pub struct SectionView {
+    pub heading: String,
+    pub anchor: String,
+    pub parts: Vec<Part>,
+}
+
+#[derive(Template)]
+#[template(path = "email.mjml")]
+struct EmailMjml<'a> {
+    title: &'a str,
+    kicker: String,
+    date_label: Option<&'a str>,
+    preheader: Option<&'a str>,
+    web_url: Option<&'a str>,
+    accent: &'a str,
+    navy: &'a str,
+    text_color: &'a str,
+    muted: &'a str,
+    intro: Vec<Part>,
+    sections: Vec<SectionView>,
+    newsletter: &'a str,
+    postal_address: Option<&'a str>,
+}
+
+pub fn mjml(content: &Content, config: &Config, accent: &str) -> String {
+    let w = Writer { accent };
+    let t = EmailMjml {
+        title: &content.title,
+        kicker: content.kicker.to_uppercase(),
+        date_label: content.date_label.as_deref(),
+        preheader: content.preheader.as_deref(),
+        web_url: content.web_url.as_deref(),
+        accent,
+        navy: NAVY,
+        text_color: TEXT,
+        muted: MUTED,
+        intro: w.parts(&content.intro, 1),
+        sections: content
+            .sections
+            .iter()
+            .map(|s| SectionView {
+                heading: w.inlines(&s.heading.inlines),
+                anchor: s.anchor.clone(),
+                parts: w.parts(&s.blocks, s.heading.level),
+            })
+            .collect(),
+        newsletter: &content.kicker,
+        postal_address: config.postal_address.as_deref(),
+    };
+    t.render().expect("the MJML template has no fallible parts")
+}
+
+struct Writer<'a> {
+    accent: &'a str,
+}
+
+impl Writer<'_> {
+    /// Groups blocks into MJML parts: text runs share one `<mj-text>`,
+    /// images, buttons and rules get their own components.
+    fn parts(&self, blocks: &[Block], section_level: u8) -> Vec<Part> {
+        let mut parts = Vec::new();
+        let mut text = String::new();
+        let flush = |text: &mut String, parts: &mut Vec<Part>| {
+            if !text.is_empty() {
+                parts.push(Part::Text(std::mem::take(text)));
+            }
+        };
+        for b in blocks {
+            match b {
+                Block::Images(imgs) => {
+                    flush(&mut text, &mut parts);
+                    for img in imgs {
+                        parts.push(Part::Image {
+                            src: img.src.clone(),
+                            alt: img.alt.clone(),
+                            href: img.link.clone(),
+                            width: img.width.map(|w| w.min(COLUMN)),
+                            title: img.title.clone(),
+                        });
+                    }
+                }
+                Block::Button(btn) => {
+                    flush(&mut text, &mut parts);
+                    parts.push(Part::Button { text: btn.text.clone(), url: btn.url.clone() });
+                }
+                Block::Rule => {
+                    flush(&mut text, &mut parts);
+                    parts.push(Part::Divider);
+                }
+                other => self.block(other, section_level, &mut text),
+            }
+        }
+        flush(&mut text, &mut parts);
+        parts
+    }
+
+    fn block(&self, b: &Block, section_level: u8, out: &mut String) {
+        match b {
+            Block::Heading(h) => {
+                // Section headings are h2; the post's deeper levels follow.
+                let depth = h.level.saturating_sub(section_level).clamp(1, 3);
+                let (tag, size) = match depth {
+                    1 => ("h3", 19),
+                    2 => ("h4", 17),
+                    _ => ("h5", 16),
+                };
+                out.push_str(&format!(
+                    "<{tag} style=\"margin:24px 0 8px;font-size:{size}px;line-height:1.35;font-weight:bold;color:{NAVY}\">"
+                ));
+                out.push_str(&self.inlines(&h.inlines));
+                out.push_str(&format!("</{tag}>"));
+            }
+            Block::Paragraph(i) => {
+                out.push_str("<p style=\"margin:0 0 16px\">");
+                out.push_str(&self.inlines(i));
+                out.push_str("</p>");
+            }
+            Block::List { start, items } => {
+                let (tag, start_attr) = match start {
+                    Some(n) if *n != 1 => ("ol", format!(" start=\"{n}\"")),
+                    Some(_) => ("ol", String::new()),
+                    None => ("ul", String::new()),
+                };
+                out.push_str(&format!("<{tag}{start_attr} style=\"margin:0 0 16px;padding:0 0 0 24px\">"));
+                for item in items {
+                    out.push_str("<li style=\"margin:0 0 8px\">");
+                    // A tight item is one paragraph: no paragraph margins inside it.
+                    match item.as_slice() {
+                        [Block::Paragraph(i)] => out.push_str(&self.inlines(i)),
+                        blocks => {
+                            for (n, b) in blocks.iter().enumerate() {
+                                match b {
+                                    Block::Paragraph(i) if n == 0 => out.push_str(&self.inlines(i)),
+                                    other => self.block(other, section_level, out),
+                                }
+                            }
+                        }
+                    }
+                    out.push_str("</li>");
+                }
+                out.push_str(&format!("</{tag}>"));
+            }
+            Block::Quote(inner) => {
+                out.push_str(&format!(
+                    "<blockquote style=\"margin:0 0 16px;padding:4px 0 4px 16px;border-left:4px solid {};color:#3e4c59;font-style:italic\">",
+                    self.accent
+                ));
+                for b in inner {
+                    self.block(b, section_level, out);
+                }
+                out.push_str("</blockquote>");
+            }
+            Block::Code(code) => {
+                out.push_str("<pre style=\"margin:0 0 16px;padding:12px;background:#f3f4f6;border-radius:4px;white-space:pre-wrap;word-break:break-word;font-family:Menlo,Consolas,monospace;font-size:13px;line-height:1.5\">");
+                out.push_str(&html::text(code.trim_end_matches('\n')));
+                out.push_str("</pre>");
+            }
+            Block::Table { head, rows } => {
+                out.push_str("<table role=\"presentation\" style=\"width:100%;border-collapse:collapse;margin:0 0 16px;font-size:14px;line-height:1.4\">");
+                if !head.is_empty() {
+                    out.push_str("<tr>");
+                    for cell in head {
+                        out.push_str(&format!(
+                            "<th style=\"text-align:left;padding:6px 8px;border-bottom:2px solid {NAVY};color:{NAVY}\">{}</th>",
+                            self.inlines(cell)
+                        ));
+                    }
+                    out.push_str("</tr>");
+                }
+                for row in rows {
+                    out.push_str("<tr>");
+                    for cell in row {
+                        out.push_str(&format!(
+                            "<td style=\"padding:6px 8px;border-bottom:1px solid #d9dee4;vertical-align:top\">{}</td>",
+                            self.inlines(cell)
+                        ));
+                    }
+                    out.push_str("</tr>");
+                }
+                out.push_str("</table>");
+            }
+            Block::Images(imgs) => {
+                out.push_str("<p style=\"margin:0 0 16px\">");
+                for img in imgs {
+                    self.image(img, out);
+                }
+                out.push_str("</p>");
+            }
+            Block::Button(btn) => {
+                out.push_str(&format!(
+                    "<p style=\"margin:0 0 16px\"><a href=\"{}\" style=\"color:{};font-weight:bold;text-decoration:none\">{}</a></p>",
+                    html::attr(&btn.url),
+                    self.accent,
+                    html::text(&btn.text)
+                ));
+            }
+            Block::Rule => out.push_str("<hr style=\"border:none;border-top:1px solid #d9dee4;margin:16px 0\" />"),
+        }
+    }
+
+    fn image(&self, img: &Image, out: &mut String) {
+        let width = img.width.map(|w| w.min(COLUMN)).unwrap_or(COLUMN);
+        let tag = format!(
+            "<img src=\"{}\" alt=\"{}\" width=\"{width}\" style=\"display:block;max-width:100%;height:auto;border:0\" />",
+            html::attr(&img.src),
+            html::attr(&img.alt)
+        );
+        match &img.link {
+            Some(href) => out.push_str(&format!("<a href=\"{}\">{tag}</a>", html::attr(href))),
+            None => out.push_str(&tag),
+        }
+    }
+
+    pub fn inlines(&self, inlines: &[Inline]) -> String {
+        let mut out = String::new();
+        self.push_inlines(inlines, &mut out);
+        out
+    }
+
+    fn push_inlines(&self, inlines: &[Inline], out: &mut String) {
+        for i in inlines {
+            match i {
+                Inline::Text(t) => html::push_text(out, t),
+                Inline::Strong(c) => self.wrap("strong", c, out),
+                Inline::Emph(c) => self.wrap("em", c, out),
+                Inline::Strike(c) => self.wrap("s", c, out),
+                Inline::Code(c) => {
+                    out.push_str("<code style=\"font-family:Menlo,Consolas,monospace;font-size:0.9em;background:#f3f4f6;padding:1px 4px;border-radius:3px\">");
+                    html::push_text(out, c);
+                    out.push_str("</code>");
+                }
+                Inline::Break => out.push_str("<br />"),
+                Inline::Image(img) => self.image(img, out),
+                Inline::Link(l) => {
+                    out.push_str(&format!(
+                        "<a href=\"{}\" style=\"color:{};text-decoration:underline\">",
+                        html::attr(&l.url),
+                        self.accent
+                    ));
+                    if Inline::plain(&l.children).trim().is_empty() && !l.children.iter().any(|c| matches!(c, Inline::Image(_))) {
+                        // An empty link would be invisible: show where it goes.
+                        html::push_text(out, l.url.trim_start_matches("mailto:"));
+                    } else {
+                        self.push_inlines(&l.children, out);
+                    }
+                    out.push_str("</a>");
+                }
+            }
+        }
+    }
+
+    fn wrap(&self, tag: &str, children: &[Inline], out: &mut String) {
+        out.push_str(&format!("<{tag}>"));
+        self.push_inlines(children, out);
+        out.push_str(&format!("</{tag}>"));
+    }
+}

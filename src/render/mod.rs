@@ -1,0 +1,63 @@
+//! Stage 3: the content model becomes MJML, HTML (through mrml, in-process)
+//! and a plain-text twin written from the same model.
+//!
+//! The output still holds merge fields such as `{{ unsubscribe_url }}`:
+//! it is rendered once per issue and personalised per recipient by
+//! substitution (see [`crate::merge`]).
+
+mod mjml;
+mod text;
+
+pub use text::wrap;
+
+use crate::config::Config;
+use crate::content::Content;
+use crate::merge::{Escape, Template};
+
+/// The accent colour when the config sets none.
+pub const DEFAULT_ACCENT: &str = "#c5283d";
+
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub subject: String,
+    pub mjml: String,
+    pub html: String,
+    pub text: String,
+}
+
+impl Rendered {
+    pub fn html_template(&self) -> Template {
+        Template::compile(&self.html, Escape::Html)
+    }
+    pub fn text_template(&self) -> Template {
+        Template::compile(&self.text, Escape::None)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("herald made MJML that mrml cannot read ({0}); this is a bug in herald, please report it with the post")]
+    Parse(String),
+    #[error("mrml could not render the MJML ({0}); this is a bug in herald, please report it with the post")]
+    Render(String),
+}
+
+/// Renders the issue.
+pub fn render(content: &Content, config: &Config) -> Result<Rendered, RenderError> {
+    let accent = config.accent_color.as_deref().unwrap_or(DEFAULT_ACCENT);
+    let mjml = mjml::mjml(content, config, accent);
+    let html = mjml_to_html(&mjml)?;
+    let text = text::text(content, config);
+    Ok(Rendered { subject: content.title.clone(), mjml, html, text })
+}
+
+pub fn mjml_to_html(mjml: &str) -> Result<String, RenderError> {
+    let parsed = mrml::parse(mjml).map_err(|e| RenderError::Parse(e.to_string()))?;
+    let opts = mrml::prelude::render::RenderOptions {
+        disable_comments: true,
+        // No web fonts: nothing in the email may load from elsewhere.
+        fonts: Default::default(),
+        ..Default::default()
+    };
+    parsed.element.render(&opts).map_err(|e| RenderError::Render(e.to_string()))
+}

@@ -1,0 +1,311 @@
+//! Content -> the plain-text part, written from the content model (not by
+//! stripping the HTML): underlined headings, paragraphs wrapped at 72
+//! columns without ever breaking a URL, `*` bullets, and numbered link
+//! references listed at the end of each section.
+
+use askama::Template;
+
+use crate::config::Config;
+use crate::content::{Block, Content, Image, Inline};
+
+pub const WIDTH: usize = 72;
+
+#[derive(Template)]
+#[template(path = "email.txt")]
+struct EmailText<'a> {
+    kicker: String,
+    title: &'a str,
+    title_rule: String,
+    date_label: Option<&'a str>,
+    web_url: Option<&'a str>,
+    intro: String,
+    sections: Vec<(String, String, String)>,
+    newsletter: &'a str,
+    postal_address: Option<&'a str>,
+}
+
+pub fn text(content: &Content, config: &Config) -> String {
+    let mut w = Writer::default();
+    let intro = w.section_body(&content.intro, 1);
+    let sections = content
+        .sections
+        .iter()
+        .map(|s| {
+            let heading = w.inlines(&s.heading.inlines);
+            let heading = heading.split_whitespace().collect::<Vec<_>>().join(" ");
+            let rule = "=".repeat(heading.chars().count().min(WIDTH));
+            let body = w.section_body(&s.blocks, s.heading.level);
+            (heading, rule, body)
+        })
+        .collect();
+    let t = EmailText {
+        kicker: content.kicker.to_uppercase(),
+        title: &content.title,
+        title_rule: "=".repeat(content.title.chars().count().min(WIDTH)),
+        date_label: content.date_label.as_deref(),
+        web_url: content.web_url.as_deref(),
+        intro,
+        sections,
+        newsletter: &content.kicker,
+        postal_address: config.postal_address.as_deref(),
+    };
+    let raw = t.render().expect("the text template has no fallible parts");
+    tidy(&raw)
+}
+
+/// At most one blank line in a row, no trailing spaces, one final newline.
+fn tidy(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut blank = 0;
+    for line in raw.lines() {
+        let line = line.trim_end();
+        if line.is_empty() {
+            blank += 1;
+            if blank > 1 || out.is_empty() {
+                continue;
+            }
+        } else {
+            blank = 0;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    while out.ends_with("\n\n") {
+        out.pop();
+    }
+    out
+}
+
+#[derive(Default)]
+struct Writer {
+    /// Links of the current section: (number, URL).
+    refs: Vec<(usize, String)>,
+    next_ref: usize,
+}
+
+impl Writer {
+    fn section_body(&mut self, blocks: &[Block], level: u8) -> String {
+        let mut out = String::new();
+        self.blocks(blocks, level, "", &mut out);
+        if !self.refs.is_empty() {
+            out.push('\n');
+            for (n, url) in self.refs.drain(..) {
+                out.push_str(&format!("[{n}] {url}\n"));
+            }
+        }
+        out
+    }
+
+    fn reference(&mut self, url: &str) -> usize {
+        if let Some((n, _)) = self.refs.iter().find(|(_, u)| u == url) {
+            return *n;
+        }
+        self.next_ref += 1;
+        self.refs.push((self.next_ref, url.to_string()));
+        self.next_ref
+    }
+
+    fn blocks(&mut self, blocks: &[Block], level: u8, indent: &str, out: &mut String) {
+        for b in blocks {
+            self.block(b, level, indent, out);
+        }
+    }
+
+    fn block(&mut self, b: &Block, level: u8, indent: &str, out: &mut String) {
+        match b {
+            Block::Heading(h) => {
+                let text = self.inlines(&h.inlines);
+                let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+                let under = if h.level <= level { '=' } else { '-' };
+                out.push_str(&format!("\n{indent}{text}\n{indent}{}\n\n", under.to_string().repeat(text.chars().count().min(WIDTH))));
+            }
+            Block::Paragraph(i) => {
+                let text = self.inlines(i);
+                out.push_str(&wrap(&text, WIDTH, indent, indent));
+                out.push('\n');
+            }
+            Block::List { start, items } => {
+                for (n, item) in items.iter().enumerate() {
+                    let bullet = match start {
+                        Some(s) => format!("{}. ", s + n as u64),
+                        None => "* ".to_string(),
+                    };
+                    let first = format!("{indent}{bullet}");
+                    let rest = format!("{indent}{}", " ".repeat(bullet.len()));
+                    let mut item_out = String::new();
+                    for (k, b) in item.iter().enumerate() {
+                        match b {
+                            Block::Paragraph(i) => {
+                                let text = self.inlines(i);
+                                let lead = if k == 0 { &first } else { &rest };
+                                item_out.push_str(&wrap(&text, WIDTH, lead, &rest));
+                            }
+                            other => {
+                                let mut inner = String::new();
+                                self.block(other, level, &rest, &mut inner);
+                                if k == 0 {
+                                    // A list item that starts with a nested block still gets its bullet.
+                                    inner = inner.replacen(rest.as_str(), first.as_str(), 1);
+                                }
+                                item_out.push_str(inner.trim_end_matches('\n'));
+                                item_out.push('\n');
+                            }
+                        }
+                    }
+                    out.push_str(&item_out);
+                }
+                out.push('\n');
+            }
+            Block::Quote(inner) => {
+                let mut q = String::new();
+                self.blocks(inner, level, "", &mut q);
+                for line in q.trim_end().lines() {
+                    out.push_str(&format!("{indent}> {line}\n"));
+                }
+                out.push('\n');
+            }
+            Block::Code(code) => {
+                for line in code.trim_end_matches('\n').lines() {
+                    out.push_str(&format!("{indent}    {line}\n"));
+                }
+                out.push('\n');
+            }
+            Block::Rule => out.push_str(&format!("{indent}{}\n\n", "-".repeat(24))),
+            Block::Images(imgs) => {
+                for img in imgs {
+                    let line = self.image(img);
+                    out.push_str(&wrap(&line, WIDTH, indent, indent));
+                }
+                out.push('\n');
+            }
+            Block::Button(btn) => {
+                let label = btn.text.trim_end_matches(['>', '»', '→', '›', ' ']).trim();
+                out.push_str(&format!("{indent}{label}: {}\n\n", btn.url));
+            }
+            Block::Table { head, rows } => {
+                for row in std::iter::once(head).chain(rows.iter()).filter(|r| !r.is_empty()) {
+                    let cells: Vec<String> = row.iter().map(|c| self.inlines(c)).collect();
+                    out.push_str(&wrap(&cells.join(" | "), WIDTH, indent, &format!("{indent}  ")));
+                }
+                out.push('\n');
+            }
+        }
+    }
+
+    fn image(&mut self, img: &Image) -> String {
+        match &img.link {
+            Some(url) => {
+                let n = self.reference(url);
+                format!("[Image: {}] [{n}]", img.alt)
+            }
+            None => format!("[Image: {}]", img.alt),
+        }
+    }
+
+    fn inlines(&mut self, inlines: &[Inline]) -> String {
+        let mut out = String::new();
+        self.push_inlines(inlines, &mut out);
+        out
+    }
+
+    fn push_inlines(&mut self, inlines: &[Inline], out: &mut String) {
+        for i in inlines {
+            match i {
+                Inline::Text(t) | Inline::Code(t) => out.push_str(t),
+                Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => self.push_inlines(c, out),
+                Inline::Break => out.push('\n'),
+                Inline::Image(img) => {
+                    let s = self.image(img);
+                    out.push_str(&s);
+                }
+                Inline::Link(l) => {
+                    let text = Inline::plain(&l.children);
+                    let text = text.trim();
+                    let bare = l.url.trim_start_matches("mailto:");
+                    let shown = |t: &str| {
+                        let t = t.trim_end_matches('/');
+                        t == l.url.trim_end_matches('/')
+                            || t == bare
+                            || Some(t) == l.url.split("://").nth(1).map(|r| r.trim_end_matches('/'))
+                    };
+                    if text.is_empty() {
+                        out.push_str(&l.url);
+                    } else if shown(text) {
+                        // The text is the address already: a reference would repeat it.
+                        out.push_str(if l.url.starts_with("mailto:") { bare } else { &l.url });
+                    } else {
+                        self.push_inlines(&l.children, out);
+                        let n = self.reference(&l.url);
+                        out.push_str(&format!(" [{n}]"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Wraps `text` at `width` columns. Words are never split, so a URL longer
+/// than a line stands alone on its line. Newlines in `text` are kept.
+/// `first` prefixes the first line, `rest` the others.
+pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
+    let mut out = String::new();
+    let mut prefix = first;
+    for para_line in text.split('\n') {
+        let mut line = String::from(prefix);
+        let mut line_len = prefix.chars().count();
+        let mut empty = true;
+        // Split on ASCII spaces only: a no-break space keeps its words together.
+        for word in para_line.split([' ', '\t']).filter(|w| !w.is_empty()) {
+            let wlen = word.chars().count();
+            if !empty && line_len + 1 + wlen > width {
+                out.push_str(&line);
+                out.push('\n');
+                line = String::from(rest);
+                line_len = rest.chars().count();
+                empty = true;
+            }
+            if !empty {
+                line.push(' ');
+                line_len += 1;
+            }
+            line.push_str(word);
+            line_len += wlen;
+            empty = false;
+        }
+        if !empty {
+            out.push_str(&line);
+            out.push('\n');
+            prefix = rest;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::wrap;
+
+    #[test]
+    fn wraps_at_width_and_never_breaks_urls() {
+        let url = "https://example.org/a/very/long/path/that/is/longer/than/the/line/width/of/seventy-two/columns";
+        let text = format!("Read the report at {url} and tell us what you think of it, please.");
+        let out = wrap(&text, 72, "", "");
+        for line in out.lines() {
+            assert!(line.chars().count() <= 72 || line == url, "{line}");
+        }
+        assert!(out.lines().any(|l| l == url));
+        assert_eq!(out.split_whitespace().collect::<Vec<_>>().join(" "), text);
+    }
+
+    #[test]
+    fn hanging_indent_for_bullets() {
+        let out = wrap("one two three four five six", 12, "* ", "  ");
+        assert_eq!(out, "* one two\n  three four\n  five six\n");
+    }
+
+    #[test]
+    fn keeps_no_break_spaces_and_newlines() {
+        let out = wrap("a\u{a0}b c\nd", 3, "", "");
+        assert_eq!(out, "a\u{a0}b\nc\nd\n");
+    }
+}

@@ -1,0 +1,234 @@
+//! Making every link and image of a post absolute, as an email needs.
+//!
+//! The CMS stores root-relative paths (`/img/x.png`), links with no scheme
+//! (`openinfra.org`), bare e-mail addresses and the odd stray bracket or
+//! trailing dot. In an inbox none of those work, so each becomes an absolute
+//! `https:` or `mailto:` URL, and anything herald had to repair is reported
+//! so the editor can fix the post too.
+
+use url::Url;
+
+/// The default website, used when neither the config nor the post says.
+pub const DEFAULT_SITE: &str = "https://openinfra.org";
+
+#[derive(Debug, Clone)]
+pub struct Base {
+    /// Origin for root-relative paths such as `/img/x.png`.
+    pub site: Url,
+    /// The web version of this post, for `#anchors` and page-relative paths.
+    pub page: Option<Url>,
+}
+
+impl Base {
+    /// `site_url` from the config wins; else the origin of the post's
+    /// `seo.url`; else [`DEFAULT_SITE`]. A bare slug in `seo.url` is taken as
+    /// a blog post on the site (`/blog/<slug>`), which is where the CMS puts them.
+    pub fn new(site_url: Option<&str>, seo_url: Option<&str>, is_blog_post: bool) -> Base {
+        let seo_abs = seo_url.and_then(|u| Url::parse(u.trim()).ok());
+        let site = site_url
+            .and_then(|s| Url::parse(s.trim()).ok())
+            .or_else(|| {
+                seo_abs
+                    .as_ref()
+                    .and_then(|u| Url::parse(&u.origin().ascii_serialization()).ok())
+            })
+            .unwrap_or_else(|| Url::parse(DEFAULT_SITE).expect("constant URL"));
+        let page = match (seo_abs, seo_url.map(str::trim)) {
+            (Some(u), _) => Some(u),
+            (None, Some(s)) if !s.is_empty() => {
+                let path = if s.starts_with('/') || !is_blog_post {
+                    s.to_string()
+                } else {
+                    format!("/blog/{s}")
+                };
+                site.join(&path).ok()
+            }
+            _ => None,
+        };
+        Base { site, page }
+    }
+
+    pub fn page_url(&self) -> Option<&str> {
+        self.page.as_ref().map(Url::as_str)
+    }
+}
+
+/// The outcome of fixing one URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fixed {
+    pub url: String,
+    /// What herald repaired, for a `check` notice; `None` when the URL was
+    /// fine or only needed the site in front of it.
+    pub repaired: Option<String>,
+}
+
+/// Makes `raw` absolute. `Err` says why the URL cannot be used in an email.
+pub fn absolutize(raw: &str, base: &Base) -> Result<Fixed, String> {
+    let mut repairs: Vec<&str> = Vec::new();
+    let mut s = raw.trim();
+    if let Some(inner) = s.strip_prefix('<').and_then(|x| x.strip_suffix('>')) {
+        s = inner.trim();
+    }
+    let unbracketed = s.trim_start_matches(['(', '[']);
+    if unbracketed.len() != s.len() {
+        repairs.push("removed a stray bracket");
+        s = unbracketed.trim_end_matches([')', ']']);
+    }
+    if s.is_empty() {
+        return Err("the link has no address".into());
+    }
+    let done = |url: String, repairs: Vec<&str>| Fixed {
+        url,
+        repaired: (!repairs.is_empty()).then(|| repairs.join(", ")),
+    };
+    if let Some(rest) = s.strip_prefix("//") {
+        repairs.push("added https:");
+        return Ok(done(format!("https://{rest}"), repairs));
+    }
+    if let Some(scheme) = scheme_of(s) {
+        return match scheme.as_str() {
+            "http" | "https" => {
+                let url = if s.contains(char::is_whitespace) {
+                    Url::parse(s).map(String::from).map_err(|e| e.to_string())?
+                } else {
+                    s.to_string()
+                };
+                Ok(done(url, repairs))
+            }
+            "mailto" => {
+                let addr = &s[7..];
+                let trimmed = addr.trim_end_matches(['.', ',', ';', ')']);
+                if trimmed.len() != addr.len() {
+                    repairs.push("removed punctuation after the e-mail address");
+                }
+                if !trimmed.contains('@') {
+                    return Err(format!("`{s}` is not an e-mail address"));
+                }
+                Ok(done(format!("mailto:{trimmed}"), repairs))
+            }
+            "tel" | "sms" => Ok(done(s.to_string(), repairs)),
+            "data" => Err("the image is embedded in the post (a `data:` URL)".into()),
+            other => Err(format!("`{other}:` links do not work in email")),
+        };
+    }
+    if looks_like_email(s) {
+        let trimmed = s.trim_end_matches(['.', ',', ';']);
+        repairs.push("added mailto:");
+        return Ok(done(format!("mailto:{trimmed}"), repairs));
+    }
+    if s.starts_with('/') {
+        return base
+            .site
+            .join(s)
+            .map(|u| done(u.into(), repairs))
+            .map_err(|e| e.to_string());
+    }
+    if looks_like_host(s) {
+        repairs.push("added https://");
+        return Ok(done(format!("https://{s}"), repairs));
+    }
+    let against = base.page.as_ref().unwrap_or(&base.site);
+    against
+        .join(s)
+        .map(|u| done(u.into(), repairs))
+        .map_err(|e| e.to_string())
+}
+
+/// The lower-cased scheme, when `s` starts with one (`https:`, `mailto:`).
+fn scheme_of(s: &str) -> Option<String> {
+    let colon = s.find(':')?;
+    let scheme = &s[..colon];
+    let valid = scheme.len() > 1
+        && scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-'));
+    valid.then(|| scheme.to_ascii_lowercase())
+}
+
+fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty()
+                && !s.contains(['/', ' ', ':'])
+                && domain.contains('.')
+                && !domain.starts_with('.')
+        }
+        None => false,
+    }
+}
+
+/// `openinfra.org`, `www.openstack.org/software`, `zuul-ci.org:443/x`.
+fn looks_like_host(s: &str) -> bool {
+    let host = s.split(['/', '?', '#']).next().unwrap_or("");
+    let host = host.split(':').next().unwrap_or("");
+    let labels: Vec<&str> = host.split('.').collect();
+    labels.len() >= 2
+        && labels.iter().all(|l| {
+            !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+        && labels
+            .last()
+            .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> Base {
+        Base::new(None, Some("https://openinfra.dev/blog/newsletter-may"), true)
+    }
+
+    fn abs(s: &str) -> String {
+        absolutize(s, &base()).unwrap().url
+    }
+
+    #[test]
+    fn root_relative_against_the_origin_of_seo_url() {
+        assert_eq!(abs("/img/logo.png"), "https://openinfra.dev/img/logo.png");
+        let b = Base::new(Some("https://openinfra.org"), Some("https://openinfra.dev/blog/x"), true);
+        assert_eq!(absolutize("/img/a b.png", &b).unwrap().url, "https://openinfra.org/img/a%20b.png");
+    }
+
+    #[test]
+    fn schemeless_hosts_get_https() {
+        let f = absolutize("openinfra.org", &base()).unwrap();
+        assert_eq!(f.url, "https://openinfra.org");
+        assert_eq!(f.repaired.as_deref(), Some("added https://"));
+        assert_eq!(abs("www.openstack.org/software"), "https://www.openstack.org/software");
+        assert_eq!(abs("//cdn.example.org/x.png"), "https://cdn.example.org/x.png");
+    }
+
+    #[test]
+    fn email_addresses_become_mailto() {
+        assert_eq!(abs("(service-discuss@lists.opendev.org"), "mailto:service-discuss@lists.opendev.org");
+        assert_eq!(abs("mailto:events@openinfra.dev."), "mailto:events@openinfra.dev");
+        assert_eq!(abs("[https://nerc.mghpcc.org/"), "https://nerc.mghpcc.org/");
+    }
+
+    #[test]
+    fn anchors_and_relative_paths_use_the_page() {
+        assert_eq!(abs("#events"), "https://openinfra.dev/blog/newsletter-may#events");
+        assert_eq!(abs("other-post"), "https://openinfra.dev/blog/other-post");
+    }
+
+    #[test]
+    fn absolute_urls_are_kept_as_written() {
+        assert_eq!(abs("https://katacontainers.io"), "https://katacontainers.io");
+        assert_eq!(abs(" https://x.org/a?b=1 "), "https://x.org/a?b=1");
+    }
+
+    #[test]
+    fn unusable_links_are_refused() {
+        assert!(absolutize("javascript:alert(1)", &base()).is_err());
+        assert!(absolutize("", &base()).is_err());
+        assert!(absolutize("data:image/png;base64,AAAA", &base()).is_err());
+    }
+
+    #[test]
+    fn bare_slug_in_seo_url() {
+        let b = Base::new(None, Some("remembering-someone"), true);
+        assert_eq!(b.page_url(), Some("https://openinfra.org/blog/remembering-someone"));
+    }
+}
