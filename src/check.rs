@@ -44,11 +44,23 @@ pub struct Finding {
 
 /// Runs every check on a rendered issue. `html_size` is the size of the
 /// largest personalised HTML part, as a subscriber would receive it.
-pub fn check(post: &Post, content: &Content, rendered: &Rendered, config: &Config, html_size: usize) -> Vec<Finding> {
+pub fn check(
+    post: &Post,
+    content: &Content,
+    rendered: &Rendered,
+    config: &Config,
+    html_size: usize,
+) -> Vec<Finding> {
     let _ = rendered;
     let mut out: Vec<Finding> = content.findings.clone();
     let mut add = |severity, code, line, message: String, fix: &str| {
-        out.push(Finding { severity, code, line, message, fix: fix.to_string() })
+        out.push(Finding {
+            severity,
+            code,
+            line,
+            message,
+            fix: fix.to_string(),
+        })
     };
 
     if html_size > GMAIL_CLIP_BYTES {
@@ -67,7 +79,10 @@ pub fn check(post: &Post, content: &Content, rendered: &Rendered, config: &Confi
             Severity::Warning,
             "gmail-clip",
             None,
-            format!("the email's HTML is {} KB, close to Gmail's 102 KB clipping limit", html_size.div_ceil(1024)),
+            format!(
+                "the email's HTML is {} KB, close to Gmail's 102 KB clipping limit",
+                html_size.div_ceil(1024)
+            ),
             "Keep additions small, or shorten a section.",
         );
     }
@@ -86,19 +101,29 @@ pub fn check(post: &Post, content: &Content, rendered: &Rendered, config: &Confi
                 Severity::Warning,
                 "svg-image",
                 Some(img.line),
-                format!("the image {} is an SVG; Gmail and Outlook do not show SVG images", img.src),
+                format!(
+                    "the image {} is an SVG; Gmail and Outlook do not show SVG images",
+                    img.src
+                ),
                 "Use a PNG or JPG version of the picture (export it at twice the width it is shown at).",
             );
         }
     }
     for link in &links {
         if is_google_doc(&link.url) {
-            let where_ = if heading_lines.contains(&link.line) { "a heading links" } else { "a link goes" };
+            let where_ = if heading_lines.contains(&link.line) {
+                "a heading links"
+            } else {
+                "a link goes"
+            };
             add(
                 Severity::Notice,
                 "google-docs-link",
                 Some(link.line),
-                format!("{where_} to a Google document ({}); subscribers may not have access", link.url),
+                format!(
+                    "{where_} to a Google document ({}); subscribers may not have access",
+                    link.url
+                ),
                 "Link to the published page instead, or remove the link if it was left from drafting.",
             );
         }
@@ -107,7 +132,10 @@ pub fn check(post: &Post, content: &Content, rendered: &Rendered, config: &Confi
                 Severity::Notice,
                 "tracking-link",
                 Some(link.line),
-                format!("the link {} goes through another mail tool's click tracking", link.url),
+                format!(
+                    "the link {} goes through another mail tool's click tracking",
+                    link.url
+                ),
                 "Link straight to the page; old tracking links expire.",
             );
         }
@@ -152,7 +180,10 @@ pub fn check(post: &Post, content: &Content, rendered: &Rendered, config: &Confi
             Severity::Warning,
             "missing-footer",
             None,
-            format!("the footer lacks {}; `herald send` will refuse to send", missing.join(" and ")),
+            format!(
+                "the footer lacks {}; `herald send` will refuse to send",
+                missing.join(" and ")
+            ),
             "Set them in herald.yaml (see herald.example.yaml).",
         );
     }
@@ -160,7 +191,11 @@ pub fn check(post: &Post, content: &Content, rendered: &Rendered, config: &Confi
     out
 }
 
-fn collect<'a>(blocks: impl Iterator<Item = &'a Block>, images: &mut Vec<&'a Image>, links: &mut Vec<&'a Link>) {
+fn collect<'a>(
+    blocks: impl Iterator<Item = &'a Block>,
+    images: &mut Vec<&'a Image>,
+    links: &mut Vec<&'a Link>,
+) {
     for b in blocks {
         match b {
             Block::Heading(h) => collect_inlines(&h.inlines, images, links),
@@ -182,7 +217,11 @@ fn collect<'a>(blocks: impl Iterator<Item = &'a Block>, images: &mut Vec<&'a Ima
     }
 }
 
-fn collect_inlines<'a>(inlines: &'a [Inline], images: &mut Vec<&'a Image>, links: &mut Vec<&'a Link>) {
+fn collect_inlines<'a>(
+    inlines: &'a [Inline],
+    images: &mut Vec<&'a Image>,
+    links: &mut Vec<&'a Link>,
+) {
     for i in inlines {
         match i {
             Inline::Image(img) => images.push(img),
@@ -190,7 +229,9 @@ fn collect_inlines<'a>(inlines: &'a [Inline], images: &mut Vec<&'a Image>, links
                 links.push(l);
                 collect_inlines(&l.children, images, links)
             }
-            Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => collect_inlines(c, images, links),
+            Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => {
+                collect_inlines(c, images, links)
+            }
             _ => {}
         }
     }
@@ -206,8 +247,20 @@ fn is_google_doc(url: &str) -> bool {
 }
 
 fn is_tracking_link(url: &str) -> bool {
-    let host = url.split("://").nth(1).unwrap_or("").split('/').next().unwrap_or("");
-    ["e2ma.net", "list-manage.com", "mailchi.mp", "sendgrid.net", "mcusercontent.com"]
-        .iter()
-        .any(|t| host == *t || host.ends_with(&format!(".{t}")))
+    let host = url
+        .split("://")
+        .nth(1)
+        .unwrap_or("")
+        .split('/')
+        .next()
+        .unwrap_or("");
+    [
+        "e2ma.net",
+        "list-manage.com",
+        "mailchi.mp",
+        "sendgrid.net",
+        "mcusercontent.com",
+    ]
+    .iter()
+    .any(|t| host == *t || host.ends_with(&format!(".{t}")))
 }

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::InputError;
 use crate::check::Severity;
 use crate::config::Config;
 use crate::exit;
 use crate::preview::{self, Issue};
-use crate::InputError;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -73,14 +73,22 @@ pub fn main() -> i32 {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { exit::BAD_INPUT } else { exit::OK };
+            return if e.use_stderr() {
+                exit::BAD_INPUT
+            } else {
+                exit::OK
+            };
         }
     };
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("herald: {e:#}");
-            if e.downcast_ref::<InputError>().is_some() { exit::BAD_INPUT } else { exit::PROBLEMS }
+            if e.downcast_ref::<InputError>().is_some() {
+                exit::BAD_INPUT
+            } else {
+                exit::PROBLEMS
+            }
         }
     }
 }
@@ -95,42 +103,68 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             let written = preview::write(&issue, &config, &dir)?;
             let findings = issue.check(&config);
             if json {
-                serde_json::to_writer_pretty(&mut stdout, &serde_json::json!({
-                    "dir": written.dir,
-                    "files": written.files,
-                    "html_bytes": written.html_bytes,
-                    "text_bytes": written.text_bytes,
-                    "findings": findings,
-                }))?;
+                serde_json::to_writer_pretty(
+                    &mut stdout,
+                    &serde_json::json!({
+                        "dir": written.dir,
+                        "files": written.files,
+                        "html_bytes": written.html_bytes,
+                        "text_bytes": written.text_bytes,
+                        "findings": findings,
+                    }),
+                )?;
                 writeln!(stdout)?;
             } else {
-                writeln!(stdout, "Wrote the preview of \"{}\" to {}/", issue.content.title, written.dir.display())?;
+                writeln!(
+                    stdout,
+                    "Wrote the preview of \"{}\" to {}/",
+                    issue.content.title,
+                    written.dir.display()
+                )?;
                 for f in &written.files {
                     writeln!(stdout, "  {}", f.display())?;
                 }
-                writeln!(stdout, "HTML {:.1} KB, text {:.1} KB. Open {} in a browser to look at it.",
+                writeln!(
+                    stdout,
+                    "HTML {:.1} KB, text {:.1} KB. Open {} in a browser to look at it.",
                     written.html_bytes as f64 / 1024.0,
                     written.text_bytes as f64 / 1024.0,
-                    written.dir.join("index.html").display())?;
+                    written.dir.join("index.html").display()
+                )?;
             }
-            let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
-            let warnings = findings.iter().filter(|f| f.severity == Severity::Warning).count();
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count();
+            let warnings = findings
+                .iter()
+                .filter(|f| f.severity == Severity::Warning)
+                .count();
             if errors + warnings > 0 {
-                eprintln!("herald: {errors} error(s), {warnings} warning(s); run `herald check {}` for details", post.display());
+                eprintln!(
+                    "herald: {errors} error(s), {warnings} warning(s); run `herald check {}` for details",
+                    post.display()
+                );
             }
             Ok(exit::OK)
         }
         Command::Check { post, format } => {
             let issue = Issue::compose(&post, &config)?;
             let findings = issue.check(&config);
-            let errors = findings.iter().filter(|f| f.severity == Severity::Error).count();
+            let errors = findings
+                .iter()
+                .filter(|f| f.severity == Severity::Error)
+                .count();
             match format {
                 Format::Json => {
-                    serde_json::to_writer_pretty(&mut stdout, &serde_json::json!({
-                        "post": post,
-                        "errors": errors,
-                        "findings": findings,
-                    }))?;
+                    serde_json::to_writer_pretty(
+                        &mut stdout,
+                        &serde_json::json!({
+                            "post": post,
+                            "errors": errors,
+                            "findings": findings,
+                        }),
+                    )?;
                     writeln!(stdout)?;
                 }
                 Format::Text => {
@@ -139,11 +173,24 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                             Some(l) => format!("{}:{l}", post.display()),
                             None => post.display().to_string(),
                         };
-                        writeln!(stdout, "{place}: {} [{}]: {}\n    fix: {}", f.severity.label(), f.code, f.message, f.fix)?;
+                        writeln!(
+                            stdout,
+                            "{place}: {} [{}]: {}\n    fix: {}",
+                            f.severity.label(),
+                            f.code,
+                            f.message,
+                            f.fix
+                        )?;
                     }
-                    let warnings = findings.iter().filter(|f| f.severity == Severity::Warning).count();
+                    let warnings = findings
+                        .iter()
+                        .filter(|f| f.severity == Severity::Warning)
+                        .count();
                     let notices = findings.len() - errors - warnings;
-                    writeln!(stdout, "{errors} error(s), {warnings} warning(s), {notices} notice(s)")?;
+                    writeln!(
+                        stdout,
+                        "{errors} error(s), {warnings} warning(s), {notices} notice(s)"
+                    )?;
                 }
             }
             Ok(if errors > 0 { exit::PROBLEMS } else { exit::OK })

@@ -32,7 +32,8 @@ pub struct Config {
 }
 
 /// Settings that can come from `HERALD_<NAME>`: (variable, setting).
-const ENV: &[(&str, fn(&mut Config) -> &mut Option<String>)] = &[
+type Setting = fn(&mut Config) -> &mut Option<String>;
+const ENV: &[(&str, Setting)] = &[
     ("HERALD_SITE_URL", |c| &mut c.site_url),
     ("HERALD_NEWSLETTER_NAME", |c| &mut c.newsletter_name),
     ("HERALD_POSTAL_ADDRESS", |c| &mut c.postal_address),
@@ -76,13 +77,15 @@ impl Config {
         yaml_serde::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line());
             let detail = e.to_string();
-            let detail = detail.split(" at line ").next().unwrap_or(&detail).to_string();
+            let detail = detail
+                .split(" at line ")
+                .next()
+                .unwrap_or(&detail)
+                .to_string();
             InputError::new(
                 path,
                 line,
-                format!(
-                    "{detail}. See herald.example.yaml for every setting and how to write it."
-                ),
+                format!("{detail}. See herald.example.yaml for every setting and how to write it."),
             )
         })
     }
@@ -97,7 +100,10 @@ impl Config {
 
     fn validate(&self, path: &Path) -> Result<(), InputError> {
         let mut problems = Vec::new();
-        for (name, value) in [("site_url", &self.site_url), ("unsubscribe_url", &self.unsubscribe_url)] {
+        for (name, value) in [
+            ("site_url", &self.site_url),
+            ("unsubscribe_url", &self.unsubscribe_url),
+        ] {
             if let Some(v) = value {
                 let ok = url::Url::parse(v.trim())
                     .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host());
@@ -111,7 +117,9 @@ impl Config {
         if let Some(c) = &self.accent_color {
             let hex = c.strip_prefix('#').unwrap_or("");
             if hex.len() != 6 || !hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
-                problems.push(format!("`accent_color: {c}` must be a colour like \"#c8102e\" (in quotes)"));
+                problems.push(format!(
+                    "`accent_color: {c}` must be a colour like \"#c8102e\" (in quotes)"
+                ));
             }
         }
         if problems.is_empty() {
@@ -128,8 +136,11 @@ mod tests {
 
     #[test]
     fn unknown_setting_is_refused_with_its_line() {
-        let e = Config::parse(Path::new("herald.yaml"), "site_url: https://x.org\npostal_adress: x\n")
-            .unwrap_err();
+        let e = Config::parse(
+            Path::new("herald.yaml"),
+            "site_url: https://x.org\npostal_adress: x\n",
+        )
+        .unwrap_err();
         assert_eq!(e.line, Some(2));
         assert!(e.message.contains("postal_adress"), "{e}");
         assert!(e.message.contains("postal_address"), "{e}");
@@ -150,6 +161,9 @@ mod tests {
             ..Config::default()
         };
         let e = c.validate(Path::new("herald.yaml")).unwrap_err();
-        assert!(e.message.contains("site_url") && e.message.contains("accent_color"), "{e}");
+        assert!(
+            e.message.contains("site_url") && e.message.contains("accent_color"),
+            "{e}"
+        );
     }
 }

@@ -137,7 +137,9 @@ impl Inline {
 impl Content {
     /// Every block of the issue in order, sections' headings included.
     pub fn all_blocks(&self) -> impl Iterator<Item = &Block> {
-        self.intro.iter().chain(self.sections.iter().flat_map(|s| s.blocks.iter()))
+        self.intro
+            .iter()
+            .chain(self.sections.iter().flat_map(|s| s.blocks.iter()))
     }
 }
 
@@ -164,7 +166,11 @@ pub fn build(post: &Post, config: &Config) -> Content {
         .unwrap_or_else(|| "OpenInfra Foundation".into()),
         date_label: match (&fm.kind, fm.date, fm.year) {
             (Kind::Report, _, Some(y)) => Some(y.to_string()),
-            (_, Some(d), _) => Some(d.to_zoned(jiff::tz::TimeZone::UTC).strftime("%B %-d, %Y").to_string()),
+            (_, Some(d), _) => Some(
+                d.to_zoned(jiff::tz::TimeZone::UTC)
+                    .strftime("%B %-d, %Y")
+                    .to_string(),
+            ),
             (_, None, Some(y)) => Some(y.to_string()),
             _ => None,
         },
@@ -199,25 +205,51 @@ enum BlocksKind {
 #[derive(Debug, Clone, PartialEq)]
 enum InlineKind {
     /// `implicit`: opened by herald for loose text, not by the post.
-    Paragraph { implicit: bool },
+    Paragraph {
+        implicit: bool,
+    },
     Heading(u8),
     Strong,
     Emph,
     Strike,
     Code,
-    Link { url: String },
-    Image { src: String, title: Option<String>, width: Option<u32> },
+    Link {
+        url: String,
+    },
+    Image {
+        src: String,
+        title: Option<String>,
+        width: Option<u32>,
+    },
     Cell,
 }
 
 #[derive(Debug)]
 enum Frame {
-    Blocks { kind: BlocksKind, blocks: Vec<Block> },
-    List { start: Option<u64>, items: Vec<Vec<Block>> },
-    Inlines { kind: InlineKind, inlines: Vec<Inline>, line: usize },
-    Code { text: String },
-    Table { head: Vec<Vec<Inline>>, rows: Vec<Vec<Vec<Inline>>>, in_head: bool },
-    Row { cells: Vec<Vec<Inline>> },
+    Blocks {
+        kind: BlocksKind,
+        blocks: Vec<Block>,
+    },
+    List {
+        start: Option<u64>,
+        items: Vec<Vec<Block>>,
+    },
+    Inlines {
+        kind: InlineKind,
+        inlines: Vec<Inline>,
+        line: usize,
+    },
+    Code {
+        text: String,
+    },
+    Table {
+        head: Vec<Vec<Inline>>,
+        rows: Vec<Vec<Vec<Inline>>>,
+        in_head: bool,
+    },
+    Row {
+        cells: Vec<Vec<Inline>>,
+    },
 }
 
 struct OpenFrame {
@@ -246,8 +278,8 @@ const SKIP_WITH_CONTENT: &[&str] = &[
 const EMBEDS: &[&str] = &["iframe", "video", "audio", "embed"];
 /// Wrappers whose removal loses nothing a reader would miss.
 const QUIET_UNWRAP: &[&str] = &[
-    "span", "section", "article", "header", "footer", "main", "figure", "tbody", "thead",
-    "tfoot", "html", "body", "center", "abbr", "cite", "time", "small", "nav", "aside",
+    "span", "section", "article", "header", "footer", "main", "figure", "tbody", "thead", "tfoot",
+    "html", "body", "center", "abbr", "cite", "time", "small", "nav", "aside",
 ];
 
 impl<'a> Builder<'a> {
@@ -258,7 +290,10 @@ impl<'a> Builder<'a> {
             post,
             base,
             stack: vec![OpenFrame {
-                frame: Frame::Blocks { kind: BlocksKind::Root, blocks: Vec::new() },
+                frame: Frame::Blocks {
+                    kind: BlocksKind::Root,
+                    blocks: Vec::new(),
+                },
                 html: None,
                 width: None,
             }],
@@ -288,9 +323,8 @@ impl<'a> Builder<'a> {
     }
 
     fn run(&mut self, body: &str) {
-        let opts = Options::ENABLE_TABLES
-            | Options::ENABLE_STRIKETHROUGH
-            | Options::ENABLE_TASKLISTS;
+        let opts =
+            Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
         let mut html_block: Option<String> = None;
         for (event, range) in Parser::new_ext(body, opts).into_offset_iter() {
             self.line = self.line_at(range.start);
@@ -324,18 +358,45 @@ impl<'a> Builder<'a> {
         match tag {
             Tag::Paragraph => {
                 self.close_implicit_paragraph();
-                self.open(Frame::Inlines {
-                    kind: InlineKind::Paragraph { implicit: false },
-                    inlines: vec![],
-                    line: self.line,
-                }, None);
+                self.open(
+                    Frame::Inlines {
+                        kind: InlineKind::Paragraph { implicit: false },
+                        inlines: vec![],
+                        line: self.line,
+                    },
+                    None,
+                );
             }
             Tag::Heading { level, .. } => self.open_heading(heading_level(level), None),
-            Tag::BlockQuote(_) => self.open_block(Frame::Blocks { kind: BlocksKind::Quote, blocks: vec![] }, None),
-            Tag::CodeBlock(_) => self.open_block(Frame::Code { text: String::new() }, None),
-            Tag::List(start) => self.open_block(Frame::List { start, items: vec![] }, None),
+            Tag::BlockQuote(_) => self.open_block(
+                Frame::Blocks {
+                    kind: BlocksKind::Quote,
+                    blocks: vec![],
+                },
+                None,
+            ),
+            Tag::CodeBlock(_) => self.open_block(
+                Frame::Code {
+                    text: String::new(),
+                },
+                None,
+            ),
+            Tag::List(start) => self.open_block(
+                Frame::List {
+                    start,
+                    items: vec![],
+                },
+                None,
+            ),
             Tag::Item => self.open_item(None),
-            Tag::Table(_) => self.open_block(Frame::Table { head: vec![], rows: vec![], in_head: false }, None),
+            Tag::Table(_) => self.open_block(
+                Frame::Table {
+                    head: vec![],
+                    rows: vec![],
+                    in_head: false,
+                },
+                None,
+            ),
             Tag::TableHead => {
                 if let Some(Frame::Table { in_head, .. }) = self.top_frame_mut() {
                     *in_head = true;
@@ -343,14 +404,29 @@ impl<'a> Builder<'a> {
                 self.open(Frame::Row { cells: vec![] }, None);
             }
             Tag::TableRow => self.open(Frame::Row { cells: vec![] }, None),
-            Tag::TableCell => self.open_inline(InlineKind::Cell, None),
+            Tag::TableCell => {
+                let line = self.line;
+                self.open(
+                    Frame::Inlines {
+                        kind: InlineKind::Cell,
+                        inlines: vec![],
+                        line,
+                    },
+                    None,
+                )
+            }
             Tag::Emphasis => self.open_inline(InlineKind::Emph, None),
             Tag::Strong => self.open_inline(InlineKind::Strong, None),
             Tag::Strikethrough => self.open_inline(InlineKind::Strike, None),
-            Tag::Link { dest_url, .. } => {
-                self.open_inline(InlineKind::Link { url: dest_url.to_string() }, None)
-            }
-            Tag::Image { dest_url, title, .. } => self.open_inline(
+            Tag::Link { dest_url, .. } => self.open_inline(
+                InlineKind::Link {
+                    url: dest_url.to_string(),
+                },
+                None,
+            ),
+            Tag::Image {
+                dest_url, title, ..
+            } => self.open_inline(
                 InlineKind::Image {
                     src: dest_url.to_string(),
                     title: Some(title.to_string()).filter(|t| !t.trim().is_empty()),
@@ -364,30 +440,95 @@ impl<'a> Builder<'a> {
 
     fn end(&mut self, tag: TagEnd) {
         let is_match = |f: &Frame| -> bool {
+            #[allow(clippy::match_like_matches_macro)]
             match (&tag, f) {
-                (TagEnd::Paragraph, Frame::Inlines { kind: InlineKind::Paragraph { implicit: false }, .. }) => true,
-                (TagEnd::Heading(_), Frame::Inlines { kind: InlineKind::Heading(_), .. }) => true,
-                (TagEnd::BlockQuote(_), Frame::Blocks { kind: BlocksKind::Quote, .. }) => true,
+                (
+                    TagEnd::Paragraph,
+                    Frame::Inlines {
+                        kind: InlineKind::Paragraph { implicit: false },
+                        ..
+                    },
+                ) => true,
+                (
+                    TagEnd::Heading(_),
+                    Frame::Inlines {
+                        kind: InlineKind::Heading(_),
+                        ..
+                    },
+                ) => true,
+                (
+                    TagEnd::BlockQuote(_),
+                    Frame::Blocks {
+                        kind: BlocksKind::Quote,
+                        ..
+                    },
+                ) => true,
                 (TagEnd::CodeBlock, Frame::Code { .. }) => true,
                 (TagEnd::List(_), Frame::List { .. }) => true,
-                (TagEnd::Item, Frame::Blocks { kind: BlocksKind::Item, .. }) => true,
+                (
+                    TagEnd::Item,
+                    Frame::Blocks {
+                        kind: BlocksKind::Item,
+                        ..
+                    },
+                ) => true,
                 (TagEnd::Table, Frame::Table { .. }) => true,
                 (TagEnd::TableHead | TagEnd::TableRow, Frame::Row { .. }) => true,
-                (TagEnd::TableCell, Frame::Inlines { kind: InlineKind::Cell, .. }) => true,
-                (TagEnd::Emphasis, Frame::Inlines { kind: InlineKind::Emph, .. }) => true,
-                (TagEnd::Strong, Frame::Inlines { kind: InlineKind::Strong, .. }) => true,
-                (TagEnd::Strikethrough, Frame::Inlines { kind: InlineKind::Strike, .. }) => true,
-                (TagEnd::Link, Frame::Inlines { kind: InlineKind::Link { .. }, .. }) => true,
-                (TagEnd::Image, Frame::Inlines { kind: InlineKind::Image { .. }, .. }) => true,
+                (
+                    TagEnd::TableCell,
+                    Frame::Inlines {
+                        kind: InlineKind::Cell,
+                        ..
+                    },
+                ) => true,
+                (
+                    TagEnd::Emphasis,
+                    Frame::Inlines {
+                        kind: InlineKind::Emph,
+                        ..
+                    },
+                ) => true,
+                (
+                    TagEnd::Strong,
+                    Frame::Inlines {
+                        kind: InlineKind::Strong,
+                        ..
+                    },
+                ) => true,
+                (
+                    TagEnd::Strikethrough,
+                    Frame::Inlines {
+                        kind: InlineKind::Strike,
+                        ..
+                    },
+                ) => true,
+                (
+                    TagEnd::Link,
+                    Frame::Inlines {
+                        kind: InlineKind::Link { .. },
+                        ..
+                    },
+                ) => true,
+                (
+                    TagEnd::Image,
+                    Frame::Inlines {
+                        kind: InlineKind::Image { .. },
+                        ..
+                    },
+                ) => true,
                 _ => false,
             }
         };
-        if let Some(i) = self.stack.iter().rposition(|f| f.html.is_none() && is_match(&f.frame)) {
+        if let Some(i) = self
+            .stack
+            .iter()
+            .rposition(|f| f.html.is_none() && is_match(&f.frame))
+        {
             self.close_through(i);
-            if matches!(tag, TagEnd::TableHead) {
-                if let Some(Frame::Table { in_head, .. }) = self.top_frame_mut() {
-                    *in_head = false;
-                }
+            if matches!(tag, TagEnd::TableHead)
+                && let Some(Frame::Table { in_head, .. }) = self.top_frame_mut()
+            {
+                *in_head = false;
             }
         }
     }
@@ -403,25 +544,45 @@ impl<'a> Builder<'a> {
     }
 
     fn open(&mut self, frame: Frame, html: Option<String>) {
-        self.stack.push(OpenFrame { frame, html, width: None });
+        self.stack.push(OpenFrame {
+            frame,
+            html,
+            width: None,
+        });
     }
 
     fn open_inline(&mut self, kind: InlineKind, html: Option<String>) {
         self.ensure_inline_context();
         let line = self.line;
-        self.open(Frame::Inlines { kind, inlines: vec![], line }, html);
+        self.open(
+            Frame::Inlines {
+                kind,
+                inlines: vec![],
+                line,
+            },
+            html,
+        );
     }
 
     fn open_heading(&mut self, level: u8, html: Option<String>) {
         self.close_inlines();
         let line = self.line;
-        self.open(Frame::Inlines { kind: InlineKind::Heading(level), inlines: vec![], line }, html);
+        self.open(
+            Frame::Inlines {
+                kind: InlineKind::Heading(level),
+                inlines: vec![],
+                line,
+            },
+            html,
+        );
     }
 
     /// Opens a block-level element: any open paragraph or inline element ends first.
     fn open_block(&mut self, frame: Frame, html: Option<String>) {
         self.close_inlines();
-        if matches!(self.top_frame_mut(), Some(Frame::List { .. })) && !matches!(frame, Frame::List { .. }) {
+        if matches!(self.top_frame_mut(), Some(Frame::List { .. }))
+            && !matches!(frame, Frame::List { .. })
+        {
             self.open_item(None);
         }
         self.open(frame, html);
@@ -430,24 +591,54 @@ impl<'a> Builder<'a> {
     fn open_item(&mut self, html: Option<String>) {
         self.close_inlines();
         // `<li>` without `</li>` before the next `<li>`, or outside any list.
-        if html.is_some() {
-            if let Some(i) = self.stack.iter().rposition(|f| matches!(f.frame, Frame::List { .. } | Frame::Blocks { kind: BlocksKind::Item, .. })) {
-                if matches!(self.stack[i].frame, Frame::Blocks { kind: BlocksKind::Item, .. }) && self.stack[i].html.is_some() {
-                    self.close_through(i);
+        if html.is_some()
+            && let Some(i) = self.stack.iter().rposition(|f| {
+                matches!(
+                    f.frame,
+                    Frame::List { .. }
+                        | Frame::Blocks {
+                            kind: BlocksKind::Item,
+                            ..
+                        }
+                )
+            })
+            && matches!(
+                self.stack[i].frame,
+                Frame::Blocks {
+                    kind: BlocksKind::Item,
+                    ..
                 }
-            }
+            )
+            && self.stack[i].html.is_some()
+        {
+            self.close_through(i);
         }
         if !matches!(self.top_frame_mut(), Some(Frame::List { .. })) {
-            self.open(Frame::List { start: None, items: vec![] }, Some("ul".into()));
+            self.open(
+                Frame::List {
+                    start: None,
+                    items: vec![],
+                },
+                Some("ul".into()),
+            );
         }
-        self.open(Frame::Blocks { kind: BlocksKind::Item, blocks: vec![] }, html);
+        self.open(
+            Frame::Blocks {
+                kind: BlocksKind::Item,
+                blocks: vec![],
+            },
+            html,
+        );
     }
 
     /// Ends every open inline element and paragraph, up to the nearest block container.
     fn close_inlines(&mut self) {
         while let Some(top) = self.stack.last() {
             match top.frame {
-                Frame::Inlines { kind: InlineKind::Cell, .. } => break,
+                Frame::Inlines {
+                    kind: InlineKind::Cell,
+                    ..
+                } => break,
                 Frame::Inlines { .. } => self.close_top(),
                 _ => break,
             }
@@ -457,7 +648,10 @@ impl<'a> Builder<'a> {
     fn close_implicit_paragraph(&mut self) {
         if matches!(
             self.stack.last().map(|f| &f.frame),
-            Some(Frame::Inlines { kind: InlineKind::Paragraph { implicit: true }, .. })
+            Some(Frame::Inlines {
+                kind: InlineKind::Paragraph { implicit: true },
+                ..
+            })
         ) {
             self.close_top();
         }
@@ -473,10 +667,24 @@ impl<'a> Builder<'a> {
             }
             Some(Frame::Table { .. }) => {
                 self.open(Frame::Row { cells: vec![] }, None);
-                self.open(Frame::Inlines { kind: InlineKind::Cell, inlines: vec![], line: self.line }, None);
+                self.open(
+                    Frame::Inlines {
+                        kind: InlineKind::Cell,
+                        inlines: vec![],
+                        line: self.line,
+                    },
+                    None,
+                );
             }
             Some(Frame::Row { .. }) => {
-                self.open(Frame::Inlines { kind: InlineKind::Cell, inlines: vec![], line: self.line }, None);
+                self.open(
+                    Frame::Inlines {
+                        kind: InlineKind::Cell,
+                        inlines: vec![],
+                        line: self.line,
+                    },
+                    None,
+                );
             }
             _ => self.open_implicit_paragraph(),
         }
@@ -485,7 +693,11 @@ impl<'a> Builder<'a> {
     fn open_implicit_paragraph(&mut self) {
         let line = self.line;
         self.open(
-            Frame::Inlines { kind: InlineKind::Paragraph { implicit: true }, inlines: vec![], line },
+            Frame::Inlines {
+                kind: InlineKind::Paragraph { implicit: true },
+                inlines: vec![],
+                line,
+            },
             None,
         );
     }
@@ -502,7 +714,10 @@ impl<'a> Builder<'a> {
         }
         let OpenFrame { frame, width, .. } = self.stack.pop().expect("checked above");
         match frame {
-            Frame::Blocks { kind: BlocksKind::Item, blocks } => match self.top_frame_mut() {
+            Frame::Blocks {
+                kind: BlocksKind::Item,
+                blocks,
+            } => match self.top_frame_mut() {
                 Some(Frame::List { items, .. }) => items.push(blocks),
                 _ => {
                     for b in blocks {
@@ -510,8 +725,14 @@ impl<'a> Builder<'a> {
                     }
                 }
             },
-            Frame::Blocks { kind: BlocksKind::Quote, blocks } => self.push_block(Block::Quote(blocks)),
-            Frame::Blocks { kind: BlocksKind::Root, .. } => unreachable!("root is never popped"),
+            Frame::Blocks {
+                kind: BlocksKind::Quote,
+                blocks,
+            } => self.push_block(Block::Quote(blocks)),
+            Frame::Blocks {
+                kind: BlocksKind::Root,
+                ..
+            } => unreachable!("root is never popped"),
             Frame::List { start, items } => {
                 if !items.is_empty() {
                     self.push_block(Block::List { start, items })
@@ -520,7 +741,12 @@ impl<'a> Builder<'a> {
             Frame::Code { text } => self.push_block(Block::Code(text)),
             Frame::Table { head, rows, .. } => self.push_block(Block::Table { head, rows }),
             Frame::Row { cells } => {
-                if let Some(Frame::Table { head, rows, in_head }) = self.top_frame_mut() {
+                if let Some(Frame::Table {
+                    head,
+                    rows,
+                    in_head,
+                }) = self.top_frame_mut()
+                {
                     if *in_head && head.is_empty() {
                         *head = cells;
                     } else {
@@ -528,20 +754,32 @@ impl<'a> Builder<'a> {
                     }
                 }
             }
-            Frame::Inlines { kind, inlines, line } => self.fold_inlines(kind, inlines, line, width),
+            Frame::Inlines {
+                kind,
+                inlines,
+                line,
+            } => self.fold_inlines(kind, inlines, line, width),
         }
     }
 
-    fn fold_inlines(&mut self, kind: InlineKind, inlines: Vec<Inline>, line: usize, width: Option<u32>) {
+    fn fold_inlines(
+        &mut self,
+        kind: InlineKind,
+        inlines: Vec<Inline>,
+        line: usize,
+        width: Option<u32>,
+    ) {
         match kind {
             InlineKind::Paragraph { .. } => {
                 if !is_blank(&inlines) {
                     self.push_block(Block::Paragraph(trim_inlines(inlines)))
                 }
             }
-            InlineKind::Heading(level) => {
-                self.push_block(Block::Heading(Heading { level, inlines: trim_inlines(inlines), line }))
-            }
+            InlineKind::Heading(level) => self.push_block(Block::Heading(Heading {
+                level,
+                inlines: trim_inlines(inlines),
+                line,
+            })),
             InlineKind::Strong => self.push_inline(Inline::Strong(inlines)),
             InlineKind::Emph => self.push_inline(Inline::Emph(inlines)),
             InlineKind::Strike => self.push_inline(Inline::Strike(inlines)),
@@ -569,7 +807,11 @@ impl<'a> Builder<'a> {
                     return;
                 }
                 match self.fix_url(&url, "link") {
-                    Some(url) => self.push_inline(Inline::Link(Link { url, children: inlines, line })),
+                    Some(url) => self.push_inline(Inline::Link(Link {
+                        url,
+                        children: inlines,
+                        line,
+                    })),
                     None => {
                         for i in inlines {
                             self.push_inline(i)
@@ -578,7 +820,11 @@ impl<'a> Builder<'a> {
                 }
                 self.line = saved;
             }
-            InlineKind::Image { src, title, width: own } => {
+            InlineKind::Image {
+                src,
+                title,
+                width: own,
+            } => {
                 let saved = self.line;
                 self.line = line;
                 let alt = collapse_ws(&Inline::plain(&inlines));
@@ -622,12 +868,19 @@ impl<'a> Builder<'a> {
 
     fn push_block(&mut self, block: Block) {
         self.close_inlines();
-        if matches!(self.top_frame_mut(), Some(Frame::List { .. } | Frame::Table { .. } | Frame::Row { .. })) {
+        if matches!(
+            self.top_frame_mut(),
+            Some(Frame::List { .. } | Frame::Table { .. } | Frame::Row { .. })
+        ) {
             if matches!(self.top_frame_mut(), Some(Frame::List { .. })) {
                 self.open_item(None);
             } else {
                 // A block inside a table outside any cell: put it after the table.
-                let i = self.stack.iter().rposition(|f| matches!(f.frame, Frame::Table { .. })).unwrap_or(1);
+                let i = self
+                    .stack
+                    .iter()
+                    .rposition(|f| matches!(f.frame, Frame::Table { .. }))
+                    .unwrap_or(1);
                 self.close_through(i);
             }
         }
@@ -656,7 +909,11 @@ impl<'a> Builder<'a> {
                     self.note(
                         Severity::Notice,
                         "url-repaired",
-                        format!("the {what} `{}` was repaired ({repair}): `{}`", raw.trim(), fixed.url),
+                        format!(
+                            "the {what} `{}` was repaired ({repair}): `{}`",
+                            raw.trim(),
+                            fixed.url
+                        ),
                         "Correct the address in the post so the website gets it right too.",
                     );
                 }
@@ -696,7 +953,10 @@ impl<'a> Builder<'a> {
                         .attributes
                         .iter()
                         .map(|(k, v)| {
-                            (String::from_utf8_lossy(k).to_ascii_lowercase(), String::from_utf8_lossy(v).into_owned())
+                            (
+                                String::from_utf8_lossy(k).to_ascii_lowercase(),
+                                String::from_utf8_lossy(v).into_owned(),
+                            )
                         })
                         .collect();
                     self.html_start(&name, &attrs, tag.self_closing);
@@ -727,7 +987,8 @@ impl<'a> Builder<'a> {
         let html = Some(name.to_string());
         match name {
             "p" | "div" => {
-                if matches!(self.stack.last().map(|f| &f.frame), Some(Frame::Inlines { kind, .. }) if !matches!(kind, InlineKind::Paragraph { implicit: true })) {
+                if matches!(self.stack.last().map(|f| &f.frame), Some(Frame::Inlines { kind, .. }) if !matches!(kind, InlineKind::Paragraph { implicit: true }))
+                {
                     return;
                 }
                 self.close_implicit_paragraph();
@@ -741,19 +1002,48 @@ impl<'a> Builder<'a> {
             }
             "ul" | "ol" => {
                 let start = if name == "ol" {
-                    Some(attrs.get("start").and_then(|s| s.trim().parse().ok()).unwrap_or(1))
+                    Some(
+                        attrs
+                            .get("start")
+                            .and_then(|s| s.trim().parse().ok())
+                            .unwrap_or(1),
+                    )
                 } else {
                     None
                 };
-                self.open_block(Frame::List { start, items: vec![] }, html)
+                self.open_block(
+                    Frame::List {
+                        start,
+                        items: vec![],
+                    },
+                    html,
+                )
             }
             "li" => self.open_item(html),
-            "blockquote" => self.open_block(Frame::Blocks { kind: BlocksKind::Quote, blocks: vec![] }, html),
-            "pre" => self.open_block(Frame::Code { text: String::new() }, html),
+            "blockquote" => self.open_block(
+                Frame::Blocks {
+                    kind: BlocksKind::Quote,
+                    blocks: vec![],
+                },
+                html,
+            ),
+            "pre" => self.open_block(
+                Frame::Code {
+                    text: String::new(),
+                },
+                html,
+            ),
             "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
                 self.open_heading(name[1..].parse().unwrap_or(2), html)
             }
-            "table" => self.open_block(Frame::Table { head: vec![], rows: vec![], in_head: false }, html),
+            "table" => self.open_block(
+                Frame::Table {
+                    head: vec![],
+                    rows: vec![],
+                    in_head: false,
+                },
+                html,
+            ),
             "thead" => {
                 if let Some(Frame::Table { in_head, .. }) = self.top_frame_mut() {
                     *in_head = true;
@@ -761,31 +1051,50 @@ impl<'a> Builder<'a> {
             }
             "tr" => {
                 self.close_inlines();
-                if let Some(i) = self.stack.iter().rposition(|f| matches!(f.frame, Frame::Row { .. })) {
-                    if self.stack[i].html.is_some() {
-                        self.close_through(i);
-                    }
+                if let Some(i) = self
+                    .stack
+                    .iter()
+                    .rposition(|f| matches!(f.frame, Frame::Row { .. }))
+                    && self.stack[i].html.is_some()
+                {
+                    self.close_through(i);
                 }
                 self.open(Frame::Row { cells: vec![] }, html)
             }
             "td" | "th" => {
-                if let Some(i) = self.stack.iter().rposition(|f| matches!(f.frame, Frame::Inlines { kind: InlineKind::Cell, .. })) {
+                if let Some(i) = self.stack.iter().rposition(|f| {
+                    matches!(
+                        f.frame,
+                        Frame::Inlines {
+                            kind: InlineKind::Cell,
+                            ..
+                        }
+                    )
+                }) {
                     self.close_through(i);
                 }
                 if !matches!(self.top_frame_mut(), Some(Frame::Row { .. })) {
                     self.open(Frame::Row { cells: vec![] }, None);
                 }
-                self.open(Frame::Inlines { kind: InlineKind::Cell, inlines: vec![], line: self.line }, html)
+                self.open(
+                    Frame::Inlines {
+                        kind: InlineKind::Cell,
+                        inlines: vec![],
+                        line: self.line,
+                    },
+                    html,
+                )
             }
             "strong" | "b" => self.open_inline(InlineKind::Strong, html),
             "em" | "i" => self.open_inline(InlineKind::Emph, html),
             "s" | "del" | "strike" => self.open_inline(InlineKind::Strike, html),
             "code" | "tt" | "kbd" => self.open_inline(InlineKind::Code, html),
-            "a" => match attrs.get("href") {
-                Some(href) => self.open_inline(InlineKind::Link { url: href.clone() }, html),
-                // An anchor without href is only a bookmark.
-                None => {}
-            },
+            // An anchor without href is only a bookmark.
+            "a" => {
+                if let Some(href) = attrs.get("href") {
+                    self.open_inline(InlineKind::Link { url: href.clone() }, html)
+                }
+            }
             "img" => {
                 let src = attrs.get("src").cloned().unwrap_or_default();
                 let width = attrs
@@ -913,7 +1222,14 @@ fn style_px(attrs: &BTreeMap<String, String>, name: &str) -> Option<u32> {
     style.split(';').find_map(|decl| {
         let (k, v) = decl.split_once(':')?;
         (k.trim().eq_ignore_ascii_case(name))
-            .then(|| v.trim().strip_suffix("px")?.trim().parse::<f32>().ok().map(|f| f as u32))
+            .then(|| {
+                v.trim()
+                    .strip_suffix("px")?
+                    .trim()
+                    .parse::<f32>()
+                    .ok()
+                    .map(|f| f as u32)
+            })
             .flatten()
     })
 }
@@ -1016,9 +1332,16 @@ fn only_images(inlines: &[Inline]) -> Option<Vec<Image>> {
         match i {
             Inline::Image(img) => images.push(img.clone()),
             Inline::Link(l) => {
-                let inner: Vec<&Inline> = l.children.iter().filter(|c| !is_blank(std::slice::from_ref(*c))).collect();
+                let inner: Vec<&Inline> = l
+                    .children
+                    .iter()
+                    .filter(|c| !is_blank(std::slice::from_ref(*c)))
+                    .collect();
                 match inner.as_slice() {
-                    [Inline::Image(img)] => images.push(Image { link: Some(l.url.clone()), ..img.clone() }),
+                    [Inline::Image(img)] => images.push(Image {
+                        link: Some(l.url.clone()),
+                        ..img.clone()
+                    }),
                     _ => return None,
                 }
             }
@@ -1036,13 +1359,19 @@ fn call_to_action(inlines: &[Inline]) -> Option<Button> {
     while let [Inline::Strong(inner)] | [Inline::Emph(inner)] = inlines {
         inlines = inner;
     }
-    let [Inline::Link(link)] = inlines else { return None };
+    let [Inline::Link(link)] = inlines else {
+        return None;
+    };
     if link.url.starts_with("mailto:") {
         return None;
     }
     let text = collapse_ws(&Inline::plain(&link.children));
     if is_call_to_action(&text) {
-        Some(Button { text, url: link.url.clone(), line: link.line })
+        Some(Button {
+            text,
+            url: link.url.clone(),
+            line: link.line,
+        })
     } else {
         None
     }
@@ -1059,14 +1388,27 @@ pub fn is_call_to_action(text: &str) -> bool {
     }
     let lower = t.to_lowercase();
     let verbs = [
-        "read more", "learn more", "register", "sign up", "download", "get involved",
-        "continue reading", "watch", "see the", "join", "apply", "rsvp", "get your",
-        "view the", "submit",
+        "read more",
+        "learn more",
+        "register",
+        "sign up",
+        "download",
+        "get involved",
+        "continue reading",
+        "watch",
+        "see the",
+        "join",
+        "apply",
+        "rsvp",
+        "get your",
+        "view the",
+        "submit",
     ];
     let letters: Vec<char> = t.chars().filter(|c| c.is_alphabetic()).collect();
     let shouting = letters.len() >= 4 && letters.iter().all(|c| c.is_uppercase());
-    verbs.iter().any(|v| lower.starts_with(v)) && (shouting || t.split_whitespace().count() <= 5)
-        || shouting && t.split_whitespace().count() <= 6
+    let words = t.split_whitespace().count();
+    verbs.iter().any(|v| lower.starts_with(v)) && (shouting || words <= 5)
+        || shouting && (2..=6).contains(&words)
 }
 
 fn split_sections(blocks: Vec<Block>) -> (Vec<Block>, Vec<Section>) {
@@ -1084,7 +1426,11 @@ fn split_sections(blocks: Vec<Block>) -> (Vec<Block>, Vec<Section>) {
         match block {
             Block::Heading(h) if Some(h.level) == top => {
                 let anchor = unique_anchor(&Inline::plain(&h.inlines), &mut used);
-                sections.push(Section { heading: h, anchor, blocks: Vec::new() });
+                sections.push(Section {
+                    heading: h,
+                    anchor,
+                    blocks: Vec::new(),
+                });
             }
             other => match sections.last_mut() {
                 Some(s) => s.blocks.push(other),
@@ -1136,7 +1482,8 @@ fn derive_alt_text(content: &mut Content, findings: &mut Vec<Finding>) {
                 code: "missing-alt",
                 line: Some(img.line),
                 message: format!("an image has no alt text; herald uses \"{alt}\""),
-                fix: "Describe the picture in the brackets: `![What the picture shows](/img/...)`.".into(),
+                fix: "Describe the picture in the brackets: `![What the picture shows](/img/...)`."
+                    .into(),
             });
             img.alt = alt;
             img.alt_derived = true;
@@ -1190,4 +1537,179 @@ fn readable_file_name(src: &str) -> Option<String> {
         .filter(|w| w.len() >= 3 && w.chars().all(|c| c.is_alphabetic()) && w.len() <= 20)
         .count();
     (real_words >= 2).then(|| words.join(" "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn build_body(body: &str) -> Content {
+        let text = format!(
+            "---\ntitle: Test issue\nseo:\n  url: https://openinfra.org/blog/test\n---\n{body}"
+        );
+        let post = crate::post::parse(Path::new("t.md"), &text).unwrap();
+        build(&post, &Config::default())
+    }
+
+    fn codes(c: &Content) -> Vec<&'static str> {
+        c.findings.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn html_list_is_the_same_as_a_markdown_list() {
+        let html = build_body("<ul>\n<li>One</li>\n<li>Two <a href=\"/x\">link</a></li>\n</ul>\n");
+        let md = build_body("\n* One\n* Two [link](/x)\n");
+        // The HTML block reports its first line; compare everything else.
+        let without_lines = |c: &Content| {
+            format!("{:?}", c.intro)
+                .replace("line: 6", "")
+                .replace("line: 8", "")
+        };
+        assert_eq!(without_lines(&html), without_lines(&md));
+        assert!(codes(&html).is_empty(), "{:?}", html.findings);
+    }
+
+    #[test]
+    fn html_list_split_by_blank_lines_and_missing_close_tags() {
+        let c = build_body("<ul>\n\n<li>One\n\n<li>Two\n");
+        let Block::List { items, .. } = &c.intro[0] else {
+            panic!("{:?}", c.intro)
+        };
+        assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn logo_block_becomes_a_linked_image_with_its_width() {
+        let c = build_body(
+            "<div style=\"width: 35%; min-width: 220px; max-width: 300px; margin: 30px 0;\">\n  <a href=\"https://katacontainers.io\" target=\"_blank\">\n    <img src=\"/img/logo.svg\" alt=\"Kata Logo\"/>\n  </a>\n</div>\n\n<br/>\n\nText after.\n",
+        );
+        let Block::Images(imgs) = &c.intro[0] else {
+            panic!("{:?}", c.intro)
+        };
+        assert_eq!(imgs[0].src, "https://openinfra.org/img/logo.svg");
+        assert_eq!(imgs[0].alt, "Kata Logo");
+        assert_eq!(imgs[0].link.as_deref(), Some("https://katacontainers.io"));
+        assert_eq!(imgs[0].width, Some(300));
+        assert_eq!(imgs[0].line, 6);
+        assert_eq!(
+            c.intro[1],
+            Block::Paragraph(vec![Inline::Text("Text after.".into())])
+        );
+    }
+
+    #[test]
+    fn clipboard_comments_and_breaks_vanish_quietly() {
+        let c = build_body("<!--StartFragment-->\n\nHello<br />world\n\n<!--EndFragment-->\n");
+        assert_eq!(
+            c.intro,
+            vec![Block::Paragraph(vec![
+                Inline::Text("Hello".into()),
+                Inline::Break,
+                Inline::Text("world".into())
+            ])]
+        );
+        assert!(c.findings.is_empty());
+    }
+
+    #[test]
+    fn unknown_html_is_removed_and_reported() {
+        let c = build_body(
+            "<font color=red>Loud</font> words\n\n<script>alert(1)</script>\n\n<iframe src=\"https://www.youtube.com/embed/x\"></iframe>\n",
+        );
+        let text: String = c.intro.iter().map(plain_block).collect();
+        assert!(text.contains("Loud words"), "{text}");
+        assert!(!text.contains("alert"), "{text}");
+        let changed: Vec<_> = c
+            .findings
+            .iter()
+            .filter(|f| f.code == "html-changed")
+            .collect();
+        assert_eq!(changed.len(), 3, "{:?}", c.findings);
+        assert!(changed.iter().any(|f| f.message.contains("<font>")));
+        let has_video_link = c
+            .intro
+            .iter()
+            .any(|b| matches!(b, Block::Button(l) if l.url == "https://www.youtube.com/embed/x"));
+        assert!(has_video_link, "{:?}", c.intro);
+    }
+
+    #[test]
+    fn top_level_sections_bold_headings_and_buttons() {
+        let c = build_body(
+            "Intro\n\n# **First**\n\nText\n\n**[READ MORE >>](https://x.org/a)**\n\n## Sub\n\n# [Second](https://docs.google.com/document/d/1/edit)\n\nMore\n",
+        );
+        assert_eq!(c.sections.len(), 2);
+        assert_eq!(
+            c.sections[0].heading.inlines,
+            vec![Inline::Text("First".into())]
+        );
+        assert_eq!(c.sections[0].anchor, "first");
+        assert!(
+            matches!(&c.sections[0].blocks[1], Block::Button(b) if b.text == "READ MORE >>" && b.url == "https://x.org/a")
+        );
+        assert!(matches!(&c.sections[0].blocks[2], Block::Heading(h) if h.level == 2));
+        assert!(matches!(&c.sections[1].heading.inlines[0], Inline::Link(_)));
+    }
+
+    #[test]
+    fn without_h1_the_highest_level_splits_sections() {
+        let c = build_body("## A\n\ntext\n\n### a1\n\n## B\n");
+        assert_eq!(c.sections.len(), 2);
+    }
+
+    #[test]
+    fn images_without_alt_get_one_and_a_notice() {
+        let c = build_body(
+            "![](/img/openinfra_annualreport_2024.jpg)\n\n# Events\n\n![](/img/frame-541.png)\n",
+        );
+        let Block::Images(a) = &c.intro[0] else {
+            panic!()
+        };
+        assert_eq!(a[0].alt, "openinfra annualreport 2024");
+        let Block::Images(b) = &c.sections[0].blocks[0] else {
+            panic!()
+        };
+        assert_eq!(b[0].alt, "Events");
+        assert!(b[0].alt_derived);
+        assert_eq!(codes(&c), vec!["missing-alt", "missing-alt"]);
+    }
+
+    #[test]
+    fn data_and_empty_images_are_left_out_with_a_warning() {
+        let c = build_body("![](data:image/png;base64,AAAA)\n\n![]()\n\nText\n");
+        assert_eq!(c.intro.len(), 1);
+        assert_eq!(codes(&c), vec!["embedded-image", "empty-image"]);
+    }
+
+    #[test]
+    fn empty_link_in_heading_is_dropped() {
+        let c = build_body("### [](www.openstack.org)OpenStack Exam\n");
+        assert_eq!(
+            c.sections[0].heading.inlines,
+            vec![Inline::Text("OpenStack Exam".into())]
+        );
+        assert_eq!(codes(&c), vec!["empty-link"]);
+    }
+
+    #[test]
+    fn call_to_action_detection() {
+        for yes in [
+            "READ MORE >>",
+            "SEE THE OPENSTACK MARKETPLACE >> ",
+            "LEARN MORE",
+            "Register now",
+            "GET INVOLVED >>",
+        ] {
+            assert!(is_call_to_action(yes), "{yes}");
+        }
+        for no in [
+            "here",
+            "OpenStack surveys",
+            "the 2024 annual report of the OpenInfra Foundation",
+            "NASA",
+        ] {
+            assert!(!is_call_to_action(no), "{no}");
+        }
+    }
 }

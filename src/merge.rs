@@ -38,9 +38,9 @@ impl Template {
         let mut rest = source;
         while let Some(open) = rest.find("{{") {
             let after = &rest[open + 2..];
-            let parsed = after.find("}}").and_then(|close| {
-                parse_field(&after[..close]).map(|f| (f, close))
-            });
+            let parsed = after
+                .find("}}")
+                .and_then(|close| parse_field(&after[..close]).map(|f| (f, close)));
             match parsed {
                 Some(((name, default), close)) => {
                     literal.push_str(&rest[..open]);
@@ -67,17 +67,21 @@ impl Template {
                 Part::Field { .. } => 0,
             })
             .sum();
-        Template { parts, escape, literal_len }
+        Template {
+            parts,
+            escape,
+            literal_len,
+        }
     }
 
     /// The names of the fields used, in order of first use.
     pub fn fields(&self) -> Vec<&str> {
         let mut out: Vec<&str> = Vec::new();
         for p in &self.parts {
-            if let Part::Field { name, .. } = p {
-                if !out.contains(&name.as_str()) {
-                    out.push(name);
-                }
+            if let Part::Field { name, .. } = p
+                && !out.contains(&name.as_str())
+            {
+                out.push(name);
             }
         }
         out
@@ -95,7 +99,8 @@ impl Template {
         for p in &self.parts {
             match p {
                 Part::Literal(s) => out.push_str(s),
-                Part::Field { name, default } => match value(name).filter(|v| !v.trim().is_empty()) {
+                Part::Field { name, default } => match value(name).filter(|v| !v.trim().is_empty())
+                {
                     Some(v) => match self.escape {
                         Escape::Html => crate::html::push_text(out, &v.replace('"', "&quot;")),
                         Escape::None => out.push_str(&v),
@@ -122,7 +127,11 @@ fn parse_field(inner: &str) -> Option<(String, String)> {
     let default = match filter {
         None => String::new(),
         Some(f) => {
-            let arg = f.strip_prefix("default")?.trim_start().strip_prefix(':')?.trim();
+            let arg = f
+                .strip_prefix("default")?
+                .trim_start()
+                .strip_prefix(':')?
+                .trim();
             unquote(arg)?.to_string()
         }
     };
@@ -130,7 +139,13 @@ fn parse_field(inner: &str) -> Option<(String, String)> {
 }
 
 fn unquote(s: &str) -> Option<&str> {
-    for (open, close) in [("\"", "\""), ("'", "'"), ("&quot;", "&quot;"), ("\u{201c}", "\u{201d}"), ("\u{2018}", "\u{2019}")] {
+    for (open, close) in [
+        ("\"", "\""),
+        ("'", "'"),
+        ("&quot;", "&quot;"),
+        ("\u{201c}", "\u{201d}"),
+        ("\u{2018}", "\u{2019}"),
+    ] {
         if let Some(inner) = s.strip_prefix(open).and_then(|r| r.strip_suffix(close)) {
             return Some(inner);
         }
@@ -152,7 +167,10 @@ mod tests {
 
     #[test]
     fn substitutes_with_defaults_and_escaping() {
-        let t = Template::compile("Hi {{ first_name }}, {{empty|default:\"friend\"}} {{ last_name | default: 'x' }}!", Escape::Html);
+        let t = Template::compile(
+            "Hi {{ first_name }}, {{empty|default:\"friend\"}} {{ last_name | default: 'x' }}!",
+            Escape::Html,
+        );
         assert_eq!(t.fields(), vec!["first_name", "empty", "last_name"]);
         assert_eq!(t.render(vals), "Hi Ana &lt;b&gt;, friend x!");
         let t = Template::compile("Hi {{ first_name }}", Escape::None);
@@ -161,7 +179,10 @@ mod tests {
 
     #[test]
     fn curly_quotes_from_the_cms_work() {
-        let t = Template::compile("Hi {{ nick | default: \u{201c}there\u{201d} }}", Escape::Html);
+        let t = Template::compile(
+            "Hi {{ nick | default: \u{201c}there\u{201d} }}",
+            Escape::Html,
+        );
         assert_eq!(t.render(vals), "Hi there");
     }
 

@@ -71,9 +71,10 @@ impl Post {
     pub fn slug(&self) -> String {
         let from_url = self.front_matter.seo.url.as_deref().and_then(|u| {
             let path = u.split(['?', '#']).next().unwrap_or("");
-            let path = path.split("://").nth(1).map_or(path, |rest| {
-                rest.find('/').map_or("", |i| &rest[i..])
-            });
+            let path = path
+                .split("://")
+                .nth(1)
+                .map_or(path, |rest| rest.find('/').map_or("", |i| &rest[i..]));
             let parts: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
             match parts.as_slice() {
                 [] => None,
@@ -194,7 +195,11 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
     let value: Value = yaml_serde::from_str(yaml).map_err(|e| {
         let line = e.location().map(|l| file_line(l.line())).unwrap_or(2);
         let detail = e.to_string();
-        let detail = detail.split(" at line ").next().unwrap_or(&detail).to_string();
+        let detail = detail
+            .split(" at line ")
+            .next()
+            .unwrap_or(&detail)
+            .to_string();
         InputError::new(
             path,
             Some(line),
@@ -327,11 +332,12 @@ fn scalar(v: Option<&Value>) -> Result<Option<String>, &'static str> {
 
 /// The 1-based line (within the YAML) of a top-level key, for messages.
 fn key_line(yaml: &str, key: &str) -> Option<usize> {
-    yaml.lines().position(|l| {
-        l.strip_prefix(key)
-            .is_some_and(|rest| rest.trim_start().starts_with(':'))
-    })
-    .map(|i| i + 1)
+    yaml.lines()
+        .position(|l| {
+            l.strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with(':'))
+        })
+        .map(|i| i + 1)
 }
 
 /// `@openinfradev`, `OpenInfraDev`, `"@openinfradev "`, `twitter.com/openinfradev`
@@ -446,7 +452,10 @@ mod tests {
         assert_eq!(post.front_matter.kind, Kind::Report);
         assert_eq!(post.front_matter.year, Some(2023));
         assert_eq!(post.front_matter.date, None);
-        assert_eq!(post.front_matter.sub_title.as_deref(), Some("OpenInfra Foundation"));
+        assert_eq!(
+            post.front_matter.sub_title.as_deref(),
+            Some("OpenInfra Foundation")
+        );
         assert_eq!(post.slug(), "annual-report-2023");
     }
 
@@ -461,9 +470,19 @@ mod tests {
 
     #[test]
     fn twitter_spellings() {
-        for raw in ["@openinfradev", "openinfradev", "\"@openinfradev \"", "twitter.com/openinfradev", "https://x.com/openinfradev/"] {
+        for raw in [
+            "@openinfradev",
+            "openinfradev",
+            "\"@openinfradev \"",
+            "twitter.com/openinfradev",
+            "https://x.com/openinfradev/",
+        ] {
             let raw = raw.trim_matches('"');
-            assert_eq!(normalise_twitter(raw).as_deref(), Some("@openinfradev"), "{raw}");
+            assert_eq!(
+                normalise_twitter(raw).as_deref(),
+                Some("@openinfradev"),
+                "{raw}"
+            );
         }
         assert_eq!(normalise_twitter("not a handle"), None);
     }
@@ -506,9 +525,18 @@ mod tests {
 
     #[test]
     fn dates() {
-        assert_eq!(parse_date("2025-05-28").unwrap().to_string(), "2025-05-28T00:00:00Z");
-        assert_eq!(parse_date("2025-05-28 14:15").unwrap().to_string(), "2025-05-28T14:15:00Z");
-        assert_eq!(parse_date("2025-05-28T14:15:00+02:00").unwrap().to_string(), "2025-05-28T12:15:00Z");
+        assert_eq!(
+            parse_date("2025-05-28").unwrap().to_string(),
+            "2025-05-28T00:00:00Z"
+        );
+        assert_eq!(
+            parse_date("2025-05-28 14:15").unwrap().to_string(),
+            "2025-05-28T14:15:00Z"
+        );
+        assert_eq!(
+            parse_date("2025-05-28T14:15:00+02:00").unwrap().to_string(),
+            "2025-05-28T12:15:00Z"
+        );
         assert!(parse_date("2025-13-01").is_none());
     }
 }

@@ -27,7 +27,11 @@ impl Issue {
         let post = post::load(path)?;
         let content = content::build(&post, config);
         let rendered = render::render(&content, config)?;
-        Ok(Issue { post, content, rendered })
+        Ok(Issue {
+            post,
+            content,
+            rendered,
+        })
     }
 
     /// The HTML and text parts with the preview's stand-in values: merge
@@ -46,13 +50,24 @@ impl Issue {
 
     pub fn check(&self, config: &Config) -> Vec<Finding> {
         let (html, _) = self.personalised_preview(config);
-        check::check(&self.post, &self.content, &self.rendered, config, html.len())
+        check::check(
+            &self.post,
+            &self.content,
+            &self.rendered,
+            config,
+            html.len(),
+        )
     }
 }
 
 fn preview_unsubscribe_url(config: &Config, content: &Content) -> String {
     let base = config.unsubscribe_url.clone().unwrap_or_else(|| {
-        let site = urls::Base::new(config.site_url.as_deref(), content.web_url.as_deref(), false).site;
+        let site = urls::Base::new(
+            config.site_url.as_deref(),
+            content.web_url.as_deref(),
+            false,
+        )
+        .site;
         format!("{}unsubscribe", site.as_str())
     });
     let sep = if base.contains('?') { '&' } else { '?' };
@@ -81,7 +96,10 @@ struct PreviewPage<'a> {
 /// Writes `email.html`, `email.txt`, `email.mjml` and `index.html` into `dir`.
 pub fn write(issue: &Issue, config: &Config, dir: &Path) -> anyhow::Result<Written> {
     std::fs::create_dir_all(dir).map_err(|e| {
-        anyhow::anyhow!("cannot create the folder {} ({e}). Choose another with --out.", dir.display())
+        anyhow::anyhow!(
+            "cannot create the folder {} ({e}). Choose another with --out.",
+            dir.display()
+        )
     })?;
     let (html, text) = issue.personalised_preview(config);
     let page = PreviewPage {
@@ -105,5 +123,10 @@ pub fn write(issue: &Issue, config: &Config, dir: &Path) -> anyhow::Result<Writt
             .map_err(|e| anyhow::anyhow!("cannot write {} ({e})", path.display()))?;
         written.push(path);
     }
-    Ok(Written { dir: dir.to_path_buf(), files: written, html_bytes: html.len(), text_bytes: text.len() })
+    Ok(Written {
+        dir: dir.to_path_buf(),
+        files: written,
+        html_bytes: html.len(),
+        text_bytes: text.len(),
+    })
 }

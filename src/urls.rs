@@ -164,9 +164,9 @@ fn looks_like_host(s: &str) -> bool {
     let host = host.split(':').next().unwrap_or("");
     let labels: Vec<&str> = host.split('.').collect();
     labels.len() >= 2
-        && labels.iter().all(|l| {
-            !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-        })
+        && labels
+            .iter()
+            .all(|l| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-'))
         && labels
             .last()
             .is_some_and(|tld| tld.len() >= 2 && tld.chars().all(|c| c.is_ascii_alphabetic()))
@@ -177,7 +177,11 @@ mod tests {
     use super::*;
 
     fn base() -> Base {
-        Base::new(None, Some("https://openinfra.dev/blog/newsletter-may"), true)
+        Base::new(
+            None,
+            Some("https://openinfra.dev/blog/newsletter-may"),
+            true,
+        )
     }
 
     fn abs(s: &str) -> String {
@@ -187,8 +191,15 @@ mod tests {
     #[test]
     fn root_relative_against_the_origin_of_seo_url() {
         assert_eq!(abs("/img/logo.png"), "https://openinfra.dev/img/logo.png");
-        let b = Base::new(Some("https://openinfra.org"), Some("https://openinfra.dev/blog/x"), true);
-        assert_eq!(absolutize("/img/a b.png", &b).unwrap().url, "https://openinfra.org/img/a%20b.png");
+        let b = Base::new(
+            Some("https://openinfra.org"),
+            Some("https://openinfra.dev/blog/x"),
+            true,
+        );
+        assert_eq!(
+            absolutize("/img/a b.png", &b).unwrap().url,
+            "https://openinfra.org/img/a%20b.png"
+        );
     }
 
     #[test]
@@ -196,26 +207,44 @@ mod tests {
         let f = absolutize("openinfra.org", &base()).unwrap();
         assert_eq!(f.url, "https://openinfra.org");
         assert_eq!(f.repaired.as_deref(), Some("added https://"));
-        assert_eq!(abs("www.openstack.org/software"), "https://www.openstack.org/software");
-        assert_eq!(abs("//cdn.example.org/x.png"), "https://cdn.example.org/x.png");
+        assert_eq!(
+            abs("www.openstack.org/software"),
+            "https://www.openstack.org/software"
+        );
+        assert_eq!(
+            abs("//cdn.example.org/x.png"),
+            "https://cdn.example.org/x.png"
+        );
     }
 
     #[test]
     fn email_addresses_become_mailto() {
-        assert_eq!(abs("(service-discuss@lists.opendev.org"), "mailto:service-discuss@lists.opendev.org");
-        assert_eq!(abs("mailto:events@openinfra.dev."), "mailto:events@openinfra.dev");
+        assert_eq!(
+            abs("(service-discuss@lists.opendev.org"),
+            "mailto:service-discuss@lists.opendev.org"
+        );
+        assert_eq!(
+            abs("mailto:events@openinfra.dev."),
+            "mailto:events@openinfra.dev"
+        );
         assert_eq!(abs("[https://nerc.mghpcc.org/"), "https://nerc.mghpcc.org/");
     }
 
     #[test]
     fn anchors_and_relative_paths_use_the_page() {
-        assert_eq!(abs("#events"), "https://openinfra.dev/blog/newsletter-may#events");
+        assert_eq!(
+            abs("#events"),
+            "https://openinfra.dev/blog/newsletter-may#events"
+        );
         assert_eq!(abs("other-post"), "https://openinfra.dev/blog/other-post");
     }
 
     #[test]
     fn absolute_urls_are_kept_as_written() {
-        assert_eq!(abs("https://katacontainers.io"), "https://katacontainers.io");
+        assert_eq!(
+            abs("https://katacontainers.io"),
+            "https://katacontainers.io"
+        );
         assert_eq!(abs(" https://x.org/a?b=1 "), "https://x.org/a?b=1");
     }
 
@@ -229,6 +258,9 @@ mod tests {
     #[test]
     fn bare_slug_in_seo_url() {
         let b = Base::new(None, Some("remembering-someone"), true);
-        assert_eq!(b.page_url(), Some("https://openinfra.org/blog/remembering-someone"));
+        assert_eq!(
+            b.page_url(),
+            Some("https://openinfra.org/blog/remembering-someone")
+        );
     }
 }

@@ -16,8 +16,17 @@ const MUTED: &str = "#5b6675";
 
 pub enum Part {
     Text(String),
-    Image { src: String, alt: String, href: Option<String>, width: Option<u32>, title: Option<String> },
-    Button { text: String, url: String },
+    Image {
+        src: String,
+        alt: String,
+        href: Option<String>,
+        width: Option<u32>,
+        title: Option<String>,
+    },
+    Button {
+        text: String,
+        url: String,
+    },
     Divider,
 }
 
@@ -104,7 +113,10 @@ impl Writer<'_> {
                 }
                 Block::Button(btn) => {
                     flush(&mut text, &mut parts);
-                    parts.push(Part::Button { text: btn.text.clone(), url: btn.url.clone() });
+                    parts.push(Part::Button {
+                        text: btn.text.clone(),
+                        url: btn.url.clone(),
+                    });
                 }
                 Block::Rule => {
                     flush(&mut text, &mut parts);
@@ -144,7 +156,9 @@ impl Writer<'_> {
                     Some(_) => ("ol", String::new()),
                     None => ("ul", String::new()),
                 };
-                out.push_str(&format!("<{tag}{start_attr} style=\"margin:0 0 16px;padding:0 0 0 24px\">"));
+                out.push_str(&format!(
+                    "<{tag}{start_attr} style=\"margin:0 0 16px;padding:0 0 0 24px\">"
+                ));
                 for item in items {
                     out.push_str("<li style=\"margin:0 0 8px\">");
                     // A tight item is one paragraph: no paragraph margins inside it.
@@ -217,7 +231,9 @@ impl Writer<'_> {
                     html::text(&btn.text)
                 ));
             }
-            Block::Rule => out.push_str("<hr style=\"border:none;border-top:1px solid #d9dee4;margin:16px 0\" />"),
+            Block::Rule => out.push_str(
+                "<hr style=\"border:none;border-top:1px solid #d9dee4;margin:16px 0\" />",
+            ),
         }
     }
 
@@ -260,7 +276,9 @@ impl Writer<'_> {
                         html::attr(&l.url),
                         self.accent
                     ));
-                    if Inline::plain(&l.children).trim().is_empty() && !l.children.iter().any(|c| matches!(c, Inline::Image(_))) {
+                    if Inline::plain(&l.children).trim().is_empty()
+                        && !l.children.iter().any(|c| matches!(c, Inline::Image(_)))
+                    {
                         // An empty link would be invisible: show where it goes.
                         html::push_text(out, l.url.trim_start_matches("mailto:"));
                     } else {

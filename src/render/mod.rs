@@ -36,9 +36,13 @@ impl Rendered {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
-    #[error("herald made MJML that mrml cannot read ({0}); this is a bug in herald, please report it with the post")]
+    #[error(
+        "herald made MJML that mrml cannot read ({0}); this is a bug in herald, please report it with the post"
+    )]
     Parse(String),
-    #[error("mrml could not render the MJML ({0}); this is a bug in herald, please report it with the post")]
+    #[error(
+        "mrml could not render the MJML ({0}); this is a bug in herald, please report it with the post"
+    )]
     Render(String),
 }
 
@@ -48,7 +52,12 @@ pub fn render(content: &Content, config: &Config) -> Result<Rendered, RenderErro
     let mjml = mjml::mjml(content, config, accent);
     let html = mjml_to_html(&mjml)?;
     let text = text::text(content, config);
-    Ok(Rendered { subject: content.title.clone(), mjml, html, text })
+    Ok(Rendered {
+        subject: content.title.clone(),
+        mjml,
+        html,
+        text,
+    })
 }
 
 pub fn mjml_to_html(mjml: &str) -> Result<String, RenderError> {
@@ -59,5 +68,8 @@ pub fn mjml_to_html(mjml: &str) -> Result<String, RenderError> {
         fonts: Default::default(),
         ..Default::default()
     };
-    parsed.element.render(&opts).map_err(|e| RenderError::Render(e.to_string()))
+    parsed
+        .element
+        .render(&opts)
+        .map_err(|e| RenderError::Render(e.to_string()))
 }

@@ -117,7 +117,10 @@ impl Writer {
                 let text = self.inlines(&h.inlines);
                 let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
                 let under = if h.level <= level { '=' } else { '-' };
-                out.push_str(&format!("\n{indent}{text}\n{indent}{}\n\n", under.to_string().repeat(text.chars().count().min(WIDTH))));
+                out.push_str(&format!(
+                    "\n{indent}{text}\n{indent}{}\n\n",
+                    under.to_string().repeat(text.chars().count().min(WIDTH))
+                ));
             }
             Block::Paragraph(i) => {
                 let text = self.inlines(i);
@@ -183,9 +186,17 @@ impl Writer {
                 out.push_str(&format!("{indent}{label}: {}\n\n", btn.url));
             }
             Block::Table { head, rows } => {
-                for row in std::iter::once(head).chain(rows.iter()).filter(|r| !r.is_empty()) {
+                for row in std::iter::once(head)
+                    .chain(rows.iter())
+                    .filter(|r| !r.is_empty())
+                {
                     let cells: Vec<String> = row.iter().map(|c| self.inlines(c)).collect();
-                    out.push_str(&wrap(&cells.join(" | "), WIDTH, indent, &format!("{indent}  ")));
+                    out.push_str(&wrap(
+                        &cells.join(" | "),
+                        WIDTH,
+                        indent,
+                        &format!("{indent}  "),
+                    ));
                 }
                 out.push('\n');
             }
@@ -212,7 +223,9 @@ impl Writer {
         for i in inlines {
             match i {
                 Inline::Text(t) | Inline::Code(t) => out.push_str(t),
-                Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => self.push_inlines(c, out),
+                Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => {
+                    self.push_inlines(c, out)
+                }
                 Inline::Break => out.push('\n'),
                 Inline::Image(img) => {
                     let s = self.image(img);
@@ -232,7 +245,11 @@ impl Writer {
                         out.push_str(&l.url);
                     } else if shown(text) {
                         // The text is the address already: a reference would repeat it.
-                        out.push_str(if l.url.starts_with("mailto:") { bare } else { &l.url });
+                        out.push_str(if l.url.starts_with("mailto:") {
+                            bare
+                        } else {
+                            &l.url
+                        });
                     } else {
                         self.push_inlines(&l.children, out);
                         let n = self.reference(&l.url);
@@ -247,6 +264,10 @@ impl Writer {
 /// Wraps `text` at `width` columns. Words are never split, so a URL longer
 /// than a line stands alone on its line. Newlines in `text` are kept.
 /// `first` prefixes the first line, `rest` the others.
+///
+/// A merge field such as `{{ first_name | default: "there" }}` is one word
+/// as wide as its default, so substitution never splits it and lines keep
+/// about the right length after it.
 pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
     let mut out = String::new();
     let mut prefix = first;
@@ -255,8 +276,8 @@ pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
         let mut line_len = prefix.chars().count();
         let mut empty = true;
         // Split on ASCII spaces only: a no-break space keeps its words together.
-        for word in para_line.split([' ', '\t']).filter(|w| !w.is_empty()) {
-            let wlen = word.chars().count();
+        for word in words(para_line) {
+            let wlen = display_width(word);
             if !empty && line_len + 1 + wlen > width {
                 out.push_str(&line);
                 out.push('\n');
@@ -281,9 +302,108 @@ pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
     out
 }
 
+/// Space-separated words, keeping each `{{ ... }}` merge field whole.
+fn words(line: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start: Option<usize> = None;
+    let mut chars = line.char_indices();
+    while let Some((i, c)) = chars.next() {
+        if c == '{'
+            && line[i..].starts_with("{{")
+            && let Some(end) = line[i..].find("}}")
+        {
+            start.get_or_insert(i);
+            let stop = i + end + 2;
+            // Skip the field's characters; its spaces do not split it.
+            for (j, _) in chars.by_ref() {
+                if j + 1 >= stop {
+                    break;
+                }
+            }
+            continue;
+        }
+        if c == ' ' || c == '\t' {
+            if let Some(s) = start.take() {
+                out.push(&line[s..i]);
+            }
+        } else {
+            start.get_or_insert(i);
+        }
+    }
+    if let Some(s) = start {
+        out.push(&line[s..]);
+    }
+    glue_references(line, out)
+}
+
+/// Keeps a link reference such as `[3]` on the line of the word before it,
+/// so no line starts with `[3]` and looks like the list of links.
+fn glue_references<'a>(line: &'a str, words: Vec<&'a str>) -> Vec<&'a str> {
+    let is_ref = |w: &str| {
+        w.strip_prefix('[')
+            .and_then(|r| r.split_once(']'))
+            .is_some_and(|(n, after)| {
+                !n.is_empty()
+                    && n.chars().all(|c| c.is_ascii_digit())
+                    && after.chars().all(|c| c.is_ascii_punctuation())
+            })
+    };
+    let offset = |w: &str| w.as_ptr() as usize - line.as_ptr() as usize;
+    let mut out: Vec<&'a str> = Vec::with_capacity(words.len());
+    for w in words {
+        match out.last_mut() {
+            Some(prev) if is_ref(w) => {
+                let start = offset(prev);
+                *prev = &line[start..offset(w) + w.len()];
+            }
+            _ => out.push(w),
+        }
+    }
+    out
+}
+
+/// Columns a word takes once merge fields are filled in (a field counts as
+/// its default, or 8 columns when it has none).
+fn display_width(word: &str) -> usize {
+    let mut width = 0;
+    let mut rest = word;
+    while let Some(open) = rest.find("{{") {
+        width += rest[..open].chars().count();
+        let Some(close) = rest[open..].find("}}") else {
+            break;
+        };
+        let field = &rest[open..open + close + 2];
+        width += crate::merge::Template::compile(field, crate::merge::Escape::None)
+            .render(|_| None)
+            .chars()
+            .count()
+            .max(if field.contains("default") { 0 } else { 8 });
+        rest = &rest[open + close + 2..];
+    }
+    width + rest.chars().count()
+}
+
 #[cfg(test)]
 mod tests {
     use super::wrap;
+
+    #[test]
+    fn merge_fields_are_never_split() {
+        let text = "Hello {{ first_name | default: \"there\" }}, this line is long enough to need wrapping somewhere.";
+        let out = wrap(text, 30, "", "");
+        assert!(
+            out.contains("{{ first_name | default: \"there\" }}"),
+            "{out}"
+        );
+        let filled = out.replace("{{ first_name | default: \"there\" }}", "there");
+        for line in filled.lines() {
+            assert!(line.chars().count() <= 30, "{line}");
+        }
+        assert!(
+            filled.lines().next().unwrap().chars().count() > 20,
+            "{filled}"
+        );
+    }
 
     #[test]
     fn wraps_at_width_and_never_breaks_urls() {
@@ -295,6 +415,12 @@ mod tests {
         }
         assert!(out.lines().any(|l| l == url));
         assert_eq!(out.split_whitespace().collect::<Vec<_>>().join(" "), text);
+    }
+
+    #[test]
+    fn link_references_stay_with_their_word() {
+        let out = wrap("aaaa bbbb [12], cccc", 10, "", "");
+        assert_eq!(out, "aaaa\nbbbb [12],\ncccc\n");
     }
 
     #[test]

@@ -1,0 +1,6 @@
+//! One integration-test binary (as ripgrep does): small helpers in `util`,
+//! one module per capability.
+
+mod compose;
+mod corpus;
+mod util;

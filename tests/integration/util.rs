@@ -1,0 +1,279 @@
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn example_post() -> PathBuf {
+    repo().join("examples/inside-open-infrastructure-example.md")
+}
+
+pub fn example_config() -> PathBuf {
+    repo().join("herald.example.yaml")
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(name)
+}
+
+/// `herald` run in `dir` (so no stray herald.yaml is picked up), with no
+/// HERALD_* variables from the environment.
+pub fn herald(dir: &Path, args: &[&str]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.current_dir(dir).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HERALD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.output().expect("herald runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// The corpus of real posts in `../shared/corpus`, or `None` (with a clear
+/// message) when it is not there. Under CI a missing corpus fails the test.
+pub fn corpus_files() -> Option<Vec<PathBuf>> {
+    let dir = std::env::var_os("HERALD_CORPUS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("../shared/corpus"));
+    if !dir.is_dir() {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "the corpus {} is missing, and CI=true: corpus tests must run in CI",
+                dir.display()
+            );
+        }
+        eprintln!(
+            "SKIPPED: corpus tests need {} (real posts); it is not there",
+            dir.display()
+        );
+        return None;
+    }
+    let mut files = Vec::new();
+    for sub in ["seeds", "newsletters", "annual-reports", "edge-cases"] {
+        let Ok(entries) = std::fs::read_dir(dir.join(sub)) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let p = e.path();
+            if matches!(p.extension().and_then(|x| x.to_str()), Some("md" | "txt")) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    assert!(!files.is_empty(), "no posts found in {}", dir.display());
+    Some(files)
+}
+
+/// Every `href="..."` and `src="..."` value in an HTML document.
+pub fn html_urls(html: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for attr in ["href=\"", "src=\""] {
+        let mut rest = html;
+        while let Some(i) = rest.find(attr) {
+            let after = &rest[i + attr.len()..];
+            let end = after.find('"').unwrap_or(after.len());
+            out.push(after[..end].replace("&amp;", "&"));
+            rest = &after[end..];
+        }
+    }
+    out
+}
+
+pub fn is_absolute(url: &str) -> bool {
+    ["https://", "http://", "mailto:", "tel:"]
+        .iter()
+        .any(|s| url.starts_with(s))
+}
+
+pub fn collapse(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// What a post holds, read straight from its Markdown with pulldown-cmark
+/// (not through herald's content model), for checking herald's output.
+#[derive(Debug, Default)]
+pub struct Expected {
+    pub headings: Vec<String>,
+    /// Absolute URLs of every link with something to click.
+    pub links: Vec<String>,
+    pub top_sections: usize,
+    /// Paragraphs that are a single `... >>` link.
+    pub calls_to_action: usize,
+    pub is_blog_post: bool,
+}
+
+pub fn expected(post_path: &Path) -> Expected {
+    use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
+    let post = herald::post::load(post_path).expect("post loads");
+    let fm = &post.front_matter;
+    let is_blog_post = fm.kind == herald::post::Kind::BlogPost;
+    let base = herald::urls::Base::new(None, fm.seo.url.as_deref(), is_blog_post);
+    let mut e = Expected {
+        is_blog_post,
+        ..Default::default()
+    };
+    let mut levels = Vec::new();
+    let mut heading: Option<String> = None;
+    // (destination, text seen, has image) of open links.
+    let mut links: Vec<(String, String, bool)> = Vec::new();
+    // Paragraph content: (number of links, other visible text, last link text).
+    let mut para: Option<(usize, String, String)> = None;
+    let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH;
+    for ev in Parser::new_ext(&post.body, opts) {
+        match ev {
+            Event::Start(Tag::Heading { level, .. }) => {
+                levels.push(level as usize);
+                heading = Some(String::new());
+            }
+            Event::End(TagEnd::Heading(_)) => {
+                let h = collapse(&heading.take().unwrap_or_default());
+                if !h.is_empty() {
+                    e.headings.push(h);
+                }
+            }
+            Event::Start(Tag::Paragraph) => para = Some((0, String::new(), String::new())),
+            Event::End(TagEnd::Paragraph) => {
+                if let Some((1, other, text)) = para.take()
+                    && other.trim().is_empty()
+                    && text.trim_end().ends_with(">>")
+                {
+                    e.calls_to_action += 1;
+                }
+            }
+            Event::Start(Tag::Link { dest_url, .. }) => {
+                links.push((dest_url.to_string(), String::new(), false))
+            }
+            Event::End(TagEnd::Link) => {
+                if let Some((dest, text, image)) = links.pop() {
+                    if let Some(p) = para.as_mut() {
+                        p.0 += 1;
+                        p.2 = text.clone();
+                    }
+                    if (!text.trim().is_empty() || image)
+                        && let Ok(f) = herald::urls::absolutize(&dest, &base)
+                    {
+                        e.links.push(f.url);
+                    }
+                }
+            }
+            Event::Start(Tag::Image { .. }) => {
+                if let Some(l) = links.last_mut() {
+                    l.2 = true;
+                }
+            }
+            Event::Text(t) | Event::Code(t) => {
+                if let Some(h) = heading.as_mut() {
+                    h.push_str(&t);
+                }
+                match links.last_mut() {
+                    Some(l) => l.1.push_str(&t),
+                    None => {
+                        if let Some(p) = para.as_mut() {
+                            p.1.push_str(&t);
+                        }
+                    }
+                }
+            }
+            Event::Html(h) | Event::InlineHtml(h) => {
+                for url in html_urls(&h) {
+                    if h.contains(&format!("href=\"{url}\""))
+                        && let Ok(f) = herald::urls::absolutize(&url, &base)
+                    {
+                        e.links.push(f.url);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(min) = levels.iter().min() {
+        e.top_sections = levels.iter().filter(|l| *l == min).count();
+    }
+    e
+}
+
+/// What a reader would check in a preview folder; returns the problems found.
+pub fn problems_in_preview(dir: &Path, e: &Expected) -> Vec<String> {
+    let html = std::fs::read_to_string(dir.join("email.html")).expect("email.html");
+    let text = std::fs::read_to_string(dir.join("email.txt")).expect("email.txt");
+    let mjml = std::fs::read_to_string(dir.join("email.mjml")).expect("email.mjml");
+    let index = std::fs::read_to_string(dir.join("index.html")).expect("index.html");
+    let mut p = Vec::new();
+    for url in html_urls(&html) {
+        if !is_absolute(&url) {
+            p.push(format!("relative URL in email.html: {url}"));
+        }
+    }
+    for line in text.lines() {
+        if let Some(rest) = line.strip_prefix('[')
+            && let Some((n, url)) = rest.split_once("] ")
+            && n.chars().all(|c| c.is_ascii_digit())
+            && !is_absolute(url)
+        {
+            p.push(format!("relative URL in email.txt: {line}"));
+        }
+        if line.contains("](/") || line.contains("{{") {
+            p.push(format!("unrendered markup in email.txt: {line}"));
+        }
+    }
+    let flat_text = collapse(&text);
+    for h in &e.headings {
+        if !flat_text.contains(h.as_str()) {
+            p.push(format!("heading missing from email.txt: {h}"));
+        }
+    }
+    for url in &e.links {
+        let bare = url.trim_start_matches("mailto:");
+        if !text.contains(url.as_str()) && !text.contains(bare) {
+            p.push(format!("link missing from email.txt: {url}"));
+        }
+        if !html.contains(&url.replace('&', "&amp;")) && !html.contains(url.as_str()) {
+            p.push(format!("link missing from email.html: {url}"));
+        }
+    }
+    let sections = html.matches("<h2 id=\"").count();
+    if sections != e.top_sections {
+        p.push(format!(
+            "{sections} section headings in email.html, the post has {}",
+            e.top_sections
+        ));
+    }
+    let buttons = html
+        .matches("style=\"display:inline-block;background:")
+        .count();
+    if buttons < e.calls_to_action {
+        p.push(format!(
+            "{buttons} buttons in email.html, the post has {} READ MORE >> links",
+            e.calls_to_action
+        ));
+    }
+    if e.is_blog_post && html.len() > herald::check::GMAIL_CLIP_BYTES {
+        p.push(format!(
+            "email.html is {} bytes, over Gmail's clipping size",
+            html.len()
+        ));
+    }
+    if !mjml.starts_with("<mjml") || !mjml.contains("<mj-body") {
+        p.push("email.mjml is not an MJML document".into());
+    }
+    if !index.contains("src=\"email.html\"")
+        || !index.contains("width=\"375\"")
+        || !index.contains("width=\"600\"")
+    {
+        p.push("index.html does not show the email at phone and desktop widths".into());
+    }
+    if !html.contains("Unsubscribe") || !text.contains("Unsubscribe: http") {
+        p.push("no unsubscribe link".into());
+    }
+    p
+}
