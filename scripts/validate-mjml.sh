@@ -10,6 +10,10 @@
 # which exits non-zero on any validation error (unknown/illegal attribute,
 # invalid attribute value, element not allowed in its parent, unknown mj-*
 # element, unparsable document) and on any render failure.
+# mjml does not look inside "ending tags" (mj-text, mj-button, mj-table,
+# mj-raw, ...): their content is passed through as HTML, so an mj-image inside
+# an mj-text passes mjml's strict validation. A small extra check here fails
+# on any <mj-...> element found inside an ending tag.
 #
 # Builds nothing itself: build herald first (cargo build --release).
 #
@@ -90,7 +94,7 @@ fi
 echo "herald:  $herald"
 echo "mjml:    $mjml ($("$mjml" --version 2>/dev/null | tr '\n' ' '))"
 echo "corpus:  $corpus_label (${#posts[@]} posts)"
-echo "check:   mjml -r email.mjml --config.validationLevel=strict"
+echo "check:   mjml -r email.mjml --config.validationLevel=strict; no mj-* inside ending tags"
 echo
 
 # Indent captured output under a FAIL line, keeping it short.
@@ -122,6 +126,25 @@ for post in "${posts[@]}"; do
     if ! timeout 120 "$mjml" -r "$out/email.mjml" --config.validationLevel=strict \
         -o "$out/mjml-reference.html" >"$log" 2>&1; then
         echo "FAIL $rel: mjml strict validation failed"
+        show "$log"
+        failed=$((failed + 1))
+        continue
+    fi
+    if ! python3 - "$out/email.mjml" >"$log" 2>&1 <<'PY'
+import re, sys
+ending = "mj-text|mj-button|mj-table|mj-raw|mj-navbar-link|mj-accordion-title|mj-accordion-text|mj-social-element"
+src = open(sys.argv[1], encoding="utf-8").read()
+bad = 0
+for m in re.finditer(r"<(" + ending + r")\b[^>]*(?<!/)>(.*?)</\1\s*>", src, re.S):
+    inner = re.search(r"<mj-[a-z-]+", m.group(2))
+    if inner:
+        line = src.count("\n", 0, m.start(2) + inner.start()) + 1
+        print(f"line {line}: <{inner.group(0)[1:]}> inside <{m.group(1)}> (mjml passes it through as HTML)")
+        bad += 1
+sys.exit(1 if bad else 0)
+PY
+    then
+        echo "FAIL $rel: mj-* element inside an ending tag"
         show "$log"
         failed=$((failed + 1))
         continue

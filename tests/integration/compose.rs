@@ -235,3 +235,78 @@ fn help_speaks_to_people() {
         stdout(&o)
     );
 }
+
+/// Posts from the rest of the website mix Markdown and HTML in ways the
+/// corpus does not show. Thousands of generated mixes of real-world pieces
+/// (and broken ones) must all render, with no relative URL and no crash.
+#[test]
+fn generated_posts_of_mixed_markdown_and_html_always_render() {
+    use herald::config::Config;
+    use herald::preview::Issue;
+    const PIECES: &[&str] = &[
+        "# **Bold heading**\n\n",
+        "## [Linked](https://docs.google.com/document/d/x/edit)\n\n",
+        "Plain paragraph with a [link](openinfra.org) and *emphasis*.\n\n",
+        "* one\n\n  * nested [x](/x)\n\n* two\n\n",
+        "1. first\n2. second\n\n",
+        "> quoted **text**\n\n",
+        "```\ncode <b>not html</b>\n```\n\n",
+        "| a | b |\n| --- | --- |\n| 1 | [2](/two) |\n\n",
+        "---\n\n",
+        "![](/img/a.png)\n\n",
+        "![alt](data:image/png;base64,AAAA)\n\n",
+        "![]()\n\n",
+        "[READ MORE >>](/blog/x)\n\n",
+        "<ul>\n<li>html item\n\n",
+        "</li>\n</ul>\n\n",
+        "<div style=\"max-width: 200px\"><a href=\"https://x.org\"><img src=\"/img/l.svg\" alt=\"L\"/></a></div>\n\n",
+        "<p>para <span style=\"color:red\">red</span> <b>bold <i>both</b></i></p>\n\n",
+        "<table><tr><td>cell <a href=\"/c\">c</a></td><td>two</td></tr></table>\n\n",
+        "<iframe src=\"https://www.youtube.com/embed/abc\" width=\"560\"></iframe>\n\n",
+        "<script>document.write('x')</script>\n\n",
+        "<!--StartFragment-->\n\n",
+        "text with <br /> a break and a stray </div> and </a> tag\n\n",
+        "<h3>HTML heading</h3>\n\n",
+        "<blockquote><p>html quote</p></blockquote>\n\n",
+        "<center><font size=5>old</font></center>\n\n",
+        "<img src=\"relative/pic.jpg\">\n\n",
+        "Tab\tand\u{a0}nbsp and & ampersand < less > more \"quotes\"\n\n",
+        "<a name=\"anchor\"></a>\n\n",
+        "[](/empty-link)\n\n",
+        "<pre>pre <b>text</b></pre>\n\n",
+        "<ol start=\"3\"><li>three</ol>\n\n",
+        "Hello {{ first_name | default: \"friend\" }} and {{ not a field }}\n\n",
+    ];
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let config = Config::default();
+    for n in 0..1500 {
+        let mut post = String::from(
+            "---\ntitle: \"Generated <post> & more\"\nseo:\n  url: https://openinfra.org/blog/generated\n---\n",
+        );
+        for _ in 0..(1 + next() % 12) {
+            post.push_str(PIECES[next() % PIECES.len()]);
+        }
+        let path = tmp.path().join("g.md");
+        std::fs::write(&path, &post).unwrap();
+        let issue = Issue::compose(&path, &config)
+            .unwrap_or_else(|e| panic!("post {n} failed: {e:#}\n{post}"));
+        let (html, text) = issue.personalised_preview(&config);
+        for url in html_urls(&html) {
+            assert!(is_absolute(&url), "post {n}: relative URL {url}\n{post}");
+        }
+        assert!(!text.contains("](/"), "post {n}\n{post}");
+        assert!(!html.contains("<post>"), "post {n}: title not escaped");
+        assert!(
+            html.contains("Generated &#60;post&#62; &#38; more")
+                || html.contains("Generated &lt;post&gt; &amp; more"),
+            "post {n}: title missing"
+        );
+    }
+}
