@@ -13,6 +13,7 @@ use crate::check::Severity;
 use crate::config::Config;
 use crate::exit;
 use crate::preview::{self, Issue};
+use crate::send;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -59,6 +60,41 @@ enum Command {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Send the issue to the subscriber list; with --dry-run, write each
+    /// person's email to a file instead.
+    ///
+    /// Start with `--to you@example.org` for a test to yourself, or
+    /// `--dry-run` to get every message as a file in outbox/<post-name>/.
+    /// The unsubscribe links are signed with the secret in the environment
+    /// variable HERALD_UNSUBSCRIBE_SECRET.
+    Send(SendArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct SendArgs {
+    /// The post: a Markdown file with the website's front matter.
+    post: PathBuf,
+    /// The subscriber list: a CSV file with a header line and an `email` column.
+    /// Other columns (first_name, last_name...) can be used as merge fields.
+    #[arg(long, value_name = "FILE.csv")]
+    subscribers: Option<PathBuf>,
+    /// Never mail the addresses in this file (one per line, or a CSV with an
+    /// `email` column). Can be given more than once.
+    #[arg(long, value_name = "FILE")]
+    suppress: Vec<PathBuf>,
+    /// Send a test of the issue to this address only, with [TEST] in the
+    /// subject; the subscriber list is ignored. Can be given more than once.
+    #[arg(long, value_name = "ADDRESS")]
+    to: Vec<String>,
+    /// Write every message to a file instead of sending it.
+    #[arg(long)]
+    dry_run: bool,
+    /// Folder for the dry run's messages (default: outbox/<post-name>).
+    #[arg(long, value_name = "DIR")]
+    outbox: Option<PathBuf>,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -94,7 +130,8 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let (config, _) = Config::load(cli.config.as_deref())?;
+    let (config, config_path) = Config::load(cli.config.as_deref())?;
+    let config_path = config_path.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_FILE));
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Preview { post, out, json } => {
@@ -195,5 +232,92 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(if errors > 0 { exit::PROBLEMS } else { exit::OK })
         }
+        Command::Send(args) => send(args, &config, &config_path, &mut stdout),
     }
+}
+
+fn send(
+    args: SendArgs,
+    config: &Config,
+    config_path: &Path,
+    stdout: &mut impl Write,
+) -> anyhow::Result<i32> {
+    if !args.dry_run {
+        anyhow::bail!(InputError::new(
+            &args.post,
+            None,
+            "sending through a mail server is not available in this version of herald; \
+             add --dry-run to write the messages to files"
+        ));
+    }
+    let opts = send::Options {
+        post: args.post,
+        subscribers: args.subscribers,
+        suppress: args.suppress,
+        to: args.to,
+        outbox: args.outbox,
+    };
+    let started = std::time::Instant::now();
+    let summary = send::dry_run(&opts, config, config_path)?;
+    let seconds = started.elapsed().as_secs_f64();
+    for f in &summary.fields_without_column {
+        eprintln!(
+            "herald: warning: the post uses the merge field {{{{ {f} }}}}, which the subscriber list has no column for; \
+             it will be empty (give it a default: {{{{ {f} | default: \"...\" }}}})"
+        );
+    }
+    if args.json {
+        let mut v = serde_json::to_value(&summary)?;
+        v["seconds"] = serde_json::json!(seconds);
+        serde_json::to_writer_pretty(&mut *stdout, &v)?;
+        writeln!(stdout)?;
+    } else {
+        let skipped: u64 = summary.skipped.values().sum();
+        writeln!(
+            stdout,
+            "Dry run{}: nothing was sent.",
+            if summary.test { " of a test send" } else { "" }
+        )?;
+        if !summary.test {
+            writeln!(stdout, "Subscribers read:   {}", summary.rows_read)?;
+            writeln!(stdout, "Skipped:            {skipped}")?;
+            for (reason, n) in &summary.skipped {
+                writeln!(stdout, "  {n:>8}  {}", reason.describe())?;
+            }
+            for s in &summary.skipped_examples {
+                let detail = s
+                    .detail
+                    .as_deref()
+                    .map(|d| format!(" ({d})"))
+                    .unwrap_or_default();
+                writeln!(
+                    stdout,
+                    "    line {}: {} - {}{detail}",
+                    s.line,
+                    s.email,
+                    s.reason.describe()
+                )?;
+            }
+            if skipped > summary.skipped_examples.len() as u64 {
+                writeln!(
+                    stdout,
+                    "    (all skipped rows are listed in {})",
+                    summary.outbox.join("skipped.csv").display()
+                )?;
+            }
+        }
+        writeln!(
+            stdout,
+            "Messages written:   {} to {}/",
+            summary.messages_written,
+            summary.outbox.display()
+        )?;
+        writeln!(
+            stdout,
+            "Largest message:    {:.1} KB",
+            summary.largest_message_bytes as f64 / 1024.0
+        )?;
+        writeln!(stdout, "Time:               {seconds:.2} s")?;
+    }
+    Ok(exit::OK)
 }

@@ -29,6 +29,24 @@ pub struct Config {
     pub unsubscribe_url: Option<String>,
     /// The colour of headings, links and buttons, as `#rrggbb`.
     pub accent_color: Option<String>,
+    /// The sender, with a display name: `OpenInfra Foundation <news@openinfra.org>`.
+    pub from: Option<String>,
+    /// Where replies go, if not to `from`.
+    pub reply_to: Option<String>,
+    /// The subject line; may use merge fields and `{{ title }}` (the post's
+    /// title). Default: the post's title.
+    pub subject: Option<String>,
+    /// The `List-Id` of the newsletter (RFC 2919), like
+    /// `OpenInfra News <news.openinfra.org>`. Default: made from `from`.
+    pub list_id: Option<String>,
+    /// The address unsubscribe e-mails go to (the `mailto:` of
+    /// `List-Unsubscribe`). Default: `from`.
+    pub unsubscribe_mailto: Option<String>,
+    /// DKIM signing: the domain, the selector published in DNS, and the file
+    /// holding the private key (RSA or Ed25519, PEM). All three, or none.
+    pub dkim_domain: Option<String>,
+    pub dkim_selector: Option<String>,
+    pub dkim_key_file: Option<String>,
 }
 
 /// Settings that can come from `HERALD_<NAME>`: (variable, setting).
@@ -39,6 +57,14 @@ const ENV: &[(&str, Setting)] = &[
     ("HERALD_POSTAL_ADDRESS", |c| &mut c.postal_address),
     ("HERALD_UNSUBSCRIBE_URL", |c| &mut c.unsubscribe_url),
     ("HERALD_ACCENT_COLOR", |c| &mut c.accent_color),
+    ("HERALD_FROM", |c| &mut c.from),
+    ("HERALD_REPLY_TO", |c| &mut c.reply_to),
+    ("HERALD_SUBJECT", |c| &mut c.subject),
+    ("HERALD_LIST_ID", |c| &mut c.list_id),
+    ("HERALD_UNSUBSCRIBE_MAILTO", |c| &mut c.unsubscribe_mailto),
+    ("HERALD_DKIM_DOMAIN", |c| &mut c.dkim_domain),
+    ("HERALD_DKIM_SELECTOR", |c| &mut c.dkim_selector),
+    ("HERALD_DKIM_KEY_FILE", |c| &mut c.dkim_key_file),
 ];
 
 impl Config {
@@ -121,6 +147,25 @@ impl Config {
                     "`accent_color: {c}` must be a colour like \"#c8102e\" (in quotes)"
                 ));
             }
+        }
+        for (name, value) in [
+            ("from", &self.from),
+            ("reply_to", &self.reply_to),
+            ("unsubscribe_mailto", &self.unsubscribe_mailto),
+        ] {
+            if let Some(v) = value
+                && v.parse::<lettre::message::Mailbox>().is_err()
+            {
+                problems.push(format!(
+                        "`{name}: {v}` is not an e-mail address; write it like \"OpenInfra Foundation <news@openinfra.org>\" (in quotes)"
+                    ));
+            }
+        }
+        let dkim = [&self.dkim_domain, &self.dkim_selector, &self.dkim_key_file];
+        if dkim.iter().any(|v| v.is_some()) && !dkim.iter().all(|v| v.is_some()) {
+            problems.push(
+                "DKIM signing needs all three of `dkim_domain`, `dkim_selector` and `dkim_key_file` (or none of them)".into(),
+            );
         }
         if problems.is_empty() {
             Ok(())

@@ -7,16 +7,20 @@
 //!
 //! `preview` writes the rendered issue to files; `cli` is the command line.
 
+pub mod audience;
 pub mod check;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod content;
+pub mod deliver;
 pub mod html;
 pub mod merge;
+pub mod message;
 pub mod post;
 pub mod preview;
 pub mod render;
+pub mod send;
 pub mod urls;
 
 /// Exit codes shared by every subcommand, documented in the README.

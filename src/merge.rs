@@ -87,6 +87,20 @@ impl Template {
         out
     }
 
+    /// Fields that have no default: empty when a recipient lacks them.
+    pub fn fields_without_default(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = Vec::new();
+        for p in &self.parts {
+            if let Part::Field { name, default } = p
+                && default.is_empty()
+                && !out.contains(&name.as_str())
+            {
+                out.push(name);
+            }
+        }
+        out
+    }
+
     /// Fills in the fields; `value` returns a field's value, and an absent
     /// or empty value falls back to the field's default.
     pub fn render<'v>(&self, value: impl Fn(&str) -> Option<Cow<'v, str>>) -> String {
@@ -102,7 +116,10 @@ impl Template {
                 Part::Field { name, default } => match value(name).filter(|v| !v.trim().is_empty())
                 {
                     Some(v) => match self.escape {
-                        Escape::Html => crate::html::push_text(out, &v.replace('"', "&quot;")),
+                        Escape::Html => {
+                            let escaped = crate::html::attr(&v);
+                            crate::html::push_ascii(out, &escaped)
+                        }
                         Escape::None => out.push_str(&v),
                     },
                     // Defaults were written in the document itself, already escaped for it.

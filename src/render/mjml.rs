@@ -143,12 +143,12 @@ impl Writer<'_> {
                     "<{tag} style=\"margin:24px 0 8px;font-size:{size}px;line-height:1.35;font-weight:bold;color:{NAVY}\">"
                 ));
                 out.push_str(&self.inlines(&h.inlines));
-                out.push_str(&format!("</{tag}>"));
+                out.push_str(&format!("</{tag}>\n"));
             }
             Block::Paragraph(i) => {
                 out.push_str("<p style=\"margin:0 0 16px\">");
                 out.push_str(&self.inlines(i));
-                out.push_str("</p>");
+                out.push_str("</p>\n");
             }
             Block::List { start, items } => {
                 let (tag, start_attr) = match start {
@@ -173,9 +173,9 @@ impl Writer<'_> {
                             }
                         }
                     }
-                    out.push_str("</li>");
+                    out.push_str("</li>\n");
                 }
-                out.push_str(&format!("</{tag}>"));
+                out.push_str(&format!("</{tag}>\n"));
             }
             Block::Quote(inner) => {
                 out.push_str(&format!(
@@ -185,12 +185,12 @@ impl Writer<'_> {
                 for b in inner {
                     self.block(b, section_level, out);
                 }
-                out.push_str("</blockquote>");
+                out.push_str("</blockquote>\n");
             }
             Block::Code(code) => {
                 out.push_str("<pre style=\"margin:0 0 16px;padding:12px;background:#f3f4f6;border-radius:4px;white-space:pre-wrap;word-break:break-word;font-family:Menlo,Consolas,monospace;font-size:13px;line-height:1.5\">");
                 out.push_str(&html::text(code.trim_end_matches('\n')));
-                out.push_str("</pre>");
+                out.push_str("</pre>\n");
             }
             Block::Table { head, rows } => {
                 out.push_str("<table role=\"presentation\" style=\"width:100%;border-collapse:collapse;margin:0 0 16px;font-size:14px;line-height:1.4\">");
@@ -202,7 +202,7 @@ impl Writer<'_> {
                             self.inlines(cell)
                         ));
                     }
-                    out.push_str("</tr>");
+                    out.push_str("</tr>\n");
                 }
                 for row in rows {
                     out.push_str("<tr>");
@@ -212,16 +212,16 @@ impl Writer<'_> {
                             self.inlines(cell)
                         ));
                     }
-                    out.push_str("</tr>");
+                    out.push_str("</tr>\n");
                 }
-                out.push_str("</table>");
+                out.push_str("</table>\n");
             }
             Block::Images(imgs) => {
                 out.push_str("<p style=\"margin:0 0 16px\">");
                 for img in imgs {
                     self.image(img, out);
                 }
-                out.push_str("</p>");
+                out.push_str("</p>\n");
             }
             Block::Button(btn) => {
                 out.push_str(&format!(
@@ -259,7 +259,7 @@ impl Writer<'_> {
     fn push_inlines(&self, inlines: &[Inline], out: &mut String) {
         for i in inlines {
             match i {
-                Inline::Text(t) => html::push_text(out, t),
+                Inline::Text(t) => push_text_breaking(out, t),
                 Inline::Strong(c) => self.wrap("strong", c, out),
                 Inline::Emph(c) => self.wrap("em", c, out),
                 Inline::Strike(c) => self.wrap("s", c, out),
@@ -268,7 +268,7 @@ impl Writer<'_> {
                     html::push_text(out, c);
                     out.push_str("</code>");
                 }
-                Inline::Break => out.push_str("<br />"),
+                Inline::Break => out.push_str("<br />\n"),
                 Inline::Image(img) => self.image(img, out),
                 Inline::Link(l) => {
                     out.push_str(&format!(
@@ -294,5 +294,27 @@ impl Writer<'_> {
         out.push_str(&format!("<{tag}>"));
         self.push_inlines(children, out);
         out.push_str(&format!("</{tag}>"));
+    }
+}
+
+/// Escapes text, turning a space into a line break now and then: in HTML
+/// they mean the same, and short lines let the HTML part travel as plain
+/// 7-bit text instead of being quoted-printable encoded for every recipient.
+fn push_text_breaking(out: &mut String, text: &str) {
+    const LINE: usize = 200;
+    let mut line_len = out.len() - out.rfind('\n').map_or(0, |i| i + 1);
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            if line_len > LINE && !word.is_empty() {
+                out.push('\n');
+                line_len = 0;
+            } else {
+                out.push(' ');
+                line_len += 1;
+            }
+        }
+        let before = out.len();
+        html::push_text(out, word);
+        line_len += out.len() - before;
     }
 }

@@ -3,4 +3,5 @@
 
 mod compose;
 mod corpus;
+mod messages;
 mod util;

@@ -20,14 +20,7 @@ pub fn fixture(name: &str) -> PathBuf {
 /// `herald` run in `dir` (so no stray herald.yaml is picked up), with no
 /// HERALD_* variables from the environment.
 pub fn herald(dir: &Path, args: &[&str]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.current_dir(dir).args(args);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("HERALD_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.output().expect("herald runs")
+    herald_env(dir, args, &[])
 }
 
 pub fn stdout(o: &Output) -> String {
@@ -276,4 +269,93 @@ pub fn problems_in_preview(dir: &Path, e: &Expected) -> Vec<String> {
         p.push("no unsubscribe link".into());
     }
     p
+}
+
+/// A Python that can import `module`: `HERALD_PYTHON`, the CI venv
+/// (`.venv-ci`, made by `.ci/run`), or `python3`. `None` (with a SKIPPED
+/// line) when there is none; under CI that is a failure.
+pub fn python_with(module: &str) -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> = Vec::new();
+    if let Some(p) = std::env::var_os("HERALD_PYTHON") {
+        candidates.push(p.into());
+    }
+    candidates.push(repo().join(".venv-ci/bin/python"));
+    candidates.push("python3".into());
+    for c in candidates {
+        let ok = Command::new(&c)
+            .args(["-c", &format!("import {module}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ok {
+            return Some(c);
+        }
+    }
+    require_tool(&format!(
+        "a Python with the `{module}` module (pip install -r tools/python/requirements.txt)"
+    ))
+}
+
+/// A command on PATH (or in /usr/sbin), or `None` with a SKIPPED line;
+/// under CI a missing tool is a failure.
+pub fn tool(name: &str) -> Option<PathBuf> {
+    for dir in std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .chain(["/usr/sbin", "/usr/bin"])
+    {
+        let p = Path::new(dir).join(name);
+        if p.is_file() {
+            return Some(p);
+        }
+    }
+    require_tool(name)
+}
+
+fn require_tool<T>(what: &str) -> Option<T> {
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{what} is missing, and CI=true: .ci/run must install it");
+    }
+    eprintln!("SKIPPED: this test needs {what}");
+    None
+}
+
+/// Runs `script` (in tests/tools) with `python` and parses its JSON lines.
+pub fn python_json(python: &Path, script: &str, args: &[&Path]) -> Vec<serde_json::Value> {
+    let o = Command::new(python)
+        .arg(repo().join("tests/tools").join(script))
+        .args(args)
+        .output()
+        .expect("python runs");
+    assert!(o.status.success(), "{script} failed: {}", stderr(&o));
+    stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect()
+}
+
+/// `herald` with a clean environment plus `env`.
+pub fn herald_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.current_dir(dir).args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HERALD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    cmd.output().expect("herald runs")
+}
+
+/// The `.eml` files of an outbox folder, in order.
+pub fn eml_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.path())
+                .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
 }

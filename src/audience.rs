@@ -1,0 +1,675 @@
+//! Stage 5: a subscriber CSV becomes a stream of [`Recipient`]s.
+//!
+//! The file is read as a stream: a million rows never sit in memory at once.
+//! Only a 128-bit fingerprint of each address is kept, to drop duplicates.
+//!
+//! Two kinds of trouble are told apart:
+//! - a broken file (no `email` column, a row with the wrong number of
+//!   fields, text that is not UTF-8) is refused, with every bad line named,
+//!   before anything is written: a half-read list would mail the wrong people;
+//! - a bad person (an invalid address, a duplicate, someone unsubscribed,
+//!   bounced or on the suppression list) is skipped and reported by line.
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::InputError;
+
+/// One person to mail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// The line of the CSV the row starts on (1 is the header).
+    pub line: u64,
+    /// The address as it will be used: trimmed, domain in lower case.
+    pub email: String,
+    /// The column names, shared by every recipient of the file.
+    pub columns: Arc<Vec<String>>,
+    /// The row's values, in the order of `columns`, trimmed.
+    pub values: Vec<String>,
+}
+
+impl Recipient {
+    /// A merge field's value: any column by its (normalised) name, plus
+    /// `email` and `name` (first and last name together).
+    pub fn field(&self, name: &str) -> Option<&str> {
+        if name == "email" {
+            return Some(&self.email);
+        }
+        self.columns
+            .iter()
+            .position(|c| c == name)
+            .map(|i| self.values[i].as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// "First Last", for the To: header; `None` when the list has no names.
+    pub fn display_name(&self) -> Option<String> {
+        if let Some(n) = self.field("name") {
+            return Some(n.to_string());
+        }
+        let parts: Vec<&str> = [self.field("first_name"), self.field("last_name")]
+            .into_iter()
+            .flatten()
+            .collect();
+        (!parts.is_empty()).then(|| parts.join(" "))
+    }
+
+    /// A recipient from a bare address (`--to`), with no other fields.
+    pub fn bare(email: &str) -> Recipient {
+        Recipient {
+            line: 0,
+            email: email.to_string(),
+            columns: Arc::new(Vec::new()),
+            values: Vec::new(),
+        }
+    }
+}
+
+/// Why a row is not mailed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SkipReason {
+    InvalidAddress,
+    Duplicate,
+    Unsubscribed,
+    Bounced,
+    UnknownStatus,
+    Suppressed,
+}
+
+impl SkipReason {
+    pub fn describe(self) -> &'static str {
+        match self {
+            SkipReason::InvalidAddress => "invalid address",
+            SkipReason::Duplicate => "listed twice (the first row is used)",
+            SkipReason::Unsubscribed => "unsubscribed",
+            SkipReason::Bounced => "bounced before",
+            SkipReason::UnknownStatus => "status is not `subscribed`",
+            SkipReason::Suppressed => "on the suppression list",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub line: u64,
+    pub email: String,
+    pub reason: SkipReason,
+    /// More about the reason, such as what is wrong with the address.
+    pub detail: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Row {
+    Send(Recipient),
+    Skip(Skipped),
+}
+
+/// Addresses never to mail, from `--suppress` files and past hard bounces.
+#[derive(Default)]
+pub struct Suppression {
+    keys: HashSet<u128>,
+}
+
+impl Suppression {
+    /// Reads a suppression file: one address per line, or a CSV with an
+    /// `email` column. Lines that are not addresses are ignored.
+    pub fn load(path: &Path) -> Result<Suppression, InputError> {
+        let mut s = Suppression::default();
+        s.add_file(path)?;
+        Ok(s)
+    }
+
+    pub fn add_file(&mut self, path: &Path) -> Result<(), InputError> {
+        let file = File::open(path).map_err(|e| {
+            InputError::new(
+                path,
+                None,
+                format!("cannot read the suppression list ({e})"),
+            )
+        })?;
+        let mut reader = BufReader::new(file);
+        let mut first = String::new();
+        reader
+            .read_line(&mut first)
+            .map_err(|e| InputError::new(path, Some(1), format!("cannot read ({e})")))?;
+        let header = normalise_columns(&csv_split(&first));
+        let email_col = header.iter().position(|c| c == "email");
+        let take = |line: &str, s: &mut Suppression| {
+            let field = match email_col {
+                Some(i) => csv_split(line).get(i).cloned().unwrap_or_default(),
+                None => line.trim().to_string(),
+            };
+            if let Ok(addr) = normalise_address(&field) {
+                s.insert(&addr);
+            }
+        };
+        if email_col.is_none() {
+            take(&first, self);
+        }
+        for (n, line) in reader.lines().enumerate() {
+            let line = line.map_err(|e| {
+                InputError::new(
+                    path,
+                    Some(n + 2),
+                    format!("cannot read this line ({e}); save the file as UTF-8"),
+                )
+            })?;
+            take(&line, self);
+        }
+        Ok(())
+    }
+
+    pub fn insert(&mut self, email: &str) {
+        self.keys.insert(fingerprint(email));
+    }
+
+    pub fn contains(&self, email: &str) -> bool {
+        self.keys.contains(&fingerprint(email))
+    }
+
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
+
+/// A simple split for suppression files (addresses hold no commas).
+fn csv_split(line: &str) -> Vec<String> {
+    line.trim_start_matches('\u{feff}')
+        .split([',', ';', '\t'])
+        .map(|f| f.trim().trim_matches('"').trim().to_string())
+        .collect()
+}
+
+/// 128 bits of two differently keyed SipHashes of the lower-cased address:
+/// a million addresses take 16 MB, and a collision (1 in 10^27) is not a
+/// practical concern.
+fn fingerprint(email: &str) -> u128 {
+    use std::hash::DefaultHasher;
+    let lower = email.to_lowercase();
+    let mut a = DefaultHasher::new();
+    lower.hash(&mut a);
+    let mut b = std::hash::BuildHasherDefault::<DefaultHasher>::default().build_hasher();
+    0x9e37_79b9_7f4a_7c15_u64.hash(&mut b);
+    lower.hash(&mut b);
+    ((a.finish() as u128) << 64) | b.finish() as u128
+}
+
+/// Column names as herald uses them: trimmed, lower case, spaces and
+/// dashes as `_`; `e-mail` and `email_address` are `email`.
+pub fn normalise_columns(raw: &[String]) -> Vec<String> {
+    raw.iter()
+        .map(|c| {
+            let c = c
+                .trim()
+                .trim_start_matches('\u{feff}')
+                .trim()
+                .to_lowercase();
+            let c: String = c
+                .chars()
+                .map(|ch| if ch == ' ' || ch == '-' { '_' } else { ch })
+                .collect();
+            match c.as_str() {
+                "e_mail" | "email_address" | "e_mail_address" | "mail" => "email".into(),
+                "firstname" | "first" | "given_name" => "first_name".into(),
+                "lastname" | "last" | "surname" | "family_name" => "last_name".into(),
+                _ => c,
+            }
+        })
+        .collect()
+}
+
+/// Checks an address and returns it trimmed with its domain in lower case.
+/// The rules are those every relay enforces: one `@`, a local part of at
+/// most 64 characters without spaces, a domain with a dot and a real TLD.
+pub fn normalise_address(raw: &str) -> Result<String, String> {
+    let s = raw.trim();
+    // `Name <address>`, as mail programs export it.
+    let s = match (s.rfind('<'), s.ends_with('>')) {
+        (Some(i), true) => &s[i + 1..s.len() - 1],
+        _ => s,
+    }
+    .trim();
+    if s.is_empty() {
+        return Err("empty".into());
+    }
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("contains a space".into());
+    }
+    let Some((local, domain)) = s.rsplit_once('@') else {
+        return Err("has no @".into());
+    };
+    if local.is_empty() || local.len() > 64 {
+        return Err("the part before @ is empty or too long".into());
+    }
+    if local.contains('@') && !(local.starts_with('"') && local.ends_with('"')) {
+        return Err("has more than one @".into());
+    }
+    if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
+        return Err("has a misplaced dot before @".into());
+    }
+    if local.chars().any(|c| "(),:;<>[\\]".contains(c)) && !local.starts_with('"') {
+        return Err("has a character addresses cannot contain".into());
+    }
+    let domain = domain.to_lowercase();
+    let labels: Vec<&str> = domain.split('.').collect();
+    let label_ok = |l: &&str| {
+        !l.is_empty()
+            && l.len() <= 63
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_alphanumeric() || c == '-')
+    };
+    if labels.len() < 2 || !labels.iter().all(label_ok) {
+        return Err(format!("`{domain}` is not a mail domain"));
+    }
+    let tld = labels.last().expect("two labels at least");
+    if tld.len() < 2 || tld.chars().all(|c| c.is_ascii_digit()) {
+        return Err(format!("`{domain}` is not a mail domain"));
+    }
+    if s.len() > 254 {
+        return Err("is longer than 254 characters".into());
+    }
+    Ok(format!("{local}@{domain}"))
+}
+
+/// The subscriber list, read as a stream of rows.
+pub struct Audience {
+    path: PathBuf,
+    reader: csv::Reader<LineEndings<BufReader<File>>>,
+    columns: Arc<Vec<String>>,
+    email_col: usize,
+    status_col: Option<usize>,
+    seen: HashSet<u128>,
+    suppression: Arc<Suppression>,
+    record: csv::StringRecord,
+    blank: std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<u64>>>,
+}
+
+/// Opens a subscriber CSV and checks its header.
+pub fn open(path: &Path, suppression: Arc<Suppression>) -> Result<Audience, InputError> {
+    let file = File::open(path).map_err(|e| {
+        InputError::new(
+            path,
+            None,
+            format!("cannot read the subscriber list ({e}). Check the file name."),
+        )
+    })?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .trim(csv::Trim::All)
+        .from_reader(LineEndings::new(BufReader::with_capacity(256 * 1024, file)));
+    let blank = reader.get_ref().blank.clone();
+    let header = reader
+        .headers()
+        .map_err(|e| csv_error(path, &e, Some(1)))?
+        .clone();
+    let columns = normalise_columns(&header.iter().map(str::to_string).collect::<Vec<_>>());
+    let email_col = columns.iter().position(|c| c == "email").ok_or_else(|| {
+        InputError::new(
+            path,
+            Some(1),
+            format!(
+                "the first line must name the columns, one of them `email`; it has {}. \
+                 Add a header line such as `email,first_name,last_name`.",
+                if columns.iter().all(|c| c.is_empty()) {
+                    "none".to_string()
+                } else {
+                    columns
+                        .iter()
+                        .map(|c| format!("`{c}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        )
+    })?;
+    let status_col = columns.iter().position(|c| c == "status");
+    Ok(Audience {
+        path: path.to_path_buf(),
+        reader,
+        columns: Arc::new(columns),
+        email_col,
+        status_col,
+        seen: HashSet::new(),
+        suppression,
+        record: csv::StringRecord::new(),
+        blank,
+    })
+}
+
+/// Turns CRLF (and lone CR) line endings into LF as the file is read, and
+/// notes where blank lines are. The csv crate counts lines by LF, places a
+/// CRLF record's start on the LF, and counts a record's start from before
+/// the blank lines it skips: without this, the line numbers reported for a
+/// Windows-made list, or one with blank lines, would be off.
+pub struct LineEndings<R> {
+    inner: R,
+    pending_cr: bool,
+    /// Offset (in the LF stream) of the next byte, and whether the last was LF.
+    pos: u64,
+    last_lf: bool,
+    /// Offsets of the LF of each blank line, not yet passed by the reader.
+    blank: std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<u64>>>,
+}
+
+impl<R: std::io::Read> LineEndings<R> {
+    pub fn new(inner: R) -> Self {
+        LineEndings {
+            inner,
+            pending_cr: false,
+            pos: 0,
+            last_lf: true,
+            blank: Default::default(),
+        }
+    }
+
+    fn emit(&mut self, buf: &mut [u8], out: &mut usize, b: u8) {
+        if b == b'\n' && self.last_lf {
+            self.blank.borrow_mut().push_back(self.pos);
+        }
+        self.last_lf = b == b'\n';
+        buf[*out] = b;
+        *out += 1;
+        self.pos += 1;
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for LineEndings<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.inner.read(buf)?;
+            if n == 0 {
+                if self.pending_cr && !buf.is_empty() {
+                    self.pending_cr = false;
+                    let mut out = 0;
+                    self.emit(buf, &mut out, b'\n');
+                    return Ok(out);
+                }
+                return Ok(0);
+            }
+            let mut out = 0;
+            for i in 0..n {
+                let b = buf[i];
+                if self.pending_cr {
+                    self.pending_cr = false;
+                    // CR then LF: the LF alone. CR then anything else: a line end.
+                    if b != b'\n' {
+                        self.emit(buf, &mut out, b'\n');
+                    }
+                }
+                if b == b'\r' {
+                    self.pending_cr = true;
+                } else {
+                    // `out <= i`: writing behind the read position is safe.
+                    self.emit(buf, &mut out, b);
+                }
+            }
+            if out > 0 {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// The true line of a record csv placed at `byte`, reported as `line`.
+fn true_line(
+    blank: &std::cell::RefCell<std::collections::VecDeque<u64>>,
+    byte: u64,
+    line: u64,
+) -> u64 {
+    let mut q = blank.borrow_mut();
+    while q.front().is_some_and(|&b| b < byte) {
+        q.pop_front();
+    }
+    let mut skipped = 0;
+    while q.front() == Some(&(byte + skipped)) {
+        q.pop_front();
+        skipped += 1;
+    }
+    line + skipped
+}
+
+fn csv_error(path: &Path, e: &csv::Error, line: Option<u64>) -> InputError {
+    let line = line.map(|l| l as usize);
+    let message = match e.kind() {
+        csv::ErrorKind::UnequalLengths {
+            expected_len, len, ..
+        } => format!(
+            "this row has {len} fields but the header has {expected_len}. \
+             A value containing a comma must be in double quotes, like \"Austin, TX\"."
+        ),
+        csv::ErrorKind::Utf8 { .. } => {
+            "this row is not UTF-8 text. Export the list as \"CSV UTF-8\" from your spreadsheet."
+                .into()
+        }
+        _ => format!("this row cannot be read ({e}). Check its quotes and commas."),
+    };
+    InputError::new(path, line, message)
+}
+
+impl Audience {
+    pub fn columns(&self) -> &[String] {
+        &self.columns
+    }
+
+    /// The next row, or `Err` for a broken row (the stream goes on after it).
+    pub fn next_row(&mut self) -> Option<Result<Row, InputError>> {
+        match self.reader.read_record(&mut self.record) {
+            Ok(false) => None,
+            Err(e) => {
+                let line = e
+                    .position()
+                    .map(|p| true_line(&self.blank, p.byte(), p.line()));
+                Some(Err(csv_error(&self.path, &e, line)))
+            }
+            Ok(true) => Some(Ok(self.row())),
+        }
+    }
+
+    fn row(&mut self) -> Row {
+        let line = self
+            .record
+            .position()
+            .map_or(0, |p| true_line(&self.blank, p.byte(), p.line()));
+        let raw = self.record.get(self.email_col).unwrap_or("");
+        let skip = |reason, email: &str, detail: Option<String>| {
+            Row::Skip(Skipped {
+                line,
+                email: email.to_string(),
+                reason,
+                detail,
+            })
+        };
+        let email = match normalise_address(raw) {
+            Ok(e) => e,
+            Err(why) => return skip(SkipReason::InvalidAddress, raw, Some(why)),
+        };
+        if let Some(i) = self.status_col {
+            let status = self.record.get(i).unwrap_or("").to_lowercase();
+            match status.as_str() {
+                "" | "subscribed" | "active" | "confirmed" => {}
+                "unsubscribed" => return skip(SkipReason::Unsubscribed, &email, None),
+                "bounced" | "cleaned" | "complained" => {
+                    return skip(SkipReason::Bounced, &email, Some(status));
+                }
+                other => return skip(SkipReason::UnknownStatus, &email, Some(other.to_string())),
+            }
+        }
+        if self.suppression.contains(&email) {
+            return skip(SkipReason::Suppressed, &email, None);
+        }
+        if !self.seen.insert(fingerprint(&email)) {
+            return skip(SkipReason::Duplicate, &email, None);
+        }
+        Row::Send(Recipient {
+            line,
+            email,
+            columns: Arc::clone(&self.columns),
+            values: self.record.iter().map(str::to_string).collect(),
+        })
+    }
+}
+
+/// Reads the whole list once without keeping it, to refuse a broken file
+/// before anything is written. Returns how many rows would be mailed.
+pub fn validate(path: &Path, suppression: Arc<Suppression>) -> Result<u64, Vec<InputError>> {
+    let mut audience = open(path, suppression).map_err(|e| vec![e])?;
+    let mut errors = Vec::new();
+    let mut count = 0;
+    while let Some(row) = audience.next_row() {
+        match row {
+            Ok(Row::Send(_)) => count += 1,
+            Ok(Row::Skip(_)) => {}
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(count)
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rows(csv: &str) -> Vec<Result<Row, InputError>> {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.csv");
+        std::fs::write(&p, csv).unwrap();
+        let mut a = open(&p, Arc::new(Suppression::default())).unwrap();
+        let mut out = Vec::new();
+        while let Some(r) = a.next_row() {
+            out.push(r);
+        }
+        out
+    }
+
+    #[test]
+    fn bom_crlf_quotes_spaces_and_case() {
+        let r = rows(
+            "\u{feff}Email, First Name ,Last-Name\r\n  Ana@Example.ORG , Ana ,\"Silva, Jr.\"\r\nana@example.org,Dup,\r\n",
+        );
+        let Ok(Row::Send(ana)) = &r[0] else {
+            panic!("{r:?}")
+        };
+        assert_eq!(ana.email, "Ana@example.org");
+        assert_eq!(ana.field("first_name"), Some("Ana"));
+        assert_eq!(ana.field("last_name"), Some("Silva, Jr."));
+        assert_eq!(ana.display_name().as_deref(), Some("Ana Silva, Jr."));
+        assert_eq!(ana.line, 2);
+        let Ok(Row::Skip(dup)) = &r[1] else { panic!() };
+        assert_eq!((dup.reason, dup.line), (SkipReason::Duplicate, 3));
+    }
+
+    #[test]
+    fn line_numbers_with_windows_line_endings_and_multiline_fields() {
+        let r = rows("email,note\r\na@x.org,\"two\r\nlines\"\r\n\r\nb@x.org,x\rc@x.org,y\r\n");
+        let lines: Vec<u64> = r
+            .iter()
+            .map(|r| match r {
+                Ok(Row::Send(x)) => x.line,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(lines, vec![2, 5, 6]);
+    }
+
+    #[test]
+    fn status_column_excludes_people() {
+        let r = rows(
+            "email,status\na@x.org,subscribed\nb@x.org,unsubscribed\nc@x.org,Bounced\nd@x.org,maybe\n",
+        );
+        let reasons: Vec<_> = r
+            .iter()
+            .map(|r| match r {
+                Ok(Row::Skip(s)) => Some(s.reason),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                None,
+                Some(SkipReason::Unsubscribed),
+                Some(SkipReason::Bounced),
+                Some(SkipReason::UnknownStatus)
+            ]
+        );
+    }
+
+    #[test]
+    fn broken_row_names_its_line() {
+        let r = rows("email,first_name\r\na@x.org,A\r\n\r\nb@x.org,B,extra\r\n");
+        let Err(e) = &r[1] else { panic!("{r:?}") };
+        assert_eq!(e.line, Some(4));
+        assert!(e.message.contains("3 fields but the header has 2"), "{e}");
+    }
+
+    #[test]
+    fn wrong_header_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.csv");
+        std::fs::write(&p, "name,address\nAna,ana@x.org\n").unwrap();
+        let Err(e) = open(&p, Arc::new(Suppression::default())) else {
+            panic!()
+        };
+        assert_eq!(e.line, Some(1));
+        assert!(e.message.contains("`name`, `address`"), "{e}");
+    }
+
+    #[test]
+    fn address_rules() {
+        assert_eq!(
+            normalise_address("Hélène Dubois <Helene@Example.FR>").unwrap(),
+            "Helene@example.fr"
+        );
+        for ok in [
+            "a@b.org",
+            "first.last+tag@sub.example.co.uk",
+            "  <x@y.io> ",
+            "ü@münchen.de",
+        ] {
+            assert!(normalise_address(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "",
+            "no-at",
+            "a@b",
+            "a b@c.org",
+            "a@@b.org",
+            ".a@b.org",
+            "a@b..org",
+            "a@-b.org",
+            "a@b.123",
+            "a@b.org\r\nBcc: x@y.org",
+        ] {
+            assert!(normalise_address(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn suppression_file_plain_or_csv() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("s.txt");
+        std::fs::write(&plain, "Gone@Example.org\n\nnot an address\n").unwrap();
+        let s = Suppression::load(&plain).unwrap();
+        assert!(s.contains("gone@example.org"));
+        assert_eq!(s.len(), 1);
+        let csv = dir.path().join("s.csv");
+        std::fs::write(&csv, "reason,Email\nbounce,x@y.org\n").unwrap();
+        assert!(Suppression::load(&csv).unwrap().contains("X@Y.org"));
+    }
+}

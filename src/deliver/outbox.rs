@@ -1,0 +1,116 @@
+//! The dry-run outbox: one `.eml` file per recipient plus `manifest.json`,
+//! written as a stream so a million recipients never sit in memory.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::audience::Skipped;
+use crate::message::Built;
+
+pub struct Outbox {
+    dir: PathBuf,
+    manifest: BufWriter<File>,
+    skipped: BufWriter<File>,
+    written: u64,
+    skipped_count: u64,
+    largest: usize,
+}
+
+#[derive(Serialize)]
+struct ManifestEntry<'a> {
+    recipient: &'a str,
+    file: &'a str,
+    message_id: &'a str,
+    size: usize,
+}
+
+impl Outbox {
+    /// Creates (or empties) the outbox folder. Old `.eml` files from an
+    /// earlier dry run of the same issue are removed so the folder holds
+    /// exactly this run.
+    pub fn create(dir: &Path) -> io::Result<Outbox> {
+        std::fs::create_dir_all(dir)?;
+        for entry in std::fs::read_dir(dir)? {
+            let p = entry?.path();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.ends_with(".eml") || name == "manifest.json" || name == "skipped.csv" {
+                std::fs::remove_file(&p)?;
+            }
+        }
+        let mut manifest = BufWriter::new(File::create(dir.join("manifest.json"))?);
+        manifest.write_all(b"[\n")?;
+        let mut skipped = BufWriter::new(File::create(dir.join("skipped.csv"))?);
+        skipped.write_all(b"line,email,reason,detail\n")?;
+        Ok(Outbox {
+            dir: dir.to_path_buf(),
+            manifest,
+            skipped,
+            written: 0,
+            skipped_count: 0,
+            largest: 0,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn write(&mut self, built: &Built) -> io::Result<()> {
+        self.written += 1;
+        let name = format!("{:07}-{}.eml", self.written, file_safe(&built.to));
+        std::fs::write(self.dir.join(&name), &built.bytes)?;
+        if self.written > 1 {
+            self.manifest.write_all(b",\n")?;
+        }
+        serde_json::to_writer(
+            &mut self.manifest,
+            &ManifestEntry {
+                recipient: &built.to,
+                file: &name,
+                message_id: &built.message_id,
+                size: built.bytes.len(),
+            },
+        )?;
+        self.largest = self.largest.max(built.bytes.len());
+        Ok(())
+    }
+
+    pub fn skip(&mut self, s: &Skipped) -> io::Result<()> {
+        self.skipped_count += 1;
+        let field = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+        writeln!(
+            self.skipped,
+            "{},{},{},{}",
+            s.line,
+            field(&s.email),
+            s.reason.describe().replace(',', ";"),
+            field(s.detail.as_deref().unwrap_or(""))
+        )
+    }
+
+    /// Closes the manifest; returns (messages written, largest message in bytes).
+    pub fn finish(mut self) -> io::Result<(u64, usize)> {
+        self.manifest.write_all(b"\n]\n")?;
+        self.manifest.flush()?;
+        self.skipped.flush()?;
+        Ok((self.written, self.largest))
+    }
+}
+
+/// An address as a file name: letters, digits, `@._-+` kept, the rest `_`.
+fn file_safe(email: &str) -> String {
+    email
+        .chars()
+        .take(100)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "@._-+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}

@@ -1,0 +1,442 @@
+//! Stage 6: the rendered issue and one [`Recipient`] become the exact bytes
+//! of that person's email.
+//!
+//! Everything that is the same for all recipients (templates, headers, the
+//! DKIM key) is prepared once in a [`Composer`]; per recipient there is only
+//! substitution of merge fields, MIME encoding and, if configured, signing.
+
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use lettre::Message;
+use lettre::message::dkim::{
+    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
+    DkimSigningKey,
+};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::header::{HeaderName, HeaderValue};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
+use sha2::{Digest, Sha256};
+
+use crate::audience::Recipient;
+use crate::config::Config;
+use crate::merge::{Escape, Template};
+use crate::preview::Issue;
+use crate::{InputError, clock};
+
+/// The environment variable holding the key that signs unsubscribe links.
+pub const UNSUBSCRIBE_SECRET_VAR: &str = "HERALD_UNSUBSCRIBE_SECRET";
+/// Or a file holding it.
+pub const UNSUBSCRIBE_SECRET_FILE_VAR: &str = "HERALD_UNSUBSCRIBE_SECRET_FILE";
+
+/// A campaign to the list, or a test send to a few addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Campaign,
+    /// `[TEST]` in the subject, and a Message-ID of its own each time, so
+    /// a second test is not taken for a duplicate of the first.
+    Test,
+}
+
+/// One person's email, ready for SMTP or the outbox.
+pub struct Built {
+    pub message_id: String,
+    /// The envelope recipient.
+    pub to: String,
+    pub bytes: Vec<u8>,
+}
+
+pub struct Composer {
+    from: Mailbox,
+    reply_to: Option<Mailbox>,
+    subject: Template,
+    html: Template,
+    text: Template,
+    title: String,
+    list_id: String,
+    unsubscribe_url: String,
+    unsubscribe_mailto: String,
+    secret: Vec<u8>,
+    domain: String,
+    /// `slug.hash`: names the campaign in Message-IDs.
+    campaign: String,
+    mode: Mode,
+    dkim: Option<DkimConfig>,
+}
+
+/// The settings a send needs and the config lacks, all at once.
+fn missing_settings(config: &Config, secret: &Option<Vec<u8>>) -> Vec<&'static str> {
+    let mut missing = Vec::new();
+    if config.from.is_none() {
+        missing.push("`from` (the sender, e.g. \"OpenInfra Foundation <news@openinfra.org>\"; or HERALD_FROM)");
+    }
+    if config.unsubscribe_url.is_none() {
+        missing.push(
+            "`unsubscribe_url` (the page that unsubscribes people; or HERALD_UNSUBSCRIBE_URL)",
+        );
+    }
+    if config.postal_address.is_none() {
+        missing.push("`postal_address` (printed in the footer, required by anti-spam law; or HERALD_POSTAL_ADDRESS)");
+    }
+    if secret.is_none() {
+        missing.push(
+            "the environment variable HERALD_UNSUBSCRIBE_SECRET (a long random text that signs unsubscribe links; \
+             or HERALD_UNSUBSCRIBE_SECRET_FILE naming a file that holds it)",
+        );
+    }
+    missing
+}
+
+/// The unsubscribe secret from the environment (never from flags or files in the repo).
+pub fn unsubscribe_secret() -> Result<Option<Vec<u8>>, InputError> {
+    if let Some(v) = std::env::var_os(UNSUBSCRIBE_SECRET_VAR).filter(|v| !v.is_empty()) {
+        return Ok(Some(v.into_encoded_bytes()));
+    }
+    if let Some(path) = std::env::var_os(UNSUBSCRIBE_SECRET_FILE_VAR).filter(|v| !v.is_empty()) {
+        let path = PathBuf::from(path);
+        let s = std::fs::read_to_string(&path).map_err(|e| {
+            InputError::new(
+                &path,
+                None,
+                format!(
+                    "cannot read the unsubscribe secret ({e}); check {UNSUBSCRIBE_SECRET_FILE_VAR}"
+                ),
+            )
+        })?;
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(InputError::new(
+                &path,
+                None,
+                "the unsubscribe secret file is empty",
+            ));
+        }
+        return Ok(Some(s.as_bytes().to_vec()));
+    }
+    Ok(None)
+}
+
+impl Composer {
+    /// Prepares everything recipients share. Fails, naming every missing
+    /// setting, before anything is written or sent.
+    pub fn new(
+        issue: &Issue,
+        config: &Config,
+        config_path: &Path,
+        secret: Option<Vec<u8>>,
+        mode: Mode,
+    ) -> Result<Composer, InputError> {
+        let missing = missing_settings(config, &secret);
+        if !missing.is_empty() {
+            return Err(InputError::new(
+                config_path,
+                None,
+                format!(
+                    "herald cannot send this issue yet; these settings are missing:\n  - {}\nSee herald.example.yaml for each of them.",
+                    missing.join("\n  - ")
+                ),
+            ));
+        }
+        let (Some(from), Some(unsubscribe_url), Some(secret)) =
+            (&config.from, &config.unsubscribe_url, secret)
+        else {
+            unreachable!("checked by missing_settings")
+        };
+        // Config::load validated the addresses.
+        let from: Mailbox = from
+            .parse()
+            .map_err(|_| InputError::new(config_path, None, "`from` is not an address"))?;
+        let reply_to =
+            match &config.reply_to {
+                Some(r) => Some(r.parse().map_err(|_| {
+                    InputError::new(config_path, None, "`reply_to` is not an address")
+                })?),
+                None => None,
+            };
+        let domain = from.email.domain().to_string();
+        let unsubscribe_mailto = config
+            .unsubscribe_mailto
+            .as_deref()
+            .and_then(|m| m.parse::<Mailbox>().ok())
+            .map_or_else(|| from.email.to_string(), |m| m.email.to_string());
+        let list_name = issue.content.kicker.clone();
+        let list_id = config
+            .list_id
+            .clone()
+            .unwrap_or_else(|| format!("{list_name} <newsletter.{domain}>"));
+        let subject_source = config
+            .subject
+            .clone()
+            .unwrap_or_else(|| "{{ title }}".into());
+        let mut hasher = Sha256::new();
+        hasher.update(issue.rendered.html.as_bytes());
+        hasher.update(issue.rendered.text.as_bytes());
+        hasher.update(subject_source.as_bytes());
+        let hash = hex(&hasher.finalize()[..4]);
+        let dkim = match (
+            &config.dkim_domain,
+            &config.dkim_selector,
+            &config.dkim_key_file,
+        ) {
+            (Some(d), Some(s), Some(k)) => Some(DkimConfig::new(
+                s.clone(),
+                d.clone(),
+                load_dkim_key(Path::new(k))?,
+                // Not Content-Type: lettre writes it with the body, after
+                // signing, so a signature over it would never verify.
+                [
+                    "From",
+                    "To",
+                    "Subject",
+                    "Date",
+                    "Message-ID",
+                    "Reply-To",
+                    "List-Id",
+                    "List-Unsubscribe",
+                    "List-Unsubscribe-Post",
+                    "MIME-Version",
+                ]
+                .into_iter()
+                .map(HeaderName::new_from_ascii_str)
+                .collect(),
+                DkimCanonicalization {
+                    header: DkimCanonicalizationType::Relaxed,
+                    body: DkimCanonicalizationType::Relaxed,
+                },
+            )),
+            _ => None,
+        };
+        Ok(Composer {
+            from,
+            reply_to,
+            subject: Template::compile(&subject_source, Escape::None),
+            html: issue.rendered.html_template(),
+            text: issue.rendered.text_template(),
+            title: issue.content.title.clone(),
+            list_id,
+            unsubscribe_url: unsubscribe_url.clone(),
+            unsubscribe_mailto,
+            secret,
+            domain,
+            campaign: format!("{}.{hash}", issue.post.slug()),
+            mode,
+            dkim,
+        })
+    }
+
+    /// The token in a recipient's unsubscribe link: HMAC-SHA256 of the
+    /// lower-cased address, keyed by the unsubscribe secret.
+    pub fn token(&self, email: &str) -> String {
+        unsubscribe_token(&self.secret, email)
+    }
+
+    /// `unsubscribe_url?u=<address, base64url>&token=<HMAC>`. The address
+    /// is not written out in the link: spam filters count a recipient's
+    /// own address in a URL against the message (SpamAssassin's
+    /// GB_CUSTOM_HTM_URI), and it keeps addresses out of web server logs
+    /// at a glance. The unsubscribe page decodes `u`, recomputes the token
+    /// with the same secret and compares.
+    pub fn unsubscribe_link(&self, email: &str) -> String {
+        let sep = if self.unsubscribe_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let u = URL_SAFE_NO_PAD.encode(email.as_bytes());
+        format!(
+            "{}{sep}u={u}&token={}",
+            self.unsubscribe_url,
+            self.token(email)
+        )
+    }
+
+    /// The Message-ID for a recipient: the same for every retry of the same
+    /// campaign, so a receiving server can tell a resend from a new message.
+    pub fn message_id(&self, email: &str) -> String {
+        let person = &self.token(email)[..16];
+        match self.mode {
+            Mode::Campaign => format!("<{}.{person}@{}>", self.campaign, self.domain),
+            Mode::Test => {
+                let now = clock::now().as_millisecond();
+                format!("<test.{}.{person}.{now}@{}>", self.campaign, self.domain)
+            }
+        }
+    }
+
+    /// Builds one recipient's message.
+    pub fn build(&self, r: &Recipient) -> Result<Built, String> {
+        let address: lettre::Address = r
+            .email
+            .parse()
+            .map_err(|e| format!("not an address lettre accepts ({e})"))?;
+        let unsubscribe = self.unsubscribe_link(&r.email);
+        let value = |name: &str| -> Option<Cow<'_, str>> {
+            match name {
+                "unsubscribe_url" => Some(Cow::Borrowed(unsubscribe.as_str())),
+                "title" => Some(Cow::Borrowed(self.title.as_str())),
+                other => r.field(other).map(Cow::Borrowed),
+            }
+        };
+        let mut subject = header_safe(&self.subject.render(value));
+        if self.mode == Mode::Test {
+            subject = format!("[TEST] {subject}");
+        }
+        let message_id = self.message_id(&r.email);
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(Mailbox::new(
+                r.display_name().map(|n| header_safe(&n)),
+                address,
+            ))
+            .subject(subject)
+            .date(clock::now().into())
+            .message_id(Some(message_id.clone()));
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        let raw = |name: &'static str, value: String| {
+            HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+        };
+        builder = builder
+            .raw_header(raw("List-Id", header_safe(&self.list_id)))
+            .raw_header(raw(
+                "List-Unsubscribe",
+                format!(
+                    "<{unsubscribe}>, <mailto:{}?subject=unsubscribe>",
+                    self.unsubscribe_mailto
+                ),
+            ))
+            .raw_header(raw(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".into(),
+            ));
+        let html = self.html.render(value);
+        let text = self.text.render(value);
+        let mut message = builder
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(SinglePart::plain(text))
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(html_body(html)),
+                    ),
+            )
+            .map_err(|e| format!("the message cannot be built ({e})"))?;
+        if let Some(dkim) = &self.dkim {
+            message.sign(dkim);
+        }
+        Ok(Built {
+            message_id,
+            to: r.email.clone(),
+            bytes: message.formatted(),
+        })
+    }
+}
+
+/// The HTML part as 7-bit text when it can travel that way (herald's HTML
+/// is ASCII with short lines, see [`crate::html::ascii`]); else lettre
+/// picks quoted-printable or base64. lettre on its own quoted-printable
+/// encodes any line of 76 characters or more, which costs every recipient
+/// an encoding pass and makes the message a third bigger for nothing:
+/// RFC 5322 allows 998.
+fn html_body(html: String) -> Body {
+    let fits = html.is_ascii() && !html.contains('\0') && html.split('\n').all(|l| l.len() < 990);
+    if !fits {
+        return Body::new(html);
+    }
+    let mut crlf = Vec::with_capacity(html.len() + html.len() / 32);
+    for line in html.split_inclusive('\n') {
+        match line.strip_suffix('\n') {
+            Some(l) => {
+                crlf.extend_from_slice(l.strip_suffix('\r').unwrap_or(l).as_bytes());
+                crlf.extend_from_slice(b"\r\n");
+            }
+            None => crlf.extend_from_slice(line.as_bytes()),
+        }
+    }
+    Body::dangerous_pre_encoded(crlf, ContentTransferEncoding::SevenBit)
+}
+
+pub fn unsubscribe_token(secret: &[u8], email: &str) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(email.to_lowercase().as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+/// No control characters (CR and LF above all) from titles, names or
+/// settings may reach a header: they would let input add headers.
+fn header_safe(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Reads a DKIM private key: RSA (PKCS#1 or PKCS#8 PEM) or Ed25519 (PKCS#8
+/// PEM, or the bare base64 seed). Errors name the file, never its content.
+pub fn load_dkim_key(path: &Path) -> Result<DkimSigningKey, InputError> {
+    let err = |msg: String| InputError::new(path, None, msg);
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(format!("cannot read the DKIM key ({e})")))?;
+    let bad = || {
+        err(
+            "this is not a DKIM private key herald can use: it must be an RSA key (PEM, \
+             `BEGIN RSA PRIVATE KEY` or `BEGIN PRIVATE KEY`) or an Ed25519 key (PEM or base64)"
+                .into(),
+        )
+    };
+    if text.contains("BEGIN RSA PRIVATE KEY") {
+        return DkimSigningKey::new(&text, DkimSigningAlgorithm::Rsa).map_err(|_| bad());
+    }
+    if text.contains("BEGIN PRIVATE KEY") {
+        let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| bad())?;
+        // PKCS#8 for Ed25519 is 48 bytes with OID 1.3.101.112; the seed is the last 32.
+        if der.len() == 48 && der.windows(5).any(|w| w == [0x06, 0x03, 0x2b, 0x65, 0x70]) {
+            let seed = base64::engine::general_purpose::STANDARD.encode(&der[16..]);
+            return DkimSigningKey::new(&seed, DkimSigningAlgorithm::Ed25519).map_err(|_| bad());
+        }
+        use rsa::pkcs1::EncodeRsaPrivateKey;
+        use rsa::pkcs8::DecodePrivateKey;
+        let key = rsa::RsaPrivateKey::from_pkcs8_der(&der).map_err(|_| bad())?;
+        let pem = key
+            .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
+            .map_err(|_| bad())?;
+        return DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa).map_err(|_| bad());
+    }
+    DkimSigningKey::new(text.trim(), DkimSigningAlgorithm::Ed25519).map_err(|_| bad())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_values_lose_line_breaks() {
+        assert_eq!(
+            header_safe("Hello\r\nBcc: victim@x.org"),
+            "Hello Bcc: victim@x.org"
+        );
+        assert_eq!(header_safe(" A\tB "), "A B");
+    }
+
+    #[test]
+    fn tokens_are_keyed_and_case_blind() {
+        let a = unsubscribe_token(b"secret", "Ana@Example.org");
+        assert_eq!(a, unsubscribe_token(b"secret", "ana@example.org"));
+        assert_ne!(a, unsubscribe_token(b"other", "ana@example.org"));
+        assert_eq!(a.len(), 43);
+    }
+}
