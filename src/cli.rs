@@ -67,13 +67,26 @@ enum Command {
     /// `--dry-run` to get every message as a file in outbox/<post-name>/.
     /// The unsubscribe links are signed with the secret in the environment
     /// variable HERALD_UNSUBSCRIBE_SECRET.
-    Send(SendArgs),
+    Send(Box<SendArgs>),
+    /// Show each campaign: how many were sent, failed (with the server's
+    /// reply), deferred to the next run, or of unknown outcome.
+    Status {
+        /// Only this campaign (as listed), e.g. openinfra-newsletter-may-2025@2025-05-28.
+        campaign: Option<String>,
+        /// Folder of the journal (default .herald).
+        #[arg(long, value_name = "DIR")]
+        journal: Option<PathBuf>,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(clap::Args, Debug)]
 struct SendArgs {
     /// The post: a Markdown file with the website's front matter.
-    post: PathBuf,
+    #[arg(required_unless_present = "due")]
+    post: Option<PathBuf>,
     /// The subscriber list: a CSV file with a header line and an `email` column.
     /// Other columns (first_name, last_name...) can be used as merge fields.
     #[arg(long, value_name = "FILE.csv")]
@@ -89,6 +102,41 @@ struct SendArgs {
     /// Write every message to a file instead of sending it.
     #[arg(long)]
     dry_run: bool,
+    /// The mail relay, like smtp://mail.example.org:587 (default: `smtp_url`
+    /// in herald.yaml or HERALD_SMTP_URL). The password comes from the
+    /// environment variable HERALD_SMTP_PASSWORD, never from here.
+    #[arg(long, value_name = "URL")]
+    smtp: Option<String>,
+    /// At most this many messages per second, minute or hour: 14/s, 600/m, 10000/h.
+    #[arg(long, value_name = "RATE")]
+    rate: Option<String>,
+    /// Connections to the relay used in parallel (default 4).
+    #[arg(long, value_name = "N")]
+    connections: Option<usize>,
+    /// Stop after this many messages; the next run sends the next slice
+    /// (for relays with a daily quota).
+    #[arg(long, value_name = "N")]
+    max_per_run: Option<u64>,
+    /// Send without asking first (needed when there is no terminal, as in cron).
+    #[arg(long, short = 'y')]
+    yes: bool,
+    /// Send again to people whose outcome is unknown because herald was
+    /// stopped while sending to them (they may get the email twice).
+    #[arg(long)]
+    resend_unknown: bool,
+    /// Continue a campaign even though the post changed since it started.
+    #[arg(long)]
+    allow_changed: bool,
+    /// Send the posts in this folder whose time has come (their `send_at`,
+    /// or `date`) and that are not sent yet; do nothing, quietly, if none is due.
+    #[arg(long, value_name = "DIR", conflicts_with = "post")]
+    due: Option<PathBuf>,
+    /// With --due: also send posts whose time passed longer ago than `late_grace`.
+    #[arg(long, requires = "due")]
+    late_ok: bool,
+    /// Folder of the journal that records who was sent what (default .herald).
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
     /// Folder for the dry run's messages (default: outbox/<post-name>).
     #[arg(long, value_name = "DIR")]
     outbox: Option<PathBuf>,
@@ -232,7 +280,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(if errors > 0 { exit::PROBLEMS } else { exit::OK })
         }
-        Command::Send(args) => send(args, &config, &config_path, &mut stdout),
+        Command::Send(args) => send(*args, &config, &config_path, &mut stdout),
+        Command::Status {
+            campaign,
+            journal,
+            json,
+        } => status(campaign, journal, json, &config, &mut stdout),
     }
 }
 
@@ -242,16 +295,17 @@ fn send(
     config_path: &Path,
     stdout: &mut impl Write,
 ) -> anyhow::Result<i32> {
+    if let Some(dir) = &args.due {
+        return send_due(dir, &args, config, config_path, stdout);
+    }
+    let post = args.post.clone().expect("clap requires POST without --due");
     if !args.dry_run {
-        anyhow::bail!(InputError::new(
-            &args.post,
-            None,
-            "sending through a mail server is not available in this version of herald; \
-             add --dry-run to write the messages to files"
-        ));
+        let report = send::send(&send_options(&args, post, false), config, config_path)?;
+        print_report(&report, args.json, stdout)?;
+        return Ok(report.exit_code);
     }
     let opts = send::Options {
-        post: args.post,
+        post,
         subscribers: args.subscribers,
         suppress: args.suppress,
         to: args.to,
@@ -318,6 +372,201 @@ fn send(
             summary.largest_message_bytes as f64 / 1024.0
         )?;
         writeln!(stdout, "Time:               {seconds:.2} s")?;
+    }
+    Ok(exit::OK)
+}
+
+fn send_options(args: &SendArgs, post: PathBuf, quiet_when_idle: bool) -> send::SendOptions {
+    send::SendOptions {
+        post,
+        subscribers: args.subscribers.clone(),
+        suppress: args.suppress.clone(),
+        to: args.to.clone(),
+        smtp: args.smtp.clone(),
+        rate: args.rate.clone(),
+        connections: args.connections,
+        max_per_run: args.max_per_run,
+        journal: args.journal.clone(),
+        yes: args.yes,
+        resend_unknown: args.resend_unknown,
+        allow_changed: args.allow_changed,
+        quiet_when_idle,
+    }
+}
+
+fn print_report(
+    report: &send::SendReport,
+    json: bool,
+    stdout: &mut impl Write,
+) -> anyhow::Result<()> {
+    if report.exit_code == exit::LOCKED {
+        eprintln!("herald: {}", report.message);
+        return Ok(());
+    }
+    if json {
+        serde_json::to_writer_pretty(&mut *stdout, report)?;
+        writeln!(stdout)?;
+        return Ok(());
+    }
+    let c = &report.counts;
+    writeln!(stdout, "{}", report.message)?;
+    if c.total > 0 {
+        writeln!(
+            stdout,
+            "Campaign {}: {} recipients; {} sent, {} failed, {} deferred, {} unknown, {} skipped, {} waiting",
+            report.campaign, c.total, c.sent, c.failed, c.deferred, c.unknown, c.skipped, c.pending
+        )?;
+    }
+    for p in report.problems.iter().take(20) {
+        writeln!(
+            stdout,
+            "  {:<9} {}  {}",
+            p.state_label(),
+            p.email,
+            p.reply.as_deref().unwrap_or("")
+        )?;
+    }
+    if report.problems.len() > 20 {
+        writeln!(
+            stdout,
+            "  (herald status {} lists them all)",
+            report.campaign
+        )?;
+    }
+    Ok(())
+}
+
+fn journal_dir(flag: Option<PathBuf>, config: &Config) -> PathBuf {
+    flag.or_else(|| config.journal_dir.as_ref().map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from(crate::journal::DEFAULT_DIR))
+}
+
+fn send_due(
+    dir: &Path,
+    args: &SendArgs,
+    config: &Config,
+    config_path: &Path,
+    stdout: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let grace = match &config.late_grace {
+        Some(g) => {
+            crate::config::parse_duration(g).map_err(|m| InputError::new(config_path, None, m))?
+        }
+        None => std::time::Duration::from_secs(24 * 3600),
+    };
+    let due = crate::schedule::due_posts(dir, crate::clock::now(), grace, args.late_ok)?;
+    for (post, when) in &due.late {
+        eprintln!(
+            "herald: {} was due at {when}, more than {} ago; not sent (add --late-ok to send it anyway)",
+            post.display(),
+            crate::schedule::human(grace)
+        );
+    }
+    let journal_dir = journal_dir(args.journal.clone(), config);
+    let mut worst: Option<i32> = None;
+    for post in due.ready {
+        // A post whose campaign is finished is not due any more.
+        let issue = Issue::compose(&post, config)?;
+        let id = send::campaign_id(&issue);
+        if journal_dir.join("journal.db").exists()
+            && crate::journal::Journal::open(&journal_dir)?.is_finished(&id)?
+        {
+            continue;
+        }
+        let report = send::send(&send_options(args, post, true), config, config_path)?;
+        if report.exit_code != exit::NOTHING_TO_DO {
+            print_report(&report, args.json, stdout)?;
+        }
+        worst = Some(match (worst, report.exit_code) {
+            (None, c) => c,
+            (Some(exit::NOTHING_TO_DO), c) => c,
+            (Some(w), exit::NOTHING_TO_DO) => w,
+            (Some(w), c) => w.max(c),
+        });
+    }
+    Ok(match worst {
+        Some(code) => code,
+        None if due.late.is_empty() => exit::NOTHING_TO_DO,
+        None => exit::SOME_FAILED,
+    })
+}
+
+fn status(
+    campaign: Option<String>,
+    journal: Option<PathBuf>,
+    json: bool,
+    config: &Config,
+    stdout: &mut impl Write,
+) -> anyhow::Result<i32> {
+    let dir = journal_dir(journal, config);
+    if !dir.join("journal.db").exists() {
+        if json {
+            writeln!(stdout, "[]")?;
+        } else {
+            writeln!(
+                stdout,
+                "No campaigns yet (no journal in {}).",
+                dir.display()
+            )?;
+        }
+        return Ok(exit::OK);
+    }
+    let journal = crate::journal::Journal::open(&dir)?;
+    let mut campaigns = journal.campaigns()?;
+    if let Some(c) = &campaign {
+        campaigns.retain(|x| &x.id == c);
+        if campaigns.is_empty() {
+            anyhow::bail!(InputError::new(
+                &dir,
+                None,
+                format!("there is no campaign {c}; `herald status` lists them")
+            ));
+        }
+    }
+    let mut out = Vec::new();
+    for c in &campaigns {
+        let problems = journal.problems(&c.id, 100_000)?;
+        if !json {
+            let n = &c.counts;
+            let state = if c.finished_at.is_some() {
+                "finished"
+            } else {
+                "in progress"
+            };
+            writeln!(stdout, "{} ({state}), {}", c.id, c.post)?;
+            writeln!(
+                stdout,
+                "  {} recipients: {} sent, {} failed, {} deferred, {} unknown, {} skipped, {} waiting",
+                n.total, n.sent, n.failed, n.deferred, n.unknown, n.skipped, n.pending
+            )?;
+            let shown = if campaign.is_some() {
+                problems.len()
+            } else {
+                20
+            };
+            for p in problems.iter().take(shown) {
+                writeln!(
+                    stdout,
+                    "  {:<9} {}  {}",
+                    p.state_label(),
+                    p.email,
+                    p.reply.as_deref().unwrap_or("")
+                )?;
+            }
+            if problems.len() > shown {
+                writeln!(
+                    stdout,
+                    "  ... {} more: herald status {}",
+                    problems.len() - shown,
+                    c.id
+                )?;
+            }
+        }
+        out.push(serde_json::json!({ "campaign": c, "problems": problems }));
+    }
+    if json {
+        serde_json::to_writer_pretty(&mut *stdout, &out)?;
+        writeln!(stdout)?;
     }
     Ok(exit::OK)
 }

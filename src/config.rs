@@ -47,6 +47,33 @@ pub struct Config {
     pub dkim_domain: Option<String>,
     pub dkim_selector: Option<String>,
     pub dkim_key_file: Option<String>,
+    /// The mail relay: `smtp://host:587` (STARTTLS), `smtps://host:465`, or
+    /// `smtp://127.0.0.1:2525?tls=none` for a relay on this machine.
+    pub smtp_url: Option<String>,
+    /// The relay user name (the password comes from HERALD_SMTP_PASSWORD).
+    pub smtp_user: Option<String>,
+    /// Allow `tls=none` to a relay that is not on this machine.
+    pub smtp_allow_plaintext: Option<bool>,
+    /// Connections to the relay used in parallel (default 4).
+    pub connections: Option<usize>,
+    /// At most this many messages per second, minute, hour or day: `14/s`, `600/m`, `10000/h`.
+    pub rate: Option<String>,
+    /// Send this many messages, then pause for `batch_pause`.
+    pub batch_size: Option<u64>,
+    /// How long to pause between batches: `30s`, `5m`, `1h`.
+    pub batch_pause: Option<String>,
+    /// At most this many messages per run (for relays with daily quotas).
+    pub max_per_run: Option<u64>,
+    /// Attempts per message in one run before it waits for the next run (default 4).
+    pub max_attempts: Option<u32>,
+    /// The wait before the first retry of a failed message; each further
+    /// retry waits twice as long, plus jitter (default `1s`).
+    pub retry_wait: Option<String>,
+    /// Where the journal is kept (default `.herald`).
+    pub journal_dir: Option<String>,
+    /// With `--due`: a post whose time passed longer ago than this is not
+    /// sent without `--late-ok` (default `24h`).
+    pub late_grace: Option<String>,
 }
 
 /// Settings that can come from `HERALD_<NAME>`: (variable, setting).
@@ -65,6 +92,12 @@ const ENV: &[(&str, Setting)] = &[
     ("HERALD_DKIM_DOMAIN", |c| &mut c.dkim_domain),
     ("HERALD_DKIM_SELECTOR", |c| &mut c.dkim_selector),
     ("HERALD_DKIM_KEY_FILE", |c| &mut c.dkim_key_file),
+    ("HERALD_SMTP_URL", |c| &mut c.smtp_url),
+    ("HERALD_SMTP_USER", |c| &mut c.smtp_user),
+    ("HERALD_RATE", |c| &mut c.rate),
+    ("HERALD_BATCH_PAUSE", |c| &mut c.batch_pause),
+    ("HERALD_JOURNAL_DIR", |c| &mut c.journal_dir),
+    ("HERALD_LATE_GRACE", |c| &mut c.late_grace),
 ];
 
 impl Config {
@@ -161,6 +194,25 @@ impl Config {
                     ));
             }
         }
+        if let Some(r) = &self.rate
+            && let Err(e) = crate::deliver::throttle::Rate::parse(r)
+        {
+            problems.push(format!("`rate`: {e}"));
+        }
+        for (name, value) in [
+            ("batch_pause", &self.batch_pause),
+            ("late_grace", &self.late_grace),
+            ("retry_wait", &self.retry_wait),
+        ] {
+            if let Some(v) = value
+                && let Err(e) = parse_duration(v)
+            {
+                problems.push(format!("`{name}`: {e}"));
+            }
+        }
+        if self.connections == Some(0) {
+            problems.push("`connections` must be at least 1".into());
+        }
         let dkim = [&self.dkim_domain, &self.dkim_selector, &self.dkim_key_file];
         if dkim.iter().any(|v| v.is_some()) && !dkim.iter().all(|v| v.is_some()) {
             problems.push(
@@ -173,6 +225,24 @@ impl Config {
             Err(InputError::new(path, None, problems.join("; ")))
         }
     }
+}
+
+/// `500ms`, `30s`, `5m`, `1h`, `2d` (a bare number is seconds).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let t = s.trim();
+    let bad = || format!("`{s}` is not a duration; write it like 30s, 5m, 1h or 2d");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: u64 = n.parse().map_err(|_| bad())?;
+    let ms = match unit.trim() {
+        "ms" => n,
+        "" | "s" => n * 1000,
+        "m" | "min" => n * 60_000,
+        "h" => n * 3_600_000,
+        "d" => n * 86_400_000,
+        _ => return Err(bad()),
+    };
+    Ok(std::time::Duration::from_millis(ms))
 }
 
 #[cfg(test)]
@@ -189,6 +259,14 @@ mod tests {
         assert_eq!(e.line, Some(2));
         assert!(e.message.contains("postal_adress"), "{e}");
         assert!(e.message.contains("postal_address"), "{e}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
+        assert_eq!(parse_duration("2d").unwrap().as_secs(), 172800);
+        assert!(parse_duration("soon").is_err());
     }
 
     #[test]

@@ -15,11 +15,13 @@ pub mod config;
 pub mod content;
 pub mod deliver;
 pub mod html;
+pub mod journal;
 pub mod merge;
 pub mod message;
 pub mod post;
 pub mod preview;
 pub mod render;
+pub mod schedule;
 pub mod send;
 pub mod urls;
 
@@ -29,8 +31,18 @@ pub mod exit {
     pub const OK: i32 = 0;
     /// The work ran but found problems: `check` found errors.
     pub const PROBLEMS: i32 = 1;
-    /// Bad input: a post, a config file or a command line herald cannot use.
+    /// Bad input: a post, a config file, a subscriber list, relay settings
+    /// or a command line herald cannot use.
     pub const BAD_INPUT: i32 = 2;
+    /// The send ran, but some recipients failed, were deferred to the next
+    /// run, or have an unknown outcome: see `herald status`.
+    pub const SOME_FAILED: i32 = 3;
+    /// Nothing to do: the campaign was already finished, or `--due` found no post due.
+    pub const NOTHING_TO_DO: i32 = 4;
+    /// Another herald is sending the same campaign right now.
+    pub const LOCKED: i32 = 5;
+    /// Stopped by SIGINT or SIGTERM before the end; run again to continue.
+    pub const INTERRUPTED: i32 = 6;
 }
 
 use std::fmt;

@@ -63,6 +63,8 @@ pub struct Composer {
     domain: String,
     /// `slug.hash`: names the campaign in Message-IDs.
     campaign: String,
+    /// Hash of everything rendered once for all recipients.
+    content_hash: String,
     mode: Mode,
     dkim: Option<DkimConfig>,
 }
@@ -175,7 +177,8 @@ impl Composer {
         hasher.update(issue.rendered.html.as_bytes());
         hasher.update(issue.rendered.text.as_bytes());
         hasher.update(subject_source.as_bytes());
-        let hash = hex(&hasher.finalize()[..4]);
+        let hasher_full = hasher.finalize();
+        let hash = hex(&hasher_full[..4]);
         let dkim = match (
             &config.dkim_domain,
             &config.dkim_selector,
@@ -222,9 +225,20 @@ impl Composer {
             secret,
             domain,
             campaign: format!("{}.{hash}", issue.post.slug()),
+            content_hash: hex(&hasher_full),
             mode,
             dkim,
         })
+    }
+
+    /// The envelope sender (the `from` address).
+    pub fn envelope_from(&self) -> lettre::Address {
+        self.from.email.clone()
+    }
+
+    /// A hash of the rendered issue and subject: if it changes, the post changed.
+    pub fn content_hash(&self) -> &str {
+        &self.content_hash
     }
 
     /// The token in a recipient's unsubscribe link: HMAC-SHA256 of the

@@ -223,3 +223,531 @@ fn fields_without_column(
     }
     out
 }
+
+// ---------------------------------------------------------------------------
+// A real send, through the relay, journaled.
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::config::parse_duration;
+use crate::deliver::engine::{self, Progress, Settings, Stop};
+use crate::deliver::smtp::Relay;
+use crate::deliver::throttle::Rate;
+use crate::exit;
+use crate::journal::{self, Counts, Journal};
+
+pub struct SendOptions {
+    pub post: PathBuf,
+    pub subscribers: Option<PathBuf>,
+    pub suppress: Vec<PathBuf>,
+    pub to: Vec<String>,
+    pub smtp: Option<String>,
+    pub rate: Option<String>,
+    pub connections: Option<usize>,
+    pub max_per_run: Option<u64>,
+    pub journal: Option<PathBuf>,
+    pub yes: bool,
+    pub resend_unknown: bool,
+    pub allow_changed: bool,
+    /// Print nothing when there is nothing to do (for `--due`).
+    pub quiet_when_idle: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SendReport {
+    pub campaign: String,
+    pub post: PathBuf,
+    pub relay: String,
+    pub handed_over: u64,
+    pub counts: Counts,
+    pub finished: bool,
+    pub stopped: String,
+    pub problems: Vec<journal::Problem>,
+    #[serde(skip)]
+    pub exit_code: i32,
+    #[serde(skip)]
+    pub message: String,
+}
+
+/// The campaign's identity: the post's slug and its date.
+pub fn campaign_id(issue: &Issue) -> String {
+    let date = issue
+        .post
+        .front_matter
+        .date
+        .map(|d| d.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
+        .or_else(|| issue.post.front_matter.year.map(|y| y.to_string()))
+        .unwrap_or_else(|| "undated".into());
+    format!("{}@{date}", issue.post.slug())
+}
+
+fn smtp_password() -> Result<Option<String>, InputError> {
+    if let Some(p) = std::env::var("HERALD_SMTP_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty())
+    {
+        return Ok(Some(p));
+    }
+    if let Some(f) = std::env::var_os("HERALD_SMTP_PASSWORD_FILE").filter(|f| !f.is_empty()) {
+        let path = PathBuf::from(f);
+        let p = std::fs::read_to_string(&path).map_err(|e| {
+            InputError::new(
+                &path,
+                None,
+                format!("cannot read the SMTP password ({e}); check HERALD_SMTP_PASSWORD_FILE"),
+            )
+        })?;
+        return Ok(Some(p.trim_end_matches(['\n', '\r']).to_string()));
+    }
+    Ok(None)
+}
+
+fn settings(
+    opts: &SendOptions,
+    config: &Config,
+    config_path: &Path,
+) -> Result<Settings, InputError> {
+    let bad = |m: String| InputError::new(config_path, None, m);
+    let rate = match opts.rate.as_deref().or(config.rate.as_deref()) {
+        Some(r) => Some(Rate::parse(r).map_err(bad)?),
+        None => None,
+    };
+    let batch = match (config.batch_size, &config.batch_pause) {
+        (Some(n), Some(p)) => Some((n, parse_duration(p).map_err(bad)?)),
+        (Some(n), None) => Some((n, Duration::from_secs(60))),
+        _ => None,
+    };
+    Ok(Settings {
+        connections: opts.connections.or(config.connections).unwrap_or(4).max(1),
+        rate,
+        batch,
+        max_per_run: opts.max_per_run.or(config.max_per_run),
+        max_attempts: config.max_attempts.unwrap_or(4).max(1),
+        retry_base: match &config.retry_wait {
+            Some(w) => parse_duration(w).map_err(bad)?,
+            None => Duration::from_secs(1),
+        },
+        timeout: Duration::from_secs(60),
+        resend_unknown: opts.resend_unknown,
+    })
+}
+
+/// A lock per campaign, held while sending: a second herald (a cron job
+/// firing while the last is still running) stops at once instead of mailing
+/// the same people. The operating system releases it if herald dies.
+pub struct Lock {
+    _file: std::fs::File,
+}
+
+pub fn lock(dir: &Path, campaign: &str) -> Result<Option<Lock>, InputError> {
+    let locks = dir.join("locks");
+    std::fs::create_dir_all(&locks)
+        .map_err(|e| InputError::new(&locks, None, format!("cannot create ({e})")))?;
+    let name: String = campaign
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let path = locks.join(format!("{name}.lock"));
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| InputError::new(&path, None, format!("cannot open the lock file ({e})")))?;
+    match file.try_lock() {
+        Ok(()) => {
+            use std::io::Write;
+            let _ = file.set_len(0);
+            let _ = writeln!(&file, "{}", std::process::id());
+            Ok(Some(Lock { _file: file }))
+        }
+        Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(InputError::new(&path, None, format!("cannot lock ({e})")))
+        }
+    }
+}
+
+/// Sends the issue through the relay, continuing where an earlier run stopped.
+pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::Result<SendReport> {
+    let issue = Issue::compose(&opts.post, config)?;
+    let test = !opts.to.is_empty();
+    let mode = if test { Mode::Test } else { Mode::Campaign };
+    let composer = Arc::new(Composer::new(
+        &issue,
+        config,
+        config_path,
+        message::unsubscribe_secret()?,
+        mode,
+    )?);
+    let settings = settings(opts, config, config_path)?;
+    let url = opts.smtp.clone().or_else(|| config.smtp_url.clone()).ok_or_else(|| {
+        InputError::new(
+            config_path,
+            None,
+            "say which mail relay to send through: `smtp_url` in herald.yaml, HERALD_SMTP_URL, or --smtp \
+             (like smtp://mail.example.org:587); or add --dry-run to write the messages to files",
+        )
+    })?;
+    let relay = Relay::parse(
+        &url,
+        config.smtp_user.clone(),
+        smtp_password()?,
+        config.smtp_allow_plaintext.unwrap_or(false),
+    )
+    .map_err(|m| InputError::new(config_path, None, m))?;
+
+    // A test send is not part of the campaign: its own throwaway journal.
+    let scratch;
+    let dir: PathBuf = if test {
+        scratch = tempfile::tempdir()?;
+        scratch.path().to_path_buf()
+    } else {
+        opts.journal
+            .clone()
+            .or_else(|| config.journal_dir.as_ref().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from(journal::DEFAULT_DIR))
+    };
+    let campaign = if test {
+        format!("{}#test", campaign_id(&issue))
+    } else {
+        campaign_id(&issue)
+    };
+    let mut journal = Journal::open(&dir)?;
+    let Some(_lock) = lock(&dir, &campaign)? else {
+        return Ok(SendReport {
+            campaign: campaign.clone(),
+            post: opts.post.clone(),
+            relay: relay.describe(),
+            handed_over: 0,
+            counts: Counts::default(),
+            finished: false,
+            stopped: "locked".into(),
+            problems: vec![],
+            exit_code: exit::LOCKED,
+            message: format!(
+                "another herald is already sending {campaign} (see {}); this one stops so nobody is mailed twice",
+                dir.join("locks").display()
+            ),
+        });
+    };
+
+    let mut suppression = Suppression::default();
+    for s in &opts.suppress {
+        suppression.add_file(s)?;
+    }
+    for key in journal.suppressed()? {
+        suppression.insert(&key);
+    }
+    let suppression = Arc::new(suppression);
+    let columns: Vec<String>;
+    if test {
+        columns = Vec::new();
+        journal.upsert_campaign(
+            &campaign,
+            &opts.post.display().to_string(),
+            composer.content_hash(),
+            &columns,
+        )?;
+        let import = journal.import()?;
+        for (i, r) in test_recipients(&opts.to)?.iter().enumerate() {
+            import.add(&campaign, i as i64 + 1, &r.email, 0, &[])?;
+        }
+        import.commit()?;
+    } else {
+        let Some(list) = &opts.subscribers else {
+            anyhow::bail!(InputError::new(
+                &opts.post,
+                None,
+                "say who to send to: --subscribers FILE.csv (or --to ADDRESS for a test)"
+            ));
+        };
+        if let Err(errors) = audience::validate(list, Arc::clone(&suppression)) {
+            let shown: Vec<String> = errors
+                .iter()
+                .take(EXAMPLES)
+                .map(|e| e.to_string())
+                .collect();
+            anyhow::bail!(InputError::new(
+                list,
+                None,
+                format!(
+                    "the subscriber list has {} broken row(s); nothing was sent. Fix them and run again:\n{}",
+                    errors.len(),
+                    shown.join("\n")
+                )
+            ));
+        }
+        match journal.campaign_hash(&campaign)? {
+            Some(h) if h != composer.content_hash() && !opts.allow_changed => {
+                anyhow::bail!(InputError::new(
+                    &opts.post,
+                    None,
+                    format!(
+                        "the post changed since the campaign {campaign} started, so some people got the earlier version. \
+                         To send the new version to the rest, run again with --allow-changed"
+                    )
+                ));
+            }
+            _ => {}
+        }
+        let mut rows = audience::open(list, Arc::clone(&suppression))?;
+        columns = rows.columns().to_vec();
+        journal.upsert_campaign(
+            &campaign,
+            &opts.post.display().to_string(),
+            composer.content_hash(),
+            &columns,
+        )?;
+        let import = journal.import()?;
+        while let Some(row) = rows.next_row() {
+            match row? {
+                Row::Send(r) => {
+                    import.add(&campaign, r.line as i64, &r.email, r.line as i64, &r.values)?
+                }
+                Row::Skip(s) => match s.reason {
+                    SkipReason::Unsubscribed
+                    | SkipReason::Bounced
+                    | SkipReason::Suppressed
+                    | SkipReason::UnknownStatus => {
+                        import.skip(&campaign, &s.email, s.reason.describe())?
+                    }
+                    SkipReason::InvalidAddress | SkipReason::Duplicate => {}
+                },
+            }
+        }
+        import.commit()?;
+    }
+
+    let before = journal.counts(&campaign)?;
+    let to_send = before.pending
+        + before.deferred
+        + if opts.resend_unknown {
+            before.unknown
+        } else {
+            0
+        };
+    let mut report = SendReport {
+        campaign: campaign.clone(),
+        post: opts.post.clone(),
+        relay: relay.describe(),
+        handed_over: 0,
+        counts: before.clone(),
+        finished: false,
+        stopped: "nothing to do".into(),
+        problems: vec![],
+        exit_code: exit::NOTHING_TO_DO,
+        message: String::new(),
+    };
+    if to_send == 0 {
+        journal.finish_if_done(&campaign)?;
+        report.finished = journal.is_finished(&campaign)?;
+        report.problems = journal.problems(&campaign, 50)?;
+        report.message = if before.unknown > 0 {
+            format!(
+                "nothing left to send for {campaign}: {} sent; {} of unknown outcome (herald was stopped while sending to them; \
+                 see `herald status`, and add --resend-unknown to send to them again)",
+                before.sent, before.unknown
+            )
+        } else {
+            format!(
+                "nothing to do: {campaign} is finished ({} sent, {} failed, {} skipped)",
+                before.sent, before.failed, before.skipped
+            )
+        };
+        return Ok(report);
+    }
+
+    // Say what is about to happen, and ask on a terminal.
+    let eta = settings.rate.map(|r| to_send as f64 / r.per_second());
+    let mut plan = format!(
+        "About to send \"{}\" ({campaign}) to {to_send} people through {} with {} connection(s)",
+        issue.content.title,
+        relay.describe(),
+        settings.connections
+    );
+    if let Some(r) = settings.rate {
+        plan.push_str(&format!(", at most {r}"));
+    }
+    if let Some(max) = settings.max_per_run {
+        plan.push_str(&format!(", at most {max} this run"));
+    }
+    if let Some(secs) = eta {
+        plan.push_str(&format!("; about {}", human_duration(secs)));
+    }
+    if before.sent > 0 || before.unknown > 0 {
+        plan.push_str(&format!(
+            ". Continuing: {} already sent, {} of unknown outcome",
+            before.sent, before.unknown
+        ));
+        if !opts.resend_unknown && before.unknown > 0 {
+            plan.push_str(" (not resent; add --resend-unknown to resend)");
+        }
+    }
+    plan.push('.');
+    eprintln!("{plan}");
+    if !opts.yes {
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(InputError::new(
+                &opts.post,
+                None,
+                "herald asks before sending, and there is no terminal to ask on: add --yes to send (as a cron job does)"
+            ));
+        }
+        eprint!("Send now? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim().to_lowercase().as_str(), "y" | "yes") {
+            report.stopped = "cancelled".into();
+            report.exit_code = exit::OK;
+            report.message = "cancelled; nothing was sent".into();
+            return Ok(report);
+        }
+    }
+
+    let progress = Arc::new(Progress::default());
+    let interrupt = Arc::new(AtomicBool::new(false));
+    let display = ProgressDisplay::start(Arc::clone(&progress), to_send as u64);
+    let cols = Arc::new(journal.columns(&campaign).unwrap_or(columns));
+    let plan = engine::Plan {
+        campaign: campaign.clone(),
+        composer,
+        columns: cols,
+        relay,
+        settings,
+    };
+    let (outcome, journal) = engine::run(journal, plan, Arc::clone(&progress), interrupt);
+    display.finish();
+
+    let finished = journal.finish_if_done(&campaign)?;
+    let after = journal.counts(&campaign)?;
+    report.handed_over = outcome.handed_over;
+    report.finished = finished;
+    report.problems = journal.problems(&campaign, 50)?;
+    let some_failed = after.failed > before.failed || after.deferred > 0 || after.unknown > 0;
+    let (stopped, code) = match &outcome.stop {
+        Stop::Done => (
+            "done",
+            if some_failed {
+                exit::SOME_FAILED
+            } else {
+                exit::OK
+            },
+        ),
+        Stop::Limit => (
+            "max-per-run reached",
+            if some_failed {
+                exit::SOME_FAILED
+            } else {
+                exit::OK
+            },
+        ),
+        Stop::Interrupted => ("interrupted", exit::INTERRUPTED),
+        Stop::Fatal(_) => ("stopped by an error", exit::BAD_INPUT),
+    };
+    report.stopped = stopped.into();
+    report.exit_code = code;
+    report.message = match &outcome.stop {
+        Stop::Fatal(why) => format!("stopped: {why}. Nothing is lost: run again to continue."),
+        Stop::Interrupted => format!(
+            "stopped on request after handing {} messages to the relay; run the same command again to continue",
+            outcome.handed_over
+        ),
+        Stop::Limit => format!(
+            "sent this run's share ({} messages); {} wait for the next run",
+            outcome.handed_over,
+            after.pending + after.deferred
+        ),
+        Stop::Done if finished => format!("{campaign} is finished"),
+        Stop::Done => format!(
+            "{campaign}: {} deferred to the next run, {} of unknown outcome",
+            after.deferred, after.unknown
+        ),
+    };
+    report.counts = after;
+    Ok(report)
+}
+
+fn human_duration(secs: f64) -> String {
+    match secs {
+        s if s < 90.0 => format!("{s:.0} seconds"),
+        s if s < 5400.0 => format!("{:.0} minutes", s / 60.0),
+        s => format!("{:.1} hours", s / 3600.0),
+    }
+}
+
+/// A progress bar on a terminal; plain log lines every 10 seconds otherwise.
+struct ProgressDisplay {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressDisplay {
+    fn start(progress: Arc<Progress>, total: u64) -> ProgressDisplay {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        let thread = std::thread::spawn(move || {
+            let terminal = std::io::stderr().is_terminal();
+            let bar = terminal.then(|| {
+                let bar = indicatif::ProgressBar::new(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:30} {pos}/{len} sent {msg} {per_sec} ETA {eta}",
+                    )
+                    .expect("valid template"),
+                );
+                bar
+            });
+            let started = std::time::Instant::now();
+            let mut last_log = std::time::Instant::now();
+            loop {
+                let stop = flag.load(Ordering::SeqCst);
+                let sent = progress.sent.load(Ordering::Relaxed);
+                let failed = progress.failed.load(Ordering::Relaxed);
+                let deferred = progress.deferred.load(Ordering::Relaxed);
+                match &bar {
+                    Some(bar) => {
+                        bar.set_position(sent + failed + deferred);
+                        bar.set_message(format!(
+                            "({sent} ok, {failed} failed, {deferred} deferred)"
+                        ));
+                    }
+                    None if stop || last_log.elapsed() >= Duration::from_secs(10) => {
+                        let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
+                        eprintln!(
+                            "herald: {sent} sent, {failed} failed, {deferred} deferred of {total} ({rate:.0}/s)"
+                        );
+                        last_log = std::time::Instant::now();
+                    }
+                    None => {}
+                }
+                if stop {
+                    if let Some(bar) = &bar {
+                        bar.finish();
+                    }
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        ProgressDisplay {
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! SMTP connections, owned one per worker.
+//!
+//! lettre 0.11.23 never sets `TCP_NODELAY`, so its pooled transport waits
+//! about 40 ms per message (Nagle against the server's delayed ACK; fixed
+//! upstream in lettre PR #1159, not yet released). herald therefore opens
+//! the TCP connection itself with `set_nodelay(true)` and hands it to
+//! `AsyncSmtpConnection::connect_with_transport`, upgrading with STARTTLS
+//! where required. Drop this when a lettre release carries the fix.
+//! `tests/integration/delivery.rs` has a test that catches the stall.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::extension::ClientId;
+use tokio::net::TcpStream;
+
+/// How the connection to the relay is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tls {
+    /// `smtp://`: plain connection upgraded with STARTTLS, which is required.
+    StartTls,
+    /// `smtps://`: TLS from the first byte.
+    Implicit,
+    /// `?tls=none`: no encryption (loopback, or when the config allows it).
+    None,
+}
+
+#[derive(Clone)]
+pub struct Relay {
+    pub host: String,
+    pub port: u16,
+    pub tls: Tls,
+    pub user: Option<String>,
+    password: Option<String>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print the password.
+        write!(f, "{}", self.describe())
+    }
+}
+
+impl Relay {
+    /// Parses `smtp://host:587`, `smtps://host:465` or
+    /// `smtp://127.0.0.1:2525?tls=none`. Plain text to a host that is not
+    /// on this machine needs `allow_plaintext` (the config's
+    /// `smtp_allow_plaintext: true`).
+    pub fn parse(
+        raw: &str,
+        user: Option<String>,
+        password: Option<String>,
+        allow_plaintext: bool,
+    ) -> Result<Relay, String> {
+        let url = url::Url::parse(raw.trim()).map_err(|_| {
+            format!("`{raw}` is not a relay address; write it like smtp://mail.example.org:587")
+        })?;
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(
+                "put the relay's user name in the config (`smtp_user`) and the password in \
+                        HERALD_SMTP_PASSWORD, not in the address"
+                    .into(),
+            );
+        }
+        let host = url
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .ok_or_else(|| format!("`{raw}` names no host"))?;
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let tls_param = url
+            .query_pairs()
+            .find(|(k, _)| k == "tls")
+            .map(|(_, v)| v.to_string());
+        let (tls, default_port) = match (url.scheme(), tls_param.as_deref()) {
+            ("smtps", None) => (Tls::Implicit, 465),
+            ("smtp", None | Some("starttls") | Some("required")) => (Tls::StartTls, 587),
+            ("smtp", Some("none")) => (Tls::None, 25),
+            ("smtp" | "smtps", Some(other)) => {
+                return Err(format!(
+                    "`tls={other}` is not known; use tls=none or leave it out"
+                ));
+            }
+            (other, _) => {
+                return Err(format!(
+                    "`{other}://` is not a relay address; use smtp:// or smtps://"
+                ));
+            }
+        };
+        let port = url.port().unwrap_or(default_port);
+        if tls == Tls::None && !is_loopback(&host) && !allow_plaintext {
+            return Err(format!(
+                "herald will not send the newsletter, and your relay password, unencrypted to {host}. \
+                 Use smtp://{host}:587 (STARTTLS) or smtps://{host}:465, or, if this network really is private, \
+                 set `smtp_allow_plaintext: true` in herald.yaml"
+            ));
+        }
+        if user.is_some() && password.is_none() {
+            return Err(
+                "`smtp_user` is set but there is no password: set HERALD_SMTP_PASSWORD \
+                        (or HERALD_SMTP_PASSWORD_FILE naming a file that holds it)"
+                    .into(),
+            );
+        }
+        Ok(Relay {
+            host,
+            port,
+            tls,
+            user,
+            password,
+        })
+    }
+
+    /// `smtp://host:port (STARTTLS)`, for people; no password.
+    pub fn describe(&self) -> String {
+        let (scheme, how) = match self.tls {
+            Tls::StartTls => ("smtp", "STARTTLS"),
+            Tls::Implicit => ("smtps", "TLS"),
+            Tls::None => ("smtp", "not encrypted"),
+        };
+        let user = self
+            .user
+            .as_deref()
+            .map(|u| format!(", as {u}"))
+            .unwrap_or_default();
+        format!("{scheme}://{}:{} ({how}{user})", self.host, self.port)
+    }
+
+    /// Opens a connection: TCP with no Nagle delay, EHLO, STARTTLS or TLS as
+    /// required, then authentication.
+    pub async fn connect(
+        &self,
+        hello: &ClientId,
+        timeout: Duration,
+    ) -> Result<AsyncSmtpConnection, Failure> {
+        let conn = tokio::time::timeout(timeout, self.connect_inner(hello, timeout))
+            .await
+            .map_err(|_| {
+                Failure::transient(format!(
+                    "no answer from {} within {}s",
+                    self.host,
+                    timeout.as_secs()
+                ))
+            })??;
+        Ok(conn)
+    }
+
+    async fn connect_inner(
+        &self,
+        hello: &ClientId,
+        timeout: Duration,
+    ) -> Result<AsyncSmtpConnection, Failure> {
+        let mut conn = match self.tls {
+            Tls::Implicit => {
+                let tls = TlsParameters::new(self.host.clone()).map_err(Failure::from_lettre)?;
+                AsyncSmtpConnection::connect_tokio1(
+                    (self.host.as_str(), self.port),
+                    Some(timeout),
+                    hello,
+                    Some(tls),
+                    None,
+                )
+                .await
+                .map_err(Failure::from_lettre)?
+            }
+            Tls::StartTls | Tls::None => {
+                let tcp = TcpStream::connect((self.host.as_str(), self.port))
+                    .await
+                    .map_err(|e| {
+                        Failure::transient(format!(
+                            "cannot connect to {}:{} ({e})",
+                            self.host, self.port
+                        ))
+                    })?;
+                tcp.set_nodelay(true).map_err(|e| {
+                    Failure::transient(format!("cannot set up the connection ({e})"))
+                })?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello)
+                    .await
+                    .map_err(Failure::from_lettre)?
+            }
+        };
+        if self.tls == Tls::StartTls {
+            if !conn.can_starttls() {
+                return Err(Failure::config(format!(
+                    "{} does not offer STARTTLS, so the connection would not be encrypted; \
+                     use smtps:// if it expects TLS from the start",
+                    self.host
+                )));
+            }
+            let tls = TlsParameters::new(self.host.clone()).map_err(Failure::from_lettre)?;
+            conn.starttls(tls, hello)
+                .await
+                .map_err(Failure::from_lettre)?;
+        }
+        if let (Some(user), Some(password)) = (&self.user, &self.password) {
+            conn.auth(
+                &[Mechanism::Plain, Mechanism::Login],
+                &Credentials::new(user.clone(), password.clone()),
+            )
+            .await
+            .map_err(|e| {
+                if e.is_permanent() {
+                    Failure::config(format!(
+                        "the relay refused the user name or password ({})",
+                        reply_text(&e)
+                    ))
+                } else {
+                    Failure::from_lettre(e)
+                }
+            })?;
+        }
+        Ok(conn)
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// What went wrong with one attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// The server's reply or what happened, for the journal and `status`.
+    pub reply: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// 4xx, timeouts, dropped connections, TLS hiccups: try again later.
+    Transient,
+    /// 421 or 451 saying "slow down": back off the whole send.
+    SlowDown,
+    /// 5xx for this recipient: never try again.
+    Permanent,
+    /// Something about the relay settings (authentication, TLS): stop the run.
+    Config,
+}
+
+impl Failure {
+    pub fn transient(reply: String) -> Failure {
+        Failure {
+            kind: FailureKind::Transient,
+            reply,
+        }
+    }
+
+    pub fn config(reply: String) -> Failure {
+        Failure {
+            kind: FailureKind::Config,
+            reply,
+        }
+    }
+
+    pub fn from_lettre(e: lettre::transport::smtp::Error) -> Failure {
+        let reply = reply_text(&e);
+        let code = e.status().map(|c| c.to_string());
+        let kind = if e.is_permanent() {
+            FailureKind::Permanent
+        } else if matches!(code.as_deref(), Some("421" | "451")) && is_slow_down(&reply) {
+            FailureKind::SlowDown
+        } else {
+            FailureKind::Transient
+        };
+        Failure { kind, reply }
+    }
+}
+
+/// Relays say "slow down" in many ways; 421 always means "go away for now".
+fn is_slow_down(reply: &str) -> bool {
+    let r = reply.to_ascii_lowercase();
+    r.contains("421")
+        || [
+            "rate",
+            "slow",
+            "too many",
+            "throttl",
+            "limit",
+            "try again later",
+        ]
+        .iter()
+        .any(|w| r.contains(w))
+}
+
+fn reply_text(e: &lettre::transport::smtp::Error) -> String {
+    let text = e.to_string();
+    match e.status() {
+        Some(code) if !text.contains(&code.to_string()) => format!("{code} {text}"),
+        _ => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_urls() {
+        let r = Relay::parse("smtp://mail.example.org", None, None, false).unwrap();
+        assert_eq!((r.port, r.tls), (587, Tls::StartTls));
+        let r = Relay::parse("smtps://mail.example.org", None, None, false).unwrap();
+        assert_eq!((r.port, r.tls), (465, Tls::Implicit));
+        let r = Relay::parse("smtp://127.0.0.1:2525?tls=none", None, None, false).unwrap();
+        assert_eq!(
+            (r.host.as_str(), r.port, r.tls),
+            ("127.0.0.1", 2525, Tls::None)
+        );
+    }
+
+    #[test]
+    fn plaintext_to_another_host_needs_explicit_permission() {
+        let e = Relay::parse("smtp://mail.example.org:25?tls=none", None, None, false).unwrap_err();
+        assert!(e.contains("smtp_allow_plaintext"), "{e}");
+        assert!(Relay::parse("smtp://mail.example.org:25?tls=none", None, None, true).is_ok());
+    }
+
+    #[test]
+    fn passwords_stay_out_of_urls_and_descriptions() {
+        assert!(Relay::parse("smtp://u:secret@mail.example.org", None, None, false).is_err());
+        let r = Relay::parse(
+            "smtp://mail.example.org",
+            Some("news".into()),
+            Some("hunter2".into()),
+            false,
+        )
+        .unwrap();
+        assert!(!format!("{r:?} {}", r.describe()).contains("hunter2"));
+        assert!(Relay::parse("smtp://mail.example.org", Some("news".into()), None, false).is_err());
+    }
+}

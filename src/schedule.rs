@@ -1,0 +1,73 @@
+//! `herald send --due DIR`: which posts' time has come.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use jiff::Timestamp;
+
+use crate::InputError;
+use crate::post;
+
+pub struct Due {
+    /// Posts to send now, oldest first.
+    pub ready: Vec<PathBuf>,
+    /// Posts whose time passed longer ago than the grace period.
+    pub late: Vec<(PathBuf, Timestamp)>,
+}
+
+/// The posts in `dir` whose `send_at` (or else `date`) has come. A post
+/// that cannot be read is reported and left out: one bad draft must not
+/// stop this month's issue.
+pub fn due_posts(
+    dir: &Path,
+    now: Timestamp,
+    grace: Duration,
+    late_ok: bool,
+) -> Result<Due, InputError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        InputError::new(dir, None, format!("cannot read the folder of posts ({e})"))
+    })?;
+    let mut ready: Vec<(Timestamp, PathBuf)> = Vec::new();
+    let mut late = Vec::new();
+    let grace = jiff::SignedDuration::try_from(grace).unwrap_or(jiff::SignedDuration::MAX);
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.extension().and_then(|x| x.to_str()) != Some("md") {
+            continue;
+        }
+        let post = match post::load(&path) {
+            Ok(p) => p,
+            Err(err) => {
+                eprintln!("herald: skipping {err}");
+                continue;
+            }
+        };
+        let Some(when) = post.front_matter.send_at.or(post.front_matter.date) else {
+            continue;
+        };
+        if when > now || post.front_matter.hidden {
+            continue;
+        }
+        if now.duration_since(when) > grace && !late_ok {
+            late.push((path, when));
+        } else {
+            ready.push((when, path));
+        }
+    }
+    ready.sort();
+    Ok(Due {
+        ready: ready.into_iter().map(|(_, p)| p).collect(),
+        late,
+    })
+}
+
+pub fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    if s.is_multiple_of(86400) {
+        format!("{}d", s / 86400)
+    } else if s.is_multiple_of(3600) {
+        format!("{}h", s / 3600)
+    } else {
+        format!("{}m", s / 60)
+    }
+}
