@@ -455,22 +455,27 @@ fn send_due(
         None => std::time::Duration::from_secs(24 * 3600),
     };
     let due = crate::schedule::due_posts(dir, crate::clock::now(), grace, args.late_ok)?;
+    let journal_dir = journal_dir(args.journal.clone(), config);
+    let finished = |post: &Path| -> anyhow::Result<bool> {
+        let issue = Issue::compose(post, config)?;
+        let id = send::campaign_id(&issue);
+        Ok(journal_dir.join("journal.db").exists()
+            && crate::journal::Journal::open(&journal_dir)?.is_finished(&id)?)
+    };
     for (post, when) in &due.late {
+        if finished(post)? {
+            continue;
+        }
         eprintln!(
             "herald: {} was due at {when}, more than {} ago; not sent (add --late-ok to send it anyway)",
             post.display(),
             crate::schedule::human(grace)
         );
     }
-    let journal_dir = journal_dir(args.journal.clone(), config);
     let mut worst: Option<i32> = None;
     for post in due.ready {
         // A post whose campaign is finished is not due any more.
-        let issue = Issue::compose(&post, config)?;
-        let id = send::campaign_id(&issue);
-        if journal_dir.join("journal.db").exists()
-            && crate::journal::Journal::open(&journal_dir)?.is_finished(&id)?
-        {
+        if finished(&post)? {
             continue;
         }
         let report = send::send(&send_options(args, post, true), config, config_path)?;
@@ -484,11 +489,7 @@ fn send_due(
             (Some(w), c) => w.max(c),
         });
     }
-    Ok(match worst {
-        Some(code) => code,
-        None if due.late.is_empty() => exit::NOTHING_TO_DO,
-        None => exit::SOME_FAILED,
-    })
+    Ok(worst.unwrap_or(exit::NOTHING_TO_DO))
 }
 
 fn status(

@@ -8,10 +8,14 @@ use jiff::Timestamp;
 use crate::InputError;
 use crate::post;
 
+/// Posts older than this are the archive, not a missed send.
+pub const HISTORY: Duration = Duration::from_secs(31 * 86400);
+
 pub struct Due {
     /// Posts to send now, oldest first.
     pub ready: Vec<PathBuf>,
-    /// Posts whose time passed longer ago than the grace period.
+    /// Posts whose time passed longer ago than the grace period, but less
+    /// than [`HISTORY`] ago; older ones are history and ignored quietly.
     pub late: Vec<(PathBuf, Timestamp)>,
 }
 
@@ -48,8 +52,14 @@ pub fn due_posts(
         if when > now || post.front_matter.hidden {
             continue;
         }
-        if now.duration_since(when) > grace && !late_ok {
-            late.push((path, when));
+        let age = now.duration_since(when);
+        let history = jiff::SignedDuration::try_from(HISTORY).unwrap_or(jiff::SignedDuration::MAX);
+        if age > grace && !late_ok {
+            if age <= history {
+                late.push((path, when));
+            }
+        } else if age > history && late_ok {
+            continue;
         } else {
             ready.push((when, path));
         }

@@ -287,11 +287,19 @@ fn is_slow_down(reply: &str) -> bool {
         .any(|w| r.contains(w))
 }
 
+/// The server's reply as it said it, `550 5.1.1 No such user`, rather than
+/// lettre's wording `permanent error (550): 5.1.1 No such user`.
 fn reply_text(e: &lettre::transport::smtp::Error) -> String {
     let text = e.to_string();
     match e.status() {
-        Some(code) if !text.contains(&code.to_string()) => format!("{code} {text}"),
-        _ => text,
+        Some(code) => {
+            let code = code.to_string();
+            let said = text
+                .split_once(&format!("({code}): "))
+                .map_or(text.as_str(), |(_, rest)| rest);
+            format!("{code} {said}")
+        }
+        None => text,
     }
 }
 

@@ -3,5 +3,6 @@
 
 mod compose;
 mod corpus;
+mod delivery;
 mod messages;
 mod util;

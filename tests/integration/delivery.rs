@@ -1,0 +1,707 @@
+//! `herald send` through real SMTP servers started by the tests on
+//! 127.0.0.1: a fault-injecting aiosmtpd server (tests/tools/smtp_server.py)
+//! and Postfix's smtp-sink.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+const SECRET: &str = "delivery-test-secret";
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The fault-injecting server, stopped when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+struct Received {
+    rcpt: String,
+    time: f64,
+    refused: Option<String>,
+}
+
+impl Server {
+    fn start(dir: &Path, args: &[&str]) -> Option<Server> {
+        let python = python_with("aiosmtpd")?;
+        let port = free_port();
+        let log = dir.join(format!("smtp-{port}.jsonl"));
+        let mut child = Command::new(python)
+            .arg(repo().join("tests/tools/smtp_server.py"))
+            .args([
+                "--port",
+                &port.to_string(),
+                "--log",
+                log.to_str().unwrap(),
+                "--max-seconds",
+                "120",
+            ])
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("smtp_server.py starts");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "READY", "the test SMTP server did not start");
+        Some(Server { child, port, log })
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                Received {
+                    rcpt: v["rcpt"].as_str().unwrap().to_string(),
+                    time: v["time"].as_f64().unwrap(),
+                    refused: v["refused"].as_str().map(str::to_string),
+                }
+            })
+            .collect()
+    }
+
+    /// How many messages each address got (accepted ones only).
+    fn deliveries(&self) -> HashMap<String, usize> {
+        let mut m = HashMap::new();
+        for r in self.received().into_iter().filter(|r| r.refused.is_none()) {
+            *m.entry(r.rcpt).or_default() += 1;
+        }
+        m
+    }
+}
+
+fn write_list(dir: &Path, n: usize) -> PathBuf {
+    let mut s = String::from("email,first_name\n");
+    for i in 0..n {
+        s.push_str(&format!("reader{i}@example.org,Reader{i}\n"));
+    }
+    let p = dir.join("list.csv");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+fn config(dir: &Path, extra: &str) -> PathBuf {
+    let base = std::fs::read_to_string(example_config()).unwrap();
+    let p = dir.join("herald.yaml");
+    std::fs::write(&p, format!("{base}\nretry_wait: 50ms\n{extra}\n")).unwrap();
+    p
+}
+
+fn send_cmd(dir: &Path, server: &Server, list: &Path, extra: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.current_dir(dir)
+        .args([
+            "send",
+            example_post().to_str().unwrap(),
+            "--subscribers",
+            list.to_str().unwrap(),
+        ])
+        .args(["--smtp", &server.url(), "--yes"])
+        .args(extra)
+        .stdin(Stdio::null());
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HERALD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HERALD_UNSUBSCRIBE_SECRET", SECRET);
+    cmd
+}
+
+fn send(dir: &Path, server: &Server, list: &Path, extra: &[&str]) -> std::process::Output {
+    send_cmd(dir, server, list, extra).output().unwrap()
+}
+
+fn status_json(dir: &Path) -> serde_json::Value {
+    let o = herald(dir, &["status", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    v[0].clone()
+}
+
+#[test]
+fn every_recipient_is_delivered_exactly_once_and_a_rerun_sends_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 60);
+    let o = send(tmp.path(), &server, &list, &["--connections", "4"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("is finished"), "{}", stdout(&o));
+    let got = server.deliveries();
+    assert_eq!(got.len(), 60);
+    assert!(got.values().all(|n| *n == 1), "{got:?}");
+    let s = status_json(tmp.path());
+    assert_eq!(s["campaign"]["counts"]["sent"], 60);
+    assert!(s["campaign"]["finished_at"].is_string());
+
+    let again = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(again.status.code(), Some(4), "{}", stdout(&again));
+    assert!(
+        stdout(&again).contains("nothing to do"),
+        "{}",
+        stdout(&again)
+    );
+    assert_eq!(
+        server.deliveries().values().sum::<usize>(),
+        60,
+        "nobody mailed twice"
+    );
+}
+
+#[test]
+fn transient_failures_are_retried_and_delivered() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(
+        tmp.path(),
+        &[
+            "--fail451",
+            "reader3@example.org=2",
+            "--fail451",
+            "reader7@example.org=3",
+            "--drop-data",
+            "reader5@example.org=1",
+        ],
+    ) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 12);
+    let o = send(tmp.path(), &server, &list, &["--connections", "2"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let got = server.deliveries();
+    assert_eq!(got.len(), 12, "{got:?}");
+    assert!(got.values().all(|n| *n == 1), "{got:?}");
+    let refused: Vec<_> = server
+        .received()
+        .into_iter()
+        .filter(|r| r.refused.is_some())
+        .map(|r| r.rcpt)
+        .collect();
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|r| *r == "reader3@example.org")
+            .count(),
+        2
+    );
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|r| *r == "reader7@example.org")
+            .count(),
+        3
+    );
+    assert_eq!(
+        refused
+            .iter()
+            .filter(|r| *r == "reader5@example.org")
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn transient_failures_beyond_the_retry_limit_are_deferred_to_the_next_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &["--fail451", "reader1@example.org=5"]) else {
+        return;
+    };
+    config(tmp.path(), "max_attempts: 2");
+    let list = write_list(tmp.path(), 3);
+    let o = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}\n{}", stdout(&o), stderr(&o));
+    let s = status_json(tmp.path());
+    assert_eq!(s["campaign"]["counts"]["deferred"], 1);
+    assert_eq!(s["problems"][0]["email"], "reader1@example.org");
+    assert!(
+        s["problems"][0]["reply"].as_str().unwrap().contains("451"),
+        "{s}"
+    );
+    // Next run: tried again (2 more refusals), then the run after delivers.
+    let _ = send(tmp.path(), &server, &list, &[]);
+    let o = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    assert_eq!(server.deliveries().get("reader1@example.org"), Some(&1));
+}
+
+#[test]
+fn permanent_failures_are_recorded_and_never_retried() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(
+        tmp.path(),
+        &[
+            "--fail550",
+            "reader2@example.org",
+            "--fail550",
+            "reader4@example.org",
+        ],
+    ) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 6);
+    let o = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "some failed: {}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    assert!(
+        stdout(&o).contains("failed    reader2@example.org  550 5.1.1 No such user here"),
+        "{}",
+        stdout(&o)
+    );
+    let s = status_json(tmp.path());
+    assert_eq!(s["campaign"]["counts"]["failed"], 2);
+    assert_eq!(s["campaign"]["counts"]["sent"], 4);
+    let o = herald(tmp.path(), &["status"]);
+    assert!(
+        stdout(&o).contains("reader4@example.org  550 5.1.1 No such user here"),
+        "{}",
+        stdout(&o)
+    );
+
+    let again = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(again.status.code(), Some(4), "{}", stdout(&again));
+    let tries = server
+        .received()
+        .iter()
+        .filter(|r| r.rcpt == "reader2@example.org")
+        .count();
+    assert_eq!(tries, 1, "a 5xx is never retried");
+}
+
+#[test]
+fn the_rate_is_never_exceeded_in_any_window() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 50);
+    let o = send(
+        tmp.path(),
+        &server,
+        &list,
+        &["--rate", "20/s", "--connections", "4"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let mut times: Vec<f64> = server
+        .received()
+        .iter()
+        .filter(|r| r.refused.is_none())
+        .map(|r| r.time)
+        .collect();
+    times.sort_by(f64::total_cmp);
+    assert_eq!(times.len(), 50);
+    for (i, t) in times.iter().enumerate() {
+        let in_window = times[i..].iter().take_while(|u| **u < t + 1.0).count();
+        assert!(
+            in_window <= 20,
+            "{in_window} messages reached the server within one second"
+        );
+    }
+    // Bounded below too: the throttle does not crawl.
+    let span = times[49] - times[0];
+    assert!(span < 4.0, "50 messages at 20/s took {span:.1}s");
+}
+
+#[test]
+fn slow_down_replies_make_herald_back_off_then_finish() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &["--slowdown", "2"]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 5);
+    let started = Instant::now();
+    let o = send(tmp.path(), &server, &list, &["--connections", "1"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("slow down"), "{}", stderr(&o));
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "backed off before retrying"
+    );
+    assert_eq!(server.deliveries().len(), 5);
+}
+
+#[test]
+fn a_run_killed_at_a_random_moment_resumes_without_losing_or_doubling_anyone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &["--delay", "0.01"]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 200);
+    let mut child = send_cmd(tmp.path(), &server, &list, &["--connections", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Somewhere in the middle of the send (a seed-free random moment).
+    let ms = 300
+        + (std::process::id() as u64 * 7919 + Instant::now().elapsed().subsec_nanos() as u64) % 700;
+    std::thread::sleep(Duration::from_millis(ms));
+    let _ = child.kill(); // SIGKILL: no chance to clean up
+    let _ = child.wait();
+    let before = server.deliveries();
+    let s = status_json(tmp.path());
+    let unknown = s["campaign"]["counts"]["unknown"].as_u64().unwrap();
+    assert!(
+        unknown <= 4,
+        "unknown set {unknown} is larger than the number of connections"
+    );
+    let unknown_addrs: Vec<String> = s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "sending")
+        .map(|p| p["email"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(unknown_addrs.len() as u64, unknown);
+
+    let o = send(tmp.path(), &server, &list, &["--connections", "4"]);
+    assert!(
+        matches!(o.status.code(), Some(0 | 3)),
+        "{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let after = server.deliveries();
+    for i in 0..200 {
+        let addr = format!("reader{i}@example.org");
+        let n = after.get(&addr).copied().unwrap_or(0);
+        if unknown_addrs.contains(&addr) {
+            assert!(n <= 1, "{addr} of unknown outcome was mailed again");
+            assert_eq!(
+                n,
+                before.get(&addr).copied().unwrap_or(0),
+                "{addr}: unknowns are not resent"
+            );
+        } else {
+            assert_eq!(
+                n,
+                1,
+                "{addr} got {n} messages (killed after {ms} ms, {} delivered before)",
+                before.values().sum::<usize>()
+            );
+        }
+    }
+}
+
+#[test]
+fn a_second_run_of_the_same_campaign_is_locked_out() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &["--delay", "0.05"]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 40);
+    let mut first = send_cmd(tmp.path(), &server, &list, &["--connections", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    let second = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(
+        second.status.code(),
+        Some(5),
+        "{}\n{}",
+        stdout(&second),
+        stderr(&second)
+    );
+    assert!(
+        stderr(&second).contains("already sending"),
+        "{}",
+        stderr(&second)
+    );
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    assert!(server.deliveries().values().all(|n| *n == 1));
+}
+
+#[test]
+fn sigterm_stops_cleanly_and_the_next_run_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &["--delay", "0.02"]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 100);
+    let child = send_cmd(tmp.path(), &server, &list, &["--connections", "2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(6), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        stdout(&o).contains("run the same command again"),
+        "{}",
+        stdout(&o)
+    );
+    let s = status_json(tmp.path());
+    assert_eq!(
+        s["campaign"]["counts"]["unknown"], 0,
+        "in-flight messages were finished and journaled"
+    );
+    let o = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let got = server.deliveries();
+    assert_eq!(got.len(), 100);
+    assert!(got.values().all(|n| *n == 1), "{got:?}");
+}
+
+#[test]
+fn max_per_run_sends_the_next_slice_each_time() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 25);
+    for expected in [10, 20, 25] {
+        let o = send(tmp.path(), &server, &list, &["--max-per-run", "10"]);
+        assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+        assert_eq!(server.deliveries().len(), expected);
+    }
+    assert_eq!(
+        send(tmp.path(), &server, &list, &["--max-per-run", "10"])
+            .status
+            .code(),
+        Some(4)
+    );
+}
+
+#[test]
+fn without_a_terminal_yes_is_required() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 3);
+    let mut cmd = send_cmd(tmp.path(), &server, &list, &[]);
+    let args: Vec<String> = cmd
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .filter(|a| a != "--yes")
+        .collect();
+    let mut cmd2 = Command::new(cmd.get_program());
+    cmd2.current_dir(tmp.path())
+        .args(&args)
+        .stdin(Stdio::null())
+        .env("HERALD_UNSUBSCRIBE_SECRET", SECRET);
+    let o = cmd2.output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("add --yes"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("About to send"),
+        "the plan is shown: {}",
+        stderr(&o)
+    );
+    assert!(server.deliveries().is_empty());
+    let _ = &mut cmd;
+}
+
+#[test]
+fn a_changed_post_is_not_continued_without_allow_changed() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 10);
+    let post = tmp.path().join("post.md");
+    std::fs::copy(example_post(), &post).unwrap();
+    let run = |extra: &[&str]| {
+        let mut cmd = send_cmd(tmp.path(), &server, &list, extra);
+        let args: Vec<String> = cmd
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .map(|a| {
+                if a == example_post().to_str().unwrap() {
+                    post.to_str().unwrap().to_string()
+                } else {
+                    a
+                }
+            })
+            .collect();
+        let mut c = Command::new(cmd.get_program());
+        c.current_dir(tmp.path())
+            .args(&args)
+            .stdin(Stdio::null())
+            .env("HERALD_UNSUBSCRIBE_SECRET", SECRET);
+        let _ = &mut cmd;
+        c.output().unwrap()
+    };
+    assert_eq!(run(&["--max-per-run", "4"]).status.code(), Some(0));
+    let text = std::fs::read_to_string(&post)
+        .unwrap()
+        .replace("Community News", "Community Updates");
+    std::fs::write(&post, text).unwrap();
+    let o = run(&[]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--allow-changed"), "{}", stderr(&o));
+    assert_eq!(server.deliveries().len(), 4);
+    let o = run(&["--allow-changed"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(server.deliveries().len(), 10);
+}
+
+#[test]
+fn due_sends_only_posts_whose_time_has_come() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(tmp.path(), "late_grace: 2d");
+    let list = write_list(tmp.path(), 3);
+    let posts = tmp.path().join("posts");
+    std::fs::create_dir(&posts).unwrap();
+    let base = std::fs::read_to_string(example_post()).unwrap();
+    let make = |name: &str, date: &str, slug: &str| {
+        let text = base
+            .replace("date: 2025-06-3T15:04:05.000Z", &format!("date: {date}"))
+            .replace("herald-example-issue", slug);
+        std::fs::write(posts.join(name), text).unwrap();
+    };
+    make("june.md", "2025-06-10T09:00:00Z", "june-issue");
+    make("july.md", "2025-07-10T09:00:00Z", "july-issue");
+    make("early-june.md", "2025-06-05T09:00:00Z", "early-june-issue");
+    make("old.md", "2025-01-05T09:00:00Z", "old-issue");
+    let due = |now: &str, extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.current_dir(tmp.path())
+            .args([
+                "send",
+                "--due",
+                posts.to_str().unwrap(),
+                "--subscribers",
+                list.to_str().unwrap(),
+                "--smtp",
+                &server.url(),
+                "--yes",
+            ])
+            .args(extra)
+            .env("HERALD_UNSUBSCRIBE_SECRET", SECRET)
+            .env("HERALD_NOW", now)
+            .stdin(Stdio::null());
+        cmd.output().unwrap()
+    };
+    // Before June's time: nothing to send. Early June is past its grace:
+    // said on stderr, not sent. January is history: not mentioned.
+    let o = due("2025-06-09T00:00:00Z", &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+    assert!(
+        stderr(&o).contains("early-june.md was due"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!stderr(&o).contains("old.md"), "{}", stderr(&o));
+    assert!(server.deliveries().is_empty());
+    // June's time has come.
+    let o = due("2025-06-10T10:00:00Z", &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(server.received().len(), 3);
+    // Run again the same day: June is finished, nothing else due.
+    let o = due("2025-06-10T11:00:00Z", &[]);
+    assert_eq!(o.status.code(), Some(4), "{}", stdout(&o));
+    assert!(stdout(&o).is_empty());
+    assert_eq!(server.received().len(), 3);
+    // --late-ok sends the late one (not the archive).
+    let o = due("2025-06-10T12:00:00Z", &["--late-ok"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert_eq!(server.received().len(), 6);
+}
+
+/// lettre's pooled transport stalls ~40 ms per message (Nagle against the
+/// server's delayed ACK). One connection to smtp-sink must move messages
+/// far faster than one per 40 ms; the stall would cap it near 25 a second.
+#[test]
+fn one_connection_is_not_held_back_by_nagle() {
+    let Some(sink) = tool("smtp-sink") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = Command::new(sink)
+        .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "64"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 300);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.current_dir(tmp.path())
+        .args([
+            "send",
+            example_post().to_str().unwrap(),
+            "--subscribers",
+            list.to_str().unwrap(),
+        ])
+        .args([
+            "--smtp",
+            &format!("smtp://127.0.0.1:{port}?tls=none"),
+            "--yes",
+            "--connections",
+            "1",
+            "--json",
+        ])
+        .env("HERALD_UNSUBSCRIBE_SECRET", SECRET)
+        .stdin(Stdio::null());
+    let started = Instant::now();
+    let o = cmd.output().unwrap();
+    let secs = started.elapsed().as_secs_f64();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["counts"]["sent"], 300);
+    let rate = 300.0 / secs;
+    eprintln!("one connection to smtp-sink: {rate:.0} msg/s");
+    assert!(
+        rate > 100.0,
+        "{rate:.0} msg/s on one connection: the Nagle stall is back"
+    );
+}

@@ -1,0 +1,112 @@
+"""A small SMTP server for herald's delivery tests, built on aiosmtpd, that
+can misbehave on purpose. It listens on 127.0.0.1 only and stops by itself.
+
+Every accepted message (answered 250) is logged as one JSON line:
+{"rcpt": "...", "time": <unix time when DATA ended>, "message_id": "..."}.
+Refused attempts are logged with "refused": "<reply>".
+
+Options:
+  --port P                 port on 127.0.0.1
+  --log FILE               where to log
+  --fail451 ADDR=N         answer RCPT TO:<ADDR> with 451 the first N times
+  --fail550 ADDR           always answer RCPT TO:<ADDR> with 550
+  --drop-data ADDR=N       close the connection instead of answering DATA, the first N times
+  --slowdown N             answer the first N RCPTs with "451 4.7.1 rate limit, slow down"
+  --delay SECONDS          wait this long before answering DATA
+  --max-seconds S          exit after S seconds (default 120)
+"""
+import argparse
+import asyncio
+import json
+import sys
+import threading
+import time
+
+from aiosmtpd.controller import Controller
+
+p = argparse.ArgumentParser()
+p.add_argument("--port", type=int, required=True)
+p.add_argument("--log", required=True)
+p.add_argument("--fail451", action="append", default=[])
+p.add_argument("--fail550", action="append", default=[])
+p.add_argument("--drop-data", action="append", default=[])
+p.add_argument("--slowdown", type=int, default=0)
+p.add_argument("--delay", type=float, default=0.0)
+p.add_argument("--max-seconds", type=float, default=120.0)
+args = p.parse_args()
+
+
+def counts(items):
+    out = {}
+    for item in items:
+        addr, n = item.rsplit("=", 1)
+        out[addr.lower()] = int(n)
+    return out
+
+
+fail451 = counts(args.fail451)
+drop_data = counts(args.drop_data)
+fail550 = {a.lower() for a in args.fail550}
+lock = threading.Lock()
+log = open(args.log, "a", buffering=1)
+slowdown_left = [args.slowdown]
+
+
+def write(entry):
+    with lock:
+        log.write(json.dumps(entry) + "\n")
+
+
+class Handler:
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        addr = address.lower()
+        with lock:
+            if slowdown_left[0] > 0:
+                slowdown_left[0] -= 1
+                reply = "451 4.7.1 Rate limit exceeded, slow down"
+            elif addr in fail550:
+                reply = "550 5.1.1 No such user here"
+            elif fail451.get(addr, 0) > 0:
+                fail451[addr] -= 1
+                reply = "451 4.3.0 Mailbox busy, try again later"
+            else:
+                reply = None
+        if reply:
+            write({"rcpt": addr, "time": time.time(), "refused": reply})
+            return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        if args.delay:
+            await asyncio.sleep(args.delay)
+        rcpt = envelope.rcpt_tos[0].lower() if envelope.rcpt_tos else ""
+        with lock:
+            drop = drop_data.get(rcpt, 0) > 0
+            if drop:
+                drop_data[rcpt] -= 1
+        if drop:
+            write({"rcpt": rcpt, "time": time.time(), "refused": "connection dropped during DATA"})
+            server.transport.close()
+            return "421 closing"
+        message_id = ""
+        for line in envelope.content.split(b"\r\n"):
+            if line.lower().startswith(b"message-id:"):
+                message_id = line.split(b":", 1)[1].strip().decode()
+                break
+            if not line:
+                break
+        for r in envelope.rcpt_tos:
+            write({"rcpt": r.lower(), "time": time.time(), "message_id": message_id})
+        return "250 2.0.0 Message accepted"
+
+
+controller = Controller(Handler(), hostname="127.0.0.1", port=args.port, decode_data=False)
+controller.start()
+print("READY", flush=True)
+deadline = time.time() + args.max_seconds
+try:
+    while time.time() < deadline:
+        time.sleep(0.2)
+finally:
+    controller.stop()
