@@ -140,14 +140,6 @@ impl Shared {
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
     }
-
-    async fn record(&self, update: Update) -> Result<(), String> {
-        let (tx, rx) = oneshot::channel();
-        self.journal
-            .send(Cmd::Apply(update, Some(tx)))
-            .map_err(|_| "the journal stopped".to_string())?;
-        rx.await.map_err(|_| "the journal stopped".to_string())?
-    }
 }
 
 /// Sends the campaign's queue. Returns the journal when done.
@@ -238,64 +230,100 @@ async fn dispatch(
             shared.request_stop();
         })
     };
-    let (job_tx, job_rx) = mpsc::channel::<Job>(shared.settings.connections.max(1));
+    // Messages are built on a thread of their own, so building the next
+    // ones overlaps with sending (and with the journal's commits).
+    let (job_tx, job_rx) = mpsc::channel::<Job>(shared.settings.connections.max(1) * 2);
     let job_rx = Arc::new(Mutex::new(job_rx));
     let workers: Vec<_> = (0..shared.settings.connections.max(1))
         .map(|_| tokio::spawn(worker(Arc::clone(&shared), Arc::clone(&job_rx))))
         .collect();
+    // Only the workers hold the receiver: when they stop, the builder's
+    // next send fails and it stops too.
+    drop(job_rx);
+    let builder = {
+        let shared = Arc::clone(&shared);
+        std::thread::spawn(move || build_jobs(&shared, &composer, &columns, job_tx))
+    };
+    for w in workers {
+        let _ = w.await;
+    }
+    let (handed_over, mut stop) =
+        tokio::task::spawn_blocking(move || builder.join().expect("builder thread"))
+            .await
+            .expect("join");
+    watcher.abort();
+    let fatal = shared.fatal.lock().expect("not poisoned").clone();
+    if let Some(f) = fatal {
+        stop = Stop::Fatal(f);
+    } else if shared.stopping() {
+        stop = Stop::Interrupted;
+    }
+    Outcome { handed_over, stop }
+}
 
+/// Reads the queue from the journal and builds each message; returns how
+/// many were handed to the workers and why it stopped.
+fn build_jobs(
+    shared: &Shared,
+    composer: &Composer,
+    columns: &Arc<Vec<String>>,
+    jobs: mpsc::Sender<Job>,
+) -> (u64, Stop) {
     let mut handed_over = 0u64;
     let mut after = 0i64;
-    let mut stop = Stop::Done;
-    'queue: loop {
+    loop {
         let (tx, rx) = oneshot::channel();
         if shared.journal.send(Cmd::Queue(after, 256, tx)).is_err() {
             shared.fail("the journal stopped".into());
-            break;
+            return (handed_over, Stop::Done);
         }
-        let rows = match rx.await {
+        let rows = match rx.blocking_recv() {
             Ok(Ok(rows)) => rows,
             Ok(Err(e)) => {
                 shared.fail(format!("the journal could not be read ({e})"));
-                break;
+                return (handed_over, Stop::Done);
             }
             Err(_) => {
                 shared.fail("the journal stopped".into());
-                break;
+                return (handed_over, Stop::Done);
             }
         };
         if rows.is_empty() {
-            break;
+            return (handed_over, Stop::Done);
         }
         for row in rows {
             after = row.seq;
             if shared.stopping() {
-                break 'queue;
+                return (handed_over, Stop::Done);
             }
             if shared
                 .settings
                 .max_per_run
                 .is_some_and(|max| handed_over >= max)
             {
-                stop = Stop::Limit;
-                break 'queue;
+                return (handed_over, Stop::Limit);
             }
             let recipient = Recipient {
                 line: row.line as u64,
                 email: row.email.clone(),
-                columns: Arc::clone(&columns),
+                columns: Arc::clone(columns),
                 values: row.values,
             };
             match composer.build(&recipient) {
                 Ok(built) => {
-                    let envelope = match Envelope::new(
-                        Some(composer.envelope_from()),
-                        vec![built.to.parse().expect("checked by build")],
-                    ) {
+                    let to = match built.to.parse() {
+                        Ok(to) => to,
+                        Err(e) => {
+                            shared
+                                .fail(format!("cannot address the message to {} ({e})", built.to));
+                            return (handed_over, Stop::Done);
+                        }
+                    };
+                    let envelope = match Envelope::new(Some(composer.envelope_from()), vec![to]) {
                         Ok(e) => e,
                         Err(e) => {
                             shared.fail(format!("cannot address the message ({e})"));
-                            break 'queue;
+                            return (handed_over, Stop::Done);
                         }
                     };
                     let job = Job {
@@ -304,9 +332,9 @@ async fn dispatch(
                         envelope,
                         bytes: built.bytes,
                     };
-                    tokio::select! {
-                        sent = job_tx.send(job) => if sent.is_err() { break 'queue },
-                        _ = shared.stopped.notified() => break 'queue,
+                    if jobs.blocking_send(job).is_err() {
+                        // The workers stopped (interrupted, or a fatal error).
+                        return (handed_over, Stop::Done);
                     }
                     handed_over += 1;
                 }
@@ -326,18 +354,6 @@ async fn dispatch(
             }
         }
     }
-    drop(job_tx);
-    for w in workers {
-        let _ = w.await;
-    }
-    watcher.abort();
-    let fatal = shared.fatal.lock().expect("not poisoned").clone();
-    if let Some(f) = fatal {
-        stop = Stop::Fatal(f);
-    } else if shared.stopping() {
-        stop = Stop::Interrupted;
-    }
-    Outcome { handed_over, stop }
 }
 
 async fn worker(shared: Arc<Shared>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
@@ -354,22 +370,6 @@ async fn worker(shared: Arc<Shared>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
             }
         };
         let Some(job) = job else { break };
-        // Durably `sending` before a byte of the message leaves.
-        if let Err(e) = shared
-            .record(Update {
-                seq: job.seq,
-                state: State::Sending,
-                reply: None,
-                attempts: 0,
-                suppress: None,
-            })
-            .await
-        {
-            shared.fail(format!(
-                "the journal cannot record the send ({e}); nothing more is sent"
-            ));
-            break;
-        }
         let update = deliver(&shared, &mut conn, &job).await;
         match update.state {
             State::Sent => shared.progress.sent.fetch_add(1, Ordering::Relaxed),
@@ -387,9 +387,28 @@ async fn worker(shared: Arc<Shared>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
 async fn deliver(shared: &Shared, conn: &mut Option<AsyncSmtpConnection>, job: &Job) -> Update {
     let settings = &shared.settings;
     let mut attempt = 0u32;
+    // The `sending` mark is committed while the first MAIL FROM / RCPT TO
+    // are exchanged, and awaited before DATA: nothing is delivered before
+    // the end of DATA, so the mark is still on disk before the message is.
+    let (tx, rx) = oneshot::channel();
+    let mark = Update {
+        seq: job.seq,
+        state: State::Sending,
+        reply: None,
+        attempts: 0,
+        suppress: None,
+    };
+    let mut marked: Option<oneshot::Receiver<Result<(), String>>> =
+        match shared.journal.send(Cmd::Apply(mark, Some(tx))) {
+            Ok(()) => Some(rx),
+            Err(_) => {
+                shared.fail("the journal stopped; nothing more is sent".into());
+                return deferred(job, 0, "not sent: the journal stopped".into());
+            }
+        };
     loop {
         attempt += 1;
-        let result = attempt_once(shared, conn, job).await;
+        let result = attempt_once(shared, conn, job, &mut marked).await;
         let failure = match result {
             Ok(reply) => {
                 shared.limiter.lock().await.recovered();
@@ -454,6 +473,7 @@ async fn attempt_once(
     shared: &Shared,
     conn: &mut Option<AsyncSmtpConnection>,
     job: &Job,
+    marked: &mut Option<oneshot::Receiver<Result<(), String>>>,
 ) -> Result<String, Failure> {
     if conn.as_ref().is_none_or(|c| c.has_broken()) {
         *conn = Some(
@@ -465,29 +485,82 @@ async fn attempt_once(
     }
     throttle::take(&shared.limiter).await;
     let c = conn.as_mut().expect("connected above");
-    let sent =
-        tokio::time::timeout(shared.settings.timeout, c.send(&job.envelope, &job.bytes)).await;
-    match sent {
-        Ok(Ok(response)) => Ok(format!(
-            "{} {}",
-            response.code(),
-            response.message().collect::<Vec<_>>().join(" ")
-        )),
-        Ok(Err(e)) => {
-            let broken = c.has_broken() || !e.is_permanent();
-            if broken {
-                *conn = None;
+    let timeout = shared.settings.timeout;
+    let result = tokio::time::timeout(timeout, transaction(c, job, marked)).await;
+    match result {
+        Ok(Ok(response)) => Ok(response),
+        Ok(Err(failure)) => {
+            // A refused command leaves a transaction half done: start afresh.
+            if let Some(mut c) = conn.take() {
+                c.abort().await;
             }
-            Err(Failure::from_lettre(e))
+            if failure.kind == FailureKind::Config {
+                shared.fail(failure.reply.clone());
+            }
+            Err(failure)
         }
         Err(_) => {
             *conn = None;
             Err(Failure::transient(format!(
                 "no answer within {}s",
-                shared.settings.timeout.as_secs()
+                timeout.as_secs()
             )))
         }
     }
+}
+
+/// MAIL, RCPT, DATA. Like lettre's `send`, but waits for the journal's
+/// `sending` mark (if not yet on disk) only before DATA.
+async fn transaction(
+    c: &mut AsyncSmtpConnection,
+    job: &Job,
+    marked: &mut Option<oneshot::Receiver<Result<(), String>>>,
+) -> Result<String, Failure> {
+    use lettre::transport::smtp::commands::{Data, Mail, Rcpt};
+    use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
+    let mut params = Vec::new();
+    let non_ascii = job
+        .envelope
+        .from()
+        .into_iter()
+        .chain(job.envelope.to())
+        .any(|a: &lettre::Address| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii {
+        if !c.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Err(Failure {
+                kind: FailureKind::Permanent,
+                reply:
+                    "the address has non-ASCII characters and the relay does not support SMTPUTF8"
+                        .into(),
+            });
+        }
+        params.push(MailParameter::SmtpUtfEight);
+    }
+    if !job.bytes.is_ascii() && c.server_info().supports_feature(Extension::EightBitMime) {
+        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    c.command(Mail::new(job.envelope.from().cloned(), params))
+        .await
+        .map_err(Failure::from_lettre)?;
+    for to in job.envelope.to() {
+        c.command(Rcpt::new(to.clone(), vec![]))
+            .await
+            .map_err(Failure::from_lettre)?;
+    }
+    if let Some(rx) = marked.take()
+        && !matches!(rx.await, Ok(Ok(())))
+    {
+        return Err(Failure::config(
+            "the journal cannot record the send (is the disk full?); nothing more is sent".into(),
+        ));
+    }
+    c.command(Data).await.map_err(Failure::from_lettre)?;
+    let response = c.message(&job.bytes).await.map_err(Failure::from_lettre)?;
+    Ok(format!(
+        "{} {}",
+        response.code(),
+        response.message().collect::<Vec<_>>().join(" ")
+    ))
 }
 
 /// A log line on stderr (the progress bar, when shown, is redrawn after it).
