@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# How fast herald delivers over SMTP, against Postfix's own load generator.
+#
+#   scripts/bench-send.sh                   # 10,000 messages, 3 rounds
+#   N=20000 ROUNDS=5 scripts/bench-send.sh
+#   BENCH_MILLION=1 scripts/bench-send.sh   # also peak memory for 1,000,000
+#                                           # journaled recipients (minutes)
+#
+# Both push the same number of messages of the same size to the same
+# Postfix smtp-sink on 127.0.0.1, 8 connections each, no rate limit:
+#   smtp-source -s 8 -m N -l SIZE -d     (SIZE = herald's message size)
+#   herald send <example issue> --connections 8 --yes  (journal on disk, as in use)
+# Each round runs both; the medians are compared. Nothing leaves 127.0.0.1.
+set -euo pipefail
+
+repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$repo"
+N=${N:-10000}
+ROUNDS=${ROUNDS:-3}
+HERALD=${HERALD:-$repo/target/release/herald}
+SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
+SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
+[[ -x $SINK && -x $SOURCE ]] || { echo "needs Postfix's smtp-sink and smtp-source (apt-get install postfix)" >&2; exit 1; }
+[[ -n ${SKIP_BUILD:-} ]] || cargo build --release --quiet
+
+work=$(mktemp -d)
+sink_pid=
+cleanup() { [[ -n $sink_pid ]] && kill "$sink_pid" 2>/dev/null; rm -rf "$work"; }
+trap cleanup EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$SINK" -u nobody "127.0.0.1:$port" 256 >/dev/null 2>&1 &
+sink_pid=$!
+sleep 0.3
+
+gen_csv() { # rows file
+    python3 - "$1" "$2" <<'PY'
+import sys
+n, path = int(sys.argv[1]), sys.argv[2]
+with open(path, "w") as f:
+    f.write("email,first_name\n")
+    for i in range(n):
+        f.write(f"reader{i}@example{i % 97}.org,Reader{i}\n")
+PY
+}
+export HERALD_UNSUBSCRIBE_SECRET=bench-secret-not-a-real-one
+relay="smtp://127.0.0.1:$port?tls=none"
+
+gen_csv "$N" "$work/list.csv"
+size=$("$HERALD" send examples/inside-open-infrastructure-example.md --to reader@example.org --dry-run \
+    --config herald.example.yaml --outbox "$work/size" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["largest_message_bytes"])')
+echo "messages:  $N of $size bytes, 8 connections, to smtp-sink on 127.0.0.1:$port"
+
+median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+src_times=() herald_times=()
+for round in $(seq "$ROUNDS"); do
+    start=$(date +%s.%N)
+    "$SOURCE" -s 8 -m "$N" -l "$size" -d -f news@example.org -t reader@example.org "127.0.0.1:$port"
+    src_times+=("$(python3 -c "print($(date +%s.%N) - $start)")")
+    rm -rf "$work/journal"
+    start=$(date +%s.%N)
+    "$HERALD" send examples/inside-open-infrastructure-example.md --subscribers "$work/list.csv" \
+        --config herald.example.yaml --smtp "$relay" --connections 8 --yes --journal "$work/journal" --json >"$work/report.json"
+    herald_times+=("$(python3 -c "print($(date +%s.%N) - $start)")")
+    sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counts"]["sent"])' "$work/report.json")
+    [[ $sent == "$N" ]] || { echo "herald sent $sent of $N" >&2; exit 1; }
+    printf 'round %d:   smtp-source %.2f s, herald %.2f s\n' "$round" "${src_times[-1]}" "${herald_times[-1]}"
+done
+s_med=$(median "${src_times[@]}")
+h_med=$(median "${herald_times[@]}")
+python3 - "$N" "$s_med" "$h_med" <<'PY'
+import sys
+n, s, h = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+print(f"smtp-source: {n / s:.0f} msg/s (median of rounds)")
+print(f"herald:      {n / h:.0f} msg/s (median of rounds; includes reading the list and journaling every message)")
+print(f"ratio:       herald sends at {s / h:.2f} of smtp-source's rate (goal: 0.8)")
+PY
+
+if [[ -n ${BENCH_MILLION:-} ]]; then
+    gen_csv 1000000 "$work/million.csv"
+    rm -rf "$work/journal"
+    /usr/bin/time -f '%e %M' -o "$work/time" "$HERALD" send examples/inside-open-infrastructure-example.md \
+        --subscribers "$work/million.csv" --config herald.example.yaml --smtp "$relay" --connections 8 --yes \
+        --journal "$work/journal" --json >"$work/report.json"
+    read -r secs kb <"$work/time"
+    printf 'herald:      1000000 journaled recipients sent in %.0f s, peak memory %.1f MB (goal: under 100 MB)\n' "$secs" "$(python3 -c "print($kb/1024)")"
+fi
