@@ -302,6 +302,64 @@ fn permanent_failures_are_recorded_and_never_retried() {
         .filter(|r| r.rcpt == "reader2@example.org")
         .count();
     assert_eq!(tries, 1, "a 5xx is never retried");
+
+    // The next issue to the same list leaves them out: they are suppressed.
+    let next = tmp.path().join("next.md");
+    std::fs::write(
+        &next,
+        std::fs::read_to_string(example_post())
+            .unwrap()
+            .replace("herald-example-issue", "next-issue"),
+    )
+    .unwrap();
+    let mut c = send_cmd(tmp.path(), &server, &list, &[]);
+    let args: Vec<String> = c
+        .get_args()
+        .map(|a| a.to_string_lossy().into_owned())
+        .map(|a| {
+            if a == example_post().to_str().unwrap() {
+                next.to_str().unwrap().to_string()
+            } else {
+                a
+            }
+        })
+        .collect();
+    let o = Command::new(c.get_program())
+        .current_dir(tmp.path())
+        .args(&args)
+        .stdin(Stdio::null())
+        .env("HERALD_UNSUBSCRIBE_SECRET", SECRET)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let tries = server
+        .received()
+        .iter()
+        .filter(|r| r.rcpt == "reader2@example.org")
+        .count();
+    assert_eq!(tries, 1, "a hard bounce is suppressed in later campaigns");
+    assert_eq!(server.deliveries().get("reader1@example.org"), Some(&2));
+}
+
+#[test]
+fn a_test_send_goes_only_to_the_given_address_and_is_not_journaled() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let list = write_list(tmp.path(), 5);
+    let o = send(tmp.path(), &server, &list, &["--to", "editor@example.org"]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let got = server.deliveries();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got.get("editor@example.org"), Some(&1));
+    let o = herald(tmp.path(), &["status"]);
+    assert!(
+        !stdout(&o).contains("herald-example-issue@"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -420,6 +478,20 @@ fn a_run_killed_at_a_random_moment_resumes_without_losing_or_doubling_anyone() {
             );
         }
     }
+    // Asked to, herald sends to the unknowns again: then everyone has it.
+    let o = send(tmp.path(), &server, &list, &["--resend-unknown"]);
+    assert!(
+        matches!(o.status.code(), Some(0 | 4)),
+        "{}\n{}",
+        stdout(&o),
+        stderr(&o)
+    );
+    let last = server.deliveries();
+    assert!((0..200).all(|i| {
+        last.get(&format!("reader{i}@example.org"))
+            .is_some_and(|n| *n >= 1)
+    }));
+    assert_eq!(status_json(tmp.path())["campaign"]["counts"]["unknown"], 0);
 }
 
 #[test]
