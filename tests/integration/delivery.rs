@@ -312,7 +312,7 @@ fn permanent_failures_are_recorded_and_never_retried() {
             .replace("herald-example-issue", "next-issue"),
     )
     .unwrap();
-    let mut c = send_cmd(tmp.path(), &server, &list, &[]);
+    let c = send_cmd(tmp.path(), &server, &list, &[]);
     let args: Vec<String> = c
         .get_args()
         .map(|a| a.to_string_lossy().into_owned())
