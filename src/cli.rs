@@ -418,13 +418,7 @@ fn print_report(
         )?;
     }
     for p in report.problems.iter().take(20) {
-        writeln!(
-            stdout,
-            "  {:<9} {}  {}",
-            p.state_label(),
-            p.email,
-            p.reply.as_deref().unwrap_or("")
-        )?;
+        writeln!(stdout, "  {p}")?;
     }
     if report.problems.len() > 20 {
         writeln!(
@@ -546,13 +540,7 @@ fn status(
                 20
             };
             for p in problems.iter().take(shown) {
-                writeln!(
-                    stdout,
-                    "  {:<9} {}  {}",
-                    p.state_label(),
-                    p.email,
-                    p.reply.as_deref().unwrap_or("")
-                )?;
+                writeln!(stdout, "  {p}")?;
             }
             if problems.len() > shown {
                 writeln!(

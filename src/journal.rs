@@ -417,6 +417,19 @@ impl Journal {
     }
 }
 
+impl std::fmt::Display for Problem {
+    /// `failed    someone@example.org  550 5.1.1 No such user`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<9} {}  {}",
+            self.state_label(),
+            self.email,
+            self.reply.as_deref().unwrap_or("")
+        )
+    }
+}
+
 impl Problem {
     pub fn state_label(&self) -> &'static str {
         match self.state {

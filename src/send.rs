@@ -68,30 +68,12 @@ pub fn dry_run(opts: &Options, config: &Config, config_path: &Path) -> anyhow::R
     let test_recipients = test_recipients(&opts.to)?;
     let mut columns: Vec<String> = Vec::new();
     if mode == Mode::Campaign {
-        let Some(list) = &opts.subscribers else {
-            anyhow::bail!(InputError::new(
-                &opts.post,
-                None,
-                "say who to send to: --subscribers FILE.csv for the list, or --to ADDRESS for a test"
-            ));
-        };
-        if let Err(errors) = audience::validate(list, Arc::clone(&suppression)) {
-            let shown: Vec<String> = errors
-                .iter()
-                .take(EXAMPLES)
-                .map(|e| e.to_string())
-                .collect();
-            let more = errors.len().saturating_sub(EXAMPLES);
-            let mut msg = format!(
-                "the subscriber list has {} broken row(s); nothing was written. Fix them and run again:\n{}",
-                errors.len(),
-                shown.join("\n")
-            );
-            if more > 0 {
-                msg.push_str(&format!("\n... and {more} more"));
-            }
-            anyhow::bail!(InputError::new(list, None, msg));
-        }
+        let list = checked_list(
+            opts.subscribers.as_deref(),
+            &opts.post,
+            &suppression,
+            "written",
+        )?;
         columns = audience::open(list, Arc::clone(&suppression))?
             .columns()
             .to_vec();
@@ -174,6 +156,41 @@ pub fn dry_run(opts: &Options, config: &Config, config_path: &Path) -> anyhow::R
     summary.messages_written = written;
     summary.largest_message_bytes = largest;
     Ok(summary)
+}
+
+/// The subscriber list, read once through to refuse a broken file before
+/// anything is `done` (written or sent).
+fn checked_list<'a>(
+    list: Option<&'a Path>,
+    post: &Path,
+    suppression: &Arc<Suppression>,
+    done: &str,
+) -> anyhow::Result<&'a Path> {
+    let Some(list) = list else {
+        anyhow::bail!(InputError::new(
+            post,
+            None,
+            "say who to send to: --subscribers FILE.csv for the list, or --to ADDRESS for a test"
+        ));
+    };
+    if let Err(errors) = audience::validate(list, Arc::clone(suppression)) {
+        let shown: Vec<String> = errors
+            .iter()
+            .take(EXAMPLES)
+            .map(|e| e.to_string())
+            .collect();
+        let mut msg = format!(
+            "the subscriber list has {} broken row(s); nothing was {done}. Fix them and run again:\n{}",
+            errors.len(),
+            shown.join("\n")
+        );
+        let more = errors.len().saturating_sub(EXAMPLES);
+        if more > 0 {
+            msg.push_str(&format!("\n... and {more} more"));
+        }
+        anyhow::bail!(InputError::new(list, None, msg));
+    }
+    Ok(list)
 }
 
 fn test_recipients(to: &[String]) -> Result<Vec<Recipient>, InputError> {
@@ -463,29 +480,12 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         }
         import.commit()?;
     } else {
-        let Some(list) = &opts.subscribers else {
-            anyhow::bail!(InputError::new(
-                &opts.post,
-                None,
-                "say who to send to: --subscribers FILE.csv (or --to ADDRESS for a test)"
-            ));
-        };
-        if let Err(errors) = audience::validate(list, Arc::clone(&suppression)) {
-            let shown: Vec<String> = errors
-                .iter()
-                .take(EXAMPLES)
-                .map(|e| e.to_string())
-                .collect();
-            anyhow::bail!(InputError::new(
-                list,
-                None,
-                format!(
-                    "the subscriber list has {} broken row(s); nothing was sent. Fix them and run again:\n{}",
-                    errors.len(),
-                    shown.join("\n")
-                )
-            ));
-        }
+        let list = checked_list(
+            opts.subscribers.as_deref(),
+            &opts.post,
+            &suppression,
+            "sent",
+        )?;
         match journal.campaign_hash(&campaign)? {
             Some(h) if h != composer.content_hash() && !opts.allow_changed => {
                 anyhow::bail!(InputError::new(
