@@ -52,6 +52,9 @@ pub struct Config {
     pub smtp_url: Option<String>,
     /// The relay user name (the password comes from HERALD_SMTP_PASSWORD).
     pub smtp_user: Option<String>,
+    /// A CA certificate file (PEM) to trust for the relay's TLS certificate,
+    /// besides the public certificate authorities (for a private relay).
+    pub smtp_ca_file: Option<String>,
     /// Allow `tls=none` to a relay that is not on this machine.
     pub smtp_allow_plaintext: Option<bool>,
     /// Connections to the relay used in parallel (default 4).
@@ -94,6 +97,7 @@ const ENV: &[(&str, Setting)] = &[
     ("HERALD_DKIM_KEY_FILE", |c| &mut c.dkim_key_file),
     ("HERALD_SMTP_URL", |c| &mut c.smtp_url),
     ("HERALD_SMTP_USER", |c| &mut c.smtp_user),
+    ("HERALD_SMTP_CA_FILE", |c| &mut c.smtp_ca_file),
     ("HERALD_RATE", |c| &mut c.rate),
     ("HERALD_BATCH_PAUSE", |c| &mut c.batch_pause),
     ("HERALD_JOURNAL_DIR", |c| &mut c.journal_dir),

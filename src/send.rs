@@ -421,6 +421,12 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         config.smtp_allow_plaintext.unwrap_or(false),
     )
     .map_err(|m| InputError::new(config_path, None, m))?;
+    let relay = match &config.smtp_ca_file {
+        Some(ca) => relay
+            .with_ca_file(Path::new(ca))
+            .map_err(|m| InputError::new(config_path, None, m))?,
+        None => relay,
+    };
 
     // A test send is not part of the campaign: its own throwaway journal.
     let scratch;

@@ -5,7 +5,8 @@
 //! upstream in lettre PR #1159, not yet released). herald therefore opens
 //! the TCP connection itself with `set_nodelay(true)` and hands it to
 //! `AsyncSmtpConnection::connect_with_transport`, upgrading with STARTTLS
-//! where required. Drop this when a lettre release carries the fix.
+//! where required, or wrapping it in TLS itself (tokio-rustls) for
+//! `smtps://`. Drop this when a lettre release carries the fix.
 //! `tests/integration/delivery.rs` has a test that catches the stall.
 
 use std::net::IpAddr;
@@ -34,6 +35,9 @@ pub struct Relay {
     pub tls: Tls,
     pub user: Option<String>,
     password: Option<String>,
+    /// A CA certificate (PEM) to trust besides the public ones, for a relay
+    /// with a private certificate (`smtp_ca_file`).
+    ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Relay {
@@ -112,7 +116,67 @@ impl Relay {
             tls,
             user,
             password,
+            ca_pem: None,
         })
+    }
+
+    /// Trusts the CA certificate(s) in this PEM file too.
+    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Relay, String> {
+        let pem = std::fs::read(path)
+            .map_err(|e| format!("cannot read the CA file {} ({e})", path.display()))?;
+        use rustls_pki_types::pem::PemObject;
+        let certs =
+            rustls_pki_types::CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
+        if !matches!(&certs, Ok(c) if !c.is_empty()) {
+            return Err(format!("{} holds no PEM certificate", path.display()));
+        }
+        self.ca_pem = Some(pem);
+        Ok(self)
+    }
+
+    fn tls_parameters(&self) -> Result<TlsParameters, Failure> {
+        let mut b = TlsParameters::builder(self.host.clone());
+        if let Some(pem) = &self.ca_pem {
+            let cert = lettre::transport::smtp::client::Certificate::from_pem(pem)
+                .map_err(Failure::from_lettre)?;
+            b = b.add_root_certificate(cert);
+        }
+        b.build_rustls().map_err(Failure::from_lettre)
+    }
+
+    /// TLS from the first byte over our own TCP connection (for TCP_NODELAY).
+    async fn implicit_tls(&self, tcp: TcpStream) -> Result<TlsTcp, Failure> {
+        use rustls_pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+        if let Some(pem) = &self.ca_pem {
+            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem).flatten() {
+                roots
+                    .add(cert)
+                    .map_err(|e| Failure::config(format!("the CA file cannot be used ({e})")))?;
+            }
+        }
+        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Failure::config(format!("TLS cannot be set up ({e})")))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        let name = rustls_pki_types::ServerName::try_from(self.host.clone())
+            .map_err(|_| Failure::config(format!("`{}` is not a name TLS can check", self.host)))?;
+        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| {
+                let why = format!("TLS with {} failed ({e})", self.host);
+                if is_certificate_problem(&why) {
+                    Failure::config(why)
+                } else {
+                    Failure::transient(why)
+                }
+            })?;
+        Ok(TlsTcp(stream))
     }
 
     /// `smtp://host:port (STARTTLS)`, for people; no password.
@@ -152,33 +216,26 @@ impl Relay {
     async fn connect_inner(
         &self,
         hello: &ClientId,
-        timeout: Duration,
+        _timeout: Duration,
     ) -> Result<AsyncSmtpConnection, Failure> {
+        let tcp = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| {
+                Failure::transient(format!(
+                    "cannot connect to {}:{} ({e})",
+                    self.host, self.port
+                ))
+            })?;
+        tcp.set_nodelay(true)
+            .map_err(|e| Failure::transient(format!("cannot set up the connection ({e})")))?;
         let mut conn = match self.tls {
             Tls::Implicit => {
-                let tls = TlsParameters::new(self.host.clone()).map_err(Failure::from_lettre)?;
-                AsyncSmtpConnection::connect_tokio1(
-                    (self.host.as_str(), self.port),
-                    Some(timeout),
-                    hello,
-                    Some(tls),
-                    None,
-                )
-                .await
-                .map_err(Failure::from_lettre)?
+                let tls = self.implicit_tls(tcp).await?;
+                AsyncSmtpConnection::connect_with_transport(Box::new(tls), hello)
+                    .await
+                    .map_err(Failure::from_lettre)?
             }
             Tls::StartTls | Tls::None => {
-                let tcp = TcpStream::connect((self.host.as_str(), self.port))
-                    .await
-                    .map_err(|e| {
-                        Failure::transient(format!(
-                            "cannot connect to {}:{} ({e})",
-                            self.host, self.port
-                        ))
-                    })?;
-                tcp.set_nodelay(true).map_err(|e| {
-                    Failure::transient(format!("cannot set up the connection ({e})"))
-                })?;
                 AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello)
                     .await
                     .map_err(Failure::from_lettre)?
@@ -192,7 +249,7 @@ impl Relay {
                     self.host
                 )));
             }
-            let tls = TlsParameters::new(self.host.clone()).map_err(Failure::from_lettre)?;
+            let tls = self.tls_parameters()?;
             conn.starttls(tls, hello)
                 .await
                 .map_err(Failure::from_lettre)?;
@@ -215,6 +272,50 @@ impl Relay {
             })?;
         }
         Ok(conn)
+    }
+}
+
+/// A TLS stream over a TCP connection of ours, as lettre's transport wants it.
+#[derive(Debug)]
+struct TlsTcp(tokio_rustls::client::TlsStream<TcpStream>);
+
+impl lettre::transport::smtp::client::AsyncTokioStream for TlsTcp {
+    fn peer_addr(&self) -> std::io::Result<std::net::SocketAddr> {
+        self.0.get_ref().0.peer_addr()
+    }
+}
+
+impl tokio::io::AsyncRead for TlsTcp {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for TlsTcp {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.0).poll_shutdown(cx)
     }
 }
 
@@ -260,7 +361,11 @@ impl Failure {
     pub fn from_lettre(e: lettre::transport::smtp::Error) -> Failure {
         let reply = reply_text(&e);
         let code = e.status().map(|c| c.to_string());
-        let kind = if e.is_permanent() {
+        let kind = if is_certificate_problem(&e.to_string()) {
+            // A certificate that does not check out will not check out on
+            // the next try either: stop and say so.
+            FailureKind::Config
+        } else if e.is_permanent() {
             FailureKind::Permanent
         } else if matches!(code.as_deref(), Some("421" | "451")) && is_slow_down(&reply) {
             FailureKind::SlowDown
@@ -269,6 +374,11 @@ impl Failure {
         };
         Failure { kind, reply }
     }
+}
+
+fn is_certificate_problem(text: &str) -> bool {
+    let t = text.to_ascii_lowercase();
+    t.contains("certificate") || t.contains("unknownissuer") || t.contains("notvalidforname")
 }
 
 /// Relays say "slow down" in many ways; 421 always means "go away for now".

@@ -725,6 +725,155 @@ fn due_sends_only_posts_whose_time_has_come() {
     assert_eq!(server.received().len(), 6);
 }
 
+/// A CA and a server certificate for 127.0.0.1, made with openssl.
+fn test_certificates(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
+    let openssl = tool("openssl")?;
+    let run = |args: &[&str]| {
+        let o = Command::new(&openssl)
+            .current_dir(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    };
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=herald test CA",
+    ]);
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    std::fs::write(
+        dir.join("san.ext"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    Some((
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    ))
+}
+
+#[test]
+fn tls_relays_starttls_and_implicit_with_a_private_ca() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((ca, cert, key)) = test_certificates(tmp.path()) else {
+        return;
+    };
+    for (mode, scheme) in [("starttls", "smtp"), ("implicit", "smtps")] {
+        let Some(server) = Server::start(
+            tmp.path(),
+            &[
+                "--tls",
+                mode,
+                "--cert",
+                cert.to_str().unwrap(),
+                "--key",
+                key.to_str().unwrap(),
+            ],
+        ) else {
+            return;
+        };
+        let list = write_list(tmp.path(), 20);
+        let url = format!("{scheme}://127.0.0.1:{}", server.port);
+        let journal = tmp.path().join(format!("journal-{mode}"));
+        let run = |with_ca: bool| {
+            config(
+                tmp.path(),
+                &if with_ca {
+                    format!("smtp_ca_file: {}", ca.display())
+                } else {
+                    String::new()
+                },
+            );
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+            cmd.current_dir(tmp.path())
+                .args([
+                    "send",
+                    example_post().to_str().unwrap(),
+                    "--subscribers",
+                    list.to_str().unwrap(),
+                ])
+                .args([
+                    "--smtp",
+                    &url,
+                    "--yes",
+                    "--connections",
+                    "2",
+                    "--journal",
+                    journal.to_str().unwrap(),
+                ])
+                .env("HERALD_UNSUBSCRIBE_SECRET", SECRET)
+                .stdin(Stdio::null());
+            cmd.output().unwrap()
+        };
+        // Without the CA the certificate is not trusted: nothing is sent.
+        let o = run(false);
+        assert_eq!(
+            o.status.code(),
+            Some(2),
+            "{mode}: an untrusted certificate: {}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        assert!(
+            stdout(&o).to_lowercase().contains("certificate"),
+            "{mode}: {}",
+            stdout(&o)
+        );
+        assert!(server.deliveries().is_empty(), "{mode}");
+        let o = run(true);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{mode}: {}\n{}",
+            stdout(&o),
+            stderr(&o)
+        );
+        let got = server.deliveries();
+        assert_eq!(got.len(), 20, "{mode}");
+        assert!(got.values().all(|n| *n == 1), "{mode}");
+    }
+}
+
 /// lettre's pooled transport stalls ~40 ms per message (Nagle against the
 /// server's delayed ACK). One connection to smtp-sink must move messages
 /// far faster than one per 40 ms; the stall would cap it near 25 a second.

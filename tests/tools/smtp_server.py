@@ -14,6 +14,8 @@ Options:
   --slowdown N             answer the first N RCPTs with "451 4.7.1 rate limit, slow down"
   --delay SECONDS          wait this long before answering DATA
   --max-seconds S          exit after S seconds (default 120)
+  --tls implicit|starttls  TLS from the start, or STARTTLS (required), with
+  --cert FILE --key FILE   this certificate and key
 """
 import argparse
 import asyncio
@@ -33,6 +35,9 @@ p.add_argument("--drop-data", action="append", default=[])
 p.add_argument("--slowdown", type=int, default=0)
 p.add_argument("--delay", type=float, default=0.0)
 p.add_argument("--max-seconds", type=float, default=120.0)
+p.add_argument("--tls", choices=["implicit", "starttls"])
+p.add_argument("--cert")
+p.add_argument("--key")
 args = p.parse_args()
 
 
@@ -101,7 +106,17 @@ class Handler:
         return "250 2.0.0 Message accepted"
 
 
-controller = Controller(Handler(), hostname="127.0.0.1", port=args.port, decode_data=False)
+kwargs = {}
+if args.tls:
+    import ssl
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(args.cert, args.key)
+    if args.tls == "implicit":
+        kwargs["ssl_context"] = ctx
+    else:
+        kwargs["tls_context"] = ctx
+        kwargs["require_starttls"] = True
+controller = Controller(Handler(), hostname="127.0.0.1", port=args.port, decode_data=False, **kwargs)
 controller.start()
 print("READY", flush=True)
 deadline = time.time() + args.max_seconds
