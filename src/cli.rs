@@ -300,7 +300,7 @@ fn send(
     }
     let post = args.post.clone().expect("clap requires POST without --due");
     if !args.dry_run {
-        let report = send::send(&send_options(&args, post, false), config, config_path)?;
+        let report = send::send(&send_options(&args, post), config, config_path)?;
         print_report(&report, args.json, stdout)?;
         return Ok(report.exit_code);
     }
@@ -376,7 +376,7 @@ fn send(
     Ok(exit::OK)
 }
 
-fn send_options(args: &SendArgs, post: PathBuf, quiet_when_idle: bool) -> send::SendOptions {
+fn send_options(args: &SendArgs, post: PathBuf) -> send::SendOptions {
     send::SendOptions {
         post,
         subscribers: args.subscribers.clone(),
@@ -390,7 +390,6 @@ fn send_options(args: &SendArgs, post: PathBuf, quiet_when_idle: bool) -> send::
         yes: args.yes,
         resend_unknown: args.resend_unknown,
         allow_changed: args.allow_changed,
-        quiet_when_idle,
     }
 }
 
@@ -472,7 +471,7 @@ fn send_due(
         if finished(&post)? {
             continue;
         }
-        let report = send::send(&send_options(args, post, true), config, config_path)?;
+        let report = send::send(&send_options(args, post), config, config_path)?;
         if report.exit_code != exit::NOTHING_TO_DO {
             print_report(&report, args.json, stdout)?;
         }

@@ -268,8 +268,6 @@ pub struct SendOptions {
     pub yes: bool,
     pub resend_unknown: bool,
     pub allow_changed: bool,
-    /// Print nothing when there is nothing to do (for `--due`).
-    pub quiet_when_idle: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -277,7 +275,8 @@ pub struct SendReport {
     pub campaign: String,
     pub post: PathBuf,
     pub relay: String,
-    pub handed_over: u64,
+    /// Messages tried this run (sent, failed or deferred).
+    pub attempted: u64,
     pub counts: Counts,
     pub finished: bool,
     pub stopped: String,
@@ -450,7 +449,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
             campaign: campaign.clone(),
             post: opts.post.clone(),
             relay: relay.describe(),
-            handed_over: 0,
+            attempted: 0,
             counts: Counts::default(),
             finished: false,
             stopped: "locked".into(),
@@ -545,7 +544,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         campaign: campaign.clone(),
         post: opts.post.clone(),
         relay: relay.describe(),
-        handed_over: 0,
+        attempted: 0,
         counts: before.clone(),
         finished: false,
         stopped: "nothing to do".into(),
@@ -635,7 +634,9 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
 
     let finished = journal.finish_if_done(&campaign)?;
     let after = journal.counts(&campaign)?;
-    report.handed_over = outcome.handed_over;
+    report.attempted = progress.sent.load(Ordering::Relaxed)
+        + progress.failed.load(Ordering::Relaxed)
+        + progress.deferred.load(Ordering::Relaxed);
     report.finished = finished;
     report.problems = journal.problems(&campaign, 50)?;
     let some_failed = after.failed > before.failed || after.deferred > 0 || after.unknown > 0;
@@ -664,8 +665,10 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     report.message = match &outcome.stop {
         Stop::Fatal(why) => format!("stopped: {why}. Nothing is lost: run again to continue."),
         Stop::Interrupted => format!(
-            "stopped on request after handing {} messages to the relay; run the same command again to continue",
-            outcome.handed_over
+            "stopped on request after {} messages this run; run the same command again to continue",
+            progress.sent.load(Ordering::Relaxed)
+                + progress.failed.load(Ordering::Relaxed)
+                + progress.deferred.load(Ordering::Relaxed)
         ),
         Stop::Limit => format!(
             "sent this run's share ({} messages); {} wait for the next run",

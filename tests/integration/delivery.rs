@@ -419,11 +419,11 @@ fn slow_down_replies_make_herald_back_off_then_finish() {
 #[test]
 fn a_run_killed_at_a_random_moment_resumes_without_losing_or_doubling_anyone() {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = Server::start(tmp.path(), &["--delay", "0.01"]) else {
+    let Some(server) = Server::start(tmp.path(), &["--delay", "0.02"]) else {
         return;
     };
     config(tmp.path(), "");
-    let list = write_list(tmp.path(), 200);
+    let list = write_list(tmp.path(), 300);
     let mut child = send_cmd(tmp.path(), &server, &list, &["--connections", "4"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -459,7 +459,7 @@ fn a_run_killed_at_a_random_moment_resumes_without_losing_or_doubling_anyone() {
         stderr(&o)
     );
     let after = server.deliveries();
-    for i in 0..200 {
+    for i in 0..300 {
         let addr = format!("reader{i}@example.org");
         let n = after.get(&addr).copied().unwrap_or(0);
         if unknown_addrs.contains(&addr) {
@@ -487,7 +487,7 @@ fn a_run_killed_at_a_random_moment_resumes_without_losing_or_doubling_anyone() {
         stderr(&o)
     );
     let last = server.deliveries();
-    assert!((0..200).all(|i| {
+    assert!((0..300).all(|i| {
         last.get(&format!("reader{i}@example.org"))
             .is_some_and(|n| *n >= 1)
     }));
