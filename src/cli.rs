@@ -23,7 +23,14 @@ use crate::send;
     long_about = "Turns the monthly newsletter post (the Markdown file from the website) into an \
                   email that looks good on phones and computers, with a plain-text version.\n\n\
                   Start with `herald preview POST` and open the index.html it writes; then \
-                  `herald check POST` lists anything that would go wrong in inboxes."
+                  `herald check POST` lists anything that would go wrong in inboxes; \
+                  `herald send POST --to you@example.org` sends you a test; \
+                  `herald send POST --subscribers LIST.csv` sends the issue; `herald status` \
+                  tells how it went.",
+    after_help = "Exit codes: 0 done; 1 `check` found errors; 2 bad input (the message names the file \
+                  and line); 3 some people failed, were deferred or have an unknown outcome (see \
+                  `herald status`); 4 nothing to do; 5 another herald is sending this campaign; \
+                  6 stopped by Ctrl-C or SIGTERM (run again to continue)."
 )]
 pub struct Cli {
     /// Settings file (default: herald.yaml in this folder, if there is one).

@@ -579,8 +579,9 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         relay.describe(),
         settings.connections
     );
-    if let Some(r) = settings.rate {
-        plan.push_str(&format!(", at most {r}"));
+    match settings.rate {
+        Some(r) => plan.push_str(&format!(", at most {r}")),
+        None => plan.push_str(", with no rate limit (as fast as the relay accepts)"),
     }
     if let Some(max) = settings.max_per_run {
         plan.push_str(&format!(", at most {max} this run"));
