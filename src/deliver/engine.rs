@@ -387,9 +387,10 @@ async fn worker(shared: Arc<Shared>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
 async fn deliver(shared: &Shared, conn: &mut Option<AsyncSmtpConnection>, job: &Job) -> Update {
     let settings = &shared.settings;
     let mut attempt = 0u32;
-    // The `sending` mark is committed while the first MAIL FROM / RCPT TO
-    // are exchanged, and awaited before DATA: nothing is delivered before
-    // the end of DATA, so the mark is still on disk before the message is.
+    // The `sending` mark is committed while MAIL FROM, RCPT TO and DATA are
+    // exchanged, and awaited before the message's content: nothing is
+    // delivered before its final dot, so the mark is on disk before the
+    // message can be.
     let (tx, rx) = oneshot::channel();
     let mark = Update {
         seq: job.seq,
@@ -510,7 +511,8 @@ async fn attempt_once(
 }
 
 /// MAIL, RCPT, DATA. Like lettre's `send`, but waits for the journal's
-/// `sending` mark (if not yet on disk) only before DATA.
+/// `sending` mark (if not yet on disk) only before the message itself:
+/// nothing is delivered until the message's final dot.
 async fn transaction(
     c: &mut AsyncSmtpConnection,
     job: &Job,
@@ -547,6 +549,7 @@ async fn transaction(
             .await
             .map_err(Failure::from_lettre)?;
     }
+    c.command(Data).await.map_err(Failure::from_lettre)?;
     if let Some(rx) = marked.take()
         && !matches!(rx.await, Ok(Ok(())))
     {
@@ -554,7 +557,6 @@ async fn transaction(
             "the journal cannot record the send (is the disk full?); nothing more is sent".into(),
         ));
     }
-    c.command(Data).await.map_err(Failure::from_lettre)?;
     let response = c.message(&job.bytes).await.map_err(Failure::from_lettre)?;
     Ok(format!(
         "{} {}",
