@@ -311,13 +311,7 @@ fn send(
         print_report(&report, args.json, stdout)?;
         return Ok(report.exit_code);
     }
-    let opts = send::Options {
-        post,
-        subscribers: args.subscribers,
-        suppress: args.suppress,
-        to: args.to,
-        outbox: args.outbox,
-    };
+    let opts = send_options(&args, post);
     let started = std::time::Instant::now();
     let summary = send::dry_run(&opts, config, config_path)?;
     let seconds = started.elapsed().as_secs_f64();
@@ -389,6 +383,7 @@ fn send_options(args: &SendArgs, post: PathBuf) -> send::SendOptions {
         subscribers: args.subscribers.clone(),
         suppress: args.suppress.clone(),
         to: args.to.clone(),
+        outbox: args.outbox.clone(),
         smtp: args.smtp.clone(),
         rate: args.rate.clone(),
         connections: args.connections,

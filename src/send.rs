@@ -16,15 +16,6 @@ use crate::deliver::outbox::Outbox;
 use crate::message::{self, Composer, Mode};
 use crate::preview::Issue;
 
-pub struct Options {
-    pub post: PathBuf,
-    pub subscribers: Option<PathBuf>,
-    pub suppress: Vec<PathBuf>,
-    /// Test addresses: send only to these, ignoring the list.
-    pub to: Vec<String>,
-    pub outbox: Option<PathBuf>,
-}
-
 /// How many skipped rows the summary shows; `skipped.csv` has them all.
 const EXAMPLES: usize = 20;
 
@@ -44,7 +35,7 @@ pub struct Summary {
 }
 
 /// A dry run: every message written to the outbox, nothing sent.
-pub fn dry_run(opts: &Options, config: &Config, config_path: &Path) -> anyhow::Result<Summary> {
+pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::Result<Summary> {
     let issue = Issue::compose(&opts.post, config)?;
     let mode = if opts.to.is_empty() {
         Mode::Campaign
@@ -255,11 +246,15 @@ use crate::deliver::throttle::Rate;
 use crate::exit;
 use crate::journal::{self, Counts, Journal};
 
+/// What `herald send` was asked to do (flags beat herald.yaml).
 pub struct SendOptions {
     pub post: PathBuf,
     pub subscribers: Option<PathBuf>,
     pub suppress: Vec<PathBuf>,
+    /// Test addresses: send only to these, ignoring the list.
     pub to: Vec<String>,
+    /// The dry run's folder.
+    pub outbox: Option<PathBuf>,
     pub smtp: Option<String>,
     pub rate: Option<String>,
     pub connections: Option<usize>,

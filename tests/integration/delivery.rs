@@ -115,16 +115,23 @@ fn config(dir: &Path, extra: &str) -> PathBuf {
     p
 }
 
+/// `herald send` of the example post with `--yes`.
 fn send_cmd(dir: &Path, server: &Server, list: &Path, extra: &[&str]) -> Command {
+    let mut args = vec!["--yes"];
+    args.extend_from_slice(extra);
+    send_post_cmd(dir, server, list, &example_post(), &args)
+}
+
+fn send_post_cmd(dir: &Path, server: &Server, list: &Path, post: &Path, extra: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
     cmd.current_dir(dir)
         .args([
             "send",
-            example_post().to_str().unwrap(),
+            post.to_str().unwrap(),
             "--subscribers",
             list.to_str().unwrap(),
         ])
-        .args(["--smtp", &server.url(), "--yes"])
+        .args(["--smtp", &server.url()])
         .args(extra)
         .stdin(Stdio::null());
     for (k, _) in std::env::vars() {
@@ -312,23 +319,7 @@ fn permanent_failures_are_recorded_and_never_retried() {
             .replace("herald-example-issue", "next-issue"),
     )
     .unwrap();
-    let c = send_cmd(tmp.path(), &server, &list, &[]);
-    let args: Vec<String> = c
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .map(|a| {
-            if a == example_post().to_str().unwrap() {
-                next.to_str().unwrap().to_string()
-            } else {
-                a
-            }
-        })
-        .collect();
-    let o = Command::new(c.get_program())
-        .current_dir(tmp.path())
-        .args(&args)
-        .stdin(Stdio::null())
-        .env("HERALD_UNSUBSCRIBE_SECRET", SECRET)
+    let o = send_post_cmd(tmp.path(), &server, &list, &next, &["--yes"])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
@@ -590,18 +581,9 @@ fn without_a_terminal_yes_is_required() {
     };
     config(tmp.path(), "");
     let list = write_list(tmp.path(), 3);
-    let mut cmd = send_cmd(tmp.path(), &server, &list, &[]);
-    let args: Vec<String> = cmd
-        .get_args()
-        .map(|a| a.to_string_lossy().into_owned())
-        .filter(|a| a != "--yes")
-        .collect();
-    let mut cmd2 = Command::new(cmd.get_program());
-    cmd2.current_dir(tmp.path())
-        .args(&args)
-        .stdin(Stdio::null())
-        .env("HERALD_UNSUBSCRIBE_SECRET", SECRET);
-    let o = cmd2.output().unwrap();
+    let o = send_post_cmd(tmp.path(), &server, &list, &example_post(), &[])
+        .output()
+        .unwrap();
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("add --yes"), "{}", stderr(&o));
     assert!(
@@ -610,7 +592,6 @@ fn without_a_terminal_yes_is_required() {
         stderr(&o)
     );
     assert!(server.deliveries().is_empty());
-    let _ = &mut cmd;
 }
 
 #[test]
@@ -624,25 +605,11 @@ fn a_changed_post_is_not_continued_without_allow_changed() {
     let post = tmp.path().join("post.md");
     std::fs::copy(example_post(), &post).unwrap();
     let run = |extra: &[&str]| {
-        let mut cmd = send_cmd(tmp.path(), &server, &list, extra);
-        let args: Vec<String> = cmd
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .map(|a| {
-                if a == example_post().to_str().unwrap() {
-                    post.to_str().unwrap().to_string()
-                } else {
-                    a
-                }
-            })
-            .collect();
-        let mut c = Command::new(cmd.get_program());
-        c.current_dir(tmp.path())
-            .args(&args)
-            .stdin(Stdio::null())
-            .env("HERALD_UNSUBSCRIBE_SECRET", SECRET);
-        let _ = &mut cmd;
-        c.output().unwrap()
+        let mut args = vec!["--yes"];
+        args.extend_from_slice(extra);
+        send_post_cmd(tmp.path(), &server, &list, &post, &args)
+            .output()
+            .unwrap()
     };
     assert_eq!(run(&["--max-per-run", "4"]).status.code(), Some(0));
     let text = std::fs::read_to_string(&post)
