@@ -987,6 +987,8 @@ impl<'a> Builder<'a> {
         let html = Some(name.to_string());
         match name {
             "p" | "div" => {
+                // Inside a link or emphasis a block tag cannot end the
+                // element; the inline content just goes on.
                 if matches!(self.stack.last().map(|f| &f.frame), Some(Frame::Inlines { kind, .. }) if !matches!(kind, InlineKind::Paragraph { implicit: true }))
                 {
                     return;
