@@ -1,0 +1,252 @@
+//! What a person sees: the email rendered in headless Chromium (Debian's
+//! `chromium`) at phone and desktop widths. Screenshots are saved under
+//! `target/screenshots/` for people to look at.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::util::*;
+
+/// Measures the page from inside it, after layout, and writes the result
+/// into the DOM for `--dump-dom` to print.
+const MEASURE: &str = r#"<script>
+(function () {
+  var d = document.documentElement;
+  function box(el) { var b = el.getBoundingClientRect(); return { w: b.width, h: b.height, top: b.top + window.scrollY, left: b.left }; }
+  function shown(el) { var b = el.getBoundingClientRect(); var s = getComputedStyle(el); return b.width > 0 && b.height > 0 && s.visibility !== 'hidden' && s.display !== 'none'; }
+  var r = {
+    innerWidth: window.innerWidth,
+    scrollWidth: Math.max(d.scrollWidth, document.body.scrollWidth),
+    headings: Array.prototype.map.call(document.querySelectorAll('h1, h2'), function (h) { return { text: h.textContent.trim().replace(/\s+/g, ' '), shown: shown(h), box: box(h) }; }),
+    buttons: Array.prototype.filter.call(document.querySelectorAll('a'), function (a) { return a.style.display === 'inline-block' && a.style.background; }).map(function (a) { return { text: a.textContent.trim(), box: box(a) }; }),
+    text: document.body.innerText
+  };
+  // The email runs in an iframe of the width under test (Chromium's window
+  // is at least 500 px wide); the result goes to the page that --dump-dom prints.
+  var target = (window.parent && window.parent !== window) ? window.parent.document : document;
+  var pre = target.createElement('pre');
+  pre.id = 'herald-metrics';
+  pre.textContent = JSON.stringify(r);
+  target.body.appendChild(pre);
+})();
+</script>"#;
+
+fn chromium_args(width: u32, height: u32, profile: &Path) -> Vec<String> {
+    vec![
+        "--headless".into(),
+        "--no-sandbox".into(),
+        "--disable-gpu".into(),
+        "--disable-background-networking".into(),
+        "--disable-component-update".into(),
+        "--disable-sync".into(),
+        "--no-first-run".into(),
+        "--hide-scrollbars".into(),
+        // The email is shown in an iframe of the width under test, and its
+        // measurements are read from the page around it.
+        "--allow-file-access-from-files".into(),
+        format!("--user-data-dir={}", profile.display()),
+        format!("--window-size={width},{height}"),
+    ]
+}
+
+/// A page showing `page` in an iframe exactly `width` px wide: Chromium's
+/// headless window cannot be narrower than 500 px, a phone is 375.
+fn frame(page: &Path, width: u32, work: &Path, name: &str) -> PathBuf {
+    let wrapper = work.join(format!("{name}-frame-{width}.html"));
+    std::fs::write(
+        &wrapper,
+        format!(
+            "<!doctype html><html><body style=\"margin:0\"><iframe src=\"file://{}\" style=\"width:{width}px;height:2400px;border:0;display:block\"></iframe></body></html>",
+            page.display()
+        ),
+    )
+    .unwrap();
+    wrapper
+}
+
+/// Layout facts of `html` at `width` px, as seen by Chromium.
+fn measure(chromium: &Path, html: &Path, width: u32, work: &Path) -> serde_json::Value {
+    let page = std::fs::read_to_string(html).unwrap();
+    let measured = work.join(format!("measure-{width}.html"));
+    std::fs::write(
+        &measured,
+        page.replacen("</body>", &format!("{MEASURE}</body>"), 1),
+    )
+    .unwrap();
+    let o = Command::new(chromium)
+        .args(chromium_args(
+            width.max(500),
+            900,
+            &work.join(format!("profile-{width}")),
+        ))
+        .arg("--dump-dom")
+        .arg(format!(
+            "file://{}",
+            frame(&measured, width, work, "measure").display()
+        ))
+        .output()
+        .unwrap();
+    let dom = stdout(&o);
+    let start = dom
+        .find("<pre id=\"herald-metrics\">")
+        .unwrap_or_else(|| panic!("no metrics from Chromium: {}", stderr(&o)));
+    let json = &dom[start + "<pre id=\"herald-metrics\">".len()..];
+    let json = &json[..json.find("</pre>").unwrap()];
+    let json = json
+        .replace("&amp;", "&")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"");
+    let m: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        m["innerWidth"].as_f64(),
+        Some(width as f64),
+        "the email was not laid out at {width}px"
+    );
+    m
+}
+
+fn screenshot(chromium: &Path, page: &Path, width: u32, height: u32, out: &Path, work: &Path) {
+    std::fs::create_dir_all(out.parent().unwrap()).unwrap();
+    let target = if width < 500 {
+        frame(page, width, work, "shot")
+    } else {
+        page.to_path_buf()
+    };
+    let o = Command::new(chromium)
+        .args(chromium_args(
+            width.max(500),
+            height,
+            &work.join(format!("shot-{width}")),
+        ))
+        .arg(format!("--screenshot={}", out.display()))
+        .arg(format!("file://{}", target.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.is_file(),
+        "no screenshot {}: {}",
+        out.display(),
+        stderr(&o)
+    );
+}
+
+/// Previews `post` and checks what a reader would see at 375 and 600 px.
+fn look_at(chromium: &Path, post: &Path, name: &str) -> Vec<String> {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("preview");
+    let o = herald(
+        tmp.path(),
+        &[
+            "preview",
+            post.to_str().unwrap(),
+            "--config",
+            example_config().to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let expected = expected(post);
+    let html = out.join("email.html");
+    let shots = repo().join("target/screenshots");
+    let mut problems = Vec::new();
+    for width in [375u32, 600] {
+        let m = measure(chromium, &html, width, tmp.path());
+        let (inner, scroll) = (
+            m["innerWidth"].as_f64().unwrap(),
+            m["scrollWidth"].as_f64().unwrap(),
+        );
+        if scroll > inner {
+            problems.push(format!(
+                "{name} at {width}px: the page is {scroll}px wide, so readers scroll sideways"
+            ));
+        }
+        let headings = m["headings"].as_array().unwrap();
+        let title_shown = headings
+            .iter()
+            .any(|h| h["shown"] == true && h["box"]["h"].as_f64().unwrap() > 0.0);
+        if !title_shown {
+            problems.push(format!("{name} at {width}px: the title is not visible"));
+        }
+        let shown_h2: Vec<String> = headings
+            .iter()
+            .filter(|h| h["shown"] == true)
+            .map(|h| h["text"].as_str().unwrap().to_string())
+            .collect();
+        if shown_h2.len() < expected.top_sections + 1 {
+            problems.push(format!(
+                "{name} at {width}px: {} headings visible, expected the title and {} sections",
+                shown_h2.len(),
+                expected.top_sections
+            ));
+        }
+        for h in headings {
+            if h["box"]["w"].as_f64().unwrap() > inner {
+                problems.push(format!(
+                    "{name} at {width}px: heading wider than the screen: {}",
+                    h["text"]
+                ));
+            }
+        }
+        let text = m["text"].as_str().unwrap();
+        if !text.contains("Unsubscribe") || !text.contains("View in browser") {
+            problems.push(format!("{name} at {width}px: the footer is not visible"));
+        }
+        if width == 375 {
+            for b in m["buttons"].as_array().unwrap() {
+                let h = b["box"]["h"].as_f64().unwrap();
+                if h < 44.0 {
+                    problems.push(format!(
+                        "{name} on a phone: button {} is {h}px tall, under 44px",
+                        b["text"]
+                    ));
+                }
+            }
+        }
+        screenshot(
+            chromium,
+            &html,
+            width,
+            2400,
+            &shots.join(format!("{name}-{width}.png")),
+            tmp.path(),
+        );
+    }
+    screenshot(
+        chromium,
+        &out.join("index.html"),
+        1700,
+        1300,
+        &shots.join(format!("{name}-index.png")),
+        tmp.path(),
+    );
+    problems
+}
+
+fn chromium() -> Option<PathBuf> {
+    tool("chromium")
+}
+
+#[test]
+fn the_example_looks_right_on_a_phone_and_a_desktop() {
+    let Some(chromium) = chromium() else { return };
+    let problems = look_at(&chromium, &example_post(), "example");
+    assert!(problems.is_empty(), "{problems:#?}");
+    assert!(repo().join("target/screenshots/example-375.png").is_file());
+}
+
+#[test]
+fn the_corpus_newsletters_look_right_on_a_phone_and_a_desktop() {
+    let Some(chromium) = chromium() else { return };
+    let Some(files) = corpus_files() else { return };
+    let mut problems = Vec::new();
+    for post in files
+        .iter()
+        .filter(|p| p.to_string_lossy().contains("/newsletters/"))
+    {
+        let name = post.file_stem().unwrap().to_string_lossy().into_owned();
+        problems.extend(look_at(&chromium, post, &name));
+    }
+    assert!(problems.is_empty(), "{problems:#?}");
+}
