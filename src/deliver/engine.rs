@@ -484,10 +484,11 @@ async fn attempt_once(
                 .await?,
         );
     }
-    throttle::take(&shared.limiter).await;
+    let slot = throttle::take(&shared.limiter).await;
     let c = conn.as_mut().expect("connected above");
     let timeout = shared.settings.timeout;
     let result = tokio::time::timeout(timeout, transaction(c, job, marked)).await;
+    shared.limiter.lock().await.answered(slot);
     match result {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(failure)) => {

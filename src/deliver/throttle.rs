@@ -1,10 +1,11 @@
 //! Sending no faster than the relay allows.
 //!
-//! The limit is a sliding window: before a message goes out, herald waits
-//! until fewer than `max` messages went out in the last `window`, so no
-//! window of that length, wherever it starts, holds one message too many.
-//! A small margin covers the time between herald starting a message and
-//! the server receiving it, which is what the relay counts.
+//! The limit is a sliding window counted the way the relay counts: by when
+//! messages arrive. A message may start only `window` after the message
+//! `max` places before it was *answered*. Since a message arrives after it
+//! starts and before it is answered, no window of that length at the
+//! relay, wherever it starts, can hold one message too many, however
+//! delayed the network or this machine is.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -55,8 +56,9 @@ impl std::fmt::Display for Rate {
 
 pub struct Limiter {
     rate: Option<Rate>,
-    margin: Duration,
-    sent: VecDeque<Instant>,
+    /// Messages in the window, oldest first: (slot, answered at).
+    sent: VecDeque<(u64, Option<Instant>)>,
+    next_slot_id: u64,
     /// `batch_size` messages, then `batch_pause`.
     batch: Option<(u64, Duration)>,
     in_batch: u64,
@@ -71,13 +73,10 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(300);
 
 impl Limiter {
     pub fn new(rate: Option<Rate>, batch: Option<(u64, Duration)>) -> Limiter {
-        let margin = rate.map_or(Duration::ZERO, |r| {
-            (r.window / 50).clamp(Duration::from_millis(20), Duration::from_secs(5))
-        });
         Limiter {
             rate,
-            margin,
             sent: VecDeque::new(),
+            next_slot_id: 1,
             batch: batch.filter(|(n, _)| *n > 0),
             in_batch: 0,
             not_before: Instant::now(),
@@ -89,26 +88,35 @@ impl Limiter {
     fn next_slot(&mut self, now: Instant) -> Option<Instant> {
         let mut at = self.not_before.max(now);
         if let Some(rate) = self.rate {
-            let window = rate.window + self.margin;
-            while self.sent.front().is_some_and(|t| *t + window <= now) {
+            while self
+                .sent
+                .front()
+                .is_some_and(|(_, done)| done.is_some_and(|d| d + rate.window <= now))
+            {
                 self.sent.pop_front();
             }
             if self.sent.len() >= rate.max as usize {
-                let oldest = self.sent[self.sent.len() - rate.max as usize];
-                at = at.max(oldest + window);
+                at = match self.sent[self.sent.len() - rate.max as usize].1 {
+                    Some(done) => at.max(done + rate.window),
+                    // Not answered yet: look again shortly.
+                    None => at.max(now + Duration::from_millis(2)),
+                };
             }
         }
         (at > now).then_some(at)
     }
 
     /// Takes a slot for one message, or says how long to wait for one.
-    pub fn try_take(&mut self) -> Result<(), Instant> {
+    /// The slot must be given back with [`Limiter::answered`].
+    pub fn try_take(&mut self) -> Result<u64, Instant> {
         let now = Instant::now();
         if let Some(at) = self.next_slot(now) {
             return Err(at);
         }
+        let id = self.next_slot_id;
+        self.next_slot_id += 1;
         if self.rate.is_some() {
-            self.sent.push_back(now);
+            self.sent.push_back((id, None));
         }
         if let Some((size, pause)) = self.batch {
             self.in_batch += 1;
@@ -117,7 +125,15 @@ impl Limiter {
                 self.not_before = now + pause;
             }
         }
-        Ok(())
+        Ok(id)
+    }
+
+    /// The message of `slot` was answered (or failed): its time in the window starts now.
+    pub fn answered(&mut self, slot: u64) {
+        let now = Instant::now();
+        if let Some(entry) = self.sent.iter_mut().find(|(id, _)| *id == slot) {
+            entry.1 = Some(now);
+        }
     }
 
     /// The relay said "slow down": pause everything, longer each time in a row.
@@ -135,11 +151,11 @@ impl Limiter {
 }
 
 /// Takes a slot, waiting as needed; the lock is not held while waiting.
-pub async fn take(limiter: &tokio::sync::Mutex<Limiter>) {
+pub async fn take(limiter: &tokio::sync::Mutex<Limiter>) -> u64 {
     loop {
         let wait = limiter.lock().await.try_take();
         match wait {
-            Ok(()) => return,
+            Ok(slot) => return slot,
             Err(at) => tokio::time::sleep_until(at).await,
         }
     }
@@ -174,8 +190,11 @@ mod tests {
         let start = Instant::now();
         let mut times = Vec::new();
         for _ in 0..23 {
-            take(&limiter).await;
+            let slot = take(&limiter).await;
             times.push(Instant::now() - start);
+            // Answered 30 ms later, as a relay would.
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            limiter.lock().await.answered(slot);
         }
         for (i, t) in times.iter().enumerate() {
             let in_window = times[i..]
@@ -188,7 +207,7 @@ mod tests {
             );
         }
         // And it is not needlessly slow: 23 messages need a bit over 4 windows.
-        assert!(times[22] < Duration::from_millis(4200), "{:?}", times[22]);
+        assert!(times[22] < Duration::from_millis(4400), "{:?}", times[22]);
     }
 
     #[tokio::test(start_paused = true)]
@@ -198,7 +217,7 @@ mod tests {
         let start = Instant::now();
         let mut times = Vec::new();
         for _ in 0..7 {
-            take(&limiter).await;
+            let _ = take(&limiter).await;
             times.push((Instant::now() - start).as_secs());
         }
         assert_eq!(times, vec![0, 0, 0, 10, 10, 10, 20]);

@@ -240,7 +240,10 @@ impl Writer<'_> {
     fn image(&self, img: &Image, out: &mut String) {
         let width = img.width.map(|w| w.min(COLUMN)).unwrap_or(COLUMN);
         let tag = format!(
-            "<img src=\"{}\" alt=\"{}\" width=\"{width}\" style=\"display:block;max-width:100%;height:auto;border:0\" />",
+            // width:100% (capped by max-width) rather than max-width:100%: in
+            // a table cell a percentage max-width does not stop a wide image
+            // from stretching the cell, and the phone would scroll sideways.
+            "<img src=\"{}\" alt=\"{}\" width=\"{width}\" style=\"display:block;width:100%;max-width:{width}px;height:auto;border:0\" />",
             html::attr(&img.src),
             html::attr(&img.alt)
         );
