@@ -404,17 +404,7 @@ impl<'a> Builder<'a> {
                 self.open(Frame::Row { cells: vec![] }, None);
             }
             Tag::TableRow => self.open(Frame::Row { cells: vec![] }, None),
-            Tag::TableCell => {
-                let line = self.line;
-                self.open(
-                    Frame::Inlines {
-                        kind: InlineKind::Cell,
-                        inlines: vec![],
-                        line,
-                    },
-                    None,
-                )
-            }
+            Tag::TableCell => self.open_cell(None),
             Tag::Emphasis => self.open_inline(InlineKind::Emph, None),
             Tag::Strong => self.open_inline(InlineKind::Strong, None),
             Tag::Strikethrough => self.open_inline(InlineKind::Strike, None),
@@ -667,27 +657,25 @@ impl<'a> Builder<'a> {
             }
             Some(Frame::Table { .. }) => {
                 self.open(Frame::Row { cells: vec![] }, None);
-                self.open(
-                    Frame::Inlines {
-                        kind: InlineKind::Cell,
-                        inlines: vec![],
-                        line: self.line,
-                    },
-                    None,
-                );
+                self.open_cell(None);
             }
             Some(Frame::Row { .. }) => {
-                self.open(
-                    Frame::Inlines {
-                        kind: InlineKind::Cell,
-                        inlines: vec![],
-                        line: self.line,
-                    },
-                    None,
-                );
+                self.open_cell(None);
             }
             _ => self.open_implicit_paragraph(),
         }
+    }
+
+    fn open_cell(&mut self, html: Option<String>) {
+        let line = self.line;
+        self.open(
+            Frame::Inlines {
+                kind: InlineKind::Cell,
+                inlines: vec![],
+                line,
+            },
+            html,
+        );
     }
 
     fn open_implicit_paragraph(&mut self) {
@@ -1078,14 +1066,7 @@ impl<'a> Builder<'a> {
                 if !matches!(self.top_frame_mut(), Some(Frame::Row { .. })) {
                     self.open(Frame::Row { cells: vec![] }, None);
                 }
-                self.open(
-                    Frame::Inlines {
-                        kind: InlineKind::Cell,
-                        inlines: vec![],
-                        line: self.line,
-                    },
-                    html,
-                )
+                self.open_cell(html)
             }
             "strong" | "b" => self.open_inline(InlineKind::Strong, html),
             "em" | "i" => self.open_inline(InlineKind::Emph, html),
