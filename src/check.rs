@@ -14,6 +14,18 @@ use crate::render::Rendered;
 /// "[Message clipped]", the unsubscribe footer included.
 pub const GMAIL_CLIP_BYTES: usize = 102 * 1024;
 
+/// The warning for a send whose largest personalised HTML part Gmail
+/// would clip, or `None` when it fits.
+pub fn clip_warning(html_bytes: usize) -> Option<String> {
+    (html_bytes > GMAIL_CLIP_BYTES).then(|| {
+        format!(
+            "the largest email is {} KB of HTML; Gmail clips emails over 102 KB and hides the rest, the unsubscribe link included. \
+             Add --fit (or `fit: true` in herald.yaml) to send a digest that links to the web version, or shorten the post",
+            html_bytes.div_ceil(1024)
+        )
+    })
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
@@ -72,7 +84,7 @@ pub fn check(
                 "the email's HTML is {} KB; Gmail clips messages over 102 KB and hides the rest, the unsubscribe link included",
                 html_size.div_ceil(1024)
             ),
-            "Shorten the post: move long sections to the website and link to them with a READ MORE >> button.",
+            "Add --fit (or `fit: true` in herald.yaml) to make a digest that links to the web version for the rest; or shorten the post.",
         );
     } else if html_size > GMAIL_CLIP_BYTES * 9 / 10 {
         add(

@@ -36,6 +36,12 @@ pub struct Cli {
     /// Settings file (default: herald.yaml in this folder, if there is one).
     #[arg(long, global = true, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// If the email is too long for Gmail (which hides everything after
+    /// about 102 KB, the unsubscribe link too), make a digest instead: each
+    /// section's start with a "Continue reading" button to the web version.
+    /// Same as `fit: true` in herald.yaml.
+    #[arg(long, global = true)]
+    fit: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -185,7 +191,10 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let (config, config_path) = Config::load(cli.config.as_deref())?;
+    let (mut config, config_path) = Config::load(cli.config.as_deref())?;
+    if cli.fit {
+        config.fit = Some(true);
+    }
     let config_path = config_path.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_FILE));
     let mut stdout = std::io::stdout().lock();
     match cli.command {
@@ -321,6 +330,9 @@ fn send(
              it will be empty (give it a default: {{{{ {f} | default: \"...\" }}}})"
         );
     }
+    if let Some(w) = crate::check::clip_warning(summary.largest_html_bytes) {
+        eprintln!("herald: warning: {w}");
+    }
     if args.json {
         let mut v = serde_json::to_value(&summary)?;
         v["seconds"] = serde_json::json!(seconds);
@@ -369,8 +381,9 @@ fn send(
         )?;
         writeln!(
             stdout,
-            "Largest message:    {:.1} KB",
-            summary.largest_message_bytes as f64 / 1024.0
+            "Largest message:    {:.1} KB (HTML part {:.1} KB; Gmail clips over 102 KB)",
+            summary.largest_message_bytes as f64 / 1024.0,
+            summary.largest_html_bytes as f64 / 1024.0
         )?;
         writeln!(stdout, "Time:               {seconds:.2} s")?;
     }

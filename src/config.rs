@@ -77,6 +77,10 @@ pub struct Config {
     /// With `--due`: a post whose time passed longer ago than this is not
     /// sent without `--late-ok` (default `24h`).
     pub late_grace: Option<String>,
+    /// When the email would be too long for Gmail, send a digest instead:
+    /// each section's start with a "Continue reading" button to the web
+    /// version (the same as `--fit` on every command).
+    pub fit: Option<bool>,
 }
 
 /// Settings that can come from `HERALD_<NAME>`: (variable, setting).

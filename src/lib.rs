@@ -14,6 +14,7 @@ pub mod clock;
 pub mod config;
 pub mod content;
 pub mod deliver;
+pub mod fit;
 pub mod html;
 pub mod journal;
 pub mod merge;

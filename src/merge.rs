@@ -110,20 +110,38 @@ impl Template {
     }
 
     pub fn render_into<'v>(&self, out: &mut String, value: impl Fn(&str) -> Option<Cow<'v, str>>) {
+        self.each_piece(value, |piece| out.push_str(piece));
+    }
+
+    /// The length `render` would return, without building the text: how
+    /// big each recipient's copy is, for the whole list, in no time.
+    pub fn rendered_len<'v>(&self, value: impl Fn(&str) -> Option<Cow<'v, str>>) -> usize {
+        let mut len = 0;
+        self.each_piece(value, |piece| len += piece.len());
+        len
+    }
+
+    fn each_piece<'v>(
+        &self,
+        value: impl Fn(&str) -> Option<Cow<'v, str>>,
+        mut piece: impl FnMut(&str),
+    ) {
+        let mut scratch = String::new();
         for p in &self.parts {
             match p {
-                Part::Literal(s) => out.push_str(s),
+                Part::Literal(s) => piece(s),
                 Part::Field { name, default } => match value(name).filter(|v| !v.trim().is_empty())
                 {
                     Some(v) => match self.escape {
                         Escape::Html => {
-                            let escaped = crate::html::attr(&v);
-                            crate::html::push_ascii(out, &escaped)
+                            scratch.clear();
+                            crate::html::push_ascii(&mut scratch, &crate::html::attr(&v));
+                            piece(&scratch)
                         }
-                        Escape::None => out.push_str(&v),
+                        Escape::None => piece(&v),
                     },
                     // Defaults were written in the document itself, already escaped for it.
-                    None => out.push_str(default),
+                    None => piece(default),
                 },
             }
         }
@@ -190,6 +208,7 @@ mod tests {
         );
         assert_eq!(t.fields(), vec!["first_name", "empty", "last_name"]);
         assert_eq!(t.render(vals), "Hi Ana &lt;b&gt;, friend x!");
+        assert_eq!(t.rendered_len(vals), t.render(vals).len());
         let t = Template::compile("Hi {{ first_name }}", Escape::None);
         assert_eq!(t.render(vals), "Hi Ana <b>");
     }

@@ -47,6 +47,9 @@ pub struct Built {
     /// The envelope recipient.
     pub to: String,
     pub bytes: Vec<u8>,
+    /// The size of the HTML part as the recipient's mail program reads it:
+    /// what Gmail measures against its clipping limit.
+    pub html_bytes: usize,
 }
 
 pub struct Composer {
@@ -280,6 +283,25 @@ impl Composer {
         }
     }
 
+    /// The size of the HTML part of `r`'s message, without building it.
+    pub fn html_len(&self, r: &Recipient) -> usize {
+        let unsubscribe = self.unsubscribe_link(&r.email);
+        self.html.rendered_len(self.values(r, &unsubscribe))
+    }
+
+    /// The merge fields' values for `r`.
+    fn values<'a>(
+        &'a self,
+        r: &'a Recipient,
+        unsubscribe: &'a str,
+    ) -> impl Fn(&str) -> Option<Cow<'a, str>> + Copy {
+        move |name: &str| match name {
+            "unsubscribe_url" => Some(Cow::Borrowed(unsubscribe)),
+            "title" => Some(Cow::Borrowed(self.title.as_str())),
+            other => r.field(other).map(Cow::Borrowed),
+        }
+    }
+
     /// Builds one recipient's message.
     pub fn build(&self, r: &Recipient) -> Result<Built, String> {
         let address: lettre::Address = r
@@ -287,13 +309,7 @@ impl Composer {
             .parse()
             .map_err(|e| format!("not an address lettre accepts ({e})"))?;
         let unsubscribe = self.unsubscribe_link(&r.email);
-        let value = |name: &str| -> Option<Cow<'_, str>> {
-            match name {
-                "unsubscribe_url" => Some(Cow::Borrowed(unsubscribe.as_str())),
-                "title" => Some(Cow::Borrowed(self.title.as_str())),
-                other => r.field(other).map(Cow::Borrowed),
-            }
-        };
+        let value = self.values(r, &unsubscribe);
         let mut subject = header_safe(&self.subject.render(value));
         if self.mode == Mode::Test {
             subject = format!("[TEST] {subject}");
@@ -328,6 +344,7 @@ impl Composer {
                 "List-Unsubscribe=One-Click".into(),
             ));
         let html = self.html.render(value);
+        let html_bytes = html.len();
         let text = self.text.render(value);
         let mut message = builder
             .multipart(
@@ -347,6 +364,7 @@ impl Composer {
             message_id,
             to: r.email.clone(),
             bytes: message.formatted(),
+            html_bytes,
         })
     }
 }

@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::check::{self, Finding};
 use crate::config::Config;
 use crate::content::{self, Content};
+use crate::fit;
 use crate::post::{self, Post};
 use crate::render::{self, Rendered};
 use crate::urls;
@@ -27,10 +28,30 @@ impl Issue {
         let post = post::load(path)?;
         let content = content::build(&post, config);
         let rendered = render::render(&content, config)?;
-        Ok(Issue {
+        let issue = Issue {
             post,
             content,
             rendered,
+        };
+        if !config.fit.unwrap_or(false) {
+            return Ok(issue);
+        }
+        let full = issue.personalised_preview(config).0.len();
+        if full <= fit::TARGET_BYTES {
+            return Ok(issue);
+        }
+        let Some(digest) = fit::digest(&issue.content, full) else {
+            anyhow::bail!(crate::InputError::new(
+                path,
+                None,
+                "--fit needs the web version of the post to link to; add its address as `url` under `seo` in the front matter",
+            ));
+        };
+        let rendered = render::render(&digest, config)?;
+        Ok(Issue {
+            content: digest,
+            rendered,
+            ..issue
         })
     }
 

@@ -30,6 +30,8 @@ pub struct Summary {
     pub skipped: BTreeMap<SkipReason, u64>,
     pub skipped_examples: Vec<Skipped>,
     pub largest_message_bytes: usize,
+    /// The largest personalised HTML part: what Gmail's clipping limit is about.
+    pub largest_html_bytes: usize,
     /// Merge fields the post uses that the list has no column for.
     pub fields_without_column: Vec<String>,
 }
@@ -96,6 +98,7 @@ pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyho
         skipped: BTreeMap::new(),
         skipped_examples: Vec::new(),
         largest_message_bytes: 0,
+        largest_html_bytes: 0,
         fields_without_column: fields_without_column(&issue, config, &columns, mode),
     };
     let write_err =
@@ -143,9 +146,10 @@ pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyho
             }
         }
     }
-    let (written, largest) = outbox.finish().map_err(write_err)?;
+    let (written, largest, largest_html) = outbox.finish().map_err(write_err)?;
     summary.messages_written = written;
     summary.largest_message_bytes = largest;
+    summary.largest_html_bytes = largest_html;
     Ok(summary)
 }
 
@@ -276,6 +280,8 @@ pub struct SendReport {
     pub finished: bool,
     pub stopped: String,
     pub problems: Vec<journal::Problem>,
+    /// The largest personalised HTML part (0 when nothing was to be sent).
+    pub largest_html_bytes: usize,
     #[serde(skip)]
     pub exit_code: i32,
     #[serde(skip)]
@@ -449,6 +455,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
             finished: false,
             stopped: "locked".into(),
             problems: vec![],
+            largest_html_bytes: 0,
             exit_code: exit::LOCKED,
             message: format!(
                 "another herald is already sending {campaign} (see {}); this one stops so nobody is mailed twice",
@@ -466,6 +473,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     }
     let suppression = Arc::new(suppression);
     let columns: Vec<String>;
+    let mut largest_html = 0;
     if test {
         columns = Vec::new();
         journal.upsert_campaign(
@@ -476,6 +484,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         )?;
         let import = journal.import()?;
         for (i, r) in test_recipients(&opts.to)?.iter().enumerate() {
+            largest_html = largest_html.max(composer.html_len(r));
             import.add(&campaign, i as i64 + 1, &r.email, 0, &[])?;
         }
         import.commit()?;
@@ -511,6 +520,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         while let Some(row) = rows.next_row() {
             match row? {
                 Row::Send(r) => {
+                    largest_html = largest_html.max(composer.html_len(&r));
                     import.add(&campaign, r.line as i64, &r.email, r.line as i64, &r.values)?
                 }
                 Row::Skip(s) => match s.reason {
@@ -544,6 +554,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         finished: false,
         stopped: "nothing to do".into(),
         problems: vec![],
+        largest_html_bytes: largest_html,
         exit_code: exit::NOTHING_TO_DO,
         message: String::new(),
     };
@@ -593,8 +604,14 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
             plan.push_str(" (not resent; add --resend-unknown to resend)");
         }
     }
-    plan.push('.');
+    plan.push_str(&format!(
+        ". The largest email is {:.1} KB of HTML.",
+        largest_html as f64 / 1024.0
+    ));
     eprintln!("{plan}");
+    if let Some(w) = crate::check::clip_warning(largest_html) {
+        eprintln!("herald: warning: {w}");
+    }
     if !opts.yes {
         if !std::io::stdin().is_terminal() {
             anyhow::bail!(InputError::new(

@@ -17,6 +17,7 @@ pub struct Outbox {
     written: u64,
     skipped_count: u64,
     largest: usize,
+    largest_html: usize,
 }
 
 #[derive(Serialize)]
@@ -51,6 +52,7 @@ impl Outbox {
             written: 0,
             skipped_count: 0,
             largest: 0,
+            largest_html: 0,
         })
     }
 
@@ -75,6 +77,7 @@ impl Outbox {
             },
         )?;
         self.largest = self.largest.max(built.bytes.len());
+        self.largest_html = self.largest_html.max(built.html_bytes);
         Ok(())
     }
 
@@ -91,12 +94,13 @@ impl Outbox {
         )
     }
 
-    /// Closes the manifest; returns (messages written, largest message in bytes).
-    pub fn finish(mut self) -> io::Result<(u64, usize)> {
+    /// Closes the manifest; returns (messages written, largest message,
+    /// largest HTML part), sizes in bytes.
+    pub fn finish(mut self) -> io::Result<(u64, usize, usize)> {
         self.manifest.write_all(b"\n]\n")?;
         self.manifest.flush()?;
         self.skipped.flush()?;
-        Ok((self.written, self.largest))
+        Ok((self.written, self.largest, self.largest_html))
     }
 }
 

@@ -50,7 +50,9 @@ pub enum RenderError {
 pub fn render(content: &Content, config: &Config) -> Result<Rendered, RenderError> {
     let accent = config.accent_color.as_deref().unwrap_or(DEFAULT_ACCENT);
     let mjml = mjml::mjml(content, config, accent);
-    let html = crate::html::fold_lines(&crate::html::ascii(&mjml_to_html(&mjml)?));
+    let html = crate::html::fold_lines(&crate::html::ascii(&crate::html::minify(&mjml_to_html(
+        &mjml,
+    )?)));
     let text = text::text(content, config);
     Ok(Rendered {
         subject: content.title.clone(),

@@ -97,3 +97,138 @@ fn annual_report_svg_logos_are_reported_with_their_lines() {
         );
     }
 }
+
+/// Gmail hides everything after 102 KB of HTML, the unsubscribe link too.
+/// Sends every corpus post (dry run) to an address as long as real ones
+/// get, and reads the largest personalised HTML part herald reports:
+/// newsletters and other posts must fit as they are, annual reports with
+/// `--fit`, and the digest must end with the footer intact.
+#[test]
+fn every_post_fits_gmail_annual_reports_with_fit() {
+    const CLIP: u64 = 102 * 1024;
+    let Some(files) = corpus_files() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("list.csv");
+    let long = format!("{}@{}.example.org", "x".repeat(64), "mail".repeat(10));
+    std::fs::write(
+        &list,
+        format!("email,first_name\n{long},Maximiliana-Alexandrina\n"),
+    )
+    .unwrap();
+    let config = example_config();
+    let mut digests = 0;
+    for (i, post) in files.iter().enumerate() {
+        let report = post.parent().unwrap().ends_with("annual-reports");
+        let outbox = tmp.path().join(format!("o{i}"));
+        let mut args = vec![
+            "send",
+            post.to_str().unwrap(),
+            "--subscribers",
+            list.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--dry-run",
+            "--json",
+            "--outbox",
+            outbox.to_str().unwrap(),
+        ];
+        if report {
+            args.push("--fit");
+        }
+        let o = herald_env(tmp.path(), &args, &[("HERALD_UNSUBSCRIBE_SECRET", "s")]);
+        assert!(o.status.success(), "{}: {}", post.display(), stderr(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        let html = v["largest_html_bytes"].as_u64().unwrap();
+        assert!(
+            html > 5_000,
+            "{}: {html} bytes of HTML is no email",
+            post.display()
+        );
+        assert!(
+            html <= CLIP,
+            "{}: the largest email has {html} bytes of HTML; Gmail clips it at {CLIP}{}",
+            post.display(),
+            if report { " (even with --fit)" } else { "" }
+        );
+        assert!(!stderr(&o).contains("Gmail clips"), "{}", post.display());
+
+        let eml = std::fs::read_to_string(&eml_files(&outbox)[0]).unwrap();
+        let start = eml.find("<!doctype html>").expect("an HTML part");
+        let footer = eml[start..]
+            .find(">Unsubscribe</a>")
+            .expect("the unsubscribe link");
+        assert!(
+            footer < CLIP as usize,
+            "{}: the footer is past the clip",
+            post.display()
+        );
+        if eml.contains(">Continue reading<") {
+            digests += 1;
+            let web = v["campaign"].as_str().unwrap().to_string();
+            assert!(
+                report,
+                "{}: a digest made without --fit ({web})",
+                post.display()
+            );
+            assert!(
+                eml.contains("Read the full "),
+                "{}: no note that this is a digest",
+                post.display()
+            );
+        }
+    }
+    // The 2023 report cannot fit whole (its text alone is over 75 KB).
+    assert!(digests >= 1, "no annual report needed a digest");
+}
+
+/// The digest keeps each section of the 2023 report: its heading, and a
+/// "Continue reading" button to that section of the web version.
+#[test]
+fn fit_digest_of_the_2023_report_links_every_section_to_the_web() {
+    let Some(files) = corpus_files() else { return };
+    let report = files
+        .iter()
+        .find(|p| p.ends_with("annual-reports/2023.md"))
+        .expect("2023 report in corpus");
+    let tmp = tempfile::tempdir().unwrap();
+    let (full, fit) = (tmp.path().join("full"), tmp.path().join("fit"));
+    for (out, extra) in [(&full, None), (&fit, Some("--fit"))] {
+        let mut args = vec![
+            "preview",
+            report.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let o = herald(tmp.path(), &args);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let read = |d: &std::path::Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+    let (full_html, fit_html) = (read(&full, "email.html"), read(&fit, "email.html"));
+    assert!(
+        fit_html.len() * 2 < full_html.len() + 1,
+        "the digest is not much smaller"
+    );
+    let web = "https://openinfra.dev/annual-report/2023";
+    let ids: Vec<&str> = full_html
+        .split("<h2 id=\"")
+        .skip(1)
+        .map(|s| &s[..s.find('"').unwrap()])
+        .collect();
+    assert!(ids.len() >= 8, "{ids:?}");
+    for id in &ids {
+        assert!(
+            fit_html.contains(&format!("<h2 id=\"{id}\"")),
+            "heading {id} lost"
+        );
+        assert!(
+            fit_html.contains(&format!("href=\"{web}#{id}\"")),
+            "no Continue reading link to {web}#{id}"
+        );
+    }
+    assert_eq!(fit_html.matches(">Continue reading<").count(), ids.len());
+    // The text part is the digest too, with the same links.
+    let text = read(&fit, "email.txt");
+    assert_eq!(text.matches("Continue reading").count(), ids.len());
+    assert!(text.contains(&format!("{web}#{}", ids[0])));
+}

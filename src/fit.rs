@@ -1,0 +1,276 @@
+//! `--fit`: a digest of a post too long for Gmail.
+//!
+//! Gmail shows the first ~102 KB of an email's HTML and hides the rest
+//! behind "[Message clipped]", the unsubscribe footer included. A long post
+//! (an annual report) cannot fit whole, so the digest keeps what makes a
+//! reader click through: each top-level section's heading, its lead
+//! paragraph, its images and its call-to-action buttons, and ends the
+//! section with a "Continue reading" button to that section on the web
+//! version (`seo.url#anchor`). Sub-headings, lists, tables and the other
+//! paragraphs stay on the website.
+//!
+//! The plain-text part is written from the same digest, so both parts of
+//! the email say the same thing.
+
+use crate::check::{Finding, Severity};
+use crate::content::{Block, Button, Content, Inline, Section};
+
+/// The HTML size a digest is made below: Gmail's limit less room for what
+/// personalisation adds (each recipient's unsubscribe link and merge fields).
+pub const TARGET_BYTES: usize = crate::check::GMAIL_CLIP_BYTES - 2 * 1024;
+
+/// What the reader is told at the top of a digest.
+pub const NOTE: &str = "This email shows the start of each section.";
+pub const CONTINUE: &str = "Continue reading";
+
+/// The digest of `content`, or `None` when the post has no web version to
+/// continue reading on (no `seo.url`).
+pub fn digest(content: &Content, full_bytes: usize) -> Option<Content> {
+    let web = content.web_url.as_deref()?;
+    let base = web.split('#').next().unwrap_or(web);
+    let mut out = content.clone();
+
+    let mut intro = vec![Block::Paragraph(vec![
+        Inline::Emph(vec![Inline::Text(format!("{NOTE} "))]),
+        Inline::Link(crate::content::Link {
+            url: base.to_string(),
+            children: vec![Inline::Text(format!(
+                "Read the full {} on the web.",
+                content.title
+            ))],
+            line: 0,
+        }),
+    ])];
+    intro.extend(keep(&content.intro));
+    out.intro = intro;
+
+    out.sections = content
+        .sections
+        .iter()
+        .map(|s| {
+            let mut blocks = keep(&s.blocks);
+            blocks.push(Block::Button(Button {
+                text: CONTINUE.to_string(),
+                url: format!("{base}#{}", s.anchor),
+                line: s.heading.line,
+            }));
+            Section {
+                heading: s.heading.clone(),
+                anchor: s.anchor.clone(),
+                blocks,
+            }
+        })
+        .collect();
+
+    out.findings.push(Finding {
+        severity: Severity::Notice,
+        code: "fit-digest",
+        line: None,
+        message: format!(
+            "the whole post would make {} KB of HTML, more than Gmail shows; this email is a digest: each section's start, with a \"{CONTINUE}\" button to the rest on {base}",
+            full_bytes.div_ceil(1024)
+        ),
+        fix: "Nothing to do if a digest is what you want; make sure the web version is published before you send.".into(),
+    });
+    Some(out)
+}
+
+/// A section's lead paragraph (the first paragraph with words in it that
+/// is not a byline), the bylines before it, its images and its buttons, in
+/// the order the post has them. A lead ending in a colon introduces a list:
+/// the list's first three items stay with it. A section with no paragraph
+/// keeps its first list, cut to three items.
+fn keep(blocks: &[Block]) -> Vec<Block> {
+    let lead = blocks.iter().position(
+        |b| matches!(b, Block::Paragraph(i) if !byline(i) && !Inline::plain(i).trim().is_empty()),
+    );
+    let list = match lead {
+        Some(n) => match &blocks[n] {
+            Block::Paragraph(i) if Inline::plain(i).trim_end().ends_with(':') => {
+                Some(n + 1).filter(|&l| matches!(blocks.get(l), Some(Block::List { .. })))
+            }
+            _ => None,
+        },
+        None => blocks.iter().position(|b| matches!(b, Block::List { .. })),
+    };
+    blocks
+        .iter()
+        .enumerate()
+        .filter_map(|(n, b)| match b {
+            Block::Images(_) | Block::Button(_) => Some(b.clone()),
+            Block::List { start, items } if Some(n) == list => Some(Block::List {
+                start: *start,
+                items: items.iter().take(3).cloned().collect(),
+            }),
+            Block::Paragraph(i) if Some(n) == lead || (lead.is_none_or(|l| n < l) && byline(i)) => {
+                Some(b.clone())
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// "***Jane Doe, Executive Director***": a short paragraph that is all
+/// emphasis, naming who wrote the section. It stays, but is not the lead.
+fn byline(inlines: &[Inline]) -> bool {
+    let words = Inline::plain(inlines).split_whitespace().count();
+    let mut parts = inlines
+        .iter()
+        .filter(|i| !matches!(i, Inline::Text(t) if t.trim().is_empty()));
+    let emphasised =
+        matches!(parts.next(), Some(Inline::Emph(_) | Inline::Strong(_))) && parts.next().is_none();
+    emphasised && (1..=20).contains(&words)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::{Heading, Image};
+
+    fn para(t: &str) -> Block {
+        Block::Paragraph(vec![Inline::Text(t.into())])
+    }
+
+    fn section(title: &str, blocks: Vec<Block>) -> Section {
+        Section {
+            heading: Heading {
+                level: 1,
+                inlines: vec![Inline::Text(title.into())],
+                line: 7,
+            },
+            anchor: crate::content::anchor(title),
+            blocks,
+        }
+    }
+
+    fn content(sections: Vec<Section>, web: Option<&str>) -> Content {
+        Content {
+            title: "2031 Annual Report".into(),
+            kicker: "Annual report".into(),
+            date_label: None,
+            preheader: None,
+            web_url: web.map(String::from),
+            intro: vec![para("Welcome."), para("A second intro paragraph.")],
+            sections,
+            findings: vec![],
+        }
+    }
+
+    #[test]
+    fn keeps_lead_images_and_buttons_and_links_to_the_section() {
+        let logo = Block::Images(vec![Image {
+            src: "https://example.org/logo.png".into(),
+            alt: "Logo".into(),
+            alt_derived: false,
+            title: None,
+            link: None,
+            width: Some(200),
+            line: 9,
+        }]);
+        let more = Block::Button(Button {
+            text: "READ MORE".into(),
+            url: "https://example.org/more".into(),
+            line: 12,
+        });
+        let c = content(
+            vec![section(
+                "Project Updates",
+                vec![
+                    Block::Heading(Heading {
+                        level: 3,
+                        inlines: vec![Inline::Text("Sub".into())],
+                        line: 8,
+                    }),
+                    para(""),
+                    para("Lead."),
+                    logo.clone(),
+                    para("Second paragraph."),
+                    Block::Code("x".into()),
+                    more.clone(),
+                ],
+            )],
+            Some("https://example.org/report/2031#top"),
+        );
+        let d = digest(&c, 150_000).unwrap();
+        let s = &d.sections[0];
+        assert_eq!(s.heading, c.sections[0].heading);
+        assert_eq!(
+            s.blocks,
+            vec![
+                para("Lead."),
+                logo,
+                more,
+                Block::Button(Button {
+                    text: "Continue reading".into(),
+                    url: "https://example.org/report/2031#project-updates".into(),
+                    line: 7,
+                })
+            ]
+        );
+        // The intro keeps its lead after the note that this is a digest.
+        assert_eq!(d.intro.len(), 2);
+        assert!(
+            Inline::plain(match &d.intro[0] {
+                Block::Paragraph(i) => i,
+                _ => panic!("the note is a paragraph"),
+            })
+            .contains("Read the full 2031 Annual Report on the web")
+        );
+        assert_eq!(d.intro[1], para("Welcome."));
+        assert!(
+            d.findings
+                .iter()
+                .any(|f| f.code == "fit-digest" && f.message.contains("147 KB"))
+        );
+    }
+
+    #[test]
+    fn a_section_without_paragraphs_keeps_three_list_items() {
+        let list = Block::List {
+            start: None,
+            items: (1..=5).map(|n| vec![para(&n.to_string())]).collect(),
+        };
+        let c = content(
+            vec![section("Events", vec![list])],
+            Some("https://example.org/r"),
+        );
+        let d = digest(&c, 1).unwrap();
+        match &d.sections[0].blocks[0] {
+            Block::List { items, .. } => assert_eq!(items.len(), 3),
+            other => panic!("expected the list, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_byline_stays_and_the_lead_is_the_paragraph_after_it() {
+        let byline = Block::Paragraph(vec![Inline::Emph(vec![Inline::Strong(vec![
+            Inline::Text("Jane Doe, Executive Director".into()),
+        ])])]);
+        let intro_to_list = para("We did three things:");
+        let list = Block::List {
+            start: None,
+            items: (1..=5).map(|n| vec![para(&n.to_string())]).collect(),
+        };
+        let c = content(
+            vec![section(
+                "A Good Year",
+                vec![byline.clone(), intro_to_list.clone(), list, para("More.")],
+            )],
+            Some("https://example.org/r"),
+        );
+        let d = digest(&c, 1).unwrap();
+        let blocks = &d.sections[0].blocks;
+        assert_eq!(blocks[..2], [byline, intro_to_list]);
+        match &blocks[2] {
+            Block::List { items, .. } => assert_eq!(items.len(), 3),
+            other => panic!("expected the list the lead introduces, got {other:?}"),
+        }
+        assert!(matches!(&blocks[3], Block::Button(b) if b.text == CONTINUE));
+        assert_eq!(blocks.len(), 4);
+    }
+
+    #[test]
+    fn no_digest_without_a_web_version() {
+        assert!(digest(&content(vec![], None), 1).is_none());
+    }
+}
