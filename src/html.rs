@@ -140,8 +140,7 @@ pub fn minify(html: &str) -> String {
     let mut i = 0;
     while i < s.len() {
         let rest = &s[i..];
-        if rest.starts_with("<!--") {
-            let body = &rest[4..];
+        if let Some(body) = rest.strip_prefix("<!--") {
             let conditional = body.starts_with("[if") || body.starts_with("<![endif]");
             if conditional {
                 let end = rest.find('>').map_or(rest.len(), |e| e + 1);
