@@ -48,6 +48,7 @@ struct EmailMjml<'a> {
     navy: &'a str,
     text_color: &'a str,
     muted: &'a str,
+    dark: Dark,
     intro: Vec<Part>,
     sections: Vec<SectionView>,
     newsletter: &'a str,
@@ -66,6 +67,7 @@ pub fn mjml(content: &Content, config: &Config, accent: &str) -> String {
         navy: NAVY,
         text_color: TEXT,
         muted: MUTED,
+        dark: Dark::new(accent),
         intro: w.parts(&content.intro, 1),
         sections: content
             .sections
@@ -80,6 +82,75 @@ pub fn mjml(content: &Content, config: &Config, accent: &str) -> String {
         postal_address: config.postal_address.as_deref(),
     };
     t.render().expect("the MJML template has no fallible parts")
+}
+
+/// The colours for readers whose mail program is in dark mode (Apple Mail,
+/// Outlook for Mac, iOS Mail, Thunderbird follow `prefers-color-scheme`).
+/// Every pair keeps a contrast of at least 4.5:1 (WCAG AA).
+struct Dark {
+    page: &'static str,
+    card: &'static str,
+    text: &'static str,
+    heading: &'static str,
+    muted: &'static str,
+    code: &'static str,
+    rule: &'static str,
+    /// The accent lightened until it reads on the dark card.
+    link: String,
+}
+
+impl Dark {
+    const CARD: [u8; 3] = [0x1c, 0x22, 0x2b];
+
+    fn new(accent: &str) -> Dark {
+        Dark {
+            page: "#12161c",
+            card: "#1c222b",
+            text: "#e4e8ee",
+            heading: "#ffffff",
+            muted: "#a3adba",
+            code: "#2a313c",
+            rule: "#3a4350",
+            link: readable_on(accent, Self::CARD),
+        }
+    }
+}
+
+/// `colour` (`#rrggbb`) mixed with white, in steps, until it has a contrast
+/// of 4.5:1 on `background`.
+fn readable_on(colour: &str, background: [u8; 3]) -> String {
+    let rgb = parse_hex(colour).unwrap_or([0xc5, 0x28, 0x3d]);
+    (0..=10)
+        .map(|step| rgb.map(|c| c + ((255 - c) as u32 * step / 10) as u8))
+        .find(|mixed| contrast(*mixed, background) >= 4.5)
+        .map(|[r, g, b]| format!("#{r:02x}{g:02x}{b:02x}"))
+        .unwrap_or_else(|| "#ffffff".into())
+}
+
+fn parse_hex(s: &str) -> Option<[u8; 3]> {
+    let h = s.strip_prefix('#')?;
+    if h.len() != 6 {
+        return None;
+    }
+    let byte = |i: usize| u8::from_str_radix(&h[i..i + 2], 16).ok();
+    Some([byte(0)?, byte(2)?, byte(4)?])
+}
+
+/// The WCAG contrast ratio of two sRGB colours.
+pub fn contrast(a: [u8; 3], b: [u8; 3]) -> f64 {
+    fn luminance(c: [u8; 3]) -> f64 {
+        let lin = |v: u8| {
+            let v = v as f64 / 255.0;
+            if v <= 0.04045 {
+                v / 12.92
+            } else {
+                ((v + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * lin(c[0]) + 0.7152 * lin(c[1]) + 0.0722 * lin(c[2])
+    }
+    let (la, lb) = (luminance(a), luminance(b));
+    (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
 }
 
 struct Writer<'a> {
@@ -319,5 +390,29 @@ fn push_text_breaking(out: &mut String, text: &str) {
         let before = out.len();
         html::push_text(out, word);
         line_len += out.len() - before;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dark_mode_colours_read_on_the_dark_card() {
+        let card = Dark::CARD;
+        let d = Dark::new("#c5283d");
+        for c in [d.text, d.heading, d.muted, d.link.as_str()] {
+            assert!(contrast(parse_hex(c).unwrap(), card) >= 4.5, "{c}");
+        }
+        // A dark accent is lightened further; a light one is kept as it is.
+        for accent in ["#000080", "#1b2a4a", "#c5283d", "#ff9900"] {
+            let link = readable_on(accent, card);
+            assert!(
+                contrast(parse_hex(&link).unwrap(), card) >= 4.5,
+                "{accent} -> {link}"
+            );
+        }
+        assert_eq!(readable_on("#ff9900", card), "#ff9900");
+        assert!((contrast([0, 0, 0], [255, 255, 255]) - 21.0).abs() < 1e-9);
     }
 }

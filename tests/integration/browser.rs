@@ -19,8 +19,29 @@ const MEASURE: &str = r#"<script>
     scrollWidth: Math.max(d.scrollWidth, document.body.scrollWidth),
     headings: Array.prototype.map.call(document.querySelectorAll('h1, h2'), function (h) { return { text: h.textContent.trim().replace(/\s+/g, ' '), shown: shown(h), box: box(h) }; }),
     buttons: Array.prototype.filter.call(document.querySelectorAll('a'), function (a) { return a.style.display === 'inline-block' && a.style.background; }).map(function (a) { return { text: a.textContent.trim(), box: box(a) }; }),
-    text: document.body.innerText
+    text: document.body.innerText,
+    lowContrast: lowContrast()
   };
+  // Text a reader cannot read: every element with words of its own, against
+  // the first background behind it, under WCAG's 4.5:1 (3:1 for large text).
+  function rgb(s) { var m = s.match(/[\d.]+/g) || [0, 0, 0, 0]; return { r: +m[0], g: +m[1], b: +m[2], a: m.length > 3 ? +m[3] : 1 }; }
+  function lum(c) { function f(v) { v /= 255; return v <= 0.04045 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); } return 0.2126 * f(c.r) + 0.7152 * f(c.g) + 0.0722 * f(c.b); }
+  function behind(el) {
+    for (var e = el; e && e.nodeType === 1; e = e.parentElement) { var c = rgb(getComputedStyle(e).backgroundColor); if (c.a > 0) return c; }
+    return matchMedia('(prefers-color-scheme: dark)').matches ? { r: 18, g: 18, b: 18, a: 1 } : { r: 255, g: 255, b: 255, a: 1 };
+  }
+  function lowContrast() {
+    var out = [];
+    Array.prototype.forEach.call(document.body.querySelectorAll('*'), function (el) {
+      var own = Array.prototype.some.call(el.childNodes, function (n) { return n.nodeType === 3 && n.textContent.trim(); });
+      if (!own || !shown(el)) return;
+      var s = getComputedStyle(el), fg = rgb(s.color), bg = behind(el);
+      var l1 = lum(fg), l2 = lum(bg), ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+      var size = parseFloat(s.fontSize), large = size >= 24 || (size >= 18.66 && +s.fontWeight >= 700);
+      if (ratio < (large ? 3 : 4.5)) out.push({ text: el.textContent.trim().slice(0, 60), color: s.color, background: 'rgb(' + bg.r + ', ' + bg.g + ', ' + bg.b + ')', ratio: Math.round(ratio * 100) / 100 });
+    });
+    return out;
+  }
   // The email runs in an iframe of the width under test (Chromium's window
   // is at least 500 px wide); the result goes to the page that --dump-dom prints.
   var target = (window.parent && window.parent !== window) ? window.parent.document : document;
@@ -31,8 +52,26 @@ const MEASURE: &str = r#"<script>
 })();
 </script>"#;
 
-fn chromium_args(width: u32, height: u32, profile: &Path) -> Vec<String> {
-    vec![
+/// How the reader's mail program is set up.
+#[derive(Clone, Copy, PartialEq)]
+enum Scheme {
+    Light,
+    /// The system is in dark mode and the email is told so through
+    /// `prefers-color-scheme` (Apple Mail, Outlook for Mac, iOS Mail).
+    Dark,
+}
+
+impl Scheme {
+    fn name(self) -> &'static str {
+        match self {
+            Scheme::Light => "light",
+            Scheme::Dark => "dark",
+        }
+    }
+}
+
+fn chromium_args(width: u32, height: u32, profile: &Path, scheme: Scheme) -> Vec<String> {
+    let mut args: Vec<String> = vec![
         "--headless".into(),
         "--no-sandbox".into(),
         "--disable-gpu".into(),
@@ -46,7 +85,11 @@ fn chromium_args(width: u32, height: u32, profile: &Path) -> Vec<String> {
         "--allow-file-access-from-files".into(),
         format!("--user-data-dir={}", profile.display()),
         format!("--window-size={width},{height}"),
-    ]
+    ];
+    if scheme == Scheme::Dark {
+        args.push("--force-dark-mode".into());
+    }
+    args
 }
 
 /// A page showing `page` in an iframe exactly `width` px wide: Chromium's
@@ -65,7 +108,13 @@ fn frame(page: &Path, width: u32, work: &Path, name: &str) -> PathBuf {
 }
 
 /// Layout facts of `html` at `width` px, as seen by Chromium.
-fn measure(chromium: &Path, html: &Path, width: u32, work: &Path) -> serde_json::Value {
+fn measure(
+    chromium: &Path,
+    html: &Path,
+    width: u32,
+    scheme: Scheme,
+    work: &Path,
+) -> serde_json::Value {
     let page = std::fs::read_to_string(html).unwrap();
     let measured = work.join(format!("measure-{width}.html"));
     std::fs::write(
@@ -77,7 +126,8 @@ fn measure(chromium: &Path, html: &Path, width: u32, work: &Path) -> serde_json:
         .args(chromium_args(
             width.max(500),
             900,
-            &work.join(format!("profile-{width}")),
+            &work.join(format!("profile-{width}-{}", scheme.name())),
+            scheme,
         ))
         .arg("--dump-dom")
         .arg(format!(
@@ -106,7 +156,14 @@ fn measure(chromium: &Path, html: &Path, width: u32, work: &Path) -> serde_json:
     m
 }
 
-fn screenshot(chromium: &Path, page: &Path, width: u32, height: u32, out: &Path, work: &Path) {
+fn screenshot(
+    chromium: &Path,
+    page: &Path,
+    (width, height): (u32, u32),
+    scheme: Scheme,
+    out: &Path,
+    work: &Path,
+) {
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
     let target = if width < 500 {
         frame(page, width, work, "shot")
@@ -117,7 +174,8 @@ fn screenshot(chromium: &Path, page: &Path, width: u32, height: u32, out: &Path,
         .args(chromium_args(
             width.max(500),
             height,
-            &work.join(format!("shot-{width}")),
+            &work.join(format!("shot-{width}-{}", scheme.name())),
+            scheme,
         ))
         .arg(format!("--screenshot={}", out.display()))
         .arg(format!("file://{}", target.display()))
@@ -131,96 +189,118 @@ fn screenshot(chromium: &Path, page: &Path, width: u32, height: u32, out: &Path,
     );
 }
 
-/// Previews `post` and checks what a reader would see at 375 and 600 px.
-fn look_at(chromium: &Path, post: &Path, name: &str) -> Vec<String> {
+/// Previews `post` (with `extra` arguments, such as `--fit`) and checks
+/// what a reader would see at 375 and 600 px, in light and dark mode.
+fn look_at(chromium: &Path, post: &Path, name: &str, extra: &[&str]) -> Vec<String> {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("preview");
-    let o = herald(
-        tmp.path(),
-        &[
-            "preview",
-            post.to_str().unwrap(),
-            "--config",
-            example_config().to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ],
-    );
+    let config = example_config();
+    let mut args = vec![
+        "preview",
+        post.to_str().unwrap(),
+        "--config",
+        config.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    let o = herald(tmp.path(), &args);
     assert!(o.status.success(), "{}", stderr(&o));
     let expected = expected(post);
     let html = out.join("email.html");
     let shots = repo().join("target/screenshots");
     let mut problems = Vec::new();
-    for width in [375u32, 600] {
-        let m = measure(chromium, &html, width, tmp.path());
-        let (inner, scroll) = (
-            m["innerWidth"].as_f64().unwrap(),
-            m["scrollWidth"].as_f64().unwrap(),
-        );
-        if scroll > inner {
-            problems.push(format!(
-                "{name} at {width}px: the page is {scroll}px wide, so readers scroll sideways"
-            ));
+    for scheme in [Scheme::Light, Scheme::Dark] {
+        for width in [375u32, 600] {
+            let label = format!("{name} at {width}px ({} mode)", scheme.name());
+            let m = measure(chromium, &html, width, scheme, tmp.path());
+            problems.extend(problems_seen(&m, width, &label, &expected));
+            screenshot(
+                chromium,
+                &html,
+                (width, 2400),
+                scheme,
+                &shots.join(format!("{name}-{width}-{}.png", scheme.name())),
+                tmp.path(),
+            );
         }
-        let headings = m["headings"].as_array().unwrap();
-        let title_shown = headings
-            .iter()
-            .any(|h| h["shown"] == true && h["box"]["h"].as_f64().unwrap() > 0.0);
-        if !title_shown {
-            problems.push(format!("{name} at {width}px: the title is not visible"));
-        }
-        let shown_h2: Vec<String> = headings
-            .iter()
-            .filter(|h| h["shown"] == true)
-            .map(|h| h["text"].as_str().unwrap().to_string())
-            .collect();
-        if shown_h2.len() < expected.top_sections + 1 {
-            problems.push(format!(
-                "{name} at {width}px: {} headings visible, expected the title and {} sections",
-                shown_h2.len(),
-                expected.top_sections
-            ));
-        }
-        for h in headings {
-            if h["box"]["w"].as_f64().unwrap() > inner {
-                problems.push(format!(
-                    "{name} at {width}px: heading wider than the screen: {}",
-                    h["text"]
-                ));
-            }
-        }
-        let text = m["text"].as_str().unwrap();
-        if !text.contains("Unsubscribe") || !text.contains("View in browser") {
-            problems.push(format!("{name} at {width}px: the footer is not visible"));
-        }
-        if width == 375 {
-            for b in m["buttons"].as_array().unwrap() {
-                let h = b["box"]["h"].as_f64().unwrap();
-                if h < 44.0 {
-                    problems.push(format!(
-                        "{name} on a phone: button {} is {h}px tall, under 44px",
-                        b["text"]
-                    ));
-                }
-            }
-        }
-        screenshot(
-            chromium,
-            &html,
-            width,
-            2400,
-            &shots.join(format!("{name}-{width}.png")),
-            tmp.path(),
-        );
     }
     screenshot(
         chromium,
         &out.join("index.html"),
-        1700,
-        1300,
+        (1700, 1300),
+        Scheme::Light,
         &shots.join(format!("{name}-index.png")),
         tmp.path(),
     );
+    problems
+}
+
+/// What a reader would find wrong in one rendering.
+fn problems_seen(
+    m: &serde_json::Value,
+    width: u32,
+    name: &str,
+    expected: &Expected,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let (inner, scroll) = (
+        m["innerWidth"].as_f64().unwrap(),
+        m["scrollWidth"].as_f64().unwrap(),
+    );
+    if scroll > inner {
+        problems.push(format!(
+            "{name}: the page is {scroll}px wide, so readers scroll sideways"
+        ));
+    }
+    let headings = m["headings"].as_array().unwrap();
+    let title_shown = headings
+        .iter()
+        .any(|h| h["shown"] == true && h["box"]["h"].as_f64().unwrap() > 0.0);
+    if !title_shown {
+        problems.push(format!("{name}: the title is not visible"));
+    }
+    let shown_h2: Vec<String> = headings
+        .iter()
+        .filter(|h| h["shown"] == true)
+        .map(|h| h["text"].as_str().unwrap().to_string())
+        .collect();
+    if shown_h2.len() < expected.top_sections + 1 {
+        problems.push(format!(
+            "{name}: {} headings visible, expected the title and {} sections",
+            shown_h2.len(),
+            expected.top_sections
+        ));
+    }
+    for h in headings {
+        if h["box"]["w"].as_f64().unwrap() > inner {
+            problems.push(format!(
+                "{name}: heading wider than the screen: {}",
+                h["text"]
+            ));
+        }
+    }
+    let text = m["text"].as_str().unwrap();
+    if !text.contains("Unsubscribe") || !text.contains("View in browser") {
+        problems.push(format!("{name}: the footer is not visible"));
+    }
+    if width < 500 {
+        for b in m["buttons"].as_array().unwrap() {
+            let h = b["box"]["h"].as_f64().unwrap();
+            if h < 44.0 {
+                problems.push(format!(
+                    "{name}: button {} is {h}px tall, under 44px",
+                    b["text"]
+                ));
+            }
+        }
+    }
+    for t in m["lowContrast"].as_array().unwrap() {
+        problems.push(format!(
+            "{name}: hard to read: {} in {} on {} (contrast {}:1)",
+            t["text"], t["color"], t["background"], t["ratio"]
+        ));
+    }
     problems
 }
 
@@ -231,22 +311,35 @@ fn chromium() -> Option<PathBuf> {
 #[test]
 fn the_example_looks_right_on_a_phone_and_a_desktop() {
     let Some(chromium) = chromium() else { return };
-    let problems = look_at(&chromium, &example_post(), "example");
+    let problems = look_at(&chromium, &example_post(), "example", &[]);
     assert!(problems.is_empty(), "{problems:#?}");
-    assert!(repo().join("target/screenshots/example-375.png").is_file());
+    assert!(
+        repo()
+            .join("target/screenshots/example-375-light.png")
+            .is_file()
+    );
+    assert!(
+        repo()
+            .join("target/screenshots/example-375-dark.png")
+            .is_file()
+    );
 }
 
+/// Every post of the corpus; the annual reports as `--fit` digests, as
+/// they would be sent.
 #[test]
-fn the_corpus_newsletters_look_right_on_a_phone_and_a_desktop() {
+fn every_corpus_post_looks_right_on_a_phone_and_a_desktop() {
     let Some(chromium) = chromium() else { return };
     let Some(files) = corpus_files() else { return };
     let mut problems = Vec::new();
-    for post in files
-        .iter()
-        .filter(|p| p.to_string_lossy().contains("/newsletters/"))
-    {
+    for post in &files {
         let name = post.file_stem().unwrap().to_string_lossy().into_owned();
-        problems.extend(look_at(&chromium, post, &name));
+        let fit: &[&str] = if post.parent().unwrap().ends_with("annual-reports") {
+            &["--fit"]
+        } else {
+            &[]
+        };
+        problems.extend(look_at(&chromium, post, &name, fit));
     }
     assert!(problems.is_empty(), "{problems:#?}");
 }
