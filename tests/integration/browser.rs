@@ -46,7 +46,7 @@ const MEASURE: &str = r#"<script>
   // is at least 500 px wide); the result goes to the page that --dump-dom prints.
   var target = (window.parent && window.parent !== window) ? window.parent.document : document;
   var pre = target.createElement('pre');
-  pre.id = 'herald-metrics';
+  pre.id = 'herald-metrics-' + window.innerWidth;
   pre.textContent = JSON.stringify(r);
   target.body.appendChild(pre);
 })();
@@ -92,31 +92,43 @@ fn chromium_args(width: u32, height: u32, profile: &Path, scheme: Scheme) -> Vec
     args
 }
 
-/// A page showing `page` in an iframe exactly `width` px wide: Chromium's
-/// headless window cannot be narrower than 500 px, a phone is 375.
-fn frame(page: &Path, width: u32, work: &Path, name: &str) -> PathBuf {
-    let wrapper = work.join(format!("{name}-frame-{width}.html"));
+/// The widths a reader sees the email at: a phone and a desktop.
+const WIDTHS: [u32; 2] = [375, 600];
+/// The page holding one frame per width, side by side.
+const WINDOW: (u32, u32) = (1040, 2400);
+
+/// A page showing `page` in iframes exactly as wide as [`WIDTHS`]:
+/// Chromium's headless window cannot be narrower than 500 px, a phone is
+/// 375, and one Chromium start serves both widths.
+fn frames(page: &Path, work: &Path, name: &str) -> PathBuf {
+    let wrapper = work.join(format!("{name}-frames.html"));
+    let frames: String = WIDTHS
+        .iter()
+        .map(|w| {
+            format!(
+                "<iframe src=\"file://{}\" style=\"width:{w}px;height:{}px;border:0;margin-right:24px;vertical-align:top\"></iframe>",
+                page.display(),
+                WINDOW.1
+            )
+        })
+        .collect();
     std::fs::write(
         &wrapper,
-        format!(
-            "<!doctype html><html><body style=\"margin:0\"><iframe src=\"file://{}\" style=\"width:{width}px;height:2400px;border:0;display:block\"></iframe></body></html>",
-            page.display()
-        ),
+        format!("<!doctype html><html><body style=\"margin:0;white-space:nowrap\">{frames}</body></html>"),
     )
     .unwrap();
     wrapper
 }
 
-/// Layout facts of `html` at `width` px, as seen by Chromium.
+/// Layout facts of `html` at each of [`WIDTHS`], as seen by Chromium.
 fn measure(
     chromium: &Path,
     html: &Path,
-    width: u32,
     scheme: Scheme,
     work: &Path,
-) -> serde_json::Value {
+) -> Vec<(u32, serde_json::Value)> {
     let page = std::fs::read_to_string(html).unwrap();
-    let measured = work.join(format!("measure-{width}.html"));
+    let measured = work.join("measure.html");
     std::fs::write(
         &measured,
         page.replacen("</body>", &format!("{MEASURE}</body>"), 1),
@@ -124,36 +136,37 @@ fn measure(
     .unwrap();
     let o = Command::new(chromium)
         .args(chromium_args(
-            width.max(500),
+            WINDOW.0,
             900,
-            &work.join(format!("profile-{width}-{}", scheme.name())),
+            &work.join(format!("profile-{}", scheme.name())),
             scheme,
         ))
         .arg("--dump-dom")
         .arg(format!(
             "file://{}",
-            frame(&measured, width, work, "measure").display()
+            frames(&measured, work, "measure").display()
         ))
         .output()
         .unwrap();
     let dom = stdout(&o);
-    let start = dom
-        .find("<pre id=\"herald-metrics\">")
-        .unwrap_or_else(|| panic!("no metrics from Chromium: {}", stderr(&o)));
-    let json = &dom[start + "<pre id=\"herald-metrics\">".len()..];
-    let json = &json[..json.find("</pre>").unwrap()];
-    let json = json
-        .replace("&amp;", "&")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"");
-    let m: serde_json::Value = serde_json::from_str(&json).unwrap();
-    assert_eq!(
-        m["innerWidth"].as_f64(),
-        Some(width as f64),
-        "the email was not laid out at {width}px"
-    );
-    m
+    WIDTHS
+        .iter()
+        .map(|&width| {
+            let tag = format!("<pre id=\"herald-metrics-{width}\">");
+            let start = dom
+                .find(&tag)
+                .unwrap_or_else(|| panic!("no metrics at {width}px from Chromium: {}", stderr(&o)));
+            let json = &dom[start + tag.len()..];
+            let json = &json[..json.find("</pre>").unwrap()];
+            let json = json
+                .replace("&amp;", "&")
+                .replace("&lt;", "<")
+                .replace("&gt;", ">")
+                .replace("&quot;", "\"");
+            let m: serde_json::Value = serde_json::from_str(&json).unwrap();
+            (width, m)
+        })
+        .collect()
 }
 
 fn screenshot(
@@ -165,20 +178,15 @@ fn screenshot(
     work: &Path,
 ) {
     std::fs::create_dir_all(out.parent().unwrap()).unwrap();
-    let target = if width < 500 {
-        frame(page, width, work, "shot")
-    } else {
-        page.to_path_buf()
-    };
     let o = Command::new(chromium)
         .args(chromium_args(
-            width.max(500),
+            width,
             height,
-            &work.join(format!("shot-{width}-{}", scheme.name())),
+            &work.join(format!("shot-{}", scheme.name())),
             scheme,
         ))
         .arg(format!("--screenshot={}", out.display()))
-        .arg(format!("file://{}", target.display()))
+        .arg(format!("file://{}", page.display()))
         .output()
         .unwrap();
     assert!(
@@ -211,19 +219,18 @@ fn look_at(chromium: &Path, post: &Path, name: &str, extra: &[&str]) -> Vec<Stri
     let shots = repo().join("target/screenshots");
     let mut problems = Vec::new();
     for scheme in [Scheme::Light, Scheme::Dark] {
-        for width in [375u32, 600] {
+        for (width, m) in measure(chromium, &html, scheme, tmp.path()) {
             let label = format!("{name} at {width}px ({} mode)", scheme.name());
-            let m = measure(chromium, &html, width, scheme, tmp.path());
             problems.extend(problems_seen(&m, width, &label, &expected));
-            screenshot(
-                chromium,
-                &html,
-                (width, 2400),
-                scheme,
-                &shots.join(format!("{name}-{width}-{}.png", scheme.name())),
-                tmp.path(),
-            );
         }
+        screenshot(
+            chromium,
+            &frames(&html, tmp.path(), "shot"),
+            WINDOW,
+            scheme,
+            &shots.join(format!("{name}-{}.png", scheme.name())),
+            tmp.path(),
+        );
     }
     screenshot(
         chromium,
@@ -313,16 +320,9 @@ fn the_example_looks_right_on_a_phone_and_a_desktop() {
     let Some(chromium) = chromium() else { return };
     let problems = look_at(&chromium, &example_post(), "example", &[]);
     assert!(problems.is_empty(), "{problems:#?}");
-    assert!(
-        repo()
-            .join("target/screenshots/example-375-light.png")
-            .is_file()
-    );
-    assert!(
-        repo()
-            .join("target/screenshots/example-375-dark.png")
-            .is_file()
-    );
+    for shot in ["example-light.png", "example-dark.png", "example-index.png"] {
+        assert!(repo().join("target/screenshots").join(shot).is_file());
+    }
 }
 
 /// Every post of the corpus; the annual reports as `--fit` digests, as
@@ -331,15 +331,33 @@ fn the_example_looks_right_on_a_phone_and_a_desktop() {
 fn every_corpus_post_looks_right_on_a_phone_and_a_desktop() {
     let Some(chromium) = chromium() else { return };
     let Some(files) = corpus_files() else { return };
-    let mut problems = Vec::new();
-    for post in &files {
-        let name = post.file_stem().unwrap().to_string_lossy().into_owned();
-        let fit: &[&str] = if post.parent().unwrap().ends_with("annual-reports") {
-            &["--fit"]
-        } else {
-            &[]
-        };
-        problems.extend(look_at(&chromium, post, &name, fit));
-    }
+    // Two at a time: most of a Chromium start is waiting, not computing.
+    let problems: Vec<String> = std::thread::scope(|scope| {
+        let half = files.len().div_ceil(2);
+        let workers: Vec<_> = files
+            .chunks(half)
+            .map(|chunk| {
+                let chromium = &chromium;
+                scope.spawn(move || {
+                    let mut problems = Vec::new();
+                    for post in chunk {
+                        let name = post.file_stem().unwrap().to_string_lossy().into_owned();
+                        let fit: &[&str] = if post.parent().unwrap().ends_with("annual-reports") {
+                            &["--fit"]
+                        } else {
+                            &[]
+                        };
+                        problems.extend(look_at(chromium, post, &name, fit));
+                    }
+                    problems
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
     assert!(problems.is_empty(), "{problems:#?}");
+    eprintln!("looked at {} corpus posts", files.len());
 }
