@@ -62,7 +62,8 @@ struct Job {
     seq: i64,
     email: String,
     envelope: Envelope,
-    bytes: Vec<u8>,
+    /// The message as it goes after DATA: dot-stuffed, ending in `.`.
+    data: Data,
 }
 
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -330,7 +331,7 @@ fn build_jobs(
                         seq: row.seq,
                         email: row.email,
                         envelope,
-                        bytes: built.bytes,
+                        data: Data::new(&built.bytes),
                     };
                     if jobs.blocking_send(job).is_err() {
                         // The workers stopped (interrupted, or a fatal error).
@@ -539,7 +540,7 @@ async fn transaction(
         }
         params.push(MailParameter::SmtpUtfEight);
     }
-    if !job.bytes.is_ascii() && c.server_info().supports_feature(Extension::EightBitMime) {
+    if !job.data.ascii && c.server_info().supports_feature(Extension::EightBitMime) {
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
     c.command(Mail::new(job.envelope.from().cloned(), params))
@@ -558,7 +559,13 @@ async fn transaction(
             "the journal cannot record the send (is the disk full?); nothing more is sent".into(),
         ));
     }
-    let response = c.message(&job.bytes).await.map_err(Failure::from_lettre)?;
+    let response = match &job.data.text {
+        // One write of the prepared text; lettre's own `message` would
+        // dot-stuff it again byte by byte, on the connection's task.
+        Some(text) => c.command(text).await,
+        None => c.message(&job.data.bytes).await,
+    }
+    .map_err(Failure::from_lettre)?;
     Ok(format!(
         "{} {}",
         response.code(),
@@ -566,7 +573,98 @@ async fn transaction(
     ))
 }
 
+/// A message ready for the DATA phase, prepared on the builder thread.
+struct Data {
+    /// Dot-stuffed (RFC 5321 4.5.2) and ending with `CRLF.CRLF`, when the
+    /// message is UTF-8 (always, for what herald builds: 7-bit or 8-bit text).
+    text: Option<String>,
+    /// Otherwise the message as built, for lettre to stuff.
+    bytes: Vec<u8>,
+    ascii: bool,
+}
+
+impl Data {
+    fn new(message: &[u8]) -> Data {
+        let ascii = message.is_ascii();
+        match String::from_utf8(dot_stuff(message)) {
+            Ok(text) => Data {
+                text: Some(text),
+                bytes: Vec::new(),
+                ascii,
+            },
+            Err(_) => Data {
+                text: None,
+                bytes: message.to_vec(),
+                ascii,
+            },
+        }
+    }
+}
+
+/// Doubles a `.` that starts a line, and ends the message with
+/// `CRLF.CRLF`, exactly as lettre's `message` does.
+fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    let mut from = 0;
+    if message.first() == Some(&b'.') {
+        out.push(b'.');
+    }
+    for at in memchr::memmem::find_iter(message, b"\r\n.") {
+        out.extend_from_slice(&message[from..at + 2]);
+        out.push(b'.');
+        from = at + 2;
+    }
+    out.extend_from_slice(&message[from..]);
+    out.extend_from_slice(b"\r\n.\r\n");
+    out
+}
+
 /// A log line on stderr (the progress bar, when shown, is redrawn after it).
 pub fn tracing_line(msg: &str) {
     eprintln!("herald: {msg}");
+}
+
+#[cfg(test)]
+mod tests {
+    /// lettre's `ClientCodec`, byte by byte, as the reference.
+    fn reference(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (mut cr, mut start) = (false, true);
+        for &b in message {
+            out.push(b);
+            if b == b'.' && start {
+                out.push(b'.');
+            }
+            start = cr && b == b'\n';
+            cr = b == b'\r';
+        }
+        out.extend_from_slice(b"\r\n.\r\n");
+        out
+    }
+
+    #[test]
+    fn dot_stuffing_matches_lettre() {
+        for m in [
+            &b""[..],
+            b".",
+            b".hidden\r\n..two\r\n.\r\nend",
+            b"a\r\n.\r\n.",
+            b"a\n.b\r.c\r\n\r\n.d",
+            b"no dots here\r\n",
+        ] {
+            assert_eq!(
+                super::dot_stuff(m),
+                reference(m),
+                "{:?}",
+                String::from_utf8_lossy(m)
+            );
+        }
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..2000 {
+            let m: Vec<u8> = (0..rng.usize(0..40))
+                .map(|_| *rng.choice(b"\r\n.a").unwrap())
+                .collect();
+            assert_eq!(super::dot_stuff(&m), reference(&m), "{m:?}");
+        }
+    }
 }
