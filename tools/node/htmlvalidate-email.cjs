@@ -9,8 +9,8 @@
 // headings and the rest are defects in herald's output and are fixed there.
 // "(mrml)" marks what only mrml's own output needs (its head boilerplate and
 // the Outlook table scaffolding around every section); herald's own fragments
-// (src/render/mjml.rs, templates/*.mjml) need none of these exceptions except
-// inline styles and the id rule.
+// (src/render/mjml.rs, templates/*.mjml) need only the inline styles, the
+// void-element style and the relaxed id rule.
 "use strict";
 
 module.exports = {
@@ -66,7 +66,7 @@ module.exports = {
         // (mrml) mrml writes a lowercase <!doctype html>; case means nothing to HTML.
         "doctype-style": "off",
 
-        // (mrml) mrml writes <img ... /> but <meta ...>; both forms are valid HTML5.
+        // mrml writes <img ... /> but <meta ...>, herald <br />: both forms are valid HTML5.
         "void-style": "off",
 
         // (mrml) The wrapper is <div role="article" aria-roledescription="email">,
