@@ -1438,11 +1438,19 @@ pub fn anchor(text: &str) -> String {
         .collect()
 }
 
+/// Numbers repeated anchors as the website's slugger (github-slugger) does:
+/// `a`, `a-1`, `a-2`, and a suffixed anchor that a later heading already
+/// spells (`Community 1` after two `Community`) is numbered on, so no two
+/// headings ever share an id.
 fn unique_anchor(text: &str, used: &mut BTreeMap<String, usize>) -> String {
     let base = anchor(text);
-    let n = used.entry(base.clone()).or_insert(0);
-    let out = if *n == 0 { base } else { format!("{base}-{n}") };
-    *n += 1;
+    let mut out = base.clone();
+    while used.contains_key(&out) {
+        let n = used.get_mut(&base).expect("the base is taken first");
+        *n += 1;
+        out = format!("{base}-{n}");
+    }
+    used.insert(out.clone(), 0);
     out
 }
 
@@ -1633,6 +1641,13 @@ mod tests {
         );
         assert!(matches!(&c.sections[0].blocks[2], Block::Heading(h) if h.level == 2));
         assert!(matches!(&c.sections[1].heading.inlines[0], Inline::Link(_)));
+    }
+
+    #[test]
+    fn section_anchors_are_unique() {
+        let c = build_body("# A\n\n# A\n\n# A 1\n\n# A\n\n# a-1-1\n");
+        let anchors: Vec<&str> = c.sections.iter().map(|s| s.anchor.as_str()).collect();
+        assert_eq!(anchors, ["a", "a-1", "a-1-1", "a-2", "a-1-1-1"]);
     }
 
     #[test]

@@ -264,17 +264,26 @@ impl Writer<'_> {
                 out.push_str("</pre>\n");
             }
             Block::Table { head, rows } => {
-                out.push_str("<table role=\"presentation\" style=\"width:100%;border-collapse:collapse;margin:0 0 16px;font-size:14px;line-height:1.4\">");
+                // A table with a header row holds data: screen readers should
+                // announce it as a table, each header cell naming its column.
+                // One without is as likely layout, and is presented as such.
+                let role = if head.is_empty() {
+                    " role=\"presentation\""
+                } else {
+                    ""
+                };
+                out.push_str(&format!("<table{role} style=\"width:100%;border-collapse:collapse;margin:0 0 16px;font-size:14px;line-height:1.4\">"));
                 if !head.is_empty() {
-                    out.push_str("<tr>");
+                    out.push_str("<thead><tr>");
                     for cell in head {
                         out.push_str(&format!(
-                            "<th style=\"text-align:left;padding:6px 8px;border-bottom:2px solid {NAVY};color:{NAVY}\">{}</th>",
+                            "<th scope=\"col\" style=\"text-align:left;padding:6px 8px;border-bottom:2px solid {NAVY};color:{NAVY}\">{}</th>",
                             self.inlines(cell)
                         ));
                     }
-                    out.push_str("</tr>\n");
+                    out.push_str("</tr></thead>\n");
                 }
+                out.push_str("<tbody>");
                 for row in rows {
                     out.push_str("<tr>");
                     for cell in row {
@@ -285,7 +294,7 @@ impl Writer<'_> {
                     }
                     out.push_str("</tr>\n");
                 }
-                out.push_str("</table>\n");
+                out.push_str("</tbody></table>\n");
             }
             Block::Images(imgs) => {
                 out.push_str("<p style=\"margin:0 0 16px\">");
