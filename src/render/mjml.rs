@@ -73,7 +73,7 @@ pub fn mjml(content: &Content, config: &Config, accent: &str) -> String {
             .sections
             .iter()
             .map(|s| SectionView {
-                heading: w.inlines(&s.heading.inlines),
+                heading: w.heading_inlines(&s.heading.inlines),
                 anchor: s.anchor.clone(),
                 parts: w.parts(&s.blocks, s.heading.level),
             })
@@ -213,7 +213,7 @@ impl Writer<'_> {
                 out.push_str(&format!(
                     "<{tag} style=\"margin:24px 0 8px;font-size:{size}px;line-height:1.35;font-weight:bold;color:{NAVY}\">"
                 ));
-                out.push_str(&self.inlines(&h.inlines));
+                out.push_str(&self.heading_inlines(&h.inlines));
                 out.push_str(&format!("</{tag}>\n"));
             }
             Block::Paragraph(i) => {
@@ -331,6 +331,12 @@ impl Writer<'_> {
             Some(href) => out.push_str(&format!("<a href=\"{}\">{tag}</a>", html::attr(href))),
             None => out.push_str(&tag),
         }
+    }
+
+    /// A heading's inlines: a link in a heading keeps the heading's colour,
+    /// written inline (Gmail's apps drop `<style>` blocks).
+    fn heading_inlines(&self, inlines: &[Inline]) -> String {
+        Writer { accent: NAVY }.inlines(inlines)
     }
 
     pub fn inlines(&self, inlines: &[Inline]) -> String {
