@@ -12,7 +12,7 @@ use crate::config::Config;
 use crate::content::{self, Content};
 use crate::post::{self, Post};
 use crate::render::{self, Rendered};
-use crate::urls;
+use crate::{images, urls};
 
 /// One issue, read and rendered once; every recipient's copy comes from it.
 pub struct Issue {
@@ -25,8 +25,11 @@ impl Issue {
     /// Reads and renders a post.
     pub fn compose(path: &Path, config: &Config) -> anyhow::Result<Issue> {
         let post = post::load(path)?;
-        let content = content::build(&post, config);
-        let rendered = render::render(&content, config)?;
+        let mut content = content::build(&post, config);
+        // Once per issue: every recipient's message reuses the PNGs.
+        let images = images::rasterise(&post, &mut content, config);
+        let mut rendered = render::render(&content, config)?;
+        rendered.images = images;
         Ok(Issue {
             post,
             content,
