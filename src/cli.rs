@@ -46,7 +46,8 @@ enum Command {
     ///
     /// Writes email.html (what subscribers see), email.txt (the plain-text
     /// version), email.mjml (the layout source) and index.html (desktop,
-    /// phone and text views side by side) into preview/<post-name>/.
+    /// phone and text views side by side) into preview/<post-name>/, and
+    /// PNGs made from the post's SVG pictures into its assets/ folder.
     Preview {
         /// The post: a Markdown file with the website's front matter.
         post: PathBuf,
@@ -202,6 +203,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         "files": written.files,
                         "html_bytes": written.html_bytes,
                         "text_bytes": written.text_bytes,
+                        "upload": written.upload,
                         "findings": findings,
                     }),
                 )?;
@@ -223,6 +225,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     written.text_bytes as f64 / 1024.0,
                     written.dir.join("index.html").display()
                 )?;
+                if !written.upload.is_empty() {
+                    writeln!(
+                        stdout,
+                        "Upload these pictures before sending; the email loads them from the web:"
+                    )?;
+                    for u in &written.upload {
+                        writeln!(stdout, "  {} -> {}", u.file.display(), u.url)?;
+                    }
+                }
             }
             let errors = findings
                 .iter()
