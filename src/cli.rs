@@ -326,6 +326,9 @@ fn send(
     let started = std::time::Instant::now();
     let summary = send::dry_run(&opts, config, config_path)?;
     let seconds = started.elapsed().as_secs_f64();
+    for w in &summary.picture_warnings {
+        eprintln!("herald: warning: {w}");
+    }
     for f in &summary.fields_without_column {
         eprintln!(
             "herald: warning: the post uses the merge field {{{{ {f} }}}}, which the subscriber list has no column for; \

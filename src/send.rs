@@ -32,6 +32,8 @@ pub struct Summary {
     pub largest_message_bytes: usize,
     /// Merge fields the post uses that the list has no column for.
     pub fields_without_column: Vec<String>,
+    /// Pictures readers would miss: see [`picture_warnings`].
+    pub picture_warnings: Vec<String>,
 }
 
 /// A dry run: every message written to the outbox, nothing sent.
@@ -97,6 +99,7 @@ pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyho
         skipped_examples: Vec::new(),
         largest_message_bytes: 0,
         fields_without_column: fields_without_column(&issue, config, &columns, mode),
+        picture_warnings: picture_warnings(&issue, &opts.post),
     };
     let write_err =
         |e: std::io::Error| anyhow::anyhow!("cannot write to the outbox {} ({e})", dir.display());
@@ -202,6 +205,23 @@ fn test_recipients(to: &[String]) -> Result<Vec<Recipient>, InputError> {
 }
 
 /// Merge fields with no default that the subscriber list cannot fill.
+/// What `check` says about pictures readers would see broken or not at all
+/// (an SVG that stays SVG, a PNG that must be uploaded first) or that make
+/// every message bigger, said again when sending for whoever skipped
+/// `herald check`: `post:line: message (fix)`.
+pub fn picture_warnings(issue: &Issue, post: &Path) -> Vec<String> {
+    issue
+        .content
+        .findings
+        .iter()
+        .filter(|f| matches!(f.code, "svg-image" | "image-upload" | "large-inline-image"))
+        .map(|f| {
+            let line = f.line.map(|l| format!(":{l}")).unwrap_or_default();
+            format!("{}{line}: {} ({})", post.display(), f.message, f.fix)
+        })
+        .collect()
+}
+
 fn fields_without_column(
     issue: &Issue,
     config: &Config,
@@ -594,6 +614,9 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         }
     }
     plan.push('.');
+    for w in picture_warnings(&issue, &opts.post) {
+        eprintln!("herald: warning: {w}");
+    }
     eprintln!("{plan}");
     if !opts.yes {
         if !std::io::stdin().is_terminal() {

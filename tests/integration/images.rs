@@ -144,6 +144,10 @@ impl Setup {
 
     /// A test send to one address as a dry run; the one .eml written.
     fn dry_run(&self, env: &[(&str, &str)]) -> PathBuf {
+        self.dry_run_output(env).0
+    }
+
+    fn dry_run_output(&self, env: &[(&str, &str)]) -> (PathBuf, std::process::Output) {
         let outbox = self.work.join("outbox");
         let o = self.run(
             &[
@@ -160,7 +164,7 @@ impl Setup {
         assert!(o.status.success(), "{}", stderr(&o));
         let files = eml_files(&outbox);
         assert_eq!(files.len(), 1);
-        files[0].clone()
+        (files[0].clone(), o)
     }
 }
 
@@ -400,8 +404,14 @@ fn a_png_over_the_limit_is_linked_from_assets_url_for_uploading() {
     assert!(bytes.len() > 20 * 1024, "{} bytes", bytes.len());
     assert_eq!(decode_png(&bytes).0, 1000);
 
-    // The message links it; only the small logo travels inside.
-    let eml = s.dry_run(&[]);
+    // The message links it; only the small logo travels inside. Sending
+    // says again what to upload, for whoever skipped check.
+    let (eml, o) = s.dry_run_output(&[]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("warning") && err.contains(&url) && err.contains("upload"),
+        "{err}"
+    );
     let Some(python) = python_with("email") else {
         return;
     };
@@ -422,7 +432,7 @@ fn a_png_over_the_limit_is_linked_from_assets_url_for_uploading() {
 #[test]
 fn a_png_over_the_limit_without_assets_url_is_embedded_with_a_warning() {
     let s = Setup::new(
-        "# Logo\n\n![Green logo](/img/logos/viewbox.svg)\n",
+        "# Logo\n\n![Green logo](/img/logos/viewbox.svg)\n\n![Noise](/img/noisy.svg)\n",
         "assets_dir: website/static\ninline_image_limit: 1KB\n",
     );
     let (code, findings) = s.check();
@@ -431,16 +441,24 @@ fn a_png_over_the_limit_without_assets_url_is_embedded_with_a_warning() {
         .iter()
         .filter(|f| f["code"] == "large-inline-image")
         .collect();
-    assert_eq!(large.len(), 1, "{findings:?}");
+    assert_eq!(large.len(), 2, "{findings:?}");
     let message = large[0]["message"].as_str().unwrap();
     assert!(
         message.contains("/img/logos/viewbox.svg") && message.contains("inline_image_limit (1 KB)"),
         "{message}"
     );
     assert!(large[0]["fix"].as_str().unwrap().contains("assets_url"));
-    // Never a broken image: it travels inside the message.
-    let raw = std::fs::read_to_string(s.dry_run(&[])).unwrap();
-    assert!(raw.contains("Content-Type: image/png"), "{raw:.3000}");
+    // Never a broken image: both travel inside the message.
+    let eml = s.dry_run(&[]);
+    let raw = std::fs::read_to_string(&eml).unwrap();
+    assert_eq!(raw.matches("Content-Type: image/png").count(), 2);
+    // Gmail clips on the size of the HTML part alone: a message made big
+    // by its pictures is no gmail-clip finding.
+    assert!(raw.len() > 200 * 1024, "{} bytes", raw.len());
+    assert!(
+        !findings.iter().any(|f| f["code"] == "gmail-clip"),
+        "{findings:?}"
+    );
 }
 
 #[test]
@@ -498,6 +516,13 @@ fn svgs_herald_cannot_convert_are_named_with_their_line_and_what_to_do() {
         "{findings:?}"
     );
     assert!(message(16).contains("example.com"), "{findings:?}");
+    // Sending says so too, for whoever skipped check.
+    let (_, o) = s.dry_run_output(&[]);
+    let err = stderr(&o);
+    assert!(
+        err.contains("post.md:12: the image https://openinfra.org/img/missing.svg is an SVG"),
+        "{err}"
+    );
     // Those stay SVG addresses in the email (never a cid: without a part).
     let out = s.preview();
     let html = std::fs::read_to_string(out.join("email.html")).unwrap();
