@@ -374,9 +374,7 @@ impl Composer {
             bytes: message.formatted(),
         })
     }
-}
 
-impl Composer {
     /// `multipart/related`: the HTML, then the PNGs it shows as `cid:`
     /// (RFC 2387, with the `type` parameter it requires; lettre's own
     /// `MultiPart::related()` leaves it out).
