@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::content::{Block, Content, Image, Inline, Link};
+use crate::content::{Block, Content, Inline, Link};
 use crate::post::Post;
 use crate::render::Rendered;
 
@@ -99,28 +99,15 @@ pub fn check(
         );
     }
 
-    let mut images: Vec<&Image> = Vec::new();
+    // SVG pictures are checked where they are turned into PNGs
+    // (`svg-image`, `image-upload`, `large-inline-image`: see crate::images).
     let mut links: Vec<&Link> = Vec::new();
     let heading_lines: Vec<usize> = content.sections.iter().map(|s| s.heading.line).collect();
     for s in &content.sections {
-        collect_inlines(&s.heading.inlines, &mut images, &mut links);
+        collect_inlines(&s.heading.inlines, &mut links);
     }
-    collect(content.all_blocks(), &mut images, &mut links);
+    collect(content.all_blocks(), &mut links);
 
-    for img in &images {
-        if is_svg(&img.src) {
-            add(
-                Severity::Warning,
-                "svg-image",
-                Some(img.line),
-                format!(
-                    "the image {} is an SVG; Gmail and Outlook do not show SVG images",
-                    img.src
-                ),
-                "Use a PNG or JPG version of the picture (export it at twice the width it is shown at).",
-            );
-        }
-    }
     for link in &links {
         if is_google_doc(&link.url) {
             let where_ = if heading_lines.contains(&link.line) {
@@ -203,47 +190,35 @@ pub fn check(
     out
 }
 
-fn collect<'a>(
-    blocks: impl Iterator<Item = &'a Block>,
-    images: &mut Vec<&'a Image>,
-    links: &mut Vec<&'a Link>,
-) {
+fn collect<'a>(blocks: impl Iterator<Item = &'a Block>, links: &mut Vec<&'a Link>) {
     for b in blocks {
         match b {
-            Block::Heading(h) => collect_inlines(&h.inlines, images, links),
-            Block::Paragraph(i) => collect_inlines(i, images, links),
+            Block::Heading(h) => collect_inlines(&h.inlines, links),
+            Block::Paragraph(i) => collect_inlines(i, links),
             Block::List { items, .. } => {
                 for item in items {
-                    collect(item.iter(), images, links)
+                    collect(item.iter(), links)
                 }
             }
-            Block::Quote(inner) => collect(inner.iter(), images, links),
-            Block::Images(imgs) => images.extend(imgs.iter()),
+            Block::Quote(inner) => collect(inner.iter(), links),
             Block::Table { head, rows } => {
                 for cell in head.iter().chain(rows.iter().flatten()) {
-                    collect_inlines(cell, images, links)
+                    collect_inlines(cell, links)
                 }
             }
-            Block::Button(_) | Block::Code(_) | Block::Rule => {}
+            Block::Images(_) | Block::Button(_) | Block::Code(_) | Block::Rule => {}
         }
     }
 }
 
-fn collect_inlines<'a>(
-    inlines: &'a [Inline],
-    images: &mut Vec<&'a Image>,
-    links: &mut Vec<&'a Link>,
-) {
+fn collect_inlines<'a>(inlines: &'a [Inline], links: &mut Vec<&'a Link>) {
     for i in inlines {
         match i {
-            Inline::Image(img) => images.push(img),
             Inline::Link(l) => {
                 links.push(l);
-                collect_inlines(&l.children, images, links)
+                collect_inlines(&l.children, links)
             }
-            Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => {
-                collect_inlines(c, images, links)
-            }
+            Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => collect_inlines(c, links),
             _ => {}
         }
     }

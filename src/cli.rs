@@ -52,7 +52,8 @@ enum Command {
     ///
     /// Writes email.html (what subscribers see), email.txt (the plain-text
     /// version), email.mjml (the layout source) and index.html (desktop,
-    /// phone and text views side by side) into preview/<post-name>/.
+    /// phone and text views side by side) into preview/<post-name>/, and
+    /// PNGs made from the post's SVG pictures into its assets/ folder.
     Preview {
         /// The post: a Markdown file with the website's front matter.
         post: PathBuf,
@@ -211,6 +212,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                         "files": written.files,
                         "html_bytes": written.html_bytes,
                         "text_bytes": written.text_bytes,
+                        "upload": written.upload,
                         "findings": findings,
                     }),
                 )?;
@@ -232,6 +234,15 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     written.text_bytes as f64 / 1024.0,
                     written.dir.join("index.html").display()
                 )?;
+                if !written.upload.is_empty() {
+                    writeln!(
+                        stdout,
+                        "Upload these pictures before sending; the email loads them from the web:"
+                    )?;
+                    for u in &written.upload {
+                        writeln!(stdout, "  {} -> {}", u.file.display(), u.url)?;
+                    }
+                }
             }
             let errors = findings
                 .iter()
@@ -324,6 +335,9 @@ fn send(
     let started = std::time::Instant::now();
     let summary = send::dry_run(&opts, config, config_path)?;
     let seconds = started.elapsed().as_secs_f64();
+    for w in &summary.picture_warnings {
+        eprintln!("herald: warning: {w}");
+    }
     for f in &summary.fields_without_column {
         eprintln!(
             "herald: warning: the post uses the merge field {{{{ {f} }}}}, which the subscriber list has no column for; \

@@ -81,6 +81,22 @@ pub struct Config {
     /// each section's start with a "Continue reading" button to the web
     /// version (the same as `--fit` on every command).
     pub fit: Option<bool>,
+    /// A local copy of the website's `static/` folder, where the picture
+    /// `/img/x.svg` is the file `<assets_dir>/img/x.svg`: herald turns SVG
+    /// pictures it finds there into PNGs, since Gmail and Outlook do not show
+    /// SVG. A relative path is taken from the folder of the config file
+    /// (from the current folder when it comes from `HERALD_ASSETS_DIR`).
+    pub assets_dir: Option<String>,
+    /// Where pictures too large to travel inside the message are put on the
+    /// web, like `https://openinfra.org/img/email/`: the email links
+    /// `<assets_url><file name>`, and you upload the file `herald preview`
+    /// writes to `preview/<post>/assets/`.
+    pub assets_url: Option<String>,
+    /// A PNG made from an SVG up to this size travels inside each message;
+    /// a larger one is linked from `assets_url`. `20KB` (the default),
+    /// `50KB`, `1MB`, or `0` to link every one.
+    #[serde(deserialize_with = "string_or_number")]
+    pub inline_image_limit: Option<String>,
 }
 
 /// Settings that can come from `HERALD_<NAME>`: (variable, setting).
@@ -106,7 +122,27 @@ const ENV: &[(&str, Setting)] = &[
     ("HERALD_BATCH_PAUSE", |c| &mut c.batch_pause),
     ("HERALD_JOURNAL_DIR", |c| &mut c.journal_dir),
     ("HERALD_LATE_GRACE", |c| &mut c.late_grace),
+    ("HERALD_ASSETS_DIR", |c| &mut c.assets_dir),
+    ("HERALD_ASSETS_URL", |c| &mut c.assets_url),
+    ("HERALD_INLINE_IMAGE_LIMIT", |c| &mut c.inline_image_limit),
 ];
+
+/// A setting written as text or as a bare number (`inline_image_limit: 0`).
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Value {
+        Number(u64),
+        Text(String),
+    }
+    Ok(Option::<Value>::deserialize(d)?.map(|v| match v {
+        Value::Number(n) => n.to_string(),
+        Value::Text(s) => s,
+    }))
+}
+
+/// The default of `inline_image_limit`.
+pub const DEFAULT_INLINE_IMAGE_LIMIT: usize = 20 * 1024;
 
 impl Config {
     /// Loads the config: `explicit` if given (it must exist), else
@@ -118,7 +154,11 @@ impl Config {
             None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
         };
         let mut config = match &path {
-            Some(p) => Self::read(p)?,
+            Some(p) => {
+                let mut c = Self::read(p)?;
+                c.resolve_paths(p);
+                c
+            }
             None => Config::default(),
         };
         config.apply_env(|k| std::env::var(k).ok());
@@ -157,6 +197,27 @@ impl Config {
         })
     }
 
+    /// A relative `assets_dir` in a config file means relative to that
+    /// file's folder: herald.yaml usually sits next to the website checkout,
+    /// and cron runs herald from elsewhere.
+    fn resolve_paths(&mut self, config_file: &Path) {
+        if let Some(dir) = &self.assets_dir {
+            let p = Path::new(dir);
+            if p.is_relative() {
+                let base = config_file.parent().unwrap_or(Path::new(""));
+                self.assets_dir = Some(base.join(p).to_string_lossy().into_owned());
+            }
+        }
+    }
+
+    /// `inline_image_limit` in bytes (validated by [`Config::load`]).
+    pub fn inline_image_limit(&self) -> usize {
+        self.inline_image_limit
+            .as_deref()
+            .and_then(|s| parse_size(s).ok())
+            .unwrap_or(DEFAULT_INLINE_IMAGE_LIMIT)
+    }
+
     fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
         for (name, field) in ENV {
             if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
@@ -170,6 +231,7 @@ impl Config {
         for (name, value) in [
             ("site_url", &self.site_url),
             ("unsubscribe_url", &self.unsubscribe_url),
+            ("assets_url", &self.assets_url),
         ] {
             if let Some(v) = value {
                 let ok = url::Url::parse(v.trim())
@@ -218,6 +280,11 @@ impl Config {
                 problems.push(format!("`{name}`: {e}"));
             }
         }
+        if let Some(v) = &self.inline_image_limit
+            && let Err(e) = parse_size(v)
+        {
+            problems.push(format!("`inline_image_limit`: {e}"));
+        }
         if self.connections == Some(0) {
             problems.push("`connections` must be at least 1".into());
         }
@@ -253,6 +320,23 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     Ok(std::time::Duration::from_millis(ms))
 }
 
+/// `20KB`, `20 KB`, `1MB`, `20480` (bytes); KB and MB are 1024-based, as
+/// in the sizes herald prints.
+pub fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let bad = || format!("`{s}` is not a size; write it like 20KB, 1MB or 0");
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let n: usize = n.parse().map_err(|_| bad())?;
+    let factor = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" | "kib" => 1024,
+        "m" | "mb" | "mib" => 1024 * 1024,
+        _ => return Err(bad()),
+    };
+    n.checked_mul(factor).ok_or_else(bad)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -275,6 +359,34 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
         assert_eq!(parse_duration("2d").unwrap().as_secs(), 172800);
         assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("20KB").unwrap(), 20480);
+        assert_eq!(parse_size("20 kb").unwrap(), 20480);
+        assert_eq!(parse_size("1MB").unwrap(), 1 << 20);
+        assert_eq!(parse_size("0").unwrap(), 0);
+        assert!(parse_size("big").is_err());
+        assert!(parse_size("20 GB").is_err());
+        assert_eq!(Config::default().inline_image_limit(), 20480);
+        let c = Config::parse(Path::new("h.yaml"), "inline_image_limit: 0\n").unwrap();
+        assert_eq!(c.inline_image_limit(), 0);
+        let c = Config::parse(Path::new("h.yaml"), "inline_image_limit: 50KB\n").unwrap();
+        assert_eq!(c.inline_image_limit(), 50 * 1024);
+    }
+
+    #[test]
+    fn relative_assets_dir_is_taken_from_the_config_files_folder() {
+        let mut c = Config::parse(Path::new("h.yaml"), "assets_dir: website/static\n").unwrap();
+        c.resolve_paths(Path::new("/srv/news/herald.yaml"));
+        assert_eq!(c.assets_dir.as_deref(), Some("/srv/news/website/static"));
+        let mut c = Config::parse(Path::new("h.yaml"), "assets_dir: /abs/static\n").unwrap();
+        c.resolve_paths(Path::new("/srv/news/herald.yaml"));
+        assert_eq!(c.assets_dir.as_deref(), Some("/abs/static"));
+        // From the environment: as given, so relative to the current folder.
+        c.apply_env(|k| (k == "HERALD_ASSETS_DIR").then(|| "static".to_string()));
+        assert_eq!(c.assets_dir.as_deref(), Some("static"));
     }
 
     #[test]

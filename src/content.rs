@@ -141,6 +141,15 @@ impl Content {
             .iter()
             .chain(self.sections.iter().flat_map(|s| s.blocks.iter()))
     }
+
+    /// Calls `f` on every image of the issue, in order, section headings included.
+    pub fn for_each_image_mut(&mut self, f: &mut dyn FnMut(&mut Image)) {
+        for_each_image(&mut self.intro, f);
+        for s in &mut self.sections {
+            for_each_inline_image(&mut s.heading.inlines, f);
+            for_each_image(&mut s.blocks, f);
+        }
+    }
 }
 
 /// Builds the content model of a post.
@@ -1487,17 +1496,20 @@ fn derive_alt_text(content: &mut Content, findings: &mut Vec<Finding>) {
     }
 }
 
-pub fn for_each_image(blocks: &mut [Block], f: &mut dyn FnMut(&mut Image)) {
-    fn inl(inlines: &mut [Inline], f: &mut dyn FnMut(&mut Image)) {
-        for i in inlines {
-            match i {
-                Inline::Image(img) => f(img),
-                Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => inl(c, f),
-                Inline::Link(l) => inl(&mut l.children, f),
-                _ => {}
-            }
+/// Calls `f` on every image in `inlines`, however deeply nested.
+pub fn for_each_inline_image(inlines: &mut [Inline], f: &mut dyn FnMut(&mut Image)) {
+    for i in inlines {
+        match i {
+            Inline::Image(img) => f(img),
+            Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => for_each_inline_image(c, f),
+            Inline::Link(l) => for_each_inline_image(&mut l.children, f),
+            _ => {}
         }
     }
+}
+
+pub fn for_each_image(blocks: &mut [Block], f: &mut dyn FnMut(&mut Image)) {
+    let inl = for_each_inline_image;
     for b in blocks {
         match b {
             Block::Images(imgs) => imgs.iter_mut().for_each(&mut *f),

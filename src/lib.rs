@@ -3,7 +3,8 @@
 //! The pipeline is a chain of stages, each a module with one entry point that
 //! takes the previous stage's value:
 //!
-//! `post::load` -> `content::build` -> `render::render` -> `check::check`
+//! `post::load` -> `content::build` -> `images::rasterise` -> `render::render`
+//! -> `check::check`
 //!
 //! `preview` writes the rendered issue to files; `cli` is the command line.
 
@@ -16,6 +17,7 @@ pub mod content;
 pub mod deliver;
 pub mod fit;
 pub mod html;
+pub mod images;
 pub mod journal;
 pub mod merge;
 pub mod message;

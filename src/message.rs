@@ -16,7 +16,9 @@ use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
     DkimSigningKey,
 };
-use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::header::{
+    ContentDisposition, ContentId, ContentTransferEncoding, ContentType,
+};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use sha2::{Digest, Sha256};
@@ -70,6 +72,9 @@ pub struct Composer {
     content_hash: String,
     mode: Mode,
     dkim: Option<DkimConfig>,
+    /// The PNGs that travel inside each message, base64-encoded once here
+    /// and copied into every recipient's message as they are.
+    inline_parts: Vec<SinglePart>,
 }
 
 /// The settings a send needs and the config lacks, all at once.
@@ -215,7 +220,26 @@ impl Composer {
             )),
             _ => None,
         };
+        let inline_parts = issue
+            .rendered
+            .images
+            .iter()
+            .filter_map(|img| {
+                let cid = img.content_id()?;
+                let body =
+                    Body::new_with_encoding(img.png.clone(), ContentTransferEncoding::Base64)
+                        .expect("base64 carries any bytes");
+                Some(
+                    SinglePart::builder()
+                        .header(ContentType::parse("image/png").expect("a valid MIME type"))
+                        .header(ContentDisposition::inline_with_name(&img.file_name))
+                        .header(ContentId::from(format!("<{cid}>")))
+                        .body(body),
+                )
+            })
+            .collect();
         Ok(Composer {
+            inline_parts,
             from,
             reply_to,
             subject: Template::compile(&subject_source, Escape::None),
@@ -346,16 +370,17 @@ impl Composer {
         let html = self.html.render(value);
         let html_bytes = html.len();
         let text = self.text.render(value);
+        let html = SinglePart::builder()
+            .header(ContentType::TEXT_HTML)
+            .body(html_body(html));
+        let alternative = MultiPart::alternative().singlepart(SinglePart::plain(text));
+        let body = if self.inline_parts.is_empty() {
+            alternative.singlepart(html)
+        } else {
+            alternative.multipart(self.related(html))
+        };
         let mut message = builder
-            .multipart(
-                MultiPart::alternative()
-                    .singlepart(SinglePart::plain(text))
-                    .singlepart(
-                        SinglePart::builder()
-                            .header(ContentType::TEXT_HTML)
-                            .body(html_body(html)),
-                    ),
-            )
+            .multipart(body)
             .map_err(|e| format!("the message cannot be built ({e})"))?;
         if let Some(dkim) = &self.dkim {
             message.sign(dkim);
@@ -366,6 +391,24 @@ impl Composer {
             bytes: message.formatted(),
             html_bytes,
         })
+    }
+
+    /// `multipart/related`: the HTML, then the PNGs it shows as `cid:`
+    /// (RFC 2387, with the `type` parameter it requires; lettre's own
+    /// `MultiPart::related()` leaves it out).
+    fn related(&self, html: SinglePart) -> MultiPart {
+        let boundary: String = std::iter::repeat_with(fastrand::alphanumeric)
+            .take(40)
+            .collect();
+        let kind = ContentType::parse(&format!(
+            "multipart/related; boundary=\"{boundary}\"; type=\"text/html\""
+        ))
+        .expect("a valid MIME type");
+        let mut related = MultiPart::builder().header(kind).singlepart(html);
+        for part in &self.inline_parts {
+            related = related.singlepart(part.clone());
+        }
+        related
     }
 }
 

@@ -13,7 +13,7 @@ use crate::content::{self, Content};
 use crate::fit;
 use crate::post::{self, Post};
 use crate::render::{self, Rendered};
-use crate::urls;
+use crate::{images, urls};
 
 /// One issue, read and rendered once; every recipient's copy comes from it.
 pub struct Issue {
@@ -26,8 +26,11 @@ impl Issue {
     /// Reads and renders a post.
     pub fn compose(path: &Path, config: &Config) -> anyhow::Result<Issue> {
         let post = post::load(path)?;
-        let content = content::build(&post, config);
-        let rendered = render::render(&content, config)?;
+        let mut content = content::build(&post, config);
+        // Once per issue: every recipient's message reuses the PNGs.
+        let images = images::rasterise(&post, &mut content, config);
+        let mut rendered = render::render(&content, config)?;
+        rendered.images = images;
         let issue = Issue {
             post,
             content,
@@ -47,7 +50,18 @@ impl Issue {
                 "--fit needs the web version of the post to link to; add its address as `url` under `seo` in the front matter",
             ));
         };
-        let rendered = render::render(&digest, config)?;
+        let mut rendered = render::render(&digest, config)?;
+        // Only the pictures the digest still shows travel with it.
+        rendered.images = issue
+            .rendered
+            .images
+            .iter()
+            .filter(|img| match &img.delivery {
+                images::Delivery::Inline { cid } => rendered.html.contains(&format!("cid:{cid}")),
+                images::Delivery::Hosted { url } => rendered.html.contains(url.as_str()),
+            })
+            .cloned()
+            .collect();
         Ok(Issue {
             content: digest,
             rendered,
@@ -100,8 +114,18 @@ fn preview_unsubscribe_url(config: &Config, content: &Content) -> String {
 pub struct Written {
     pub dir: PathBuf,
     pub files: Vec<PathBuf>,
+    /// The HTML subscribers get (the preview's own file differs only in
+    /// where its images come from).
     pub html_bytes: usize,
     pub text_bytes: usize,
+    /// PNGs the email loads from `assets_url`: upload each before sending.
+    pub upload: Vec<Upload>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Upload {
+    pub file: PathBuf,
+    pub url: String,
 }
 
 #[derive(Template)]
@@ -114,7 +138,11 @@ struct PreviewPage<'a> {
     html_kb: String,
 }
 
-/// Writes `email.html`, `email.txt`, `email.mjml` and `index.html` into `dir`.
+/// Writes `email.html`, `email.txt`, `email.mjml` and `index.html` into
+/// `dir`, and the PNGs made from SVG pictures into `dir/assets/` (for the
+/// browser, and for uploading to `assets_url`). The preview's HTML shows
+/// those files where the email says `cid:` or an `assets_url` address, so
+/// it works in a browser before anything is uploaded.
 pub fn write(issue: &Issue, config: &Config, dir: &Path) -> anyhow::Result<Written> {
     std::fs::create_dir_all(dir).map_err(|e| {
         anyhow::anyhow!(
@@ -122,13 +150,19 @@ pub fn write(issue: &Issue, config: &Config, dir: &Path) -> anyhow::Result<Writt
             dir.display()
         )
     })?;
-    let (html, text) = issue.personalised_preview(config);
+    let (mut html, text) = issue.personalised_preview(config);
+    // The size subscribers get, before the preview's own image addresses.
+    let html_bytes = html.len();
+    for img in &issue.rendered.images {
+        // Both are unique to the image: its file name has the SVG's hash.
+        html = html.replace(&img.email_src(), &img.preview_src());
+    }
     let page = PreviewPage {
         title: &issue.content.title,
         subject: &issue.rendered.subject,
         preheader: issue.content.preheader.as_deref().unwrap_or(""),
         text: &text,
-        html_kb: format!("{:.1}", html.len() as f64 / 1024.0),
+        html_kb: format!("{:.1}", html_bytes as f64 / 1024.0),
     }
     .render()?;
     let files = [
@@ -144,10 +178,50 @@ pub fn write(issue: &Issue, config: &Config, dir: &Path) -> anyhow::Result<Writt
             .map_err(|e| anyhow::anyhow!("cannot write {} ({e})", path.display()))?;
         written.push(path);
     }
+    written.extend(write_assets(issue, dir)?);
+    let upload = issue
+        .rendered
+        .images
+        .iter()
+        .filter_map(|img| match &img.delivery {
+            images::Delivery::Hosted { url } => Some(Upload {
+                file: dir.join(images::PREVIEW_ASSETS).join(&img.file_name),
+                url: url.clone(),
+            }),
+            images::Delivery::Inline { .. } => None,
+        })
+        .collect();
     Ok(Written {
         dir: dir.to_path_buf(),
         files: written,
-        html_bytes: html.len(),
+        html_bytes,
         text_bytes: text.len(),
+        upload,
     })
+}
+
+/// Writes the issue's PNGs into `dir/assets/`, first removing PNGs an
+/// earlier preview left there, so the folder holds exactly what this
+/// issue needs (and what to upload).
+fn write_assets(issue: &Issue, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let assets = dir.join(images::PREVIEW_ASSETS);
+    let io = |what: &str, p: &Path, e: std::io::Error| {
+        anyhow::anyhow!("cannot {what} {} ({e})", p.display())
+    };
+    if assets.is_dir() {
+        for entry in std::fs::read_dir(&assets).map_err(|e| io("read", &assets, e))? {
+            let p = entry.map_err(|e| io("read", &assets, e))?.path();
+            if p.extension().is_some_and(|x| x == "png") {
+                std::fs::remove_file(&p).map_err(|e| io("remove", &p, e))?;
+            }
+        }
+    }
+    let mut written = Vec::new();
+    for img in &issue.rendered.images {
+        std::fs::create_dir_all(&assets).map_err(|e| io("create", &assets, e))?;
+        let path = assets.join(&img.file_name);
+        std::fs::write(&path, &img.png).map_err(|e| io("write", &path, e))?;
+        written.push(path);
+    }
+    Ok(written)
 }

@@ -34,6 +34,8 @@ pub struct Summary {
     pub largest_html_bytes: usize,
     /// Merge fields the post uses that the list has no column for.
     pub fields_without_column: Vec<String>,
+    /// Pictures readers would miss: see [`picture_warnings`].
+    pub picture_warnings: Vec<String>,
 }
 
 /// A dry run: every message written to the outbox, nothing sent.
@@ -100,6 +102,7 @@ pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyho
         largest_message_bytes: 0,
         largest_html_bytes: 0,
         fields_without_column: fields_without_column(&issue, config, &columns, mode),
+        picture_warnings: picture_warnings(&issue, &opts.post),
     };
     let write_err =
         |e: std::io::Error| anyhow::anyhow!("cannot write to the outbox {} ({e})", dir.display());
@@ -206,6 +209,23 @@ fn test_recipients(to: &[String]) -> Result<Vec<Recipient>, InputError> {
 }
 
 /// Merge fields with no default that the subscriber list cannot fill.
+/// What `check` says about pictures readers would see broken or not at all
+/// (an SVG that stays SVG, a PNG that must be uploaded first) or that make
+/// every message bigger, said again when sending for whoever skipped
+/// `herald check`: `post:line: message (fix)`.
+pub fn picture_warnings(issue: &Issue, post: &Path) -> Vec<String> {
+    issue
+        .content
+        .findings
+        .iter()
+        .filter(|f| matches!(f.code, "svg-image" | "image-upload" | "large-inline-image"))
+        .map(|f| {
+            let line = f.line.map(|l| format!(":{l}")).unwrap_or_default();
+            format!("{}{line}: {} ({})", post.display(), f.message, f.fix)
+        })
+        .collect()
+}
+
 fn fields_without_column(
     issue: &Issue,
     config: &Config,
@@ -608,6 +628,9 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         ". The largest email is {:.1} KB of HTML.",
         largest_html as f64 / 1024.0
     ));
+    for w in picture_warnings(&issue, &opts.post) {
+        eprintln!("herald: warning: {w}");
+    }
     eprintln!("{plan}");
     if let Some(w) = crate::check::clip_warning(largest_html) {
         eprintln!("herald: warning: {w}");

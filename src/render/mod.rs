@@ -8,10 +8,12 @@
 mod mjml;
 mod text;
 
+pub use mjml::COLUMN;
 pub use text::wrap;
 
 use crate::config::Config;
 use crate::content::Content;
+use crate::images::RasterImage;
 use crate::merge::{Escape, Template};
 
 /// The accent colour when the config sets none.
@@ -23,6 +25,10 @@ pub struct Rendered {
     pub mjml: String,
     pub html: String,
     pub text: String,
+    /// PNGs made from the post's SVG pictures (see [`crate::images`]): the
+    /// HTML refers to them as `cid:` parts of the message or by their
+    /// `assets_url` address. Made once per issue.
+    pub images: Vec<RasterImage>,
 }
 
 impl Rendered {
@@ -46,7 +52,8 @@ pub enum RenderError {
     Render(String),
 }
 
-/// Renders the issue.
+/// Renders the issue. `images` is left empty: [`crate::preview::Issue::compose`]
+/// fills it with what [`crate::images::rasterise`] made from the same content.
 pub fn render(content: &Content, config: &Config) -> Result<Rendered, RenderError> {
     let accent = config.accent_color.as_deref().unwrap_or(DEFAULT_ACCENT);
     let mjml = mjml::mjml(content, config, accent);
@@ -59,6 +66,7 @@ pub fn render(content: &Content, config: &Config) -> Result<Rendered, RenderErro
         mjml,
         html,
         text,
+        images: Vec::new(),
     })
 }
 

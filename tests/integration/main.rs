@@ -5,5 +5,6 @@ mod browser;
 mod compose;
 mod corpus;
 mod delivery;
+mod images;
 mod messages;
 mod util;

@@ -352,7 +352,7 @@ fn the_secret_never_reaches_files_or_output() {
     }
 }
 
-fn dkim_key(dir: &Path, kind: &str) -> Option<(PathBuf, PathBuf)> {
+pub(crate) fn dkim_key(dir: &Path, kind: &str) -> Option<(PathBuf, PathBuf)> {
     let openssl = tool("openssl")?;
     let key = dir.join(format!("{kind}.pem"));
     let gen_args: Vec<&str> = match kind {

@@ -1,0 +1,724 @@
+//! Stage 2b: SVG pictures become PNGs, because Gmail and Outlook desktop
+//! do not show SVG.
+//!
+//! The website's posts refer to pictures by their path on the site
+//! (`/img/project-logos/zuul.svg`, made absolute by [`crate::urls`]). When
+//! `assets_dir` points at a local copy of the website's `static/` folder,
+//! that picture is the file `<assets_dir>/img/project-logos/zuul.svg`:
+//! herald reads it, draws it with [`resvg`] at twice the width it is shown
+//! at (sharp on high-density screens), and the email uses the PNG instead:
+//!
+//! - a PNG up to `inline_image_limit` (default 20 KB) travels inside every
+//!   message: the HTML says `cid:<name>@herald` and the message becomes
+//!   `multipart/related` (see [`crate::message`]);
+//! - a larger one is linked from `assets_url` + its file name, for the user
+//!   to upload; without `assets_url` it travels inside the message all the
+//!   same (so it is never broken) and `check` warns about the size.
+//!
+//! Every SVG that stays an SVG is a `svg-image` warning saying why and what
+//! to do. The PNGs are made once per issue; recipients' copies only reuse
+//! them. File names are stable, `<svg name>-<png width>px-<hash of the SVG>.png`,
+//! so rerunning `preview` gives the same names and a changed SVG a new name
+//! (no stale copy in a mail program's image cache).
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use resvg::{tiny_skia, usvg};
+use sha2::{Digest, Sha256};
+use url::Url;
+
+use crate::check::{Finding, Severity, is_svg};
+use crate::config::Config;
+use crate::content::{Content, Image};
+use crate::post::{Kind, Post};
+use crate::render::COLUMN;
+use crate::urls::Base;
+
+/// The folder, inside a preview folder, the PNGs are written to.
+pub const PREVIEW_ASSETS: &str = "assets";
+
+/// Neither side of a PNG may be larger than this: a very tall, thin SVG
+/// must not make herald allocate gigabytes.
+const MAX_SIDE: u32 = 8192;
+
+/// A PNG herald made from one of the post's SVG pictures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RasterImage {
+    /// The SVG's address as the post gives it (made absolute).
+    pub source: String,
+    /// The SVG file it was drawn from.
+    pub svg_file: PathBuf,
+    /// The first line of the post that shows it.
+    pub line: usize,
+    /// Stable: `<svg name>-<width>px-<hash>.png`.
+    pub file_name: String,
+    pub png: Vec<u8>,
+    /// Size of the PNG in pixels: twice the displayed size.
+    pub width: u32,
+    pub height: u32,
+    /// The width the email shows it at, in CSS pixels.
+    pub displayed_width: u32,
+    pub delivery: Delivery,
+}
+
+/// How a PNG reaches the reader.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    /// A part of every message (`Content-ID: <cid>`); the HTML says `cid:<cid>`.
+    Inline { cid: String },
+    /// On the web at `url` (`assets_url` + file name), uploaded by the user.
+    Hosted { url: String },
+}
+
+impl RasterImage {
+    /// What the email's HTML uses as the image's `src`.
+    pub fn email_src(&self) -> String {
+        match &self.delivery {
+            Delivery::Inline { cid } => format!("cid:{cid}"),
+            Delivery::Hosted { url } => url.clone(),
+        }
+    }
+
+    /// What the preview's HTML uses instead: the PNG written next to it.
+    pub fn preview_src(&self) -> String {
+        format!("{PREVIEW_ASSETS}/{}", self.file_name)
+    }
+
+    pub fn content_id(&self) -> Option<&str> {
+        match &self.delivery {
+            Delivery::Inline { cid } => Some(cid),
+            Delivery::Hosted { .. } => None,
+        }
+    }
+}
+
+/// Turns every SVG picture of `content` that can be found in `assets_dir`
+/// into a PNG, pointing the image at it (and giving it its displayed width).
+/// What could not be done, or needs the user, is added to `content.findings`.
+pub fn rasterise(post: &Post, content: &mut Content, config: &Config) -> Vec<RasterImage> {
+    let base = Base::new(
+        config.site_url.as_deref(),
+        post.front_matter.seo.url.as_deref(),
+        post.front_matter.kind == Kind::BlogPost,
+    );
+    let mut r = Rasteriser {
+        assets_dir: config.assets_dir.as_deref().map(PathBuf::from),
+        assets_url: config.assets_url.clone(),
+        limit: config.inline_image_limit(),
+        site: base.site,
+        slug: post.slug(),
+        options: None,
+        fonts_loaded: false,
+        missing_fonts: Arc::default(),
+        svgs: HashMap::new(),
+        text_noted: HashSet::new(),
+        images: Vec::new(),
+        findings: Vec::new(),
+    };
+    content.for_each_image_mut(&mut |img| r.image(img));
+    content.findings.append(&mut r.findings);
+    r.images
+}
+
+/// Why an SVG could not be turned into a PNG.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Unavailable {
+    NoAssetsDir,
+    AssetsDirMissing(PathBuf),
+    /// Not on the website whose `static/` folder `assets_dir` is.
+    OtherSite(String),
+    NotFound {
+        file: PathBuf,
+        dir: PathBuf,
+    },
+    Unreadable {
+        file: PathBuf,
+        why: String,
+    },
+}
+
+#[derive(Clone)]
+struct Svg {
+    tree: Arc<usvg::Tree>,
+    /// The first 8 hex digits of the SHA-256 of the file.
+    hash: String,
+    has_text: bool,
+    /// Font families its text asked for that this machine does not have.
+    missing_fonts: Vec<String>,
+}
+
+struct Rasteriser {
+    assets_dir: Option<PathBuf>,
+    assets_url: Option<String>,
+    limit: usize,
+    site: Url,
+    slug: String,
+    /// Made on first use (the image resolver needs `assets_dir`).
+    options: Option<usvg::Options<'static>>,
+    fonts_loaded: bool,
+    /// Font families an SVG asked for that this machine does not have,
+    /// filled by the font resolver while an SVG is parsed.
+    missing_fonts: Arc<Mutex<BTreeSet<String>>>,
+    /// Each SVG file read and parsed once, however often the post shows it.
+    svgs: HashMap<PathBuf, Result<Svg, String>>,
+    /// SVG files whose text has had its `svg-text` finding.
+    text_noted: HashSet<PathBuf>,
+    images: Vec<RasterImage>,
+    findings: Vec<Finding>,
+}
+
+impl Rasteriser {
+    fn image(&mut self, img: &mut Image) {
+        if !is_svg(&img.src) || img.src.starts_with("data:") {
+            return;
+        }
+        match self.convert(img) {
+            Ok(i) => {
+                img.src = self.images[i].email_src();
+                img.width = Some(self.images[i].displayed_width);
+            }
+            Err(why) => self.unavailable(img, why),
+        }
+    }
+
+    fn unavailable(&mut self, img: &Image, why: Unavailable) {
+        let (reason, fix) = match why {
+            Unavailable::NoAssetsDir => (
+                "`assets_dir` is not set".to_string(),
+                "Set `assets_dir` in herald.yaml to a checkout of the website's static/ folder \
+                 (herald then makes a PNG of the picture), or use a PNG or JPG version of it."
+                    .to_string(),
+            ),
+            Unavailable::AssetsDirMissing(dir) => (
+                format!("the assets_dir {} does not exist", dir.display()),
+                "Correct `assets_dir` in herald.yaml: it must be a checkout of the website's \
+                 static/ folder. Or use a PNG or JPG version of the picture."
+                    .to_string(),
+            ),
+            Unavailable::OtherSite(host) => (
+                format!(
+                    "it is on {host}, not on {}, whose static/ folder assets_dir holds",
+                    self.site.host_str().unwrap_or("the site")
+                ),
+                "Use a PNG or JPG version of the picture (export it at twice the width it is \
+                 shown at), or copy the SVG to the website's static/img/ and use its /img/ path."
+                    .to_string(),
+            ),
+            Unavailable::NotFound { file, dir } => (
+                format!(
+                    "the file {} is not in assets_dir {}",
+                    file.display(),
+                    dir.display()
+                ),
+                "Update the website checkout in assets_dir (git pull), or correct the picture's \
+                 path in the post, or use a PNG or JPG version of it."
+                    .to_string(),
+            ),
+            Unavailable::Unreadable { file, why } => (
+                format!("herald cannot draw {} ({why})", file.display()),
+                "Open the SVG in a drawing program and save it again as plain SVG, or use a PNG \
+                 or JPG version of the picture."
+                    .to_string(),
+            ),
+        };
+        self.findings.push(Finding {
+            severity: Severity::Warning,
+            code: "svg-image",
+            line: Some(img.line),
+            message: format!(
+                "the image {} is an SVG, which Gmail and Outlook do not show, and herald cannot turn it into a PNG: {reason}",
+                img.src
+            ),
+            fix,
+        });
+    }
+
+    /// The SVG as a PNG: the index of it in `self.images`.
+    fn convert(&mut self, img: &Image) -> Result<usize, Unavailable> {
+        let Some(dir) = self.assets_dir.clone() else {
+            return Err(Unavailable::NoAssetsDir);
+        };
+        if !dir.is_dir() {
+            return Err(Unavailable::AssetsDirMissing(dir));
+        }
+        let relative = site_path(&img.src, &self.site)?;
+        let file = dir.join(&relative);
+        if !file.is_file() {
+            return Err(Unavailable::NotFound {
+                file: relative,
+                dir,
+            });
+        }
+        let svg = self
+            .svg(&file, &dir)
+            .map_err(|why| Unavailable::Unreadable {
+                file: relative.clone(),
+                why,
+            })?;
+        let size = svg.tree.size();
+        let own_width = size.width().round().max(1.0) as u32;
+        let displayed = img.width.unwrap_or(own_width).clamp(1, COLUMN);
+        let width = displayed * 2;
+        let height = ((width as f32) * size.height() / size.width())
+            .round()
+            .max(1.0) as u32;
+        let stem = file_stem(&relative);
+        let file_name = format!("{stem}-{width}px-{}.png", svg.hash);
+        if let Some(i) = self.images.iter().position(|i| i.file_name == file_name) {
+            return Ok(i);
+        }
+        let unreadable = |why: String| Unavailable::Unreadable {
+            file: relative.clone(),
+            why,
+        };
+        if height > MAX_SIDE {
+            return Err(unreadable(format!(
+                "at {width} px wide it would be {height} px tall"
+            )));
+        }
+        let png = draw(&svg.tree, width, height).map_err(unreadable)?;
+        let delivery = if png.len() <= self.limit {
+            Delivery::Inline {
+                cid: format!("{file_name}@herald"),
+            }
+        } else if let Some(base) = &self.assets_url {
+            let sep = if base.ends_with('/') { "" } else { "/" };
+            Delivery::Hosted {
+                url: format!("{base}{sep}{file_name}"),
+            }
+        } else {
+            Delivery::Inline {
+                cid: format!("{file_name}@herald"),
+            }
+        };
+        let kb = |n: usize| n.div_ceil(1024);
+        let in_preview = format!("preview/{}/{PREVIEW_ASSETS}/{file_name}", self.slug);
+        match &delivery {
+            Delivery::Hosted { url } => self.findings.push(Finding {
+                severity: Severity::Warning,
+                code: "image-upload",
+                line: Some(img.line),
+                message: format!(
+                    "the image {} becomes a {} KB PNG, over inline_image_limit ({} KB), so the email loads it from {url}; herald cannot tell whether it is there",
+                    img.src,
+                    kb(png.len()),
+                    kb(self.limit)
+                ),
+                fix: format!(
+                    "Run `herald preview` and upload {in_preview} to {} before sending; until then readers see a broken image.",
+                    self.assets_url.as_deref().unwrap_or_default()
+                ),
+            }),
+            Delivery::Inline { .. } if png.len() > self.limit => self.findings.push(Finding {
+                severity: Severity::Warning,
+                code: "large-inline-image",
+                line: Some(img.line),
+                message: format!(
+                    "the image {} becomes a {} KB PNG, over inline_image_limit ({} KB); it is sent inside every message, making each {} KB bigger, because `assets_url` is not set",
+                    img.src,
+                    kb(png.len()),
+                    kb(self.limit),
+                    kb(png.len() * 4 / 3)
+                ),
+                fix: format!(
+                    "Set `assets_url` in herald.yaml to a web folder you can upload to (like https://openinfra.org/img/email/), run `herald preview` and upload {in_preview} there; or raise inline_image_limit to send it inside the message knowingly."
+                ),
+            }),
+            Delivery::Inline { .. } => {}
+        }
+        if svg.has_text && self.text_noted.insert(file.clone()) {
+            self.findings.push(text_finding(img, &svg, &in_preview));
+        }
+        self.images.push(RasterImage {
+            source: img.src.clone(),
+            svg_file: file,
+            line: img.line,
+            file_name,
+            png,
+            width,
+            height,
+            displayed_width: displayed,
+            delivery,
+        });
+        Ok(self.images.len() - 1)
+    }
+
+    /// Reads and parses an SVG once, however often the post shows it.
+    fn svg(&mut self, file: &Path, assets_dir: &Path) -> Result<Svg, String> {
+        if let Some(svg) = self.svgs.get(file) {
+            return svg.clone();
+        }
+        let result = self.parse(file, assets_dir);
+        self.svgs.insert(file.to_path_buf(), result.clone());
+        result
+    }
+
+    fn parse(&mut self, file: &Path, assets_dir: &Path) -> Result<Svg, String> {
+        let data = std::fs::read(file).map_err(|e| e.to_string())?;
+        let hash = Sha256::digest(&data);
+        let hash: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
+        let has_text = has_text(&data);
+        let missing = Arc::clone(&self.missing_fonts);
+        let options = self
+            .options
+            .get_or_insert_with(|| options(assets_dir.to_path_buf(), missing));
+        if has_text && !self.fonts_loaded {
+            load_fonts(options.fontdb_mut());
+            self.fonts_loaded = true;
+        }
+        options.resources_dir = file.parent().map(Path::to_path_buf);
+        self.missing_fonts.lock().expect("not poisoned").clear();
+        let tree = Arc::new(usvg::Tree::from_data(&data, options).map_err(|e| e.to_string())?);
+        let missing_fonts = self
+            .missing_fonts
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect();
+        Ok(Svg {
+            tree,
+            hash,
+            has_text,
+            missing_fonts,
+        })
+    }
+}
+
+/// `svg-text`: a notice that the SVG's lettering was drawn with this
+/// machine's fonts, or a warning when the font it asks for is not there.
+fn text_finding(img: &Image, svg: &Svg, in_preview: &str) -> Finding {
+    if svg.missing_fonts.is_empty() {
+        Finding {
+            severity: Severity::Notice,
+            code: "svg-text",
+            line: Some(img.line),
+            message: format!(
+                "the image {} has text in it, which herald drew with the fonts on this computer",
+                img.src
+            ),
+            fix: format!(
+                "Look at {in_preview} (or the preview) to see that the lettering is right; an SVG whose text is turned into outlines looks the same everywhere."
+            ),
+        }
+    } else {
+        Finding {
+            severity: Severity::Warning,
+            code: "svg-text",
+            line: Some(img.line),
+            message: format!(
+                "the image {} has text in the font {}, which this computer does not have; herald drew it with another font, so it will not look as designed",
+                img.src,
+                svg.missing_fonts.join(" / ")
+            ),
+            fix: "Install that font on this computer and run herald again, or save the SVG with its text turned into outlines (paths), or use a PNG version of the picture.".into(),
+        }
+    }
+}
+
+/// The fonts installed on this machine (nothing is fetched), with the
+/// generic families (`sans-serif`...) pointed at fonts that are there:
+/// fontdb's defaults (Arial, Times New Roman) are often missing on Linux,
+/// and text in a family that is not found would not be drawn at all.
+fn load_fonts(db: &mut usvg::fontdb::Database) {
+    db.load_system_fonts();
+    let installed: Vec<String> = db
+        .faces()
+        .filter_map(|f| f.families.first().map(|(name, _)| name.clone()))
+        .collect();
+    let pick = |wanted: &[&str]| -> Option<String> {
+        wanted
+            .iter()
+            .find_map(|w| installed.iter().find(|i| i.eq_ignore_ascii_case(w)))
+            .or(installed.first())
+            .cloned()
+    };
+    let sans = [
+        "Arial",
+        "Helvetica",
+        "Liberation Sans",
+        "DejaVu Sans",
+        "Noto Sans",
+        "FreeSans",
+    ];
+    if let Some(f) = pick(&sans) {
+        db.set_sans_serif_family(f.clone());
+        db.set_cursive_family(f.clone());
+        db.set_fantasy_family(f);
+    }
+    let serif = [
+        "Times New Roman",
+        "Times",
+        "Liberation Serif",
+        "DejaVu Serif",
+        "Noto Serif",
+        "FreeSerif",
+    ];
+    if let Some(f) = pick(&serif) {
+        db.set_serif_family(f);
+    }
+    let mono = [
+        "Courier New",
+        "Courier",
+        "Liberation Mono",
+        "DejaVu Sans Mono",
+        "Noto Sans Mono",
+        "FreeMono",
+    ];
+    if let Some(f) = pick(&mono) {
+        db.set_monospace_family(f);
+    }
+}
+
+/// usvg's options: pictures inside the SVG (`<image href>`) are read from
+/// files only (usvg never uses the network), and a website path such as
+/// `/img/photo.png` is looked up in `assets_dir`, as the website would.
+fn options(
+    assets_dir: PathBuf,
+    missing_fonts: Arc<Mutex<BTreeSet<String>>>,
+) -> usvg::Options<'static> {
+    let default = usvg::ImageHrefResolver::default_string_resolver();
+    let resolve_string: usvg::ImageHrefStringResolverFn<'static> =
+        Box::new(move |href: &str, opts: &usvg::Options| {
+            if href.contains("://") {
+                return None;
+            }
+            match href.strip_prefix('/') {
+                Some(rest) if !rest.starts_with('/') => {
+                    let p = assets_dir.join(rest);
+                    default(p.to_str()?, opts)
+                }
+                _ => default(href, opts),
+            }
+        });
+    // Text in a family that is not installed is drawn in a generic one
+    // (usvg falls back to serif); herald notes which, for `svg-text`.
+    let select = usvg::FontResolver::default_font_selector();
+    let select_font: usvg::FontSelectionFn<'static> = Box::new(move |font, db| {
+        let named: Vec<&str> = font
+            .families()
+            .iter()
+            .filter_map(|f| match f {
+                usvg::FontFamily::Named(n) => Some(n.as_str()),
+                _ => None,
+            })
+            .collect();
+        let installed = |name: &str| {
+            db.faces()
+                .any(|f| f.families.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
+        };
+        if !named.is_empty() && !named.iter().any(|n| installed(n)) {
+            missing_fonts
+                .lock()
+                .expect("not poisoned")
+                .insert(named.join(", "));
+        }
+        select(font, db)
+    });
+    usvg::Options {
+        image_href_resolver: usvg::ImageHrefResolver {
+            resolve_data: usvg::ImageHrefResolver::default_data_resolver(),
+            resolve_string,
+        },
+        font_resolver: usvg::FontResolver {
+            select_font,
+            select_fallback: usvg::FontResolver::default_fallback_selector(),
+        },
+        ..usvg::Options::default()
+    }
+}
+
+/// Whether the SVG has `<text>` (or `<svg:text>`) elements, which need fonts.
+fn has_text(data: &[u8]) -> bool {
+    let has = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
+    has(b"<text") || has(b":text ") || has(b":text>")
+}
+
+/// Draws the SVG scaled to `width` x `height` pixels, on white, and
+/// encodes it as PNG. Logos are drawn for a white page: on white, a dark
+/// logo stays visible when a mail app in dark mode darkens the email
+/// around it (Gmail's and Outlook's apps do, whatever the email's CSS says).
+fn draw(tree: &usvg::Tree, width: u32, height: u32) -> Result<Vec<u8>, String> {
+    let mut pixmap = tiny_skia::Pixmap::new(width, height)
+        .ok_or_else(|| format!("a {width} x {height} picture is too large"))?;
+    pixmap.fill(tiny_skia::Color::WHITE);
+    let size = tree.size();
+    let transform = tiny_skia::Transform::from_scale(
+        width as f32 / size.width(),
+        height as f32 / size.height(),
+    );
+    resvg::render(tree, transform, &mut pixmap.as_mut());
+    encode_png(&pixmap).map_err(|e| e.to_string())
+}
+
+/// PNG with the best compression the `png` crate offers: a smaller file
+/// means more pictures fit inside the message. Opaque pictures drop the
+/// alpha channel.
+fn encode_png(pixmap: &tiny_skia::Pixmap) -> Result<Vec<u8>, png::EncodingError> {
+    let pixels: Vec<tiny_skia::ColorU8> = pixmap.pixels().iter().map(|p| p.demultiply()).collect();
+    let opaque = pixels.iter().all(|p| p.alpha() == 255);
+    let (color, data): (png::ColorType, Vec<u8>) = if opaque {
+        (
+            png::ColorType::Rgb,
+            pixels
+                .iter()
+                .flat_map(|p| [p.red(), p.green(), p.blue()])
+                .collect(),
+        )
+    } else {
+        (
+            png::ColorType::Rgba,
+            pixels
+                .iter()
+                .flat_map(|p| [p.red(), p.green(), p.blue(), p.alpha()])
+                .collect(),
+        )
+    };
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
+    encoder.set_color(color);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.set_compression(png::Compression::High);
+    let mut writer = encoder.write_header()?;
+    writer.write_image_data(&data)?;
+    writer.finish()?;
+    Ok(out)
+}
+
+/// The file, relative to `assets_dir`, that a picture on the site is:
+/// `https://openinfra.org/img/a%20b.svg` -> `img/a b.svg`. Hosts are
+/// compared without a leading `www.`.
+fn site_path(src: &str, site: &Url) -> Result<PathBuf, Unavailable> {
+    let url = Url::parse(src).map_err(|_| Unavailable::OtherSite(src.to_string()))?;
+    let bare = |h: Option<&str>| {
+        h.map(|h| h.trim_start_matches("www.").to_ascii_lowercase())
+            .unwrap_or_default()
+    };
+    if !matches!(url.scheme(), "http" | "https") || bare(url.host_str()) != bare(site.host_str()) {
+        return Err(Unavailable::OtherSite(
+            url.host_str().unwrap_or(src).to_string(),
+        ));
+    }
+    let mut path = PathBuf::new();
+    for segment in url.path_segments().into_iter().flatten() {
+        let s = percent_decode(segment);
+        if s.is_empty() {
+            continue;
+        }
+        // The url crate already resolved `..`; a decoded one, or a
+        // separator hidden in a segment, must not leave assets_dir.
+        if s == "." || s == ".." || s.contains(['/', '\\', '\0']) {
+            return Err(Unavailable::OtherSite(src.to_string()));
+        }
+        path.push(s);
+    }
+    Ok(path)
+}
+
+fn percent_decode(s: &str) -> String {
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
+}
+
+/// The SVG's name as the start of the PNG's: lower case, letters, digits,
+/// `-` and `_` (anything else becomes `-`).
+fn file_stem(relative: &Path) -> String {
+    let stem = relative
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let clean: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(60)
+        .collect();
+    if clean.trim_matches('-').is_empty() {
+        "image".into()
+    } else {
+        clean
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site() -> Url {
+        Url::parse("https://openinfra.org").unwrap()
+    }
+
+    #[test]
+    fn transparent_logos_are_drawn_on_white() {
+        let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="10"><rect x="10" width="10" height="10" fill="#1b2a4a"/></svg>"##;
+        let tree = usvg::Tree::from_data(svg, &usvg::Options::default()).unwrap();
+        let png = draw(&tree, 40, 20).unwrap();
+        let decoder = png::Decoder::new(std::io::Cursor::new(png));
+        let mut reader = decoder.read_info().unwrap();
+        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
+        let info = reader.next_frame(&mut buf).unwrap();
+        assert_eq!(info.color_type, png::ColorType::Rgb, "no transparency left");
+        assert_eq!(buf[..3], [255, 255, 255], "the empty left half is white");
+        let right = (10 * 40 + 30) * 3;
+        assert_eq!(
+            buf[right..right + 3],
+            [0x1b, 0x2a, 0x4a],
+            "the logo is drawn"
+        );
+    }
+
+    #[test]
+    fn site_urls_map_into_assets_dir() {
+        assert_eq!(
+            site_path("https://openinfra.org/img/project-logos/zuul.svg", &site()).unwrap(),
+            PathBuf::from("img/project-logos/zuul.svg")
+        );
+        assert_eq!(
+            site_path("https://www.openinfra.org/img/a%20b.svg", &site()).unwrap(),
+            PathBuf::from("img/a b.svg")
+        );
+        assert!(matches!(
+            site_path("https://example.org/img/x.svg", &site()),
+            Err(Unavailable::OtherSite(h)) if h == "example.org"
+        ));
+        // Nothing outside assets_dir, however the path is written.
+        for sneaky in [
+            "https://openinfra.org/img/%2e%2e/%2e%2e/etc/passwd.svg",
+            "https://openinfra.org/img/..%2f..%2fetc.svg",
+            "https://openinfra.org/img/..%5c..%5cx.svg",
+        ] {
+            // Refused, or a path of plain names under assets_dir.
+            if let Ok(p) = site_path(sneaky, &site()) {
+                assert!(
+                    p.components()
+                        .all(|c| matches!(c, std::path::Component::Normal(_))),
+                    "{sneaky} -> {p:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn file_names_are_tame() {
+        assert_eq!(
+            file_stem(Path::new("img/KataContainers_Logo Horiz.svg")),
+            "katacontainers_logo-horiz"
+        );
+        assert_eq!(file_stem(Path::new("img/é.svg")), "image");
+    }
+
+    #[test]
+    fn text_elements_are_noticed() {
+        assert!(has_text(b"<svg><text x=\"1\">Hi</text></svg>"));
+        assert!(has_text(b"<svg:svg><svg:text>Hi</svg:text></svg:svg>"));
+        assert!(!has_text(b"<svg><path d=\"M0 0\"/><!-- context --></svg>"));
+    }
+}
