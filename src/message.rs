@@ -372,8 +372,12 @@ impl Composer {
         let text = self.text.render(value);
         let html = SinglePart::builder()
             .header(ContentType::TEXT_HTML)
-            .body(html_body(html));
-        let alternative = MultiPart::alternative().singlepart(SinglePart::plain(text));
+            .body(seven_bit_body(html));
+        let alternative = MultiPart::alternative().singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(seven_bit_body(text)),
+        );
         let body = if self.inline_parts.is_empty() {
             alternative.singlepart(html)
         } else {
@@ -412,27 +416,33 @@ impl Composer {
     }
 }
 
-/// The HTML part as 7-bit text when it can travel that way (herald's HTML
-/// is ASCII with short lines, see [`crate::html::ascii`]); else lettre
-/// picks quoted-printable or base64. lettre on its own quoted-printable
-/// encodes any line of 76 characters or more, which costs every recipient
-/// an encoding pass and makes the message a third bigger for nothing:
-/// RFC 5322 allows 998.
-fn html_body(html: String) -> Body {
-    let fits = html.is_ascii() && !html.contains('\0') && html.split('\n').all(|l| l.len() < 990);
+/// A part as 7-bit text when it can travel that way (herald's HTML is
+/// ASCII with short lines, see [`crate::html::ascii`], and so is an English
+/// text part); else lettre picks quoted-printable or base64. lettre on its
+/// own quoted-printable encodes any line of 76 characters or more (a long
+/// link in the text part is enough), which costs every recipient an
+/// encoding pass and makes the message bigger for nothing: RFC 5322 allows
+/// 998.
+fn seven_bit_body(text: String) -> Body {
+    let bytes = text.as_bytes();
+    let mut fits = bytes.is_ascii() && memchr::memchr(0, bytes).is_none();
+    let mut line_start = 0;
+    for nl in memchr::memchr_iter(b'\n', bytes).chain([bytes.len()]) {
+        fits &= nl - line_start < 990;
+        line_start = nl + 1;
+    }
     if !fits {
-        return Body::new(html);
+        return Body::new(text);
     }
-    let mut crlf = Vec::with_capacity(html.len() + html.len() / 32);
-    for line in html.split_inclusive('\n') {
-        match line.strip_suffix('\n') {
-            Some(l) => {
-                crlf.extend_from_slice(l.strip_suffix('\r').unwrap_or(l).as_bytes());
-                crlf.extend_from_slice(b"\r\n");
-            }
-            None => crlf.extend_from_slice(line.as_bytes()),
-        }
+    let mut crlf = Vec::with_capacity(bytes.len() + bytes.len() / 32);
+    let mut from = 0;
+    for nl in memchr::memchr_iter(b'\n', bytes) {
+        let line = &bytes[from..nl];
+        crlf.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        crlf.extend_from_slice(b"\r\n");
+        from = nl + 1;
     }
+    crlf.extend_from_slice(&bytes[from..]);
     Body::dangerous_pre_encoded(crlf, ContentTransferEncoding::SevenBit)
 }
 

@@ -780,7 +780,8 @@ impl ProgressDisplay {
                     }
                     break;
                 }
-                std::thread::sleep(Duration::from_millis(200));
+                // Woken early by `finish`, so the run ends when sending does.
+                std::thread::park_timeout(Duration::from_millis(200));
             }
         });
         ProgressDisplay {
@@ -792,6 +793,7 @@ impl ProgressDisplay {
     fn finish(mut self) {
         self.done.store(true, Ordering::SeqCst);
         if let Some(t) = self.thread.take() {
+            t.thread().unpark();
             let _ = t.join();
         }
     }

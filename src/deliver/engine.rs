@@ -7,11 +7,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use lettre::address::Envelope;
-use lettre::transport::smtp::client::AsyncSmtpConnection;
 use lettre::transport::smtp::extension::ClientId;
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
-use super::smtp::{Failure, FailureKind, Relay};
+use super::smtp::{Connection, Failure, FailureKind, Relay};
 use super::throttle::{self, Limiter, Rate};
 use crate::audience::Recipient;
 use crate::journal::{Journal, Row, State, Update};
@@ -358,7 +357,7 @@ fn build_jobs(
 }
 
 async fn worker(shared: Arc<Shared>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
-    let mut conn: Option<AsyncSmtpConnection> = None;
+    let mut conn: Option<Connection> = None;
     loop {
         if shared.stopping() {
             break;
@@ -385,7 +384,7 @@ async fn worker(shared: Arc<Shared>, jobs: Arc<Mutex<mpsc::Receiver<Job>>>) {
 }
 
 /// One message, with retries; returns its final journal update.
-async fn deliver(shared: &Shared, conn: &mut Option<AsyncSmtpConnection>, job: &Job) -> Update {
+async fn deliver(shared: &Shared, conn: &mut Option<Connection>, job: &Job) -> Update {
     let settings = &shared.settings;
     let mut attempt = 0u32;
     // The `sending` mark is committed while MAIL FROM, RCPT TO and DATA are
@@ -473,7 +472,7 @@ fn deferred(job: &Job, attempts: u32, reply: String) -> Update {
 
 async fn attempt_once(
     shared: &Shared,
-    conn: &mut Option<AsyncSmtpConnection>,
+    conn: &mut Option<Connection>,
     job: &Job,
     marked: &mut Option<oneshot::Receiver<Result<(), String>>>,
 ) -> Result<String, Failure> {
@@ -516,7 +515,7 @@ async fn attempt_once(
 /// `sending` mark (if not yet on disk) only before the message itself:
 /// nothing is delivered until the message's final dot.
 async fn transaction(
-    c: &mut AsyncSmtpConnection,
+    c: &mut Connection,
     job: &Job,
     marked: &mut Option<oneshot::Receiver<Result<(), String>>>,
 ) -> Result<String, Failure> {
@@ -543,15 +542,29 @@ async fn transaction(
     if !job.data.ascii && c.server_info().supports_feature(Extension::EightBitMime) {
         params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
     }
-    c.command(Mail::new(job.envelope.from().cloned(), params))
-        .await
-        .map_err(Failure::from_lettre)?;
-    for to in job.envelope.to() {
-        c.command(Rcpt::new(to.clone(), vec![]))
-            .await
-            .map_err(Failure::from_lettre)?;
+    let mail = Mail::new(job.envelope.from().cloned(), params);
+    if c.pipelining {
+        // One write, then one reply per command, in order. A refusal leaves
+        // replies unread: the caller drops the connection on any failure.
+        let mut batch = mail.to_string();
+        for to in job.envelope.to() {
+            batch.push_str(&Rcpt::new(to.clone(), vec![]).to_string());
+        }
+        batch.push_str(&Data.to_string());
+        c.command(batch).await.map_err(Failure::from_lettre)?;
+        for _ in job.envelope.to() {
+            c.read_response().await.map_err(Failure::from_lettre)?;
+        }
+        c.read_response().await.map_err(Failure::from_lettre)?;
+    } else {
+        c.command(mail).await.map_err(Failure::from_lettre)?;
+        for to in job.envelope.to() {
+            c.command(Rcpt::new(to.clone(), vec![]))
+                .await
+                .map_err(Failure::from_lettre)?;
+        }
+        c.command(Data).await.map_err(Failure::from_lettre)?;
     }
-    c.command(Data).await.map_err(Failure::from_lettre)?;
     if let Some(rx) = marked.take()
         && !matches!(rx.await, Ok(Ok(())))
     {

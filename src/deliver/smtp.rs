@@ -200,7 +200,7 @@ impl Relay {
         &self,
         hello: &ClientId,
         timeout: Duration,
-    ) -> Result<AsyncSmtpConnection, Failure> {
+    ) -> Result<Connection, Failure> {
         let conn = tokio::time::timeout(timeout, self.connect_inner(hello, timeout))
             .await
             .map_err(|_| {
@@ -217,7 +217,7 @@ impl Relay {
         &self,
         hello: &ClientId,
         _timeout: Duration,
-    ) -> Result<AsyncSmtpConnection, Failure> {
+    ) -> Result<Connection, Failure> {
         let tcp = TcpStream::connect((self.host.as_str(), self.port))
             .await
             .map_err(|e| {
@@ -254,6 +254,15 @@ impl Relay {
                 .await
                 .map_err(Failure::from_lettre)?;
         }
+        // lettre keeps only the EHLO keywords it uses itself; PIPELINING is
+        // not one of them, so ask once more and read the reply ourselves
+        // (before AUTH: some servers forget a login on a second EHLO).
+        let pipelining = conn
+            .command(lettre::transport::smtp::commands::Ehlo::new(hello.clone()))
+            .await
+            .map_err(Failure::from_lettre)?
+            .message()
+            .any(|line| line.eq_ignore_ascii_case("PIPELINING"));
         if let (Some(user), Some(password)) = (&self.user, &self.password) {
             conn.auth(
                 &[Mechanism::Plain, Mechanism::Login],
@@ -271,7 +280,30 @@ impl Relay {
                 }
             })?;
         }
-        Ok(conn)
+        Ok(Connection {
+            smtp: conn,
+            pipelining,
+        })
+    }
+}
+
+/// A connection to the relay, and whether it takes commands in a batch
+/// (PIPELINING, RFC 2920): MAIL, RCPT and DATA then cost one round trip.
+pub struct Connection {
+    pub smtp: AsyncSmtpConnection,
+    pub pipelining: bool,
+}
+
+impl std::ops::Deref for Connection {
+    type Target = AsyncSmtpConnection;
+    fn deref(&self) -> &AsyncSmtpConnection {
+        &self.smtp
+    }
+}
+
+impl std::ops::DerefMut for Connection {
+    fn deref_mut(&mut self) -> &mut AsyncSmtpConnection {
+        &mut self.smtp
     }
 }
 

@@ -77,14 +77,23 @@ impl Server {
     fn received(&self) -> Vec<Received> {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         text.lines()
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                Received {
-                    rcpt: v["rcpt"].as_str().unwrap().to_string(),
-                    time: v["time"].as_f64().unwrap(),
-                    refused: v["refused"].as_str().map(str::to_string),
-                }
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v.get("rcpt").is_some())
+            .map(|v| Received {
+                rcpt: v["rcpt"].as_str().unwrap().to_string(),
+                time: v["time"].as_f64().unwrap(),
+                refused: v["refused"].as_str().map(str::to_string),
             })
+            .collect()
+    }
+
+    /// For each MAIL FROM (with `--pipelining`): whether RCPT TO had
+    /// already arrived behind it in the same batch.
+    fn pipelined(&self) -> Vec<bool> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|v| v.get("pipelined").and_then(|p| p.as_bool()))
             .collect()
     }
 
@@ -188,19 +197,40 @@ fn every_recipient_is_delivered_exactly_once_and_a_rerun_sends_nothing() {
 
 #[test]
 fn transient_failures_are_retried_and_delivered() {
+    transient_failures_case(&[]);
+}
+
+/// The same faults from a relay that takes MAIL, RCPT and DATA in one
+/// batch (PIPELINING): herald batches them, and a refusal inside a batch
+/// is handled as it is one command at a time.
+#[test]
+fn pipelined_transient_failures_are_retried_and_delivered() {
+    let pipelined = transient_failures_case(&["--pipelining"]);
+    assert!(
+        !pipelined.is_empty() && pipelined.iter().all(|p| *p),
+        "{pipelined:?}"
+    );
+}
+
+#[test]
+fn pipelined_permanent_failures_are_recorded_and_never_retried() {
+    permanent_failures_case(&["--pipelining"]);
+}
+
+/// Returns, per MAIL FROM, whether it came batched (with `--pipelining`).
+fn transient_failures_case(server_args: &[&str]) -> Vec<bool> {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = Server::start(
-        tmp.path(),
-        &[
-            "--fail451",
-            "reader3@example.org=2",
-            "--fail451",
-            "reader7@example.org=3",
-            "--drop-data",
-            "reader5@example.org=1",
-        ],
-    ) else {
-        return;
+    let mut args = vec![
+        "--fail451",
+        "reader3@example.org=2",
+        "--fail451",
+        "reader7@example.org=3",
+        "--drop-data",
+        "reader5@example.org=1",
+    ];
+    args.extend(server_args);
+    let Some(server) = Server::start(tmp.path(), &args) else {
+        return vec![true];
     };
     config(tmp.path(), "");
     let list = write_list(tmp.path(), 12);
@@ -236,6 +266,7 @@ fn transient_failures_are_retried_and_delivered() {
             .count(),
         1
     );
+    server.pipelined()
 }
 
 #[test]
@@ -264,16 +295,19 @@ fn transient_failures_beyond_the_retry_limit_are_deferred_to_the_next_run() {
 
 #[test]
 fn permanent_failures_are_recorded_and_never_retried() {
+    permanent_failures_case(&[]);
+}
+
+fn permanent_failures_case(server_args: &[&str]) {
     let tmp = tempfile::tempdir().unwrap();
-    let Some(server) = Server::start(
-        tmp.path(),
-        &[
-            "--fail550",
-            "reader2@example.org",
-            "--fail550",
-            "reader4@example.org",
-        ],
-    ) else {
+    let mut args = vec![
+        "--fail550",
+        "reader2@example.org",
+        "--fail550",
+        "reader4@example.org",
+    ];
+    args.extend(server_args);
+    let Some(server) = Server::start(tmp.path(), &args) else {
         return;
     };
     config(tmp.path(), "");

@@ -38,6 +38,9 @@ p.add_argument("--max-seconds", type=float, default=120.0)
 p.add_argument("--tls", choices=["implicit", "starttls"])
 p.add_argument("--cert")
 p.add_argument("--key")
+# Advertise PIPELINING (RFC 2920); MAIL is then logged with whether RCPT TO
+# had already arrived behind it, i.e. whether the client batched them.
+p.add_argument("--pipelining", action="store_true")
 args = p.parse_args()
 
 
@@ -63,6 +66,20 @@ def write(entry):
 
 
 class Handler:
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname
+        if args.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if args.pipelining:
+            waiting = bytes(getattr(server._reader, "_buffer", b""))
+            write({"mail": address, "time": time.time(), "pipelined": b"RCPT TO" in waiting.upper()})
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         addr = address.lower()
         with lock:
