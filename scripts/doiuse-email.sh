@@ -38,22 +38,8 @@
 # Exit status: 0 only if every post passed (or the baseline was written).
 set -euo pipefail
 
-caller_pwd=$PWD
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/posts.sh"
 
-# User-given paths are taken relative to the caller's directory; defaults are
-# relative to the repo root. A bare command name is looked up on PATH.
-resolve() {
-    local p=$1 base=$2
-    case $p in
-        /*) printf '%s\n' "$p" ;;
-        */*) printf '%s\n' "$base/$p" ;;
-        *) type -P "$p" 2>/dev/null || printf '%s\n' "$p" ;;
-    esac
-}
-
-if [[ -n ${HERALD:-} ]]; then herald=$(resolve "$HERALD" "$caller_pwd"); else herald=$repo_root/target/release/herald; fi
-if [[ -n ${HERALD_CORPUS:-} ]]; then corpus=$(resolve "$HERALD_CORPUS" "$caller_pwd"); else corpus=$repo_root/../shared/corpus; fi
 if [[ -n ${HERALD_DOIUSE_BASELINE:-} ]]; then
     case $HERALD_DOIUSE_BASELINE in
         /*) baseline=$HERALD_DOIUSE_BASELINE ;;
@@ -62,70 +48,22 @@ if [[ -n ${HERALD_DOIUSE_BASELINE:-} ]]; then
 else
     baseline=$repo_root/tests/doiuse-baseline.json
 fi
-corpus_label=${HERALD_CORPUS:-../shared/corpus}
 checker=$repo_root/tools/node/doiuse-email-check.mjs
 
-have_corpus=true
-if [[ ! -d $corpus ]]; then
-    if [[ ${CI:-} == true ]]; then
-        echo "ERROR: $corpus_label not found (resolved: $corpus); CI=true requires the corpus" >&2
-        exit 1
-    fi
-    if [[ ${UPDATE_BASELINE:-} == 1 ]]; then
-        echo "ERROR: $corpus_label not found (resolved: $corpus); the baseline is recorded from the whole corpus" >&2
-        exit 1
-    fi
-    echo "SKIPPED: $corpus_label not found; checking the example only"
-    have_corpus=false
-fi
-
-if [[ ! -x $herald ]]; then
-    echo "ERROR: herald binary not found or not executable: $herald" >&2
-    echo "       build it first (cargo build --release) or set HERALD=/path/to/herald" >&2
+if [[ ! -d $corpus && ${UPDATE_BASELINE:-} == 1 ]]; then
+    echo "ERROR: $corpus_label not found (resolved: $corpus); the baseline is recorded from the whole corpus" >&2
     exit 1
 fi
+find_corpus examples
+need_herald
 if [[ ! -f $repo_root/tools/node/node_modules/doiuse-email/package.json ]]; then
     echo "ERROR: doiuse-email not installed in tools/node/node_modules" >&2
     echo "       install it with: npm ci --prefix tools/node --no-audit --no-fund" >&2
     exit 1
 fi
-
-# The posts: Markdown files in the corpus's sub-folders (the corpus's own
-# top-level README.md is not a post), the seeds (Markdown saved as .txt), and
-# the repo's examples. Labels are paths relative to the corpus or the repo:
-# they are the baseline's keys.
-posts=()
-labels=()
-if $have_corpus; then
-    mapfile -d '' found < <(
-        {
-            find "$corpus" -mindepth 2 -type f -name '*.md' -print0
-            if [[ -d $corpus/seeds ]]; then
-                find "$corpus/seeds" -maxdepth 1 -type f -name '*.txt' -print0
-            fi
-        } | sort -z
-    )
-    if ((${#found[@]} == 0)); then
-        echo "ERROR: no posts found under $corpus_label" >&2
-        exit 1
-    fi
-    for post in "${found[@]}"; do
-        posts+=("$post")
-        labels+=("${post#"$corpus"/}")
-    done
-fi
-mapfile -d '' found < <(find "$repo_root/examples" -maxdepth 1 -type f -name '*.md' -print0 | sort -z)
-for post in "${found[@]}"; do
-    posts+=("$post")
-    labels+=("${post#"$repo_root"/}")
-done
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/herald-doiuse-email.XXXXXX")
-if [[ ${KEEP_TMP:-} == 1 ]]; then
-    echo "output kept in $tmp"
-else
-    trap 'rm -rf "$tmp"' EXIT
-fi
+# Labels (paths relative to the corpus or the repo) are the baseline's keys.
+collect_posts true
+make_tmp herald-doiuse-email
 
 if $have_corpus; then sources="$corpus_label and examples/"; else sources="examples/"; fi
 echo "herald:    $herald"
@@ -134,11 +72,6 @@ echo "posts:     ${#posts[@]} ($sources)"
 echo "baseline:  ${baseline#"$repo_root"/}$([[ ${UPDATE_BASELINE:-} == 1 ]] && echo ' (recording)' || true)"
 echo "check:     doiuse-email errors for gmail.*, outlook.*, apple-mail.* in email.html"
 echo
-
-# Indent captured output under a FAIL line, keeping it short.
-show() {
-    sed -e 's/^/    | /' "$1" | head -n 40
-}
 
 pairs=()
 preview_failed=0
@@ -149,7 +82,7 @@ for i in "${!posts[@]}"; do
     name=${name//\//__}
     out=$tmp/$name
     log=$tmp/$name.log
-    if ! timeout 120 "$herald" preview "$post" --out "$out" >"$log" 2>&1 || [[ ! -s $out/email.html ]]; then
+    if ! preview "$post" "$out" >"$log" 2>&1 || [[ ! -s $out/email.html ]]; then
         echo "FAIL $rel: herald preview failed or wrote no email.html"
         show "$log"
         preview_failed=$((preview_failed + 1))

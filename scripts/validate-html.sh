@@ -29,83 +29,21 @@
 # Exit status: 0 only if every post passed.
 set -euo pipefail
 
-caller_pwd=$PWD
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/posts.sh"
 
-# User-given paths are taken relative to the caller's directory; defaults are
-# relative to the repo root. A bare command name is looked up on PATH.
-resolve() {
-    local p=$1 base=$2
-    case $p in
-        /*) printf '%s\n' "$p" ;;
-        */*) printf '%s\n' "$base/$p" ;;
-        *) type -P "$p" 2>/dev/null || printf '%s\n' "$p" ;;
-    esac
-}
-
-if [[ -n ${HERALD:-} ]]; then herald=$(resolve "$HERALD" "$caller_pwd"); else herald=$repo_root/target/release/herald; fi
-if [[ -n ${HERALD_HTML_VALIDATE:-} ]]; then validator=$(resolve "$HERALD_HTML_VALIDATE" "$caller_pwd"); else validator=$repo_root/tools/node/node_modules/.bin/html-validate; fi
-if [[ -n ${HERALD_CORPUS:-} ]]; then corpus=$(resolve "$HERALD_CORPUS" "$caller_pwd"); else corpus=$repo_root/../shared/corpus; fi
-corpus_label=${HERALD_CORPUS:-../shared/corpus}
+validator=$(tool HERALD_HTML_VALIDATE "$repo_root/tools/node/node_modules/.bin/html-validate")
 email_config=$repo_root/tools/node/htmlvalidate-email.cjs
 preview_config=$repo_root/tools/node/htmlvalidate-preview.cjs
 
-have_corpus=true
-if [[ ! -d $corpus ]]; then
-    if [[ ${CI:-} == true ]]; then
-        echo "ERROR: $corpus_label not found (resolved: $corpus); CI=true requires the corpus" >&2
-        exit 1
-    fi
-    echo "SKIPPED: $corpus_label not found; checking the example only"
-    have_corpus=false
-fi
-
-if [[ ! -x $herald ]]; then
-    echo "ERROR: herald binary not found or not executable: $herald" >&2
-    echo "       build it first (cargo build --release) or set HERALD=/path/to/herald" >&2
-    exit 1
-fi
+find_corpus examples
+need_herald
 if [[ ! -x $validator ]]; then
     echo "ERROR: html-validate CLI not found: $validator" >&2
     echo "       install it with: npm ci --prefix tools/node --no-audit --no-fund (or set HERALD_HTML_VALIDATE)" >&2
     exit 1
 fi
-
-# The posts: Markdown files in the corpus's sub-folders (the corpus's own
-# top-level README.md is not a post), the seeds (Markdown saved as .txt), and
-# the repo's examples. Names are "folder/file" without the extension.
-posts=()
-labels=()
-if $have_corpus; then
-    mapfile -d '' found < <(
-        {
-            find "$corpus" -mindepth 2 -type f -name '*.md' -print0
-            if [[ -d $corpus/seeds ]]; then
-                find "$corpus/seeds" -maxdepth 1 -type f -name '*.txt' -print0
-            fi
-        } | sort -z
-    )
-    if ((${#found[@]} == 0)); then
-        echo "ERROR: no posts found under $corpus_label" >&2
-        exit 1
-    fi
-    for post in "${found[@]}"; do
-        posts+=("$post")
-        labels+=("${post#"$corpus"/}")
-    done
-fi
-mapfile -d '' found < <(find "$repo_root/examples" -maxdepth 1 -type f -name '*.md' -print0 | sort -z)
-for post in "${found[@]}"; do
-    posts+=("$post")
-    labels+=("${post#"$repo_root"/}")
-done
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/herald-validate-html.XXXXXX")
-if [[ ${KEEP_TMP:-} == 1 ]]; then
-    echo "output kept in $tmp"
-else
-    trap 'rm -rf "$tmp"' EXIT
-fi
+collect_posts true
+make_tmp herald-validate-html
 
 echo "herald:         $herald"
 echo "html-validate:  $validator ($("$validator" --version 2>/dev/null | tr '\n' ' '))"
@@ -114,11 +52,6 @@ echo "posts:          ${#posts[@]} ($sources)"
 echo "check:          email.html with tools/node/htmlvalidate-email.cjs,"
 echo "                index.html with tools/node/htmlvalidate-preview.cjs"
 echo
-
-# Indent captured output under a FAIL line, keeping it short.
-show() {
-    sed -e '/^$/d' -e 's/^/    | /' "$1" | head -n 40
-}
 
 passed=0
 failed=0
@@ -130,7 +63,7 @@ for i in "${!posts[@]}"; do
     out=$tmp/$name
     log=$tmp/$name.log
 
-    if ! timeout 120 "$herald" preview "$post" --out "$out" >"$log" 2>&1; then
+    if ! preview "$post" "$out" >"$log" 2>&1; then
         echo "FAIL $rel: herald preview exited non-zero"
         show "$log"
         failed=$((failed + 1))

@@ -29,78 +29,25 @@
 # Exit status: 0 only if every post passed (or the corpus is missing outside CI).
 set -euo pipefail
 
-caller_pwd=$PWD
-repo_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+source "$(dirname "${BASH_SOURCE[0]}")/lib/posts.sh"
 
-# User-given paths are taken relative to the caller's directory; defaults are
-# relative to the repo root. A bare command name is looked up on PATH.
-resolve() {
-    local p=$1 base=$2
-    case $p in
-        /*) printf '%s\n' "$p" ;;
-        */*) printf '%s\n' "$base/$p" ;;
-        *) type -P "$p" 2>/dev/null || printf '%s\n' "$p" ;;
-    esac
-}
+mjml=$(tool HERALD_MJML "$repo_root/tools/node/node_modules/.bin/mjml")
 
-if [[ -n ${HERALD:-} ]]; then herald=$(resolve "$HERALD" "$caller_pwd"); else herald=$repo_root/target/release/herald; fi
-if [[ -n ${HERALD_MJML:-} ]]; then mjml=$(resolve "$HERALD_MJML" "$caller_pwd"); else mjml=$repo_root/tools/node/node_modules/.bin/mjml; fi
-if [[ -n ${HERALD_CORPUS:-} ]]; then corpus=$(resolve "$HERALD_CORPUS" "$caller_pwd"); else corpus=$repo_root/../shared/corpus; fi
-corpus_label=${HERALD_CORPUS:-../shared/corpus}
-
-if [[ ! -d $corpus ]]; then
-    if [[ ${CI:-} == true ]]; then
-        echo "ERROR: $corpus_label not found (resolved: $corpus); CI=true requires the corpus" >&2
-        exit 1
-    fi
-    echo "SKIPPED: $corpus_label not found"
-    exit 0
-fi
-
-if [[ ! -x $herald ]]; then
-    echo "ERROR: herald binary not found or not executable: $herald" >&2
-    echo "       build it first (cargo build --release) or set HERALD=/path/to/herald" >&2
-    exit 1
-fi
+find_corpus exit
+need_herald
 if [[ ! -x $mjml ]]; then
     echo "ERROR: mjml CLI not found: $mjml" >&2
     echo "       install it with: npm ci --prefix tools/node --no-audit --no-fund (or set HERALD_MJML)" >&2
     exit 1
 fi
-
-# Collect the posts: Markdown files in the corpus's sub-folders (the corpus's
-# own top-level README.md describes the corpus and is not a post) and the
-# seeds, which are Markdown saved as .txt.
-mapfile -d '' posts < <(
-    {
-        find "$corpus" -mindepth 2 -type f -name '*.md' -print0
-        if [[ -d $corpus/seeds ]]; then
-            find "$corpus/seeds" -maxdepth 1 -type f -name '*.txt' -print0
-        fi
-    } | sort -z
-)
-if ((${#posts[@]} == 0)); then
-    echo "ERROR: no posts found under $corpus_label" >&2
-    exit 1
-fi
-
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/herald-validate-mjml.XXXXXX")
-if [[ ${KEEP_TMP:-} == 1 ]]; then
-    echo "output kept in $tmp"
-else
-    trap 'rm -rf "$tmp"' EXIT
-fi
+collect_posts false
+make_tmp herald-validate-mjml
 
 echo "herald:  $herald"
 echo "mjml:    $mjml ($("$mjml" --version 2>/dev/null | tr '\n' ' '))"
 echo "corpus:  $corpus_label (${#posts[@]} posts)"
 echo "check:   mjml -r email.mjml --config.validationLevel=strict; no mj-* inside ending tags"
 echo
-
-# Indent captured output under a FAIL line, keeping it short.
-show() {
-    sed -e 's/^/    | /' "$1" | head -n 40
-}
 
 passed=0
 failed=0
@@ -111,7 +58,7 @@ for post in "${posts[@]}"; do
     out=$tmp/$name
     log=$tmp/$name.log
 
-    if ! timeout 120 "$herald" preview "$post" --out "$out" >"$log" 2>&1; then
+    if ! preview "$post" "$out" >"$log" 2>&1; then
         echo "FAIL $rel: herald preview exited non-zero"
         show "$log"
         failed=$((failed + 1))
