@@ -100,11 +100,11 @@ pub fn fold_lines(html: &str) -> String {
     const TARGET: usize = 160;
     let mut out = String::with_capacity(html.len() + html.len() / 64);
     let mut line_len = 0;
-    let mut rest = html;
-    while let Some(i) = rest.find("><") {
-        let (head, tail) = rest.split_at(i + 1);
+    let mut from = 0;
+    for i in memchr::memmem::find_iter(html.as_bytes(), "><") {
+        let (head, tail) = (&html[from..i + 1], &html[i + 1..]);
         out.push_str(head);
-        line_len = match head.rfind('\n') {
+        line_len = match memchr::memrchr(b'\n', head.as_bytes()) {
             Some(n) => head.len() - n - 1,
             None => line_len + head.len(),
         };
@@ -112,9 +112,9 @@ pub fn fold_lines(html: &str) -> String {
             out.push('\n');
             line_len = 0;
         }
-        rest = tail;
+        from = i + 1;
     }
-    out.push_str(rest);
+    out.push_str(&html[from..]);
     out
 }
 
