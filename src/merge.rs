@@ -132,18 +132,32 @@ impl Template {
                 Part::Literal(s) => piece(s),
                 Part::Field { name, default } => match value(name).filter(|v| !v.trim().is_empty())
                 {
-                    Some(v) => match self.escape {
-                        Escape::Html => {
-                            scratch.clear();
-                            crate::html::push_ascii(&mut scratch, &crate::html::attr(&v));
-                            piece(&scratch)
-                        }
-                        Escape::None => piece(&v),
-                    },
+                    // A line break or other control character in a
+                    // subscriber's value (a CSV field may hold one) would
+                    // break the message's lines: it becomes a space.
+                    Some(v) if v.contains(|c: char| c.is_control() && c != '\t') => {
+                        let clean: String = v
+                            .chars()
+                            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+                            .collect();
+                        self.push_value(&clean, &mut scratch, &mut piece)
+                    }
+                    Some(v) => self.push_value(&v, &mut scratch, &mut piece),
                     // Defaults were written in the document itself, already escaped for it.
                     None => piece(default),
                 },
             }
+        }
+    }
+
+    fn push_value(&self, v: &str, scratch: &mut String, piece: &mut impl FnMut(&str)) {
+        match self.escape {
+            Escape::Html => {
+                scratch.clear();
+                crate::html::push_ascii(scratch, &crate::html::attr(v));
+                piece(scratch)
+            }
+            Escape::None => piece(v),
         }
     }
 }
@@ -209,6 +223,11 @@ mod tests {
         assert_eq!(t.fields(), vec!["first_name", "empty", "last_name"]);
         assert_eq!(t.render(vals), "Hi Ana &lt;b&gt;, friend x!");
         assert_eq!(t.rendered_len(vals), t.render(vals).len());
+        // A line break inside a CSV value cannot break the message's lines.
+        let t = Template::compile("Hi {{ first_name }}!", Escape::None);
+        let crlf = |_: &str| Some(Cow::Borrowed("Ana\r\nBcc: x"));
+        assert_eq!(t.render(crlf), "Hi Ana  Bcc: x!");
+        assert_eq!(t.rendered_len(crlf), t.render(crlf).len());
         let t = Template::compile("Hi {{ first_name }}", Escape::None);
         assert_eq!(t.render(vals), "Hi Ana <b>");
     }

@@ -425,7 +425,9 @@ impl Composer {
 /// 998.
 fn seven_bit_body(text: String) -> Body {
     let bytes = text.as_bytes();
-    let mut fits = bytes.is_ascii() && memchr::memchr(0, bytes).is_none();
+    // Merge values cannot bring control characters (see `merge`); a stray
+    // carriage return would still make a bare CR here, so leave it to lettre.
+    let mut fits = bytes.is_ascii() && memchr::memchr2(0, b'\r', bytes).is_none();
     let mut line_start = 0;
     for nl in memchr::memchr_iter(b'\n', bytes).chain([bytes.len()]) {
         fits &= nl - line_start < 990;
@@ -437,8 +439,7 @@ fn seven_bit_body(text: String) -> Body {
     let mut crlf = Vec::with_capacity(bytes.len() + bytes.len() / 32);
     let mut from = 0;
     for nl in memchr::memchr_iter(b'\n', bytes) {
-        let line = &bytes[from..nl];
-        crlf.extend_from_slice(line.strip_suffix(b"\r").unwrap_or(line));
+        crlf.extend_from_slice(&bytes[from..nl]);
         crlf.extend_from_slice(b"\r\n");
         from = nl + 1;
     }
@@ -507,6 +508,21 @@ pub fn load_dkim_key(path: &Path) -> Result<DkimSigningKey, InputError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parts_travel_seven_bit_only_when_they_can() {
+        let b = seven_bit_body(format!("Hi\nsee https://example.org/{}\n", "x".repeat(200)));
+        assert_eq!(b.encoding(), ContentTransferEncoding::SevenBit);
+        assert_eq!(&b.as_ref()[..4], b"Hi\r\n", "lines end in CRLF");
+        for awkward in [format!("{}\n", "x".repeat(1000)), "caf\u{e9}\n".to_string()] {
+            let b = seven_bit_body(awkward.clone());
+            assert_ne!(
+                b.encoding(),
+                ContentTransferEncoding::SevenBit,
+                "{awkward:?}"
+            );
+        }
+    }
 
     #[test]
     fn header_values_lose_line_breaks() {
