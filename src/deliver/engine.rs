@@ -330,7 +330,7 @@ fn build_jobs(
                         seq: row.seq,
                         email: row.email,
                         envelope,
-                        data: Data::new(&built.bytes),
+                        data: Data::new(built.bytes),
                     };
                     if jobs.blocking_send(job).is_err() {
                         // The workers stopped (interrupted, or a fatal error).
@@ -572,11 +572,11 @@ async fn transaction(
             "the journal cannot record the send (is the disk full?); nothing more is sent".into(),
         ));
     }
-    let response = match &job.data.text {
+    let response = match &job.data.payload {
         // One write of the prepared text; lettre's own `message` would
         // dot-stuff it again byte by byte, on the connection's task.
-        Some(text) => c.command(text).await,
-        None => c.message(&job.data.bytes).await,
+        Payload::Stuffed(text) => c.command(text).await,
+        Payload::Raw(bytes) => c.message(bytes).await,
     }
     .map_err(Failure::from_lettre)?;
     Ok(format!(
@@ -588,29 +588,29 @@ async fn transaction(
 
 /// A message ready for the DATA phase, prepared on the builder thread.
 struct Data {
-    /// Dot-stuffed (RFC 5321 4.5.2) and ending with `CRLF.CRLF`, when the
-    /// message is UTF-8 (always, for what herald builds: 7-bit or 8-bit text).
-    text: Option<String>,
-    /// Otherwise the message as built, for lettre to stuff.
-    bytes: Vec<u8>,
     ascii: bool,
+    payload: Payload,
+}
+
+enum Payload {
+    /// Dot-stuffed (RFC 5321 4.5.2) and ending with `CRLF.CRLF`: what herald
+    /// builds is always UTF-8 (7-bit or 8-bit text).
+    Stuffed(String),
+    /// Anything else, as built, for lettre to stuff.
+    Raw(Vec<u8>),
 }
 
 impl Data {
-    fn new(message: &[u8]) -> Data {
+    fn new(message: Vec<u8>) -> Data {
         let ascii = message.is_ascii();
-        match String::from_utf8(dot_stuff(message)) {
-            Ok(text) => Data {
-                text: Some(text),
-                bytes: Vec::new(),
-                ascii,
-            },
-            Err(_) => Data {
-                text: None,
-                bytes: message.to_vec(),
-                ascii,
-            },
-        }
+        let payload = if std::str::from_utf8(&message).is_ok() {
+            Payload::Stuffed(
+                String::from_utf8(dot_stuff(&message)).expect("stuffing adds only ASCII"),
+            )
+        } else {
+            Payload::Raw(message)
+        };
+        Data { ascii, payload }
     }
 }
 
