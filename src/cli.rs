@@ -460,7 +460,7 @@ fn print_report(
 
 fn journal_dir(flag: Option<PathBuf>, config: &Config) -> PathBuf {
     flag.or_else(|| config.journal_dir.as_ref().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(crate::journal::DEFAULT_DIR))
+        .unwrap_or_else(|| PathBuf::from(crate::store::DEFAULT_DIR))
 }
 
 fn send_due(
@@ -481,8 +481,10 @@ fn send_due(
     let finished = |post: &Path| -> anyhow::Result<bool> {
         let issue = Issue::compose(post, config)?;
         let id = send::campaign_id(&issue);
-        Ok(journal_dir.join("journal.db").exists()
-            && crate::journal::Journal::open(&journal_dir)?.is_finished(&id)?)
+        Ok(match crate::store::open_existing(&journal_dir)? {
+            Some(store) => store.is_finished(&id)?,
+            None => false,
+        })
     };
     for (post, when) in &due.late {
         if finished(post)? {
@@ -522,7 +524,7 @@ fn status(
     stdout: &mut impl Write,
 ) -> anyhow::Result<i32> {
     let dir = journal_dir(journal, config);
-    if !dir.join("journal.db").exists() {
+    let Some(journal) = crate::store::open_existing(&dir)? else {
         if json {
             writeln!(stdout, "[]")?;
         } else {
@@ -533,8 +535,7 @@ fn status(
             )?;
         }
         return Ok(exit::OK);
-    }
-    let journal = crate::journal::Journal::open(&dir)?;
+    };
     let mut campaigns = journal.campaigns()?;
     if let Some(c) = &campaign {
         campaigns.retain(|x| &x.id == c);

@@ -18,7 +18,6 @@ pub mod deliver;
 pub mod fit;
 pub mod html;
 pub mod images;
-pub mod journal;
 pub mod merge;
 pub mod message;
 pub mod post;
@@ -26,6 +25,7 @@ pub mod preview;
 pub mod render;
 pub mod schedule;
 pub mod send;
+pub mod store;
 pub mod urls;
 
 /// Exit codes shared by every subcommand, documented in the README.

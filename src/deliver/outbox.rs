@@ -1,11 +1,16 @@
 //! The dry-run outbox: one `.eml` file per recipient plus `manifest.json`,
 //! written as a stream so a million recipients never sit in memory.
+//! [`OutboxMailer`] is the Mailer a dry run hands the engine: the messages
+//! are exactly what SMTP would get, written instead of sent.
 
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
+
+use super::{Failure, Gate, Mailer, Outgoing};
 
 use crate::audience::Skipped;
 use crate::message::Built;
@@ -117,4 +122,71 @@ fn file_safe(email: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The outbox as a Mailer. Clones share the same folder and manifest.
+#[derive(Clone)]
+pub struct OutboxMailer {
+    outbox: Arc<Mutex<Outbox>>,
+    dir: PathBuf,
+}
+
+impl OutboxMailer {
+    pub fn new(outbox: Outbox) -> OutboxMailer {
+        let dir = outbox.dir().to_path_buf();
+        OutboxMailer {
+            outbox: Arc::new(Mutex::new(outbox)),
+            dir,
+        }
+    }
+
+    /// The outbox back, once the engine is done with it.
+    pub fn into_inner(self) -> Option<Outbox> {
+        Arc::into_inner(self.outbox).map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn outbox(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Mailer for OutboxMailer {
+    type Conn = ();
+    type Payload = Built;
+
+    fn describe(&self) -> String {
+        format!("the outbox {}", self.dir.display())
+    }
+
+    fn prepare(&self, built: Built) -> Built {
+        built
+    }
+
+    async fn connect(&self) -> Result<(), Failure> {
+        Ok(())
+    }
+
+    async fn send(
+        &self,
+        _conn: &mut (),
+        message: &Outgoing<Built>,
+        gate: &mut Gate,
+    ) -> Result<String, Failure> {
+        gate.pass().await?;
+        // A file that cannot be written will not be written on a retry
+        // either (a full disk, a folder gone): stop the run.
+        self.outbox().write(&message.payload).map_err(|e| {
+            Failure::config(format!(
+                "cannot write to the outbox {} ({e})",
+                self.dir.display()
+            ))
+        })?;
+        Ok("written".into())
+    }
+
+    fn is_broken(&self, _conn: &()) -> bool {
+        false
+    }
+
+    async fn quit(&self, _conn: ()) {}
 }

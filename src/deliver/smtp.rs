@@ -17,6 +17,10 @@ use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use tokio::net::TcpStream;
 
+pub use super::{Failure, FailureKind};
+use super::{Gate, Mailer, Outgoing};
+use crate::message::Built;
+
 /// How the connection to the relay is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tls {
@@ -351,45 +355,185 @@ impl tokio::io::AsyncWrite for TlsTcp {
     }
 }
 
+/// The relay as a Mailer: one [`Connection`] per engine worker.
+pub struct Smtp {
+    pub relay: Relay,
+    hello: ClientId,
+    timeout: Duration,
+}
+
+impl Smtp {
+    pub fn new(relay: Relay, timeout: Duration) -> Smtp {
+        let hello = ClientId::Domain(hostname_for_helo().unwrap_or_else(|| "localhost".into()));
+        Smtp {
+            relay,
+            hello,
+            timeout,
+        }
+    }
+}
+
+fn hostname_for_helo() -> Option<String> {
+    let h = hostname::get().ok()?.into_string().ok()?;
+    (!h.is_empty()
+        && h.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'))
+    .then_some(h)
+}
+
+impl Mailer for Smtp {
+    type Conn = Connection;
+    type Payload = Data;
+
+    fn describe(&self) -> String {
+        self.relay.describe()
+    }
+
+    /// Dot-stuffed once here, on the builder thread: lettre's own
+    /// `message` stuffs byte by byte on the connection's task.
+    fn prepare(&self, built: Built) -> Data {
+        Data::new(built.bytes)
+    }
+
+    async fn connect(&self) -> Result<Connection, Failure> {
+        self.relay.connect(&self.hello, self.timeout).await
+    }
+
+    async fn send(
+        &self,
+        conn: &mut Connection,
+        message: &Outgoing<Data>,
+        gate: &mut Gate,
+    ) -> Result<String, Failure> {
+        let result = transaction(conn, message, gate).await;
+        if result.is_err() {
+            // A refused command leaves a transaction half done: the
+            // engine starts afresh on a new connection.
+            conn.abort().await;
+        }
+        result
+    }
+
+    fn is_broken(&self, conn: &Connection) -> bool {
+        conn.has_broken()
+    }
+
+    async fn quit(&self, mut conn: Connection) {
+        let _ = conn.quit().await;
+    }
+}
+
+/// MAIL, RCPT, DATA. Like lettre's `send`, but waits for the journal's
+/// `sending` mark (if not yet on disk) only before the message itself:
+/// nothing is delivered until the message's final dot.
+async fn transaction(
+    c: &mut Connection,
+    message: &Outgoing<Data>,
+    gate: &mut Gate,
+) -> Result<String, Failure> {
+    use lettre::transport::smtp::commands::{Data as DataCmd, Mail, Rcpt};
+    use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
+    let mut params = Vec::new();
+    let non_ascii = [&message.from, &message.to]
+        .into_iter()
+        .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+    if non_ascii {
+        if !c.server_info().supports_feature(Extension::SmtpUtfEight) {
+            return Err(Failure {
+                kind: FailureKind::Permanent,
+                reply:
+                    "the address has non-ASCII characters and the relay does not support SMTPUTF8"
+                        .into(),
+            });
+        }
+        params.push(MailParameter::SmtpUtfEight);
+    }
+    if !message.payload.ascii && c.server_info().supports_feature(Extension::EightBitMime) {
+        params.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+    }
+    let mail = Mail::new(Some(message.from.clone()), params);
+    if c.pipelining {
+        // One write, then one reply per command, in order. A refusal leaves
+        // replies unread: the caller drops the connection on any failure.
+        let mut batch = mail.to_string();
+        batch.push_str(&Rcpt::new(message.to.clone(), vec![]).to_string());
+        batch.push_str(&DataCmd.to_string());
+        c.command(batch).await.map_err(Failure::from_lettre)?;
+        c.read_response().await.map_err(Failure::from_lettre)?;
+        c.read_response().await.map_err(Failure::from_lettre)?;
+    } else {
+        c.command(mail).await.map_err(Failure::from_lettre)?;
+        c.command(Rcpt::new(message.to.clone(), vec![]))
+            .await
+            .map_err(Failure::from_lettre)?;
+        c.command(DataCmd).await.map_err(Failure::from_lettre)?;
+    }
+    gate.pass().await?;
+    let response = match &message.payload.payload {
+        // One write of the prepared text; lettre's own `message` would
+        // dot-stuff it again byte by byte, on the connection's task.
+        Payload::Stuffed(text) => c.command(text).await,
+        Payload::Raw(bytes) => c.message(bytes).await,
+    }
+    .map_err(Failure::from_lettre)?;
+    Ok(format!(
+        "{} {}",
+        response.code(),
+        response.message().collect::<Vec<_>>().join(" ")
+    ))
+}
+
+/// A message ready for the DATA phase, prepared on the builder thread.
+pub struct Data {
+    ascii: bool,
+    payload: Payload,
+}
+
+enum Payload {
+    /// Dot-stuffed (RFC 5321 4.5.2) and ending with `CRLF.CRLF`: what herald
+    /// builds is always UTF-8 (7-bit or 8-bit text).
+    Stuffed(String),
+    /// Anything else, as built, for lettre to stuff.
+    Raw(Vec<u8>),
+}
+
+impl Data {
+    pub fn new(message: Vec<u8>) -> Data {
+        let ascii = message.is_ascii();
+        let payload = if std::str::from_utf8(&message).is_ok() {
+            Payload::Stuffed(
+                String::from_utf8(dot_stuff(&message)).expect("stuffing adds only ASCII"),
+            )
+        } else {
+            Payload::Raw(message)
+        };
+        Data { ascii, payload }
+    }
+}
+
+/// Doubles a `.` that starts a line, and ends the message with
+/// `CRLF.CRLF`, exactly as lettre's `message` does.
+fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 64);
+    let mut from = 0;
+    if message.first() == Some(&b'.') {
+        out.push(b'.');
+    }
+    for at in memchr::memmem::find_iter(message, b"\r\n.") {
+        out.extend_from_slice(&message[from..at + 2]);
+        out.push(b'.');
+        from = at + 2;
+    }
+    out.extend_from_slice(&message[from..]);
+    out.extend_from_slice(b"\r\n.\r\n");
+    out
+}
+
 fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-/// What went wrong with one attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Failure {
-    pub kind: FailureKind,
-    /// The server's reply or what happened, for the journal and `status`.
-    pub reply: String,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailureKind {
-    /// 4xx, timeouts, dropped connections, TLS hiccups: try again later.
-    Transient,
-    /// 421 or 451 saying "slow down": back off the whole send.
-    SlowDown,
-    /// 5xx for this recipient: never try again.
-    Permanent,
-    /// Something about the relay settings (authentication, TLS): stop the run.
-    Config,
-}
-
 impl Failure {
-    pub fn transient(reply: String) -> Failure {
-        Failure {
-            kind: FailureKind::Transient,
-            reply,
-        }
-    }
-
-    pub fn config(reply: String) -> Failure {
-        Failure {
-            kind: FailureKind::Config,
-            reply,
-        }
-    }
-
     pub fn from_lettre(e: lettre::transport::smtp::Error) -> Failure {
         let reply = reply_text(&e);
         let code = e.status().map(|c| c.to_string());
@@ -481,5 +625,47 @@ mod tests {
         .unwrap();
         assert!(!format!("{r:?} {}", r.describe()).contains("hunter2"));
         assert!(Relay::parse("smtp://mail.example.org", Some("news".into()), None, false).is_err());
+    }
+
+    /// lettre's `ClientCodec`, byte by byte, as the reference.
+    fn reference(message: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let (mut cr, mut start) = (false, true);
+        for &b in message {
+            out.push(b);
+            if b == b'.' && start {
+                out.push(b'.');
+            }
+            start = cr && b == b'\n';
+            cr = b == b'\r';
+        }
+        out.extend_from_slice(b"\r\n.\r\n");
+        out
+    }
+
+    #[test]
+    fn dot_stuffing_matches_lettre() {
+        for m in [
+            &b""[..],
+            b".",
+            b".hidden\r\n..two\r\n.\r\nend",
+            b"a\r\n.\r\n.",
+            b"a\n.b\r.c\r\n\r\n.d",
+            b"no dots here\r\n",
+        ] {
+            assert_eq!(
+                super::dot_stuff(m),
+                reference(m),
+                "{:?}",
+                String::from_utf8_lossy(m)
+            );
+        }
+        let mut rng = fastrand::Rng::with_seed(7);
+        for _ in 0..2000 {
+            let m: Vec<u8> = (0..rng.usize(0..40))
+                .map(|_| *rng.choice(b"\r\n.a").unwrap())
+                .collect();
+            assert_eq!(super::dot_stuff(&m), reference(&m), "{m:?}");
+        }
     }
 }

@@ -381,6 +381,38 @@ fn permanent_failures_case(server_args: &[&str]) {
         .count();
     assert_eq!(tries, 1, "a hard bounce is suppressed in later campaigns");
     assert_eq!(server.deliveries().get("reader1@example.org"), Some(&2));
+
+    // A dry run leaves out exactly whom a real send would, and says why.
+    let o = herald_env(
+        tmp.path(),
+        &[
+            "send",
+            next.to_str().unwrap(),
+            "--subscribers",
+            list.to_str().unwrap(),
+            "--dry-run",
+            "--outbox",
+            "dry",
+        ],
+        &[("HERALD_UNSUBSCRIBE_SECRET", SECRET)],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let skipped = std::fs::read_to_string(tmp.path().join("dry/skipped.csv")).unwrap();
+    for who in ["reader2@example.org", "reader4@example.org"] {
+        assert!(
+            skipped
+                .lines()
+                .any(|l| l.contains(who) && l.contains("on the suppression list")),
+            "{skipped}"
+        );
+    }
+    let files: Vec<String> = std::fs::read_dir(tmp.path().join("dry"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".eml"))
+        .collect();
+    assert_eq!(files.len(), 4, "{files:?}");
+    assert!(!files.iter().any(|f| f.contains("reader2")), "{files:?}");
 }
 
 #[test]

@@ -5,6 +5,7 @@ mod browser;
 mod compose;
 mod corpus;
 mod delivery;
+mod engine;
 mod images;
 mod messages;
 mod util;

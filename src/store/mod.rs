@@ -1,0 +1,266 @@
+//! The store: what herald remembers between runs. Every campaign, every
+//! recipient's state in it, the suppression list and the campaign locks.
+//!
+//! The engine, `send` and `status` see only the [`Store`] trait, the narrow
+//! set of operations they need, so a second backend (PostgreSQL, for
+//! several hosts sharing one campaign) can be added without touching them.
+//! SQLite ([`sqlite::Sqlite`]) is the default: one file, nothing to install.
+//!
+//! A recipient is known by their address (lower-cased), never by their row
+//! in the list: a list edited between two runs of a campaign (rows added,
+//! removed, re-sorted) mails everyone on the current list exactly once.
+//!
+//! A recipient is marked `sending` (durably) before their message can be
+//! delivered and `sent` after the server's answer. A crash in between
+//! leaves them `sending`: of unknown outcome, reported and not sent again
+//! unless asked (`--resend-unknown`).
+
+pub mod sqlite;
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+pub use sqlite::Sqlite;
+
+/// Where the store lives when nothing says otherwise.
+pub const DEFAULT_DIR: &str = ".herald";
+
+/// The store could not do its job: the disk is full, the file is
+/// unreadable or from another program. Not the user's input: exit code
+/// "herald itself failed".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError {
+    /// The file or folder of the store.
+    pub place: PathBuf,
+    pub message: String,
+}
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.place.display(), self.message)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A recipient's state in a campaign.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Pending,
+    /// Handed to the server, no answer recorded: outcome unknown after a crash.
+    Sending,
+    Sent,
+    /// Failed for now (4xx, timeouts) after the retries of a run; tried again next run.
+    Deferred,
+    /// Refused for good (5xx); never tried again.
+    Failed,
+    /// Left out: unsubscribed, bounced or suppressed since the campaign began.
+    Skipped,
+    /// Taken off the list before they were mailed: not mailed unless the
+    /// list has them again.
+    Removed,
+}
+
+impl State {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Pending => "pending",
+            State::Sending => "sending",
+            State::Sent => "sent",
+            State::Deferred => "deferred",
+            State::Failed => "failed",
+            State::Skipped => "skipped",
+            State::Removed => "removed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<State> {
+        Some(match s {
+            "pending" => State::Pending,
+            "sending" => State::Sending,
+            "sent" => State::Sent,
+            "deferred" => State::Deferred,
+            "failed" => State::Failed,
+            "skipped" => State::Skipped,
+            "removed" => State::Removed,
+            _ => return None,
+        })
+    }
+}
+
+/// A recipient waiting to be mailed, with what their message needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The campaign's own order (first seen, first mailed).
+    pub seq: i64,
+    pub email: String,
+    /// The line of the list the address was on in the latest import.
+    pub line: i64,
+    pub values: Vec<String>,
+    pub attempts: i64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct Counts {
+    pub total: i64,
+    pub pending: i64,
+    /// Outcome unknown (left in `sending` by a crash or a kill).
+    pub unknown: i64,
+    pub sent: i64,
+    pub deferred: i64,
+    pub failed: i64,
+    pub skipped: i64,
+    /// Taken off the list before they were mailed.
+    pub removed: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CampaignInfo {
+    pub id: String,
+    pub post: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    pub counts: Counts,
+}
+
+/// A recipient who needs attention: failed, deferred or of unknown outcome.
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    pub email: String,
+    /// The line of the list the address was on (0 for a test send).
+    pub line: i64,
+    pub state: State,
+    pub reply: Option<String>,
+    pub attempts: i64,
+}
+
+impl std::fmt::Display for Problem {
+    /// `failed    someone@example.org  550 5.1.1 No such user`
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:<9} {}  {}",
+            self.state_label(),
+            self.email,
+            self.reply.as_deref().unwrap_or("")
+        )
+    }
+}
+
+impl Problem {
+    pub fn state_label(&self) -> &'static str {
+        match self.state {
+            State::Failed => "failed",
+            State::Deferred => "deferred",
+            _ => "unknown",
+        }
+    }
+}
+
+/// One state change of one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Update {
+    pub seq: i64,
+    pub state: State,
+    pub reply: Option<String>,
+    /// Attempts to add.
+    pub attempts: i64,
+    /// Add this address (lower-cased) to the suppression list.
+    pub suppress: Option<String>,
+}
+
+/// A campaign's list being brought into the store, in one transaction.
+pub trait Import {
+    /// Someone on the current list: added if new (at the end of the
+    /// campaign's order), their merge fields refreshed if known, and back
+    /// to pending if they had been removed from the list before.
+    fn add(&mut self, email: &str, line: i64, values: &[String]) -> Result<()>;
+    /// Someone on the list who must not be mailed now (unsubscribed,
+    /// bounced, suppressed): pending or deferred become skipped; those
+    /// already mailed stay as they are.
+    fn skip(&mut self, email: &str, why: &str) -> Result<()>;
+    /// Ends the import. Pending and deferred recipients the list no longer
+    /// has become `removed`; returns how many.
+    fn commit(self: Box<Self>) -> Result<u64>;
+}
+
+/// Held while a campaign is being sent; released on drop or when the
+/// process dies.
+pub trait Lock: Send {}
+
+/// The operations the engine, `send` and `status` need.
+pub trait Store: Send {
+    /// Where the store is, for messages (`.herald/journal.db`).
+    fn describe(&self) -> String;
+
+    /// Takes the campaign's lock; `None` when another herald holds it.
+    fn lock(&self, campaign: &str) -> Result<Option<Box<dyn Lock>>>;
+
+    /// The campaign's content hash, if the campaign exists.
+    fn campaign_hash(&self, id: &str) -> Result<Option<String>>;
+    /// Creates the campaign, or updates its hash, post and columns.
+    fn upsert_campaign(
+        &mut self,
+        id: &str,
+        post: &str,
+        hash: &str,
+        columns: &[String],
+    ) -> Result<()>;
+    /// The merge-field columns of the campaign's list.
+    fn columns(&self, id: &str) -> Result<Vec<String>>;
+    /// Starts bringing the campaign's current list in.
+    fn import<'a>(&'a mut self, campaign: &str) -> Result<Box<dyn Import + 'a>>;
+
+    /// Up to `limit` recipients to mail after `after_seq`, in order.
+    /// `resend_unknown` includes those left in `sending` by an earlier run.
+    fn queue(
+        &self,
+        campaign: &str,
+        after_seq: i64,
+        limit: i64,
+        resend_unknown: bool,
+    ) -> Result<Vec<Row>>;
+    /// Applies state changes in one durable transaction (group commit).
+    fn apply(&mut self, campaign: &str, updates: &[Update]) -> Result<()>;
+
+    fn counts(&self, campaign: &str) -> Result<Counts>;
+    /// Marks the campaign finished when nobody is left to mail.
+    fn finish_if_done(&mut self, campaign: &str) -> Result<bool>;
+    fn is_finished(&self, campaign: &str) -> Result<bool>;
+    fn campaigns(&self) -> Result<Vec<CampaignInfo>>;
+    /// Recipients needing attention: failed, deferred, unknown.
+    fn problems(&self, campaign: &str, limit: i64) -> Result<Vec<Problem>>;
+
+    /// Every suppressed address (lower-cased).
+    fn suppressed(&self) -> Result<Vec<String>>;
+    fn is_suppressed(&self, email: &str) -> Result<bool>;
+}
+
+/// The store in `dir` (created if needed).
+pub fn open(dir: &Path) -> Result<Box<dyn Store>> {
+    Ok(Box::new(Sqlite::open(dir)?))
+}
+
+/// The store in `dir` if one is there; never creates one (a dry run or
+/// `status` must not leave a `.herald` folder behind).
+pub fn open_existing(dir: &Path) -> Result<Option<Box<dyn Store>>> {
+    if !dir.join(sqlite::FILE).exists() {
+        return Ok(None);
+    }
+    open(dir).map(Some)
+}
+
+/// A throwaway store, for dry runs and test sends: the same engine and
+/// bookkeeping, nothing kept. Deleted with the returned folder.
+pub fn scratch() -> Result<(tempfile::TempDir, Box<dyn Store>)> {
+    let dir = tempfile::tempdir().map_err(|e| StoreError {
+        place: std::env::temp_dir(),
+        message: format!("cannot make a temporary folder ({e})"),
+    })?;
+    let store = Sqlite::open_scratch(dir.path())?;
+    Ok((dir, Box::new(store)))
+}

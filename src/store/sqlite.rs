@@ -1,0 +1,724 @@
+//! The SQLite store: `journal.db` in the journal folder (`.herald/` by
+//! default), plus one lock file per campaign being sent in `locks/`.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::{
+    CampaignInfo, Counts, Import, Lock, Problem, Result, Row, State, Store, StoreError, Update,
+};
+use crate::clock;
+
+/// The database's file name inside the journal folder.
+pub const FILE: &str = "journal.db";
+
+/// The schema this herald writes. Version 0 is the first release's (no
+/// `seen` column); it is upgraded in place on open.
+const SCHEMA_VERSION: i64 = 1;
+
+pub struct Sqlite {
+    conn: Connection,
+    dir: PathBuf,
+    path: PathBuf,
+}
+
+fn db_error(path: &Path, e: rusqlite::Error) -> StoreError {
+    StoreError {
+        place: path.to_path_buf(),
+        message: format!(
+            "the journal cannot be used ({e}). Is the disk full, or is the file from another program?"
+        ),
+    }
+}
+
+impl Sqlite {
+    /// Opens (creating if needed) the journal in `dir`. Every commit is on
+    /// disk before herald goes on (WAL, `synchronous=FULL`), so a `sending`
+    /// mark exists before the message can leave.
+    pub fn open(dir: &Path) -> Result<Sqlite> {
+        Self::open_with(dir, "FULL")
+    }
+
+    /// A journal that is thrown away after the run (dry runs, test sends):
+    /// nothing needs to survive a crash, so commits skip the disk flush.
+    pub fn open_scratch(dir: &Path) -> Result<Sqlite> {
+        Self::open_with(dir, "OFF")
+    }
+
+    fn open_with(dir: &Path, synchronous: &str) -> Result<Sqlite> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError {
+            place: dir.to_path_buf(),
+            message: format!(
+                "cannot create the journal folder ({e}); choose another with --journal"
+            ),
+        })?;
+        let path = dir.join(FILE);
+        let conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
+        let s = Sqlite {
+            conn,
+            dir: dir.to_path_buf(),
+            path,
+        };
+        s.setup(synchronous).map_err(|e| db_error(&s.path, e))?;
+        Ok(s)
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |e| db_error(&self.path, e)
+    }
+
+    fn setup(&self, synchronous: &str) -> rusqlite::Result<()> {
+        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+        self.conn.pragma_update(None, "synchronous", synchronous)?;
+        // Another herald (a status, a dry run reading the suppression list)
+        // may hold the file for a moment.
+        self.conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version > SCHEMA_VERSION {
+            return Err(rusqlite::Error::ToSqlConversionFailure(
+                format!(
+                    "the journal was written by a newer herald (schema {version}, this herald knows {SCHEMA_VERSION}); update herald"
+                )
+                .into(),
+            ));
+        }
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS campaign (
+                id TEXT PRIMARY KEY,
+                post TEXT NOT NULL,
+                content_hash TEXT NOT NULL,
+                columns TEXT NOT NULL,
+                created_at TEXT NOT NULL,
+                finished_at TEXT
+             );
+             CREATE TABLE IF NOT EXISTS recipient (
+                campaign TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                email TEXT NOT NULL,
+                email_key TEXT NOT NULL,
+                line INTEGER NOT NULL,
+                fields TEXT NOT NULL,
+                state TEXT NOT NULL DEFAULT 'pending',
+                attempts INTEGER NOT NULL DEFAULT 0,
+                reply TEXT,
+                updated_at TEXT,
+                PRIMARY KEY (campaign, seq),
+                UNIQUE (campaign, email_key)
+             );
+             CREATE INDEX IF NOT EXISTS recipient_queue ON recipient (campaign, state, seq);
+             CREATE TABLE IF NOT EXISTS suppression (
+                email_key TEXT PRIMARY KEY,
+                reason TEXT NOT NULL,
+                added_at TEXT NOT NULL
+             );",
+        )?;
+        if version < 1 {
+            // `seen`: the import that last found the address on the list.
+            let has_seen = self
+                .conn
+                .prepare("SELECT seen FROM recipient LIMIT 0")
+                .is_ok();
+            if !has_seen {
+                self.conn.execute_batch(
+                    "ALTER TABLE recipient ADD COLUMN seen INTEGER NOT NULL DEFAULT 0",
+                )?;
+            }
+            self.conn
+                .pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        }
+        Ok(())
+    }
+}
+
+/// A lock file held with `flock`: the operating system releases it when
+/// herald dies, however it dies.
+struct FileLock {
+    _file: std::fs::File,
+}
+
+impl Lock for FileLock {}
+
+fn lock_name(campaign: &str) -> String {
+    campaign
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Store for Sqlite {
+    fn describe(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn lock(&self, campaign: &str) -> Result<Option<Box<dyn Lock>>> {
+        let locks = self.dir.join("locks");
+        std::fs::create_dir_all(&locks).map_err(|e| StoreError {
+            place: locks.clone(),
+            message: format!("cannot create the lock folder ({e})"),
+        })?;
+        let path = locks.join(format!("{}.lock", lock_name(campaign)));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| StoreError {
+                place: path.clone(),
+                message: format!("cannot open the lock file ({e})"),
+            })?;
+        match file.try_lock() {
+            Ok(()) => {
+                use std::io::Write;
+                let _ = file.set_len(0);
+                let _ = writeln!(&file, "{}", std::process::id());
+                Ok(Some(Box::new(FileLock { _file: file })))
+            }
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(StoreError {
+                place: path,
+                message: format!("cannot lock ({e})"),
+            }),
+        }
+    }
+
+    fn campaign_hash(&self, id: &str) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT content_hash FROM campaign WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(self.err())
+    }
+
+    fn upsert_campaign(
+        &mut self,
+        id: &str,
+        post: &str,
+        hash: &str,
+        columns: &[String],
+    ) -> Result<()> {
+        let cols = serde_json::to_string(columns).expect("strings serialise");
+        self.conn
+            .execute(
+                "INSERT INTO campaign (id, post, content_hash, columns, created_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(id) DO UPDATE SET content_hash = excluded.content_hash, post = excluded.post,
+                    columns = excluded.columns",
+                params![id, post, hash, cols, clock::now().to_string()],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn columns(&self, id: &str) -> Result<Vec<String>> {
+        let cols: Option<String> = self
+            .conn
+            .query_row("SELECT columns FROM campaign WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(self.err())?;
+        Ok(cols
+            .and_then(|c| serde_json::from_str(&c).ok())
+            .unwrap_or_default())
+    }
+
+    fn import<'a>(&'a mut self, campaign: &str) -> Result<Box<dyn Import + 'a>> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
+        let (next_seq, generation): (i64, i64) = tx
+            .query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1, COALESCE(MAX(seen), 0) + 1 FROM recipient WHERE campaign = ?1",
+                [campaign],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .map_err(|e| db_error(&path, e))?;
+        Ok(Box::new(SqliteImport {
+            tx,
+            path,
+            campaign: campaign.to_string(),
+            next_seq,
+            generation,
+        }))
+    }
+
+    fn queue(
+        &self,
+        campaign: &str,
+        after_seq: i64,
+        limit: i64,
+        resend_unknown: bool,
+    ) -> Result<Vec<Row>> {
+        let sql = if resend_unknown {
+            "SELECT seq, email, line, fields, attempts FROM recipient
+             WHERE campaign = ?1 AND seq > ?2 AND state IN ('pending', 'deferred', 'sending')
+             ORDER BY seq LIMIT ?3"
+        } else {
+            "SELECT seq, email, line, fields, attempts FROM recipient
+             WHERE campaign = ?1 AND seq > ?2 AND state IN ('pending', 'deferred')
+             ORDER BY seq LIMIT ?3"
+        };
+        let mut st = self.conn.prepare_cached(sql).map_err(self.err())?;
+        let rows = st
+            .query_map(params![campaign, after_seq, limit], |r| {
+                let fields: String = r.get(3)?;
+                Ok(Row {
+                    seq: r.get(0)?,
+                    email: r.get(1)?,
+                    line: r.get(2)?,
+                    values: serde_json::from_str(&fields).unwrap_or_default(),
+                    attempts: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<Vec<Row>>>()
+            .map_err(self.err())
+    }
+
+    fn apply(&mut self, campaign: &str, updates: &[Update]) -> Result<()> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
+        {
+            let now = clock::now().to_string();
+            let mut st = tx
+                .prepare_cached(
+                    "UPDATE recipient SET state = ?3, reply = COALESCE(?4, reply), attempts = attempts + ?5,
+                        updated_at = ?6 WHERE campaign = ?1 AND seq = ?2",
+                )
+                .map_err(|e| db_error(&path, e))?;
+            let mut sup = tx
+                .prepare_cached("INSERT OR IGNORE INTO suppression (email_key, reason, added_at) VALUES (?1, ?2, ?3)")
+                .map_err(|e| db_error(&path, e))?;
+            for u in updates {
+                st.execute(params![
+                    campaign,
+                    u.seq,
+                    u.state.as_str(),
+                    u.reply,
+                    u.attempts,
+                    now
+                ])
+                .map_err(|e| db_error(&path, e))?;
+                if let Some(key) = &u.suppress {
+                    sup.execute(params![key, u.reply.as_deref().unwrap_or("refused"), now])
+                        .map_err(|e| db_error(&path, e))?;
+                }
+            }
+        }
+        tx.commit().map_err(|e| db_error(&path, e))
+    }
+
+    fn counts(&self, campaign: &str) -> Result<Counts> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT state, COUNT(*) FROM recipient WHERE campaign = ?1 GROUP BY state",
+            )
+            .map_err(self.err())?;
+        let mut c = Counts::default();
+        let rows = st
+            .query_map([campaign], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+            })
+            .map_err(self.err())?;
+        for row in rows {
+            let (state, n) = row.map_err(self.err())?;
+            c.total += n;
+            match State::parse(&state) {
+                Some(State::Pending) => c.pending = n,
+                Some(State::Sending) => c.unknown = n,
+                Some(State::Sent) => c.sent = n,
+                Some(State::Deferred) => c.deferred = n,
+                Some(State::Failed) => c.failed = n,
+                Some(State::Removed) => c.removed = n,
+                Some(State::Skipped) | None => c.skipped += n,
+            }
+        }
+        Ok(c)
+    }
+
+    fn finish_if_done(&mut self, campaign: &str) -> Result<bool> {
+        let c = self.counts(campaign)?;
+        let done = c.pending == 0 && c.deferred == 0 && c.unknown == 0;
+        if done {
+            self.conn
+                .execute(
+                    "UPDATE campaign SET finished_at = COALESCE(finished_at, ?2) WHERE id = ?1",
+                    params![campaign, clock::now().to_string()],
+                )
+                .map_err(self.err())?;
+        }
+        Ok(done)
+    }
+
+    fn is_finished(&self, campaign: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT finished_at IS NOT NULL FROM campaign WHERE id = ?1",
+                [campaign],
+                |r| r.get(0),
+            )
+            .optional()
+            .map(|o| o.unwrap_or(false))
+            .map_err(self.err())
+    }
+
+    fn campaigns(&self) -> Result<Vec<CampaignInfo>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT id, post, created_at, finished_at FROM campaign ORDER BY created_at, id",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| {
+                Ok((r.get::<_, String>(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+            })
+            .map_err(self.err())?
+            .collect::<rusqlite::Result<Vec<(String, String, String, Option<String>)>>>()
+            .map_err(self.err())?;
+        rows.into_iter()
+            .map(|(id, post, created_at, finished_at)| {
+                let counts = self.counts(&id)?;
+                Ok(CampaignInfo {
+                    id,
+                    post,
+                    created_at,
+                    finished_at,
+                    counts,
+                })
+            })
+            .collect()
+    }
+
+    fn problems(&self, campaign: &str, limit: i64) -> Result<Vec<Problem>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT email, state, reply, attempts, line FROM recipient
+                 WHERE campaign = ?1 AND state IN ('failed', 'deferred', 'sending') ORDER BY seq LIMIT ?2",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![campaign, limit], |r| {
+                let state: String = r.get(1)?;
+                Ok(Problem {
+                    email: r.get(0)?,
+                    state: State::parse(&state).unwrap_or(State::Sending),
+                    reply: r.get(2)?,
+                    attempts: r.get(3)?,
+                    line: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<Vec<Problem>>>()
+            .map_err(self.err())
+    }
+
+    fn suppressed(&self) -> Result<Vec<String>> {
+        let mut st = self
+            .conn
+            .prepare("SELECT email_key FROM suppression")
+            .map_err(self.err())?;
+        let rows = st.query_map([], |r| r.get(0)).map_err(self.err())?;
+        rows.collect::<rusqlite::Result<Vec<String>>>()
+            .map_err(self.err())
+    }
+
+    fn is_suppressed(&self, email: &str) -> Result<bool> {
+        self.conn
+            .query_row(
+                "SELECT 1 FROM suppression WHERE email_key = ?1",
+                [email.to_lowercase()],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(self.err())
+    }
+}
+
+struct SqliteImport<'a> {
+    tx: rusqlite::Transaction<'a>,
+    path: PathBuf,
+    campaign: String,
+    /// The order a newly seen address gets.
+    next_seq: i64,
+    /// This import's mark on every address it finds on the list.
+    generation: i64,
+}
+
+impl Import for SqliteImport<'_> {
+    fn add(&mut self, email: &str, line: i64, values: &[String]) -> Result<()> {
+        let fields = serde_json::to_string(values).expect("strings serialise");
+        // Known by address: someone already in the campaign keeps their
+        // place and state (nobody twice); their fields follow the list.
+        // Someone removed or skipped earlier and listed again is pending.
+        self.tx
+            .prepare_cached(
+                "INSERT INTO recipient (campaign, seq, email, email_key, line, fields, seen)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                 ON CONFLICT (campaign, email_key) DO UPDATE SET
+                    email = excluded.email, line = excluded.line, fields = excluded.fields,
+                    seen = excluded.seen,
+                    state = CASE WHEN state IN ('removed', 'skipped') THEN 'pending' ELSE state END,
+                    reply = CASE WHEN state IN ('removed', 'skipped') THEN NULL ELSE reply END",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    self.campaign,
+                    self.next_seq,
+                    email,
+                    email.to_lowercase(),
+                    line,
+                    fields,
+                    self.generation
+                ])
+            })
+            .map_err(|e| db_error(&self.path, e))?;
+        self.next_seq += 1;
+        Ok(())
+    }
+
+    fn skip(&mut self, email: &str, why: &str) -> Result<()> {
+        self.tx
+            .prepare_cached(
+                "UPDATE recipient SET state = CASE WHEN state IN ('pending', 'deferred', 'removed')
+                    THEN 'skipped' ELSE state END,
+                    reply = CASE WHEN state IN ('pending', 'deferred', 'removed') THEN ?3 ELSE reply END,
+                    seen = ?4
+                 WHERE campaign = ?1 AND email_key = ?2",
+            )
+            .and_then(|mut st| {
+                st.execute(params![
+                    self.campaign,
+                    email.to_lowercase(),
+                    why,
+                    self.generation
+                ])
+            })
+            .map_err(|e| db_error(&self.path, e))?;
+        Ok(())
+    }
+
+    fn commit(self: Box<Self>) -> Result<u64> {
+        let removed = self
+            .tx
+            .execute(
+                "UPDATE recipient SET state = 'removed', reply = 'removed from the list'
+                 WHERE campaign = ?1 AND state IN ('pending', 'deferred') AND seen != ?2",
+                params![self.campaign, self.generation],
+            )
+            .map_err(|e| db_error(&self.path, e))?;
+        self.tx.commit().map_err(|e| db_error(&self.path, e))?;
+        Ok(removed as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Sqlite) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Sqlite::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    fn import(s: &mut Sqlite, emails: &[&str]) -> u64 {
+        s.upsert_campaign("c", "post.md", "h", &["first_name".into()])
+            .unwrap();
+        let mut i = s.import("c").unwrap();
+        for (n, e) in emails.iter().enumerate() {
+            i.add(e, n as i64 + 2, &[format!("name{n}")]).unwrap();
+        }
+        i.commit().unwrap()
+    }
+
+    fn queued(s: &Sqlite) -> Vec<String> {
+        s.queue("c", 0, 1000, false)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.email)
+            .collect()
+    }
+
+    fn set(s: &mut Sqlite, email: &str, state: State) {
+        let seq = s
+            .queue("c", 0, 1000, true)
+            .unwrap()
+            .into_iter()
+            .find(|r| r.email == email)
+            .unwrap()
+            .seq;
+        s.apply(
+            "c",
+            &[Update {
+                seq,
+                state,
+                reply: None,
+                attempts: 1,
+                suppress: None,
+            }],
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn recipients_are_known_by_address_not_by_row() {
+        let (_d, mut s) = store();
+        import(&mut s, &["a@x.org", "b@x.org"]);
+        set(&mut s, "a@x.org", State::Sent);
+        set(&mut s, "b@x.org", State::Sent);
+        // A new list whose first rows are other people: they are mailed,
+        // the two already sent are not, whatever their row.
+        import(&mut s, &["new1@x.org", "new2@x.org", "B@X.org", "a@x.org"]);
+        assert_eq!(queued(&s), ["new1@x.org", "new2@x.org"]);
+        let c = s.counts("c").unwrap();
+        assert_eq!((c.total, c.sent, c.pending), (4, 2, 2));
+    }
+
+    #[test]
+    fn people_taken_off_the_list_before_mailing_are_removed_and_come_back_if_listed_again() {
+        let (_d, mut s) = store();
+        import(&mut s, &["a@x.org", "b@x.org", "c@x.org"]);
+        set(&mut s, "a@x.org", State::Sent);
+        assert_eq!(import(&mut s, &["a@x.org", "c@x.org"]), 1);
+        assert_eq!(queued(&s), ["c@x.org"]);
+        let c = s.counts("c").unwrap();
+        assert_eq!((c.removed, c.sent, c.pending), (1, 1, 1));
+        // Sent people taken off the list stay sent.
+        assert_eq!(import(&mut s, &["b@x.org", "c@x.org"]), 0);
+        assert_eq!(queued(&s), ["b@x.org", "c@x.org"]);
+        assert_eq!(s.counts("c").unwrap().sent, 1);
+    }
+
+    #[test]
+    fn skipped_people_stay_out_and_those_mailed_keep_their_state() {
+        let (_d, mut s) = store();
+        import(&mut s, &["a@x.org", "b@x.org"]);
+        set(&mut s, "a@x.org", State::Sent);
+        let mut i = s.import("c").unwrap();
+        i.skip("a@x.org", "unsubscribed").unwrap();
+        i.skip("b@x.org", "unsubscribed").unwrap();
+        assert_eq!(i.commit().unwrap(), 0);
+        let c = s.counts("c").unwrap();
+        assert_eq!((c.sent, c.skipped, c.pending), (1, 1, 0));
+    }
+
+    #[test]
+    fn unknowns_are_queued_only_when_asked_and_block_finishing() {
+        let (_d, mut s) = store();
+        import(&mut s, &["a@x.org", "b@x.org"]);
+        set(&mut s, "a@x.org", State::Sending);
+        set(&mut s, "b@x.org", State::Sent);
+        assert!(queued(&s).is_empty());
+        assert_eq!(s.queue("c", 0, 10, true).unwrap().len(), 1);
+        assert!(!s.finish_if_done("c").unwrap());
+        assert!(!s.is_finished("c").unwrap());
+        let p = s.problems("c", 10).unwrap();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].state_label(), "unknown");
+        set(&mut s, "a@x.org", State::Sent);
+        assert!(s.finish_if_done("c").unwrap());
+        assert!(s.is_finished("c").unwrap());
+    }
+
+    #[test]
+    fn permanent_failures_join_the_suppression_list() {
+        let (_d, mut s) = store();
+        import(&mut s, &["a@x.org"]);
+        let seq = s.queue("c", 0, 10, false).unwrap()[0].seq;
+        s.apply(
+            "c",
+            &[Update {
+                seq,
+                state: State::Failed,
+                reply: Some("550 5.1.1 no such user".into()),
+                attempts: 1,
+                suppress: Some("a@x.org".into()),
+            }],
+        )
+        .unwrap();
+        assert!(s.is_suppressed("A@x.org").unwrap());
+        assert_eq!(s.suppressed().unwrap(), ["a@x.org"]);
+        assert_eq!(s.counts("c").unwrap().failed, 1);
+        assert_eq!(
+            s.problems("c", 10).unwrap()[0].reply.as_deref(),
+            Some("550 5.1.1 no such user")
+        );
+    }
+
+    #[test]
+    fn state_survives_reopening_and_a_changed_hash_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let mut s = Sqlite::open(dir.path()).unwrap();
+            import(&mut s, &["a@x.org"]);
+            set(&mut s, "a@x.org", State::Sent);
+        }
+        let s = Sqlite::open(dir.path()).unwrap();
+        assert_eq!(s.counts("c").unwrap().sent, 1);
+        assert_eq!(s.campaign_hash("c").unwrap().as_deref(), Some("h"));
+        assert_eq!(s.columns("c").unwrap(), ["first_name"]);
+        assert_eq!(s.campaigns().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_journal_of_the_first_release_is_upgraded_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(FILE)).unwrap();
+            c.execute_batch(
+                "CREATE TABLE campaign (id TEXT PRIMARY KEY, post TEXT NOT NULL, content_hash TEXT NOT NULL,
+                    columns TEXT NOT NULL, created_at TEXT NOT NULL, finished_at TEXT);
+                 CREATE TABLE recipient (campaign TEXT NOT NULL, seq INTEGER NOT NULL, email TEXT NOT NULL,
+                    email_key TEXT NOT NULL, line INTEGER NOT NULL, fields TEXT NOT NULL,
+                    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, reply TEXT,
+                    updated_at TEXT, PRIMARY KEY (campaign, seq), UNIQUE (campaign, email_key));
+                 INSERT INTO campaign VALUES ('c', 'p.md', 'h', '[]', 'then', NULL);
+                 INSERT INTO recipient (campaign, seq, email, email_key, line, fields, state)
+                    VALUES ('c', 2, 'a@x.org', 'a@x.org', 2, '[]', 'sent'),
+                           ('c', 3, 'b@x.org', 'b@x.org', 3, '[]', 'pending');",
+            )
+            .unwrap();
+        }
+        let mut s = Sqlite::open(dir.path()).unwrap();
+        assert_eq!(s.counts("c").unwrap().sent, 1);
+        // A re-import: row 2 is somebody new now, and is mailed.
+        import(&mut s, &["new@x.org", "a@x.org", "b@x.org"]);
+        assert_eq!(queued(&s), ["b@x.org", "new@x.org"]);
+    }
+
+    #[test]
+    fn a_journal_from_a_newer_herald_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(FILE)).unwrap();
+            c.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let e = Sqlite::open(dir.path()).err().unwrap();
+        assert!(e.message.contains("newer herald"), "{e}");
+    }
+
+    #[test]
+    fn a_campaign_lock_is_exclusive_until_dropped() {
+        let (_d, s) = store();
+        let first = s.lock("c@2025").unwrap();
+        assert!(first.is_some());
+        assert!(s.lock("c@2025").unwrap().is_none());
+        assert!(s.lock("other").unwrap().is_some());
+        drop(first);
+        assert!(s.lock("c@2025").unwrap().is_some());
+    }
+}

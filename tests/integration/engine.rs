@@ -1,0 +1,459 @@
+//! The delivery engine in-process: the memory Mailer fails on cue and
+//! tokio's paused clock makes back-off, pauses and rate windows take no
+//! real time, so these tests are fast and deterministic. Each asserts what
+//! a person would check in `herald status` or at the relay: who got the
+//! message, how often, and when.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use herald::config::Config;
+use herald::deliver::engine::{self, Outcome, Plan, Progress, Settings, Stop};
+use herald::deliver::memory::{Fault, Memory};
+use herald::deliver::throttle::Rate;
+use herald::deliver::{Failure, FailureKind};
+use herald::message::{Composer, Mode};
+use herald::store::{self, State, Store, Update};
+
+use crate::util::*;
+
+const CAMPAIGN: &str = "example@2025-05-28";
+
+struct Rig {
+    _dir: tempfile::TempDir,
+    composer: Arc<Composer>,
+    store: Option<Box<dyn Store>>,
+}
+
+fn address(i: usize) -> String {
+    format!("reader{i}@example.org")
+}
+
+/// The example issue, and a journal holding `n` recipients.
+fn rig(n: usize) -> Rig {
+    let dir = tempfile::tempdir().unwrap();
+    let (config, path) = Config::load(Some(&example_config())).unwrap();
+    let path = path.unwrap();
+    let issue = herald::preview::Issue::compose(&example_post(), &config).unwrap();
+    let composer = Composer::new(
+        &issue,
+        &config,
+        &path,
+        Some(b"engine-test-secret".to_vec()),
+        Mode::Campaign,
+    )
+    .unwrap();
+    let mut store: Box<dyn Store> = store::open(dir.path()).unwrap();
+    store
+        .upsert_campaign(CAMPAIGN, "post.md", composer.content_hash(), &[])
+        .unwrap();
+    let mut import = store.import(CAMPAIGN).unwrap();
+    for i in 0..n {
+        import.add(&address(i), i as i64 + 2, &[]).unwrap();
+    }
+    import.commit().unwrap();
+    Rig {
+        _dir: dir,
+        composer: Arc::new(composer),
+        store: Some(store),
+    }
+}
+
+impl Rig {
+    async fn run(&mut self, mailer: &Memory, settings: Settings) -> Outcome {
+        self.run_with(mailer, settings, Arc::new(AtomicBool::new(false)))
+            .await
+    }
+
+    async fn run_with(
+        &mut self,
+        mailer: &Memory,
+        settings: Settings,
+        interrupt: Arc<AtomicBool>,
+    ) -> Outcome {
+        let plan = Plan {
+            campaign: CAMPAIGN.into(),
+            composer: Arc::clone(&self.composer),
+            columns: Arc::new(Vec::new()),
+            mailer: mailer.clone(),
+            settings,
+        };
+        let store = self.store.take().unwrap();
+        let (outcome, store) =
+            engine::run_async(store, plan, Arc::new(Progress::default()), interrupt, false).await;
+        self.store = Some(store);
+        outcome
+    }
+
+    fn store(&self) -> &dyn Store {
+        self.store.as_deref().unwrap()
+    }
+
+    fn state_of(&self, email: &str) -> Option<(State, i64)> {
+        // Every recipient, whatever their state, through `problems` and the queue.
+        let s = self.store();
+        s.problems(CAMPAIGN, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .find(|p| p.email == email)
+            .map(|p| (p.state, p.attempts))
+    }
+}
+
+fn settings() -> Settings {
+    Settings {
+        connections: 3,
+        retry_base: Duration::from_secs(1),
+        ..Settings::default()
+    }
+}
+
+fn per_recipient(mailer: &Memory) -> std::collections::HashMap<String, usize> {
+    let mut m = std::collections::HashMap::new();
+    for d in mailer.delivered() {
+        *m.entry(d.to).or_default() += 1;
+    }
+    m
+}
+
+#[tokio::test(start_paused = true)]
+async fn everyone_gets_exactly_one_message_and_a_rerun_sends_nothing() {
+    let mut rig = rig(40);
+    let mailer = Memory::new().with_latency(Duration::from_millis(5));
+    let out = rig.run(&mailer, settings()).await;
+    assert_eq!(out.stop, Stop::Done);
+    let got = per_recipient(&mailer);
+    assert_eq!(got.len(), 40);
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.sent, c.pending, c.unknown), (40, 0, 0));
+    // Each message names its person and carries their own Message-ID.
+    let ids: std::collections::HashSet<_> = mailer
+        .delivered()
+        .into_iter()
+        .map(|d| d.message_id)
+        .collect();
+    assert_eq!(ids.len(), 40);
+
+    let out = rig.run(&mailer, settings()).await;
+    assert_eq!((out.stop, out.handed_over), (Stop::Done, 0));
+    assert_eq!(mailer.delivered().len(), 40);
+}
+
+#[tokio::test(start_paused = true)]
+async fn transient_failures_are_retried_with_growing_waits_then_delivered() {
+    let mut rig = rig(5);
+    let mailer = Memory::new();
+    let who = address(2);
+    mailer.script(
+        &who,
+        [
+            Fault::Refuse(Failure::transient("451 4.3.0 try later")),
+            Fault::Refuse(Failure::transient("421 4.4.2 connection timed out")),
+            Fault::DropDuringData,
+        ],
+    );
+    let out = rig.run(&mailer, settings()).await;
+    assert_eq!(out.stop, Stop::Done);
+    assert_eq!(per_recipient(&mailer).get(&who), Some(&1));
+    assert_eq!(mailer.attempts(&who), 4);
+    let t = mailer.attempt_times(&who);
+    // 1 s, then 2 s, then 4 s (each plus up to half again of jitter).
+    for (i, base) in [1u64, 2, 4].into_iter().enumerate() {
+        let gap = t[i + 1] - t[i];
+        assert!(
+            gap >= Duration::from_secs(base) && gap <= Duration::from_millis(base * 1500 + 100),
+            "wait {i}: {gap:?}"
+        );
+    }
+    assert_eq!(rig.store().counts(CAMPAIGN).unwrap().sent, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn after_max_attempts_a_recipient_is_deferred_to_the_next_run() {
+    let mut rig = rig(4);
+    let mailer = Memory::new();
+    let who = address(1);
+    mailer.script(
+        &who,
+        (0..3).map(|_| Fault::Refuse(Failure::transient("450 4.2.1 mailbox busy"))),
+    );
+    let out = rig
+        .run(
+            &mailer,
+            Settings {
+                max_attempts: 3,
+                ..settings()
+            },
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    assert_eq!(mailer.attempts(&who), 3);
+    assert_eq!(rig.state_of(&who), Some((State::Deferred, 3)));
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.sent, c.deferred), (3, 1));
+    assert!(
+        !rig.store
+            .as_mut()
+            .unwrap()
+            .finish_if_done(CAMPAIGN)
+            .unwrap()
+    );
+
+    // The next run tries them again, and only them.
+    rig.run(&mailer, settings()).await;
+    assert_eq!(mailer.delivered().len(), 4);
+    assert_eq!(mailer.attempts(&who), 4);
+    assert_eq!(rig.store().counts(CAMPAIGN).unwrap().sent, 4);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_permanent_refusal_is_never_retried_and_is_suppressed() {
+    let mut rig = rig(3);
+    let mailer = Memory::new();
+    let who = address(0);
+    mailer.script(
+        &who,
+        [Fault::Refuse(Failure::permanent("550 5.1.1 no such user"))],
+    );
+    rig.run(&mailer, settings()).await;
+    assert_eq!(mailer.attempts(&who), 1);
+    assert_eq!(rig.state_of(&who), Some((State::Failed, 1)));
+    assert!(rig.store().is_suppressed(&who).unwrap());
+    let problems = rig.store().problems(CAMPAIGN, 10).unwrap();
+    assert_eq!(problems[0].reply.as_deref(), Some("550 5.1.1 no such user"));
+    // Not tried again by the next run.
+    rig.run(&mailer, settings()).await;
+    assert_eq!(mailer.attempts(&who), 1);
+    assert!(
+        rig.store
+            .as_mut()
+            .unwrap()
+            .finish_if_done(CAMPAIGN)
+            .unwrap()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_interrupted_run_resumes_without_losing_or_doubling_anyone() {
+    let mut rig = rig(60);
+    let mailer = Memory::new().with_latency(Duration::from_millis(100));
+    let interrupt = Arc::new(AtomicBool::new(false));
+    {
+        let (mailer, interrupt) = (mailer.clone(), Arc::clone(&interrupt));
+        tokio::spawn(async move {
+            while mailer.delivered().len() < 20 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            interrupt.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let out = rig.run_with(&mailer, settings(), interrupt).await;
+    assert_eq!(out.stop, Stop::Interrupted);
+    let first = mailer.delivered().len();
+    assert!(
+        (20..60).contains(&first),
+        "{first} delivered before the stop"
+    );
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    // Messages in flight finish and are journaled: nobody is left unknown.
+    assert_eq!((c.sent as usize, c.unknown), (first, 0));
+
+    rig.run(&mailer, settings()).await;
+    let got = per_recipient(&mailer);
+    assert_eq!(got.len(), 60);
+    assert!(got.values().all(|&n| n == 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknowns_are_not_resent_unless_asked() {
+    let mut rig = rig(5);
+    // A crash left two recipients in `sending`.
+    let queue = rig.store().queue(CAMPAIGN, 0, 10, false).unwrap();
+    let crashed: Vec<Update> = queue[..2]
+        .iter()
+        .map(|r| Update {
+            seq: r.seq,
+            state: State::Sending,
+            reply: None,
+            attempts: 1,
+            suppress: None,
+        })
+        .collect();
+    rig.store
+        .as_mut()
+        .unwrap()
+        .apply(CAMPAIGN, &crashed)
+        .unwrap();
+    let mailer = Memory::new();
+    rig.run(&mailer, settings()).await;
+    assert_eq!(mailer.delivered().len(), 3);
+    assert_eq!(mailer.attempts(&queue[0].email), 0);
+    assert_eq!(rig.store().counts(CAMPAIGN).unwrap().unknown, 2);
+
+    rig.run(
+        &mailer,
+        Settings {
+            resend_unknown: true,
+            ..settings()
+        },
+    )
+    .await;
+    assert_eq!(per_recipient(&mailer).len(), 5);
+    assert_eq!(rig.store().counts(CAMPAIGN).unwrap().sent, 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_window_of_the_rate_ever_holds_one_message_too_many() {
+    let mut rig = rig(45);
+    let mailer = Memory::new().with_latency(Duration::from_millis(30));
+    let rate = Rate::parse("10/s").unwrap();
+    let started = tokio::time::Instant::now();
+    rig.run(
+        &mailer,
+        Settings {
+            connections: 4,
+            rate: Some(rate),
+            ..settings()
+        },
+    )
+    .await;
+    let mut at: Vec<_> = mailer.delivered().into_iter().map(|d| d.at).collect();
+    at.sort();
+    assert_eq!(at.len(), 45);
+    for i in 0..at.len() - 10 {
+        assert!(
+            at[i + 10] - at[i] >= Duration::from_secs(1),
+            "messages {i} and {} arrived {:?} apart",
+            i + 10,
+            at[i + 10] - at[i]
+        );
+    }
+    // And the limit is a limit, not a crawl: 45 at 10/s need about 4 s.
+    assert!(
+        at[44] - started < Duration::from_secs(6),
+        "{:?}",
+        at[44] - started
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_pause_between_them() {
+    let mut rig = rig(9);
+    let mailer = Memory::new();
+    rig.run(
+        &mailer,
+        Settings {
+            connections: 1,
+            batch: Some((3, Duration::from_secs(60))),
+            ..settings()
+        },
+    )
+    .await;
+    let at: Vec<_> = mailer.delivered().into_iter().map(|d| d.at).collect();
+    assert_eq!(at.len(), 9);
+    assert!(at[3] - at[2] >= Duration::from_secs(60));
+    assert!(at[6] - at[5] >= Duration::from_secs(60));
+    assert!(at[2] - at[0] < Duration::from_secs(1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_per_run_sends_slices_in_list_order() {
+    let mut rig = rig(10);
+    let mailer = Memory::new();
+    let slice = Settings {
+        connections: 1,
+        max_per_run: Some(4),
+        ..settings()
+    };
+    let out = rig.run(&mailer, slice.clone()).await;
+    assert_eq!((out.stop, out.handed_over), (Stop::Limit, 4));
+    let first: Vec<_> = mailer.delivered().into_iter().map(|d| d.to).collect();
+    assert_eq!(first, (0..4).map(address).collect::<Vec<_>>());
+    rig.run(&mailer, slice.clone()).await;
+    rig.run(&mailer, slice).await;
+    let got = per_recipient(&mailer);
+    assert_eq!(got.len(), 10);
+    assert!(got.values().all(|&n| n == 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_down_pauses_the_whole_send_then_it_finishes() {
+    let mut rig = rig(6);
+    let mailer = Memory::new();
+    let who = address(0);
+    mailer.script(
+        &who,
+        [Fault::Refuse(Failure::slow_down(
+            "421 4.7.0 too many messages, slow down",
+        ))],
+    );
+    let out = rig
+        .run(
+            &mailer,
+            Settings {
+                connections: 1,
+                ..settings()
+            },
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    let t = mailer.attempt_times(&who);
+    assert_eq!(t.len(), 2);
+    assert!(t[1] - t[0] >= Duration::from_secs(2), "{:?}", t[1] - t[0]);
+    assert_eq!(per_recipient(&mailer).len(), 6);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failed_connections_are_retried() {
+    let mut rig = rig(3);
+    let mailer = Memory::new();
+    mailer.fail_connects(2, Failure::transient("connection refused"));
+    let out = rig
+        .run(
+            &mailer,
+            Settings {
+                connections: 1,
+                ..settings()
+            },
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    assert_eq!(per_recipient(&mailer).len(), 3);
+    assert_eq!(mailer.connects(), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_login_stops_the_run_and_loses_nobody() {
+    let mut rig = rig(5);
+    let mailer = Memory::new();
+    mailer.fail_connects(
+        10,
+        Failure {
+            kind: FailureKind::Config,
+            reply: "535 5.7.8 authentication failed".into(),
+        },
+    );
+    let out = rig
+        .run(
+            &mailer,
+            Settings {
+                connections: 1,
+                ..settings()
+            },
+        )
+        .await;
+    assert!(
+        matches!(&out.stop, Stop::Fatal(why) if why.contains("535")),
+        "{:?}",
+        out.stop
+    );
+    assert!(mailer.delivered().is_empty());
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!(c.sent + c.failed, 0);
+    // The next run, with the login fixed, mails everyone.
+    let fixed = Memory::new();
+    rig.run(&fixed, settings()).await;
+    assert_eq!(per_recipient(&fixed).len(), 5);
+}
