@@ -46,6 +46,9 @@ pub mod exit {
     pub const LOCKED: i32 = 5;
     /// Stopped by SIGINT or SIGTERM before the end; run again to continue.
     pub const INTERRUPTED: i32 = 6;
+    /// The relay could not be reached or refused everything for a minute;
+    /// nobody was lost, run again when it is back.
+    pub const RELAY_DOWN: i32 = 8;
 }
 
 use std::fmt;

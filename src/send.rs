@@ -149,6 +149,7 @@ fn settings(
         },
         timeout: Duration::from_secs(60),
         resend_unknown: opts.resend_unknown,
+        relay_down_after: Duration::from_secs(60),
     })
 }
 
@@ -663,6 +664,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         Stop::Done | Stop::Limit => ("done", exit::OK),
         Stop::Interrupted => ("interrupted", exit::INTERRUPTED),
         Stop::Fatal(_) => ("stopped by an error", exit::BAD_INPUT),
+        Stop::RelayDown(_) => ("relay down", exit::RELAY_DOWN),
     };
     report.stopped = match outcome.stop {
         Stop::Limit => "max-per-run reached".into(),
@@ -671,6 +673,12 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     report.exit_code = code;
     report.message = match &outcome.stop {
         Stop::Fatal(why) => format!("stopped: {why}. Nothing is lost: run again to continue."),
+        Stop::RelayDown(why) => format!(
+            "stopped: the relay {} is not taking messages ({why}). Nobody was lost: the {} people not yet mailed \
+             wait for the next run; run the same command again when the relay is back",
+            report.relay,
+            after.pending + after.deferred
+        ),
         Stop::Interrupted => format!(
             "stopped on request after {} messages this run; run the same command again to continue",
             progress.attempted()

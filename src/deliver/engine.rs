@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::time::Instant;
 
 use super::throttle::{self, Limiter, Rate};
 use super::{FailureKind, Gate, Mailer, Outgoing};
@@ -30,6 +31,9 @@ pub struct Settings {
     /// The longest a connection or one message may take.
     pub timeout: Duration,
     pub resend_unknown: bool,
+    /// A relay that has done nothing but fail (refused, timed out, 421,
+    /// "slow down") for this long is taken as down: the run stops.
+    pub relay_down_after: Duration,
 }
 
 impl Default for Settings {
@@ -43,6 +47,7 @@ impl Default for Settings {
             retry_base: Duration::from_secs(1),
             timeout: Duration::from_secs(60),
             resend_unknown: false,
+            relay_down_after: Duration::from_secs(60),
         }
     }
 }
@@ -74,6 +79,9 @@ pub enum Stop {
     Interrupted,
     /// The relay refused the settings (authentication, TLS), or the store failed.
     Fatal(String),
+    /// The relay could not be reached, or refused everything, for
+    /// `relay_down_after`: everyone not yet mailed waits for the next run.
+    RelayDown(String),
 }
 
 pub struct Outcome {
@@ -94,6 +102,10 @@ struct Job<P> {
     seq: i64,
     email: String,
     message: Outgoing<P>,
+    gate: Gate,
+    /// Attempts this run that were about this recipient (not the relay's).
+    attempts: u32,
+    last_reply: Option<String>,
 }
 
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -183,7 +195,30 @@ struct Shared<M: Mailer> {
     stop: AtomicBool,
     stopped: Notify,
     fatal: std::sync::Mutex<Option<String>>,
+    relay_down: std::sync::Mutex<Option<String>>,
+    health: std::sync::Mutex<Health>,
+    /// Recipients waiting to be tried again; they come back through `retries`.
+    waiting: AtomicU64,
+    retries: (
+        mpsc::UnboundedSender<Job<M::Payload>>,
+        Mutex<mpsc::UnboundedReceiver<Job<M::Payload>>>,
+    ),
+    /// The builder has handed over its last message.
+    built_all: AtomicBool,
 }
+
+/// How the relay has been doing lately.
+#[derive(Default)]
+struct Health {
+    /// Relay-level failures since the last success.
+    failures: u32,
+    failing_since: Option<Instant>,
+}
+
+/// Pauses after relay-level failures: short enough to notice a relay that
+/// comes back, long enough not to hammer one that is down.
+const RELAY_BACKOFF_MIN: Duration = Duration::from_secs(1);
+const RELAY_BACKOFF_MAX: Duration = Duration::from_secs(15);
 
 impl<M: Mailer> Shared<M> {
     fn request_stop(&self) {
@@ -201,6 +236,69 @@ impl<M: Mailer> Shared<M> {
 
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
+    }
+
+    /// A relay-level failure: pause everyone, and say whether the relay is
+    /// now taken as down.
+    async fn relay_failed(&self, why: &str, slow_down: bool) -> bool {
+        let now = Instant::now();
+        let (failures, since) = {
+            let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            h.failures += 1;
+            (h.failures, *h.failing_since.get_or_insert(now))
+        };
+        if failures >= 3 && now - since >= self.settings.relay_down_after {
+            self.relay_down
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert_with(|| why.to_string());
+            self.request_stop();
+            return true;
+        }
+        let pause = if slow_down {
+            self.limiter.lock().await.slow_down()
+        } else {
+            let pause =
+                (RELAY_BACKOFF_MIN * 2u32.saturating_pow(failures - 1)).min(RELAY_BACKOFF_MAX);
+            self.limiter.lock().await.pause(pause);
+            pause
+        };
+        tracing::warn!(
+            "{} {why}; pausing {}s",
+            if slow_down {
+                "the relay asked to slow down:"
+            } else {
+                "the relay is not taking messages:"
+            },
+            pause.as_secs_f64().ceil()
+        );
+        false
+    }
+
+    async fn relay_ok(&self) {
+        let was_failing = {
+            let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            std::mem::take(&mut *h).failures > 0
+        };
+        if was_failing {
+            self.limiter.lock().await.recovered();
+        }
+    }
+
+    /// Waits until the relay may be used (after a pause); false when the
+    /// run is stopping meanwhile.
+    async fn relay_open(&self) -> bool {
+        loop {
+            if self.stopping() {
+                return false;
+            }
+            let at = self.limiter.lock().await.paused_until();
+            let Some(at) = at else { return true };
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = self.stopped.notified() => return false,
+            }
+        }
     }
 }
 
@@ -241,7 +339,13 @@ pub async fn run_async<M: Mailer>(
     let (tx, rx) = mpsc::unbounded_channel();
     let resend_unknown = settings.resend_unknown;
     let writer = tokio::spawn(store_task(store, campaign, rx, resend_unknown));
+    let retries = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
+        relay_down: std::sync::Mutex::new(None),
+        health: std::sync::Mutex::new(Health::default()),
+        waiting: AtomicU64::new(0),
+        retries: (retries.0, Mutex::new(retries.1)),
+        built_all: AtomicBool::new(false),
         mailer,
         limiter: Mutex::new(Limiter::new(settings.rate, settings.batch)),
         settings,
@@ -313,11 +417,23 @@ async fn dispatch<M: Mailer>(
     // Only the workers hold the receiver: when they stop, the builder's
     // next send fails and it stops too.
     drop(job_rx);
-    let builder = tokio::spawn(build_jobs(Arc::clone(&shared), composer, columns, job_tx));
+    let builder = {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            let out = build_jobs(Arc::clone(&shared), composer, columns, job_tx).await;
+            shared.built_all.store(true, Ordering::SeqCst);
+            out
+        })
+    };
     for w in workers {
         let _ = w.await;
     }
     let (handed_over, mut stop) = builder.await.expect("the builder does not panic");
+    let relay_down = shared
+        .relay_down
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
     watcher.abort();
     // Its copy of `shared` must be gone before the store is taken back.
     let _ = watcher.await;
@@ -328,6 +444,8 @@ async fn dispatch<M: Mailer>(
         .clone();
     if let Some(f) = fatal {
         stop = Stop::Fatal(f);
+    } else if let Some(why) = relay_down {
+        stop = Stop::RelayDown(why);
     } else if shared.stopping() {
         stop = Stop::Interrupted;
     }
@@ -436,15 +554,35 @@ fn build_one<M: Mailer>(
         Ok((to, built))
     });
     match built {
-        Ok((to, built)) => Ok(Job {
-            seq: row.seq,
-            email: row.email,
-            message: Outgoing {
-                from: composer.envelope_from(),
-                to,
-                payload: shared.mailer.prepare(built),
-            },
-        }),
+        Ok((to, built)) => {
+            let store = shared.store.clone();
+            let seq = row.seq;
+            Ok(Job {
+                seq,
+                email: row.email,
+                message: Outgoing {
+                    from: composer.envelope_from(),
+                    to,
+                    payload: shared.mailer.prepare(built),
+                },
+                gate: Gate::new(move || {
+                    let (tx, rx) = oneshot::channel();
+                    let mark = Update {
+                        seq,
+                        state: State::Sending,
+                        reply: None,
+                        attempts: 0,
+                        suppress: None,
+                    };
+                    if store.send(Cmd::Apply(mark, Some(tx))).is_err() {
+                        // The receiver is dropped with the sender: `pass` reports it.
+                    }
+                    rx
+                }),
+                attempts: 0,
+                last_reply: None,
+            })
+        }
         Err(why) => Err(Update {
             seq: row.seq,
             state: State::Failed,
@@ -460,22 +598,21 @@ async fn worker<M: Mailer>(
     jobs: Arc<Mutex<mpsc::Receiver<Job<M::Payload>>>>,
 ) {
     let mut conn: Option<M::Conn> = None;
-    loop {
-        if shared.stopping() {
-            break;
-        }
-        let job = {
-            let mut rx = jobs.lock().await;
-            tokio::select! {
-                job = rx.recv() => job,
-                _ = shared.stopped.notified() => None,
+    while let Some(mut job) = next_job(&shared, &jobs).await {
+        let update = match deliver(&shared, &mut conn, &mut job).await {
+            Delivered::Done(update) => update,
+            // Nothing happened to this recipient: they wait for the next run.
+            Delivered::Untouched => continue,
+            Delivered::Retry(at) => {
+                retry_later(&shared, job, at);
+                continue;
             }
         };
-        let Some(job) = job else { break };
-        let update = deliver(&shared, &mut conn, &job).await;
         match update.state {
             State::Sent => shared.progress.sent.fetch_add(1, Ordering::Relaxed),
-            State::Failed => shared.progress.failed.fetch_add(1, Ordering::Relaxed),
+            State::Failed | State::Skipped => {
+                shared.progress.failed.fetch_add(1, Ordering::Relaxed)
+            }
             _ => shared.progress.deferred.fetch_add(1, Ordering::Relaxed),
         };
         let _ = shared.store.send(Cmd::Apply(update, None));
@@ -485,114 +622,202 @@ async fn worker<M: Mailer>(
     }
 }
 
-/// One message, with retries; returns its final store update.
+/// The next message to send: a recipient whose retry time has come, else
+/// the builder's next; `None` when everything is done or the run stops.
+async fn next_job<M: Mailer>(
+    shared: &Shared<M>,
+    jobs: &Mutex<mpsc::Receiver<Job<M::Payload>>>,
+) -> Option<Job<M::Payload>> {
+    let mut rx = jobs.lock().await;
+    let mut retries = shared.retries.1.lock().await;
+    let mut builder_open = true;
+    loop {
+        if shared.stopping() {
+            return None;
+        }
+        if let Ok(job) = retries.try_recv() {
+            return Some(job);
+        }
+        if !builder_open
+            && shared.built_all.load(Ordering::SeqCst)
+            && shared.waiting.load(Ordering::SeqCst) == 0
+        {
+            return None;
+        }
+        tokio::select! {
+            job = rx.recv(), if builder_open => match job {
+                Some(job) => return Some(job),
+                None => builder_open = false,
+            },
+            job = retries.recv() => {
+                if let Some(job) = job {
+                    return Some(job);
+                }
+            }
+            _ = shared.stopped.notified() => return None,
+            // A retry that ended without coming back (the run stopped)
+            // lowers `waiting` without a message: look again.
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+    }
+}
+
+/// Puts the recipient back in the queue at `at`, without holding a
+/// connection meanwhile; if the run stops first, records them deferred.
+fn retry_later<M: Mailer>(shared: &Arc<Shared<M>>, job: Job<M::Payload>, at: Instant) {
+    shared.waiting.fetch_add(1, Ordering::SeqCst);
+    let shared = Arc::clone(shared);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = tokio::time::sleep_until(at) => {}
+            _ = shared.stopped.notified() => {}
+        }
+        if shared.stopping() {
+            if let Delivered::Done(update) = stopped(&job) {
+                shared.progress.deferred.fetch_add(1, Ordering::Relaxed);
+                let _ = shared.store.send(Cmd::Apply(update, None));
+            }
+        } else if let Err(e) = shared.retries.0.send(job) {
+            // Cannot happen while `shared` lives; record it rather than lose it.
+            if let Delivered::Done(update) = stopped(&e.0) {
+                let _ = shared.store.send(Cmd::Apply(update, None));
+            }
+        }
+        shared.waiting.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+enum Delivered {
+    Done(Update),
+    /// Try this recipient again at this time (a 4xx about them).
+    Retry(Instant),
+    /// Nothing reached the relay and nothing changes for this recipient.
+    Untouched,
+}
+
+/// What a recipient's record becomes when the run stops before their
+/// message went through: untouched if it never reached the relay's message
+/// phase, else deferred (it was in flight, the relay did not accept it).
+fn stopped<P>(job: &Job<P>) -> Delivered {
+    if job.gate.passed() || job.attempts > 0 {
+        Delivered::Done(Update {
+            seq: job.seq,
+            state: State::Deferred,
+            reply: job.last_reply.clone(),
+            attempts: job.attempts as i64,
+            suppress: None,
+        })
+    } else {
+        Delivered::Untouched
+    }
+}
+
+/// One attempt at a message, and then some when the relay (not the
+/// recipient) was the problem.
 async fn deliver<M: Mailer>(
     shared: &Shared<M>,
     conn: &mut Option<M::Conn>,
-    job: &Job<M::Payload>,
-) -> Update {
+    job: &mut Job<M::Payload>,
+) -> Delivered {
     let settings = &shared.settings;
-    let mut attempt = 0u32;
-    // The `sending` mark is committed while the mailer starts the
-    // transaction, and awaited (the Gate) before the message's content:
-    // nothing is delivered before its final dot, so the mark is on disk
-    // before the message can be.
-    let (tx, rx) = oneshot::channel();
-    let mark = Update {
-        seq: job.seq,
-        state: State::Sending,
-        reply: None,
-        attempts: 0,
-        suppress: None,
-    };
-    let mut gate = match shared.store.send(Cmd::Apply(mark, Some(tx))) {
-        Ok(()) => Gate::new(rx),
-        Err(_) => {
-            shared.fail("the journal stopped; nothing more is sent".into());
-            return deferred(job, 0, "not sent: the journal stopped".into());
-        }
-    };
     loop {
-        attempt += 1;
-        let failure = match attempt_once(shared, conn, job, &mut gate).await {
+        if !shared.relay_open().await {
+            return stopped(job);
+        }
+        let failure = match attempt_once(shared, conn, job).await {
             Ok(reply) => {
-                shared.limiter.lock().await.recovered();
-                return Update {
+                shared.relay_ok().await;
+                return Delivered::Done(Update {
                     seq: job.seq,
                     state: State::Sent,
                     reply: Some(reply),
-                    attempts: attempt as i64,
+                    attempts: job.attempts as i64 + 1,
                     suppress: None,
-                };
+                });
             }
             Err(f) => f,
         };
         match failure.kind {
             FailureKind::Permanent => {
-                return Update {
+                shared.relay_ok().await;
+                return Delivered::Done(Update {
                     seq: job.seq,
                     state: State::Failed,
+                    suppress: failure.address_gone().then(|| job.email.to_lowercase()),
                     reply: Some(failure.reply),
-                    attempts: attempt as i64,
-                    suppress: Some(job.email.to_lowercase()),
-                };
+                    attempts: job.attempts as i64 + 1,
+                });
+            }
+            FailureKind::Unsupported => {
+                return Delivered::Done(Update {
+                    seq: job.seq,
+                    state: State::Skipped,
+                    reply: Some(failure.reply),
+                    attempts: job.attempts as i64,
+                    suppress: None,
+                });
             }
             FailureKind::Config => {
                 shared.fail(format!("{} ({})", failure.reply, shared.mailer.describe()));
-                return deferred(job, attempt, failure.reply);
+                job.last_reply = Some(failure.reply);
+                return stopped(job);
             }
-            FailureKind::SlowDown => {
-                let pause = shared.limiter.lock().await.slow_down();
-                tracing::warn!(
-                    "the relay asked to slow down ({}); pausing {}s",
-                    failure.reply,
-                    pause.as_secs()
-                );
-                *conn = None;
+            FailureKind::Relay | FailureKind::SlowDown if !job.gate.passed() => {
+                // Not this recipient's doing: no attempt is used up.
+                let slow = failure.kind == FailureKind::SlowDown;
+                if shared.relay_failed(&failure.reply, slow).await {
+                    return stopped(job);
+                }
+                continue;
             }
-            FailureKind::Transient => {}
+            FailureKind::Relay | FailureKind::SlowDown | FailureKind::Transient => {
+                job.attempts += 1;
+                job.last_reply = Some(failure.reply);
+                if job.attempts >= settings.max_attempts || shared.stopping() {
+                    return Delivered::Done(Update {
+                        seq: job.seq,
+                        state: State::Deferred,
+                        reply: job.last_reply.clone(),
+                        attempts: job.attempts as i64,
+                        suppress: None,
+                    });
+                }
+                let wait = settings.retry_base * 2u32.pow(job.attempts - 1);
+                let jitter = wait.mul_f64(fastrand::f64() * 0.5);
+                return Delivered::Retry(Instant::now() + wait + jitter);
+            }
         }
-        if attempt >= settings.max_attempts || shared.stopping() {
-            return deferred(job, attempt, failure.reply);
-        }
-        let wait = settings.retry_base * 2u32.pow(attempt - 1);
-        let jitter = wait.mul_f64(fastrand::f64() * 0.5);
-        tokio::select! {
-            _ = tokio::time::sleep(wait + jitter) => {}
-            _ = shared.stopped.notified() => return deferred(job, attempt, failure.reply),
-        }
-    }
-}
-
-fn deferred<P>(job: &Job<P>, attempts: u32, reply: String) -> Update {
-    Update {
-        seq: job.seq,
-        state: State::Deferred,
-        reply: Some(reply),
-        attempts: attempts as i64,
-        suppress: None,
     }
 }
 
 async fn attempt_once<M: Mailer>(
     shared: &Shared<M>,
     conn: &mut Option<M::Conn>,
-    job: &Job<M::Payload>,
-    gate: &mut Gate,
+    job: &mut Job<M::Payload>,
 ) -> Result<String, super::Failure> {
     let timeout = shared.settings.timeout;
-    let no_answer =
-        || super::Failure::transient(format!("no answer within {}s", timeout.as_secs()));
+    let gate_was = job.gate.passed();
     if conn.as_ref().is_none_or(|c| shared.mailer.is_broken(c)) {
         *conn = None;
         let c = tokio::time::timeout(timeout, shared.mailer.connect())
             .await
-            .map_err(|_| no_answer())??;
+            .map_err(|_| {
+                super::Failure::relay(format!(
+                    "the relay did not answer within {}s",
+                    timeout.as_secs()
+                ))
+            })??;
         *conn = Some(c);
     }
-    let slot = throttle::take(&shared.limiter).await;
+    let slot = tokio::select! {
+        slot = throttle::take(&shared.limiter) => slot,
+        _ = shared.stopped.notified() => {
+            return Err(super::Failure::transient("the run was stopped"));
+        }
+    };
     let c = conn.as_mut().expect("connected above");
-    let result = tokio::time::timeout(timeout, shared.mailer.send(c, &job.message, gate)).await;
+    let result =
+        tokio::time::timeout(timeout, shared.mailer.send(c, &job.message, &mut job.gate)).await;
     shared.limiter.lock().await.answered(slot);
     match result {
         Ok(Ok(response)) => Ok(response),
@@ -603,7 +828,14 @@ async fn attempt_once<M: Mailer>(
         }
         Err(_) => {
             *conn = None;
-            Err(no_answer())
+            let why = format!("no answer within {}s", timeout.as_secs());
+            // Silence before the message is the relay's; during it, the
+            // message may or may not have arrived.
+            Err(if job.gate.passed() && !gate_was {
+                super::Failure::transient(why)
+            } else {
+                super::Failure::relay(why)
+            })
         }
     }
 }

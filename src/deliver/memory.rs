@@ -42,6 +42,8 @@ struct State {
     /// Per recipient (lower-cased), when each attempt began.
     attempts: HashMap<String, Vec<Instant>>,
     connects: u64,
+    /// Every attempt to anyone meets this, while set.
+    refuse_all: Option<Failure>,
 }
 
 /// A relay in memory. Clones share the same record.
@@ -83,6 +85,11 @@ impl Memory {
         for _ in 0..n {
             s.connect_failures.push_back(failure.clone());
         }
+    }
+
+    /// Every attempt to anyone is refused with `failure` (`None`: no more).
+    pub fn refuse_all(&self, failure: Option<Failure>) {
+        self.lock().refuse_all = failure;
     }
 
     pub fn delivered(&self) -> Vec<Delivery> {
@@ -150,7 +157,10 @@ impl Mailer for Memory {
                 .entry(key.clone())
                 .or_default()
                 .push(Instant::now());
-            s.script.get_mut(&key).and_then(|q| q.pop_front())
+            match &s.refuse_all {
+                Some(f) => Some(Fault::Refuse(f.clone())),
+                None => s.script.get_mut(&key).and_then(|q| q.pop_front()),
+            }
         };
         match fault {
             Some(Fault::Refuse(f)) => return Err(f),

@@ -28,12 +28,25 @@ pub struct Failure {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FailureKind {
-    /// 4xx, timeouts, dropped connections, TLS hiccups: try again later.
+    /// About this recipient, for now (4xx: greylisting, a full or busy
+    /// mailbox; a connection lost during the message): this recipient
+    /// alone is tried again later; everyone else goes on.
     Transient,
-    /// 421 or 451 saying "slow down": back off the whole send.
+    /// About the relay, not the recipient: it cannot be reached, TLS
+    /// failed, it answered 421 (service not available) or did not answer.
+    /// Nobody's attempts are used up; after a minute of nothing else the
+    /// run stops and everyone not yet mailed waits for the next run.
+    Relay,
+    /// The relay asks to send more slowly (a 4xx that says rate, limit,
+    /// too many, throttled): the whole send pauses, longer each time.
     SlowDown,
-    /// 5xx for this recipient: never try again.
+    /// 5xx for this recipient: never tried again in this campaign. Only a
+    /// reply that says the address is gone also suppresses it (see
+    /// [`Failure::address_gone`]).
     Permanent,
+    /// This relay cannot carry this message (a non-ASCII address and no
+    /// SMTPUTF8): skipped with the reason, not suppressed.
+    Unsupported,
     /// Something that will not get better by trying again (authentication,
     /// a certificate, a journal that cannot record): stop the run.
     Config,
@@ -61,12 +74,83 @@ impl Failure {
         }
     }
 
+    pub fn relay(reply: impl Into<String>) -> Failure {
+        Failure {
+            kind: FailureKind::Relay,
+            reply: reply.into(),
+        }
+    }
+
+    /// A permanent refusal that says the address does not exist: user
+    /// unknown, mailbox does not exist, domain does not exist (RFC 3463's
+    /// 5.1.x about the recipient, and their common wordings). A refusal
+    /// about the sender or the message (policy, spam, reputation, syntax,
+    /// size: 5.7.x, 5.5.x, 5.3.x, 5.6.x) is not: mailing the address again
+    /// may well work, and suppressing it would lose a reader.
+    pub fn address_gone(&self) -> bool {
+        self.kind == FailureKind::Permanent && address_gone(&self.reply)
+    }
+
     pub fn config(reply: impl Into<String>) -> Failure {
         Failure {
             kind: FailureKind::Config,
             reply: reply.into(),
         }
     }
+}
+
+/// Whether a permanent reply (`550 5.1.1 no such user`) says the address
+/// is gone.
+pub fn address_gone(reply: &str) -> bool {
+    let r = reply.to_ascii_lowercase();
+    let mut words =
+        r.split(|c: char| c.is_whitespace() || c == '(' || c == ')' || c == '<' || c == '>');
+    // The first enhanced status code (RFC 3463) settles it when there is one.
+    if let Some(code) = words.find(|w| {
+        let parts: Vec<&str> = w
+            .trim_end_matches([',', ';', ':', '.'])
+            .split('.')
+            .collect();
+        parts.len() == 3
+            && parts[0] == "5"
+            && parts[1..]
+                .iter()
+                .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
+    }) {
+        let code = code.trim_end_matches([',', ';', ':', '.']);
+        let detail = code.split('.').nth(1).unwrap_or("");
+        let subject = code.split('.').nth(2).unwrap_or("");
+        // 5.1.x is about addresses; 5.1.7 and 5.1.8 are about the sender's.
+        // 5.2.1: the mailbox is disabled (closed accounts at large providers).
+        return (detail == "1" && !matches!(subject, "7" | "8")) || code == "5.2.1";
+    }
+    const GONE: &[&str] = &[
+        "user unknown",
+        "unknown user",
+        "no such user",
+        "no such recipient",
+        "unknown recipient",
+        "recipient unknown",
+        "user not found",
+        "recipient not found",
+        "mailbox not found",
+        "no mailbox",
+        "mailbox does not exist",
+        "mailbox unavailable: user",
+        "address does not exist",
+        "does not exist",
+        "no such mailbox",
+        "invalid recipient",
+        "invalid mailbox",
+        "account disabled",
+        "account has been disabled",
+        "unrouteable address",
+        "domain not found",
+        "no such domain",
+        "host not found",
+        "domain does not exist",
+    ];
+    GONE.iter().any(|g| r.contains(g))
 }
 
 /// One message on its way: who it is for and the mailer's form of it.
@@ -77,27 +161,45 @@ pub struct Outgoing<P> {
 }
 
 /// The point a Mailer must pass just before the message can be delivered
-/// (before SMTP's message content, before the file is written): it waits
-/// until the journal's `sending` mark is on disk, so no message can leave
-/// without the journal knowing.
+/// (before SMTP's message content, before the file is written). The first
+/// pass writes the recipient's `sending` mark and waits until it is on
+/// disk: no message can leave without the journal knowing, and a recipient
+/// is of unknown outcome after a crash only if their message may have
+/// reached the relay.
 pub struct Gate {
-    mark: Option<oneshot::Receiver<Result<(), String>>>,
+    request: Option<Box<dyn FnOnce() -> oneshot::Receiver<Result<(), String>> + Send + Sync>>,
+    passed: bool,
 }
 
 impl Gate {
-    pub(crate) fn new(mark: oneshot::Receiver<Result<(), String>>) -> Gate {
-        Gate { mark: Some(mark) }
+    /// A gate whose first pass calls `request` and waits for its answer.
+    pub(crate) fn new(
+        request: impl FnOnce() -> oneshot::Receiver<Result<(), String>> + Send + Sync + 'static,
+    ) -> Gate {
+        Gate {
+            request: Some(Box::new(request)),
+            passed: false,
+        }
     }
 
     /// A gate with nothing to wait for.
     pub fn open() -> Gate {
-        Gate { mark: None }
+        Gate {
+            request: None,
+            passed: false,
+        }
+    }
+
+    /// Whether a message went past the gate: it may have reached the relay.
+    pub fn passed(&self) -> bool {
+        self.passed
     }
 
     pub async fn pass(&mut self) -> Result<(), Failure> {
-        match self.mark.take() {
+        self.passed = true;
+        match self.request.take() {
             None => Ok(()),
-            Some(rx) => match rx.await {
+            Some(request) => match request().await {
                 Ok(Ok(())) => Ok(()),
                 _ => Err(Failure::config(
                     "the journal cannot record the send (is the disk full?); nothing more is sent",
@@ -131,4 +233,38 @@ pub trait Mailer: Send + Sync + 'static {
     fn is_broken(&self, conn: &Self::Conn) -> bool;
     /// Says goodbye (SMTP QUIT).
     fn quit(&self, conn: Self::Conn) -> impl Future<Output = ()> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::address_gone;
+
+    #[test]
+    fn only_replies_about_the_address_say_it_is_gone() {
+        for gone in [
+            "550 5.1.1 <a@x.org>: Recipient address rejected: User unknown in local recipient table",
+            "550 5.1.1 The email account that you tried to reach does not exist.",
+            "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+            "553 5.1.2 We weren't able to find the recipient domain.",
+            "550 5.2.1 The email account that you tried to reach is disabled.",
+            "550 No such user here",
+            "550 unrouteable address",
+        ] {
+            assert!(address_gone(gone), "{gone}");
+        }
+        for not_gone in [
+            "500 5.5.1 command failed",
+            "550 5.7.1 Message rejected as spam",
+            "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org",
+            "550 5.7.26 This mail is unauthenticated, which poses a security risk to the sender",
+            "552 5.3.4 Message size exceeds fixed maximum message size",
+            "553 5.6.7 non-ASCII addresses are not permitted",
+            "500 5.5.2 line too long",
+            "550 5.1.7 bad sender mailbox address syntax",
+            "554 transaction failed",
+            "550 mailbox unavailable",
+        ] {
+            assert!(!address_gone(not_gone), "{not_gone}");
+        }
+    }
 }

@@ -396,7 +396,15 @@ impl Mailer for Smtp {
     }
 
     async fn connect(&self) -> Result<Connection, Failure> {
-        self.relay.connect(&self.hello, self.timeout).await
+        self.relay
+            .connect(&self.hello, self.timeout)
+            .await
+            .map_err(|f| match f.kind {
+                // Whatever went wrong before the first message is about
+                // the relay, not about a recipient.
+                FailureKind::Config => f,
+                _ => Failure::relay(f.reply),
+            })
     }
 
     async fn send(
@@ -440,9 +448,10 @@ async fn transaction(
     if non_ascii {
         if !c.server_info().supports_feature(Extension::SmtpUtfEight) {
             return Err(Failure {
-                kind: FailureKind::Permanent,
+                kind: FailureKind::Unsupported,
                 reply:
-                    "the address has non-ASCII characters and the relay does not support SMTPUTF8"
+                    "the address has non-ASCII characters and the relay does not offer SMTPUTF8; \
+                        not sent (ask the relay's operator to enable SMTPUTF8)"
                         .into(),
             });
         }
@@ -541,12 +550,19 @@ impl Failure {
             // A certificate that does not check out will not check out on
             // the next try either: stop and say so.
             FailureKind::Config
+        } else if code.as_deref() == Some("421") {
+            // 421: the service is not available and the relay closes the
+            // connection, whatever the command (RFC 5321 3.8).
+            FailureKind::Relay
         } else if e.is_permanent() {
             FailureKind::Permanent
-        } else if matches!(code.as_deref(), Some("421" | "451")) && is_slow_down(&reply) {
+        } else if code.as_deref().is_some_and(|c| c.starts_with('4')) && is_slow_down(&reply) {
             FailureKind::SlowDown
-        } else {
+        } else if code.is_some() {
             FailureKind::Transient
+        } else {
+            // No reply at all: the connection broke or timed out.
+            FailureKind::Relay
         };
         Failure { kind, reply }
     }
@@ -557,20 +573,31 @@ fn is_certificate_problem(text: &str) -> bool {
     t.contains("certificate") || t.contains("unknownissuer") || t.contains("notvalidforname")
 }
 
-/// Relays say "slow down" in many ways; 421 always means "go away for now".
+/// A 4xx that asks the sender to slow down, as opposed to one about the
+/// recipient (greylisting: "try again later", "greylisted", a busy or full
+/// mailbox), which must not pause everyone else.
 fn is_slow_down(reply: &str) -> bool {
     let r = reply.to_ascii_lowercase();
-    r.contains("421")
-        || [
-            "rate",
-            "slow",
-            "too many",
-            "throttl",
-            "limit",
-            "try again later",
-        ]
-        .iter()
-        .any(|w| r.contains(w))
+    if r.contains("greylist") || r.contains("graylist") {
+        return false;
+    }
+    [
+        "rate limit",
+        "ratelimit",
+        "rate-limit",
+        "too many messages",
+        "too many mails",
+        "too many recipients",
+        "too many connections",
+        "sending rate",
+        "message rate",
+        "slow down",
+        "throttl",
+        "try again later: rate",
+        "4.7.28",
+    ]
+    .iter()
+    .any(|w| r.contains(w))
 }
 
 /// The server's reply as it said it, `550 5.1.1 No such user`, rather than

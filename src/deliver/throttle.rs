@@ -144,6 +144,16 @@ impl Limiter {
         pause
     }
 
+    /// Pauses everything for `pause` (a relay that is not taking messages).
+    pub fn pause(&mut self, pause: Duration) {
+        self.not_before = self.not_before.max(Instant::now() + pause);
+    }
+
+    /// When a pause ends, if one is on.
+    pub fn paused_until(&self) -> Option<Instant> {
+        (self.not_before > Instant::now()).then_some(self.not_before)
+    }
+
     /// A message went through: the relay is happy again.
     pub fn recovered(&mut self) {
         self.backoff = MIN_BACKOFF;

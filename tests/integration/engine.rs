@@ -409,7 +409,7 @@ async fn a_slow_down_pauses_the_whole_send_then_it_finishes() {
 async fn failed_connections_are_retried() {
     let mut rig = rig(3);
     let mailer = Memory::new();
-    mailer.fail_connects(2, Failure::transient("connection refused"));
+    mailer.fail_connects(2, Failure::relay("connection refused"));
     let out = rig
         .run(
             &mailer,
@@ -456,4 +456,161 @@ async fn a_refused_login_stops_the_run_and_loses_nobody() {
     let fixed = Memory::new();
     rig.run(&fixed, settings()).await;
     assert_eq!(per_recipient(&fixed).len(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_greylisted_recipient_waits_alone_and_nobody_else_is_slowed() {
+    let mut rig = rig(30);
+    // One connection alone would need 29 x 50 ms = 1.45 s for the others.
+    let mailer = Memory::new().with_latency(Duration::from_millis(50));
+    let who = address(0);
+    mailer.script(
+        &who,
+        (0..2).map(|_| {
+            Fault::Refuse(Failure::transient(
+                "451 4.7.1 Greylisted, please try again in 60 seconds",
+            ))
+        }),
+    );
+    let started = tokio::time::Instant::now();
+    let out = rig
+        .run(
+            &mailer,
+            Settings {
+                connections: 2,
+                retry_base: Duration::from_secs(60),
+                ..settings()
+            },
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    let delivered = mailer.delivered();
+    assert_eq!(per_recipient(&mailer).len(), 30);
+    // Everyone else went at full speed on both connections while the
+    // greylisted recipient waited, with no connection held for them.
+    let others_done = delivered
+        .iter()
+        .filter(|d| d.to != who)
+        .map(|d| d.at)
+        .max()
+        .unwrap();
+    assert!(
+        others_done - started < Duration::from_secs(1),
+        "{:?}",
+        others_done - started
+    );
+    let t = mailer.attempt_times(&who);
+    assert_eq!(t.len(), 3);
+    assert!(t[1] - t[0] >= Duration::from_secs(60));
+    assert!(t[2] - t[1] >= Duration::from_secs(120));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_that_cannot_be_reached_stops_the_run_and_nobody_loses_an_attempt() {
+    let mut rig = rig(25);
+    let mailer = Memory::new();
+    mailer.fail_connects(
+        10_000,
+        Failure::relay("connection refused (127.0.0.1:2525)"),
+    );
+    let started = tokio::time::Instant::now();
+    let out = rig.run(&mailer, settings()).await;
+    let took = tokio::time::Instant::now() - started;
+    assert!(
+        matches!(&out.stop, Stop::RelayDown(why) if why.contains("connection refused")),
+        "{:?}",
+        out.stop
+    );
+    assert!(
+        took >= Duration::from_secs(60) && took < Duration::from_secs(90),
+        "stopped after {took:?}"
+    );
+    // Everyone still waits, untouched: not deferred, no attempt used.
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.pending, c.deferred, c.unknown), (25, 0, 0));
+    let queue = rig.store().queue(CAMPAIGN, 0, 100, false).unwrap();
+    assert!(queue.iter().all(|r| r.attempts == 0));
+    // A probe every few seconds, not a storm.
+    assert!(mailer.connects() < 40, "{} connections", mailer.connects());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_answering_421_to_everything_is_down_too() {
+    let mut rig = rig(500);
+    let mailer = Memory::new();
+    mailer.refuse_all(Some(Failure::relay("421 4.3.2 Service not available")));
+    let started = tokio::time::Instant::now();
+    let out = rig.run(&mailer, settings()).await;
+    assert!(matches!(out.stop, Stop::RelayDown(_)), "{:?}", out.stop);
+    assert!(tokio::time::Instant::now() - started < Duration::from_secs(90));
+    assert_eq!(rig.store().counts(CAMPAIGN).unwrap().pending, 500);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_that_comes_back_during_the_pauses_is_used_again() {
+    let mut rig = rig(10);
+    let mailer = Memory::new();
+    mailer.fail_connects(4, Failure::relay("connection refused"));
+    let out = rig.run(&mailer, settings()).await;
+    assert_eq!(out.stop, Stop::Done);
+    assert_eq!(per_recipient(&mailer).len(), 10);
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.sent, c.deferred), (10, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_a_long_pause_ends_the_run_within_seconds() {
+    let mut rig = rig(10);
+    let mailer = Memory::new();
+    mailer.refuse_all(Some(Failure::slow_down("451 4.7.0 rate limit exceeded")));
+    let interrupt = Arc::new(AtomicBool::new(false));
+    {
+        let interrupt = Arc::clone(&interrupt);
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(20)).await;
+            interrupt.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+    }
+    let started = tokio::time::Instant::now();
+    let out = rig
+        .run_with(
+            &mailer,
+            Settings {
+                relay_down_after: Duration::from_secs(3600),
+                ..settings()
+            },
+            interrupt,
+        )
+        .await;
+    let took = tokio::time::Instant::now() - started;
+    assert_eq!(out.stop, Stop::Interrupted);
+    assert!(took < Duration::from_secs(25), "{took:?}");
+    assert_eq!(rig.store().counts(CAMPAIGN).unwrap().pending, 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_about_the_message_is_recorded_but_does_not_suppress_the_address() {
+    let mut rig = rig(3);
+    let mailer = Memory::new();
+    let (spam, foreign) = (address(0), address(1));
+    mailer.script(
+        &spam,
+        [Fault::Refuse(Failure::permanent(
+            "550 5.7.1 Message rejected as spam",
+        ))],
+    );
+    mailer.script(
+        &foreign,
+        [Fault::Refuse(Failure {
+            kind: FailureKind::Unsupported,
+            reply: "the address has non-ASCII characters and the relay does not offer SMTPUTF8"
+                .into(),
+        })],
+    );
+    rig.run(&mailer, settings()).await;
+    assert_eq!(rig.state_of(&spam), Some((State::Failed, 1)));
+    assert!(!rig.store().is_suppressed(&spam).unwrap());
+    assert!(!rig.store().is_suppressed(&foreign).unwrap());
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.sent, c.failed, c.skipped), (1, 1, 1));
 }
