@@ -199,13 +199,16 @@ struct Shared<M: Mailer> {
     health: std::sync::Mutex<Health>,
     /// Recipients waiting to be tried again; they come back through `retries`.
     waiting: AtomicU64,
-    retries: (
-        mpsc::UnboundedSender<Job<M::Payload>>,
-        Mutex<mpsc::UnboundedReceiver<Job<M::Payload>>>,
-    ),
+    retries: Retries<M::Payload>,
     /// The builder has handed over its last message.
     built_all: AtomicBool,
 }
+
+/// The queue of recipients to try again: sender and shared receiver.
+type Retries<P> = (
+    mpsc::UnboundedSender<Job<P>>,
+    Mutex<mpsc::UnboundedReceiver<Job<P>>>,
+);
 
 /// How the relay has been doing lately.
 #[derive(Default)]

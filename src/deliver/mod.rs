@@ -160,6 +160,9 @@ pub struct Outgoing<P> {
     pub payload: P,
 }
 
+/// Writes the `sending` mark; the receiver answers once it is on disk.
+type MarkRequest = Box<dyn FnOnce() -> oneshot::Receiver<Result<(), String>> + Send + Sync>;
+
 /// The point a Mailer must pass just before the message can be delivered
 /// (before SMTP's message content, before the file is written). The first
 /// pass writes the recipient's `sending` mark and waits until it is on
@@ -167,7 +170,7 @@ pub struct Outgoing<P> {
 /// is of unknown outcome after a crash only if their message may have
 /// reached the relay.
 pub struct Gate {
-    request: Option<Box<dyn FnOnce() -> oneshot::Receiver<Result<(), String>> + Send + Sync>>,
+    request: Option<MarkRequest>,
     passed: bool,
 }
 
