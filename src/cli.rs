@@ -10,7 +10,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::InputError;
 use crate::check::Severity;
-use crate::config::Config;
+use crate::config::{Config, Override};
 use crate::exit;
 use crate::preview::{self, Issue};
 use crate::send;
@@ -192,11 +192,46 @@ pub fn main() -> i32 {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let (mut config, config_path) = Config::load(cli.config.as_deref())?;
+    let mut overrides = Vec::new();
     if cli.fit {
-        config.fit = Some(true);
+        overrides.push(Override::new("fit", "true", "--fit"));
     }
-    let config_path = config_path.unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_FILE));
+    if let Command::Send(a) = &cli.command {
+        if let Some(v) = &a.smtp {
+            overrides.push(Override::new("smtp_url", v.as_str(), "--smtp"));
+        }
+        if let Some(v) = &a.rate {
+            overrides.push(Override::new("rate", v.as_str(), "--rate"));
+        }
+        if let Some(v) = a.connections {
+            overrides.push(Override::new("connections", v.to_string(), "--connections"));
+        }
+        if let Some(v) = a.max_per_run {
+            overrides.push(Override::new("max_per_run", v.to_string(), "--max-per-run"));
+        }
+        if let Some(v) = &a.journal {
+            overrides.push(Override::new(
+                "journal_dir",
+                v.to_string_lossy(),
+                "--journal",
+            ));
+        }
+    }
+    if let Command::Status {
+        journal: Some(v), ..
+    } = &cli.command
+    {
+        overrides.push(Override::new(
+            "journal_dir",
+            v.to_string_lossy(),
+            "--journal",
+        ));
+    }
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
+    let config_path = config
+        .file
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_FILE));
     let mut stdout = std::io::stdout().lock();
     match cli.command {
         Command::Preview { post, out, json } => {
@@ -411,11 +446,6 @@ fn send_options(args: &SendArgs, post: PathBuf) -> send::SendOptions {
         suppress: args.suppress.clone(),
         to: args.to.clone(),
         outbox: args.outbox.clone(),
-        smtp: args.smtp.clone(),
-        rate: args.rate.clone(),
-        connections: args.connections,
-        max_per_run: args.max_per_run,
-        journal: args.journal.clone(),
         yes: args.yes,
         resend_unknown: args.resend_unknown,
         allow_changed: args.allow_changed,
@@ -458,11 +488,6 @@ fn print_report(
     Ok(())
 }
 
-fn journal_dir(flag: Option<PathBuf>, config: &Config) -> PathBuf {
-    flag.or_else(|| config.journal_dir.as_ref().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(crate::journal::DEFAULT_DIR))
-}
-
 fn send_due(
     dir: &Path,
     args: &SendArgs,
@@ -470,14 +495,9 @@ fn send_due(
     config_path: &Path,
     stdout: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let grace = match &config.late_grace {
-        Some(g) => {
-            crate::config::parse_duration(g).map_err(|m| InputError::new(config_path, None, m))?
-        }
-        None => std::time::Duration::from_secs(24 * 3600),
-    };
+    let grace = config.late_grace;
     let due = crate::schedule::due_posts(dir, crate::clock::now(), grace, args.late_ok)?;
-    let journal_dir = journal_dir(args.journal.clone(), config);
+    let journal_dir = &config.journal_dir;
     let finished = |post: &Path| -> anyhow::Result<bool> {
         let issue = Issue::compose(post, config)?;
         let id = send::campaign_id(&issue);
@@ -521,7 +541,8 @@ fn status(
     config: &Config,
     stdout: &mut impl Write,
 ) -> anyhow::Result<i32> {
-    let dir = journal_dir(journal, config);
+    let _ = journal;
+    let dir = &config.journal_dir;
     if !dir.join("journal.db").exists() {
         if json {
             writeln!(stdout, "[]")?;
@@ -534,13 +555,13 @@ fn status(
         }
         return Ok(exit::OK);
     }
-    let journal = crate::journal::Journal::open(&dir)?;
+    let journal = crate::journal::Journal::open(dir)?;
     let mut campaigns = journal.campaigns()?;
     if let Some(c) = &campaign {
         campaigns.retain(|x| &x.id == c);
         if campaigns.is_empty() {
             anyhow::bail!(InputError::new(
-                &dir,
+                dir,
                 None,
                 format!("there is no campaign {c}; `herald status` lists them")
             ));

@@ -263,14 +263,14 @@ use std::io::IsTerminal;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::config::parse_duration;
 use crate::deliver::engine::{self, Progress, Settings, Stop};
 use crate::deliver::smtp::Relay;
-use crate::deliver::throttle::Rate;
 use crate::exit;
 use crate::journal::{self, Counts, Journal};
 
-/// What `herald send` was asked to do (flags beat herald.yaml).
+/// What `herald send` was asked to do. The relay, rate, connections,
+/// per-run cap and journal are settings: the command line puts its flags
+/// into the [`Config`].
 pub struct SendOptions {
     pub post: PathBuf,
     pub subscribers: Option<PathBuf>,
@@ -279,11 +279,6 @@ pub struct SendOptions {
     pub to: Vec<String>,
     /// The dry run's folder.
     pub outbox: Option<PathBuf>,
-    pub smtp: Option<String>,
-    pub rate: Option<String>,
-    pub connections: Option<usize>,
-    pub max_per_run: Option<u64>,
-    pub journal: Option<PathBuf>,
     pub yes: bool,
     pub resend_unknown: bool,
     pub allow_changed: bool,
@@ -310,35 +305,12 @@ pub struct SendReport {
 
 /// The campaign's identity: the post's slug and its date.
 pub fn campaign_id(issue: &Issue) -> String {
-    let date = issue
-        .post
-        .front_matter
-        .date
-        .map(|d| d.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
-        .or_else(|| issue.post.front_matter.year.map(|y| y.to_string()))
-        .unwrap_or_else(|| "undated".into());
-    format!("{}@{date}", issue.post.slug())
+    issue.post.campaign_id()
 }
 
 fn smtp_password() -> Result<Option<String>, InputError> {
-    if let Some(p) = std::env::var("HERALD_SMTP_PASSWORD")
-        .ok()
-        .filter(|p| !p.is_empty())
-    {
-        return Ok(Some(p));
-    }
-    if let Some(f) = std::env::var_os("HERALD_SMTP_PASSWORD_FILE").filter(|f| !f.is_empty()) {
-        let path = PathBuf::from(f);
-        let p = std::fs::read_to_string(&path).map_err(|e| {
-            InputError::new(
-                &path,
-                None,
-                format!("cannot read the SMTP password ({e}); check HERALD_SMTP_PASSWORD_FILE"),
-            )
-        })?;
-        return Ok(Some(p.trim_end_matches(['\n', '\r']).to_string()));
-    }
-    Ok(None)
+    Ok(crate::config::secret("HERALD_SMTP_PASSWORD")?
+        .map(|s| String::from_utf8_lossy(s.expose()).into_owned()))
 }
 
 fn settings(
@@ -346,26 +318,14 @@ fn settings(
     config: &Config,
     config_path: &Path,
 ) -> Result<Settings, InputError> {
-    let bad = |m: String| InputError::new(config_path, None, m);
-    let rate = match opts.rate.as_deref().or(config.rate.as_deref()) {
-        Some(r) => Some(Rate::parse(r).map_err(bad)?),
-        None => None,
-    };
-    let batch = match (config.batch_size, &config.batch_pause) {
-        (Some(n), Some(p)) => Some((n, parse_duration(p).map_err(bad)?)),
-        (Some(n), None) => Some((n, Duration::from_secs(60))),
-        _ => None,
-    };
+    let _ = config_path;
     Ok(Settings {
-        connections: opts.connections.or(config.connections).unwrap_or(4).max(1),
-        rate,
-        batch,
-        max_per_run: opts.max_per_run.or(config.max_per_run),
-        max_attempts: config.max_attempts.unwrap_or(4).max(1),
-        retry_base: match &config.retry_wait {
-            Some(w) => parse_duration(w).map_err(bad)?,
-            None => Duration::from_secs(1),
-        },
+        connections: config.connections.max(1),
+        rate: config.rate,
+        batch: config.batch_size.map(|n| (n, config.batch_pause)),
+        max_per_run: config.max_per_run,
+        max_attempts: config.max_attempts.max(1),
+        retry_base: config.retry_wait,
         timeout: Duration::from_secs(60),
         resend_unknown: opts.resend_unknown,
     })
@@ -426,7 +386,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         mode,
     )?);
     let settings = settings(opts, config, config_path)?;
-    let url = opts.smtp.clone().or_else(|| config.smtp_url.clone()).ok_or_else(|| {
+    let url = config.smtp_url.as_ref().map(url::Url::to_string).ok_or_else(|| {
         InputError::new(
             config_path,
             None,
@@ -438,13 +398,13 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         &url,
         config.smtp_user.clone(),
         smtp_password()?,
-        config.smtp_allow_plaintext.unwrap_or(false),
+        config.smtp_allow_plaintext,
     )
-    .map_err(|m| InputError::new(config_path, None, m))?;
+    .map_err(|m| config.source("smtp_url").error(m))?;
     let relay = match &config.smtp_ca_file {
         Some(ca) => relay
-            .with_ca_file(Path::new(ca))
-            .map_err(|m| InputError::new(config_path, None, m))?,
+            .with_ca_file(ca)
+            .map_err(|m| config.source("smtp_ca_file").error(m))?,
         None => relay,
     };
 
@@ -454,10 +414,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         scratch = tempfile::tempdir()?;
         scratch.path().to_path_buf()
     } else {
-        opts.journal
-            .clone()
-            .or_else(|| config.journal_dir.as_ref().map(PathBuf::from))
-            .unwrap_or_else(|| PathBuf::from(journal::DEFAULT_DIR))
+        config.journal_dir.clone()
     };
     let campaign = if test {
         format!("{}#test", campaign_id(&issue))
