@@ -422,13 +422,14 @@ fn show_duration(d: &Duration) -> Option<String> {
 /// A duration the way it is written in settings: `24h`, `90s`, `500ms`.
 pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
+    // Days only from two on: `24h` reads better than `1d`.
     for (unit, n) in [
         ("d", 86_400_000),
         ("h", 3_600_000),
         ("m", 60_000),
         ("s", 1000),
     ] {
-        if ms >= n && ms % n == 0 {
+        if ms >= n && ms.is_multiple_of(n) && (unit != "d" || ms >= 2 * n) {
             return format!("{}{unit}", ms / n);
         }
     }
@@ -438,8 +439,8 @@ pub fn format_duration(d: Duration) -> String {
 fn show_size(n: usize) -> String {
     match n {
         0 => "0".into(),
-        n if n % (1024 * 1024) == 0 => format!("{}MB", n / (1024 * 1024)),
-        n if n % 1024 == 0 => format!("{}KB", n / 1024),
+        n if n.is_multiple_of(1024 * 1024) => format!("{}MB", n / (1024 * 1024)),
+        n if n.is_multiple_of(1024) => format!("{}KB", n / 1024),
         n => n.to_string(),
     }
 }
@@ -1133,7 +1134,8 @@ mod tests {
         assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
         assert_eq!(parse_duration("2d").unwrap().as_secs(), 172800);
         assert!(parse_duration("soon").is_err());
-        assert_eq!(format_duration(Duration::from_secs(86400)), "1d");
+        assert_eq!(format_duration(Duration::from_secs(86400)), "24h");
+        assert_eq!(format_duration(Duration::from_secs(2 * 86400)), "2d");
         assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     }
 
