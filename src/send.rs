@@ -702,7 +702,7 @@ impl ProgressDisplay {
                 let bar = indicatif::ProgressBar::new(total);
                 bar.set_style(
                     indicatif::ProgressStyle::with_template(
-                        "{bar:30} {pos}/{len} sent {msg} {per_sec} ETA {eta}",
+                        "{bar:30} {pos}/{len} sent {msg} ETA {eta}",
                     )
                     .expect("valid template"),
                 );
@@ -719,7 +719,8 @@ impl ProgressDisplay {
                     Some(bar) => {
                         bar.set_position(sent + failed + deferred);
                         bar.set_message(format!(
-                            "({sent} ok, {failed} failed, {deferred} deferred)"
+                            "({sent} ok, {failed} failed, {deferred} deferred) {:.0}/s",
+                            sent as f64 / started.elapsed().as_secs_f64().max(0.001)
                         ));
                     }
                     None if stop || last_log.elapsed() >= Duration::from_secs(10) => {
