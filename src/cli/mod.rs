@@ -174,14 +174,21 @@ fn overrides(cli: &Cli) -> Result<Vec<Override>, InputError> {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let config = Config::load(cli.config.as_deref(), &overrides(&cli)?)?;
     tracing::debug!(
-        "settings from {}",
+        "settings file: {}",
         config
             .file
             .as_deref()
-            .map_or("defaults and the environment".into(), |p| p
-                .display()
-                .to_string())
+            .map_or("none".into(), |p| p.display().to_string())
     );
+    for e in config.entries().iter().filter(|e| e.source != "default") {
+        // Values only; secrets are not settings, so none can show here.
+        tracing::debug!(
+            "{} = {} ({})",
+            e.name,
+            e.value.as_deref().unwrap_or(""),
+            e.source
+        );
+    }
     match cli.command {
         Command::Preview(args) => preview::run(args, &config),
         Command::Check(args) => check::run(args, &config),
@@ -197,4 +204,36 @@ fn config_path(config: &Config) -> PathBuf {
         .file
         .clone()
         .unwrap_or_else(|| PathBuf::from(crate::config::DEFAULT_FILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_map_to_one_exit_code_each() {
+        let input = anyhow::Error::new(InputError::new(std::path::Path::new("p.md"), Some(1), "x"));
+        assert_eq!(exit_code(&input), exit::BAD_INPUT);
+        let fault = anyhow::Error::new(Fault::new("cannot write", "check the disk"));
+        assert_eq!(exit_code(&fault), exit::INTERNAL);
+        // Wrapped in context, still found.
+        assert_eq!(
+            exit_code(&fault.context("while previewing")),
+            exit::INTERNAL
+        );
+        // Anything else is herald's trouble, not the user's input.
+        let io = anyhow::Error::new(std::io::Error::other("odd"));
+        assert_eq!(exit_code(&io), exit::INTERNAL);
+    }
+
+    #[test]
+    fn the_help_parses_and_lists_every_command() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        assert_eq!(names, ["preview", "check", "send", "status", "config"]);
+    }
 }
