@@ -3,36 +3,92 @@
 //! Found with `--config FILE`, else `herald.yaml` in the current directory,
 //! else built-in defaults. Every setting can be overridden by an environment
 //! variable `HERALD_<NAME>` (for example `HERALD_SITE_URL`), and flags
-//! override both. Unknown settings are refused, so a typo cannot silently
-//! leave the postal address out of a send.
+//! (`--rate`, `--set NAME=VALUE`...) override both. Unknown settings are
+//! refused, so a typo cannot silently leave the postal address out of a send.
+//!
+//! Each value is parsed once, here, into its type; the rest of herald never
+//! sees the text again. Every setting remembers where it came from
+//! ([`Source`]), so an error names the place to fix (`herald.yaml:12`,
+//! `HERALD_RATE`, `--rate`) and `herald config` can show it.
+//!
+//! A leaf module: it uses nothing from the crate but [`InputError`], so
+//! every other module can depend on it.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use lettre::message::Mailbox;
+use url::Url;
 
 use crate::InputError;
 
 pub const DEFAULT_FILE: &str = "herald.yaml";
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
+/// Where a setting's value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Default,
+    /// The config file, with the line of the setting when it was found.
+    File {
+        path: PathBuf,
+        line: Option<usize>,
+    },
+    /// An environment variable, like `HERALD_RATE`.
+    Env(String),
+    /// A command-line flag, like `--rate` or `--set rate`.
+    Flag(String),
+}
+
+impl Source {
+    /// An error about the value from this source: the file and line for the
+    /// config file, the variable or flag in the file's place otherwise.
+    pub fn error(&self, message: impl Into<String>) -> InputError {
+        match self {
+            Source::File { path, line } => InputError::new(path, *line, message),
+            Source::Env(name) | Source::Flag(name) => {
+                InputError::new(Path::new(name), None, message)
+            }
+            Source::Default => InputError::new(Path::new("default"), None, message),
+        }
+    }
+}
+
+impl fmt::Display for Source {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Source::Default => f.write_str("default"),
+            Source::File {
+                path,
+                line: Some(l),
+            } => write!(f, "{}:{l}", path.display()),
+            Source::File { path, line: None } => write!(f, "{}", path.display()),
+            Source::Env(name) | Source::Flag(name) => f.write_str(name),
+        }
+    }
+}
+
+/// The effective settings, typed. The defaults are in [`Config::default`]
+/// and nowhere else.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The website the post lives on; root-relative links are resolved
     /// against it. Default: the origin of the post's `seo.url`.
-    pub site_url: Option<String>,
+    pub site_url: Option<Url>,
     /// The name shown above the title in the email header.
     pub newsletter_name: Option<String>,
     /// The sender's postal address, printed in the footer (required by law
-    /// for bulk mail in many countries).
+    /// for bulk mail in many countries). May span several lines.
     pub postal_address: Option<String>,
     /// Where the unsubscribe link in the footer points.
-    pub unsubscribe_url: Option<String>,
+    pub unsubscribe_url: Option<Url>,
     /// The colour of headings, links and buttons, as `#rrggbb`.
     pub accent_color: Option<String>,
     /// The sender, with a display name: `OpenInfra Foundation <news@openinfra.org>`.
-    pub from: Option<String>,
+    pub from: Option<Mailbox>,
     /// Where replies go, if not to `from`.
-    pub reply_to: Option<String>,
+    pub reply_to: Option<Mailbox>,
     /// The subject line; may use merge fields and `{{ title }}` (the post's
     /// title). Default: the post's title.
     pub subject: Option<String>,
@@ -41,147 +97,493 @@ pub struct Config {
     pub list_id: Option<String>,
     /// The address unsubscribe e-mails go to (the `mailto:` of
     /// `List-Unsubscribe`). Default: `from`.
-    pub unsubscribe_mailto: Option<String>,
+    pub unsubscribe_mailto: Option<Mailbox>,
     /// DKIM signing: the domain, the selector published in DNS, and the file
     /// holding the private key (RSA or Ed25519, PEM). All three, or none.
     pub dkim_domain: Option<String>,
     pub dkim_selector: Option<String>,
-    pub dkim_key_file: Option<String>,
+    pub dkim_key_file: Option<PathBuf>,
     /// The mail relay: `smtp://host:587` (STARTTLS), `smtps://host:465`, or
     /// `smtp://127.0.0.1:2525?tls=none` for a relay on this machine.
-    pub smtp_url: Option<String>,
+    pub smtp_url: Option<Url>,
     /// The relay user name (the password comes from HERALD_SMTP_PASSWORD).
     pub smtp_user: Option<String>,
     /// A CA certificate file (PEM) to trust for the relay's TLS certificate,
     /// besides the public certificate authorities (for a private relay).
-    pub smtp_ca_file: Option<String>,
+    pub smtp_ca_file: Option<PathBuf>,
     /// Allow `tls=none` to a relay that is not on this machine.
-    pub smtp_allow_plaintext: Option<bool>,
-    /// Connections to the relay used in parallel (default 4).
-    pub connections: Option<usize>,
-    /// At most this many messages per second, minute, hour or day: `14/s`, `600/m`, `10000/h`.
-    pub rate: Option<String>,
+    pub smtp_allow_plaintext: bool,
+    /// Connections to the relay used in parallel.
+    pub connections: usize,
+    /// At most this many messages per second, minute, hour or day.
+    pub rate: Option<Rate>,
     /// Send this many messages, then pause for `batch_pause`.
     pub batch_size: Option<u64>,
-    /// How long to pause between batches: `30s`, `5m`, `1h`.
-    pub batch_pause: Option<String>,
+    /// How long to pause between batches.
+    pub batch_pause: Duration,
     /// At most this many messages per run (for relays with daily quotas).
     pub max_per_run: Option<u64>,
-    /// Attempts per message in one run before it waits for the next run (default 4).
-    pub max_attempts: Option<u32>,
+    /// Attempts per message in one run before it waits for the next run.
+    pub max_attempts: u32,
     /// The wait before the first retry of a failed message; each further
-    /// retry waits twice as long, plus jitter (default `1s`).
-    pub retry_wait: Option<String>,
-    /// Where the journal is kept (default `.herald`).
-    pub journal_dir: Option<String>,
+    /// retry waits twice as long, plus jitter.
+    pub retry_wait: Duration,
+    /// Where the journal is kept.
+    pub journal_dir: PathBuf,
     /// With `--due`: a post whose time passed longer ago than this is not
-    /// sent without `--late-ok` (default `24h`).
-    pub late_grace: Option<String>,
-    /// When the email would be too long for Gmail, send a digest instead:
-    /// each section's start with a "Continue reading" button to the web
-    /// version (the same as `--fit` on every command).
-    pub fit: Option<bool>,
+    /// sent without `--late-ok`.
+    pub late_grace: Duration,
+    /// When the email would be too long for Gmail, send a digest instead.
+    pub fit: bool,
     /// A local copy of the website's `static/` folder, where the picture
-    /// `/img/x.svg` is the file `<assets_dir>/img/x.svg`: herald turns SVG
-    /// pictures it finds there into PNGs, since Gmail and Outlook do not show
-    /// SVG. A relative path is taken from the folder of the config file
-    /// (from the current folder when it comes from `HERALD_ASSETS_DIR`).
-    pub assets_dir: Option<String>,
-    /// Where pictures too large to travel inside the message are put on the
-    /// web, like `https://openinfra.org/img/email/`: the email links
-    /// `<assets_url><file name>`, and you upload the file `herald preview`
-    /// writes to `preview/<post>/assets/`.
-    pub assets_url: Option<String>,
-    /// A PNG made from an SVG up to this size travels inside each message;
-    /// a larger one is linked from `assets_url`. `20KB` (the default),
-    /// `50KB`, `1MB`, or `0` to link every one.
-    #[serde(deserialize_with = "string_or_number")]
-    pub inline_image_limit: Option<String>,
-}
-
-/// Settings that can come from `HERALD_<NAME>`: (variable, setting).
-type Setting = fn(&mut Config) -> &mut Option<String>;
-const ENV: &[(&str, Setting)] = &[
-    ("HERALD_SITE_URL", |c| &mut c.site_url),
-    ("HERALD_NEWSLETTER_NAME", |c| &mut c.newsletter_name),
-    ("HERALD_POSTAL_ADDRESS", |c| &mut c.postal_address),
-    ("HERALD_UNSUBSCRIBE_URL", |c| &mut c.unsubscribe_url),
-    ("HERALD_ACCENT_COLOR", |c| &mut c.accent_color),
-    ("HERALD_FROM", |c| &mut c.from),
-    ("HERALD_REPLY_TO", |c| &mut c.reply_to),
-    ("HERALD_SUBJECT", |c| &mut c.subject),
-    ("HERALD_LIST_ID", |c| &mut c.list_id),
-    ("HERALD_UNSUBSCRIBE_MAILTO", |c| &mut c.unsubscribe_mailto),
-    ("HERALD_DKIM_DOMAIN", |c| &mut c.dkim_domain),
-    ("HERALD_DKIM_SELECTOR", |c| &mut c.dkim_selector),
-    ("HERALD_DKIM_KEY_FILE", |c| &mut c.dkim_key_file),
-    ("HERALD_SMTP_URL", |c| &mut c.smtp_url),
-    ("HERALD_SMTP_USER", |c| &mut c.smtp_user),
-    ("HERALD_SMTP_CA_FILE", |c| &mut c.smtp_ca_file),
-    ("HERALD_RATE", |c| &mut c.rate),
-    ("HERALD_BATCH_PAUSE", |c| &mut c.batch_pause),
-    ("HERALD_JOURNAL_DIR", |c| &mut c.journal_dir),
-    ("HERALD_LATE_GRACE", |c| &mut c.late_grace),
-    ("HERALD_ASSETS_DIR", |c| &mut c.assets_dir),
-    ("HERALD_ASSETS_URL", |c| &mut c.assets_url),
-    ("HERALD_INLINE_IMAGE_LIMIT", |c| &mut c.inline_image_limit),
-];
-
-/// A setting written as text or as a bare number (`inline_image_limit: 0`).
-fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Value {
-        Number(u64),
-        Text(String),
-    }
-    Ok(Option::<Value>::deserialize(d)?.map(|v| match v {
-        Value::Number(n) => n.to_string(),
-        Value::Text(s) => s,
-    }))
+    /// `/img/x.svg` is the file `<assets_dir>/img/x.svg`.
+    pub assets_dir: Option<PathBuf>,
+    /// Where pictures too large to travel inside the message are put on the web.
+    pub assets_url: Option<Url>,
+    /// A PNG made from an SVG up to this many bytes travels inside each
+    /// message; a larger one is linked from `assets_url`.
+    pub inline_image_limit: usize,
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+    /// Where each setting that is not a default came from.
+    sources: BTreeMap<&'static str, Source>,
 }
 
 /// The default of `inline_image_limit`.
 pub const DEFAULT_INLINE_IMAGE_LIMIT: usize = 20 * 1024;
 
+impl Default for Config {
+    /// Every default herald has, in one place.
+    fn default() -> Self {
+        Config {
+            site_url: None,
+            newsletter_name: None,
+            postal_address: None,
+            unsubscribe_url: None,
+            accent_color: None,
+            from: None,
+            reply_to: None,
+            subject: None,
+            list_id: None,
+            unsubscribe_mailto: None,
+            dkim_domain: None,
+            dkim_selector: None,
+            dkim_key_file: None,
+            smtp_url: None,
+            smtp_user: None,
+            smtp_ca_file: None,
+            smtp_allow_plaintext: false,
+            connections: 4,
+            rate: None,
+            batch_size: None,
+            batch_pause: Duration::from_secs(60),
+            max_per_run: None,
+            max_attempts: 4,
+            retry_wait: Duration::from_secs(1),
+            journal_dir: PathBuf::from(".herald"),
+            late_grace: Duration::from_secs(24 * 3600),
+            fit: false,
+            assets_dir: None,
+            assets_url: None,
+            inline_image_limit: DEFAULT_INLINE_IMAGE_LIMIT,
+            file: None,
+            sources: BTreeMap::new(),
+        }
+    }
+}
+
+/// A value given on the command line: `--rate 14/s` is
+/// `Override { name: "rate", value: "14/s", flag: "--rate" }`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Override {
+    pub name: String,
+    pub value: String,
+    /// How it was given, for messages: `--rate`, `--set rate`.
+    pub flag: String,
+}
+
+impl Override {
+    pub fn new(name: &str, value: impl Into<String>, flag: &str) -> Override {
+        Override {
+            name: name.into(),
+            value: value.into(),
+            flag: flag.into(),
+        }
+    }
+
+    /// `NAME=VALUE` from `--set`.
+    pub fn from_set(arg: &str) -> Result<Override, InputError> {
+        let (name, value) = arg.split_once('=').ok_or_else(|| {
+            InputError::new(
+                Path::new("--set"),
+                None,
+                format!("`{arg}` needs the form NAME=VALUE, like --set rate=14/s"),
+            )
+        })?;
+        let name = name.trim();
+        Ok(Override::new(name, value, &format!("--set {name}")))
+    }
+}
+
+/// One setting: how to parse it into the [`Config`] and how to show it.
+struct Setting {
+    name: &'static str,
+    /// Parses the text into the config; `base` is the folder a relative
+    /// path is taken from.
+    set: fn(&mut Config, &str, &Path) -> Result<(), String>,
+    show: fn(&Config) -> Option<String>,
+}
+
+macro_rules! setting {
+    ($name:ident, |$v:ident, $base:ident| $parse:expr, $show:expr) => {
+        Setting {
+            name: stringify!($name),
+            set: |c: &mut Config, $v: &str, $base: &Path| {
+                c.$name = $parse;
+                Ok(())
+            },
+            show: |c: &Config| $show(&c.$name),
+        }
+    };
+}
+
+/// Every setting, in the order `herald config` and herald.example.yaml list them.
+const SETTINGS: &[Setting] = &[
+    setting!(site_url, |v, _b| Some(web(v)?), show_opt),
+    setting!(newsletter_name, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(postal_address, |v, _b| Some(lines(v)?), show_opt),
+    setting!(unsubscribe_url, |v, _b| Some(web(v)?), show_opt),
+    setting!(accent_color, |v, _b| Some(colour(v)?), show_opt),
+    setting!(from, |v, _b| Some(mailbox(v)?), show_opt),
+    setting!(reply_to, |v, _b| Some(mailbox(v)?), show_opt),
+    setting!(subject, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(list_id, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(unsubscribe_mailto, |v, _b| Some(mailbox(v)?), show_opt),
+    setting!(dkim_domain, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(dkim_selector, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(dkim_key_file, |v, b| Some(path(v, b)?), show_path),
+    setting!(smtp_url, |v, _b| Some(smtp(v)?), show_opt),
+    setting!(smtp_user, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(smtp_ca_file, |v, b| Some(path(v, b)?), show_path),
+    setting!(smtp_allow_plaintext, |v, _b| boolean(v)?, show),
+    setting!(connections, |v, _b| at_least_one(number(v)?)?, show),
+    setting!(rate, |v, _b| Some(Rate::parse(v)?), show_opt),
+    setting!(
+        batch_size,
+        |v, _b| Some(at_least_one(number(v)?)?),
+        show_opt
+    ),
+    setting!(batch_pause, |v, _b| parse_duration(v)?, show_duration),
+    setting!(max_per_run, |v, _b| Some(number(v)?), show_opt),
+    setting!(max_attempts, |v, _b| at_least_one(number(v)?)?, show),
+    setting!(retry_wait, |v, _b| parse_duration(v)?, show_duration),
+    setting!(journal_dir, |v, b| path(v, b)?, |p: &PathBuf| Some(
+        p.display().to_string()
+    )),
+    setting!(late_grace, |v, _b| parse_duration(v)?, show_duration),
+    setting!(fit, |v, _b| boolean(v)?, show),
+    setting!(assets_dir, |v, b| Some(path(v, b)?), show_path),
+    setting!(assets_url, |v, _b| Some(web(v)?), show_opt),
+    setting!(
+        inline_image_limit,
+        |v, _b| parse_size(v)?,
+        |n: &usize| Some(show_size(*n))
+    ),
+];
+
+/// The environment variable that overrides a setting: `HERALD_RATE`.
+pub fn env_name(setting: &str) -> String {
+    format!("HERALD_{}", setting.to_ascii_uppercase())
+}
+
+/// Settings that end up in a header or on one line of the footer cannot hold
+/// control characters: a line break there would start a header of the
+/// sender's choosing, or break the message's lines.
+fn one_line(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if let Some(c) = v.chars().find(|c| c.is_control()) {
+        return Err(format!(
+            "`{}` holds a control character ({c:?}); write it on one line, without tabs or line breaks",
+            v.escape_debug()
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// `postal_address` may span lines (a YAML `|` block is the natural way to
+/// write an address): it goes only into the footer's body text, never into a
+/// header, where the text part keeps the lines and the HTML joins them.
+/// Other control characters are refused all the same.
+fn lines(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if let Some(c) = v
+        .chars()
+        .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Err(format!("holds a control character ({c:?})"));
+    }
+    Ok(v.to_string())
+}
+
+fn web(v: &str) -> Result<Url, String> {
+    let v = v.trim();
+    match Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") && u.has_host() => Ok(u),
+        _ => Err(format!(
+            "`{v}` is not a web address; write it in full, like https://openinfra.org"
+        )),
+    }
+}
+
+fn smtp(v: &str) -> Result<Url, String> {
+    let v = v.trim();
+    match Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.has_host() => Ok(u),
+        _ => Err(format!(
+            "`{v}` is not a mail relay address; write it like smtp://mail.example.org:587 or smtps://mail.example.org:465"
+        )),
+    }
+}
+
+fn mailbox(v: &str) -> Result<Mailbox, String> {
+    let v = one_line(v)?;
+    v.parse().map_err(|_| {
+        format!(
+            "`{v}` is not an e-mail address; write it like \"OpenInfra Foundation <news@openinfra.org>\" (in quotes)"
+        )
+    })
+}
+
+fn colour(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let hex = v.strip_prefix('#').unwrap_or("");
+    if hex.len() != 6 || !hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
+        return Err(format!(
+            "`{v}` must be a colour like \"#c8102e\" (in quotes)"
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// A relative path is taken from `base`: the config file's folder for a
+/// value from the file (cron starts herald anywhere), the current folder
+/// (an empty `base`) for one from the environment or a flag.
+fn path(v: &str, base: &Path) -> Result<PathBuf, String> {
+    let v = v.trim();
+    if v.is_empty() {
+        return Err("is empty; give a file or folder".into());
+    }
+    let p = Path::new(v);
+    Ok(if p.is_relative() {
+        base.join(p)
+    } else {
+        p.to_path_buf()
+    })
+}
+
+fn number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+    let v = v.trim();
+    v.replace('_', "")
+        .parse()
+        .map_err(|_| format!("`{v}` is not a whole number"))
+}
+
+fn at_least_one<T: PartialOrd + From<u8>>(n: T) -> Result<T, String> {
+    if n < T::from(1) {
+        return Err("must be at least 1".into());
+    }
+    Ok(n)
+}
+
+fn boolean(v: &str) -> Result<bool, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "true" | "yes" | "on" | "1" => Ok(true),
+        "false" | "no" | "off" | "0" => Ok(false),
+        _ => Err(format!("`{}` is not true or false", v.trim())),
+    }
+}
+
+fn show<T: fmt::Display>(v: &T) -> Option<String> {
+    Some(v.to_string())
+}
+
+fn show_opt<T: fmt::Display>(v: &Option<T>) -> Option<String> {
+    v.as_ref().map(|v| v.to_string())
+}
+
+fn show_path(v: &Option<PathBuf>) -> Option<String> {
+    v.as_ref().map(|p| p.display().to_string())
+}
+
+fn show_duration(d: &Duration) -> Option<String> {
+    Some(format_duration(*d))
+}
+
+/// A duration the way it is written in settings: `24h`, `90s`, `500ms`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    // Days only from two on: `24h` reads better than `1d`.
+    for (unit, n) in [
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1000),
+    ] {
+        if ms >= n && ms.is_multiple_of(n) && (unit != "d" || ms >= 2 * n) {
+            return format!("{}{unit}", ms / n);
+        }
+    }
+    format!("{ms}ms")
+}
+
+fn show_size(n: usize) -> String {
+    match n {
+        0 => "0".into(),
+        n if n.is_multiple_of(1024 * 1024) => format!("{}MB", n / (1024 * 1024)),
+        n if n.is_multiple_of(1024) => format!("{}KB", n / 1024),
+        n => n.to_string(),
+    }
+}
+
+/// One effective setting, for `herald config`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    pub name: &'static str,
+    /// `None` when not set.
+    pub value: Option<String>,
+    pub source: String,
+    /// The environment variable that overrides it.
+    pub env: String,
+}
+
+/// Problems found while loading, each with where its value came from.
+#[derive(Default)]
+struct Problems(Vec<(Source, String)>);
+
+impl Problems {
+    fn push(&mut self, source: Source, message: String) {
+        self.0.push((source, message));
+    }
+
+    /// One error listing every problem, so a single run shows all there is
+    /// to fix. One problem names its own source as the error's place.
+    fn into_error(self, file: Option<&Path>) -> Option<InputError> {
+        match self.0.len() {
+            0 => None,
+            1 => {
+                let (source, message) = self.0.into_iter().next()?;
+                Some(source.error(format!(
+                    "{message}. See herald.example.yaml for every setting and how to write it."
+                )))
+            }
+            n => {
+                let list: Vec<String> = self
+                    .0
+                    .iter()
+                    .map(|(s, m)| format!("  - {s}: {m}"))
+                    .collect();
+                Some(InputError::new(
+                    file.unwrap_or(Path::new("settings")),
+                    None,
+                    format!(
+                        "{n} settings are wrong:\n{}\nSee herald.example.yaml for every setting and how to write it.",
+                        list.join("\n")
+                    ),
+                ))
+            }
+        }
+    }
+}
+
 impl Config {
-    /// Loads the config: `explicit` if given (it must exist), else
-    /// `herald.yaml` in the current directory if there is one; then applies
-    /// `HERALD_*` variables. Returns the file it read, if any.
-    pub fn load(explicit: Option<&Path>) -> Result<(Config, Option<PathBuf>), InputError> {
+    /// Loads the settings: the file `explicit` if given (it must exist),
+    /// else `herald.yaml` in the current directory if there is one; then the
+    /// `HERALD_*` variables; then `overrides` from the command line. Every
+    /// value is checked, and all problems are reported in one error.
+    pub fn load(explicit: Option<&Path>, overrides: &[Override]) -> Result<Config, InputError> {
+        Self::load_with(explicit, |k| std::env::var(k).ok(), overrides)
+    }
+
+    /// [`Config::load`] with the environment given as a function (for tests).
+    pub fn load_with(
+        explicit: Option<&Path>,
+        env: impl Fn(&str) -> Option<String>,
+        overrides: &[Override],
+    ) -> Result<Config, InputError> {
         let path = match explicit {
             Some(p) => Some(p.to_path_buf()),
             None => Some(PathBuf::from(DEFAULT_FILE)).filter(|p| p.is_file()),
         };
-        let mut config = match &path {
-            Some(p) => {
-                let mut c = Self::read(p)?;
-                c.resolve_paths(p);
-                c
-            }
-            None => Config::default(),
-        };
-        config.apply_env(|k| std::env::var(k).ok());
-        config.validate(path.as_deref().unwrap_or(Path::new(DEFAULT_FILE)))?;
-        Ok((config, path))
-    }
-
-    pub fn read(path: &Path) -> Result<Config, InputError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            InputError::new(
-                path,
-                None,
-                format!("cannot read the config file ({e}). Check the path given to --config."),
-            )
-        })?;
-        Self::parse(path, &text)
-    }
-
-    pub fn parse(path: &Path, text: &str) -> Result<Config, InputError> {
-        if text.trim().is_empty() {
-            return Ok(Config::default());
+        let mut config = Config::default();
+        let mut problems = Problems::default();
+        if let Some(p) = &path {
+            let text = std::fs::read_to_string(p).map_err(|e| {
+                InputError::new(
+                    p,
+                    None,
+                    format!("cannot read the config file ({e}). Check the path given to --config."),
+                )
+            })?;
+            config.apply_file(p, &text, &mut problems)?;
         }
-        yaml_serde::from_str(text).map_err(|e| {
+        for s in SETTINGS {
+            let var = env_name(s.name);
+            if let Some(v) = env(&var).filter(|v| !v.trim().is_empty()) {
+                config.apply(s, &v, Path::new(""), Source::Env(var), &mut problems);
+            }
+        }
+        for o in overrides {
+            match SETTINGS.iter().find(|s| s.name == o.name) {
+                Some(s) => config.apply(
+                    s,
+                    &o.value,
+                    Path::new(""),
+                    Source::Flag(o.flag.clone()),
+                    &mut problems,
+                ),
+                None => problems.push(
+                    Source::Flag(o.flag.clone()),
+                    format!(
+                        "there is no setting `{}`{}; `herald config` lists them",
+                        o.name,
+                        did_you_mean(&o.name)
+                    ),
+                ),
+            }
+        }
+        config.cross_check(&mut problems);
+        match problems.into_error(config.file.as_deref()) {
+            Some(e) => Err(e),
+            None => Ok(config),
+        }
+    }
+
+    /// The settings of one config file's text alone (no environment, no
+    /// flags), as read from `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, InputError> {
+        let mut config = Config::default();
+        let mut problems = Problems::default();
+        config.apply_file(path, text, &mut problems)?;
+        config.cross_check(&mut problems);
+        match problems.into_error(Some(path)) {
+            Some(e) => Err(e),
+            None => Ok(config),
+        }
+    }
+
+    /// Reads the file's settings into `self`. YAML that cannot be read at
+    /// all is an error at once; a bad value is one more problem.
+    fn apply_file(
+        &mut self,
+        path: &Path,
+        text: &str,
+        problems: &mut Problems,
+    ) -> Result<(), InputError> {
+        self.file = Some(path.to_path_buf());
+        if text.trim().is_empty() {
+            return Ok(());
+        }
+        let raw: BTreeMap<String, yaml_serde::Value> = yaml_serde::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line());
             let detail = e.to_string();
             let detail = detail
@@ -194,111 +596,291 @@ impl Config {
                 line,
                 format!("{detail}. See herald.example.yaml for every setting and how to write it."),
             )
-        })
-    }
-
-    /// A relative `assets_dir` in a config file means relative to that
-    /// file's folder: herald.yaml usually sits next to the website checkout,
-    /// and cron runs herald from elsewhere.
-    fn resolve_paths(&mut self, config_file: &Path) {
-        if let Some(dir) = &self.assets_dir {
-            let p = Path::new(dir);
-            if p.is_relative() {
-                let base = config_file.parent().unwrap_or(Path::new(""));
-                self.assets_dir = Some(base.join(p).to_string_lossy().into_owned());
-            }
-        }
-    }
-
-    /// `inline_image_limit` in bytes (validated by [`Config::load`]).
-    pub fn inline_image_limit(&self) -> usize {
-        self.inline_image_limit
-            .as_deref()
-            .and_then(|s| parse_size(s).ok())
-            .unwrap_or(DEFAULT_INLINE_IMAGE_LIMIT)
-    }
-
-    fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) {
-        for (name, field) in ENV {
-            if let Some(v) = var(name).filter(|v| !v.trim().is_empty()) {
-                *field(self) = Some(v);
-            }
-        }
-    }
-
-    fn validate(&self, path: &Path) -> Result<(), InputError> {
-        let mut problems = Vec::new();
-        for (name, value) in [
-            ("site_url", &self.site_url),
-            ("unsubscribe_url", &self.unsubscribe_url),
-            ("assets_url", &self.assets_url),
-        ] {
-            if let Some(v) = value {
-                let ok = url::Url::parse(v.trim())
-                    .is_ok_and(|u| matches!(u.scheme(), "https" | "http") && u.has_host());
-                if !ok {
-                    problems.push(format!(
-                        "`{name}: {v}` is not a web address; write it in full, like https://openinfra.org"
-                    ));
+        })?;
+        let base = path.parent().unwrap_or(Path::new(""));
+        for (key, value) in raw {
+            let source = Source::File {
+                path: path.to_path_buf(),
+                line: line_of(text, &key),
+            };
+            let Some(s) = SETTINGS.iter().find(|s| s.name == key) else {
+                problems.push(
+                    source,
+                    format!("there is no setting `{key}`{}", did_you_mean(&key)),
+                );
+                continue;
+            };
+            let text = match value {
+                yaml_serde::Value::Null => continue,
+                yaml_serde::Value::Bool(b) => b.to_string(),
+                yaml_serde::Value::Number(n) => n.to_string(),
+                yaml_serde::Value::String(s) => s,
+                _ => {
+                    problems.push(
+                        source,
+                        format!("`{key}` must be a single value, not a list or a map"),
+                    );
+                    continue;
                 }
+            };
+            self.apply(s, &text, base, source, problems);
+        }
+        Ok(())
+    }
+
+    fn apply(
+        &mut self,
+        setting: &Setting,
+        value: &str,
+        base: &Path,
+        source: Source,
+        problems: &mut Problems,
+    ) {
+        match (setting.set)(self, value, base) {
+            Ok(()) => {
+                self.sources.insert(setting.name, source);
+            }
+            Err(e) => {
+                let message = match source {
+                    Source::File { .. } => format!("`{}`: {e}", setting.name),
+                    _ => e,
+                };
+                problems.push(source, message);
             }
         }
-        if let Some(c) = &self.accent_color {
-            let hex = c.strip_prefix('#').unwrap_or("");
-            if hex.len() != 6 || !hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
-                problems.push(format!(
-                    "`accent_color: {c}` must be a colour like \"#c8102e\" (in quotes)"
-                ));
-            }
-        }
-        for (name, value) in [
-            ("from", &self.from),
-            ("reply_to", &self.reply_to),
-            ("unsubscribe_mailto", &self.unsubscribe_mailto),
-        ] {
-            if let Some(v) = value
-                && v.parse::<lettre::message::Mailbox>().is_err()
-            {
-                problems.push(format!(
-                        "`{name}: {v}` is not an e-mail address; write it like \"OpenInfra Foundation <news@openinfra.org>\" (in quotes)"
-                    ));
-            }
-        }
-        if let Some(r) = &self.rate
-            && let Err(e) = crate::deliver::throttle::Rate::parse(r)
-        {
-            problems.push(format!("`rate`: {e}"));
-        }
-        for (name, value) in [
-            ("batch_pause", &self.batch_pause),
-            ("late_grace", &self.late_grace),
-            ("retry_wait", &self.retry_wait),
-        ] {
-            if let Some(v) = value
-                && let Err(e) = parse_duration(v)
-            {
-                problems.push(format!("`{name}`: {e}"));
-            }
-        }
-        if let Some(v) = &self.inline_image_limit
-            && let Err(e) = parse_size(v)
-        {
-            problems.push(format!("`inline_image_limit`: {e}"));
-        }
-        if self.connections == Some(0) {
-            problems.push("`connections` must be at least 1".into());
-        }
-        let dkim = [&self.dkim_domain, &self.dkim_selector, &self.dkim_key_file];
-        if dkim.iter().any(|v| v.is_some()) && !dkim.iter().all(|v| v.is_some()) {
+    }
+
+    /// Checks that span several settings.
+    fn cross_check(&self, problems: &mut Problems) {
+        let dkim = ["dkim_domain", "dkim_selector", "dkim_key_file"];
+        let set: Vec<&str> = dkim
+            .into_iter()
+            .filter(|n| self.sources.contains_key(n))
+            .collect();
+        if !set.is_empty() && set.len() < dkim.len() {
             problems.push(
+                self.source(set[0]),
                 "DKIM signing needs all three of `dkim_domain`, `dkim_selector` and `dkim_key_file` (or none of them)".into(),
             );
         }
-        if problems.is_empty() {
-            Ok(())
-        } else {
-            Err(InputError::new(path, None, problems.join("; ")))
+    }
+
+    /// Where a setting's value came from.
+    pub fn source(&self, name: &str) -> Source {
+        self.sources.get(name).cloned().unwrap_or(Source::Default)
+    }
+
+    /// Sets one setting from the command line (as `--set NAME=VALUE` does).
+    pub fn set(&mut self, name: &str, value: &str, flag: &str) -> Result<(), InputError> {
+        let mut problems = Problems::default();
+        match SETTINGS.iter().find(|s| s.name == name) {
+            Some(s) => self.apply(
+                s,
+                value,
+                Path::new(""),
+                Source::Flag(flag.into()),
+                &mut problems,
+            ),
+            None => problems.push(
+                Source::Flag(flag.into()),
+                format!("there is no setting `{name}`{}", did_you_mean(name)),
+            ),
         }
+        match problems.into_error(None) {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Every setting with its effective value and where it came from.
+    pub fn entries(&self) -> Vec<Entry> {
+        SETTINGS
+            .iter()
+            .map(|s| Entry {
+                name: s.name,
+                value: (s.show)(self),
+                source: self.source(s.name).to_string(),
+                env: env_name(s.name),
+            })
+            .collect()
+    }
+}
+
+/// The line of a top-level `key:` in the YAML text.
+fn line_of(text: &str, key: &str) -> Option<usize> {
+    text.lines()
+        .position(|l| {
+            let l = l.strip_prefix(['"', '\'']).unwrap_or(l);
+            l.strip_prefix(key)
+                .map(|rest| rest.trim_start_matches(['"', '\'']).trim_start())
+                .is_some_and(|rest| rest.starts_with(':'))
+        })
+        .map(|i| i + 1)
+}
+
+/// `; did you mean `postal_address`?` for a near miss.
+fn did_you_mean(name: &str) -> String {
+    let best = SETTINGS
+        .iter()
+        .map(|s| (edit_distance(name, s.name), s.name))
+        .min();
+    match best {
+        Some((d, s)) if d <= 3 => format!("; did you mean `{s}`?"),
+        _ => String::new(),
+    }
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+// ---------------------------------------------------------------------------
+// Secrets
+
+/// Secrets herald reads, each from `NAME` or a file named by `NAME_FILE`:
+/// (variable, what it is for).
+pub const SECRETS: &[(&str, &str)] = &[
+    ("HERALD_SMTP_PASSWORD", "the relay's password"),
+    ("HERALD_UNSUBSCRIBE_SECRET", "signs the unsubscribe links"),
+];
+
+/// A secret value. It prints as `(set)` however it is formatted, so it
+/// cannot end up in a message or a log by accident.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(Vec<u8>);
+
+impl Secret {
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The secret as text (a password); `None` if it is not UTF-8.
+    pub fn expose_str(&self) -> Option<&str> {
+        std::str::from_utf8(&self.0).ok()
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(set)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("(set)")
+    }
+}
+
+/// The secret in the environment variable `name`, else in the file named by
+/// `name_FILE`, without surrounding white space; `None` when neither is set.
+/// Secrets never come from flags or herald.yaml, which end up in shell
+/// histories, process lists and repositories.
+pub fn secret(name: &str) -> Result<Option<Secret>, InputError> {
+    secret_with(name, |k| std::env::var_os(k))
+}
+
+fn secret_with(
+    name: &str,
+    env: impl Fn(&str) -> Option<std::ffi::OsString>,
+) -> Result<Option<Secret>, InputError> {
+    if let Some(v) = env(name) {
+        let v = v.into_encoded_bytes();
+        if !v.trim_ascii().is_empty() {
+            return Ok(Some(Secret(v.trim_ascii().to_vec())));
+        }
+    }
+    let file_var = format!("{name}_FILE");
+    if let Some(f) = env(&file_var).filter(|f| !f.is_empty()) {
+        let path = PathBuf::from(f);
+        let bytes = std::fs::read(&path).map_err(|e| {
+            InputError::new(
+                &path,
+                None,
+                format!("cannot read the secret ({e}); check {file_var}"),
+            )
+        })?;
+        let s = bytes.trim_ascii();
+        if s.is_empty() {
+            return Err(InputError::new(
+                &path,
+                None,
+                format!("the file is empty; it should hold the secret ({file_var})"),
+            ));
+        }
+        return Ok(Some(Secret(s.to_vec())));
+    }
+    Ok(None)
+}
+
+/// Which variable holds the secret `name` (`name` or `name_FILE`), without
+/// reading it: what `herald config` shows.
+pub fn secret_source(name: &str) -> Option<String> {
+    let set = |k: &str| std::env::var_os(k).is_some_and(|v| !v.is_empty());
+    let file_var = format!("{name}_FILE");
+    if set(name) {
+        Some(name.to_string())
+    } else if set(&file_var) {
+        Some(file_var)
+    } else {
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Values
+
+/// A sending rate: at most `max` messages per `window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub max: u32,
+    pub window: Duration,
+}
+
+impl Rate {
+    /// `14/s`, `600/m`, `10000/h`, `50000/d` (also `/sec`, `/min`, `/hour`, `/day`).
+    pub fn parse(s: &str) -> Result<Rate, String> {
+        let bad = || format!("`{s}` is not a rate; write it like 14/s, 600/m or 10000/h");
+        let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
+        let max: u32 = n.trim().replace('_', "").parse().map_err(|_| bad())?;
+        if max == 0 {
+            return Err(bad());
+        }
+        let window = match unit.trim().to_ascii_lowercase().as_str() {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            "d" | "day" => Duration::from_secs(86400),
+            _ => return Err(bad()),
+        };
+        Ok(Rate { max, window })
+    }
+
+    pub fn per_second(&self) -> f64 {
+        self.max as f64 / self.window.as_secs_f64()
+    }
+}
+
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.window.as_secs() {
+            1 => "s",
+            60 => "m",
+            3600 => "h",
+            _ => "d",
+        };
+        write!(f, "{}/{unit}", self.max)
     }
 }
 
@@ -341,6 +923,21 @@ pub fn parse_size(s: &str) -> Result<usize, String> {
 mod tests {
     use super::*;
 
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let pairs: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| pairs.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone())
+    }
+
+    fn file(text: &str) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("herald.yaml");
+        std::fs::write(&path, text).unwrap();
+        (dir, path)
+    }
+
     #[test]
     fn unknown_setting_is_refused_with_its_line() {
         let e = Config::parse(
@@ -354,11 +951,192 @@ mod tests {
     }
 
     #[test]
+    fn values_are_typed_once_with_defaults() {
+        let c = Config::parse(
+            Path::new("h.yaml"),
+            "site_url: https://openinfra.org\nfrom: \"News <news@example.org>\"\nrate: 600/m\n\
+             connections: 8\nfit: true\nretry_wait: 2s\ninline_image_limit: 0\n",
+        )
+        .unwrap();
+        assert_eq!(c.site_url.unwrap().host_str(), Some("openinfra.org"));
+        assert_eq!(c.from.unwrap().email.to_string(), "news@example.org");
+        assert_eq!(c.rate, Some(Rate::parse("600/m").unwrap()));
+        assert_eq!(c.connections, 8);
+        assert!(c.fit);
+        assert_eq!(c.retry_wait, Duration::from_secs(2));
+        assert_eq!(c.inline_image_limit, 0);
+        let d = Config::default();
+        assert_eq!(
+            (d.connections, d.max_attempts, d.retry_wait, d.late_grace),
+            (4, 4, Duration::from_secs(1), Duration::from_secs(86400))
+        );
+        assert_eq!(d.inline_image_limit, 20480);
+        assert_eq!(d.source("rate"), Source::Default);
+    }
+
+    #[test]
+    fn numbers_and_booleans_have_env_overrides() {
+        let (_d, path) = file("connections: 2\nfit: false\n");
+        let c = Config::load_with(
+            Some(&path),
+            env(&[("HERALD_CONNECTIONS", "6"), ("HERALD_FIT", "true")]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.connections, 6);
+        assert!(c.fit);
+        assert_eq!(
+            c.source("connections"),
+            Source::Env("HERALD_CONNECTIONS".into())
+        );
+        assert_eq!(c.source("fit").to_string(), "HERALD_FIT");
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file() {
+        let (_d, path) = file("site_url: https://a.org\nrate: 1/s\nmax_attempts: 2\n");
+        let c = Config::load_with(
+            Some(&path),
+            env(&[("HERALD_RATE", "2/s"), ("HERALD_MAX_ATTEMPTS", "3")]),
+            &[Override::new("rate", "3/s", "--rate")],
+        )
+        .unwrap();
+        assert_eq!(c.rate.unwrap().to_string(), "3/s");
+        assert_eq!(c.source("rate").to_string(), "--rate");
+        assert_eq!(c.max_attempts, 3);
+        assert_eq!(
+            c.source("site_url").to_string(),
+            format!("{}:1", path.display())
+        );
+        assert_eq!(c.source("max_attempts").to_string(), "HERALD_MAX_ATTEMPTS");
+    }
+
+    #[test]
+    fn errors_name_where_the_value_came_from() {
+        let (_d, path) = file("site_url: https://a.org\n\nrate: fast\n");
+        let e = Config::load_with(Some(&path), env(&[]), &[]).unwrap_err();
+        assert_eq!((e.file.as_path(), e.line), (path.as_path(), Some(3)), "{e}");
+        assert!(e.message.contains("rate"), "{e}");
+
+        let e = Config::load_with(Some(&path), env(&[("HERALD_RATE", "x")]), &[]).unwrap_err();
+        // The file's bad value and the variable's: both listed, each with its place.
+        assert!(e.message.contains(":3: `rate`"), "{e}");
+        assert!(e.message.contains("HERALD_RATE: `x` is not a rate"), "{e}");
+
+        let e = Config::load_with(None, env(&[]), &[Override::new("rate", "quick", "--rate")])
+            .unwrap_err();
+        assert_eq!(e.file, Path::new("--rate"));
+        assert!(
+            e.to_string().starts_with("--rate: `quick` is not a rate"),
+            "{e}"
+        );
+        assert!(!e.to_string().contains("herald.yaml"), "{e}");
+
+        let e = Config::load_with(None, env(&[("HERALD_CONNECTIONS", "0")]), &[]).unwrap_err();
+        assert_eq!(e.file, Path::new("HERALD_CONNECTIONS"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_all_listed() {
+        let e = Config::parse(
+            Path::new("herald.yaml"),
+            "site_url: openinfra.org\naccent_color: red\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("herald.yaml:1: `site_url`")
+                && e.message.contains("herald.yaml:2: `accent_color`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn relative_paths_are_taken_from_the_config_files_folder() {
+        let (dir, path) = file(
+            "assets_dir: website/static\njournal_dir: state\nsmtp_ca_file: /abs/ca.pem\n\
+             dkim_domain: example.org\ndkim_selector: s1\ndkim_key_file: keys/dkim.pem\n",
+        );
+        let c = Config::load_with(Some(&path), env(&[]), &[]).unwrap();
+        assert_eq!(c.assets_dir.unwrap(), dir.path().join("website/static"));
+        assert_eq!(c.journal_dir, dir.path().join("state"));
+        assert_eq!(c.dkim_key_file.unwrap(), dir.path().join("keys/dkim.pem"));
+        assert_eq!(c.smtp_ca_file.unwrap(), Path::new("/abs/ca.pem"));
+        // From the environment or a flag: as given, so from the current folder.
+        let c = Config::load_with(
+            Some(&path),
+            env(&[("HERALD_ASSETS_DIR", "static")]),
+            &[Override::new("journal_dir", "j", "--journal")],
+        )
+        .unwrap();
+        assert_eq!(c.assets_dir.unwrap(), Path::new("static"));
+        assert_eq!(c.journal_dir, Path::new("j"));
+    }
+
+    #[test]
+    fn header_settings_refuse_control_characters() {
+        let e =
+            Config::parse(Path::new("h.yaml"), "subject: \"Hi\\r\\nBcc: x@y.org\"\n").unwrap_err();
+        assert!(e.message.contains("control character"), "{e}");
+        let e = Config::parse(Path::new("h.yaml"), "list_id: \"a\\tb\"\n").unwrap_err();
+        assert!(e.message.contains("control character"), "{e}");
+        // A postal address may span lines: it is only ever footer text.
+        let c = Config::parse(
+            Path::new("h.yaml"),
+            "postal_address: |\n  1 Main St\n  Austin\n",
+        )
+        .unwrap();
+        assert_eq!(c.postal_address.as_deref(), Some("1 Main St\nAustin"));
+    }
+
+    #[test]
+    fn set_names_unknown_settings() {
+        let e = Config::load_with(None, env(&[]), &[Override::from_set("rat=1/s").unwrap()])
+            .unwrap_err();
+        assert!(e.to_string().starts_with("--set rat:"), "{e}");
+        assert!(e.message.contains("did you mean `rate`"), "{e}");
+        assert!(Override::from_set("rate").is_err());
+    }
+
+    #[test]
+    fn secrets_print_as_set() {
+        let s = secret_with("X", |k| (k == "X").then(|| " hunter2\n".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.expose(), b"hunter2");
+        assert_eq!(format!("{s} {s:?}"), "(set) (set)");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "from-file\n").unwrap();
+        let s = secret_with("X", |k| (k == "X_FILE").then(|| f.clone().into_os_string()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(s.expose_str(), Some("from-file"));
+        assert!(secret_with("X", |_| None).unwrap().is_none());
+    }
+
+    #[test]
+    fn every_setting_shows_and_round_trips() {
+        let c = Config::default();
+        let entries = c.entries();
+        assert_eq!(entries.len(), SETTINGS.len());
+        for e in &entries {
+            if let Some(v) = &e.value {
+                let mut d = Config::default();
+                d.set(e.name, v, "--set")
+                    .unwrap_or_else(|err| panic!("{}: {err}", e.name));
+            }
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("90").unwrap().as_secs(), 90);
         assert_eq!(parse_duration("5m").unwrap().as_secs(), 300);
         assert_eq!(parse_duration("2d").unwrap().as_secs(), 172800);
         assert!(parse_duration("soon").is_err());
+        assert_eq!(format_duration(Duration::from_secs(86400)), "24h");
+        assert_eq!(format_duration(Duration::from_secs(2 * 86400)), "2d");
+        assert_eq!(format_duration(Duration::from_millis(1500)), "1500ms");
     }
 
     #[test]
@@ -369,44 +1147,21 @@ mod tests {
         assert_eq!(parse_size("0").unwrap(), 0);
         assert!(parse_size("big").is_err());
         assert!(parse_size("20 GB").is_err());
-        assert_eq!(Config::default().inline_image_limit(), 20480);
-        let c = Config::parse(Path::new("h.yaml"), "inline_image_limit: 0\n").unwrap();
-        assert_eq!(c.inline_image_limit(), 0);
         let c = Config::parse(Path::new("h.yaml"), "inline_image_limit: 50KB\n").unwrap();
-        assert_eq!(c.inline_image_limit(), 50 * 1024);
+        assert_eq!(c.inline_image_limit, 50 * 1024);
     }
 
     #[test]
-    fn relative_assets_dir_is_taken_from_the_config_files_folder() {
-        let mut c = Config::parse(Path::new("h.yaml"), "assets_dir: website/static\n").unwrap();
-        c.resolve_paths(Path::new("/srv/news/herald.yaml"));
-        assert_eq!(c.assets_dir.as_deref(), Some("/srv/news/website/static"));
-        let mut c = Config::parse(Path::new("h.yaml"), "assets_dir: /abs/static\n").unwrap();
-        c.resolve_paths(Path::new("/srv/news/herald.yaml"));
-        assert_eq!(c.assets_dir.as_deref(), Some("/abs/static"));
-        // From the environment: as given, so relative to the current folder.
-        c.apply_env(|k| (k == "HERALD_ASSETS_DIR").then(|| "static".to_string()));
-        assert_eq!(c.assets_dir.as_deref(), Some("static"));
-    }
-
-    #[test]
-    fn env_overrides_file() {
-        let mut c = Config::parse(Path::new("h.yaml"), "site_url: https://a.org\n").unwrap();
-        c.apply_env(|k| (k == "HERALD_SITE_URL").then(|| "https://b.org".to_string()));
-        assert_eq!(c.site_url.as_deref(), Some("https://b.org"));
-    }
-
-    #[test]
-    fn bad_values_are_all_listed() {
-        let c = Config {
-            site_url: Some("openinfra.org".into()),
-            accent_color: Some("red".into()),
-            ..Config::default()
-        };
-        let e = c.validate(Path::new("herald.yaml")).unwrap_err();
-        assert!(
-            e.message.contains("site_url") && e.message.contains("accent_color"),
-            "{e}"
+    fn rates() {
+        assert_eq!(
+            Rate::parse("14/s").unwrap(),
+            Rate {
+                max: 14,
+                window: Duration::from_secs(1)
+            }
         );
+        assert_eq!(Rate::parse("10000/h").unwrap().to_string(), "10000/h");
+        assert!(Rate::parse("fast").is_err());
+        assert!(Rate::parse("0/s").is_err());
     }
 }

@@ -156,7 +156,7 @@ impl Content {
 pub fn build(post: &Post, config: &Config) -> Content {
     let fm = &post.front_matter;
     let base = Base::new(
-        config.site_url.as_deref(),
+        config.site_url.as_ref().map(url::Url::as_str),
         fm.seo.url.as_deref(),
         fm.kind == Kind::BlogPost,
     );

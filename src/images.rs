@@ -99,14 +99,14 @@ impl RasterImage {
 /// What could not be done, or needs the user, is added to `content.findings`.
 pub fn rasterise(post: &Post, content: &mut Content, config: &Config) -> Vec<RasterImage> {
     let base = Base::new(
-        config.site_url.as_deref(),
+        config.site_url.as_ref().map(url::Url::as_str),
         post.front_matter.seo.url.as_deref(),
         post.front_matter.kind == Kind::BlogPost,
     );
     let mut r = Rasteriser {
-        assets_dir: config.assets_dir.as_deref().map(PathBuf::from),
-        assets_url: config.assets_url.clone(),
-        limit: config.inline_image_limit(),
+        assets_dir: config.assets_dir.clone(),
+        assets_url: config.assets_url.as_ref().map(url::Url::to_string),
+        limit: config.inline_image_limit,
         site: base.site,
         slug: post.slug(),
         options: None,

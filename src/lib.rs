@@ -18,6 +18,7 @@ pub mod deliver;
 pub mod fit;
 pub mod html;
 pub mod images;
+pub mod log;
 pub mod merge;
 pub mod message;
 pub mod post;
@@ -28,14 +29,16 @@ pub mod send;
 pub mod store;
 pub mod urls;
 
-/// Exit codes shared by every subcommand, documented in the README.
+/// Exit codes shared by every subcommand, documented in `--help` and the
+/// README. Each means one thing, so a cron wrapper can tell "fix the post"
+/// from "fix the machine".
 pub mod exit {
     /// Everything worked.
     pub const OK: i32 = 0;
-    /// The work ran but found problems: `check` found errors.
-    pub const PROBLEMS: i32 = 1;
-    /// Bad input: a post, a config file, a subscriber list, relay settings
-    /// or a command line herald cannot use.
+    /// `check` found errors in the post (and nothing else uses this code).
+    pub const CHECK_ERRORS: i32 = 1;
+    /// Bad input: a post, a config file, a setting, a subscriber list,
+    /// relay settings or a command line herald cannot use.
     pub const BAD_INPUT: i32 = 2;
     /// The send ran, but some recipients failed, were deferred to the next
     /// run, or have an unknown outcome: see `herald status`.
@@ -46,9 +49,14 @@ pub mod exit {
     pub const LOCKED: i32 = 5;
     /// Stopped by SIGINT or SIGTERM before the end; run again to continue.
     pub const INTERRUPTED: i32 = 6;
-    /// The relay could not be reached or refused everything for a minute;
-    /// nobody was lost, run again when it is back.
+    /// herald itself could not work: a full disk, an unreadable journal, a
+    /// file it could not write. Not the input's fault: see [`crate::Fault`].
+    pub const INTERNAL: i32 = 7;
+    /// The relay could not be reached, or refused everything, for a minute;
+    /// nobody was lost: run again when it is back.
     pub const RELAY_DOWN: i32 = 8;
+    /// A bug in herald (a panic).
+    pub const BUG: i32 = 9;
 }
 
 use std::fmt;
@@ -84,3 +92,49 @@ impl fmt::Display for InputError {
 }
 
 impl std::error::Error for InputError {}
+
+/// herald itself could not do its work, through no fault of the input: a
+/// full disk, an unreadable journal, a file it could not write (exit code
+/// [`exit::INTERNAL`]). Says what failed and what to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fault {
+    /// What failed, like "cannot write preview/x/email.html (No space left on device)".
+    pub what: String,
+    /// What to look at, like "check that the disk has room".
+    pub check: String,
+}
+
+impl Fault {
+    pub fn new(what: impl Into<String>, check: impl Into<String>) -> Self {
+        Fault {
+            what: what.into(),
+            check: check.into(),
+        }
+    }
+
+    /// A failed file operation: `doing` is what herald was doing ("write
+    /// preview/x/email.html"); the advice follows from the kind of error.
+    pub fn io(doing: impl fmt::Display, e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        let check = match e.kind() {
+            K::StorageFull | K::QuotaExceeded => "free some disk space and run again",
+            K::PermissionDenied | K::ReadOnlyFilesystem => {
+                "check that herald may write there (permissions, a read-only disk)"
+            }
+            K::NotADirectory | K::AlreadyExists => {
+                "a file is in the way where herald needs a folder; move it or choose another path"
+            }
+            K::NotFound => "check that the folder exists",
+            _ => "check the disk and the path, then run again",
+        };
+        Fault::new(format!("cannot {doing} ({e})"), check)
+    }
+}
+
+impl fmt::Display for Fault {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}; {}", self.what, self.check)
+    }
+}
+
+impl std::error::Error for Fault {}

@@ -6,7 +6,7 @@
 //! substitution of merge fields, MIME encoding and, if configured, signing.
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -100,33 +100,10 @@ fn missing_settings(config: &Config, secret: &Option<Vec<u8>>) -> Vec<&'static s
     missing
 }
 
-/// The unsubscribe secret from the environment (never from flags or files in the repo).
+/// The unsubscribe secret from the environment (never from flags or files
+/// in the repo); read where every secret is, in [`crate::config::secret`].
 pub fn unsubscribe_secret() -> Result<Option<Vec<u8>>, InputError> {
-    if let Some(v) = std::env::var_os(UNSUBSCRIBE_SECRET_VAR).filter(|v| !v.is_empty()) {
-        return Ok(Some(v.into_encoded_bytes()));
-    }
-    if let Some(path) = std::env::var_os(UNSUBSCRIBE_SECRET_FILE_VAR).filter(|v| !v.is_empty()) {
-        let path = PathBuf::from(path);
-        let s = std::fs::read_to_string(&path).map_err(|e| {
-            InputError::new(
-                &path,
-                None,
-                format!(
-                    "cannot read the unsubscribe secret ({e}); check {UNSUBSCRIBE_SECRET_FILE_VAR}"
-                ),
-            )
-        })?;
-        let s = s.trim();
-        if s.is_empty() {
-            return Err(InputError::new(
-                &path,
-                None,
-                "the unsubscribe secret file is empty",
-            ));
-        }
-        return Ok(Some(s.as_bytes().to_vec()));
-    }
-    Ok(None)
+    Ok(crate::config::secret(UNSUBSCRIBE_SECRET_VAR)?.map(|s| s.expose().to_vec()))
 }
 
 impl Composer {
@@ -155,22 +132,12 @@ impl Composer {
         else {
             unreachable!("checked by missing_settings")
         };
-        // Config::load validated the addresses.
-        let from: Mailbox = from
-            .parse()
-            .map_err(|_| InputError::new(config_path, None, "`from` is not an address"))?;
-        let reply_to =
-            match &config.reply_to {
-                Some(r) => Some(r.parse().map_err(|_| {
-                    InputError::new(config_path, None, "`reply_to` is not an address")
-                })?),
-                None => None,
-            };
+        let from: Mailbox = from.clone();
+        let reply_to: Option<Mailbox> = config.reply_to.clone();
         let domain = from.email.domain().to_string();
         let unsubscribe_mailto = config
             .unsubscribe_mailto
-            .as_deref()
-            .and_then(|m| m.parse::<Mailbox>().ok())
+            .as_ref()
             .map_or_else(|| from.email.to_string(), |m| m.email.to_string());
         let list_name = issue.content.kicker.clone();
         let list_id = config
@@ -195,7 +162,7 @@ impl Composer {
             (Some(d), Some(s), Some(k)) => Some(DkimConfig::new(
                 s.clone(),
                 d.clone(),
-                load_dkim_key(Path::new(k))?,
+                load_dkim_key(k)?,
                 // Not Content-Type: lettre writes it with the body, after
                 // signing, so a signature over it would never verify.
                 [
@@ -247,7 +214,7 @@ impl Composer {
             text: issue.rendered.text_template(),
             title: issue.content.title.clone(),
             list_id,
-            unsubscribe_url: unsubscribe_url.clone(),
+            unsubscribe_url: unsubscribe_url.to_string(),
             unsubscribe_mailto,
             secret,
             domain,

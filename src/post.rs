@@ -66,6 +66,20 @@ pub struct Post {
 }
 
 impl Post {
+    /// The campaign this post is sent as: its slug and date
+    /// (`slug@YYYY-MM-DD`, else `slug@YEAR` for an annual report, else
+    /// `slug@undated`). Only the front matter is needed, so `--due` learns
+    /// it without composing the email.
+    pub fn campaign_id(&self) -> String {
+        let date = self
+            .front_matter
+            .date
+            .map(|d| d.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
+            .or_else(|| self.front_matter.year.map(|y| y.to_string()))
+            .unwrap_or_else(|| "undated".into());
+        format!("{}@{date}", self.slug())
+    }
+
     /// A short, file-system-safe name for the issue: the last part of
     /// `seo.url` (the website's own slug), else the file name.
     pub fn slug(&self) -> String {

@@ -36,7 +36,7 @@ impl Issue {
             content,
             rendered,
         };
-        if !config.fit.unwrap_or(false) {
+        if !config.fit {
             return Ok(issue);
         }
         let full = issue.personalised_preview(config).0.len();
@@ -96,15 +96,19 @@ impl Issue {
 }
 
 fn preview_unsubscribe_url(config: &Config, content: &Content) -> String {
-    let base = config.unsubscribe_url.clone().unwrap_or_else(|| {
-        let site = urls::Base::new(
-            config.site_url.as_deref(),
-            content.web_url.as_deref(),
-            false,
-        )
-        .site;
-        format!("{}unsubscribe", site.as_str())
-    });
+    let base = config
+        .unsubscribe_url
+        .as_ref()
+        .map(url::Url::to_string)
+        .unwrap_or_else(|| {
+            let site = urls::Base::new(
+                config.site_url.as_ref().map(url::Url::as_str),
+                content.web_url.as_deref(),
+                false,
+            )
+            .site;
+            format!("{}unsubscribe", site.as_str())
+        });
     let sep = if base.contains('?') { '&' } else { '?' };
     format!("{base}{sep}preview=1")
 }

@@ -42,7 +42,7 @@ pub fn due_posts(
         let post = match post::load(&path) {
             Ok(p) => p,
             Err(err) => {
-                eprintln!("herald: skipping {err}");
+                tracing::warn!("skipping {err}");
                 continue;
             }
         };

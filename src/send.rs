@@ -22,7 +22,6 @@ use crate::config::Config;
 use crate::deliver::engine::{self, Progress, Settings, Stop};
 use crate::deliver::outbox::{Outbox, OutboxMailer};
 use crate::deliver::smtp::{Relay, Smtp};
-use crate::deliver::throttle::Rate;
 use crate::exit;
 use crate::message::{self, Composer, Mode};
 use crate::preview::Issue;
@@ -40,11 +39,6 @@ pub struct SendOptions {
     pub to: Vec<String>,
     /// The dry run's folder.
     pub outbox: Option<PathBuf>,
-    pub smtp: Option<String>,
-    pub rate: Option<String>,
-    pub connections: Option<usize>,
-    pub max_per_run: Option<u64>,
-    pub journal: Option<PathBuf>,
     pub yes: bool,
     pub resend_unknown: bool,
     pub allow_changed: bool,
@@ -91,70 +85,30 @@ pub struct SendReport {
 
 /// The campaign's identity: the post's slug and its date.
 pub fn campaign_id(issue: &Issue) -> String {
-    let date = issue
-        .post
-        .front_matter
-        .date
-        .map(|d| d.to_zoned(jiff::tz::TimeZone::UTC).date().to_string())
-        .or_else(|| issue.post.front_matter.year.map(|y| y.to_string()))
-        .unwrap_or_else(|| "undated".into());
-    format!("{}@{date}", issue.post.slug())
+    issue.post.campaign_id()
 }
 
 fn smtp_password() -> Result<Option<String>, InputError> {
-    if let Some(p) = std::env::var("HERALD_SMTP_PASSWORD")
-        .ok()
-        .filter(|p| !p.is_empty())
-    {
-        return Ok(Some(p));
-    }
-    if let Some(f) = std::env::var_os("HERALD_SMTP_PASSWORD_FILE").filter(|f| !f.is_empty()) {
-        let path = PathBuf::from(f);
-        let p = std::fs::read_to_string(&path).map_err(|e| {
-            InputError::new(
-                &path,
-                None,
-                format!("cannot read the SMTP password ({e}); check HERALD_SMTP_PASSWORD_FILE"),
-            )
-        })?;
-        return Ok(Some(p.trim_end_matches(['\n', '\r']).to_string()));
-    }
-    Ok(None)
+    Ok(crate::config::secret("HERALD_SMTP_PASSWORD")?
+        .map(|s| String::from_utf8_lossy(s.expose()).into_owned()))
 }
 
-fn settings(
-    opts: &SendOptions,
-    config: &Config,
-    config_path: &Path,
-) -> Result<Settings, InputError> {
-    let bad = |m: String| InputError::new(config_path, None, m);
-    let rate = match opts.rate.as_deref().or(config.rate.as_deref()) {
-        Some(r) => Some(Rate::parse(r).map_err(bad)?),
-        None => None,
-    };
-    let batch = match (config.batch_size, &config.batch_pause) {
-        (Some(n), Some(p)) => Some((n, crate::config::parse_duration(p).map_err(bad)?)),
-        (Some(n), None) => Some((n, Duration::from_secs(60))),
-        _ => None,
-    };
-    Ok(Settings {
-        connections: opts.connections.or(config.connections).unwrap_or(4).max(1),
-        rate,
-        batch,
-        max_per_run: opts.max_per_run.or(config.max_per_run),
-        max_attempts: config.max_attempts.unwrap_or(4).max(1),
-        retry_base: match &config.retry_wait {
-            Some(w) => crate::config::parse_duration(w).map_err(bad)?,
-            None => Duration::from_secs(1),
-        },
+fn settings(opts: &SendOptions, config: &Config) -> Settings {
+    Settings {
+        connections: config.connections.max(1),
+        rate: config.rate,
+        batch: config.batch_size.map(|n| (n, config.batch_pause)),
+        max_per_run: config.max_per_run,
+        max_attempts: config.max_attempts.max(1),
+        retry_base: config.retry_wait,
         timeout: Duration::from_secs(60),
         resend_unknown: opts.resend_unknown,
         relay_down_after: Duration::from_secs(60),
-    })
+    }
 }
 
-fn relay(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::Result<Relay> {
-    let url = opts.smtp.clone().or_else(|| config.smtp_url.clone()).ok_or_else(|| {
+fn relay(config: &Config, config_path: &Path) -> anyhow::Result<Relay> {
+    let url = config.smtp_url.as_ref().map(url::Url::to_string).ok_or_else(|| {
         InputError::new(
             config_path,
             None,
@@ -166,22 +120,15 @@ fn relay(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::Res
         &url,
         config.smtp_user.clone(),
         smtp_password()?,
-        config.smtp_allow_plaintext.unwrap_or(false),
+        config.smtp_allow_plaintext,
     )
-    .map_err(|m| InputError::new(config_path, None, m))?;
+    .map_err(|m| config.source("smtp_url").error(m))?;
     Ok(match &config.smtp_ca_file {
         Some(ca) => relay
-            .with_ca_file(Path::new(ca))
-            .map_err(|m| InputError::new(config_path, None, m))?,
+            .with_ca_file(ca)
+            .map_err(|m| config.source("smtp_ca_file").error(m))?,
         None => relay,
     })
-}
-
-fn journal_dir(opts: &SendOptions, config: &Config) -> PathBuf {
-    opts.journal
-        .clone()
-        .or_else(|| config.journal_dir.as_ref().map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(store::DEFAULT_DIR))
 }
 
 /// A dry run: every message written to the outbox, nothing sent.
@@ -234,8 +181,13 @@ pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyho
         Arc::new(Progress::default()),
         Arc::new(AtomicBool::new(false)),
     );
-    if let Stop::Fatal(why) = outcome.stop {
-        anyhow::bail!(why);
+    match outcome.stop {
+        Stop::Broken(why) => anyhow::bail!(crate::Fault::new(
+            why,
+            "check the disk and the outbox folder"
+        )),
+        Stop::Fatal(why) | Stop::RelayDown(why) => anyhow::bail!(why),
+        Stop::Done | Stop::Limit | Stop::Interrupted => {}
     }
     let mut outbox = mailer
         .into_inner()
@@ -328,7 +280,7 @@ fn prepare(
         mode,
     )?);
     let dry = matches!(target, Target::Outbox(_));
-    let journal_dir = journal_dir(opts, config);
+    let journal_dir = config.journal_dir.clone();
 
     // Whom never to mail: `--suppress` files and the journal's list (hard
     // bounces), read even for a dry run or a test send so they leave out
@@ -503,8 +455,8 @@ fn prepare(
 /// Sends the issue through the relay, continuing where an earlier run stopped.
 pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::Result<SendReport> {
     let issue = Issue::compose(&opts.post, config)?;
-    let settings = settings(opts, config, config_path)?;
-    let relay = relay(opts, config, config_path)?;
+    let settings = settings(opts, config);
+    let relay = relay(config, config_path)?;
     let describe = relay.describe();
     let run = prepare(opts, config, config_path, &issue, Target::Relay(relay))?;
     let Prepared {
@@ -665,6 +617,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         Stop::Interrupted => ("interrupted", exit::INTERRUPTED),
         Stop::Fatal(_) => ("stopped by an error", exit::BAD_INPUT),
         Stop::RelayDown(_) => ("relay down", exit::RELAY_DOWN),
+        Stop::Broken(_) => ("stopped by an error", exit::INTERNAL),
     };
     report.stopped = match outcome.stop {
         Stop::Limit => "max-per-run reached".into(),
@@ -672,7 +625,9 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     };
     report.exit_code = code;
     report.message = match &outcome.stop {
-        Stop::Fatal(why) => format!("stopped: {why}. Nothing is lost: run again to continue."),
+        Stop::Fatal(why) | Stop::Broken(why) => {
+            format!("stopped: {why}. Nothing is lost: run again to continue.")
+        }
         Stop::RelayDown(why) => format!(
             "stopped: the relay {} is not taking messages ({why}). Nobody was lost: the {} people not yet mailed \
              wait for the next run; run the same command again when the relay is back",
@@ -820,10 +775,12 @@ impl ProgressDisplay {
                 let bar = indicatif::ProgressBar::new(total);
                 bar.set_style(
                     indicatif::ProgressStyle::with_template(
-                        "{bar:30} {pos}/{len} sent {msg} {per_sec} ETA {eta}",
+                        "{bar:30} {pos}/{len} sent {msg} ETA {eta}",
                     )
                     .expect("valid template"),
                 );
+                // Log lines print above the bar, not through it.
+                crate::log::set_progress_bar(Some(bar.clone()));
                 bar
             });
             let started = std::time::Instant::now();
@@ -836,14 +793,16 @@ impl ProgressDisplay {
                 match &bar {
                     Some(bar) => {
                         bar.set_position(sent + failed + deferred);
+                        // A whole number: indicatif's own {per_sec} shows decimals.
                         bar.set_message(format!(
-                            "({sent} ok, {failed} failed, {deferred} deferred)"
+                            "({sent} ok, {failed} failed, {deferred} deferred) {:.0}/s",
+                            sent as f64 / started.elapsed().as_secs_f64().max(0.001)
                         ));
                     }
                     None if stop || last_log.elapsed() >= Duration::from_secs(10) => {
                         let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
-                        eprintln!(
-                            "herald: {sent} sent, {failed} failed, {deferred} deferred of {total} ({rate:.0}/s)"
+                        tracing::info!(
+                            "{sent} sent, {failed} failed, {deferred} deferred of {total} ({rate:.0}/s)"
                         );
                         last_log = std::time::Instant::now();
                     }
@@ -852,6 +811,7 @@ impl ProgressDisplay {
                 if stop {
                     if let Some(bar) = &bar {
                         bar.finish();
+                        crate::log::set_progress_bar(None);
                     }
                     break;
                 }

@@ -77,8 +77,10 @@ pub enum Stop {
     Limit,
     /// SIGINT or SIGTERM (or the caller's interrupt flag).
     Interrupted,
-    /// The relay refused the settings (authentication, TLS), or the store failed.
+    /// The relay refused the settings (authentication, TLS).
     Fatal(String),
+    /// herald's own machinery failed: the journal or the outbox.
+    Broken(String),
     /// The relay could not be reached, or refused everything, for
     /// `relay_down_after`: everyone not yet mailed waits for the next run.
     RelayDown(String),
@@ -195,6 +197,7 @@ struct Shared<M: Mailer> {
     stop: AtomicBool,
     stopped: Notify,
     fatal: std::sync::Mutex<Option<String>>,
+    broken: std::sync::Mutex<Option<String>>,
     relay_down: std::sync::Mutex<Option<String>>,
     health: std::sync::Mutex<Health>,
     /// Recipients waiting to be tried again; they come back through `retries`.
@@ -231,6 +234,14 @@ impl<M: Mailer> Shared<M> {
 
     fn fail(&self, why: String) {
         self.fatal
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_or_insert(why);
+        self.request_stop();
+    }
+
+    fn broke(&self, why: String) {
+        self.broken
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_or_insert(why);
@@ -345,6 +356,7 @@ pub async fn run_async<M: Mailer>(
     let retries = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         relay_down: std::sync::Mutex::new(None),
+        broken: std::sync::Mutex::new(None),
         health: std::sync::Mutex::new(Health::default()),
         waiting: AtomicU64::new(0),
         retries: (retries.0, Mutex::new(retries.1)),
@@ -445,7 +457,14 @@ async fn dispatch<M: Mailer>(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
-    if let Some(f) = fatal {
+    let broken = shared
+        .broken
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some(b) = broken {
+        stop = Stop::Broken(b);
+    } else if let Some(f) = fatal {
         stop = Stop::Fatal(f);
     } else if let Some(why) = relay_down {
         stop = Stop::RelayDown(why);
@@ -471,17 +490,17 @@ async fn build_jobs<M: Mailer>(
     loop {
         let (tx, rx) = oneshot::channel();
         if shared.store.send(Cmd::Queue(after, 256, tx)).is_err() {
-            shared.fail("the journal stopped".into());
+            shared.broke("the journal stopped".into());
             return (handed_over, Stop::Done);
         }
         let mut rows = match rx.await {
             Ok(Ok(rows)) => rows,
             Ok(Err(e)) => {
-                shared.fail(format!("the journal could not be read ({e})"));
+                shared.broke(format!("the journal could not be read ({e})"));
                 return (handed_over, Stop::Done);
             }
             Err(_) => {
-                shared.fail("the journal stopped".into());
+                shared.broke("the journal stopped".into());
                 return (handed_over, Stop::Done);
             }
         };
@@ -759,6 +778,11 @@ async fn deliver<M: Mailer>(
                     attempts: job.attempts as i64,
                     suppress: None,
                 });
+            }
+            FailureKind::Broken => {
+                shared.broke(failure.reply.clone());
+                job.last_reply = Some(failure.reply);
+                return stopped(job);
             }
             FailureKind::Config => {
                 shared.fail(format!("{} ({})", failure.reply, shared.mailer.describe()));

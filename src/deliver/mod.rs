@@ -47,9 +47,12 @@ pub enum FailureKind {
     /// This relay cannot carry this message (a non-ASCII address and no
     /// SMTPUTF8): skipped with the reason, not suppressed.
     Unsupported,
-    /// Something that will not get better by trying again (authentication,
-    /// a certificate, a journal that cannot record): stop the run.
+    /// Something about the relay settings that will not get better by
+    /// trying again (authentication, a certificate): stop the run.
     Config,
+    /// herald's own machinery failed (the journal cannot record, the
+    /// outbox cannot be written): stop the run.
+    Broken,
 }
 
 impl Failure {
@@ -89,6 +92,13 @@ impl Failure {
     /// may well work, and suppressing it would lose a reader.
     pub fn address_gone(&self) -> bool {
         self.kind == FailureKind::Permanent && address_gone(&self.reply)
+    }
+
+    pub fn broken(reply: impl Into<String>) -> Failure {
+        Failure {
+            kind: FailureKind::Broken,
+            reply: reply.into(),
+        }
     }
 
     pub fn config(reply: impl Into<String>) -> Failure {
@@ -204,7 +214,7 @@ impl Gate {
             None => Ok(()),
             Some(request) => match request().await {
                 Ok(Ok(())) => Ok(()),
-                _ => Err(Failure::config(
+                _ => Err(Failure::broken(
                     "the journal cannot record the send (is the disk full?); nothing more is sent",
                 )),
             },

@@ -176,7 +176,7 @@ impl Mailer for OutboxMailer {
         // A file that cannot be written will not be written on a retry
         // either (a full disk, a folder gone): stop the run.
         self.outbox().write(&message.payload).map_err(|e| {
-            Failure::config(format!(
+            Failure::broken(format!(
                 "cannot write to the outbox {} ({e})",
                 self.dir.display()
             ))

@@ -12,47 +12,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rate {
-    pub max: u32,
-    pub window: Duration,
-}
-
-impl Rate {
-    /// `14/s`, `600/m`, `10000/h`, `50000/d` (also `/sec`, `/min`, `/hour`, `/day`).
-    pub fn parse(s: &str) -> Result<Rate, String> {
-        let bad = || format!("`{s}` is not a rate; write it like 14/s, 600/m or 10000/h");
-        let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
-        let max: u32 = n.trim().replace('_', "").parse().map_err(|_| bad())?;
-        if max == 0 {
-            return Err(bad());
-        }
-        let window = match unit.trim().to_ascii_lowercase().as_str() {
-            "s" | "sec" | "second" => Duration::from_secs(1),
-            "m" | "min" | "minute" => Duration::from_secs(60),
-            "h" | "hour" => Duration::from_secs(3600),
-            "d" | "day" => Duration::from_secs(86400),
-            _ => return Err(bad()),
-        };
-        Ok(Rate { max, window })
-    }
-
-    pub fn per_second(&self) -> f64 {
-        self.max as f64 / self.window.as_secs_f64()
-    }
-}
-
-impl std::fmt::Display for Rate {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let unit = match self.window.as_secs() {
-            1 => "s",
-            60 => "m",
-            3600 => "h",
-            _ => "d",
-        };
-        write!(f, "{}/{unit}", self.max)
-    }
-}
+/// Moved to the settings, which parse it once; kept here for its users.
+pub use crate::config::Rate;
 
 pub struct Limiter {
     rate: Option<Rate>,
@@ -174,24 +135,6 @@ pub async fn take(limiter: &tokio::sync::Mutex<Limiter>) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rates() {
-        assert_eq!(
-            Rate::parse("14/s").unwrap(),
-            Rate {
-                max: 14,
-                window: Duration::from_secs(1)
-            }
-        );
-        assert_eq!(
-            Rate::parse("600/m").unwrap().window,
-            Duration::from_secs(60)
-        );
-        assert_eq!(Rate::parse("10000/h").unwrap().to_string(), "10000/h");
-        assert!(Rate::parse("fast").is_err());
-        assert!(Rate::parse("0/s").is_err());
-    }
 
     #[tokio::test(start_paused = true)]
     async fn no_window_holds_one_too_many() {

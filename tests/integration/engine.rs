@@ -33,8 +33,8 @@ fn address(i: usize) -> String {
 /// The example issue, and a journal holding `n` recipients.
 fn rig(n: usize) -> Rig {
     let dir = tempfile::tempdir().unwrap();
-    let (config, path) = Config::load(Some(&example_config())).unwrap();
-    let path = path.unwrap();
+    let config = Config::load(Some(&example_config()), &[]).unwrap();
+    let path = example_config();
     let issue = herald::preview::Issue::compose(&example_post(), &config).unwrap();
     let composer = Composer::new(
         &issue,

@@ -2,6 +2,7 @@
 //! one module per capability.
 
 mod browser;
+mod cli;
 mod compose;
 mod corpus;
 mod delivery;

@@ -1,0 +1,69 @@
+//! `herald check POST`: what would go wrong in inboxes.
+
+use std::path::PathBuf;
+
+use clap::ValueEnum;
+
+use super::output::{self, say};
+use crate::check::Severity;
+use crate::config::Config;
+use crate::exit;
+use crate::preview::Issue;
+
+/// List problems that would hurt the email in inboxes (size, images, links, footer).
+///
+/// Exits with 1 when there is an error, 0 when there are only warnings or nothing.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The post: a Markdown file with the website's front matter.
+    post: PathBuf,
+    /// Print the findings as JSON (the same as --format json).
+    #[arg(long)]
+    json: bool,
+    /// How to print the findings.
+    #[arg(long, value_enum, default_value_t = Format::Text)]
+    format: Format,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Format {
+    Text,
+    Json,
+}
+
+pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
+    let post = &args.post;
+    let issue = Issue::compose(post, config)?;
+    let findings = issue.check(config);
+    let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
+    let errors = count(Severity::Error);
+    if args.json || args.format == Format::Json {
+        output::json(&serde_json::json!({
+            "post": post,
+            "errors": errors,
+            "findings": findings,
+        }))?;
+    } else {
+        for f in &findings {
+            let place = match f.line {
+                Some(l) => format!("{}:{l}", post.display()),
+                None => post.display().to_string(),
+            };
+            say!(
+                "{place}: {} [{}]: {}\n    fix: {}",
+                f.severity.label(),
+                f.code,
+                f.message,
+                f.fix
+            )?;
+        }
+        let warnings = count(Severity::Warning);
+        let notices = findings.len() - errors - warnings;
+        say!("{errors} error(s), {warnings} warning(s), {notices} notice(s)")?;
+    }
+    Ok(if errors > 0 {
+        exit::CHECK_ERRORS
+    } else {
+        exit::OK
+    })
+}
