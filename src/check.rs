@@ -3,16 +3,14 @@
 //! Each finding has a stable code (for scripts and for people searching the
 //! README), the line of the post it is about, and what to do.
 
-use serde::Serialize;
-
 use crate::config::Config;
 use crate::content::{Block, Content, Inline, Link};
+use crate::findings::{Finding, Severity};
 use crate::post::Post;
 use crate::render::Rendered;
 
-/// Gmail hides everything after this many bytes of HTML behind
-/// "[Message clipped]", the unsubscribe footer included.
-pub const GMAIL_CLIP_BYTES: usize = 102 * 1024;
+// Defined with the digest, which is made to stay under it.
+pub use crate::fit::GMAIL_CLIP_BYTES;
 
 /// The warning for a send whose largest personalised HTML part Gmail
 /// would clip, or `None` when it fits.
@@ -24,34 +22,6 @@ pub fn clip_warning(html_bytes: usize) -> Option<String> {
             html_bytes.div_ceil(1024)
         )
     })
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Notice,
-    Warning,
-    Error,
-}
-
-impl Severity {
-    pub fn label(self) -> &'static str {
-        match self {
-            Severity::Notice => "notice",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub severity: Severity,
-    pub code: &'static str,
-    /// The line of the post file, when the finding is about one place.
-    pub line: Option<usize>,
-    pub message: String,
-    pub fix: String,
 }
 
 /// Runs every check on a rendered issue. `html_size` is the size of the
@@ -222,11 +192,6 @@ fn collect_inlines<'a>(inlines: &'a [Inline], links: &mut Vec<&'a Link>) {
             _ => {}
         }
     }
-}
-
-pub fn is_svg(src: &str) -> bool {
-    let path = src.split(['?', '#']).next().unwrap_or(src);
-    path.to_ascii_lowercase().ends_with(".svg") || src.starts_with("data:image/svg")
 }
 
 fn is_google_doc(url: &str) -> bool {

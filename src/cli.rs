@@ -9,9 +9,9 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::InputError;
-use crate::check::Severity;
 use crate::config::Config;
 use crate::exit;
+use crate::findings::Severity;
 use crate::preview::{self, Issue};
 use crate::send;
 

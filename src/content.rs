@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 
 use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 
-use crate::check::{Finding, Severity};
 use crate::config::Config;
+use crate::findings::{Finding, Severity};
 use crate::post::{Kind, Post};
 use crate::urls::{self, Base};
 

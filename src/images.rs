@@ -29,9 +29,9 @@ use resvg::{tiny_skia, usvg};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::check::{Finding, Severity, is_svg};
 use crate::config::Config;
 use crate::content::{Content, Image};
+use crate::findings::{Finding, Severity};
 use crate::post::{Kind, Post};
 use crate::render::COLUMN;
 use crate::urls::Base;
@@ -120,6 +120,11 @@ pub fn rasterise(post: &Post, content: &mut Content, config: &Config) -> Vec<Ras
     content.for_each_image_mut(&mut |img| r.image(img));
     content.findings.append(&mut r.findings);
     r.images
+}
+
+pub fn is_svg(src: &str) -> bool {
+    let path = src.split(['?', '#']).next().unwrap_or(src);
+    path.to_ascii_lowercase().ends_with(".svg") || src.starts_with("data:image/svg")
 }
 
 /// Why an SVG could not be turned into a PNG.

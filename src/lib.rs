@@ -15,6 +15,7 @@ pub mod clock;
 pub mod config;
 pub mod content;
 pub mod deliver;
+pub mod findings;
 pub mod fit;
 pub mod html;
 pub mod images;

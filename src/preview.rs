@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use askama::Template;
 use serde::Serialize;
 
-use crate::check::{self, Finding};
+use crate::check;
 use crate::config::Config;
 use crate::content::{self, Content};
+use crate::findings::Finding;
 use crate::fit;
 use crate::post::{self, Post};
 use crate::render::{self, Rendered};
