@@ -9,10 +9,11 @@ use std::path::{Path, PathBuf};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::InputError;
+use crate::compose::Issue;
 use crate::config::Config;
 use crate::exit;
 use crate::findings::Severity;
-use crate::preview::{self, Issue};
+use crate::preview;
 use crate::send;
 
 #[derive(Parser, Debug)]

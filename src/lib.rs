@@ -12,6 +12,7 @@ pub mod audience;
 pub mod check;
 pub mod cli;
 pub mod clock;
+pub mod compose;
 pub mod config;
 pub mod content;
 pub mod deliver;

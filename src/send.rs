@@ -11,10 +11,10 @@ use serde::Serialize;
 
 use crate::InputError;
 use crate::audience::{self, Recipient, Row, SkipReason, Skipped, Suppression};
+use crate::compose::Issue;
 use crate::config::Config;
 use crate::deliver::outbox::Outbox;
 use crate::message::{self, Composer, Mode};
-use crate::preview::Issue;
 
 /// How many skipped rows the summary shows; `skipped.csv` has them all.
 const EXAMPLES: usize = 20;

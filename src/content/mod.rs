@@ -8,12 +8,14 @@
 //! removed with their text kept, and each change is reported by `check`.
 //!
 //! The model is here; [`markdown`] builds it from the post's events,
-//! [`raw_html`] translates the HTML among them and [`passes`] tidies what
-//! was built (images, buttons, sections, alt text).
+//! [`raw_html`] translates the HTML among them, [`passes`] tidies what was
+//! built (images, buttons, sections, alt text) and [`visit`] walks it for
+//! the stages after this one.
 
 mod markdown;
 mod passes;
 mod raw_html;
+pub mod visit;
 
 pub use passes::{anchor, is_call_to_action};
 
@@ -24,6 +26,10 @@ use crate::urls::Base;
 
 use markdown::Builder;
 use passes::{derive_alt_text, normalise_blocks, split_sections};
+
+/// The width of the email's column in CSS pixels (600 px less 2 x 28 px
+/// padding): no picture is shown wider, so none is drawn wider either.
+pub const COLUMN: u32 = 544;
 
 /// The whole issue, ready to render.
 #[derive(Debug, Clone)]
@@ -150,25 +156,11 @@ impl Content {
             .iter()
             .chain(self.sections.iter().flat_map(|s| s.blocks.iter()))
     }
-
-    /// Calls `f` on every image of the issue, in order, section headings included.
-    pub fn for_each_image_mut(&mut self, f: &mut dyn FnMut(&mut Image)) {
-        for_each_image(&mut self.intro, f);
-        for s in &mut self.sections {
-            for_each_inline_image(&mut s.heading.inlines, f);
-            for_each_image(&mut s.blocks, f);
-        }
-    }
 }
 
-/// Builds the content model of a post.
-pub fn build(post: &Post, config: &Config) -> Content {
+/// Builds the content model of a post; `base` completes its relative links.
+pub fn build(post: &Post, config: &Config, base: &Base) -> Content {
     let fm = &post.front_matter;
-    let base = Base::new(
-        config.site_url.as_deref(),
-        fm.seo.url.as_deref(),
-        fm.kind == Kind::BlogPost,
-    );
     let mut b = Builder::new(post, base.clone());
     b.run(&post.body);
     let (blocks, mut findings) = b.finish();
@@ -244,36 +236,6 @@ fn plain_block(block: &Block) -> String {
     }
 }
 
-/// Calls `f` on every image in `inlines`, however deeply nested.
-pub fn for_each_inline_image(inlines: &mut [Inline], f: &mut dyn FnMut(&mut Image)) {
-    for i in inlines {
-        match i {
-            Inline::Image(img) => f(img),
-            Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => for_each_inline_image(c, f),
-            Inline::Link(l) => for_each_inline_image(&mut l.children, f),
-            _ => {}
-        }
-    }
-}
-
-pub fn for_each_image(blocks: &mut [Block], f: &mut dyn FnMut(&mut Image)) {
-    let inl = for_each_inline_image;
-    for b in blocks {
-        match b {
-            Block::Images(imgs) => imgs.iter_mut().for_each(&mut *f),
-            Block::Paragraph(i) => inl(i, f),
-            Block::Heading(h) => inl(&mut h.inlines, f),
-            Block::List { items, .. } => items.iter_mut().for_each(|it| for_each_image(it, f)),
-            Block::Quote(inner) => for_each_image(inner, f),
-            Block::Table { head, rows } => {
-                head.iter_mut().for_each(|c| inl(c, f));
-                rows.iter_mut().flatten().for_each(|c| inl(c, f));
-            }
-            _ => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -284,7 +246,9 @@ mod tests {
             "---\ntitle: Test issue\nseo:\n  url: https://openinfra.org/blog/test\n---\n{body}"
         );
         let post = crate::post::parse(Path::new("t.md"), &text).unwrap();
-        build(&post, &Config::default())
+        let fm = &post.front_matter;
+        let base = Base::new(None, fm.seo.url.as_deref(), fm.kind == Kind::BlogPost);
+        build(&post, &Config::default(), &base)
     }
 
     fn codes(c: &Content) -> Vec<&'static str> {

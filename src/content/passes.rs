@@ -2,10 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use super::{
-    Block, Button, Content, Image, Inline, Section, collapse_ws, for_each_image, is_blank,
-    trim_inlines,
-};
+use super::visit::{self, VisitMut};
+use super::{Block, Button, Content, Image, Inline, Section, collapse_ws, is_blank, trim_inlines};
 use crate::findings::{Finding, Severity};
 
 pub(super) fn normalise_blocks(blocks: Vec<Block>) -> Vec<Block> {
@@ -192,9 +190,12 @@ fn unique_anchor(text: &str, used: &mut BTreeMap<String, usize>) -> String {
 /// Images with no alt text get one: their title, else a readable file name,
 /// else the heading of their section, else the title.
 pub(super) fn derive_alt_text(content: &mut Content, findings: &mut Vec<Finding>) {
-    let title = content.title.clone();
-    let mut fix = |blocks: &mut Vec<Block>, context: &str| {
-        for_each_image(blocks, &mut |img: &mut Image| {
+    struct AltText<'f> {
+        context: String,
+        findings: &'f mut Vec<Finding>,
+    }
+    impl VisitMut for AltText<'_> {
+        fn image(&mut self, img: &mut Image) {
             if !img.alt.trim().is_empty() {
                 return;
             }
@@ -202,8 +203,8 @@ pub(super) fn derive_alt_text(content: &mut Content, findings: &mut Vec<Finding>
                 .title
                 .clone()
                 .or_else(|| readable_file_name(&img.src))
-                .unwrap_or_else(|| context.to_string());
-            findings.push(Finding {
+                .unwrap_or_else(|| self.context.clone());
+            self.findings.push(Finding {
                 severity: Severity::Notice,
                 code: "missing-alt",
                 line: Some(img.line),
@@ -213,12 +214,17 @@ pub(super) fn derive_alt_text(content: &mut Content, findings: &mut Vec<Finding>
             });
             img.alt = alt;
             img.alt_derived = true;
-        });
+        }
+    }
+    // A section's heading describes its pictures, not the headings' own.
+    let mut fix = AltText {
+        context: content.title.clone(),
+        findings,
     };
-    fix(&mut content.intro, &title);
+    visit::blocks_mut(&mut fix, &mut content.intro);
     for s in &mut content.sections {
-        let heading = collapse_ws(&Inline::plain(&s.heading.inlines));
-        fix(&mut s.blocks, &heading);
+        fix.context = collapse_ws(&Inline::plain(&s.heading.inlines));
+        visit::blocks_mut(&mut fix, &mut s.blocks);
     }
 }
 
