@@ -63,7 +63,11 @@ src=${1:-$here/../src}
 exec python3 - "$src" <<'PY'
 import os
 import re
+import signal
 import sys
+
+# Piped into `head`, stop quietly.
+signal.signal(signal.SIGPIPE, signal.SIG_DFL)
 
 src = sys.argv[1]
 

@@ -119,3 +119,45 @@ fn url_base(post: &Post, config: &Config) -> Base {
         fm.kind == Kind::BlogPost,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issue(config: &Config) -> Issue {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("post.md");
+        std::fs::write(
+            &path,
+            "---\ntitle: Spring Issue\nseo:\n  url: https://example.org/blog/spring\n---\n# News\n\nText.\n",
+        )
+        .unwrap();
+        Issue::compose(&path, config).unwrap()
+    }
+
+    #[test]
+    fn the_preview_subject_is_the_configured_one_with_stand_in_values() {
+        let mut config = Config::default();
+        assert_eq!(issue(&config).preview_subject(&config), "Spring Issue");
+        config.subject = Some("{{ title }}, {{ first_name | default: \"friends\" }}!".into());
+        assert_eq!(
+            issue(&config).preview_subject(&config),
+            "Spring Issue, friends!"
+        );
+    }
+
+    #[test]
+    fn the_url_base_made_once_gives_the_preview_its_unsubscribe_page() {
+        let config = Config::default();
+        let issue = issue(&config);
+        assert_eq!(issue.base.site.as_str(), "https://example.org/");
+        assert_eq!(
+            issue.content.web_url.as_deref(),
+            Some("https://example.org/blog/spring")
+        );
+        assert_eq!(
+            issue.preview_unsubscribe_url(&config),
+            "https://example.org/unsubscribe?preview=1"
+        );
+    }
+}
