@@ -3,16 +3,14 @@
 //! Each finding has a stable code (for scripts and for people searching the
 //! README), the line of the post it is about, and what to do.
 
-use serde::Serialize;
-
 use crate::config::Config;
-use crate::content::{Block, Content, Inline, Link};
+use crate::content::visit::{self, Visit};
+use crate::content::{Content, Link};
+use crate::findings::{Finding, Severity};
 use crate::post::Post;
-use crate::render::Rendered;
 
-/// Gmail hides everything after this many bytes of HTML behind
-/// "[Message clipped]", the unsubscribe footer included.
-pub const GMAIL_CLIP_BYTES: usize = 102 * 1024;
+// Defined with the digest, which is made to stay under it.
+pub use crate::fit::GMAIL_CLIP_BYTES;
 
 /// The warning for a send whose largest personalised HTML part Gmail
 /// would clip, or `None` when it fits.
@@ -26,44 +24,9 @@ pub fn clip_warning(html_bytes: usize) -> Option<String> {
     })
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Notice,
-    Warning,
-    Error,
-}
-
-impl Severity {
-    pub fn label(self) -> &'static str {
-        match self {
-            Severity::Notice => "notice",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Finding {
-    pub severity: Severity,
-    pub code: &'static str,
-    /// The line of the post file, when the finding is about one place.
-    pub line: Option<usize>,
-    pub message: String,
-    pub fix: String,
-}
-
 /// Runs every check on a rendered issue. `html_size` is the size of the
 /// largest personalised HTML part, as a subscriber would receive it.
-pub fn check(
-    post: &Post,
-    content: &Content,
-    rendered: &Rendered,
-    config: &Config,
-    html_size: usize,
-) -> Vec<Finding> {
-    let _ = rendered;
+pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) -> Vec<Finding> {
     let mut out: Vec<Finding> = content.findings.clone();
     let mut add = |severity, code, line, message: String, fix: &str| {
         out.push(Finding {
@@ -101,14 +64,21 @@ pub fn check(
 
     // SVG pictures are checked where they are turned into PNGs
     // (`svg-image`, `image-upload`, `large-inline-image`: see crate::images).
-    let mut links: Vec<&Link> = Vec::new();
-    let heading_lines: Vec<usize> = content.sections.iter().map(|s| s.heading.line).collect();
-    for s in &content.sections {
-        collect_inlines(&s.heading.inlines, &mut links);
+    struct Links<'a>(Vec<&'a Link>);
+    impl<'a> Visit<'a> for Links<'a> {
+        fn link(&mut self, link: &'a Link) {
+            self.0.push(link);
+        }
     }
-    collect(content.all_blocks(), &mut links);
+    let mut links = Links(Vec::new());
+    let heading_lines: Vec<usize> = content.sections.iter().map(|s| s.heading.line).collect();
+    // Section headings first: findings on one line keep the order they had.
+    for s in &content.sections {
+        visit::inlines(&mut links, &s.heading.inlines);
+    }
+    visit::blocks(&mut links, content.all_blocks());
 
-    for link in &links {
+    for link in &links.0 {
         if is_google_doc(&link.url) {
             let where_ = if heading_lines.contains(&link.line) {
                 "a heading links"
@@ -188,45 +158,6 @@ pub fn check(
     }
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
     out
-}
-
-fn collect<'a>(blocks: impl Iterator<Item = &'a Block>, links: &mut Vec<&'a Link>) {
-    for b in blocks {
-        match b {
-            Block::Heading(h) => collect_inlines(&h.inlines, links),
-            Block::Paragraph(i) => collect_inlines(i, links),
-            Block::List { items, .. } => {
-                for item in items {
-                    collect(item.iter(), links)
-                }
-            }
-            Block::Quote(inner) => collect(inner.iter(), links),
-            Block::Table { head, rows } => {
-                for cell in head.iter().chain(rows.iter().flatten()) {
-                    collect_inlines(cell, links)
-                }
-            }
-            Block::Images(_) | Block::Button(_) | Block::Code(_) | Block::Rule => {}
-        }
-    }
-}
-
-fn collect_inlines<'a>(inlines: &'a [Inline], links: &mut Vec<&'a Link>) {
-    for i in inlines {
-        match i {
-            Inline::Link(l) => {
-                links.push(l);
-                collect_inlines(&l.children, links)
-            }
-            Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => collect_inlines(c, links),
-            _ => {}
-        }
-    }
-}
-
-pub fn is_svg(src: &str) -> bool {
-    let path = src.split(['?', '#']).next().unwrap_or(src);
-    path.to_ascii_lowercase().ends_with(".svg") || src.starts_with("data:image/svg")
 }
 
 fn is_google_doc(url: &str) -> bool {

@@ -12,12 +12,16 @@
 //! The plain-text part is written from the same digest, so both parts of
 //! the email say the same thing.
 
-use crate::check::{Finding, Severity};
 use crate::content::{Block, Button, Content, Inline, Section};
+use crate::findings::{Finding, Severity};
+
+/// Gmail hides everything after this many bytes of HTML behind
+/// "[Message clipped]", the unsubscribe footer included.
+pub const GMAIL_CLIP_BYTES: usize = 102 * 1024;
 
 /// The HTML size a digest is made below: Gmail's limit less room for what
 /// personalisation adds (each recipient's unsubscribe link and merge fields).
-pub const TARGET_BYTES: usize = crate::check::GMAIL_CLIP_BYTES - 2 * 1024;
+pub const TARGET_BYTES: usize = GMAIL_CLIP_BYTES - 2 * 1024;
 
 /// What the reader is told at the top of a digest.
 pub const NOTE: &str = "This email shows the start of each section.";

@@ -29,11 +29,11 @@ use resvg::{tiny_skia, usvg};
 use sha2::{Digest, Sha256};
 use url::Url;
 
-use crate::check::{Finding, Severity, is_svg};
 use crate::config::Config;
-use crate::content::{Content, Image};
-use crate::post::{Kind, Post};
-use crate::render::COLUMN;
+use crate::content::visit::{self, VisitMut};
+use crate::content::{COLUMN, Content, Image};
+use crate::findings::{Finding, Severity};
+use crate::post::Post;
 use crate::urls::Base;
 
 /// The folder, inside a preview folder, the PNGs are written to.
@@ -94,20 +94,24 @@ impl RasterImage {
     }
 }
 
+/// The content with its SVG pictures pointing at PNGs, and those PNGs.
+#[derive(Debug, Clone)]
+pub struct Illustrated {
+    pub content: Content,
+    /// In the order the content first shows them, each once.
+    pub images: Vec<RasterImage>,
+}
+
 /// Turns every SVG picture of `content` that can be found in `assets_dir`
 /// into a PNG, pointing the image at it (and giving it its displayed width).
-/// What could not be done, or needs the user, is added to `content.findings`.
-pub fn rasterise(post: &Post, content: &mut Content, config: &Config) -> Vec<RasterImage> {
-    let base = Base::new(
-        config.site_url.as_ref().map(url::Url::as_str),
-        post.front_matter.seo.url.as_deref(),
-        post.front_matter.kind == Kind::BlogPost,
-    );
+/// What could not be done, or needs the user, is added to the findings of
+/// the content returned.
+pub fn rasterise(post: &Post, mut content: Content, config: &Config, base: &Base) -> Illustrated {
     let mut r = Rasteriser {
         assets_dir: config.assets_dir.clone(),
         assets_url: config.assets_url.as_ref().map(url::Url::to_string),
         limit: config.inline_image_limit,
-        site: base.site,
+        site: base.site.clone(),
         slug: post.slug(),
         options: None,
         fonts_loaded: false,
@@ -117,9 +121,17 @@ pub fn rasterise(post: &Post, content: &mut Content, config: &Config) -> Vec<Ras
         images: Vec::new(),
         findings: Vec::new(),
     };
-    content.for_each_image_mut(&mut |img| r.image(img));
+    visit::content_mut(&mut r, &mut content);
     content.findings.append(&mut r.findings);
-    r.images
+    Illustrated {
+        content,
+        images: r.images,
+    }
+}
+
+pub fn is_svg(src: &str) -> bool {
+    let path = src.split(['?', '#']).next().unwrap_or(src);
+    path.to_ascii_lowercase().ends_with(".svg") || src.starts_with("data:image/svg")
 }
 
 /// Why an SVG could not be turned into a PNG.
@@ -169,7 +181,7 @@ struct Rasteriser {
     findings: Vec<Finding>,
 }
 
-impl Rasteriser {
+impl VisitMut for Rasteriser {
     fn image(&mut self, img: &mut Image) {
         if !is_svg(&img.src) || img.src.starts_with("data:") {
             return;
@@ -182,7 +194,9 @@ impl Rasteriser {
             Err(why) => self.unavailable(img, why),
         }
     }
+}
 
+impl Rasteriser {
     fn unavailable(&mut self, img: &Image, why: Unavailable) {
         let (reason, fix) = match why {
             Unavailable::NoAssetsDir => (

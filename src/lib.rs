@@ -1,20 +1,27 @@
 //! herald turns the OpenInfra newsletter post into an email and sends it.
 //!
 //! The pipeline is a chain of stages, each a module with one entry point that
-//! takes the previous stage's value:
+//! takes the previous stage's value and returns a new one:
 //!
 //! `post::load` -> `content::build` -> `images::rasterise` -> `render::render`
-//! -> `check::check`
+//! -> `fit::digest` (with `--fit`) -> `check::check`
 //!
-//! `preview` writes the rendered issue to files; `cli` is the command line.
+//! `compose::Issue::compose` runs them in order (the site's URL base is
+//! made there, once); `preview` writes the composed issue to files,
+//! `message` and `send` make and send each recipient's copy, and `cli` is
+//! the command line. `findings` (what a stage tells the user) is a leaf every
+//! stage can use. No module imports one that depends on it:
+//! `scripts/check-module-graph.sh` fails CI on an import cycle.
 
 pub mod audience;
 pub mod check;
 pub mod cli;
 pub mod clock;
+pub mod compose;
 pub mod config;
 pub mod content;
 pub mod deliver;
+pub mod findings;
 pub mod fit;
 pub mod html;
 pub mod images;

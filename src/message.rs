@@ -24,9 +24,9 @@ use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use sha2::{Digest, Sha256};
 
 use crate::audience::Recipient;
+use crate::compose::Issue;
 use crate::config::Config;
 use crate::merge::{Escape, Template};
-use crate::preview::Issue;
 use crate::{InputError, clock};
 
 /// The environment variable holding the key that signs unsubscribe links.

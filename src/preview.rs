@@ -1,117 +1,13 @@
-//! Composing an issue (post -> content -> rendered) and writing the preview
-//! files a person looks at before anything is sent.
+//! Writing the preview files a person looks at before anything is sent.
 
-use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 
 use askama::Template;
 use serde::Serialize;
 
-use crate::check::{self, Finding};
+use crate::compose::Issue;
 use crate::config::Config;
-use crate::content::{self, Content};
-use crate::fit;
-use crate::post::{self, Post};
-use crate::render::{self, Rendered};
-use crate::{images, urls};
-
-/// One issue, read and rendered once; every recipient's copy comes from it.
-pub struct Issue {
-    pub post: Post,
-    pub content: Content,
-    pub rendered: Rendered,
-}
-
-impl Issue {
-    /// Reads and renders a post.
-    pub fn compose(path: &Path, config: &Config) -> anyhow::Result<Issue> {
-        let post = post::load(path)?;
-        let mut content = content::build(&post, config);
-        // Once per issue: every recipient's message reuses the PNGs.
-        let images = images::rasterise(&post, &mut content, config);
-        let mut rendered = render::render(&content, config)?;
-        rendered.images = images;
-        let issue = Issue {
-            post,
-            content,
-            rendered,
-        };
-        if !config.fit {
-            return Ok(issue);
-        }
-        let full = issue.personalised_preview(config).0.len();
-        if full <= fit::TARGET_BYTES {
-            return Ok(issue);
-        }
-        let Some(digest) = fit::digest(&issue.content, full) else {
-            anyhow::bail!(crate::InputError::new(
-                path,
-                None,
-                "--fit needs the web version of the post to link to; add its address as `url` under `seo` in the front matter",
-            ));
-        };
-        let mut rendered = render::render(&digest, config)?;
-        // Only the pictures the digest still shows travel with it.
-        rendered.images = issue
-            .rendered
-            .images
-            .iter()
-            .filter(|img| match &img.delivery {
-                images::Delivery::Inline { cid } => rendered.html.contains(&format!("cid:{cid}")),
-                images::Delivery::Hosted { url } => rendered.html.contains(url.as_str()),
-            })
-            .cloned()
-            .collect();
-        Ok(Issue {
-            content: digest,
-            rendered,
-            ..issue
-        })
-    }
-
-    /// The HTML and text parts with the preview's stand-in values: merge
-    /// fields take their defaults and the unsubscribe link points at the
-    /// configured page with `?preview=1`.
-    pub fn personalised_preview(&self, config: &Config) -> (String, String) {
-        let unsubscribe = preview_unsubscribe_url(config, &self.content);
-        let value = |name: &str| -> Option<Cow<'_, str>> {
-            (name == "unsubscribe_url").then(|| Cow::Owned(unsubscribe.clone()))
-        };
-        (
-            self.rendered.html_template().render(value),
-            self.rendered.text_template().render(value),
-        )
-    }
-
-    pub fn check(&self, config: &Config) -> Vec<Finding> {
-        let (html, _) = self.personalised_preview(config);
-        check::check(
-            &self.post,
-            &self.content,
-            &self.rendered,
-            config,
-            html.len(),
-        )
-    }
-}
-
-fn preview_unsubscribe_url(config: &Config, content: &Content) -> String {
-    let base = config
-        .unsubscribe_url
-        .as_ref()
-        .map(url::Url::to_string)
-        .unwrap_or_else(|| {
-            let site = urls::Base::new(
-                config.site_url.as_ref().map(url::Url::as_str),
-                content.web_url.as_deref(),
-                false,
-            )
-            .site;
-            format!("{}unsubscribe", site.as_str())
-        });
-    let sep = if base.contains('?') { '&' } else { '?' };
-    format!("{base}{sep}preview=1")
-}
+use crate::images;
 
 /// What `herald preview` wrote.
 #[derive(Debug, Serialize)]
@@ -163,7 +59,7 @@ pub fn write(issue: &Issue, config: &Config, dir: &Path) -> anyhow::Result<Writt
     }
     let page = PreviewPage {
         title: &issue.content.title,
-        subject: &issue.rendered.subject,
+        subject: &issue.preview_subject(config),
         preheader: issue.content.preheader.as_deref().unwrap_or(""),
         text: &text,
         html_kb: format!("{:.1}", html_bytes as f64 / 1024.0),

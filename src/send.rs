@@ -18,13 +18,13 @@ use serde::Serialize;
 
 use crate::InputError;
 use crate::audience::{self, Recipient, Row, SkipReason, Skipped, Suppression};
+use crate::compose::Issue;
 use crate::config::Config;
 use crate::deliver::engine::{self, Progress, Settings, Stop};
 use crate::deliver::outbox::{Outbox, OutboxMailer};
 use crate::deliver::smtp::{Relay, Smtp};
 use crate::exit;
 use crate::message::{self, Composer, Mode};
-use crate::preview::Issue;
 use crate::store::{self, Counts, Problem, Store};
 
 /// How many skipped rows the summary shows; `skipped.csv` has them all.

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use clap::ValueEnum;
 
 use super::output::{self, say};
-use crate::check::Severity;
+use crate::compose::Issue;
 use crate::config::Config;
 use crate::exit;
-use crate::preview::Issue;
+use crate::findings::Severity;
 
 /// List problems that would hurt the email in inboxes (size, images, links, footer).
 ///

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use super::output::{self, say};
-use crate::check::Severity;
+use crate::compose::Issue;
 use crate::config::Config;
 use crate::exit;
-use crate::preview::{self, Issue};
+use crate::findings::Severity;
+use crate::preview;
 
 /// Make the email from a post and save it as files you can open, without sending anything.
 ///

@@ -5,11 +5,9 @@
 use askama::Template;
 
 use crate::config::Config;
-use crate::content::{Block, Content, Image, Inline};
+use crate::content::{Block, COLUMN, Content, Image, Inline};
 use crate::html;
 
-/// The width of the text column: 600 px less 2 x 28 px padding.
-pub const COLUMN: u32 = 544;
 const TEXT: &str = "#1f2933";
 const NAVY: &str = "#1b2a4a";
 const MUTED: &str = "#5b6675";

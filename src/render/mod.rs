@@ -8,11 +8,14 @@
 mod mjml;
 mod text;
 
-pub use mjml::COLUMN;
+pub use crate::content::COLUMN;
 pub use text::wrap;
 
 use crate::config::Config;
-use crate::content::Content;
+use std::collections::HashSet;
+
+use crate::content::visit::{self, Visit};
+use crate::content::{Content, Image};
 use crate::images::RasterImage;
 use crate::merge::{Escape, Template};
 
@@ -52,9 +55,14 @@ pub enum RenderError {
     Render(String),
 }
 
-/// Renders the issue. `images` is left empty: [`crate::preview::Issue::compose`]
-/// fills it with what [`crate::images::rasterise`] made from the same content.
-pub fn render(content: &Content, config: &Config) -> Result<Rendered, RenderError> {
+/// Renders the issue. `images` are the PNGs [`crate::images::rasterise`]
+/// made for the content (or for the content a digest was made from): the
+/// ones the content shows travel with it.
+pub fn render(
+    content: &Content,
+    images: &[RasterImage],
+    config: &Config,
+) -> Result<Rendered, RenderError> {
     let accent = config.accent_color.as_deref().unwrap_or(DEFAULT_ACCENT);
     let mjml = mjml::mjml(content, config, accent);
     let html = crate::html::fold_lines(&crate::html::ascii(&crate::html::minify(&mjml_to_html(
@@ -66,8 +74,27 @@ pub fn render(content: &Content, config: &Config) -> Result<Rendered, RenderErro
         mjml,
         html,
         text,
-        images: Vec::new(),
+        images: shown(content, images),
     })
+}
+
+/// The PNGs `content` shows (a digest shows fewer than the post it was
+/// made from), so no message carries a part its HTML does not use.
+fn shown(content: &Content, images: &[RasterImage]) -> Vec<RasterImage> {
+    #[derive(Default)]
+    struct Sources<'a>(HashSet<&'a str>);
+    impl<'a> Visit<'a> for Sources<'a> {
+        fn image(&mut self, img: &'a Image) {
+            self.0.insert(&img.src);
+        }
+    }
+    let mut sources = Sources::default();
+    visit::content(&mut sources, content);
+    images
+        .iter()
+        .filter(|img| sources.0.contains(img.email_src().as_str()))
+        .cloned()
+        .collect()
 }
 
 pub fn mjml_to_html(mjml: &str) -> Result<String, RenderError> {

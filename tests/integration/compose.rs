@@ -241,8 +241,8 @@ fn help_speaks_to_people() {
 /// (and broken ones) must all render, with no relative URL and no crash.
 #[test]
 fn generated_posts_of_mixed_markdown_and_html_always_render() {
+    use herald::compose::Issue;
     use herald::config::Config;
-    use herald::preview::Issue;
     const PIECES: &[&str] = &[
         "# **Bold heading**\n\n",
         "## [Linked](https://docs.google.com/document/d/x/edit)\n\n",

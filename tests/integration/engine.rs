@@ -35,7 +35,7 @@ fn rig(n: usize) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::load(Some(&example_config()), &[]).unwrap();
     let path = example_config();
-    let issue = herald::preview::Issue::compose(&example_post(), &config).unwrap();
+    let issue = herald::compose::Issue::compose(&example_post(), &config).unwrap();
     let composer = Composer::new(
         &issue,
         &config,

@@ -1,0 +1,164 @@
+//! Composing an issue: the pipeline's stages in order, each a function from
+//! the previous stage's value to a new one.
+//!
+//! `post::load` -> `content::build` -> `images::rasterise` -> `render::render`
+//! -> (`--fit`: `fit::digest`, rendered again) -> `check::check`
+//!
+//! `preview`, `message` and `send` start from the [`Issue`] made here; no
+//! stage knows about them.
+
+use std::borrow::Cow;
+use std::path::Path;
+
+use crate::config::Config;
+use crate::content::{self, Content};
+use crate::findings::Finding;
+use crate::merge::{Escape, Template};
+use crate::post::{self, Kind, Post};
+use crate::render::{self, Rendered};
+use crate::urls::Base;
+use crate::{check, fit, images};
+
+/// One issue, read and rendered once; every recipient's copy comes from it.
+pub struct Issue {
+    pub post: Post,
+    /// Where the post's relative links point, made once for every stage.
+    pub base: Base,
+    pub content: Content,
+    pub rendered: Rendered,
+}
+
+impl Issue {
+    /// Reads and renders a post.
+    pub fn compose(path: &Path, config: &Config) -> anyhow::Result<Issue> {
+        let post = post::load(path)?;
+        let base = url_base(&post, config);
+        let content = content::build(&post, config, &base);
+        // Once per issue: every recipient's message reuses the PNGs.
+        let illustrated = images::rasterise(&post, content, config, &base);
+        let rendered = render::render(&illustrated.content, &illustrated.images, config)?;
+        let issue = Issue {
+            post,
+            base,
+            content: illustrated.content,
+            rendered,
+        };
+        if !config.fit {
+            return Ok(issue);
+        }
+        let full = issue.personalised_preview(config).0.len();
+        if full <= fit::TARGET_BYTES {
+            return Ok(issue);
+        }
+        let Some(digest) = fit::digest(&issue.content, full) else {
+            anyhow::bail!(crate::InputError::new(
+                path,
+                None,
+                "--fit needs the web version of the post to link to; add its address as `url` under `seo` in the front matter",
+            ));
+        };
+        // The digest shows fewer pictures; render keeps only those.
+        let rendered = render::render(&digest, &illustrated.images, config)?;
+        Ok(Issue {
+            content: digest,
+            rendered,
+            ..issue
+        })
+    }
+
+    /// The HTML and text parts with the preview's stand-in values: merge
+    /// fields take their defaults and the unsubscribe link points at the
+    /// configured page with `?preview=1`.
+    pub fn personalised_preview(&self, config: &Config) -> (String, String) {
+        let unsubscribe = self.preview_unsubscribe_url(config);
+        let value = |name: &str| -> Option<Cow<'_, str>> {
+            (name == "unsubscribe_url").then(|| Cow::Owned(unsubscribe.clone()))
+        };
+        (
+            self.rendered.html_template().render(value),
+            self.rendered.text_template().render(value),
+        )
+    }
+
+    /// The subject line with the preview's stand-in values: the configured
+    /// `subject:` (else the post's title), its merge fields filled as a
+    /// message fills them for a subscriber with no values of their own.
+    pub fn preview_subject(&self, config: &Config) -> String {
+        let Some(subject) = &config.subject else {
+            return self.rendered.subject.clone();
+        };
+        let unsubscribe = self.preview_unsubscribe_url(config);
+        Template::compile(subject, Escape::None).render(|name: &str| match name {
+            "title" => Some(Cow::Borrowed(self.content.title.as_str())),
+            "unsubscribe_url" => Some(Cow::Owned(unsubscribe.clone())),
+            _ => None,
+        })
+    }
+
+    pub fn check(&self, config: &Config) -> Vec<Finding> {
+        let (html, _) = self.personalised_preview(config);
+        check::check(&self.post, &self.content, config, html.len())
+    }
+
+    fn preview_unsubscribe_url(&self, config: &Config) -> String {
+        let base = config
+            .unsubscribe_url
+            .as_ref()
+            .map(url::Url::to_string)
+            .unwrap_or_else(|| format!("{}unsubscribe", self.base.site.as_str()));
+        let sep = if base.contains('?') { '&' } else { '?' };
+        format!("{base}{sep}preview=1")
+    }
+}
+
+/// `site_url` from the config, else the site of the post's `seo.url`.
+fn url_base(post: &Post, config: &Config) -> Base {
+    let fm = &post.front_matter;
+    Base::new(
+        config.site_url.as_ref().map(url::Url::as_str),
+        fm.seo.url.as_deref(),
+        fm.kind == Kind::BlogPost,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn issue(config: &Config) -> Issue {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("post.md");
+        std::fs::write(
+            &path,
+            "---\ntitle: Spring Issue\nseo:\n  url: https://example.org/blog/spring\n---\n# News\n\nText.\n",
+        )
+        .unwrap();
+        Issue::compose(&path, config).unwrap()
+    }
+
+    #[test]
+    fn the_preview_subject_is_the_configured_one_with_stand_in_values() {
+        let mut config = Config::default();
+        assert_eq!(issue(&config).preview_subject(&config), "Spring Issue");
+        config.subject = Some("{{ title }}, {{ first_name | default: \"friends\" }}!".into());
+        assert_eq!(
+            issue(&config).preview_subject(&config),
+            "Spring Issue, friends!"
+        );
+    }
+
+    #[test]
+    fn the_url_base_made_once_gives_the_preview_its_unsubscribe_page() {
+        let config = Config::default();
+        let issue = issue(&config);
+        assert_eq!(issue.base.site.as_str(), "https://example.org/");
+        assert_eq!(
+            issue.content.web_url.as_deref(),
+            Some("https://example.org/blog/spring")
+        );
+        assert_eq!(
+            issue.preview_unsubscribe_url(&config),
+            "https://example.org/unsubscribe?preview=1"
+        );
+    }
+}

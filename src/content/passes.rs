@@ -1,0 +1,245 @@
+//! After building: images, buttons, headings and sections.
+
+use std::collections::BTreeMap;
+
+use super::visit::{self, VisitMut};
+use super::{Block, Button, Content, Image, Inline, Section, collapse_ws, is_blank, trim_inlines};
+use crate::findings::{Finding, Severity};
+
+pub(super) fn normalise_blocks(blocks: Vec<Block>) -> Vec<Block> {
+    blocks.into_iter().filter_map(normalise_block).collect()
+}
+
+fn normalise_block(block: Block) -> Option<Block> {
+    Some(match block {
+        Block::Paragraph(inlines) => {
+            if let Some(images) = only_images(&inlines) {
+                Block::Images(images)
+            } else if let Some(button) = call_to_action(&inlines) {
+                Block::Button(button)
+            } else {
+                Block::Paragraph(inlines)
+            }
+        }
+        Block::Heading(mut h) => {
+            // `# **Title**`: headings are bold already.
+            while let [Inline::Strong(inner)] | [Inline::Emph(inner)] = h.inlines.as_slice() {
+                h.inlines = inner.clone();
+            }
+            h.inlines = trim_inlines(h.inlines);
+            if is_blank(&h.inlines) {
+                return None;
+            }
+            Block::Heading(h)
+        }
+        Block::List { start, items } => Block::List {
+            start,
+            items: items.into_iter().map(normalise_blocks).collect(),
+        },
+        Block::Quote(inner) => Block::Quote(normalise_blocks(inner)),
+        other => other,
+    })
+}
+
+/// A paragraph of nothing but images (each possibly linked).
+fn only_images(inlines: &[Inline]) -> Option<Vec<Image>> {
+    let mut images = Vec::new();
+    for i in inlines {
+        match i {
+            Inline::Image(img) => images.push(img.clone()),
+            Inline::Link(l) => {
+                let inner: Vec<&Inline> = l
+                    .children
+                    .iter()
+                    .filter(|c| !is_blank(std::slice::from_ref(*c)))
+                    .collect();
+                match inner.as_slice() {
+                    [Inline::Image(img)] => images.push(Image {
+                        link: Some(l.url.clone()),
+                        ..img.clone()
+                    }),
+                    _ => return None,
+                }
+            }
+            Inline::Text(t) if t.trim().is_empty() => {}
+            Inline::Break => {}
+            _ => return None,
+        }
+    }
+    (!images.is_empty()).then_some(images)
+}
+
+/// `[READ MORE >>](url)`, `**[REGISTER NOW](url)**`, alone in a paragraph.
+fn call_to_action(inlines: &[Inline]) -> Option<Button> {
+    let mut inlines = inlines;
+    while let [Inline::Strong(inner)] | [Inline::Emph(inner)] = inlines {
+        inlines = inner;
+    }
+    let [Inline::Link(link)] = inlines else {
+        return None;
+    };
+    if link.url.starts_with("mailto:") {
+        return None;
+    }
+    let text = collapse_ws(&Inline::plain(&link.children));
+    if is_call_to_action(&text) {
+        Some(Button {
+            text,
+            url: link.url.clone(),
+            line: link.line,
+        })
+    } else {
+        None
+    }
+}
+
+pub fn is_call_to_action(text: &str) -> bool {
+    let t = text.trim();
+    if t.is_empty() || t.chars().count() > 48 {
+        return false;
+    }
+    let arrows = [">>", "»", "→", "›", ">"];
+    if arrows.iter().any(|a| t.ends_with(a)) {
+        return true;
+    }
+    let lower = t.to_lowercase();
+    let verbs = [
+        "read more",
+        "learn more",
+        "register",
+        "sign up",
+        "download",
+        "get involved",
+        "continue reading",
+        "watch",
+        "see the",
+        "join",
+        "apply",
+        "rsvp",
+        "get your",
+        "view the",
+        "submit",
+    ];
+    let letters: Vec<char> = t.chars().filter(|c| c.is_alphabetic()).collect();
+    let shouting = letters.len() >= 4 && letters.iter().all(|c| c.is_uppercase());
+    let words = t.split_whitespace().count();
+    verbs.iter().any(|v| lower.starts_with(v)) && (shouting || words <= 5)
+        || shouting && (2..=6).contains(&words)
+}
+
+pub(super) fn split_sections(blocks: Vec<Block>) -> (Vec<Block>, Vec<Section>) {
+    let top = blocks
+        .iter()
+        .filter_map(|b| match b {
+            Block::Heading(h) => Some(h.level),
+            _ => None,
+        })
+        .min();
+    let mut intro = Vec::new();
+    let mut sections: Vec<Section> = Vec::new();
+    let mut used: BTreeMap<String, usize> = BTreeMap::new();
+    for block in blocks {
+        match block {
+            Block::Heading(h) if Some(h.level) == top => {
+                let anchor = unique_anchor(&Inline::plain(&h.inlines), &mut used);
+                sections.push(Section {
+                    heading: h,
+                    anchor,
+                    blocks: Vec::new(),
+                });
+            }
+            other => match sections.last_mut() {
+                Some(s) => s.blocks.push(other),
+                None => intro.push(other),
+            },
+        }
+    }
+    (intro, sections)
+}
+
+/// The anchor the website's Markdown renderer gives a heading
+/// (GitHub's rules: lower case, punctuation dropped, spaces to dashes).
+pub fn anchor(text: &str) -> String {
+    text.trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            c if c.is_alphanumeric() || c == '-' || c == '_' => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Numbers repeated anchors as the website's slugger (github-slugger) does:
+/// `a`, `a-1`, `a-2`, and a suffixed anchor that a later heading already
+/// spells (`Community 1` after two `Community`) is numbered on, so no two
+/// headings ever share an id.
+fn unique_anchor(text: &str, used: &mut BTreeMap<String, usize>) -> String {
+    let base = anchor(text);
+    let mut out = base.clone();
+    while used.contains_key(&out) {
+        let n = used.get_mut(&base).expect("the base is taken first");
+        *n += 1;
+        out = format!("{base}-{n}");
+    }
+    used.insert(out.clone(), 0);
+    out
+}
+
+/// Images with no alt text get one: their title, else a readable file name,
+/// else the heading of their section, else the title.
+pub(super) fn derive_alt_text(content: &mut Content, findings: &mut Vec<Finding>) {
+    struct AltText<'f> {
+        context: String,
+        findings: &'f mut Vec<Finding>,
+    }
+    impl VisitMut for AltText<'_> {
+        fn image(&mut self, img: &mut Image) {
+            if !img.alt.trim().is_empty() {
+                return;
+            }
+            let alt = img
+                .title
+                .clone()
+                .or_else(|| readable_file_name(&img.src))
+                .unwrap_or_else(|| self.context.clone());
+            self.findings.push(Finding {
+                severity: Severity::Notice,
+                code: "missing-alt",
+                line: Some(img.line),
+                message: format!("an image has no alt text; herald uses \"{alt}\""),
+                fix: "Describe the picture in the brackets: `![What the picture shows](/img/...)`."
+                    .into(),
+            });
+            img.alt = alt;
+            img.alt_derived = true;
+        }
+    }
+    // A section's heading describes its pictures, not the headings' own.
+    let mut fix = AltText {
+        context: content.title.clone(),
+        findings,
+    };
+    visit::blocks_mut(&mut fix, &mut content.intro);
+    for s in &mut content.sections {
+        fix.context = collapse_ws(&Inline::plain(&s.heading.inlines));
+        visit::blocks_mut(&mut fix, &mut s.blocks);
+    }
+}
+
+/// `openinfra_annualreport_2024.jpg` -> "openinfra annualreport 2024";
+/// `frame-541.png` or a hash-like name -> `None`.
+fn readable_file_name(src: &str) -> Option<String> {
+    let name = src.rsplit('/').next()?.split(['?', '#']).next()?;
+    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
+    let words: Vec<&str> = stem
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let real_words = words
+        .iter()
+        .filter(|w| w.len() >= 3 && w.chars().all(|c| c.is_alphabetic()) && w.len() <= 20)
+        .count();
+    (real_words >= 2).then(|| words.join(" "))
+}
