@@ -128,6 +128,13 @@ pub struct Config {
     /// The wait before the first retry of a failed message; each further
     /// retry waits twice as long, plus jitter.
     pub retry_wait: Duration,
+    /// A relay that does nothing but fail (no connection, TLS failing,
+    /// 421, "slow down") for this long is taken as down: the run stops and
+    /// everyone not yet mailed waits for the next run.
+    pub relay_down_after: Duration,
+    /// The longest herald waits for the relay to connect or to answer
+    /// one message.
+    pub smtp_timeout: Duration,
     /// Where the journal is kept.
     pub journal_dir: PathBuf,
     /// With `--due`: a post whose time passed longer ago than this is not
@@ -180,6 +187,8 @@ impl Default for Config {
             max_per_run: None,
             max_attempts: 4,
             retry_wait: Duration::from_secs(1),
+            relay_down_after: Duration::from_secs(60),
+            smtp_timeout: Duration::from_secs(60),
             journal_dir: PathBuf::from(".herald"),
             late_grace: Duration::from_secs(24 * 3600),
             fit: false,
@@ -277,6 +286,12 @@ const SETTINGS: &[Setting] = &[
     setting!(max_per_run, |v, _b| Some(number(v)?), show_opt),
     setting!(max_attempts, |v, _b| at_least_one(number(v)?)?, show),
     setting!(retry_wait, |v, _b| parse_duration(v)?, show_duration),
+    setting!(relay_down_after, |v, _b| parse_duration(v)?, show_duration),
+    setting!(
+        smtp_timeout,
+        |v, _b| at_least_a_second(parse_duration(v)?)?,
+        show_duration
+    ),
     setting!(journal_dir, |v, b| path(v, b)?, |p: &PathBuf| Some(
         p.display().to_string()
     )),
@@ -393,6 +408,13 @@ fn at_least_one<T: PartialOrd + From<u8>>(n: T) -> Result<T, String> {
         return Err("must be at least 1".into());
     }
     Ok(n)
+}
+
+fn at_least_a_second(d: Duration) -> Result<Duration, String> {
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
 }
 
 fn boolean(v: &str) -> Result<bool, String> {

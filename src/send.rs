@@ -101,9 +101,9 @@ fn settings(opts: &SendOptions, config: &Config) -> Settings {
         max_per_run: config.max_per_run,
         max_attempts: config.max_attempts.max(1),
         retry_base: config.retry_wait,
-        timeout: Duration::from_secs(60),
+        timeout: config.smtp_timeout,
         resend_unknown: opts.resend_unknown,
-        relay_down_after: Duration::from_secs(60),
+        relay_down_after: config.relay_down_after,
     }
 }
 

@@ -87,6 +87,19 @@ impl Server {
             .collect()
     }
 
+    /// Addresses whose transaction reached an accepted RCPT TO.
+    fn reached_rcpt(&self) -> std::collections::HashSet<String> {
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        text.lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter_map(|v| {
+                v.get("rcpt_ok")
+                    .and_then(|r| r.as_str())
+                    .map(str::to_string)
+            })
+            .collect()
+    }
+
     /// For each MAIL FROM (with `--pipelining`): whether RCPT TO had
     /// already arrived behind it in the same batch.
     fn pipelined(&self) -> Vec<bool> {
@@ -527,6 +540,15 @@ fn a_run_killed_at_a_random_moment_resumes_without_losing_or_doubling_anyone() {
         .map(|p| p["email"].as_str().unwrap().to_string())
         .collect();
     assert_eq!(unknown_addrs.len() as u64, unknown);
+    // Unknown means unknown: only someone whose transaction had reached
+    // the message (past RCPT, the mark is written after DATA's 354) is.
+    let reached = server.reached_rcpt();
+    for a in &unknown_addrs {
+        assert!(
+            before.contains_key(a) || reached.contains(a),
+            "{a} is of unknown outcome but the relay never saw their transaction"
+        );
+    }
 
     let o = send(tmp.path(), &server, &list, &["--connections", "4"]);
     assert!(
@@ -978,4 +1000,271 @@ fn one_connection_is_not_held_back_by_nagle() {
         rate > 100.0,
         "{rate:.0} msg/s on one connection: the Nagle stall is back"
     );
+}
+
+/// The status of the only campaign in `dir`'s journal, as JSON counts.
+fn counts(dir: &Path) -> serde_json::Value {
+    status_json(dir)["campaign"]["counts"].clone()
+}
+
+#[test]
+fn a_relay_with_nothing_listening_stops_the_run_and_everyone_waits() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(tmp.path(), "relay_down_after: 2s");
+    let list = write_list(tmp.path(), 20);
+    let port = free_port(); // nothing listens there
+    let dead = format!("smtp://127.0.0.1:{port}?tls=none");
+    let o = herald_env(
+        tmp.path(),
+        &[
+            "send",
+            example_post().to_str().unwrap(),
+            "--subscribers",
+            list.to_str().unwrap(),
+            "--smtp",
+            &dead,
+            "--yes",
+        ],
+        &[("HERALD_UNSUBSCRIBE_SECRET", SECRET)],
+    );
+    assert_eq!(o.status.code(), Some(8), "{}\n{}", stdout(&o), stderr(&o));
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(
+        out.contains(&format!("127.0.0.1:{port}")),
+        "names the relay: {out}"
+    );
+    assert!(out.contains("run the same command again"), "{out}");
+    let c = counts(tmp.path());
+    assert_eq!(
+        (c["pending"].as_u64(), c["deferred"].as_u64()),
+        (Some(20), Some(0)),
+        "{c}"
+    );
+    // When the relay is back, the same command sends to everyone.
+    let o = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(server.deliveries().len(), 20);
+}
+
+#[test]
+fn a_relay_answering_421_to_everything_is_taken_as_down() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &["--all421"]) else {
+        return;
+    };
+    config(tmp.path(), "relay_down_after: 2s");
+    let list = write_list(tmp.path(), 50);
+    let o = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(o.status.code(), Some(8), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(stderr(&o).contains("421"), "{}", stderr(&o));
+    // Everyone still waits: nobody deferred, failed or suppressed for the
+    // relay's trouble.
+    let c = counts(tmp.path());
+    assert_eq!(
+        (
+            c["pending"].as_u64(),
+            c["deferred"].as_u64(),
+            c["failed"].as_u64()
+        ),
+        (Some(50), Some(0), Some(0)),
+        "{c}"
+    );
+}
+
+#[test]
+fn a_relay_that_dies_mid_run_loses_nobody_and_the_next_run_finishes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(first) = Server::start(tmp.path(), &["--die-after", "25"]) else {
+        return;
+    };
+    config(tmp.path(), "relay_down_after: 2s");
+    let list = write_list(tmp.path(), 80);
+    let o = send(tmp.path(), &first, &list, &["--connections", "2"]);
+    assert_eq!(o.status.code(), Some(8), "{}\n{}", stdout(&o), stderr(&o));
+    let got_first = first.deliveries();
+    let s = status_json(tmp.path());
+    let unknown: Vec<String> = s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "sending")
+        .map(|p| p["email"].as_str().unwrap().to_string())
+        .collect();
+    assert!(unknown.len() <= 2, "{unknown:?}");
+    // A new relay on another port: the rest go there.
+    let second = Server::start(tmp.path(), &[]).unwrap();
+    let o = send(tmp.path(), &second, &list, &["--connections", "2"]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let got_second = second.deliveries();
+    for i in 0..80 {
+        let a = format!("reader{i}@example.org");
+        let n = got_first.get(&a).unwrap_or(&0) + got_second.get(&a).unwrap_or(&0);
+        if unknown.contains(&a) {
+            assert!(n <= 1, "{a}: {n}");
+        } else {
+            assert_eq!(n, 1, "{a} got {n}");
+        }
+    }
+}
+
+#[test]
+fn a_greylisted_recipient_does_not_slow_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let grey: Vec<String> = (0..5)
+        .map(|i| format!("reader{}@example.org=1", i * 10))
+        .collect();
+    let mut args: Vec<&str> = Vec::new();
+    for g in &grey {
+        args.extend(["--fail451", g.as_str()]);
+    }
+    let Some(server) = Server::start(tmp.path(), &args) else {
+        return;
+    };
+    config(tmp.path(), "retry_wait: 1s");
+    let list = write_list(tmp.path(), 60);
+    let o = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    assert!(
+        !stderr(&o).contains("pausing"),
+        "a greylisting reply paused the whole send: {}",
+        stderr(&o)
+    );
+    let d = server.deliveries();
+    assert_eq!(d.len(), 60);
+    assert!(d.values().all(|n| *n == 1));
+    // Everyone else was through before the first greylisted retry.
+    let received = server.received();
+    let first_retry = received
+        .iter()
+        .filter(|r| r.refused.is_none() && r.rcpt == "reader0@example.org")
+        .map(|r| r.time)
+        .next()
+        .unwrap();
+    let others_done = received
+        .iter()
+        .filter(|r| {
+            r.refused.is_none() && !grey.iter().any(|g| g.starts_with(&format!("{}=", r.rcpt)))
+        })
+        .map(|r| r.time)
+        .fold(0.0f64, f64::max);
+    assert!(
+        others_done < first_retry,
+        "others {others_done}, retry {first_retry}"
+    );
+}
+
+fn write_rows(dir: &Path, rows: &[String]) -> PathBuf {
+    let p = dir.join("list.csv");
+    std::fs::write(&p, format!("email,first_name\n{}\n", rows.join("\n"))).unwrap();
+    p
+}
+
+#[test]
+fn an_edited_list_between_slices_mails_everyone_on_it_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let row = |i: usize| format!("reader{i}@example.org,R{i}");
+    let list = write_rows(tmp.path(), &(0..30).map(row).collect::<Vec<_>>());
+    let slice = ["--max-per-run", "10", "--connections", "1"];
+    assert_eq!(
+        send(tmp.path(), &server, &list, &slice).status.code(),
+        Some(0)
+    );
+    // Re-sorted, five not yet mailed removed (20-24), five new at the top,
+    // and one already mailed in other case: the new list.
+    let mut rows: Vec<String> = (40..45).map(row).collect();
+    rows.extend((0..30).rev().filter(|i| !(20..25).contains(i)).map(|i| {
+        if i == 3 {
+            "READER3@Example.org,R3".to_string()
+        } else {
+            row(i)
+        }
+    }));
+    write_rows(tmp.path(), &rows);
+    assert_eq!(
+        send(tmp.path(), &server, &list, &slice).status.code(),
+        Some(0)
+    );
+    // And between the second and third slices, the list grows.
+    rows.extend((50..55).map(row));
+    write_rows(tmp.path(), &rows);
+    let o = send(tmp.path(), &server, &list, &[]);
+    assert_eq!(o.status.code(), Some(0), "{}\n{}", stdout(&o), stderr(&o));
+    let d = server.deliveries();
+    for i in (0..20).chain(25..30).chain(40..45).chain(50..55) {
+        assert_eq!(
+            d.get(&format!("reader{i}@example.org")),
+            Some(&1),
+            "reader{i}"
+        );
+    }
+    for i in 20..25 {
+        assert_eq!(
+            d.get(&format!("reader{i}@example.org")),
+            None,
+            "reader{i} was removed"
+        );
+    }
+    let c = counts(tmp.path());
+    assert_eq!(
+        (c["sent"].as_u64(), c["removed"].as_u64()),
+        (Some(35), Some(5)),
+        "{c}"
+    );
+    let o = herald(tmp.path(), &["status"]);
+    assert!(
+        stdout(&o).contains("5 removed from the list"),
+        "{}",
+        stdout(&o)
+    );
+}
+
+#[test]
+fn an_edited_list_after_a_crash_mails_everyone_on_it_exactly_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &["--delay", "0.02"]) else {
+        return;
+    };
+    config(tmp.path(), "");
+    let row = |i: usize| format!("reader{i}@example.org,R{i}");
+    let list = write_rows(tmp.path(), &(0..200).map(row).collect::<Vec<_>>());
+    let mut child = send_cmd(tmp.path(), &server, &list, &["--connections", "4"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(600));
+    let _ = child.kill();
+    let _ = child.wait();
+    server.settle();
+    let s = status_json(tmp.path());
+    let unknown: Vec<String> = s["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["state"] == "sending")
+        .map(|p| p["email"].as_str().unwrap().to_string())
+        .collect();
+    // The list is re-sorted and grows before the rerun.
+    let mut rows: Vec<String> = (0..200).rev().map(row).collect();
+    rows.extend((300..320).map(row));
+    write_rows(tmp.path(), &rows);
+    let o = send(tmp.path(), &server, &list, &["--connections", "4"]);
+    assert!(matches!(o.status.code(), Some(0 | 3)), "{}", stderr(&o));
+    let d = server.deliveries();
+    for i in (0..200).chain(300..320) {
+        let a = format!("reader{i}@example.org");
+        let n = d.get(&a).copied().unwrap_or(0);
+        if unknown.contains(&a) {
+            assert!(n <= 1, "{a}: {n}");
+        } else {
+            assert_eq!(n, 1, "{a} got {n}");
+        }
+    }
 }

@@ -12,6 +12,9 @@ Options:
   --fail550 ADDR           always answer RCPT TO:<ADDR> with 550
   --drop-data ADDR=N       close the connection instead of answering DATA, the first N times
   --slowdown N             answer the first N RCPTs with "451 4.7.1 rate limit, slow down"
+  --all421                 answer every RCPT with "421 4.3.2 Service not available"
+  --die-after N            exit at once (no goodbye) after accepting N messages
+  --smtputf8               offer SMTPUTF8 (RFC 6531)
   --delay SECONDS          wait this long before answering DATA
   --max-seconds S          exit after S seconds (default 120)
   --tls implicit|starttls  TLS from the start, or STARTTLS (required), with
@@ -20,6 +23,7 @@ Options:
 import argparse
 import asyncio
 import json
+import os
 import sys
 import threading
 import time
@@ -34,6 +38,9 @@ p.add_argument("--fail550", action="append", default=[])
 p.add_argument("--drop-data", action="append", default=[])
 p.add_argument("--slowdown", type=int, default=0)
 p.add_argument("--delay", type=float, default=0.0)
+p.add_argument("--all421", action="store_true")
+p.add_argument("--die-after", type=int, default=0)
+p.add_argument("--smtputf8", action="store_true")
 p.add_argument("--max-seconds", type=float, default=120.0)
 p.add_argument("--tls", choices=["implicit", "starttls"])
 p.add_argument("--cert")
@@ -58,6 +65,7 @@ fail550 = {a.lower() for a in args.fail550}
 lock = threading.Lock()
 log = open(args.log, "a", buffering=1)
 slowdown_left = [args.slowdown]
+accepted = [0]
 
 
 def write(entry):
@@ -83,7 +91,9 @@ class Handler:
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         addr = address.lower()
         with lock:
-            if slowdown_left[0] > 0:
+            if args.all421:
+                reply = "421 4.3.2 Service not available, closing transmission channel"
+            elif slowdown_left[0] > 0:
                 slowdown_left[0] -= 1
                 reply = "451 4.7.1 Rate limit exceeded, slow down"
             elif addr in fail550:
@@ -97,6 +107,9 @@ class Handler:
             write({"rcpt": addr, "time": time.time(), "refused": reply})
             return reply
         envelope.rcpt_tos.append(address)
+        # A recipient whose transaction got this far may be of unknown
+        # outcome if the client dies now; the tests check nobody else is.
+        write({"rcpt_ok": addr, "time": time.time()})
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
@@ -120,6 +133,12 @@ class Handler:
                 break
         for r in envelope.rcpt_tos:
             write({"rcpt": r.lower(), "time": time.time(), "message_id": message_id})
+        if args.die_after:
+            with lock:
+                accepted[0] += 1
+                if accepted[0] >= args.die_after:
+                    log.flush()
+                    os._exit(0)
         return "250 2.0.0 Message accepted"
 
 
@@ -133,6 +152,8 @@ if args.tls:
     else:
         kwargs["tls_context"] = ctx
         kwargs["require_starttls"] = True
+if args.smtputf8:
+    kwargs["enable_SMTPUTF8"] = True
 controller = Controller(Handler(), hostname="127.0.0.1", port=args.port, decode_data=False, **kwargs)
 controller.start()
 print("READY", flush=True)
