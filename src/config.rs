@@ -350,12 +350,35 @@ fn web(v: &str) -> Result<Url, String> {
     }
 }
 
+/// `scheme://user:password@host` with the user and password hidden, for
+/// messages: a password written into an address must not reach a log.
+pub fn redact_url(raw: &str) -> String {
+    let Some((scheme, rest)) = raw.split_once("://") else {
+        return raw.to_string();
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..end].rfind('@') {
+        Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+        None => raw.to_string(),
+    }
+}
+
 fn smtp(v: &str) -> Result<Url, String> {
     let v = v.trim();
+    if let Ok(u) = Url::parse(v)
+        && (!u.username().is_empty() || u.password().is_some())
+    {
+        return Err(
+            "put the relay's user name in `smtp_user` and the password in HERALD_SMTP_PASSWORD \
+             (or HERALD_SMTP_PASSWORD_FILE), not in the address"
+                .into(),
+        );
+    }
+    let shown = redact_url(v);
     match Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.has_host() => Ok(u),
         _ => Err(format!(
-            "`{v}` is not a mail relay address; write it like smtp://mail.example.org:587 or smtps://mail.example.org:465"
+            "`{shown}` is not a mail relay address; write it like smtp://mail.example.org:587 or smtps://mail.example.org:465"
         )),
     }
 }
@@ -958,6 +981,22 @@ mod tests {
         let path = dir.path().join("herald.yaml");
         std::fs::write(&path, text).unwrap();
         (dir, path)
+    }
+
+    #[test]
+    fn passwords_in_a_relay_address_never_reach_a_message() {
+        for raw in [
+            "smtp://user:hunter2@mail.example.org:587",
+            "smtp://user:hunter2@[bad",
+            "smtps://:hunter2@x/y",
+        ] {
+            let e = smtp(raw).unwrap_err();
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        assert_eq!(
+            redact_url("postgres://u:p@db:5432/x?sslmode=require"),
+            "postgres://***@db:5432/x?sslmode=require"
+        );
     }
 
     #[test]

@@ -328,12 +328,18 @@ fn prepare(
     let lock = store.lock(&campaign)?;
     let locked = lock.is_none();
     let target = match target {
-        Target::Outbox(dir) => PreparedTarget::Outbox(Outbox::create(&dir).map_err(|e| {
-            anyhow::anyhow!(
-                "cannot prepare the outbox {} ({e}); choose another with --outbox",
-                dir.display()
-            )
-        })?),
+        Target::Outbox(dir) => {
+            PreparedTarget::Outbox(Outbox::create(&dir, &campaign).map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    anyhow::Error::new(InputError::new(&dir, None, e.to_string()))
+                } else {
+                    anyhow::Error::new(crate::Fault::new(
+                        format!("cannot prepare the outbox {} ({e})", dir.display()),
+                        "check the disk, or choose another folder with --outbox",
+                    ))
+                }
+            })?)
+        }
         Target::Relay(r) => PreparedTarget::Relay(r),
     };
     let mut prepared = Prepared {

@@ -34,18 +34,41 @@ struct ManifestEntry<'a> {
 }
 
 impl Outbox {
-    /// Creates (or empties) the outbox folder. Old `.eml` files from an
-    /// earlier dry run of the same issue are removed so the folder holds
-    /// exactly this run.
-    pub fn create(dir: &Path) -> io::Result<Outbox> {
+    /// Creates the outbox folder, or reuses one: an empty folder, or the
+    /// outbox of an earlier dry run of the same campaign, whose messages,
+    /// manifest and skipped list are replaced so the folder holds exactly
+    /// this run. A folder holding anything else is refused: herald never
+    /// deletes files it did not write.
+    pub fn create(dir: &Path, campaign: &str) -> io::Result<Outbox> {
         std::fs::create_dir_all(dir)?;
+        let marker = dir.join(MARKER);
+        let ours = std::fs::read_to_string(&marker)
+            .ok()
+            .is_some_and(|c| c.trim() == campaign);
+        let mut entries = Vec::new();
         for entry in std::fs::read_dir(dir)? {
-            let p = entry?.path();
+            entries.push(entry?.path());
+        }
+        if !ours && !entries.is_empty() {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!(
+                    "the folder already holds files herald did not write for this issue (like {}), and herald \
+                 never deletes those; choose an empty or new folder with --outbox",
+                    entries[0]
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                        .unwrap_or_default()
+                ),
+            ));
+        }
+        for p in entries {
             let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.ends_with(".eml") || name == "manifest.json" || name == "skipped.csv" {
+            if is_our_message(name) || name == "manifest.json" || name == "skipped.csv" {
                 std::fs::remove_file(&p)?;
             }
         }
+        std::fs::write(&marker, format!("{campaign}\n"))?;
         let mut manifest = BufWriter::new(File::create(dir.join("manifest.json"))?);
         manifest.write_all(b"[\n")?;
         let mut skipped = BufWriter::new(File::create(dir.join("skipped.csv"))?);
@@ -107,6 +130,15 @@ impl Outbox {
         self.skipped.flush()?;
         Ok((self.written, self.largest, self.largest_html))
     }
+}
+
+/// Names the campaign whose dry run wrote the folder.
+const MARKER: &str = ".herald-outbox";
+
+/// `0000042-someone@example.org.eml`, as [`Outbox::write`] names them.
+fn is_our_message(name: &str) -> bool {
+    let b = name.as_bytes();
+    name.ends_with(".eml") && b.len() > 8 && b[..7].iter().all(u8::is_ascii_digit) && b[7] == b'-'
 }
 
 /// An address as a file name: letters, digits, `@._-+` kept, the rest `_`.

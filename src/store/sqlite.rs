@@ -1,6 +1,7 @@
 //! The SQLite store: `journal.db` in the journal folder (`.herald/` by
 //! default), plus one lock file per campaign being sent in `locks/`.
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, params};
@@ -54,6 +55,23 @@ impl Sqlite {
             ),
         })?;
         let path = dir.join(FILE);
+        // The journal is herald's own file: a symbolic link put in its
+        // place (by someone who may not write the target) is not followed.
+        for name in [
+            FILE.to_string(),
+            format!("{FILE}-wal"),
+            format!("{FILE}-shm"),
+        ] {
+            let p = dir.join(&name);
+            if std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
+                return Err(StoreError {
+                    place: p,
+                    message: "is a symbolic link; herald does not follow links for its journal. \
+                              Remove the link (or point --journal at another folder)"
+                        .into(),
+                });
+            }
+        }
         let conn = Connection::open(&path).map_err(|e| db_error(&path, e))?;
         let s = Sqlite {
             conn,
@@ -166,10 +184,13 @@ impl Store for Sqlite {
             message: format!("cannot create the lock folder ({e})"),
         })?;
         let path = locks.join(format!("{}.lock", lock_name(campaign)));
+        // O_NOFOLLOW: a symbolic link put where the lock file goes is not
+        // followed (herald would write its process id into the target).
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
             .map_err(|e| StoreError {
                 place: path.clone(),
@@ -709,6 +730,23 @@ mod tests {
         }
         let e = Sqlite::open(dir.path()).err().unwrap();
         assert!(e.message.contains("newer herald"), "{e}");
+    }
+
+    #[test]
+    fn links_in_place_of_the_journal_or_a_lock_are_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("precious");
+        std::fs::write(&target, "keep me").unwrap();
+        let j = dir.path().join("j");
+        std::fs::create_dir_all(j.join("locks")).unwrap();
+        std::os::unix::fs::symlink(&target, j.join(FILE)).unwrap();
+        let e = Sqlite::open(&j).err().unwrap();
+        assert!(e.message.contains("symbolic link"), "{e}");
+        std::fs::remove_file(j.join(FILE)).unwrap();
+        let s = Sqlite::open(&j).unwrap();
+        std::os::unix::fs::symlink(&target, j.join("locks/c.lock")).unwrap();
+        assert!(s.lock("c").is_err());
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
     }
 
     #[test]

@@ -1268,3 +1268,99 @@ fn an_edited_list_after_a_crash_mails_everyone_on_it_exactly_once() {
         }
     }
 }
+
+/// Every file under `dir`, as bytes.
+fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push((p, b));
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn no_secret_reaches_output_logs_outboxes_or_the_journal_even_after_failures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &["--fail550", "reader1@example.org"]) else {
+        return;
+    };
+    let (smtp_pw, unsub) = ("smtp-pw-Zq9xK2", "unsub-secret-Wv7yH4");
+    config(tmp.path(), "smtp_user: news\nrelay_down_after: 2s");
+    let list = write_list(tmp.path(), 4);
+    let env = [
+        ("HERALD_UNSUBSCRIBE_SECRET", unsub),
+        ("HERALD_SMTP_PASSWORD", smtp_pw),
+    ];
+    let mut outputs = Vec::new();
+    let post = example_post();
+    let post = post.to_str().unwrap();
+    let list = list.to_str().unwrap();
+    let url = server.url();
+    let dead = format!("smtp://127.0.0.1:{}?tls=none", free_port());
+    for args in [
+        // The relay offers no AUTH: the login fails.
+        vec![
+            "send",
+            post,
+            "--subscribers",
+            list,
+            "--smtp",
+            &url,
+            "--yes",
+            "-vv",
+        ],
+        // Nothing listens: the relay is down.
+        vec![
+            "send",
+            post,
+            "--subscribers",
+            list,
+            "--smtp",
+            &dead,
+            "--yes",
+            "-vv",
+        ],
+        vec!["send", post, "--subscribers", list, "--dry-run", "-vv"],
+        vec!["send", post, "--to", "me@example.org", "--dry-run"],
+        vec!["config"],
+        vec!["config", "--json"],
+        vec!["status", "--json"],
+        vec![
+            "send",
+            post,
+            "--subscribers",
+            list,
+            "--smtp",
+            "smtp://news:smtp-pw-Zq9xK2@[oops",
+        ],
+    ] {
+        let o = herald_env(tmp.path(), &args, &env);
+        outputs.push((args.join(" "), stdout(&o) + &stderr(&o)));
+    }
+    assert!(
+        outputs.iter().any(|(_, o)| o.contains("(set)")),
+        "herald config says the secrets are set: {outputs:?}"
+    );
+    for (cmd, out) in &outputs {
+        for secret in [smtp_pw, unsub] {
+            assert!(
+                !out.contains(secret),
+                "`herald {cmd}` printed a secret:\n{out}"
+            );
+        }
+    }
+    for (path, bytes) in all_bytes(tmp.path()) {
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in [smtp_pw, unsub] {
+            assert!(!text.contains(secret), "{} holds a secret", path.display());
+        }
+    }
+}
