@@ -81,12 +81,15 @@ pub enum SkipReason {
     Bounced,
     UnknownStatus,
     Suppressed,
+    /// A name or subject longer than an e-mail header line may be.
+    HeaderTooLong,
 }
 
 impl SkipReason {
     pub fn describe(self) -> &'static str {
         match self {
             SkipReason::InvalidAddress => "invalid address",
+            SkipReason::HeaderTooLong => "name too long for an e-mail header",
             SkipReason::Duplicate => "listed twice (the first row is used)",
             SkipReason::Unsubscribed => "unsubscribed",
             SkipReason::Bounced => "bounced before",

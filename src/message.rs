@@ -288,6 +288,32 @@ impl Composer {
         self.html.rendered_len(self.values(r, &unsubscribe))
     }
 
+    /// Why `r`'s message cannot be sent as e-mail, if it cannot: a header
+    /// line would be over RFC 5322's 998 bytes. lettre folds non-ASCII
+    /// names and subjects (as encoded words) but writes ASCII ones on one
+    /// line, and relays refuse such a message outright.
+    pub fn header_problem(&self, r: &Recipient) -> Option<String> {
+        const LIMIT: usize = 998;
+        if let Some(name) = r.display_name().map(|n| header_safe(&n))
+            && name.is_ascii()
+            && "To: \"\" <>".len() + name.len() + r.email.len() > LIMIT
+        {
+            return Some(format!(
+                "the name is {} characters long; an e-mail header holds at most {LIMIT}: shorten it in the list",
+                name.len()
+            ));
+        }
+        let unsubscribe = self.link_with_token(&r.email, &"x".repeat(43));
+        let subject = header_safe(&self.subject.render(self.values(r, &unsubscribe)));
+        if subject.is_ascii() && "Subject: [TEST] ".len() + subject.len() > LIMIT {
+            return Some(format!(
+                "the subject made for this row is {} characters long; an e-mail header holds at most {LIMIT}",
+                subject.len()
+            ));
+        }
+        None
+    }
+
     /// The merge fields' values for `r`.
     fn values<'a>(
         &'a self,

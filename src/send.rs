@@ -423,6 +423,29 @@ fn prepare(
                 // the file changed meanwhile, and then stopping is right.
                 match row? {
                     Row::Send(r) => {
+                        if let Some(why) = composer.header_problem(&r) {
+                            // Never sent: a relay refuses the message (a line
+                            // over 998 bytes), and it is the list's to fix.
+                            // Recorded as skipped, so `status` counts them.
+                            tracing::warn!(
+                                "{}:{}: {} is not mailed: {why}",
+                                list.display(),
+                                r.line,
+                                r.email
+                            );
+                            import.add(&r.email, r.line as i64, &r.values)?;
+                            import.skip(&r.email, &why)?;
+                            on_skip(
+                                Skipped {
+                                    line: r.line,
+                                    email: r.email.clone(),
+                                    reason: SkipReason::HeaderTooLong,
+                                    detail: Some(why),
+                                },
+                                &mut imported,
+                            )?;
+                            continue;
+                        }
                         if !dry {
                             // A dry run measures the messages it writes.
                             imported.largest_html =
@@ -438,7 +461,9 @@ fn prepare(
                             | SkipReason::UnknownStatus => {
                                 import.skip(&s.email, s.reason.describe())?
                             }
-                            SkipReason::InvalidAddress | SkipReason::Duplicate => {}
+                            SkipReason::InvalidAddress
+                            | SkipReason::Duplicate
+                            | SkipReason::HeaderTooLong => {}
                         }
                         on_skip(s, &mut imported)?;
                     }
