@@ -182,3 +182,79 @@ fn is_tracking_link(url: &str) -> bool {
     .iter()
     .any(|t| host == *t || host.ends_with(&format!(".{t}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::urls::Base;
+
+    fn findings(body: &str, config: &Config, html_size: usize) -> Vec<Finding> {
+        let text = format!("---\ntitle: T\ndate: 2025-02-02\n---\n{body}");
+        let post = crate::post::parse(Path::new("post.md"), &text).unwrap();
+        let base = Base::new(Some("https://openinfra.org"), None, false);
+        let content = crate::content::build(&post, config, &base);
+        check(&post, &content, config, html_size)
+    }
+
+    fn footer() -> Config {
+        let mut c = Config::default();
+        c.postal_address = Some("1 Example Street".into());
+        c.unsubscribe_url = Some("https://example.org/unsubscribe".parse().unwrap());
+        c
+    }
+
+    fn codes(f: &[Finding]) -> Vec<(&'static str, Severity)> {
+        f.iter().map(|f| (f.code, f.severity)).collect()
+    }
+
+    #[test]
+    fn gmail_clipping_is_an_error_over_the_limit_and_a_warning_near_it() {
+        let c = footer();
+        let over = findings("Hello.", &c, GMAIL_CLIP_BYTES + 1);
+        assert!(codes(&over).contains(&("gmail-clip", Severity::Error)));
+        let near = findings("Hello.", &c, GMAIL_CLIP_BYTES - 1);
+        assert!(codes(&near).contains(&("gmail-clip", Severity::Warning)));
+        assert!(
+            findings("Hello.", &c, 50_000)
+                .iter()
+                .all(|f| f.code != "gmail-clip")
+        );
+        assert!(clip_warning(GMAIL_CLIP_BYTES + 1).is_some());
+        assert!(clip_warning(GMAIL_CLIP_BYTES).is_none());
+    }
+
+    #[test]
+    fn a_footer_without_postal_address_or_unsubscribe_link_is_named() {
+        let f = findings("Hello.", &Config::default(), 1000);
+        let missing = f.iter().find(|f| f.code == "missing-footer").unwrap();
+        assert!(
+            missing.message.contains("postal_address"),
+            "{}",
+            missing.message
+        );
+        assert!(
+            missing.message.contains("unsubscribe_url"),
+            "{}",
+            missing.message
+        );
+        assert!(
+            findings("Hello.", &footer(), 1000)
+                .iter()
+                .all(|f| f.code != "missing-footer")
+        );
+    }
+
+    #[test]
+    fn drafting_leftovers_are_found_on_their_line_and_errors_come_first() {
+        let body = "# One\n\nFine.\n\nSee the [plan](https://docs.google.com/document/d/x/edit)\nand [this](https://t.e2ma.net/click/abc).\n";
+        let f = findings(body, &footer(), GMAIL_CLIP_BYTES + 1);
+        let doc = f.iter().find(|f| f.code == "google-docs-link").unwrap();
+        assert_eq!(doc.line, Some(9));
+        let tracking = f.iter().find(|f| f.code == "tracking-link").unwrap();
+        assert_eq!(tracking.line, Some(10));
+        assert_eq!(f[0].severity, Severity::Error, "{:?}", codes(&f));
+        assert!(f.windows(2).all(|w| w[0].severity >= w[1].severity));
+    }
+}

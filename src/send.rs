@@ -864,3 +864,40 @@ impl ProgressDisplay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_addresses_are_checked_and_each_is_mailed_once() {
+        let r = test_recipients(&[
+            "Me@Example.org".into(),
+            "me@example.org".into(),
+            "you@example.org".into(),
+        ])
+        .unwrap();
+        assert_eq!(r.len(), 2, "{r:?}");
+        let e = test_recipients(&["not-an-address".into()]).unwrap_err();
+        assert_eq!(e.file, Path::new("--to"));
+        assert!(e.message.contains("not-an-address"), "{e}");
+    }
+
+    #[test]
+    fn merge_fields_the_list_cannot_fill_are_named_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let post = dir.path().join("p.md");
+        std::fs::write(
+            &post,
+            "---\ntitle: T\ndate: 2025-02-02\n---\nHi {{ first_name }} {{ company }} {{ company }} {{ team | default: \"all\" }}\n",
+        )
+        .unwrap();
+        let config = Config::default();
+        let issue = Issue::compose(&post, &config).unwrap();
+        let missing = fields_without_column(&issue, &config, &["first_name".into()], true);
+        assert_eq!(missing, ["company"]);
+        // A test send has no list: every field without a default is empty.
+        let missing = fields_without_column(&issue, &config, &["first_name".into()], false);
+        assert_eq!(missing, ["first_name", "company"]);
+    }
+}

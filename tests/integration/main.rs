@@ -1,6 +1,7 @@
 //! One integration-test binary (as ripgrep does): small helpers in `util`,
 //! one module per capability.
 
+mod boundaries;
 mod browser;
 mod cli;
 mod compose;
