@@ -52,14 +52,7 @@ fn an_outbox_never_deletes_files_herald_did_not_write() {
     assert_eq!(eml_files(&mine).len(), 6);
 
     // Another issue's outbox is not this issue's to empty.
-    let other = tmp.path().join("other.md");
-    std::fs::write(
-        &other,
-        std::fs::read_to_string(example_post())
-            .unwrap()
-            .replace("herald-example-issue", "another-issue"),
-    )
-    .unwrap();
+    let other = another_issue(tmp.path(), "another-issue");
     let o = herald_env(
         tmp.path(),
         &[

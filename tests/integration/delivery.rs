@@ -376,14 +376,7 @@ fn permanent_failures_case(server_args: &[&str]) {
     assert_eq!(tries, 1, "a 5xx is never retried");
 
     // The next issue to the same list leaves them out: they are suppressed.
-    let next = tmp.path().join("next.md");
-    std::fs::write(
-        &next,
-        std::fs::read_to_string(example_post())
-            .unwrap()
-            .replace("herald-example-issue", "next-issue"),
-    )
-    .unwrap();
+    let next = another_issue(tmp.path(), "next-issue");
     let o = send_post_cmd(tmp.path(), &server, &list, &next, &["--yes"])
         .output()
         .unwrap();
@@ -1450,14 +1443,7 @@ fn a_non_ascii_address_goes_with_smtputf8_or_is_skipped_without_being_suppressed
     );
     // Another issue through a relay that offers SMTPUTF8 reaches them.
     let utf8 = Server::start(tmp.path(), &["--smtputf8"]).unwrap();
-    let next = tmp.path().join("next.md");
-    std::fs::write(
-        &next,
-        std::fs::read_to_string(example_post())
-            .unwrap()
-            .replace("herald-example-issue", "next-issue"),
-    )
-    .unwrap();
+    let next = another_issue(tmp.path(), "next-issue");
     let o = send_post_cmd(tmp.path(), &utf8, &list, &next, &["--yes"])
         .output()
         .unwrap();

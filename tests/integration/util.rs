@@ -364,3 +364,17 @@ pub fn eml_files(dir: &Path) -> Vec<PathBuf> {
     v.sort();
     v
 }
+
+/// Another issue: the example post under another name (another campaign),
+/// written into `dir`.
+pub fn another_issue(dir: &Path, slug: &str) -> PathBuf {
+    let p = dir.join(format!("{slug}.md"));
+    std::fs::write(
+        &p,
+        std::fs::read_to_string(example_post())
+            .unwrap()
+            .replace("herald-example-issue", slug),
+    )
+    .unwrap();
+    p
+}
