@@ -25,6 +25,7 @@ pub mod findings;
 pub mod fit;
 pub mod html;
 pub mod images;
+pub mod limits;
 pub mod log;
 pub mod merge;
 pub mod message;

@@ -149,7 +149,17 @@ pub fn load(path: &Path) -> Result<Post, InputError> {
 pub fn parse(path: &Path, text: &str) -> Result<Post, InputError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let text = text.replace("\r\n", "\n");
+    // Bounds first, so nothing later can crash or run away (crate::limits).
+    crate::limits::check_control(path, &text, 1)?;
     let (yaml, body, body_line) = split(path, &text)?;
+    crate::limits::check_yaml(
+        path,
+        yaml,
+        2,
+        "front matter",
+        crate::limits::MAX_FRONT_MATTER_BYTES,
+    )?;
+    crate::limits::check_nesting(path, body, body_line)?;
     let front_matter = front_matter(path, yaml)?;
     Ok(Post {
         path: path.to_path_buf(),

@@ -7,6 +7,7 @@ mod compose;
 mod corpus;
 mod delivery;
 mod engine;
+mod hostile;
 mod images;
 mod messages;
 mod util;
