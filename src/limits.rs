@@ -34,16 +34,20 @@ pub fn line_at(text: &str, offset: usize, first_line: usize) -> usize {
     first_line + memchr::memchr_iter(b'\n', &text.as_bytes()[..offset]).count()
 }
 
-/// Refuses control characters other than tab, line feed and carriage
-/// return (NUL, escape, form feed, DEL, the C1 range). They are invisible
+/// Control characters other than tab, line feed and carriage return (NUL,
+/// escape, form feed, DEL, the C1 range), and U+FFFE and U+FFFF, which are
+/// not characters at all (the fuzzer found that mrml's XML parser refuses
+/// them, and herald reported its own MJML as a bug).
+fn not_text(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{fffe}' | '\u{ffff}')
+}
+
+/// Refuses the characters [`not_text`] finds. They are invisible
 /// in an editor, cannot be written in MJML or a header, and come only from
 /// a damaged file or a bad copy and paste; naming the line lets the user
 /// find and delete them.
 pub fn check_control(path: &Path, text: &str, first_line: usize) -> Result<(), InputError> {
-    let Some((offset, c)) = text
-        .char_indices()
-        .find(|&(_, c)| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-    else {
+    let Some((offset, c)) = text.char_indices().find(|&(_, c)| not_text(c)) else {
         return Ok(());
     };
     let line = line_at(text, offset, first_line);
@@ -55,7 +59,7 @@ pub fn check_control(path: &Path, text: &str, first_line: usize) -> Result<(), I
         path,
         Some(line),
         format!(
-            "an invisible control character (U+{:04X}) is in this line, at byte {column}. \
+            "an invisible character that is not text (U+{:04X}) is in this line, at byte {column}. \
              It usually comes from a damaged file or a copy and paste; delete it (retype the \
              text around it) and save the file again.",
             c as u32
@@ -267,6 +271,8 @@ mod tests {
         assert_eq!(e.line, Some(3));
         assert!(e.message.contains("U+0000"), "{e}");
         assert!(check_control(p(), "tab\tcr\r\nlf\n", 1).is_ok());
+        let e = check_control(p(), "ok\nx \u{ffff} y\n", 1).unwrap_err();
+        assert_eq!(e.line, Some(2));
     }
 
     #[test]
