@@ -38,7 +38,7 @@ pub fn line_at(text: &str, offset: usize, first_line: usize) -> usize {
 /// escape, form feed, DEL, the C1 range), and U+FFFE and U+FFFF, which are
 /// not characters at all (the fuzzer found that mrml's XML parser refuses
 /// them, and herald reported its own MJML as a bug).
-fn not_text(c: char) -> bool {
+pub fn not_text(c: char) -> bool {
     (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{fffe}' | '\u{ffff}')
 }
 

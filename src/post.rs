@@ -345,6 +345,10 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
 fn scalar(v: Option<&Value>) -> Result<Option<String>, &'static str> {
     match v {
         None | Some(Value::Null) => Ok(None),
+        // A YAML escape (`"\u0001"`) gets past `limits::check_control`.
+        Some(Value::String(s)) if s.chars().any(crate::limits::not_text) => Err(
+            "text with an invisible control character (written as an escape like `\\u0001`); remove it",
+        ),
         Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(Value::Bool(b)) => Ok(Some(b.to_string())),

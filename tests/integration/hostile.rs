@@ -115,6 +115,35 @@ fn control_characters_are_refused_with_their_line() {
         "---\ntitle: T\n---\n## A\n\n| \u{ffff} a | b |\n| - | - |\n",
     );
     refused(d, &["check", "ffff.md"], &[], "ffff.md:6:", "U+FFFF");
+    post(
+        d,
+        "escaped.md",
+        "---\ntitle: \"Bad\\u0001title\"\n---\n# A\n\nText.\n",
+    );
+    refused(
+        d,
+        &["check", "escaped.md"],
+        &[],
+        "escaped.md:2:",
+        "control character",
+    );
+}
+
+/// Found by the content fuzz target: character references decode to
+/// control characters after the post's bytes were checked.
+#[test]
+fn character_references_to_control_characters_are_dropped() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    post(
+        d,
+        "refs.md",
+        "---\ntitle: T\n---\n# A\n\na &#1; b &#xFFFF; c\n\n<div style=x\"max-width:&#1. 200px\">d</div>\n",
+    );
+    let o = herald(d, &["preview", "refs.md", "--out", "out"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(d.join("out/email.html")).unwrap();
+    assert!(html.contains('b') && !html.contains('\u{1}'));
 }
 
 #[test]
