@@ -327,6 +327,22 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
         }
         _ => Seo::default(),
     };
+    // Trust boundary: `seo.url` becomes the "view in browser" link and the
+    // digest's "Continue reading" buttons, in every message.
+    if let Some(Err(scheme)) = seo.url.as_deref().map(crate::urls::check_web) {
+        let line = yaml
+            .lines()
+            .position(|l| l.trim_start().starts_with("url:"))
+            .map(|i| file_line(i + 1));
+        return Err(InputError::new(
+            path,
+            line,
+            format!(
+                "`seo.url` is a `{scheme}:` address; it must be the web version of the post, \
+                 starting with https:// (or a bare slug such as `my-post`)."
+            ),
+        ));
+    }
     Ok(FrontMatter {
         kind,
         title,

@@ -239,3 +239,48 @@ fn key_and_secret_files_are_read_with_a_size_cap() {
         "larger than 64 KB",
     );
 }
+
+/// Trust boundaries: only web addresses become the "view in browser"
+/// link, and links that run code or read files are check errors.
+#[test]
+fn unsafe_urls_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    post(
+        d,
+        "seo.md",
+        "---\ntitle: T\nseo:\n  description: x\n  url: \"javascript:alert(1)\"\n---\n# A\n\nText.\n",
+    );
+    refused(d, &["check", "seo.md"], &[], "seo.md:5:", "https://");
+    post(
+        d,
+        "links.md",
+        &format!(
+            "{FRONT}# A\n\n[one](javascript:alert(1)) [two](data:text/html,x) \
+             [three](file:///etc/passwd) <a href=\"java\tscript:alert(1)\">four</a> \
+             [mail](mailto:a@example.org)\n"
+        ),
+    );
+    let o = herald(d, &["check", "links.md", "--format", "json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let errors: Vec<&serde_json::Value> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"] == "bad-url")
+        .collect();
+    assert_eq!(errors.len(), 4, "{errors:#?}");
+    assert!(
+        errors
+            .iter()
+            .all(|f| f["severity"] == "error" && f["line"] == 8)
+    );
+    let o = herald(d, &["preview", "links.md", "--out", "out"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let html = std::fs::read_to_string(d.join("out/email.html")).unwrap();
+    for bad in ["javascript:", "data:text", "file:", "java\tscript"] {
+        assert!(!html.contains(bad), "{bad} in the HTML");
+    }
+    assert!(html.contains("mailto:a@example.org"));
+}
