@@ -18,6 +18,7 @@
 //! written to `target/fuzz-crashes/TARGET-N` and the run exits with 1. The
 //! input being run is always in `target/fuzz-crashes/TARGET-current` first,
 //! so a stack overflow, which aborts the process, still leaves it behind.
+//! The slowest input of a run is kept as `TARGET-slowest`, to look at.
 //! The same `--seed` gives the same inputs.
 
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -372,7 +373,11 @@ fn main() {
         exec_start.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
         let outcome = catch_unwind(AssertUnwindSafe(|| run(a.target, &data, scratch.path())));
         exec_start.store(u64::MAX, Ordering::Relaxed);
-        slowest = slowest.max(t.elapsed());
+        if t.elapsed() > slowest {
+            // Kept to look at: slow inputs point at quadratic work.
+            slowest = t.elapsed();
+            let _ = std::fs::write(crashes.join(format!("{name}-slowest")), &data);
+        }
         execs += 1;
         let why = match outcome {
             Ok(Ok(())) => continue,

@@ -284,3 +284,21 @@ fn unsafe_urls_are_refused() {
     }
     assert!(html.contains("mailto:a@example.org"));
 }
+
+/// Runaway work found by the content fuzz target: 100,000 `{{` with no
+/// `}}` took 19 s (the search for the field's end went to the end of the
+/// text from each of them).
+#[test]
+fn many_open_merge_braces_do_not_run_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    post(
+        d,
+        "braces.md",
+        &format!("{FRONT}# A\n\n{} x\n", "{{".repeat(100_000)),
+    );
+    let start = std::time::Instant::now();
+    let o = herald(d, &["preview", "braces.md", "--out", "out"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+}
