@@ -302,3 +302,20 @@ fn many_open_merge_braces_do_not_run_away() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
 }
+
+/// Runaway work: a paragraph of 40,000 links took 20 s to render (the
+/// line length was measured from the start of one ever-growing line).
+#[test]
+fn a_paragraph_of_many_links_does_not_run_away() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    post(
+        d,
+        "links.md",
+        &format!("{FRONT}# A\n\n{}\n", "[a](b) ".repeat(40_000)),
+    );
+    let start = std::time::Instant::now();
+    let o = herald(d, &["preview", "links.md", "--out", "out"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+}
