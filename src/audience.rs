@@ -353,10 +353,17 @@ pub fn open(path: &Path, suppression: Arc<Suppression>) -> Result<Audience, Inpu
 /// CRLF record's start on the LF, and counts a record's start from before
 /// the blank lines it skips: without this, the line numbers reported for a
 /// Windows-made list, or one with blank lines, would be off.
+/// The longest line a subscriber list may have (a row is a few hundred bytes).
+pub const MAX_LINE: usize = 1024 * 1024;
+
 pub struct LineEndings<R> {
     inner: R,
     /// The last byte was a CR (already written out as LF).
     pending_cr: bool,
+    /// Bytes since the last line end: a file with no line ends
+    /// (`--subscribers /dev/zero`) made the csv reader grow one record
+    /// until memory ran out, and the process aborted.
+    line_len: usize,
     /// Offset (in the LF stream) of the next byte, and whether the last was LF.
     pos: u64,
     last_lf: bool,
@@ -369,6 +376,7 @@ impl<R: std::io::Read> LineEndings<R> {
         LineEndings {
             inner,
             pending_cr: false,
+            line_len: 0,
             pos: 0,
             last_lf: true,
             blank: Default::default(),
@@ -380,6 +388,7 @@ impl<R: std::io::Read> LineEndings<R> {
             self.blank.borrow_mut().push_back(self.pos);
         }
         self.last_lf = b == b'\n';
+        self.line_len = if b == b'\n' { 0 } else { self.line_len + 1 };
         buf[*out] = b;
         *out += 1;
         self.pos += 1;
@@ -412,6 +421,15 @@ impl<R: std::io::Read> std::io::Read for LineEndings<R> {
                 } else {
                     self.emit(buf, &mut out, b);
                 }
+            }
+            if self.line_len > MAX_LINE {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "a line is longer than {} MB: is this the subscriber list?",
+                        MAX_LINE / (1024 * 1024)
+                    ),
+                ));
             }
             if out > 0 {
                 return Ok(out);

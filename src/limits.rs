@@ -25,6 +25,10 @@ pub const MAX_YAML_DEPTH: usize = 32;
 pub const MAX_FRONT_MATTER_BYTES: usize = 64 * 1024;
 /// herald.example.yaml, every setting with its explanation, is 5 KB.
 pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+/// A post: the largest annual report is 86 KB; Gmail clips an email's
+/// HTML at 102 KB anyway. Generous: the 4,000-deep indented list
+/// is 16 MB, and it must get its nesting error, not this one.
+pub const MAX_POST_BYTES: usize = 64 * 1024 * 1024;
 /// A 4096-bit RSA key in PEM is about 3.3 KB.
 pub const MAX_KEY_BYTES: u64 = 64 * 1024;
 

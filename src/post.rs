@@ -124,13 +124,26 @@ fn sanitize_slug(raw: &str) -> String {
 
 /// Reads and parses a post file.
 pub fn load(path: &Path) -> Result<Post, InputError> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    // Capped: `herald check /dev/zero` read until memory ran out.
+    let max = crate::limits::MAX_POST_BYTES;
+    let bytes = crate::limits::read_at_most(path, max as u64 + 1).map_err(|e| {
         InputError::new(
             path,
             None,
             format!("cannot read the post ({e}). Check the file name and that you may read it."),
         )
     })?;
+    if bytes.len() > max {
+        return Err(InputError::new(
+            path,
+            None,
+            format!(
+                "the post is larger than {} MB; herald reads posts up to that size. Is this the \
+                 right file? The largest annual report is under 100 KB.",
+                max / (1024 * 1024)
+            ),
+        ));
+    }
     let text = String::from_utf8(bytes).map_err(|e| {
         let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
             .iter()

@@ -193,6 +193,13 @@ fn deep_or_huge_yaml_is_refused_at_once() {
     );
     refused(
         d,
+        &["check", "/dev/zero"],
+        &[],
+        "/dev/zero",
+        "larger than 64 MB",
+    );
+    refused(
+        d,
         &["check", "ok.md", "--config", "/dev/zero"],
         &[],
         "/dev/zero",
@@ -318,4 +325,35 @@ fn a_paragraph_of_many_links_does_not_run_away() {
     let o = herald(d, &["preview", "links.md", "--out", "out"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(start.elapsed().as_secs() < 5, "{:?}", start.elapsed());
+}
+
+/// A subscriber list with no line ends (`/dev/zero`) grew one record until
+/// memory ran out (an abort, no message).
+#[test]
+fn a_list_without_line_ends_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    std::fs::write(
+        d.join("herald.yaml"),
+        "from: \"News <news@example.org>\"\nunsubscribe_url: https://example.org/unsubscribe\n\
+         postal_address: 1 Road, Town\n",
+    )
+    .unwrap();
+    let post = example_post();
+    let args = [
+        "send",
+        post.to_str().unwrap(),
+        "--subscribers",
+        "/dev/zero",
+        "--dry-run",
+        "--outbox",
+        "ob",
+    ];
+    refused(
+        d,
+        &args,
+        &[("HERALD_UNSUBSCRIBE_SECRET", "x")],
+        "/dev/zero",
+        "longer than 1 MB",
+    );
 }
