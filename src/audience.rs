@@ -356,9 +356,17 @@ pub fn open(path: &Path, suppression: Arc<Suppression>) -> Result<Audience, Inpu
 /// CRLF record's start on the LF, and counts a record's start from before
 /// the blank lines it skips: without this, the line numbers reported for a
 /// Windows-made list, or one with blank lines, would be off.
+/// The longest line a subscriber list may have (a row is a few hundred bytes).
+pub const MAX_LINE: usize = 1024 * 1024;
+
 pub struct LineEndings<R> {
     inner: R,
+    /// The last byte was a CR (already written out as LF).
     pending_cr: bool,
+    /// Bytes since the last line end: a file with no line ends
+    /// (`--subscribers /dev/zero`) made the csv reader grow one record
+    /// until memory ran out, and the process aborted.
+    line_len: usize,
     /// Offset (in the LF stream) of the next byte, and whether the last was LF.
     pos: u64,
     last_lf: bool,
@@ -371,6 +379,7 @@ impl<R: std::io::Read> LineEndings<R> {
         LineEndings {
             inner,
             pending_cr: false,
+            line_len: 0,
             pos: 0,
             last_lf: true,
             blank: Default::default(),
@@ -382,6 +391,7 @@ impl<R: std::io::Read> LineEndings<R> {
             self.blank.borrow_mut().push_back(self.pos);
         }
         self.last_lf = b == b'\n';
+        self.line_len = if b == b'\n' { 0 } else { self.line_len + 1 };
         buf[*out] = b;
         *out += 1;
         self.pos += 1;
@@ -393,30 +403,36 @@ impl<R: std::io::Read> std::io::Read for LineEndings<R> {
         loop {
             let n = self.inner.read(buf)?;
             if n == 0 {
-                if self.pending_cr && !buf.is_empty() {
-                    self.pending_cr = false;
-                    let mut out = 0;
-                    self.emit(buf, &mut out, b'\n');
-                    return Ok(out);
-                }
                 return Ok(0);
             }
             let mut out = 0;
             for i in 0..n {
                 let b = buf[i];
-                if self.pending_cr {
-                    self.pending_cr = false;
-                    // CR then LF: the LF alone. CR then anything else: a line end.
-                    if b != b'\n' {
-                        self.emit(buf, &mut out, b'\n');
-                    }
+                // A CR ends the line at once and swallows the LF right
+                // after it (which may come in the next read). Each byte
+                // read gives at most one byte out, so `out <= i` and
+                // writing behind the read position is safe. (Emitting the
+                // line end only on the byte after a CR wrote two bytes for
+                // one when the CR ended the previous read: the fuzzer found
+                // it as an index out of bounds.)
+                if std::mem::take(&mut self.pending_cr) && b == b'\n' {
+                    continue;
                 }
                 if b == b'\r' {
                     self.pending_cr = true;
+                    self.emit(buf, &mut out, b'\n');
                 } else {
-                    // `out <= i`: writing behind the read position is safe.
                     self.emit(buf, &mut out, b);
                 }
+            }
+            if self.line_len > MAX_LINE {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "a line is longer than {} MB: is this the subscriber list?",
+                        MAX_LINE / (1024 * 1024)
+                    ),
+                ));
             }
             if out > 0 {
                 return Ok(out);
@@ -575,6 +591,38 @@ mod tests {
         assert_eq!(ana.line, 2);
         let Ok(Row::Skip(dup)) = &r[1] else { panic!() };
         assert_eq!((dup.reason, dup.line), (SkipReason::Duplicate, 3));
+    }
+
+    /// Found by the fuzzer: a CR at the end of one read and a byte other
+    /// than LF at the start of the next wrote past the buffer.
+    #[test]
+    fn line_endings_are_right_whatever_the_read_boundaries() {
+        use std::io::Read;
+        struct Chunks<'a>(&'a [u8], usize);
+        impl std::io::Read for Chunks<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                let n = self.1.min(buf.len()).min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let input = b"a\rb\r\nc\r\r\rd\n\r";
+        for chunk in 1..=input.len() {
+            for cap in [1, 2, 3, 8] {
+                let mut r = LineEndings::new(Chunks(input, chunk));
+                let mut out = Vec::new();
+                let mut buf = vec![0; cap];
+                loop {
+                    let n = r.read(&mut buf).unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    out.extend_from_slice(&buf[..n]);
+                }
+                assert_eq!(out, b"a\nb\nc\n\n\nd\n\n", "chunk {chunk}, buffer {cap}");
+            }
+        }
     }
 
     #[test]

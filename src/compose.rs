@@ -31,7 +31,18 @@ pub struct Issue {
 impl Issue {
     /// Reads and renders a post.
     pub fn compose(path: &Path, config: &Config) -> anyhow::Result<Issue> {
-        let post = post::load(path)?;
+        Self::compose_post(post::load(path)?, config)
+    }
+
+    /// Parses and renders a post's text; `path` is only used in messages
+    /// (for the fuzzer, `examples/fuzz.rs`, which has no file to read).
+    pub fn compose_text(path: &Path, text: &str, config: &Config) -> anyhow::Result<Issue> {
+        Self::compose_post(post::parse(path, text)?, config)
+    }
+
+    fn compose_post(post: Post, config: &Config) -> anyhow::Result<Issue> {
+        let path = post.path.clone();
+        let path = path.as_path();
         let base = url_base(&post, config);
         let content = content::build(&post, config, &base);
         // Once per issue: every recipient's message reuses the PNGs.

@@ -562,13 +562,19 @@ impl Config {
         let mut config = Config::default();
         let mut problems = Problems::default();
         if let Some(p) = &path {
-            let text = std::fs::read_to_string(p).map_err(|e| {
+            let cannot = |e: &dyn fmt::Display| {
                 InputError::new(
                     p,
                     None,
                     format!("cannot read the config file ({e}). Check the path given to --config."),
                 )
-            })?;
+            };
+            // One byte over the cap is enough for check_yaml to refuse it:
+            // `--config /dev/zero` must not fill the memory.
+            let bytes = crate::limits::read_at_most(p, crate::limits::MAX_CONFIG_BYTES as u64 + 1)
+                .map_err(|e| cannot(&e))?;
+            let text = String::from_utf8(bytes)
+                .map_err(|_| cannot(&"it is not UTF-8 text; save it as UTF-8"))?;
             config.apply_file(p, &text, &mut problems)?;
         }
         for s in SETTINGS {
@@ -628,6 +634,15 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(());
         }
+        // Bounds before yaml_serde sees it (crate::limits).
+        crate::limits::check_control(path, text, 1)?;
+        crate::limits::check_yaml(
+            path,
+            text,
+            1,
+            "config file",
+            crate::limits::MAX_CONFIG_BYTES,
+        )?;
         let raw: BTreeMap<String, yaml_serde::Value> = yaml_serde::from_str(text).map_err(|e| {
             let line = e.location().map(|l| l.line());
             let detail = e.to_string();
@@ -849,13 +864,7 @@ fn secret_with(
     let file_var = format!("{name}_FILE");
     if let Some(f) = env(&file_var).filter(|f| !f.is_empty()) {
         let path = PathBuf::from(f);
-        let bytes = std::fs::read(&path).map_err(|e| {
-            InputError::new(
-                &path,
-                None,
-                format!("cannot read the secret ({e}); check {file_var}"),
-            )
-        })?;
+        let bytes = crate::limits::read_key_file(&path, &format!("secret ({file_var})"))?;
         let s = bytes.trim_ascii();
         if s.is_empty() {
             return Err(InputError::new(

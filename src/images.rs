@@ -116,6 +116,7 @@ pub fn rasterise(post: &Post, mut content: Content, config: &Config, base: &Base
         options: None,
         fonts_loaded: false,
         missing_fonts: Arc::default(),
+        outside: Arc::default(),
         svgs: HashMap::new(),
         text_noted: HashSet::new(),
         images: Vec::new(),
@@ -173,6 +174,9 @@ struct Rasteriser {
     /// Font families an SVG asked for that this machine does not have,
     /// filled by the font resolver while an SVG is parsed.
     missing_fonts: Arc<Mutex<BTreeSet<String>>>,
+    /// Files an SVG's `<image href>` names outside assets_dir, filled by
+    /// the image resolver while an SVG is parsed.
+    outside: Arc<Mutex<BTreeSet<String>>>,
     /// Each SVG file read and parsed once, however often the post shows it.
     svgs: HashMap<PathBuf, Result<Svg, String>>,
     /// SVG files whose text has had its `svg-text` finding.
@@ -263,6 +267,18 @@ impl Rasteriser {
             return Err(Unavailable::NotFound {
                 file: relative,
                 dir,
+            });
+        }
+        // `site_path` keeps `..` out; a symlink could still lead out of
+        // assets_dir, and the file would be drawn into every message.
+        let inside = match (file.canonicalize(), dir.canonicalize()) {
+            (Ok(f), Ok(d)) => f.starts_with(d),
+            _ => false,
+        };
+        if !inside {
+            return Err(Unavailable::Unreadable {
+                file: relative,
+                why: "it is a link to a file outside assets_dir, which herald does not read".into(),
             });
         }
         let svg = self
@@ -375,16 +391,31 @@ impl Rasteriser {
         let hash: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
         let has_text = has_text(&data);
         let missing = Arc::clone(&self.missing_fonts);
+        let outside = Arc::clone(&self.outside);
         let options = self
             .options
-            .get_or_insert_with(|| options(assets_dir.to_path_buf(), missing));
+            .get_or_insert_with(|| options(assets_dir.to_path_buf(), missing, outside));
         if has_text && !self.fonts_loaded {
             load_fonts(options.fontdb_mut());
             self.fonts_loaded = true;
         }
         options.resources_dir = file.parent().map(Path::to_path_buf);
         self.missing_fonts.lock().expect("not poisoned").clear();
+        self.outside.lock().expect("not poisoned").clear();
         let tree = Arc::new(usvg::Tree::from_data(&data, options).map_err(|e| e.to_string())?);
+        let outside: Vec<String> = self
+            .outside
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect();
+        if !outside.is_empty() {
+            return Err(format!(
+                "it refers to {} outside assets_dir (or to no file), which herald does not read",
+                outside.join(", ")
+            ));
+        }
         let missing_fonts = self
             .missing_fonts
             .lock()
@@ -492,19 +523,33 @@ fn load_fonts(db: &mut usvg::fontdb::Database) {
 fn options(
     assets_dir: PathBuf,
     missing_fonts: Arc<Mutex<BTreeSet<String>>>,
+    outside: Arc<Mutex<BTreeSet<String>>>,
 ) -> usvg::Options<'static> {
     let default = usvg::ImageHrefResolver::default_string_resolver();
+    // Trust boundary: an SVG names files (`../../../home/x/.ssh/id_rsa.png`,
+    // `/etc/...` through a symlink) that would be embedded into every
+    // message. Only files inside assets_dir are read; any other is refused
+    // and noted, and the SVG is then left out with an `svg-image` finding.
+    let root = assets_dir.canonicalize().unwrap_or(assets_dir.clone());
     let resolve_string: usvg::ImageHrefStringResolverFn<'static> =
         Box::new(move |href: &str, opts: &usvg::Options| {
-            if href.contains("://") {
-                return None;
-            }
-            match href.strip_prefix('/') {
-                Some(rest) if !rest.starts_with('/') => {
-                    let p = assets_dir.join(rest);
-                    default(p.to_str()?, opts)
+            let inside = |p: &Path| p.canonicalize().ok().filter(|c| c.starts_with(&root));
+            let candidate = if href.contains("://") {
+                None
+            } else if let Some(rest) = href.strip_prefix('/').filter(|r| !r.starts_with('/')) {
+                Some(assets_dir.join(rest))
+            } else {
+                opts.resources_dir.as_ref().map(|d| d.join(href))
+            };
+            match candidate.as_deref().and_then(inside) {
+                Some(file) => default(file.to_str()?, opts),
+                None => {
+                    outside
+                        .lock()
+                        .expect("not poisoned")
+                        .insert(href.to_string());
+                    None
                 }
-                _ => default(href, opts),
             }
         });
     // Text in a family that is not installed is drawn in a generic one

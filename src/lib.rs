@@ -10,7 +10,8 @@
 //! made there, once); `preview` writes the composed issue to files,
 //! `message` and `send` make and send each recipient's copy, and `cli` is
 //! the command line. `findings` (what a stage tells the user) is a leaf every
-//! stage can use. No module imports one that depends on it:
+//! stage can use, and `limits` (the bounds on input that keep hostile posts,
+//! settings and key files from crashing herald) another. No module imports one that depends on it:
 //! `scripts/check-module-graph.sh` fails CI on an import cycle.
 
 pub mod audience;
@@ -25,6 +26,7 @@ pub mod findings;
 pub mod fit;
 pub mod html;
 pub mod images;
+pub mod limits;
 pub mod log;
 pub mod merge;
 pub mod message;

@@ -474,8 +474,10 @@ fn hex(bytes: &[u8]) -> String {
 /// PEM, or the bare base64 seed). Errors name the file, never its content.
 pub fn load_dkim_key(path: &Path) -> Result<DkimSigningKey, InputError> {
     let err = |msg: String| InputError::new(path, None, msg);
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err(format!("cannot read the DKIM key ({e})")))?;
+    // Capped: `dkim_key_file: /dev/zero` read until memory ran out.
+    let bytes = crate::limits::read_key_file(path, "DKIM key")?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| err("the DKIM key is not text; it must be a PEM or base64 key".into()))?;
     let bad = || {
         err(
             "this is not a DKIM private key herald can use: it must be an RSA key (PEM, \

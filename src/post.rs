@@ -124,13 +124,26 @@ fn sanitize_slug(raw: &str) -> String {
 
 /// Reads and parses a post file.
 pub fn load(path: &Path) -> Result<Post, InputError> {
-    let bytes = std::fs::read(path).map_err(|e| {
+    // Capped: `herald check /dev/zero` read until memory ran out.
+    let max = crate::limits::MAX_POST_BYTES;
+    let bytes = crate::limits::read_at_most(path, max as u64 + 1).map_err(|e| {
         InputError::new(
             path,
             None,
             format!("cannot read the post ({e}). Check the file name and that you may read it."),
         )
     })?;
+    if bytes.len() > max {
+        return Err(InputError::new(
+            path,
+            None,
+            format!(
+                "the post is larger than {} MB; herald reads posts up to that size. Is this the \
+                 right file? The largest annual report is under 100 KB.",
+                max / (1024 * 1024)
+            ),
+        ));
+    }
     let text = String::from_utf8(bytes).map_err(|e| {
         let line = 1 + e.as_bytes()[..e.utf8_error().valid_up_to()]
             .iter()
@@ -149,7 +162,17 @@ pub fn load(path: &Path) -> Result<Post, InputError> {
 pub fn parse(path: &Path, text: &str) -> Result<Post, InputError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let text = text.replace("\r\n", "\n");
+    // Bounds first, so nothing later can crash or run away (crate::limits).
+    crate::limits::check_control(path, &text, 1)?;
     let (yaml, body, body_line) = split(path, &text)?;
+    crate::limits::check_yaml(
+        path,
+        yaml,
+        2,
+        "front matter",
+        crate::limits::MAX_FRONT_MATTER_BYTES,
+    )?;
+    crate::limits::check_nesting(path, body, body_line)?;
     let front_matter = front_matter(path, yaml)?;
     Ok(Post {
         path: path.to_path_buf(),
@@ -317,6 +340,22 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
         }
         _ => Seo::default(),
     };
+    // Trust boundary: `seo.url` becomes the "view in browser" link and the
+    // digest's "Continue reading" buttons, in every message.
+    if let Some(Err(scheme)) = seo.url.as_deref().map(crate::urls::check_web) {
+        let line = yaml
+            .lines()
+            .position(|l| l.trim_start().starts_with("url:"))
+            .map(|i| file_line(i + 1));
+        return Err(InputError::new(
+            path,
+            line,
+            format!(
+                "`seo.url` is a `{scheme}:` address; it must be the web version of the post, \
+                 starting with https:// (or a bare slug such as `my-post`)."
+            ),
+        ));
+    }
     Ok(FrontMatter {
         kind,
         title,
@@ -335,6 +374,10 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
 fn scalar(v: Option<&Value>) -> Result<Option<String>, &'static str> {
     match v {
         None | Some(Value::Null) => Ok(None),
+        // A YAML escape (`"\u0001"`) gets past `limits::check_control`.
+        Some(Value::String(s)) if s.chars().any(crate::limits::not_text) => Err(
+            "text with an invisible control character (written as an escape like `\\u0001`); remove it",
+        ),
         Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(Value::Bool(b)) => Ok(Some(b.to_string())),

@@ -63,7 +63,20 @@ pub struct Fixed {
 }
 
 /// Makes `raw` absolute. `Err` says why the URL cannot be used in an email.
+/// Whatever the repairs did, only [`LINK_SCHEMES`] come out: WHATWG URL
+/// parsing drops tabs and line breaks, so `java\tscript:` became
+/// `javascript:` when joined to the page.
 pub fn absolutize(raw: &str, base: &Base) -> Result<Fixed, String> {
+    let fixed = absolutize_any(raw, base)?;
+    match scheme_of(&fixed.url) {
+        Some(s) if !LINK_SCHEMES.contains(&s.as_str()) => {
+            Err(format!("`{s}:` links do not work in email"))
+        }
+        _ => Ok(fixed),
+    }
+}
+
+fn absolutize_any(raw: &str, base: &Base) -> Result<Fixed, String> {
     let mut repairs: Vec<&str> = Vec::new();
     let mut s = raw.trim();
     if let Some(inner) = s.strip_prefix('<').and_then(|x| x.strip_suffix('>')) {
@@ -132,6 +145,35 @@ pub fn absolutize(raw: &str, base: &Base) -> Result<Fixed, String> {
         .join(s)
         .map(|u| done(u.into(), repairs))
         .map_err(|e| e.to_string())
+}
+
+/// Schemes that become links. `mailto:`, `tel:` and `sms:` hand an
+/// address or a number to the reader's own mail program or phone and run
+/// nothing; every other scheme (`javascript:`, `data:`, `file:`, `vbscript:`
+/// and whatever a browser may add) is refused.
+pub const LINK_SCHEMES: &[&str] = &["http", "https", "mailto", "tel", "sms"];
+
+/// The scheme of `raw`, lower-cased, when it has one herald does not make
+/// links of (see [`LINK_SCHEMES`]). Leading spaces and brackets are
+/// skipped as `absolutize` skips them.
+pub fn refused_scheme(raw: &str) -> Option<String> {
+    // As a browser reads it: tabs and line breaks inside do not count.
+    let s: String = raw
+        .chars()
+        .filter(|c| !matches!(c, '\t' | '\n' | '\r'))
+        .collect();
+    let s = s.trim().trim_start_matches(['<', '(', '[']).trim_start();
+    scheme_of(s).filter(|scheme| !LINK_SCHEMES.contains(&scheme.as_str()))
+}
+
+/// Only an `http:` or `https:` address may be the "view in browser" link
+/// (`seo.url`) or a site: `Err` names the scheme.
+pub fn check_web(raw: &str) -> Result<(), String> {
+    match scheme_of(raw.trim()) {
+        None => Ok(()),
+        Some(s) if s == "http" || s == "https" => Ok(()),
+        Some(s) => Err(s),
+    }
 }
 
 /// The lower-cased scheme, when `s` starts with one (`https:`, `mailto:`).
@@ -251,6 +293,21 @@ mod tests {
     #[test]
     fn unusable_links_are_refused() {
         assert!(absolutize("javascript:alert(1)", &base()).is_err());
+        assert!(absolutize("java\tscript:alert(1)", &base()).is_err());
+        assert!(absolutize("java\nscript:alert(1)", &base()).is_err());
+        assert_eq!(
+            refused_scheme("java\tscript:x").as_deref(),
+            Some("javascript")
+        );
+        assert_eq!(
+            refused_scheme(" FILE:///etc/passwd").as_deref(),
+            Some("file")
+        );
+        assert_eq!(refused_scheme("mailto:a@b.org"), None);
+        assert_eq!(refused_scheme("/img/x.png"), None);
+        assert!(check_web("javascript:alert(1)").is_err());
+        assert!(check_web("https://openinfra.org/blog/x").is_ok());
+        assert!(check_web("my-slug").is_ok());
         assert!(absolutize("", &base()).is_err());
         assert!(absolutize("data:image/png;base64,AAAA", &base()).is_err());
     }

@@ -717,7 +717,7 @@ impl<'a> Builder<'a> {
                 }
                 Some(fixed.url)
             }
-            Err(why) if raw.trim_start().starts_with("data:") => {
+            Err(why) if what == "image" && raw.trim_start().starts_with("data:") => {
                 let kb = raw.len() / 1024;
                 self.note(
                     Severity::Warning,
@@ -728,8 +728,17 @@ impl<'a> Builder<'a> {
                 None
             }
             Err(why) => {
+                // A scheme herald does not make links of (`javascript:`,
+                // `data:`, `file:`...) is an error: it is either an attack
+                // or a link that silently disappears. A malformed address
+                // is a warning, as before.
+                let severity = if urls::refused_scheme(raw).is_some() {
+                    Severity::Error
+                } else {
+                    Severity::Warning
+                };
                 self.note(
-                    Severity::Warning,
+                    severity,
                     "bad-url",
                     format!("the {what} `{}` cannot be used: {why}; its text is kept without the {what}", raw.trim()),
                     "Fix the address in the post: it should start with https:// or /.",

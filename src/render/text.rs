@@ -310,7 +310,11 @@ fn words(line: &str) -> Vec<&str> {
     while let Some((i, c)) = chars.next() {
         if c == '{'
             && line[i..].starts_with("{{")
-            && let Some(end) = line[i..].find("}}")
+            // Only as far as a field can be long: linear however many `{{`.
+            && let Some(end) = memchr::memmem::find(
+                &line.as_bytes()[i..line.len().min(i + crate::merge::Template::MAX_FIELD_LEN + 4)],
+                b"}}",
+            )
         {
             start.get_or_insert(i);
             let stop = i + end + 2;

@@ -744,3 +744,57 @@ fn annual_report_logos_all_become_pngs_with_assets_dir() {
         "{findings:?}"
     );
 }
+
+/// Trust boundary (issue 10): an SVG's `<image href>` or a symlinked SVG
+/// must not bring a file from outside assets_dir into the email.
+#[test]
+fn svgs_cannot_reach_files_outside_assets_dir() {
+    let body = "# Logos\n\n![Escape](/img/escape.svg)\n\n![Link](/img/link.svg)\n\n![Inside](/img/inside.svg)\n";
+    let s = Setup::new(body, "assets_dir: website/static\n");
+    let stat = s.root.join("website/static");
+    // A PNG outside assets_dir that an SVG names three ways.
+    let png = tiny_png();
+    std::fs::write(s.root.join("secret.png"), &png).unwrap();
+    std::fs::write(stat.join("img/ok.png"), &png).unwrap();
+    let svg = |href: &str| {
+        format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" width="100" height="100"><image href="{href}" width="100" height="100"/></svg>"#
+        )
+    };
+    std::fs::write(stat.join("img/escape.svg"), svg("../../secret.png")).unwrap();
+    std::fs::write(stat.join("img/inside.svg"), svg("ok.png")).unwrap();
+    std::fs::write(s.root.join("outside.svg"), RED_LOGO).unwrap();
+    std::os::unix::fs::symlink(s.root.join("outside.svg"), stat.join("img/link.svg")).unwrap();
+    let (_, findings) = s.check();
+    let svg_images: Vec<String> = findings
+        .iter()
+        .filter(|f| f["code"] == "svg-image")
+        .map(|f| f["message"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(svg_images.len(), 2, "{findings:#?}");
+    assert!(
+        svg_images
+            .iter()
+            .any(|m| m.contains("escape.svg") && m.contains("../../secret.png")),
+        "{svg_images:#?}"
+    );
+    assert!(
+        svg_images
+            .iter()
+            .any(|m| m.contains("link.svg") && m.contains("outside assets_dir")),
+        "{svg_images:#?}"
+    );
+}
+
+/// A 1 x 1 PNG.
+fn tiny_png() -> Vec<u8> {
+    let mut out = Vec::new();
+    let mut e = png::Encoder::new(&mut out, 1, 1);
+    e.set_color(png::ColorType::Rgba);
+    e.set_depth(png::BitDepth::Eight);
+    e.write_header()
+        .unwrap()
+        .write_image_data(&[255, 0, 0, 255])
+        .unwrap();
+    out
+}

@@ -8,6 +8,7 @@ mod compose;
 mod corpus;
 mod delivery;
 mod engine;
+mod hostile;
 mod images;
 mod messages;
 mod util;

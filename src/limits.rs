@@ -1,0 +1,322 @@
+//! Bounds on what herald reads, so that no input can crash it or make it
+//! run away (issue 10). A leaf module: each check is a cheap scan of the
+//! text *before* it reaches a parser (yaml_serde, the content builder,
+//! mrml) that could overflow its stack or take quadratic time on it, and
+//! each failure is an [`InputError`] naming the file, the line and the fix.
+//!
+//! The limits are far above anything a real post or config needs (the
+//! deepest corpus post nests 5 deep; the largest front matter is a few KB),
+//! so only a broken or hostile file ever meets them.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::InputError;
+
+/// Lists, quotes, emphasis, links and raw HTML elements inside each other.
+/// Real posts nest at most a handful deep; the content builder and mrml
+/// recurse once per level and overflow the stack some thousands deep.
+pub const MAX_NESTING: usize = 64;
+/// YAML collections inside each other (front matter and herald.yaml).
+/// yaml_serde takes quadratic time on deep nesting before its own
+/// recursion limit (19 s for 100,000 `[`).
+pub const MAX_YAML_DEPTH: usize = 32;
+/// Front matter is a few dozen settings.
+pub const MAX_FRONT_MATTER_BYTES: usize = 64 * 1024;
+/// herald.example.yaml, every setting with its explanation, is 5 KB.
+pub const MAX_CONFIG_BYTES: usize = 256 * 1024;
+/// A post: the largest annual report is 86 KB; Gmail clips an email's
+/// HTML at 102 KB anyway. Generous: the issue's 4,000-deep indented list
+/// is 16 MB, and it must get its nesting error, not this one.
+pub const MAX_POST_BYTES: usize = 64 * 1024 * 1024;
+/// A 4096-bit RSA key in PEM is about 3.3 KB.
+pub const MAX_KEY_BYTES: u64 = 64 * 1024;
+
+/// 1-based line of byte `offset` in `text`, counted from `first_line`.
+pub fn line_at(text: &str, offset: usize, first_line: usize) -> usize {
+    let offset = offset.min(text.len());
+    first_line + memchr::memchr_iter(b'\n', &text.as_bytes()[..offset]).count()
+}
+
+/// Control characters other than tab, line feed and carriage return (NUL,
+/// escape, form feed, DEL, the C1 range), and U+FFFE and U+FFFF, which are
+/// not characters at all (the fuzzer found that mrml's XML parser refuses
+/// them, and herald reported its own MJML as a bug).
+pub fn not_text(c: char) -> bool {
+    (c.is_control() && !matches!(c, '\t' | '\n' | '\r')) || matches!(c, '\u{fffe}' | '\u{ffff}')
+}
+
+/// Refuses the characters [`not_text`] finds. They are invisible
+/// in an editor, cannot be written in MJML or a header, and come only from
+/// a damaged file or a bad copy and paste; naming the line lets the user
+/// find and delete them.
+pub fn check_control(path: &Path, text: &str, first_line: usize) -> Result<(), InputError> {
+    let Some((offset, c)) = text.char_indices().find(|&(_, c)| not_text(c)) else {
+        return Ok(());
+    };
+    let line = line_at(text, offset, first_line);
+    let column = text[..offset]
+        .rfind('\n')
+        .map_or(offset, |nl| offset - nl - 1)
+        + 1;
+    Err(InputError::new(
+        path,
+        Some(line),
+        format!(
+            "an invisible character that is not text (U+{:04X}) is in this line, at byte {column}. \
+             It usually comes from a damaged file or a copy and paste; delete it (retype the \
+             text around it) and save the file again.",
+            c as u32
+        ),
+    ))
+}
+
+/// Refuses YAML (front matter, `what` = "front matter"; a config file,
+/// "config file") over `max_bytes`, or with collections nested deeper than
+/// [`MAX_YAML_DEPTH`], before yaml_serde reads it. The depth is an upper
+/// bound from a scan of indentation, `- ` markers and flow brackets outside
+/// quotes; real settings are two or three deep.
+pub fn check_yaml(
+    path: &Path,
+    text: &str,
+    first_line: usize,
+    what: &str,
+    max_bytes: usize,
+) -> Result<(), InputError> {
+    if text.len() > max_bytes {
+        return Err(InputError::new(
+            path,
+            Some(first_line),
+            format!(
+                "the {what} is {} KB; herald reads at most {} KB of it. Is this the right file? \
+                 Settings take a few lines each.",
+                text.len() / 1024,
+                max_bytes / 1024
+            ),
+        ));
+    }
+    let mut indents: Vec<usize> = Vec::new();
+    let mut flow = 0usize;
+    for (i, line) in text.split('\n').enumerate() {
+        let line_no = first_line + i;
+        let too_deep = |depth: usize| {
+            InputError::new(
+                path,
+                Some(line_no),
+                format!(
+                    "the {what} is nested {depth} deep here; herald allows {MAX_YAML_DEPTH}. \
+                     Settings are `name: value` lines, at most a few levels deep: check the \
+                     indentation and the brackets `[` `{{` on this line."
+                ),
+            )
+        };
+        let content = line.trim_start_matches(' ');
+        if flow == 0 && !content.is_empty() && !content.starts_with('#') {
+            // Block structure: each deeper indentation, and each `- ` on
+            // the same line (`- - - x`), is one level.
+            let mut col = line.len() - content.len();
+            let mut rest = content;
+            loop {
+                while indents.last().is_some_and(|&top| top >= col) {
+                    indents.pop();
+                }
+                indents.push(col);
+                if indents.len() > MAX_YAML_DEPTH {
+                    return Err(too_deep(indents.len()));
+                }
+                let Some(after) = rest.strip_prefix("- ").or_else(|| rest.strip_prefix("? "))
+                else {
+                    break;
+                };
+                let trimmed = after.trim_start_matches(' ');
+                col += rest.len() - trimmed.len();
+                rest = trimmed;
+            }
+        }
+        let mut quote: Option<char> = None;
+        for c in line.chars() {
+            match (quote, c) {
+                (Some(q), c) if c == q => quote = None,
+                (Some(_), _) => {}
+                (None, '"' | '\'') => quote = Some(c),
+                (None, '#') if flow == 0 => break,
+                (None, '[' | '{') => {
+                    flow += 1;
+                    if indents.len() + flow > MAX_YAML_DEPTH {
+                        return Err(too_deep(indents.len() + flow));
+                    }
+                }
+                (None, ']' | '}') => flow = flow.saturating_sub(1),
+                _ => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The first `max` bytes of a file (all of it when it is shorter).
+pub fn read_at_most(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(max)
+        .read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// Reads a file that holds a key or a certificate, at most
+/// [`MAX_KEY_BYTES`]: `/dev/zero` or a log file named by mistake would
+/// otherwise be read until memory runs out. The error names the file,
+/// never its content.
+pub fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>, InputError> {
+    let bytes = read_at_most(path, MAX_KEY_BYTES + 1)
+        .map_err(|e| InputError::new(path, None, format!("cannot read the {what} ({e})")))?;
+    if bytes.len() as u64 > MAX_KEY_BYTES {
+        return Err(InputError::new(
+            path,
+            None,
+            format!(
+                "this file is larger than {} KB, so it is not a {what}: a key file holds a few \
+                 lines of text. Check the path.",
+                MAX_KEY_BYTES / 1024
+            ),
+        ));
+    }
+    Ok(bytes)
+}
+
+/// The deepest nesting of the Markdown `body` (lists, quotes, emphasis,
+/// links, and the raw HTML elements in it), and the byte offset where it
+/// first goes over [`MAX_NESTING`] (else where it is deepest): the line to
+/// look at is where it starts going wrong. pulldown-cmark's events nest properly and its parser does not
+/// recurse; raw HTML is counted per tag, void elements and tags whose end
+/// is optional (`<p>`, `<li>`...) left out so sloppy HTML is not counted
+/// as deep.
+pub fn nesting(body: &str) -> (usize, usize) {
+    use pulldown_cmark::{Event, Options, Parser};
+    let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    let (mut md, mut html) = (0usize, 0usize);
+    let (mut deepest, mut at) = (0usize, 0usize);
+    for (event, range) in Parser::new_ext(body, opts).into_offset_iter() {
+        match event {
+            Event::Start(_) => md += 1,
+            Event::End(_) => md = md.saturating_sub(1),
+            Event::Html(s) | Event::InlineHtml(s) => {
+                for token in html5gum::Tokenizer::new(&*s).flatten() {
+                    match token {
+                        html5gum::Token::StartTag(t) if !t.self_closing && !unended(&t.name) => {
+                            html += 1;
+                            // A whole HTML block is one event: measure inside it.
+                            deeper(md + html, range.start, &mut deepest, &mut at);
+                        }
+                        html5gum::Token::EndTag(t) if !unended(&t.name) => {
+                            html = html.saturating_sub(1)
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+        deeper(md + html, range.start, &mut deepest, &mut at);
+    }
+    (deepest, at)
+}
+
+fn deeper(depth: usize, offset: usize, deepest: &mut usize, at: &mut usize) {
+    if depth > *deepest {
+        if *deepest <= MAX_NESTING {
+            *at = offset;
+        }
+        *deepest = depth;
+    }
+}
+
+/// Void elements and elements whose end tag may be left out.
+fn unended(name: &[u8]) -> bool {
+    const NAMES: &[&str] = &[
+        "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source",
+        "track", "wbr", "p", "li", "dt", "dd", "option", "tr", "td", "th", "tbody", "thead",
+        "tfoot", "colgroup", "rt", "rp", "optgroup", "html", "head", "body",
+    ];
+    NAMES
+        .iter()
+        .any(|n| n.as_bytes().eq_ignore_ascii_case(name))
+}
+
+/// Refuses a body nested deeper than [`MAX_NESTING`], with the line.
+pub fn check_nesting(path: &Path, body: &str, first_line: usize) -> Result<(), InputError> {
+    let (depth, at) = nesting(body);
+    if depth <= MAX_NESTING {
+        return Ok(());
+    }
+    Err(InputError::new(
+        path,
+        Some(line_at(body, at, first_line)),
+        format!(
+            "the text here is nested {depth} deep (lists, quotes `>`, emphasis, links or HTML \
+             tags inside each other); herald allows {MAX_NESTING}. No email needs that many \
+             levels: check for unclosed HTML tags or repeated `>` and `-` at the start of the \
+             lines."
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p() -> &'static Path {
+        Path::new("post.md")
+    }
+
+    #[test]
+    fn control_characters_are_refused_with_their_line() {
+        let e = check_control(p(), "a\n\tb\r\nc\0d\n", 1).unwrap_err();
+        assert_eq!(e.line, Some(3));
+        assert!(e.message.contains("U+0000"), "{e}");
+        assert!(check_control(p(), "tab\tcr\r\nlf\n", 1).is_ok());
+        let e = check_control(p(), "ok\nx \u{ffff} y\n", 1).unwrap_err();
+        assert_eq!(e.line, Some(2));
+    }
+
+    #[test]
+    fn deep_yaml_is_refused_before_parsing() {
+        let deep = format!("x: {}{}\n", "[".repeat(100_000), "]".repeat(100_000));
+        let e = check_yaml(p(), &deep, 2, "front matter", usize::MAX).unwrap_err();
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("allows 32"), "{e}");
+        let dashes = format!("x:\n{}y\n", "- ".repeat(100));
+        assert!(check_yaml(p(), &dashes, 1, "config file", usize::MAX).is_err());
+        let indented: String = (0..100).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+        assert_eq!(
+            check_yaml(p(), &indented, 1, "config file", usize::MAX)
+                .unwrap_err()
+                .line,
+            Some(33)
+        );
+        let normal =
+            "title: \"[[[\"\nseo:\n  url: x # [[[\ncategory:\n  - label: a\n  - {label: b}\n";
+        assert!(check_yaml(p(), normal, 1, "front matter", 1000).is_ok());
+        assert!(check_yaml(p(), normal, 1, "front matter", 10).is_err());
+    }
+
+    #[test]
+    fn deep_nesting_is_measured_in_markdown_and_html() {
+        assert!(nesting("- a\n  - b\n").0 < 8);
+        assert!(nesting(&format!("{} x\n", ">".repeat(200))).0 > 200);
+        assert!(nesting(&"<ul><li>".repeat(100)).0 >= 100);
+        let closed = format!("{}x{}\n", "<ul><li>".repeat(100), "</li></ul>".repeat(100));
+        assert!(nesting(&closed).0 >= 100);
+        assert!(nesting(&format!("a {}x", "<b>".repeat(100))).0 >= 100);
+        // Sloppy but flat HTML is not deep.
+        assert!(nesting(&"<p>a<br><li>b<img src=x>\n".repeat(100)).0 < 8);
+        let e = check_nesting(p(), &format!("ok\n\n{} x\n", ">".repeat(100)), 10).unwrap_err();
+        assert_eq!(e.line, Some(12));
+    }
+
+    #[test]
+    fn key_files_are_read_with_a_cap() {
+        let e = read_key_file(Path::new("/dev/zero"), "DKIM key").unwrap_err();
+        assert!(e.message.contains("larger than 64 KB"), "{e}");
+    }
+}
