@@ -126,8 +126,8 @@ impl Relay {
 
     /// Trusts the CA certificate(s) in this PEM file too.
     pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Relay, String> {
-        let pem = std::fs::read(path)
-            .map_err(|e| format!("cannot read the CA file {} ({e})", path.display()))?;
+        // Capped: a CA file named by mistake (/dev/zero) must not fill the memory.
+        let pem = crate::limits::read_key_file(path, "CA file").map_err(|e| e.to_string())?;
         use rustls_pki_types::pem::PemObject;
         let certs =
             rustls_pki_types::CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
