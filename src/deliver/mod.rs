@@ -181,6 +181,8 @@ type MarkRequest = Box<dyn FnOnce() -> oneshot::Receiver<Result<(), String>> + S
 /// reached the relay.
 pub struct Gate {
     request: Option<MarkRequest>,
+    /// The mark, once asked for.
+    armed: Option<oneshot::Receiver<Result<(), String>>>,
     passed: bool,
 }
 
@@ -191,6 +193,7 @@ impl Gate {
     ) -> Gate {
         Gate {
             request: Some(Box::new(request)),
+            armed: None,
             passed: false,
         }
     }
@@ -199,6 +202,7 @@ impl Gate {
     pub fn open() -> Gate {
         Gate {
             request: None,
+            armed: None,
             passed: false,
         }
     }
@@ -208,11 +212,20 @@ impl Gate {
         self.passed
     }
 
+    /// Asks for the mark now, so its commit overlaps the commands that
+    /// come before the message; [`Gate::pass`] still waits for it.
+    pub fn arm(&mut self) {
+        if let Some(request) = self.request.take() {
+            self.armed = Some(request());
+        }
+    }
+
     pub async fn pass(&mut self) -> Result<(), Failure> {
         self.passed = true;
-        match self.request.take() {
+        self.arm();
+        match self.armed.take() {
             None => Ok(()),
-            Some(request) => match request().await {
+            Some(rx) => match rx.await {
                 Ok(Ok(())) => Ok(()),
                 _ => Err(Failure::broken(
                     "the journal cannot record the send (is the disk full?); nothing more is sent",

@@ -467,6 +467,9 @@ async fn transaction(
         let mut batch = mail.to_string();
         batch.push_str(&Rcpt::new(message.to.clone(), vec![]).to_string());
         batch.push_str(&DataCmd.to_string());
+        // The mark's commit overlaps the relay's three replies; the batch,
+        // DATA included, is on the wire before the commit can finish.
+        gate.arm();
         c.command(batch).await.map_err(Failure::from_lettre)?;
         c.read_response().await.map_err(Failure::from_lettre)?;
         c.read_response().await.map_err(Failure::from_lettre)?;
@@ -475,6 +478,7 @@ async fn transaction(
         c.command(Rcpt::new(message.to.clone(), vec![]))
             .await
             .map_err(Failure::from_lettre)?;
+        gate.arm();
         c.command(DataCmd).await.map_err(Failure::from_lettre)?;
     }
     gate.pass().await?;
