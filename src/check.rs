@@ -79,21 +79,21 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
     visit::blocks(&mut links, content.all_blocks());
 
     for link in &links.0 {
-        if is_google_doc(&link.url) {
+        if let Some(kind) = crate::urls::editable_document(&link.url) {
             let where_ = if heading_lines.contains(&link.line) {
                 "a heading links"
             } else {
                 "a link goes"
             };
             add(
-                Severity::Notice,
-                "google-docs-link",
+                Severity::Warning,
+                "editable-document",
                 Some(link.line),
                 format!(
-                    "{where_} to a Google document ({}); subscribers may not have access",
+                    "{where_} to {kind} ({}), usually left from drafting: subscribers may get \"request access\", or be able to edit it",
                     link.url
                 ),
-                "Link to the published page instead, or remove the link if it was left from drafting.",
+                "Link to the published page (or a PDF on the website) instead, or remove the link.",
             );
         }
         if is_tracking_link(&link.url) {
@@ -158,10 +158,6 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
     }
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
     out
-}
-
-fn is_google_doc(url: &str) -> bool {
-    url.contains("docs.google.com/") || url.contains("drive.google.com/")
 }
 
 fn is_tracking_link(url: &str) -> bool {
@@ -250,8 +246,9 @@ mod tests {
     fn drafting_leftovers_are_found_on_their_line_and_errors_come_first() {
         let body = "# One\n\nFine.\n\nSee the [plan](https://docs.google.com/document/d/x/edit)\nand [this](https://t.e2ma.net/click/abc).\n";
         let f = findings(body, &footer(), GMAIL_CLIP_BYTES + 1);
-        let doc = f.iter().find(|f| f.code == "google-docs-link").unwrap();
+        let doc = f.iter().find(|f| f.code == "editable-document").unwrap();
         assert_eq!(doc.line, Some(9));
+        assert_eq!(doc.severity, Severity::Warning);
         let tracking = f.iter().find(|f| f.code == "tracking-link").unwrap();
         assert_eq!(tracking.line, Some(10));
         assert_eq!(f[0].severity, Severity::Error, "{:?}", codes(&f));

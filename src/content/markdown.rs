@@ -727,6 +727,17 @@ impl<'a> Builder<'a> {
                         "Correct the address in the post so the website gets it right too.",
                     );
                 }
+                if fixed.url.starts_with("http://") {
+                    self.note(
+                        Severity::Notice,
+                        "http-link",
+                        format!(
+                            "the {what} {} is plain `http:`; some mail programs and browsers warn before opening it",
+                            fixed.url
+                        ),
+                        "Use the `https:` address if the site has one (open it in a browser to see).",
+                    );
+                }
                 Some(fixed.url)
             }
             Err(why) if raw.trim_start().starts_with("data:") => {
