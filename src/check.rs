@@ -156,7 +156,76 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
             "Set them in herald.yaml (see herald.example.yaml).",
         );
     }
+    out.extend(dkim(config));
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
+    out
+}
+
+/// What would make receivers distrust the signature, or find none.
+fn dkim(config: &Config) -> Vec<Finding> {
+    let finding = |severity, code, message: String, fix: &str| Finding {
+        severity,
+        code,
+        line: None,
+        message,
+        fix: fix.to_string(),
+    };
+    let (Some(domain), Some(_), Some(key)) = (
+        &config.dkim_domain,
+        &config.dkim_selector,
+        &config.dkim_key_file,
+    ) else {
+        return vec![finding(
+            Severity::Warning,
+            "dkim-off",
+            "messages are not DKIM-signed; Gmail and Yahoo require a signature from bulk senders and file unsigned mail as spam".into(),
+            "Set `dkim_domain`, `dkim_selector` and `dkim_key_file` in herald.yaml (see herald.example.yaml).",
+        )];
+    };
+    let mut out = Vec::new();
+    if let Some(from) = &config.from {
+        let from_domain = from.email.domain().to_ascii_lowercase();
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        if from_domain != d && !from_domain.ends_with(&format!(".{d}")) {
+            out.push(finding(
+                Severity::Warning,
+                "dkim-domain",
+                format!("`dkim_domain` {d} is not the From address's domain ({from_domain}) or a parent of it, so the signature does not count for DMARC"),
+                "Sign with the From domain (or its parent): set `dkim_domain` and publish the key there.",
+            ));
+        }
+    }
+    match std::fs::read_to_string(key) {
+        Err(e) => out.push(finding(
+            Severity::Error,
+            "dkim-key",
+            format!("cannot read the DKIM key {} ({e})", key.display()),
+            "Check the path in `dkim_key_file` and that this user may read the file.",
+        )),
+        Ok(text) => {
+            use rsa::pkcs1::DecodeRsaPrivateKey;
+            use rsa::pkcs8::DecodePrivateKey;
+            use rsa::traits::PublicKeyParts;
+            let rsa = rsa::RsaPrivateKey::from_pkcs1_pem(&text)
+                .ok()
+                .or_else(|| rsa::RsaPrivateKey::from_pkcs8_pem(&text).ok());
+            match rsa {
+                None => out.push(finding(
+                    Severity::Warning,
+                    "dkim-no-rsa",
+                    "the DKIM key is not an RSA key; receivers that do not know Ed25519 (many still) see the message as unsigned".into(),
+                    "Sign with an RSA key of 2048 bits.",
+                )),
+                Some(k) if k.size() * 8 < 1024 => out.push(finding(
+                    Severity::Warning,
+                    "dkim-weak-key",
+                    format!("the DKIM key has {} bits; receivers ignore RSA signatures under 1024 bits", k.size() * 8),
+                    "Make a 2048-bit key (`openssl genrsa 2048`) and publish it under a new selector.",
+                )),
+                Some(_) => {}
+            }
+        }
+    }
     out
 }
 
@@ -239,6 +308,26 @@ mod tests {
             findings("Hello.", &footer(), 1000)
                 .iter()
                 .all(|f| f.code != "missing-footer")
+        );
+    }
+
+    #[test]
+    fn dkim_off_and_a_foreign_domain_are_warnings_an_unreadable_key_an_error() {
+        let c = footer();
+        assert!(codes(&findings("Hi.", &c, 1000)).contains(&("dkim-off", Severity::Warning)));
+        let mut c = footer();
+        c.from = Some("News <news@lists.example.org>".parse().unwrap());
+        c.dkim_domain = Some("mailer.example.com".into());
+        c.dkim_selector = Some("s1".into());
+        c.dkim_key_file = Some("/nonexistent/dkim.pem".into());
+        let f = codes(&findings("Hi.", &c, 1000));
+        assert!(f.contains(&("dkim-domain", Severity::Warning)), "{f:?}");
+        assert!(f.contains(&("dkim-key", Severity::Error)), "{f:?}");
+        c.dkim_domain = Some("example.org".into());
+        let f = codes(&findings("Hi.", &c, 1000));
+        assert!(
+            !f.iter().any(|(code, _)| *code == "dkim-domain"),
+            "a parent domain aligns: {f:?}"
         );
     }
 
