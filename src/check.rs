@@ -79,21 +79,21 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
     visit::blocks(&mut links, content.all_blocks());
 
     for link in &links.0 {
-        if is_google_doc(&link.url) {
+        if let Some(kind) = crate::urls::editable_document(&link.url) {
             let where_ = if heading_lines.contains(&link.line) {
                 "a heading links"
             } else {
                 "a link goes"
             };
             add(
-                Severity::Notice,
-                "google-docs-link",
+                Severity::Warning,
+                "editable-document",
                 Some(link.line),
                 format!(
-                    "{where_} to a Google document ({}); subscribers may not have access",
+                    "{where_} to {kind} ({}), usually left from drafting: subscribers may get \"request access\", or be able to edit it",
                     link.url
                 ),
-                "Link to the published page instead, or remove the link if it was left from drafting.",
+                "Link to the published page (or a PDF on the website) instead, or remove the link.",
             );
         }
         if is_tracking_link(&link.url) {
@@ -156,12 +156,77 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
             "Set them in herald.yaml (see herald.example.yaml).",
         );
     }
+    out.extend(dkim(config));
     out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
     out
 }
 
-fn is_google_doc(url: &str) -> bool {
-    url.contains("docs.google.com/") || url.contains("drive.google.com/")
+/// What would make receivers distrust the signature, or find none.
+fn dkim(config: &Config) -> Vec<Finding> {
+    let finding = |severity, code, message: String, fix: &str| Finding {
+        severity,
+        code,
+        line: None,
+        message,
+        fix: fix.to_string(),
+    };
+    let (Some(domain), Some(_), Some(key)) = (
+        &config.dkim_domain,
+        &config.dkim_selector,
+        &config.dkim_key_file,
+    ) else {
+        return vec![finding(
+            Severity::Warning,
+            "dkim-off",
+            "messages are not DKIM-signed; Gmail and Yahoo require a signature from bulk senders and file unsigned mail as spam".into(),
+            "Set `dkim_domain`, `dkim_selector` and `dkim_key_file` in herald.yaml (see herald.example.yaml).",
+        )];
+    };
+    let mut out = Vec::new();
+    if let Some(from) = &config.from {
+        let from_domain = from.email.domain().to_ascii_lowercase();
+        let d = domain.trim_end_matches('.').to_ascii_lowercase();
+        if from_domain != d && !from_domain.ends_with(&format!(".{d}")) {
+            out.push(finding(
+                Severity::Warning,
+                "dkim-domain",
+                format!("`dkim_domain` {d} is not the From address's domain ({from_domain}) or a parent of it, so the signature does not count for DMARC"),
+                "Sign with the From domain (or its parent): set `dkim_domain` and publish the key there.",
+            ));
+        }
+    }
+    match std::fs::read_to_string(key) {
+        Err(e) => out.push(finding(
+            Severity::Error,
+            "dkim-key",
+            format!("cannot read the DKIM key {} ({e})", key.display()),
+            "Check the path in `dkim_key_file` and that this user may read the file.",
+        )),
+        Ok(text) => {
+            use rsa::pkcs1::DecodeRsaPrivateKey;
+            use rsa::pkcs8::DecodePrivateKey;
+            use rsa::traits::PublicKeyParts;
+            let rsa = rsa::RsaPrivateKey::from_pkcs1_pem(&text)
+                .ok()
+                .or_else(|| rsa::RsaPrivateKey::from_pkcs8_pem(&text).ok());
+            match rsa {
+                None => out.push(finding(
+                    Severity::Warning,
+                    "dkim-no-rsa",
+                    "the DKIM key is not an RSA key; receivers that do not know Ed25519 (many still) see the message as unsigned".into(),
+                    "Sign with an RSA key of 2048 bits.",
+                )),
+                Some(k) if k.size() * 8 < 1024 => out.push(finding(
+                    Severity::Warning,
+                    "dkim-weak-key",
+                    format!("the DKIM key has {} bits; receivers ignore RSA signatures under 1024 bits", k.size() * 8),
+                    "Make a 2048-bit key (`openssl genrsa 2048`) and publish it under a new selector.",
+                )),
+                Some(_) => {}
+            }
+        }
+    }
+    out
 }
 
 fn is_tracking_link(url: &str) -> bool {
@@ -247,11 +312,32 @@ mod tests {
     }
 
     #[test]
+    fn dkim_off_and_a_foreign_domain_are_warnings_an_unreadable_key_an_error() {
+        let c = footer();
+        assert!(codes(&findings("Hi.", &c, 1000)).contains(&("dkim-off", Severity::Warning)));
+        let mut c = footer();
+        c.from = Some("News <news@lists.example.org>".parse().unwrap());
+        c.dkim_domain = Some("mailer.example.com".into());
+        c.dkim_selector = Some("s1".into());
+        c.dkim_key_file = Some("/nonexistent/dkim.pem".into());
+        let f = codes(&findings("Hi.", &c, 1000));
+        assert!(f.contains(&("dkim-domain", Severity::Warning)), "{f:?}");
+        assert!(f.contains(&("dkim-key", Severity::Error)), "{f:?}");
+        c.dkim_domain = Some("example.org".into());
+        let f = codes(&findings("Hi.", &c, 1000));
+        assert!(
+            !f.iter().any(|(code, _)| *code == "dkim-domain"),
+            "a parent domain aligns: {f:?}"
+        );
+    }
+
+    #[test]
     fn drafting_leftovers_are_found_on_their_line_and_errors_come_first() {
         let body = "# One\n\nFine.\n\nSee the [plan](https://docs.google.com/document/d/x/edit)\nand [this](https://t.e2ma.net/click/abc).\n";
         let f = findings(body, &footer(), GMAIL_CLIP_BYTES + 1);
-        let doc = f.iter().find(|f| f.code == "google-docs-link").unwrap();
+        let doc = f.iter().find(|f| f.code == "editable-document").unwrap();
         assert_eq!(doc.line, Some(9));
+        assert_eq!(doc.severity, Severity::Warning);
         let tracking = f.iter().find(|f| f.code == "tracking-link").unwrap();
         assert_eq!(tracking.line, Some(10));
         assert_eq!(f[0].severity, Severity::Error, "{:?}", codes(&f));

@@ -6,7 +6,9 @@
 //! reader click through: each top-level section's heading, its lead
 //! paragraph, its images and its call-to-action buttons, and ends the
 //! section with a "Continue reading" button to that section on the web
-//! version (`seo.url#anchor`). Sub-headings, lists, tables and the other
+//! version (`seo.url#anchor`). Sub-headings before the first top-level
+//! heading are sections too, each kept the same way. Other sub-headings,
+//! lists, tables and the other
 //! paragraphs stay on the website.
 //!
 //! The plain-text part is written from the same digest, so both parts of
@@ -45,7 +47,44 @@ pub fn digest(content: &Content, full_bytes: usize) -> Option<Content> {
             line: 0,
         }),
     ])];
-    intro.extend(keep(&content.intro));
+    // What comes before the first top-level heading can be most of a
+    // report (2021's is 474 lines in eight sub-sections): each of its
+    // headings is kept, with that part's start and its own button.
+    let parts = content
+        .intro
+        .split_inclusive(|b| matches!(b, Block::Heading(_)));
+    let mut pending: Option<&crate::content::Heading> = None;
+    let mut kept_intro = Vec::new();
+    let close =
+        |heading: Option<&crate::content::Heading>, blocks: &[Block], out: &mut Vec<Block>| {
+            match heading {
+                Some(h) => {
+                    out.push(Block::Heading(h.clone()));
+                    out.extend(keep(blocks));
+                    out.push(Block::Button(Button {
+                        text: CONTINUE.to_string(),
+                        url: format!(
+                            "{base}#{}",
+                            crate::content::anchor(&Inline::plain(&h.inlines))
+                        ),
+                        line: h.line,
+                    }));
+                }
+                None => out.extend(keep(blocks)),
+            }
+        };
+    for part in parts {
+        let (blocks, next) = match part.split_last() {
+            Some((Block::Heading(h), rest)) => (rest, Some(h)),
+            _ => (part, None),
+        };
+        close(pending, blocks, &mut kept_intro);
+        pending = next;
+    }
+    if pending.is_some() {
+        close(pending, &[], &mut kept_intro);
+    }
+    intro.extend(kept_intro);
     out.intro = intro;
 
     out.sections = content
@@ -271,6 +310,51 @@ mod tests {
         }
         assert!(matches!(&blocks[3], Block::Button(b) if b.text == CONTINUE));
         assert_eq!(blocks.len(), 4);
+    }
+
+    #[test]
+    fn sub_sections_before_the_first_top_level_heading_keep_heading_and_button() {
+        let sub = |t: &str, line| {
+            Block::Heading(Heading {
+                level: 3,
+                inlines: vec![Inline::Text(t.into())],
+                line,
+            })
+        };
+        let mut c = content(
+            vec![section("Projects", vec![para("Lead.")])],
+            Some("https://example.org/r"),
+        );
+        c.intro = vec![
+            para("Welcome."),
+            para("More welcome."),
+            sub("A Good Year", 20),
+            para("Lead one."),
+            para("Rest one."),
+            sub("Our Members", 40),
+            para("Lead two."),
+            para("Rest two."),
+        ];
+        let d = digest(&c, 1).unwrap();
+        let button = |anchor: &str, line| {
+            Block::Button(Button {
+                text: CONTINUE.into(),
+                url: format!("https://example.org/r#{anchor}"),
+                line,
+            })
+        };
+        assert_eq!(
+            d.intro[1..],
+            [
+                para("Welcome."),
+                sub("A Good Year", 20),
+                para("Lead one."),
+                button("a-good-year", 20),
+                sub("Our Members", 40),
+                para("Lead two."),
+                button("our-members", 40),
+            ]
+        );
     }
 
     #[test]

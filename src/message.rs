@@ -175,6 +175,7 @@ impl Composer {
                     "List-Id",
                     "List-Unsubscribe",
                     "List-Unsubscribe-Post",
+                    "Precedence",
                     "MIME-Version",
                 ]
                 .into_iter()
@@ -368,7 +369,14 @@ impl Composer {
             .raw_header(raw(
                 "List-Unsubscribe-Post",
                 "List-Unsubscribe=One-Click".into(),
-            ));
+            ))
+            // Keeps out-of-office and vacation replies away: responders
+            // (Exchange, Gmail, sieve vacation, procmail) do not answer
+            // `Precedence: bulk`, as RFC 3834 section 2 asks of them. Not
+            // `Auto-Submitted`: RFC 3834 defines it for messages made by an
+            // automatic process or in reply to one, not for mail a person
+            // writes to a list, and responders already skip bulk mail.
+            .raw_header(raw("Precedence", "bulk".into()));
         let html = self.html.render(value);
         let html_bytes = html.len();
         let text = self.text.render(value);

@@ -605,11 +605,23 @@ impl<'a> Builder<'a> {
                     return;
                 }
                 match self.fix_url(&url, "link") {
-                    Some(url) => self.push_inline(Inline::Link(Link {
-                        url,
-                        children: inlines,
-                        line,
-                    })),
+                    Some(fixed) => {
+                        // A link that shows its own address shows the one
+                        // it goes to (a youtu.be link is written out: see
+                        // urls::absolutize), so no shortener is left in the text.
+                        let shows_address = matches!(inlines.as_slice(),
+                            [Inline::Text(t)] if t.trim() == url.trim() && t.contains("youtu.be/"));
+                        let children = if shows_address {
+                            vec![Inline::Text(fixed.clone())]
+                        } else {
+                            inlines
+                        };
+                        self.push_inline(Inline::Link(Link {
+                            url: fixed,
+                            children,
+                            line,
+                        }))
+                    }
                     None => {
                         for i in inlines {
                             self.push_inline(i)
@@ -713,6 +725,17 @@ impl<'a> Builder<'a> {
                             fixed.url
                         ),
                         "Correct the address in the post so the website gets it right too.",
+                    );
+                }
+                if fixed.url.starts_with("http://") {
+                    self.note(
+                        Severity::Notice,
+                        "http-link",
+                        format!(
+                            "the {what} {} is plain `http:`; some mail programs and browsers warn before opening it",
+                            fixed.url
+                        ),
+                        "Use the `https:` address if the site has one (open it in a browser to see).",
                     );
                 }
                 Some(fixed.url)

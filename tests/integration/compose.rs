@@ -105,7 +105,7 @@ fn check_lists_findings_with_lines_and_fixes() {
         "{out}"
     );
     assert!(
-        out.contains(&format!("{p}:11: notice [google-docs-link]")),
+        out.contains(&format!("{p}:11: warning [editable-document]")),
         "{out}"
     );
     assert!(
@@ -308,5 +308,69 @@ fn generated_posts_of_mixed_markdown_and_html_always_render() {
                 || html.contains("Generated &lt;post&gt; &amp; more"),
             "post {n}: title missing"
         );
+    }
+}
+
+/// Links to documents in drafting tools are warnings on their line, with
+/// the fix; a form meant for readers is not. `http:` links are notices, and
+/// the site's own `http:` links go out as `https:`.
+#[test]
+fn drafting_links_are_warnings_and_own_http_links_become_https() {
+    let tmp = tempfile::tempdir().unwrap();
+    let post = fixture("drafting-links.md");
+    let o = herald(tmp.path(), &["check", post.to_str().unwrap()]);
+    let out = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "warnings only: exit 0\n{out}");
+    let p = post.display().to_string();
+    for (line, kind) in [
+        (10, "a Google document"),
+        (11, "a Google Drive file"),
+        (12, "a Dropbox preview"),
+        (13, "a SharePoint document"),
+        (14, "a Notion page"),
+    ] {
+        assert!(
+            out.contains(&format!(
+                "{p}:{line}: warning [editable-document]: a link goes to {kind}"
+            )),
+            "line {line}: {out}"
+        );
+    }
+    assert!(
+        !out.contains(&format!("{p}:15: warning")),
+        "a form is for readers: {out}"
+    );
+    assert!(out.contains("Link to the published page"), "the fix: {out}");
+    assert!(
+        out.contains(&format!(
+            "{p}:19: notice [http-link]: the link http://example.com/old"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("{p}:19: notice [url-repaired]")),
+        "{out}"
+    );
+    assert!(
+        !out.contains("http-link]: the link http://openinfra.org"),
+        "{out}"
+    );
+
+    let dir = tmp.path().join("preview");
+    let o = herald(
+        tmp.path(),
+        &[
+            "preview",
+            post.to_str().unwrap(),
+            "--out",
+            dir.to_str().unwrap(),
+        ],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in ["email.html", "email.txt"] {
+        let got = std::fs::read_to_string(dir.join(file)).unwrap();
+        assert!(got.contains("https://openinfra.org/about/"), "{file}");
+        assert!(!got.contains("http://openinfra.org/about/"), "{file}");
+        assert!(got.contains("http://example.com/old"), "{file}");
     }
 }

@@ -95,6 +95,8 @@ fn readme_dry_run_writes_one_correct_message_per_subscriber() {
             "OpenInfra Foundation <newsletter@example.org>"
         );
         assert_eq!(h["list-unsubscribe-post"][0], "List-Unsubscribe=One-Click");
+        // Out-of-office replies stay away from a newsletter.
+        assert_eq!(h["precedence"], serde_json::json!(["bulk"]));
         let unsub = h["list-unsubscribe"][0].as_str().unwrap();
         use base64::Engine;
         let u = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(to.as_bytes());
