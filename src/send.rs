@@ -624,7 +624,8 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     let progress = Arc::new(Progress::default());
     let interrupt = Arc::new(AtomicBool::new(false));
     let display = ProgressDisplay::start(Arc::clone(&progress), to_send as u64);
-    let cols = Arc::new(store.columns(&campaign).unwrap_or(columns));
+    // The columns the import just stored with the campaign.
+    let cols = Arc::new(columns);
     let timeout = settings.timeout;
     let plan = engine::Plan {
         campaign: campaign.clone(),

@@ -210,8 +210,6 @@ pub trait Store: Send {
         hash: &str,
         columns: &[String],
     ) -> Result<()>;
-    /// The merge-field columns of the campaign's list.
-    fn columns(&self, id: &str) -> Result<Vec<String>>;
     /// Starts bringing the campaign's current list in.
     fn import<'a>(&'a mut self, campaign: &str) -> Result<Box<dyn Import + 'a>>;
 

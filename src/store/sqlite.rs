@@ -241,19 +241,6 @@ impl Store for Sqlite {
         Ok(())
     }
 
-    fn columns(&self, id: &str) -> Result<Vec<String>> {
-        let cols: Option<String> = self
-            .conn
-            .query_row("SELECT columns FROM campaign WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
-            .optional()
-            .map_err(self.err())?;
-        Ok(cols
-            .and_then(|c| serde_json::from_str(&c).ok())
-            .unwrap_or_default())
-    }
-
     fn import<'a>(&'a mut self, campaign: &str) -> Result<Box<dyn Import + 'a>> {
         let path = self.path.clone();
         let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
@@ -691,7 +678,6 @@ mod tests {
         let s = Sqlite::open(dir.path()).unwrap();
         assert_eq!(s.counts("c").unwrap().sent, 1);
         assert_eq!(s.campaign_hash("c").unwrap().as_deref(), Some("h"));
-        assert_eq!(s.columns("c").unwrap(), ["first_name"]);
         assert_eq!(s.campaigns().unwrap().len(), 1);
     }
 
