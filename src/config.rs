@@ -261,7 +261,7 @@ const SETTINGS: &[Setting] = &[
     setting!(site_url, |v, _b| Some(web(v)?), show_opt),
     setting!(newsletter_name, |v, _b| Some(one_line(v)?), show_opt),
     setting!(postal_address, |v, _b| Some(lines(v)?), show_opt),
-    setting!(unsubscribe_url, |v, _b| Some(web(v)?), show_opt),
+    setting!(unsubscribe_url, |v, _b| Some(unsubscribe_web(v)?), show_opt),
     setting!(accent_color, |v, _b| Some(colour(v)?), show_opt),
     setting!(from, |v, _b| Some(mailbox(v)?), show_opt),
     setting!(reply_to, |v, _b| Some(mailbox(v)?), show_opt),
@@ -347,6 +347,28 @@ fn web(v: &str) -> Result<Url, String> {
         _ => Err(format!(
             "`{v}` is not a web address; write it in full, like https://openinfra.org"
         )),
+    }
+}
+
+/// The unsubscribe page: `https:` (Gmail and Yahoo ignore a one-click
+/// link that is not), or `http:` on this machine for trials and tests.
+fn unsubscribe_web(v: &str) -> Result<Url, String> {
+    let u = web(v)?;
+    let loopback = match u.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if u.scheme() == "https" || loopback {
+        Ok(u)
+    } else {
+        Err(format!(
+            "`{}` is not https; mailbox providers ignore unsubscribe links that are not. \
+             Put `herald serve` behind an HTTPS proxy (see the README's \"Unsubscribes\") and \
+             write its https:// address here",
+            v.trim()
+        ))
     }
 }
 
@@ -813,6 +835,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
 pub const SECRETS: &[(&str, &str)] = &[
     ("HERALD_SMTP_PASSWORD", "the relay's password"),
     ("HERALD_UNSUBSCRIBE_SECRET", "signs the unsubscribe links"),
+    (
+        "HERALD_UNSUBSCRIBE_OLD_SECRETS",
+        "earlier unsubscribe secrets, separated by spaces: links in mail already sent keep working",
+    ),
 ];
 
 /// A secret value. It prints as `(set)` however it is formatted, so it

@@ -27,6 +27,7 @@ pub mod fit;
 pub mod html;
 pub mod images;
 pub mod limits;
+pub mod listen;
 pub mod log;
 pub mod merge;
 pub mod message;
@@ -36,6 +37,7 @@ pub mod render;
 pub mod schedule;
 pub mod send;
 pub mod store;
+pub mod unsubscribe;
 pub mod urls;
 
 /// Exit codes shared by every subcommand, documented in `--help` and the
@@ -88,6 +90,12 @@ impl InputError {
             line,
             message: message.into(),
         }
+    }
+
+    /// A problem with a flag or a variable rather than a file: `place` is
+    /// its name (`--listen`, `HERALD_UNSUBSCRIBE_SECRET`).
+    pub fn at(place: &str, message: impl Into<String>) -> Self {
+        InputError::new(Path::new(place), None, message)
     }
 }
 

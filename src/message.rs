@@ -9,8 +9,6 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use hmac::{Hmac, Mac};
 use lettre::Message;
 use lettre::message::dkim::{
     DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
@@ -27,12 +25,8 @@ use crate::audience::Recipient;
 use crate::compose::Issue;
 use crate::config::Config;
 use crate::merge::{Escape, Template};
+use crate::unsubscribe::Keys;
 use crate::{InputError, clock};
-
-/// The environment variable holding the key that signs unsubscribe links.
-pub const UNSUBSCRIBE_SECRET_VAR: &str = "HERALD_UNSUBSCRIBE_SECRET";
-/// Or a file holding it.
-pub const UNSUBSCRIBE_SECRET_FILE_VAR: &str = "HERALD_UNSUBSCRIBE_SECRET_FILE";
 
 /// A campaign to the list, or a test send to a few addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,7 +58,9 @@ pub struct Composer {
     list_id: String,
     unsubscribe_url: String,
     unsubscribe_mailto: String,
-    secret: Vec<u8>,
+    keys: Keys,
+    /// The campaign named in unsubscribe links (not in test sends).
+    link_campaign: Option<String>,
     domain: String,
     /// `slug.hash`: names the campaign in Message-IDs.
     campaign: String,
@@ -78,7 +74,7 @@ pub struct Composer {
 }
 
 /// The settings a send needs and the config lacks, all at once.
-fn missing_settings(config: &Config, secret: &Option<Vec<u8>>) -> Vec<&'static str> {
+fn missing_settings(config: &Config, secret: &Option<Keys>) -> Vec<&'static str> {
     let mut missing = Vec::new();
     if config.from.is_none() {
         missing.push("`from` (the sender, e.g. \"OpenInfra Foundation <news@openinfra.org>\"; or HERALD_FROM)");
@@ -100,10 +96,10 @@ fn missing_settings(config: &Config, secret: &Option<Vec<u8>>) -> Vec<&'static s
     missing
 }
 
-/// The unsubscribe secret from the environment (never from flags or files
+/// The unsubscribe keys from the environment (never from flags or files
 /// in the repo); read where every secret is, in [`crate::config::secret`].
-pub fn unsubscribe_secret() -> Result<Option<Vec<u8>>, InputError> {
-    Ok(crate::config::secret(UNSUBSCRIBE_SECRET_VAR)?.map(|s| s.expose().to_vec()))
+pub fn unsubscribe_keys() -> Result<Option<Keys>, InputError> {
+    Keys::from_env()
 }
 
 impl Composer {
@@ -113,10 +109,10 @@ impl Composer {
         issue: &Issue,
         config: &Config,
         config_path: &Path,
-        secret: Option<Vec<u8>>,
+        keys: Option<Keys>,
         mode: Mode,
     ) -> Result<Composer, InputError> {
-        let missing = missing_settings(config, &secret);
+        let missing = missing_settings(config, &keys);
         if !missing.is_empty() {
             return Err(InputError::new(
                 config_path,
@@ -127,8 +123,8 @@ impl Composer {
                 ),
             ));
         }
-        let (Some(from), Some(unsubscribe_url), Some(secret)) =
-            (&config.from, &config.unsubscribe_url, secret)
+        let (Some(from), Some(unsubscribe_url), Some(keys)) =
+            (&config.from, &config.unsubscribe_url, keys)
         else {
             unreachable!("checked by missing_settings")
         };
@@ -217,7 +213,8 @@ impl Composer {
             list_id,
             unsubscribe_url: unsubscribe_url.to_string(),
             unsubscribe_mailto,
-            secret,
+            keys,
+            link_campaign: (mode == Mode::Campaign).then(|| issue.post.campaign_id()),
             domain,
             campaign: format!("{}.{hash}", issue.post.slug()),
             content_hash: hex(&hasher_full),
@@ -239,27 +236,22 @@ impl Composer {
     /// The token in a recipient's unsubscribe link: HMAC-SHA256 of the
     /// lower-cased address, keyed by the unsubscribe secret.
     pub fn token(&self, email: &str) -> String {
-        unsubscribe_token(&self.secret, email)
+        self.keys.current().token(email)
     }
 
-    /// `unsubscribe_url?u=<address, base64url>&token=<HMAC>`. The address
-    /// is not written out in the link: spam filters count a recipient's
-    /// own address in a URL against the message (SpamAssassin's
-    /// GB_CUSTOM_HTM_URI), and it keeps addresses out of web server logs
-    /// at a glance. The unsubscribe page decodes `u`, recomputes the token
-    /// with the same secret and compares.
+    /// The recipient's unsubscribe link; see [`crate::unsubscribe`] for
+    /// what it holds and why.
     pub fn unsubscribe_link(&self, email: &str) -> String {
         self.link_with_token(email, &self.token(email))
     }
 
     fn link_with_token(&self, email: &str, token: &str) -> String {
-        let sep = if self.unsubscribe_url.contains('?') {
-            '&'
-        } else {
-            '?'
-        };
-        let u = URL_SAFE_NO_PAD.encode(email.as_bytes());
-        format!("{}{sep}u={u}&token={token}", self.unsubscribe_url)
+        self.keys.link(
+            &self.unsubscribe_url,
+            email,
+            token,
+            self.link_campaign.as_deref(),
+        )
     }
 
     /// The Message-ID for a recipient: the same for every retry of the same
@@ -457,11 +449,12 @@ fn seven_bit_body(text: String) -> Body {
 /// this stand-in gives exact sizes without computing the HMAC, which
 /// `build` computes once per recipient.
 const STAND_IN_TOKEN: &str = "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx";
+const _: () = assert!(STAND_IN_TOKEN.len() == crate::unsubscribe::TOKEN_LEN);
 
+/// The token in `email`'s unsubscribe link made with `secret` (for tests
+/// and tools that check links).
 pub fn unsubscribe_token(secret: &[u8], email: &str) -> String {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
-    mac.update(email.to_lowercase().as_bytes());
-    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    crate::unsubscribe::Key::new(secret.to_vec()).token(email)
 }
 
 /// No control characters (CR and LF above all) from titles, names or

@@ -276,7 +276,7 @@ fn prepare(
         issue,
         config,
         config_path,
-        message::unsubscribe_secret()?,
+        message::unsubscribe_keys()?,
         mode,
     )?);
     let dry = matches!(target, Target::Outbox(_));

@@ -10,7 +10,9 @@ mod config;
 pub(crate) mod output;
 mod preview;
 mod send;
+mod serve;
 mod status;
+mod suppress;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -42,6 +44,7 @@ use crate::{Fault, InputError, exit};
                   5  another herald is sending this campaign\n  \
                   6  stopped by Ctrl-C or SIGTERM (run again to continue)\n  \
                   7  herald could not work: a full disk, an unreadable journal, a file it could not write\n  \
+                  8  the mail relay was down or refused everything; nobody was lost, run again when it is back\n  \
                   9  a bug in herald: please report it\n\n\
                   Messages: -q for errors only, -v for more detail; HERALD_LOG=debug does the same as -v."
 )]
@@ -76,6 +79,9 @@ enum Command {
     Check(check::Args),
     Send(Box<send::Args>),
     Status(status::Args),
+    Serve(serve::Args),
+    #[command(subcommand)]
+    Suppress(suppress::Command),
     Config(config::Args),
 }
 
@@ -163,6 +169,8 @@ fn overrides(cli: &Cli) -> Result<Vec<Override>, InputError> {
     match &cli.command {
         Command::Send(a) => o.extend(a.overrides()),
         Command::Status(a) => o.extend(a.overrides()),
+        Command::Serve(a) => o.extend(a.overrides()),
+        Command::Suppress(a) => o.extend(a.overrides()),
         _ => {}
     }
     for s in &cli.set {
@@ -194,6 +202,8 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(args) => check::run(args, &config),
         Command::Send(args) => send::run(*args, &config),
         Command::Status(args) => status::run(args, &config),
+        Command::Serve(args) => serve::run(args, &config),
+        Command::Suppress(args) => suppress::run(args, &config),
         Command::Config(args) => config::run(args, &config),
     }
 }

@@ -236,6 +236,78 @@ pub trait Store: Send {
     /// Every suppressed address (lower-cased).
     fn suppressed(&self) -> Result<Vec<String>>;
     fn is_suppressed(&self, email: &str) -> Result<bool>;
+    /// Adds addresses to the suppression list, in one transaction.
+    /// Idempotent: an address already there keeps its first record (the
+    /// first reason is the one that matters: a bounce stays a bounce if the
+    /// person also clicks unsubscribe). Returns how many were added now.
+    fn suppress(&mut self, entries: &[Suppressed]) -> Result<u64>;
+    /// Takes an address off the suppression list, but only a record from
+    /// one of `sources` (none given: any record). The unsubscribe page's
+    /// "Undo" may take back an unsubscribe, never a bounce. Returns whether
+    /// a record was removed.
+    fn unsuppress(&mut self, email: &str, sources: &[Source]) -> Result<bool>;
+    /// The whole suppression list, oldest first.
+    fn suppressions(&self) -> Result<Vec<Suppressed>>;
+}
+
+/// How an address came onto the suppression list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Source {
+    /// The mail server refused the address for good while sending.
+    Bounce,
+    /// A mailbox provider's one-click unsubscribe (RFC 8058).
+    OneClick,
+    /// The button on herald's unsubscribe page.
+    Page,
+    /// `herald suppress add`.
+    Manual,
+    /// `herald suppress import`.
+    Import,
+}
+
+impl Source {
+    pub const ALL: [Source; 5] = [
+        Source::Bounce,
+        Source::OneClick,
+        Source::Page,
+        Source::Manual,
+        Source::Import,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Source::Bounce => "bounce",
+            Source::OneClick => "one-click",
+            Source::Page => "page",
+            Source::Manual => "manual",
+            Source::Import => "import",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Source> {
+        Source::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// The person asked to leave (rather than their address failing).
+    pub fn is_unsubscribe(self) -> bool {
+        matches!(self, Source::OneClick | Source::Page)
+    }
+}
+
+/// One address on the suppression list. No IP address or other detail
+/// of the request is kept: only what is needed to honour and explain it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Suppressed {
+    /// Lower-cased.
+    pub email: String,
+    /// Why, in words (a server's reply for a bounce).
+    pub reason: String,
+    pub source: Source,
+    /// The campaign whose email it came from, when known.
+    pub campaign: Option<String>,
+    /// When (RFC 3339, UTC).
+    pub added_at: String,
 }
 
 /// The store in `dir` (created if needed).

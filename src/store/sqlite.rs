@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    CampaignInfo, Counts, Import, Lock, Problem, Result, Row, State, Store, StoreError, Update,
+    CampaignInfo, Counts, Import, Lock, Problem, Result, Row, Source, State, Store, StoreError,
+    Suppressed, Update,
 };
 use crate::clock;
 
@@ -16,7 +17,7 @@ pub const FILE: &str = "journal.db";
 
 /// The schema this herald writes. Version 0 is the first release's (no
 /// `seen` column); it is upgraded in place on open.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 pub struct Sqlite {
     conn: Connection,
@@ -103,6 +104,29 @@ impl Sqlite {
                 .into(),
             ));
         }
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
+        // Made or upgraded by one herald at a time: `herald serve` and
+        // `herald send` may open a first-release journal at the same moment.
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        let upgraded = self.create_or_upgrade();
+        let end = if upgraded.is_ok() {
+            "COMMIT"
+        } else {
+            "ROLLBACK"
+        };
+        self.conn.execute_batch(end)?;
+        upgraded
+    }
+
+    fn create_or_upgrade(&self) -> rusqlite::Result<()> {
+        let version: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version == SCHEMA_VERSION {
+            return Ok(());
+        }
         self.conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS campaign (
                 id TEXT PRIMARY KEY,
@@ -133,21 +157,27 @@ impl Sqlite {
                 added_at TEXT NOT NULL
              );",
         )?;
-        if version < 1 {
-            // `seen`: the import that last found the address on the list.
-            let has_seen = self
-                .conn
-                .prepare("SELECT seen FROM recipient LIMIT 0")
-                .is_ok();
-            if !has_seen {
-                self.conn.execute_batch(
-                    "ALTER TABLE recipient ADD COLUMN seen INTEGER NOT NULL DEFAULT 0",
-                )?;
-            }
+        let has = |table: &str, column: &str| {
             self.conn
-                .pragma_update(None, "user_version", SCHEMA_VERSION)?;
+                .prepare(&format!("SELECT {column} FROM {table} LIMIT 0"))
+                .is_ok()
+        };
+        // Schema 1: `seen`, the import that last found the address on the list.
+        if !has("recipient", "seen") {
+            self.conn.execute_batch(
+                "ALTER TABLE recipient ADD COLUMN seen INTEGER NOT NULL DEFAULT 0",
+            )?;
         }
-        Ok(())
+        // Schema 2: where each suppression came from and in which campaign.
+        // The first release only suppressed hard bounces.
+        if !has("suppression", "source") {
+            self.conn.execute_batch(
+                "ALTER TABLE suppression ADD COLUMN source TEXT NOT NULL DEFAULT 'bounce';
+                 ALTER TABLE suppression ADD COLUMN campaign TEXT;",
+            )?;
+        }
+        self.conn
+            .pragma_update(None, "user_version", SCHEMA_VERSION)
     }
 }
 
@@ -305,7 +335,10 @@ impl Store for Sqlite {
                 )
                 .map_err(|e| db_error(&path, e))?;
             let mut sup = tx
-                .prepare_cached("INSERT OR IGNORE INTO suppression (email_key, reason, added_at) VALUES (?1, ?2, ?3)")
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO suppression (email_key, reason, added_at, source, campaign)
+                     VALUES (?1, ?2, ?3, 'bounce', ?4)",
+                )
                 .map_err(|e| db_error(&path, e))?;
             for u in updates {
                 st.execute(params![
@@ -318,8 +351,13 @@ impl Store for Sqlite {
                 ])
                 .map_err(|e| db_error(&path, e))?;
                 if let Some(key) = &u.suppress {
-                    sup.execute(params![key, u.reply.as_deref().unwrap_or("refused"), now])
-                        .map_err(|e| db_error(&path, e))?;
+                    sup.execute(params![
+                        key,
+                        u.reply.as_deref().unwrap_or("refused"),
+                        now,
+                        campaign
+                    ])
+                    .map_err(|e| db_error(&path, e))?;
                 }
             }
         }
@@ -452,6 +490,81 @@ impl Store for Sqlite {
             )
             .optional()
             .map(|o| o.is_some())
+            .map_err(self.err())
+    }
+
+    fn suppress(&mut self, entries: &[Suppressed]) -> Result<u64> {
+        let path = self.path.clone();
+        let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
+        let mut added = 0;
+        {
+            let mut st = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO suppression (email_key, reason, added_at, source, campaign)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(|e| db_error(&path, e))?;
+            for e in entries {
+                added += st
+                    .execute(params![
+                        e.email.to_lowercase(),
+                        e.reason,
+                        e.added_at,
+                        e.source.as_str(),
+                        e.campaign
+                    ])
+                    .map_err(|e| db_error(&path, e))? as u64;
+            }
+        }
+        tx.commit().map_err(|e| db_error(&path, e))?;
+        Ok(added)
+    }
+
+    fn unsuppress(&mut self, email: &str, sources: &[Source]) -> Result<bool> {
+        let key = email.to_lowercase();
+        let n = if sources.is_empty() {
+            self.conn
+                .execute("DELETE FROM suppression WHERE email_key = ?1", [key])
+        } else {
+            let list: Vec<String> = sources
+                .iter()
+                .map(|s| format!("'{}'", s.as_str()))
+                .collect();
+            // The sources are herald's own fixed words, not input.
+            self.conn.execute(
+                &format!(
+                    "DELETE FROM suppression WHERE email_key = ?1 AND source IN ({})",
+                    list.join(",")
+                ),
+                [key],
+            )
+        };
+        n.map(|n| n > 0).map_err(self.err())
+    }
+
+    fn suppressions(&self) -> Result<Vec<Suppressed>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT email_key, reason, source, campaign, added_at FROM suppression
+                 ORDER BY added_at, email_key",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([], |r| {
+                let source: String = r.get(2)?;
+                Ok(Suppressed {
+                    email: r.get(0)?,
+                    reason: r.get(1)?,
+                    // A word this herald does not know (written by a newer
+                    // one) reads as manual rather than failing the list.
+                    source: Source::parse(&source).unwrap_or(Source::Manual),
+                    campaign: r.get(3)?,
+                    added_at: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(self.err())
     }
 }
@@ -693,6 +806,8 @@ mod tests {
                     email_key TEXT NOT NULL, line INTEGER NOT NULL, fields TEXT NOT NULL,
                     state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0, reply TEXT,
                     updated_at TEXT, PRIMARY KEY (campaign, seq), UNIQUE (campaign, email_key));
+                 CREATE TABLE suppression (email_key TEXT PRIMARY KEY, reason TEXT NOT NULL, added_at TEXT NOT NULL);
+                 INSERT INTO suppression VALUES ('gone@x.org', '550 5.1.1 no such user', 'then');
                  INSERT INTO campaign VALUES ('c', 'p.md', 'h', '[]', 'then', NULL);
                  INSERT INTO recipient (campaign, seq, email, email_key, line, fields, state)
                     VALUES ('c', 2, 'a@x.org', 'a@x.org', 2, '[]', 'sent'),
@@ -705,6 +820,67 @@ mod tests {
         // A re-import: row 2 is somebody new now, and is mailed.
         import(&mut s, &["new@x.org", "a@x.org", "b@x.org"]);
         assert_eq!(queued(&s), ["b@x.org", "new@x.org"]);
+        // The first release's suppressions were hard bounces.
+        let sup = s.suppressions().unwrap();
+        assert_eq!(sup.len(), 1);
+        assert_eq!(
+            (sup[0].email.as_str(), sup[0].source),
+            ("gone@x.org", Source::Bounce)
+        );
+    }
+
+    fn entry(email: &str, source: Source) -> Suppressed {
+        Suppressed {
+            email: email.into(),
+            reason: "unsubscribed".into(),
+            source,
+            campaign: Some("c".into()),
+            added_at: clock::now().to_string(),
+        }
+    }
+
+    #[test]
+    fn unsubscribes_are_idempotent_and_undo_never_takes_back_a_bounce() {
+        let (_d, mut s) = store();
+        assert_eq!(
+            s.suppress(&[entry("Ana@X.org", Source::OneClick)]).unwrap(),
+            1
+        );
+        // The same again, or by the page: nothing changes, the first stays.
+        assert_eq!(s.suppress(&[entry("ana@x.org", Source::Page)]).unwrap(), 0);
+        let all = s.suppressions().unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(
+            (all[0].email.as_str(), all[0].source),
+            ("ana@x.org", Source::OneClick)
+        );
+        assert_eq!(all[0].campaign.as_deref(), Some("c"));
+        // Undo of an unsubscribe.
+        let undo = [Source::OneClick, Source::Page];
+        assert!(s.unsuppress("ANA@x.org", &undo).unwrap());
+        assert!(!s.is_suppressed("ana@x.org").unwrap());
+        assert!(!s.unsuppress("ana@x.org", &undo).unwrap());
+        // A bounce is not undone by the page, only by hand.
+        s.suppress(&[entry("b@x.org", Source::Bounce)]).unwrap();
+        assert!(!s.unsuppress("b@x.org", &undo).unwrap());
+        assert!(s.is_suppressed("b@x.org").unwrap());
+        assert!(s.unsuppress("b@x.org", &[]).unwrap());
+        assert!(!s.is_suppressed("b@x.org").unwrap());
+    }
+
+    #[test]
+    fn a_writer_and_a_second_connection_share_the_journal() {
+        // `herald serve` and `herald send` each hold a connection to the
+        // same file; a write from one is seen by the other at once.
+        let (d, mut sender) = store();
+        import(&mut sender, &["a@x.org", "b@x.org"]);
+        let mut server = Sqlite::open(d.path()).unwrap();
+        server
+            .suppress(&[entry("a@x.org", Source::OneClick)])
+            .unwrap();
+        assert!(sender.is_suppressed("a@x.org").unwrap());
+        set(&mut sender, "b@x.org", State::Sent);
+        assert_eq!(server.counts("c").unwrap().sent, 1);
     }
 
     #[test]

@@ -22,7 +22,7 @@ fn free_port() -> u16 {
 }
 
 /// The fault-injecting server, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     port: u16,
     log: PathBuf,
@@ -43,7 +43,7 @@ struct Received {
 }
 
 impl Server {
-    fn start(dir: &Path, args: &[&str]) -> Option<Server> {
+    pub(crate) fn start(dir: &Path, args: &[&str]) -> Option<Server> {
         let python = python_with("aiosmtpd")?;
         let port = free_port();
         let log = dir.join(format!("smtp-{port}.jsonl"));
@@ -70,7 +70,7 @@ impl Server {
         Some(Server { child, port, log })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}?tls=none", self.port)
     }
 
@@ -113,7 +113,7 @@ impl Server {
 
     /// Waits until the server has logged nothing new for a while: what it
     /// was still handling when the client went away is then on record.
-    fn settle(&self) {
+    pub(crate) fn settle(&self) {
         let size = || std::fs::metadata(&self.log).map(|m| m.len()).unwrap_or(0);
         let start = Instant::now();
         let mut last = (size(), Instant::now());
@@ -129,7 +129,7 @@ impl Server {
     }
 
     /// How many messages each address got (accepted ones only).
-    fn deliveries(&self) -> HashMap<String, usize> {
+    pub(crate) fn deliveries(&self) -> HashMap<String, usize> {
         let mut m = HashMap::new();
         for r in self.received().into_iter().filter(|r| r.refused.is_none()) {
             *m.entry(r.rcpt).or_default() += 1;

@@ -40,7 +40,10 @@ fn rig(n: usize) -> Rig {
         &issue,
         &config,
         &path,
-        Some(b"engine-test-secret".to_vec()),
+        Some(herald::unsubscribe::Keys::new(
+            b"engine-test-secret".to_vec(),
+            vec![],
+        )),
         Mode::Campaign,
     )
     .unwrap();

@@ -11,4 +11,5 @@ mod engine;
 mod hostile;
 mod images;
 mod messages;
+mod serve;
 mod util;

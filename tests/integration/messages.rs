@@ -102,7 +102,8 @@ fn readme_dry_run_writes_one_correct_message_per_subscriber() {
         let u = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(to.as_bytes());
         assert!(
             unsub.contains(&format!(
-                "<https://openinfra.org/newsletter/unsubscribe?u={u}&token="
+                "<https://openinfra.org/newsletter/unsubscribe?u={u}&k={}&token=",
+                herald::unsubscribe::Key::new(SECRET.as_bytes().to_vec()).id()
             )),
             "{unsub}"
         );
@@ -111,7 +112,7 @@ fn readme_dry_run_writes_one_correct_message_per_subscriber() {
             "{unsub}"
         );
         let token = herald::message::unsubscribe_token(SECRET.as_bytes(), &to);
-        assert!(unsub.contains(&format!("token={token}>")), "{unsub}");
+        assert!(unsub.contains(&format!("token={token}&c=")), "{unsub}");
         let html = m["html"].as_str().unwrap();
         let text = m["text"].as_str().unwrap();
         // The same signed link in the footer of both parts.

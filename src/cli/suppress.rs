@@ -1,0 +1,354 @@
+//! `herald suppress list|add|remove|import|export`: the suppression list
+//! by hand, for unsubscribes that reach the team by other ways (a reply, a
+//! phone call) and for moving from a previous tool.
+//!
+//! The list lives in the journal, next to the campaigns: every `herald
+//! send` leaves these people out, and `herald serve` adds to it.
+
+use std::path::{Path, PathBuf};
+
+use super::output::{self, say};
+use super::status::{open_journal, unreadable};
+use crate::audience::{normalise_address, normalise_columns};
+use crate::config::{Config, Override};
+use crate::store::{self, Source, Store, Suppressed};
+use crate::{Fault, InputError, clock, exit};
+
+/// The people herald never mails: who, why, how and when they were added.
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Show the suppression list, oldest first.
+    List(ListArgs),
+    /// Add people by hand (an unsubscribe that came by reply or phone).
+    Add(AddArgs),
+    /// Take people off the list, so the next send mails them again.
+    Remove(RemoveArgs),
+    /// Add everyone in a file: one address per line, or a CSV with an
+    /// email column (as Mailchimp, listmonk and Mautic export it).
+    Import(ImportArgs),
+    /// Write the list as CSV (email, source, reason, campaign, added_at).
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Journal {
+    /// Folder of the journal (default .herald).
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ListArgs {
+    #[command(flatten)]
+    journal: Journal,
+    /// Only this kind: bounce, one-click, page, manual or import.
+    #[arg(long, value_name = "KIND")]
+    source: Option<String>,
+    /// Print as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct AddArgs {
+    #[command(flatten)]
+    journal: Journal,
+    /// The addresses.
+    #[arg(required = true, value_name = "EMAIL")]
+    emails: Vec<String>,
+    /// Why, for whoever reads the list later.
+    #[arg(long, default_value = "asked to be removed")]
+    reason: String,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct RemoveArgs {
+    #[command(flatten)]
+    journal: Journal,
+    /// The addresses.
+    #[arg(required = true, value_name = "EMAIL")]
+    emails: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ImportArgs {
+    #[command(flatten)]
+    journal: Journal,
+    /// The file.
+    file: PathBuf,
+    /// Why, when the file has no `reason` column.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ExportArgs {
+    #[command(flatten)]
+    journal: Journal,
+    /// Write to this file instead of the screen.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+impl Command {
+    fn journal(&self) -> &Journal {
+        match self {
+            Command::List(a) => &a.journal,
+            Command::Add(a) => &a.journal,
+            Command::Remove(a) => &a.journal,
+            Command::Import(a) => &a.journal,
+            Command::Export(a) => &a.journal,
+        }
+    }
+
+    pub fn overrides(&self) -> Vec<Override> {
+        self.journal()
+            .journal
+            .iter()
+            .map(|p| Override::new("journal_dir", p.to_string_lossy(), "--journal"))
+            .collect()
+    }
+}
+
+pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
+    let dir = &config.journal_dir;
+    match command {
+        Command::List(a) => list(a, dir),
+        Command::Export(a) => export(a, dir),
+        Command::Add(a) => {
+            let mut entries = Vec::new();
+            for e in &a.emails {
+                let email = normalise_address(e)
+                    .map_err(|why| InputError::at(e, format!("not an email address ({why})")))?;
+                entries.push(entry(&email, &a.reason, Source::Manual));
+            }
+            let mut store = writable(dir)?;
+            let added = store.suppress(&entries).map_err(unreadable)?;
+            say!(
+                "{added} added to the suppression list ({} already on it)",
+                entries.len() as u64 - added
+            )?;
+            Ok(exit::OK)
+        }
+        Command::Remove(a) => {
+            let Some(mut store) = open_journal(dir)? else {
+                say!(
+                    "the suppression list is empty (no journal in {})",
+                    dir.display()
+                )?;
+                return Ok(exit::NOTHING_TO_DO);
+            };
+            let mut removed = 0;
+            for e in &a.emails {
+                let email = normalise_address(e).unwrap_or_else(|_| e.trim().to_string());
+                if store.unsuppress(&email, &[]).map_err(unreadable)? {
+                    removed += 1;
+                    say!("{email}: removed; the next send mails them again")?;
+                } else {
+                    say!("{email}: was not on the suppression list")?;
+                }
+            }
+            Ok(if removed == 0 {
+                exit::NOTHING_TO_DO
+            } else {
+                exit::OK
+            })
+        }
+        Command::Import(a) => import(a, dir),
+    }
+}
+
+fn entry(email: &str, reason: &str, source: Source) -> Suppressed {
+    Suppressed {
+        email: email.to_lowercase(),
+        reason: reason.to_string(),
+        source,
+        campaign: None,
+        added_at: clock::now().to_string(),
+    }
+}
+
+fn writable(dir: &Path) -> Result<Box<dyn Store>, Fault> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Fault::new(
+            format!("the journal folder {} is a file", dir.display()),
+            "point --journal or `journal_dir` at a folder",
+        ));
+    }
+    store::open(dir).map_err(|e| {
+        Fault::new(
+            format!("cannot open the journal: {e}"),
+            "check the disk and the folder's permissions",
+        )
+    })
+}
+
+fn list(a: ListArgs, dir: &Path) -> anyhow::Result<i32> {
+    let source = match &a.source {
+        Some(s) => Some(Source::parse(s).ok_or_else(|| {
+            InputError::at(
+                "--source",
+                format!("`{s}` is not a kind; use bounce, one-click, page, manual or import"),
+            )
+        })?),
+        None => None,
+    };
+    let mut all = match open_journal(dir)? {
+        Some(store) => store.suppressions().map_err(unreadable)?,
+        None => Vec::new(),
+    };
+    all.retain(|s| source.is_none_or(|k| s.source == k));
+    if a.json {
+        output::json(&all)?;
+        return Ok(exit::OK);
+    }
+    if all.is_empty() {
+        say!("the suppression list is empty")?;
+        return Ok(exit::OK);
+    }
+    for s in &all {
+        say!(
+            "{}  {:<9}  {}  {}{}",
+            s.added_at,
+            s.source.as_str(),
+            s.email,
+            s.reason,
+            s.campaign
+                .as_deref()
+                .map(|c| format!("  ({c})"))
+                .unwrap_or_default()
+        )?;
+    }
+    say!("{} addresses", all.len())?;
+    Ok(exit::OK)
+}
+
+fn export(a: ExportArgs, dir: &Path) -> anyhow::Result<i32> {
+    let all = match open_journal(dir)? {
+        Some(store) => store.suppressions().map_err(unreadable)?,
+        None => Vec::new(),
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |e: csv::Error| Fault::new(format!("cannot write CSV ({e})"), "run again");
+    w.write_record(["email", "source", "reason", "campaign", "added_at"])
+        .map_err(csv_err)?;
+    for s in &all {
+        w.write_record([
+            s.email.as_str(),
+            s.source.as_str(),
+            s.reason.as_str(),
+            s.campaign.as_deref().unwrap_or(""),
+            s.added_at.as_str(),
+        ])
+        .map_err(csv_err)?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| Fault::new(format!("cannot write CSV ({e})"), "run again"))?;
+    match &a.output {
+        Some(path) => {
+            std::fs::write(path, &bytes)
+                .map_err(|e| Fault::io(format!("write {}", path.display()), &e))?;
+            tracing::info!("{} addresses written to {}", all.len(), path.display());
+        }
+        None => output::write(&bytes)?,
+    }
+    Ok(exit::OK)
+}
+
+/// The most lines an import reports before "and N more".
+const SHOWN_ERRORS: usize = 20;
+
+fn import(a: ImportArgs, dir: &Path) -> anyhow::Result<i32> {
+    let path = &a.file;
+    let file = std::fs::File::open(path)
+        .map_err(|e| InputError::new(path, None, format!("cannot read the file ({e})")))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(std::io::BufReader::new(file));
+    let default_reason = a.reason.clone().unwrap_or_else(|| {
+        format!(
+            "imported from {}",
+            path.file_name().map_or_else(
+                || path.display().to_string(),
+                |n| n.to_string_lossy().into()
+            )
+        )
+    });
+    let mut columns: Option<(usize, Option<usize>)> = None;
+    let mut entries = Vec::new();
+    let mut errors = Vec::new();
+    let mut bad = 0usize;
+    for (i, record) in reader.byte_records().enumerate() {
+        let line = i + 1;
+        let record = record.map_err(|e| {
+            InputError::new(
+                path,
+                e.position().map(|p| p.line() as usize),
+                format!("cannot read the file as CSV ({e})"),
+            )
+        })?;
+        let fields: Vec<String> = record
+            .iter()
+            .map(|f| String::from_utf8_lossy(f).into_owned())
+            .collect();
+        if i == 0 {
+            let names = normalise_columns(&fields);
+            if let Some(e) = names.iter().position(|c| c == "email") {
+                columns = Some((e, names.iter().position(|c| c == "reason")));
+                continue;
+            }
+        }
+        let (email_col, reason_col) = columns.unwrap_or((0, None));
+        let raw = fields.get(email_col).map(String::as_str).unwrap_or("");
+        if fields.iter().all(|f| f.is_empty()) {
+            continue;
+        }
+        match normalise_address(raw) {
+            Ok(email) => {
+                let reason = reason_col
+                    .and_then(|c| fields.get(c))
+                    .filter(|r| !r.is_empty())
+                    .map_or(default_reason.as_str(), String::as_str);
+                entries.push(entry(&email, reason, Source::Import));
+            }
+            Err(why) => {
+                bad += 1;
+                if errors.len() < SHOWN_ERRORS {
+                    errors.push(format!(
+                        "  line {line}: `{raw}` is not an email address ({why})"
+                    ));
+                }
+            }
+        }
+    }
+    if bad > 0 {
+        let more = if bad > errors.len() {
+            format!("\n  ... and {} more", bad - errors.len())
+        } else {
+            String::new()
+        };
+        anyhow::bail!(InputError::new(
+            path,
+            None,
+            format!(
+                "{bad} line(s) are not email addresses, so nothing was imported:\n{}{more}\n\
+                 Correct or delete these lines and run the import again.",
+                errors.join("\n")
+            )
+        ));
+    }
+    if entries.is_empty() {
+        say!("{}: no addresses found; nothing imported", path.display())?;
+        return Ok(exit::NOTHING_TO_DO);
+    }
+    let mut store = writable(dir)?;
+    let added = store.suppress(&entries).map_err(unreadable)?;
+    say!(
+        "{added} added to the suppression list ({} already on it)",
+        entries.len() as u64 - added
+    )?;
+    Ok(exit::OK)
+}
