@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use super::output::{self, say};
 use crate::config::{Config, Override};
-use crate::store::{self, Store, StoreError};
+use crate::store::{self, Source, Store, StoreError};
 use crate::{Fault, InputError, exit};
 
 /// Show each campaign: how many were sent, failed (with the server's
@@ -76,9 +76,15 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             ));
         }
     }
+    let suppressions = journal.suppressions().map_err(unreadable)?;
     let mut out = Vec::new();
     for c in &campaigns {
         let problems = journal.problems(&c.id, 100_000).map_err(unreadable)?;
+        // Who left through this email's unsubscribe link.
+        let unsubscribed = suppressions
+            .iter()
+            .filter(|s| s.source.is_unsubscribe() && s.campaign.as_deref() == Some(c.id.as_str()))
+            .count();
         if !json {
             let n = &c.counts;
             let state = if c.finished_at.is_some() {
@@ -97,6 +103,9 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                 n.skipped,
                 n.pending
             )?;
+            if unsubscribed > 0 {
+                say!("  {unsubscribed} unsubscribed through this email's link")?;
+            }
             if n.removed > 0 {
                 say!(
                     "  {} removed from the list before they were mailed (not mailed)",
@@ -119,10 +128,24 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                 )?;
             }
         }
-        out.push(serde_json::json!({ "campaign": c, "problems": problems }));
+        out.push(serde_json::json!({
+            "campaign": c,
+            "problems": problems,
+            "unsubscribed": unsubscribed,
+        }));
     }
     if json {
         output::json(&out)?;
+    } else if !suppressions.is_empty() {
+        let count = |f: &dyn Fn(Source) -> bool| suppressions.iter().filter(|s| f(s.source)).count();
+        say!(
+            "Suppression list: {} addresses ({} unsubscribed, {} bounced, {} added by hand or imported); \
+             `herald suppress list` shows who and when",
+            suppressions.len(),
+            count(&|s| s.is_unsubscribe()),
+            count(&|s| s == Source::Bounce),
+            count(&|s| matches!(s, Source::Manual | Source::Import)),
+        )?;
     }
     Ok(exit::OK)
 }

@@ -624,7 +624,7 @@ fn confirm_page(app: &App, query: &str, link: &Verified) -> Response {
         StatusCode::OK,
         "Unsubscribe?",
         &format!(
-            "<p>Stop sending {name} to <b>{addr}</b>?</p>\
+            "<p>Stop emails from {name} to <b>{addr}</b>?</p>\
              <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"action\" value=\"unsubscribe\">\
              <button type=\"submit\">Unsubscribe</button></form>\
              <p class=\"small\">Nothing changes until you press the button.</p>",
@@ -640,7 +640,7 @@ fn unsubscribed_page(app: &App, query: &str, masked: &str) -> Response {
         StatusCode::OK,
         "You are unsubscribed",
         &format!(
-            "<p><b>{addr}</b> will get no more emails of {name}.</p>\
+            "<p><b>{addr}</b> will get no more emails from {name}.</p>\
              <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"action\" value=\"resubscribe\">\
              <button type=\"submit\" class=\"quiet\">Undo</button></form>\
              <p class=\"small\">Unsubscribed by mistake? Undo puts you back on the list.</p>",
@@ -656,7 +656,7 @@ fn resubscribed_page(app: &App, query: &str, masked: &str) -> Response {
         StatusCode::OK,
         "You are subscribed again",
         &format!(
-            "<p><b>{addr}</b> will get {name} again.</p>\
+            "<p><b>{addr}</b> will get emails from {name} again.</p>\
              <form method=\"post\" action=\"{action}\"><input type=\"hidden\" name=\"action\" value=\"unsubscribe\">\
              <button type=\"submit\" class=\"quiet\">Unsubscribe after all</button></form>",
             name = escape(&app.name),

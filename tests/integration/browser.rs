@@ -361,3 +361,54 @@ fn every_corpus_post_looks_right_on_a_phone_and_a_desktop() {
     assert!(problems.is_empty(), "{problems:#?}");
     eprintln!("looked at {} corpus posts", files.len());
 }
+
+/// A subscriber on `herald serve`'s page in Chromium: the link from a
+/// dry-run email opens the page (nothing changes), the button unsubscribes
+/// and shows the confirmation, Undo takes it back. The page's own style
+/// runs under its Content-Security-Policy (no violation in the console).
+/// Screenshots: target/screenshots/unsubscribe-*.png.
+#[test]
+fn the_unsubscribe_page_works_in_a_browser() {
+    use crate::serve::{Serve, dry_run_links, suppressed};
+    let Some(chromium) = chromium() else { return };
+    let Some(node) = tool("node") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let list = tmp.path().join("list.csv");
+    std::fs::write(&list, "email,first_name\nana.lopez@example.org,Ana\n").unwrap();
+    let config = example_config();
+    let serve = Serve::start(tmp.path(), &["--config", config.to_str().unwrap()], &[]);
+    let links = dry_run_links(tmp.path(), &example_post(), &list, &serve.url("/unsubscribe"));
+    let link = &links["ana.lopez@example.org"];
+    let shots = repo().join("target/screenshots");
+    std::fs::create_dir_all(&shots).unwrap();
+    let o = Command::new(node)
+        .arg(repo().join("tests/tools/unsubscribe_click.cjs"))
+        .arg(&chromium)
+        .arg(link)
+        .arg(shots.join("unsubscribe"))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(stdout(&o).trim()).unwrap();
+    assert_eq!(v["firstStatus"], 200);
+    let steps = v["steps"].as_array().unwrap();
+    let heading = |i: usize| steps[i]["heading"].as_str().unwrap().to_string();
+    assert_eq!(heading(0), "Unsubscribe?");
+    let text = steps[0]["text"].as_str().unwrap();
+    assert!(text.contains("a***z@e***.org"), "{text}");
+    // The newsletter's name, from the settings.
+    assert!(text.contains("OpenInfra Foundation"), "{text}");
+    assert_eq!(heading(1), "You are unsubscribed");
+    assert_eq!(steps[1]["buttons"][0], "Undo");
+    assert_eq!(heading(2), "You are subscribed again");
+    // The accent colour reached the button: the style was allowed to run.
+    assert_eq!(steps[0]["buttonBackground"], "rgb(197, 40, 61)");
+    assert_eq!(v["console"], serde_json::json!([]), "console: {}", v["console"]);
+    for s in ["page", "unsubscribed", "undone"] {
+        assert!(shots.join(format!("unsubscribe-{s}.png")).is_file());
+    }
+    assert_eq!(suppressed(tmp.path()), Vec::<serde_json::Value>::new());
+    let (code, out) = serve.stop();
+    assert_eq!(code, Some(0));
+    assert!(out.contains("1 unsubscribed, 1 took it back"), "{out}");
+}

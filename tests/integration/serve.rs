@@ -330,6 +330,18 @@ fn a_click_in_an_email_unsubscribes_and_the_next_send_leaves_them_out() {
         "the journal holds an IP address"
     );
 
+    // `herald status` tells who left through May's email.
+    let o = herald(dir, &["status", &campaign, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v[0]["unsubscribed"], 2, "{v}");
+    let o = herald(dir, &["status"]);
+    assert!(
+        stdout(&o).contains("2 unsubscribed through this email's link"),
+        "{}",
+        stdout(&o)
+    );
+    assert!(stdout(&o).contains("Suppression list: 2 addresses (2 unsubscribed"));
+
     // The next issue: reader1 and reader3 are left out.
     let june = another_issue(dir, "june-issue");
     let next = send_real(dir, &server, &june, &list);
