@@ -98,6 +98,16 @@ pub struct Config {
     /// The address unsubscribe e-mails go to (the `mailto:` of
     /// `List-Unsubscribe`). Default: `from`.
     pub unsubscribe_mailto: Option<Mailbox>,
+    /// The mailbox bounces come back to. Each message's envelope sender
+    /// becomes `local+<token>@domain` (VERP), and the `mailto:` of
+    /// List-Unsubscribe `unsubscribe+<token>@domain`, so `herald bounces`
+    /// knows whose message came back. Default: none (bounces go to `from`).
+    pub return_path: Option<Mailbox>,
+    /// An address is suppressed after this many soft bounces (mailbox
+    /// full, delivery expired) in at least two campaigns, within
+    /// `soft_bounce_window`.
+    pub soft_bounce_limit: u32,
+    pub soft_bounce_window: Duration,
     /// DKIM signing: the domain, the selector published in DNS, and the file
     /// holding the private key (RSA or Ed25519, PEM). All three, or none.
     pub dkim_domain: Option<String>,
@@ -173,6 +183,9 @@ impl Default for Config {
             subject: None,
             list_id: None,
             unsubscribe_mailto: None,
+            return_path: None,
+            soft_bounce_limit: 3,
+            soft_bounce_window: Duration::from_secs(30 * 86_400),
             dkim_domain: None,
             dkim_selector: None,
             dkim_key_file: None,
@@ -268,6 +281,9 @@ const SETTINGS: &[Setting] = &[
     setting!(subject, |v, _b| Some(one_line(v)?), show_opt),
     setting!(list_id, |v, _b| Some(one_line(v)?), show_opt),
     setting!(unsubscribe_mailto, |v, _b| Some(mailbox(v)?), show_opt),
+    setting!(return_path, |v, _b| Some(return_path(v)?), show_opt),
+    setting!(soft_bounce_limit, |v, _b| at_least_one(number(v)?)?, show),
+    setting!(soft_bounce_window, |v, _b| parse_duration(v)?, show_duration),
     setting!(dkim_domain, |v, _b| Some(one_line(v)?), show_opt),
     setting!(dkim_selector, |v, _b| Some(one_line(v)?), show_opt),
     setting!(dkim_key_file, |v, b| Some(path(v, b)?), show_path),
@@ -403,6 +419,18 @@ fn smtp(v: &str) -> Result<Url, String> {
             "`{shown}` is not a mail relay address; write it like smtp://mail.example.org:587 or smtps://mail.example.org:465"
         )),
     }
+}
+
+/// A bare address whose local part leaves room for `+<token>` (VERP).
+fn return_path(v: &str) -> Result<Mailbox, String> {
+    let m = mailbox(v)?;
+    if m.email.user().contains('+') || m.email.user().len() > 40 {
+        return Err(format!(
+            "`{v}`: the return path's part before @ must be short (40 characters at most) and \
+             have no +, because herald adds +<token> to it for each recipient"
+        ));
+    }
+    Ok(m)
 }
 
 fn mailbox(v: &str) -> Result<Mailbox, String> {
