@@ -22,7 +22,7 @@ fn free_port() -> u16 {
 }
 
 /// The fault-injecting server, stopped when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
     port: u16,
     log: PathBuf,
@@ -43,7 +43,7 @@ struct Received {
 }
 
 impl Server {
-    fn start(dir: &Path, args: &[&str]) -> Option<Server> {
+    pub(crate) fn start(dir: &Path, args: &[&str]) -> Option<Server> {
         let python = python_with("aiosmtpd")?;
         let port = free_port();
         let log = dir.join(format!("smtp-{port}.jsonl"));
@@ -70,7 +70,7 @@ impl Server {
         Some(Server { child, port, log })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}?tls=none", self.port)
     }
 
