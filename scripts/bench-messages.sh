@@ -5,13 +5,16 @@
 #
 #   scripts/bench-messages.sh            # 100,000 subscribers
 #   N=20000 scripts/bench-messages.sh    # another size
+#   DKIM=rsa scripts/bench-messages.sh   # signed: rsa, ed25519 or both
+#   SKIP_PEER=1 scripts/bench-messages.sh # herald only, no mailmerge
 #   BENCH_MILLION=1 scripts/bench-messages.sh
 #                                        # also 1,000,000 rows for peak memory
 #                                        # (writes about 29 GB of .eml files)
 #
 # herald: `herald send examples/... --dry-run` on the example issue, writing
 # one .eml per subscriber (to /dev/shm when it has room, so the disk does
-# not set the pace), no DKIM. mailmerge: `mailmerge --dry-run --no-limit
+# not set the pace); no DKIM unless DKIM=rsa|ed25519|both (keys made with
+# openssl for the run: a 2048-bit RSA key, an Ed25519 key). mailmerge: `mailmerge --dry-run --no-limit
 # --output-format raw` with a template made from herald's own HTML and text
 # parts, printing to /dev/null (it writes no files, so it does less work).
 # Peak memory is the maximum resident set size from GNU time.
@@ -47,6 +50,22 @@ PY
 
 export HERALD_UNSUBSCRIBE_SECRET=bench-secret-not-a-real-one
 
+case ${DKIM:-} in
+    "") ;;
+    rsa | ed25519 | both)
+        openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rsa.pem" 2>/dev/null
+        openssl genpkey -algorithm ED25519 -out "$work/ed25519.pem"
+        export HERALD_DKIM_DOMAIN=example.org HERALD_DKIM_SELECTOR=bench
+        first=$DKIM
+        [[ $DKIM == both ]] && first=rsa
+        export HERALD_DKIM_KEY_FILE=$work/$first.pem
+        if [[ $DKIM == both ]]; then
+            export HERALD_DKIM_SELECTOR_2=bench-ed HERALD_DKIM_KEY_FILE_2=$work/ed25519.pem
+        fi
+        ;;
+    *) echo "DKIM must be rsa, ed25519 or both" >&2; exit 2 ;;
+esac
+
 run_herald() { # rows
     local rows=$1 csv=$work/subs-$1.csv out
     out=$(outroot_for "$rows")/outbox-$1
@@ -62,10 +81,11 @@ run_herald() { # rows
     echo "$secs $kb $(dirname "$out")"
 }
 
-echo "herald:    $("$HERALD" --version) ($HERALD)"
+echo "herald:    $("$HERALD" --version) ($HERALD)${DKIM:+, DKIM: $DKIM}"
 read -r h_secs h_kb h_where < <(run_herald "$N")
 h_rate=$(python3 -c "print(f'{$N / $h_secs:.0f}')")
 printf 'herald:    %d messages in %.2f s = %s msg/s, peak memory %.1f MB (outbox in %s)\n' "$N" "$h_secs" "$h_rate" "$(python3 -c "print($h_kb/1024)")" "$h_where"
+[[ -z ${SKIP_PEER:-} ]] || exit 0
 
 # The peer, in a venv of its own under target/.
 venv=$repo/target/bench-venv

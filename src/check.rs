@@ -161,25 +161,23 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
     out
 }
 
-/// What would make receivers distrust the signature, or find none.
+/// What would make receivers distrust the signatures, or find none: for
+/// each configured key (one or two), the same reading `send` does.
 fn dkim(config: &Config) -> Vec<Finding> {
-    let finding = |severity, code, message: String, fix: &str| Finding {
+    let finding = |severity, code, message: String, fix: String| Finding {
         severity,
         code,
         line: None,
         message,
-        fix: fix.to_string(),
+        fix,
     };
-    let (Some(domain), Some(_), Some(key)) = (
-        &config.dkim_domain,
-        &config.dkim_selector,
-        &config.dkim_key_file,
-    ) else {
+    let keys = config.dkim_keys();
+    let Some(domain) = config.dkim_domain.as_ref().filter(|_| !keys.is_empty()) else {
         return vec![finding(
             Severity::Warning,
             "dkim-off",
             "messages are not DKIM-signed; Gmail and Yahoo require a signature from bulk senders and file unsigned mail as spam".into(),
-            "Set `dkim_domain`, `dkim_selector` and `dkim_key_file` in herald.yaml (see herald.example.yaml).",
+            "Set `dkim_domain`, `dkim_selector` and `dkim_key_file` in herald.yaml (see herald.example.yaml).".into(),
         )];
     };
     let mut out = Vec::new();
@@ -191,40 +189,64 @@ fn dkim(config: &Config) -> Vec<Finding> {
                 Severity::Warning,
                 "dkim-domain",
                 format!("`dkim_domain` {d} is not the From address's domain ({from_domain}) or a parent of it, so the signature does not count for DMARC"),
-                "Sign with the From domain (or its parent): set `dkim_domain` and publish the key there.",
+                "Sign with the From domain (or its parent): set `dkim_domain` and publish the key there.".into(),
             ));
         }
     }
-    match std::fs::read_to_string(key) {
-        Err(e) => out.push(finding(
-            Severity::Error,
-            "dkim-key",
-            format!("cannot read the DKIM key {} ({e})", key.display()),
-            "Check the path in `dkim_key_file` and that this user may read the file.",
-        )),
-        Ok(text) => {
-            use rsa::pkcs1::DecodeRsaPrivateKey;
-            use rsa::pkcs8::DecodePrivateKey;
-            use rsa::traits::PublicKeyParts;
-            let rsa = rsa::RsaPrivateKey::from_pkcs1_pem(&text)
-                .ok()
-                .or_else(|| rsa::RsaPrivateKey::from_pkcs8_pem(&text).ok());
-            match rsa {
-                None => out.push(finding(
-                    Severity::Warning,
-                    "dkim-no-rsa",
-                    "the DKIM key is not an RSA key; receivers that do not know Ed25519 (many still) see the message as unsigned".into(),
-                    "Sign with an RSA key of 2048 bits.",
-                )),
-                Some(k) if k.size() * 8 < 1024 => out.push(finding(
-                    Severity::Warning,
-                    "dkim-weak-key",
-                    format!("the DKIM key has {} bits; receivers ignore RSA signatures under 1024 bits", k.size() * 8),
-                    "Make a 2048-bit key (`openssl genrsa 2048`) and publish it under a new selector.",
-                )),
-                Some(_) => {}
+    let mut any_rsa = false;
+    let mut all_read = true;
+    for k in &keys {
+        let key = match crate::dkim::load_key(&k.key_file, &k.selector) {
+            Ok(key) => key,
+            Err(e) => {
+                all_read = false;
+                out.push(finding(
+                    Severity::Error,
+                    "dkim-key",
+                    e.to_string(),
+                    format!(
+                        "Check the path in `{}` and that this user may read the file.",
+                        k.key_file_setting
+                    ),
+                ));
+                continue;
             }
+        };
+        if let Err(e) = crate::dkim::check_algorithm(&key, k) {
+            out.push(finding(
+                Severity::Error,
+                "dkim-algorithm",
+                e.to_string(),
+                format!(
+                    "Make `{}` and the file in `{}` agree (or remove `{}`).",
+                    k.algorithm_setting, k.key_file_setting, k.algorithm_setting
+                ),
+            ));
         }
+        match key.rsa_bits() {
+            Some(bits) if bits < 1024 => out.push(finding(
+                Severity::Warning,
+                "dkim-weak-key",
+                format!(
+                    "the DKIM key {} (`{}`) has {bits} bits; receivers ignore RSA signatures under 1024 bits",
+                    k.key_file.display(),
+                    k.key_file_setting
+                ),
+                "Make a 2048-bit key (`openssl genrsa 2048`) and publish it under a new selector.".into(),
+            )),
+            Some(_) => any_rsa = true,
+            None => {}
+        }
+    }
+    // Only when every key could be read: an unreadable one is already an
+    // error, and might be the RSA key.
+    if all_read && !any_rsa && !out.iter().any(|f| f.code == "dkim-weak-key") {
+        out.push(finding(
+            Severity::Warning,
+            "dkim-no-rsa",
+            "no DKIM key is an RSA key; receivers that do not know Ed25519 (many still) see the message as unsigned".into(),
+            "Add an RSA key of 2048 bits: as the only key, or next to the Ed25519 one (`dkim_selector_2`, `dkim_key_file_2`; see the README's DKIM section).".into(),
+        ));
     }
     out
 }
@@ -328,6 +350,33 @@ mod tests {
         assert!(
             !f.iter().any(|(code, _)| *code == "dkim-domain"),
             "a parent domain aligns: {f:?}"
+        );
+    }
+
+    #[test]
+    fn an_ed25519_key_alone_lacks_rsa_and_a_wrong_algorithm_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("ed.key");
+        // An Ed25519 key as the base64 of its 32-byte seed.
+        std::fs::write(&key, "Y2hlY2stdGVzdC1zZWVkLTMyLWJ5dGVzLWxvbmchISE=\n").unwrap();
+        let mut c = footer();
+        c.dkim_domain = Some("example.org".into());
+        c.dkim_selector = Some("ed".into());
+        c.dkim_key_file = Some(key.clone());
+        let f = codes(&findings("Hi.", &c, 1000));
+        let dkim: Vec<_> = f.iter().filter(|(c, _)| c.starts_with("dkim")).collect();
+        assert_eq!(dkim, [&("dkim-no-rsa", Severity::Warning)]);
+        c.dkim_algorithm = Some(crate::config::DkimAlgorithm::Rsa);
+        let all = findings("Hi.", &c, 1000);
+        let wrong = all.iter().find(|f| f.code == "dkim-algorithm").unwrap();
+        assert_eq!(wrong.severity, Severity::Error);
+        assert!(
+            wrong.message.starts_with(&format!(
+                "{}: `dkim_algorithm` is rsa, but this file holds an Ed25519 key",
+                key.display()
+            )),
+            "{}",
+            wrong.message
         );
     }
 

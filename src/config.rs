@@ -113,6 +113,15 @@ pub struct Config {
     pub dkim_domain: Option<String>,
     pub dkim_selector: Option<String>,
     pub dkim_key_file: Option<PathBuf>,
+    /// What kind of key `dkim_key_file` is meant to hold; when given, a
+    /// file holding the other kind is an error (a swapped file would
+    /// otherwise sign under a selector whose DNS record cannot verify it).
+    pub dkim_algorithm: Option<DkimAlgorithm>,
+    /// A second key (usually Ed25519 next to an RSA first key), published
+    /// under its own selector: every message then carries two signatures.
+    pub dkim_selector_2: Option<String>,
+    pub dkim_key_file_2: Option<PathBuf>,
+    pub dkim_algorithm_2: Option<DkimAlgorithm>,
     /// The mail relay: `smtp://host:587` (STARTTLS), `smtps://host:465`, or
     /// `smtp://127.0.0.1:2525?tls=none` for a relay on this machine.
     pub smtp_url: Option<Url>,
@@ -189,6 +198,10 @@ impl Default for Config {
             dkim_domain: None,
             dkim_selector: None,
             dkim_key_file: None,
+            dkim_algorithm: None,
+            dkim_selector_2: None,
+            dkim_key_file_2: None,
+            dkim_algorithm_2: None,
             smtp_url: None,
             smtp_user: None,
             smtp_ca_file: None,
@@ -284,9 +297,21 @@ const SETTINGS: &[Setting] = &[
     setting!(return_path, |v, _b| Some(return_path(v)?), show_opt),
     setting!(soft_bounce_limit, |v, _b| at_least_one(number(v)?)?, show),
     setting!(soft_bounce_window, |v, _b| parse_duration(v)?, show_duration),
-    setting!(dkim_domain, |v, _b| Some(one_line(v)?), show_opt),
-    setting!(dkim_selector, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(dkim_domain, |v, _b| Some(dns_name(v)?), show_opt),
+    setting!(dkim_selector, |v, _b| Some(dns_name(v)?), show_opt),
     setting!(dkim_key_file, |v, b| Some(path(v, b)?), show_path),
+    setting!(
+        dkim_algorithm,
+        |v, _b| Some(DkimAlgorithm::parse(v)?),
+        show_opt
+    ),
+    setting!(dkim_selector_2, |v, _b| Some(dns_name(v)?), show_opt),
+    setting!(dkim_key_file_2, |v, b| Some(path(v, b)?), show_path),
+    setting!(
+        dkim_algorithm_2,
+        |v, _b| Some(DkimAlgorithm::parse(v)?),
+        show_opt
+    ),
     setting!(smtp_url, |v, _b| Some(smtp(v)?), show_opt),
     setting!(smtp_user, |v, _b| Some(one_line(v)?), show_opt),
     setting!(smtp_ca_file, |v, b| Some(path(v, b)?), show_path),
@@ -322,6 +347,47 @@ const SETTINGS: &[Setting] = &[
     ),
 ];
 
+/// The kind of a DKIM key: what `a=` says in the signature and `k=` in DNS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DkimAlgorithm {
+    Rsa,
+    Ed25519,
+}
+
+impl DkimAlgorithm {
+    fn parse(v: &str) -> Result<DkimAlgorithm, String> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "rsa" | "rsa-sha256" => Ok(DkimAlgorithm::Rsa),
+            "ed25519" | "ed25519-sha256" => Ok(DkimAlgorithm::Ed25519),
+            other => Err(format!(
+                "`{}` is not a kind of DKIM key; write rsa or ed25519",
+                other.escape_debug()
+            )),
+        }
+    }
+}
+
+impl fmt::Display for DkimAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DkimAlgorithm::Rsa => "rsa",
+            DkimAlgorithm::Ed25519 => "ed25519",
+        })
+    }
+}
+
+/// One configured DKIM key, with the names of the settings it came from
+/// so messages about it say what to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimKey {
+    pub selector: String,
+    pub key_file: PathBuf,
+    pub algorithm: Option<DkimAlgorithm>,
+    pub selector_setting: &'static str,
+    pub key_file_setting: &'static str,
+    pub algorithm_setting: &'static str,
+}
+
 /// The environment variable that overrides a setting: `HERALD_RATE`.
 pub fn env_name(setting: &str) -> String {
     format!("HERALD_{}", setting.to_ascii_uppercase())
@@ -339,6 +405,24 @@ fn one_line(v: &str) -> Result<String, String> {
         ));
     }
     Ok(v.to_string())
+}
+
+/// The DKIM domain and selectors go into the signature's `d=` and `s=`
+/// and name a DNS record: a `;` or a space there would break the signature
+/// for every message, so only what DNS names hold is taken.
+fn dns_name(v: &str) -> Result<String, String> {
+    let v = one_line(v)?;
+    if v.is_empty()
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err(format!(
+            "`{v}` is not a DNS name; write it as it is published in DNS, like herald-rsa or example.org \
+             (letters, digits, `-`, `.` and `_`)"
+        ));
+    }
+    Ok(v)
 }
 
 /// `postal_address` may span lines (a YAML `|` block is the natural way to
@@ -773,6 +857,77 @@ impl Config {
                 "DKIM signing needs all three of `dkim_domain`, `dkim_selector` and `dkim_key_file` (or none of them)".into(),
             );
         }
+        let second = ["dkim_selector_2", "dkim_key_file_2"];
+        let set_2: Vec<&str> = second
+            .into_iter()
+            .filter(|n| self.sources.contains_key(n))
+            .collect();
+        if set_2.len() == 1 {
+            problems.push(
+                self.source(set_2[0]),
+                "a second DKIM key needs both `dkim_selector_2` and `dkim_key_file_2`".into(),
+            );
+        } else if set_2.len() == 2 && set.is_empty() {
+            problems.push(
+                self.source(set_2[0]),
+                "a second DKIM key needs the first: set `dkim_domain`, `dkim_selector` and `dkim_key_file` too".into(),
+            );
+        }
+        for (algorithm, file) in [
+            ("dkim_algorithm", "dkim_key_file"),
+            ("dkim_algorithm_2", "dkim_key_file_2"),
+        ] {
+            if self.sources.contains_key(algorithm) && !self.sources.contains_key(file) {
+                problems.push(
+                    self.source(algorithm),
+                    format!("`{algorithm}` says what kind of key `{file}` holds, and `{file}` is not set; set it or remove `{algorithm}`"),
+                );
+            }
+        }
+        if let (Some(a), Some(b)) = (&self.dkim_selector, &self.dkim_selector_2)
+            && a.eq_ignore_ascii_case(b)
+        {
+            problems.push(
+                self.source("dkim_selector_2"),
+                format!("`dkim_selector_2` is `{b}`, the same as `dkim_selector`: each key is published in DNS under a selector of its own; pick another"),
+            );
+        }
+    }
+
+    /// The DKIM keys to sign with (none, one or two), each with the names
+    /// of its settings; [`Config::load`] made sure they are complete.
+    pub fn dkim_keys(&self) -> Vec<DkimKey> {
+        let mut keys = Vec::new();
+        if self.dkim_domain.is_none() {
+            return keys;
+        }
+        let slots = [
+            (
+                &self.dkim_selector,
+                &self.dkim_key_file,
+                self.dkim_algorithm,
+                ["dkim_selector", "dkim_key_file", "dkim_algorithm"],
+            ),
+            (
+                &self.dkim_selector_2,
+                &self.dkim_key_file_2,
+                self.dkim_algorithm_2,
+                ["dkim_selector_2", "dkim_key_file_2", "dkim_algorithm_2"],
+            ),
+        ];
+        for (selector, file, algorithm, [s, k, a]) in slots {
+            if let (Some(selector), Some(file)) = (selector, file) {
+                keys.push(DkimKey {
+                    selector: selector.clone(),
+                    key_file: file.clone(),
+                    algorithm,
+                    selector_setting: s,
+                    key_file_setting: k,
+                    algorithm_setting: a,
+                });
+            }
+        }
+        keys
     }
 
     /// Where a setting's value came from.
@@ -1172,6 +1327,69 @@ mod tests {
                 && e.message.contains("herald.yaml:2: `accent_color`"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_second_dkim_key_has_settings_and_variables_of_its_own() {
+        let (dir, path) = file(
+            "dkim_domain: example.org\ndkim_selector: rsa1\ndkim_key_file: rsa.pem\n\
+             dkim_algorithm: rsa\ndkim_selector_2: ed1\n",
+        );
+        let c = Config::load_with(
+            Some(&path),
+            env(&[
+                ("HERALD_DKIM_KEY_FILE_2", "/keys/ed.pem"),
+                ("HERALD_DKIM_ALGORITHM_2", "Ed25519"),
+            ]),
+            &[],
+        )
+        .unwrap();
+        let keys = c.dkim_keys();
+        assert_eq!(keys.len(), 2);
+        assert_eq!(
+            (keys[0].selector.as_str(), keys[0].algorithm),
+            ("rsa1", Some(DkimAlgorithm::Rsa))
+        );
+        assert_eq!(keys[0].key_file, dir.path().join("rsa.pem"));
+        assert_eq!(
+            (keys[1].selector.as_str(), keys[1].algorithm),
+            ("ed1", Some(DkimAlgorithm::Ed25519))
+        );
+        assert_eq!(keys[1].key_file, Path::new("/keys/ed.pem"));
+        assert_eq!(keys[1].key_file_setting, "dkim_key_file_2");
+        assert_eq!(
+            c.source("dkim_algorithm_2").to_string(),
+            "HERALD_DKIM_ALGORITHM_2"
+        );
+
+        // Half a second key, an unknown kind, a shared selector: each named.
+        let (_d, path) = file(
+            "dkim_domain: example.org\ndkim_selector: s1\ndkim_key_file: k.pem\n\
+             dkim_algorithm: dsa\ndkim_selector_2: S1\n",
+        );
+        let e = Config::load_with(Some(&path), env(&[]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("`dsa` is not a kind of DKIM key; write rsa or ed25519"),
+            "{e}"
+        );
+        assert!(
+            e.contains("needs both `dkim_selector_2` and `dkim_key_file_2`"),
+            "{e}"
+        );
+        assert!(e.contains("the same as `dkim_selector`"), "{e}");
+        let (_d, path) = file("dkim_selector: \"a; b=x\"\n");
+        let e = Config::load_with(Some(&path), env(&[]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("`a; b=x` is not a DNS name"), "{e}");
+        let (_d, path) = file("dkim_selector_2: s2\ndkim_key_file_2: k.pem\n");
+        let e = Config::load_with(Some(&path), env(&[]), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("a second DKIM key needs the first"), "{e}");
+        assert!(Config::default().dkim_keys().is_empty());
     }
 
     #[test]

@@ -22,6 +22,7 @@ pub mod compose;
 pub mod config;
 pub mod content;
 pub mod deliver;
+pub mod dkim;
 pub mod findings;
 pub mod fit;
 pub mod html;

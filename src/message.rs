@@ -2,18 +2,13 @@
 //! of that person's email.
 //!
 //! Everything that is the same for all recipients (templates, headers, the
-//! DKIM key) is prepared once in a [`Composer`]; per recipient there is only
+//! DKIM keys) is prepared once in a [`Composer`]; per recipient there is only
 //! substitution of merge fields, MIME encoding and, if configured, signing.
 
 use std::borrow::Cow;
 use std::path::Path;
 
-use base64::Engine;
 use lettre::Message;
-use lettre::message::dkim::{
-    DkimCanonicalization, DkimCanonicalizationType, DkimConfig, DkimSigningAlgorithm,
-    DkimSigningKey,
-};
 use lettre::message::header::{
     ContentDisposition, ContentId, ContentTransferEncoding, ContentType,
 };
@@ -24,6 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::audience::Recipient;
 use crate::compose::Issue;
 use crate::config::Config;
+use crate::dkim::Signer;
 use crate::merge::{Escape, Template};
 use crate::unsubscribe::Keys;
 use crate::{InputError, clock};
@@ -67,7 +63,9 @@ pub struct Composer {
     /// Hash of everything rendered once for all recipients.
     content_hash: String,
     mode: Mode,
-    dkim: Option<DkimConfig>,
+    /// The DKIM keys, parsed once here: per recipient there is only the
+    /// hashing and one signature per key.
+    dkim: Option<Signer>,
     /// The PNGs that travel inside each message, base64-encoded once here
     /// and copied into every recipient's message as they are.
     inline_parts: Vec<SinglePart>,
@@ -150,38 +148,10 @@ impl Composer {
         hasher.update(subject_source.as_bytes());
         let hasher_full = hasher.finalize();
         let hash = hex(&hasher_full[..4]);
-        let dkim = match (
-            &config.dkim_domain,
-            &config.dkim_selector,
-            &config.dkim_key_file,
-        ) {
-            (Some(d), Some(s), Some(k)) => Some(DkimConfig::new(
-                s.clone(),
-                d.clone(),
-                load_dkim_key(k)?,
-                // Not Content-Type: lettre writes it with the body, after
-                // signing, so a signature over it would never verify.
-                [
-                    "From",
-                    "To",
-                    "Subject",
-                    "Date",
-                    "Message-ID",
-                    "Reply-To",
-                    "List-Id",
-                    "List-Unsubscribe",
-                    "List-Unsubscribe-Post",
-                    "Precedence",
-                    "MIME-Version",
-                ]
-                .into_iter()
-                .map(HeaderName::new_from_ascii_str)
-                .collect(),
-                DkimCanonicalization {
-                    header: DkimCanonicalizationType::Relaxed,
-                    body: DkimCanonicalizationType::Relaxed,
-                },
-            )),
+        let dkim = match &config.dkim_domain {
+            Some(domain) if !config.dkim_keys().is_empty() => {
+                Some(Signer::new(domain, &config.dkim_keys())?)
+            }
             _ => None,
         };
         let inline_parts = issue
@@ -330,6 +300,8 @@ impl Composer {
             subject = format!("[TEST] {subject}");
         }
         let message_id = self.message_id_with_token(&token);
+        // One reading of the clock for the Date header and DKIM's t=.
+        let now = clock::now();
         let mut builder = Message::builder()
             .from(self.from.clone())
             .to(Mailbox::new(
@@ -337,7 +309,7 @@ impl Composer {
                 address,
             ))
             .subject(subject)
-            .date(clock::now().into())
+            .date(now.into())
             .message_id(Some(message_id.clone()));
         if let Some(reply_to) = &self.reply_to {
             builder = builder.reply_to(reply_to.clone());
@@ -381,16 +353,20 @@ impl Composer {
         } else {
             alternative.multipart(self.related(html))
         };
-        let mut message = builder
+        let message = builder
             .multipart(body)
             .map_err(|e| format!("the message cannot be built ({e})"))?;
+        let mut bytes = message.formatted();
+        // Signed as the final bytes, so every header herald wrote can be
+        // covered, Content-Type and MIME-Version included (see `dkim`).
         if let Some(dkim) = &self.dkim {
-            message.sign(dkim);
+            let signatures = dkim.sign(&bytes, now.as_second())?;
+            bytes.splice(0..0, signatures);
         }
         Ok(Built {
             message_id,
             to: r.email.clone(),
-            bytes: message.formatted(),
+            bytes,
             html_bytes,
         })
     }
@@ -470,45 +446,6 @@ fn header_safe(s: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Reads a DKIM private key: RSA (PKCS#1 or PKCS#8 PEM) or Ed25519 (PKCS#8
-/// PEM, or the bare base64 seed). Errors name the file, never its content.
-pub fn load_dkim_key(path: &Path) -> Result<DkimSigningKey, InputError> {
-    let err = |msg: String| InputError::new(path, None, msg);
-    // Capped: `dkim_key_file: /dev/zero` read until memory ran out.
-    let bytes = crate::limits::read_key_file(path, "DKIM key")?;
-    let text = String::from_utf8(bytes)
-        .map_err(|_| err("the DKIM key is not text; it must be a PEM or base64 key".into()))?;
-    let bad = || {
-        err(
-            "this is not a DKIM private key herald can use: it must be an RSA key (PEM, \
-             `BEGIN RSA PRIVATE KEY` or `BEGIN PRIVATE KEY`) or an Ed25519 key (PEM or base64)"
-                .into(),
-        )
-    };
-    if text.contains("BEGIN RSA PRIVATE KEY") {
-        return DkimSigningKey::new(&text, DkimSigningAlgorithm::Rsa).map_err(|_| bad());
-    }
-    if text.contains("BEGIN PRIVATE KEY") {
-        let b64: String = text.lines().filter(|l| !l.starts_with("-----")).collect();
-        let der = base64::engine::general_purpose::STANDARD
-            .decode(b64.trim())
-            .map_err(|_| bad())?;
-        // PKCS#8 for Ed25519 is 48 bytes with OID 1.3.101.112; the seed is the last 32.
-        if der.len() == 48 && der.windows(5).any(|w| w == [0x06, 0x03, 0x2b, 0x65, 0x70]) {
-            let seed = base64::engine::general_purpose::STANDARD.encode(&der[16..]);
-            return DkimSigningKey::new(&seed, DkimSigningAlgorithm::Ed25519).map_err(|_| bad());
-        }
-        use rsa::pkcs1::EncodeRsaPrivateKey;
-        use rsa::pkcs8::DecodePrivateKey;
-        let key = rsa::RsaPrivateKey::from_pkcs8_der(&der).map_err(|_| bad())?;
-        let pem = key
-            .to_pkcs1_pem(rsa::pkcs1::LineEnding::LF)
-            .map_err(|_| bad())?;
-        return DkimSigningKey::new(&pem, DkimSigningAlgorithm::Rsa).map_err(|_| bad());
-    }
-    DkimSigningKey::new(text.trim(), DkimSigningAlgorithm::Ed25519).map_err(|_| bad())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod cli;
 mod compose;
 mod corpus;
 mod delivery;
+mod dkim;
 mod engine;
 mod hostile;
 mod images;

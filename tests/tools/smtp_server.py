@@ -16,6 +16,8 @@ Options:
   --die-after N            exit at once (no goodbye) after accepting N messages
   --smtputf8               offer SMTPUTF8 (RFC 6531)
   --delay SECONDS          wait this long before answering DATA
+  --save DIR               write each accepted message, as received, to
+                           DIR/<n>-<recipient>.eml
   --max-seconds S          exit after S seconds (default 120)
   --tls implicit|starttls  TLS from the start, or STARTTLS (required), with
   --cert FILE --key FILE   this certificate and key
@@ -39,6 +41,7 @@ p.add_argument("--fail550", action="append", default=[])
 p.add_argument("--drop-data", action="append", default=[])
 p.add_argument("--slowdown", type=int, default=0)
 p.add_argument("--delay", type=float, default=0.0)
+p.add_argument("--save")
 p.add_argument("--all421", action="store_true")
 p.add_argument("--die-after", type=int, default=0)
 p.add_argument("--smtputf8", action="store_true")
@@ -67,6 +70,7 @@ lock = threading.Lock()
 log = open(args.log, "a", buffering=1)
 slowdown_left = [args.slowdown]
 accepted = [0]
+accepted_saved = [0]
 
 
 def write(entry):
@@ -133,6 +137,12 @@ class Handler:
                 break
             if not line:
                 break
+        if args.save:
+            with lock:
+                accepted_saved[0] += 1
+                name = f"{accepted_saved[0]:07}-{rcpt}.eml"
+            with open(os.path.join(args.save, name), "wb") as f:
+                f.write(envelope.original_content or envelope.content)
         for r in envelope.rcpt_tos:
             write({"rcpt": r.lower(), "time": time.time(), "message_id": message_id})
         if args.die_after:
