@@ -38,6 +38,9 @@ pub struct Built {
     pub message_id: String,
     /// The envelope recipient.
     pub to: String,
+    /// The envelope sender (MAIL FROM): `from`, the return path, or the
+    /// return path with this recipient's VERP token.
+    pub envelope_from: lettre::Address,
     pub bytes: Vec<u8>,
     /// The size of the HTML part as the recipient's mail program reads it:
     /// what Gmail measures against its clipping limit.
@@ -54,6 +57,8 @@ pub struct Composer {
     list_id: String,
     unsubscribe_url: String,
     unsubscribe_mailto: String,
+    /// `return_path`, when bounces are to come back to herald.
+    return_path: Option<lettre::Address>,
     keys: Keys,
     /// The campaign named in unsubscribe links (not in test sends).
     link_campaign: Option<String>,
@@ -183,6 +188,7 @@ impl Composer {
             list_id,
             unsubscribe_url: unsubscribe_url.to_string(),
             unsubscribe_mailto,
+            return_path: config.return_path.as_ref().map(|m| m.email.clone()),
             keys,
             link_campaign: (mode == Mode::Campaign).then(|| issue.post.campaign_id()),
             domain,
@@ -286,12 +292,21 @@ impl Composer {
         }
     }
 
-    /// Builds one recipient's message.
+    /// Builds one recipient's message (with no VERP return path: for
+    /// messages outside a campaign's journal).
     pub fn build(&self, r: &Recipient) -> Result<Built, String> {
+        self.build_numbered(r, None)
+    }
+
+    /// Builds the message of recipient number `seq` of the campaign: with
+    /// `return_path` set, its envelope sender and unsubscribe mailto: carry
+    /// a VERP token naming that recipient (see [`crate::unsubscribe`]).
+    pub fn build_numbered(&self, r: &Recipient, seq: Option<i64>) -> Result<Built, String> {
         let address: lettre::Address = r
             .email
             .parse()
             .map_err(|e| format!("not an address lettre accepts ({e})"))?;
+        let (envelope_from, unsubscribe_mailto) = self.return_addresses(seq)?;
         let token = self.token(&r.email);
         let unsubscribe = self.link_with_token(&r.email, &token);
         let value = self.values(r, &unsubscribe);
@@ -321,10 +336,7 @@ impl Composer {
             .raw_header(raw("List-Id", header_safe(&self.list_id)))
             .raw_header(raw(
                 "List-Unsubscribe",
-                format!(
-                    "<{unsubscribe}>, <mailto:{}?subject=unsubscribe>",
-                    self.unsubscribe_mailto
-                ),
+                format!("<{unsubscribe}>, <mailto:{unsubscribe_mailto}?subject=unsubscribe>"),
             ))
             .raw_header(raw(
                 "List-Unsubscribe-Post",
@@ -366,9 +378,29 @@ impl Composer {
         Ok(Built {
             message_id,
             to: r.email.clone(),
+            envelope_from,
             bytes,
             html_bytes,
         })
+    }
+
+    /// The envelope sender and the List-Unsubscribe mailto: address.
+    fn return_addresses(&self, seq: Option<i64>) -> Result<(lettre::Address, String), String> {
+        let Some(rp) = &self.return_path else {
+            return Ok((self.from.email.clone(), self.unsubscribe_mailto.clone()));
+        };
+        match (seq, &self.link_campaign) {
+            (Some(seq), Some(campaign)) => {
+                let token = self.keys.verp_token(campaign, seq);
+                let (local, domain) = (rp.user(), rp.domain());
+                let envelope = format!("{local}+{token}@{domain}")
+                    .parse()
+                    .map_err(|e| format!("the return path cannot take a token ({e})"))?;
+                Ok((envelope, format!("unsubscribe+{token}@{domain}")))
+            }
+            // A test send: bounces still go to the return path, unmatched.
+            _ => Ok((rp.clone(), self.unsubscribe_mailto.clone())),
+        }
     }
 
     /// `multipart/related`: the HTML, then the PNGs it shows as `cid:`

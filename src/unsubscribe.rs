@@ -201,6 +201,123 @@ impl Keys {
     }
 }
 
+// ---------------------------------------------------------------------------
+// VERP: whose message came back
+//
+// With `return_path: bounces@example.org`, the envelope sender of the
+// message for the campaign's recipient number SEQ is
+// `bounces+<tag>-<seq>-<mac>@example.org`:
+// - `tag`: 6 characters naming the campaign (a hash of its id);
+// - `seq`: the recipient's number in the campaign, base 36;
+// - `mac`: 8 characters of HMAC-SHA256 under the unsubscribe key, so
+//   nobody can make a token that suppresses someone else.
+// All lower-case letters and digits: some mail servers lower-case the
+// local part, and the whole fits the 64 characters a local part may have.
+// The same token after `unsubscribe+` is the List-Unsubscribe mailto:.
+
+/// What a checked VERP token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verp {
+    /// [`campaign_tag`] of the campaign.
+    pub tag: String,
+    pub seq: i64,
+}
+
+const BASE32: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+
+fn base32(bytes: &[u8], chars: usize) -> String {
+    let mut out = String::with_capacity(chars);
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for b in bytes {
+        acc = (acc << 8) | u32::from(*b);
+        bits += 8;
+        while bits >= 5 && out.len() < chars {
+            bits -= 5;
+            out.push(BASE32[((acc >> bits) & 31) as usize] as char);
+        }
+        acc &= (1 << bits) - 1;
+        if out.len() == chars {
+            break;
+        }
+    }
+    out
+}
+
+/// 6 characters that name a campaign in VERP tokens.
+pub fn campaign_tag(campaign: &str) -> String {
+    base32(&Sha256::digest(campaign.as_bytes()), 6)
+}
+
+impl Key {
+    fn verp_mac(&self, tag: &str, seq: i64) -> Hmac<Sha256> {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        mac.update(b"herald verp\0");
+        mac.update(tag.as_bytes());
+        mac.update(b"\0");
+        mac.update(seq.to_string().as_bytes());
+        mac
+    }
+}
+
+impl Keys {
+    /// The VERP token of recipient `seq` of `campaign` (current key).
+    pub fn verp_token(&self, campaign: &str, seq: i64) -> String {
+        let tag = campaign_tag(campaign);
+        let mac = self.current.verp_mac(&tag, seq).finalize().into_bytes();
+        format!("{tag}-{}-{}", base36(seq), base32(&mac, 8))
+    }
+
+    /// Checks a VERP token with every key (so tokens survive a key change).
+    pub fn verp_check(&self, token: &str) -> Option<Verp> {
+        let token = token.to_ascii_lowercase();
+        let mut parts = token.split('-');
+        let (tag, seq, mac) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() || tag.len() != 6 || mac.len() != 8 || seq.len() > 12 {
+            return None;
+        }
+        let seq = i64::from_str_radix(seq, 36).ok()?;
+        let mut ok = false;
+        for key in std::iter::once(&self.current).chain(&self.old) {
+            let want = base32(&key.verp_mac(tag, seq).finalize().into_bytes(), 8);
+            // Constant time: every byte compared, whatever the first says.
+            let same = want
+                .bytes()
+                .zip(mac.bytes())
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                == 0;
+            ok |= same;
+        }
+        ok.then(|| Verp {
+            tag: tag.to_string(),
+            seq,
+        })
+    }
+}
+
+fn base36(mut n: i64) -> String {
+    const DIGITS: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+    if n <= 0 {
+        return "0".into();
+    }
+    let mut out = Vec::new();
+    while n > 0 {
+        out.push(DIGITS[(n % 36) as usize]);
+        n /= 36;
+    }
+    out.reverse();
+    String::from_utf8(out).expect("ASCII")
+}
+
+/// The token in `local+<token>@domain`, when the address has `prefix` as
+/// its local part before the `+` (case-blind).
+pub fn verp_token_in<'a>(address: &'a str, prefix: &str) -> Option<&'a str> {
+    let address = address.trim().trim_start_matches('<').trim_end_matches('>');
+    let (local, _domain) = address.rsplit_once('@')?;
+    let (p, token) = local.split_once('+')?;
+    p.eq_ignore_ascii_case(prefix).then_some(token)
+}
+
 /// `ana.lopez@example.org` as `a***z@e***.org`: enough for the person to
 /// recognise their address, not enough for a passer-by to read it off a
 /// screen or a log.
@@ -295,6 +412,28 @@ mod tests {
         ] {
             assert_eq!(keys.verify(&bad), None, "{bad}");
         }
+    }
+
+    #[test]
+    fn verp_tokens_are_short_lowercase_and_cannot_be_forged() {
+        let keys = Keys::new(b"k".to_vec(), vec![]);
+        let t = keys.verp_token("june@2025-06-03", 1234);
+        let address = format!("bounces+{t}@example.org");
+        assert!(address.len() < 64, "{address}");
+        assert!(t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+        let token = verp_token_in(&address, "bounces").unwrap();
+        let v = keys.verp_check(token).unwrap();
+        assert_eq!((v.tag.as_str(), v.seq), (campaign_tag("june@2025-06-03").as_str(), 1234));
+        // Upper-cased in transit: still good.
+        assert!(keys.verp_check(&t.to_uppercase()).is_some());
+        // Another recipient's number with this MAC: refused.
+        let forged = t.replace(&format!("-{}-", base36(1234)), &format!("-{}-", base36(1235)));
+        assert!(keys.verp_check(&forged).is_none());
+        assert!(Keys::new(b"other".to_vec(), vec![]).verp_check(&t).is_none());
+        // After a key change the old tokens still check.
+        assert!(Keys::new(b"new".to_vec(), vec![b"k".to_vec()]).verp_check(&t).is_some());
+        assert_eq!(verp_token_in("bounces@example.org", "bounces"), None);
+        assert_eq!(verp_token_in("other+x@example.org", "bounces"), None);
     }
 
     #[test]

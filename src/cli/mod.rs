@@ -5,6 +5,7 @@
 //! Results go to stdout (as JSON with `--json`); messages go to stderr
 //! through [`crate::log`]. Exit codes are in [`crate::exit`] and the README.
 
+mod bounces;
 mod check;
 mod config;
 pub(crate) mod output;
@@ -80,6 +81,7 @@ enum Command {
     Send(Box<send::Args>),
     Status(status::Args),
     Serve(serve::Args),
+    Bounces(bounces::Args),
     #[command(subcommand)]
     Suppress(suppress::Command),
     Config(config::Args),
@@ -170,6 +172,7 @@ fn overrides(cli: &Cli) -> Result<Vec<Override>, InputError> {
         Command::Send(a) => o.extend(a.overrides()),
         Command::Status(a) => o.extend(a.overrides()),
         Command::Serve(a) => o.extend(a.overrides()),
+        Command::Bounces(a) => o.extend(a.overrides()),
         Command::Suppress(a) => o.extend(a.overrides()),
         _ => {}
     }
@@ -203,6 +206,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Send(args) => send::run(*args, &config),
         Command::Status(args) => status::run(args, &config),
         Command::Serve(args) => serve::run(args, &config),
+        Command::Bounces(args) => bounces::run(args, &config),
         Command::Suppress(args) => suppress::run(args, &config),
         Command::Config(args) => config::run(args, &config),
     }

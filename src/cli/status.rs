@@ -85,6 +85,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             .iter()
             .filter(|s| s.source.is_unsubscribe() && s.campaign.as_deref() == Some(c.id.as_str()))
             .count();
+        let bounced = journal.bounce_summary(&c.id).map_err(unreadable)?;
         if !json {
             let n = &c.counts;
             let state = if c.finished_at.is_some() {
@@ -105,6 +106,21 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             )?;
             if unsubscribed > 0 {
                 say!("  {unsubscribed} unsubscribed through this email's link")?;
+            }
+            let b = &bounced;
+            if b.hard + b.soft + b.complaints + b.mailto_unsubscribes > 0 {
+                say!(
+                    "  came back: {} addresses gone (suppressed), {} soft bounces, {} spam complaints, {} unsubscribe emails",
+                    b.hard,
+                    b.soft,
+                    b.complaints,
+                    b.mailto_unsubscribes
+                )?;
+            }
+            for (why, n) in b.blocks.iter().take(10) {
+                say!(
+                    "  blocked by a receiving server, {n}x (for the sender to fix, not the subscriber): {why}"
+                )?;
             }
             if n.removed > 0 {
                 say!(
@@ -132,6 +148,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             "campaign": c,
             "problems": problems,
             "unsubscribed": unsubscribed,
+            "bounces": bounced,
         }));
     }
     if json {

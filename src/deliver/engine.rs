@@ -568,7 +568,7 @@ fn build_one<M: Mailer>(
         columns: Arc::clone(columns),
         values: row.values,
     };
-    let built = composer.build(&recipient).and_then(|built| {
+    let built = composer.build_numbered(&recipient, Some(row.seq)).and_then(|built| {
         let to = built
             .to
             .parse()
@@ -583,7 +583,7 @@ fn build_one<M: Mailer>(
                 seq,
                 email: row.email,
                 message: Outgoing {
-                    from: composer.envelope_from(),
+                    from: built.envelope_from.clone(),
                     to,
                     payload: shared.mailer.prepare(built),
                 },

@@ -5,3 +5,6 @@
 //!   over HTTP behind the team's HTTPS proxy.
 
 pub mod serve;
+pub mod bounces;
+pub mod act;
+pub mod inbox;

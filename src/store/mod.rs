@@ -248,6 +248,66 @@ pub trait Store: Send {
     fn unsuppress(&mut self, email: &str, sources: &[Source]) -> Result<bool>;
     /// The whole suppression list, oldest first.
     fn suppressions(&self) -> Result<Vec<Suppressed>>;
+
+    /// Whether `herald bounces` already handled the message with this key
+    /// (a hash of its bytes): a second run over the same mailbox changes
+    /// nothing.
+    fn message_handled(&self, key: &str) -> Result<bool>;
+    /// What one returned message said, the suppressions it leads to, and
+    /// that it was handled, in one transaction.
+    fn record_message(
+        &mut self,
+        key: &str,
+        events: &[BounceEvent],
+        suppress: &[Suppressed],
+    ) -> Result<()>;
+    /// The campaigns of `email`'s soft bounces since `since` (RFC 3339),
+    /// one entry per bounce.
+    fn soft_bounces(&self, email: &str, since: &str) -> Result<Vec<Option<String>>>;
+    /// What came back for a campaign, for `herald status`.
+    fn bounce_summary(&self, campaign: &str) -> Result<BounceSummary>;
+    /// The address of recipient number `seq` of `campaign` (VERP tokens
+    /// name recipients by number).
+    fn recipient_email(&self, campaign: &str, seq: i64) -> Result<Option<String>>;
+}
+
+/// One recipient's part of a message that came back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BounceEvent {
+    /// Lower-cased.
+    pub email: String,
+    pub campaign: Option<String>,
+    /// `bounce`, `complaint`, `unsubscribe`.
+    pub kind: String,
+    /// RFC 3463 status, like `5.1.1`; empty when none.
+    pub status: String,
+    /// The address is bad for good.
+    pub hard: bool,
+    /// Why, in a word (`userunknown`, `mailboxfull`, `blocked`, ...).
+    pub reason: String,
+    pub diagnostic: Option<String>,
+    /// What herald did: `suppressed`, `counted` (a soft bounce), `recorded`
+    /// (a block for the sender to look at), `none`.
+    pub action: String,
+    /// The message it came from (file name or IMAP UID).
+    pub message: String,
+    pub at: String,
+}
+
+/// What came back for one campaign.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BounceSummary {
+    /// Addresses gone for good (suppressed).
+    pub hard: u64,
+    /// Soft bounces (mailbox full, delivery expired, ...).
+    pub soft: u64,
+    pub complaints: u64,
+    /// Unsubscribes by email (the List-Unsubscribe mailto:).
+    pub mailto_unsubscribes: u64,
+    /// Blocks of the sender or the content (policy, spam, reputation):
+    /// something for the sender to fix, not the subscriber. Each distinct
+    /// reply with how many times it came.
+    pub blocks: Vec<(String, u64)>,
 }
 
 /// How an address came onto the suppression list.
@@ -264,15 +324,21 @@ pub enum Source {
     Manual,
     /// `herald suppress import`.
     Import,
+    /// A spam complaint through a mailbox provider's feedback loop (ARF).
+    Complaint,
+    /// An email to the List-Unsubscribe mailto: address.
+    Mailto,
 }
 
 impl Source {
-    pub const ALL: [Source; 5] = [
+    pub const ALL: [Source; 7] = [
         Source::Bounce,
         Source::OneClick,
         Source::Page,
         Source::Manual,
         Source::Import,
+        Source::Complaint,
+        Source::Mailto,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -282,6 +348,8 @@ impl Source {
             Source::Page => "page",
             Source::Manual => "manual",
             Source::Import => "import",
+            Source::Complaint => "complaint",
+            Source::Mailto => "mailto",
         }
     }
 
@@ -289,7 +357,8 @@ impl Source {
         Source::ALL.into_iter().find(|x| x.as_str() == s)
     }
 
-    /// The person asked to leave (rather than their address failing).
+    /// The person asked to leave through a link or button (what the
+    /// page's Undo may take back).
     pub fn is_unsubscribe(self) -> bool {
         matches!(self, Source::OneClick | Source::Page)
     }

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    CampaignInfo, Counts, Import, Lock, Problem, Result, Row, Source, State, Store, StoreError,
-    Suppressed, Update,
+    BounceEvent, BounceSummary, CampaignInfo, Counts, Import, Lock, Problem, Result, Row, Source,
+    State, Store, StoreError, Suppressed, Update,
 };
 use crate::clock;
 
@@ -17,7 +17,7 @@ pub const FILE: &str = "journal.db";
 
 /// The schema this herald writes. Version 0 is the first release's (no
 /// `seen` column); it is upgraded in place on open.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 pub struct Sqlite {
     conn: Connection,
@@ -176,6 +176,27 @@ impl Sqlite {
                  ALTER TABLE suppression ADD COLUMN campaign TEXT;",
             )?;
         }
+        // Schema 3: what `herald bounces` read.
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS intake (
+                message_key TEXT PRIMARY KEY,
+                handled_at TEXT NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS bounce (
+                email_key TEXT NOT NULL,
+                campaign TEXT,
+                kind TEXT NOT NULL,
+                status TEXT NOT NULL,
+                hard INTEGER NOT NULL,
+                reason TEXT NOT NULL,
+                diagnostic TEXT,
+                action TEXT NOT NULL,
+                message TEXT NOT NULL,
+                at TEXT NOT NULL
+             );
+             CREATE INDEX IF NOT EXISTS bounce_email ON bounce (email_key, at);
+             CREATE INDEX IF NOT EXISTS bounce_campaign ON bounce (campaign);",
+        )?;
         self.conn
             .pragma_update(None, "user_version", SCHEMA_VERSION)
     }
@@ -565,6 +586,133 @@ impl Store for Sqlite {
             })
             .map_err(self.err())?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err())
+    }
+
+    fn message_handled(&self, key: &str) -> Result<bool> {
+        self.conn
+            .query_row("SELECT 1 FROM intake WHERE message_key = ?1", [key], |_| {
+                Ok(())
+            })
+            .optional()
+            .map(|o| o.is_some())
+            .map_err(self.err())
+    }
+
+    fn record_message(
+        &mut self,
+        key: &str,
+        events: &[BounceEvent],
+        suppress: &[Suppressed],
+    ) -> Result<()> {
+        let path = self.path.clone();
+        let e = |err| db_error(&path, err);
+        let tx = self.conn.transaction().map_err(e)?;
+        {
+            let mut ins = tx
+                .prepare_cached(
+                    "INSERT INTO bounce (email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                )
+                .map_err(e)?;
+            for b in events {
+                ins.execute(params![
+                    b.email.to_lowercase(),
+                    b.campaign,
+                    b.kind,
+                    b.status,
+                    b.hard,
+                    b.reason,
+                    b.diagnostic,
+                    b.action,
+                    b.message,
+                    b.at
+                ])
+                .map_err(e)?;
+            }
+            let mut sup = tx
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO suppression (email_key, reason, added_at, source, campaign)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(e)?;
+            for s in suppress {
+                sup.execute(params![
+                    s.email.to_lowercase(),
+                    s.reason,
+                    s.added_at,
+                    s.source.as_str(),
+                    s.campaign
+                ])
+                .map_err(e)?;
+            }
+            tx.execute(
+                "INSERT OR IGNORE INTO intake (message_key, handled_at) VALUES (?1, ?2)",
+                params![key, clock::now().to_string()],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)
+    }
+
+    fn soft_bounces(&self, email: &str, since: &str) -> Result<Vec<Option<String>>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT campaign FROM bounce WHERE email_key = ?1 AND kind = 'bounce'
+                 AND action = 'counted' AND at >= ?2",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map(params![email.to_lowercase(), since], |r| r.get(0))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<Vec<Option<String>>>>()
+            .map_err(self.err())
+    }
+
+    fn bounce_summary(&self, campaign: &str) -> Result<BounceSummary> {
+        let mut s = BounceSummary::default();
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT kind, action, hard, status, COALESCE(diagnostic, reason), COUNT(*) FROM bounce
+                 WHERE campaign = ?1 GROUP BY 1, 2, 3, 4, 5 ORDER BY 6 DESC",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([campaign], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, bool>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, i64>(5)?,
+                ))
+            })
+            .map_err(self.err())?;
+        for row in rows {
+            let (kind, action, hard, status, why, n) = row.map_err(self.err())?;
+            let n = n as u64;
+            match (kind.as_str(), action.as_str()) {
+                ("complaint", _) => s.complaints += n,
+                ("unsubscribe", _) => s.mailto_unsubscribes += n,
+                (_, "recorded") => s.blocks.push((format!("{status} {why}").trim().to_string(), n)),
+                _ if hard => s.hard += n,
+                _ => s.soft += n,
+            }
+        }
+        Ok(s)
+    }
+
+    fn recipient_email(&self, campaign: &str, seq: i64) -> Result<Option<String>> {
+        self.conn
+            .query_row(
+                "SELECT email FROM recipient WHERE campaign = ?1 AND seq = ?2",
+                params![campaign, seq],
+                |r| r.get(0),
+            )
+            .optional()
             .map_err(self.err())
     }
 }

@@ -12,5 +12,6 @@ mod engine;
 mod hostile;
 mod images;
 mod messages;
+mod returned;
 mod serve;
 mod util;

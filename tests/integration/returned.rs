@@ -1,0 +1,423 @@
+//! `herald bounces` end to end: a real Postfix as herald's relay bounces
+//! mail for an unknown user back to herald's VERP return path in a
+//! Maildir; hand-made reports (RFC 3464, ARF, a mailto unsubscribe) for
+//! the other kinds. The classifier's accuracy on real bounces is in
+//! `bounces.rs`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::util::*;
+
+const SECRET: &str = "returned-test-secret";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A private Postfix: its own config, queue and mailboxes, on 127.0.0.1.
+/// `relay.test` is its local domain, where any user is accepted and an
+/// unknown one bounces; `example.org` is delivered to Maildirs under
+/// `mail/` (`bounces@` and `reader0@`). Stopped when dropped.
+struct Postfix {
+    conf: PathBuf,
+    port: u16,
+    root: PathBuf,
+}
+
+impl Postfix {
+    fn start(root: &Path) -> Option<Postfix> {
+        let postfix = tool("postfix")?;
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: a private Postfix must be started as root");
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs as root");
+            return None;
+        }
+        let conf = root.join("conf");
+        for d in ["conf", "queue", "data", "mail", "log"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let chown = |user: &str, p: &Path| {
+            let o = Command::new("chown").arg(user).arg(p).output().unwrap();
+            assert!(o.status.success(), "{}", stderr(&o));
+        };
+        chown("postfix", &root.join("data"));
+        chown("nobody", &root.join("mail"));
+        let port = free_port();
+        let master = std::fs::read_to_string("/etc/postfix/master.cf").unwrap();
+        let master: String = master
+            .lines()
+            .map(|l| {
+                if l.starts_with("smtp ") && l.contains(" inet ") {
+                    format!("{port} inet n - n - - smtpd")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        std::fs::write(conf.join("master.cf"), master + "\n").unwrap();
+        std::fs::write(
+            conf.join("vmailbox"),
+            "bounces@example.org bounces/\nreader0@example.org readers/\n",
+        )
+        .unwrap();
+        let id = |flag: &str| {
+            String::from_utf8(Command::new("id").args([flag, "nobody"]).output().unwrap().stdout)
+                .unwrap()
+                .trim()
+                .to_string()
+        };
+        let r = root.display();
+        std::fs::write(
+            conf.join("main.cf"),
+            format!(
+                "compatibility_level = 3.6\n\
+                 queue_directory = {r}/queue\n\
+                 data_directory = {r}/data\n\
+                 maillog_file = {r}/log/maillog\n\
+                 maillog_file_prefixes = {r}\n\
+                 inet_interfaces = 127.0.0.1\n\
+                 inet_protocols = ipv4\n\
+                 mynetworks = 127.0.0.0/8\n\
+                 disable_dns_lookups = yes\n\
+                 myhostname = relay.test\n\
+                 mydestination = relay.test\n\
+                 local_recipient_maps =\n\
+                 alias_maps =\n\
+                 alias_database =\n\
+                 virtual_mailbox_domains = example.org\n\
+                 virtual_mailbox_base = {r}/mail\n\
+                 virtual_mailbox_maps = texthash:{r}/conf/vmailbox\n\
+                 virtual_uid_maps = static:{}\n\
+                 virtual_gid_maps = static:{}\n\
+                 recipient_delimiter = +\n",
+                id("-u"),
+                id("-g")
+            ),
+        )
+        .unwrap();
+        let o = Command::new(&postfix)
+            .arg("-c")
+            .arg(&conf)
+            .arg("start")
+            .output()
+            .unwrap();
+        let log = std::fs::read_to_string(root.join("log/maillog")).unwrap_or_default();
+        assert!(o.status.success(), "postfix did not start: {}\n{log}", stderr(&o));
+        // Ready when it answers on its port.
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(20), "postfix never listened:\n{log}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Postfix {
+            conf,
+            port,
+            root: root.to_path_buf(),
+        })
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    /// Waits (up to 60 s) until the Maildir `name` has `n` messages.
+    fn wait_for(&self, name: &str, n: usize) -> PathBuf {
+        let dir = self.root.join("mail").join(name);
+        let start = Instant::now();
+        loop {
+            let have = std::fs::read_dir(dir.join("new"))
+                .map(|d| d.count())
+                .unwrap_or(0);
+            if have >= n {
+                return dir;
+            }
+            let log = std::fs::read_to_string(self.root.join("log/maillog")).unwrap_or_default();
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "no mail in {name} after 60 s:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        let _ = Command::new("postfix")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("stop")
+            .output();
+    }
+}
+
+fn config(dir: &Path) -> PathBuf {
+    let base = std::fs::read_to_string(example_config()).unwrap();
+    let p = dir.join("herald.yaml");
+    std::fs::write(&p, format!("{base}\nreturn_path: bounces@example.org\n")).unwrap();
+    p
+}
+
+fn run(dir: &Path, args: &[&str]) -> std::process::Output {
+    herald_env(dir, args, &[("HERALD_UNSUBSCRIBE_SECRET", SECRET)])
+}
+
+fn send(dir: &Path, post: &Path, list: &Path, smtp: &str) -> serde_json::Value {
+    let o = run(
+        dir,
+        &[
+            "send",
+            post.to_str().unwrap(),
+            "--subscribers",
+            list.to_str().unwrap(),
+            "--smtp",
+            smtp,
+            "--yes",
+            "--json",
+        ],
+    );
+    assert!(
+        matches!(o.status.code(), Some(0) | Some(3)),
+        "{}",
+        stderr(&o)
+    );
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn bounces_json(dir: &Path, maildir: &Path, extra: &[&str]) -> serde_json::Value {
+    let mut args = vec!["bounces", "--maildir", maildir.to_str().unwrap(), "--json"];
+    args.extend_from_slice(extra);
+    let o = run(dir, &args);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+fn suppressed(dir: &Path) -> Vec<serde_json::Value> {
+    let o = run(dir, &["suppress", "list", "--json"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// The issue's loop: Postfix is the relay, cannot deliver to an unknown
+/// local user and writes its own bounce to herald's VERP return path;
+/// `herald bounces` suppresses exactly that user (matched by the token), a
+/// second run changes nothing, and the next send leaves them out.
+#[test]
+fn a_real_postfix_bounce_suppresses_exactly_that_user() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(postfix) = Postfix::start(&tmp.path().join("postfix")) else {
+        return;
+    };
+    let dir = tmp.path().join("work");
+    std::fs::create_dir_all(&dir).unwrap();
+    config(&dir);
+    let list = dir.join("list.csv");
+    std::fs::write(
+        &list,
+        "email,first_name\nreader0@example.org,Ana\nnosuchuser@relay.test,Bo\n",
+    )
+    .unwrap();
+    let sent = send(&dir, &example_post(), &list, &postfix.url());
+    assert_eq!(sent["counts"]["sent"], 2, "{sent}");
+    let bounces = postfix.wait_for("bounces", 1);
+    postfix.wait_for("readers", 1);
+
+    // A dry run first: it says what it would do and changes nothing.
+    let v = bounces_json(&dir, &bounces, &["--dry-run"]);
+    assert_eq!(v["summary"]["suppressed"], 1, "{v}");
+    assert_eq!(suppressed(&dir).len(), 0);
+    assert_eq!(std::fs::read_dir(bounces.join("new")).unwrap().count(), 1);
+
+    let v = bounces_json(&dir, &bounces, &[]);
+    let messages = v["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 1, "{v}");
+    let m = &messages[0];
+    assert_eq!(m["kind"], "bounce", "{v}");
+    assert_eq!(m["matched_by"], "verp", "{v}");
+    let r = &m["recipients"][0];
+    assert_eq!(r["address"], "nosuchuser@relay.test");
+    assert_eq!(r["status"], "5.1.1");
+    assert_eq!(r["hard"], true);
+    assert_eq!(r["action"], "suppressed");
+    let list_now = suppressed(&dir);
+    assert_eq!(list_now.len(), 1, "{list_now:?}");
+    assert_eq!(list_now[0]["email"], "nosuchuser@relay.test");
+    assert_eq!(list_now[0]["source"], "bounce");
+    assert_eq!(list_now[0]["campaign"], sent["campaign"]);
+    // Understood, so marked as read (moved to cur/ with the S flag).
+    assert_eq!(std::fs::read_dir(bounces.join("new")).unwrap().count(), 0);
+    let cur: Vec<String> = std::fs::read_dir(bounces.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(cur[0].ends_with(":2,S"), "{cur:?}");
+
+    // Again: nothing new.
+    let v = bounces_json(&dir, &bounces, &[]);
+    assert_eq!(v["summary"]["already_handled"], 1, "{v}");
+    assert_eq!(v["summary"]["suppressed"], 0, "{v}");
+    assert_eq!(suppressed(&dir).len(), 1);
+
+    // `herald status` shows it against the campaign.
+    let o = run(&dir, &["status"]);
+    assert!(
+        stdout(&o).contains("came back: 1 addresses gone (suppressed)"),
+        "{}",
+        stdout(&o)
+    );
+
+    // The next issue leaves them out.
+    let june = another_issue(&dir, "june-issue");
+    let next = send(&dir, &june, &list, &postfix.url());
+    assert_eq!(next["counts"]["total"], 1, "{next}");
+    assert_eq!(next["counts"]["sent"], 1, "{next}");
+}
+
+/// Writes `text` (with LF line ends) into `maildir/new/NAME`.
+fn deliver(maildir: &Path, name: &str, text: &str) {
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(maildir.join(d)).unwrap();
+    }
+    std::fs::write(maildir.join("new").join(name), text.replace('\n', "\r\n")).unwrap();
+}
+
+fn dsn(to: &str, rcpt: &str, status: &str, diagnostic: &str) -> String {
+    format!(
+        "Return-Path: <>\nDelivered-To: {to}\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.net>\n\
+         To: {to}\nSubject: Undelivered Mail Returned to Sender\nAuto-Submitted: auto-replied\n\
+         MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n\
+         --B\nContent-Type: text/plain\n\nI could not deliver your message.\n\n\
+         --B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n\
+         Final-Recipient: rfc822; {rcpt}\nAction: {}\nStatus: {status}\nDiagnostic-Code: smtp; {diagnostic}\n\n\
+         --B\nContent-Type: text/rfc822-headers\n\nFrom: News <news@example.org>\nTo: {rcpt}\nSubject: News\n\n--B--\n",
+        if status.starts_with('4') { "delayed" } else { "failed" }
+    )
+}
+
+/// The kinds without a relay: each from a hand-made report carrying the
+/// VERP address herald gave the message.
+#[test]
+fn complaints_mailto_unsubscribes_blocks_and_soft_bounces() {
+    use herald::unsubscribe::Keys;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    config(dir);
+    // Two campaigns in the journal, sent to nobody (an outbox would do,
+    // but the journal is what matters): a dry run does not keep a
+    // journal, so the campaigns are made by sending to a sink.
+    let Some(sink) = tool("smtp-sink") else {
+        return;
+    };
+    let port = free_port();
+    let mut sink = Command::new(sink)
+        .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "64"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let list = dir.join("list.csv");
+    let people = ["ana", "bo", "cy", "dee", "eve"];
+    let mut csv = String::from("email\n");
+    for p in people {
+        csv.push_str(&format!("{p}@example.net\n"));
+    }
+    std::fs::write(&list, csv).unwrap();
+    let smtp = format!("smtp://127.0.0.1:{port}?tls=none");
+    let may = send(dir, &example_post(), &list, &smtp);
+    let june = send(dir, &another_issue(dir, "june-issue"), &list, &smtp);
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let keys = Keys::new(SECRET.as_bytes().to_vec(), vec![]);
+    let (may_id, june_id) = (
+        may["campaign"].as_str().unwrap().to_string(),
+        june["campaign"].as_str().unwrap().to_string(),
+    );
+    // A new campaign numbers its recipients 1, 2, ... in list order.
+    let seq = |_campaign: &str, who: &str| people.iter().position(|p| *p == who).unwrap() as i64 + 1;
+    let verp = |campaign: &str, who: &str, local: &str| {
+        format!("{local}+{}@example.org", keys.verp_token(campaign, seq(campaign, who)))
+    };
+    let inbox = dir.join("Maildir");
+    // ana complains (ARF) about May's issue.
+    deliver(
+        &inbox,
+        "1.arf",
+        &format!(
+            "From: feedback@provider.example\nTo: {to}\nSubject: complaint\nMIME-Version: 1.0\n\
+             Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n\
+             --F\nContent-Type: text/plain\n\nThis is an abuse report.\n\n\
+             --F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: test/1.0\nVersion: 1\n\
+             Original-Rcpt-To: ana@example.net\n\n\
+             --F\nContent-Type: text/rfc822-headers\n\nReturn-Path: <{to}>\nFrom: News <news@example.org>\nTo: ana@example.net\nSubject: News\n\n--F--\n",
+            to = verp(&may_id, "ana", "bounces")
+        ),
+    );
+    // bo writes to the unsubscribe address (Apple Mail does that).
+    deliver(
+        &inbox,
+        "2.mailto",
+        &format!(
+            "From: Bo <bo@example.net>\nTo: {}\nSubject: unsubscribe\n\nunsubscribe\n",
+            verp(&may_id, "bo", "unsubscribe")
+        ),
+    );
+    // cy's server blocks the sender (5.7.1): recorded for the sender, cy stays.
+    deliver(
+        &inbox,
+        "3.block",
+        &dsn(
+            &verp(&may_id, "cy", "bounces"),
+            "cy@example.net",
+            "5.7.1",
+            "550 5.7.1 Message rejected as spam by Content Filtering",
+        ),
+    );
+    // dee's mailbox is full in May and June, then again: 3 soft bounces in
+    // 2 campaigns suppress her on the third.
+    for (i, c) in [&may_id, &june_id, &june_id].into_iter().enumerate() {
+        deliver(
+            &inbox,
+            &format!("4.full{i}"),
+            &dsn(
+                &verp(c, "dee", "bounces"),
+                "dee@example.net",
+                "4.2.2",
+                &format!("452 4.2.2 Mailbox full ({i})"),
+            ),
+        );
+    }
+    // A forged token for eve: nothing happens to her.
+    deliver(
+        &inbox,
+        "5.forged",
+        &dsn(
+            "bounces+aaaaaa-2-aaaaaaaa@example.org",
+            "someone@else.example",
+            "5.1.1",
+            "550 5.1.1 unknown",
+        ),
+    );
+    let v = bounces_json(dir, &inbox, &[]);
+    let list_now = suppressed(dir);
+    let by: std::collections::HashMap<&str, &serde_json::Value> = list_now
+        .iter()
+        .map(|s| (s["email"].as_str().unwrap(), s))
+        .collect();
+    assert_eq!(by["ana@example.net"]["source"], "complaint", "{v}");
+    assert_eq!(by["bo@example.net"]["source"], "mailto", "{v}");
+    assert!(!by.contains_key("cy@example.net"), "a block suppressed the subscriber: {v}");
+    assert_eq!(by["dee@example.net"]["source"], "bounce", "{v}");
+    assert!(by["dee@example.net"]["reason"].as_str().unwrap().contains("3 soft bounces"));
+    assert!(!by.contains_key("eve@example.net"));
+    let o = run(dir, &["status", &may_id]);
+    let s = stdout(&o);
+    assert!(s.contains("blocked by a receiving server"), "{s}");
+    assert!(s.contains("5.7.1"), "{s}");
+    assert!(s.contains("1 spam complaints, 1 unsubscribe emails"), "{s}");
+}
