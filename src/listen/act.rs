@@ -235,6 +235,7 @@ pub fn act(
                         reason: "undefined".into(),
                         hard: false,
                         diagnostic: None,
+                        action: None,
                     }),
                     1 => recipients[0].address = email.clone(),
                     _ => {}

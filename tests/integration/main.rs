@@ -2,6 +2,7 @@
 //! one module per capability.
 
 mod boundaries;
+mod bounces;
 mod browser;
 mod cli;
 mod compose;

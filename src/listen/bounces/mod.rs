@@ -1,0 +1,669 @@
+//! What a message that came back to herald is, and for whom (issue 13): a
+//! bounce (a delivery-status notification, standard or free text), a
+//! complaint (an ARF feedback report), an unsubscribe request sent to the
+//! List-Unsubscribe mailto:, an auto-reply, or ordinary mail.
+//!
+//! A pure function of the message's bytes: [`classify`]. It reads nothing
+//! else, never panics, and bounds its work whatever the input (a cap on the
+//! bytes and MIME parts it looks at, and on the text it scans), so it can
+//! run on whatever arrives at the bounce address.
+//!
+//! The reasons are sisimai's names (sisimai is the reference bounce
+//! classifier), so its test expectations can judge this one; see
+//! `tests/integration/bounces.rs`.
+
+mod dsn;
+mod reason;
+mod text;
+
+use mail_parser::{Message, MessageParser, MessagePart, PartType};
+
+/// What kind of message it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A delivery failed (or was delayed) for the recipients listed.
+    Bounce,
+    /// A recipient (or their provider) reported the message as unwanted.
+    Complaint,
+    /// Someone wrote "unsubscribe" to the List-Unsubscribe mailto: address.
+    Unsubscribe,
+    /// An out-of-office or other automatic answer (RFC 3834).
+    AutoReply,
+    /// Ordinary mail, or a report that every delivery succeeded.
+    NotABounce,
+    /// Nothing could be made of it (not a mail message at all).
+    Unknown,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bounce => "bounce",
+            Kind::Complaint => "complaint",
+            Kind::Unsubscribe => "unsubscribe",
+            Kind::AutoReply => "auto-reply",
+            Kind::NotABounce => "not-a-bounce",
+            Kind::Unknown => "unknown",
+        }
+    }
+}
+
+/// One recipient the report is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recipient {
+    /// Lower-cased, without `<>`.
+    pub address: String,
+    /// RFC 3463 enhanced status code ("5.1.1"); sisimai's `5.0.9xx` codes
+    /// when the message carries none and the reason is known; "" when none
+    /// can be told (complaints, auto-replies).
+    pub status: String,
+    /// The SMTP reply code, e.g. 550, when the message carries one.
+    pub reply_code: Option<u16>,
+    /// sisimai's reason name: "userunknown", "mailboxfull", "filtered",
+    /// "feedback", "vacation", "undefined", ...
+    pub reason: String,
+    /// True only when the address is bad for good (unknown user or
+    /// domain, moved, a domain that takes no mail): stop mailing it.
+    pub hard: bool,
+    /// The server's words, one line, at most 300 characters.
+    pub diagnostic: Option<String>,
+    /// The DSN's Action ("failed", "delayed", "delivered"), when there is one.
+    pub action: Option<String>,
+}
+
+/// What can be told of the message that bounced (or was complained about).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Original {
+    pub return_path: Option<String>,
+    pub message_id: Option<String>,
+    pub to: Option<String>,
+    pub list_unsubscribe: Option<String>,
+}
+
+/// What [`classify`] makes of a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub kind: Kind,
+    pub recipients: Vec<Recipient>,
+    /// ARF Feedback-Type: "abuse", "opt-out", "auth-failure", ...
+    pub feedback_type: Option<String>,
+    /// Where this message was delivered (Delivered-To, X-Original-To,
+    /// Envelope-To, To), lower-cased: the VERP address is among them.
+    pub addressed_to: Vec<String>,
+    pub original: Original,
+    pub subject: Option<String>,
+}
+
+/// Bytes of a message looked at. Bounces carry the report first and the
+/// returned message after it; 4 MiB keeps every report and bounds the work
+/// on a message with a huge attachment.
+const MAX_BYTES: usize = 4 * 1024 * 1024;
+/// MIME parts looked at. A real bounce has fewer than ten. The input is
+/// cut before the part that would pass this, which also bounds how deeply
+/// parts can nest (mail-parser keeps its own stack, but dropping a parsed
+/// tree recurses once per nested message).
+const MAX_PARTS: usize = 256;
+/// Text scanned for free-text reports, per message.
+const MAX_TEXT: usize = 256 * 1024;
+
+/// Tells what `raw` (a whole message, headers and body) is.
+pub fn classify(raw: &[u8]) -> Report {
+    let raw = bounded(raw);
+    let Some(msg) = MessageParser::default().parse(raw) else {
+        return Report {
+            kind: Kind::Unknown,
+            recipients: Vec::new(),
+            feedback_type: None,
+            addressed_to: Vec::new(),
+            original: Original::default(),
+            subject: None,
+        };
+    };
+    Reader::new(&msg).report()
+}
+
+/// `raw` cut to [`MAX_BYTES`] and before the [`MAX_PARTS`]th part header.
+fn bounded(raw: &[u8]) -> &[u8] {
+    let raw = &raw[..raw.len().min(MAX_BYTES)];
+    let mut seen = 0;
+    let needle = b"content-type:";
+    for nl in memchr::memchr_iter(b'\n', raw) {
+        let line = &raw[nl + 1..];
+        if line.len() >= needle.len() && line[..needle.len()].eq_ignore_ascii_case(needle) {
+            seen += 1;
+            if seen >= MAX_PARTS {
+                return &raw[..nl + 1];
+            }
+        }
+    }
+    raw
+}
+
+/// The values of header `name` of `part` in `msg`, unfolded.
+fn headers(msg: &Message, part: &MessagePart, name: &str) -> Vec<String> {
+    part.headers
+        .iter()
+        .filter(|h| h.name.as_str().eq_ignore_ascii_case(name))
+        .filter_map(|h| {
+            msg.raw_message
+                .get(h.offset_start as usize..h.offset_end as usize)
+        })
+        .map(|b| unfold(&String::from_utf8_lossy(b)))
+        .collect()
+}
+
+fn header(msg: &Message, part: &MessagePart, name: &str) -> Option<String> {
+    headers(msg, part, name).into_iter().next()
+}
+
+fn unfold(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The MIME type of a part, lower-cased ("text/plain" when it has none).
+fn mime(part: &MessagePart) -> String {
+    use mail_parser::MimeHeaders;
+    match part.content_type() {
+        Some(ct) => format!(
+            "{}/{}",
+            ct.ctype(),
+            ct.subtype().unwrap_or_default()
+        )
+        .to_ascii_lowercase(),
+        None => "text/plain".to_string(),
+    }
+}
+
+/// Everything a message is read for, gathered in one walk over its parts.
+struct Reader<'a> {
+    msg: &'a Message<'a>,
+    dsn: Vec<dsn::Entry>,
+    feedback: Vec<(String, String)>,
+    texts: Vec<String>,
+    original: Original,
+    original_to: Vec<String>,
+    has_report_type: bool,
+}
+
+impl<'a> Reader<'a> {
+    fn new(msg: &'a Message<'a>) -> Self {
+        let mut r = Reader {
+            msg,
+            dsn: Vec::new(),
+            feedback: Vec::new(),
+            texts: Vec::new(),
+            original: Original::default(),
+            original_to: Vec::new(),
+            has_report_type: false,
+        };
+        r.walk();
+        r
+    }
+
+    fn walk(&mut self) {
+        let msg = self.msg;
+        let mut html = Vec::new();
+        let mut text_len = 0;
+        for (i, part) in msg.parts.iter().enumerate().take(MAX_PARTS) {
+            let mime = mime(part);
+            if i == 0
+                && let Some(ct) = header(msg, part, "content-type")
+            {
+                self.has_report_type = ct.to_ascii_lowercase().contains("report-type");
+            }
+            match &part.body {
+                PartType::Multipart(_) => {}
+                PartType::Message(inner) => self.read_original(inner),
+                _ if mime.ends_with("delivery-status") => {
+                    let body = String::from_utf8_lossy(part.contents());
+                    self.dsn.extend(dsn::entries(&body));
+                }
+                _ if mime == "message/feedback-report" => {
+                    let body = String::from_utf8_lossy(part.contents());
+                    self.feedback.extend(dsn::fields(&body));
+                }
+                _ if mime == "text/rfc822-headers" || mime.ends_with("/rfc822-headers") => {
+                    if let Some(inner) = MessageParser::default().parse_headers(part.contents()) {
+                        self.read_original(&inner);
+                    }
+                }
+                PartType::Text(t) if mime.starts_with("text/") || i == 0 => {
+                    if dsn::looks_like_dsn(t) {
+                        self.dsn.extend(dsn::entries(t));
+                    } else if text_len < MAX_TEXT {
+                        text_len += t.len();
+                        self.texts.push(t.to_string());
+                    }
+                }
+                PartType::Html(h) => html.push(h.to_string()),
+                _ => {}
+            }
+        }
+        if self.texts.is_empty() {
+            self.texts = html.iter().map(|h| strip_html(h)).collect();
+        }
+    }
+
+    fn read_original(&mut self, inner: &Message) {
+        if self.original.message_id.is_some() || self.original.to.is_some() {
+            return;
+        }
+        let Some(root) = inner.parts.first() else {
+            return;
+        };
+        let get = |name: &str| header(inner, root, name);
+        self.original = Original {
+            return_path: get("return-path")
+                .and_then(|v| text::addresses(&v).into_iter().next()),
+            message_id: get("message-id")
+                .map(|v| v.trim().trim_start_matches('<').trim_end_matches('>').to_string()),
+            to: get("to"),
+            list_unsubscribe: get("list-unsubscribe"),
+        };
+        self.original_to = self
+            .original
+            .to
+            .as_deref()
+            .map(text::addresses)
+            .unwrap_or_default();
+    }
+
+    fn report(mut self) -> Report {
+        let msg = self.msg;
+        let root = &msg.parts[0];
+        let subject = msg.subject().map(unfold);
+        let mut addressed_to = Vec::new();
+        for name in ["delivered-to", "x-original-to", "envelope-to", "to"] {
+            for v in headers(msg, root, name) {
+                for a in text::addresses(&v) {
+                    if !addressed_to.contains(&a) {
+                        addressed_to.push(a);
+                    }
+                }
+            }
+        }
+        let from: Vec<String> = header(msg, root, "from")
+            .map(|v| text::addresses(&v))
+            .unwrap_or_default();
+        let text: String = self.texts.join("\n");
+        let report_text = text::report_text(&text, MAX_TEXT);
+        if self.original.message_id.is_none() && self.original.to.is_none() {
+            self.original_from_text(&text[report_text.len()..]);
+        }
+        let mut report = Report {
+            kind: Kind::NotABounce,
+            recipients: Vec::new(),
+            feedback_type: None,
+            addressed_to,
+            original: self.original.clone(),
+            subject: subject.clone(),
+        };
+        let lower_subject = subject.as_deref().unwrap_or("").to_ascii_lowercase();
+
+        // A feedback report (RFC 5965).
+        if !self.feedback.is_empty() {
+            report.kind = Kind::Complaint;
+            report.feedback_type = self
+                .field("feedback-type")
+                .map(|v| v.to_ascii_lowercase());
+            let mut rcpts: Vec<String> = self
+                .feedback
+                .iter()
+                .filter(|(n, _)| n == "original-rcpt-to" || n == "removal-recipient")
+                .flat_map(|(_, v)| text::addresses(v))
+                .collect();
+            if rcpts.is_empty() {
+                rcpts = self.original_to.clone();
+            }
+            rcpts.dedup();
+            report.recipients = rcpts
+                .into_iter()
+                .map(|address| Recipient {
+                    address,
+                    status: String::new(),
+                    reply_code: None,
+                    reason: "feedback".into(),
+                    hard: false,
+                    diagnostic: None,
+                    action: None,
+                })
+                .collect();
+            return report;
+        }
+
+        // A delivery-status notification (RFC 3464).
+        if !self.dsn.is_empty() {
+            let entries = std::mem::take(&mut self.dsn);
+            let found = text::recipients(report_text, &from);
+            let errors = text::error_lines(report_text);
+            for e in entries {
+                let Some(address) = e.final_recipient.clone().or(e.original_recipient.clone())
+                else {
+                    continue;
+                };
+                if report.recipients.iter().any(|r| r.address == address) {
+                    continue;
+                }
+                // The text's words about this address fill in for a
+                // DSN without a Diagnostic-Code.
+                let words = e.diagnostic.clone().filter(|d| !d.trim().is_empty()).unwrap_or_else(|| {
+                    found
+                        .iter()
+                        .find(|f| f.address == address)
+                        .map(|f| f.words.clone())
+                        .unwrap_or_else(|| errors.clone())
+                });
+                report.recipients.push(recipient(
+                    address,
+                    e.status.as_deref(),
+                    &words,
+                    e.action.as_deref(),
+                ));
+            }
+            report.kind = if report
+                .recipients
+                .iter()
+                .all(|r| matches!(r.action.as_deref(), Some("delivered" | "relayed" | "expanded")))
+            {
+                Kind::NotABounce
+            } else {
+                Kind::Bounce
+            };
+            if !report.recipients.is_empty() {
+                return report;
+            }
+        }
+
+        let failed: Vec<String> = headers(msg, root, "x-failed-recipients")
+            .iter()
+            .flat_map(|v| text::addresses(v))
+            .collect();
+        let auto_replied = self.is_auto_reply(&lower_subject);
+        let looks_bounced = !failed.is_empty()
+            || is_bounce_subject(&lower_subject)
+            || (!auto_replied && from.iter().any(|a| text::is_daemon(a)));
+
+        if looks_bounced {
+            let found = text::recipients(report_text, &from);
+            let errors = text::error_lines(report_text);
+            let mut pairs: Vec<(String, String)> = Vec::new();
+            if !failed.is_empty() {
+                for a in failed {
+                    let words = found
+                        .iter()
+                        .find(|f| f.address == a)
+                        .map(|f| f.words.clone())
+                        .filter(|w| has_reason(w))
+                        .unwrap_or_else(|| errors.clone());
+                    pairs.push((a, words));
+                }
+            } else {
+                for f in found {
+                    let words = if has_reason(&f.words) {
+                        f.words
+                    } else {
+                        format!("{} {}", f.words, errors)
+                    };
+                    pairs.push((f.address, words));
+                }
+            }
+            // The original's To is the recipient when the text names none.
+            if pairs.is_empty() && self.original_to.len() == 1 {
+                pairs.push((self.original_to[0].clone(), errors.clone()));
+            }
+            if !pairs.is_empty() {
+                report.kind = Kind::Bounce;
+                report.recipients = pairs
+                    .into_iter()
+                    .map(|(a, w)| recipient(a, None, &w, None))
+                    .collect();
+                return report;
+            }
+        }
+
+        if auto_replied {
+            report.kind = Kind::AutoReply;
+            report.recipients = from
+                .into_iter()
+                .take(1)
+                .map(|address| Recipient {
+                    address,
+                    status: String::new(),
+                    reply_code: None,
+                    reason: "vacation".into(),
+                    hard: false,
+                    diagnostic: None,
+                    action: None,
+                })
+                .collect();
+            return report;
+        }
+
+        if is_unsubscribe(&lower_subject, &text) {
+            report.kind = Kind::Unsubscribe;
+        }
+        report
+    }
+
+    fn field(&self, name: &str) -> Option<&str> {
+        self.feedback
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn is_auto_reply(&self, subject: &str) -> bool {
+        let msg = self.msg;
+        let root = &msg.parts[0];
+        let h = |n: &str| header(msg, root, n).map(|v| v.to_ascii_lowercase());
+        if h("auto-submitted").is_some_and(|v| v.starts_with("auto-replied"))
+            || h("x-autoreply").is_some_and(|v| v != "no")
+            || h("x-autorespond").is_some()
+            || h("x-autoreply-from").is_some()
+            || h("x-mail-autoreply").is_some()
+            || h("precedence").is_some_and(|v| v.contains("auto_reply"))
+        {
+            return true;
+        }
+        const SUBJECTS: &[&str] = &[
+            "auto:",
+            "automatic reply",
+            "auto reply",
+            "auto-reply",
+            "autoreply",
+            "auto response",
+            "auto-response",
+            "autoresponse",
+            "out of office",
+            "out of the office",
+            "away from my",
+            "on vacation",
+            "vacation reply",
+            "abwesenheit",
+            "automatische antwort",
+            "réponse automatique",
+            "respuesta automática",
+            "risposta automatica",
+        ];
+        SUBJECTS.iter().any(|s| subject.contains(s))
+    }
+
+    /// The original message's headers quoted in the text after the report.
+    fn original_from_text(&mut self, rest: &str) {
+        let mut o = Original::default();
+        for line in rest.lines().take(300) {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let value = value.trim();
+            match name.to_ascii_lowercase().as_str() {
+                "return-path" if o.return_path.is_none() => {
+                    o.return_path = text::addresses(value).into_iter().next()
+                }
+                "message-id" if o.message_id.is_none() => {
+                    o.message_id = Some(value.trim_matches(['<', '>']).to_string())
+                }
+                "to" if o.to.is_none() => o.to = Some(value.to_string()),
+                "list-unsubscribe" if o.list_unsubscribe.is_none() => {
+                    o.list_unsubscribe = Some(value.to_string())
+                }
+                _ => {}
+            }
+        }
+        self.original_to = o.to.as_deref().map(text::addresses).unwrap_or_default();
+        self.original = o;
+    }
+}
+
+/// Subjects mail servers give their failure notices.
+fn is_bounce_subject(s: &str) -> bool {
+    const SUBJECTS: &[&str] = &[
+        "undeliver",
+        "undelivered",
+        "delivery status notification",
+        "delivery failure",
+        "delivery failed",
+        "delivery has failed",
+        "failed delivery",
+        "failure notice",
+        "returned mail",
+        "mail delivery",
+        "non-delivery",
+        "nondeliverable",
+        "non delivery",
+        "could not be delivered",
+        "delivery problem",
+        "unable to deliver",
+        "message not delivered",
+        "not delivered",
+        "mail failure",
+        "delivery notification",
+        "returned to sender",
+        "delivery report",
+        "mail system error",
+        "delivery error",
+        "warning: could not send",
+        "delayed mail",
+        "delivery delayed",
+        "delivery status",
+        "rejected:",
+        "message rejected",
+        "failed mail",
+    ];
+    SUBJECTS.iter().any(|p| s.contains(p))
+}
+
+/// Whether words carry a code or a known reason.
+fn has_reason(words: &str) -> bool {
+    text::status_in(words).is_some()
+        || text::reply_code_in(words).is_some()
+        || reason::from_text(&words.to_ascii_lowercase()).is_some()
+}
+
+/// "unsubscribe" as the subject (after any "Re:"), or as the first line
+/// of a short body: what a mail program sends to a List-Unsubscribe mailto:.
+fn is_unsubscribe(subject: &str, body: &str) -> bool {
+    let mut s = subject.trim();
+    while let Some(rest) = s.strip_prefix("re:").or_else(|| s.strip_prefix("fwd:")) {
+        s = rest.trim_start();
+    }
+    if s.starts_with("unsubscribe") {
+        return true;
+    }
+    let first = body.lines().map(str::trim).find(|l| !l.is_empty());
+    first.is_some_and(|l| l.to_ascii_lowercase().starts_with("unsubscribe"))
+        && body.split_whitespace().count() <= 40
+}
+
+/// One failed recipient from what the message says of it: the DSN's
+/// Status and Action when there is a DSN, and the server's words.
+fn recipient(address: String, status: Option<&str>, words: &str, action: Option<&str>) -> Recipient {
+    let lower = words.to_ascii_lowercase();
+    let in_words = text::status_in(words);
+    // A DSN's "5.0.0" says less than the "5.1.1" in its Diagnostic-Code.
+    let status = match (status, in_words) {
+        (Some(s), Some(w)) if s.ends_with(".0.0") && s.as_bytes().first() == w.as_bytes().first() => {
+            Some(w)
+        }
+        (Some(s), _) => Some(s.to_string()),
+        (None, w) => w,
+    };
+    let reply_code = text::reply_code_in(words);
+    let delayed = action == Some("delayed");
+    let delivered = matches!(action, Some("delivered" | "relayed" | "expanded"));
+    let temporary = match &status {
+        Some(s) => s.starts_with('4'),
+        None => delayed || reply_code.is_some_and(|c| c < 500),
+    };
+    let reason = if delivered {
+        "delivered"
+    } else {
+        reason::from_text(&lower)
+            .or_else(|| status.as_deref().and_then(reason::from_status))
+            .unwrap_or(if delayed { "expired" } else { "undefined" })
+    };
+    let status = status.unwrap_or_else(|| reason::pseudo_status(reason, temporary));
+    let hard = reason::is_hard(reason, &status);
+    let diagnostic = one_line(words, 300);
+    Recipient {
+        address,
+        status,
+        reply_code,
+        reason: reason.to_string(),
+        hard,
+        diagnostic,
+        action: action.map(str::to_string),
+    }
+}
+
+/// `s` on one line, at most `max` characters, or `None` when empty.
+fn one_line(s: &str, max: usize) -> Option<String> {
+    let mut out = String::new();
+    for w in s.split_whitespace() {
+        if out.chars().count() + w.chars().count() + 1 > max {
+            break;
+        }
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(w);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
+/// The text of an HTML part: tags dropped, block ends as line breaks,
+/// the common entities decoded. Enough to find addresses and codes.
+fn strip_html(html: &str) -> String {
+    let mut out = String::with_capacity(html.len().min(MAX_TEXT));
+    let mut in_tag = false;
+    let mut tag = String::new();
+    for c in html.chars().take(MAX_TEXT) {
+        match c {
+            '<' => {
+                in_tag = true;
+                tag.clear();
+            }
+            '>' if in_tag => {
+                in_tag = false;
+                let t = tag.trim_start_matches('/').to_ascii_lowercase();
+                if ["br", "p", "div", "tr", "li", "table", "h1", "h2", "h3"]
+                    .iter()
+                    .any(|b| t.starts_with(b))
+                {
+                    out.push('\n');
+                }
+            }
+            _ if in_tag => {
+                if tag.len() < 16 {
+                    tag.push(c);
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out.replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&nbsp;", " ")
+        .replace("&quot;", "\"")
+        .replace("&amp;", "&")
+}
