@@ -296,7 +296,11 @@ const SETTINGS: &[Setting] = &[
     setting!(unsubscribe_mailto, |v, _b| Some(mailbox(v)?), show_opt),
     setting!(return_path, |v, _b| Some(return_path(v)?), show_opt),
     setting!(soft_bounce_limit, |v, _b| at_least_one(number(v)?)?, show),
-    setting!(soft_bounce_window, |v, _b| parse_duration(v)?, show_duration),
+    setting!(
+        soft_bounce_window,
+        |v, _b| parse_duration(v)?,
+        show_duration
+    ),
     setting!(dkim_domain, |v, _b| Some(dns_name(v)?), show_opt),
     setting!(dkim_selector, |v, _b| Some(dns_name(v)?), show_opt),
     setting!(dkim_key_file, |v, b| Some(path(v, b)?), show_path),

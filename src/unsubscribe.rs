@@ -420,18 +420,35 @@ mod tests {
         let t = keys.verp_token("june@2025-06-03", 1234);
         let address = format!("bounces+{t}@example.org");
         assert!(address.len() < 64, "{address}");
-        assert!(t.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+        assert!(
+            t.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        );
         let token = verp_token_in(&address, "bounces").unwrap();
         let v = keys.verp_check(token).unwrap();
-        assert_eq!((v.tag.as_str(), v.seq), (campaign_tag("june@2025-06-03").as_str(), 1234));
+        assert_eq!(
+            (v.tag.as_str(), v.seq),
+            (campaign_tag("june@2025-06-03").as_str(), 1234)
+        );
         // Upper-cased in transit: still good.
         assert!(keys.verp_check(&t.to_uppercase()).is_some());
         // Another recipient's number with this MAC: refused.
-        let forged = t.replace(&format!("-{}-", base36(1234)), &format!("-{}-", base36(1235)));
+        let forged = t.replace(
+            &format!("-{}-", base36(1234)),
+            &format!("-{}-", base36(1235)),
+        );
         assert!(keys.verp_check(&forged).is_none());
-        assert!(Keys::new(b"other".to_vec(), vec![]).verp_check(&t).is_none());
+        assert!(
+            Keys::new(b"other".to_vec(), vec![])
+                .verp_check(&t)
+                .is_none()
+        );
         // After a key change the old tokens still check.
-        assert!(Keys::new(b"new".to_vec(), vec![b"k".to_vec()]).verp_check(&t).is_some());
+        assert!(
+            Keys::new(b"new".to_vec(), vec![b"k".to_vec()])
+                .verp_check(&t)
+                .is_some()
+        );
         assert_eq!(verp_token_in("bounces@example.org", "bounces"), None);
         assert_eq!(verp_token_in("other+x@example.org", "bounces"), None);
     }

@@ -110,9 +110,8 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             return Ok(());
         }
         let report = bounces::classify(&m.bytes);
-        let verdict: Verdict =
-            act::act(store.as_mut(), &cx, &report, &m.name, &key, args.dry_run)
-                .map_err(unreadable)?;
+        let verdict: Verdict = act::act(store.as_mut(), &cx, &report, &m.name, &key, args.dry_run)
+            .map_err(unreadable)?;
         match report.kind {
             bounces::Kind::Bounce => summary.bounces += 1,
             bounces::Kind::Complaint => summary.complaints += 1,

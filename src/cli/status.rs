@@ -154,7 +154,8 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     if json {
         output::json(&out)?;
     } else if !suppressions.is_empty() {
-        let count = |f: &dyn Fn(Source) -> bool| suppressions.iter().filter(|s| f(s.source)).count();
+        let count =
+            |f: &dyn Fn(Source) -> bool| suppressions.iter().filter(|s| f(s.source)).count();
         say!(
             "Suppression list: {} addresses ({} unsubscribed, {} bounced, {} added by hand or imported); \
              `herald suppress list` shows who and when",

@@ -41,7 +41,7 @@ pub struct Journal {
 pub struct ListArgs {
     #[command(flatten)]
     journal: Journal,
-    /// Only this kind: bounce, one-click, page, manual or import.
+    /// Only this kind: bounce, complaint, mailto, one-click, page, manual or import.
     #[arg(long, value_name = "KIND")]
     source: Option<String>,
     /// Print as JSON.
@@ -188,7 +188,7 @@ fn list(a: ListArgs, dir: &Path) -> anyhow::Result<i32> {
         Some(s) => Some(Source::parse(s).ok_or_else(|| {
             InputError::at(
                 "--source",
-                format!("`{s}` is not a kind; use bounce, one-click, page, manual or import"),
+                format!("`{s}` is not a kind; use bounce, complaint, mailto, one-click, page, manual or import"),
             )
         })?),
         None => None,

@@ -568,13 +568,15 @@ fn build_one<M: Mailer>(
         columns: Arc::clone(columns),
         values: row.values,
     };
-    let built = composer.build_numbered(&recipient, Some(row.seq)).and_then(|built| {
-        let to = built
-            .to
-            .parse()
-            .map_err(|e| format!("cannot address the message to {} ({e})", built.to))?;
-        Ok((to, built))
-    });
+    let built = composer
+        .build_numbered(&recipient, Some(row.seq))
+        .and_then(|built| {
+            let to = built
+                .to
+                .parse()
+                .map_err(|e| format!("cannot address the message to {} ({e})", built.to))?;
+            Ok((to, built))
+        });
     match built {
         Ok((to, built)) => {
             let store = shared.store.clone();

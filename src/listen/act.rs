@@ -156,15 +156,14 @@ pub fn act(
     let mut suppress = Vec::new();
     let mut outcomes = Vec::new();
     let mut matched_by = "none";
-    let suppression = |email: &str, why: String, source: Source, campaign: &Option<String>| {
-        Suppressed {
+    let suppression =
+        |email: &str, why: String, source: Source, campaign: &Option<String>| Suppressed {
             email: email.to_lowercase(),
             reason: why,
             source,
             campaign: campaign.clone(),
             added_at: at.clone(),
-        }
-    };
+        };
     let understood = match report.kind {
         Kind::AutoReply | Kind::NotABounce => true,
         Kind::Unknown => false,
@@ -178,8 +177,26 @@ pub fn act(
                     Source::Mailto,
                     &campaign,
                 ));
-                events.push(event(&email, &campaign, "unsubscribe", "", false, "unsubscribe", None, "suppressed", message, &at));
-                outcomes.push(outcome(&email, "", false, "unsubscribe", "suppressed", &campaign));
+                events.push(event(
+                    &email,
+                    &campaign,
+                    "unsubscribe",
+                    "",
+                    false,
+                    "unsubscribe",
+                    None,
+                    "suppressed",
+                    message,
+                    &at,
+                ));
+                outcomes.push(outcome(
+                    &email,
+                    "",
+                    false,
+                    "unsubscribe",
+                    "suppressed",
+                    &campaign,
+                ));
             }
             // An unsubscribe email without a token cannot be matched
             // safely (its From can be anyone): left for a person.
@@ -206,7 +223,10 @@ pub fn act(
                     (None, v)
                 }
             };
-            let feedback = report.feedback_type.clone().unwrap_or_else(|| "abuse".into());
+            let feedback = report
+                .feedback_type
+                .clone()
+                .unwrap_or_else(|| "abuse".into());
             for email in &who {
                 suppress.push(suppression(
                     email,
@@ -214,8 +234,26 @@ pub fn act(
                     Source::Complaint,
                     &campaign,
                 ));
-                events.push(event(email, &campaign, "complaint", "", false, &feedback, None, "suppressed", message, &at));
-                outcomes.push(outcome(email, "", false, "feedback", "suppressed", &campaign));
+                events.push(event(
+                    email,
+                    &campaign,
+                    "complaint",
+                    "",
+                    false,
+                    &feedback,
+                    None,
+                    "suppressed",
+                    message,
+                    &at,
+                ));
+                outcomes.push(outcome(
+                    email,
+                    "",
+                    false,
+                    "feedback",
+                    "suppressed",
+                    &campaign,
+                ));
             }
             !who.is_empty()
         }
@@ -249,8 +287,8 @@ pub fn act(
                 if !email.contains('@') {
                     continue;
                 }
-                let block = !r.hard
-                    && (r.status.starts_with("5.7") || BLOCKS.contains(&r.reason.as_str()));
+                let block =
+                    !r.hard && (r.status.starts_with("5.7") || BLOCKS.contains(&r.reason.as_str()));
                 let known = !r.status.is_empty() || r.reason != "undefined";
                 let action = if r.hard {
                     suppress.push(suppression(
@@ -273,7 +311,9 @@ pub fn act(
                 } else {
                     // A soft bounce: does it make enough, with the earlier ones?
                     let since = now
-                        .checked_sub(jiff::SignedDuration::try_from(cx.soft.window).unwrap_or_default())
+                        .checked_sub(
+                            jiff::SignedDuration::try_from(cx.soft.window).unwrap_or_default(),
+                        )
                         .unwrap_or(now)
                         .to_string();
                     let mut earlier = store.soft_bounces(&email, &since)?;
@@ -302,7 +342,11 @@ pub fn act(
                 };
                 // A soft bounce stays `counted` in the record even when it
                 // tipped the address over: the count is of soft bounces.
-                let recorded_action = if !r.hard && !block && known { "counted" } else { action };
+                let recorded_action = if !r.hard && !block && known {
+                    "counted"
+                } else {
+                    action
+                };
                 events.push(event(
                     &email,
                     &campaign,
@@ -315,7 +359,9 @@ pub fn act(
                     message,
                     &at,
                 ));
-                outcomes.push(outcome(&email, &r.status, r.hard, &r.reason, action, &campaign));
+                outcomes.push(outcome(
+                    &email, &r.status, r.hard, &r.reason, action, &campaign,
+                ));
             }
             !outcomes.is_empty()
         }

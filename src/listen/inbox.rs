@@ -77,9 +77,10 @@ pub fn read_file(path: &Path) -> Result<Message, InputError> {
         .and_then(|p| p.file_name())
         .is_some_and(|n| n == "new" || n == "cur");
     Ok(Message {
-        name: path
-            .file_name()
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into()),
+        name: path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        ),
         bytes,
         place: if in_maildir {
             Place::Maildir(path.to_path_buf())
@@ -95,9 +96,8 @@ pub fn mbox(
     path: &Path,
     mut each: impl FnMut(Message) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
-    let file = std::fs::File::open(path).map_err(|e| {
-        InputError::new(path, None, format!("cannot read this mbox file ({e})"))
-    })?;
+    let file = std::fs::File::open(path)
+        .map_err(|e| InputError::new(path, None, format!("cannot read this mbox file ({e})")))?;
     let mut reader = BufReader::new(file);
     let mut current: Option<Vec<u8>> = None;
     let mut n = 0;
@@ -134,7 +134,10 @@ pub fn mbox(
             continue;
         }
         let unquoted = line.strip_prefix(b">").filter(|l| {
-            let l = l.iter().position(|b| *b != b'>').map_or(&l[..0], |i| &l[i..]);
+            let l = l
+                .iter()
+                .position(|b| *b != b'>')
+                .map_or(&l[..0], |i| &l[i..]);
             l.starts_with(b"From ")
         });
         buf.extend_from_slice(unquoted.unwrap_or(&line));
@@ -165,9 +168,10 @@ impl Message {
         let mut flags: Vec<char> = flags.chars().chain(['S']).collect();
         flags.sort_unstable();
         flags.dedup();
-        let target = maildir
-            .join("cur")
-            .join(format!("{base}:2,{}", flags.into_iter().collect::<String>()));
+        let target = maildir.join("cur").join(format!(
+            "{base}:2,{}",
+            flags.into_iter().collect::<String>()
+        ));
         std::fs::rename(path, target)
     }
 }

@@ -697,7 +697,9 @@ impl Store for Sqlite {
             match (kind.as_str(), action.as_str()) {
                 ("complaint", _) => s.complaints += n,
                 ("unsubscribe", _) => s.mailto_unsubscribes += n,
-                (_, "recorded") => s.blocks.push((format!("{status} {why}").trim().to_string(), n)),
+                (_, "recorded") => s
+                    .blocks
+                    .push((format!("{status} {why}").trim().to_string(), n)),
                 _ if hard => s.hard += n,
                 _ => s.soft += n,
             }

@@ -35,7 +35,10 @@ impl Postfix {
         let postfix = tool("postfix")?;
         if unsafe { libc::geteuid() } != 0 {
             eprintln!("SKIPPED: a private Postfix must be started as root");
-            assert!(std::env::var("CI").as_deref() != Ok("true"), "CI runs as root");
+            assert!(
+                std::env::var("CI").as_deref() != Ok("true"),
+                "CI runs as root"
+            );
             return None;
         }
         let conf = root.join("conf");
@@ -68,10 +71,16 @@ impl Postfix {
         )
         .unwrap();
         let id = |flag: &str| {
-            String::from_utf8(Command::new("id").args([flag, "nobody"]).output().unwrap().stdout)
-                .unwrap()
-                .trim()
-                .to_string()
+            String::from_utf8(
+                Command::new("id")
+                    .args([flag, "nobody"])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap()
+            .trim()
+            .to_string()
         };
         let r = root.display();
         std::fs::write(
@@ -109,11 +118,18 @@ impl Postfix {
             .output()
             .unwrap();
         let log = std::fs::read_to_string(root.join("log/maillog")).unwrap_or_default();
-        assert!(o.status.success(), "postfix did not start: {}\n{log}", stderr(&o));
+        assert!(
+            o.status.success(),
+            "postfix did not start: {}\n{log}",
+            stderr(&o)
+        );
         // Ready when it answers on its port.
         let start = Instant::now();
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(20), "postfix never listened:\n{log}");
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "postfix never listened:\n{log}"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
         Some(Postfix {
@@ -297,7 +313,11 @@ fn dsn(to: &str, rcpt: &str, status: &str, diagnostic: &str) -> String {
          --B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n\
          Final-Recipient: rfc822; {rcpt}\nAction: {}\nStatus: {status}\nDiagnostic-Code: smtp; {diagnostic}\n\n\
          --B\nContent-Type: text/rfc822-headers\n\nFrom: News <news@example.org>\nTo: {rcpt}\nSubject: News\n\n--B--\n",
-        if status.starts_with('4') { "delayed" } else { "failed" }
+        if status.starts_with('4') {
+            "delayed"
+        } else {
+            "failed"
+        }
     )
 }
 
@@ -339,9 +359,13 @@ fn complaints_mailto_unsubscribes_blocks_and_soft_bounces() {
         june["campaign"].as_str().unwrap().to_string(),
     );
     // A new campaign numbers its recipients 1, 2, ... in list order.
-    let seq = |_campaign: &str, who: &str| people.iter().position(|p| *p == who).unwrap() as i64 + 1;
+    let seq =
+        |_campaign: &str, who: &str| people.iter().position(|p| *p == who).unwrap() as i64 + 1;
     let verp = |campaign: &str, who: &str, local: &str| {
-        format!("{local}+{}@example.org", keys.verp_token(campaign, seq(campaign, who)))
+        format!(
+            "{local}+{}@example.org",
+            keys.verp_token(campaign, seq(campaign, who))
+        )
     };
     let inbox = dir.join("Maildir");
     // ana complains (ARF) about May's issue.
@@ -411,9 +435,17 @@ fn complaints_mailto_unsubscribes_blocks_and_soft_bounces() {
         .collect();
     assert_eq!(by["ana@example.net"]["source"], "complaint", "{v}");
     assert_eq!(by["bo@example.net"]["source"], "mailto", "{v}");
-    assert!(!by.contains_key("cy@example.net"), "a block suppressed the subscriber: {v}");
+    assert!(
+        !by.contains_key("cy@example.net"),
+        "a block suppressed the subscriber: {v}"
+    );
     assert_eq!(by["dee@example.net"]["source"], "bounce", "{v}");
-    assert!(by["dee@example.net"]["reason"].as_str().unwrap().contains("3 soft bounces"));
+    assert!(
+        by["dee@example.net"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("3 soft bounces")
+    );
     assert!(!by.contains_key("eve@example.net"));
     let o = run(dir, &["status", &may_id]);
     let s = stdout(&o);

@@ -164,12 +164,9 @@ fn unfold(s: &str) -> String {
 fn mime(part: &MessagePart) -> String {
     use mail_parser::MimeHeaders;
     match part.content_type() {
-        Some(ct) => format!(
-            "{}/{}",
-            ct.ctype(),
-            ct.subtype().unwrap_or_default()
-        )
-        .to_ascii_lowercase(),
+        Some(ct) => {
+            format!("{}/{}", ct.ctype(), ct.subtype().unwrap_or_default()).to_ascii_lowercase()
+        }
         None => "text/plain".to_string(),
     }
 }
@@ -253,10 +250,13 @@ impl<'a> Reader<'a> {
         };
         let get = |name: &str| header(inner, root, name);
         self.original = Original {
-            return_path: get("return-path")
-                .and_then(|v| text::addresses(&v).into_iter().next()),
-            message_id: get("message-id")
-                .map(|v| v.trim().trim_start_matches('<').trim_end_matches('>').to_string()),
+            return_path: get("return-path").and_then(|v| text::addresses(&v).into_iter().next()),
+            message_id: get("message-id").map(|v| {
+                v.trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            }),
             to: get("to"),
             list_unsubscribe: get("list-unsubscribe"),
         };
@@ -303,9 +303,7 @@ impl<'a> Reader<'a> {
         // A feedback report (RFC 5965).
         if !self.feedback.is_empty() {
             report.kind = Kind::Complaint;
-            report.feedback_type = self
-                .field("feedback-type")
-                .map(|v| v.to_ascii_lowercase());
+            report.feedback_type = self.field("feedback-type").map(|v| v.to_ascii_lowercase());
             let mut rcpts: Vec<String> = self
                 .feedback
                 .iter()
@@ -346,13 +344,17 @@ impl<'a> Reader<'a> {
                 }
                 // The text's words about this address fill in for a
                 // DSN without a Diagnostic-Code.
-                let words = e.diagnostic.clone().filter(|d| !d.trim().is_empty()).unwrap_or_else(|| {
-                    found
-                        .iter()
-                        .find(|f| f.address == address)
-                        .map(|f| f.words.clone())
-                        .unwrap_or_else(|| errors.clone())
-                });
+                let words = e
+                    .diagnostic
+                    .clone()
+                    .filter(|d| !d.trim().is_empty())
+                    .unwrap_or_else(|| {
+                        found
+                            .iter()
+                            .find(|f| f.address == address)
+                            .map(|f| f.words.clone())
+                            .unwrap_or_else(|| errors.clone())
+                    });
                 report.recipients.push(recipient(
                     address,
                     e.status.as_deref(),
@@ -360,11 +362,12 @@ impl<'a> Reader<'a> {
                     e.action.as_deref(),
                 ));
             }
-            report.kind = if report
-                .recipients
-                .iter()
-                .all(|r| matches!(r.action.as_deref(), Some("delivered" | "relayed" | "expanded")))
-            {
+            report.kind = if report.recipients.iter().all(|r| {
+                matches!(
+                    r.action.as_deref(),
+                    Some("delivered" | "relayed" | "expanded")
+                )
+            }) {
                 Kind::NotABounce
             } else {
                 Kind::Bounce
@@ -577,12 +580,19 @@ fn is_unsubscribe(subject: &str, body: &str) -> bool {
 
 /// One failed recipient from what the message says of it: the DSN's
 /// Status and Action when there is a DSN, and the server's words.
-fn recipient(address: String, status: Option<&str>, words: &str, action: Option<&str>) -> Recipient {
+fn recipient(
+    address: String,
+    status: Option<&str>,
+    words: &str,
+    action: Option<&str>,
+) -> Recipient {
     let lower = words.to_ascii_lowercase();
     let in_words = text::status_in(words);
     // A DSN's "5.0.0" says less than the "5.1.1" in its Diagnostic-Code.
     let status = match (status, in_words) {
-        (Some(s), Some(w)) if s.ends_with(".0.0") && s.as_bytes().first() == w.as_bytes().first() => {
+        (Some(s), Some(w))
+            if s.ends_with(".0.0") && s.as_bytes().first() == w.as_bytes().first() =>
+        {
             Some(w)
         }
         (Some(s), _) => Some(s.to_string()),

@@ -406,11 +406,21 @@ const PHRASES: &[(&str, &[&str])] = &[
     ),
     (
         "speeding",
-        &["rate limit", "too many messages", "sending rate", "rate-limited", "ratelimit"],
+        &[
+            "rate limit",
+            "too many messages",
+            "sending rate",
+            "rate-limited",
+            "ratelimit",
+        ],
     ),
     (
         "systemfull",
-        &["mail system full", "insufficient system storage", "system full"],
+        &[
+            "mail system full",
+            "insufficient system storage",
+            "system full",
+        ],
     ),
     (
         "networkerror",
@@ -506,7 +516,10 @@ fn contains_word(text: &str, phrase: &str) -> bool {
         let before_ok = at == 0 || !bytes[at - 1].is_ascii_alphanumeric();
         let after_ok = end >= bytes.len()
             || !bytes[end].is_ascii_alphanumeric()
-            || !phrase.as_bytes().last().is_some_and(u8::is_ascii_alphanumeric);
+            || !phrase
+                .as_bytes()
+                .last()
+                .is_some_and(u8::is_ascii_alphanumeric);
         if before_ok && after_ok {
             return true;
         }

@@ -121,14 +121,19 @@ pub fn reply_code_in(s: &str) -> Option<u16> {
         {
             continue;
         }
-        if i > 0 && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'.' | b':' | b'-' | b'/' | b'=' | b'#'))
+        if i > 0
+            && (b[i - 1].is_ascii_alphanumeric()
+                || matches!(b[i - 1], b'.' | b':' | b'-' | b'/' | b'=' | b'#'))
         {
             continue;
         }
         let after = b.get(i + 3).copied();
         let ok_after = match after {
             None => true,
-            Some(c) => matches!(c, b' ' | b'-' | b'\t' | b'\r' | b'\n' | b')' | b']' | b',' | b'"'),
+            Some(c) => matches!(
+                c,
+                b' ' | b'-' | b'\t' | b'\r' | b'\n' | b')' | b']' | b',' | b'"'
+            ),
         };
         if !ok_after {
             continue;
@@ -167,9 +172,14 @@ fn is_original_start(line: &str) -> bool {
     }
     // A header block: "Received:" or "Return-Path:" at the start of a line
     // is the returned message, not part of a report.
-    ["received:", "return-path:", "dkim-signature:", "x-original-to:"]
-        .iter()
-        .any(|h| l.starts_with(h))
+    [
+        "received:",
+        "return-path:",
+        "dkim-signature:",
+        "x-original-to:",
+    ]
+    .iter()
+    .any(|h| l.starts_with(h))
 }
 
 /// One recipient found in free text.
@@ -248,9 +258,11 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
             // "Please contact foo@example.org" and "sent by bar@..." are
             // not recipients; look at the words just before the address.
             let before = line[..at].to_ascii_lowercase();
-            if ["contact", "mail to ", "email ", "write to", "from ", "sender", "by "]
-                .iter()
-                .any(|w| before.trim_end().ends_with(w.trim_end()))
+            if [
+                "contact", "mail to ", "email ", "write to", "from ", "sender", "by ",
+            ]
+            .iter()
+            .any(|w| before.trim_end().ends_with(w.trim_end()))
                 && !before.contains("to")
             {
                 continue;
@@ -341,7 +353,10 @@ mod tests {
             vec!["kijitora@example.jp"]
         );
         assert_eq!(addresses("id <1234@localhost>"), Vec::<String>::new());
-        assert_eq!(status_in("from 192.0.2.5.1 said 550 5.1.1 <x>"), Some("5.1.1".into()));
+        assert_eq!(
+            status_in("from 192.0.2.5.1 said 550 5.1.1 <x>"),
+            Some("5.1.1".into())
+        );
         assert_eq!(status_in("version 5.1.1.2"), None);
         assert_eq!(status_in("#5.7.509 access denied"), Some("5.7.509".into()));
         assert_eq!(reply_code_in("host said: 550-5.1.1 The"), Some(550));
