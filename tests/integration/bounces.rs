@@ -37,8 +37,7 @@ fn real_bounces_agree_with_sisimai() {
         return;
     };
     let expected: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap())
-            .unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
     let expected = expected.as_object().expect("expected.json is an object");
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("mail"))
         .unwrap()
@@ -47,7 +46,12 @@ fn real_bounces_agree_with_sisimai() {
         .filter(|p| p.extension().is_some_and(|x| x == "eml"))
         .collect();
     files.sort();
-    assert!(files.len() > 300, "only {} files in {}", files.len(), dir.display());
+    assert!(
+        files.len() > 300,
+        "only {} files in {}",
+        files.len(),
+        dir.display()
+    );
 
     let (mut total, mut found, mut status_ok, mut hard_ok, mut all_ok) = (0, 0, 0, 0, 0);
     let mut problems = Vec::new();
@@ -113,10 +117,19 @@ fn real_bounces_agree_with_sisimai() {
         }
     }
     let pct = |n: usize| 100.0 * n as f64 / total.max(1) as f64;
-    eprintln!("bounces: {} files, {total} expected recipients", files.len());
+    eprintln!(
+        "bounces: {} files, {total} expected recipients",
+        files.len()
+    );
     eprintln!("  recipient found: {found}/{total} ({:.1}%)", pct(found));
-    eprintln!("  status equal:    {status_ok}/{total} ({:.1}%)", pct(status_ok));
-    eprintln!("  hard equal:      {hard_ok}/{total} ({:.1}%)", pct(hard_ok));
+    eprintln!(
+        "  status equal:    {status_ok}/{total} ({:.1}%)",
+        pct(status_ok)
+    );
+    eprintln!(
+        "  hard equal:      {hard_ok}/{total} ({:.1}%)",
+        pct(hard_ok)
+    );
     eprintln!("  all three:       {all_ok}/{total} ({:.1}%)", pct(all_ok));
     eprintln!("disagreements ({}):", problems.len());
     for p in &problems {

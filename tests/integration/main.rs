@@ -1,8 +1,8 @@
 //! One integration-test binary (as ripgrep does): small helpers in `util`,
 //! one module per capability.
 
-mod boundaries;
 mod bounces;
+mod boundaries;
 mod browser;
 mod cli;
 mod compose;

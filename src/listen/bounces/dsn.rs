@@ -56,7 +56,11 @@ pub fn typed_address(value: &str) -> Option<String> {
 /// Whether a text looks like delivery-status fields, for the servers that
 /// send them as text/plain.
 pub fn looks_like_dsn(body: &str) -> bool {
-    let lower: String = body.chars().take(4000).collect::<String>().to_ascii_lowercase();
+    let lower: String = body
+        .chars()
+        .take(4000)
+        .collect::<String>()
+        .to_ascii_lowercase();
     (lower.contains("\nfinal-recipient:") || lower.starts_with("final-recipient:"))
         && lower.contains("\nstatus:")
 }
@@ -93,7 +97,10 @@ pub fn entries(body: &str) -> Vec<Entry> {
             "status" => cur.status = super::text::status_in(&value),
             "diagnostic-code" => {
                 let v = value.split_once(';').map_or(value.as_str(), |(t, d)| {
-                    if t.trim().eq_ignore_ascii_case("smtp") || t.trim().contains('-') || t.len() < 12 {
+                    if t.trim().eq_ignore_ascii_case("smtp")
+                        || t.trim().contains('-')
+                        || t.len() < 12
+                    {
                         d
                     } else {
                         &value
@@ -125,7 +132,12 @@ mod tests {
         assert_eq!(e.len(), 2);
         assert_eq!(e[0].final_recipient.as_deref(), Some("a@example.jp"));
         assert_eq!(e[0].status.as_deref(), Some("5.1.1"));
-        assert!(e[0].diagnostic.as_deref().unwrap().ends_with("Recipient address rejected"));
+        assert!(
+            e[0].diagnostic
+                .as_deref()
+                .unwrap()
+                .ends_with("Recipient address rejected")
+        );
         assert_eq!(e[1].action.as_deref(), Some("delayed"));
     }
 }
