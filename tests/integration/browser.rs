@@ -377,12 +377,7 @@ fn the_unsubscribe_page_works_in_a_browser() {
     std::fs::write(&list, "email,first_name\nana.lopez@example.org,Ana\n").unwrap();
     let config = example_config();
     let serve = Serve::start(tmp.path(), &["--config", config.to_str().unwrap()], &[]);
-    let links = dry_run_links(
-        tmp.path(),
-        &example_post(),
-        &list,
-        &serve.url("/unsubscribe"),
-    );
+    let links = dry_run_links(tmp.path(), &example_post(), &list, &serve.url("/unsubscribe"));
     let link = &links["ana.lopez@example.org"];
     let shots = repo().join("target/screenshots");
     std::fs::create_dir_all(&shots).unwrap();
@@ -408,12 +403,7 @@ fn the_unsubscribe_page_works_in_a_browser() {
     assert_eq!(heading(2), "You are subscribed again");
     // The accent colour reached the button: the style was allowed to run.
     assert_eq!(steps[0]["buttonBackground"], "rgb(197, 40, 61)");
-    assert_eq!(
-        v["console"],
-        serde_json::json!([]),
-        "console: {}",
-        v["console"]
-    );
+    assert_eq!(v["console"], serde_json::json!([]), "console: {}", v["console"]);
     for s in ["page", "unsubscribed", "undone"] {
         assert!(shots.join(format!("unsubscribe-{s}.png")).is_file());
     }
