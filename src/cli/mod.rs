@@ -248,6 +248,11 @@ mod tests {
             .get_subcommands()
             .map(|c| c.get_name().to_string())
             .collect();
-        assert_eq!(names, ["preview", "check", "send", "status", "config"]);
+        assert_eq!(
+            names,
+            [
+                "preview", "check", "send", "status", "serve", "bounces", "suppress", "config"
+            ]
+        );
     }
 }

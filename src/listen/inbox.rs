@@ -187,7 +187,7 @@ mod tests {
         std::fs::write(
             &p,
             "From a@x Mon Jan 1 00:00:00 2024\nSubject: one\n\n>From the start\nbody\n\n\
-             From b@x Mon Jan 1 00:00:01 2024\nSubject: two\n\nFrom inside a line is fine\n",
+             From b@x Mon Jan 1 00:00:01 2024\nSubject: two\n\ntext\nFrom mid-paragraph is body\n",
         )
         .unwrap();
         let mut got = Vec::new();
@@ -198,7 +198,10 @@ mod tests {
         .unwrap();
         assert_eq!(got.len(), 2, "{got:?}");
         assert_eq!(got[0].1, "Subject: one\n\nFrom the start\nbody\n\n");
-        assert!(got[1].1.starts_with("Subject: two"));
+        assert_eq!(
+            got[1].1,
+            "Subject: two\n\ntext\nFrom mid-paragraph is body\n"
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@
 
 mod dsn;
 mod reason;
+mod ses;
 mod text;
 
 use mail_parser::{Message, MessageParser, MessagePart, PartType};
@@ -313,6 +314,10 @@ impl<'a> Reader<'a> {
             if rcpts.is_empty() {
                 rcpts = self.original_to.clone();
             }
+            // With neither, the report's sender: the complaining party.
+            if rcpts.is_empty() {
+                rcpts = from.clone();
+            }
             rcpts.dedup();
             report.recipients = rcpts
                 .into_iter()
@@ -329,11 +334,41 @@ impl<'a> Reader<'a> {
             return report;
         }
 
+        // Amazon SES notifications sent by e-mail (SNS): JSON in the body.
+        if let Some(ses) = ses::read(&text) {
+            report.kind = ses.kind;
+            report.feedback_type = ses.feedback_type;
+            report.recipients = ses
+                .recipients
+                .into_iter()
+                .map(|(address, status, words, action)| {
+                    if report.kind == Kind::Complaint {
+                        Recipient {
+                            address,
+                            status: String::new(),
+                            reply_code: None,
+                            reason: "feedback".into(),
+                            hard: false,
+                            diagnostic: None,
+                            action: None,
+                        }
+                    } else {
+                        recipient(address, status.as_deref(), &words, action.as_deref())
+                    }
+                })
+                .collect();
+            if !report.recipients.is_empty() {
+                return report;
+            }
+        }
+
         // A delivery-status notification (RFC 3464).
         if !self.dsn.is_empty() {
             let entries = std::mem::take(&mut self.dsn);
-            let found = text::recipients(report_text, &from);
-            let errors = text::error_lines(report_text);
+            // Only read when a DSN entry has no Diagnostic-Code: scanning
+            // the text costs more than the rest of the work.
+            let found = std::cell::OnceCell::new();
+            let errors = std::cell::OnceCell::new();
             for e in entries {
                 let Some(address) = e.final_recipient.clone().or(e.original_recipient.clone())
                 else {
@@ -350,10 +385,15 @@ impl<'a> Reader<'a> {
                     .filter(|d| !d.trim().is_empty())
                     .unwrap_or_else(|| {
                         found
+                            .get_or_init(|| text::recipients(report_text, &from))
                             .iter()
-                            .find(|f| f.address == address)
+                            .find(|f: &&text::Found| f.address == address)
                             .map(|f| f.words.clone())
-                            .unwrap_or_else(|| errors.clone())
+                            .unwrap_or_else(|| {
+                                errors
+                                    .get_or_init(|| text::error_lines(report_text))
+                                    .clone()
+                            })
                     });
                 report.recipients.push(recipient(
                     address,
@@ -384,11 +424,17 @@ impl<'a> Reader<'a> {
         let auto_replied = self.is_auto_reply(&lower_subject);
         let looks_bounced = !failed.is_empty()
             || is_bounce_subject(&lower_subject)
-            || (!auto_replied && from.iter().any(|a| text::is_daemon(a)));
+            || (!auto_replied
+                && (from.iter().any(|a| text::is_daemon(a)) || says_undelivered(report_text)));
 
         if looks_bounced {
             let found = text::recipients(report_text, &from);
-            let errors = text::error_lines(report_text);
+            let errors = std::cell::OnceCell::new();
+            let errors = || {
+                errors
+                    .get_or_init(|| text::error_lines(report_text))
+                    .clone()
+            };
             let mut pairs: Vec<(String, String)> = Vec::new();
             if !failed.is_empty() {
                 for a in failed {
@@ -397,7 +443,7 @@ impl<'a> Reader<'a> {
                         .find(|f| f.address == a)
                         .map(|f| f.words.clone())
                         .filter(|w| has_reason(w))
-                        .unwrap_or_else(|| errors.clone());
+                        .unwrap_or_else(errors);
                     pairs.push((a, words));
                 }
             } else {
@@ -405,14 +451,14 @@ impl<'a> Reader<'a> {
                     let words = if has_reason(&f.words) {
                         f.words
                     } else {
-                        format!("{} {}", f.words, errors)
+                        format!("{} {}", f.words, errors())
                     };
                     pairs.push((f.address, words));
                 }
             }
             // The original's To is the recipient when the text names none.
             if pairs.is_empty() && self.original_to.len() == 1 {
-                pairs.push((self.original_to[0].clone(), errors.clone()));
+                pairs.push((self.original_to[0].clone(), errors()));
             }
             if !pairs.is_empty() {
                 report.kind = Kind::Bounce;
@@ -556,6 +602,27 @@ fn is_bounce_subject(s: &str) -> bool {
     SUBJECTS.iter().any(|p| s.contains(p))
 }
 
+/// Whether a text says a message was not delivered, in the words failure
+/// notices use whatever their subject (some are not in English).
+fn says_undelivered(text: &str) -> bool {
+    const PHRASES: &[&str] = &[
+        "could not be delivered",
+        "couldn't be delivered",
+        "was not delivered",
+        "wasn't delivered",
+        "undeliverable",
+        "delivery failed",
+        "delivery has failed",
+        "failed permanently",
+        "permanent error",
+        "permanent fatal error",
+        "unable to deliver",
+        "not able to deliver",
+    ];
+    let lower = text.to_ascii_lowercase();
+    PHRASES.iter().any(|p| lower.contains(p))
+}
+
 /// Whether words carry a code or a known reason.
 fn has_reason(words: &str) -> bool {
     text::status_in(words).is_some()
@@ -603,15 +670,44 @@ fn recipient(
     let delivered = matches!(action, Some("delivered" | "relayed" | "expanded"));
     let temporary = match &status {
         Some(s) => s.starts_with('4'),
-        None => delayed || reply_code.is_some_and(|c| c < 500),
+        None => {
+            delayed || reply_code.is_some_and(|c| c < 500) || lower.contains("temporary failure")
+        }
     };
-    let reason = if delivered {
+    let explicit = status.as_deref().filter(|s| !s.ends_with(".0.0"));
+    let from_status = explicit.and_then(reason::from_status);
+    let mut reason = if delivered {
         "delivered"
     } else {
-        reason::from_text(&lower)
-            .or_else(|| status.as_deref().and_then(reason::from_status))
-            .unwrap_or(if delayed { "expired" } else { "undefined" })
+        match (reason::from_text(&lower), from_status) {
+            // "550 5.7.1 User unknown": the code says it is a refusal of
+            // the sender or the content, worded as an unknown user (some
+            // providers hide their filters that way).
+            (Some("userunknown" | "hostunknown"), Some(s))
+                if explicit.is_some_and(|c| {
+                    let rest = c.get(2..).unwrap_or("");
+                    rest.starts_with("7.") || rest.starts_with("6.") || rest == "2.0"
+                }) =>
+            {
+                s
+            }
+            (Some(t), _) => t,
+            (None, Some(s)) => s,
+            (None, None) if delayed => "expired",
+            (None, None) => "undefined",
+        }
     };
+    match (text::command_in(&lower), reason) {
+        // Refused after the content was sent: the content, not the address.
+        (Some("data"), "userunknown") => reason = "filtered",
+        // Refused at MAIL FROM: the sender was refused.
+        (Some("mail"), "userunknown" | "hostunknown" | "undefined") => reason = "rejected",
+        _ => {}
+    }
+    // A domain that does not resolve right now may resolve tomorrow.
+    if temporary && reason == "hostunknown" {
+        reason = "networkerror";
+    }
     let status = status.unwrap_or_else(|| reason::pseudo_status(reason, temporary));
     let hard = reason::is_hard(reason, &status);
     let diagnostic = one_line(words, 300);
@@ -676,4 +772,178 @@ fn strip_html(html: &str) -> String {
         .replace("&nbsp;", " ")
         .replace("&quot;", "\"")
         .replace("&amp;", "&")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crlf(s: &str) -> Vec<u8> {
+        s.replace('\n', "\r\n").into_bytes()
+    }
+
+    #[test]
+    fn rfc3464_dsn() {
+        let m = crlf(
+            "From: MAILER-DAEMON@mx.example.org\nTo: bounces+abc@news.example.org\n\
+             Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n\
+             Content-Type: multipart/report; report-type=delivery-status; boundary=\"b\"\n\n\
+             --b\nContent-Type: text/plain\n\nI could not deliver it.\n\
+             --b\nContent-Type: message/delivery-status\n\n\
+             Reporting-MTA: dns; mx.example.org\n\n\
+             Final-Recipient: rfc822; Nobody@Example.JP\nAction: failed\nStatus: 5.1.1\n\
+             Diagnostic-Code: smtp; 550 5.1.1 <nobody@example.jp>: User unknown\n\n\
+             --b\nContent-Type: message/rfc822\n\n\
+             Return-Path: <bounces+abc@news.example.org>\nMessage-ID: <m1@news.example.org>\n\
+             To: nobody@example.jp\nList-Unsubscribe: <mailto:u@news.example.org>\n\nHi\n--b--\n",
+        );
+        let r = classify(&m);
+        assert_eq!(r.kind, Kind::Bounce);
+        assert_eq!(r.recipients.len(), 1);
+        let x = &r.recipients[0];
+        assert_eq!(x.address, "nobody@example.jp");
+        assert_eq!(x.status, "5.1.1");
+        assert_eq!(x.reply_code, Some(550));
+        assert_eq!(x.reason, "userunknown");
+        assert!(x.hard);
+        assert_eq!(r.addressed_to, vec!["bounces+abc@news.example.org"]);
+        assert_eq!(
+            r.original.message_id.as_deref(),
+            Some("m1@news.example.org")
+        );
+        assert_eq!(
+            r.original.list_unsubscribe.as_deref(),
+            Some("<mailto:u@news.example.org>")
+        );
+    }
+
+    #[test]
+    fn arf_complaint() {
+        let m = crlf(
+            "From: fbl@isp.example\nTo: abuse@news.example.org\nSubject: complaint\n\
+             MIME-Version: 1.0\n\
+             Content-Type: multipart/report; report-type=feedback-report; boundary=\"b\"\n\n\
+             --b\nContent-Type: text/plain\n\nA complaint.\n\
+             --b\nContent-Type: message/feedback-report\n\n\
+             Feedback-Type: abuse\nUser-Agent: x/1\nVersion: 1\nOriginal-Rcpt-To: reader@isp.example\n\n\
+             --b\nContent-Type: text/rfc822-headers\n\n\
+             Message-ID: <m2@news.example.org>\nTo: reader@isp.example\n\n--b--\n",
+        );
+        let r = classify(&m);
+        assert_eq!(r.kind, Kind::Complaint);
+        assert_eq!(r.feedback_type.as_deref(), Some("abuse"));
+        assert_eq!(r.recipients[0].address, "reader@isp.example");
+        assert_eq!(r.recipients[0].status, "");
+        assert!(!r.recipients[0].hard);
+        assert_eq!(
+            r.original.message_id.as_deref(),
+            Some("m2@news.example.org")
+        );
+    }
+
+    #[test]
+    fn qmail_text_bounce() {
+        let m = crlf(
+            "From: MAILER-DAEMON@mx.example.net\nTo: b@news.example.org\nSubject: failure notice\n\n\
+             Hi. This is the qmail-send program at mx.example.net.\n\
+             I'm afraid I wasn't able to deliver your message to the following addresses.\n\
+             This is a permanent error; I've given up. Sorry it didn't work out.\n\n\
+             <gone@example.net>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n\
+             --- Below this line is a copy of the message.\n\nReturn-Path: <b@news.example.org>\n\
+             To: gone@example.net\n\nHi\n",
+        );
+        let r = classify(&m);
+        assert_eq!(r.kind, Kind::Bounce);
+        assert_eq!(r.recipients.len(), 1);
+        assert_eq!(r.recipients[0].address, "gone@example.net");
+        assert_eq!(r.recipients[0].status, "5.1.1");
+        assert!(r.recipients[0].hard);
+    }
+
+    #[test]
+    fn policy_block_is_not_hard_and_missing_status_is_derived() {
+        let m = crlf(
+            "From: Mail Delivery System <Mailer-Daemon@mx.example.net>\nTo: b@news.example.org\n\
+             Subject: Mail delivery failed: returning message to sender\n\
+             X-Failed-Recipients: someone@example.net\n\n\
+             This message was created automatically by mail delivery software.\n\n\
+             A message that you sent could not be delivered to one or more of its\n\
+             recipients. This is a permanent error. The following address(es) failed:\n\n\
+             \x20 someone@example.net\n\
+             \x20   host mx.example.net [192.0.2.1]\n\
+             \x20   SMTP error from remote mail server after RCPT TO:<someone@example.net>:\n\
+             \x20   550 Your IP is listed at zen.spamhaus.org\n",
+        );
+        let r = classify(&m);
+        assert_eq!(r.kind, Kind::Bounce);
+        let x = &r.recipients[0];
+        assert_eq!(x.reason, "blocked");
+        assert_eq!(x.status, "5.0.971");
+        assert!(!x.hard);
+    }
+
+    #[test]
+    fn auto_reply_ordinary_and_unsubscribe() {
+        let away = crlf(
+            "From: reader@example.net\nTo: b@news.example.org\nSubject: Out of Office: May\n\
+             Auto-Submitted: auto-replied\n\nI am away until Monday.\n",
+        );
+        assert_eq!(classify(&away).kind, Kind::AutoReply);
+        let plain = crlf(
+            "From: friend@example.net\nTo: me@news.example.org\nSubject: lunch?\n\n\
+             Shall we meet at noon? Write to friend@example.net.\n",
+        );
+        assert_eq!(classify(&plain).kind, Kind::NotABounce);
+        let unsub = crlf(
+            "From: reader@example.net\nTo: unsubscribe+tok@news.example.org\nSubject: Unsubscribe\n\n\n",
+        );
+        let r = classify(&unsub);
+        assert_eq!(r.kind, Kind::Unsubscribe);
+        assert_eq!(r.addressed_to, vec!["unsubscribe+tok@news.example.org"]);
+    }
+
+    #[test]
+    fn hostile_input_is_bounded_and_never_panics() {
+        assert_eq!(classify(b"").kind, Kind::Unknown);
+        let garbage: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let _ = classify(&garbage);
+        let _ = classify(b"\xff\xfe@@@<<>>:\r\n\r\n5.1.1 550 @ @. a@b.c");
+
+        // A 10 MB body.
+        let mut big = b"From: MAILER-DAEMON@x.example\r\nSubject: Undelivered\r\n\r\n".to_vec();
+        big.extend(
+            std::iter::repeat_n(
+                b"<a@b.example>: 550 5.1.1 user unknown\r\n".as_slice(),
+                250_000,
+            )
+            .flatten(),
+        );
+        let t = std::time::Instant::now();
+        let r = classify(&big);
+        assert!(r.recipients.len() <= 100);
+        assert!(t.elapsed().as_secs() < 10, "10 MB took {:?}", t.elapsed());
+
+        // 1000 nested multiparts, and 1000 nested messages.
+        for (open, _) in [
+            ("multipart/mixed; boundary=\"b{}\"", 0),
+            ("message/rfc822", 1),
+        ] {
+            let mut m = String::from("From: a@b.example\r\nSubject: x\r\n");
+            for i in 0..1000 {
+                m.push_str(&format!(
+                    "Content-Type: {}\r\n\r\n",
+                    open.replace("{}", &i.to_string())
+                ));
+                if open.starts_with("multipart") {
+                    m.push_str(&format!("--b{i}\r\n"));
+                }
+            }
+            m.push_str("Content-Type: text/plain\r\n\r\nhello\r\n");
+            let t = std::time::Instant::now();
+            let _ = classify(m.as_bytes());
+            assert!(t.elapsed().as_secs() < 5);
+        }
+    }
 }

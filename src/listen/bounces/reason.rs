@@ -39,13 +39,27 @@ const PHRASES: &[(&str, &[&str])] = &[
             "exceeded the maximum size of their mailbox",
             "disk quota",
             "not enough storage space",
-            "insufficient disk space",
             "full mailbox",
             "mailfolder is full",
             "maildir over quota",
             "mail box full",
             "is out of space",
             "storage limit",
+        ],
+    ),
+    (
+        "notaccept",
+        &[
+            "no mx record",
+            "mail exchanger",
+            "doesn't receive email",
+            "does not receive email",
+            "does not accept mail",
+            "does not accept email",
+            "not accepting mail",
+            "accepts no mail",
+            "null mx",
+            "domain does not receive email",
         ],
     ),
     (
@@ -88,6 +102,7 @@ const PHRASES: &[(&str, &[&str])] = &[
     (
         "norelaying",
         &[
+            "no relaying",
             "relay access denied",
             "relaying denied",
             "relay denied",
@@ -181,6 +196,9 @@ const PHRASES: &[(&str, &[&str])] = &[
     (
         "expired",
         &[
+            "timed out",
+            "envelope expired",
+            "temporary failure",
             "retry timeout exceeded",
             "retry time not reached",
             "delivery time expired",
@@ -188,7 +206,6 @@ const PHRASES: &[(&str, &[&str])] = &[
             "has expired",
             "queue too long",
             "in the queue too long",
-            "giving up",
             "gave up",
             "could not be delivered within",
             "could not be delivered for",
@@ -213,6 +230,8 @@ const PHRASES: &[(&str, &[&str])] = &[
     (
         "suspend",
         &[
+            "temporary locked",
+            "temporarily locked",
             "account disabled",
             "account has been disabled",
             "account is disabled",
@@ -248,6 +267,35 @@ const PHRASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "mailererror",
+        &[
+            "mailer error",
+            "command died",
+            "exited with",
+            "procmail",
+            "pipe to",
+            "unknown mailer",
+            "command output",
+        ],
+    ),
+    (
+        "rejected",
+        &[
+            "sender address rejected",
+            "sender rejected",
+            "sender verify failed",
+            "sender domain",
+            "sender is not allowed",
+            "domain of sender address",
+            "bad sender",
+            "invalid sender",
+            "sender unknown",
+            "envelope sender",
+            "sender denied",
+            "rejected sender",
+        ],
+    ),
+    (
         "hasmoved",
         &[
             "has moved",
@@ -261,6 +309,7 @@ const PHRASES: &[(&str, &[&str])] = &[
     (
         "hostunknown",
         &[
+            "domain is not reachable",
             "host unknown",
             "unknown host",
             "host not found",
@@ -276,7 +325,6 @@ const PHRASES: &[(&str, &[&str])] = &[
             "could not find any host",
             "unrouteable mail domain",
             "unroutable mail domain",
-            "no mx record",
             "no mail exchanger",
             "domain is not configured",
             "non-existent domain",
@@ -297,19 +345,11 @@ const PHRASES: &[(&str, &[&str])] = &[
         ],
     ),
     (
-        "notaccept",
-        &[
-            "does not accept mail",
-            "does not accept email",
-            "not accepting mail",
-            "accepts no mail",
-            "null mx",
-            "domain does not receive email",
-        ],
-    ),
-    (
         "userunknown",
         &[
+            "couldn't be found",
+            "could not be found",
+            "delivery userid",
             "user unknown",
             "unknown user",
             "user not found",
@@ -330,7 +370,6 @@ const PHRASES: &[(&str, &[&str])] = &[
             "unknown recipient",
             "recipient not found",
             "recipient does not exist",
-            "recipient address rejected",
             "invalid recipient",
             "invalid mailbox",
             "invalid address",
@@ -338,7 +377,6 @@ const PHRASES: &[(&str, &[&str])] = &[
             "unknown address",
             "address does not exist",
             "address not found",
-            "address rejected",
             "account does not exist",
             "account doesn't exist",
             "account that you tried to reach does not exist",
@@ -361,7 +399,6 @@ const PHRASES: &[(&str, &[&str])] = &[
             "no account by that name",
             "not listed in",
             "recipient rejected",
-            "rcpt to",
             "no valid recipients",
             "mailbox unknown",
             "unknown local part",
@@ -374,24 +411,6 @@ const PHRASES: &[(&str, &[&str])] = &[
             "no longer exists",
             "no longer active",
             "not found",
-        ],
-    ),
-    (
-        "rejected",
-        &[
-            "sender address rejected",
-            "sender rejected",
-            "sender verify failed",
-            "sender domain",
-            "sender is not allowed",
-            "domain of sender address",
-            "bad sender",
-            "invalid sender",
-            "sender unknown",
-            "envelope sender",
-            "mail from",
-            "sender denied",
-            "rejected sender",
         ],
     ),
     (
@@ -425,6 +444,7 @@ const PHRASES: &[(&str, &[&str])] = &[
     (
         "networkerror",
         &[
+            "name service error",
             "connection timed out",
             "connection refused",
             "no route to host",
@@ -433,23 +453,10 @@ const PHRASES: &[(&str, &[&str])] = &[
             "could not connect",
             "unable to connect",
             "connection reset",
-            "timed out",
             "routing loop",
             "mail loop",
             "too many hops",
             "loops back to myself",
-        ],
-    ),
-    (
-        "mailererror",
-        &[
-            "mailer error",
-            "command died",
-            "exited with",
-            "procmail",
-            "pipe to",
-            "unknown mailer",
-            "command output",
         ],
     ),
     (
@@ -470,6 +477,7 @@ const PHRASES: &[(&str, &[&str])] = &[
     (
         "filtered",
         &[
+            "recipient preferences",
             "filtered",
             "filter",
             "only accepting mail from",
@@ -486,7 +494,6 @@ const PHRASES: &[(&str, &[&str])] = &[
             "server error",
             "local error",
             "internal error",
-            "temporary failure",
             "temporary error",
             "configuration error",
             "server configuration",
@@ -494,6 +501,16 @@ const PHRASES: &[(&str, &[&str])] = &[
         ],
     ),
     ("syntaxerror", &["syntax error", "command unrecognized"]),
+    ("onhold", &["on hold"]),
+    (
+        "failedstarttls",
+        &[
+            "support tls",
+            "starttls",
+            "tls is required",
+            "tls negotiation failed",
+        ],
+    ),
 ];
 
 /// The reason the server's words give, if a known phrase is in them.
@@ -501,7 +518,13 @@ const PHRASES: &[(&str, &[&str])] = &[
 pub fn from_text(text: &str) -> Option<&'static str> {
     PHRASES
         .iter()
-        .find(|(_, phrases)| phrases.iter().any(|p| contains_word(text, p)))
+        .find(|(_, phrases)| {
+            phrases.iter().any(|p| {
+                contains_word(text, p)
+                    // "not listed in the directory" is an unknown user.
+                    && !(p.contains("listed") && text.contains(&format!("not {p}")))
+            })
+        })
         .map(|(name, _)| *name)
 }
 
@@ -553,7 +576,7 @@ pub fn from_status(status: &str) -> Option<&'static str> {
             if temporary {
                 "blocked"
             } else {
-                "filtered"
+                "suspend"
             }
         }
         (2, 2) => "mailboxfull",

@@ -77,12 +77,39 @@ fn address_spans(s: &str) -> Vec<(usize, String)> {
     out
 }
 
-/// An enhanced status code (`5.1.1`, `4.4.7`, `5.7.509`) in `s`, the
-/// first one not part of a longer dotted number (an IP address, a version).
+/// The enhanced status code (`5.1.1`, `4.4.7`, `5.7.509`) of `s`: of those
+/// not part of a longer dotted number (an IP address, a version), the
+/// first failure code (4 or 5) right after a reply code ("550 5.1.1",
+/// "550-'5.7.1"), the server's own answer, else the first failure code,
+/// else the first (a success code quoted from a session transcript).
 pub fn status_in(s: &str) -> Option<String> {
+    let all = statuses(s);
     let b = s.as_bytes();
+    let after_reply = |at: usize| {
+        let before = &b[at.saturating_sub(6)..at];
+        let digits = before
+            .iter()
+            .rposition(u8::is_ascii_digit)
+            .map(|p| before.len() - p);
+        digits.is_some_and(|d| d <= 3)
+            && before
+                .windows(3)
+                .any(|w| w.iter().all(u8::is_ascii_digit) && matches!(w[0], b'4' | b'5'))
+    };
+    let failing = |c: &str| c.starts_with('4') || c.starts_with('5');
+    all.iter()
+        .find(|(at, c)| failing(c) && after_reply(*at))
+        .or_else(|| all.iter().find(|(_, c)| failing(c)))
+        .or_else(|| all.first())
+        .map(|(_, c)| c.clone())
+}
+
+/// Every enhanced status code in `s` with its offset (at most 32).
+fn statuses(s: &str) -> Vec<(usize, String)> {
+    let b = s.as_bytes();
+    let mut out = Vec::new();
     let mut i = 0;
-    while i < b.len() {
+    while i < b.len() && out.len() < 32 {
         if matches!(b[i], b'2' | b'4' | b'5')
             && (i == 0 || !(b[i - 1].is_ascii_digit() || b[i - 1] == b'.'))
             && b.get(i + 1) == Some(&b'.')
@@ -102,13 +129,36 @@ pub fn status_in(s: &str) -> Option<String> {
                     || (b.get(k) == Some(&b'.') && b.get(k + 1).is_some_and(u8::is_ascii_digit));
                 let subject_ok = s[s1..j].parse::<u32>().is_ok_and(|n| n <= 7);
                 if k > s2 && !next_is_number && subject_ok {
-                    return Some(s[i..k].to_string());
+                    out.push((i, s[i..k].to_string()));
+                    i = k;
+                    continue;
                 }
             }
         }
         i += 1;
     }
-    None
+    out
+}
+
+/// The SMTP command a refusal answered, when the text says: "data" for
+/// a refusal of the content (after DATA), "mail" for one of the sender.
+pub fn command_in(lower: &str) -> Option<&'static str> {
+    const DATA: &[&str] = &[
+        "after end of data",
+        "after data",
+        ">>> data",
+        "end of data command",
+        "in reply to data",
+        "in reply to end of data",
+    ];
+    const MAIL: &[&str] = &["after mail from", ">>> mail from", "in reply to mail from"];
+    if DATA.iter().any(|p| lower.contains(p)) {
+        Some("data")
+    } else if MAIL.iter().any(|p| lower.contains(p)) {
+        Some("mail")
+    } else {
+        None
+    }
 }
 
 /// An SMTP reply code (`550`, `452`) in `s`: three digits starting with
