@@ -1023,6 +1023,10 @@ pub const SECRETS: &[(&str, &str)] = &[
     ("HERALD_SMTP_PASSWORD", "the relay's password"),
     ("HERALD_UNSUBSCRIBE_SECRET", "signs the unsubscribe links"),
     (
+        "HERALD_IMAP_PASSWORD",
+        "the password of `herald bounces --imap`",
+    ),
+    (
         "HERALD_UNSUBSCRIBE_OLD_SECRETS",
         "earlier unsubscribe secrets, separated by spaces: links in mail already sent keep working",
     ),

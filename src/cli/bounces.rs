@@ -10,7 +10,7 @@ use super::output::{self, say};
 use super::status::unreadable;
 use crate::config::{Config, Override};
 use crate::listen::act::{self, Context, SoftRule, Verdict};
-use crate::listen::{bounces, inbox};
+use crate::listen::{bounces, imap, inbox};
 use crate::store::Store;
 use crate::{Fault, InputError, exit, unsubscribe};
 
@@ -27,6 +27,15 @@ pub struct Args {
     /// An mbox file.
     #[arg(long, value_name = "FILE", group = "mailbox")]
     mbox: Option<PathBuf>,
+    /// A mailbox over IMAP: imaps://user@host/MAILBOX (the password from
+    /// HERALD_IMAP_PASSWORD). Unread messages are read; those understood
+    /// are marked as read.
+    #[arg(long, value_name = "URL", group = "mailbox")]
+    imap: Option<String>,
+    /// A CA certificate (PEM) to trust for the IMAP server, besides the
+    /// public authorities.
+    #[arg(long, value_name = "FILE", requires = "imap")]
+    imap_ca_file: Option<PathBuf>,
     /// Show what would be done; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -102,12 +111,40 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         dry_run: args.dry_run,
         ..Summary::default()
     };
-    let mut handle = |m: inbox::Message| -> anyhow::Result<()> {
+    // The IMAP address and password are checked before anything is read.
+    let imap = match &args.imap {
+        Some(url) => {
+            let mailbox = imap::Mailbox::parse(url)?;
+            let password = crate::config::secret(imap::PASSWORD_VAR)?
+                .and_then(|s| s.expose_str().map(str::to_string))
+                .ok_or_else(|| {
+                    InputError::at(
+                        imap::PASSWORD_VAR,
+                        format!(
+                            "not set: the password of {} (or {}_FILE naming a file that holds it)",
+                            mailbox.describe(),
+                            imap::PASSWORD_VAR
+                        ),
+                    )
+                })?;
+            let ca = match &args.imap_ca_file {
+                Some(p) => Some(std::fs::read(p).map_err(|e| {
+                    InputError::new(p, None, format!("cannot read the CA file ({e})"))
+                })?),
+                None => None,
+            };
+            Some((mailbox, password, ca))
+        }
+        None => None,
+    };
+    // Returns whether the message was understood (and so may be marked).
+    let mut handle = |m: inbox::Message| -> anyhow::Result<bool> {
         summary.messages += 1;
         let key = message_key(&m.bytes);
         if store.message_handled(&key).map_err(unreadable)? {
             summary.already_handled += 1;
-            return Ok(());
+            // Handled before: it may be marked as read now.
+            return Ok(true);
         }
         let report = bounces::classify(&m.bytes);
         let verdict: Verdict = act::act(store.as_mut(), &cx, &report, &m.name, &key, args.dry_run)
@@ -135,6 +172,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             m.mark_handled()
                 .map_err(|e| Fault::io(format!("mark {} as read", m.name), &e))?;
         }
+        let understood = verdict.understood;
         entries.push(Entry {
             source: m.name,
             kind: if verdict.understood {
@@ -145,14 +183,16 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             matched_by: verdict.matched_by,
             recipients: verdict.recipients,
         });
-        Ok(())
+        Ok(understood)
     };
     if let Some(dir) = &args.maildir {
         for path in inbox::maildir(dir)? {
             handle(inbox::read_file(&path)?)?;
         }
     } else if let Some(path) = &args.mbox {
-        inbox::mbox(path, &mut handle)?;
+        inbox::mbox(path, |m| handle(m).map(|_| ()))?;
+    } else if let Some((mailbox, password, ca)) = &imap {
+        imap::read(mailbox, password, ca.as_deref(), args.dry_run, &mut handle)?;
     }
     if args.json {
         output::json(&serde_json::json!({ "messages": entries, "summary": summary }))?;

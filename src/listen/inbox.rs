@@ -145,6 +145,15 @@ pub fn mbox(
 }
 
 impl Message {
+    /// A message from elsewhere (IMAP), marked by its own reader.
+    pub fn other(name: String, bytes: Vec<u8>) -> Message {
+        Message {
+            name,
+            bytes,
+            place: Place::Other,
+        }
+    }
+
     /// Marks the message as read where the mailbox allows it (Maildir).
     pub fn mark_handled(&self) -> std::io::Result<()> {
         let Place::Maildir(path) = &self.place else {

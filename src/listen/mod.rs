@@ -3,12 +3,14 @@
 //!
 //! - [`bounces`]: tells what a message that came back is (a bounce, a
 //!   complaint, an auto-reply, an unsubscribe request) and for whom.
-//! - [`inbox`]: reads returned mail from a Maildir, a folder or an mbox.
+//! - [`inbox`]: reads returned mail from a Maildir, a folder or an mbox;
+//!   [`imap`] over IMAP.
 //! - [`act`]: what herald does about each (suppress, count, record).
 //! - [`serve`]: the unsubscribe page and RFC 8058 one-click unsubscribes,
 //!   over HTTP behind the team's HTTPS proxy.
 
 pub mod act;
 pub mod bounces;
+pub mod imap;
 pub mod inbox;
 pub mod serve;

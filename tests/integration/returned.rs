@@ -453,3 +453,191 @@ fn complaints_mailto_unsubscribes_blocks_and_soft_bounces() {
     assert!(s.contains("5.7.1"), "{s}");
     assert!(s.contains("1 spam complaints, 1 unsubscribe emails"), "{s}");
 }
+
+/// A private Dovecot (Debian's dovecot-imapd) on 127.0.0.1 serving the
+/// Maildir `mail/<user>` under `root`; stopped when dropped.
+struct Dovecot {
+    conf: PathBuf,
+    port: u16,
+}
+
+impl Dovecot {
+    fn start(root: &Path) -> Option<Dovecot> {
+        let dovecot = tool("dovecot")?;
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("SKIPPED: a private Dovecot must be started as root");
+            return None;
+        }
+        for d in ["run", "home", "mail"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+        }
+        let port = free_port();
+        let id = |flag: &str| {
+            String::from_utf8(
+                Command::new("id")
+                    .args([flag, "nobody"])
+                    .output()
+                    .unwrap()
+                    .stdout,
+            )
+            .unwrap()
+            .trim()
+            .to_string()
+        };
+        let r = root.display();
+        let conf = root.join("dovecot.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "protocols = imap\nlisten = 127.0.0.1\nbase_dir = {r}/run\nlog_path = {r}/dovecot.log\n\
+                 ssl = no\ndisable_plaintext_auth = no\nauth_mechanisms = plain login\n\
+                 passdb {{\n  driver = static\n  args = password=imap-test-password\n}}\n\
+                 userdb {{\n  driver = static\n  args = uid={} gid={} home={r}/home/%u mail=maildir:{r}/mail/%u\n}}\n\
+                 service imap-login {{\n  inet_listener imap {{\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n",
+                id("-u"),
+                id("-g")
+            ),
+        )
+        .unwrap();
+        // Not `output()`: the daemon keeps the pipes it inherited open, and
+        // reading them would wait for it to end.
+        let status = Command::new(dovecot)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        let log = std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default();
+        assert!(status.success(), "dovecot did not start:\n{log}");
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "dovecot never listened"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Dovecot { conf, port })
+    }
+}
+
+impl Drop for Dovecot {
+    fn drop(&mut self) {
+        let _ = Command::new("dovecot")
+            .arg("-c")
+            .arg(&self.conf)
+            .arg("stop")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// `herald bounces --imap` against a real Dovecot: the bounce is read,
+/// its address suppressed, the message marked read on the server (and
+/// nothing deleted); a second run finds nothing unread and changes
+/// nothing; a wrong password is a clear error that does not show it.
+#[test]
+fn bounces_are_read_over_imap_from_a_real_dovecot() {
+    use herald::unsubscribe::Keys;
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(dovecot) = Dovecot::start(&tmp.path().join("imap")) else {
+        return;
+    };
+    let Some(sink) = tool("smtp-sink") else {
+        return;
+    };
+    let dir = tmp.path().join("work");
+    std::fs::create_dir_all(&dir).unwrap();
+    config(&dir);
+    let port = free_port();
+    let mut sink = Command::new(sink)
+        .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "64"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let list = dir.join("list.csv");
+    std::fs::write(&list, "email\nana@example.net\nbo@example.net\n").unwrap();
+    let sent = send(
+        &dir,
+        &example_post(),
+        &list,
+        &format!("smtp://127.0.0.1:{port}?tls=none"),
+    );
+    let _ = sink.kill();
+    let _ = sink.wait();
+    let campaign = sent["campaign"].as_str().unwrap();
+    let keys = Keys::new(SECRET.as_bytes().to_vec(), vec![]);
+    let verp = format!("bounces+{}@example.org", keys.verp_token(campaign, 2));
+    let maildir = tmp.path().join("imap/mail/bounces");
+    deliver(
+        &maildir,
+        "1700000000.1.test",
+        &dsn(
+            &verp,
+            "bo@example.net",
+            "5.1.1",
+            "550 5.1.1 <bo@example.net>: no such user",
+        ),
+    );
+    let o = Command::new("chown")
+        .args(["-R", "nobody"])
+        .arg(tmp.path().join("imap/mail"))
+        .output()
+        .unwrap();
+    assert!(o.status.success());
+    let url = format!("imap://bounces@127.0.0.1:{}/INBOX", dovecot.port);
+
+    // A wrong password: refused, said so, the password not shown.
+    let o = herald_env(
+        &dir,
+        &["bounces", "--imap", &url],
+        &[
+            ("HERALD_UNSUBSCRIBE_SECRET", SECRET),
+            ("HERALD_IMAP_PASSWORD", "not-the-password"),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(7), "{}", stderr(&o));
+    assert!(stderr(&o).contains("login refused"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("not-the-password"));
+
+    let imap = |extra: &[&str]| {
+        let mut args = vec!["bounces", "--imap", url.as_str(), "--json"];
+        args.extend_from_slice(extra);
+        let o = herald_env(
+            &dir,
+            &args,
+            &[
+                ("HERALD_UNSUBSCRIBE_SECRET", SECRET),
+                ("HERALD_IMAP_PASSWORD", "imap-test-password"),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()
+    };
+    let v = imap(&[]);
+    assert_eq!(v["messages"][0]["source"], "imap:1", "{v}");
+    assert_eq!(v["messages"][0]["matched_by"], "verp", "{v}");
+    assert_eq!(
+        v["messages"][0]["recipients"][0]["action"], "suppressed",
+        "{v}"
+    );
+    let list_now = suppressed(&dir);
+    assert_eq!(list_now.len(), 1);
+    assert_eq!(list_now[0]["email"], "bo@example.net");
+    // Marked read on the server, not deleted: Dovecot keeps it in cur/
+    // with the S flag.
+    let cur: Vec<String> = std::fs::read_dir(maildir.join("cur"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cur.len(), 1, "{cur:?}");
+    assert!(cur[0].contains(":2,S"), "{cur:?}");
+    // Again: nothing unread, nothing changes.
+    let v = imap(&[]);
+    assert_eq!(v["summary"]["messages"], 0, "{v}");
+    assert_eq!(suppressed(&dir).len(), 1);
+}
