@@ -39,9 +39,8 @@ pub struct Args {
     /// Show what would be done; change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Folder of the journal (default .herald).
-    #[arg(long, value_name = "DIR")]
-    journal: Option<PathBuf>,
+    #[command(flatten)]
+    journal: super::Journal,
     /// Print as JSON.
     #[arg(long)]
     json: bool,
@@ -49,10 +48,7 @@ pub struct Args {
 
 impl Args {
     pub fn overrides(&self) -> Vec<Override> {
-        self.journal
-            .iter()
-            .map(|p| Override::new("journal_dir", p.to_string_lossy(), "--journal"))
-            .collect()
+        self.journal.overrides()
     }
 }
 

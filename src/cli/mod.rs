@@ -87,6 +87,23 @@ enum Command {
     Config(config::Args),
 }
 
+/// `--journal DIR`, for the commands that use the journal.
+#[derive(clap::Args, Debug)]
+pub struct Journal {
+    /// Folder of the journal (default .herald): the one `herald send` uses.
+    #[arg(long, value_name = "DIR")]
+    journal: Option<PathBuf>,
+}
+
+impl Journal {
+    pub fn overrides(&self) -> Vec<Override> {
+        self.journal
+            .iter()
+            .map(|p| Override::new("journal_dir", p.to_string_lossy(), "--journal"))
+            .collect()
+    }
+}
+
 /// Set by the panic hook: whatever `run` returns after a panic on any
 /// thread, the run ends as a bug.
 static PANICKED: AtomicBool = AtomicBool::new(false);

@@ -1,7 +1,6 @@
 //! `herald serve`: the unsubscribe server (see [`crate::listen::serve`]).
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 
 use super::output::{self, say};
 use crate::config::{Config, Override};
@@ -18,9 +17,8 @@ pub struct Args {
     /// Address and port to listen on. Keep it on 127.0.0.1 behind a proxy.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:8025")]
     listen: String,
-    /// Folder of the journal (default .herald): the same one `herald send` uses.
-    #[arg(long, value_name = "DIR")]
-    journal: Option<PathBuf>,
+    #[command(flatten)]
+    journal: super::Journal,
     /// Requests per minute one visitor may make; more get "try again later".
     #[arg(long, value_name = "N", default_value_t = Limits::default().per_minute)]
     per_client_limit: u32,
@@ -34,10 +32,7 @@ pub struct Args {
 
 impl Args {
     pub fn overrides(&self) -> Vec<Override> {
-        self.journal
-            .iter()
-            .map(|p| Override::new("journal_dir", p.to_string_lossy(), "--journal"))
-            .collect()
+        self.journal.overrides()
     }
 }
 

@@ -1,6 +1,6 @@
 //! `herald status [CAMPAIGN]`: how each campaign went, from the journal.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::output::{self, say};
 use crate::config::{Config, Override};
@@ -13,9 +13,8 @@ use crate::{Fault, InputError, exit};
 pub struct Args {
     /// Only this campaign (as listed), e.g. openinfra-newsletter-may-2025@2025-05-28.
     campaign: Option<String>,
-    /// Folder of the journal (default .herald).
-    #[arg(long, value_name = "DIR")]
-    journal: Option<PathBuf>,
+    #[command(flatten)]
+    journal: super::Journal,
     /// Print as JSON.
     #[arg(long)]
     json: bool,
@@ -23,10 +22,7 @@ pub struct Args {
 
 impl Args {
     pub fn overrides(&self) -> Vec<Override> {
-        self.journal
-            .iter()
-            .map(|p| Override::new("journal_dir", p.to_string_lossy(), "--journal"))
-            .collect()
+        self.journal.overrides()
     }
 }
 

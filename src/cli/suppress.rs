@@ -30,12 +30,7 @@ pub enum Command {
     Export(ExportArgs),
 }
 
-#[derive(clap::Args, Debug)]
-pub struct Journal {
-    /// Folder of the journal (default .herald).
-    #[arg(long, value_name = "DIR")]
-    journal: Option<PathBuf>,
-}
+use super::Journal;
 
 #[derive(clap::Args, Debug)]
 pub struct ListArgs {
@@ -102,11 +97,7 @@ impl Command {
     }
 
     pub fn overrides(&self) -> Vec<Override> {
-        self.journal()
-            .journal
-            .iter()
-            .map(|p| Override::new("journal_dir", p.to_string_lossy(), "--journal"))
-            .collect()
+        self.journal().overrides()
     }
 }
 
@@ -122,13 +113,7 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
                     .map_err(|why| InputError::at(e, format!("not an email address ({why})")))?;
                 entries.push(entry(&email, &a.reason, Source::Manual));
             }
-            let mut store = writable(dir)?;
-            let added = store.suppress(&entries).map_err(unreadable)?;
-            say!(
-                "{added} added to the suppression list ({} already on it)",
-                entries.len() as u64 - added
-            )?;
-            Ok(exit::OK)
+            add_all(dir, &entries)
         }
         Command::Remove(a) => {
             let Some(mut store) = open_journal(dir)? else {
@@ -344,8 +329,13 @@ fn import(a: ImportArgs, dir: &Path) -> anyhow::Result<i32> {
         say!("{}: no addresses found; nothing imported", path.display())?;
         return Ok(exit::NOTHING_TO_DO);
     }
+    add_all(dir, &entries)
+}
+
+/// Adds `entries` in one transaction and says how many were new.
+fn add_all(dir: &Path, entries: &[Suppressed]) -> anyhow::Result<i32> {
     let mut store = writable(dir)?;
-    let added = store.suppress(&entries).map_err(unreadable)?;
+    let added = store.suppress(entries).map_err(unreadable)?;
     say!(
         "{added} added to the suppression list ({} already on it)",
         entries.len() as u64 - added

@@ -741,19 +741,10 @@ fn multipart_fields(content_type: &str, body: &[u8]) -> Vec<(String, String)> {
     fields
 }
 
+/// Text and double-quoted attributes alike (every attribute here is
+/// double-quoted).
 fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
+    crate::html::attr(s)
 }
 
 #[cfg(test)]

@@ -12,6 +12,20 @@ use crate::util::*;
 
 const SECRET: &str = "returned-test-secret";
 
+/// `id -u nobody` or `id -g nobody`: the private servers write mail as nobody.
+fn nobody(flag: &str) -> String {
+    String::from_utf8(
+        Command::new("id")
+            .args([flag, "nobody"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_string()
+}
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -70,18 +84,6 @@ impl Postfix {
             "bounces@example.org bounces/\nreader0@example.org readers/\n",
         )
         .unwrap();
-        let id = |flag: &str| {
-            String::from_utf8(
-                Command::new("id")
-                    .args([flag, "nobody"])
-                    .output()
-                    .unwrap()
-                    .stdout,
-            )
-            .unwrap()
-            .trim()
-            .to_string()
-        };
         let r = root.display();
         std::fs::write(
             conf.join("main.cf"),
@@ -106,8 +108,8 @@ impl Postfix {
                  virtual_uid_maps = static:{}\n\
                  virtual_gid_maps = static:{}\n\
                  recipient_delimiter = +\n",
-                id("-u"),
-                id("-g")
+                nobody("-u"),
+                nobody("-g")
             ),
         )
         .unwrap();
@@ -472,18 +474,6 @@ impl Dovecot {
             std::fs::create_dir_all(root.join(d)).unwrap();
         }
         let port = free_port();
-        let id = |flag: &str| {
-            String::from_utf8(
-                Command::new("id")
-                    .args([flag, "nobody"])
-                    .output()
-                    .unwrap()
-                    .stdout,
-            )
-            .unwrap()
-            .trim()
-            .to_string()
-        };
         let r = root.display();
         let conf = root.join("dovecot.conf");
         std::fs::write(
@@ -494,8 +484,8 @@ impl Dovecot {
                  passdb {{\n  driver = static\n  args = password=imap-test-password\n}}\n\
                  userdb {{\n  driver = static\n  args = uid={} gid={} home={r}/home/%u mail=maildir:{r}/mail/%u\n}}\n\
                  service imap-login {{\n  inet_listener imap {{\n    port = {port}\n  }}\n  inet_listener imaps {{\n    port = 0\n  }}\n}}\n",
-                id("-u"),
-                id("-g")
+                nobody("-u"),
+                nobody("-g")
             ),
         )
         .unwrap();
