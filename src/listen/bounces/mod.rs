@@ -286,6 +286,7 @@ impl<'a> Reader<'a> {
         let from: Vec<String> = header(msg, root, "from")
             .map(|v| text::addresses(&v))
             .unwrap_or_default();
+        let gateway = is_filter_gateway(msg, root);
         let text: String = self.texts.join("\n");
         let report_text = text::report_text(&text, MAX_TEXT);
         if self.original.message_id.is_none() && self.original.to.is_none() {
@@ -402,6 +403,17 @@ impl<'a> Reader<'a> {
                     e.action.as_deref(),
                 ));
             }
+            for r in &mut report.recipients {
+                if r.reason == "userunknown" && !says_user(&r.status) {
+                    let about = found
+                        .get_or_init(|| text::recipients(report_text, &from))
+                        .iter()
+                        .find(|f: &&text::Found| f.address == r.address)
+                        .map(|f| f.words.as_str())
+                        .unwrap_or("");
+                    refine_unknown_user(r, about, gateway);
+                }
+            }
             report.kind = if report.recipients.iter().all(|r| {
                 matches!(
                     r.action.as_deref(),
@@ -464,7 +476,13 @@ impl<'a> Reader<'a> {
                 report.kind = Kind::Bounce;
                 report.recipients = pairs
                     .into_iter()
-                    .map(|(a, w)| recipient(a, None, &w, None))
+                    .map(|(a, w)| {
+                        let mut r = recipient(a, None, &w, None);
+                        if r.reason == "userunknown" && !says_user(&r.status) {
+                            refine_unknown_user(&mut r, "", gateway);
+                        }
+                        r
+                    })
                     .collect();
                 return report;
             }
@@ -656,12 +674,18 @@ fn recipient(
     let lower = words.to_ascii_lowercase();
     let in_words = text::status_in(words);
     // A DSN's "5.0.0" says less than the "5.1.1" in its Diagnostic-Code.
+    let same_class = |a: &str, b: &str| a.as_bytes().first() == b.as_bytes().first();
     let status = match (status, in_words) {
-        (Some(s), Some(w))
-            if s.ends_with(".0.0") && s.as_bytes().first() == w.as_bytes().first() =>
-        {
-            Some(w)
-        }
+        (Some(s), Some(w)) if s.ends_with(".0.0") && same_class(s, &w) => Some(w),
+        // A DSN's "4.4.7" (delivery time expired) says less than the
+        // last server's own code in its Diagnostic-Code ("554 4.4.7
+        // Message expired <421 4.4.2 Connection timed out>").
+        (Some(s), Some(_)) if s.get(1..) == Some(".4.7") => text::last_status_in(words)
+            .filter(|w| same_class(s, w))
+            .or_else(|| Some(s.to_string())),
+        // The Status field and the server's own code disagree: the
+        // server's code is first-hand.
+        (Some(s), Some(w)) if same_class(s, &w) && !w.ends_with(".0.0") => Some(w),
         (Some(s), _) => Some(s.to_string()),
         (None, w) => w,
     };
@@ -697,7 +721,8 @@ fn recipient(
             (None, None) => "undefined",
         }
     };
-    match (text::command_in(&lower), reason) {
+    let command = text::command_in(&lower);
+    match (command, reason) {
         // Refused after the content was sent: the content, not the address.
         (Some("data"), "userunknown") => reason = "filtered",
         // Refused at MAIL FROM: the sender was refused.
@@ -720,6 +745,65 @@ fn recipient(
         diagnostic,
         action: action.map(str::to_string),
     }
+}
+
+/// Whether an enhanced status code itself says the address is unknown
+/// (`x.1.x`), rather than a code that says nothing (`5.0.0`, `5.0.911`).
+fn says_user(status: &str) -> bool {
+    status.get(1..3) == Some(".1")
+}
+
+/// An "unknown user" that no code confirms, read the way sisimai reads it:
+/// refused after DATA (said in the text about the address, not only in
+/// the DSN's Diagnostic-Code) it is the content that was refused; from a
+/// filtering gateway (McAfee, m-FILTER, MailFoundry...) that was not
+/// answering RCPT TO, it is the filter's refusal. Neither says the address
+/// is bad.
+fn refine_unknown_user(r: &mut Recipient, about: &str, gateway: bool) {
+    let lower = about.to_ascii_lowercase();
+    let words = r.diagnostic.as_deref().unwrap_or("").to_ascii_lowercase();
+    let command = text::command_in(&lower).or_else(|| text::command_in(&words));
+    let filtered = match command {
+        Some("data") => true,
+        Some(_) => false,
+        None => gateway,
+    };
+    if !filtered {
+        return;
+    }
+    r.reason = "filtered".into();
+    r.hard = false;
+    if r.status.get(1..) == Some(".0.911") {
+        r.status = reason::pseudo_status("filtered", r.status.starts_with('4'));
+    }
+}
+
+/// Whether the bounce was written by a mail filtering gateway, named in
+/// its headers (X-Mailer, Received, McAfee's X-NAI-Header, SurfControl's
+/// X-SEF-...). Such products answer "unknown user" for mail they filter.
+fn is_filter_gateway(msg: &Message, part: &MessagePart) -> bool {
+    const PRODUCTS: &[&str] = &[
+        "mcafee",
+        "m-filter",
+        "mailfoundry",
+        "mxlogic",
+        "surfcontrol",
+        "e-mail filter",
+        "email filter",
+    ];
+    part.headers.iter().take(200).any(|h| {
+        let name = h.name.as_str().to_ascii_lowercase();
+        if name.starts_with("x-sef-") || name == "x-nai-header" {
+            return true;
+        }
+        if !matches!(name.as_str(), "x-mailer" | "received" | "from") {
+            return false;
+        }
+        msg.raw_message
+            .get(h.offset_start as usize..h.offset_end as usize)
+            .map(|b| String::from_utf8_lossy(b).to_ascii_lowercase())
+            .is_some_and(|v| PRODUCTS.iter().any(|p| v.contains(p)))
+    })
 }
 
 /// `s` on one line, at most `max` characters, or `None` when empty.

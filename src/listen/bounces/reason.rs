@@ -45,6 +45,7 @@ const PHRASES: &[(&str, &[&str])] = &[
             "mail box full",
             "is out of space",
             "storage limit",
+            "recipient's mailbox exceeded",
         ],
     ),
     (
@@ -60,6 +61,7 @@ const PHRASES: &[(&str, &[&str])] = &[
             "accepts no mail",
             "null mx",
             "domain does not receive email",
+            "indicated no smtp service",
         ],
     ),
     (
@@ -150,6 +152,18 @@ const PHRASES: &[(&str, &[&str])] = &[
         &["reputation", "poor sending", "sender score"],
     ),
     (
+        "rejected",
+        &[
+            // The sender's (or recipient's) address on a block list, not
+            // the sending host's: the sender is refused.
+            "address that has been blacklisted",
+            // Google Groups: no such group, or no right to post to it.
+            "groups.google.com/support",
+            // Gmail's "Send mail as" through a server it cannot use.
+            "'send mail as'",
+        ],
+    ),
+    (
         "blocked",
         &[
             "blacklist",
@@ -225,6 +239,8 @@ const PHRASES: &[(&str, &[&str])] = &[
             "message has been delayed",
             "too long in queue",
             "expired after",
+            "did not accept our requests to connect",
+            "not delivered within",
         ],
     ),
     (

@@ -104,6 +104,16 @@ pub fn status_in(s: &str) -> Option<String> {
         .map(|(_, c)| c.clone())
 }
 
+/// The last failure code (4 or 5) in `s`: in "554 4.4.7 Message expired
+/// <421 4.4.2 Connection timed out>" the one that says why.
+pub fn last_status_in(s: &str) -> Option<String> {
+    statuses(s)
+        .into_iter()
+        .rev()
+        .find(|(_, c)| c.starts_with('4') || c.starts_with('5'))
+        .map(|(_, c)| c)
+}
+
 /// Every enhanced status code in `s` with its offset (at most 32).
 fn statuses(s: &str) -> Vec<(usize, String)> {
     let b = s.as_bytes();
@@ -152,10 +162,23 @@ pub fn command_in(lower: &str) -> Option<&'static str> {
         "in reply to end of data",
     ];
     const MAIL: &[&str] = &["after mail from", ">>> mail from", "in reply to mail from"];
+    const RCPT: &[&str] = &[
+        "after rcpt to",
+        ">>> rcpt to",
+        "in reply to rcpt to",
+        "rcpt to:",
+        "rcpt to <",
+        "rcpt to command",
+        "rcpt to response",
+        "after rcpt command",
+        "[rcpt_to]",
+    ];
     if DATA.iter().any(|p| lower.contains(p)) {
         Some("data")
     } else if MAIL.iter().any(|p| lower.contains(p)) {
         Some("mail")
+    } else if RCPT.iter().any(|p| lower.contains(p)) {
+        Some("rcpt")
     } else {
         None
     }
