@@ -754,7 +754,8 @@ fn says_user(status: &str) -> bool {
 }
 
 /// An "unknown user" that no code confirms, read the way sisimai reads it:
-/// refused after DATA (said in the text about the address, not only in
+/// answering RCPT TO it stays an unknown user; with a code for a disabled
+/// mailbox (`x.2.1`) and no command named, a disabled mailbox; refused after DATA (said in the text about the address, not only in
 /// the DSN's Diagnostic-Code) it is the content that was refused; from a
 /// filtering gateway (McAfee, m-FILTER, MailFoundry...) that was not
 /// answering RCPT TO, it is the filter's refusal. Neither says the address
@@ -763,18 +764,22 @@ fn refine_unknown_user(r: &mut Recipient, about: &str, gateway: bool) {
     let lower = about.to_ascii_lowercase();
     let words = r.diagnostic.as_deref().unwrap_or("").to_ascii_lowercase();
     let command = text::command_in(&lower).or_else(|| text::command_in(&words));
-    let filtered = match command {
-        Some("data") => true,
-        Some(_) => false,
-        None => gateway,
+    // Words that name the account itself as missing, whenever said.
+    const CERTAIN: &[&str] = &["this user doesn't have a"];
+    let to = match command {
+        Some("data") if CERTAIN.iter().any(|p| words.contains(p)) => return,
+        Some("data") => "filtered",
+        Some(_) => return,
+        // "550 5.2.1 User unknown" not answering RCPT TO: the code's
+        // disabled mailbox.
+        None if r.status.get(1..) == Some(".2.1") => "suspend",
+        None if gateway => "filtered",
+        None => return,
     };
-    if !filtered {
-        return;
-    }
-    r.reason = "filtered".into();
+    r.reason = to.into();
     r.hard = false;
     if r.status.get(1..) == Some(".0.911") {
-        r.status = reason::pseudo_status("filtered", r.status.starts_with('4'));
+        r.status = reason::pseudo_status(to, r.status.starts_with('4'));
     }
 }
 

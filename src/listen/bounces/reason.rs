@@ -241,6 +241,8 @@ const PHRASES: &[(&str, &[&str])] = &[
             "expired after",
             "did not accept our requests to connect",
             "not delivered within",
+            "could not deliver for",
+            "host not reachable",
         ],
     ),
     (

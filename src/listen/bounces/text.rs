@@ -359,6 +359,20 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
                 if *a != address {
                     continue;
                 }
+                // A transcript's ">>> DATA" before the "<<< 550 ..." that
+                // names the address, or "did not like our RCPT TO:" before
+                // the reply: the command it answered.
+                if let Some(prev) = n.checked_sub(1).map(|p| lines[p].trim()) {
+                    if (prev.starts_with(">>>") && lines[*n].trim_start().starts_with("<<<"))
+                        || (!hits.iter().any(|(m, _)| *m + 1 == *n)
+                            && command_in(&prev.to_ascii_lowercase()).is_some())
+                    {
+                        if !words.is_empty() {
+                            words.push(' ');
+                        }
+                        words.push_str(prev);
+                    }
+                }
                 let mut k = *n;
                 while k < lines.len() && k < n + 8 {
                     let l = lines[k].trim();
