@@ -404,6 +404,22 @@ impl<'a> Reader<'a> {
                 ));
             }
             for r in &mut report.recipients {
+                // "4.4.7" (expired) says less than a code the text gives
+                // for the address ("returned '441 4.4.1 Error encountered
+                // while communicating with primary target'").
+                if r.status.get(1..) == Some(".4.7") {
+                    let about = found
+                        .get_or_init(|| text::recipients(report_text, &from))
+                        .iter()
+                        .find(|f: &&text::Found| f.address == r.address)
+                        .map(|f| f.words.as_str())
+                        .unwrap_or("");
+                    if let Some(c) = text::last_status_in(about)
+                        .filter(|c| c.get(1..) != Some(".4.7") && c.get(..1) == r.status.get(..1))
+                    {
+                        r.status = c;
+                    }
+                }
                 if r.reason == "userunknown" && !says_user(&r.status) {
                     let about = found
                         .get_or_init(|| text::recipients(report_text, &from))

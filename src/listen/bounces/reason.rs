@@ -166,6 +166,8 @@ const PHRASES: &[(&str, &[&str])] = &[
     (
         "blocked",
         &[
+            "open relay",
+            "no access from mail server",
             "blacklist",
             "black list",
             "blocklist",
@@ -328,6 +330,7 @@ const PHRASES: &[(&str, &[&str])] = &[
         "hostunknown",
         &[
             "domain is not reachable",
+            "domain may not exist",
             "host unknown",
             "unknown host",
             "host not found",

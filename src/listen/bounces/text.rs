@@ -194,7 +194,11 @@ pub fn reply_code_in(s: &str) -> Option<u16> {
         {
             continue;
         }
+        // "ERROR_CODE :421" (Zoho) is a code; "12:450" or "2800:450:"
+        // (a time, an IPv6 address) is not.
+        let labelled = i > 1 && b[i - 1] == b':' && b[i - 2] == b' ';
         if i > 0
+            && !labelled
             && (b[i - 1].is_ascii_alphanumeric()
                 || matches!(b[i - 1], b'.' | b':' | b'-' | b'/' | b'=' | b'#'))
         {
