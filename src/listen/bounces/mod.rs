@@ -603,6 +603,7 @@ fn is_bounce_subject(s: &str) -> bool {
     const SUBJECTS: &[&str] = &[
         "undeliver",
         "undelivered",
+        "error sending your",
         "delivery status notification",
         "delivery failure",
         "delivery failed",
@@ -652,6 +653,8 @@ fn says_undelivered(text: &str) -> bool {
         "permanent fatal error",
         "unable to deliver",
         "not able to deliver",
+        "trouble delivering",
+        "returned permanent error",
     ];
     let lower = text.to_ascii_lowercase();
     PHRASES.iter().any(|p| lower.contains(p))
@@ -741,6 +744,11 @@ fn recipient(
     match (command, reason) {
         // Refused after the content was sent: the content, not the address.
         (Some("data"), "userunknown") => reason = "filtered",
+        // A transcript's RCPT TO answered "User unknown", then a later
+        // attempt timed out: the unknown user is the answer.
+        (Some("rcpt"), "expired" | "networkerror") if reason::says(&lower, "userunknown") => {
+            reason = "userunknown"
+        }
         // Refused at MAIL FROM: the sender was refused.
         (Some("mail"), "userunknown" | "hostunknown" | "undefined") => reason = "rejected",
         _ => {}

@@ -549,6 +549,14 @@ pub fn from_text(text: &str) -> Option<&'static str> {
         .map(|(name, _)| *name)
 }
 
+/// Whether `text` (lower case) holds one of the phrases of `reason`.
+pub fn says(text: &str, reason: &str) -> bool {
+    PHRASES
+        .iter()
+        .filter(|(name, _)| *name == reason)
+        .any(|(_, phrases)| phrases.iter().any(|p| contains_word(text, p)))
+}
+
 /// `phrase` in `text`, not in the middle of a word ("uce" is not in
 /// "produced", "rbl" not in "verbling").
 fn contains_word(text: &str, phrase: &str) -> bool {
