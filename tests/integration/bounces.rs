@@ -146,7 +146,7 @@ fn real_bounces_agree_with_sisimai() {
         "ordinary mail taken for a bounce:\n{}",
         not_bounce_problems.join("\n")
     );
-    // The goal of issue 13 is 95% and it is not met yet (93.3% when this
+    // The goal of issue 13 is 95% and it is not met yet (93.9% when this
     // was written: the misses are listed above). This floor keeps what is
     // reached from slipping back; raise it as the classifier improves, and
     // the issue is done at 95. The address found and the hard/soft call,
@@ -161,5 +161,5 @@ fn real_bounces_agree_with_sisimai() {
         found * 100 >= total * 98,
         "recipients found: {found}/{total}"
     );
-    assert!(hard_ok * 100 >= total * 95, "hard equal: {hard_ok}/{total}");
+    assert!(hard_ok * 100 >= total * 96, "hard equal: {hard_ok}/{total}");
 }

@@ -740,6 +740,10 @@ fn recipient(
             (None, None) => "undefined",
         }
     };
+    // "553 neko.example.com does not exist": the domain, not the user.
+    if reason == "userunknown" && domain_does_not_exist(&lower) {
+        reason = "hostunknown";
+    }
     let command = text::command_in(&lower);
     match (command, reason) {
         // Refused after the content was sent: the content, not the address.
@@ -769,6 +773,28 @@ fn recipient(
         diagnostic,
         action: action.map(str::to_string),
     }
+}
+
+/// Whether `lower` says "<domain name> does not exist": a word with a dot
+/// and no `@` right before the phrase.
+fn domain_does_not_exist(lower: &str) -> bool {
+    lower
+        .match_indices("does not exist")
+        .take(8)
+        .any(|(at, _)| {
+            lower[..at]
+                .split_whitespace()
+                .next_back()
+                .map(|w| w.trim_matches(|c: char| matches!(c, '<' | '>' | '"' | '\'' | '(' | ')')))
+                .is_some_and(|w| {
+                    !w.contains('@')
+                        && w.contains('.')
+                        && !w.ends_with('.')
+                        && w.rsplit('.').next().is_some_and(|tld| {
+                            tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())
+                        })
+                })
+        })
 }
 
 /// Whether an enhanced status code itself says the address is unknown

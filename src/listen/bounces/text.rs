@@ -336,7 +336,15 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
             // not recipients; look at the words just before the address.
             let before = line[..at].to_ascii_lowercase();
             if [
-                "contact", "mail to ", "email ", "write to", "from ", "sender", "by ",
+                "contact",
+                "mail to ",
+                "email ",
+                "write to",
+                "from ",
+                "sender",
+                "by ",
+                "mail from:",
+                "mail from:<",
             ]
             .iter()
             .any(|w| before.trim_end().ends_with(w.trim_end()))
@@ -366,16 +374,15 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
                 // A transcript's ">>> DATA" before the "<<< 550 ..." that
                 // names the address, or "did not like our RCPT TO:" before
                 // the reply: the command it answered.
-                if let Some(prev) = n.checked_sub(1).map(|p| lines[p].trim()) {
-                    if (prev.starts_with(">>>") && lines[*n].trim_start().starts_with("<<<"))
+                if let Some(prev) = n.checked_sub(1).map(|p| lines[p].trim())
+                    && ((prev.starts_with(">>>") && lines[*n].trim_start().starts_with("<<<"))
                         || (!hits.iter().any(|(m, _)| *m + 1 == *n)
-                            && command_in(&prev.to_ascii_lowercase()).is_some())
-                    {
-                        if !words.is_empty() {
-                            words.push(' ');
-                        }
-                        words.push_str(prev);
+                            && command_in(&prev.to_ascii_lowercase()).is_some()))
+                {
+                    if !words.is_empty() {
+                        words.push(' ');
                     }
+                    words.push_str(prev);
                 }
                 let mut k = *n;
                 while k < lines.len() && k < n + 8 {
