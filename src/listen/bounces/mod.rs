@@ -1000,6 +1000,41 @@ mod tests {
     }
 
     #[test]
+    fn unknown_user_without_code_read_by_command_and_gateway() {
+        let bounce = |headers: &str, said: &str| {
+            let m = crlf(&format!(
+                "From: MAILER-DAEMON@mx.example.net\nTo: b@news.example.org\n{headers}\
+                 Subject: Undelivered Mail Returned to Sender\n\n\
+                 <gone@example.net>: host mx.example.net[192.0.2.1] said:\n    {said}\n\n\
+                 --- Below this line is a copy of the message.\n\nTo: gone@example.net\n\nHi\n"
+            ));
+            classify(&m)
+                .recipients
+                .into_iter()
+                .next()
+                .expect("a recipient")
+        };
+        // Answering RCPT TO: the address is bad.
+        let r = bounce("", "550 Unknown user (in reply to RCPT TO command)");
+        assert_eq!((r.reason.as_str(), r.hard), ("userunknown", true));
+        // After the content was sent: the content was refused.
+        let r = bounce("", "550 Unknown user (in reply to end of DATA command)");
+        assert_eq!((r.reason.as_str(), r.hard), ("filtered", false));
+        assert_eq!(r.status, "5.0.910");
+        // A filtering gateway's "unknown user", no command named.
+        let r = bounce("X-Mailer: m-FILTER\n", "550 Unknown user");
+        assert_eq!((r.reason.as_str(), r.hard), ("filtered", false));
+        let r = bounce("", "550 Unknown user");
+        assert_eq!((r.reason.as_str(), r.hard), ("userunknown", true));
+        // A code for a disabled mailbox, no command named.
+        let r = bounce("", "550 5.2.1 <gone@example.net>... User Unknown");
+        assert_eq!((r.reason.as_str(), r.hard), ("suspend", false));
+        // A domain that does not exist.
+        let r = bounce("", "553 example.net does not exist");
+        assert_eq!((r.reason.as_str(), r.hard), ("hostunknown", true));
+    }
+
+    #[test]
     fn policy_block_is_not_hard_and_missing_status_is_derived() {
         let m = crlf(
             "From: Mail Delivery System <Mailer-Daemon@mx.example.net>\nTo: b@news.example.org\n\
