@@ -286,6 +286,7 @@ impl<'a> Reader<'a> {
         let from: Vec<String> = header(msg, root, "from")
             .map(|v| text::addresses(&v))
             .unwrap_or_default();
+        let gateway = is_filter_gateway(msg, root);
         let text: String = self.texts.join("\n");
         let report_text = text::report_text(&text, MAX_TEXT);
         if self.original.message_id.is_none() && self.original.to.is_none() {
@@ -402,6 +403,33 @@ impl<'a> Reader<'a> {
                     e.action.as_deref(),
                 ));
             }
+            for r in &mut report.recipients {
+                // "4.4.7" (expired) says less than a code the text gives
+                // for the address ("returned '441 4.4.1 Error encountered
+                // while communicating with primary target'").
+                if r.status.get(1..) == Some(".4.7") {
+                    let about = found
+                        .get_or_init(|| text::recipients(report_text, &from))
+                        .iter()
+                        .find(|f: &&text::Found| f.address == r.address)
+                        .map(|f| f.words.as_str())
+                        .unwrap_or("");
+                    if let Some(c) = text::last_status_in(about)
+                        .filter(|c| c.get(1..) != Some(".4.7") && c.get(..1) == r.status.get(..1))
+                    {
+                        r.status = c;
+                    }
+                }
+                if r.reason == "userunknown" && !says_user(&r.status) {
+                    let about = found
+                        .get_or_init(|| text::recipients(report_text, &from))
+                        .iter()
+                        .find(|f: &&text::Found| f.address == r.address)
+                        .map(|f| f.words.as_str())
+                        .unwrap_or("");
+                    refine_unknown_user(r, about, gateway);
+                }
+            }
             report.kind = if report.recipients.iter().all(|r| {
                 matches!(
                     r.action.as_deref(),
@@ -464,7 +492,13 @@ impl<'a> Reader<'a> {
                 report.kind = Kind::Bounce;
                 report.recipients = pairs
                     .into_iter()
-                    .map(|(a, w)| recipient(a, None, &w, None))
+                    .map(|(a, w)| {
+                        let mut r = recipient(a, None, &w, None);
+                        if r.reason == "userunknown" && !says_user(&r.status) {
+                            refine_unknown_user(&mut r, "", gateway);
+                        }
+                        r
+                    })
                     .collect();
                 return report;
             }
@@ -569,6 +603,7 @@ fn is_bounce_subject(s: &str) -> bool {
     const SUBJECTS: &[&str] = &[
         "undeliver",
         "undelivered",
+        "error sending your",
         "delivery status notification",
         "delivery failure",
         "delivery failed",
@@ -618,6 +653,8 @@ fn says_undelivered(text: &str) -> bool {
         "permanent fatal error",
         "unable to deliver",
         "not able to deliver",
+        "trouble delivering",
+        "returned permanent error",
     ];
     let lower = text.to_ascii_lowercase();
     PHRASES.iter().any(|p| lower.contains(p))
@@ -656,12 +693,18 @@ fn recipient(
     let lower = words.to_ascii_lowercase();
     let in_words = text::status_in(words);
     // A DSN's "5.0.0" says less than the "5.1.1" in its Diagnostic-Code.
+    let same_class = |a: &str, b: &str| a.as_bytes().first() == b.as_bytes().first();
     let status = match (status, in_words) {
-        (Some(s), Some(w))
-            if s.ends_with(".0.0") && s.as_bytes().first() == w.as_bytes().first() =>
-        {
-            Some(w)
-        }
+        (Some(s), Some(w)) if s.ends_with(".0.0") && same_class(s, &w) => Some(w),
+        // A DSN's "4.4.7" (delivery time expired) says less than the
+        // last server's own code in its Diagnostic-Code ("554 4.4.7
+        // Message expired <421 4.4.2 Connection timed out>").
+        (Some(s), Some(_)) if s.get(1..) == Some(".4.7") => text::last_status_in(words)
+            .filter(|w| same_class(s, w))
+            .or_else(|| Some(s.to_string())),
+        // The Status field and the server's own code disagree: the
+        // server's code is first-hand.
+        (Some(s), Some(w)) if same_class(s, &w) && !w.ends_with(".0.0") => Some(w),
         (Some(s), _) => Some(s.to_string()),
         (None, w) => w,
     };
@@ -697,9 +740,19 @@ fn recipient(
             (None, None) => "undefined",
         }
     };
-    match (text::command_in(&lower), reason) {
+    // "553 neko.example.com does not exist": the domain, not the user.
+    if reason == "userunknown" && domain_does_not_exist(&lower) {
+        reason = "hostunknown";
+    }
+    let command = text::command_in(&lower);
+    match (command, reason) {
         // Refused after the content was sent: the content, not the address.
         (Some("data"), "userunknown") => reason = "filtered",
+        // A transcript's RCPT TO answered "User unknown", then a later
+        // attempt timed out: the unknown user is the answer.
+        (Some("rcpt"), "expired" | "networkerror") if reason::says(&lower, "userunknown") => {
+            reason = "userunknown"
+        }
         // Refused at MAIL FROM: the sender was refused.
         (Some("mail"), "userunknown" | "hostunknown" | "undefined") => reason = "rejected",
         _ => {}
@@ -720,6 +773,92 @@ fn recipient(
         diagnostic,
         action: action.map(str::to_string),
     }
+}
+
+/// Whether `lower` says "<domain name> does not exist": a word with a dot
+/// and no `@` right before the phrase.
+fn domain_does_not_exist(lower: &str) -> bool {
+    lower
+        .match_indices("does not exist")
+        .take(8)
+        .any(|(at, _)| {
+            lower[..at]
+                .split_whitespace()
+                .next_back()
+                .map(|w| w.trim_matches(|c: char| matches!(c, '<' | '>' | '"' | '\'' | '(' | ')')))
+                .is_some_and(|w| {
+                    !w.contains('@')
+                        && w.contains('.')
+                        && !w.ends_with('.')
+                        && w.rsplit('.').next().is_some_and(|tld| {
+                            tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())
+                        })
+                })
+        })
+}
+
+/// Whether an enhanced status code itself says the address is unknown
+/// (`x.1.x`), rather than a code that says nothing (`5.0.0`, `5.0.911`).
+fn says_user(status: &str) -> bool {
+    status.get(1..3) == Some(".1")
+}
+
+/// An "unknown user" that no code confirms, read the way sisimai reads it:
+/// answering RCPT TO it stays an unknown user; with a code for a disabled
+/// mailbox (`x.2.1`) and no command named, a disabled mailbox; refused after DATA (said in the text about the address, not only in
+/// the DSN's Diagnostic-Code) it is the content that was refused; from a
+/// filtering gateway (McAfee, m-FILTER, MailFoundry...) that was not
+/// answering RCPT TO, it is the filter's refusal. Neither says the address
+/// is bad.
+fn refine_unknown_user(r: &mut Recipient, about: &str, gateway: bool) {
+    let lower = about.to_ascii_lowercase();
+    let words = r.diagnostic.as_deref().unwrap_or("").to_ascii_lowercase();
+    let command = text::command_in(&lower).or_else(|| text::command_in(&words));
+    // Words that name the account itself as missing, whenever said.
+    const CERTAIN: &[&str] = &["this user doesn't have a"];
+    let to = match command {
+        Some("data") if CERTAIN.iter().any(|p| words.contains(p)) => return,
+        Some("data") => "filtered",
+        Some(_) => return,
+        // "550 5.2.1 User unknown" not answering RCPT TO: the code's
+        // disabled mailbox.
+        None if r.status.get(1..) == Some(".2.1") => "suspend",
+        None if gateway => "filtered",
+        None => return,
+    };
+    r.reason = to.into();
+    r.hard = false;
+    if r.status.get(1..) == Some(".0.911") {
+        r.status = reason::pseudo_status(to, r.status.starts_with('4'));
+    }
+}
+
+/// Whether the bounce was written by a mail filtering gateway, named in
+/// its headers (X-Mailer, Received, McAfee's X-NAI-Header, SurfControl's
+/// X-SEF-...). Such products answer "unknown user" for mail they filter.
+fn is_filter_gateway(msg: &Message, part: &MessagePart) -> bool {
+    const PRODUCTS: &[&str] = &[
+        "mcafee",
+        "m-filter",
+        "mailfoundry",
+        "mxlogic",
+        "surfcontrol",
+        "e-mail filter",
+        "email filter",
+    ];
+    part.headers.iter().take(200).any(|h| {
+        let name = h.name.as_str().to_ascii_lowercase();
+        if name.starts_with("x-sef-") || name == "x-nai-header" {
+            return true;
+        }
+        if !matches!(name.as_str(), "x-mailer" | "received" | "from") {
+            return false;
+        }
+        msg.raw_message
+            .get(h.offset_start as usize..h.offset_end as usize)
+            .map(|b| String::from_utf8_lossy(b).to_ascii_lowercase())
+            .is_some_and(|v| PRODUCTS.iter().any(|p| v.contains(p)))
+    })
 }
 
 /// `s` on one line, at most `max` characters, or `None` when empty.
@@ -858,6 +997,41 @@ mod tests {
         assert_eq!(r.recipients[0].address, "gone@example.net");
         assert_eq!(r.recipients[0].status, "5.1.1");
         assert!(r.recipients[0].hard);
+    }
+
+    #[test]
+    fn unknown_user_without_code_read_by_command_and_gateway() {
+        let bounce = |headers: &str, said: &str| {
+            let m = crlf(&format!(
+                "From: MAILER-DAEMON@mx.example.net\nTo: b@news.example.org\n{headers}\
+                 Subject: Undelivered Mail Returned to Sender\n\n\
+                 <gone@example.net>: host mx.example.net[192.0.2.1] said:\n    {said}\n\n\
+                 --- Below this line is a copy of the message.\n\nTo: gone@example.net\n\nHi\n"
+            ));
+            classify(&m)
+                .recipients
+                .into_iter()
+                .next()
+                .expect("a recipient")
+        };
+        // Answering RCPT TO: the address is bad.
+        let r = bounce("", "550 Unknown user (in reply to RCPT TO command)");
+        assert_eq!((r.reason.as_str(), r.hard), ("userunknown", true));
+        // After the content was sent: the content was refused.
+        let r = bounce("", "550 Unknown user (in reply to end of DATA command)");
+        assert_eq!((r.reason.as_str(), r.hard), ("filtered", false));
+        assert_eq!(r.status, "5.0.910");
+        // A filtering gateway's "unknown user", no command named.
+        let r = bounce("X-Mailer: m-FILTER\n", "550 Unknown user");
+        assert_eq!((r.reason.as_str(), r.hard), ("filtered", false));
+        let r = bounce("", "550 Unknown user");
+        assert_eq!((r.reason.as_str(), r.hard), ("userunknown", true));
+        // A code for a disabled mailbox, no command named.
+        let r = bounce("", "550 5.2.1 <gone@example.net>... User Unknown");
+        assert_eq!((r.reason.as_str(), r.hard), ("suspend", false));
+        // A domain that does not exist.
+        let r = bounce("", "553 example.net does not exist");
+        assert_eq!((r.reason.as_str(), r.hard), ("hostunknown", true));
     }
 
     #[test]

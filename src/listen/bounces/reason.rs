@@ -45,6 +45,7 @@ const PHRASES: &[(&str, &[&str])] = &[
             "mail box full",
             "is out of space",
             "storage limit",
+            "recipient's mailbox exceeded",
         ],
     ),
     (
@@ -60,6 +61,7 @@ const PHRASES: &[(&str, &[&str])] = &[
             "accepts no mail",
             "null mx",
             "domain does not receive email",
+            "indicated no smtp service",
         ],
     ),
     (
@@ -150,8 +152,22 @@ const PHRASES: &[(&str, &[&str])] = &[
         &["reputation", "poor sending", "sender score"],
     ),
     (
+        "rejected",
+        &[
+            // The sender's (or recipient's) address on a block list, not
+            // the sending host's: the sender is refused.
+            "address that has been blacklisted",
+            // Google Groups: no such group, or no right to post to it.
+            "groups.google.com/support",
+            // Gmail's "Send mail as" through a server it cannot use.
+            "'send mail as'",
+        ],
+    ),
+    (
         "blocked",
         &[
+            "open relay",
+            "no access from mail server",
             "blacklist",
             "black list",
             "blocklist",
@@ -225,6 +241,10 @@ const PHRASES: &[(&str, &[&str])] = &[
             "message has been delayed",
             "too long in queue",
             "expired after",
+            "did not accept our requests to connect",
+            "not delivered within",
+            "could not deliver for",
+            "host not reachable",
         ],
     ),
     (
@@ -310,6 +330,7 @@ const PHRASES: &[(&str, &[&str])] = &[
         "hostunknown",
         &[
             "domain is not reachable",
+            "domain may not exist",
             "host unknown",
             "unknown host",
             "host not found",
@@ -526,6 +547,14 @@ pub fn from_text(text: &str) -> Option<&'static str> {
             })
         })
         .map(|(name, _)| *name)
+}
+
+/// Whether `text` (lower case) holds one of the phrases of `reason`.
+pub fn says(text: &str, reason: &str) -> bool {
+    PHRASES
+        .iter()
+        .filter(|(name, _)| *name == reason)
+        .any(|(_, phrases)| phrases.iter().any(|p| contains_word(text, p)))
 }
 
 /// `phrase` in `text`, not in the middle of a word ("uce" is not in

@@ -104,6 +104,16 @@ pub fn status_in(s: &str) -> Option<String> {
         .map(|(_, c)| c.clone())
 }
 
+/// The last failure code (4 or 5) in `s`: in "554 4.4.7 Message expired
+/// <421 4.4.2 Connection timed out>" the one that says why.
+pub fn last_status_in(s: &str) -> Option<String> {
+    statuses(s)
+        .into_iter()
+        .rev()
+        .find(|(_, c)| c.starts_with('4') || c.starts_with('5'))
+        .map(|(_, c)| c)
+}
+
 /// Every enhanced status code in `s` with its offset (at most 32).
 fn statuses(s: &str) -> Vec<(usize, String)> {
     let b = s.as_bytes();
@@ -152,10 +162,23 @@ pub fn command_in(lower: &str) -> Option<&'static str> {
         "in reply to end of data",
     ];
     const MAIL: &[&str] = &["after mail from", ">>> mail from", "in reply to mail from"];
+    const RCPT: &[&str] = &[
+        "after rcpt to",
+        ">>> rcpt to",
+        "in reply to rcpt to",
+        "rcpt to:",
+        "rcpt to <",
+        "rcpt to command",
+        "rcpt to response",
+        "after rcpt command",
+        "[rcpt_to]",
+    ];
     if DATA.iter().any(|p| lower.contains(p)) {
         Some("data")
     } else if MAIL.iter().any(|p| lower.contains(p)) {
         Some("mail")
+    } else if RCPT.iter().any(|p| lower.contains(p)) {
+        Some("rcpt")
     } else {
         None
     }
@@ -171,7 +194,11 @@ pub fn reply_code_in(s: &str) -> Option<u16> {
         {
             continue;
         }
+        // "ERROR_CODE :421" (Zoho) is a code; "12:450" or "2800:450:"
+        // (a time, an IPv6 address) is not.
+        let labelled = i > 1 && b[i - 1] == b':' && b[i - 2] == b' ';
         if i > 0
+            && !labelled
             && (b[i - 1].is_ascii_alphanumeric()
                 || matches!(b[i - 1], b'.' | b':' | b'-' | b'/' | b'=' | b'#'))
         {
@@ -309,7 +336,15 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
             // not recipients; look at the words just before the address.
             let before = line[..at].to_ascii_lowercase();
             if [
-                "contact", "mail to ", "email ", "write to", "from ", "sender", "by ",
+                "contact",
+                "mail to ",
+                "email ",
+                "write to",
+                "from ",
+                "sender",
+                "by ",
+                "mail from:",
+                "mail from:<",
             ]
             .iter()
             .any(|w| before.trim_end().ends_with(w.trim_end()))
@@ -335,6 +370,19 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
             for (n, a) in &hits {
                 if *a != address {
                     continue;
+                }
+                // A transcript's ">>> DATA" before the "<<< 550 ..." that
+                // names the address, or "did not like our RCPT TO:" before
+                // the reply: the command it answered.
+                if let Some(prev) = n.checked_sub(1).map(|p| lines[p].trim())
+                    && ((prev.starts_with(">>>") && lines[*n].trim_start().starts_with("<<<"))
+                        || (!hits.iter().any(|(m, _)| *m + 1 == *n)
+                            && command_in(&prev.to_ascii_lowercase()).is_some()))
+                {
+                    if !words.is_empty() {
+                        words.push(' ');
+                    }
+                    words.push_str(prev);
                 }
                 let mut k = *n;
                 while k < lines.len() && k < n + 8 {
