@@ -197,6 +197,9 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     for e in &entries {
         if e.recipients.is_empty() {
             let note = match e.kind {
+                _ if e.matched_by == "forged-token" => {
+                    "its token is not one herald made (forged or damaged); nobody suppressed"
+                }
                 "unknown" => "not understood: left in the mailbox for a person to read",
                 "auto-reply" => "an automatic reply; nothing to do",
                 "not-a-bounce" => "ordinary mail; nothing to do",

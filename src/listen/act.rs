@@ -67,12 +67,34 @@ pub struct Outcome {
 pub struct Verdict {
     pub kind: &'static str,
     pub recipients: Vec<Outcome>,
-    /// Whose it was: `verp`, `report` (the addresses the report names), or
-    /// `none`.
+    /// Whose it was: `verp`, `report` (the addresses the report names),
+    /// `forged-token` (a token herald did not make: nobody is suppressed),
+    /// or `none`.
     pub matched_by: &'static str,
     /// Understood (and so marked handled). A message herald could not make
     /// sense of is left in the mailbox and reported.
     pub understood: bool,
+}
+
+/// What the VERP token of a message says.
+enum Token {
+    /// The campaign and the recipient.
+    Found(String, String),
+    /// There is a token, and it is not one herald made: the message is
+    /// forged (or mangled), and nobody is suppressed on its word.
+    Forged,
+    /// No token (mail sent before `return_path` was set): the addresses
+    /// the report names are used.
+    None,
+}
+
+impl Token {
+    fn found(self) -> Option<(String, String)> {
+        match self {
+            Token::Found(c, e) => Some((c, e)),
+            _ => None,
+        }
+    }
 }
 
 /// Reads the journal's campaigns once per run.
@@ -104,28 +126,30 @@ impl<'a> Context<'a> {
         })
     }
 
-    /// The campaign and address a VERP token in `addresses` names, if any.
+    /// The campaign and address a VERP token in `addresses` names.
     fn verp(
         &self,
         store: &dyn Store,
         addresses: &[String],
         prefix: &str,
-    ) -> crate::store::Result<Option<(String, String)>> {
+    ) -> crate::store::Result<Token> {
+        let mut forged = false;
         for a in addresses {
             let Some(token) = verp_token_in(a, prefix) else {
                 continue;
             };
             let Some(v) = self.keys.verp_check(token) else {
+                forged = true;
                 continue;
             };
             let Some(campaign) = self.tags.get(&v.tag) else {
                 continue;
             };
             if let Some(email) = store.recipient_email(campaign, v.seq)? {
-                return Ok(Some((campaign.clone(), email.to_lowercase())));
+                return Ok(Token::Found(campaign.clone(), email.to_lowercase()));
             }
         }
-        Ok(None)
+        Ok(if forged { Token::Forged } else { Token::None })
     }
 }
 
@@ -168,7 +192,9 @@ pub fn act(
         Kind::AutoReply | Kind::NotABounce => true,
         Kind::Unknown => false,
         Kind::Unsubscribe => {
-            if let Some((campaign, email)) = cx.verp(store, &report.addressed_to, "unsubscribe")? {
+            if let Some((campaign, email)) =
+                cx.verp(store, &report.addressed_to, "unsubscribe")?.found()
+            {
                 matched_by = "verp";
                 let campaign = Some(campaign);
                 suppress.push(suppression(
@@ -205,11 +231,15 @@ pub fn act(
         Kind::Complaint => {
             let verp = cx.verp(store, &addresses, cx.bounce_local)?;
             let (campaign, who): (Option<String>, Vec<String>) = match verp {
-                Some((c, e)) => {
+                Token::Found(c, e) => {
                     matched_by = "verp";
                     (Some(c), vec![e])
                 }
-                None => {
+                Token::Forged => {
+                    matched_by = "forged-token";
+                    (None, Vec::new())
+                }
+                Token::None => {
                     let mut v: Vec<String> = report
                         .recipients
                         .iter()
@@ -255,11 +285,18 @@ pub fn act(
                     &campaign,
                 ));
             }
-            !who.is_empty()
+            matched_by == "forged-token" || !who.is_empty()
         }
         Kind::Bounce => {
-            let verp = cx.verp(store, &addresses, cx.bounce_local)?;
-            let mut recipients = report.recipients.clone();
+            let token = cx.verp(store, &addresses, cx.bounce_local)?;
+            let forged = matches!(token, Token::Forged);
+            let verp = token.found();
+            let mut recipients = if forged {
+                matched_by = "forged-token";
+                Vec::new()
+            } else {
+                report.recipients.clone()
+            };
             if let Some((_, email)) = &verp {
                 matched_by = "verp";
                 // The token is the truth about whose message it was; a
@@ -363,7 +400,9 @@ pub fn act(
                     &email, &r.status, r.hard, &r.reason, action, &campaign,
                 ));
             }
-            !outcomes.is_empty()
+            // A forged message is understood (and set aside as read): it
+            // will not become true by reading it again.
+            forged || !outcomes.is_empty()
         }
     };
     if understood && !dry_run {

@@ -449,6 +449,16 @@ fn complaints_mailto_unsubscribes_blocks_and_soft_bounces() {
             .contains("3 soft bounces")
     );
     assert!(!by.contains_key("eve@example.net"));
+    // The forged bounce names someone else in its report: nobody is
+    // suppressed on the word of a token herald did not make.
+    assert!(!by.contains_key("someone@else.example"), "{v}");
+    let forged = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["source"] == "5.forged")
+        .unwrap();
+    assert_eq!(forged["matched_by"], "forged-token", "{v}");
     let o = run(dir, &["status", &may_id]);
     let s = stdout(&o);
     assert!(s.contains("blocked by a receiving server"), "{s}");
