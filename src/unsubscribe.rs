@@ -268,6 +268,25 @@ impl Keys {
         format!("{tag}-{}-{}", base36(seq), base32(&mac, 8))
     }
 
+    /// Whether `message_id` is one herald made for `email` (its part
+    /// before `@` ends with `.<the first 16 characters of the address's
+    /// token>`, see `message::Composer::message_id`), with any key.
+    pub fn message_id_names(&self, message_id: &str, email: &str) -> bool {
+        let id = message_id
+            .trim()
+            .trim_start_matches('<')
+            .trim_end_matches('>');
+        let Some((local, _)) = id.rsplit_once('@') else {
+            return false;
+        };
+        local.split('.').any(|part| {
+            part.len() == 16
+                && std::iter::once(&self.current)
+                    .chain(&self.old)
+                    .any(|k| k.token(email)[..16] == *part)
+        })
+    }
+
     /// Checks a VERP token with every key (so tokens survive a key change).
     pub fn verp_check(&self, token: &str) -> Option<Verp> {
         let token = token.to_ascii_lowercase();

@@ -101,7 +101,14 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         limit: config.soft_bounce_limit,
         window: config.soft_bounce_window,
     };
-    let cx = Context::new(store.as_ref(), &keys, &local, soft).map_err(unreadable)?;
+    let cx = Context::new(
+        store.as_ref(),
+        &keys,
+        &local,
+        config.return_path.is_some(),
+        soft,
+    )
+    .map_err(unreadable)?;
     let mut entries = Vec::new();
     let mut summary = Summary {
         dry_run: args.dry_run,
@@ -199,6 +206,9 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             let note = match e.kind {
                 _ if e.matched_by == "forged-token" => {
                     "its token is not one herald made (forged or damaged); nobody suppressed"
+                }
+                _ if e.matched_by == "unverified" => {
+                    "no token, and nothing in it shows herald sent that mail; left in the mailbox"
                 }
                 "unknown" => "not understood: left in the mailbox for a person to read",
                 "auto-reply" => "an automatic reply; nothing to do",

@@ -69,7 +69,8 @@ pub struct Verdict {
     pub recipients: Vec<Outcome>,
     /// Whose it was: `verp`, `report` (the addresses the report names),
     /// `forged-token` (a token herald did not make: nobody is suppressed),
-    /// or `none`.
+    /// `unverified` (no token and no Message-ID of herald's for the
+    /// address named: left for a person), or `none`.
     pub matched_by: &'static str,
     /// Understood (and so marked handled). A message herald could not make
     /// sense of is left in the mailbox and reported.
@@ -100,6 +101,12 @@ impl Token {
 /// Reads the journal's campaigns once per run.
 pub struct Context<'a> {
     pub keys: &'a Keys,
+    /// `return_path` is set, so herald's own mail carries VERP tokens: a
+    /// message without one is taken at its word only when it quotes a
+    /// Message-ID herald made for the address it names. Without
+    /// `return_path` (bounces read from the From mailbox) the report's
+    /// addresses are used as they are.
+    pub verp_in_use: bool,
     /// The part of `return_path` before the `@`.
     pub bounce_local: &'a str,
     pub soft: SoftRule,
@@ -107,10 +114,21 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
+    /// Whether a report without a token may be believed about `email`.
+    fn believable(&self, report: &Report, email: &str) -> bool {
+        !self.verp_in_use
+            || report
+                .original
+                .message_id
+                .as_deref()
+                .is_some_and(|id| self.keys.message_id_names(id, email))
+    }
+
     pub fn new(
         store: &dyn Store,
         keys: &'a Keys,
         bounce_local: &'a str,
+        verp_in_use: bool,
         soft: SoftRule,
     ) -> crate::store::Result<Context<'a>> {
         let tags = store
@@ -120,6 +138,7 @@ impl<'a> Context<'a> {
             .collect();
         Ok(Context {
             keys,
+            verp_in_use,
             bounce_local,
             soft,
             tags,
@@ -244,7 +263,7 @@ pub fn act(
                         .recipients
                         .iter()
                         .map(|r| r.address.to_lowercase())
-                        .filter(|a| a.contains('@'))
+                        .filter(|a| a.contains('@') && cx.believable(report, a))
                         .collect();
                     v.dedup();
                     if !v.is_empty() {
@@ -316,7 +335,12 @@ pub fn act(
                     _ => {}
                 }
             } else if !recipients.is_empty() {
-                matched_by = "report";
+                recipients.retain(|r| cx.believable(report, &r.address.to_lowercase()));
+                matched_by = if recipients.is_empty() {
+                    "unverified"
+                } else {
+                    "report"
+                };
             }
             let campaign = verp.map(|(c, _)| c);
             for r in &recipients {
