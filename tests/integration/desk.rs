@@ -1,0 +1,160 @@
+//! The marketing desk (issue 16): the CSV export of a campaign, read back
+//! with Python's csv module as a spreadsheet import would.
+
+use herald::store::{self, BounceEvent, Source, State, Suppressed, Update};
+
+use crate::util::*;
+
+const CAMPAIGN: &str = "news@2025-06-03";
+
+#[test]
+fn status_csv_has_one_row_per_recipient_with_a_bom_and_no_formulas() {
+    let Some(python) = python_with("csv") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let journal = tmp.path().join("journal");
+    {
+        let mut s = store::open(&journal).unwrap();
+        s.upsert_campaign(CAMPAIGN, "post.md", "hash", &[]).unwrap();
+        let mut import = s.import(CAMPAIGN).unwrap();
+        for (i, email) in [
+            "ana@example.org",
+            "=cmd@example.org",
+            "Bob@Example.org",
+            "carla@example.org",
+            "dan@example.org",
+        ]
+        .iter()
+        .enumerate()
+        {
+            import.add(email, i as i64 + 2, &[]).unwrap();
+        }
+        import.commit().unwrap();
+        let rows = s.queue(CAMPAIGN, 0, 100, false).unwrap();
+        let seq = |email: &str| rows.iter().find(|r| r.email == email).unwrap().seq;
+        let update = |email: &str, state, reply: &str, attempts| Update {
+            seq: seq(email),
+            state,
+            reply: Some(reply.into()),
+            attempts,
+            suppress: None,
+        };
+        s.apply(
+            CAMPAIGN,
+            &[
+                update("ana@example.org", State::Sent, "250 2.0.0 Ok: queued", 1),
+                // A reply a hostile server could make: a formula.
+                update(
+                    "=cmd@example.org",
+                    State::Failed,
+                    "=HYPERLINK(\"http://evil.example\",\"click\")",
+                    1,
+                ),
+                update("Bob@Example.org", State::Sent, "250 ok", 1),
+                update("carla@example.org", State::Deferred, "-451 try later", 4),
+            ],
+        )
+        .unwrap();
+        s.record_message(
+            "msg-1",
+            &[BounceEvent {
+                email: "bob@example.org".into(),
+                campaign: Some(CAMPAIGN.into()),
+                kind: "bounce".into(),
+                status: "5.1.1".into(),
+                hard: true,
+                reason: "userunknown".into(),
+                diagnostic: Some("550 5.1.1 no such user".into()),
+                action: "suppressed".into(),
+                message: "bounce-1.eml".into(),
+                at: "2025-06-04T10:00:00Z".into(),
+            }],
+            &[],
+        )
+        .unwrap();
+        s.suppress(&[Suppressed {
+            email: "ana@example.org".into(),
+            reason: "one-click unsubscribe".into(),
+            source: Source::OneClick,
+            campaign: Some(CAMPAIGN.into()),
+            added_at: "2025-06-05T09:00:00Z".into(),
+        }])
+        .unwrap();
+    }
+    let o = herald(
+        tmp.path(),
+        &[
+            "status",
+            CAMPAIGN,
+            "--csv",
+            "--journal",
+            journal.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let file = tmp.path().join("export.csv");
+    std::fs::write(&file, &o.stdout).unwrap();
+    let v = &python_json(&python, "read_csv.py", &[&file])[0];
+    assert_eq!(v["bom"], true, "{v}");
+    assert_eq!(v["widths"], serde_json::json!([9]), "{v}");
+    let rows = v["rows"].as_array().unwrap();
+    let emails: Vec<_> = rows.iter().map(|r| r["email"].as_str().unwrap()).collect();
+    assert_eq!(
+        emails,
+        [
+            "ana@example.org",
+            "'=cmd@example.org",
+            "Bob@Example.org",
+            "carla@example.org",
+            "dan@example.org"
+        ]
+    );
+    let row = |i: usize, col: &str| rows[i][col].as_str().unwrap().to_string();
+    assert_eq!(row(0, "state"), "sent");
+    assert_eq!(row(0, "last_reply"), "250 2.0.0 Ok: queued");
+    assert!(row(0, "updated_at").starts_with("20"), "{v}");
+    assert_eq!(row(0, "suppressed"), "one-click");
+    assert_eq!(row(0, "suppressed_at"), "2025-06-05T09:00:00Z");
+    assert_eq!(row(1, "state"), "failed");
+    assert_eq!(
+        row(1, "last_reply"),
+        "'=HYPERLINK(\"http://evil.example\",\"click\")"
+    );
+    assert_eq!(
+        row(2, "came_back"),
+        "hard bounce 5.1.1 550 5.1.1 no such user"
+    );
+    assert_eq!(row(2, "came_back_at"), "2025-06-04T10:00:00Z");
+    assert_eq!(
+        (row(3, "state"), row(3, "attempts")),
+        ("deferred".into(), "4".into())
+    );
+    assert_eq!(row(3, "last_reply"), "'-451 try later");
+    assert_eq!(
+        (row(4, "state"), row(4, "last_reply")),
+        ("pending".into(), String::new())
+    );
+    // No field anywhere starts like a formula.
+    for r in rows {
+        for (_, f) in r.as_object().unwrap() {
+            let f = f.as_str().unwrap();
+            assert!(!f.starts_with(['=', '+', '-', '@', '\t', '\r']), "{f}");
+        }
+    }
+    // An unknown campaign is an error naming it; --csv needs a campaign.
+    let o = herald(
+        tmp.path(),
+        &[
+            "status",
+            "nope",
+            "--csv",
+            "--journal",
+            journal.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("no campaign nope"), "{}", stderr(&o));
+    let o = herald(tmp.path(), &["status", "--csv"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
