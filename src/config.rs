@@ -162,6 +162,10 @@ pub struct Config {
     /// When real sends may run: days, hours and a time zone. Outside it a
     /// send does nothing; a run that reaches its end stops cleanly.
     pub send_window: Option<SendWindow>,
+    /// Campaign tags added to links to the newsletter's own sites.
+    pub utm: Option<Utm>,
+    /// Hosts besides `site_url`'s whose links get the `utm` tags.
+    pub utm_domains: Option<HostList>,
     /// When the email would be too long for Gmail, send a digest instead.
     pub fit: bool,
     /// A local copy of the website's `static/` folder, where the picture
@@ -221,6 +225,8 @@ impl Default for Config {
             journal_dir: PathBuf::from(".herald"),
             late_grace: Duration::from_secs(24 * 3600),
             send_window: None,
+            utm: None,
+            utm_domains: None,
             fit: false,
             assets_dir: None,
             assets_url: None,
@@ -346,6 +352,8 @@ const SETTINGS: &[Setting] = &[
     )),
     setting!(late_grace, |v, _b| parse_duration(v)?, show_duration),
     setting!(send_window, |v, _b| Some(SendWindow::parse(v)?), show_opt),
+    setting!(utm, |v, _b| Some(Utm::parse(v)?), show_opt),
+    setting!(utm_domains, |v, _b| Some(HostList::parse(v)?), show_opt),
     setting!(fit, |v, _b| boolean(v)?, show),
     setting!(assets_dir, |v, b| Some(path(v, b)?), show_path),
     setting!(assets_url, |v, _b| Some(web(v)?), show_opt),
@@ -818,6 +826,16 @@ impl Config {
                 yaml_serde::Value::Bool(b) => b.to_string(),
                 yaml_serde::Value::Number(n) => n.to_string(),
                 yaml_serde::Value::String(s) => s,
+                // `utm:` is a map in the file and `source=...&medium=...`
+                // in HERALD_UTM; both reach the one parser as the latter.
+                yaml_serde::Value::Mapping(m) if key == "utm" => m
+                    .into_iter()
+                    .map(|(k, v)| format!("{}={}", scalar(&k), scalar(&v)))
+                    .collect::<Vec<_>>()
+                    .join("&"),
+                yaml_serde::Value::Sequence(list) if key == "utm_domains" => {
+                    list.iter().map(scalar).collect::<Vec<_>>().join(",")
+                }
                 _ => {
                     problems.push(
                         source,
@@ -977,6 +995,18 @@ impl Config {
                 env: env_name(s.name),
             })
             .collect()
+    }
+}
+
+/// A YAML scalar as text (a map or list inside is shown as-is, and then
+/// refused by the setting's parser).
+fn scalar(v: &yaml_serde::Value) -> String {
+    match v {
+        yaml_serde::Value::String(s) => s.clone(),
+        yaml_serde::Value::Bool(b) => b.to_string(),
+        yaml_serde::Value::Number(n) => n.to_string(),
+        yaml_serde::Value::Null => String::new(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -1316,6 +1346,91 @@ fn day(t: &str, whole: &str, how: &str) -> Result<usize, String> {
 impl fmt::Display for SendWindow {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.text)
+    }
+}
+
+/// Campaign tags for links to the newsletter's own sites (`utm_source`,
+/// `utm_medium`, `utm_campaign`), so the site's analytics can tell visits
+/// from the newsletter. `campaign` may hold `{{ slug }}`, the post's slug.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Utm {
+    /// (name without `utm_`, value), in the order written.
+    pub tags: Vec<(String, String)>,
+}
+
+impl Utm {
+    /// `source=newsletter&medium=email&campaign={{ slug }}`.
+    pub fn parse(v: &str) -> Result<Utm, String> {
+        let how = "write it as a map in herald.yaml (utm: then source:, medium:, campaign: indented \
+                   below) or as source=newsletter&medium=email&campaign={{ slug }} in HERALD_UTM";
+        let mut tags = Vec::new();
+        for pair in v.split('&').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, val) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` has no value; {how}"))?;
+            let k = k.trim().trim_start_matches("utm_").to_ascii_lowercase();
+            if !matches!(
+                k.as_str(),
+                "source" | "medium" | "campaign" | "term" | "content"
+            ) {
+                return Err(format!(
+                    "`{k}` is not a campaign tag; use source, medium, campaign (also term, content); {how}"
+                ));
+            }
+            let val = one_line(val)?;
+            if val.is_empty() {
+                return Err(format!("`{k}` is empty; {how}"));
+            }
+            let rest = val.replace("{{ slug }}", "").replace("{{slug}}", "");
+            if rest.contains("{{") {
+                return Err(format!(
+                    "`{val}`: only {{{{ slug }}}} can be filled in a campaign tag (every reader's link is the same); {how}"
+                ));
+            }
+            tags.push((k, val));
+        }
+        if tags.is_empty() {
+            return Err(format!("no tags given; {how}"));
+        }
+        Ok(Utm { tags })
+    }
+}
+
+impl fmt::Display for Utm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self.tags.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        f.write_str(&parts.join("&"))
+    }
+}
+
+/// Host names, like `openinfra.org, superuser.openinfra.org`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostList(pub Vec<String>);
+
+impl HostList {
+    pub fn parse(v: &str) -> Result<HostList, String> {
+        let mut hosts = Vec::new();
+        for h in v.split([',', ' ']).map(str::trim).filter(|h| !h.is_empty()) {
+            let h = h.to_ascii_lowercase();
+            if !h
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.'))
+                || !h.contains('.')
+            {
+                return Err(format!(
+                    "`{h}` is not a host name; list hosts like openinfra.org, superuser.openinfra.org \
+                     (no https://, no path)"
+                ));
+            }
+            hosts.push(h);
+        }
+        Ok(HostList(hosts))
+    }
+}
+
+impl fmt::Display for HostList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.join(", "))
     }
 }
 

@@ -158,3 +158,139 @@ fn status_csv_has_one_row_per_recipient_with_a_bom_and_no_formulas() {
     let o = herald(tmp.path(), &["status", "--csv"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// A post with a link to the site, one that already carries a
+/// `utm_source`, one to a partner site, one to another site, a
+/// personal (merge-field) link, a button and the unsubscribe page.
+const TAGGED_POST: &str = r#"---
+templateKey: blog-post
+title: "Tagged links"
+date: 2025-06-03T15:04:05.000Z
+seo:
+  url: https://openinfra.org/blog/tagged-links
+---
+Read [the report](https://openinfra.org/report?year=2025) and
+[the partner's page](https://openinfra.org/partners?utm_source=partner),
+visit [Superuser](https://superuser.openinfra.org/articles/x),
+[another site](https://example.com/page),
+[your profile](https://openinfra.org/profile?id={{ id | default: "x" }})
+and [leave](https://openinfra.org/newsletter/unsubscribe).
+
+[READ MORE >>](/blog/tagged-links)
+"#;
+
+fn links_in(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(i) = rest.find("http") {
+        let tail = &rest[i..];
+        let end = tail
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '<' | '>' | ')' | ']'))
+            .unwrap_or(tail.len());
+        out.push(tail[..end].replace("&amp;", "&").replace("&#38;", "&"));
+        rest = &tail[end..];
+    }
+    out
+}
+
+#[test]
+fn campaign_tags_go_on_own_site_links_alike_in_html_and_text() {
+    let tmp = tempfile::tempdir().unwrap();
+    let post = tmp.path().join("tagged.md");
+    std::fs::write(&post, TAGGED_POST).unwrap();
+    let base = std::fs::read_to_string(example_config()).unwrap();
+    let config = tmp.path().join("herald.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "{base}\nutm:\n  source: newsletter\n  medium: email\n  campaign: \"{{{{ slug }}}}\"\n\
+             utm_domains:\n  - superuser.openinfra.org\n"
+        ),
+    )
+    .unwrap();
+    let out = tmp.path().join("preview");
+    let o = herald(
+        tmp.path(),
+        &[
+            "preview",
+            post.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let html = std::fs::read_to_string(out.join("email.html")).unwrap();
+    let text = std::fs::read_to_string(out.join("email.txt")).unwrap();
+    let tags = "utm_source=newsletter&utm_medium=email&utm_campaign=tagged-links";
+    let wanted = [
+        format!("https://openinfra.org/report?year=2025&{tags}"),
+        "https://openinfra.org/partners?utm_source=partner&utm_medium=email&utm_campaign=tagged-links"
+            .to_string(),
+        format!("https://superuser.openinfra.org/articles/x?{tags}"),
+        format!("https://openinfra.org/blog/tagged-links?{tags}"),
+    ];
+    for part in [&html, &text] {
+        let links = links_in(part);
+        for w in &wanted {
+            assert!(links.contains(w), "{w} not in {links:#?}");
+        }
+        assert!(
+            links.contains(&"https://example.com/page".to_string()),
+            "{links:#?}"
+        );
+        // Personal links and the unsubscribe link are never tagged.
+        for l in &links {
+            if l.contains("profile") || l.contains("unsubscribe") {
+                assert!(!l.contains("utm_"), "{l}");
+            }
+        }
+    }
+    // The same tagged links in both parts.
+    let tagged = |s: &str| {
+        let mut v: Vec<String> = links_in(s)
+            .into_iter()
+            .filter(|l| l.contains("utm_"))
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(tagged(&html), tagged(&text));
+    // `check` says how many links were tagged.
+    let o = herald(
+        tmp.path(),
+        &[
+            "check",
+            post.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        stdout(&o).contains(
+            "4 link(s) to openinfra.org, superuser.openinfra.org carry the campaign tags"
+        ),
+        "{}",
+        stdout(&o)
+    );
+    // A bad tag names the setting.
+    std::fs::write(&config, format!("{base}\nutm:\n  sorce: newsletter\n")).unwrap();
+    let o = herald(
+        tmp.path(),
+        &[
+            "check",
+            post.to_str().unwrap(),
+            "--config",
+            config.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`utm`"), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("`sorce` is not a campaign tag"),
+        "{}",
+        stderr(&o)
+    );
+}
