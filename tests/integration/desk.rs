@@ -294,3 +294,105 @@ fn campaign_tags_go_on_own_site_links_alike_in_html_and_text() {
         stderr(&o)
     );
 }
+
+#[test]
+fn check_links_reports_broken_links_with_their_line_and_moves_as_notices() {
+    let Some(python) = python_with("http.server") else {
+        return;
+    };
+    use std::io::BufRead;
+    let mut server = std::process::Command::new(&python)
+        .arg(repo().join("tests/tools/link_server.py"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let port = port.trim();
+    let at = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let tmp = tempfile::tempdir().unwrap();
+    let post = tmp.path().join("links.md");
+    let lines = [
+        "---",
+        "templateKey: blog-post",
+        "title: \"Links\"",
+        "date: 2025-06-03T15:04:05.000Z",
+        "---",
+        &format!("Fine: [ok]({}) and [again]({}).", at("/ok"), at("/ok")),
+        "",
+        &format!("Moved here: [moved]({}).", at("/moved")),
+        "",
+        &format!("Gone: [gone]({}).", at("/gone")),
+        "",
+        &format!("Broken server: [error]({}).", at("/error")),
+        "",
+        &format!("Slow: [slow]({}).", at("/slow")),
+        "",
+        &format!("Loop: [loop]({}).", at("/loop-a")),
+        "",
+        &format!("No HEAD: [nohead]({}).", at("/nohead")),
+        "",
+        &format!("Away: [away]({}).", at("/away")),
+        "",
+        "Mail [us](mailto:news@example.org).",
+    ];
+    std::fs::write(&post, lines.join("\n")).unwrap();
+    let o = herald(
+        tmp.path(),
+        &["check", post.to_str().unwrap(), "--links", "--json"],
+    );
+    let _ = server.kill();
+    let log = {
+        let mut s = String::new();
+        use std::io::Read;
+        server
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut s)
+            .unwrap();
+        let _ = server.wait();
+        s
+    };
+    assert_eq!(o.status.code(), Some(1), "{}\n{}", stdout(&o), stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let found: Vec<(String, u64, String)> = v["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["code"].as_str().unwrap().starts_with("link-"))
+        .map(|f| {
+            (
+                f["code"].as_str().unwrap().to_string(),
+                f["line"].as_u64().unwrap_or(0),
+                f["message"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let has = |code: &str, line: u64, says: &str| {
+        assert!(
+            found
+                .iter()
+                .any(|(c, l, m)| c == code && *l == line && m.contains(says)),
+            "{code} at line {line} saying {says:?} not in {found:#?}"
+        );
+    };
+    has("link-broken", 10, "404");
+    has("link-broken", 12, "500");
+    has("link-broken", 14, "cannot be reached");
+    has("link-broken", 16, "loop");
+    has("link-moved", 20, "localhost");
+    // /ok, /moved (same site) and /nohead (GET after 405) are fine.
+    assert_eq!(found.len(), 5, "{found:#?}");
+    // Each distinct link visited once, with herald's User-Agent.
+    assert_eq!(
+        log.matches("HEAD /ok ").count(),
+        3,
+        "ok, moved's target, away's: {log}"
+    );
+    assert!(log.contains("GET /nohead"), "{log}");
+    assert!(log.lines().all(|l| l.contains("herald/")), "{log}");
+}
