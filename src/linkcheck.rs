@@ -60,6 +60,47 @@ pub enum Verdict {
     Broken(String),
 }
 
+/// How long a link that worked is taken as working without a visit.
+const CACHE_FOR: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
+
+/// [`check`], skipping links that worked within the last day, per the
+/// cache file `cache` (`linkcheck.json` in the journal folder), which is
+/// then updated. Only links that worked are remembered: a broken one is
+/// visited again, so a fix shows at once. The cache is a convenience: a
+/// file that cannot be read or written is ignored.
+pub fn check_cached(links: &[(String, usize)], cache: &std::path::Path) -> Vec<Finding> {
+    let now = crate::clock::now();
+    let mut known: BTreeMap<String, String> = std::fs::read(cache)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default();
+    known.retain(|_, at| {
+        at.parse::<jiff::Timestamp>()
+            .is_ok_and(|t| now.duration_since(t) < CACHE_FOR)
+    });
+    let todo: Vec<(String, usize)> = links
+        .iter()
+        .filter(|(u, _)| !known.contains_key(u))
+        .cloned()
+        .collect();
+    let findings = check(&todo);
+    for (u, _) in &todo {
+        let broken = findings
+            .iter()
+            .any(|f| f.severity == Severity::Error && f.message.starts_with(&format!("{u}: ")));
+        if !broken {
+            known.insert(u.clone(), now.to_string());
+        }
+    }
+    if let Some(dir) = cache.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if let Ok(text) = serde_json::to_vec_pretty(&known) {
+        let _ = std::fs::write(cache, text);
+    }
+    findings
+}
+
 /// Checks the links (see the module's note on politeness).
 pub fn check(links: &[(String, usize)]) -> Vec<Finding> {
     // One queue per host, so one worker at a time talks to a host.

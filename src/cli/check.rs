@@ -43,7 +43,8 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     if args.links {
         let links = crate::linkcheck::links(&issue.content, config);
         tracing::info!("checking {} links", links.len());
-        findings.extend(crate::linkcheck::check(&links));
+        let cache = config.journal_dir.join("linkcheck.json");
+        findings.extend(crate::linkcheck::check_cached(&links, &cache));
         findings.sort_by_key(|f| f.line);
     }
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();

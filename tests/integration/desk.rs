@@ -344,6 +344,13 @@ fn check_links_reports_broken_links_with_their_line_and_moves_as_notices() {
         tmp.path(),
         &["check", post.to_str().unwrap(), "--links", "--json"],
     );
+    // A second check within the day visits only the broken links again.
+    let again = herald(
+        tmp.path(),
+        &["check", post.to_str().unwrap(), "--links", "--json"],
+    );
+    assert_eq!(again.status.code(), Some(1), "{}", stderr(&again));
+    assert!(tmp.path().join(".herald/linkcheck.json").exists());
     let _ = server.kill();
     let log = {
         let mut s = String::new();
@@ -393,6 +400,7 @@ fn check_links_reports_broken_links_with_their_line_and_moves_as_notices() {
         3,
         "ok, moved's target, away's: {log}"
     );
-    assert!(log.contains("GET /nohead"), "{log}");
+    assert_eq!(log.matches("GET /nohead").count(), 1, "{log}");
+    assert_eq!(log.matches("HEAD /gone").count(), 2, "{log}");
     assert!(log.lines().all(|l| l.contains("herald/")), "{log}");
 }
