@@ -28,6 +28,7 @@ pub mod fit;
 pub mod html;
 pub mod images;
 pub mod limits;
+pub mod linkcheck;
 pub mod listen;
 pub mod log;
 pub mod merge;

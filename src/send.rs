@@ -104,6 +104,32 @@ fn settings(opts: &SendOptions, config: &Config) -> Settings {
         timeout: config.smtp_timeout,
         resend_unknown: opts.resend_unknown,
         relay_down_after: config.relay_down_after,
+        window_closes_after: None,
+    }
+}
+
+/// Whether the send window (if any) is open now. `Err` is the message for a
+/// run outside it: when it opens next, in the window's zone and in UTC.
+/// Test sends and dry runs never ask: the window is about subscribers'
+/// inboxes, not about trying the issue out.
+pub fn window_now(config: &Config) -> Result<Option<(Duration, jiff::Timestamp)>, String> {
+    let Some(window) = &config.send_window else {
+        return Ok(None);
+    };
+    let now = crate::clock::now();
+    match window.open_until(now) {
+        Some(close) => Ok(Some((
+            Duration::try_from(close.duration_since(now)).unwrap_or_default(),
+            close,
+        ))),
+        None => {
+            let (open, _) = window.next(now);
+            Err(format!(
+                "outside the send window ({window}, from `send_window` in {}): nothing sent; it opens {}",
+                config.source("send_window"),
+                window.describe(open)
+            ))
+        }
     }
 }
 
@@ -187,7 +213,7 @@ pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyho
             "check the disk and the outbox folder"
         )),
         Stop::Fatal(why) | Stop::RelayDown(why) => anyhow::bail!(why),
-        Stop::Done | Stop::Limit | Stop::Interrupted => {}
+        Stop::Done | Stop::Limit | Stop::Interrupted | Stop::WindowClosed => {}
     }
     let mut outbox = mailer
         .into_inner()
@@ -486,7 +512,36 @@ fn prepare(
 /// Sends the issue through the relay, continuing where an earlier run stopped.
 pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::Result<SendReport> {
     let issue = Issue::compose(&opts.post, config)?;
-    let settings = settings(opts, config);
+    let mut settings = settings(opts, config);
+    let mut window_close = None;
+    if opts.to.is_empty() {
+        match window_now(config) {
+            Ok(closes) => {
+                settings.window_closes_after = closes.map(|c| c.0);
+                window_close = closes.map(|c| c.1);
+            }
+            Err(message) => {
+                let campaign = campaign_id(&issue);
+                return Ok(SendReport {
+                    campaign,
+                    post: opts.post.clone(),
+                    relay: config
+                        .smtp_url
+                        .as_ref()
+                        .map(|u| crate::config::redact_url(u.as_str()))
+                        .unwrap_or_default(),
+                    attempted: 0,
+                    counts: Counts::default(),
+                    finished: false,
+                    stopped: "outside the send window".into(),
+                    problems: vec![],
+                    largest_html_bytes: 0,
+                    exit_code: exit::NOTHING_TO_DO,
+                    message,
+                });
+            }
+        }
+    }
     let relay = relay(config, config_path)?;
     let describe = relay.describe();
     let run = prepare(opts, config, config_path, &issue, Target::Relay(relay))?;
@@ -644,8 +699,10 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     report.problems = store.problems(&campaign, 50)?;
     let some_failed = after.failed > before.failed || after.deferred > 0 || after.unknown > 0;
     let (stopped, code) = match &outcome.stop {
-        Stop::Done | Stop::Limit if some_failed => ("done", exit::SOME_FAILED),
-        Stop::Done | Stop::Limit => ("done", exit::OK),
+        // The end of the window is like max-per-run: the rest waits by
+        // design, so only failures and deferrals make it exit 3.
+        Stop::Done | Stop::Limit | Stop::WindowClosed if some_failed => ("done", exit::SOME_FAILED),
+        Stop::Done | Stop::Limit | Stop::WindowClosed => ("done", exit::OK),
         Stop::Interrupted => ("interrupted", exit::INTERRUPTED),
         Stop::Fatal(_) => ("stopped by an error", exit::BAD_INPUT),
         Stop::RelayDown(_) => ("relay down", exit::RELAY_DOWN),
@@ -653,6 +710,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     };
     report.stopped = match outcome.stop {
         Stop::Limit => "max-per-run reached".into(),
+        Stop::WindowClosed => "send window closed".into(),
         _ => stopped.into(),
     };
     report.exit_code = code;
@@ -675,6 +733,24 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
             outcome.handed_over,
             after.pending + after.deferred
         ),
+        Stop::WindowClosed => {
+            // From the close the run started with, not the clock:
+            // HERALD_NOW stands still in rehearsals.
+            let opens = config
+                .send_window
+                .as_ref()
+                .zip(window_close)
+                .map(|(w, close)| {
+                    let (open, _) = w.next(close);
+                    format!("; it opens again {}", w.describe(open))
+                })
+                .unwrap_or_default();
+            format!(
+                "the send window closed after {} messages this run; {} wait for the next run in it{opens}",
+                progress.attempted(),
+                after.pending + after.deferred
+            )
+        }
         Stop::Done if finished => format!("{campaign} is finished"),
         Stop::Done => format!(
             "{campaign}: {} deferred to the next run, {} of unknown outcome",

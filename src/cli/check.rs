@@ -20,6 +20,11 @@ pub struct Args {
     /// Print the findings as JSON (the same as --format json).
     #[arg(long)]
     json: bool,
+    /// Also visit every web link of the email once (HEAD, else GET; at most
+    /// 4 at a time, 1 per site; 10 s each): broken links are errors, links
+    /// that end on another site notices.
+    #[arg(long)]
+    links: bool,
     /// How to print the findings.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -34,7 +39,14 @@ enum Format {
 pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     let post = &args.post;
     let issue = Issue::compose(post, config)?;
-    let findings = issue.check(config);
+    let mut findings = issue.check(config);
+    if args.links {
+        let links = crate::linkcheck::links(&issue.content, config);
+        tracing::info!("checking {} links", links.len());
+        let cache = config.journal_dir.join("linkcheck.json");
+        findings.extend(crate::linkcheck::check_cached(&links, &cache));
+        findings.sort_by_key(|f| f.line);
+    }
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     let errors = count(Severity::Error);
     if args.json || args.format == Format::Json {

@@ -231,6 +231,12 @@ fn print_report(report: &send::SendReport, json: bool) -> anyhow::Result<()> {
 /// finished. The campaign comes from the front matter alone, so posts that
 /// are finished (or not due) are never composed.
 fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::Result<i32> {
+    // Outside the send window nothing is due, whatever the posts say: a
+    // cron job every few minutes then starts sending when the window opens.
+    if let Err(message) = send::window_now(config) {
+        tracing::info!("{message}");
+        return Ok(exit::NOTHING_TO_DO);
+    }
     let grace = config.late_grace;
     let due = crate::schedule::due_posts(dir, crate::clock::now(), grace, args.late_ok)?;
     let journal_dir = &config.journal_dir;

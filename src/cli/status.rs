@@ -16,8 +16,13 @@ pub struct Args {
     #[command(flatten)]
     journal: super::Journal,
     /// Print as JSON.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "csv")]
     json: bool,
+    /// Print one row per recipient of CAMPAIGN as CSV for a spreadsheet:
+    /// address, state, attempts, the mail server's last reply, when, and
+    /// what came back (bounce, complaint, unsubscribe).
+    #[arg(long, requires = "campaign")]
+    csv: bool,
 }
 
 impl Args {
@@ -54,6 +59,13 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     let dir = &config.journal_dir;
     let json = args.json;
     let Some(journal) = open_journal(dir)? else {
+        if args.csv {
+            anyhow::bail!(InputError::new(
+                dir,
+                None,
+                "there is no journal here, so no campaign to export; point --journal or `journal_dir` at it"
+            ));
+        }
         if json {
             output::json(&serde_json::json!([]))?;
         } else {
@@ -61,6 +73,13 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         }
         return Ok(exit::OK);
     };
+    if args.csv {
+        let campaign = args
+            .campaign
+            .as_deref()
+            .expect("clap requires CAMPAIGN with --csv");
+        return csv(journal.as_ref(), campaign, dir);
+    }
     let mut campaigns = journal.campaigns().map_err(unreadable)?;
     if let Some(c) = &args.campaign {
         campaigns.retain(|x| &x.id == c);
@@ -162,4 +181,119 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         )?;
     }
     Ok(exit::OK)
+}
+
+/// `--csv`: one row per recipient, for a spreadsheet. UTF-8 with a byte
+/// order mark (Excel reads UTF-8 without one as the local code page), and
+/// every field a spreadsheet would take for a formula neutralised: a
+/// server's reply or an address is text from outside.
+fn csv(journal: &dyn Store, campaign: &str, dir: &Path) -> anyhow::Result<i32> {
+    if !journal
+        .campaigns()
+        .map_err(unreadable)?
+        .iter()
+        .any(|c| c.id == campaign)
+    {
+        anyhow::bail!(InputError::new(
+            dir,
+            None,
+            format!("there is no campaign {campaign}; `herald status` lists them")
+        ));
+    }
+    let recipients = journal.recipients(campaign).map_err(unreadable)?;
+    // The latest of each kind per address wins: a later bounce says more.
+    let mut came_back = std::collections::HashMap::new();
+    for b in journal.bounces(campaign).map_err(unreadable)? {
+        let what = match b.kind.as_str() {
+            "bounce" => format!(
+                "{} bounce {} {}",
+                if b.hard { "hard" } else { "soft" },
+                b.status,
+                b.diagnostic.as_deref().unwrap_or(&b.reason)
+            ),
+            other => other.to_string(),
+        };
+        came_back.insert(b.email.clone(), (what.trim().to_string(), b.at));
+    }
+    let mut unsubscribed = std::collections::HashMap::new();
+    for s in journal.suppressions().map_err(unreadable)? {
+        if s.campaign.as_deref() == Some(campaign) {
+            unsubscribed.insert(s.email.clone(), s);
+        }
+    }
+    let mut out = Vec::new();
+    out.extend_from_slice("\u{feff}".as_bytes());
+    {
+        let mut w = ::csv::Writer::from_writer(&mut out);
+        w.write_record([
+            "email",
+            "state",
+            "attempts",
+            "last_reply",
+            "updated_at",
+            "came_back",
+            "came_back_at",
+            "suppressed",
+            "suppressed_at",
+        ])?;
+        for r in &recipients {
+            let key = r.email.to_lowercase();
+            let (back, back_at) = came_back.get(&key).cloned().unwrap_or_default();
+            let (supp, supp_at) = unsubscribed
+                .get(&key)
+                .map(|s| (s.source.as_str().to_string(), s.added_at.clone()))
+                .unwrap_or_default();
+            let state = match r.state {
+                crate::store::State::Sending => "unknown",
+                s => s.as_str(),
+            };
+            let row = [
+                r.email.clone(),
+                state.to_string(),
+                r.attempts.to_string(),
+                r.reply.clone().unwrap_or_default(),
+                r.updated_at.clone().unwrap_or_default(),
+                back,
+                back_at,
+                supp,
+                supp_at,
+            ];
+            w.write_record(row.iter().map(|f| spreadsheet_safe(f).into_owned()))?;
+        }
+        w.flush()?;
+    }
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(&out)?;
+    stdout.flush()?;
+    Ok(exit::OK)
+}
+
+/// A field a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a
+/// tab or carriage return before one) gets a leading `'`, which shows it
+/// as the text it is (OWASP's advice on CSV injection).
+fn spreadsheet_safe(field: &str) -> std::borrow::Cow<'_, str> {
+    match field.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{field}").into(),
+        _ => field.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn formulas_are_shown_as_text() {
+        for bad in [
+            "=HYPERLINK(\"x\")",
+            "+1",
+            "-2+3",
+            "@SUM(A1)",
+            "\t=1",
+            "\r=1",
+        ] {
+            assert_eq!(super::spreadsheet_safe(bad), format!("'{bad}"));
+        }
+        assert_eq!(super::spreadsheet_safe("550 5.1.1 gone"), "550 5.1.1 gone");
+        assert_eq!(super::spreadsheet_safe(""), "");
+    }
 }

@@ -25,7 +25,7 @@ use crate::post::{Kind, Post};
 use crate::urls::Base;
 
 use markdown::Builder;
-use passes::{derive_alt_text, normalise_blocks, split_sections};
+use passes::{derive_alt_text, normalise_blocks, split_sections, tag_links};
 
 /// The width of the email's column in CSS pixels (600 px less 2 x 28 px
 /// padding): no picture is shown wider, so none is drawn wider either.
@@ -191,6 +191,33 @@ pub fn build(post: &Post, config: &Config, base: &Base) -> Content {
         findings: Vec::new(),
     };
     derive_alt_text(&mut content, &mut findings);
+    if let Some(utm) = &config.utm {
+        let mut hosts: Vec<String> = base
+            .site
+            .host_str()
+            .map(|h| h.to_ascii_lowercase())
+            .into_iter()
+            .collect();
+        if let Some(more) = &config.utm_domains {
+            hosts.extend(more.0.iter().cloned());
+        }
+        let hosts: Vec<String> = hosts
+            .into_iter()
+            .map(|h| h.strip_prefix("www.").map(str::to_string).unwrap_or(h))
+            .collect();
+        let unsubscribe = config.unsubscribe_url.as_ref().map(|u| u.as_str());
+        let n = tag_links(&mut content, utm, &hosts, &post.slug(), unsubscribe);
+        findings.push(Finding {
+            severity: crate::findings::Severity::Notice,
+            code: "utm-tagged",
+            line: None,
+            message: format!(
+                "{n} link(s) to {} carry the campaign tags {utm} (tags a link already had are kept)",
+                hosts.join(", ")
+            ),
+            fix: "nothing to do; `utm:` and `utm_domains:` in herald.yaml say which tags and sites".into(),
+        });
+    }
     findings.sort_by_key(|f| f.line);
     findings.dedup();
     content.findings = findings;

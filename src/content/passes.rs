@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use super::visit::{self, VisitMut};
-use super::{Block, Button, Content, Image, Inline, Section, collapse_ws, is_blank, trim_inlines};
+use super::{
+    Block, Button, Content, Image, Inline, Link, Section, collapse_ws, is_blank, trim_inlines,
+};
 use crate::findings::{Finding, Severity};
 
 pub(super) fn normalise_blocks(blocks: Vec<Block>) -> Vec<Block> {
@@ -242,4 +244,99 @@ fn readable_file_name(src: &str) -> Option<String> {
         .filter(|w| w.len() >= 3 && w.chars().all(|c| c.is_alphabetic()) && w.len() <= 20)
         .count();
     (real_words >= 2).then(|| words.join(" "))
+}
+
+/// Adds the `utm` campaign tags to every link to the newsletter's own
+/// sites (`site`'s host, with or without `www.`, and `utm_domains`), once
+/// for the whole issue, so the HTML and the text part carry the same links.
+/// A tag the link already has is kept as the editor wrote it; links with
+/// merge fields (personal) and off-site links are left alone. No pixel and
+/// no click redirect: the reader's browser goes straight to the page.
+/// Returns how many links were tagged.
+pub(super) fn tag_links(
+    content: &mut Content,
+    utm: &crate::config::Utm,
+    hosts: &[String],
+    slug: &str,
+    unsubscribe: Option<&str>,
+) -> usize {
+    struct Tagger<'a> {
+        tags: Vec<(String, String)>,
+        hosts: &'a [String],
+        unsubscribe: Option<&'a str>,
+        tagged: usize,
+    }
+    impl Tagger<'_> {
+        fn tag(&mut self, url: &mut String) {
+            if url.contains("{{") || url.contains("%7B%7B") {
+                return;
+            }
+            // A link to the unsubscribe page is not a visit to count.
+            if self.unsubscribe.is_some_and(|u| url.starts_with(u)) {
+                return;
+            }
+            let Ok(mut u) = url::Url::parse(url) else {
+                return;
+            };
+            if !matches!(u.scheme(), "http" | "https") {
+                return;
+            }
+            let Some(host) = u.host_str().map(str::to_ascii_lowercase) else {
+                return;
+            };
+            let bare = host.strip_prefix("www.").unwrap_or(&host);
+            if !self
+                .hosts
+                .iter()
+                .any(|h| h == bare || h.strip_prefix("www.") == Some(bare))
+            {
+                return;
+            }
+            let have: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+            let missing: Vec<&(String, String)> = self
+                .tags
+                .iter()
+                .filter(|(k, _)| !have.iter().any(|h| h.eq_ignore_ascii_case(k)))
+                .collect();
+            if missing.is_empty() {
+                return;
+            }
+            {
+                let mut q = u.query_pairs_mut();
+                for (k, v) in missing {
+                    q.append_pair(k, v);
+                }
+            }
+            *url = u.to_string();
+            self.tagged += 1;
+        }
+    }
+    impl VisitMut for Tagger<'_> {
+        fn link(&mut self, link: &mut Link) {
+            self.tag(&mut link.url);
+        }
+        fn image(&mut self, image: &mut Image) {
+            if let Some(l) = &mut image.link {
+                self.tag(l);
+            }
+        }
+        fn button(&mut self, button: &mut Button) {
+            self.tag(&mut button.url);
+        }
+    }
+    let mut t = Tagger {
+        tags: utm
+            .tags
+            .iter()
+            .map(|(k, v)| {
+                let v = v.replace("{{ slug }}", slug).replace("{{slug}}", slug);
+                (format!("utm_{k}"), v)
+            })
+            .collect(),
+        hosts,
+        unsubscribe,
+        tagged: 0,
+    };
+    super::visit::content_mut(&mut t, content);
+    t.tagged
 }

@@ -7,7 +7,7 @@
 //! to [`content`] (or [`content_mut`]), or to [`blocks`] / [`inlines`] for
 //! a part of the issue.
 
-use super::{Block, Content, Image, Inline, Link};
+use super::{Block, Button, Content, Image, Inline, Link};
 
 /// Hooks called on each part of the content, outer before inner; each does
 /// nothing unless overridden.
@@ -24,6 +24,7 @@ pub trait Visit<'a> {
 pub trait VisitMut {
     fn link(&mut self, _link: &mut Link) {}
     fn image(&mut self, _image: &mut Image) {}
+    fn button(&mut self, _button: &mut Button) {}
 }
 
 /// The intro, then each section: its heading, then its blocks.
@@ -111,7 +112,8 @@ pub fn blocks_mut<V: VisitMut + ?Sized>(v: &mut V, blocks: &mut [Block]) {
                     v.image(img);
                 }
             }
-            Block::Button(_) | Block::Code(_) | Block::Rule => {}
+            Block::Button(b) => v.button(b),
+            Block::Code(_) | Block::Rule => {}
         }
     }
 }

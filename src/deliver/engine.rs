@@ -34,6 +34,10 @@ pub struct Settings {
     /// A relay that has done nothing but fail (refused, timed out, 421,
     /// "slow down") for this long is taken as down: the run stops.
     pub relay_down_after: Duration,
+    /// The send window closes this long after the run starts: no message
+    /// starts after that, the ones in flight finish, the rest wait for the
+    /// next run. Relative, so tests can run it on tokio's paused clock.
+    pub window_closes_after: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -48,6 +52,7 @@ impl Default for Settings {
             timeout: Duration::from_secs(60),
             resend_unknown: false,
             relay_down_after: Duration::from_secs(60),
+            window_closes_after: None,
         }
     }
 }
@@ -84,6 +89,8 @@ pub enum Stop {
     /// The relay could not be reached, or refused everything, for
     /// `relay_down_after`: everyone not yet mailed waits for the next run.
     RelayDown(String),
+    /// The send window closed; the rest waits for the next run in it.
+    WindowClosed,
 }
 
 pub struct Outcome {
@@ -195,6 +202,8 @@ struct Shared<M: Mailer> {
     store: mpsc::UnboundedSender<Cmd>,
     progress: Arc<Progress>,
     stop: AtomicBool,
+    /// The send window closed (and `stop` was raised for that reason).
+    window_closed: AtomicBool,
     stopped: Notify,
     fatal: std::sync::Mutex<Option<String>>,
     broken: std::sync::Mutex<Option<String>>,
@@ -367,6 +376,7 @@ pub async fn run_async<M: Mailer>(
         store: tx,
         progress,
         stop: AtomicBool::new(false),
+        window_closed: AtomicBool::new(false),
         stopped: Notify::new(),
         fatal: std::sync::Mutex::new(None),
     });
@@ -420,6 +430,17 @@ async fn dispatch<M: Mailer>(
             shared.request_stop();
         })
     };
+    // The end of the send window stops the run like a signal does, only
+    // with its own reason: a timer rather than a clock check per message,
+    // so a run waiting on the throttle or a retry stops on time too.
+    let window = shared.settings.window_closes_after.map(|after| {
+        let shared = Arc::clone(&shared);
+        tokio::spawn(async move {
+            tokio::time::sleep(after).await;
+            shared.window_closed.store(true, Ordering::SeqCst);
+            shared.request_stop();
+        })
+    });
     // Messages are built on the blocking pool, a chunk at a time, so
     // building the next ones overlaps with sending (and with the store's
     // commits).
@@ -452,6 +473,10 @@ async fn dispatch<M: Mailer>(
     watcher.abort();
     // Its copy of `shared` must be gone before the store is taken back.
     let _ = watcher.await;
+    if let Some(window) = window {
+        window.abort();
+        let _ = window.await;
+    }
     let fatal = shared
         .fatal
         .lock()
@@ -468,6 +493,8 @@ async fn dispatch<M: Mailer>(
         stop = Stop::Fatal(f);
     } else if let Some(why) = relay_down {
         stop = Stop::RelayDown(why);
+    } else if shared.window_closed.load(Ordering::SeqCst) {
+        stop = Stop::WindowClosed;
     } else if shared.stopping() {
         stop = Stop::Interrupted;
     }
@@ -761,6 +788,12 @@ async fn deliver<M: Mailer>(
             }
             Err(f) => f,
         };
+        // Stopped while waiting for the throttle (or before the relay saw
+        // this message at all): nothing happened to this recipient, so
+        // they stay as they were rather than deferred with an attempt used.
+        if shared.stopping() && !job.gate.passed() && failure.kind != FailureKind::Permanent {
+            return stopped(job);
+        }
         match failure.kind {
             FailureKind::Permanent => {
                 shared.relay_ok().await;

@@ -269,6 +269,24 @@ pub trait Store: Send {
     /// The address of recipient number `seq` of `campaign` (VERP tokens
     /// name recipients by number).
     fn recipient_email(&self, campaign: &str, seq: i64) -> Result<Option<String>>;
+    /// Every recipient of a campaign, in the campaign's order, whatever
+    /// their state (`herald status CAMPAIGN --csv`).
+    fn recipients(&self, campaign: &str) -> Result<Vec<RecipientRecord>>;
+    /// What came back for a campaign, one event per recipient and message,
+    /// oldest first.
+    fn bounces(&self, campaign: &str) -> Result<Vec<BounceEvent>>;
+}
+
+/// One recipient of a campaign as the journal has them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RecipientRecord {
+    pub email: String,
+    pub state: State,
+    pub attempts: i64,
+    /// The mail server's last reply.
+    pub reply: Option<String>,
+    /// When the state last changed (RFC 3339, UTC); none while pending.
+    pub updated_at: Option<String>,
 }
 
 /// One recipient's part of a message that came back.

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    BounceEvent, BounceSummary, CampaignInfo, Counts, Import, Lock, Problem, Result, Row, Source,
-    State, Store, StoreError, Suppressed, Update,
+    BounceEvent, BounceSummary, CampaignInfo, Counts, Import, Lock, Problem, RecipientRecord,
+    Result, Row, Source, State, Store, StoreError, Suppressed, Update,
 };
 use crate::clock;
 
@@ -667,6 +667,58 @@ impl Store for Sqlite {
             .query_map(params![email.to_lowercase(), since], |r| r.get(0))
             .map_err(self.err())?;
         rows.collect::<rusqlite::Result<Vec<Option<String>>>>()
+            .map_err(self.err())
+    }
+
+    fn recipients(&self, campaign: &str) -> Result<Vec<RecipientRecord>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT email, state, attempts, reply, updated_at FROM recipient
+                 WHERE campaign = ?1 ORDER BY seq",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([campaign], |r| {
+                let state: String = r.get(1)?;
+                Ok(RecipientRecord {
+                    email: r.get(0)?,
+                    state: State::parse(&state).unwrap_or(State::Sending),
+                    attempts: r.get(2)?,
+                    reply: r.get(3)?,
+                    updated_at: r.get(4)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err())
+    }
+
+    fn bounces(&self, campaign: &str) -> Result<Vec<BounceEvent>> {
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at
+                 FROM bounce WHERE campaign = ?1 ORDER BY at, rowid",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([campaign], |r| {
+                Ok(BounceEvent {
+                    email: r.get(0)?,
+                    campaign: r.get(1)?,
+                    kind: r.get(2)?,
+                    status: r.get(3)?,
+                    hard: r.get(4)?,
+                    reason: r.get(5)?,
+                    diagnostic: r.get(6)?,
+                    action: r.get(7)?,
+                    message: r.get(8)?,
+                    at: r.get(9)?,
+                })
+            })
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(self.err())
     }
 

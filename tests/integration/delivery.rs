@@ -794,6 +794,79 @@ fn due_sends_only_posts_whose_time_has_come() {
     assert_eq!(server.received().len(), 6);
 }
 
+#[test]
+fn outside_the_send_window_nothing_is_sent_and_the_end_of_it_stops_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(
+        tmp.path(),
+        "send_window: Mon-Fri 08:00-18:00 Europe/Berlin\nrate: 1/s",
+    );
+    let list = write_list(tmp.path(), 10);
+    let run = |now: &str, extra: &[&str]| {
+        send_cmd(tmp.path(), &server, &list, extra)
+            .env("HERALD_NOW", now)
+            .output()
+            .unwrap()
+    };
+    // Saturday: nothing sent, exit 4, and when it opens (summer time: UTC+2).
+    let o = run("2025-06-07T10:00:00Z", &[]);
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(
+        out.contains("opens Mon 2025-06-09 08:00 Europe/Berlin (2025-06-09 06:00 UTC)"),
+        "{out}"
+    );
+    assert!(server.deliveries().is_empty());
+    // --due says the same and sends nothing.
+    let posts = tmp.path().join("posts");
+    std::fs::create_dir(&posts).unwrap();
+    std::fs::copy(example_post(), posts.join("issue.md")).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_herald"))
+        .current_dir(tmp.path())
+        .args(["send", "--due", posts.to_str().unwrap(), "--subscribers"])
+        .arg(&list)
+        .args(["--smtp", &server.url(), "--yes"])
+        .env("HERALD_UNSUBSCRIBE_SECRET", SECRET)
+        .env("HERALD_NOW", "2025-06-07T10:00:00Z")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("outside the send window"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(server.deliveries().is_empty());
+    // A test send ignores the window.
+    let o = run("2025-06-07T10:00:00Z", &["--to", "me@example.org"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(server.deliveries().len(), 1);
+    // Monday 17:59:58 in Berlin: the run stops when the window closes,
+    // exits 0 like max-per-run, and the rest waits.
+    let o = run("2025-06-09T15:59:58Z", &[]);
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{out}");
+    assert!(out.contains("send window closed"), "{out}");
+    assert!(
+        out.contains("opens again Tue 2025-06-10 08:00 Europe/Berlin (2025-06-10 06:00 UTC)"),
+        "{out}"
+    );
+    let c = counts(tmp.path());
+    let sent = c["sent"].as_u64().unwrap();
+    assert!((1..=4).contains(&sent), "{c}");
+    assert_eq!(c["pending"].as_u64(), Some(10 - sent), "{c}");
+    // The next morning the rest goes, nobody twice.
+    let o = run("2025-06-10T06:30:00Z", &["--rate", "100/s"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let d = server.deliveries();
+    assert_eq!(d.len(), 11);
+    assert!(d.values().all(|&n| n == 1), "{d:?}");
+}
+
 /// A CA and a server certificate for 127.0.0.1, made with openssl.
 fn test_certificates(dir: &Path) -> Option<(PathBuf, PathBuf, PathBuf)> {
     let openssl = tool("openssl")?;

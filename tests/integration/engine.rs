@@ -617,3 +617,33 @@ async fn a_refusal_about_the_message_is_recorded_but_does_not_suppress_the_addre
     let c = rig.store().counts(CAMPAIGN).unwrap();
     assert_eq!((c.sent, c.failed, c.skipped), (1, 1, 1));
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_end_of_the_send_window_stops_the_run_and_the_rest_waits() {
+    let mut rig = rig(10);
+    let mailer = Memory::new();
+    // One a second, and the window closes 3.5 s in: messages at 0, 1, 2
+    // and 3 s go, nothing starts after the close.
+    let out = rig
+        .run(
+            &mailer,
+            Settings {
+                connections: 1,
+                rate: Some(Rate::parse("1/s").unwrap()),
+                window_closes_after: Some(Duration::from_millis(3500)),
+                ..settings()
+            },
+        )
+        .await;
+    assert_eq!(out.stop, Stop::WindowClosed);
+    let sent: Vec<_> = mailer.delivered().into_iter().map(|d| d.to).collect();
+    assert_eq!(sent, (0..4).map(address).collect::<Vec<_>>());
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.sent, c.pending, c.deferred), (4, 6, 0), "{c:?}");
+    // The next run (in the next window) sends the rest, nobody twice.
+    let out = rig.run(&mailer, settings()).await;
+    assert_eq!(out.stop, Stop::Done);
+    let got = per_recipient(&mailer);
+    assert_eq!(got.len(), 10);
+    assert!(got.values().all(|&n| n == 1));
+}

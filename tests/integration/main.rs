@@ -8,6 +8,7 @@ mod cli;
 mod compose;
 mod corpus;
 mod delivery;
+mod desk;
 mod dkim;
 mod engine;
 mod hostile;
