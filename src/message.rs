@@ -199,11 +199,6 @@ impl Composer {
         })
     }
 
-    /// The envelope sender (the `from` address).
-    pub fn envelope_from(&self) -> lettre::Address {
-        self.from.email.clone()
-    }
-
     /// A hash of the rendered issue and subject: if it changes, the post changed.
     pub fn content_hash(&self) -> &str {
         &self.content_hash

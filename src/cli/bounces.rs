@@ -57,6 +57,9 @@ struct Entry {
     source: String,
     kind: &'static str,
     matched_by: &'static str,
+    /// False: left in the mailbox for a person (the kind says what it
+    /// looked like).
+    understood: bool,
     recipients: Vec<act::Outcome>,
 }
 
@@ -178,12 +181,9 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         let understood = verdict.understood;
         entries.push(Entry {
             source: m.name,
-            kind: if verdict.understood {
-                verdict.kind
-            } else {
-                "unknown"
-            },
+            kind: verdict.kind,
             matched_by: verdict.matched_by,
+            understood,
             recipients: verdict.recipients,
         });
         Ok(understood)

@@ -268,6 +268,8 @@ pub fn act(
                     v.dedup();
                     if !v.is_empty() {
                         matched_by = "report";
+                    } else if !report.recipients.is_empty() {
+                        matched_by = "unverified";
                     }
                     (None, v)
                 }

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,14 +11,6 @@ use std::time::{Duration, Instant};
 use crate::util::*;
 
 const SECRET: &str = "delivery-test-secret";
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// The fault-injecting server, stopped when dropped.
 pub(crate) struct Server {
@@ -136,16 +127,6 @@ impl Server {
         }
         m
     }
-}
-
-fn write_list(dir: &Path, n: usize) -> PathBuf {
-    let mut s = String::from("email,first_name\n");
-    for i in 0..n {
-        s.push_str(&format!("reader{i}@example.org,Reader{i}\n"));
-    }
-    let p = dir.join("list.csv");
-    std::fs::write(&p, s).unwrap();
-    p
 }
 
 fn config(dir: &Path, extra: &str) -> PathBuf {

@@ -26,14 +26,6 @@ fn nobody(flag: &str) -> String {
     .to_string()
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// A private Postfix: its own config, queue and mailboxes, on 127.0.0.1.
 /// `relay.test` is its local domain, where any user is accepted and an
 /// unknown one bounces; `example.org` is delivered to Maildirs under
@@ -47,12 +39,7 @@ struct Postfix {
 impl Postfix {
     fn start(root: &Path) -> Option<Postfix> {
         let postfix = tool("postfix")?;
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: a private Postfix must be started as root");
-            assert!(
-                std::env::var("CI").as_deref() != Ok("true"),
-                "CI runs as root"
-            );
+        if !as_root("Postfix") {
             return None;
         }
         let conf = root.join("conf");
@@ -126,14 +113,13 @@ impl Postfix {
             stderr(&o)
         );
         // Ready when it answers on its port.
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "postfix never listened:\n{log}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_listening(
+            port,
+            &format!(
+                "postfix (log:
+{log})"
+            ),
+        );
         Some(Postfix {
             conf,
             port,
@@ -522,8 +508,7 @@ struct Dovecot {
 impl Dovecot {
     fn start(root: &Path) -> Option<Dovecot> {
         let dovecot = tool("dovecot")?;
-        if unsafe { libc::geteuid() } != 0 {
-            eprintln!("SKIPPED: a private Dovecot must be started as root");
+        if !as_root("Dovecot") {
             return None;
         }
         for d in ["run", "home", "mail"] {
@@ -557,14 +542,7 @@ impl Dovecot {
             .unwrap();
         let log = std::fs::read_to_string(root.join("dovecot.log")).unwrap_or_default();
         assert!(status.success(), "dovecot did not start:\n{log}");
-        let start = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "dovecot never listened"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        wait_listening(port, "dovecot");
         Some(Dovecot { conf, port })
     }
 }

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -152,16 +152,6 @@ pub(crate) fn one_click(link: &str) -> Answer {
         "List-Unsubscribe=One-Click",
         link,
     ])
-}
-
-fn write_list(dir: &Path, n: usize) -> PathBuf {
-    let mut s = String::from("email,first_name\n");
-    for i in 0..n {
-        s.push_str(&format!("reader{i}@example.org,Reader{i}\n"));
-    }
-    let p = dir.join("list.csv");
-    std::fs::write(&p, s).unwrap();
-    p
 }
 
 /// A dry run of `post` to `list` with unsubscribe links to `base`: each
@@ -593,11 +583,7 @@ fn a_send_and_the_server_share_one_journal() {
     };
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut sink = Command::new(sink)
         .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "256"])
         .stdout(Stdio::null())

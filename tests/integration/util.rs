@@ -378,3 +378,44 @@ pub fn another_issue(dir: &Path, slug: &str) -> PathBuf {
     .unwrap();
     p
 }
+
+/// A port nobody listens on right now, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `list.csv` in `dir`: `reader0@example.org` ... with a first name each.
+pub fn write_list(dir: &Path, n: usize) -> PathBuf {
+    let mut s = String::from("email,first_name\n");
+    for i in 0..n {
+        s.push_str(&format!("reader{i}@example.org,Reader{i}\n"));
+    }
+    let p = dir.join("list.csv");
+    std::fs::write(&p, s).unwrap();
+    p
+}
+
+/// Waits (up to 20 s) until something listens on 127.0.0.1:`port`.
+pub fn wait_listening(port: u16, what: &str) {
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(20),
+            "{what} never listened on port {port}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// Whether this test runs as root, as starting a private Postfix or
+/// Dovecot needs. Not root: skipped, except under CI, which runs as root.
+pub fn as_root(what: &str) -> bool {
+    if unsafe { libc::geteuid() } == 0 {
+        return true;
+    }
+    require_tool::<()>(&format!("root (to start a private {what})")).is_some()
+}
