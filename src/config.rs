@@ -156,6 +156,14 @@ pub struct Config {
     pub smtp_timeout: Duration,
     /// Where the journal is kept.
     pub journal_dir: PathBuf,
+    /// A PostgreSQL database to keep the journal in instead, shared by
+    /// several hosts (`herald serve` on a web host, senders elsewhere):
+    /// `postgres://herald@db.example.org/herald`. The password comes from
+    /// HERALD_DATABASE_PASSWORD. Default: none (the SQLite journal).
+    pub database_url: Option<Url>,
+    /// A CA certificate file (PEM) to trust for the database's TLS
+    /// certificate, besides the public certificate authorities.
+    pub database_ca_file: Option<PathBuf>,
     /// With `--due`: a post whose time passed longer ago than this is not
     /// sent without `--late-ok`.
     pub late_grace: Duration,
@@ -223,6 +231,8 @@ impl Default for Config {
             relay_down_after: Duration::from_secs(60),
             smtp_timeout: Duration::from_secs(60),
             journal_dir: PathBuf::from(".herald"),
+            database_url: None,
+            database_ca_file: None,
             late_grace: Duration::from_secs(24 * 3600),
             send_window: None,
             utm: None,
@@ -350,6 +360,8 @@ const SETTINGS: &[Setting] = &[
     setting!(journal_dir, |v, b| path(v, b)?, |p: &PathBuf| Some(
         p.display().to_string()
     )),
+    setting!(database_url, |v, _b| Some(database(v)?), show_opt),
+    setting!(database_ca_file, |v, b| Some(path(v, b)?), show_path),
     setting!(late_grace, |v, _b| parse_duration(v)?, show_duration),
     setting!(send_window, |v, _b| Some(SendWindow::parse(v)?), show_opt),
     setting!(utm, |v, _b| Some(Utm::parse(v)?), show_opt),
@@ -518,6 +530,25 @@ fn smtp(v: &str) -> Result<Url, String> {
         Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.has_host() => Ok(u),
         _ => Err(format!(
             "`{shown}` is not a mail relay address; write it like smtp://mail.example.org:587 or smtps://mail.example.org:465"
+        )),
+    }
+}
+
+fn database(v: &str) -> Result<Url, String> {
+    let v = v.trim();
+    if let Ok(u) = Url::parse(v)
+        && u.password().is_some()
+    {
+        return Err(
+            "put the database password in HERALD_DATABASE_PASSWORD (or HERALD_DATABASE_PASSWORD_FILE),              not in the address"
+                .into(),
+        );
+    }
+    let shown = redact_url(v);
+    match Url::parse(v) {
+        Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && u.has_host() => Ok(u),
+        _ => Err(format!(
+            "`{shown}` is not a PostgreSQL address; write it like postgres://herald@db.example.org/herald              (add ?sslmode=verify-full or ?sslmode=disable to choose TLS)"
         )),
     }
 }
@@ -1056,6 +1087,10 @@ fn edit_distance(a: &str, b: &str) -> usize {
 /// (variable, what it is for).
 pub const SECRETS: &[(&str, &str)] = &[
     ("HERALD_SMTP_PASSWORD", "the relay's password"),
+    (
+        "HERALD_DATABASE_PASSWORD",
+        "the PostgreSQL password (with `database_url`)",
+    ),
     ("HERALD_UNSUBSCRIBE_SECRET", "signs the unsubscribe links"),
     (
         "HERALD_IMAP_PASSWORD",

@@ -306,7 +306,7 @@ fn prepare(
         mode,
     )?);
     let dry = matches!(target, Target::Outbox(_));
-    let journal_dir = config.journal_dir.clone();
+    let location = store::Location::from_config(config)?;
 
     // Whom never to mail: `--suppress` files and the journal's list (hard
     // bounces), read even for a dry run or a test send so they leave out
@@ -316,9 +316,9 @@ fn prepare(
         suppression.add_file(s)?;
     }
     let journal = if dry || test {
-        store::open_existing(&journal_dir)?
+        location.open_existing()?
     } else {
-        Some(store::open(&journal_dir)?)
+        Some(location.open()?)
     };
     if let Some(j) = &journal {
         for key in j.suppressed()? {

@@ -93,13 +93,8 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         .as_ref()
         .map(|m| m.email.user().to_string())
         .unwrap_or_else(|| "bounces".into());
-    let dir = &config.journal_dir;
-    let mut store: Box<dyn Store> = crate::store::open(dir).map_err(|e| {
-        Fault::new(
-            format!("cannot open the journal: {e}"),
-            "check the disk and the folder's permissions",
-        )
-    })?;
+    let location = crate::store::Location::from_config(config)?;
+    let mut store: Box<dyn Store> = super::status::writable(&location)?;
     let soft = SoftRule {
         limit: config.soft_bounce_limit,
         window: config.soft_bounce_window,

@@ -239,10 +239,10 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
     }
     let grace = config.late_grace;
     let due = crate::schedule::due_posts(dir, crate::clock::now(), grace, args.late_ok)?;
-    let journal_dir = &config.journal_dir;
+    let location = crate::store::Location::from_config(config)?;
     let finished = |post: &Path| -> anyhow::Result<bool> {
         let id = crate::post::load(post)?.campaign_id();
-        Ok(match super::status::open_journal(journal_dir)? {
+        Ok(match super::status::open_journal(&location)? {
             Some(store) => store.is_finished(&id).map_err(super::status::unreadable)?,
             None => false,
         })

@@ -76,12 +76,8 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         .accent_color
         .clone()
         .unwrap_or_else(|| crate::render::DEFAULT_ACCENT.into());
-    let store = crate::store::open(&config.journal_dir).map_err(|e| {
-        Fault::new(
-            format!("cannot open the journal: {e}"),
-            "check the disk and the folder's permissions",
-        )
-    })?;
+    let location = crate::store::Location::from_config(config)?;
+    let store = super::status::writable(&location)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -104,7 +100,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             "listening on http://{bound} ({} unsubscribe key{}; journal {})",
             keys.len(),
             if keys.len() == 1 { "" } else { "s" },
-            config.journal_dir.display()
+            location.describe()
         );
         let options = Options {
             keys,

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::output::{self, say};
 use crate::config::{Config, Override};
-use crate::store::{self, Source, Store, StoreError};
+use crate::store::{Location, Source, Store, StoreError};
 use crate::{Fault, InputError, exit};
 
 /// Show each campaign: how many were sent, failed (with the server's
@@ -31,21 +31,46 @@ impl Args {
     }
 }
 
-/// The journal if there is one, for reading. It is herald's own file:
-/// when it cannot be read, that is herald's trouble (exit 7), not bad input.
-pub fn open_journal(dir: &Path) -> Result<Option<Box<dyn Store>>, Fault> {
-    if dir.exists() && !dir.is_dir() {
+/// The journal if there is one, for reading. It is herald's own file (or
+/// database): when it cannot be read, that is herald's trouble (exit 7),
+/// not bad input.
+pub fn open_journal(location: &Location) -> Result<Option<Box<dyn Store>>, Fault> {
+    refuse_file(location)?;
+    location
+        .open_existing()
+        .map_err(|e| cannot_open(location, e))
+}
+
+/// The journal, created if needed, for writing.
+pub fn writable(location: &Location) -> Result<Box<dyn Store>, Fault> {
+    refuse_file(location)?;
+    location.open().map_err(|e| cannot_open(location, e))
+}
+
+fn refuse_file(location: &Location) -> Result<(), Fault> {
+    if let Location::Journal(dir) = location
+        && dir.exists()
+        && !dir.is_dir()
+    {
         return Err(Fault::new(
             format!("the journal folder {} is a file", dir.display()),
             "point --journal or `journal_dir` at a folder",
         ));
     }
-    store::open_existing(dir).map_err(|e| {
-        Fault::new(
+    Ok(())
+}
+
+pub fn cannot_open(location: &Location, e: StoreError) -> Fault {
+    match location {
+        Location::Journal(_) => Fault::new(
             format!("cannot open the journal: {e}"),
             "check the disk and the folder's permissions",
-        )
-    })
+        ),
+        Location::Postgres(_) => Fault::new(
+            format!("cannot open the database: {e}"),
+            "check that PostgreSQL is running and reachable from here",
+        ),
+    }
 }
 
 pub fn unreadable(e: StoreError) -> Fault {
@@ -56,9 +81,10 @@ pub fn unreadable(e: StoreError) -> Fault {
 }
 
 pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
+    let location = Location::from_config(config)?;
     let dir = &config.journal_dir;
     let json = args.json;
-    let Some(journal) = open_journal(dir)? else {
+    let Some(journal) = open_journal(&location)? else {
         if args.csv {
             anyhow::bail!(InputError::new(
                 dir,

@@ -5,13 +5,13 @@
 //! The list lives in the journal, next to the campaigns: every `herald
 //! send` leaves these people out, and `herald serve` adds to it.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use super::output::{self, say};
-use super::status::{open_journal, unreadable};
+use super::status::{open_journal, unreadable, writable};
 use crate::audience::{normalise_address, normalise_columns};
 use crate::config::{Config, Override};
-use crate::store::{self, Source, Store, Suppressed};
+use crate::store::{self, Source, Suppressed};
 use crate::{Fault, InputError, clock, exit};
 
 /// The people herald never mails: who, why, how and when they were added.
@@ -102,7 +102,7 @@ impl Command {
 }
 
 pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
-    let dir = &config.journal_dir;
+    let dir = &store::Location::from_config(config)?;
     match command {
         Command::List(a) => list(a, dir),
         Command::Export(a) => export(a, dir),
@@ -119,7 +119,7 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
             let Some(mut store) = open_journal(dir)? else {
                 say!(
                     "the suppression list is empty (no journal in {})",
-                    dir.display()
+                    dir.describe()
                 )?;
                 return Ok(exit::NOTHING_TO_DO);
             };
@@ -153,22 +153,7 @@ fn entry(email: &str, reason: &str, source: Source) -> Suppressed {
     }
 }
 
-fn writable(dir: &Path) -> Result<Box<dyn Store>, Fault> {
-    if dir.exists() && !dir.is_dir() {
-        return Err(Fault::new(
-            format!("the journal folder {} is a file", dir.display()),
-            "point --journal or `journal_dir` at a folder",
-        ));
-    }
-    store::open(dir).map_err(|e| {
-        Fault::new(
-            format!("cannot open the journal: {e}"),
-            "check the disk and the folder's permissions",
-        )
-    })
-}
-
-fn list(a: ListArgs, dir: &Path) -> anyhow::Result<i32> {
+fn list(a: ListArgs, dir: &store::Location) -> anyhow::Result<i32> {
     let source = match &a.source {
         Some(s) => Some(Source::parse(s).ok_or_else(|| {
             InputError::at(
@@ -208,7 +193,7 @@ fn list(a: ListArgs, dir: &Path) -> anyhow::Result<i32> {
     Ok(exit::OK)
 }
 
-fn export(a: ExportArgs, dir: &Path) -> anyhow::Result<i32> {
+fn export(a: ExportArgs, dir: &store::Location) -> anyhow::Result<i32> {
     let all = match open_journal(dir)? {
         Some(store) => store.suppressions().map_err(unreadable)?,
         None => Vec::new(),
@@ -244,7 +229,7 @@ fn export(a: ExportArgs, dir: &Path) -> anyhow::Result<i32> {
 /// The most lines an import reports before "and N more".
 const SHOWN_ERRORS: usize = 20;
 
-fn import(a: ImportArgs, dir: &Path) -> anyhow::Result<i32> {
+fn import(a: ImportArgs, dir: &store::Location) -> anyhow::Result<i32> {
     let path = &a.file;
     let file = std::fs::File::open(path)
         .map_err(|e| InputError::new(path, None, format!("cannot read the file ({e})")))?;
@@ -333,7 +318,7 @@ fn import(a: ImportArgs, dir: &Path) -> anyhow::Result<i32> {
 }
 
 /// Adds `entries` in one transaction and says how many were new.
-fn add_all(dir: &Path, entries: &[Suppressed]) -> anyhow::Result<i32> {
+fn add_all(dir: &store::Location, entries: &[Suppressed]) -> anyhow::Result<i32> {
     let mut store = writable(dir)?;
     let added = store.suppress(entries).map_err(unreadable)?;
     say!(

@@ -14,7 +14,7 @@ use super::throttle::{self, Limiter, Rate};
 use super::{FailureKind, Gate, Mailer, Outgoing};
 use crate::audience::Recipient;
 use crate::message::Composer;
-use crate::store::{Row, State, Store, Update};
+use crate::store::{RateGate, Row, State, Store, Update};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -199,6 +199,8 @@ struct Shared<M: Mailer> {
     mailer: M,
     settings: Settings,
     limiter: Mutex<Limiter>,
+    /// The campaign's rate across senders, when the store is shared.
+    shared_rate: Option<Arc<dyn RateGate>>,
     store: mpsc::UnboundedSender<Cmd>,
     progress: Arc<Progress>,
     stop: AtomicBool,
@@ -359,6 +361,24 @@ pub async fn run_async<M: Mailer>(
         mailer,
         settings,
     } = plan;
+    // Other senders on the same campaign (a shared store) share its rate.
+    let (store, shared_rate) = match settings.rate {
+        Some(rate) => {
+            let c = campaign.clone();
+            blocking(store, move |s| s.rate_gate(&c, rate)).await
+        }
+        None => (store, Ok(None)),
+    };
+    let shared_rate = match shared_rate {
+        Ok(gate) => gate,
+        Err(e) => {
+            let outcome = Outcome {
+                handed_over: 0,
+                stop: Stop::Broken(format!("the shared rate cannot be set up ({e})")),
+            };
+            return (outcome, store);
+        }
+    };
     let (tx, rx) = mpsc::unbounded_channel();
     let resend_unknown = settings.resend_unknown;
     let writer = tokio::spawn(store_task(store, campaign, rx, resend_unknown));
@@ -372,6 +392,7 @@ pub async fn run_async<M: Mailer>(
         built_all: AtomicBool::new(false),
         mailer,
         limiter: Mutex::new(Limiter::new(settings.rate, settings.batch)),
+        shared_rate,
         settings,
         store: tx,
         progress,
@@ -852,6 +873,35 @@ async fn deliver<M: Mailer>(
     }
 }
 
+/// A slot in the campaign's rate shared with other senders (PostgreSQL):
+/// asks the database, waits as long as it says, asks again.
+async fn take_shared(gate: &Arc<dyn RateGate>, stopped: &Notify) -> Result<i64, super::Failure> {
+    loop {
+        let g = Arc::clone(gate);
+        let asked = tokio::task::spawn_blocking(move || g.take()).await;
+        let wait = match asked {
+            Ok(Ok(Ok(id))) => return Ok(id),
+            Ok(Ok(Err(wait))) => wait.min(Duration::from_secs(1)),
+            Ok(Err(e)) => {
+                return Err(super::Failure::broken(format!(
+                    "the shared rate cannot be read from the database ({e}); nothing more is sent"
+                )));
+            }
+            Err(_) => {
+                return Err(super::Failure::broken(
+                    "the shared rate could not be read; nothing more is sent",
+                ));
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stopped.notified() => {
+                return Err(super::Failure::transient("the run was stopped"));
+            }
+        }
+    }
+}
+
 async fn attempt_once<M: Mailer>(
     shared: &Shared<M>,
     conn: &mut Option<M::Conn>,
@@ -877,10 +927,26 @@ async fn attempt_once<M: Mailer>(
             return Err(super::Failure::transient("the run was stopped"));
         }
     };
+    let shared_slot = match &shared.shared_rate {
+        None => None,
+        Some(gate) => match take_shared(gate, &shared.stopped).await {
+            Ok(id) => Some((Arc::clone(gate), id)),
+            Err(failure) => {
+                shared.limiter.lock().await.answered(slot);
+                return Err(failure);
+            }
+        },
+    };
     let c = conn.as_mut().expect("connected above");
     let result =
         tokio::time::timeout(timeout, shared.mailer.send(c, &job.message, &mut job.gate)).await;
     shared.limiter.lock().await.answered(slot);
+    if let Some((gate, id)) = shared_slot {
+        // Recorded after the answer, as the local throttle does; a failure
+        // here only makes the other senders wait longer (the slot counts
+        // as answered when this sender ends).
+        let _ = tokio::task::spawn_blocking(move || gate.answered(id)).await;
+    }
     match result {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(failure)) => {

@@ -15,12 +15,16 @@
 //! leaves them `sending`: of unknown outcome, reported and not sent again
 //! unless asked (`--resend-unknown`).
 
+pub mod postgres;
 pub mod sqlite;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
+pub use postgres::Postgres;
 pub use sqlite::Sqlite;
 
 /// Where the store lives when nothing says otherwise.
@@ -116,6 +120,22 @@ pub struct Counts {
     pub skipped: i64,
     /// Taken off the list before they were mailed.
     pub removed: i64,
+}
+
+impl Counts {
+    /// Adds `n` recipients in the state named `state`.
+    fn add(&mut self, state: &str, n: i64) {
+        self.total += n;
+        match State::parse(state) {
+            Some(State::Pending) => self.pending += n,
+            Some(State::Sending) => self.unknown += n,
+            Some(State::Sent) => self.sent += n,
+            Some(State::Deferred) => self.deferred += n,
+            Some(State::Failed) => self.failed += n,
+            Some(State::Removed) => self.removed += n,
+            Some(State::Skipped) | None => self.skipped += n,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -275,6 +295,102 @@ pub trait Store: Send {
     /// What came back for a campaign, one event per recipient and message,
     /// oldest first.
     fn bounces(&self, campaign: &str) -> Result<Vec<BounceEvent>>;
+
+    /// The campaign's rate shared with other senders, when the store is
+    /// shared (PostgreSQL); `None` when this process is the only sender
+    /// and its own throttle is the whole story.
+    fn rate_gate(
+        &self,
+        _campaign: &str,
+        _rate: crate::config::Rate,
+    ) -> Result<Option<Arc<dyn RateGate>>> {
+        Ok(None)
+    }
+
+    /// Everything in the store, for `herald store migrate`.
+    fn dump(&self) -> Result<Dump>;
+    /// Adds what `dump` holds that the store does not have yet, in one
+    /// transaction; what is there already stays as it is.
+    fn load(&mut self, _dump: &Dump) -> Result<()> {
+        Err(StoreError {
+            place: self.describe().into(),
+            message: "this store cannot be copied into; copy into PostgreSQL".into(),
+        })
+    }
+    /// How many of `dump`'s campaigns, recipients, suppressions and bounces
+    /// the store holds.
+    fn tally(&self, _dump: &Dump) -> Result<Tally> {
+        Err(StoreError {
+            place: self.describe().into(),
+            message: "this store cannot be counted against a copy".into(),
+        })
+    }
+}
+
+/// The campaign's rate across every sender sharing it.
+pub trait RateGate: Send + Sync {
+    /// A slot for one message (`Ok(Ok(id))`), or how long to wait before
+    /// asking again. The slot must be given back with [`RateGate::answered`].
+    fn take(&self) -> Result<std::result::Result<i64, Duration>>;
+    /// The message of `slot` was answered (or failed).
+    fn answered(&self, slot: i64) -> Result<()>;
+}
+
+/// A whole store's contents, as `herald store migrate` copies them.
+#[derive(Debug, Default)]
+pub struct Dump {
+    pub campaigns: Vec<DumpCampaign>,
+    pub recipients: Vec<DumpRecipient>,
+    pub suppressions: Vec<Suppressed>,
+    /// Messages `herald bounces` handled: (key, when).
+    pub intake: Vec<(String, String)>,
+    pub bounces: Vec<BounceEvent>,
+}
+
+impl Dump {
+    /// The counts a store should hold after taking this copy.
+    pub fn tally(&self) -> Tally {
+        Tally {
+            campaigns: self.campaigns.len() as u64,
+            recipients: self.recipients.len() as u64,
+            suppressions: self.suppressions.len() as u64,
+            bounces: self.bounces.len() as u64,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct DumpCampaign {
+    pub id: String,
+    pub post: String,
+    pub content_hash: String,
+    pub columns: String,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct DumpRecipient {
+    pub campaign: String,
+    pub seq: i64,
+    pub email: String,
+    pub email_key: String,
+    pub line: i64,
+    pub fields: String,
+    pub state: String,
+    pub attempts: i64,
+    pub reply: Option<String>,
+    pub updated_at: Option<String>,
+    pub seen: i64,
+}
+
+/// Counts of what a store holds, to compare before and after a copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub campaigns: u64,
+    pub recipients: u64,
+    pub suppressions: u64,
+    pub bounces: u64,
 }
 
 /// One recipient of a campaign as the journal has them.
@@ -326,6 +442,21 @@ pub struct BounceSummary {
     /// something for the sender to fix, not the subscriber. Each distinct
     /// reply with how many times it came.
     pub blocks: Vec<(String, u64)>,
+}
+
+impl BounceSummary {
+    /// Adds `n` events of one kind, action, hardness, status and reason.
+    fn add(&mut self, kind: &str, action: &str, hard: bool, status: &str, why: &str, n: u64) {
+        match (kind, action) {
+            ("complaint", _) => self.complaints += n,
+            ("unsubscribe", _) => self.mailto_unsubscribes += n,
+            (_, "recorded") => self
+                .blocks
+                .push((format!("{status} {why}").trim().to_string(), n)),
+            _ if hard => self.hard += n,
+            _ => self.soft += n,
+        }
+    }
 }
 
 /// How an address came onto the suppression list.
@@ -409,6 +540,65 @@ pub fn open_existing(dir: &Path) -> Result<Option<Box<dyn Store>>> {
         return Ok(None);
     }
     open(dir).map(Some)
+}
+
+/// Which store the settings name: the SQLite journal in a folder, or a
+/// PostgreSQL database shared by several hosts.
+#[derive(Clone)]
+pub enum Location {
+    Journal(PathBuf),
+    Postgres(Box<postgres::Target>),
+}
+
+impl Location {
+    /// The store `config` names: `database_url` when set, else the journal
+    /// folder. The database password comes from HERALD_DATABASE_PASSWORD
+    /// (or `_FILE`), never from the settings.
+    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Location> {
+        let Some(url) = &config.database_url else {
+            return Ok(Location::Journal(config.journal_dir.clone()));
+        };
+        let password = crate::config::secret("HERALD_DATABASE_PASSWORD")?;
+        let ca = match &config.database_ca_file {
+            Some(f) => Some(crate::limits::read_key_file(f, "database CA file")?),
+            None => None,
+        };
+        Ok(Location::Postgres(Box::new(postgres::Target::new(
+            url.as_str(),
+            password.as_ref().map(|p| p.expose()),
+            ca.as_deref(),
+        )?)))
+    }
+
+    /// For messages: the journal's file or the database's address.
+    pub fn describe(&self) -> String {
+        match self {
+            Location::Journal(dir) => dir.join(sqlite::FILE).display().to_string(),
+            Location::Postgres(t) => t.shown().to_string(),
+        }
+    }
+
+    /// The store, created if needed.
+    pub fn open(&self) -> Result<Box<dyn Store>> {
+        match self {
+            Location::Journal(dir) => open(dir),
+            Location::Postgres(t) => Ok(Box::new(Postgres::open(t)?)),
+        }
+    }
+
+    /// The store if there is one; a journal folder is never created (a dry
+    /// run or `status` must not leave a `.herald` folder behind). A
+    /// database is always there once named.
+    pub fn open_existing(&self) -> Result<Option<Box<dyn Store>>> {
+        match self {
+            Location::Journal(dir) => open_existing(dir),
+            Location::Postgres(_) => self.open().map(Some),
+        }
+    }
+
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Location::Postgres(_))
+    }
 }
 
 /// A throwaway store, for dry runs and test sends: the same engine and

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
-    BounceEvent, BounceSummary, CampaignInfo, Counts, Import, Lock, Problem, RecipientRecord,
-    Result, Row, Source, State, Store, StoreError, Suppressed, Update,
+    BounceEvent, BounceSummary, CampaignInfo, Counts, Dump, DumpCampaign, DumpRecipient, Import,
+    Lock, Problem, RecipientRecord, Result, Row, Source, State, Store, StoreError, Suppressed,
+    Update,
 };
 use crate::clock;
 
@@ -400,16 +401,7 @@ impl Store for Sqlite {
             .map_err(self.err())?;
         for row in rows {
             let (state, n) = row.map_err(self.err())?;
-            c.total += n;
-            match State::parse(&state) {
-                Some(State::Pending) => c.pending = n,
-                Some(State::Sending) => c.unknown = n,
-                Some(State::Sent) => c.sent = n,
-                Some(State::Deferred) => c.deferred = n,
-                Some(State::Failed) => c.failed = n,
-                Some(State::Removed) => c.removed = n,
-                Some(State::Skipped) | None => c.skipped += n,
-            }
+            c.add(&state, n);
         }
         Ok(c)
     }
@@ -702,22 +694,7 @@ impl Store for Sqlite {
                  FROM bounce WHERE campaign = ?1 ORDER BY at, rowid",
             )
             .map_err(self.err())?;
-        let rows = st
-            .query_map([campaign], |r| {
-                Ok(BounceEvent {
-                    email: r.get(0)?,
-                    campaign: r.get(1)?,
-                    kind: r.get(2)?,
-                    status: r.get(3)?,
-                    hard: r.get(4)?,
-                    reason: r.get(5)?,
-                    diagnostic: r.get(6)?,
-                    action: r.get(7)?,
-                    message: r.get(8)?,
-                    at: r.get(9)?,
-                })
-            })
-            .map_err(self.err())?;
+        let rows = st.query_map([campaign], bounce_from).map_err(self.err())?;
         rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(self.err())
     }
@@ -728,7 +705,7 @@ impl Store for Sqlite {
             .conn
             .prepare(
                 "SELECT kind, action, hard, status, COALESCE(diagnostic, reason), COUNT(*) FROM bounce
-                 WHERE campaign = ?1 GROUP BY 1, 2, 3, 4, 5 ORDER BY 6 DESC",
+                 WHERE campaign = ?1 GROUP BY 1, 2, 3, 4, 5 ORDER BY 6 DESC, 5",
             )
             .map_err(self.err())?;
         let rows = st
@@ -745,18 +722,77 @@ impl Store for Sqlite {
             .map_err(self.err())?;
         for row in rows {
             let (kind, action, hard, status, why, n) = row.map_err(self.err())?;
-            let n = n as u64;
-            match (kind.as_str(), action.as_str()) {
-                ("complaint", _) => s.complaints += n,
-                ("unsubscribe", _) => s.mailto_unsubscribes += n,
-                (_, "recorded") => s
-                    .blocks
-                    .push((format!("{status} {why}").trim().to_string(), n)),
-                _ if hard => s.hard += n,
-                _ => s.soft += n,
-            }
+            s.add(&kind, &action, hard, &status, &why, n as u64);
         }
         Ok(s)
+    }
+
+    fn dump(&self) -> Result<Dump> {
+        let e = self.err();
+        let mut d = Dump::default();
+        let mut st = self
+            .conn
+            .prepare("SELECT id, post, content_hash, columns, created_at, finished_at FROM campaign ORDER BY created_at, id")
+            .map_err(&e)?;
+        d.campaigns = st
+            .query_map([], |r| {
+                Ok(DumpCampaign {
+                    id: r.get(0)?,
+                    post: r.get(1)?,
+                    content_hash: r.get(2)?,
+                    columns: r.get(3)?,
+                    created_at: r.get(4)?,
+                    finished_at: r.get(5)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(&e)?;
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT campaign, seq, email, email_key, line, fields, state, attempts, reply, updated_at, seen
+                 FROM recipient ORDER BY campaign, seq",
+            )
+            .map_err(&e)?;
+        d.recipients = st
+            .query_map([], |r| {
+                Ok(DumpRecipient {
+                    campaign: r.get(0)?,
+                    seq: r.get(1)?,
+                    email: r.get(2)?,
+                    email_key: r.get(3)?,
+                    line: r.get(4)?,
+                    fields: r.get(5)?,
+                    state: r.get(6)?,
+                    attempts: r.get(7)?,
+                    reply: r.get(8)?,
+                    updated_at: r.get(9)?,
+                    seen: r.get(10)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(&e)?;
+        d.suppressions = self.suppressions()?;
+        let mut st = self
+            .conn
+            .prepare("SELECT message_key, handled_at FROM intake ORDER BY handled_at")
+            .map_err(&e)?;
+        d.intake = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(&e)?;
+        let mut st = self
+            .conn
+            .prepare(
+                "SELECT email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at
+                 FROM bounce ORDER BY at, rowid",
+            )
+            .map_err(&e)?;
+        d.bounces = st
+            .query_map([], bounce_from)
+            .and_then(|rows| rows.collect())
+            .map_err(&e)?;
+        Ok(d)
     }
 
     fn recipient_email(&self, campaign: &str, seq: i64) -> Result<Option<String>> {
@@ -769,6 +805,21 @@ impl Store for Sqlite {
             .optional()
             .map_err(self.err())
     }
+}
+
+fn bounce_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<BounceEvent> {
+    Ok(BounceEvent {
+        email: r.get(0)?,
+        campaign: r.get(1)?,
+        kind: r.get(2)?,
+        status: r.get(3)?,
+        hard: r.get(4)?,
+        reason: r.get(5)?,
+        diagnostic: r.get(6)?,
+        action: r.get(7)?,
+        message: r.get(8)?,
+        at: r.get(9)?,
+    })
 }
 
 struct SqliteImport<'a> {
