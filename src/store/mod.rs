@@ -17,6 +17,8 @@
 
 pub mod postgres;
 pub mod sqlite;
+#[cfg(test)]
+mod tests;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
