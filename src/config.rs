@@ -534,7 +534,8 @@ fn smtp(v: &str) -> Result<Url, String> {
     }
 }
 
-fn database(v: &str) -> Result<Url, String> {
+/// A PostgreSQL address without a password in it (`database_url`, `--to`).
+pub fn database(v: &str) -> Result<Url, String> {
     let v = v.trim();
     if let Ok(u) = Url::parse(v)
         && u.password().is_some()

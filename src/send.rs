@@ -697,7 +697,16 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     report.attempted = progress.attempted();
     report.finished = finished;
     report.problems = store.problems(&campaign, 50)?;
-    let some_failed = after.failed > before.failed || after.deferred > 0 || after.unknown > 0;
+    // With several senders on one campaign (a shared store), the others'
+    // messages in flight look unknown from here: this sender answers for
+    // its own share.
+    let shared = store.is_shared();
+    let some_failed = if shared {
+        progress.failed.load(std::sync::atomic::Ordering::Relaxed) > 0
+            || progress.deferred.load(std::sync::atomic::Ordering::Relaxed) > 0
+    } else {
+        after.failed > before.failed || after.deferred > 0 || after.unknown > 0
+    };
     let (stopped, code) = match &outcome.stop {
         // The end of the window is like max-per-run: the rest waits by
         // design, so only failures and deferrals make it exit 3.
@@ -752,6 +761,10 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
             )
         }
         Stop::Done if finished => format!("{campaign} is finished"),
+        Stop::Done if shared && after.pending + after.unknown > 0 => format!(
+            "{campaign}: this sender's share is done; {} waiting and {} in flight are with the other senders              (`herald status` shows the whole campaign)",
+            after.pending, after.unknown
+        ),
         Stop::Done => format!(
             "{campaign}: {} deferred to the next run, {} of unknown outcome",
             after.deferred, after.unknown

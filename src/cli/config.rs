@@ -22,6 +22,18 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         .iter()
         .map(|(name, what)| (*name, *what, config::secret_source(name)))
         .collect();
+    // Which store: said without connecting (or reading the password).
+    let (store_kind, store_place) = match &config.database_url {
+        Some(url) => ("postgres", crate::config::redact_url(url.as_str())),
+        None => (
+            "sqlite",
+            config
+                .journal_dir
+                .join(crate::store::sqlite::FILE)
+                .display()
+                .to_string(),
+        ),
+    };
     if args.json {
         let secrets: Vec<_> = secrets
             .iter()
@@ -36,6 +48,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             .collect();
         output::json(&serde_json::json!({
             "file": config.file,
+            "store": {"kind": store_kind, "place": store_place},
             "settings": entries,
             "secrets": secrets,
         }))?;
@@ -46,6 +59,14 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         None => say!(
             "Settings file: none ({} is not in this folder; --config names one)",
             config::DEFAULT_FILE
+        )?,
+    }
+    match store_kind {
+        "postgres" => say!(
+            "Store: PostgreSQL at {store_place} (database_url; shared by every host that names it)"
+        )?,
+        _ => say!(
+            "Store: SQLite journal {store_place} (this machine only; set database_url to share one)"
         )?,
     }
     let width = entries.iter().map(|e| e.name.len()).max().unwrap_or(0);

@@ -13,6 +13,7 @@ mod preview;
 mod send;
 mod serve;
 mod status;
+mod store;
 mod suppress;
 
 use std::path::PathBuf;
@@ -84,6 +85,10 @@ enum Command {
     Bounces(bounces::Args),
     #[command(subcommand)]
     Suppress(suppress::Command),
+    /// The journal itself: `herald store migrate --to postgres://...`
+    /// copies it into PostgreSQL for several hosts to share.
+    #[command(subcommand)]
+    Store(store::Command),
     Config(config::Args),
 }
 
@@ -191,6 +196,7 @@ fn overrides(cli: &Cli) -> Result<Vec<Override>, InputError> {
         Command::Serve(a) => o.extend(a.overrides()),
         Command::Bounces(a) => o.extend(a.overrides()),
         Command::Suppress(a) => o.extend(a.overrides()),
+        Command::Store(a) => o.extend(a.overrides()),
         _ => {}
     }
     for s in &cli.set {
@@ -225,6 +231,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Serve(args) => serve::run(args, &config),
         Command::Bounces(args) => bounces::run(args, &config),
         Command::Suppress(args) => suppress::run(args, &config),
+        Command::Store(args) => store::run(args, &config),
         Command::Config(args) => config::run(args, &config),
     }
 }

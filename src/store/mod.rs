@@ -298,6 +298,12 @@ pub trait Store: Send {
     /// oldest first.
     fn bounces(&self, campaign: &str) -> Result<Vec<BounceEvent>>;
 
+    /// Whether other hosts may be sending the same campaigns through this
+    /// store at the same time (PostgreSQL).
+    fn is_shared(&self) -> bool {
+        false
+    }
+
     /// The campaign's rate shared with other senders, when the store is
     /// shared (PostgreSQL); `None` when this process is the only sender
     /// and its own throttle is the whole story.

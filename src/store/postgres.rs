@@ -1030,6 +1030,10 @@ impl Store for Postgres {
         Ok(rows.into_iter().map(|r| bounce_from(&r)).collect())
     }
 
+    fn is_shared(&self) -> bool {
+        true
+    }
+
     fn rate_gate(&self, campaign: &str, rate: Rate) -> Result<Option<Arc<dyn RateGate>>> {
         Ok(Some(Arc::new(PgRate {
             client: Mutex::new(Conn(Some(rate_connection(&self.target)?))),

@@ -16,4 +16,5 @@ mod images;
 mod messages;
 mod returned;
 mod serve;
+mod shared;
 mod util;
