@@ -17,3 +17,4 @@ mod messages;
 mod returned;
 mod serve;
 mod util;
+mod watch;
