@@ -12,11 +12,12 @@ use crate::preview;
 use crate::preview::live::{self, Reload};
 use crate::{Fault, InputError};
 
-/// Make the email from a post and save it as files you can open, without sending anything.
+/// Make the email from a post and show it without sending anything: as files, or live in your browser with --watch.
 ///
 /// Writes email.html (what subscribers see), email.txt (the plain-text
 /// version), email.mjml (the layout source) and index.html (desktop,
-/// phone and text views side by side) into preview/<post-name>/, and
+/// phone and text views side by side, and what `herald check` says) into
+/// preview/<post-name>/, and
 /// PNGs made from the post's SVG pictures into its assets/ folder.
 ///
 /// With --watch nothing is written: the same page, with what `herald check`

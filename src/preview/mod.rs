@@ -281,3 +281,64 @@ fn write_assets(issue: &Issue, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     }
     Ok(written)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_post_that_never_worked_shows_only_its_error() {
+        let page = page(
+            None,
+            Some("post.md:3: the front matter is not valid YAML"),
+            Mode::Live { version: "v-1" },
+        )
+        .unwrap();
+        assert!(page.contains("post.md:3: the front matter is not valid YAML"));
+        assert!(page.contains("data-version=\"v-1\""));
+        assert!(page.contains(SCRIPT));
+        assert!(!page.contains("<iframe"));
+        assert!(!page.contains("last version that worked"));
+    }
+
+    #[test]
+    fn findings_are_listed_with_their_line() {
+        let shown = Shown {
+            post: PathBuf::from("posts/may.md"),
+            title: "May".into(),
+            subject: "May <news>".into(),
+            preheader: String::new(),
+            html: String::new(),
+            text: "text".into(),
+            html_bytes: 2048,
+            findings: vec![Finding {
+                severity: Severity::Warning,
+                code: "missing-alt",
+                line: Some(12),
+                message: "an image has no alt text".into(),
+                fix: "describe it".into(),
+            }],
+            svg_files: Vec::new(),
+        };
+        let file = page(Some(&shown), None, Mode::File).unwrap();
+        assert!(
+            file.contains("<b>posts/may.md:12</b> warning [missing-alt]"),
+            "{file}"
+        );
+        assert!(file.contains("0 error(s), 1 warning(s), 0 notice(s)"));
+        assert!(
+            file.contains("May &#60;news&#62;") || file.contains("May &lt;news&gt;"),
+            "{file}"
+        );
+        // A file opened from disk has nothing to listen to.
+        assert!(!file.contains("<script"));
+        let stale = page(
+            Some(&shown),
+            Some("post.md:1: broken"),
+            Mode::Live { version: "v" },
+        )
+        .unwrap();
+        assert!(stale.contains("last version that worked"));
+        assert!(stale.contains("<iframe"));
+    }
+}
