@@ -52,7 +52,8 @@ pub const DEFAULT_PORT: u16 = 4800;
 
 pub fn run(args: Args, config: &Config, reload: Box<Reload>) -> anyhow::Result<i32> {
     if args.watch {
-        return watch(args, reload);
+        let settings = super::config_path(config);
+        return watch(args, settings, reload);
     }
     let issue = Issue::compose(&args.post, config)?;
     let dir = args
@@ -103,7 +104,7 @@ pub fn run(args: Args, config: &Config, reload: Box<Reload>) -> anyhow::Result<i
 }
 
 /// `--watch`: serves the preview until Ctrl-C or SIGTERM.
-fn watch(args: Args, reload: Box<Reload>) -> anyhow::Result<i32> {
+fn watch(args: Args, settings: PathBuf, reload: Box<Reload>) -> anyhow::Result<i32> {
     if !args.post.is_file() {
         return Err(InputError::new(
             &args.post,
@@ -135,7 +136,8 @@ fn watch(args: Args, reload: Box<Reload>) -> anyhow::Result<i32> {
             .map_err(|e| Fault::io("read the listening address", &e))?;
         // The first render happens here, so the page is ready when the
         // address is printed.
-        let watch = tokio::task::block_in_place(|| live::Watch::start(args.post.clone(), reload));
+        let watch =
+            tokio::task::block_in_place(|| live::Watch::start(args.post.clone(), settings, reload));
         let url = format!("http://{bound}/");
         if args.json {
             output::line(format_args!(

@@ -85,12 +85,16 @@ pub struct Watch {
 impl Watch {
     /// Renders the post once (before returning, so the first visitor sees
     /// it), then watches it on a thread of its own.
-    pub fn start(post: PathBuf, reload: Box<Reload>) -> Watch {
+    ///
+    /// `settings` is the settings file in use (or the one that would be
+    /// read if it appeared): watched until a reload names another.
+    pub fn start(post: PathBuf, settings: PathBuf, reload: Box<Reload>) -> Watch {
         let run = SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         let mut watcher = Watcher {
             post,
+            settings,
             reload,
             run: format!("{run:x}"),
             count: 0,
@@ -148,6 +152,9 @@ fn stamp(p: &Path) -> Stamp {
 
 struct Watcher {
     post: PathBuf,
+    /// The settings file of the last reload that worked: a broken one is
+    /// still watched, so its fix is seen.
+    settings: PathBuf,
     reload: Box<Reload>,
     run: String,
     count: u64,
@@ -199,10 +206,12 @@ impl Watcher {
         let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let config = (self.reload)().map_err(anyhow::Error::new);
             let settings_file = match &config {
-                Ok(c) => c.file.clone(),
-                Err(_) => None,
-            }
-            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_FILE));
+                Ok(c) => c
+                    .file
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(config::DEFAULT_FILE)),
+                Err(_) => self.settings.clone(),
+            };
             let result = config.and_then(|c| {
                 let issue = Issue::compose(&self.post, &c)?;
                 let images: Vec<(String, Vec<u8>)> = issue
@@ -217,6 +226,7 @@ impl Watcher {
         }));
         let error = match composed {
             Ok((settings_file, result)) => {
+                self.settings = settings_file.clone();
                 watched.push(settings_file);
                 match result {
                     Ok((shown, images)) => {
@@ -228,11 +238,14 @@ impl Watcher {
                     Err(e) => Some(format!("{e:#}")),
                 }
             }
-            Err(_) => Some(format!(
-                "herald failed on this post (a bug in herald; please report it with the post). \
+            Err(_) => {
+                watched.push(self.settings.clone());
+                Some(format!(
+                    "herald failed on this post (a bug in herald; please report it with the post). \
                  Save the post again to retry; {} is watched.",
-                self.post.display()
-            )),
+                    self.post.display()
+                ))
+            }
         };
         // The settings file and pictures are stamped after the render: a
         // save in between is missed only until the post is saved again.

@@ -156,9 +156,9 @@ impl Events {
 }
 
 /// Without a browser: the event stream sends the version on connect and a
-/// new one when the post is saved; the page follows the post, shows a
-/// broken post's `file:line` and recovers; only GET, only its own paths and
-/// its own address; SIGTERM ends it with 0.
+/// new one when the post or herald.yaml is saved; the page follows them,
+/// shows a broken post's or settings file's `file:line` and recovers; only
+/// GET, only its own paths and its own address; SIGTERM ends it with 0.
 #[test]
 fn a_saved_post_makes_a_new_version_on_the_event_stream() {
     let tmp = tempfile::tempdir().unwrap();
@@ -212,6 +212,27 @@ fn a_saved_post_makes_a_new_version_on_the_event_stream() {
     assert_ne!(fourth, third);
     let (_, page) = w.get("/", &host);
     assert!(!page.contains("id=\"herald-error\""), "{page}");
+
+    // The settings: a herald.yaml that appears counts, a broken one shows
+    // its own file:line, and its fix is seen.
+    let settings = tmp.path().join("herald.yaml");
+    std::fs::write(&settings, "subject: \"Settings say {{ title }}\"\n").unwrap();
+    let fifth = events.next();
+    assert_ne!(fifth, fourth);
+    let (_, page) = w.get("/", &host);
+    assert!(page.contains("<h1>Settings say "), "{page}");
+    std::fs::write(&settings, "subject: [broken\n").unwrap();
+    let sixth = events.next();
+    assert_ne!(sixth, fifth);
+    let (_, page) = w.get("/", &host);
+    let error = page.split("id=\"herald-error\"").nth(1).unwrap_or("");
+    assert!(regex_like_file_line(error, "herald.yaml"), "{page}");
+    std::fs::write(&settings, "subject: \"Fixed {{ title }}\"\n").unwrap();
+    let seventh = events.next();
+    assert_ne!(seventh, sixth);
+    let (_, page) = w.get("/", &host);
+    assert!(!page.contains("id=\"herald-error\""), "{page}");
+    assert!(page.contains("<h1>Fixed "), "{page}");
 
     // Bounded: its own address, GET, fixed paths, nothing from disk.
     assert_eq!(w.get("/", "evil.example:80").0, 421);
