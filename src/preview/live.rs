@@ -2,9 +2,9 @@
 //! made again whenever the post, the settings file or an SVG picture it
 //! shows changes on disk, and reloaded in the browser by itself.
 //!
-//! - A thread looks at the files' modification times and sizes every
-//!   [`POLL`] (no file-watching crate: a handful of files, and polling
-//!   works the same on every file system, network ones too). On a change
+//! - A thread looks at the files' modification times, sizes and contents
+//!   every [`POLL`] (no file-watching crate: a handful of small files, and
+//!   polling works the same on every file system, network ones too). On a change
 //!   it reads the settings again, composes and checks the post, and
 //!   publishes a new [`Snapshot`] with a new version.
 //! - A post that cannot be composed (broken front matter, a bad setting)
@@ -142,12 +142,30 @@ impl Drop for Watch {
     }
 }
 
-/// A file's modification time and size; `None` when it is not there.
-type Stamp = Option<(SystemTime, u64)>;
+/// A file's modification time, size and (up to [`HASHED`] bytes) a hash
+/// of its content; `None` when it is not there.
+type Stamp = Option<(SystemTime, u64, u64)>;
+
+/// Files up to this size are also compared by content: on a file system
+/// that keeps whole seconds, two saves of the same length within a second
+/// look the same otherwise. Posts and logos are far smaller.
+const HASHED: u64 = 4 * 1024 * 1024;
 
 fn stamp(p: &Path) -> Stamp {
+    use std::hash::{Hash, Hasher};
     let m = std::fs::metadata(p).ok()?;
-    Some((m.modified().unwrap_or(SystemTime::UNIX_EPOCH), m.len()))
+    let hash = if m.len() <= HASHED {
+        let mut h = std::hash::DefaultHasher::new();
+        std::fs::read(p).ok()?.hash(&mut h);
+        h.finish()
+    } else {
+        0
+    };
+    Some((
+        m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+        m.len(),
+        hash,
+    ))
 }
 
 struct Watcher {
@@ -495,6 +513,41 @@ fn events(rx: watch::Receiver<Arc<Snapshot>>) -> Response<Body> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A save of the same length with the old modification time (a file
+    /// system keeping whole seconds) is still seen.
+    #[test]
+    fn a_same_size_save_in_the_same_second_is_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let post = dir.path().join("post.md");
+        std::fs::write(&post, "---\ntitle: Alpha\n---\nBody one.\n").unwrap();
+        let mtime = std::fs::metadata(&post).unwrap().modified().unwrap();
+        let watch = Watch::start(
+            post.clone(),
+            dir.path().join("herald.yaml"),
+            Box::new(|| Ok(Config::default())),
+        );
+        let first = watch.current();
+        assert!(first.error.is_none(), "{:?}", first.error);
+        assert!(first.page.contains("Alpha"));
+        std::fs::write(&post, "---\ntitle: Omega\n---\nBody one.\n").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&post)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        let start = std::time::Instant::now();
+        while watch.current().version == first.version {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "the save was missed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(watch.current().page.contains("Omega"));
+        watch.stop();
+    }
 
     #[test]
     fn the_page_policy_allows_exactly_its_own_script_and_style() {
