@@ -58,11 +58,16 @@ white-space:pre}\
 
 /// The live page's script: reload when the server has a newer version
 /// than the one shown (sent on every connect, so a reconnect after a
-/// restart reloads too), keeping the scroll position.
+/// restart reloads too), keeping the scroll position, except that an error
+/// is scrolled into view. (The browser's own restoration would keep the
+/// email's header in place and push a new error above the window.)
 pub(crate) const SCRIPT: &str = "(function(){\
+history.scrollRestoration='manual';\
 var v=document.body.getAttribute('data-version');\
 var y=sessionStorage.getItem('herald-scroll');\
-if(y!==null){sessionStorage.removeItem('herald-scroll');window.scrollTo(0,+y);}\
+sessionStorage.removeItem('herald-scroll');\
+if(document.getElementById('herald-error')){window.scrollTo(0,0);}\
+else if(y!==null){window.scrollTo(0,+y);}\
 var es=new EventSource('/events');\
 es.onmessage=function(e){if(e.data!==v){es.close();\
 sessionStorage.setItem('herald-scroll',String(window.scrollY));location.reload();}};\

@@ -339,6 +339,7 @@ fn the_live_preview_follows_edits_in_a_browser() {
     let error = steps[2]["error"].as_str().unwrap();
     assert!(regex_like_file_line(error, "post.md"), "{error}");
     assert!(error.contains("not valid YAML"), "{error}");
+    assert_eq!(steps[2]["errorInView"], true, "{v:#}");
     // The broken post keeps the last good email under the error.
     assert_eq!(steps[2]["subject"], "Live Preview Title 4711");
     assert_eq!(steps[3]["subject"], "Live Preview Title 4711");

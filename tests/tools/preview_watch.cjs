@@ -46,6 +46,8 @@ const out = { console: [], steps: [], navigations: 0 };
           return {
             version: document.body.getAttribute("data-version"),
             error: err ? err.innerText : null,
+            // The error must be where the writer looks, not above the window.
+            errorInView: err ? err.getBoundingClientRect().top >= 0 && err.getBoundingClientRect().top < window.innerHeight : null,
             subject: h1 ? h1.textContent : null,
             text: text ? text.textContent : null,
             findings: findings ? findings.innerText : null,
