@@ -61,8 +61,10 @@ impl Watching {
             "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
+        let mut bytes = Vec::new();
+        s.read_to_end(&mut bytes).unwrap();
+        // Lossy: a PNG's bytes are not text, its signature's letters are.
+        let out = String::from_utf8_lossy(&bytes).into_owned();
         let status = out
             .split(' ')
             .nth(1)
@@ -359,5 +361,57 @@ fn the_live_preview_follows_edits_in_a_browser() {
         "the page followed the edits in {} ms, {} ms and {} ms",
         steps[1]["ms"], steps[2]["ms"], steps[3]["ms"]
     );
+    assert_eq!(w.stop(), Some(0));
+}
+
+/// The PNG names `email.html` shows from the preview's own `assets/`.
+fn asset_names(html: &str) -> Vec<String> {
+    html_urls(html)
+        .into_iter()
+        .filter_map(|u| u.strip_prefix("assets/").map(str::to_string))
+        .collect()
+}
+
+/// A logo the post shows is watched too: redrawing the SVG makes a new
+/// PNG (a new name, from its content), served from memory; the old name
+/// is gone.
+#[test]
+fn a_changed_logo_is_drawn_again() {
+    let tmp = tempfile::tempdir().unwrap();
+    let svg = tmp.path().join("static/img/logo.svg");
+    std::fs::create_dir_all(svg.parent().unwrap()).unwrap();
+    let logo = |colour: &str| {
+        format!(
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="200" height="100"><rect width="200" height="100" fill="{colour}"/></svg>"#
+        )
+    };
+    std::fs::write(&svg, logo("#cc0000")).unwrap();
+    std::fs::write(tmp.path().join("herald.yaml"), "assets_dir: static\n").unwrap();
+    let post = tmp.path().join("post.md");
+    std::fs::write(
+        &post,
+        "---\ntitle: Logos\nseo:\n  url: https://openinfra.org/blog/logos\n---\n# News\n\n![Our logo](/img/logo.svg)\n",
+    )
+    .unwrap();
+    let w = Watching::start(tmp.path(), &post, &[]);
+    let host = format!("127.0.0.1:{}", w.port);
+    let (_, html) = w.get("/email.html", &host);
+    let before = asset_names(&html);
+    assert_eq!(before.len(), 1, "{html}");
+    let (status, png) = w.get(&format!("/assets/{}", before[0]), &host);
+    assert_eq!(status, 200);
+    assert!(png.starts_with("\u{fffd}PNG"), "{png:?}");
+
+    let mut events = Events::open(&w);
+    events.next();
+    std::fs::write(&svg, logo("#0000cc")).unwrap();
+    events.next();
+    let (_, html) = w.get("/email.html", &host);
+    let after = asset_names(&html);
+    assert_eq!(after.len(), 1, "{html}");
+    assert_ne!(after, before, "the redrawn logo has a new name");
+    assert_eq!(w.get(&format!("/assets/{}", after[0]), &host).0, 200);
+    assert_eq!(w.get(&format!("/assets/{}", before[0]), &host).0, 404);
+    drop(events);
     assert_eq!(w.stop(), Some(0));
 }
