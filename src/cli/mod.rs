@@ -31,7 +31,9 @@ use crate::{Fault, InputError, exit};
     about = "Turns the monthly newsletter post into an email and sends it to your subscribers.",
     long_about = "Turns the monthly newsletter post (the Markdown file from the website) into an \
                   email that looks good on phones and computers, with a plain-text version.\n\n\
-                  Start with `herald preview POST` and open the index.html it writes; then \
+                  Start with `herald preview POST --watch` and open the address it prints: \
+                  the email updates in your browser every time you save the post (or run \
+                  `herald preview POST` and open the index.html it writes); then \
                   `herald check POST` lists anything that would go wrong in inboxes; \
                   `herald send POST --to you@example.org` sends you a test; \
                   `herald send POST --subscribers LIST.csv` sends the issue; `herald status` \
@@ -206,7 +208,8 @@ fn overrides(cli: &Cli) -> Result<Vec<Override>, InputError> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
-    let config = Config::load(cli.config.as_deref(), &overrides(&cli)?)?;
+    let overrides = overrides(&cli)?;
+    let config = Config::load(cli.config.as_deref(), &overrides)?;
     tracing::debug!(
         "settings file: {}",
         config
@@ -224,7 +227,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         );
     }
     match cli.command {
-        Command::Preview(args) => preview::run(args, &config),
+        Command::Preview(args) => {
+            // `--watch` reads the settings again whenever they change.
+            let file = cli.config.clone();
+            let reload = Box::new(move || Config::load(file.as_deref(), &overrides));
+            preview::run(args, &config, reload)
+        }
         Command::Check(args) => check::run(args, &config),
         Command::Send(args) => send::run(*args, &config),
         Command::Status(args) => status::run(args, &config),

@@ -1,4 +1,5 @@
-//! `herald preview POST`: the email as files to open, nothing sent.
+//! `herald preview POST`: the email as files to open, nothing sent; with
+//! `--watch`, served on 127.0.0.1 and made again at every save.
 
 use std::path::{Path, PathBuf};
 
@@ -8,32 +9,58 @@ use crate::config::Config;
 use crate::exit;
 use crate::findings::Severity;
 use crate::preview;
+use crate::preview::live::{self, Reload};
+use crate::{Fault, InputError};
 
-/// Make the email from a post and save it as files you can open, without sending anything.
+/// Make the email from a post and show it without sending anything: as files, or live in your browser with --watch.
 ///
 /// Writes email.html (what subscribers see), email.txt (the plain-text
 /// version), email.mjml (the layout source) and index.html (desktop,
-/// phone and text views side by side) into preview/<post-name>/, and
+/// phone and text views side by side, and what `herald check` says) into
+/// preview/<post-name>/, and
 /// PNGs made from the post's SVG pictures into its assets/ folder.
+///
+/// With --watch nothing is written: the same page, with what `herald check`
+/// says about the post, is served at http://127.0.0.1:4800/ (open it in your
+/// browser; herald opens nothing by itself). Every time you save the post,
+/// herald.yaml or a picture the post shows, the page updates by itself
+/// within a second. A post herald cannot read shows the problem and its line
+/// at the top until you fix it. Ctrl-C stops it.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The post: a Markdown file with the website's front matter.
     post: PathBuf,
     /// Folder to write the files to (default: preview/<post-name>).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "watch")]
     out: Option<PathBuf>,
-    /// Print what was written as JSON.
+    /// Serve the preview on this computer and update it at every save,
+    /// instead of writing files.
+    #[arg(long)]
+    watch: bool,
+    /// With --watch: the port of the address (127.0.0.1 only). 0 picks a
+    /// free one.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_PORT, requires = "watch")]
+    port: u16,
+    /// Print what was written (with --watch: the address) as JSON.
     #[arg(long)]
     json: bool,
 }
 
-pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
+/// `--port`'s default: the same address every time, so a browser tab
+/// left open reloads by itself when herald is started again.
+pub const DEFAULT_PORT: u16 = 4800;
+
+pub fn run(args: Args, config: &Config, reload: Box<Reload>) -> anyhow::Result<i32> {
+    if args.watch {
+        let settings = super::config_path(config);
+        return watch(args, settings, reload);
+    }
     let issue = Issue::compose(&args.post, config)?;
     let dir = args
         .out
         .unwrap_or_else(|| Path::new("preview").join(issue.post.slug()));
     let written = preview::write(&issue, config, &dir)?;
-    let findings = issue.check(config);
+    let findings = &written.findings;
     if args.json {
         output::json(&serde_json::json!({
             "dir": written.dir,
@@ -73,5 +100,60 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             args.post.display()
         );
     }
+    Ok(exit::OK)
+}
+
+/// `--watch`: serves the preview until Ctrl-C or SIGTERM.
+fn watch(args: Args, settings: PathBuf, reload: Box<Reload>) -> anyhow::Result<i32> {
+    if !args.post.is_file() {
+        return Err(InputError::new(
+            &args.post,
+            None,
+            "there is no such file; give the path of the post's Markdown file",
+        )
+        .into());
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Fault::io("start the preview server", &e))?;
+    runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port))
+            .await
+            .map_err(|e| {
+                InputError::at(
+                    "--port",
+                    format!(
+                        "cannot listen on 127.0.0.1:{} ({e}). Is another preview running? \
+                         Stop it, or choose another port with --port (0 picks a free one)",
+                        args.port
+                    ),
+                )
+            })?;
+        let bound = listener
+            .local_addr()
+            .map_err(|e| Fault::io("read the listening address", &e))?;
+        // The first render happens here, so the page is ready when the
+        // address is printed.
+        let watch =
+            tokio::task::block_in_place(|| live::Watch::start(args.post.clone(), settings, reload));
+        let url = format!("http://{bound}/");
+        if args.json {
+            output::line(format_args!(
+                "{}",
+                serde_json::json!({ "url": url, "post": args.post })
+            ))?;
+        } else {
+            say!("Preview at {url}")?;
+        }
+        tracing::info!(
+            "watching {} and the settings; Ctrl-C stops",
+            args.post.display()
+        );
+        live::serve(listener, watch, super::serve::stop_signal()).await;
+        anyhow::Ok(())
+    })?;
+    tracing::info!("stopped");
     Ok(exit::OK)
 }

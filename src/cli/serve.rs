@@ -144,7 +144,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
 }
 
 /// Ctrl-C or SIGTERM (systemd's stop).
-async fn stop_signal() {
+pub(super) async fn stop_signal() {
     let term = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut s) => {

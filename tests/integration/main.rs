@@ -18,3 +18,4 @@ mod returned;
 mod serve;
 mod shared;
 mod util;
+mod watch;
