@@ -180,6 +180,9 @@ struct Reader<'a> {
     texts: Vec<String>,
     original: Original,
     original_to: Vec<String>,
+    /// The returned message's sender (From, Return-Path): the one the
+    /// bounce goes back to, not a recipient that failed.
+    original_from: Vec<String>,
     has_report_type: bool,
 }
 
@@ -192,6 +195,7 @@ impl<'a> Reader<'a> {
             texts: Vec::new(),
             original: Original::default(),
             original_to: Vec::new(),
+            original_from: Vec::new(),
             has_report_type: false,
         };
         r.walk();
@@ -267,6 +271,9 @@ impl<'a> Reader<'a> {
             .as_deref()
             .map(text::addresses)
             .unwrap_or_default();
+        self.original_from = get("from").map(|v| text::addresses(&v)).unwrap_or_default();
+        self.original_from
+            .extend(self.original.return_path.iter().cloned());
     }
 
     fn report(mut self) -> Report {
@@ -292,6 +299,20 @@ impl<'a> Reader<'a> {
         if self.original.message_id.is_none() && self.original.to.is_none() {
             self.original_from_text(&text[report_text.len()..]);
         }
+        // Addresses the text names that are not failed recipients: the
+        // notice's own sender, and the returned message's sender (a
+        // Sendmail transcript quotes "MAIL From:<sender>" and the reply
+        // naming it; a refusal may quote the sender's address). Unless the
+        // original was addressed to its sender too.
+        let ignore: Vec<String> = {
+            let mut v = from.clone();
+            for a in &self.original_from {
+                if !self.original_to.contains(a) && !v.contains(a) {
+                    v.push(a.clone());
+                }
+            }
+            v
+        };
         let mut report = Report {
             kind: Kind::NotABounce,
             recipients: Vec::new(),
@@ -386,7 +407,7 @@ impl<'a> Reader<'a> {
                     .filter(|d| !d.trim().is_empty())
                     .unwrap_or_else(|| {
                         found
-                            .get_or_init(|| text::recipients(report_text, &from))
+                            .get_or_init(|| text::recipients(report_text, &ignore))
                             .iter()
                             .find(|f: &&text::Found| f.address == address)
                             .map(|f| f.words.clone())
@@ -409,7 +430,7 @@ impl<'a> Reader<'a> {
                 // while communicating with primary target'").
                 if r.status.get(1..) == Some(".4.7") {
                     let about = found
-                        .get_or_init(|| text::recipients(report_text, &from))
+                        .get_or_init(|| text::recipients(report_text, &ignore))
                         .iter()
                         .find(|f: &&text::Found| f.address == r.address)
                         .map(|f| f.words.as_str())
@@ -422,7 +443,7 @@ impl<'a> Reader<'a> {
                 }
                 if r.reason == "userunknown" && !says_user(&r.status) {
                     let about = found
-                        .get_or_init(|| text::recipients(report_text, &from))
+                        .get_or_init(|| text::recipients(report_text, &ignore))
                         .iter()
                         .find(|f: &&text::Found| f.address == r.address)
                         .map(|f| f.words.as_str())
@@ -456,7 +477,7 @@ impl<'a> Reader<'a> {
                 && (from.iter().any(|a| text::is_daemon(a)) || says_undelivered(report_text)));
 
         if looks_bounced {
-            let found = text::recipients(report_text, &from);
+            let found = text::recipients(report_text, &ignore);
             let errors = std::cell::OnceCell::new();
             let errors = || {
                 errors
@@ -574,6 +595,7 @@ impl<'a> Reader<'a> {
     /// The original message's headers quoted in the text after the report.
     fn original_from_text(&mut self, rest: &str) {
         let mut o = Original::default();
+        let mut from = None;
         for line in rest.lines().take(300) {
             let Some((name, value)) = line.split_once(':') else {
                 continue;
@@ -587,6 +609,7 @@ impl<'a> Reader<'a> {
                     o.message_id = Some(value.trim_matches(['<', '>']).to_string())
                 }
                 "to" if o.to.is_none() => o.to = Some(value.to_string()),
+                "from" if from.is_none() => from = Some(value.to_string()),
                 "list-unsubscribe" if o.list_unsubscribe.is_none() => {
                     o.list_unsubscribe = Some(value.to_string())
                 }
@@ -594,6 +617,8 @@ impl<'a> Reader<'a> {
             }
         }
         self.original_to = o.to.as_deref().map(text::addresses).unwrap_or_default();
+        self.original_from = from.as_deref().map(text::addresses).unwrap_or_default();
+        self.original_from.extend(o.return_path.iter().cloned());
         self.original = o;
     }
 }
