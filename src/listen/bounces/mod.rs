@@ -762,6 +762,10 @@ fn recipient(
             (Some(t), _) => t,
             (None, Some(s)) => s,
             (None, None) if delayed => "expired",
+            // Words about the failure, none of them known: sisimai's
+            // "onhold" (could not decide); "undefined" is for a failure
+            // nothing is said of.
+            (None, None) if says_something(&lower, &address) => "onhold",
             (None, None) => "undefined",
         }
     };
@@ -779,7 +783,9 @@ fn recipient(
             reason = "userunknown"
         }
         // Refused at MAIL FROM: the sender was refused.
-        (Some("mail"), "userunknown" | "hostunknown" | "undefined") => reason = "rejected",
+        (Some("mail"), "userunknown" | "hostunknown" | "undefined" | "onhold") => {
+            reason = "rejected"
+        }
         _ => {}
     }
     // A domain that does not resolve right now may resolve tomorrow.
@@ -798,6 +804,15 @@ fn recipient(
         diagnostic,
         action: action.map(str::to_string),
     }
+}
+
+/// Whether the words about a failure say anything beyond the address
+/// itself (a letter or digit once the address is taken out).
+fn says_something(lower: &str, address: &str) -> bool {
+    lower
+        .replace(address, " ")
+        .chars()
+        .any(|c| c.is_alphanumeric())
 }
 
 /// Whether `lower` says "<domain name> does not exist": a word with a dot

@@ -405,6 +405,8 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
                         words.push(' ');
                     }
                     words.push_str(&reply);
+                } else if let Some(reason) = reason_above(&lines, &hits, *n, &address) {
+                    words.push_str(reason);
                 }
                 let mut k = *n;
                 while k < lines.len() && k < n + 8 {
@@ -431,6 +433,39 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
             Found { address, words }
         })
         .collect()
+}
+
+/// The line just above a line that holds nothing but `address` (bullets
+/// and brackets aside), when it reads as that address's reason: Lotus
+/// Notes/Domino and some Japanese gateways write "Failure Reasons", then
+/// the reason, then the address under it. Not a line that introduces a
+/// list ("... had permanent fatal errors:", "----- ... -----"), a header,
+/// or one that names another address.
+fn reason_above<'t>(
+    lines: &[&'t str],
+    hits: &[(usize, String)],
+    n: usize,
+    address: &str,
+) -> Option<&'t str> {
+    let bare = lines[n]
+        .to_ascii_lowercase()
+        .replacen(address, "", 1)
+        .chars()
+        .all(|c| !c.is_alphanumeric());
+    let above = n.checked_sub(1)?;
+    let l = lines[above].trim();
+    let lower = l.to_ascii_lowercase();
+    let introduces = l.ends_with(':')
+        || ["---", "===", "***"]
+            .iter()
+            .any(|r| l.starts_with(r) || l.ends_with(r));
+    (bare
+        && !l.is_empty()
+        && !introduces
+        && !is_header_line(&lower)
+        && !is_original_start(l)
+        && !hits.iter().any(|(m, _)| *m == above))
+    .then_some(l)
 }
 
 /// A Sendmail summary line, "550 example.org (smtp)... 550 Host unknown"
