@@ -120,7 +120,36 @@ pub fn classify(raw: &[u8]) -> Report {
             subject: None,
         };
     };
-    Reader::new(&msg).report()
+    let reader = Reader::new(&msg);
+    let returned = reader.returned;
+    let mut report = reader.report();
+    if let Some(inner) = returned {
+        read_returned_report(&mut report, inner);
+    }
+    report
+}
+
+/// A notice that names no recipient and says nothing of why, returning a
+/// message that is itself a delivery report: a gateway that could not pass
+/// a bounce on re-wraps it (Trend Micro IMSS and other filtering gateways,
+/// relays bouncing a bounce). The returned report says who failed and why.
+/// One level only: the inner report's own returned message is not read.
+fn read_returned_report(report: &mut Report, inner: &Message) {
+    if report.kind != Kind::Bounce || !report.recipients.iter().all(|r| r.reason == "undefined") {
+        return;
+    }
+    let reader = Reader::new(inner);
+    if reader.dsn.is_empty() {
+        return;
+    }
+    let inner = reader.report();
+    if inner.kind != Kind::Bounce || inner.recipients.is_empty() {
+        return;
+    }
+    report.recipients = inner.recipients;
+    if inner.original.message_id.is_some() || inner.original.to.is_some() {
+        report.original = inner.original;
+    }
 }
 
 /// `raw` cut to [`MAX_BYTES`] and before the [`MAX_PARTS`]th part header.
@@ -183,6 +212,8 @@ struct Reader<'a> {
     /// The returned message's sender (From, Return-Path): the one the
     /// bounce goes back to, not a recipient that failed.
     original_from: Vec<String>,
+    /// The first message part (the returned message).
+    returned: Option<&'a Message<'a>>,
     has_report_type: bool,
 }
 
@@ -196,6 +227,7 @@ impl<'a> Reader<'a> {
             original: Original::default(),
             original_to: Vec::new(),
             original_from: Vec::new(),
+            returned: None,
             has_report_type: false,
         };
         r.walk();
@@ -215,7 +247,12 @@ impl<'a> Reader<'a> {
             }
             match &part.body {
                 PartType::Multipart(_) => {}
-                PartType::Message(inner) => self.read_original(inner),
+                PartType::Message(inner) => {
+                    if self.returned.is_none() {
+                        self.returned = Some(inner);
+                    }
+                    self.read_original(inner)
+                }
                 _ if mime.ends_with("delivery-status") => {
                     let body = String::from_utf8_lossy(part.contents());
                     self.dsn.extend(dsn::entries(&body));
