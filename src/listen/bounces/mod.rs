@@ -1111,6 +1111,156 @@ mod tests {
         assert_eq!((r.reason.as_str(), r.hard), ("hostunknown", true));
     }
 
+    /// A Sendmail (V5/V8) transcript: the command and reply, then one
+    /// summary line per recipient; the sender quoted in it is no recipient.
+    #[test]
+    fn sendmail_transcript_sender_reply_and_summary_lines() {
+        let m = crlf(
+            "From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.net>\n\
+             To: list@news.example.org\nSubject: Returned mail: see transcript for details\n\n\
+             \x20  ----- Transcript of session follows -----\n\
+             While talking to mx.example.com:\n\
+             >>> MAIL From:<list@news.example.org>\n\
+             <<< 553 <list@news.example.org>... relaying from your server is blocked\n\
+             554 <ann@example.com>... Remote protocol error\n\
+             421 mx.example.com (smtp)... Deferred: Connection reset by peer\n\
+             554 <carl@example.com>... Remote protocol error\n\
+             550 example.net (smtp)... 550 Host unknown\n\
+             554 <bob@example.net>... 550 Host unknown (Authoritative answer from name server)\n\n\
+             \x20  ----- Unsent message follows -----\n\
+             Received: by relay.example.net; id 1\n\
+             From: list@news.example.org\nTo: ann@example.com\nSubject: Issue 4\n\nHi\n",
+        );
+        let r = classify(&m);
+        assert_eq!(r.kind, Kind::Bounce);
+        let got: Vec<(&str, &str, bool)> = r
+            .recipients
+            .iter()
+            .map(|x| (x.address.as_str(), x.reason.as_str(), x.hard))
+            .collect();
+        // The sender is not listed; ann's words are the reply above her
+        // summary line (a block, not her address); carl's stop before the
+        // next host's summary line (its unknown host is not his); bob's
+        // domain is unknown.
+        assert_eq!(
+            got,
+            vec![
+                ("ann@example.com", "blocked", false),
+                ("carl@example.com", "onhold", false),
+                ("bob@example.net", "hostunknown", true),
+            ]
+        );
+        // A sender who wrote to themselves stays a possible recipient.
+        let to_self = String::from_utf8(m)
+            .unwrap()
+            .replace("To: ann@example.com", "To: list@news.example.org");
+        let r = classify(to_self.as_bytes());
+        assert_eq!(r.recipients[0].address, "list@news.example.org");
+    }
+
+    #[test]
+    fn contact_address_is_never_a_recipient() {
+        let m = crlf(
+            "From: MAILER-DAEMON@mx.isp.example (Mail Delivery System)\n\
+             To: b@news.example.org\nSubject: Undelivered Mail Returned to Sender\n\n\
+             I'm sorry to have to inform you that the message returned\n\
+             below could not be delivered to one or more destinations.\n\n\
+             For further assistance, please contact <help@isp.example>\n\n\
+             If that does not help, write to us: <help@isp.example>\n\n\
+             <reader@example.org>: host mx.example.org[192.0.2.9] said: 550 5.1.1\n\
+             \x20   <reader@example.org>: User unknown (in reply to RCPT TO command)\n",
+        );
+        let r = classify(&m);
+        assert_eq!(r.kind, Kind::Bounce);
+        assert_eq!(r.recipients.len(), 1);
+        assert_eq!(r.recipients[0].address, "reader@example.org");
+        assert_eq!(r.recipients[0].status, "5.1.1");
+    }
+
+    #[test]
+    fn onhold_when_words_say_nothing_known_and_reason_above_address() {
+        let bounce = |report: &str| {
+            let m = crlf(&format!(
+                "From: postmaster@gw.example.net\nTo: b@news.example.org\n\
+                 Subject: Undeliverable message\n\n{report}\n"
+            ));
+            classify(&m)
+                .recipients
+                .into_iter()
+                .next()
+                .expect("a recipient")
+        };
+        // Lotus Notes' layout: the reason above the address, here in words
+        // that name no known reason.
+        let r = bounce(
+            "------- Failure Reasons --------\n\
+             Routing stopped: the message could not be handed over\nreader@example.org\n\
+             ------- Returned Message --------\n",
+        );
+        assert_eq!(
+            (r.reason.as_str(), r.status.as_str()),
+            ("onhold", "5.0.901")
+        );
+        assert!(r.diagnostic.unwrap().starts_with("Routing stopped"));
+        // Only the address, under a line that introduces the list.
+        let r = bounce("Delivery to the following recipients failed:\n* reader@example.org\n");
+        assert_eq!(
+            (r.reason.as_str(), r.status.as_str()),
+            ("undefined", "5.0.900")
+        );
+        // A known reason above the address.
+        let r = bounce("Mailbox full\nreader@example.org\n");
+        assert_eq!((r.reason.as_str(), r.hard), ("mailboxfull", false));
+    }
+
+    #[test]
+    fn returned_delivery_report_is_read_when_the_notice_says_nothing() {
+        let inner = "From: MAILER-DAEMON@mx.example.org\nTo: list@news.example.org\n\
+                     Subject: Returned mail: User unknown\nMIME-Version: 1.0\n\
+                     Content-Type: multipart/report; report-type=delivery-status; boundary=\"in\"\n\n\
+                     --in\nContent-Type: text/plain\n\nUser unknown.\n\
+                     --in\nContent-Type: message/delivery-status\n\n\
+                     Reporting-MTA: dns; mx.example.org\n\n\
+                     Final-Recipient: rfc822; gone@example.org\nAction: failed\nStatus: 5.1.1\n\
+                     Diagnostic-Code: smtp; 550 5.1.1 User unknown\n\n\
+                     --in\nContent-Type: message/rfc822\n\n\
+                     Message-ID: <m9@news.example.org>\nTo: gone@example.org\n\nHi\n--in--\n";
+        let outer = |text: &str| {
+            crlf(&format!(
+                "From: MAILER-DAEMON@gw.example.net\nTo: list@news.example.org\n\
+                 Subject: Returned mail\nMIME-Version: 1.0\n\
+                 Content-Type: multipart/mixed; boundary=\"out\"\n\n\
+                 --out\nContent-Type: text/plain\n\n{text}\n\
+                 --out\nContent-Type: message/rfc822\n\n{inner}--out--\n"
+            ))
+        };
+        // The gateway's notice names nobody: the returned report speaks.
+        let r = classify(&outer(
+            "----- The following addresses had permanent delivery errors -----\n",
+        ));
+        assert_eq!(r.kind, Kind::Bounce);
+        let x = &r.recipients[0];
+        assert_eq!(
+            (x.address.as_str(), x.status.as_str(), x.hard),
+            ("gone@example.org", "5.1.1", true)
+        );
+        assert_eq!(
+            r.original.message_id.as_deref(),
+            Some("m9@news.example.org")
+        );
+        // A notice with its own reason is not overridden.
+        let r = classify(&outer("<list@news.example.org>: 552 5.2.2 Mailbox full\n"));
+        assert_eq!(r.recipients[0].reason, "mailboxfull");
+        // Ordinary mail forwarding a report stays ordinary mail.
+        let fwd = crlf(&format!(
+            "From: friend@example.net\nTo: me@news.example.org\nSubject: look at this\n\
+             MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"out\"\n\n\
+             --out\nContent-Type: text/plain\n\nWhat does this mean?\n\
+             --out\nContent-Type: message/rfc822\n\n{inner}--out--\n"
+        ));
+        assert_eq!(classify(&fwd).kind, Kind::NotABounce);
+    }
+
     #[test]
     fn policy_block_is_not_hard_and_missing_status_is_derived() {
         let m = crlf(
