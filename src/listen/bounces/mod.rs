@@ -1213,6 +1213,28 @@ mod tests {
         assert_eq!((r.reason.as_str(), r.hard), ("mailboxfull", false));
     }
 
+    /// An ISO-2022-JP notice (Japanese servers): its double-byte text is
+    /// 7-bit and would read as stray codes ("5.1.1!" is three kanji), so
+    /// it is decoded before it is read.
+    #[test]
+    fn iso_2022_jp_text_is_decoded() {
+        let mut m = crlf(
+            "From: MAILER-DAEMON@mx.example.jp\nTo: b@news.example.org\n\
+             Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n\
+             Content-Type: text/plain; charset=iso-2022-jp\n\n\
+             <reader@example.jp>: host mx.example.jp[192.0.2.7] said: 552 mailbox full\n",
+        );
+        m.extend_from_slice(b"\x1b$B5.1.1!\x1b(B\r\n");
+        let r = classify(&m);
+        let x = &r.recipients[0];
+        assert_eq!(x.address, "reader@example.jp");
+        assert_eq!(
+            (x.reason.as_str(), x.status.as_str()),
+            ("mailboxfull", "5.0.922")
+        );
+        assert!(!x.diagnostic.as_deref().unwrap().contains("5.1.1"));
+    }
+
     #[test]
     fn returned_delivery_report_is_read_when_the_notice_says_nothing() {
         let inner = "From: MAILER-DAEMON@mx.example.org\nTo: list@news.example.org\n\
