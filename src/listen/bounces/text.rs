@@ -406,6 +406,9 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
                     }
                     words.push_str(&reply);
                 } else if let Some(reason) = reason_above(&lines, &hits, *n, &address) {
+                    if !words.is_empty() {
+                        words.push(' ');
+                    }
                     words.push_str(reason);
                 }
                 let mut k = *n;
