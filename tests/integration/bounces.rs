@@ -4,7 +4,7 @@
 //! a template per mail server, herald general patterns, and other real
 //! bounces judge it too. The goal is 95% of recipients agreeing on the
 //! address being found, the status code and whether the address is bad;
-//! the test holds the level reached so far (see the floor below).
+//! the test holds it (see the floor below).
 
 use std::path::PathBuf;
 
@@ -146,20 +146,26 @@ fn real_bounces_agree_with_sisimai() {
         "ordinary mail taken for a bounce:\n{}",
         not_bounce_problems.join("\n")
     );
-    // The goal of issue 13 is 95% and it is not met yet (93.9% when this
-    // was written: the misses are listed above). This floor keeps what is
-    // reached from slipping back; raise it as the classifier improves, and
-    // the issue is done at 95. The address found and the hard/soft call,
-    // which decide whom herald suppresses, are held higher.
-    const FLOOR: u32 = 93;
+    // The goal of issue 13 is 95%, and it is met: 95.2% (314 of 330) when
+    // this was written, with recipients found 98.8%, status 96.4% and hard
+    // 96.4% (the misses left are listed above: mostly sisimai's per-server
+    // templates calling a bare "user unknown" filtered, and recipients it
+    // counts twice). This floor keeps it from slipping back. The address
+    // found and the hard/soft call, which decide whom herald suppresses,
+    // are held too.
+    const FLOOR: u32 = 95;
     assert!(
         all_ok * 100 >= total * FLOOR as usize,
-        "only {all_ok} of {total} recipients agree with sisimai on address, status and hard ({:.1}%; it was {FLOOR}% or more, the goal is 95%)",
+        "only {all_ok} of {total} recipients agree with sisimai on address, status and hard ({:.1}%; the floor, the issue's goal, is {FLOOR}%)",
         pct(all_ok)
     );
     assert!(
         found * 100 >= total * 98,
         "recipients found: {found}/{total}"
+    );
+    assert!(
+        status_ok * 100 >= total * 96,
+        "status equal: {status_ok}/{total}"
     );
     assert!(hard_ok * 100 >= total * 96, "hard equal: {hard_ok}/{total}");
 }

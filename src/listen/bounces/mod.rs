@@ -120,7 +120,36 @@ pub fn classify(raw: &[u8]) -> Report {
             subject: None,
         };
     };
-    Reader::new(&msg).report()
+    let reader = Reader::new(&msg);
+    let returned = reader.returned;
+    let mut report = reader.report();
+    if let Some(inner) = returned {
+        read_returned_report(&mut report, inner);
+    }
+    report
+}
+
+/// A notice that names no recipient and says nothing of why, returning a
+/// message that is itself a delivery report: a gateway that could not pass
+/// a bounce on re-wraps it (Trend Micro IMSS and other filtering gateways,
+/// relays bouncing a bounce). The returned report says who failed and why.
+/// One level only: the inner report's own returned message is not read.
+fn read_returned_report(report: &mut Report, inner: &Message) {
+    if report.kind != Kind::Bounce || !report.recipients.iter().all(|r| r.reason == "undefined") {
+        return;
+    }
+    let reader = Reader::new(inner);
+    if reader.dsn.is_empty() {
+        return;
+    }
+    let inner = reader.report();
+    if inner.kind != Kind::Bounce || inner.recipients.is_empty() {
+        return;
+    }
+    report.recipients = inner.recipients;
+    if inner.original.message_id.is_some() || inner.original.to.is_some() {
+        report.original = inner.original;
+    }
 }
 
 /// `raw` cut to [`MAX_BYTES`] and before the [`MAX_PARTS`]th part header.
@@ -180,6 +209,11 @@ struct Reader<'a> {
     texts: Vec<String>,
     original: Original,
     original_to: Vec<String>,
+    /// The returned message's sender (From, Return-Path): the one the
+    /// bounce goes back to, not a recipient that failed.
+    original_from: Vec<String>,
+    /// The first message part (the returned message).
+    returned: Option<&'a Message<'a>>,
     has_report_type: bool,
 }
 
@@ -192,6 +226,8 @@ impl<'a> Reader<'a> {
             texts: Vec::new(),
             original: Original::default(),
             original_to: Vec::new(),
+            original_from: Vec::new(),
+            returned: None,
             has_report_type: false,
         };
         r.walk();
@@ -211,7 +247,12 @@ impl<'a> Reader<'a> {
             }
             match &part.body {
                 PartType::Multipart(_) => {}
-                PartType::Message(inner) => self.read_original(inner),
+                PartType::Message(inner) => {
+                    if self.returned.is_none() {
+                        self.returned = Some(inner);
+                    }
+                    self.read_original(inner)
+                }
                 _ if mime.ends_with("delivery-status") => {
                     let body = String::from_utf8_lossy(part.contents());
                     self.dsn.extend(dsn::entries(&body));
@@ -267,6 +308,9 @@ impl<'a> Reader<'a> {
             .as_deref()
             .map(text::addresses)
             .unwrap_or_default();
+        self.original_from = get("from").map(|v| text::addresses(&v)).unwrap_or_default();
+        self.original_from
+            .extend(self.original.return_path.iter().cloned());
     }
 
     fn report(mut self) -> Report {
@@ -292,6 +336,20 @@ impl<'a> Reader<'a> {
         if self.original.message_id.is_none() && self.original.to.is_none() {
             self.original_from_text(&text[report_text.len()..]);
         }
+        // Addresses the text names that are not failed recipients: the
+        // notice's own sender, and the returned message's sender (a
+        // Sendmail transcript quotes "MAIL From:<sender>" and the reply
+        // naming it; a refusal may quote the sender's address). Unless the
+        // original was addressed to its sender too.
+        let ignore: Vec<String> = {
+            let mut v = from.clone();
+            for a in &self.original_from {
+                if !self.original_to.contains(a) && !v.contains(a) {
+                    v.push(a.clone());
+                }
+            }
+            v
+        };
         let mut report = Report {
             kind: Kind::NotABounce,
             recipients: Vec::new(),
@@ -386,7 +444,7 @@ impl<'a> Reader<'a> {
                     .filter(|d| !d.trim().is_empty())
                     .unwrap_or_else(|| {
                         found
-                            .get_or_init(|| text::recipients(report_text, &from))
+                            .get_or_init(|| text::recipients(report_text, &ignore))
                             .iter()
                             .find(|f: &&text::Found| f.address == address)
                             .map(|f| f.words.clone())
@@ -409,7 +467,7 @@ impl<'a> Reader<'a> {
                 // while communicating with primary target'").
                 if r.status.get(1..) == Some(".4.7") {
                     let about = found
-                        .get_or_init(|| text::recipients(report_text, &from))
+                        .get_or_init(|| text::recipients(report_text, &ignore))
                         .iter()
                         .find(|f: &&text::Found| f.address == r.address)
                         .map(|f| f.words.as_str())
@@ -422,7 +480,7 @@ impl<'a> Reader<'a> {
                 }
                 if r.reason == "userunknown" && !says_user(&r.status) {
                     let about = found
-                        .get_or_init(|| text::recipients(report_text, &from))
+                        .get_or_init(|| text::recipients(report_text, &ignore))
                         .iter()
                         .find(|f: &&text::Found| f.address == r.address)
                         .map(|f| f.words.as_str())
@@ -456,7 +514,7 @@ impl<'a> Reader<'a> {
                 && (from.iter().any(|a| text::is_daemon(a)) || says_undelivered(report_text)));
 
         if looks_bounced {
-            let found = text::recipients(report_text, &from);
+            let found = text::recipients(report_text, &ignore);
             let errors = std::cell::OnceCell::new();
             let errors = || {
                 errors
@@ -574,6 +632,7 @@ impl<'a> Reader<'a> {
     /// The original message's headers quoted in the text after the report.
     fn original_from_text(&mut self, rest: &str) {
         let mut o = Original::default();
+        let mut from = None;
         for line in rest.lines().take(300) {
             let Some((name, value)) = line.split_once(':') else {
                 continue;
@@ -587,6 +646,7 @@ impl<'a> Reader<'a> {
                     o.message_id = Some(value.trim_matches(['<', '>']).to_string())
                 }
                 "to" if o.to.is_none() => o.to = Some(value.to_string()),
+                "from" if from.is_none() => from = Some(value.to_string()),
                 "list-unsubscribe" if o.list_unsubscribe.is_none() => {
                     o.list_unsubscribe = Some(value.to_string())
                 }
@@ -594,6 +654,8 @@ impl<'a> Reader<'a> {
             }
         }
         self.original_to = o.to.as_deref().map(text::addresses).unwrap_or_default();
+        self.original_from = from.as_deref().map(text::addresses).unwrap_or_default();
+        self.original_from.extend(o.return_path.iter().cloned());
         self.original = o;
     }
 }
@@ -737,6 +799,10 @@ fn recipient(
             (Some(t), _) => t,
             (None, Some(s)) => s,
             (None, None) if delayed => "expired",
+            // Words about the failure, none of them known: sisimai's
+            // "onhold" (could not decide); "undefined" is for a failure
+            // nothing is said of.
+            (None, None) if says_something(&lower, &address) => "onhold",
             (None, None) => "undefined",
         }
     };
@@ -754,7 +820,9 @@ fn recipient(
             reason = "userunknown"
         }
         // Refused at MAIL FROM: the sender was refused.
-        (Some("mail"), "userunknown" | "hostunknown" | "undefined") => reason = "rejected",
+        (Some("mail"), "userunknown" | "hostunknown" | "undefined" | "onhold") => {
+            reason = "rejected"
+        }
         _ => {}
     }
     // A domain that does not resolve right now may resolve tomorrow.
@@ -773,6 +841,15 @@ fn recipient(
         diagnostic,
         action: action.map(str::to_string),
     }
+}
+
+/// Whether the words about a failure say anything beyond the address
+/// itself (a letter or digit once the address is taken out).
+fn says_something(lower: &str, address: &str) -> bool {
+    lower
+        .replace(address, " ")
+        .chars()
+        .any(|c| c.is_alphanumeric())
 }
 
 /// Whether `lower` says "<domain name> does not exist": a word with a dot
@@ -1032,6 +1109,178 @@ mod tests {
         // A domain that does not exist.
         let r = bounce("", "553 example.net does not exist");
         assert_eq!((r.reason.as_str(), r.hard), ("hostunknown", true));
+    }
+
+    /// A Sendmail (V5/V8) transcript: the command and reply, then one
+    /// summary line per recipient; the sender quoted in it is no recipient.
+    #[test]
+    fn sendmail_transcript_sender_reply_and_summary_lines() {
+        let m = crlf(
+            "From: Mail Delivery Subsystem <MAILER-DAEMON@relay.example.net>\n\
+             To: list@news.example.org\nSubject: Returned mail: see transcript for details\n\n\
+             \x20  ----- Transcript of session follows -----\n\
+             While talking to mx.example.com:\n\
+             >>> MAIL From:<list@news.example.org>\n\
+             <<< 553 <list@news.example.org>... relaying from your server is blocked\n\
+             554 <ann@example.com>... Remote protocol error\n\
+             421 mx.example.com (smtp)... Deferred: Connection reset by peer\n\
+             554 <carl@example.com>... Remote protocol error\n\
+             550 example.net (smtp)... 550 Host unknown\n\
+             554 <bob@example.net>... 550 Host unknown (Authoritative answer from name server)\n\n\
+             \x20  ----- Unsent message follows -----\n\
+             Received: by relay.example.net; id 1\n\
+             From: list@news.example.org\nTo: ann@example.com\nSubject: Issue 4\n\nHi\n",
+        );
+        let r = classify(&m);
+        assert_eq!(r.kind, Kind::Bounce);
+        let got: Vec<(&str, &str, bool)> = r
+            .recipients
+            .iter()
+            .map(|x| (x.address.as_str(), x.reason.as_str(), x.hard))
+            .collect();
+        // The sender is not listed; ann's words are the reply above her
+        // summary line (a block, not her address); carl's stop before the
+        // next host's summary line (its unknown host is not his); bob's
+        // domain is unknown.
+        assert_eq!(
+            got,
+            vec![
+                ("ann@example.com", "blocked", false),
+                ("carl@example.com", "onhold", false),
+                ("bob@example.net", "hostunknown", true),
+            ]
+        );
+        // A sender who wrote to themselves stays a possible recipient.
+        let to_self = String::from_utf8(m)
+            .unwrap()
+            .replace("To: ann@example.com", "To: list@news.example.org");
+        let r = classify(to_self.as_bytes());
+        assert_eq!(r.recipients[0].address, "list@news.example.org");
+    }
+
+    #[test]
+    fn contact_address_is_never_a_recipient() {
+        let m = crlf(
+            "From: MAILER-DAEMON@mx.isp.example (Mail Delivery System)\n\
+             To: b@news.example.org\nSubject: Undelivered Mail Returned to Sender\n\n\
+             I'm sorry to have to inform you that the message returned\n\
+             below could not be delivered to one or more destinations.\n\n\
+             For further assistance, please contact <help@isp.example>\n\n\
+             If that does not help, write to us: <help@isp.example>\n\n\
+             <reader@example.org>: host mx.example.org[192.0.2.9] said: 550 5.1.1\n\
+             \x20   <reader@example.org>: User unknown (in reply to RCPT TO command)\n",
+        );
+        let r = classify(&m);
+        assert_eq!(r.kind, Kind::Bounce);
+        assert_eq!(r.recipients.len(), 1);
+        assert_eq!(r.recipients[0].address, "reader@example.org");
+        assert_eq!(r.recipients[0].status, "5.1.1");
+    }
+
+    #[test]
+    fn onhold_when_words_say_nothing_known_and_reason_above_address() {
+        let bounce = |report: &str| {
+            let m = crlf(&format!(
+                "From: postmaster@gw.example.net\nTo: b@news.example.org\n\
+                 Subject: Undeliverable message\n\n{report}\n"
+            ));
+            classify(&m)
+                .recipients
+                .into_iter()
+                .next()
+                .expect("a recipient")
+        };
+        // Lotus Notes' layout: the reason above the address, here in words
+        // that name no known reason.
+        let r = bounce(
+            "------- Failure Reasons --------\n\
+             Routing stopped: the message could not be handed over\nreader@example.org\n\
+             ------- Returned Message --------\n",
+        );
+        assert_eq!(
+            (r.reason.as_str(), r.status.as_str()),
+            ("onhold", "5.0.901")
+        );
+        assert!(r.diagnostic.unwrap().starts_with("Routing stopped"));
+        // Only the address, under a line that introduces the list.
+        let r = bounce("Delivery to the following recipients failed:\n* reader@example.org\n");
+        assert_eq!(
+            (r.reason.as_str(), r.status.as_str()),
+            ("undefined", "5.0.900")
+        );
+        // A known reason above the address.
+        let r = bounce("Mailbox full\nreader@example.org\n");
+        assert_eq!((r.reason.as_str(), r.hard), ("mailboxfull", false));
+    }
+
+    /// An ISO-2022-JP notice (Japanese servers): its double-byte text is
+    /// 7-bit and would read as stray codes ("5.1.1!" is three kanji), so
+    /// it is decoded before it is read.
+    #[test]
+    fn iso_2022_jp_text_is_decoded() {
+        let mut m = crlf(
+            "From: MAILER-DAEMON@mx.example.jp\nTo: b@news.example.org\n\
+             Subject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n\
+             Content-Type: text/plain; charset=iso-2022-jp\n\n\
+             <reader@example.jp>: host mx.example.jp[192.0.2.7] said: 552 mailbox full\n",
+        );
+        m.extend_from_slice(b"\x1b$B5.1.1!\x1b(B\r\n");
+        let r = classify(&m);
+        let x = &r.recipients[0];
+        assert_eq!(x.address, "reader@example.jp");
+        assert_eq!(
+            (x.reason.as_str(), x.status.as_str()),
+            ("mailboxfull", "5.0.922")
+        );
+        assert!(!x.diagnostic.as_deref().unwrap().contains("5.1.1"));
+    }
+
+    #[test]
+    fn returned_delivery_report_is_read_when_the_notice_says_nothing() {
+        let inner = "From: MAILER-DAEMON@mx.example.org\nTo: list@news.example.org\n\
+                     Subject: Returned mail: User unknown\nMIME-Version: 1.0\n\
+                     Content-Type: multipart/report; report-type=delivery-status; boundary=\"in\"\n\n\
+                     --in\nContent-Type: text/plain\n\nUser unknown.\n\
+                     --in\nContent-Type: message/delivery-status\n\n\
+                     Reporting-MTA: dns; mx.example.org\n\n\
+                     Final-Recipient: rfc822; gone@example.org\nAction: failed\nStatus: 5.1.1\n\
+                     Diagnostic-Code: smtp; 550 5.1.1 User unknown\n\n\
+                     --in\nContent-Type: message/rfc822\n\n\
+                     Message-ID: <m9@news.example.org>\nTo: gone@example.org\n\nHi\n--in--\n";
+        let outer = |text: &str| {
+            crlf(&format!(
+                "From: MAILER-DAEMON@gw.example.net\nTo: list@news.example.org\n\
+                 Subject: Returned mail\nMIME-Version: 1.0\n\
+                 Content-Type: multipart/mixed; boundary=\"out\"\n\n\
+                 --out\nContent-Type: text/plain\n\n{text}\n\
+                 --out\nContent-Type: message/rfc822\n\n{inner}--out--\n"
+            ))
+        };
+        // The gateway's notice names nobody: the returned report speaks.
+        let r = classify(&outer(
+            "----- The following addresses had permanent delivery errors -----\n",
+        ));
+        assert_eq!(r.kind, Kind::Bounce);
+        let x = &r.recipients[0];
+        assert_eq!(
+            (x.address.as_str(), x.status.as_str(), x.hard),
+            ("gone@example.org", "5.1.1", true)
+        );
+        assert_eq!(
+            r.original.message_id.as_deref(),
+            Some("m9@news.example.org")
+        );
+        // A notice with its own reason is not overridden.
+        let r = classify(&outer("<list@news.example.org>: 552 5.2.2 Mailbox full\n"));
+        assert_eq!(r.recipients[0].reason, "mailboxfull");
+        // Ordinary mail forwarding a report stays ordinary mail.
+        let fwd = crlf(&format!(
+            "From: friend@example.net\nTo: me@news.example.org\nSubject: look at this\n\
+             MIME-Version: 1.0\nContent-Type: multipart/mixed; boundary=\"out\"\n\n\
+             --out\nContent-Type: text/plain\n\nWhat does this mean?\n\
+             --out\nContent-Type: message/rfc822\n\n{inner}--out--\n"
+        ));
+        assert_eq!(classify(&fwd).kind, Kind::NotABounce);
     }
 
     #[test]

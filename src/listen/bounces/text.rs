@@ -323,6 +323,10 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
     let lines: Vec<&str> = text.lines().take(2000).collect();
     // Which lines mention which candidate addresses.
     let mut hits: Vec<(usize, String)> = Vec::new();
+    // Addresses the text gives as the one to contact ("please contact
+    // <support@isp.example>", as Postfix's and many ISPs' notices say):
+    // a help desk, never a recipient, wherever else it is named.
+    let mut contacts: Vec<String> = Vec::new();
     for (n, line) in lines.iter().enumerate() {
         let lower = line.trim_start().to_ascii_lowercase();
         if is_header_line(&lower) {
@@ -335,6 +339,18 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
             // "Please contact foo@example.org" and "sent by bar@..." are
             // not recipients; look at the words just before the address.
             let before = line[..at].to_ascii_lowercase();
+            // The words before the address, without the brackets or
+            // quotes around it ("contact <x@y>", "write to: \"x@y\"").
+            let lead = before
+                .trim_end()
+                .trim_end_matches(['<', '"', '\'', '(', '[', ':'])
+                .trim_end();
+            if lead.ends_with("contact") {
+                if !contacts.contains(&a) {
+                    contacts.push(a);
+                }
+                continue;
+            }
             if [
                 "contact",
                 "mail to ",
@@ -355,6 +371,7 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
             hits.push((n, a));
         }
     }
+    hits.retain(|(_, a)| !contacts.contains(a));
     let mut order: Vec<String> = Vec::new();
     for (_, a) in &hits {
         if !order.contains(a) && order.len() < 100 {
@@ -383,13 +400,24 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
                         words.push(' ');
                     }
                     words.push_str(prev);
+                } else if let Some(reply) = transcript_reply(&lines, &hits, *n, &address) {
+                    if !words.is_empty() {
+                        words.push(' ');
+                    }
+                    words.push_str(&reply);
+                } else if let Some(reason) = reason_above(&lines, &hits, *n, &address) {
+                    if !words.is_empty() {
+                        words.push(' ');
+                    }
+                    words.push_str(reason);
                 }
                 let mut k = *n;
                 while k < lines.len() && k < n + 8 {
                     let l = lines[k].trim();
                     if k > *n
                         && (l.is_empty() && !words.is_empty()
-                            || hits.iter().any(|(m, b)| *m == k && *b != address))
+                            || hits.iter().any(|(m, b)| *m == k && *b != address)
+                            || is_sendmail_summary(l))
                     {
                         break;
                     }
@@ -408,6 +436,92 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
             Found { address, words }
         })
         .collect()
+}
+
+/// The line just above a line that holds nothing but `address` (bullets
+/// and brackets aside), when it reads as that address's reason: Lotus
+/// Notes/Domino and some Japanese gateways write "Failure Reasons", then
+/// the reason, then the address under it. Not a line that introduces a
+/// list ("... had permanent fatal errors:", "----- ... -----"), a header,
+/// or one that names another address.
+fn reason_above<'t>(
+    lines: &[&'t str],
+    hits: &[(usize, String)],
+    n: usize,
+    address: &str,
+) -> Option<&'t str> {
+    let bare = lines[n]
+        .to_ascii_lowercase()
+        .replacen(address, "", 1)
+        .chars()
+        .all(|c| !c.is_alphanumeric());
+    let above = n.checked_sub(1)?;
+    let l = lines[above].trim();
+    let lower = l.to_ascii_lowercase();
+    let introduces = l.ends_with(':')
+        || ["---", "===", "***"]
+            .iter()
+            .any(|r| l.starts_with(r) || l.ends_with(r));
+    (bare
+        && !l.is_empty()
+        && !introduces
+        && !is_header_line(&lower)
+        && !is_original_start(l)
+        && !hits.iter().any(|(m, _)| *m == above))
+    .then_some(l)
+}
+
+/// A Sendmail summary line, "550 example.org (smtp)... 550 Host unknown"
+/// or "554 <a@example.org>... User unknown": a reply code, then the host
+/// or address it is about and "... ". Each says all Sendmail has to say
+/// of its host or address, so the words about an address stop at the next
+/// one (it speaks of another host).
+fn is_sendmail_summary(line: &str) -> bool {
+    let b = line.as_bytes();
+    b.len() > 8
+        && matches!(b[0], b'4' | b'5')
+        && b[1].is_ascii_digit()
+        && b[2].is_ascii_digit()
+        && b[3] == b' '
+        && line.contains("... ")
+}
+
+/// Sendmail's transcript ("----- Transcript of session follows -----")
+/// writes the command and the server's reply (">>> MAIL From:<...>",
+/// "<<< 501 ... refused") and then one summary line per recipient it
+/// concerns ("554 <rcpt@example.org>... Remote protocol error"), which
+/// often keeps only the last words. For such a summary line `n`, the
+/// reply just above it and its command, when they name no other
+/// recipient: the server's own words about the address.
+fn transcript_reply(
+    lines: &[&str],
+    hits: &[(usize, String)],
+    n: usize,
+    address: &str,
+) -> Option<String> {
+    let line = lines[n].trim_start();
+    if line.starts_with("<<<") || line.starts_with(">>>") {
+        return None;
+    }
+    let reply_at = n.checked_sub(1)?;
+    let reply = lines[reply_at].trim();
+    if !reply.starts_with("<<<") {
+        return None;
+    }
+    let other = |m: usize| hits.iter().any(|(k, a)| *k == m && a != address);
+    if other(reply_at) {
+        return None;
+    }
+    let mut out = String::new();
+    if let Some(cmd_at) = reply_at.checked_sub(1)
+        && lines[cmd_at].trim_start().starts_with(">>>")
+        && !other(cmd_at)
+    {
+        out.push_str(lines[cmd_at].trim());
+        out.push(' ');
+    }
+    out.push_str(reply);
+    Some(out)
 }
 
 /// Lines of `text` that read like a server's refusal: an SMTP reply code,
