@@ -54,6 +54,7 @@ fn main() {
                                     reply: None,
                                     attempts: i64::from(state == State::Sent),
                                     suppress: None,
+                                    relay: None,
                                 })
                                 .collect();
                             s.apply("bench", &u).unwrap();

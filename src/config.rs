@@ -132,6 +132,11 @@ pub struct Config {
     pub smtp_ca_file: Option<PathBuf>,
     /// Allow `tls=none` to a relay that is not on this machine.
     pub smtp_allow_plaintext: bool,
+    /// Several relays (`relays:` in herald.yaml), each with its own
+    /// address, user, rate and connections; empty when the single relay of
+    /// `smtp_url` is used. See [`Config::relay_list`] for the list a send
+    /// uses either way.
+    pub relays: Vec<RelaySetting>,
     /// Connections to the relay used in parallel.
     pub connections: usize,
     /// At most this many messages per second, minute, hour or day.
@@ -221,6 +226,7 @@ impl Default for Config {
             smtp_user: None,
             smtp_ca_file: None,
             smtp_allow_plaintext: false,
+            relays: Vec::new(),
             connections: 4,
             rate: None,
             batch_size: None,
@@ -340,6 +346,7 @@ const SETTINGS: &[Setting] = &[
     setting!(smtp_user, |v, _b| Some(one_line(v)?), show_opt),
     setting!(smtp_ca_file, |v, b| Some(path(v, b)?), show_path),
     setting!(smtp_allow_plaintext, |v, _b| boolean(v)?, show),
+    setting!(relays, |v, _b| relays_from_text(v)?, show_relays),
     setting!(connections, |v, _b| at_least_one(number(v)?)?, show),
     setting!(rate, |v, _b| Some(Rate::parse(v)?), show_opt),
     setting!(
@@ -512,6 +519,239 @@ pub fn redact_url(raw: &str) -> String {
         Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
         None => raw.to_string(),
     }
+}
+
+/// One relay of `relays:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelaySetting {
+    /// For messages and `herald status`; default `host:port`.
+    pub name: String,
+    pub url: Url,
+    pub user: Option<String>,
+    /// At most this many messages per window at this relay.
+    pub rate: Option<Rate>,
+    /// Connections used in parallel (`None`: the `connections` setting).
+    pub connections: Option<usize>,
+    /// This relay's daily quota. Read and checked, not yet enforced.
+    pub max_per_day: Option<u64>,
+    /// The variable holding its password (or `<it>_FILE` naming a file):
+    /// `HERALD_RELAY_<NAME>_PASSWORD`, or HERALD_SMTP_PASSWORD for `smtp_url`.
+    pub password_env: String,
+    /// The setting it came from, for messages: `relays` or `smtp_url`.
+    pub setting: &'static str,
+}
+
+/// The keys a `relays` entry may have.
+const RELAY_KEYS: &[&str] = &["name", "url", "user", "rate", "connections", "max_per_day"];
+
+/// `host:port` of a relay address, its name when it has none.
+fn default_relay_name(url: &Url) -> String {
+    let host = url.host_str().unwrap_or("relay");
+    let port = url
+        .port()
+        .unwrap_or(if url.scheme() == "smtps" { 465 } else { 587 });
+    format!("{host}:{port}")
+}
+
+/// `HERALD_RELAY_<NAME>_PASSWORD`: the name upper-cased, anything but
+/// letters and digits made `_`.
+pub fn relay_password_env(name: &str) -> String {
+    let mut var = String::from("HERALD_RELAY_");
+    var.extend(name.chars().map(|c| {
+        if c.is_ascii_alphanumeric() {
+            c.to_ascii_uppercase()
+        } else {
+            '_'
+        }
+    }));
+    var.push_str("_PASSWORD");
+    var
+}
+
+/// One entry of `relays:` (the `index`th, from 0).
+fn relay_entry(v: &yaml_serde::Value, index: usize) -> Result<RelaySetting, String> {
+    let yaml_serde::Value::Mapping(map) = v else {
+        return Err("each relay is a map, like `- url: smtp://mail.example.org:587`".into());
+    };
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in map {
+        let key = scalar(k);
+        if key == "password" {
+            return Err(
+                "a password never goes in herald.yaml; remove it and set the relay's \
+                 HERALD_RELAY_<NAME>_PASSWORD (or ..._PASSWORD_FILE) instead"
+                    .into(),
+            );
+        }
+        if !RELAY_KEYS.contains(&key.as_str()) {
+            return Err(format!(
+                "a relay has no `{key}`; it takes {}",
+                RELAY_KEYS.join(", ")
+            ));
+        }
+        if matches!(
+            v,
+            yaml_serde::Value::Mapping(_) | yaml_serde::Value::Sequence(_)
+        ) {
+            return Err(format!("`{key}` must be a single value"));
+        }
+        fields.insert(key, scalar(v));
+    }
+    let url = fields
+        .get("url")
+        .filter(|u| !u.trim().is_empty())
+        .ok_or_else(|| {
+            format!(
+                "it has no `url`; write it like `- url: smtp://mail.example.org:587`{}",
+                if index == 0 {
+                    ""
+                } else {
+                    " (each relay needs its own)"
+                }
+            )
+        })?;
+    let url = smtp(url).map_err(|e| {
+        e.replace("`smtp_user`", "the relay's `user`").replace(
+            "HERALD_SMTP_PASSWORD (or HERALD_SMTP_PASSWORD_FILE)",
+            "HERALD_RELAY_<NAME>_PASSWORD",
+        )
+    })?;
+    let name = match fields.get("name") {
+        Some(n) => {
+            let n = one_line(n)?;
+            if n.trim().is_empty() || !n.chars().any(|c| c.is_ascii_alphanumeric()) {
+                return Err(format!(
+                    "the name `{n}` needs a letter or digit; it names the password's variable"
+                ));
+            }
+            n.trim().to_string()
+        }
+        None => default_relay_name(&url),
+    };
+    let user = fields.get("user").map(|u| one_line(u)).transpose()?;
+    let rate = fields
+        .get("rate")
+        .map(|r| Rate::parse(r))
+        .transpose()
+        .map_err(|e| format!("`rate`: {e}"))?;
+    let connections = fields
+        .get("connections")
+        .map(|c| number::<usize>(c).and_then(at_least_one))
+        .transpose()
+        .map_err(|e| format!("`connections`: {e}"))?;
+    let max_per_day = fields
+        .get("max_per_day")
+        .map(|c| number::<u64>(c).and_then(at_least_one))
+        .transpose()
+        .map_err(|e| format!("`max_per_day`: {e}"))?;
+    Ok(RelaySetting {
+        password_env: relay_password_env(&name),
+        name,
+        url,
+        user,
+        rate,
+        connections,
+        max_per_day,
+        setting: "relays",
+    })
+}
+
+/// The first relay whose name (or password variable) an earlier one
+/// already has: its index and what to do.
+fn duplicate_relay<'a>(relays: impl Iterator<Item = &'a RelaySetting>) -> Option<(usize, String)> {
+    let mut seen: Vec<&RelaySetting> = Vec::new();
+    for (i, r) in relays.enumerate() {
+        if let Some(other) = seen.iter().find(|o| o.password_env == r.password_env) {
+            return Some((
+                i,
+                format!(
+                    "the name `{}` is taken by another relay (`{}`); give each relay its own `name:` \
+                     (its password comes from {})",
+                    r.name, other.name, r.password_env
+                ),
+            ));
+        }
+        seen.push(r);
+    }
+    None
+}
+
+/// `relays` from text (HERALD_RELAYS, `--set relays=...`): the same list
+/// in YAML's one-line form, `[{name: a, url: "smtp://a.example.org:587"}]`.
+fn relays_from_text(v: &str) -> Result<Vec<RelaySetting>, String> {
+    let value: yaml_serde::Value = yaml_serde::from_str(v).map_err(|_| {
+        "write the relays as a list, like [{name: a, url: \"smtp://a.example.org:587\", rate: 10/s}]"
+            .to_string()
+    })?;
+    let yaml_serde::Value::Sequence(list) = value else {
+        return Err(
+            "write the relays as a list, like [{name: a, url: \"smtp://a.example.org:587\", rate: 10/s}]"
+                .into(),
+        );
+    };
+    let relays = list
+        .iter()
+        .enumerate()
+        .map(|(i, e)| relay_entry(e, i).map_err(|m| format!("relay {}: {m}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some((i, e)) = duplicate_relay(relays.iter()) {
+        return Err(format!("relay {}: {e}", i + 1));
+    }
+    Ok(relays)
+}
+
+/// The relays in the one-line form [`relays_from_text`] reads back.
+fn show_relays(relays: &[RelaySetting]) -> Option<String> {
+    if relays.is_empty() {
+        return None;
+    }
+    let items: Vec<String> = relays
+        .iter()
+        .map(|r| {
+            let mut parts = vec![
+                format!(
+                    "name: \"{}\"",
+                    r.name.replace('\\', "\\\\").replace('"', "\\\"")
+                ),
+                format!("url: \"{}\"", r.url),
+            ];
+            if let Some(u) = &r.user {
+                parts.push(format!(
+                    "user: \"{}\"",
+                    u.replace('\\', "\\\\").replace('"', "\\\"")
+                ));
+            }
+            if let Some(rate) = r.rate {
+                parts.push(format!("rate: {rate}"));
+            }
+            if let Some(c) = r.connections {
+                parts.push(format!("connections: {c}"));
+            }
+            if let Some(m) = r.max_per_day {
+                parts.push(format!("max_per_day: {m}"));
+            }
+            format!("{{{}}}", parts.join(", "))
+        })
+        .collect();
+    Some(format!("[{}]", items.join(", ")))
+}
+
+/// The lines of the `- ` entries under a top-level `key:` (block style).
+fn entry_lines(text: &str, key: &str) -> Vec<usize> {
+    let Some(start) = line_of(text, key) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for (i, l) in text.lines().enumerate().skip(start) {
+        // The next top-level key ends the list.
+        if !l.is_empty() && !l.starts_with([' ', '\t', '-', '#']) {
+            break;
+        }
+        if l.trim_start().starts_with("- ") || l.trim() == "-" {
+            out.push(i + 1);
+        }
+    }
+    out
 }
 
 fn smtp(v: &str) -> Result<Url, String> {
@@ -846,6 +1086,14 @@ impl Config {
                 path: path.to_path_buf(),
                 line: line_of(text, &key),
             };
+            if key == "relays"
+                && let yaml_serde::Value::Sequence(list) = &value
+            {
+                // Parsed here rather than through the text form so that a
+                // bad entry is reported at its own line.
+                self.apply_relays_file(path, text, list, source, problems);
+                continue;
+            }
             let Some(s) = SETTINGS.iter().find(|s| s.name == key) else {
                 problems.push(
                     source,
@@ -881,6 +1129,81 @@ impl Config {
         Ok(())
     }
 
+    /// `relays:` in the file: each entry checked on its own, its problems
+    /// reported at its `- ` line.
+    fn apply_relays_file(
+        &mut self,
+        path: &Path,
+        text: &str,
+        list: &[yaml_serde::Value],
+        source: Source,
+        problems: &mut Problems,
+    ) {
+        let lines = entry_lines(text, "relays");
+        let mut relays = Vec::new();
+        let mut ok = true;
+        for (i, entry) in list.iter().enumerate() {
+            let at = Source::File {
+                path: path.to_path_buf(),
+                line: lines.get(i).copied().or(match &source {
+                    Source::File { line, .. } => *line,
+                    _ => None,
+                }),
+            };
+            match relay_entry(entry, i) {
+                Ok(r) => relays.push((r, at)),
+                Err(e) => {
+                    ok = false;
+                    problems.push(at, format!("`relays` entry {}: {e}", i + 1));
+                }
+            }
+        }
+        if let Some((i, e)) = duplicate_relay(relays.iter().map(|(r, _)| r)) {
+            ok = false;
+            problems.push(
+                relays[i].1.clone(),
+                format!("`relays` entry {}: {e}", i + 1),
+            );
+        }
+        if ok {
+            self.relays = relays.into_iter().map(|(r, _)| r).collect();
+            self.sources.insert("relays", source);
+        }
+    }
+
+    /// The relays a send uses: `relays:` when given, else the single relay
+    /// of `smtp_url`, `smtp_user`, `rate` and `connections` as a list of
+    /// one (its password from HERALD_SMTP_PASSWORD, as always). Empty when
+    /// neither is set.
+    pub fn relay_list(&self) -> Vec<RelaySetting> {
+        if !self.relays.is_empty() {
+            return self
+                .relays
+                .iter()
+                .cloned()
+                .map(|mut r| {
+                    // A relay without its own `connections` takes the
+                    // general setting, so `--connections` still means something.
+                    r.connections.get_or_insert(self.connections);
+                    r
+                })
+                .collect();
+        }
+        let Some(url) = &self.smtp_url else {
+            return Vec::new();
+        };
+        vec![RelaySetting {
+            name: default_relay_name(url),
+            url: url.clone(),
+            user: self.smtp_user.clone(),
+            rate: self.rate,
+            connections: Some(self.connections),
+            max_per_day: None,
+            password_env: "HERALD_SMTP_PASSWORD".into(),
+            setting: "smtp_url",
+        }]
+    }
+
     fn apply(
         &mut self,
         setting: &Setting,
@@ -905,6 +1228,19 @@ impl Config {
 
     /// Checks that span several settings.
     fn cross_check(&self, problems: &mut Problems) {
+        if !self.relays.is_empty() && self.smtp_url.is_some() {
+            // Which of the two was meant cannot be guessed: sending through
+            // the wrong relay is worse than stopping.
+            problems.push(
+                self.source("smtp_url"),
+                format!(
+                    "`smtp_url` ({}) and `relays` ({}) are both set; use one: `relays` for several relays, \
+                     `smtp_url` (or --smtp) for one",
+                    self.source("smtp_url"),
+                    self.source("relays")
+                ),
+            );
+        }
         let dkim = ["dkim_domain", "dkim_selector", "dkim_key_file"];
         let set: Vec<&str> = dkim
             .into_iter()
@@ -1836,6 +2172,120 @@ mod tests {
             .unwrap();
         assert_eq!(s.expose_str(), Some("from-file"));
         assert!(secret_with("X", |_| None).unwrap().is_none());
+    }
+
+    #[test]
+    fn several_relays_each_with_its_own_settings() {
+        let (_d, path) = file(
+            "from: News <news@example.org>\n\
+             relays:\n  - name: main\n    url: smtp://mail.example.org:587\n    user: news\n    \
+             rate: 10/s\n    connections: 2\n    max_per_day: 5000\n  \
+             - url: smtps://backup.example.net\nrate: 3/s\nconnections: 6\n",
+        );
+        let c = Config::load_with(Some(&path), env(&[]), &[]).unwrap();
+        let list = c.relay_list();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0].name, "main");
+        assert_eq!(list[0].user.as_deref(), Some("news"));
+        assert_eq!(list[0].rate, Some(Rate::parse("10/s").unwrap()));
+        assert_eq!(list[0].connections, Some(2));
+        assert_eq!(list[0].max_per_day, Some(5000));
+        assert_eq!(list[0].password_env, "HERALD_RELAY_MAIN_PASSWORD");
+        // No name: host:port; no connections: the general setting; no rate: none
+        // (the general `rate` is the single relay's).
+        assert_eq!(list[1].name, "backup.example.net:465");
+        assert_eq!(
+            list[1].password_env,
+            "HERALD_RELAY_BACKUP_EXAMPLE_NET_465_PASSWORD"
+        );
+        assert_eq!((list[1].connections, list[1].rate), (Some(6), None));
+        assert_eq!(
+            c.source("relays").to_string(),
+            format!("{}:2", path.display())
+        );
+        // What `herald config` shows reads back as the same list.
+        let shown = c
+            .entries()
+            .into_iter()
+            .find(|e| e.name == "relays")
+            .unwrap();
+        let mut d = Config::default();
+        d.set("relays", shown.value.as_deref().unwrap(), "--set relays")
+            .unwrap();
+        assert_eq!(d.relays, c.relays);
+    }
+
+    #[test]
+    fn the_single_relay_is_a_list_of_one() {
+        let c = Config::load_with(
+            None,
+            env(&[
+                ("HERALD_SMTP_URL", "smtp://mail.example.org:2525"),
+                ("HERALD_RATE", "5/s"),
+            ]),
+            &[Override::new("connections", "3", "--connections")],
+        )
+        .unwrap();
+        let list = c.relay_list();
+        assert_eq!(list.len(), 1);
+        assert_eq!(list[0].name, "mail.example.org:2525");
+        assert_eq!(list[0].password_env, "HERALD_SMTP_PASSWORD");
+        assert_eq!(list[0].rate, Some(Rate::parse("5/s").unwrap()));
+        assert_eq!(list[0].connections, Some(3));
+        assert!(Config::default().relay_list().is_empty());
+    }
+
+    #[test]
+    fn bad_relay_entries_are_named_at_their_line() {
+        let cases = [
+            // (entries, the line of the bad one, words the message must hold)
+            (
+                "  - url: smtp://a.example.org\n  - rate: 5/s\n",
+                3,
+                "no `url`",
+            ),
+            (
+                "  - url: smtp://a.example.org\n    password: hunter2\n",
+                2,
+                "never goes in herald.yaml",
+            ),
+            (
+                "  - url: smtp://a.example.org\n    rate: fast\n",
+                2,
+                "`rate`",
+            ),
+            (
+                "  - url: smtp://a.example.org\n    speed: 5/s\n",
+                2,
+                "has no `speed`",
+            ),
+            (
+                "  - url: http://a.example.org\n",
+                2,
+                "not a mail relay address",
+            ),
+            (
+                "  - url: smtp://a.example.org\n  - url: smtp://b.example.org\n    name: a.example.org:587\n",
+                3,
+                "give each relay its own `name:`",
+            ),
+        ];
+        for (entries, line, words) in cases {
+            let text = format!("relays:\n{entries}");
+            let e = Config::parse(Path::new("herald.yaml"), &text).unwrap_err();
+            assert_eq!(e.line, Some(line), "{text}: {e}");
+            assert!(e.message.contains(words), "{text}: {e}");
+            assert!(!e.message.contains("hunter2"), "{e}");
+        }
+        // Both ways of naming the relay at once: which one was meant?
+        let (_d, path) = file("relays:\n  - url: smtp://a.example.org\n");
+        let e = Config::load_with(
+            Some(&path),
+            env(&[("HERALD_SMTP_URL", "smtp://b.example.org")]),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.message.contains("use one"), "{e}");
     }
 
     #[test]

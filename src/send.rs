@@ -19,7 +19,7 @@ use serde::Serialize;
 use crate::InputError;
 use crate::audience::{self, Recipient, Row, SkipReason, Skipped, Suppression};
 use crate::compose::Issue;
-use crate::config::Config;
+use crate::config::{Config, RelaySetting};
 use crate::deliver::engine::{self, Progress, Settings, Stop};
 use crate::deliver::outbox::{Outbox, OutboxMailer};
 use crate::deliver::smtp::{Relay, Smtp};
@@ -88,9 +88,9 @@ pub fn campaign_id(issue: &Issue) -> String {
     issue.post.campaign_id()
 }
 
-fn smtp_password() -> Result<Option<String>, InputError> {
-    Ok(crate::config::secret("HERALD_SMTP_PASSWORD")?
-        .map(|s| String::from_utf8_lossy(s.expose()).into_owned()))
+/// The password in `var` (or the file named by `var`_FILE).
+fn relay_password(var: &str) -> Result<Option<String>, InputError> {
+    Ok(crate::config::secret(var)?.map(|s| String::from_utf8_lossy(s.expose()).into_owned()))
 }
 
 fn settings(opts: &SendOptions, config: &Config) -> Settings {
@@ -133,28 +133,51 @@ pub fn window_now(config: &Config) -> Result<Option<(Duration, jiff::Timestamp)>
     }
 }
 
-fn relay(config: &Config, config_path: &Path) -> anyhow::Result<Relay> {
-    let url = config.smtp_url.as_ref().map(url::Url::to_string).ok_or_else(|| {
-        InputError::new(
+/// Every relay of the send (`relays:`, or `smtp_url` as a list of one),
+/// each with its password read from its own variable.
+fn relays(config: &Config, config_path: &Path) -> anyhow::Result<Vec<(RelaySetting, Relay)>> {
+    let list = config.relay_list();
+    if list.is_empty() {
+        anyhow::bail!(InputError::new(
             config_path,
             None,
             "say which mail relay to send through: `smtp_url` in herald.yaml, HERALD_SMTP_URL, or --smtp \
-             (like smtp://mail.example.org:587); or add --dry-run to write the messages to files",
+             (like smtp://mail.example.org:587), or several under `relays:`; or add --dry-run to write the \
+             messages to files",
+        ));
+    }
+    let mut out = Vec::new();
+    for setting in list {
+        let relay = Relay::parse(
+            setting.url.as_str(),
+            setting.user.clone(),
+            relay_password(&setting.password_env)?,
+            config.smtp_allow_plaintext,
         )
-    })?;
-    let relay = Relay::parse(
-        &url,
-        config.smtp_user.clone(),
-        smtp_password()?,
-        config.smtp_allow_plaintext,
-    )
-    .map_err(|m| config.source("smtp_url").error(m))?;
-    Ok(match &config.smtp_ca_file {
-        Some(ca) => relay
-            .with_ca_file(ca)
-            .map_err(|m| config.source("smtp_ca_file").error(m))?,
-        None => relay,
-    })
+        .map_err(|m| {
+            // The single relay's messages already name its settings; a
+            // relay of `relays:` says which one and where its password goes.
+            let m = if setting.setting == "relays" {
+                format!(
+                    "relay `{}`: {}",
+                    setting.name,
+                    m.replace("`smtp_user`", "its `user`")
+                        .replace("HERALD_SMTP_PASSWORD", &setting.password_env)
+                )
+            } else {
+                m
+            };
+            config.source(setting.setting).error(m)
+        })?;
+        let relay = match &config.smtp_ca_file {
+            Some(ca) => relay
+                .with_ca_file(ca)
+                .map_err(|m| config.source("smtp_ca_file").error(m))?,
+            None => relay,
+        };
+        out.push((setting, relay));
+    }
+    Ok(out)
 }
 
 /// A dry run: every message written to the outbox, nothing sent.
@@ -200,6 +223,7 @@ pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyho
             max_attempts: 1,
             ..Settings::default()
         },
+        others: Vec::new(),
     };
     let (outcome, back) = engine::run(
         store,
@@ -542,9 +566,20 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
             }
         }
     }
-    let relay = relay(config, config_path)?;
-    let describe = relay.describe();
-    let run = prepare(opts, config, config_path, &issue, Target::Relay(relay))?;
+    let mut relays = relays(config, config_path)?;
+    let (first_setting, first) = relays.remove(0);
+    // The first relay's rate and connections are the plan's settings.
+    settings.rate = first_setting.rate;
+    settings.connections = first_setting
+        .connections
+        .unwrap_or(settings.connections)
+        .max(1);
+    let others = relays;
+    let describe = std::iter::once(first.describe())
+        .chain(others.iter().map(|(_, r)| r.describe()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let run = prepare(opts, config, config_path, &issue, Target::Relay(first))?;
     let Prepared {
         campaign,
         composer,
@@ -620,7 +655,12 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     }
 
     // Say what is about to happen, and ask on a terminal.
-    let eta = settings.rate.map(|r| to_send as f64 / r.per_second());
+    // Several relays add up; one without a rate makes the whole unlimited.
+    let rates: Option<Vec<f64>> = std::iter::once(settings.rate)
+        .chain(others.iter().map(|(s, _)| s.rate))
+        .map(|r| r.map(|r| r.per_second()))
+        .collect();
+    let eta = rates.map(|r| to_send as f64 / r.iter().sum::<f64>());
     let mut plan = format!(
         "About to send \"{}\" ({campaign}) to {to_send} people through {} with {} connection(s)",
         issue.content.title,
@@ -630,6 +670,18 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     match settings.rate {
         Some(r) => plan.push_str(&format!(", at most {r}")),
         None => plan.push_str(", with no rate limit (as fast as the relay accepts)"),
+    }
+    for (s, r) in &others {
+        plan.push_str(&format!(
+            ", and through {} ({}) with {} connection(s), {}",
+            s.name,
+            r.describe(),
+            s.connections.unwrap_or(1),
+            match s.rate {
+                Some(rate) => format!("at most {rate}"),
+                None => "no rate limit".into(),
+            }
+        ));
     }
     if let Some(max) = settings.max_per_run {
         plan.push_str(&format!(", at most {max} this run"));
@@ -688,6 +740,15 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         columns: cols,
         mailer: Smtp::new(relay, timeout),
         settings,
+        others: others
+            .into_iter()
+            .map(|(s, r)| engine::Lane {
+                name: s.name,
+                mailer: Smtp::new(r, timeout),
+                rate: s.rate,
+                connections: s.connections.unwrap_or(1),
+            })
+            .collect(),
     };
     let (outcome, mut store) = engine::run(store, plan, Arc::clone(&progress), interrupt);
     display.finish();

@@ -18,10 +18,24 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     let entries = config.entries();
     // Secrets: only whether they are there and in which variable, never the
     // value, so this output can be pasted into a support request.
-    let secrets: Vec<(&str, &str, Option<String>)> = config::SECRETS
+    let mut secrets: Vec<(String, String, Option<String>)> = config::SECRETS
         .iter()
-        .map(|(name, what)| (*name, *what, config::secret_source(name)))
+        .map(|(name, what)| {
+            (
+                name.to_string(),
+                what.to_string(),
+                config::secret_source(name),
+            )
+        })
         .collect();
+    // Each relay of `relays:` has a password variable of its own.
+    for r in &config.relays {
+        secrets.push((
+            r.password_env.clone(),
+            format!("the password of relay `{}`", r.name),
+            config::secret_source(&r.password_env),
+        ));
+    }
     // Which store: said without connecting (or reading the password).
     let (store_kind, store_place) = match &config.database_url {
         Some(url) => ("postgres", crate::config::redact_url(url.as_str())),

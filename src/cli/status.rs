@@ -127,6 +127,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             .filter(|s| s.source.is_unsubscribe() && s.campaign.as_deref() == Some(c.id.as_str()))
             .count();
         let bounced = journal.bounce_summary(&c.id).map_err(unreadable)?;
+        let relays = journal.relay_counts(&c.id).map_err(unreadable)?;
         if !json {
             let n = &c.counts;
             let state = if c.finished_at.is_some() {
@@ -145,6 +146,18 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                 n.skipped,
                 n.pending
             )?;
+            // Per relay only when there is more than one to tell apart.
+            if relays.len() > 1 {
+                for r in &relays {
+                    say!(
+                        "  through {}: {} sent, {} failed, {} deferred",
+                        r.relay,
+                        r.sent,
+                        r.failed,
+                        r.deferred
+                    )?;
+                }
+            }
             if unsubscribed > 0 {
                 say!("  {unsubscribed} unsubscribed through this email's link")?;
             }
@@ -190,6 +203,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             "problems": problems,
             "unsubscribed": unsubscribed,
             "bounces": bounced,
+            "relays": relays,
         }));
     }
     if json {

@@ -103,8 +103,21 @@ pub struct Plan<M: Mailer> {
     pub campaign: String,
     pub composer: Arc<Composer>,
     pub columns: Arc<Vec<String>>,
+    /// The first relay, with `settings.rate` and `settings.connections`.
     pub mailer: M,
     pub settings: Settings,
+    /// Further relays (`relays:`), each with its own rate, connections and
+    /// health. Empty for the single relay of today.
+    pub others: Vec<Lane<M>>,
+}
+
+/// One more relay of a run.
+pub struct Lane<M: Mailer> {
+    /// For messages: `backup` or `mail.example.org:587`.
+    pub name: String,
+    pub mailer: M,
+    pub rate: Option<Rate>,
+    pub connections: usize,
 }
 
 struct Job<P> {
@@ -115,6 +128,8 @@ struct Job<P> {
     /// Attempts this run that were about this recipient (not the relay's).
     attempts: u32,
     last_reply: Option<String>,
+    /// The relay of the last attempt that reached this recipient.
+    relay: Option<String>,
 }
 
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -195,10 +210,20 @@ async fn blocking<T: Send + 'static>(
     .expect("a store call does not panic")
 }
 
-struct Shared<M: Mailer> {
+/// One relay's own state: its throttle, its health, its workers' mailer.
+/// A relay that fails is paused alone; the others carry on.
+struct RelayState<M: Mailer> {
+    name: String,
     mailer: M,
-    settings: Settings,
+    connections: usize,
     limiter: Mutex<Limiter>,
+    health: std::sync::Mutex<Health>,
+}
+
+struct Shared<M: Mailer> {
+    /// Every relay of the run; the first is the plan's `mailer`.
+    relays: Vec<RelayState<M>>,
+    settings: Settings,
     /// The campaign's rate across senders, when the store is shared.
     shared_rate: Option<Arc<dyn RateGate>>,
     store: mpsc::UnboundedSender<Cmd>,
@@ -210,9 +235,10 @@ struct Shared<M: Mailer> {
     fatal: std::sync::Mutex<Option<String>>,
     broken: std::sync::Mutex<Option<String>>,
     relay_down: std::sync::Mutex<Option<String>>,
-    health: std::sync::Mutex<Health>,
     /// Recipients waiting to be tried again; they come back through `retries`.
     waiting: AtomicU64,
+    /// Jobs in a worker's hands (taken, not yet settled).
+    in_flight: AtomicU64,
     retries: Retries<M::Payload>,
     /// The builder has handed over its last message.
     built_all: AtomicBool,
@@ -224,12 +250,15 @@ type Retries<P> = (
     Mutex<mpsc::UnboundedReceiver<Job<P>>>,
 );
 
-/// How the relay has been doing lately.
+/// How a relay has been doing lately.
 #[derive(Default)]
 struct Health {
     /// Relay-level failures since the last success.
     failures: u32,
     failing_since: Option<Instant>,
+    /// It has done nothing but fail for `relay_down_after`; it is still
+    /// tried again after each pause, and a success makes it up again.
+    down: bool,
 }
 
 /// Pauses after relay-level failures: short enough to notice a relay that
@@ -263,61 +292,82 @@ impl<M: Mailer> Shared<M> {
         self.stop.load(Ordering::SeqCst)
     }
 
-    /// A relay-level failure: pause everyone, and say whether the relay is
-    /// now taken as down.
-    async fn relay_failed(&self, why: &str, slow_down: bool) -> bool {
+    /// A relay-level failure at relay `r`: pause that relay alone, and
+    /// say whether the run stops because every relay is now down.
+    async fn relay_failed(&self, r: usize, why: &str, slow_down: bool) -> bool {
+        let relay = &self.relays[r];
         let now = Instant::now();
         let (failures, since) = {
-            let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            let mut h = relay.health.lock().unwrap_or_else(|p| p.into_inner());
             h.failures += 1;
             (h.failures, *h.failing_since.get_or_insert(now))
         };
         if failures >= 3 && now - since >= self.settings.relay_down_after {
-            self.relay_down
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .get_or_insert_with(|| why.to_string());
-            self.request_stop();
-            return true;
+            relay.health.lock().unwrap_or_else(|p| p.into_inner()).down = true;
+            // Only when no relay is left does the run stop: the others
+            // carry the messages meanwhile.
+            let all_down = self
+                .relays
+                .iter()
+                .all(|o| o.health.lock().unwrap_or_else(|p| p.into_inner()).down);
+            if all_down {
+                let why = if self.relays.len() == 1 {
+                    why.to_string()
+                } else {
+                    format!("every relay is down; the last, {}: {why}", relay.name)
+                };
+                self.relay_down
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(why);
+                self.request_stop();
+                return true;
+            }
         }
         let pause = if slow_down {
-            self.limiter.lock().await.slow_down()
+            relay.limiter.lock().await.slow_down()
         } else {
             let pause =
                 (RELAY_BACKOFF_MIN * 2u32.saturating_pow(failures - 1)).min(RELAY_BACKOFF_MAX);
-            self.limiter.lock().await.pause(pause);
+            relay.limiter.lock().await.pause(pause);
             pause
         };
+        let which = if self.relays.len() == 1 {
+            "the relay".to_string()
+        } else {
+            format!("the relay {}", relay.name)
+        };
         tracing::warn!(
-            "{} {why}; pausing {}s",
+            "{which} {} {why}; pausing {}s",
             if slow_down {
-                "the relay asked to slow down:"
+                "asked to slow down:"
             } else {
-                "the relay is not taking messages:"
+                "is not taking messages:"
             },
             pause.as_secs_f64().ceil()
         );
         false
     }
 
-    async fn relay_ok(&self) {
+    async fn relay_ok(&self, r: usize) {
+        let relay = &self.relays[r];
         let was_failing = {
-            let mut h = self.health.lock().unwrap_or_else(|p| p.into_inner());
+            let mut h = relay.health.lock().unwrap_or_else(|p| p.into_inner());
             std::mem::take(&mut *h).failures > 0
         };
         if was_failing {
-            self.limiter.lock().await.recovered();
+            relay.limiter.lock().await.recovered();
         }
     }
 
-    /// Waits until the relay may be used (after a pause); false when the
+    /// Waits until relay `r` may be used (after a pause); false when the
     /// run is stopping meanwhile.
-    async fn relay_open(&self) -> bool {
+    async fn relay_open(&self, r: usize) -> bool {
         loop {
             if self.stopping() {
                 return false;
             }
-            let at = self.limiter.lock().await.paused_until();
+            let at = self.relays[r].limiter.lock().await.paused_until();
             let Some(at) = at else { return true };
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => {}
@@ -360,7 +410,22 @@ pub async fn run_async<M: Mailer>(
         columns,
         mailer,
         settings,
+        others,
     } = plan;
+    let mut relays = vec![RelayState {
+        name: mailer.describe(),
+        mailer,
+        connections: settings.connections.max(1),
+        limiter: Mutex::new(Limiter::new(settings.rate, settings.batch)),
+        health: std::sync::Mutex::new(Health::default()),
+    }];
+    relays.extend(others.into_iter().map(|lane| RelayState {
+        name: lane.name,
+        mailer: lane.mailer,
+        connections: lane.connections.max(1),
+        limiter: Mutex::new(Limiter::new(lane.rate, settings.batch)),
+        health: std::sync::Mutex::new(Health::default()),
+    }));
     // Other senders on the same campaign (a shared store) share its rate.
     let (store, shared_rate) = match settings.rate {
         Some(rate) => {
@@ -386,12 +451,11 @@ pub async fn run_async<M: Mailer>(
     let shared = Arc::new(Shared {
         relay_down: std::sync::Mutex::new(None),
         broken: std::sync::Mutex::new(None),
-        health: std::sync::Mutex::new(Health::default()),
         waiting: AtomicU64::new(0),
+        in_flight: AtomicU64::new(0),
         retries: (retries.0, Mutex::new(retries.1)),
         built_all: AtomicBool::new(false),
-        mailer,
-        limiter: Mutex::new(Limiter::new(settings.rate, settings.batch)),
+        relays,
         shared_rate,
         settings,
         store: tx,
@@ -465,11 +529,15 @@ async fn dispatch<M: Mailer>(
     // Messages are built on the blocking pool, a chunk at a time, so
     // building the next ones overlaps with sending (and with the store's
     // commits).
-    let connections = shared.settings.connections.max(1);
+    let connections: usize = shared.relays.iter().map(|r| r.connections).sum();
     let (job_tx, job_rx) = mpsc::channel::<Job<M::Payload>>((connections * 2).max(2 * CHUNK));
     let job_rx = Arc::new(Mutex::new(job_rx));
-    let workers: Vec<_> = (0..connections)
-        .map(|_| tokio::spawn(worker(Arc::clone(&shared), Arc::clone(&job_rx))))
+    // Each relay its own workers, one per connection: a relay takes the
+    // next message only when it is not paused, so messages go to the
+    // relays that can take them now.
+    let workers: Vec<_> = (0..shared.relays.len())
+        .flat_map(|r| (0..shared.relays[r].connections).map(move |_| r))
+        .map(|r| tokio::spawn(worker(Arc::clone(&shared), r, Arc::clone(&job_rx))))
         .collect();
     // Only the workers hold the receiver: when they stop, the builder's
     // next send fails and it stops too.
@@ -635,7 +703,9 @@ fn build_one<M: Mailer>(
                 message: Outgoing {
                     from: built.envelope_from.clone(),
                     to,
-                    payload: shared.mailer.prepare(built),
+                    // Every relay is the same kind of Mailer, and its form
+                    // of the message does not depend on the relay.
+                    payload: shared.relays[0].mailer.prepare(built),
                 },
                 gate: Gate::new(move || {
                     let (tx, rx) = oneshot::channel();
@@ -645,6 +715,7 @@ fn build_one<M: Mailer>(
                         reply: None,
                         attempts: 0,
                         suppress: None,
+                        relay: None,
                     };
                     if store.send(Cmd::Apply(mark, Some(tx))).is_err() {
                         // The receiver is dropped with the sender: `pass` reports it.
@@ -653,6 +724,7 @@ fn build_one<M: Mailer>(
                 }),
                 attempts: 0,
                 last_reply: None,
+                relay: None,
             })
         }
         Err(why) => Err(Update {
@@ -661,37 +733,60 @@ fn build_one<M: Mailer>(
             reply: Some(why),
             attempts: 0,
             suppress: None,
+            relay: None,
         }),
     }
 }
 
 async fn worker<M: Mailer>(
     shared: Arc<Shared<M>>,
+    r: usize,
     jobs: Arc<Mutex<mpsc::Receiver<Job<M::Payload>>>>,
 ) {
     let mut conn: Option<M::Conn> = None;
-    while let Some(mut job) = next_job(&shared, &jobs).await {
-        let update = match deliver(&shared, &mut conn, &mut job).await {
-            Delivered::Done(update) => update,
-            // Nothing happened to this recipient: they wait for the next run.
-            Delivered::Untouched => continue,
-            Delivered::Retry(at) => {
-                retry_later(&shared, job, at);
-                continue;
-            }
+    loop {
+        // A paused relay takes no message, so the others get it.
+        if !shared.relay_open(r).await {
+            break;
+        }
+        let Some(mut job) = next_job(&shared, &jobs).await else {
+            break;
         };
-        match update.state {
-            State::Sent => shared.progress.sent.fetch_add(1, Ordering::Relaxed),
-            State::Failed | State::Skipped => {
-                shared.progress.failed.fetch_add(1, Ordering::Relaxed)
-            }
-            _ => shared.progress.deferred.fetch_add(1, Ordering::Relaxed),
-        };
-        let _ = shared.store.send(Cmd::Apply(update, None));
+        let delivered = deliver(&shared, r, &mut conn, &mut job).await;
+        settle(&shared, job, delivered);
+        // After `settle`: a job handed back is counted in `waiting` by now,
+        // so the other workers never see nothing in flight and nothing
+        // waiting while it is on its way back.
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
     if let Some(c) = conn {
-        let _ = tokio::time::timeout(Duration::from_secs(5), shared.mailer.quit(c)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), shared.relays[r].mailer.quit(c)).await;
     }
+}
+
+/// Records what became of a job, or puts it back in the queue.
+fn settle<M: Mailer>(shared: &Arc<Shared<M>>, job: Job<M::Payload>, delivered: Delivered) {
+    let update = match delivered {
+        Delivered::Done(update) => update,
+        // Nothing happened to this recipient: they wait for the next run.
+        Delivered::Untouched => return,
+        Delivered::Retry(at) => {
+            retry_later(shared, job, at);
+            return;
+        }
+        Delivered::Elsewhere => {
+            // The relay failed before the message: another relay takes it
+            // at once, no attempt used up.
+            retry_later(shared, job, Instant::now());
+            return;
+        }
+    };
+    match update.state {
+        State::Sent => shared.progress.sent.fetch_add(1, Ordering::Relaxed),
+        State::Failed | State::Skipped => shared.progress.failed.fetch_add(1, Ordering::Relaxed),
+        _ => shared.progress.deferred.fetch_add(1, Ordering::Relaxed),
+    };
+    let _ = shared.store.send(Cmd::Apply(update, None));
 }
 
 /// The next message to send: a recipient whose retry time has come, else
@@ -708,22 +803,28 @@ async fn next_job<M: Mailer>(
             return None;
         }
         if let Ok(job) = retries.try_recv() {
-            return Some(job);
+            return Some(taken(shared, job));
         }
+        // Done only when no job can come back: none waiting for its retry
+        // and none in another worker's hands (a relay that fails before
+        // the message hands its job back for another relay).
         if !builder_open
             && shared.built_all.load(Ordering::SeqCst)
             && shared.waiting.load(Ordering::SeqCst) == 0
+            && shared.in_flight.load(Ordering::SeqCst) == 0
         {
-            return None;
+            // A retry may have arrived since the look above; its sender
+            // queued it before lowering `waiting`.
+            return retries.try_recv().ok().map(|job| taken(shared, job));
         }
         tokio::select! {
             job = rx.recv(), if builder_open => match job {
-                Some(job) => return Some(job),
+                Some(job) => return Some(taken(shared, job)),
                 None => builder_open = false,
             },
             job = retries.recv() => {
                 if let Some(job) = job {
-                    return Some(job);
+                    return Some(taken(shared, job));
                 }
             }
             _ = shared.stopped.notified() => return None,
@@ -732,6 +833,12 @@ async fn next_job<M: Mailer>(
             _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
     }
+}
+
+/// A job a worker takes: in flight until it is settled.
+fn taken<M: Mailer>(shared: &Shared<M>, job: Job<M::Payload>) -> Job<M::Payload> {
+    shared.in_flight.fetch_add(1, Ordering::SeqCst);
+    job
 }
 
 /// Puts the recipient back in the queue at `at`, without holding a
@@ -765,6 +872,8 @@ enum Delivered {
     Retry(Instant),
     /// Nothing reached the relay and nothing changes for this recipient.
     Untouched,
+    /// This relay failed before the message: hand it to another relay.
+    Elsewhere,
 }
 
 /// What a recipient's record becomes when the run stops before their
@@ -778,6 +887,7 @@ fn stopped<P>(job: &Job<P>) -> Delivered {
             reply: job.last_reply.clone(),
             attempts: job.attempts as i64,
             suppress: None,
+            relay: job.relay.clone(),
         })
     } else {
         Delivered::Untouched
@@ -788,23 +898,25 @@ fn stopped<P>(job: &Job<P>) -> Delivered {
 /// recipient) was the problem.
 async fn deliver<M: Mailer>(
     shared: &Shared<M>,
+    r: usize,
     conn: &mut Option<M::Conn>,
     job: &mut Job<M::Payload>,
 ) -> Delivered {
     let settings = &shared.settings;
     loop {
-        if !shared.relay_open().await {
+        if !shared.relay_open(r).await {
             return stopped(job);
         }
-        let failure = match attempt_once(shared, conn, job).await {
+        let failure = match attempt_once(shared, r, conn, job).await {
             Ok(reply) => {
-                shared.relay_ok().await;
+                shared.relay_ok(r).await;
                 return Delivered::Done(Update {
                     seq: job.seq,
                     state: State::Sent,
                     reply: Some(reply),
                     attempts: job.attempts as i64 + 1,
                     suppress: None,
+                    relay: Some(shared.relays[r].name.clone()),
                 });
             }
             Err(f) => f,
@@ -817,11 +929,12 @@ async fn deliver<M: Mailer>(
         }
         match failure.kind {
             FailureKind::Permanent => {
-                shared.relay_ok().await;
+                shared.relay_ok(r).await;
                 return Delivered::Done(Update {
                     seq: job.seq,
                     state: State::Failed,
                     suppress: failure.address_gone().then(|| job.email.to_lowercase()),
+                    relay: Some(shared.relays[r].name.clone()),
                     reply: Some(failure.reply),
                     attempts: job.attempts as i64 + 1,
                 });
@@ -833,29 +946,39 @@ async fn deliver<M: Mailer>(
                     reply: Some(failure.reply),
                     attempts: job.attempts as i64,
                     suppress: None,
+                    relay: Some(shared.relays[r].name.clone()),
                 });
             }
             FailureKind::Broken => {
                 shared.broke(failure.reply.clone());
                 job.last_reply = Some(failure.reply);
+                job.relay = Some(shared.relays[r].name.clone());
                 return stopped(job);
             }
             FailureKind::Config => {
-                shared.fail(format!("{} ({})", failure.reply, shared.mailer.describe()));
+                shared.fail(format!(
+                    "{} ({})",
+                    failure.reply,
+                    shared.relays[r].mailer.describe()
+                ));
                 job.last_reply = Some(failure.reply);
                 return stopped(job);
             }
             FailureKind::Relay | FailureKind::SlowDown if !job.gate.passed() => {
                 // Not this recipient's doing: no attempt is used up.
                 let slow = failure.kind == FailureKind::SlowDown;
-                if shared.relay_failed(&failure.reply, slow).await {
+                if shared.relay_failed(r, &failure.reply, slow).await {
                     return stopped(job);
+                }
+                if shared.relays.len() > 1 {
+                    return Delivered::Elsewhere;
                 }
                 continue;
             }
             FailureKind::Relay | FailureKind::SlowDown | FailureKind::Transient => {
                 job.attempts += 1;
                 job.last_reply = Some(failure.reply);
+                job.relay = Some(shared.relays[r].name.clone());
                 if job.attempts >= settings.max_attempts || shared.stopping() {
                     return Delivered::Done(Update {
                         seq: job.seq,
@@ -863,6 +986,7 @@ async fn deliver<M: Mailer>(
                         reply: job.last_reply.clone(),
                         attempts: job.attempts as i64,
                         suppress: None,
+                        relay: Some(shared.relays[r].name.clone()),
                     });
                 }
                 let wait = settings.retry_base * 2u32.pow(job.attempts - 1);
@@ -904,14 +1028,16 @@ async fn take_shared(gate: &Arc<dyn RateGate>, stopped: &Notify) -> Result<i64, 
 
 async fn attempt_once<M: Mailer>(
     shared: &Shared<M>,
+    r: usize,
     conn: &mut Option<M::Conn>,
     job: &mut Job<M::Payload>,
 ) -> Result<String, super::Failure> {
+    let relay = &shared.relays[r];
     let timeout = shared.settings.timeout;
     let gate_was = job.gate.passed();
-    if conn.as_ref().is_none_or(|c| shared.mailer.is_broken(c)) {
+    if conn.as_ref().is_none_or(|c| relay.mailer.is_broken(c)) {
         *conn = None;
-        let c = tokio::time::timeout(timeout, shared.mailer.connect())
+        let c = tokio::time::timeout(timeout, relay.mailer.connect())
             .await
             .map_err(|_| {
                 super::Failure::relay(format!(
@@ -922,25 +1048,27 @@ async fn attempt_once<M: Mailer>(
         *conn = Some(c);
     }
     let slot = tokio::select! {
-        slot = throttle::take(&shared.limiter) => slot,
+        slot = throttle::take(&relay.limiter) => slot,
         _ = shared.stopped.notified() => {
             return Err(super::Failure::transient("the run was stopped"));
         }
     };
-    let shared_slot = match &shared.shared_rate {
+    // The shared rate is the first relay's (`rate`, the campaign's rate
+    // across senders); further relays keep to their own rates here.
+    let shared_slot = match shared.shared_rate.as_ref().filter(|_| r == 0) {
         None => None,
         Some(gate) => match take_shared(gate, &shared.stopped).await {
             Ok(id) => Some((Arc::clone(gate), id)),
             Err(failure) => {
-                shared.limiter.lock().await.answered(slot);
+                relay.limiter.lock().await.answered(slot);
                 return Err(failure);
             }
         },
     };
     let c = conn.as_mut().expect("connected above");
     let result =
-        tokio::time::timeout(timeout, shared.mailer.send(c, &job.message, &mut job.gate)).await;
-    shared.limiter.lock().await.answered(slot);
+        tokio::time::timeout(timeout, relay.mailer.send(c, &job.message, &mut job.gate)).await;
+    relay.limiter.lock().await.answered(slot);
     if let Some((gate, id)) = shared_slot {
         // Recorded after the answer, as the local throttle does; a failure
         // here only makes the other senders wait longer (the slot counts

@@ -193,6 +193,38 @@ pub struct Update {
     pub attempts: i64,
     /// Add this address (lower-cased) to the suppression list.
     pub suppress: Option<String>,
+    /// The relay that answered (accepted, refused or deferred the
+    /// message), by its name; `None` leaves the recorded one as it was.
+    pub relay: Option<String>,
+}
+
+/// One relay's share of a campaign, for `herald status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RelayCounts {
+    pub relay: String,
+    pub sent: i64,
+    pub failed: i64,
+    pub deferred: i64,
+}
+
+impl RelayCounts {
+    /// From (relay, state, count) rows, in the relays' order of name.
+    fn gather(rows: impl IntoIterator<Item = (String, String, i64)>) -> Vec<RelayCounts> {
+        let mut by: std::collections::BTreeMap<String, RelayCounts> = Default::default();
+        for (relay, state, n) in rows {
+            let c = by.entry(relay.clone()).or_insert_with(|| RelayCounts {
+                relay,
+                ..RelayCounts::default()
+            });
+            match State::parse(&state) {
+                Some(State::Sent) => c.sent += n,
+                Some(State::Failed) => c.failed += n,
+                Some(State::Deferred) => c.deferred += n,
+                _ => {}
+            }
+        }
+        by.into_values().collect()
+    }
 }
 
 /// A campaign's list being brought into the store, in one transaction.
@@ -248,6 +280,8 @@ pub trait Store: Send {
     fn apply(&mut self, campaign: &str, updates: &[Update]) -> Result<()>;
 
     fn counts(&self, campaign: &str) -> Result<Counts>;
+    /// Per relay that answered for someone: sent, failed, deferred.
+    fn relay_counts(&self, campaign: &str) -> Result<Vec<RelayCounts>>;
     /// Marks the campaign finished when nobody is left to mail.
     fn finish_if_done(&mut self, campaign: &str) -> Result<bool>;
     fn is_finished(&self, campaign: &str) -> Result<bool>;

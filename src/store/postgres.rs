@@ -34,14 +34,15 @@ use postgres::{Client, NoTls};
 
 use super::{
     BounceEvent, BounceSummary, CampaignInfo, Counts, Dump, Import, Lock, Problem, RateGate,
-    RecipientRecord, Result, Row, Source, State, Store, StoreError, Suppressed, Update,
+    RecipientRecord, RelayCounts, Result, Row, Source, State, Store, StoreError, Suppressed,
+    Update,
 };
 use crate::clock;
 use crate::config::Rate;
 
 /// The schema this herald writes in PostgreSQL (its own numbering; the
 /// SQLite journal has its own).
-const SCHEMA_VERSION: i32 = 1;
+const SCHEMA_VERSION: i32 = 2;
 
 /// A sender not heard of for this long is taken as dead: its pending
 /// claims go to other senders.
@@ -362,6 +363,12 @@ fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
          );
          CREATE INDEX IF NOT EXISTS rate_slot_campaign ON rate_slot (campaign, id);",
     )?;
+    // Version 2: which relay answered for each recipient (`relays:`);
+    // `herald_apply` takes the relays too, so the old one goes.
+    tx.batch_execute(
+        "ALTER TABLE recipient ADD COLUMN IF NOT EXISTS relay TEXT;
+         DROP FUNCTION IF EXISTS herald_apply(TEXT, TEXT, BIGINT[], TEXT[], TEXT[], BIGINT[], TEXT, BIGINT);",
+    )?;
     // Functions for the two calls made for every message, so each is one
     // round trip to the database rather than four or five.
     tx.batch_execute(&format!(
@@ -401,7 +408,7 @@ fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
          END $f$;
 
          CREATE OR REPLACE FUNCTION herald_apply(p_campaign TEXT, p_now TEXT, p_seqs BIGINT[], p_states TEXT[],
-            p_replies TEXT[], p_attempts BIGINT[], p_sender TEXT, p_marks BIGINT)
+            p_replies TEXT[], p_attempts BIGINT[], p_sender TEXT, p_marks BIGINT, p_relays TEXT[])
          RETURNS BIGINT LANGUAGE plpgsql AS $f$
          DECLARE
             marked BIGINT;
@@ -412,8 +419,10 @@ fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
             WITH done AS (
                UPDATE recipient r SET state = u.state, reply = COALESCE(u.reply, r.reply),
                   attempts = r.attempts + u.attempts, updated_at = p_now,
+                  relay = COALESCE(u.relay, r.relay),
                   claimed_by = CASE WHEN u.state IN ('pending', 'sending') THEN r.claimed_by ELSE NULL END
-               FROM unnest(p_seqs, p_states, p_replies, p_attempts) AS u(seq, state, reply, attempts)
+               FROM unnest(p_seqs, p_states, p_replies, p_attempts, p_relays)
+                  AS u(seq, state, reply, attempts, relay)
                WHERE r.campaign = p_campaign AND r.seq = u.seq
                  AND (u.state <> 'sending' OR r.claimed_by = p_sender OR r.claimed_by IS NULL)
                RETURNING u.state)
@@ -692,6 +701,7 @@ impl Store for Postgres {
         let states: Vec<&str> = merged.iter().map(|u| u.state.as_str()).collect();
         let replies: Vec<Option<String>> = merged.iter().map(|u| u.reply.clone()).collect();
         let attempts: Vec<i64> = merged.iter().map(|u| u.attempts).collect();
+        let relays: Vec<Option<String>> = merged.iter().map(|u| u.relay.clone()).collect();
         let marks = merged.iter().filter(|u| u.state == State::Sending).count();
         let target = self.target.clone();
         let e = |err| db_error(&target, err);
@@ -710,10 +720,10 @@ impl Store for Postgres {
                 db_error(&target, err)
             }
         };
-        let call = "SELECT herald_apply($1, $2, $3, $4, $5, $6, $7, $8)";
+        let call = "SELECT herald_apply($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         let marks = marks as i64;
-        let params: [&(dyn ToSql + Sync); 8] = [
-            &campaign, &now, &seqs, &states, &replies, &attempts, &sender, &marks,
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &campaign, &now, &seqs, &states, &replies, &attempts, &sender, &marks, &relays,
         ];
         // One call for the whole group commit (see `herald_apply`): one
         // round trip, one wait for the disk.
@@ -755,6 +765,20 @@ impl Store for Postgres {
             c.add(&state, n);
         }
         Ok(c)
+    }
+
+    fn relay_counts(&self, campaign: &str) -> Result<Vec<RelayCounts>> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT relay, state, COUNT(*) FROM recipient WHERE campaign = $1 AND relay IS NOT NULL
+                 GROUP BY relay, state",
+                &[&campaign],
+            )
+            .map_err(self.err())?;
+        Ok(RelayCounts::gather(
+            rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))),
+        ))
     }
 
     fn finish_if_done(&mut self, campaign: &str) -> Result<bool> {
@@ -1230,6 +1254,9 @@ fn merge_updates(updates: &[Update]) -> Vec<Update> {
                 if u.reply.is_some() {
                     m.reply = u.reply.clone();
                 }
+                if u.relay.is_some() {
+                    m.relay = u.relay.clone();
+                }
                 m.attempts += u.attempts;
             }
             None => {
@@ -1463,6 +1490,7 @@ mod tests {
                 reply: None,
                 attempts: 0,
                 suppress: None,
+                relay: None,
             })
             .collect();
         s.apply("c", &u)

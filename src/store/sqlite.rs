@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     BounceEvent, BounceSummary, CampaignInfo, Counts, Dump, DumpCampaign, DumpRecipient, Import,
-    Lock, Problem, RecipientRecord, Result, Row, Source, State, Store, StoreError, Suppressed,
-    Update,
+    Lock, Problem, RecipientRecord, RelayCounts, Result, Row, Source, State, Store, StoreError,
+    Suppressed, Update,
 };
 use crate::clock;
 
@@ -18,7 +18,7 @@ pub const FILE: &str = "journal.db";
 
 /// The schema this herald writes. Version 0 is the first release's (no
 /// `seen` column); it is upgraded in place on open.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 
 pub struct Sqlite {
     conn: Connection,
@@ -198,6 +198,11 @@ impl Sqlite {
              CREATE INDEX IF NOT EXISTS bounce_email ON bounce (email_key, at);
              CREATE INDEX IF NOT EXISTS bounce_campaign ON bounce (campaign);",
         )?;
+        // Schema 4: which relay answered for each recipient (`relays:`).
+        if !has("recipient", "relay") {
+            self.conn
+                .execute_batch("ALTER TABLE recipient ADD COLUMN relay TEXT")?;
+        }
         self.conn
             .pragma_update(None, "user_version", SCHEMA_VERSION)
     }
@@ -353,7 +358,7 @@ impl Store for Sqlite {
             let mut st = tx
                 .prepare_cached(
                     "UPDATE recipient SET state = ?3, reply = COALESCE(?4, reply), attempts = attempts + ?5,
-                        updated_at = ?6 WHERE campaign = ?1 AND seq = ?2",
+                        updated_at = ?6, relay = COALESCE(?7, relay) WHERE campaign = ?1 AND seq = ?2",
                 )
                 .map_err(|e| db_error(&path, e))?;
             let mut sup = tx
@@ -369,7 +374,8 @@ impl Store for Sqlite {
                     u.state.as_str(),
                     u.reply,
                     u.attempts,
-                    now
+                    now,
+                    u.relay
                 ])
                 .map_err(|e| db_error(&path, e))?;
                 if let Some(key) = &u.suppress {
@@ -404,6 +410,22 @@ impl Store for Sqlite {
             c.add(&state, n);
         }
         Ok(c)
+    }
+
+    fn relay_counts(&self, campaign: &str) -> Result<Vec<RelayCounts>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT relay, state, COUNT(*) FROM recipient WHERE campaign = ?1 AND relay IS NOT NULL
+                 GROUP BY relay, state",
+            )
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([campaign], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .map_err(self.err())?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(self.err())?;
+        Ok(RelayCounts::gather(rows))
     }
 
     fn finish_if_done(&mut self, campaign: &str) -> Result<bool> {
@@ -950,6 +972,8 @@ mod tests {
         }
         let mut s = Sqlite::open(dir.path()).unwrap();
         assert_eq!(s.counts("c").unwrap().sent, 1);
+        // Schema 4's column is there: nobody has a relay yet.
+        assert!(s.relay_counts("c").unwrap().is_empty());
         // A re-import: row 2 is somebody new now, and is mailed.
         import(&mut s, &["new@x.org", "a@x.org", "b@x.org"]);
         assert_eq!(queued(&s), ["b@x.org", "new@x.org"]);

@@ -67,6 +67,7 @@ fn set(s: &mut dyn Store, email: &str, state: State) {
             reply: None,
             attempts: 1,
             suppress: None,
+            relay: None,
         }],
     )
     .unwrap();
@@ -169,6 +170,7 @@ fn permanent_failures_join_the_suppression_list() {
                 reply: Some("550 5.1.1 no such user".into()),
                 attempts: 1,
                 suppress: Some("a@x.org".into()),
+                relay: None,
             }],
         )
         .unwrap();
@@ -368,4 +370,63 @@ fn a_sqlite_journal_copies_into_postgres_once_whatever_the_reruns() {
     assert_eq!(pg.bounces("c").unwrap().len(), 1);
     // A copied campaign goes on where it was: only c@ is left to mail.
     assert_eq!(queued(&pg), ["c@x.org"]);
+}
+
+#[test]
+fn the_relay_that_answered_is_recorded_per_recipient() {
+    for b in backends("the_relay_that_answered_is_recorded_per_recipient") {
+        let mut s = (b.open)();
+        let s = s.as_mut();
+        import(s, &["a@x.org", "b@x.org", "c@x.org", "d@x.org"]);
+        let seqs: Vec<i64> = s
+            .queue("c", 0, 100, false)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.seq)
+            .collect();
+        let u = |seq, state, relay: Option<&str>| Update {
+            seq,
+            state,
+            reply: None,
+            attempts: 1,
+            suppress: None,
+            relay: relay.map(String::from),
+        };
+        s.apply(
+            "c",
+            &[
+                u(seqs[0], State::Sent, Some("main")),
+                u(seqs[1], State::Sent, Some("backup")),
+                u(seqs[2], State::Deferred, Some("main")),
+                u(seqs[3], State::Failed, Some("backup")),
+            ],
+        )
+        .unwrap();
+        // A later update that names no relay keeps the one recorded; one
+        // that names another (a retry elsewhere) replaces it.
+        s.apply(
+            "c",
+            &[
+                u(seqs[2], State::Sending, None),
+                u(seqs[2], State::Sent, Some("backup")),
+            ],
+        )
+        .unwrap();
+        let got = s.relay_counts("c").unwrap();
+        let want = vec![
+            RelayCounts {
+                relay: "backup".into(),
+                sent: 2,
+                failed: 1,
+                deferred: 0,
+            },
+            RelayCounts {
+                relay: "main".into(),
+                sent: 1,
+                failed: 0,
+                deferred: 0,
+            },
+        ];
+        assert_eq!(got, want, "{}", b.name);
+    }
 }

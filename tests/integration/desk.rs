@@ -39,6 +39,7 @@ fn status_csv_has_one_row_per_recipient_with_a_bom_and_no_formulas() {
             reply: Some(reply.into()),
             attempts,
             suppress: None,
+            relay: None,
         };
         s.apply(
             CAMPAIGN,

@@ -75,12 +75,24 @@ impl Rig {
         settings: Settings,
         interrupt: Arc<AtomicBool>,
     ) -> Outcome {
+        self.run_on(mailer, settings, Vec::new(), interrupt).await
+    }
+
+    /// A run through `mailer` and the further relays `others`.
+    async fn run_on(
+        &mut self,
+        mailer: &Memory,
+        settings: Settings,
+        others: Vec<engine::Lane<Memory>>,
+        interrupt: Arc<AtomicBool>,
+    ) -> Outcome {
         let plan = Plan {
             campaign: CAMPAIGN.into(),
             composer: Arc::clone(&self.composer),
             columns: Arc::new(Vec::new()),
             mailer: mailer.clone(),
             settings,
+            others,
         };
         let store = self.store.take().unwrap();
         let (outcome, store) =
@@ -282,6 +294,7 @@ async fn unknowns_are_not_resent_unless_asked() {
             reply: None,
             attempts: 1,
             suppress: None,
+            relay: None,
         })
         .collect();
     rig.store
@@ -646,4 +659,157 @@ async fn the_end_of_the_send_window_stops_the_run_and_the_rest_waits() {
     let got = per_recipient(&mailer);
     assert_eq!(got.len(), 10);
     assert!(got.values().all(|&n| n == 1));
+}
+
+/// A second memory relay for [`Rig::run_on`].
+fn lane(
+    name: &str,
+    mailer: &Memory,
+    rate: Option<Rate>,
+    connections: usize,
+) -> engine::Lane<Memory> {
+    engine::Lane {
+        name: name.into(),
+        mailer: mailer.clone(),
+        rate,
+        connections,
+    }
+}
+
+/// No window of `rate.window` holds more than `rate.max` of `at`.
+fn assert_within(mut at: Vec<tokio::time::Instant>, rate: Rate, what: &str) {
+    at.sort();
+    let n = rate.max as usize;
+    for i in 0..at.len().saturating_sub(n) {
+        assert!(
+            at[i + n] - at[i] >= rate.window,
+            "{what}: messages {i} and {} arrived {:?} apart",
+            i + n,
+            at[i + n] - at[i]
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_relays_each_keep_their_own_rate_and_share_the_list() {
+    let mut rig = rig(60);
+    let a = Memory::new().with_latency(Duration::from_millis(30));
+    let b = Memory::new().with_latency(Duration::from_millis(30));
+    let (rate_a, rate_b) = (Rate::parse("4/s").unwrap(), Rate::parse("10/s").unwrap());
+    let out = rig
+        .run_on(
+            &a,
+            Settings {
+                connections: 2,
+                rate: Some(rate_a),
+                ..settings()
+            },
+            vec![lane("b", &b, Some(rate_b), 3)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    // Everyone once, across both.
+    let mut got = per_recipient(&a);
+    for (k, v) in per_recipient(&b) {
+        *got.entry(k).or_default() += v;
+    }
+    assert_eq!(got.len(), 60);
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+    // Both relays carried a share, each within its own rate.
+    let at_a: Vec<_> = a.delivered().into_iter().map(|d| d.at).collect();
+    let at_b: Vec<_> = b.delivered().into_iter().map(|d| d.at).collect();
+    assert!(
+        !at_a.is_empty() && !at_b.is_empty(),
+        "{} {}",
+        at_a.len(),
+        at_b.len()
+    );
+    assert!(at_b.len() > at_a.len(), "{} {}", at_a.len(), at_b.len());
+    assert_within(at_a, rate_a, "relay a");
+    assert_within(at_b, rate_b, "relay b");
+    assert_eq!(rig.store().counts(CAMPAIGN).unwrap().sent, 60);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_that_refuses_everything_is_backed_off_alone_and_the_other_carries_the_run() {
+    let mut rig = rig(40);
+    let down = Memory::new();
+    down.refuse_all(Some(Failure::relay("421 4.3.2 Service not available")));
+    let up = Memory::new().with_latency(Duration::from_millis(5));
+    let out = rig
+        .run_on(
+            &down,
+            settings(),
+            vec![lane("up", &up, None, 2)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    assert!(down.delivered().is_empty());
+    let got = per_recipient(&up);
+    assert_eq!(got.len(), 40);
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+    // The failing relay's refusals were not the recipients' doing: nobody
+    // used up an attempt on them.
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.sent, c.deferred, c.failed, c.pending), (40, 0, 0, 0));
+    // Backed off, not hammered: a few probes, not one per recipient.
+    let tried: u32 = (0..40).map(|i| down.attempts(&address(i))).sum();
+    assert!(tried < 20, "{tried} attempts at the refusing relay");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_that_cannot_be_reached_hands_its_share_to_the_other() {
+    let mut rig = rig(30);
+    let gone = Memory::new();
+    gone.fail_connects(
+        10_000,
+        Failure::relay("connection refused (127.0.0.1:2526)"),
+    );
+    let up = Memory::new().with_latency(Duration::from_millis(5));
+    let out = rig
+        .run_on(
+            &up,
+            settings(),
+            vec![lane("gone", &gone, None, 3)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    assert_eq!(per_recipient(&up).len(), 30);
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.sent, c.deferred, c.pending), (30, 0, 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_run_stops_as_relay_down_only_when_every_relay_is_down() {
+    let mut rig = rig(20);
+    let a = Memory::new();
+    a.fail_connects(10_000, Failure::relay("connection refused (a)"));
+    let b = Memory::new();
+    b.fail_connects(10_000, Failure::relay("connection refused (b)"));
+    let started = tokio::time::Instant::now();
+    let out = rig
+        .run_on(
+            &a,
+            settings(),
+            vec![lane("b", &b, None, 2)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    let took = tokio::time::Instant::now() - started;
+    assert!(
+        matches!(&out.stop, Stop::RelayDown(why) if why.contains("every relay")),
+        "{:?}",
+        out.stop
+    );
+    assert!(
+        took >= Duration::from_secs(60) && took < Duration::from_secs(120),
+        "stopped after {took:?}"
+    );
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.pending, c.deferred, c.unknown), (20, 0, 0));
+    let queue = rig.store().queue(CAMPAIGN, 0, 100, false).unwrap();
+    assert!(queue.iter().all(|r| r.attempts == 0));
 }

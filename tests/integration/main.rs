@@ -14,6 +14,7 @@ mod engine;
 mod hostile;
 mod images;
 mod messages;
+mod relays;
 mod returned;
 mod serve;
 mod shared;

@@ -17,15 +17,15 @@ use crate::util::*;
 const SECRET: &str = "shared-store-test-secret";
 
 /// smtp-sink keeping every message in a folder of its own; stopped when
-/// dropped.
-struct Sink {
+/// dropped. Also used by the tests of several relays (`relays`).
+pub(crate) struct Sink {
     child: Child,
     port: u16,
     dumps: PathBuf,
 }
 
 impl Sink {
-    fn start(dir: &Path, name: &str) -> Option<Sink> {
+    pub(crate) fn start(dir: &Path, name: &str) -> Option<Sink> {
         let sink = tool("smtp-sink")?;
         let dumps = dir.join(name);
         std::fs::create_dir(&dumps).unwrap();
@@ -45,14 +45,14 @@ impl Sink {
         Some(Sink { child, port, dumps })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}?tls=none", self.port)
     }
 
     /// Each complete message the sink received: (recipient, when it was
     /// written, in seconds). smtp-sink writes a message as it arrives, so
     /// the file's time is the moment it reached the relay.
-    fn complete(&self) -> Vec<(String, f64)> {
+    pub(crate) fn complete(&self) -> Vec<(String, f64)> {
         let mut out = Vec::new();
         for e in std::fs::read_dir(&self.dumps).unwrap().flatten() {
             let Ok(bytes) = std::fs::read(e.path()) else {
@@ -85,7 +85,13 @@ impl Sink {
         out
     }
 
-    fn count(&self) -> usize {
+    /// Kills the sink now, as a relay that dies mid-run.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub(crate) fn count(&self) -> usize {
         std::fs::read_dir(&self.dumps)
             .map(|d| d.count())
             .unwrap_or(0)
@@ -174,7 +180,7 @@ fn status(dir: &Path, db: &ScratchDatabase) -> serde_json::Value {
 }
 
 /// The most messages in any one-second window (sliding, not by the clock's seconds).
-fn busiest_second(times: &mut [f64]) -> usize {
+pub(crate) fn busiest_second(times: &mut [f64]) -> usize {
     times.sort_by(f64::total_cmp);
     (0..times.len())
         .map(|i| {
