@@ -1228,6 +1228,17 @@ impl Config {
 
     /// Checks that span several settings.
     fn cross_check(&self, problems: &mut Problems) {
+        if !self.relays.is_empty() && self.rate.is_some() {
+            // Ignoring it would send faster than the person asked.
+            problems.push(
+                self.source("rate"),
+                format!(
+                    "`rate` ({}) is the single relay's; with `relays` ({}) give each relay its own `rate:`",
+                    self.source("rate"),
+                    self.source("relays")
+                ),
+            );
+        }
         if !self.relays.is_empty() && self.smtp_url.is_some() {
             // Which of the two was meant cannot be guessed: sending through
             // the wrong relay is worse than stopping.
@@ -2180,7 +2191,7 @@ mod tests {
             "from: News <news@example.org>\n\
              relays:\n  - name: main\n    url: smtp://mail.example.org:587\n    user: news\n    \
              rate: 10/s\n    connections: 2\n    max_per_day: 5000\n  \
-             - url: smtps://backup.example.net\nrate: 3/s\nconnections: 6\n",
+             - url: smtps://backup.example.net\nconnections: 6\n",
         );
         let c = Config::load_with(Some(&path), env(&[]), &[]).unwrap();
         let list = c.relay_list();
@@ -2191,8 +2202,8 @@ mod tests {
         assert_eq!(list[0].connections, Some(2));
         assert_eq!(list[0].max_per_day, Some(5000));
         assert_eq!(list[0].password_env, "HERALD_RELAY_MAIN_PASSWORD");
-        // No name: host:port; no connections: the general setting; no rate: none
-        // (the general `rate` is the single relay's).
+        // No name: host:port; no connections: the general setting; no rate:
+        // none (the general `rate` is the single relay's, refused beside `relays`).
         assert_eq!(list[1].name, "backup.example.net:465");
         assert_eq!(
             list[1].password_env,
@@ -2277,6 +2288,10 @@ mod tests {
             assert!(e.message.contains(words), "{text}: {e}");
             assert!(!e.message.contains("hunter2"), "{e}");
         }
+        // A general rate beside `relays` would be ignored: refused instead.
+        let (_d, path) = file("relays:\n  - url: smtp://a.example.org\nrate: 5/s\n");
+        let e = Config::load_with(Some(&path), env(&[]), &[]).unwrap_err();
+        assert!(e.message.contains("give each relay its own `rate:`"), "{e}");
         // Both ways of naming the relay at once: which one was meant?
         let (_d, path) = file("relays:\n  - url: smtp://a.example.org\n");
         let e = Config::load_with(

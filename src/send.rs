@@ -105,6 +105,7 @@ fn settings(opts: &SendOptions, config: &Config) -> Settings {
         resend_unknown: opts.resend_unknown,
         relay_down_after: config.relay_down_after,
         window_closes_after: None,
+        relay_name: None,
     }
 }
 
@@ -574,6 +575,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         .connections
         .unwrap_or(settings.connections)
         .max(1);
+    settings.relay_name = Some(first_setting.name.clone());
     let others = relays;
     let describe = std::iter::once(first.describe())
         .chain(others.iter().map(|(_, r)| r.describe()))

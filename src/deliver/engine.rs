@@ -38,6 +38,9 @@ pub struct Settings {
     /// starts after that, the ones in flight finish, the rest wait for the
     /// next run. Relative, so tests can run it on tokio's paused clock.
     pub window_closes_after: Option<Duration>,
+    /// The first relay's name for messages and the journal (`relays:`);
+    /// `None`: what its Mailer calls itself.
+    pub relay_name: Option<String>,
 }
 
 impl Default for Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
             resend_unknown: false,
             relay_down_after: Duration::from_secs(60),
             window_closes_after: None,
+            relay_name: None,
         }
     }
 }
@@ -413,7 +417,10 @@ pub async fn run_async<M: Mailer>(
         others,
     } = plan;
     let mut relays = vec![RelayState {
-        name: mailer.describe(),
+        name: settings
+            .relay_name
+            .clone()
+            .unwrap_or_else(|| mailer.describe()),
         mailer,
         connections: settings.connections.max(1),
         limiter: Mutex::new(Limiter::new(settings.rate, settings.batch)),
