@@ -1392,7 +1392,7 @@ impl ScratchDatabase {
                  must run (.ci/run starts a cluster with scripts/pg-cluster.sh)"
             );
             eprintln!(
-                "SKIPPED {what}: no PostgreSQL (start one with `eval $(scripts/pg-cluster.sh start DIR)` \
+                "SKIPPED {what}: no PostgreSQL (start one with `scripts/pg-cluster.sh start DIR` \
                  and export HERALD_TEST_DATABASE_URL and HERALD_TEST_DATABASE_PASSWORD)"
             );
             return None;
