@@ -642,11 +642,15 @@ impl Store for Postgres {
             &["pending", "deferred"]
         };
         // A claim: the rows are this sender's until it dies or lets go.
+        // Past `after_seq`, what is free or already ours; before it (the
+        // rows this run has handed over already are there), only what
+        // became free since: a dead sender's people, someone listed again.
         let sql = format!(
             "WITH c AS (
                 SELECT r.seq FROM recipient r
-                WHERE r.campaign = $1 AND r.seq > $2 AND r.state = ANY($4)
-                  AND (r.claimed_by IS NULL OR r.claimed_by = $5 OR NOT {held})
+                WHERE r.campaign = $1 AND r.state = ANY($4)
+                  AND (r.claimed_by IS NULL OR (r.claimed_by <> $5 AND NOT {held})
+                       OR (r.seq > $2 AND r.claimed_by = $5))
                 ORDER BY r.seq LIMIT $3
                 FOR UPDATE OF r SKIP LOCKED)
              UPDATE recipient r SET claimed_by = $5 FROM c
@@ -1512,6 +1516,25 @@ mod tests {
             (1..=10).collect::<Vec<_>>()
         );
         mark(&mut b, &[3], State::Sending).unwrap();
+    }
+
+    #[test]
+    fn a_dead_senders_people_are_picked_up_by_a_sender_already_past_them() {
+        let Some(db) = ScratchDatabase::new("a_dead_senders_people_are_picked_up") else {
+            return;
+        };
+        let mut a = Postgres::open(&db.target()).unwrap();
+        let b = Postgres::open(&db.target()).unwrap();
+        campaign(&mut a, 6);
+        let la = a.lock("c").unwrap().unwrap();
+        let _lb = b.lock("c").unwrap().unwrap();
+        assert_eq!(seqs(&a.queue("c", 0, 2, false).unwrap()), [1, 2]);
+        assert_eq!(seqs(&b.queue("c", 0, 2, false).unwrap()), [3, 4]);
+        // A goes away with 1 and 2 unsent; B, whose run is past them,
+        // still gets them, and never its own 3 and 4 a second time.
+        drop(la);
+        assert_eq!(seqs(&b.queue("c", 4, 10, false).unwrap()), [1, 2, 5, 6]);
+        assert!(b.queue("c", 6, 10, false).unwrap().is_empty());
     }
 
     #[test]
