@@ -1110,23 +1110,13 @@ impl Store for Postgres {
             .map_err(e)?;
         }
         for b in &dump.bounces {
+            let key = b.email.to_lowercase();
             tx.execute(
                 "INSERT INTO bounce (email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at)
                  SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
                  WHERE NOT EXISTS (SELECT 1 FROM bounce WHERE email_key = $1 AND campaign IS NOT DISTINCT FROM $2
                     AND kind = $3 AND message = $9 AND at = $10)",
-                &[
-                    &b.email.to_lowercase(),
-                    &b.campaign,
-                    &b.kind,
-                    &b.status,
-                    &b.hard,
-                    &b.reason,
-                    &b.diagnostic,
-                    &b.action,
-                    &b.message,
-                    &b.at,
-                ],
+                &bounce_params(b, &key),
             )
             .map_err(e)?;
         }
@@ -1166,25 +1156,31 @@ impl Store for Postgres {
     }
 }
 
+/// A bounce's values in the order of the `bounce` table's columns.
+fn bounce_params<'a>(b: &'a BounceEvent, key: &'a String) -> [&'a (dyn ToSql + Sync); 10] {
+    [
+        key,
+        &b.campaign,
+        &b.kind,
+        &b.status,
+        &b.hard,
+        &b.reason,
+        &b.diagnostic,
+        &b.action,
+        &b.message,
+        &b.at,
+    ]
+}
+
 fn insert_bounce(
     tx: &mut postgres::Transaction<'_>,
     b: &BounceEvent,
 ) -> std::result::Result<u64, postgres::Error> {
+    let key = b.email.to_lowercase();
     tx.execute(
         "INSERT INTO bounce (email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        &[
-            &b.email.to_lowercase(),
-            &b.campaign,
-            &b.kind,
-            &b.status,
-            &b.hard,
-            &b.reason,
-            &b.diagnostic,
-            &b.action,
-            &b.message,
-            &b.at,
-        ],
+        &bounce_params(b, &key),
     )
 }
 

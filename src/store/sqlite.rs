@@ -902,29 +902,12 @@ impl Import for SqliteImport<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::{import, queued};
 
     fn store() -> (tempfile::TempDir, Sqlite) {
         let dir = tempfile::tempdir().unwrap();
         let s = Sqlite::open(dir.path()).unwrap();
         (dir, s)
-    }
-
-    fn import(s: &mut Sqlite, emails: &[&str]) -> u64 {
-        s.upsert_campaign("c", "post.md", "h", &["first_name".into()])
-            .unwrap();
-        let mut i = s.import("c").unwrap();
-        for (n, e) in emails.iter().enumerate() {
-            i.add(e, n as i64 + 2, &[format!("name{n}")]).unwrap();
-        }
-        i.commit().unwrap()
-    }
-
-    fn queued(s: &Sqlite) -> Vec<String> {
-        s.queue("c", 0, 1000, false)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.email)
-            .collect()
     }
 
     #[test]

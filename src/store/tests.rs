@@ -33,7 +33,7 @@ fn backends(what: &str) -> Vec<Backend> {
     v
 }
 
-fn import(s: &mut dyn Store, emails: &[&str]) -> u64 {
+pub(super) fn import(s: &mut dyn Store, emails: &[&str]) -> u64 {
     s.upsert_campaign("c", "post.md", "h", &["first_name".into()])
         .unwrap();
     let mut i = s.import("c").unwrap();
@@ -43,7 +43,7 @@ fn import(s: &mut dyn Store, emails: &[&str]) -> u64 {
     i.commit().unwrap()
 }
 
-fn queued(s: &dyn Store) -> Vec<String> {
+pub(super) fn queued(s: &dyn Store) -> Vec<String> {
     s.queue("c", 0, 1000, false)
         .unwrap()
         .into_iter()

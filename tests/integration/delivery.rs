@@ -1518,20 +1518,8 @@ fn a_non_ascii_address_goes_with_smtputf8_or_is_skipped_without_being_suppressed
 /// (smtp-sink discards a transaction the client did not finish).
 fn sink_dumps(dir: &Path) -> HashMap<String, usize> {
     let mut complete = HashMap::new();
-    for (_, bytes) in all_bytes(dir) {
-        let text = String::from_utf8_lossy(&bytes);
-        let Some(rcpt) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("X-Rcpt-Args: "))
-            .map(|a| a.trim_matches(['<', '>']).to_lowercase())
-        else {
-            continue;
-        };
-        // herald's messages end with the closing MIME boundary.
-        let last = text.trim_end().lines().last().unwrap_or("");
-        if last.starts_with("--") && last.ends_with("--") {
-            *complete.entry(rcpt).or_default() += 1;
-        }
+    for (rcpt, _) in sink_messages(dir) {
+        *complete.entry(rcpt).or_default() += 1;
     }
     complete
 }

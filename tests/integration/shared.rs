@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use herald::store::postgres::ScratchDatabase;
 
@@ -49,40 +49,9 @@ impl Sink {
         format!("smtp://127.0.0.1:{}?tls=none", self.port)
     }
 
-    /// Each complete message the sink received: (recipient, when it was
-    /// written, in seconds). smtp-sink writes a message as it arrives, so
-    /// the file's time is the moment it reached the relay.
+    /// Each complete message the sink received: (recipient, when).
     fn complete(&self) -> Vec<(String, f64)> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&self.dumps).unwrap().flatten() {
-            let Ok(bytes) = std::fs::read(e.path()) else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&bytes);
-            let Some(rcpt) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("X-Rcpt-Args: "))
-                .map(|a| a.trim_matches(['<', '>']).to_lowercase())
-            else {
-                continue;
-            };
-            // herald's messages end with the closing MIME boundary; a
-            // transaction cut off by a kill does not.
-            let last = text.trim_end().lines().last().unwrap_or("");
-            if !(last.starts_with("--") && last.ends_with("--")) {
-                continue;
-            }
-            let t = e
-                .metadata()
-                .unwrap()
-                .modified()
-                .unwrap()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs_f64();
-            out.push((rcpt, t));
-        }
-        out
+        sink_messages(&self.dumps)
     }
 
     fn count(&self) -> usize {
@@ -173,6 +142,15 @@ fn status(dir: &Path, db: &ScratchDatabase) -> serde_json::Value {
     v[0].clone()
 }
 
+/// How many complete messages each recipient got at these sinks.
+fn deliveries(sinks: &[&Sink]) -> HashMap<String, usize> {
+    let mut received: HashMap<String, usize> = HashMap::new();
+    for (rcpt, _) in sinks.iter().flat_map(|s| s.complete()) {
+        *received.entry(rcpt).or_default() += 1;
+    }
+    received
+}
+
 /// The most messages in any one-second window (sliding, not by the clock's seconds).
 fn busiest_second(times: &mut [f64]) -> usize {
     times.sort_by(f64::total_cmp);
@@ -256,12 +234,13 @@ fn three_senders_share_a_campaign_and_a_killed_one_loses_nobody() {
         "{c}"
     );
 
-    let mut received: HashMap<String, usize> = HashMap::new();
-    let mut times = Vec::new();
-    for (rcpt, t) in a.complete().into_iter().chain(b.complete()) {
-        *received.entry(rcpt).or_default() += 1;
-        times.push(t);
-    }
+    let received = deliveries(&[&a, &b]);
+    let mut times: Vec<f64> = a
+        .complete()
+        .into_iter()
+        .chain(b.complete())
+        .map(|(_, t)| t)
+        .collect();
     let twice: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "mailed twice: {twice:?}");
     let lost: Vec<String> = (0..10_000)
@@ -331,10 +310,7 @@ fn the_server_and_two_senders_lose_no_unsubscribe() {
         10_000,
         "{c}"
     );
-    let mut received: HashMap<String, usize> = HashMap::new();
-    for (rcpt, _) in sink.complete() {
-        *received.entry(rcpt).or_default() += 1;
-    }
+    let received = deliveries(&[&sink]);
     assert!(
         received.values().all(|n| *n == 1),
         "somebody was mailed twice"
@@ -421,10 +397,7 @@ fn a_journal_moves_to_postgres_and_the_campaign_goes_on() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = status(dir, &db);
     assert_eq!(v["campaign"]["counts"]["sent"], 1_000, "{v}");
-    let mut received: HashMap<String, usize> = HashMap::new();
-    for (rcpt, _) in sink.complete() {
-        *received.entry(rcpt).or_default() += 1;
-    }
+    let received = deliveries(&[&sink]);
     assert_eq!(received.len(), 1_000);
     assert!(
         received.values().all(|n| *n == 1),

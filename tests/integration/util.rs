@@ -419,3 +419,45 @@ pub fn as_root(what: &str) -> bool {
     }
     require_tool::<()>(&format!("root (to start a private {what})")).is_some()
 }
+
+/// Each complete message in an smtp-sink dump folder (`-d DIR/...`), with
+/// its recipient (lower-cased) and when it was written, in seconds since
+/// the epoch. smtp-sink writes a message as it arrives, so that is when it
+/// reached the relay; a transaction cut off by a kill does not end with
+/// herald's closing MIME boundary and is left out.
+pub fn sink_messages(dir: &Path) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let Some(rcpt) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("X-Rcpt-Args: "))
+                .map(|a| a.trim_matches(['<', '>']).to_lowercase())
+            else {
+                continue;
+            };
+            let last = text.trim_end().lines().last().unwrap_or("");
+            if !(last.starts_with("--") && last.ends_with("--")) {
+                continue;
+            }
+            let at = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            out.push((rcpt, at));
+        }
+    }
+    out
+}
