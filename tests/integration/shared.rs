@@ -5,7 +5,7 @@
 //! smtp-sink, measured at the sinks.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -15,58 +15,6 @@ use crate::serve::{Serve, one_click};
 use crate::util::*;
 
 const SECRET: &str = "shared-store-test-secret";
-
-/// smtp-sink keeping every message in a folder of its own; stopped when
-/// dropped.
-struct Sink {
-    child: Child,
-    port: u16,
-    dumps: PathBuf,
-}
-
-impl Sink {
-    fn start(dir: &Path, name: &str) -> Option<Sink> {
-        let sink = tool("smtp-sink")?;
-        let dumps = dir.join(name);
-        std::fs::create_dir(&dumps).unwrap();
-        // smtp-sink writes as `nobody`.
-        std::fs::set_permissions(&dumps, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-            .unwrap();
-        let port = free_port();
-        let child = Command::new(sink)
-            .args(["-u", "nobody", "-d"])
-            .arg(format!("{}/%H%M%S.", dumps.display()))
-            .args([&format!("127.0.0.1:{port}"), "64"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_listening(port, "smtp-sink");
-        Some(Sink { child, port, dumps })
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}?tls=none", self.port)
-    }
-
-    /// Each complete message the sink received: (recipient, when).
-    fn complete(&self) -> Vec<(String, f64)> {
-        sink_messages(&self.dumps)
-    }
-
-    fn count(&self) -> usize {
-        std::fs::read_dir(&self.dumps)
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The variables that point herald at the test database.
 fn pg_env(db: &ScratchDatabase) -> Vec<(&'static str, String)> {

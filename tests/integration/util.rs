@@ -461,3 +461,55 @@ pub fn sink_messages(dir: &Path) -> Vec<(String, f64)> {
     }
     out
 }
+
+/// smtp-sink keeping every message in a folder of its own; stopped when
+/// dropped.
+pub struct Sink {
+    child: std::process::Child,
+    port: u16,
+    pub dumps: PathBuf,
+}
+
+impl Sink {
+    pub fn start(dir: &Path, name: &str) -> Option<Sink> {
+        let sink = tool("smtp-sink")?;
+        let dumps = dir.join(name);
+        std::fs::create_dir(&dumps).unwrap();
+        // smtp-sink writes as `nobody`.
+        std::fs::set_permissions(&dumps, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        let port = free_port();
+        let child = std::process::Command::new(sink)
+            .args(["-u", "nobody", "-d"])
+            .arg(format!("{}/%H%M%S.", dumps.display()))
+            .args([&format!("127.0.0.1:{port}"), "64"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_listening(port, "smtp-sink");
+        Some(Sink { child, port, dumps })
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    /// Each complete message the sink received: (recipient, when).
+    pub fn complete(&self) -> Vec<(String, f64)> {
+        sink_messages(&self.dumps)
+    }
+
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(&self.dumps)
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
