@@ -233,9 +233,7 @@ impl Postgres {
                 ),
             },
         })?;
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "host".into());
+        let host = host_key();
         let sender = format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..));
         Ok(Postgres {
             client: Mutex::new(Conn(Some(client))),
@@ -342,7 +340,8 @@ fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
             diagnostic TEXT,
             action TEXT NOT NULL,
             message TEXT NOT NULL,
-            at TEXT NOT NULL
+            at TEXT NOT NULL,
+            origin TEXT UNIQUE
          );
          CREATE INDEX IF NOT EXISTS bounce_email ON bounce (email_key, at);
          CREATE INDEX IF NOT EXISTS bounce_campaign ON bounce (campaign);
@@ -484,6 +483,20 @@ impl Drop for Registration {
     }
 }
 
+/// This machine, as far as its process ids go: the host name and the
+/// kernel's boot id. Two hosts given the same name (many cloud images are
+/// all `localhost`) differ by boot id, so one never takes the other's
+/// living sender for dead because a process id is free here.
+fn host_key() -> String {
+    let name = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "host".into());
+    match std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        Ok(id) => format!("{name}/{}", id.trim().get(..8).unwrap_or("")),
+        Err(_) => name,
+    }
+}
+
 /// The SQL that says a claim still holds: its sender is alive.
 const CLAIM_HELD: &str = "EXISTS (SELECT 1 FROM sender s WHERE s.id = r.claimed_by \
      AND s.heartbeat > clock_timestamp() - make_interval(secs => $LEASE))";
@@ -498,9 +511,7 @@ impl Store for Postgres {
     }
 
     fn lock(&self, campaign: &str) -> Result<Option<Box<dyn Lock>>> {
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "host".into());
+        let host = host_key();
         {
             let mut c = self.client();
             // Senders of this host whose process is gone (killed, crashed)
@@ -1109,14 +1120,15 @@ impl Store for Postgres {
             )
             .map_err(e)?;
         }
-        for b in &dump.bounces {
+        // Each bounce once, however often it is copied: by where it came from.
+        for (origin, b) in &dump.bounces {
             let key = b.email.to_lowercase();
+            let mut params = bounce_params(b, &key).to_vec();
+            params.push(origin);
             tx.execute(
-                "INSERT INTO bounce (email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
-                 WHERE NOT EXISTS (SELECT 1 FROM bounce WHERE email_key = $1 AND campaign IS NOT DISTINCT FROM $2
-                    AND kind = $3 AND message = $9 AND at = $10)",
-                &bounce_params(b, &key),
+                "INSERT INTO bounce (email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at, origin)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (origin) DO NOTHING",
+                &params,
             )
             .map_err(e)?;
         }
@@ -1127,6 +1139,7 @@ impl Store for Postgres {
         let mut c = self.client();
         let ids: Vec<&str> = dump.campaigns.iter().map(|c| c.id.as_str()).collect();
         let keys: Vec<&str> = dump.suppressions.iter().map(|s| s.email.as_str()).collect();
+        let origins: Vec<&str> = dump.bounces.iter().map(|(o, _)| o.as_str()).collect();
         let one = |c: &mut Client, sql: &str, p: &[&(dyn ToSql + Sync)]| -> Result<u64> {
             let r = c.query_one(sql, p).map_err(self.err())?;
             Ok(r.get::<_, i64>(0) as u64)
@@ -1149,8 +1162,8 @@ impl Store for Postgres {
             )?,
             bounces: one(
                 &mut c,
-                "SELECT COUNT(*) FROM bounce WHERE campaign = ANY($1) OR campaign IS NULL",
-                &[&ids],
+                "SELECT COUNT(*) FROM bounce WHERE origin = ANY($1)",
+                &[&origins],
             )?,
         })
     }

@@ -784,12 +784,14 @@ impl Store for Sqlite {
         let mut st = self
             .conn
             .prepare(
-                "SELECT email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at
+                "SELECT email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at, rowid
                  FROM bounce ORDER BY at, rowid",
             )
             .map_err(&e)?;
         d.bounces = st
-            .query_map([], bounce_from)
+            .query_map([], |r| {
+                Ok((format!("sqlite:{}", r.get::<_, i64>(10)?), bounce_from(r)?))
+            })
             .and_then(|rows| rows.collect())
             .map_err(&e)?;
         Ok(d)
