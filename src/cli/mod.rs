@@ -283,7 +283,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "preview", "check", "send", "status", "serve", "bounces", "suppress", "config"
+                "preview", "check", "send", "status", "serve", "bounces", "suppress", "store",
+                "config"
             ]
         );
     }

@@ -386,7 +386,10 @@ pub struct Dump {
     pub suppressions: Vec<Suppressed>,
     /// Messages `herald bounces` handled: (key, when).
     pub intake: Vec<(String, String)>,
-    pub bounces: Vec<BounceEvent>,
+    /// What came back, each with where it came from (`sqlite:ROWID`), so
+    /// a second copy recognises it even when one message named the same
+    /// address twice.
+    pub bounces: Vec<(String, BounceEvent)>,
 }
 
 impl Dump {

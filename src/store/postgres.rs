@@ -234,9 +234,7 @@ impl Postgres {
                 ),
             },
         })?;
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "host".into());
+        let host = host_key();
         let sender = format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..));
         Ok(Postgres {
             client: Mutex::new(Conn(Some(client))),
@@ -343,7 +341,8 @@ fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
             diagnostic TEXT,
             action TEXT NOT NULL,
             message TEXT NOT NULL,
-            at TEXT NOT NULL
+            at TEXT NOT NULL,
+            origin TEXT UNIQUE
          );
          CREATE INDEX IF NOT EXISTS bounce_email ON bounce (email_key, at);
          CREATE INDEX IF NOT EXISTS bounce_campaign ON bounce (campaign);
@@ -367,6 +366,7 @@ fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
     // `herald_apply` takes the relays too, so the old one goes.
     tx.batch_execute(
         "ALTER TABLE recipient ADD COLUMN IF NOT EXISTS relay TEXT;
+         ALTER TABLE bounce ADD COLUMN IF NOT EXISTS origin TEXT UNIQUE;
          DROP FUNCTION IF EXISTS herald_apply(TEXT, TEXT, BIGINT[], TEXT[], TEXT[], BIGINT[], TEXT, BIGINT);",
     )?;
     // Functions for the two calls made for every message, so each is one
@@ -493,6 +493,20 @@ impl Drop for Registration {
     }
 }
 
+/// This machine, as far as its process ids go: the host name and the
+/// kernel's boot id. Two hosts given the same name (many cloud images are
+/// all `localhost`) differ by boot id, so one never takes the other's
+/// living sender for dead because a process id is free here.
+fn host_key() -> String {
+    let name = hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "host".into());
+    match std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
+        Ok(id) => format!("{name}/{}", id.trim().get(..8).unwrap_or("")),
+        Err(_) => name,
+    }
+}
+
 /// The SQL that says a claim still holds: its sender is alive.
 const CLAIM_HELD: &str = "EXISTS (SELECT 1 FROM sender s WHERE s.id = r.claimed_by \
      AND s.heartbeat > clock_timestamp() - make_interval(secs => $LEASE))";
@@ -507,9 +521,7 @@ impl Store for Postgres {
     }
 
     fn lock(&self, campaign: &str) -> Result<Option<Box<dyn Lock>>> {
-        let host = hostname::get()
-            .map(|h| h.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| "host".into());
+        let host = host_key();
         {
             let mut c = self.client();
             // Senders of this host whose process is gone (killed, crashed)
@@ -651,11 +663,15 @@ impl Store for Postgres {
             &["pending", "deferred"]
         };
         // A claim: the rows are this sender's until it dies or lets go.
+        // Past `after_seq`, what is free or already ours; before it (the
+        // rows this run has handed over already are there), only what
+        // became free since: a dead sender's people, someone listed again.
         let sql = format!(
             "WITH c AS (
                 SELECT r.seq FROM recipient r
-                WHERE r.campaign = $1 AND r.seq > $2 AND r.state = ANY($4)
-                  AND (r.claimed_by IS NULL OR r.claimed_by = $5 OR NOT {held})
+                WHERE r.campaign = $1 AND r.state = ANY($4)
+                  AND (r.claimed_by IS NULL OR (r.claimed_by <> $5 AND NOT {held})
+                       OR (r.seq > $2 AND r.claimed_by = $5))
                 ORDER BY r.seq LIMIT $3
                 FOR UPDATE OF r SKIP LOCKED)
              UPDATE recipient r SET claimed_by = $5 FROM c
@@ -1129,24 +1145,15 @@ impl Store for Postgres {
             )
             .map_err(e)?;
         }
-        for b in &dump.bounces {
+        // Each bounce once, however often it is copied: by where it came from.
+        for (origin, b) in &dump.bounces {
+            let key = b.email.to_lowercase();
+            let mut params = bounce_params(b, &key).to_vec();
+            params.push(origin);
             tx.execute(
-                "INSERT INTO bounce (email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at)
-                 SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10
-                 WHERE NOT EXISTS (SELECT 1 FROM bounce WHERE email_key = $1 AND campaign IS NOT DISTINCT FROM $2
-                    AND kind = $3 AND message = $9 AND at = $10)",
-                &[
-                    &b.email.to_lowercase(),
-                    &b.campaign,
-                    &b.kind,
-                    &b.status,
-                    &b.hard,
-                    &b.reason,
-                    &b.diagnostic,
-                    &b.action,
-                    &b.message,
-                    &b.at,
-                ],
+                "INSERT INTO bounce (email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at, origin)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (origin) DO NOTHING",
+                &params,
             )
             .map_err(e)?;
         }
@@ -1157,6 +1164,7 @@ impl Store for Postgres {
         let mut c = self.client();
         let ids: Vec<&str> = dump.campaigns.iter().map(|c| c.id.as_str()).collect();
         let keys: Vec<&str> = dump.suppressions.iter().map(|s| s.email.as_str()).collect();
+        let origins: Vec<&str> = dump.bounces.iter().map(|(o, _)| o.as_str()).collect();
         let one = |c: &mut Client, sql: &str, p: &[&(dyn ToSql + Sync)]| -> Result<u64> {
             let r = c.query_one(sql, p).map_err(self.err())?;
             Ok(r.get::<_, i64>(0) as u64)
@@ -1179,32 +1187,38 @@ impl Store for Postgres {
             )?,
             bounces: one(
                 &mut c,
-                "SELECT COUNT(*) FROM bounce WHERE campaign = ANY($1) OR campaign IS NULL",
-                &[&ids],
+                "SELECT COUNT(*) FROM bounce WHERE origin = ANY($1)",
+                &[&origins],
             )?,
         })
     }
+}
+
+/// A bounce's values in the order of the `bounce` table's columns.
+fn bounce_params<'a>(b: &'a BounceEvent, key: &'a String) -> [&'a (dyn ToSql + Sync); 10] {
+    [
+        key,
+        &b.campaign,
+        &b.kind,
+        &b.status,
+        &b.hard,
+        &b.reason,
+        &b.diagnostic,
+        &b.action,
+        &b.message,
+        &b.at,
+    ]
 }
 
 fn insert_bounce(
     tx: &mut postgres::Transaction<'_>,
     b: &BounceEvent,
 ) -> std::result::Result<u64, postgres::Error> {
+    let key = b.email.to_lowercase();
     tx.execute(
         "INSERT INTO bounce (email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        &[
-            &b.email.to_lowercase(),
-            &b.campaign,
-            &b.kind,
-            &b.status,
-            &b.hard,
-            &b.reason,
-            &b.diagnostic,
-            &b.action,
-            &b.message,
-            &b.at,
-        ],
+        &bounce_params(b, &key),
     )
 }
 
@@ -1419,7 +1433,7 @@ impl ScratchDatabase {
                  must run (.ci/run starts a cluster with scripts/pg-cluster.sh)"
             );
             eprintln!(
-                "SKIPPED {what}: no PostgreSQL (start one with `eval $(scripts/pg-cluster.sh start DIR)` \
+                "SKIPPED {what}: no PostgreSQL (start one with `scripts/pg-cluster.sh start DIR` \
                  and export HERALD_TEST_DATABASE_URL and HERALD_TEST_DATABASE_PASSWORD)"
             );
             return None;
@@ -1540,6 +1554,25 @@ mod tests {
             (1..=10).collect::<Vec<_>>()
         );
         mark(&mut b, &[3], State::Sending).unwrap();
+    }
+
+    #[test]
+    fn a_dead_senders_people_are_picked_up_by_a_sender_already_past_them() {
+        let Some(db) = ScratchDatabase::new("a_dead_senders_people_are_picked_up") else {
+            return;
+        };
+        let mut a = Postgres::open(&db.target()).unwrap();
+        let b = Postgres::open(&db.target()).unwrap();
+        campaign(&mut a, 6);
+        let la = a.lock("c").unwrap().unwrap();
+        let _lb = b.lock("c").unwrap().unwrap();
+        assert_eq!(seqs(&a.queue("c", 0, 2, false).unwrap()), [1, 2]);
+        assert_eq!(seqs(&b.queue("c", 0, 2, false).unwrap()), [3, 4]);
+        // A goes away with 1 and 2 unsent; B, whose run is past them,
+        // still gets them, and never its own 3 and 4 a second time.
+        drop(la);
+        assert_eq!(seqs(&b.queue("c", 4, 10, false).unwrap()), [1, 2, 5, 6]);
+        assert!(b.queue("c", 6, 10, false).unwrap().is_empty());
     }
 
     #[test]

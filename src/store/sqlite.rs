@@ -806,12 +806,14 @@ impl Store for Sqlite {
         let mut st = self
             .conn
             .prepare(
-                "SELECT email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at
+                "SELECT email_key, campaign, kind, status, hard, reason, diagnostic, action, message, at, rowid
                  FROM bounce ORDER BY at, rowid",
             )
             .map_err(&e)?;
         d.bounces = st
-            .query_map([], bounce_from)
+            .query_map([], |r| {
+                Ok((format!("sqlite:{}", r.get::<_, i64>(10)?), bounce_from(r)?))
+            })
             .and_then(|rows| rows.collect())
             .map_err(&e)?;
         Ok(d)
@@ -924,29 +926,12 @@ impl Import for SqliteImport<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::tests::{import, queued};
 
     fn store() -> (tempfile::TempDir, Sqlite) {
         let dir = tempfile::tempdir().unwrap();
         let s = Sqlite::open(dir.path()).unwrap();
         (dir, s)
-    }
-
-    fn import(s: &mut Sqlite, emails: &[&str]) -> u64 {
-        s.upsert_campaign("c", "post.md", "h", &["first_name".into()])
-            .unwrap();
-        let mut i = s.import("c").unwrap();
-        for (n, e) in emails.iter().enumerate() {
-            i.add(e, n as i64 + 2, &[format!("name{n}")]).unwrap();
-        }
-        i.commit().unwrap()
-    }
-
-    fn queued(s: &Sqlite) -> Vec<String> {
-        s.queue("c", 0, 1000, false)
-            .unwrap()
-            .into_iter()
-            .map(|r| r.email)
-            .collect()
     }
 
     #[test]

@@ -1518,20 +1518,8 @@ fn a_non_ascii_address_goes_with_smtputf8_or_is_skipped_without_being_suppressed
 /// (smtp-sink discards a transaction the client did not finish).
 fn sink_dumps(dir: &Path) -> HashMap<String, usize> {
     let mut complete = HashMap::new();
-    for (_, bytes) in all_bytes(dir) {
-        let text = String::from_utf8_lossy(&bytes);
-        let Some(rcpt) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("X-Rcpt-Args: "))
-            .map(|a| a.trim_matches(['<', '>']).to_lowercase())
-        else {
-            continue;
-        };
-        // herald's messages end with the closing MIME boundary.
-        let last = text.trim_end().lines().last().unwrap_or("");
-        if last.starts_with("--") && last.ends_with("--") {
-            *complete.entry(rcpt).or_default() += 1;
-        }
+    for (rcpt, _) in sink_messages(dir) {
+        *complete.entry(rcpt).or_default() += 1;
     }
     complete
 }
@@ -1543,24 +1531,10 @@ fn sink_dumps(dir: &Path) -> HashMap<String, usize> {
 /// from the unknowns herald reports, and those the relay saw.
 #[test]
 fn soak_twenty_kills_and_list_edits_lose_and_double_nobody() {
-    let Some(sink) = tool("smtp-sink") else {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(sink) = Sink::start(tmp.path(), "dumps") else {
         return;
     };
-    let tmp = tempfile::tempdir().unwrap();
-    let dumps = tmp.path().join("dumps");
-    std::fs::create_dir(&dumps).unwrap();
-    // smtp-sink writes as `nobody`.
-    std::fs::set_permissions(&dumps, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
-    let port = free_port();
-    let mut child = Command::new(sink)
-        .args(["-u", "nobody", "-d"])
-        .arg(format!("{}/%H%M%S.", dumps.display()))
-        .args([&format!("127.0.0.1:{port}"), "64"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     config(tmp.path(), "");
     let row = |i: usize| format!("reader{i}@example.org,R{i}");
     let mut current: Vec<usize> = (0..5000).collect();
@@ -1568,7 +1542,7 @@ fn soak_twenty_kills_and_list_edits_lose_and_double_nobody() {
         tmp.path(),
         &current.iter().map(|&i| row(i)).collect::<Vec<_>>(),
     );
-    let url = format!("smtp://127.0.0.1:{port}?tls=none");
+    let url = sink.url();
     let run = || {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
         cmd.current_dir(tmp.path())
@@ -1626,8 +1600,6 @@ fn soak_twenty_kills_and_list_edits_lose_and_double_nobody() {
     let o = run().stdout(Stdio::piped()).output().unwrap();
     assert!(matches!(o.status.code(), Some(0 | 3 | 4)), "{o:?}");
     std::thread::sleep(Duration::from_millis(500));
-    let _ = child.kill();
-    let _ = child.wait();
     let s = status_json(tmp.path());
     let unknown: std::collections::HashSet<String> = s["problems"]
         .as_array()
@@ -1636,7 +1608,7 @@ fn soak_twenty_kills_and_list_edits_lose_and_double_nobody() {
         .filter(|p| p["state"] == "sending")
         .map(|p| p["email"].as_str().unwrap().to_string())
         .collect();
-    let complete = sink_dumps(&dumps);
+    let complete = sink_dumps(&sink.dumps);
     let mut doubled = 0;
     let mut lost = 0;
     for &i in &current {

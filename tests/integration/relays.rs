@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::shared::{Sink, busiest_second};
 use crate::util::*;
 
 const SECRET: &str = "relays-test-secret";
@@ -89,17 +88,6 @@ fn status(dir: &Path) -> serde_json::Value {
     v[0].clone()
 }
 
-/// Complete messages per recipient, over all the sinks.
-fn per_recipient(sinks: &[&Sink]) -> HashMap<String, usize> {
-    let mut m = HashMap::new();
-    for s in sinks {
-        for (rcpt, _) in s.complete() {
-            *m.entry(rcpt).or_default() += 1;
-        }
-    }
-    m
-}
-
 fn list(dir: &Path, n: usize) -> PathBuf {
     write_list(dir, n)
 }
@@ -141,7 +129,7 @@ fn each_relay_keeps_its_own_rate_measured_at_its_sink() {
     let list = list(tmp.path(), n);
     let code = finish(sender(tmp.path(), &list), tmp.path(), 120);
     assert_eq!(code, Some(0), "{}", log(tmp.path()));
-    let got = per_recipient(&[&a, &b, &c]);
+    let got = deliveries(&[&a, &b, &c]);
     assert_eq!(got.len(), n, "{}", log(tmp.path()));
     assert!(got.values().all(|&k| k == 1), "{got:?}");
     let s = status(tmp.path());
@@ -230,7 +218,7 @@ fn a_relay_killed_mid_run_hands_its_share_to_the_others() {
     let before_kill = a.complete().len();
     let code = finish(child, tmp.path(), 180);
     assert_eq!(code, Some(0), "{}", log(tmp.path()));
-    let got = per_recipient(&[&a, &b, &c]);
+    let got = deliveries(&[&a, &b, &c]);
     // Nobody lost.
     for i in 0..n {
         let who = format!("reader{i}@example.org");

@@ -4,10 +4,10 @@
 //! cluster `.ci/run` starts with scripts/pg-cluster.sh) and Postfix's
 //! smtp-sink, measured at the sinks.
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::HashSet;
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use herald::store::postgres::ScratchDatabase;
 
@@ -15,95 +15,6 @@ use crate::serve::{Serve, one_click};
 use crate::util::*;
 
 const SECRET: &str = "shared-store-test-secret";
-
-/// smtp-sink keeping every message in a folder of its own; stopped when
-/// dropped. Also used by the tests of several relays (`relays`).
-pub(crate) struct Sink {
-    child: Child,
-    port: u16,
-    dumps: PathBuf,
-}
-
-impl Sink {
-    pub(crate) fn start(dir: &Path, name: &str) -> Option<Sink> {
-        let sink = tool("smtp-sink")?;
-        let dumps = dir.join(name);
-        std::fs::create_dir(&dumps).unwrap();
-        // smtp-sink writes as `nobody`.
-        std::fs::set_permissions(&dumps, std::os::unix::fs::PermissionsExt::from_mode(0o777))
-            .unwrap();
-        let port = free_port();
-        let child = Command::new(sink)
-            .args(["-u", "nobody", "-d"])
-            .arg(format!("{}/%H%M%S.", dumps.display()))
-            .args([&format!("127.0.0.1:{port}"), "64"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        wait_listening(port, "smtp-sink");
-        Some(Sink { child, port, dumps })
-    }
-
-    pub(crate) fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}?tls=none", self.port)
-    }
-
-    /// Each complete message the sink received: (recipient, when it was
-    /// written, in seconds). smtp-sink writes a message as it arrives, so
-    /// the file's time is the moment it reached the relay.
-    pub(crate) fn complete(&self) -> Vec<(String, f64)> {
-        let mut out = Vec::new();
-        for e in std::fs::read_dir(&self.dumps).unwrap().flatten() {
-            let Ok(bytes) = std::fs::read(e.path()) else {
-                continue;
-            };
-            let text = String::from_utf8_lossy(&bytes);
-            let Some(rcpt) = text
-                .lines()
-                .find_map(|l| l.strip_prefix("X-Rcpt-Args: "))
-                .map(|a| a.trim_matches(['<', '>']).to_lowercase())
-            else {
-                continue;
-            };
-            // herald's messages end with the closing MIME boundary; a
-            // transaction cut off by a kill does not.
-            let last = text.trim_end().lines().last().unwrap_or("");
-            if !(last.starts_with("--") && last.ends_with("--")) {
-                continue;
-            }
-            let t = e
-                .metadata()
-                .unwrap()
-                .modified()
-                .unwrap()
-                .duration_since(UNIX_EPOCH)
-                .unwrap()
-                .as_secs_f64();
-            out.push((rcpt, t));
-        }
-        out
-    }
-
-    /// Kills the sink now, as a relay that dies mid-run.
-    pub(crate) fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub(crate) fn count(&self) -> usize {
-        std::fs::read_dir(&self.dumps)
-            .map(|d| d.count())
-            .unwrap_or(0)
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 /// The variables that point herald at the test database.
 fn pg_env(db: &ScratchDatabase) -> Vec<(&'static str, String)> {
@@ -179,20 +90,6 @@ fn status(dir: &Path, db: &ScratchDatabase) -> serde_json::Value {
     v[0].clone()
 }
 
-/// The most messages in any one-second window (sliding, not by the clock's seconds).
-pub(crate) fn busiest_second(times: &mut [f64]) -> usize {
-    times.sort_by(f64::total_cmp);
-    (0..times.len())
-        .map(|i| {
-            times[i..]
-                .iter()
-                .take_while(|u| **u < times[i] + 1.0)
-                .count()
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// Three `herald send` on one PostgreSQL database and one campaign of
 /// 10,000, through two smtp-sinks; one sender SIGKILLed mid-way and
 /// started again. Nobody is mailed twice, nobody is lost except the
@@ -262,12 +159,13 @@ fn three_senders_share_a_campaign_and_a_killed_one_loses_nobody() {
         "{c}"
     );
 
-    let mut received: HashMap<String, usize> = HashMap::new();
-    let mut times = Vec::new();
-    for (rcpt, t) in a.complete().into_iter().chain(b.complete()) {
-        *received.entry(rcpt).or_default() += 1;
-        times.push(t);
-    }
+    let received = deliveries(&[&a, &b]);
+    let mut times: Vec<f64> = a
+        .complete()
+        .into_iter()
+        .chain(b.complete())
+        .map(|(_, t)| t)
+        .collect();
     let twice: Vec<_> = received.iter().filter(|(_, n)| **n > 1).collect();
     assert!(twice.is_empty(), "mailed twice: {twice:?}");
     let lost: Vec<String> = (0..10_000)
@@ -337,10 +235,7 @@ fn the_server_and_two_senders_lose_no_unsubscribe() {
         10_000,
         "{c}"
     );
-    let mut received: HashMap<String, usize> = HashMap::new();
-    for (rcpt, _) in sink.complete() {
-        *received.entry(rcpt).or_default() += 1;
-    }
+    let received = deliveries(&[&sink]);
     assert!(
         received.values().all(|n| *n == 1),
         "somebody was mailed twice"
@@ -427,10 +322,7 @@ fn a_journal_moves_to_postgres_and_the_campaign_goes_on() {
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let v = status(dir, &db);
     assert_eq!(v["campaign"]["counts"]["sent"], 1_000, "{v}");
-    let mut received: HashMap<String, usize> = HashMap::new();
-    for (rcpt, _) in sink.complete() {
-        *received.entry(rcpt).or_default() += 1;
-    }
+    let received = deliveries(&[&sink]);
     assert_eq!(received.len(), 1_000);
     assert!(
         received.values().all(|n| *n == 1),

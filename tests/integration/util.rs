@@ -419,3 +419,126 @@ pub fn as_root(what: &str) -> bool {
     }
     require_tool::<()>(&format!("root (to start a private {what})")).is_some()
 }
+
+/// Each complete message in an smtp-sink dump folder (`-d DIR/...`), with
+/// its recipient (lower-cased) and when it was written, in seconds since
+/// the epoch. smtp-sink writes a message as it arrives, so that is when it
+/// reached the relay; a transaction cut off by a kill does not end with
+/// herald's closing MIME boundary and is left out.
+pub fn sink_messages(dir: &Path) -> Vec<(String, f64)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            let Ok(bytes) = std::fs::read(&p) else {
+                continue;
+            };
+            let text = String::from_utf8_lossy(&bytes);
+            let Some(rcpt) = text
+                .lines()
+                .find_map(|l| l.strip_prefix("X-Rcpt-Args: "))
+                .map(|a| a.trim_matches(['<', '>']).to_lowercase())
+            else {
+                continue;
+            };
+            let last = text.trim_end().lines().last().unwrap_or("");
+            if !(last.starts_with("--") && last.ends_with("--")) {
+                continue;
+            }
+            let at = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0.0, |d| d.as_secs_f64());
+            out.push((rcpt, at));
+        }
+    }
+    out
+}
+
+/// smtp-sink keeping every message in a folder of its own; stopped when
+/// dropped.
+pub struct Sink {
+    child: std::process::Child,
+    port: u16,
+    pub dumps: PathBuf,
+}
+
+impl Sink {
+    pub fn start(dir: &Path, name: &str) -> Option<Sink> {
+        let sink = tool("smtp-sink")?;
+        let dumps = dir.join(name);
+        std::fs::create_dir(&dumps).unwrap();
+        // smtp-sink writes as `nobody`.
+        std::fs::set_permissions(&dumps, std::os::unix::fs::PermissionsExt::from_mode(0o777))
+            .unwrap();
+        let port = free_port();
+        let child = std::process::Command::new(sink)
+            .args(["-u", "nobody", "-d"])
+            .arg(format!("{}/%H%M%S.", dumps.display()))
+            .args([&format!("127.0.0.1:{port}"), "64"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        wait_listening(port, "smtp-sink");
+        Some(Sink { child, port, dumps })
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+
+    /// Each complete message the sink received: (recipient, when).
+    pub fn complete(&self) -> Vec<(String, f64)> {
+        sink_messages(&self.dumps)
+    }
+
+    /// Stops the sink now, as a relay that dies mid-run.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn count(&self) -> usize {
+        std::fs::read_dir(&self.dumps)
+            .map(|d| d.count())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// How many complete messages each recipient got at these sinks.
+pub fn deliveries(sinks: &[&Sink]) -> std::collections::HashMap<String, usize> {
+    let mut received: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (rcpt, _) in sinks.iter().flat_map(|s| s.complete()) {
+        *received.entry(rcpt).or_default() += 1;
+    }
+    received
+}
+
+/// The most messages in any one-second window (sliding, not by the clock's seconds).
+pub fn busiest_second(times: &mut [f64]) -> usize {
+    times.sort_by(f64::total_cmp);
+    (0..times.len())
+        .map(|i| {
+            times[i..]
+                .iter()
+                .take_while(|u| **u < times[i] + 1.0)
+                .count()
+        })
+        .max()
+        .unwrap_or(0)
+}
