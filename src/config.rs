@@ -781,7 +781,7 @@ pub fn database(v: &str) -> Result<Url, String> {
         && u.password().is_some()
     {
         return Err(
-            "put the database password in HERALD_DATABASE_PASSWORD (or HERALD_DATABASE_PASSWORD_FILE),              not in the address"
+            "put the database password in HERALD_DATABASE_PASSWORD (or HERALD_DATABASE_PASSWORD_FILE), not in the address"
                 .into(),
         );
     }

@@ -38,7 +38,10 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     }
     // Which store: said without connecting (or reading the password).
     let (store_kind, store_place) = match &config.database_url {
-        Some(url) => ("postgres", crate::config::redact_url(url.as_str())),
+        Some(url) => (
+            "postgres",
+            url.to_string(), /* no password can be in it: refused when read */
+        ),
         None => (
             "sqlite",
             config

@@ -107,8 +107,7 @@ fn migrate(a: MigrateArgs, config: &Config) -> anyhow::Result<i32> {
         say!("After (PostgreSQL {}): {}", target.shown(), line(&after))?;
         if same {
             say!(
-                "The counts match. Set `database_url: {}` in herald.yaml (and HERALD_DATABASE_PASSWORD) on every host.",
-                target.shown()
+                "The counts match. Set `database_url: {url}` in herald.yaml (and HERALD_DATABASE_PASSWORD) on every host."
             )?;
         }
     }

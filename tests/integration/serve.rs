@@ -630,13 +630,18 @@ fn a_send_and_the_server_share_one_journal() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let c = &v["counts"];
     assert_eq!(c["failed"], 0, "{v}");
-    assert_eq!(
-        c["sent"].as_u64().unwrap() + c["skipped"].as_u64().unwrap(),
-        10_000,
-        "{v}"
-    );
     let list_now = suppressed(dir);
     assert_eq!(list_now.len(), 200);
+    // Everyone in the campaign was sent or skipped. Someone who
+    // unsubscribed before the send read the list is not in it at all: at
+    // most the 200.
+    let total = c["total"].as_u64().unwrap();
+    assert_eq!(
+        c["sent"].as_u64().unwrap() + c["skipped"].as_u64().unwrap(),
+        total,
+        "{v}"
+    );
+    assert!((9_800..=10_000).contains(&total), "{v}");
     drop(serve);
 }
 

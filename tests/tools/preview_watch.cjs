@@ -20,6 +20,17 @@ const WAIT_MS = 10000;
 
 const out = { console: [], steps: [], navigations: 0 };
 
+// A step that hangs (an evaluate during a reload, a screenshot on a busy
+// machine) must not hang the whole test: each call has its own limit, and
+// the script as a whole gives up with what it saw so far.
+const within = (ms, promise, fallback) =>
+  Promise.race([promise, new Promise((r) => setTimeout(() => r(fallback), ms))]);
+setTimeout(() => {
+  out.timedOut = true;
+  console.log(JSON.stringify(out));
+  process.exit(2);
+}, 170000).unref();
+
 (async () => {
   const [chromium, url, post, prefix] = process.argv.slice(2);
   const browser = await puppeteer.launch({
@@ -38,7 +49,7 @@ const out = { console: [], steps: [], navigations: 0 };
     // What the page shows now; null while it is between two loads.
     const look = async () => {
       try {
-        return await page.evaluate(() => {
+        return await within(3000, page.evaluate(() => {
           const err = document.getElementById("herald-error");
           const h1 = document.querySelector("header h1");
           const text = document.querySelector("pre.text");
@@ -52,7 +63,7 @@ const out = { console: [], steps: [], navigations: 0 };
             text: text ? text.textContent : null,
             findings: findings ? findings.innerText : null,
           };
-        });
+        }), null);
       } catch (e) {
         return null;
       }
@@ -68,7 +79,7 @@ const out = { console: [], steps: [], navigations: 0 };
           seen.ok = true;
           // Enough to recognise it in a failure message.
           seen.text = seen.text && seen.text.slice(0, 200);
-          await page.screenshot({ path: `${prefix}-${name}.png` });
+          await within(10000, page.screenshot({ path: `${prefix}-${name}.png` }).catch(() => null), null);
           out.steps.push(seen);
           return true;
         }
@@ -104,8 +115,8 @@ const out = { console: [], steps: [], navigations: 0 };
     fs.writeFileSync(post, fixed);
     await waitFor("fixed", (s) => s.error === null && (s.text || "").includes("marker 4712"));
   } finally {
-    await browser.close();
     console.log(JSON.stringify(out));
+    await within(10000, browser.close(), null);
   }
 })().catch((e) => {
   console.error(e);
