@@ -137,6 +137,9 @@ pub struct Config {
     /// `smtp_url` is used. See [`Config::relay_list`] for the list a send
     /// uses either way.
     pub relays: Vec<RelaySetting>,
+    /// Limits per recipient domain or group of domains (`domain_limits:`),
+    /// across all relays; empty when none. See [`Config::domain_limit_of`].
+    pub domain_limits: Vec<DomainLimit>,
     /// Connections to the relay used in parallel.
     pub connections: usize,
     /// At most this many messages per second, minute, hour or day.
@@ -227,6 +230,7 @@ impl Default for Config {
             smtp_ca_file: None,
             smtp_allow_plaintext: false,
             relays: Vec::new(),
+            domain_limits: Vec::new(),
             connections: 4,
             rate: None,
             batch_size: None,
@@ -349,6 +353,11 @@ const SETTINGS: &[Setting] = &[
     setting!(relays, |v, _b| relays_from_text(v)?, show_relays),
     setting!(connections, |v, _b| at_least_one(number(v)?)?, show),
     setting!(rate, |v, _b| Some(Rate::parse(v)?), show_opt),
+    setting!(
+        domain_limits,
+        |v, _b| domain_limits_from_text(v)?,
+        show_domain_limits
+    ),
     setting!(
         batch_size,
         |v, _b| Some(at_least_one(number(v)?)?),
@@ -524,7 +533,9 @@ pub fn redact_url(raw: &str) -> String {
 /// One relay of `relays:`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RelaySetting {
-    /// For messages and `herald status`; default `host:port`.
+    /// For messages, `herald status` and the journal (which relay answered
+    /// for each person). Under `relays:` its `name:`, default `host:port`;
+    /// [`SINGLE_RELAY_NAME`] for the single relay of `smtp_url`.
     pub name: String,
     pub url: Url,
     pub user: Option<String>,
@@ -532,8 +543,20 @@ pub struct RelaySetting {
     pub rate: Option<Rate>,
     /// Connections used in parallel (`None`: the `connections` setting).
     pub connections: Option<usize>,
-    /// This relay's daily quota. Read and checked, not yet enforced.
+    /// This relay's daily quota: a quota counted in the store across runs
+    /// and campaigns, by the relay's day (see `day_zone`).
     pub max_per_day: Option<u64>,
+    /// This relay's share (1 or more, default 1): when several relays can
+    /// take a message at the same moment, they share the messages in
+    /// proportion to their weights. A relay held back by its own rate,
+    /// quota or a pause does not hold the others back.
+    pub weight: u32,
+    /// The time zone of the relay's day (`timezone:`, an IANA name; default
+    /// UTC): its `max_per_day` quota starts again at midnight there.
+    pub day_zone: jiff::tz::TimeZone,
+    /// The zone's name, as `herald config` shows it: `UTC`,
+    /// `America/Los_Angeles`.
+    pub day_zone_name: String,
     /// The variable holding its password (or `<it>_FILE` naming a file):
     /// `HERALD_RELAY_<NAME>_PASSWORD`, or HERALD_SMTP_PASSWORD for `smtp_url`.
     pub password_env: String,
@@ -542,7 +565,42 @@ pub struct RelaySetting {
 }
 
 /// The keys a `relays` entry may have.
-const RELAY_KEYS: &[&str] = &["name", "url", "user", "rate", "connections", "max_per_day"];
+const RELAY_KEYS: &[&str] = &[
+    "name",
+    "url",
+    "user",
+    "rate",
+    "connections",
+    "max_per_day",
+    "weight",
+    "timezone",
+];
+
+/// The name of the single relay of `smtp_url` (the list of one of
+/// [`Config::relay_list`]). The journal records which relay answered for
+/// each person; for the single relay the name only needs to be stable, and
+/// a host name or IP address in it (`127.0.0.1:2525`) would be noise in a
+/// privacy review.
+pub const SINGLE_RELAY_NAME: &str = "relay";
+
+/// The zone of a relay's day: an IANA name, `UTC` by default.
+fn day_zone(v: &str) -> Result<(jiff::tz::TimeZone, String), String> {
+    let v = one_line(v)?;
+    let how = "write the zone whose midnight starts the relay's day, like `timezone: America/Los_Angeles`";
+    if v.eq_ignore_ascii_case("utc") {
+        return Ok((jiff::tz::TimeZone::UTC, "UTC".into()));
+    }
+    let zone = jiff::tz::TimeZone::get(&v).map_err(|_| {
+        format!(
+            "`{v}` is not a time zone herald knows (an IANA name like Europe/Berlin, \
+             America/New_York or UTC); {how}"
+        )
+    })?;
+    // The zone's own spelling (`america/new_york` is found too), so that
+    // `herald config` shows it the usual way.
+    let name = zone.iana_name().unwrap_or(&v).to_string();
+    Ok((zone, name))
+}
 
 /// `host:port` of a relay address, its name when it has none.
 fn default_relay_name(url: &Url) -> String {
@@ -644,6 +702,20 @@ fn relay_entry(v: &yaml_serde::Value, index: usize) -> Result<RelaySetting, Stri
         .map(|c| number::<u64>(c).and_then(at_least_one))
         .transpose()
         .map_err(|e| format!("`max_per_day`: {e}"))?;
+    let weight = match fields.get("weight") {
+        Some(w) => number::<u32>(w)
+            .and_then(|w| {
+                at_least_one(w).map_err(|e| {
+                    format!("{e} (to send nothing through a relay, remove it from the list)")
+                })
+            })
+            .map_err(|e| format!("`weight`: {e}"))?,
+        None => 1,
+    };
+    let (day_zone, day_zone_name) = match fields.get("timezone") {
+        Some(z) => day_zone(z).map_err(|e| format!("`timezone`: {e}"))?,
+        None => (jiff::tz::TimeZone::UTC, "UTC".into()),
+    };
     Ok(RelaySetting {
         password_env: relay_password_env(&name),
         name,
@@ -652,6 +724,9 @@ fn relay_entry(v: &yaml_serde::Value, index: usize) -> Result<RelaySetting, Stri
         rate,
         connections,
         max_per_day,
+        weight,
+        day_zone,
+        day_zone_name,
         setting: "relays",
     })
 }
@@ -729,6 +804,293 @@ fn show_relays(relays: &[RelaySetting]) -> Option<String> {
             }
             if let Some(m) = r.max_per_day {
                 parts.push(format!("max_per_day: {m}"));
+            }
+            if r.weight != 1 {
+                parts.push(format!("weight: {}", r.weight));
+            }
+            if r.day_zone_name != "UTC" {
+                parts.push(format!("timezone: \"{}\"", r.day_zone_name));
+            }
+            format!("{{{}}}", parts.join(", "))
+        })
+        .collect();
+    Some(format!("[{}]", items.join(", ")))
+}
+
+/// One entry of `domain_limits:`: a limit on the messages to a group of
+/// recipient domains, across all relays (big mailbox providers slow down
+/// senders who push too fast at their domains).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DomainLimit {
+    /// For messages and `herald status`; default: the first domain.
+    pub name: String,
+    /// Lower-case, as written (exact match on the recipient's domain; a subdomain is not included).
+    /// A leading `@` (`@gmail.com`) is taken off without a word; a domain
+    /// written twice in one entry is kept once.
+    pub domains: Vec<String>,
+    /// At most this many messages per window to these domains, whichever
+    /// relay carries them.
+    pub rate: Option<Rate>,
+    /// At most this many messages to these domains in flight at once,
+    /// whichever relay carries them.
+    pub connections: Option<usize>,
+}
+
+/// The keys a `domain_limits` entry may have.
+const DOMAIN_LIMIT_KEYS: &[&str] = &["name", "domains", "rate", "connections"];
+
+const DOMAIN_LIMITS_HOW: &str = "write the domain limits as a list, like [{name: microsoft, domains: [outlook.com, hotmail.com], rate: 10/s}]";
+
+/// One recipient domain of a domain limit, lower-cased.
+fn limit_domain(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let d = v.strip_prefix('@').unwrap_or(v).to_ascii_lowercase();
+    if d.is_empty() {
+        return Err("a domain is empty; write them like [outlook.com, hotmail.com]".into());
+    }
+    if d.contains('@') {
+        return Err(format!(
+            "`{}` is an address; write only the part after @, like gmail.com",
+            v.escape_debug()
+        ));
+    }
+    if d.contains('*') {
+        return Err(format!(
+            "`{}`: write each domain in full, like gmail.com (a subdomain is not included by \
+             its parent; list it as well)",
+            v.escape_debug()
+        ));
+    }
+    if d.contains([',', ' ', '\t']) {
+        return Err(format!(
+            "`{}` is several domains or has a space; write several domains in brackets, like \
+             [outlook.com, hotmail.com]",
+            v.escape_debug()
+        ));
+    }
+    let labels_ok = d.split('.').all(|l| {
+        !l.is_empty()
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+            && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+    });
+    // The last part is never all digits: an IP address is not a mailbox
+    // provider's domain.
+    let top_ok = d
+        .rsplit('.')
+        .next()
+        .is_some_and(|t| t.chars().any(|c| c.is_ascii_alphabetic()));
+    if !d.contains('.') || !labels_ok || !top_ok {
+        return Err(format!(
+            "`{}` is not a domain; write the part after @ of the addresses, like gmail.com or \
+             outlook.com (letters, digits, `-` and dots; no https://)",
+            v.escape_debug()
+        ));
+    }
+    Ok(d)
+}
+
+/// One entry of `domain_limits:`.
+fn domain_limit_entry(v: &yaml_serde::Value) -> Result<DomainLimit, String> {
+    let yaml_serde::Value::Mapping(map) = v else {
+        return Err(
+            "each domain limit is a map, like `- domains: [outlook.com, hotmail.com]` with \
+             `rate: 10/s` below it"
+                .into(),
+        );
+    };
+    let mut fields: BTreeMap<String, String> = BTreeMap::new();
+    let mut domains: Option<Vec<String>> = None;
+    for (k, v) in map {
+        let key = scalar(k);
+        if !DOMAIN_LIMIT_KEYS.contains(&key.as_str()) {
+            let hint = if key == "domain" {
+                " (`domains`, with an s, even for one)"
+            } else {
+                ""
+            };
+            return Err(format!(
+                "a domain limit has no `{key}`; it takes {}{hint}",
+                DOMAIN_LIMIT_KEYS.join(", ")
+            ));
+        }
+        if key == "domains" {
+            let list = match v {
+                yaml_serde::Value::Sequence(list) => list.clone(),
+                yaml_serde::Value::Mapping(_) => {
+                    return Err(
+                        "`domains` is a list, like `domains: [outlook.com, hotmail.com]`".into(),
+                    );
+                }
+                yaml_serde::Value::Null => Vec::new(),
+                one => vec![one.clone()],
+            };
+            let mut out: Vec<String> = Vec::new();
+            for d in &list {
+                if matches!(
+                    d,
+                    yaml_serde::Value::Mapping(_) | yaml_serde::Value::Sequence(_)
+                ) {
+                    return Err(
+                        "`domains` is a list of domains, like `domains: [outlook.com, hotmail.com]`"
+                            .into(),
+                    );
+                }
+                let d = limit_domain(&scalar(d)).map_err(|e| format!("`domains`: {e}"))?;
+                if !out.contains(&d) {
+                    out.push(d);
+                }
+            }
+            domains = Some(out);
+            continue;
+        }
+        if matches!(
+            v,
+            yaml_serde::Value::Mapping(_) | yaml_serde::Value::Sequence(_)
+        ) {
+            return Err(format!("`{key}` must be a single value"));
+        }
+        fields.insert(key, scalar(v));
+    }
+    let domains = match domains {
+        None => {
+            return Err("it has no `domains`; write the domains it limits, like \
+                 `domains: [outlook.com, hotmail.com]` or `domains: gmail.com`"
+                .into());
+        }
+        Some(d) if d.is_empty() => {
+            return Err("`domains` is empty; write the domains it limits, like \
+                 `domains: [outlook.com, hotmail.com]`"
+                .into());
+        }
+        Some(d) => d,
+    };
+    let name = match fields.get("name") {
+        Some(n) => {
+            let n = one_line(n)?;
+            if !n.chars().any(|c| c.is_ascii_alphanumeric()) {
+                return Err(format!(
+                    "the name `{n}` needs a letter or digit, like `name: microsoft`"
+                ));
+            }
+            n
+        }
+        None => domains[0].clone(),
+    };
+    let rate = fields
+        .get("rate")
+        .map(|r| Rate::parse(r))
+        .transpose()
+        .map_err(|e| format!("`rate`: {e}"))?;
+    let connections = fields
+        .get("connections")
+        .map(|c| number::<usize>(c).and_then(at_least_one))
+        .transpose()
+        .map_err(|e| format!("`connections`: {e}"))?;
+    if rate.is_none() && connections.is_none() {
+        return Err(format!(
+            "it limits nothing; give `{name}` a `rate:` (like 10/s), `connections:` (like 2), or both"
+        ));
+    }
+    Ok(DomainLimit {
+        name,
+        domains,
+        rate,
+        connections,
+    })
+}
+
+/// Entries that clash with an earlier one (a domain in two entries, two
+/// entries with one name): the index of the later one and what to do, one
+/// problem per entry (a shared first domain also makes a shared default
+/// name; saying so twice would be noise). Each entry comes with its index
+/// in the list (from 0; entries that could not be read are left out), and
+/// is numbered from 1 in the messages.
+fn domain_limit_clashes<'a>(
+    limits: impl Iterator<Item = (usize, &'a DomainLimit)>,
+) -> Vec<(usize, String)> {
+    let mut seen: Vec<(usize, &DomainLimit)> = Vec::new();
+    let mut out = Vec::new();
+    for (i, l) in limits {
+        let shared_domain = l.domains.iter().find_map(|d| {
+            let (j, other) = seen.iter().find(|(_, o)| o.domains.contains(d))?;
+            Some(format!(
+                "`{d}` is in this entry (`{}`) and in entry {} (`{}`); a domain can be in \
+                 one entry only, so remove it from one of them",
+                l.name,
+                j + 1,
+                other.name
+            ))
+        });
+        let shared_name = || {
+            let (j, _) = seen
+                .iter()
+                .find(|(_, o)| o.name.eq_ignore_ascii_case(&l.name))?;
+            Some(format!(
+                "the name `{}` is taken by entry {}; give each entry its own `name:`{}",
+                l.name,
+                j + 1,
+                if l.name == l.domains[0] {
+                    " (without one, an entry is named after its first domain)"
+                } else {
+                    ""
+                }
+            ))
+        };
+        if let Some(problem) = shared_domain.or_else(shared_name) {
+            out.push((i, problem));
+        }
+        seen.push((i, l));
+    }
+    out
+}
+
+/// `domain_limits` from text (HERALD_DOMAIN_LIMITS, `--set domain_limits=...`):
+/// the same list in YAML's one-line form,
+/// `[{name: microsoft, domains: [outlook.com, hotmail.com], rate: 10/s, connections: 2}]`.
+fn domain_limits_from_text(v: &str) -> Result<Vec<DomainLimit>, String> {
+    let value: yaml_serde::Value =
+        yaml_serde::from_str(v).map_err(|_| DOMAIN_LIMITS_HOW.to_string())?;
+    let yaml_serde::Value::Sequence(list) = value else {
+        return Err(DOMAIN_LIMITS_HOW.into());
+    };
+    let limits = list
+        .iter()
+        .enumerate()
+        .map(|(i, e)| domain_limit_entry(e).map_err(|m| format!("domain limit {}: {m}", i + 1)))
+        .collect::<Result<Vec<_>, _>>()?;
+    if let Some((i, e)) = domain_limit_clashes(limits.iter().enumerate())
+        .into_iter()
+        .next()
+    {
+        return Err(format!("domain limit {}: {e}", i + 1));
+    }
+    Ok(limits)
+}
+
+/// The domain limits in the one-line form [`domain_limits_from_text`]
+/// reads back.
+fn show_domain_limits(limits: &[DomainLimit]) -> Option<String> {
+    if limits.is_empty() {
+        return None;
+    }
+    let items: Vec<String> = limits
+        .iter()
+        .map(|l| {
+            // The domains need no quotes: letters, digits, `-` and dots,
+            // never a number (see `limit_domain`).
+            let mut parts = vec![
+                format!(
+                    "name: \"{}\"",
+                    l.name.replace('\\', "\\\\").replace('"', "\\\"")
+                ),
+                format!("domains: [{}]", l.domains.join(", ")),
+            ];
+            if let Some(rate) = l.rate {
+                parts.push(format!("rate: {rate}"));
+            }
+            if let Some(c) = l.connections {
+                parts.push(format!("connections: {c}"));
             }
             format!("{{{}}}", parts.join(", "))
         })
@@ -1094,6 +1456,13 @@ impl Config {
                 self.apply_relays_file(path, text, list, source, problems);
                 continue;
             }
+            if key == "domain_limits"
+                && let yaml_serde::Value::Sequence(list) = &value
+            {
+                // Like `relays`: each entry's problems at its own line.
+                self.apply_domain_limits_file(path, text, list, source, problems);
+                continue;
+            }
             let Some(s) = SETTINGS.iter().find(|s| s.name == key) else {
                 problems.push(
                     source,
@@ -1151,24 +1520,79 @@ impl Config {
                 }),
             };
             match relay_entry(entry, i) {
-                Ok(r) => relays.push((r, at)),
+                Ok(r) => relays.push((r, at, i)),
                 Err(e) => {
                     ok = false;
                     problems.push(at, format!("`relays` entry {}: {e}", i + 1));
                 }
             }
         }
-        if let Some((i, e)) = duplicate_relay(relays.iter().map(|(r, _)| r)) {
+        if let Some((i, e)) = duplicate_relay(relays.iter().map(|(r, _, _)| r)) {
             ok = false;
+            // `i` counts the entries that could be read; the message
+            // numbers the entry in the file.
             problems.push(
                 relays[i].1.clone(),
-                format!("`relays` entry {}: {e}", i + 1),
+                format!("`relays` entry {}: {e}", relays[i].2 + 1),
             );
         }
         if ok {
-            self.relays = relays.into_iter().map(|(r, _)| r).collect();
+            self.relays = relays.into_iter().map(|(r, _, _)| r).collect();
             self.sources.insert("relays", source);
         }
+    }
+
+    /// `domain_limits:` in the file: each entry checked on its own, its
+    /// problems reported at its `- ` line.
+    fn apply_domain_limits_file(
+        &mut self,
+        path: &Path,
+        text: &str,
+        list: &[yaml_serde::Value],
+        source: Source,
+        problems: &mut Problems,
+    ) {
+        let lines = entry_lines(text, "domain_limits");
+        let mut limits = Vec::new();
+        let mut ok = true;
+        for (i, entry) in list.iter().enumerate() {
+            let at = Source::File {
+                path: path.to_path_buf(),
+                line: lines.get(i).copied().or(match &source {
+                    Source::File { line, .. } => *line,
+                    _ => None,
+                }),
+            };
+            match domain_limit_entry(entry) {
+                Ok(l) => limits.push((i, l, at)),
+                Err(e) => {
+                    ok = false;
+                    problems.push(at, format!("`domain_limits` entry {}: {e}", i + 1));
+                }
+            }
+        }
+        for (i, e) in domain_limit_clashes(limits.iter().map(|(i, l, _)| (*i, l))) {
+            ok = false;
+            let at = limits.iter().find(|(j, _, _)| *j == i).map(|(_, _, at)| at);
+            problems.push(
+                at.cloned().unwrap_or_else(|| source.clone()),
+                format!("`domain_limits` entry {}: {e}", i + 1),
+            );
+        }
+        if ok {
+            self.domain_limits = limits.into_iter().map(|(_, l, _)| l).collect();
+            self.sources.insert("domain_limits", source);
+        }
+    }
+
+    /// The index in `domain_limits` of the entry that limits mail to
+    /// `domain` (the part after @ of a recipient's address; any case), if
+    /// any. An exact match: `mail.example.org` is not in `example.org`'s entry.
+    pub fn domain_limit_of(&self, domain: &str) -> Option<usize> {
+        let domain = domain.trim().trim_end_matches('.');
+        self.domain_limits
+            .iter()
+            .position(|l| l.domains.iter().any(|d| d.eq_ignore_ascii_case(domain)))
     }
 
     /// The relays a send uses: `relays:` when given, else the single relay
@@ -1193,12 +1617,15 @@ impl Config {
             return Vec::new();
         };
         vec![RelaySetting {
-            name: default_relay_name(url),
+            name: SINGLE_RELAY_NAME.into(),
             url: url.clone(),
             user: self.smtp_user.clone(),
             rate: self.rate,
             connections: Some(self.connections),
             max_per_day: None,
+            weight: 1,
+            day_zone: jiff::tz::TimeZone::UTC,
+            day_zone_name: "UTC".into(),
             password_env: "HERALD_SMTP_PASSWORD".into(),
             setting: "smtp_url",
         }]
@@ -2190,7 +2617,8 @@ mod tests {
         let (_d, path) = file(
             "from: News <news@example.org>\n\
              relays:\n  - name: main\n    url: smtp://mail.example.org:587\n    user: news\n    \
-             rate: 10/s\n    connections: 2\n    max_per_day: 5000\n  \
+             rate: 10/s\n    connections: 2\n    max_per_day: 5000\n    weight: 3\n    \
+             timezone: america/los_angeles\n  \
              - url: smtps://backup.example.net\nconnections: 6\n",
         );
         let c = Config::load_with(Some(&path), env(&[]), &[]).unwrap();
@@ -2201,6 +2629,13 @@ mod tests {
         assert_eq!(list[0].rate, Some(Rate::parse("10/s").unwrap()));
         assert_eq!(list[0].connections, Some(2));
         assert_eq!(list[0].max_per_day, Some(5000));
+        assert_eq!(list[0].weight, 3);
+        // The zone's own spelling, whatever the case written.
+        assert_eq!(list[0].day_zone_name, "America/Los_Angeles");
+        assert_eq!(
+            list[0].day_zone,
+            jiff::tz::TimeZone::get("America/Los_Angeles").unwrap()
+        );
         assert_eq!(list[0].password_env, "HERALD_RELAY_MAIN_PASSWORD");
         // No name: host:port; no connections: the general setting; no rate:
         // none (the general `rate` is the single relay's, refused beside `relays`).
@@ -2210,6 +2645,12 @@ mod tests {
             "HERALD_RELAY_BACKUP_EXAMPLE_NET_465_PASSWORD"
         );
         assert_eq!((list[1].connections, list[1].rate), (Some(6), None));
+        // No weight: 1; no timezone: UTC.
+        assert_eq!(list[1].weight, 1);
+        assert_eq!(
+            (&list[1].day_zone, list[1].day_zone_name.as_str()),
+            (&jiff::tz::TimeZone::UTC, "UTC")
+        );
         assert_eq!(
             c.source("relays").to_string(),
             format!("{}:2", path.display())
@@ -2220,10 +2661,27 @@ mod tests {
             .into_iter()
             .find(|e| e.name == "relays")
             .unwrap();
+        let shown = shown.value.unwrap();
+        assert!(
+            shown.contains("weight: 3, timezone: \"America/Los_Angeles\"}"),
+            "{shown}"
+        );
+        // The defaults are not shown.
+        assert_eq!(shown.matches("weight").count(), 1, "{shown}");
+        assert_eq!(shown.matches("timezone").count(), 1, "{shown}");
         let mut d = Config::default();
-        d.set("relays", shown.value.as_deref().unwrap(), "--set relays")
-            .unwrap();
+        d.set("relays", &shown, "--set relays").unwrap();
         assert_eq!(d.relays, c.relays);
+        // `timezone: UTC` (any case) is the default, and shown as such.
+        let mut d = Config::default();
+        d.set(
+            "relays",
+            "[{url: \"smtp://a.example.org\", timezone: utc, max_per_day: 10}]",
+            "--set relays",
+        )
+        .unwrap();
+        assert_eq!(d.relays[0].day_zone, jiff::tz::TimeZone::UTC);
+        assert_eq!(d.relays[0].day_zone_name, "UTC");
     }
 
     #[test]
@@ -2239,7 +2697,14 @@ mod tests {
         .unwrap();
         let list = c.relay_list();
         assert_eq!(list.len(), 1);
-        assert_eq!(list[0].name, "mail.example.org:2525");
+        // Not its host:port: the name lands in the journal, where an IP
+        // address would be noise in a privacy review.
+        assert_eq!(list[0].name, SINGLE_RELAY_NAME);
+        assert_eq!(list[0].name, "relay");
+        assert_eq!(list[0].weight, 1);
+        assert_eq!(list[0].day_zone, jiff::tz::TimeZone::UTC);
+        assert_eq!(list[0].day_zone_name, "UTC");
+        assert_eq!(list[0].max_per_day, None);
         assert_eq!(list[0].password_env, "HERALD_SMTP_PASSWORD");
         assert_eq!(list[0].rate, Some(Rate::parse("5/s").unwrap()));
         assert_eq!(list[0].connections, Some(3));
@@ -2280,6 +2745,21 @@ mod tests {
                 3,
                 "give each relay its own `name:`",
             ),
+            (
+                "  - url: smtp://a.example.org\n    weight: 0\n",
+                2,
+                "`weight`: must be at least 1 (to send nothing through a relay, remove it",
+            ),
+            (
+                "  - url: smtp://a.example.org\n    weight: half\n",
+                2,
+                "`weight`: `half` is not a whole number",
+            ),
+            (
+                "  - url: smtp://a.example.org\n  - url: smtp://b.example.org\n    timezone: Mars/Olympus\n",
+                3,
+                "`timezone`: `Mars/Olympus` is not a time zone herald knows",
+            ),
         ];
         for (entries, line, words) in cases {
             let text = format!("relays:\n{entries}");
@@ -2288,6 +2768,25 @@ mod tests {
             assert!(e.message.contains(words), "{text}: {e}");
             assert!(!e.message.contains("hunter2"), "{e}");
         }
+        // A clash is numbered as in the file even when an earlier entry
+        // could not be read.
+        let e = Config::parse(
+            Path::new("herald.yaml"),
+            "relays:\n  - rate: 5/s\n  - url: smtp://a.example.org\n  - url: smtp://a.example.org\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .contains("herald.yaml:4: `relays` entry 3: the name"),
+            "{e}"
+        );
+        // A time zone without a daily quota does no harm.
+        let c = Config::parse(
+            Path::new("herald.yaml"),
+            "relays:\n  - url: smtp://a.example.org\n    timezone: Europe/Berlin\n",
+        )
+        .unwrap();
+        assert_eq!(c.relays[0].day_zone_name, "Europe/Berlin");
         // A general rate beside `relays` would be ignored: refused instead.
         let (_d, path) = file("relays:\n  - url: smtp://a.example.org\nrate: 5/s\n");
         let e = Config::load_with(Some(&path), env(&[]), &[]).unwrap_err();
@@ -2301,6 +2800,237 @@ mod tests {
         )
         .unwrap_err();
         assert!(e.message.contains("use one"), "{e}");
+    }
+
+    #[test]
+    fn domain_limits_per_group_of_domains() {
+        let (_d, path) = file(
+            "from: News <news@example.org>\n\
+             domain_limits:\n  \
+             - name: microsoft\n    domains: [Outlook.com, hotmail.com, \"@live.com\", msn.com]\n    \
+             rate: 10/s\n    connections: 2\n  \
+             - domains: gmail.com\n    rate: 20/s\n\
+             smtp_url: smtp://mail.example.org:587\n",
+        );
+        let c = Config::load_with(Some(&path), env(&[]), &[]).unwrap();
+        assert_eq!(
+            c.domain_limits,
+            vec![
+                DomainLimit {
+                    name: "microsoft".into(),
+                    domains: vec![
+                        "outlook.com".into(),
+                        "hotmail.com".into(),
+                        "live.com".into(),
+                        "msn.com".into()
+                    ],
+                    rate: Some(Rate::parse("10/s").unwrap()),
+                    connections: Some(2),
+                },
+                // One domain without brackets; named after it.
+                DomainLimit {
+                    name: "gmail.com".into(),
+                    domains: vec!["gmail.com".into()],
+                    rate: Some(Rate::parse("20/s").unwrap()),
+                    connections: None,
+                },
+            ]
+        );
+        assert_eq!(
+            c.source("domain_limits").to_string(),
+            format!("{}:2", path.display())
+        );
+        // A recipient's domain, in any case; a subdomain is not included.
+        assert_eq!(c.domain_limit_of("hotmail.com"), Some(0));
+        assert_eq!(c.domain_limit_of("LIVE.com"), Some(0));
+        assert_eq!(c.domain_limit_of("gmail.com"), Some(1));
+        assert_eq!(c.domain_limit_of("mail.gmail.com"), None);
+        assert_eq!(c.domain_limit_of("example.org"), None);
+        assert_eq!(Config::default().domain_limit_of("gmail.com"), None);
+
+        // What `herald config` shows reads back as the same list.
+        let shown = c
+            .entries()
+            .into_iter()
+            .find(|e| e.name == "domain_limits")
+            .unwrap()
+            .value
+            .unwrap();
+        assert_eq!(
+            shown,
+            "[{name: \"microsoft\", domains: [outlook.com, hotmail.com, live.com, msn.com], \
+             rate: 10/s, connections: 2}, {name: \"gmail.com\", domains: [gmail.com], rate: 20/s}]"
+        );
+        let mut d = Config::default();
+        d.set("domain_limits", &shown, "--set domain_limits")
+            .unwrap();
+        assert_eq!(d.domain_limits, c.domain_limits);
+
+        // The variable, in the one-line form; a single domain as a string.
+        let c = Config::load_with(
+            None,
+            env(&[(
+                "HERALD_DOMAIN_LIMITS",
+                "[{name: microsoft, domains: [outlook.com, hotmail.com], rate: 10/s, connections: 2}, \
+                 {domains: yahoo.com, connections: 1}]",
+            )]),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.domain_limits.len(), 2);
+        assert_eq!(c.domain_limits[1].name, "yahoo.com");
+        assert_eq!(c.domain_limits[1].domains, vec!["yahoo.com".to_string()]);
+        assert_eq!(
+            (c.domain_limits[1].rate, c.domain_limits[1].connections),
+            (None, Some(1))
+        );
+        assert_eq!(
+            c.source("domain_limits").to_string(),
+            "HERALD_DOMAIN_LIMITS"
+        );
+        // Problems in the text form name the entry.
+        let e = Config::load_with(
+            None,
+            env(&[(
+                "HERALD_DOMAIN_LIMITS",
+                "[{domains: gmail.com, rate: 5/s}, {domains: [gmail.com], rate: 1/s}]",
+            )]),
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.to_string().starts_with("HERALD_DOMAIN_LIMITS:"), "{e}");
+        assert!(e.message.contains("domain limit 2:"), "{e}");
+        let e = Config::load_with(None, env(&[("HERALD_DOMAIN_LIMITS", "gmail.com")]), &[])
+            .unwrap_err();
+        assert!(
+            e.message.contains("write the domain limits as a list"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_domain_limits_are_named_at_their_line() {
+        let cases = [
+            // (entries, the line of the bad one, words the message must hold)
+            (
+                "  - domains: gmail.com\n    rate: 5/s\n  - gmail.com\n",
+                4,
+                "each domain limit is a map",
+            ),
+            (
+                "  - domains: gmail.com\n    speed: 5/s\n",
+                2,
+                "a domain limit has no `speed`; it takes name, domains, rate, connections",
+            ),
+            (
+                "  - domain: gmail.com\n    rate: 5/s\n",
+                2,
+                "`domains`, with an s",
+            ),
+            ("  - rate: 5/s\n", 2, "it has no `domains`"),
+            ("  - domains: []\n    rate: 5/s\n", 2, "`domains` is empty"),
+            (
+                "  - domains: [news@gmail.com]\n    rate: 5/s\n",
+                2,
+                "`news@gmail.com` is an address; write only the part after @",
+            ),
+            (
+                "  - domains: [gmail com]\n    rate: 5/s\n",
+                2,
+                "write several domains in brackets",
+            ),
+            (
+                "  - domains: \"outlook.com, hotmail.com\"\n    rate: 5/s\n",
+                2,
+                "write several domains in brackets",
+            ),
+            (
+                "  - domains: [localhost]\n    rate: 5/s\n",
+                2,
+                "`localhost` is not a domain",
+            ),
+            (
+                "  - domains: [https://gmail.com]\n    rate: 5/s\n",
+                2,
+                "no https://",
+            ),
+            (
+                "  - domains: [\"*.gmail.com\"]\n    rate: 5/s\n",
+                2,
+                "a subdomain is not included",
+            ),
+            (
+                "  - domains: [10.0.0.1]\n    rate: 5/s\n",
+                2,
+                "is not a domain",
+            ),
+            (
+                "  - name: google\n    domains: gmail.com\n",
+                2,
+                "it limits nothing; give `google` a `rate:`",
+            ),
+            (
+                "  - domains: gmail.com\n    connections: 0\n",
+                2,
+                "`connections`: must be at least 1",
+            ),
+            (
+                "  - domains: gmail.com\n    rate: fast\n",
+                2,
+                "`rate`: `fast` is not a rate",
+            ),
+            (
+                "  - name: google\n    domains: [gmail.com, googlemail.com]\n    rate: 5/s\n  \
+                 - domains: [yahoo.com, GoogleMail.com]\n    rate: 5/s\n",
+                5,
+                "`googlemail.com` is in this entry (`yahoo.com`) and in entry 1 (`google`)",
+            ),
+            (
+                "  - name: big\n    domains: gmail.com\n    rate: 5/s\n  \
+                 - name: BIG\n    domains: yahoo.com\n    rate: 5/s\n",
+                5,
+                "the name `BIG` is taken by entry 1; give each entry its own `name:`",
+            ),
+            (
+                "  - name: yahoo.com\n    domains: gmail.com\n    rate: 5/s\n  \
+                 - domains: yahoo.com\n    rate: 5/s\n",
+                5,
+                "named after its first domain",
+            ),
+        ];
+        for (entries, line, words) in cases {
+            let text = format!("domain_limits:\n{entries}");
+            let e = Config::parse(Path::new("herald.yaml"), &text).unwrap_err();
+            assert_eq!(e.line, Some(line), "{text}: {e}");
+            assert!(e.message.contains(words), "{text}: {e}");
+        }
+        // Each bad entry is its own problem, numbered as in the file even
+        // when an earlier one could not be read.
+        let e = Config::parse(
+            Path::new("herald.yaml"),
+            "domain_limits:\n  - domains: gmail.com\n  - domains: yahoo.com\n    rate: 1/s\n  \
+             - domains: yahoo.com\n    rate: 2/s\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("2 settings are wrong"), "{e}");
+        assert!(
+            e.message
+                .contains("herald.yaml:2: `domain_limits` entry 1: it limits nothing"),
+            "{e}"
+        );
+        assert!(
+            e.message.contains(
+                "herald.yaml:5: `domain_limits` entry 3: `yahoo.com` is in this entry (`yahoo.com`) and in entry 2"
+            ),
+            "{e}"
+        );
+        // Not a list at all.
+        let e = Config::parse(Path::new("herald.yaml"), "domain_limits: gmail.com\n").unwrap_err();
+        assert_eq!(e.line, Some(1), "{e}");
+        assert!(
+            e.message.contains("write the domain limits as a list"),
+            "{e}"
+        );
     }
 
     #[test]
