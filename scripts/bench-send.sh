@@ -10,7 +10,10 @@
 # Postfix smtp-sink on 127.0.0.1, 8 connections each, no rate limit:
 #   smtp-source -s 8 -m N -l SIZE -d     (SIZE = herald's message size)
 #   herald send <example issue> --connections 8 --yes  (journal on disk, as in use)
-# Each round runs both; the medians are compared. Nothing leaves 127.0.0.1.
+# Each round runs both; the medians are compared. A second part does the
+# same through two relays (two smtp-sinks, `relays:` with 4 connections
+# each) against two smtp-source runs in parallel (4 connections each, N/2
+# messages each), and prints that ratio too. Nothing leaves 127.0.0.1.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,12 +27,20 @@ SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 [[ -n ${SKIP_BUILD:-} ]] || cargo build --release --quiet
 
 work=$(mktemp -d)
-sink_pid=
-cleanup() { [[ -n $sink_pid ]] && kill "$sink_pid" 2>/dev/null; rm -rf "$work"; }
+sink_pid= sink2_pid=
+cleanup() {
+    [[ -n $sink_pid ]] && kill "$sink_pid" 2>/dev/null
+    [[ -n $sink2_pid ]] && kill "$sink2_pid" 2>/dev/null
+    rm -rf "$work"
+}
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
 "$SINK" -u nobody "127.0.0.1:$port" 256 >/dev/null 2>&1 &
 sink_pid=$!
+port2=$(free_port)
+"$SINK" -u nobody "127.0.0.1:$port2" 256 >/dev/null 2>&1 &
+sink2_pid=$!
 sleep 0.3
 
 gen_csv() { # rows file
@@ -73,6 +84,46 @@ n, s, h = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
 print(f"smtp-source: {n / s:.0f} msg/s (median of rounds)")
 print(f"herald:      {n / h:.0f} msg/s (median of rounds; includes reading the list and journaling every message)")
 print(f"ratio:       herald sends at {s / h:.2f} of smtp-source's rate (goal: 0.8)")
+PY
+
+# Two relays: herald's total through both against two smtp-source runs at
+# the same time, one per sink, half the messages each.
+cp herald.example.yaml "$work/two.yaml"
+cat >>"$work/two.yaml" <<YAML
+relays:
+  - name: one
+    url: "smtp://127.0.0.1:$port?tls=none"
+    connections: 4
+  - name: two
+    url: "smtp://127.0.0.1:$port2?tls=none"
+    connections: 4
+YAML
+half=$((N / 2))
+src2_times=() herald2_times=()
+for round in $(seq "$ROUNDS"); do
+    start=$(date +%s.%N)
+    "$SOURCE" -s 4 -m "$half" -l "$size" -d -f news@example.org -t reader@example.org "127.0.0.1:$port" &
+    one=$!
+    "$SOURCE" -s 4 -m "$((N - half))" -l "$size" -d -f news@example.org -t reader@example.org "127.0.0.1:$port2"
+    wait "$one"
+    src2_times+=("$(python3 -c "print($(date +%s.%N) - $start)")")
+    rm -rf "$work/journal"
+    start=$(date +%s.%N)
+    "$HERALD" send examples/inside-open-infrastructure-example.md --subscribers "$work/list.csv" \
+        --config "$work/two.yaml" --yes --journal "$work/journal" --json >"$work/report.json"
+    herald2_times+=("$(python3 -c "print($(date +%s.%N) - $start)")")
+    sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counts"]["sent"])' "$work/report.json")
+    [[ $sent == "$N" ]] || { echo "herald sent $sent of $N through two relays" >&2; exit 1; }
+    printf 'two relays, round %d:   2 x smtp-source %.2f s, herald %.2f s\n' "$round" "${src2_times[-1]}" "${herald2_times[-1]}"
+done
+s2_med=$(median "${src2_times[@]}")
+h2_med=$(median "${herald2_times[@]}")
+python3 - "$N" "$s_med" "$h_med" "$s2_med" "$h2_med" <<'PY'
+import sys
+n = int(sys.argv[1])
+s, h, s2, h2 = map(float, sys.argv[2:])
+print(f"two relays:  2 x smtp-source {n / s2:.0f} msg/s, herald {n / h2:.0f} msg/s (medians)")
+print(f"ratios:      one relay {s / h:.2f}, two relays {s2 / h2:.2f} of smtp-source's rate")
 PY
 
 if [[ -n ${BENCH_MILLION:-} ]]; then

@@ -54,7 +54,8 @@ pub mod exit {
     /// relay settings or a command line herald cannot use.
     pub const BAD_INPUT: i32 = 2;
     /// The send ran, but some recipients failed, were deferred to the next
-    /// run, or have an unknown outcome: see `herald status`.
+    /// run (also: every relay's daily quota is spent and the rest wait),
+    /// or have an unknown outcome: see `herald status`.
     pub const SOME_FAILED: i32 = 3;
     /// Nothing to do: the campaign was already finished, or `--due` found no post due.
     pub const NOTHING_TO_DO: i32 = 4;

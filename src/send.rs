@@ -77,6 +77,10 @@ pub struct SendReport {
     pub problems: Vec<Problem>,
     /// The largest personalised HTML part (0 when nothing was to be sent).
     pub largest_html_bytes: usize,
+    /// When the people left waiting can go: the first moment a relay's
+    /// daily quota frees up, when every relay's was spent (RFC 3339).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resumes_at: Option<String>,
     #[serde(skip)]
     pub exit_code: i32,
     #[serde(skip)]
@@ -106,6 +110,18 @@ fn settings(opts: &SendOptions, config: &Config) -> Settings {
         relay_down_after: config.relay_down_after,
         window_closes_after: None,
         relay_name: None,
+        relay_weight: 1,
+        relay_quota: None,
+        domains: config
+            .domain_limits
+            .iter()
+            .map(|d| engine::DomainGroup {
+                name: d.name.clone(),
+                domains: d.domains.clone(),
+                rate: d.rate,
+                connections: d.connections,
+            })
+            .collect(),
     }
 }
 
@@ -132,6 +148,15 @@ pub fn window_now(config: &Config) -> Result<Option<(Duration, jiff::Timestamp)>
             ))
         }
     }
+}
+
+/// A relay's daily quota for the engine, if it has one.
+fn quota(r: &RelaySetting) -> Option<engine::Quota> {
+    r.max_per_day.map(|max_per_day| engine::Quota {
+        max_per_day,
+        zone: r.day_zone.clone(),
+        zone_name: r.day_zone_name.clone(),
+    })
 }
 
 /// Every relay of the send (`relays:`, or `smtp_url` as a list of one),
@@ -238,7 +263,11 @@ pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyho
             "check the disk and the outbox folder"
         )),
         Stop::Fatal(why) | Stop::RelayDown(why) => anyhow::bail!(why),
-        Stop::Done | Stop::Limit | Stop::Interrupted | Stop::WindowClosed => {}
+        Stop::Done
+        | Stop::Limit
+        | Stop::Interrupted
+        | Stop::WindowClosed
+        | Stop::QuotaSpent { .. } => {}
     }
     let mut outbox = mailer
         .into_inner()
@@ -561,6 +590,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
                     stopped: "outside the send window".into(),
                     problems: vec![],
                     largest_html_bytes: 0,
+                    resumes_at: None,
                     exit_code: exit::NOTHING_TO_DO,
                     message,
                 });
@@ -576,6 +606,8 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         .unwrap_or(settings.connections)
         .max(1);
     settings.relay_name = Some(first_setting.name.clone());
+    settings.relay_weight = first_setting.weight;
+    settings.relay_quota = quota(&first_setting);
     let others = relays;
     let describe = std::iter::once(first.describe())
         .chain(others.iter().map(|(_, r)| r.describe()))
@@ -603,6 +635,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         stopped: "nothing to do".into(),
         problems: vec![],
         largest_html_bytes: import.largest_html,
+        resumes_at: None,
         exit_code: exit::NOTHING_TO_DO,
         message: String::new(),
     };
@@ -666,7 +699,15 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     let mut plan = format!(
         "About to send \"{}\" ({campaign}) to {to_send} people through {} with {} connection(s)",
         issue.content.title,
-        relay.describe(),
+        if others.is_empty() {
+            relay.describe()
+        } else {
+            format!(
+                "{} ({})",
+                settings.relay_name.as_deref().unwrap_or_default(),
+                relay.describe()
+            )
+        },
         settings.connections
     );
     match settings.rate {
@@ -745,10 +786,12 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         others: others
             .into_iter()
             .map(|(s, r)| engine::Lane {
+                quota: quota(&s),
                 name: s.name,
                 mailer: Smtp::new(r, timeout),
                 rate: s.rate,
                 connections: s.connections.unwrap_or(1),
+                weight: s.weight,
             })
             .collect(),
     };
@@ -757,6 +800,12 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
 
     let finished = store.finish_if_done(&campaign)?;
     let after = store.counts(&campaign)?;
+    // The last quota may run out with the last person: nobody waits, so
+    // the run is simply done.
+    let mut outcome = outcome;
+    if matches!(outcome.stop, Stop::QuotaSpent { .. }) && after.pending + after.deferred == 0 {
+        outcome.stop = Stop::Done;
+    }
     report.attempted = progress.attempted();
     report.finished = finished;
     report.problems = store.problems(&campaign, 50)?;
@@ -773,6 +822,9 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     let (stopped, code) = match &outcome.stop {
         // The end of the window is like max-per-run: the rest waits by
         // design, so only failures and deferrals make it exit 3.
+        // Spent quotas leave people waiting by necessity, not by design:
+        // "deferred", as for a recipient whose server said "later".
+        Stop::QuotaSpent { .. } => ("daily quota used", exit::SOME_FAILED),
         Stop::Done | Stop::Limit | Stop::WindowClosed if some_failed => ("done", exit::SOME_FAILED),
         Stop::Done | Stop::Limit | Stop::WindowClosed => ("done", exit::OK),
         Stop::Interrupted => ("interrupted", exit::INTERRUPTED),
@@ -786,6 +838,9 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         _ => stopped.into(),
     };
     report.exit_code = code;
+    if let Stop::QuotaSpent { frees_at, .. } = &outcome.stop {
+        report.resumes_at = Some(frees_at.to_string());
+    }
     report.message = match &outcome.stop {
         Stop::Fatal(why) | Stop::Broken(why) => {
             format!("stopped: {why}. Nothing is lost: run again to continue.")
@@ -823,6 +878,14 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
                 after.pending + after.deferred
             )
         }
+        Stop::QuotaSpent { frees_at, detail } => {
+            let left = after.pending + after.deferred;
+            format!(
+                "every relay has used its daily quota ({detail}); the {left} people not yet mailed wait. \
+                 The quota frees up {}: run the same command again after that (a cron job simply continues)",
+                frees_up(*frees_at)
+            )
+        }
         Stop::Done if finished => format!("{campaign} is finished"),
         Stop::Done if shared && after.pending + after.unknown > 0 => format!(
             "{campaign}: this sender's share is done; {} waiting and {} in flight are with the other senders              (`herald status` shows the whole campaign)",
@@ -835,6 +898,18 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
     };
     report.counts = after;
     Ok(report)
+}
+
+/// When a quota frees up, for a person: `at 2026-12-01 00:00 UTC (in 9h 12m)`.
+fn frees_up(at: jiff::Timestamp) -> String {
+    let utc = at.to_zoned(jiff::tz::TimeZone::UTC);
+    let wait = at.as_second() - crate::clock::now().as_second();
+    let within = if wait > 0 {
+        format!(" (in {}h {:02}m)", wait / 3600, wait % 3600 / 60)
+    } else {
+        String::new()
+    };
+    format!("at {} UTC{within}", utc.strftime("%Y-%m-%d %H:%M"))
 }
 
 /// The subscriber list, read once through to refuse a broken file before

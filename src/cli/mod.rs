@@ -43,7 +43,7 @@ use crate::{Fault, InputError, exit};
                   0  done\n  \
                   1  `check` found errors in the post\n  \
                   2  bad input: a post, setting, list or command line herald cannot use (the message says where)\n  \
-                  3  some people failed, were deferred or have an unknown outcome (see `herald status`)\n  \
+                  3  some people failed, were deferred (also: every relay's daily quota spent) or have an unknown outcome (see `herald status`)\n  \
                   4  nothing to do\n  \
                   5  another herald is sending this campaign\n  \
                   6  stopped by Ctrl-C or SIGTERM (run again to continue)\n  \

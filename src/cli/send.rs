@@ -201,6 +201,11 @@ fn print_report(report: &send::SendReport, json: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if json {
+        // The report is for a machine; what it means, for the person
+        // reading the log.
+        if !report.message.is_empty() {
+            tracing::info!("{}", report.message);
+        }
         return output::json(report);
     }
     let c = &report.counts;

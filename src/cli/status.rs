@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::output::{self, say};
 use crate::config::{Config, Override};
-use crate::store::{Location, Source, Store, StoreError};
+use crate::store::{Location, RelayCounts, Source, Store, StoreError};
 use crate::{Fault, InputError, exit};
 
 /// Show each campaign: how many were sent, failed (with the server's
@@ -127,7 +127,32 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             .filter(|s| s.source.is_unsubscribe() && s.campaign.as_deref() == Some(c.id.as_str()))
             .count();
         let bounced = journal.bounce_summary(&c.id).map_err(unreadable)?;
-        let relays = journal.relay_counts(&c.id).map_err(unreadable)?;
+        let mut relays = journal.relay_counts(&c.id).map_err(unreadable)?;
+        // Every relay of the settings is shown, with its quota used today
+        // (across campaigns, by the relay's own day), even before it carried
+        // anything for this campaign.
+        let now = crate::clock::now();
+        for r in config.relay_list() {
+            let at = match relays.iter().position(|x| x.relay == r.name) {
+                Some(i) => i,
+                None if config.relays.is_empty() => continue,
+                None => {
+                    relays.push(RelayCounts {
+                        relay: r.name.clone(),
+                        ..RelayCounts::default()
+                    });
+                    relays.len() - 1
+                }
+            };
+            if let Some(max) = r.max_per_day {
+                let day = now.to_zoned(r.day_zone.clone()).date().to_string();
+                let used = journal.quota_used(&r.name, &day).map_err(unreadable)?;
+                let e = &mut relays[at];
+                e.max_per_day = Some(max);
+                e.quota_used_today = Some(used);
+                e.day = Some(format!("{day} ({})", r.day_zone_name));
+            }
+        }
         if !json {
             let n = &c.counts;
             let state = if c.finished_at.is_some() {
@@ -146,11 +171,18 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                 n.skipped,
                 n.pending
             )?;
-            // Per relay only when there is more than one to tell apart.
-            if relays.len() > 1 {
+            // Per relay only when there is more than one to tell apart, or
+            // a quota to show.
+            if relays.len() > 1 || relays.iter().any(|r| r.max_per_day.is_some()) {
                 for r in &relays {
+                    let quota = match (r.max_per_day, r.quota_used_today, &r.day) {
+                        (Some(max), Some(used), Some(day)) => {
+                            format!("; quota {used} of {max} used on {day}")
+                        }
+                        _ => String::new(),
+                    };
                     say!(
-                        "  through {}: {} sent, {} failed, {} deferred",
+                        "  through {}: {} sent, {} failed, {} deferred{quota}",
                         r.relay,
                         r.sent,
                         r.failed,

@@ -3,8 +3,9 @@
 //! writes the store, committing what several workers report at once (group
 //! commit). The same loop serves real sends, test sends and dry runs.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
@@ -41,6 +42,43 @@ pub struct Settings {
     /// The first relay's name for messages and the journal (`relays:`);
     /// `None`: what its Mailer calls itself.
     pub relay_name: Option<String>,
+    /// The first relay's weight (see [`Lane::weight`]).
+    pub relay_weight: u32,
+    /// The first relay's daily quota (see [`Lane::quota`]).
+    pub relay_quota: Option<Quota>,
+    /// Limits per recipient domain (or group of domains), across every
+    /// relay of the run (`domain_limits:`).
+    pub domains: Vec<DomainGroup>,
+}
+
+/// A relay's daily quota: at most `max_per_day` messages on each of the
+/// relay's days (midnight to midnight in `zone`), counted in the store
+/// across runs, campaigns and senders.
+///
+/// A message counts when the relay saw it, accepted or refused; one that
+/// never reached the relay (it could not be reached, it said 421 before
+/// the message) does not. A run takes the quota from the store a few
+/// messages at a time and gives back what it did not use when it ends;
+/// a run that dies keeps what it took, so a crash can leave part of a
+/// day's quota unused, never a message too many.
+#[derive(Debug, Clone)]
+pub struct Quota {
+    pub max_per_day: u64,
+    pub zone: jiff::tz::TimeZone,
+    /// The zone's name, for messages.
+    pub zone_name: String,
+}
+
+/// A limit for messages to some recipient domains, whichever relay
+/// carries them: no window of `rate` holds one message too many to these
+/// domains, and at most `connections` are in flight to them at once.
+#[derive(Debug, Clone)]
+pub struct DomainGroup {
+    pub name: String,
+    /// Lower-case; a recipient's domain matches exactly.
+    pub domains: Vec<String>,
+    pub rate: Option<Rate>,
+    pub connections: Option<usize>,
 }
 
 impl Default for Settings {
@@ -57,6 +95,9 @@ impl Default for Settings {
             relay_down_after: Duration::from_secs(60),
             window_closes_after: None,
             relay_name: None,
+            relay_weight: 1,
+            relay_quota: None,
+            domains: Vec::new(),
         }
     }
 }
@@ -95,6 +136,13 @@ pub enum Stop {
     RelayDown(String),
     /// The send window closed; the rest waits for the next run in it.
     WindowClosed,
+    /// Every relay has used its daily quota; the rest waits for the next
+    /// run after `frees_at`, the first moment one of them has quota again.
+    QuotaSpent {
+        frees_at: jiff::Timestamp,
+        /// Each relay's quota and day, for the message: `main: 500 of 500 on 2026-11-30 (UTC)`.
+        detail: String,
+    },
 }
 
 pub struct Outcome {
@@ -122,6 +170,11 @@ pub struct Lane<M: Mailer> {
     pub mailer: M,
     pub rate: Option<Rate>,
     pub connections: usize,
+    /// When several relays can take a message at the same moment, they
+    /// share the messages in proportion to their weights. A relay held
+    /// back by its rate, quota or a pause holds nobody else back.
+    pub weight: u32,
+    pub quota: Option<Quota>,
 }
 
 struct Job<P> {
@@ -134,6 +187,10 @@ struct Job<P> {
     last_reply: Option<String>,
     /// The relay of the last attempt that reached this recipient.
     relay: Option<String>,
+    /// The recipient's domain limit, if their domain has one.
+    group: Option<usize>,
+    /// The domain limit's slot this job holds while a worker has it.
+    domain_slot: Option<u64>,
 }
 
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -141,6 +198,16 @@ type Ack = oneshot::Sender<Result<(), String>>;
 enum Cmd {
     Apply(Update, Option<Ack>),
     Queue(i64, i64, oneshot::Sender<Result<Vec<Row>, String>>),
+    /// Take up to `want` of a relay's quota for a day (relay, day, want, max).
+    TakeQuota(
+        String,
+        String,
+        u64,
+        u64,
+        oneshot::Sender<Result<u64, String>>,
+    ),
+    /// Give back unused quota (relay, day, n).
+    GiveBack(String, String, u64),
 }
 
 /// The store's task: applies updates in batches, one commit per batch
@@ -170,6 +237,24 @@ async fn store_task(
                     .await;
                     store = back;
                     let _ = reply.send(rows);
+                }
+                Cmd::TakeQuota(relay, day, want, max, reply) => {
+                    let (back, got) = blocking(store, move |s| {
+                        s.take_quota(&relay, &day, want, max)
+                            .map_err(|e| e.to_string())
+                    })
+                    .await;
+                    store = back;
+                    let _ = reply.send(got);
+                }
+                Cmd::GiveBack(relay, day, n) => {
+                    let (back, given) =
+                        blocking(store, move |s| s.give_back_quota(&relay, &day, n)).await;
+                    store = back;
+                    if let Err(e) = given {
+                        // Only leaves the quota under-used today.
+                        tracing::warn!("unused quota could not be given back ({e})");
+                    }
                 }
             }
             next = rx.try_recv().ok();
@@ -214,22 +299,58 @@ async fn blocking<T: Send + 'static>(
     .expect("a store call does not panic")
 }
 
-/// One relay's own state: its throttle, its health, its workers' mailer.
-/// A relay that fails is paused alone; the others carry on.
+/// One relay's own state: its throttle, its health, its quota, its
+/// workers' mailer. A relay that fails is paused alone; the others carry on.
 struct RelayState<M: Mailer> {
     name: String,
     mailer: M,
     connections: usize,
+    /// 1 / weight: how far a message moves this relay along in the
+    /// weighted share (stride scheduling).
+    stride: f64,
     limiter: Mutex<Limiter>,
+    /// Its rate across every sender, when the store is shared.
+    gate: Option<Arc<dyn RateGate>>,
     health: std::sync::Mutex<Health>,
+    quota: Option<Quota>,
+    quota_day: Mutex<QuotaDay>,
+    /// Its quota for the day is spent: its workers have stopped.
+    exhausted: AtomicBool,
+}
+
+/// What a run holds of a relay's quota for one of the relay's days.
+#[derive(Default)]
+struct QuotaDay {
+    day: Option<jiff::civil::Date>,
+    /// Taken from the store and not used yet.
+    allowance: u64,
+    /// The store had no more for this day.
+    spent: bool,
+}
+
+/// Messages of a relay's quota taken from the store at a time: few round
+/// trips to the store, little left unused if the run dies.
+const QUOTA_BLOCK: u64 = 32;
+
+/// One domain limit's state, shared by every relay's workers.
+struct DomainState {
+    limiter: std::sync::Mutex<Limiter>,
+    connections: Option<usize>,
+    /// Messages to these domains in a worker's hands now.
+    in_flight: AtomicUsize,
+    /// Its rate across every sender, when the store is shared.
+    gate: Option<Arc<dyn RateGate>>,
 }
 
 struct Shared<M: Mailer> {
     /// Every relay of the run; the first is the plan's `mailer`.
     relays: Vec<RelayState<M>>,
+    domains: Vec<DomainState>,
+    /// Recipient domain (lower-case) to its index in `domains`.
+    domain_of: HashMap<String, usize>,
+    /// A domain limit has room again (a message to it was answered).
+    domain_freed: Notify,
     settings: Settings,
-    /// The campaign's rate across senders, when the store is shared.
-    shared_rate: Option<Arc<dyn RateGate>>,
     store: mpsc::UnboundedSender<Cmd>,
     progress: Arc<Progress>,
     stop: AtomicBool,
@@ -239,20 +360,13 @@ struct Shared<M: Mailer> {
     fatal: std::sync::Mutex<Option<String>>,
     broken: std::sync::Mutex<Option<String>>,
     relay_down: std::sync::Mutex<Option<String>>,
+    quota_spent: std::sync::Mutex<Option<(jiff::Timestamp, String)>>,
     /// Recipients waiting to be tried again; they come back through `retries`.
     waiting: AtomicU64,
     /// Jobs in a worker's hands (taken, not yet settled).
     in_flight: AtomicU64,
-    retries: Retries<M::Payload>,
-    /// The builder has handed over its last message.
-    built_all: AtomicBool,
+    retries: mpsc::UnboundedSender<Job<M::Payload>>,
 }
-
-/// The queue of recipients to try again: sender and shared receiver.
-type Retries<P> = (
-    mpsc::UnboundedSender<Job<P>>,
-    Mutex<mpsc::UnboundedReceiver<Job<P>>>,
-);
 
 /// How a relay has been doing lately.
 #[derive(Default)]
@@ -296,6 +410,72 @@ impl<M: Mailer> Shared<M> {
         self.stop.load(Ordering::SeqCst)
     }
 
+    fn is_down(&self, r: usize) -> bool {
+        self.relays[r]
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .down
+    }
+
+    /// When no relay can carry anything more (each is down or has spent
+    /// its quota for the day), stops the run and says why; true if so.
+    fn stop_if_no_relay_left(&self, last: usize, why: &str) -> bool {
+        let usable = (0..self.relays.len())
+            .any(|o| !self.is_down(o) && !self.relays[o].exhausted.load(Ordering::SeqCst));
+        if usable {
+            return false;
+        }
+        let any_down = (0..self.relays.len()).any(|o| self.is_down(o));
+        if any_down {
+            let why = if self.relays.len() == 1 {
+                why.to_string()
+            } else if self
+                .relays
+                .iter()
+                .any(|o| o.exhausted.load(Ordering::SeqCst))
+            {
+                format!(
+                    "every relay is down or has used its daily quota; the last, {}: {why}",
+                    self.relays[last].name
+                )
+            } else {
+                format!(
+                    "every relay is down; the last, {}: {why}",
+                    self.relays[last].name
+                )
+            };
+            self.relay_down
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert(why);
+        } else {
+            let now = crate::clock::now();
+            let mut frees_at = jiff::Timestamp::MAX;
+            let mut detail = Vec::new();
+            for relay in &self.relays {
+                let Some(q) = &relay.quota else { continue };
+                let today = now.to_zoned(q.zone.clone()).date();
+                let next = today
+                    .tomorrow()
+                    .ok()
+                    .and_then(|d| d.to_zoned(q.zone.clone()).ok())
+                    .map_or(jiff::Timestamp::MAX, |z| z.timestamp());
+                frees_at = frees_at.min(next);
+                detail.push(format!(
+                    "{}: {} a day, spent for {today} ({})",
+                    relay.name, q.max_per_day, q.zone_name
+                ));
+            }
+            self.quota_spent
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get_or_insert((frees_at, detail.join("; ")));
+        }
+        self.request_stop();
+        true
+    }
+
     /// A relay-level failure at relay `r`: pause that relay alone, and
     /// say whether the run stops because every relay is now down.
     async fn relay_failed(&self, r: usize, why: &str, slow_down: bool) -> bool {
@@ -310,21 +490,7 @@ impl<M: Mailer> Shared<M> {
             relay.health.lock().unwrap_or_else(|p| p.into_inner()).down = true;
             // Only when no relay is left does the run stop: the others
             // carry the messages meanwhile.
-            let all_down = self
-                .relays
-                .iter()
-                .all(|o| o.health.lock().unwrap_or_else(|p| p.into_inner()).down);
-            if all_down {
-                let why = if self.relays.len() == 1 {
-                    why.to_string()
-                } else {
-                    format!("every relay is down; the last, {}: {why}", relay.name)
-                };
-                self.relay_down
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get_or_insert(why);
-                self.request_stop();
+            if self.stop_if_no_relay_left(r, why) {
                 return true;
             }
         }
@@ -379,6 +545,165 @@ impl<M: Mailer> Shared<M> {
             }
         }
     }
+
+    /// One message of relay `r`'s daily quota for its next message; false
+    /// when the day's quota is spent (the relay takes nothing more this
+    /// run) or the store cannot say.
+    async fn quota_take(&self, r: usize) -> bool {
+        let relay = &self.relays[r];
+        let Some(q) = &relay.quota else { return true };
+        let mut st = relay.quota_day.lock().await;
+        let today = crate::clock::now().to_zoned(q.zone.clone()).date();
+        if st.day != Some(today) {
+            // A new day at the relay: what is left of the old one goes back.
+            if let Some(old) = st.day
+                && st.allowance > 0
+            {
+                let _ = self.store.send(Cmd::GiveBack(
+                    relay.name.clone(),
+                    old.to_string(),
+                    st.allowance,
+                ));
+            }
+            *st = QuotaDay {
+                day: Some(today),
+                ..QuotaDay::default()
+            };
+        }
+        if st.allowance == 0 && !st.spent {
+            let (tx, rx) = oneshot::channel();
+            let want = QUOTA_BLOCK.min(q.max_per_day);
+            let asked = Cmd::TakeQuota(
+                relay.name.clone(),
+                today.to_string(),
+                want,
+                q.max_per_day,
+                tx,
+            );
+            let got = match self.store.send(asked) {
+                Ok(()) => rx
+                    .await
+                    .unwrap_or_else(|_| Err("the journal stopped".into())),
+                Err(_) => Err("the journal stopped".into()),
+            };
+            match got {
+                Ok(0) => st.spent = true,
+                Ok(n) => st.allowance = n,
+                Err(e) => {
+                    drop(st);
+                    self.broke(format!(
+                        "the daily quota of the relay {} could not be read ({e})",
+                        relay.name
+                    ));
+                    return false;
+                }
+            }
+        }
+        if st.spent {
+            drop(st);
+            if !relay.exhausted.swap(true, Ordering::SeqCst) {
+                tracing::warn!(
+                    "the relay {} has used its quota of {} messages for today; the other relays carry on",
+                    relay.name,
+                    q.max_per_day
+                );
+                self.stop_if_no_relay_left(r, "daily quota used");
+            }
+            return false;
+        }
+        st.allowance -= 1;
+        true
+    }
+
+    /// A message of relay `r`'s quota that did not reach it goes back to
+    /// the run's allowance.
+    async fn quota_unused(&self, r: usize) {
+        let relay = &self.relays[r];
+        let Some(q) = &relay.quota else { return };
+        let mut st = relay.quota_day.lock().await;
+        let today = crate::clock::now().to_zoned(q.zone.clone()).date();
+        if st.day == Some(today) {
+            st.allowance += 1;
+        }
+    }
+
+    /// Gives back to the store what the run took of each relay's quota and
+    /// did not use.
+    async fn give_back_quotas(&self) {
+        for relay in &self.relays {
+            let mut st = relay.quota_day.lock().await;
+            if let Some(day) = st.day
+                && st.allowance > 0
+            {
+                let _ = self.store.send(Cmd::GiveBack(
+                    relay.name.clone(),
+                    day.to_string(),
+                    st.allowance,
+                ));
+                st.allowance = 0;
+            }
+        }
+    }
+
+    /// A slot in the job's domain limit, if it has one and there is room
+    /// now; false when it must wait.
+    fn admit(&self, job: &mut Job<M::Payload>) -> bool {
+        let Some(g) = job.group else { return true };
+        if job.domain_slot.is_some() {
+            return true;
+        }
+        let d = &self.domains[g];
+        if d.connections
+            .is_some_and(|max| d.in_flight.load(Ordering::SeqCst) >= max)
+        {
+            return false;
+        }
+        let taken = d
+            .limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .try_take();
+        match taken {
+            Ok(slot) => {
+                d.in_flight.fetch_add(1, Ordering::SeqCst);
+                job.domain_slot = Some(slot);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// When a domain limit that now has no room may have room again.
+    fn domain_opens(&self, g: usize) -> Option<Instant> {
+        let d = &self.domains[g];
+        if d.connections
+            .is_some_and(|max| d.in_flight.load(Ordering::SeqCst) >= max)
+        {
+            // A message answered wakes the distributor (`domain_freed`).
+            return None;
+        }
+        Some(
+            d.limiter
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .next_free(),
+        )
+    }
+
+    /// The job's message was answered (or handed back): its domain slot
+    /// starts its window now and its place in flight is free.
+    fn release_domain(&self, job: &mut Job<M::Payload>) {
+        let (Some(g), Some(slot)) = (job.group, job.domain_slot.take()) else {
+            return;
+        };
+        let d = &self.domains[g];
+        d.limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .answered(slot);
+        d.in_flight.fetch_sub(1, Ordering::SeqCst);
+        self.domain_freed.notify_one();
+    }
 }
 
 /// Sends the campaign's queue on a runtime of its own; returns the store
@@ -416,33 +741,41 @@ pub async fn run_async<M: Mailer>(
         settings,
         others,
     } = plan;
-    let mut relays = vec![RelayState {
+    let first = Lane {
         name: settings
             .relay_name
             .clone()
             .unwrap_or_else(|| mailer.describe()),
         mailer,
-        connections: settings.connections.max(1),
-        limiter: Mutex::new(Limiter::new(settings.rate, settings.batch)),
-        health: std::sync::Mutex::new(Health::default()),
-    }];
-    relays.extend(others.into_iter().map(|lane| RelayState {
-        name: lane.name,
-        mailer: lane.mailer,
-        connections: lane.connections.max(1),
-        limiter: Mutex::new(Limiter::new(lane.rate, settings.batch)),
-        health: std::sync::Mutex::new(Health::default()),
-    }));
-    // Other senders on the same campaign (a shared store) share its rate.
-    let (store, shared_rate) = match settings.rate {
-        Some(rate) => {
-            let c = campaign.clone();
-            blocking(store, move |s| s.rate_gate(&c, rate)).await
-        }
-        None => (store, Ok(None)),
+        rate: settings.rate,
+        connections: settings.connections,
+        weight: settings.relay_weight,
+        quota: settings.relay_quota.clone(),
     };
-    let shared_rate = match shared_rate {
-        Ok(gate) => gate,
+    let lanes: Vec<Lane<M>> = std::iter::once(first).chain(others).collect();
+    // With a shared store, every relay's rate and every domain's limit
+    // hold across all the senders: each has a gate in the store, by name.
+    let keys: Vec<(String, Option<Rate>)> = lanes
+        .iter()
+        .map(|l| (format!("relay {}", l.name), l.rate))
+        .chain(
+            settings
+                .domains
+                .iter()
+                .map(|d| (format!("domain {}", d.name), d.rate)),
+        )
+        .collect();
+    let (store, gates) = blocking(store, move |s| {
+        keys.into_iter()
+            .map(|(key, rate)| match rate {
+                Some(rate) => s.rate_gate(&key, rate).map_err(|e| e.to_string()),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>, String>>()
+    })
+    .await;
+    let mut gates = match gates {
+        Ok(g) => g.into_iter(),
         Err(e) => {
             let outcome = Outcome {
                 handed_over: 0,
@@ -451,19 +784,53 @@ pub async fn run_async<M: Mailer>(
             return (outcome, store);
         }
     };
+    let relays: Vec<RelayState<M>> = lanes
+        .into_iter()
+        .map(|lane| RelayState {
+            name: lane.name,
+            mailer: lane.mailer,
+            connections: lane.connections.max(1),
+            stride: 1.0 / f64::from(lane.weight.max(1)),
+            limiter: Mutex::new(Limiter::new(lane.rate, settings.batch)),
+            gate: gates.next().flatten(),
+            health: std::sync::Mutex::new(Health::default()),
+            quota: lane.quota,
+            quota_day: Mutex::new(QuotaDay::default()),
+            exhausted: AtomicBool::new(false),
+        })
+        .collect();
+    let mut domain_of = HashMap::new();
+    let domains: Vec<DomainState> = settings
+        .domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            for name in &d.domains {
+                domain_of.insert(name.to_ascii_lowercase(), i);
+            }
+            DomainState {
+                limiter: std::sync::Mutex::new(Limiter::new(d.rate, None)),
+                connections: d.connections.map(|c| c.max(1)),
+                in_flight: AtomicUsize::new(0),
+                gate: gates.next().flatten(),
+            }
+        })
+        .collect();
     let (tx, rx) = mpsc::unbounded_channel();
     let resend_unknown = settings.resend_unknown;
     let writer = tokio::spawn(store_task(store, campaign, rx, resend_unknown));
-    let retries = mpsc::unbounded_channel();
+    let (retries_tx, retries_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         relay_down: std::sync::Mutex::new(None),
         broken: std::sync::Mutex::new(None),
+        quota_spent: std::sync::Mutex::new(None),
         waiting: AtomicU64::new(0),
         in_flight: AtomicU64::new(0),
-        retries: (retries.0, Mutex::new(retries.1)),
-        built_all: AtomicBool::new(false),
+        retries: retries_tx,
         relays,
-        shared_rate,
+        domains,
+        domain_of,
+        domain_freed: Notify::new(),
         settings,
         store: tx,
         progress,
@@ -472,7 +839,16 @@ pub async fn run_async<M: Mailer>(
         stopped: Notify::new(),
         fatal: std::sync::Mutex::new(None),
     });
-    let outcome = dispatch(Arc::clone(&shared), composer, columns, interrupt, signals).await;
+    let outcome = dispatch(
+        Arc::clone(&shared),
+        composer,
+        columns,
+        retries_rx,
+        interrupt,
+        signals,
+    )
+    .await;
+    shared.give_back_quotas().await;
     let Shared { store, .. } = Arc::into_inner(shared).expect("no task outlives the run");
     drop(store);
     let store = writer.await.expect("the store task does not panic");
@@ -483,6 +859,7 @@ async fn dispatch<M: Mailer>(
     shared: Arc<Shared<M>>,
     composer: Arc<Composer>,
     columns: Arc<Vec<String>>,
+    retries: mpsc::UnboundedReceiver<Job<M::Payload>>,
     interrupt: Arc<AtomicBool>,
     signals: bool,
 ) -> Outcome {
@@ -538,28 +915,27 @@ async fn dispatch<M: Mailer>(
     // commits).
     let connections: usize = shared.relays.iter().map(|r| r.connections).sum();
     let (job_tx, job_rx) = mpsc::channel::<Job<M::Payload>>((connections * 2).max(2 * CHUNK));
-    let job_rx = Arc::new(Mutex::new(job_rx));
-    // Each relay its own workers, one per connection: a relay takes the
-    // next message only when it is not paused, so messages go to the
-    // relays that can take them now.
+    // Each relay its own workers, one per connection. A worker asks for a
+    // message only when its relay can send one now (not paused, quota
+    // left, a slot in its rate), and the distributor gives each message to
+    // one of the relays asking, by weight, once its domain has room.
+    let (want_tx, want_rx) = mpsc::unbounded_channel();
     let workers: Vec<_> = (0..shared.relays.len())
         .flat_map(|r| (0..shared.relays[r].connections).map(move |_| r))
-        .map(|r| tokio::spawn(worker(Arc::clone(&shared), r, Arc::clone(&job_rx))))
+        .map(|r| tokio::spawn(worker(Arc::clone(&shared), r, want_tx.clone())))
         .collect();
-    // Only the workers hold the receiver: when they stop, the builder's
-    // next send fails and it stops too.
-    drop(job_rx);
+    drop(want_tx);
+    let distributor = tokio::spawn(distribute(Arc::clone(&shared), job_rx, retries, want_rx));
     let builder = {
         let shared = Arc::clone(&shared);
-        tokio::spawn(async move {
-            let out = build_jobs(Arc::clone(&shared), composer, columns, job_tx).await;
-            shared.built_all.store(true, Ordering::SeqCst);
-            out
-        })
+        tokio::spawn(
+            async move { build_jobs(Arc::clone(&shared), composer, columns, job_tx).await },
+        )
     };
     for w in workers {
         let _ = w.await;
     }
+    let _ = distributor.await;
     let (handed_over, mut stop) = builder.await.expect("the builder does not panic");
     let relay_down = shared
         .relay_down
@@ -589,6 +965,13 @@ async fn dispatch<M: Mailer>(
         stop = Stop::Fatal(f);
     } else if let Some(why) = relay_down {
         stop = Stop::RelayDown(why);
+    } else if let Some((frees_at, detail)) = shared
+        .quota_spent
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+    {
+        stop = Stop::QuotaSpent { frees_at, detail };
     } else if shared.window_closed.load(Ordering::SeqCst) {
         stop = Stop::WindowClosed;
     } else if shared.stopping() {
@@ -704,6 +1087,11 @@ fn build_one<M: Mailer>(
         Ok((to, built)) => {
             let store = shared.store.clone();
             let seq = row.seq;
+            let group = row
+                .email
+                .rsplit_once('@')
+                .and_then(|(_, d)| shared.domain_of.get(&d.to_ascii_lowercase()))
+                .copied();
             Ok(Job {
                 seq,
                 email: row.email,
@@ -732,6 +1120,8 @@ fn build_one<M: Mailer>(
                 attempts: 0,
                 last_reply: None,
                 relay: None,
+                group,
+                domain_slot: None,
             })
         }
         Err(why) => Err(Update {
@@ -745,29 +1135,269 @@ fn build_one<M: Mailer>(
     }
 }
 
+/// A worker's request for its next message: its relay can send one now.
+struct Want<P> {
+    relay: usize,
+    reply: oneshot::Sender<Job<P>>,
+}
+
 async fn worker<M: Mailer>(
     shared: Arc<Shared<M>>,
     r: usize,
-    jobs: Arc<Mutex<mpsc::Receiver<Job<M::Payload>>>>,
+    wants: mpsc::UnboundedSender<Want<M::Payload>>,
 ) {
+    let relay = &shared.relays[r];
     let mut conn: Option<M::Conn> = None;
     loop {
-        // A paused relay takes no message, so the others get it.
+        // A paused relay asks for no message, so the others get it.
         if !shared.relay_open(r).await {
             break;
         }
-        let Some(mut job) = next_job(&shared, &jobs).await else {
+        if !shared.quota_take(r).await {
+            break;
+        }
+        // The relay's rate slot comes before the message, so a message
+        // goes only to a relay that can send it now.
+        let slot = tokio::select! {
+            slot = throttle::take(&relay.limiter) => slot,
+            _ = shared.stopped.notified() => {
+                shared.quota_unused(r).await;
+                break;
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        let job = match wants.send(Want {
+            relay: r,
+            reply: tx,
+        }) {
+            Ok(()) => rx.await.ok(),
+            Err(_) => None,
+        };
+        let Some(mut job) = job else {
+            // Nothing more to send, or the run is stopping.
+            relay.limiter.lock().await.answered(slot);
+            shared.quota_unused(r).await;
             break;
         };
-        let delivered = deliver(&shared, r, &mut conn, &mut job).await;
+        let mut slot = Some(slot);
+        let delivered = deliver(&shared, r, &mut conn, &mut job, &mut slot).await;
+        if let Some(slot) = slot {
+            relay.limiter.lock().await.answered(slot);
+        }
+        // Only a message the relay saw counts against its quota.
+        if !matches!(delivered, Delivered::Done(_) | Delivered::Retry(_)) {
+            shared.quota_unused(r).await;
+        }
+        shared.release_domain(&mut job);
         settle(&shared, job, delivered);
         // After `settle`: a job handed back is counted in `waiting` by now,
-        // so the other workers never see nothing in flight and nothing
+        // so the distributor never sees nothing in flight and nothing
         // waiting while it is on its way back.
         shared.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
     if let Some(c) = conn {
-        let _ = tokio::time::timeout(Duration::from_secs(5), shared.relays[r].mailer.quit(c)).await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), relay.mailer.quit(c)).await;
+    }
+}
+
+/// Messages set aside at most while their domains have no room: beyond
+/// that the distributor reads no further into the list until one goes,
+/// which bounds the memory that built messages take.
+const PARKED_MAX: usize = 512;
+
+/// Hands each message to a relay that asked for one: retries whose time
+/// has come and the builder's messages, each once its domain limit has
+/// room (the others go on meanwhile), to the asking relay furthest behind
+/// its weighted share. Ends when everything is done or the run stops;
+/// then every worker waiting for a message is told there is none.
+async fn distribute<M: Mailer>(
+    shared: Arc<Shared<M>>,
+    mut built: mpsc::Receiver<Job<M::Payload>>,
+    mut retries: mpsc::UnboundedReceiver<Job<M::Payload>>,
+    mut wants: mpsc::UnboundedReceiver<Want<M::Payload>>,
+) {
+    let n = shared.relays.len();
+    let mut asking: Vec<VecDeque<oneshot::Sender<Job<M::Payload>>>> =
+        (0..n).map(|_| VecDeque::new()).collect();
+    // Stride scheduling: each relay's place in the weighted share; the
+    // one furthest behind gets the next message.
+    let mut pass = vec![0f64; n];
+    let mut now_pass = 0f64;
+    // Jobs read but not handed out yet (a retry, or one whose relay
+    // dropped it), then jobs whose domain has no room, oldest first.
+    let mut ready: VecDeque<Job<M::Payload>> = VecDeque::new();
+    let mut parked: VecDeque<Job<M::Payload>> = VecDeque::new();
+    let mut builder_open = true;
+    let mut wants_open = true;
+    let ask = |w: Want<M::Payload>,
+               asking: &mut Vec<VecDeque<oneshot::Sender<Job<M::Payload>>>>,
+               pass: &mut Vec<f64>,
+               now_pass: f64| {
+        // A relay that was not asking does not bank a share meanwhile.
+        if asking[w.relay].is_empty() {
+            pass[w.relay] = pass[w.relay].max(now_pass);
+        }
+        asking[w.relay].push_back(w.reply);
+    };
+    loop {
+        if shared.stopping() {
+            break;
+        }
+        while let Ok(w) = wants.try_recv() {
+            ask(w, &mut asking, &mut pass, now_pass);
+        }
+        // Hand out as much as can go now.
+        loop {
+            if asking.iter().all(|q| q.is_empty()) {
+                break;
+            }
+            let job = next_admitted(
+                &shared,
+                &mut ready,
+                &mut parked,
+                &mut retries,
+                &mut built,
+                &mut builder_open,
+            );
+            let Some(mut job) = job else { break };
+            loop {
+                let Some(r) = (0..n)
+                    .filter(|r| !asking[*r].is_empty())
+                    .min_by(|a, b| pass[*a].total_cmp(&pass[*b]))
+                else {
+                    // Every asking worker went away: keep the job for later.
+                    ready.push_front(job);
+                    break;
+                };
+                let reply = asking[r].pop_front().expect("not empty");
+                shared.in_flight.fetch_add(1, Ordering::SeqCst);
+                match reply.send(job) {
+                    Ok(()) => {
+                        now_pass = pass[r];
+                        pass[r] += shared.relays[r].stride;
+                        break;
+                    }
+                    Err(back) => {
+                        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+                        job = back;
+                    }
+                }
+            }
+        }
+        // Done when nothing can come any more: the builder is through,
+        // no job is waiting for its retry, set aside or in a worker's hands.
+        if !builder_open
+            && ready.is_empty()
+            && parked.is_empty()
+            && shared.waiting.load(Ordering::SeqCst) == 0
+            && shared.in_flight.load(Ordering::SeqCst) == 0
+        {
+            // A retry may have arrived since; its sender queued it before
+            // lowering `waiting`.
+            match retries.try_recv() {
+                Ok(job) => {
+                    ready.push_back(job);
+                    continue;
+                }
+                Err(_) => break,
+            }
+        }
+        // Every worker has stopped (each relay spent or the run stopping).
+        if !wants_open && asking.iter().all(|q| q.is_empty()) {
+            break;
+        }
+        let someone_asks = asking.iter().any(|q| !q.is_empty());
+        // The first moment a set-aside job's domain may have room.
+        let opens = parked
+            .iter()
+            .filter_map(|j| j.group)
+            .filter_map(|g| shared.domain_opens(g))
+            .min();
+        let tick = Instant::now() + Duration::from_millis(100);
+        let wake = opens.map_or(tick, |at| at.min(tick));
+        tokio::select! {
+            w = wants.recv(), if wants_open => match w {
+                Some(w) => ask(w, &mut asking, &mut pass, now_pass),
+                None => wants_open = false,
+            },
+            job = built.recv(), if builder_open && someone_asks && ready.is_empty()
+                && parked.len() < PARKED_MAX => match job {
+                Some(job) => ready.push_back(job),
+                None => builder_open = false,
+            },
+            job = retries.recv(), if someone_asks => {
+                if let Some(job) = job {
+                    ready.push_back(job);
+                }
+            }
+            _ = shared.domain_freed.notified(), if !parked.is_empty() => {}
+            _ = shared.stopped.notified() => {}
+            // A retry that ended without coming back (the run stopped), or
+            // a worker done, changes the counts without a message: look again.
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+    // What was read and not handed out: a recipient who already had an
+    // attempt is recorded deferred; the others stay as they were.
+    while let Ok(job) = retries.try_recv() {
+        ready.push_back(job);
+    }
+    for mut job in ready.into_iter().chain(parked) {
+        shared.release_domain(&mut job);
+        if let Delivered::Done(update) = stopped(&job) {
+            shared.progress.deferred.fetch_add(1, Ordering::Relaxed);
+            let _ = shared.store.send(Cmd::Apply(update, None));
+        }
+    }
+    // Dropping `asking` and `wants` tells every worker there is no more.
+}
+
+/// The next job that may go now: a set-aside one whose domain has room,
+/// else a retry or the builder's next (set aside in turn while its domain
+/// has no room).
+fn next_admitted<M: Mailer>(
+    shared: &Shared<M>,
+    ready: &mut VecDeque<Job<M::Payload>>,
+    parked: &mut VecDeque<Job<M::Payload>>,
+    retries: &mut mpsc::UnboundedReceiver<Job<M::Payload>>,
+    built: &mut mpsc::Receiver<Job<M::Payload>>,
+    builder_open: &mut bool,
+) -> Option<Job<M::Payload>> {
+    if !parked.is_empty() {
+        // Each domain is asked once: after one of its jobs found no room,
+        // the others of that domain would not either.
+        let mut full: Vec<usize> = Vec::new();
+        for i in 0..parked.len() {
+            let g = parked[i].group.expect("only limited domains wait");
+            if full.contains(&g) {
+                continue;
+            }
+            if shared.admit(&mut parked[i]) {
+                return parked.remove(i);
+            }
+            full.push(g);
+        }
+    }
+    loop {
+        let mut job = match ready.pop_front() {
+            Some(job) => job,
+            None => match retries.try_recv() {
+                Ok(job) => job,
+                Err(_) if *builder_open && parked.len() < PARKED_MAX => match built.try_recv() {
+                    Ok(job) => job,
+                    Err(mpsc::error::TryRecvError::Empty) => return None,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        *builder_open = false;
+                        return None;
+                    }
+                },
+                Err(_) => return None,
+            },
+        };
+        if shared.admit(&mut job) {
+            return Some(job);
+        }
+        parked.push_back(job);
     }
 }
 
@@ -796,58 +1426,6 @@ fn settle<M: Mailer>(shared: &Arc<Shared<M>>, job: Job<M::Payload>, delivered: D
     let _ = shared.store.send(Cmd::Apply(update, None));
 }
 
-/// The next message to send: a recipient whose retry time has come, else
-/// the builder's next; `None` when everything is done or the run stops.
-async fn next_job<M: Mailer>(
-    shared: &Shared<M>,
-    jobs: &Mutex<mpsc::Receiver<Job<M::Payload>>>,
-) -> Option<Job<M::Payload>> {
-    let mut rx = jobs.lock().await;
-    let mut retries = shared.retries.1.lock().await;
-    let mut builder_open = true;
-    loop {
-        if shared.stopping() {
-            return None;
-        }
-        if let Ok(job) = retries.try_recv() {
-            return Some(taken(shared, job));
-        }
-        // Done only when no job can come back: none waiting for its retry
-        // and none in another worker's hands (a relay that fails before
-        // the message hands its job back for another relay).
-        if !builder_open
-            && shared.built_all.load(Ordering::SeqCst)
-            && shared.waiting.load(Ordering::SeqCst) == 0
-            && shared.in_flight.load(Ordering::SeqCst) == 0
-        {
-            // A retry may have arrived since the look above; its sender
-            // queued it before lowering `waiting`.
-            return retries.try_recv().ok().map(|job| taken(shared, job));
-        }
-        tokio::select! {
-            job = rx.recv(), if builder_open => match job {
-                Some(job) => return Some(taken(shared, job)),
-                None => builder_open = false,
-            },
-            job = retries.recv() => {
-                if let Some(job) = job {
-                    return Some(taken(shared, job));
-                }
-            }
-            _ = shared.stopped.notified() => return None,
-            // A retry that ended without coming back (the run stopped)
-            // lowers `waiting` without a message: look again.
-            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
-        }
-    }
-}
-
-/// A job a worker takes: in flight until it is settled.
-fn taken<M: Mailer>(shared: &Shared<M>, job: Job<M::Payload>) -> Job<M::Payload> {
-    shared.in_flight.fetch_add(1, Ordering::SeqCst);
-    job
-}
-
 /// Puts the recipient back in the queue at `at`, without holding a
 /// connection meanwhile; if the run stops first, records them deferred.
 fn retry_later<M: Mailer>(shared: &Arc<Shared<M>>, job: Job<M::Payload>, at: Instant) {
@@ -863,7 +1441,7 @@ fn retry_later<M: Mailer>(shared: &Arc<Shared<M>>, job: Job<M::Payload>, at: Ins
                 shared.progress.deferred.fetch_add(1, Ordering::Relaxed);
                 let _ = shared.store.send(Cmd::Apply(update, None));
             }
-        } else if let Err(e) = shared.retries.0.send(job) {
+        } else if let Err(e) = shared.retries.send(job) {
             // Cannot happen while `shared` lives; record it rather than lose it.
             if let Delivered::Done(update) = stopped(&e.0) {
                 let _ = shared.store.send(Cmd::Apply(update, None));
@@ -908,13 +1486,18 @@ async fn deliver<M: Mailer>(
     r: usize,
     conn: &mut Option<M::Conn>,
     job: &mut Job<M::Payload>,
+    slot: &mut Option<u64>,
 ) -> Delivered {
     let settings = &shared.settings;
+    let mut first = true;
     loop {
-        if !shared.relay_open(r).await {
+        // The worker's slot was given while the relay was open: a batch
+        // pause that this very slot started must not hold it back. After a
+        // failure, the relay's pause holds.
+        if !std::mem::take(&mut first) && !shared.relay_open(r).await {
             return stopped(job);
         }
-        let failure = match attempt_once(shared, r, conn, job).await {
+        let failure = match attempt_once(shared, r, conn, job, slot).await {
             Ok(reply) => {
                 shared.relay_ok(r).await;
                 return Delivered::Done(Update {
@@ -1004,7 +1587,7 @@ async fn deliver<M: Mailer>(
     }
 }
 
-/// A slot in the campaign's rate shared with other senders (PostgreSQL):
+/// A slot in a relay's or domain's rate shared with other senders (PostgreSQL):
 /// asks the database, waits as long as it says, asks again.
 async fn take_shared(gate: &Arc<dyn RateGate>, stopped: &Notify) -> Result<i64, super::Failure> {
     loop {
@@ -1033,11 +1616,28 @@ async fn take_shared(gate: &Arc<dyn RateGate>, stopped: &Notify) -> Result<i64, 
     }
 }
 
+/// Shared-rate slots of a message that was answered (or never sent).
+/// Recorded after the answer, as the local throttle does; a failure here
+/// only makes the other senders wait longer (the slot counts as answered
+/// when this sender ends).
+async fn answer_shared(held: Vec<(Arc<dyn RateGate>, i64)>) {
+    if held.is_empty() {
+        return;
+    }
+    let _ = tokio::task::spawn_blocking(move || {
+        for (gate, id) in held {
+            let _ = gate.answered(id);
+        }
+    })
+    .await;
+}
+
 async fn attempt_once<M: Mailer>(
     shared: &Shared<M>,
     r: usize,
     conn: &mut Option<M::Conn>,
     job: &mut Job<M::Payload>,
+    pre_slot: &mut Option<u64>,
 ) -> Result<String, super::Failure> {
     let relay = &shared.relays[r];
     let timeout = shared.settings.timeout;
@@ -1054,34 +1654,36 @@ async fn attempt_once<M: Mailer>(
             })??;
         *conn = Some(c);
     }
-    let slot = tokio::select! {
-        slot = throttle::take(&relay.limiter) => slot,
-        _ = shared.stopped.notified() => {
-            return Err(super::Failure::transient("the run was stopped"));
-        }
-    };
-    // The shared rate is the first relay's (`rate`, the campaign's rate
-    // across senders); further relays keep to their own rates here.
-    let shared_slot = match shared.shared_rate.as_ref().filter(|_| r == 0) {
-        None => None,
-        Some(gate) => match take_shared(gate, &shared.stopped).await {
-            Ok(id) => Some((Arc::clone(gate), id)),
-            Err(failure) => {
-                relay.limiter.lock().await.answered(slot);
-                return Err(failure);
+    // The slot the worker took before asking for this message, or (after
+    // a failure before the message, on the same relay) a new one.
+    let slot = match pre_slot.take() {
+        Some(slot) => slot,
+        None => tokio::select! {
+            slot = throttle::take(&relay.limiter) => slot,
+            _ = shared.stopped.notified() => {
+                return Err(super::Failure::transient("the run was stopped"));
             }
         },
     };
+    // Other senders through a shared store: the relay's rate and the
+    // domain's are kept across all of them too.
+    let domain_gate = job.group.and_then(|g| shared.domains[g].gate.as_ref());
+    let mut held: Vec<(Arc<dyn RateGate>, i64)> = Vec::new();
+    for gate in relay.gate.iter().chain(domain_gate) {
+        match take_shared(gate, &shared.stopped).await {
+            Ok(id) => held.push((Arc::clone(gate), id)),
+            Err(failure) => {
+                relay.limiter.lock().await.answered(slot);
+                answer_shared(held).await;
+                return Err(failure);
+            }
+        }
+    }
     let c = conn.as_mut().expect("connected above");
     let result =
         tokio::time::timeout(timeout, relay.mailer.send(c, &job.message, &mut job.gate)).await;
     relay.limiter.lock().await.answered(slot);
-    if let Some((gate, id)) = shared_slot {
-        // Recorded after the answer, as the local throttle does; a failure
-        // here only makes the other senders wait longer (the slot counts
-        // as answered when this sender ends).
-        let _ = tokio::task::spawn_blocking(move || gate.answered(id)).await;
-    }
+    answer_shared(held).await;
     match result {
         Ok(Ok(response)) => Ok(response),
         Ok(Err(failure)) => {

@@ -67,6 +67,12 @@ impl Limiter {
         (at > now).then_some(at)
     }
 
+    /// When the next message may go out (now, if it may).
+    pub fn next_free(&mut self) -> Instant {
+        let now = Instant::now();
+        self.next_slot(now).unwrap_or(now)
+    }
+
     /// Takes a slot for one message, or says how long to wait for one.
     /// The slot must be given back with [`Limiter::answered`].
     pub fn try_take(&mut self) -> Result<u64, Instant> {

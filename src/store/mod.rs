@@ -205,6 +205,14 @@ pub struct RelayCounts {
     pub sent: i64,
     pub failed: i64,
     pub deferred: i64,
+    /// The relay's daily quota, when it has one (`max_per_day`), and how
+    /// much of it is used on the relay's `day` today, across campaigns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_per_day: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub quota_used_today: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
 }
 
 impl RelayCounts {
@@ -282,6 +290,19 @@ pub trait Store: Send {
     fn counts(&self, campaign: &str) -> Result<Counts>;
     /// Per relay that answered for someone: sent, failed, deferred.
     fn relay_counts(&self, campaign: &str) -> Result<Vec<RelayCounts>>;
+
+    /// Takes up to `want` messages of a relay's daily quota (`max` a day)
+    /// for `day` (the relay's date, `2026-11-30`), across runs, campaigns
+    /// and senders: returns how many it got, 0 when the day's quota is
+    /// spent. What a run took and did not use goes back with
+    /// [`Store::give_back_quota`]; a run that dies keeps it taken, so a
+    /// crash can only leave the quota under-used, never over.
+    fn take_quota(&mut self, relay: &str, day: &str, want: u64, max: u64) -> Result<u64>;
+    /// Returns `n` unused messages of a relay's quota for `day`.
+    fn give_back_quota(&mut self, relay: &str, day: &str, n: u64) -> Result<()>;
+    /// How much of a relay's quota for `day` is used (or taken by a run
+    /// under way).
+    fn quota_used(&self, relay: &str, day: &str) -> Result<u64>;
     /// Marks the campaign finished when nobody is left to mail.
     fn finish_if_done(&mut self, campaign: &str) -> Result<bool>;
     fn is_finished(&self, campaign: &str) -> Result<bool>;
@@ -338,9 +359,9 @@ pub trait Store: Send {
         false
     }
 
-    /// The campaign's rate shared with other senders, when the store is
-    /// shared (PostgreSQL); `None` when this process is the only sender
-    /// and its own throttle is the whole story.
+    /// A rate shared with other senders, by name (`relay main`, `domain
+    /// microsoft`), when the store is shared (PostgreSQL); `None` when this
+    /// process is the only sender and its own throttle is the whole story.
     fn rate_gate(
         &self,
         _campaign: &str,
@@ -369,7 +390,7 @@ pub trait Store: Send {
     }
 }
 
-/// The campaign's rate across every sender sharing it.
+/// A relay's or domain limit's rate across every sender sharing it.
 pub trait RateGate: Send + Sync {
     /// A slot for one message (`Ok(Ok(id))`), or how long to wait before
     /// asking again. The slot must be given back with [`RateGate::answered`].

@@ -15,8 +15,9 @@
 //!   A sender marks a recipient `sending` only while it still holds the
 //!   claim, so a sender cut off from the database for longer than the
 //!   lease stops rather than mail someone another sender has taken.
-//! - **The rate is the campaign's** (`rate_slot`): the sliding window of
-//!   the single-sender throttle (a message starts only `window` after the
+//! - **The rate is the relay's** (`rate_slot`, by the name of the relay
+//!   or domain limit; the column is still called `campaign`): the sliding
+//!   window of the single-sender throttle (a message starts only `window` after the
 //!   one `max` places before it was answered), kept in the database and
 //!   timed by the database's clock, so N senders together never exceed it.
 //!
@@ -362,10 +363,17 @@ fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
          );
          CREATE INDEX IF NOT EXISTS rate_slot_campaign ON rate_slot (campaign, id);",
     )?;
-    // Version 2: which relay answered for each recipient (`relays:`);
-    // `herald_apply` takes the relays too, so the old one goes.
+    // Version 2: which relay answered for each recipient (`relays:`) and
+    // each relay's daily quota used, by the relay's day; `herald_apply`
+    // takes the relays too, so the old one goes.
     tx.batch_execute(
         "ALTER TABLE recipient ADD COLUMN IF NOT EXISTS relay TEXT;
+         CREATE TABLE IF NOT EXISTS relay_day (
+            relay TEXT NOT NULL,
+            day TEXT NOT NULL,
+            used BIGINT NOT NULL,
+            PRIMARY KEY (relay, day)
+         );
          ALTER TABLE bounce ADD COLUMN IF NOT EXISTS origin TEXT UNIQUE;
          DROP FUNCTION IF EXISTS herald_apply(TEXT, TEXT, BIGINT[], TEXT[], TEXT[], BIGINT[], TEXT, BIGINT);",
     )?;
@@ -795,6 +803,58 @@ impl Store for Postgres {
         Ok(RelayCounts::gather(
             rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))),
         ))
+    }
+
+    fn take_quota(&mut self, relay: &str, day: &str, want: u64, max: u64) -> Result<u64> {
+        // One statement, atomic against every other sender: the row lock
+        // of the upsert orders them, and each sees the count the one
+        // before it left.
+        let (want, max) = (want as i64, max as i64);
+        let mut c = self.client();
+        let mut tx = c.transaction().map_err(self.err())?;
+        tx.execute(
+            "INSERT INTO relay_day (relay, day, used) VALUES ($1, $2, 0) ON CONFLICT (relay, day) DO NOTHING",
+            &[&relay, &day],
+        )
+        .map_err(self.err())?;
+        let used: i64 = tx
+            .query_one(
+                "SELECT used FROM relay_day WHERE relay = $1 AND day = $2 FOR UPDATE",
+                &[&relay, &day],
+            )
+            .map_err(self.err())?
+            .get(0);
+        let got = (max - used).clamp(0, want);
+        if got > 0 {
+            tx.execute(
+                "UPDATE relay_day SET used = used + $3 WHERE relay = $1 AND day = $2",
+                &[&relay, &day, &got],
+            )
+            .map_err(self.err())?;
+        }
+        tx.commit().map_err(self.err())?;
+        Ok(got as u64)
+    }
+
+    fn give_back_quota(&mut self, relay: &str, day: &str, n: u64) -> Result<()> {
+        self.client()
+            .execute(
+                "UPDATE relay_day SET used = GREATEST(used - $3, 0) WHERE relay = $1 AND day = $2",
+                &[&relay, &day, &(n as i64)],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn quota_used(&self, relay: &str, day: &str) -> Result<u64> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT used FROM relay_day WHERE relay = $1 AND day = $2",
+                &[&relay, &day],
+            )
+            .map_err(self.err())?;
+        Ok(rows.first().map_or(0, |r| r.get::<_, i64>(0)).max(0) as u64)
     }
 
     fn finish_if_done(&mut self, campaign: &str) -> Result<bool> {
@@ -1362,7 +1422,7 @@ fn rate_connection(target: &Target) -> Result<Client> {
     Ok(c)
 }
 
-/// The campaign's rate across all its senders.
+/// A relay's (or domain limit's) rate across all the senders.
 struct PgRate {
     client: Mutex<Conn>,
     target: Target,

@@ -198,11 +198,20 @@ impl Sqlite {
              CREATE INDEX IF NOT EXISTS bounce_email ON bounce (email_key, at);
              CREATE INDEX IF NOT EXISTS bounce_campaign ON bounce (campaign);",
         )?;
-        // Schema 4: which relay answered for each recipient (`relays:`).
+        // Schema 4: which relay answered for each recipient (`relays:`),
+        // and each relay's daily quota used, by the relay's day.
         if !has("recipient", "relay") {
             self.conn
                 .execute_batch("ALTER TABLE recipient ADD COLUMN relay TEXT")?;
         }
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS relay_day (
+                relay TEXT NOT NULL,
+                day TEXT NOT NULL,
+                used INTEGER NOT NULL,
+                PRIMARY KEY (relay, day)
+             );",
+        )?;
         self.conn
             .pragma_update(None, "user_version", SCHEMA_VERSION)
     }
@@ -426,6 +435,58 @@ impl Store for Sqlite {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(self.err())?;
         Ok(RelayCounts::gather(rows))
+    }
+
+    fn take_quota(&mut self, relay: &str, day: &str, want: u64, max: u64) -> Result<u64> {
+        // Taken under the journal's write lock from the start (IMMEDIATE),
+        // so another herald on this machine (another campaign through the
+        // same relay) cannot read the same count in between.
+        let path = self.path.clone();
+        let e = |err| db_error(&path, err);
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(e)?;
+        let used: i64 = tx
+            .query_row(
+                "SELECT COALESCE((SELECT used FROM relay_day WHERE relay = ?1 AND day = ?2), 0)",
+                params![relay, day],
+                |r| r.get(0),
+            )
+            .map_err(e)?;
+        let got = (max as i64 - used).clamp(0, want as i64);
+        if got > 0 {
+            tx.execute(
+                "INSERT INTO relay_day (relay, day, used) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (relay, day) DO UPDATE SET used = used + excluded.used",
+                params![relay, day, got],
+            )
+            .map_err(e)?;
+        }
+        tx.commit().map_err(e)?;
+        Ok(got as u64)
+    }
+
+    fn give_back_quota(&mut self, relay: &str, day: &str, n: u64) -> Result<()> {
+        self.conn
+            .execute(
+                "UPDATE relay_day SET used = MAX(used - ?3, 0) WHERE relay = ?1 AND day = ?2",
+                params![relay, day, n as i64],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+
+    fn quota_used(&self, relay: &str, day: &str) -> Result<u64> {
+        let used: i64 = self
+            .conn
+            .query_row(
+                "SELECT COALESCE((SELECT used FROM relay_day WHERE relay = ?1 AND day = ?2), 0)",
+                params![relay, day],
+                |r| r.get(0),
+            )
+            .map_err(self.err())?;
+        Ok(used.max(0) as u64)
     }
 
     fn finish_if_done(&mut self, campaign: &str) -> Result<bool> {

@@ -421,14 +421,40 @@ fn the_relay_that_answered_is_recorded_per_recipient() {
                 sent: 2,
                 failed: 1,
                 deferred: 0,
+                ..RelayCounts::default()
             },
             RelayCounts {
                 relay: "main".into(),
                 sent: 1,
                 failed: 0,
                 deferred: 0,
+                ..RelayCounts::default()
             },
         ];
         assert_eq!(got, want, "{}", b.name);
+    }
+}
+
+#[test]
+fn a_relays_daily_quota_is_counted_across_stores_and_days() {
+    for b in backends("a_relays_daily_quota") {
+        let mut s = (b.open)();
+        let mut other = (b.open)();
+        // Two senders (or campaigns) take from one relay's quota of 50.
+        assert_eq!(s.take_quota("ses", "2026-11-30", 32, 50).unwrap(), 32);
+        assert_eq!(other.take_quota("ses", "2026-11-30", 32, 50).unwrap(), 18);
+        assert_eq!(s.take_quota("ses", "2026-11-30", 32, 50).unwrap(), 0);
+        // Another relay, another day: their own counts.
+        assert_eq!(s.take_quota("main", "2026-11-30", 10, 100).unwrap(), 10);
+        assert_eq!(s.take_quota("ses", "2026-12-01", 32, 50).unwrap(), 32);
+        // What a run did not use goes back, and can be taken again.
+        other.give_back_quota("ses", "2026-11-30", 8).unwrap();
+        assert_eq!(s.quota_used("ses", "2026-11-30").unwrap(), 42, "{}", b.name);
+        assert_eq!(s.take_quota("ses", "2026-11-30", 32, 50).unwrap(), 8);
+        assert_eq!(other.quota_used("ses", "2026-11-30").unwrap(), 50);
+        assert_eq!(other.quota_used("nobody", "2026-11-30").unwrap(), 0);
+        // Giving back more than was taken never goes below nothing.
+        s.give_back_quota("main", "2026-11-30", 99).unwrap();
+        assert_eq!(s.quota_used("main", "2026-11-30").unwrap(), 0);
     }
 }

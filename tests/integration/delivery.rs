@@ -61,6 +61,11 @@ impl Server {
         Some(Server { child, port, log })
     }
 
+    /// Every RCPT the server saw, accepted or refused.
+    pub(crate) fn rcpts(&self) -> Vec<String> {
+        self.received().into_iter().map(|r| r.rcpt).collect()
+    }
+
     pub(crate) fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}?tls=none", self.port)
     }

@@ -32,6 +32,11 @@ fn address(i: usize) -> String {
 
 /// The example issue, and a journal holding `n` recipients.
 fn rig(n: usize) -> Rig {
+    rig_of((0..n).map(address).collect())
+}
+
+/// The example issue, and a journal holding these recipients.
+fn rig_of(addresses: Vec<String>) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::load(Some(&example_config()), &[]).unwrap();
     let path = example_config();
@@ -52,8 +57,8 @@ fn rig(n: usize) -> Rig {
         .upsert_campaign(CAMPAIGN, "post.md", composer.content_hash(), &[])
         .unwrap();
     let mut import = store.import(CAMPAIGN).unwrap();
-    for i in 0..n {
-        import.add(&address(i), i as i64 + 2, &[]).unwrap();
+    for (i, a) in addresses.iter().enumerate() {
+        import.add(a, i as i64 + 2, &[]).unwrap();
     }
     import.commit().unwrap();
     Rig {
@@ -673,7 +678,17 @@ fn lane(
         mailer: mailer.clone(),
         rate,
         connections,
+        weight: 1,
+        quota: None,
     }
+}
+
+fn quota(max_per_day: u64) -> Option<engine::Quota> {
+    Some(engine::Quota {
+        max_per_day,
+        zone: jiff::tz::TimeZone::UTC,
+        zone_name: "UTC".into(),
+    })
 }
 
 /// No window of `rate.window` holds more than `rate.max` of `at`.
@@ -812,4 +827,292 @@ async fn the_run_stops_as_relay_down_only_when_every_relay_is_down() {
     assert_eq!((c.pending, c.deferred, c.unknown), (20, 0, 0));
     let queue = rig.store().queue(CAMPAIGN, 0, 100, false).unwrap();
     assert!(queue.iter().all(|r| r.attempts == 0));
+}
+
+#[tokio::test(start_paused = true)]
+async fn relays_free_at_the_same_moment_share_the_list_by_weight() {
+    let mut rig = rig(80);
+    let a = Memory::new().with_latency(Duration::from_millis(5));
+    let b = Memory::new().with_latency(Duration::from_millis(5));
+    // One message at a time to the domain: messages are scarcer than free
+    // connections, so both relays are free whenever one may go, and the
+    // weights decide.
+    let out = rig
+        .run_on(
+            &a,
+            Settings {
+                connections: 3,
+                relay_weight: 3,
+                domains: vec![engine::DomainGroup {
+                    name: "example.org".into(),
+                    domains: vec!["example.org".into()],
+                    rate: None,
+                    connections: Some(1),
+                }],
+                ..settings()
+            },
+            vec![lane("b", &b, None, 3)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    let (na, nb) = (a.delivered().len(), b.delivered().len());
+    assert_eq!(na + nb, 80);
+    // Weights 3 and 1: three quarters and one quarter.
+    assert!((58..=62).contains(&na), "a {na}, b {nb}");
+    // When messages are plenty, each relay carries what its connections
+    // allow, whatever the weights: nobody waits for a relay's share.
+    let mut rig = self::rig(80);
+    let (a, b) = (
+        Memory::new().with_latency(Duration::from_millis(5)),
+        Memory::new().with_latency(Duration::from_millis(5)),
+    );
+    let out = rig
+        .run_on(
+            &a,
+            Settings {
+                connections: 3,
+                relay_weight: 3,
+                ..settings()
+            },
+            vec![lane("b", &b, None, 3)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    let (na, nb) = (a.delivered().len(), b.delivered().len());
+    assert!(nb >= 30, "a {na}, b {nb}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_held_back_by_its_rate_does_not_hold_back_the_others() {
+    let mut rig = rig(60);
+    let slow = Memory::new().with_latency(Duration::from_millis(10));
+    let fast = Memory::new().with_latency(Duration::from_millis(10));
+    let started = tokio::time::Instant::now();
+    let out = rig
+        .run_on(
+            &slow,
+            Settings {
+                connections: 2,
+                rate: Some(Rate::parse("1/s").unwrap()),
+                // A heavy weight does not make the list wait for it.
+                relay_weight: 10,
+                ..settings()
+            },
+            vec![lane("fast", &fast, None, 2)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    let took = tokio::time::Instant::now() - started;
+    // One a second at the slow relay; the fast one takes the rest at once.
+    assert!(took < Duration::from_secs(3), "took {took:?}");
+    assert!(slow.delivered().len() <= 3, "{}", slow.delivered().len());
+    assert_eq!(slow.delivered().len() + fast.delivered().len(), 60);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_domain_limit_holds_across_relays_and_nobody_else_waits_for_it() {
+    // Every third reader is at a limited domain.
+    let addresses: Vec<String> = (0..90)
+        .map(|i| {
+            if i % 3 == 0 {
+                format!("reader{i}@limited.example")
+            } else {
+                format!("reader{i}@example.org")
+            }
+        })
+        .collect();
+    let mut rig = rig_of(addresses);
+    let a = Memory::new().with_latency(Duration::from_millis(30));
+    let b = Memory::new().with_latency(Duration::from_millis(30));
+    let limit = Rate::parse("5/s").unwrap();
+    let out = rig
+        .run_on(
+            &a,
+            Settings {
+                connections: 3,
+                domains: vec![engine::DomainGroup {
+                    name: "limited".into(),
+                    domains: vec!["limited.example".into(), "other.example".into()],
+                    rate: Some(limit),
+                    connections: Some(2),
+                }],
+                ..settings()
+            },
+            vec![lane("b", &b, None, 3)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    let all: Vec<_> = a.delivered().into_iter().chain(b.delivered()).collect();
+    assert_eq!(all.len(), 90);
+    let limited: Vec<_> = all
+        .iter()
+        .filter(|d| d.to.ends_with("@limited.example"))
+        .map(|d| d.at)
+        .collect();
+    let others: Vec<_> = all
+        .iter()
+        .filter(|d| !d.to.ends_with("@limited.example"))
+        .map(|d| d.at)
+        .collect();
+    // Both relays carried the limited domain, and together kept its rate.
+    assert!(
+        a.delivered()
+            .iter()
+            .any(|d| d.to.ends_with("@limited.example"))
+            && b.delivered()
+                .iter()
+                .any(|d| d.to.ends_with("@limited.example"))
+    );
+    assert_within(limited.clone(), limit, "the limited domain across relays");
+    // The 60 others did not wait behind it: they were all through long
+    // before the 30 at 5 a second were.
+    let last_other = others.iter().max().unwrap();
+    let last_limited = limited.iter().max().unwrap();
+    assert!(
+        *last_limited - *last_other > Duration::from_secs(3),
+        "{:?}",
+        *last_limited - *last_other
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_domain_limit_on_connections_keeps_that_many_in_flight_at_most() {
+    let addresses: Vec<String> = (0..20).map(|i| format!("r{i}@limited.example")).collect();
+    let mut rig = rig_of(addresses);
+    // Each message takes a second: with one connection to the domain,
+    // 20 messages take 20 seconds however many the relays have.
+    let a = Memory::new().with_latency(Duration::from_secs(1));
+    let started = tokio::time::Instant::now();
+    let out = rig
+        .run_on(
+            &a,
+            Settings {
+                connections: 4,
+                domains: vec![engine::DomainGroup {
+                    name: "limited.example".into(),
+                    domains: vec!["limited.example".into()],
+                    rate: None,
+                    connections: Some(1),
+                }],
+                ..settings()
+            },
+            vec![lane("b", &a.clone(), None, 4)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    let took = tokio::time::Instant::now() - started;
+    assert!(took >= Duration::from_secs(20), "took {took:?}");
+    let mut at: Vec<_> = a.delivered().into_iter().map(|d| d.at).collect();
+    at.sort();
+    assert!(at.windows(2).all(|w| w[1] - w[0] >= Duration::from_secs(1)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_relay_has_spent_its_quota_the_run_stops_and_the_rest_waits() {
+    let mut rig = rig(40);
+    let a = Memory::new().with_latency(Duration::from_millis(5));
+    let b = Memory::new().with_latency(Duration::from_millis(5));
+    let settings = || Settings {
+        connections: 2,
+        relay_name: Some("a".into()),
+        relay_quota: quota(10),
+        ..settings()
+    };
+    let lanes = || {
+        vec![engine::Lane {
+            quota: quota(7),
+            ..lane("b", &b, None, 3)
+        }]
+    };
+    let out = rig
+        .run_on(&a, settings(), lanes(), Arc::new(AtomicBool::new(false)))
+        .await;
+    assert!(
+        matches!(&out.stop, Stop::QuotaSpent { detail, .. } if detail.contains("a: 10 a day")),
+        "{:?}",
+        out.stop
+    );
+    // Exactly each relay's quota, nobody twice, the rest untouched.
+    assert_eq!((a.delivered().len(), b.delivered().len()), (10, 7));
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.sent, c.pending, c.deferred, c.unknown), (17, 23, 0, 0));
+    let today = herald::clock::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    assert_eq!(rig.store().quota_used("a", &today).unwrap(), 10);
+    assert_eq!(rig.store().quota_used("b", &today).unwrap(), 7);
+    // A second run the same day sends nothing and stops the same way.
+    let out = rig
+        .run_on(&a, settings(), lanes(), Arc::new(AtomicBool::new(false)))
+        .await;
+    assert!(
+        matches!(out.stop, Stop::QuotaSpent { .. }),
+        "{:?}",
+        out.stop
+    );
+    assert_eq!(a.delivered().len() + b.delivered().len(), 17);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_out_of_quota_leaves_the_rest_to_a_relay_without_one() {
+    let mut rig = rig(30);
+    let a = Memory::new().with_latency(Duration::from_millis(5));
+    let b = Memory::new().with_latency(Duration::from_millis(5));
+    let out = rig
+        .run_on(
+            &a,
+            Settings {
+                relay_name: Some("capped".into()),
+                relay_quota: quota(4),
+                ..settings()
+            },
+            vec![lane("b", &b, None, 2)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    assert!(a.delivered().len() <= 4, "{}", a.delivered().len());
+    assert_eq!(a.delivered().len() + b.delivered().len(), 30);
+    // What the capped relay took and did not use went back.
+    let today = herald::clock::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    assert_eq!(
+        rig.store().quota_used("capped", &today).unwrap(),
+        a.delivered().len() as u64
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_refusing_before_the_message_does_not_use_its_quota() {
+    let mut rig = rig(12);
+    let down = Memory::new();
+    down.refuse_all(Some(Failure::relay("421 4.7.0 Try again later")));
+    let up = Memory::new().with_latency(Duration::from_millis(5));
+    let out = rig
+        .run_on(
+            &down,
+            Settings {
+                relay_name: Some("down".into()),
+                relay_quota: quota(100),
+                ..settings()
+            },
+            vec![lane("up", &up, None, 2)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    assert_eq!(up.delivered().len(), 12);
+    let today = herald::clock::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .date()
+        .to_string();
+    assert_eq!(rig.store().quota_used("down", &today).unwrap(), 0);
 }

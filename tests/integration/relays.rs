@@ -15,23 +15,43 @@ const SECRET: &str = "relays-test-secret";
 /// One relay of the test: its name, its sink, its rate and connections.
 struct Relay<'a> {
     name: &'a str,
-    sink: &'a Sink,
+    /// Its address: a sink's or a fault server's.
+    url: String,
     rate: &'a str,
     connections: usize,
+    /// More settings of this relay, `key: value` each, like `max_per_day: 20`.
+    extra: &'a [&'a str],
+}
+
+impl<'a> Relay<'a> {
+    fn sink(name: &'a str, sink: &Sink, rate: &'a str, connections: usize) -> Relay<'a> {
+        Relay {
+            name,
+            url: sink.url(),
+            rate,
+            connections,
+            extra: &[],
+        }
+    }
 }
 
 /// herald.yaml: the example settings, fast retries, and `relays:`.
 fn config(dir: &Path, relays: &[Relay<'_>]) {
+    config_with(dir, relays, "");
+}
+
+/// herald.yaml with `relays:` and more top-level settings (`more`).
+fn config_with(dir: &Path, relays: &[Relay<'_>], more: &str) {
     let base = std::fs::read_to_string(example_config()).unwrap();
-    let mut text = format!("{base}\nretry_wait: 50ms\nrelay_down_after: 2s\nrelays:\n");
+    let mut text = format!("{base}\nretry_wait: 50ms\nrelay_down_after: 2s\n{more}\nrelays:\n");
     for r in relays {
         text.push_str(&format!(
             "  - name: {}\n    url: \"{}\"\n    rate: {}\n    connections: {}\n",
-            r.name,
-            r.sink.url(),
-            r.rate,
-            r.connections
+            r.name, r.url, r.rate, r.connections
         ));
+        for e in r.extra {
+            text.push_str(&format!("    {e}\n"));
+        }
     }
     std::fs::write(dir.join("herald.yaml"), text).unwrap();
 }
@@ -39,6 +59,11 @@ fn config(dir: &Path, relays: &[Relay<'_>]) {
 /// `herald send` of the example post to `list`, through the relays of
 /// herald.yaml, its output into `dir/send.out` and `.err`.
 fn sender(dir: &Path, list: &Path) -> Child {
+    sender_at(dir, list, None)
+}
+
+/// [`sender`] with the clock set (`HERALD_NOW`), for quotas by the day.
+fn sender_at(dir: &Path, list: &Path, now: Option<&str>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
     cmd.current_dir(dir)
         .args(["send", example_post().to_str().unwrap(), "--subscribers"])
@@ -53,6 +78,9 @@ fn sender(dir: &Path, list: &Path) -> Child {
         }
     }
     cmd.env("HERALD_UNSUBSCRIBE_SECRET", SECRET);
+    if let Some(now) = now {
+        cmd.env("HERALD_NOW", now);
+    }
     cmd.spawn().unwrap()
 }
 
@@ -78,11 +106,15 @@ fn log(dir: &Path) -> String {
 
 /// `herald status --json` of the one campaign.
 fn status(dir: &Path) -> serde_json::Value {
-    let o = herald_env(
-        dir,
-        &["status", "--json"],
-        &[("HERALD_UNSUBSCRIBE_SECRET", SECRET)],
-    );
+    status_at(dir, None)
+}
+
+fn status_at(dir: &Path, now: Option<&str>) -> serde_json::Value {
+    let mut env = vec![("HERALD_UNSUBSCRIBE_SECRET", SECRET)];
+    if let Some(now) = now {
+        env.push(("HERALD_NOW", now));
+    }
+    let o = herald_env(dir, &["status", "--json"], &env);
     assert!(o.status.success(), "{}", stderr(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     v[0].clone()
@@ -105,24 +137,14 @@ fn each_relay_keeps_its_own_rate_measured_at_its_sink() {
         return;
     };
     let relays = [
+        Relay::sink("slow", &a, "3/s", 2),
+        // With a daily quota: it carries no more than that, and the others
+        // the rest.
         Relay {
-            name: "slow",
-            sink: &a,
-            rate: "3/s",
-            connections: 2,
+            extra: &["max_per_day: 25"],
+            ..Relay::sink("middle", &b, "6/s", 2)
         },
-        Relay {
-            name: "middle",
-            sink: &b,
-            rate: "6/s",
-            connections: 2,
-        },
-        Relay {
-            name: "fast",
-            sink: &c,
-            rate: "12/s",
-            connections: 3,
-        },
+        Relay::sink("fast", &c, "12/s", 3),
     ];
     config(tmp.path(), &relays);
     let n = 120;
@@ -144,8 +166,21 @@ fn each_relay_keeps_its_own_rate_measured_at_its_sink() {
             )
         })
         .collect();
-    for r in &relays {
-        let mut times: Vec<f64> = r.sink.complete().into_iter().map(|(_, t)| t).collect();
+    assert!(b.complete().len() <= 25, "{}", b.complete().len());
+    let middle = s["relays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["relay"] == "middle")
+        .unwrap();
+    assert_eq!(middle["max_per_day"], 25, "{s}");
+    assert_eq!(
+        middle["quota_used_today"].as_u64(),
+        Some(b.complete().len() as u64),
+        "{s}"
+    );
+    for (r, sink) in relays.iter().zip([&a, &b, &c]) {
+        let mut times: Vec<f64> = sink.complete().into_iter().map(|(_, t)| t).collect();
         let max: usize = r.rate.trim_end_matches("/s").parse().unwrap();
         assert!(!times.is_empty(), "{} carried nothing", r.name);
         // What the journal says each relay accepted is what it received.
@@ -182,24 +217,9 @@ fn a_relay_killed_mid_run_hands_its_share_to_the_others() {
     config(
         tmp.path(),
         &[
-            Relay {
-                name: "doomed",
-                sink: &a,
-                rate: "10/s",
-                connections,
-            },
-            Relay {
-                name: "b",
-                sink: &b,
-                rate: "10/s",
-                connections,
-            },
-            Relay {
-                name: "c",
-                sink: &c,
-                rate: "10/s",
-                connections,
-            },
+            Relay::sink("doomed", &a, "10/s", connections),
+            Relay::sink("b", &b, "10/s", connections),
+            Relay::sink("c", &c, "10/s", connections),
         ],
     );
     let n = 150;
@@ -232,4 +252,186 @@ fn a_relay_killed_mid_run_hands_its_share_to_the_others() {
     let s = status(tmp.path());
     assert_eq!(s["campaign"]["counts"]["sent"], n as i64, "{s}");
     assert!(s["campaign"]["finished_at"].is_string(), "{s}");
+}
+
+/// One relay answering 421 to everything: backed off alone (a few probes,
+/// not one per person), the run completes on the others, and nobody used
+/// up an attempt on it.
+#[test]
+fn a_relay_answering_421_to_everything_is_backed_off_alone() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (Some(b), Some(c)) = (Sink::start(tmp.path(), "b"), Sink::start(tmp.path(), "c")) else {
+        return;
+    };
+    let Some(refusing) = crate::delivery::Server::start(tmp.path(), &["--all421"]) else {
+        return;
+    };
+    config(
+        tmp.path(),
+        &[
+            Relay {
+                name: "refusing",
+                url: refusing.url(),
+                rate: "20/s",
+                connections: 2,
+                extra: &[],
+            },
+            Relay::sink("b", &b, "20/s", 2),
+            Relay::sink("c", &c, "20/s", 2),
+        ],
+    );
+    let n = 120;
+    let list = list(tmp.path(), n);
+    let code = finish(sender(tmp.path(), &list), tmp.path(), 120);
+    assert_eq!(code, Some(0), "{}", log(tmp.path()));
+    let got = deliveries(&[&b, &c]);
+    assert_eq!(got.len(), n, "{}", log(tmp.path()));
+    assert!(got.values().all(|&k| k == 1), "{got:?}");
+    let tried = refusing.rcpts().len();
+    assert!(tried < 30, "{tried} tries at the refusing relay");
+    let err = log(tmp.path());
+    assert!(err.contains("refusing") && err.contains("421"), "{err}");
+    let s = status(tmp.path());
+    assert_eq!(s["campaign"]["counts"]["sent"], n as i64, "{s}");
+    assert_eq!(s["campaign"]["counts"]["deferred"], 0, "{s}");
+    assert!(s["campaign"]["finished_at"].is_string(), "{s}");
+}
+
+/// Daily quotas across runs, by each relay's own day: spent on the first
+/// run (exit 3, "deferred", with when they free up), nothing more the
+/// same day, and the rest on the next day, each relay by its own midnight.
+#[test]
+fn quotas_hold_across_runs_and_free_up_on_each_relays_next_day() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (Some(a), Some(b)) = (Sink::start(tmp.path(), "a"), Sink::start(tmp.path(), "b")) else {
+        return;
+    };
+    config(
+        tmp.path(),
+        &[
+            Relay {
+                extra: &["max_per_day: 15"],
+                ..Relay::sink("utc", &a, "50/s", 2)
+            },
+            // Its day ends at midnight in Los Angeles, eight hours after UTC's.
+            Relay {
+                extra: &["max_per_day: 10", "timezone: America/Los_Angeles"],
+                ..Relay::sink("west", &b, "50/s", 2)
+            },
+        ],
+    );
+    let n = 50;
+    let list = list(tmp.path(), n);
+    let day1 = "2026-11-30T10:00:00Z";
+    let code = finish(sender_at(tmp.path(), &list, Some(day1)), tmp.path(), 60);
+    let out = std::fs::read_to_string(tmp.path().join("send.out")).unwrap();
+    assert_eq!(code, Some(3), "{out}\n{}", log(tmp.path()));
+    assert_eq!((a.complete().len(), b.complete().len()), (15, 10));
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["stopped"], "daily quota used", "{report}");
+    // The earliest relay to free up is the UTC one, at its midnight.
+    assert_eq!(report["resumes_at"], "2026-12-01T00:00:00Z", "{report}");
+    let message = log(tmp.path());
+    assert!(
+        message.contains("every relay has used its daily quota")
+            && message.contains("frees up at 2026-12-01 00:00 UTC (in 14h 00m)"),
+        "{message}"
+    );
+    let s = status_at(tmp.path(), Some(day1));
+    assert_eq!(s["campaign"]["counts"]["pending"], 25, "{s}");
+    let used: HashMap<String, u64> = s["relays"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["relay"].as_str().unwrap().to_string(),
+                r["quota_used_today"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(used["utc"], 15, "{s}");
+    assert_eq!(used["west"], 10, "{s}");
+
+    // Later the same day: nothing more goes.
+    let code = finish(
+        sender_at(tmp.path(), &list, Some("2026-11-30T20:00:00Z")),
+        tmp.path(),
+        60,
+    );
+    assert_eq!(code, Some(3), "{}", log(tmp.path()));
+    assert_eq!((a.complete().len(), b.complete().len()), (15, 10));
+
+    // 02:00 UTC on the 1st: a new day for `utc`, still the 30th in Los
+    // Angeles: only `utc` sends, 15 more.
+    let code = finish(
+        sender_at(tmp.path(), &list, Some("2026-12-01T02:00:00Z")),
+        tmp.path(),
+        60,
+    );
+    assert_eq!(code, Some(3), "{}", log(tmp.path()));
+    assert_eq!((a.complete().len(), b.complete().len()), (30, 10));
+
+    // The 1st in Los Angeles too: `west` takes the last 10 (`utc` has
+    // spent its 1st already), and the campaign finishes.
+    let code = finish(
+        sender_at(tmp.path(), &list, Some("2026-12-01T09:00:00Z")),
+        tmp.path(),
+        60,
+    );
+    assert_eq!(code, Some(0), "{}", log(tmp.path()));
+    let got = deliveries(&[&a, &b]);
+    assert_eq!(got.len(), n);
+    assert!(got.values().all(|&k| k == 1), "{got:?}");
+    let s = status_at(tmp.path(), Some("2026-12-01T09:00:00Z"));
+    assert!(s["campaign"]["finished_at"].is_string(), "{s}");
+}
+
+/// A limit for a group of domains holds across both relays, measured at
+/// the sinks, while everyone else goes at the relays' own pace.
+#[test]
+fn a_domain_limit_holds_across_relays_at_the_sinks() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (Some(a), Some(b)) = (Sink::start(tmp.path(), "a"), Sink::start(tmp.path(), "b")) else {
+        return;
+    };
+    config_with(
+        tmp.path(),
+        &[
+            Relay::sink("a", &a, "40/s", 3),
+            Relay::sink("b", &b, "40/s", 3),
+        ],
+        "domain_limits:\n  - name: microsoft\n    domains: [outlook.example, hotmail.example]\n    \
+         rate: 4/s\n    connections: 2\n",
+    );
+    let n = 90;
+    let mut csv = String::from("email,first_name\n");
+    for i in 0..n {
+        let domain = ["outlook.example", "example.org", "hotmail.example"][i % 3];
+        csv.push_str(&format!("reader{i}@{domain},Reader{i}\n"));
+    }
+    let list = tmp.path().join("list.csv");
+    std::fs::write(&list, csv).unwrap();
+    let code = finish(sender(tmp.path(), &list), tmp.path(), 120);
+    assert_eq!(code, Some(0), "{}", log(tmp.path()));
+    let all: Vec<(String, f64)> = a.complete().into_iter().chain(b.complete()).collect();
+    assert_eq!(all.len(), n, "{}", log(tmp.path()));
+    let mut limited: Vec<f64> = all
+        .iter()
+        .filter(|(r, _)| !r.ends_with("@example.org"))
+        .map(|(_, t)| *t)
+        .collect();
+    assert_eq!(limited.len(), 60);
+    let busiest = busiest_second(&mut limited);
+    assert!(
+        busiest <= 4,
+        "{busiest} messages to the group in one second, at most 4"
+    );
+    // Both relays carried some of the group.
+    let by_a = a
+        .complete()
+        .iter()
+        .filter(|(r, _)| !r.ends_with("@example.org"))
+        .count();
+    assert!(by_a > 0 && by_a < 60, "{by_a}");
 }
