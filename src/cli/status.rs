@@ -153,6 +153,14 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                 e.day = Some(format!("{day} ({})", r.day_zone_name));
             }
         }
+        // In the order of the settings; relays no longer in them last.
+        let order: Vec<String> = config.relay_list().into_iter().map(|r| r.name).collect();
+        relays.sort_by_key(|r| {
+            order
+                .iter()
+                .position(|n| *n == r.relay)
+                .unwrap_or(usize::MAX)
+        });
         if !json {
             let n = &c.counts;
             let state = if c.finished_at.is_some() {

@@ -191,6 +191,8 @@ struct Job<P> {
     group: Option<usize>,
     /// The domain limit's slot this job holds while a worker has it.
     domain_slot: Option<u64>,
+    /// Its last attempt ended with no answer after the message began.
+    unanswered: bool,
 }
 
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -314,8 +316,13 @@ struct RelayState<M: Mailer> {
     health: std::sync::Mutex<Health>,
     quota: Option<Quota>,
     quota_day: Mutex<QuotaDay>,
+    /// A message of its quota came back or was used.
+    quota_settled: Notify,
     /// Its quota for the day is spent: its workers have stopped.
     exhausted: AtomicBool,
+    /// Its settings do not work (a refused password, a bad certificate):
+    /// set aside for the run, with why.
+    set_aside: std::sync::Mutex<Option<String>>,
 }
 
 /// What a run holds of a relay's quota for one of the relay's days.
@@ -326,6 +333,10 @@ struct QuotaDay {
     allowance: u64,
     /// The store had no more for this day.
     spent: bool,
+    /// Taken by a worker for a message not settled yet: it may come back
+    /// (the message never reached the relay), so the day is spent only
+    /// when none is out.
+    out: u64,
 }
 
 /// Messages of a relay's quota taken from the store at a time: few round
@@ -418,13 +429,58 @@ impl<M: Mailer> Shared<M> {
             .down
     }
 
-    /// When no relay can carry anything more (each is down or has spent
-    /// its quota for the day), stops the run and says why; true if so.
+    fn setting_fails(&self, r: usize) -> Option<String> {
+        self.relays[r]
+            .set_aside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Relay `r`'s settings do not work: it takes no more messages this
+    /// run. True when that leaves no relay (the run stops, as the single
+    /// relay's would).
+    fn set_aside(&self, r: usize, why: &str) -> bool {
+        let first = self.relays[r]
+            .set_aside
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(why.to_string())
+            .is_none();
+        if first {
+            tracing::error!(
+                "the relay {} cannot be used: {why}; it takes no more messages this run and the others \
+                 carry on (fix its settings before the next run)",
+                self.relays[r].name
+            );
+        }
+        let left = (0..self.relays.len()).any(|o| self.setting_fails(o).is_none());
+        if !left {
+            return true;
+        }
+        self.stop_if_no_relay_left(r, why);
+        false
+    }
+
+    /// When no relay can carry anything more (each is down, has spent its
+    /// quota for the day or has settings that do not work), stops the run
+    /// and says why; true if so.
     fn stop_if_no_relay_left(&self, last: usize, why: &str) -> bool {
-        let usable = (0..self.relays.len())
-            .any(|o| !self.is_down(o) && !self.relays[o].exhausted.load(Ordering::SeqCst));
+        let usable = (0..self.relays.len()).any(|o| {
+            !self.is_down(o)
+                && !self.relays[o].exhausted.load(Ordering::SeqCst)
+                && self.setting_fails(o).is_none()
+        });
         if usable {
             return false;
+        }
+        // A relay whose settings are wrong needs the person first.
+        if let Some(why) = (0..self.relays.len()).find_map(|o| {
+            self.setting_fails(o)
+                .map(|w| format!("the relay {}: {w}", self.relays[o].name))
+        }) {
+            self.fail(why);
+            return true;
         }
         let any_down = (0..self.relays.len()).any(|o| self.is_down(o));
         if any_down {
@@ -548,58 +604,74 @@ impl<M: Mailer> Shared<M> {
 
     /// One message of relay `r`'s daily quota for its next message; false
     /// when the day's quota is spent (the relay takes nothing more this
-    /// run) or the store cannot say.
+    /// run), the run stops, or the store cannot say.
     async fn quota_take(&self, r: usize) -> bool {
         let relay = &self.relays[r];
         let Some(q) = &relay.quota else { return true };
-        let mut st = relay.quota_day.lock().await;
-        let today = crate::clock::now().to_zoned(q.zone.clone()).date();
-        if st.day != Some(today) {
-            // A new day at the relay: what is left of the old one goes back.
-            if let Some(old) = st.day
-                && st.allowance > 0
-            {
-                let _ = self.store.send(Cmd::GiveBack(
-                    relay.name.clone(),
-                    old.to_string(),
-                    st.allowance,
-                ));
-            }
-            *st = QuotaDay {
-                day: Some(today),
-                ..QuotaDay::default()
-            };
-        }
-        if st.allowance == 0 && !st.spent {
-            let (tx, rx) = oneshot::channel();
-            let want = QUOTA_BLOCK.min(q.max_per_day);
-            let asked = Cmd::TakeQuota(
-                relay.name.clone(),
-                today.to_string(),
-                want,
-                q.max_per_day,
-                tx,
-            );
-            let got = match self.store.send(asked) {
-                Ok(()) => rx
-                    .await
-                    .unwrap_or_else(|_| Err("the journal stopped".into())),
-                Err(_) => Err("the journal stopped".into()),
-            };
-            match got {
-                Ok(0) => st.spent = true,
-                Ok(n) => st.allowance = n,
-                Err(e) => {
-                    drop(st);
-                    self.broke(format!(
-                        "the daily quota of the relay {} could not be read ({e})",
-                        relay.name
+        loop {
+            let mut st = relay.quota_day.lock().await;
+            let today = crate::clock::now().to_zoned(q.zone.clone()).date();
+            if st.day != Some(today) {
+                // A new day at the relay: what is left of the old one goes
+                // back (what is out stays counted: it may have been sent).
+                if let Some(old) = st.day
+                    && st.allowance > 0
+                {
+                    let _ = self.store.send(Cmd::GiveBack(
+                        relay.name.clone(),
+                        old.to_string(),
+                        st.allowance,
                     ));
-                    return false;
+                }
+                *st = QuotaDay {
+                    day: Some(today),
+                    ..QuotaDay::default()
+                };
+            }
+            if st.allowance == 0 && !st.spent {
+                let (tx, rx) = oneshot::channel();
+                let want = QUOTA_BLOCK.min(q.max_per_day);
+                let asked = Cmd::TakeQuota(
+                    relay.name.clone(),
+                    today.to_string(),
+                    want,
+                    q.max_per_day,
+                    tx,
+                );
+                let got = match self.store.send(asked) {
+                    Ok(()) => rx
+                        .await
+                        .unwrap_or_else(|_| Err("the journal stopped".into())),
+                    Err(_) => Err("the journal stopped".into()),
+                };
+                match got {
+                    Ok(0) => st.spent = true,
+                    Ok(n) => st.allowance = n,
+                    Err(e) => {
+                        drop(st);
+                        self.broke(format!(
+                            "the daily quota of the relay {} could not be read ({e})",
+                            relay.name
+                        ));
+                        return false;
+                    }
                 }
             }
-        }
-        if st.spent {
+            if st.allowance > 0 {
+                st.allowance -= 1;
+                st.out += 1;
+                return true;
+            }
+            if st.out > 0 {
+                // Spent in the store, but a message out may yet come back
+                // unsent: wait for it rather than leave it unused.
+                drop(st);
+                tokio::select! {
+                    _ = relay.quota_settled.notified() => continue,
+                    _ = self.stopped.notified() => return false,
+                    _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                }
+            }
             drop(st);
             if !relay.exhausted.swap(true, Ordering::SeqCst) {
                 tracing::warn!(
@@ -611,20 +683,24 @@ impl<M: Mailer> Shared<M> {
             }
             return false;
         }
-        st.allowance -= 1;
-        true
     }
 
-    /// A message of relay `r`'s quota that did not reach it goes back to
-    /// the run's allowance.
-    async fn quota_unused(&self, r: usize) {
+    /// The message of relay `r`'s quota a worker took is settled: used
+    /// (`reached`: the relay saw it) or back in the run's allowance.
+    async fn quota_settle(&self, r: usize, reached: bool) {
         let relay = &self.relays[r];
         let Some(q) = &relay.quota else { return };
         let mut st = relay.quota_day.lock().await;
         let today = crate::clock::now().to_zoned(q.zone.clone()).date();
+        // One of an earlier day stays counted there.
         if st.day == Some(today) {
-            st.allowance += 1;
+            st.out = st.out.saturating_sub(1);
+            if !reached {
+                st.allowance += 1;
+            }
         }
+        drop(st);
+        relay.quota_settled.notify_waiters();
     }
 
     /// Gives back to the store what the run took of each relay's quota and
@@ -796,7 +872,9 @@ pub async fn run_async<M: Mailer>(
             health: std::sync::Mutex::new(Health::default()),
             quota: lane.quota,
             quota_day: Mutex::new(QuotaDay::default()),
+            quota_settled: Notify::new(),
             exhausted: AtomicBool::new(false),
+            set_aside: std::sync::Mutex::new(None),
         })
         .collect();
     let mut domain_of = HashMap::new();
@@ -1122,6 +1200,7 @@ fn build_one<M: Mailer>(
                 relay: None,
                 group,
                 domain_slot: None,
+                unanswered: false,
             })
         }
         Err(why) => Err(Update {
@@ -1150,7 +1229,7 @@ async fn worker<M: Mailer>(
     let mut conn: Option<M::Conn> = None;
     loop {
         // A paused relay asks for no message, so the others get it.
-        if !shared.relay_open(r).await {
+        if !shared.relay_open(r).await || shared.setting_fails(r).is_some() {
             break;
         }
         if !shared.quota_take(r).await {
@@ -1161,7 +1240,7 @@ async fn worker<M: Mailer>(
         let slot = tokio::select! {
             slot = throttle::take(&relay.limiter) => slot,
             _ = shared.stopped.notified() => {
-                shared.quota_unused(r).await;
+                shared.quota_settle(r, false).await;
                 break;
             }
         };
@@ -1176,7 +1255,7 @@ async fn worker<M: Mailer>(
         let Some(mut job) = job else {
             // Nothing more to send, or the run is stopping.
             relay.limiter.lock().await.answered(slot);
-            shared.quota_unused(r).await;
+            shared.quota_settle(r, false).await;
             break;
         };
         let mut slot = Some(slot);
@@ -1185,9 +1264,9 @@ async fn worker<M: Mailer>(
             relay.limiter.lock().await.answered(slot);
         }
         // Only a message the relay saw counts against its quota.
-        if !matches!(delivered, Delivered::Done(_) | Delivered::Retry(_)) {
-            shared.quota_unused(r).await;
-        }
+        let reached =
+            matches!(delivered, Delivered::Done(_) | Delivered::Retry(_)) || job.unanswered;
+        shared.quota_settle(r, reached).await;
         shared.release_domain(&mut job);
         settle(&shared, job, delivered);
         // After `settle`: a job handed back is counted in `waiting` by now,
@@ -1463,8 +1542,14 @@ enum Delivered {
 
 /// What a recipient's record becomes when the run stops before their
 /// message went through: untouched if it never reached the relay's message
-/// phase, else deferred (it was in flight, the relay did not accept it).
+/// phase, or if its last attempt ended without an answer after the message
+/// began (the relay may have it: it stays of unknown outcome, as after a
+/// crash, and is not sent again unless asked); else deferred (the relay
+/// answered "not now").
 fn stopped<P>(job: &Job<P>) -> Delivered {
+    if job.unanswered {
+        return Delivered::Untouched;
+    }
     if job.gate.passed() || job.attempts > 0 {
         Delivered::Done(Update {
             seq: job.seq,
@@ -1477,6 +1562,13 @@ fn stopped<P>(job: &Job<P>) -> Delivered {
     } else {
         Delivered::Untouched
     }
+}
+
+/// Whether a failure is the server's reply (`451 4.7.1 ...`) rather than
+/// something that happened to the connection.
+fn has_reply_code(reply: &str) -> bool {
+    let b = reply.as_bytes();
+    b.len() >= 3 && b[..3].iter().all(u8::is_ascii_digit) && matches!(b[0], b'4' | b'5')
 }
 
 /// One attempt at a message, and then some when the relay (not the
@@ -1546,11 +1638,19 @@ async fn deliver<M: Mailer>(
                 return stopped(job);
             }
             FailureKind::Config => {
-                shared.fail(format!(
-                    "{} ({})",
-                    failure.reply,
-                    shared.relays[r].mailer.describe()
-                ));
+                let why = format!("{} ({})", failure.reply, shared.relays[r].mailer.describe());
+                // With other relays, a relay whose settings are wrong (a
+                // refused password, a certificate that does not check out)
+                // is set aside for the run and the others carry on; the
+                // run stops only when none is left.
+                if shared.relays.len() > 1 && !shared.set_aside(r, &why) {
+                    if !job.gate.passed() {
+                        return Delivered::Elsewhere;
+                    }
+                    job.last_reply = Some(failure.reply);
+                    return stopped(job);
+                }
+                shared.fail(why);
                 job.last_reply = Some(failure.reply);
                 return stopped(job);
             }
@@ -1566,10 +1666,17 @@ async fn deliver<M: Mailer>(
                 continue;
             }
             FailureKind::Relay | FailureKind::SlowDown | FailureKind::Transient => {
+                // No SMTP reply (a dropped connection, a timeout) after the
+                // message began: the relay may have taken it.
+                job.unanswered = !has_reply_code(&failure.reply);
                 job.attempts += 1;
                 job.last_reply = Some(failure.reply);
                 job.relay = Some(shared.relays[r].name.clone());
                 if job.attempts >= settings.max_attempts || shared.stopping() {
+                    if job.unanswered {
+                        // Left of unknown outcome (`sending`), as `stopped` says.
+                        return Delivered::Untouched;
+                    }
                     return Delivered::Done(Update {
                         seq: job.seq,
                         state: State::Deferred,

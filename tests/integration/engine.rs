@@ -1116,3 +1116,49 @@ async fn a_relay_refusing_before_the_message_does_not_use_its_quota() {
         .to_string();
     assert_eq!(rig.store().quota_used("down", &today).unwrap(), 0);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_relay_whose_password_is_refused_is_set_aside_and_the_others_carry_on() {
+    let mut rig = rig(20);
+    let refused = Memory::new();
+    refused.fail_connects(
+        10_000,
+        Failure::config("the relay refused the user name or password (535 5.7.8 no)"),
+    );
+    let up = Memory::new().with_latency(Duration::from_millis(5));
+    let out = rig
+        .run_on(
+            &refused,
+            settings(),
+            vec![lane("up", &up, None, 2)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    assert_eq!(per_recipient(&up).len(), 20);
+    // Tried once per connection, not once per person.
+    assert!(refused.connects() <= 3, "{}", refused.connects());
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.sent, c.deferred, c.pending), (20, 0, 0));
+
+    // When it is the only one left, the run stops as for a single relay,
+    // naming it, and nobody is lost.
+    let mut rig = self::rig(10);
+    let other = Memory::new();
+    other.fail_connects(10_000, Failure::config("certificate not valid (b)"));
+    let out = rig
+        .run_on(
+            &refused,
+            settings(),
+            vec![lane("b", &other, None, 2)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert!(
+        matches!(&out.stop, Stop::Fatal(why) if why.contains("535") || why.contains("certificate")),
+        "{:?}",
+        out.stop
+    );
+    let c = rig.store().counts(CAMPAIGN).unwrap();
+    assert_eq!((c.pending, c.deferred), (10, 0));
+}
