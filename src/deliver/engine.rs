@@ -1308,6 +1308,8 @@ async fn distribute<M: Mailer>(
     let mut parked: VecDeque<Job<M::Payload>> = VecDeque::new();
     let mut builder_open = true;
     let mut wants_open = true;
+    let tick = tokio::time::sleep(Duration::from_millis(100));
+    tokio::pin!(tick);
     let ask = |w: Want<M::Payload>,
                asking: &mut Vec<VecDeque<oneshot::Sender<Job<M::Payload>>>>,
                pass: &mut Vec<f64>,
@@ -1387,13 +1389,24 @@ async fn distribute<M: Mailer>(
         }
         let someone_asks = asking.iter().any(|q| !q.is_empty());
         // The first moment a set-aside job's domain may have room.
-        let opens = parked
-            .iter()
-            .filter_map(|j| j.group)
+        let mut groups: Vec<usize> = parked.iter().filter_map(|j| j.group).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        let opens = groups
+            .into_iter()
             .filter_map(|g| shared.domain_opens(g))
             .min();
-        let tick = Instant::now() + Duration::from_millis(100);
-        let wake = opens.map_or(tick, |at| at.min(tick));
+        // One timer, moved only when it went off or a domain opens sooner:
+        // a new one per message costs more than the rest of this loop.
+        if tick.is_elapsed() {
+            tick.as_mut()
+                .reset(Instant::now() + Duration::from_millis(100));
+        }
+        if let Some(at) = opens
+            && at < tick.deadline()
+        {
+            tick.as_mut().reset(at);
+        }
         tokio::select! {
             w = wants.recv(), if wants_open => match w {
                 Some(w) => ask(w, &mut asking, &mut pass, now_pass),
@@ -1410,10 +1423,10 @@ async fn distribute<M: Mailer>(
                 }
             }
             _ = shared.domain_freed.notified(), if !parked.is_empty() => {}
-            _ = shared.stopped.notified() => {}
-            // A retry that ended without coming back (the run stopped), or
-            // a worker done, changes the counts without a message: look again.
-            _ = tokio::time::sleep_until(wake) => {}
+            // A stop, a retry that ended without coming back (the run
+            // stopped), or a worker done, change things without a message:
+            // look again, at least every tenth of a second.
+            _ = &mut tick => {}
         }
     }
     // What was read and not handed out: a recipient who already had an
