@@ -193,6 +193,9 @@ struct Job<P> {
     domain_slot: Option<u64>,
     /// Its last attempt ended with no answer after the message began.
     unanswered: bool,
+    /// The relay whose "not now" this recipient is waiting out: the retry
+    /// goes to another one when there is one.
+    avoid: Option<usize>,
 }
 
 type Ack = oneshot::Sender<Result<(), String>>;
@@ -427,6 +430,16 @@ impl<M: Mailer> Shared<M> {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .down
+    }
+
+    /// Whether a relay other than `r` can still carry messages this run.
+    fn another_usable(&self, r: usize) -> bool {
+        (0..self.relays.len()).any(|o| {
+            o != r
+                && !self.is_down(o)
+                && !self.relays[o].exhausted.load(Ordering::SeqCst)
+                && self.setting_fails(o).is_none()
+        })
     }
 
     fn setting_fails(&self, r: usize) -> Option<String> {
@@ -1201,6 +1214,7 @@ fn build_one<M: Mailer>(
                 group,
                 domain_slot: None,
                 unanswered: false,
+                avoid: None,
             })
         }
         Err(why) => Err(Update {
@@ -1306,6 +1320,8 @@ async fn distribute<M: Mailer>(
     // dropped it), then jobs whose domain has no room, oldest first.
     let mut ready: VecDeque<Job<M::Payload>> = VecDeque::new();
     let mut parked: VecDeque<Job<M::Payload>> = VecDeque::new();
+    // Retries waiting for a relay other than the one that failed them.
+    let mut elsewhere: VecDeque<Job<M::Payload>> = VecDeque::new();
     let mut builder_open = true;
     let mut wants_open = true;
     let tick = tokio::time::sleep(Duration::from_millis(100));
@@ -1327,6 +1343,17 @@ async fn distribute<M: Mailer>(
         while let Ok(w) = wants.try_recv() {
             ask(w, &mut asking, &mut pass, now_pass);
         }
+        // A retry waiting for a relay other than the one that failed it
+        // goes back in line once such a relay asks, or none is left.
+        for _ in 0..elsewhere.len() {
+            let job = elsewhere.pop_front().expect("counted");
+            let avoid = job.avoid.filter(|a| shared.another_usable(*a));
+            if (0..n).any(|r| !asking[r].is_empty() && Some(r) != avoid) {
+                ready.push_front(job);
+            } else {
+                elsewhere.push_back(job);
+            }
+        }
         // Hand out as much as can go now.
         loop {
             if asking.iter().all(|q| q.is_empty()) {
@@ -1341,13 +1368,23 @@ async fn distribute<M: Mailer>(
                 &mut builder_open,
             );
             let Some(mut job) = job else { break };
+            // A recipient's retry goes to another relay than the one that
+            // said "not now", while another can still carry messages.
+            let avoid = job.avoid.filter(|a| shared.another_usable(*a));
             loop {
                 let Some(r) = (0..n)
-                    .filter(|r| !asking[*r].is_empty())
+                    .filter(|r| !asking[*r].is_empty() && Some(*r) != avoid)
                     .min_by(|a, b| pass[*a].total_cmp(&pass[*b]))
                 else {
-                    // Every asking worker went away: keep the job for later.
-                    ready.push_front(job);
+                    if asking.iter().all(|q| q.is_empty()) {
+                        // Every asking worker went away: keep it for later.
+                        ready.push_front(job);
+                    } else {
+                        // Only the relay to avoid is asking: wait for
+                        // another, without holding the domain's room.
+                        shared.release_domain(&mut job);
+                        elsewhere.push_back(job);
+                    }
                     break;
                 };
                 let reply = asking[r].pop_front().expect("not empty");
@@ -1370,6 +1407,7 @@ async fn distribute<M: Mailer>(
         if !builder_open
             && ready.is_empty()
             && parked.is_empty()
+            && elsewhere.is_empty()
             && shared.waiting.load(Ordering::SeqCst) == 0
             && shared.in_flight.load(Ordering::SeqCst) == 0
         {
@@ -1434,7 +1472,7 @@ async fn distribute<M: Mailer>(
     while let Ok(job) = retries.try_recv() {
         ready.push_back(job);
     }
-    for mut job in ready.into_iter().chain(parked) {
+    for mut job in ready.into_iter().chain(parked).chain(elsewhere) {
         shared.release_domain(&mut job);
         if let Delivered::Done(update) = stopped(&job) {
             shared.progress.deferred.fetch_add(1, Ordering::Relaxed);
@@ -1682,6 +1720,7 @@ async fn deliver<M: Mailer>(
                 // No SMTP reply (a dropped connection, a timeout) after the
                 // message began: the relay may have taken it.
                 job.unanswered = !has_reply_code(&failure.reply);
+                job.avoid = Some(r);
                 job.attempts += 1;
                 job.last_reply = Some(failure.reply);
                 job.relay = Some(shared.relays[r].name.clone());

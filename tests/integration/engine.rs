@@ -1162,3 +1162,51 @@ async fn a_relay_whose_password_is_refused_is_set_aside_and_the_others_carry_on(
     let c = rig.store().counts(CAMPAIGN).unwrap();
     assert_eq!((c.pending, c.deferred), (10, 0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_recipients_retry_goes_to_another_relay_when_there_is_one() {
+    let mut rig = rig(30);
+    let a = Memory::new().with_latency(Duration::from_millis(5));
+    let b = Memory::new().with_latency(Duration::from_millis(5));
+    // Every third reader is greylisted once at each relay.
+    let grey: Vec<String> = (0..30).step_by(3).map(address).collect();
+    for who in &grey {
+        for relay in [&a, &b] {
+            relay.script(
+                who,
+                [Fault::Refuse(Failure::transient(
+                    "451 4.7.1 greylisted, try again later",
+                ))],
+            );
+        }
+    }
+    let out = rig
+        .run_on(
+            &a,
+            Settings {
+                connections: 2,
+                ..settings()
+            },
+            vec![lane("b", &b, None, 2)],
+            Arc::new(AtomicBool::new(false)),
+        )
+        .await;
+    assert_eq!(out.stop, Stop::Done);
+    // Each greylisted reader was tried at one relay, then at the other
+    // (which greylisted them too), then at the first again: three
+    // attempts, split between the two, never twice in a row at one.
+    for who in &grey {
+        let (at_a, at_b) = (a.attempt_times(who), b.attempt_times(who));
+        assert_eq!(at_a.len() + at_b.len(), 3, "{who}: {at_a:?} {at_b:?}");
+        assert!(
+            !at_a.is_empty() && !at_b.is_empty(),
+            "{who}: {at_a:?} {at_b:?}"
+        );
+    }
+    let mut got = per_recipient(&a);
+    for (k, v) in per_recipient(&b) {
+        *got.entry(k).or_default() += v;
+    }
+    assert_eq!(got.len(), 30);
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+}
