@@ -882,7 +882,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
             let left = after.pending + after.deferred;
             format!(
                 "every relay has used its daily quota ({detail}); the {left} people not yet mailed wait. \
-                 The quota frees up {}: run the same command again after that (a cron job simply continues)",
+                 The first quota frees up {}: run the same command again after that (a cron job simply continues)",
                 frees_up(*frees_at)
             )
         }
