@@ -775,6 +775,12 @@ fn relays_from_text(v: &str) -> Result<Vec<RelaySetting>, String> {
     Ok(relays)
 }
 
+/// `text` as a YAML double-quoted string, for the one-line forms that
+/// `herald config` shows and `--set` reads back.
+fn yaml_quoted(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
 /// The relays in the one-line form [`relays_from_text`] reads back.
 fn show_relays(relays: &[RelaySetting]) -> Option<String> {
     if relays.is_empty() {
@@ -784,17 +790,11 @@ fn show_relays(relays: &[RelaySetting]) -> Option<String> {
         .iter()
         .map(|r| {
             let mut parts = vec![
-                format!(
-                    "name: \"{}\"",
-                    r.name.replace('\\', "\\\\").replace('"', "\\\"")
-                ),
+                format!("name: {}", yaml_quoted(&r.name)),
                 format!("url: \"{}\"", r.url),
             ];
             if let Some(u) = &r.user {
-                parts.push(format!(
-                    "user: \"{}\"",
-                    u.replace('\\', "\\\\").replace('"', "\\\"")
-                ));
+                parts.push(format!("user: {}", yaml_quoted(u)));
             }
             if let Some(rate) = r.rate {
                 parts.push(format!("rate: {rate}"));
@@ -1080,10 +1080,7 @@ fn show_domain_limits(limits: &[DomainLimit]) -> Option<String> {
             // The domains need no quotes: letters, digits, `-` and dots,
             // never a number (see `limit_domain`).
             let mut parts = vec![
-                format!(
-                    "name: \"{}\"",
-                    l.name.replace('\\', "\\\\").replace('"', "\\\"")
-                ),
+                format!("name: {}", yaml_quoted(&l.name)),
                 format!("domains: [{}]", l.domains.join(", ")),
             ];
             if let Some(rate) = l.rate {
