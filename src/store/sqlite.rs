@@ -309,7 +309,14 @@ impl Store for Sqlite {
 
     fn import<'a>(&'a mut self, campaign: &str) -> Result<Box<dyn Import + 'a>> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
+        // Under the write lock from the start: this reads before it writes,
+        // and a deferred transaction that another writer (`herald serve`
+        // taking an unsubscribe) overtakes in between fails at once with
+        // "database is locked" instead of waiting its turn.
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| db_error(&path, e))?;
         let (next_seq, generation): (i64, i64) = tx
             .query_row(
                 "SELECT COALESCE(MAX(seq), 0) + 1, COALESCE(MAX(seen), 0) + 1 FROM recipient WHERE campaign = ?1",
