@@ -513,12 +513,11 @@ enum Payload {
 impl Data {
     pub fn new(message: Vec<u8>) -> Data {
         let ascii = message.is_ascii();
-        let payload = if std::str::from_utf8(&message).is_ok() {
-            Payload::Stuffed(
-                String::from_utf8(dot_stuff(&message)).expect("stuffing adds only ASCII"),
-            )
-        } else {
-            Payload::Raw(message)
+        // One UTF-8 check, and the stuffed text stays a `String` (the
+        // stuffing only adds ASCII at character boundaries).
+        let payload = match String::from_utf8(message) {
+            Ok(text) => Payload::Stuffed(dot_stuff(&text)),
+            Err(e) => Payload::Raw(e.into_bytes()),
         };
         Data { ascii, payload }
     }
@@ -526,19 +525,19 @@ impl Data {
 
 /// Doubles a `.` that starts a line, and ends the message with
 /// `CRLF.CRLF`, exactly as lettre's `message` does.
-fn dot_stuff(message: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(message.len() + 64);
+fn dot_stuff(message: &str) -> String {
+    let mut out = String::with_capacity(message.len() + 64);
     let mut from = 0;
-    if message.first() == Some(&b'.') {
-        out.push(b'.');
+    if message.starts_with('.') {
+        out.push('.');
     }
-    for at in memchr::memmem::find_iter(message, b"\r\n.") {
-        out.extend_from_slice(&message[from..at + 2]);
-        out.push(b'.');
+    for at in memchr::memmem::find_iter(message.as_bytes(), b"\r\n.") {
+        out.push_str(&message[from..at + 2]);
+        out.push('.');
         from = at + 2;
     }
-    out.extend_from_slice(&message[from..]);
-    out.extend_from_slice(b"\r\n.\r\n");
+    out.push_str(&message[from..]);
+    out.push_str("\r\n.\r\n");
     out
 }
 
@@ -685,7 +684,7 @@ mod tests {
             b"no dots here\r\n",
         ] {
             assert_eq!(
-                super::dot_stuff(m),
+                super::dot_stuff(std::str::from_utf8(m).unwrap()).into_bytes(),
                 reference(m),
                 "{:?}",
                 String::from_utf8_lossy(m)
@@ -696,7 +695,8 @@ mod tests {
             let m: Vec<u8> = (0..rng.usize(0..40))
                 .map(|_| *rng.choice(b"\r\n.a").unwrap())
                 .collect();
-            assert_eq!(super::dot_stuff(&m), reference(&m), "{m:?}");
+            let text = String::from_utf8(m.clone()).unwrap();
+            assert_eq!(super::dot_stuff(&text).into_bytes(), reference(&m), "{m:?}");
         }
     }
 }

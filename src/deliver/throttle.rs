@@ -121,6 +121,12 @@ impl Limiter {
         (self.not_before > Instant::now()).then_some(self.not_before)
     }
 
+    /// Neither a rate nor batches: a slot is only ever held back by a
+    /// pause after a failure.
+    pub fn unlimited(&self) -> bool {
+        self.rate.is_none() && self.batch.is_none()
+    }
+
     /// A message went through: the relay is happy again.
     pub fn recovered(&mut self) {
         self.backoff = MIN_BACKOFF;

@@ -161,6 +161,23 @@ async fn everyone_gets_exactly_one_message_and_a_rerun_sends_nothing() {
     assert_eq!(mailer.delivered().len(), 40);
 }
 
+/// A run ends when its last message is answered, not at the next look
+/// the distributor takes on a timer (that cost every run a tenth of a
+/// second, and the send benchmark a few percent).
+#[tokio::test(start_paused = true)]
+async fn a_run_ends_as_soon_as_its_last_message_is_answered() {
+    let mut rig = rig(6);
+    let mailer = Memory::new().with_latency(Duration::from_millis(30));
+    let start = tokio::time::Instant::now();
+    let out = rig.run(&mailer, settings()).await;
+    let took = start.elapsed();
+    assert_eq!(out.stop, Stop::Done);
+    assert_eq!(mailer.delivered().len(), 6);
+    // Three connections, two messages each of 30 ms (the paused clock
+    // makes this exact; the distributor's timer would be at 100 ms).
+    assert!(took < Duration::from_millis(70), "the run took {took:?}");
+}
+
 #[tokio::test(start_paused = true)]
 async fn transient_failures_are_retried_with_growing_waits_then_delivered() {
     let mut rig = rig(5);
@@ -577,6 +594,40 @@ async fn a_relay_that_comes_back_during_the_pauses_is_used_again() {
     assert_eq!(per_recipient(&mailer).len(), 10);
     let c = rig.store().counts(CAMPAIGN).unwrap();
     assert_eq!((c.sent, c.deferred), (10, 0));
+}
+
+/// A worker asks for its next message while it sends the current one; if
+/// its relay says "slow down" meanwhile, that next message waits out the
+/// pause like everyone else instead of going out during it.
+#[tokio::test(start_paused = true)]
+async fn nothing_goes_out_during_a_pause_not_even_a_message_asked_for_ahead() {
+    let mut rig = rig(12);
+    let mailer = Memory::new().with_latency(Duration::from_millis(100));
+    // Three connections: the first is refused "slow down" on its second
+    // message, while the other two are still busy with slow ones.
+    mailer.script(&address(1), [Fault::Slow(Duration::from_millis(300))]);
+    mailer.script(&address(2), [Fault::Slow(Duration::from_millis(600))]);
+    mailer.script(
+        &address(3),
+        [Fault::Refuse(Failure::slow_down("421 4.7.0 slow down"))],
+    );
+    let out = rig.run(&mailer, settings()).await;
+    assert_eq!(out.stop, Stop::Done);
+    let got = per_recipient(&mailer);
+    assert_eq!(got.len(), 12);
+    assert!(got.values().all(|&n| n == 1), "{got:?}");
+    let refused_at = mailer.attempt_times(&address(3))[0];
+    let pause_ends = refused_at + herald::deliver::throttle::MIN_BACKOFF;
+    for i in 0..12 {
+        for at in mailer.attempt_times(&address(i)) {
+            assert!(
+                at <= refused_at || at >= pause_ends,
+                "{} was tried {:?} into the relay's pause",
+                address(i),
+                at - refused_at
+            );
+        }
+    }
 }
 
 #[tokio::test(start_paused = true)]
