@@ -411,6 +411,9 @@ pub struct Dump {
     /// a second copy recognises it even when one message named the same
     /// address twice.
     pub bounces: Vec<(String, BounceEvent)>,
+    /// Each relay's daily quota used: (relay, day, used). Copied so that a
+    /// move mid-day does not hand a relay its quota a second time.
+    pub relay_days: Vec<(String, String, i64)>,
 }
 
 impl Dump {
@@ -448,6 +451,8 @@ pub struct DumpRecipient {
     pub reply: Option<String>,
     pub updated_at: Option<String>,
     pub seen: i64,
+    /// The relay that answered for them last (`herald status` per relay).
+    pub relay: Option<String>,
 }
 
 /// Counts of what a store holds, to compare before and after a copy.

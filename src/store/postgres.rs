@@ -1175,12 +1175,12 @@ impl Store for Postgres {
         }
         let st = tx
             .prepare(
-                "INSERT INTO recipient (campaign, seq, email, email_key, line, fields, state, attempts, reply, updated_at, seen)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT DO NOTHING",
+                "INSERT INTO recipient (campaign, seq, email, email_key, line, fields, state, attempts, reply, updated_at, seen, relay)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
             )
             .map_err(e)?;
         for r in &dump.recipients {
-            let params: [&(dyn ToSql + Sync); 11] = [
+            let params: [&(dyn ToSql + Sync); 12] = [
                 &r.campaign,
                 &r.seq,
                 &r.email,
@@ -1192,6 +1192,7 @@ impl Store for Postgres {
                 &r.reply,
                 &r.updated_at,
                 &r.seen,
+                &r.relay,
             ];
             tx.execute(&st, &params).map_err(e)?;
         }
@@ -1202,6 +1203,16 @@ impl Store for Postgres {
             tx.execute(
                 "INSERT INTO intake (message_key, handled_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                 &[key, at],
+            )
+            .map_err(e)?;
+        }
+        // A relay's quota used on a day: the larger count wins, so a copy
+        // never gives a relay back what it already sent.
+        for (relay, day, used) in &dump.relay_days {
+            tx.execute(
+                "INSERT INTO relay_day (relay, day, used) VALUES ($1, $2, $3)
+                 ON CONFLICT (relay, day) DO UPDATE SET used = GREATEST(relay_day.used, excluded.used)",
+                &[relay, day, used],
             )
             .map_err(e)?;
         }

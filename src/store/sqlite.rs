@@ -840,7 +840,7 @@ impl Store for Sqlite {
         let mut st = self
             .conn
             .prepare(
-                "SELECT campaign, seq, email, email_key, line, fields, state, attempts, reply, updated_at, seen
+                "SELECT campaign, seq, email, email_key, line, fields, state, attempts, reply, updated_at, seen, relay
                  FROM recipient ORDER BY campaign, seq",
             )
             .map_err(&e)?;
@@ -858,6 +858,7 @@ impl Store for Sqlite {
                     reply: r.get(8)?,
                     updated_at: r.get(9)?,
                     seen: r.get(10)?,
+                    relay: r.get(11)?,
                 })
             })
             .and_then(|rows| rows.collect())
@@ -869,6 +870,14 @@ impl Store for Sqlite {
             .map_err(&e)?;
         d.intake = st
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+            .and_then(|rows| rows.collect())
+            .map_err(&e)?;
+        let mut st = self
+            .conn
+            .prepare("SELECT relay, day, used FROM relay_day ORDER BY day, relay")
+            .map_err(&e)?;
+        d.relay_days = st
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .and_then(|rows| rows.collect())
             .map_err(&e)?;
         let mut st = self

@@ -270,8 +270,18 @@ fn a_journal_moves_to_postgres_and_the_campaign_goes_on() {
         return;
     };
     write_config(dir);
+    // One relay by name with a daily quota: which relay sent each message,
+    // and how much of its day it used, move with the journal. The clock is
+    // set so that every command sees the same day.
+    let mut yaml = std::fs::read_to_string(dir.join("herald.yaml")).unwrap();
+    yaml.push_str(&format!(
+        "relays:\n  - name: main\n    url: \"{}\"\n    max_per_day: 5000\n",
+        sink.url()
+    ));
+    std::fs::write(dir.join("herald.yaml"), yaml).unwrap();
+    const NOW: (&str, &str) = ("HERALD_NOW", "2026-12-01T10:00:00Z");
     let list = write_list(dir, 1_000);
-    let secret = [("HERALD_UNSUBSCRIBE_SECRET", SECRET)];
+    let secret = [("HERALD_UNSUBSCRIBE_SECRET", SECRET), NOW];
     let post = example_post();
     let send = |extra: &[&str], env: &[(&str, &str)]| {
         let mut args = vec![
@@ -279,12 +289,12 @@ fn a_journal_moves_to_postgres_and_the_campaign_goes_on() {
             post.to_str().unwrap(),
             "--subscribers",
             list.to_str().unwrap(),
+            "--yes",
         ];
-        let url = sink.url();
-        args.extend(["--smtp", &url, "--yes"]);
         args.extend_from_slice(extra);
         herald_env(dir, &args, env)
     };
+    let relay_of = |v: &serde_json::Value| v["relays"][0].clone();
     let o = send(&["--max-per-run", "300"], &secret);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     let o = herald_env(dir, &["suppress", "add", "gone@example.org"], &secret);
@@ -321,7 +331,17 @@ fn a_journal_moves_to_postgres_and_the_campaign_goes_on() {
 
     // From now on the database: `herald config` says so.
     let env = pg_env(&db);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(NOW);
+    let status = || {
+        let o = herald_env(dir, &["status", "--json"], &env);
+        assert!(o.status.success(), "{}", stderr(&o));
+        serde_json::from_slice::<serde_json::Value>(&o.stdout).unwrap()[0].clone()
+    };
+    let main = relay_of(&status());
+    assert_eq!(main["relay"], "main", "{main}");
+    assert_eq!(main["sent"], 300, "{main}");
+    assert_eq!(main["quota_used_today"], 300, "{main}");
     let o = herald_env(dir, &["config", "--json"], &env);
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["store"]["kind"], "postgres", "{v}");
@@ -332,8 +352,14 @@ fn a_journal_moves_to_postgres_and_the_campaign_goes_on() {
     );
     let o = send(&[], &env);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let v = status(dir, &db);
+    let v = status();
     assert_eq!(v["campaign"]["counts"]["sent"], 1_000, "{v}");
+    let main = relay_of(&v);
+    assert_eq!(
+        (&main["sent"], &main["quota_used_today"]),
+        (&1_000.into(), &1_000.into()),
+        "{main}"
+    );
     let received = deliveries(&[&sink]);
     assert_eq!(received.len(), 1_000);
     assert!(
