@@ -14,6 +14,13 @@
 # same through two relays (two smtp-sinks, `relays:` with 4 connections
 # each) against two smtp-source runs in parallel (4 connections each, N/2
 # messages each), and prints that ratio too. Nothing leaves 127.0.0.1.
+#
+#   BASELINE=/tmp/herald-old scripts/bench-send.sh
+# also runs another herald binary (an older commit, built with
+# CARGO_TARGET_DIR outside the repo) in every round of the first part,
+# in turn first or second, and prints its ratio beside herald's: one run's
+# ratio moves by about 0.05 on a 2-core machine, so compare two binaries
+# this way rather than against a figure from another day.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -62,19 +69,32 @@ size=$("$HERALD" send examples/inside-open-infrastructure-example.md --to reader
 echo "messages:  $N of $size bytes, 8 connections, to smtp-sink on 127.0.0.1:$port"
 
 median() { python3 -c 'import statistics,sys; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
-src_times=() herald_times=()
+# One send of the list by the binary $1 to the first sink; prints its time.
+one_send() {
+    rm -rf "$work/journal"
+    local start
+    start=$(date +%s.%N)
+    "$1" send examples/inside-open-infrastructure-example.md --subscribers "$work/list.csv" \
+        --config herald.example.yaml --smtp "$relay" --connections 8 --yes --journal "$work/journal" --json >"$work/report.json" ||
+        { echo "$1 send failed (exit $?)" >&2; exit 1; }
+    python3 -c "print($(date +%s.%N) - $start)"
+    sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counts"]["sent"])' "$work/report.json")
+    [[ $sent == "$N" ]] || { echo "$1 sent $sent of $N" >&2; exit 1; }
+}
+src_times=() herald_times=() base_times=()
 for round in $(seq "$ROUNDS"); do
     start=$(date +%s.%N)
     "$SOURCE" -s 8 -m "$N" -l "$size" -d -f news@example.org -t reader@example.org "127.0.0.1:$port"
     src_times+=("$(python3 -c "print($(date +%s.%N) - $start)")")
-    rm -rf "$work/journal"
-    start=$(date +%s.%N)
-    "$HERALD" send examples/inside-open-infrastructure-example.md --subscribers "$work/list.csv" \
-        --config herald.example.yaml --smtp "$relay" --connections 8 --yes --journal "$work/journal" --json >"$work/report.json"
-    herald_times+=("$(python3 -c "print($(date +%s.%N) - $start)")")
-    sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counts"]["sent"])' "$work/report.json")
-    [[ $sent == "$N" ]] || { echo "herald sent $sent of $N" >&2; exit 1; }
-    printf 'round %d:   smtp-source %.2f s, herald %.2f s\n' "$round" "${src_times[-1]}" "${herald_times[-1]}"
+    if [[ -n ${BASELINE:-} ]] && (( round % 2 == 0 )); then
+        base_times+=("$(one_send "$BASELINE")")
+    fi
+    herald_times+=("$(one_send "$HERALD")")
+    if [[ -n ${BASELINE:-} ]] && (( round % 2 == 1 )); then
+        base_times+=("$(one_send "$BASELINE")")
+    fi
+    printf 'round %d:   smtp-source %.2f s, herald %.2f s%s\n' "$round" "${src_times[-1]}" "${herald_times[-1]}" \
+        "${BASELINE:+, baseline $(printf '%.2f' "${base_times[-1]}") s}"
 done
 s_med=$(median "${src_times[@]}")
 h_med=$(median "${herald_times[@]}")
@@ -85,6 +105,14 @@ print(f"smtp-source: {n / s:.0f} msg/s (median of rounds)")
 print(f"herald:      {n / h:.0f} msg/s (median of rounds; includes reading the list and journaling every message)")
 print(f"ratio:       herald sends at {s / h:.2f} of smtp-source's rate (goal: 0.8)")
 PY
+if [[ -n ${BASELINE:-} ]]; then
+    b_med=$(median "${base_times[@]}")
+    python3 - "$N" "$s_med" "$b_med" "$BASELINE" <<'PY'
+import sys
+n, s, b, path = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+print(f"baseline:    {n / b:.0f} msg/s, ratio {s / b:.2f} of smtp-source's rate ({path}, in the same rounds)")
+PY
+fi
 
 # Two relays: herald's total through both against two smtp-source runs at
 # the same time, one per sink, half the messages each.
