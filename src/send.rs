@@ -845,12 +845,29 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         Stop::Fatal(why) | Stop::Broken(why) => {
             format!("stopped: {why}. Nothing is lost: run again to continue.")
         }
-        Stop::RelayDown(why) => format!(
-            "stopped: the relay {} is not taking messages ({why}). Nobody was lost: the {} people not yet mailed \
-             wait for the next run; run the same command again when the relay is back",
-            report.relay,
-            after.pending + after.deferred
-        ),
+        Stop::RelayDown(why) => {
+            let relays = config.relay_list();
+            let (who, back) = if relays.len() > 1 {
+                let names: Vec<&str> = relays.iter().map(|r| r.name.as_str()).collect();
+                (
+                    format!(
+                        "none of the relays ({}) is taking messages",
+                        names.join(", ")
+                    ),
+                    "one of them is",
+                )
+            } else {
+                (
+                    format!("the relay {} is not taking messages", report.relay),
+                    "the relay is",
+                )
+            };
+            format!(
+                "stopped: {who} ({why}). Nobody was lost: the {} people not yet mailed \
+                 wait for the next run; run the same command again when {back} back",
+                after.pending + after.deferred
+            )
+        }
         Stop::Interrupted => format!(
             "stopped on request after {} messages this run; run the same command again to continue",
             progress.attempted()

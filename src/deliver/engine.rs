@@ -952,7 +952,22 @@ pub async fn run_async<M: Mailer>(
     )
     .await;
     shared.give_back_quotas().await;
-    let Shared { store, .. } = Arc::into_inner(shared).expect("no task outlives the run");
+    // A recipient handed back for a retry just as the run stopped is
+    // recorded by its own task, which may not have run yet: wait for it
+    // (it ends as soon as it runs) before taking the store back.
+    let mut shared = shared;
+    let mut waited = Duration::ZERO;
+    let Shared { store, .. } = loop {
+        match Arc::try_unwrap(shared) {
+            Ok(s) => break s,
+            Err(back) if waited < Duration::from_secs(30) => {
+                shared = back;
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                waited += Duration::from_millis(1);
+            }
+            Err(_) => panic!("a task outlived the run"),
+        }
+    };
     drop(store);
     let store = writer.await.expect("the store task does not panic");
     (outcome, store)
@@ -1637,9 +1652,17 @@ fn retry_later<M: Mailer>(shared: &Arc<Shared<M>>, job: Job<M::Payload>, at: Ins
     shared.waiting.fetch_add(1, Ordering::SeqCst);
     let shared = Arc::clone(shared);
     tokio::spawn(async move {
-        tokio::select! {
-            _ = tokio::time::sleep_until(at) => {}
-            _ = shared.stopped.notified() => {}
+        // Listening before looking at the flag: a stop raised before this
+        // task first ran is seen by the look, one raised after wakes it.
+        // (Otherwise a retry waiting minutes would hold up a stopped run.)
+        let stop = shared.stopped.notified();
+        tokio::pin!(stop);
+        stop.as_mut().enable();
+        if !shared.stopping() {
+            tokio::select! {
+                _ = tokio::time::sleep_until(at) => {}
+                _ = &mut stop => {}
+            }
         }
         if shared.stopping() {
             if let Delivered::Done(update) = stopped(&job) {

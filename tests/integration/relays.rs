@@ -254,6 +254,43 @@ fn a_relay_killed_mid_run_hands_its_share_to_the_others() {
     assert!(s["campaign"]["finished_at"].is_string(), "{s}");
 }
 
+/// Every relay down: the run stops with the exit code for it, nobody is
+/// lost, and the message names the relays rather than running their
+/// addresses together as if they were one.
+#[test]
+fn when_every_relay_is_down_the_message_names_them_and_nobody_is_lost() {
+    let tmp = tempfile::tempdir().unwrap();
+    let closed = |_| format!("smtp://127.0.0.1:{}?tls=none", free_port());
+    let relay = |name, url| Relay {
+        name,
+        url,
+        rate: "10/s",
+        connections: 1,
+        extra: &[],
+    };
+    config(
+        tmp.path(),
+        &[relay("east", closed(0)), relay("west", closed(1))],
+    );
+    let list = list(tmp.path(), 5);
+    let code = finish(sender(tmp.path(), &list), tmp.path(), 120);
+    assert_eq!(code, Some(8), "{}", log(tmp.path()));
+    // With --json the message is on stderr, the report on stdout.
+    let message = log(tmp.path());
+    let out = std::fs::read_to_string(tmp.path().join("send.out")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["stopped"], "relay down", "{v}");
+    assert!(
+        message.contains("none of the relays (east, west) is taking messages"),
+        "{message}"
+    );
+    assert!(
+        message.contains("the 5 people not yet mailed wait"),
+        "{message}"
+    );
+    assert_eq!(status(tmp.path())["campaign"]["counts"]["pending"], 5);
+}
+
 /// One relay answering 421 to everything: backed off alone (a few probes,
 /// not one per person), the run completes on the others, and nobody used
 /// up an attempt on it.
