@@ -42,6 +42,157 @@ pub struct SendOptions {
     pub yes: bool,
     pub resend_unknown: bool,
     pub allow_changed: bool,
+    /// `--dry-run`: write every message to the outbox; never connect to a
+    /// relay, never write the journal. Decided in [`run`], and nowhere else.
+    pub dry_run: bool,
+    /// `--include-new`: a finished campaign takes the people added to the
+    /// list since it finished (without it, it takes nobody new).
+    pub include_new: bool,
+    /// `--ignore-check-errors`: send although `herald check` finds errors.
+    pub ignore_check_errors: bool,
+}
+
+/// What a run of `herald send` for one post did.
+pub enum Outcome {
+    /// A dry run: the messages are files in the outbox.
+    Written(Summary),
+    /// A real send or a test send, through the relay.
+    Sent(SendReport),
+}
+
+/// `herald send` for one post, whichever way it was started (one post,
+/// `--due`, `--to`): the one place where `--dry-run` is decided. A dry run
+/// gets the outbox and a throwaway store; only the other branch ever makes
+/// a relay's mailer or opens the journal for writing, so no flag, setting
+/// or path can make a dry run send or record anything.
+pub fn run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::Result<Outcome> {
+    let issue = Issue::compose(&opts.post, config)?;
+    if opts.dry_run {
+        return dry_run(opts, config, config_path, &issue).map(Outcome::Written);
+    }
+    // A test send is how a person looks at the issue before it is ready;
+    // the campaign itself goes out only when `check` is happy with it.
+    if opts.to.is_empty() && !opts.ignore_check_errors {
+        refuse_check_errors(&issue, config, &opts.post)?;
+    }
+    send(opts, config, config_path, &issue).map(Outcome::Sent)
+}
+
+/// Refuses, before the journal or a relay is touched, an issue in which
+/// `herald check` finds an error, listing them: under cron nobody reads a
+/// warning, and a clipped email (Gmail, over 102 KB) hides the
+/// unsubscribe link.
+fn refuse_check_errors(issue: &Issue, config: &Config, post: &Path) -> anyhow::Result<()> {
+    let errors: Vec<_> = issue
+        .check(config)
+        .into_iter()
+        .filter(|f| f.severity == crate::findings::Severity::Error)
+        .collect();
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let mut msg = format!(
+        "`herald check` finds {} error(s) in this issue; nothing was sent:",
+        errors.len()
+    );
+    for f in &errors {
+        let place = match f.line {
+            Some(l) => format!("{}:{l}", post.display()),
+            None => post.display().to_string(),
+        };
+        msg.push_str(&format!(
+            "\n  {place}: error [{}]: {}\n    fix: {}",
+            f.code, f.message, f.fix
+        ));
+    }
+    msg.push_str(
+        "\nFix them and run the same command again (the messages are not changed until then), \
+         or add --ignore-check-errors to send it as it is",
+    );
+    anyhow::bail!(InputError::new(post, None, msg))
+}
+
+/// The journal as a dry run sees it: for the SQLite journal, a copy in a
+/// temporary folder (deleted with the view), so nothing a dry run does can
+/// change the real file, not even an upgrade of its format; `None` when
+/// there is no journal yet. PostgreSQL is shared and cannot be copied: it
+/// is opened, and a dry run only reads it.
+pub struct JournalView {
+    pub store: Box<dyn Store>,
+    _copy: Option<tempfile::TempDir>,
+}
+
+impl JournalView {
+    /// The real journal, for a command that is not a dry run.
+    pub fn of(store: Box<dyn Store>) -> JournalView {
+        JournalView { store, _copy: None }
+    }
+
+    /// An empty throwaway journal, for a dry run where there is none yet.
+    pub fn empty() -> anyhow::Result<JournalView> {
+        let (dir, store) = store::scratch()?;
+        Ok(JournalView {
+            store,
+            _copy: Some(dir),
+        })
+    }
+}
+
+pub fn journal_for_dry_run(location: &store::Location) -> anyhow::Result<Option<JournalView>> {
+    let dir = match location {
+        store::Location::Postgres(_) => {
+            return Ok(location
+                .open_existing()?
+                .map(|store| JournalView { store, _copy: None }));
+        }
+        store::Location::Journal(dir) => dir,
+    };
+    let file = dir.join(store::sqlite::FILE);
+    match std::fs::symlink_metadata(&file) {
+        Err(_) => return Ok(None),
+        // The real journal refuses a link (and says why) before reading it.
+        Ok(m) if m.file_type().is_symlink() => {
+            store::open(dir)?;
+        }
+        Ok(_) => {}
+    }
+    // A copy taken while another herald commits can catch a page half
+    // written: such a copy fails to open or read, and a new copy is taken.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let copy = tempfile::tempdir().map_err(|e| {
+            crate::Fault::new(
+                format!("cannot make a temporary folder for the dry run ({e})"),
+                "check the disk and TMPDIR",
+            )
+        })?;
+        for name in [
+            store::sqlite::FILE.to_string(),
+            format!("{}-wal", store::sqlite::FILE),
+        ] {
+            let from = dir.join(&name);
+            if from.exists() {
+                std::fs::copy(&from, copy.path().join(&name)).map_err(|e| {
+                    crate::Fault::new(
+                        format!("cannot read the journal {} ({e})", from.display()),
+                        "check the disk and the folder's permissions",
+                    )
+                })?;
+            }
+        }
+        let opened = store::open(copy.path()).and_then(|s| s.suppressed().map(|_| s));
+        match opened {
+            Ok(store) => {
+                return Ok(Some(JournalView {
+                    store,
+                    _copy: Some(copy),
+                }));
+            }
+            Err(_) if tries < 3 => std::thread::sleep(Duration::from_millis(200)),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// What a dry run wrote.
@@ -207,8 +358,12 @@ fn relays(config: &Config, config_path: &Path) -> anyhow::Result<Vec<(RelaySetti
 }
 
 /// A dry run: every message written to the outbox, nothing sent.
-pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::Result<Summary> {
-    let issue = Issue::compose(&opts.post, config)?;
+fn dry_run(
+    opts: &SendOptions,
+    config: &Config,
+    config_path: &Path,
+    issue: &Issue,
+) -> anyhow::Result<Summary> {
     let test = !opts.to.is_empty();
     let slug = issue.post.slug();
     let name = if test { format!("{slug}-test") } else { slug };
@@ -220,7 +375,7 @@ pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyho
         opts,
         config,
         config_path,
-        &issue,
+        issue,
         Target::Outbox(dir.clone()),
     )?;
     let Prepared {
@@ -302,8 +457,8 @@ pub fn dry_run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyho
         skipped_examples: examples,
         largest_message_bytes: largest,
         largest_html_bytes: largest_html,
-        fields_without_column: fields_without_column(&issue, config, &columns, !test),
-        picture_warnings: picture_warnings(&issue, &opts.post),
+        fields_without_column: fields_without_column(issue, config, &columns, !test),
+        picture_warnings: picture_warnings(issue, &opts.post),
     })
 }
 
@@ -331,6 +486,36 @@ struct Prepared {
     /// The throwaway store's folder, for dry runs and test sends.
     _scratch: Option<tempfile::TempDir>,
     locked: bool,
+    /// The campaign is finished and the list was not imported: how many
+    /// people on it now would be new to it (see `--include-new`).
+    finished_newcomers: Option<u64>,
+}
+
+/// How many people the list would add to a finished campaign: those it
+/// would mail now whom the campaign never had, or had taken off the list
+/// before mailing them. Read only; the journal is not changed.
+fn newcomers(
+    list: &Path,
+    store: &dyn Store,
+    campaign: &str,
+    suppression: &Arc<Suppression>,
+) -> anyhow::Result<u64> {
+    let known: std::collections::HashSet<String> = store
+        .recipients(campaign)?
+        .into_iter()
+        .filter(|r| r.state != store::State::Removed)
+        .map(|r| r.email.to_lowercase())
+        .collect();
+    let mut rows = audience::open(list, Arc::clone(suppression))?;
+    let mut n = 0;
+    while let Some(row) = rows.next_row() {
+        if let Row::Send(r) = row?
+            && !known.contains(&r.email.to_lowercase())
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
 }
 
 #[derive(Default)]
@@ -359,7 +544,13 @@ fn prepare(
         message::unsubscribe_keys()?,
         mode,
     )?);
-    let dry = matches!(target, Target::Outbox(_));
+    let dry = opts.dry_run;
+    if dry != matches!(target, Target::Outbox(_)) {
+        anyhow::bail!(crate::Fault::new(
+            "a dry run was about to use a relay, or a send the outbox; nothing was done",
+            "this is a bug in herald: please report it",
+        ));
+    }
     let location = store::Location::from_config(config)?;
 
     // Whom never to mail: `--suppress` files and the journal's list (hard
@@ -369,10 +560,17 @@ fn prepare(
     for s in &opts.suppress {
         suppression.add_file(s)?;
     }
-    let journal = if dry || test {
-        location.open_existing()?
+    // A dry run reads a copy of the journal (see [`journal_for_dry_run`]);
+    // a test send reads the journal; only a real send may create it.
+    let (journal, _journal_copy) = if dry {
+        match journal_for_dry_run(&location)? {
+            Some(view) => (Some(view.store), view._copy),
+            None => (None, None),
+        }
+    } else if test {
+        (location.open_existing()?, None)
     } else {
-        Some(location.open()?)
+        (Some(location.open()?), None)
     };
     if let Some(j) = &journal {
         for key in j.suppressed()? {
@@ -432,11 +630,23 @@ fn prepare(
         _lock: lock,
         _scratch: scratch,
         locked,
+        finished_newcomers: None,
     };
     if locked {
         return Ok(prepared);
     }
     let store = &mut prepared.store;
+    // A finished campaign is last month's issue: people who joined the
+    // list since then get the next one, not this one, unless asked for.
+    if !test
+        && !dry
+        && !opts.include_new
+        && let Some(list) = list
+        && store.is_finished(&campaign)?
+    {
+        prepared.finished_newcomers = Some(newcomers(list, &**store, &campaign, &suppression)?);
+        return Ok(prepared);
+    }
     if !test
         && let Some(h) = store.campaign_hash(&campaign)?
         && h != composer.content_hash()
@@ -563,9 +773,15 @@ fn prepare(
     Ok(prepared)
 }
 
-/// Sends the issue through the relay, continuing where an earlier run stopped.
-pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::Result<SendReport> {
-    let issue = Issue::compose(&opts.post, config)?;
+/// Sends the issue through the relay, continuing where an earlier run
+/// stopped. Only [`run`] calls it, and never for a dry run.
+fn send(
+    opts: &SendOptions,
+    config: &Config,
+    config_path: &Path,
+    issue: &Issue,
+) -> anyhow::Result<SendReport> {
+    debug_assert!(!opts.dry_run, "a dry run never reaches the relay");
     let mut settings = settings(opts, config);
     let mut window_close = None;
     if opts.to.is_empty() {
@@ -575,7 +791,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
                 window_close = closes.map(|c| c.1);
             }
             Err(message) => {
-                let campaign = campaign_id(&issue);
+                let campaign = campaign_id(issue);
                 return Ok(SendReport {
                     campaign,
                     post: opts.post.clone(),
@@ -613,7 +829,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         .chain(others.iter().map(|(_, r)| r.describe()))
         .collect::<Vec<_>>()
         .join(", ");
-    let run = prepare(opts, config, config_path, &issue, Target::Relay(first))?;
+    let run = prepare(opts, config, config_path, issue, Target::Relay(first))?;
     let Prepared {
         campaign,
         composer,
@@ -624,6 +840,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         _lock,
         _scratch,
         locked,
+        finished_newcomers,
     } = run;
     let mut report = SendReport {
         campaign: campaign.clone(),
@@ -646,6 +863,23 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
             "another herald is already sending {campaign} (see {}); this one stops so nobody is mailed twice",
             store.describe()
         );
+        return Ok(report);
+    }
+    if let Some(new) = finished_newcomers {
+        let c = store.counts(&campaign)?;
+        report.finished = true;
+        report.problems = store.problems(&campaign, 50)?;
+        report.message = format!(
+            "nothing to do: {campaign} is finished ({} sent, {} failed, {} skipped)",
+            c.sent, c.failed, c.skipped
+        );
+        if new > 0 {
+            report.message.push_str(&format!(
+                ". {new} people on the list now were not on it then and are not sent this issue \
+                 (they get the next one); to send it to them too, run the same command with --include-new"
+            ));
+        }
+        report.counts = c;
         return Ok(report);
     }
     let PreparedTarget::Relay(relay) = target else {
@@ -745,7 +979,7 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         ". The largest email is {:.1} KB of HTML.",
         import.largest_html as f64 / 1024.0
     ));
-    for w in picture_warnings(&issue, &opts.post) {
+    for w in picture_warnings(issue, &opts.post) {
         tracing::warn!("{w}");
     }
     tracing::info!("{plan}");

@@ -94,7 +94,17 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         .map(|m| m.email.user().to_string())
         .unwrap_or_else(|| "bounces".into());
     let location = crate::store::Location::from_config(config)?;
-    let mut store: Box<dyn Store> = super::status::writable(&location)?;
+    // A dry run reads a copy of the journal (or an empty one), so it
+    // cannot change the real one, whatever it finds.
+    let mut journal = if args.dry_run {
+        match crate::send::journal_for_dry_run(&location)? {
+            Some(view) => view,
+            None => crate::send::JournalView::empty()?,
+        }
+    } else {
+        crate::send::JournalView::of(super::status::writable(&location)?)
+    };
+    let store: &mut Box<dyn Store> = &mut journal.store;
     let soft = SoftRule {
         limit: config.soft_bounce_limit,
         window: config.soft_bounce_window,

@@ -60,6 +60,16 @@ pub struct Args {
     /// Continue a campaign even though the post changed since it started.
     #[arg(long)]
     allow_changed: bool,
+    /// Send a finished campaign's issue to the people added to the list
+    /// since it finished. Without it, a finished campaign mails nobody new:
+    /// they get the next issue.
+    #[arg(long, conflicts_with_all = ["to", "due"])]
+    include_new: bool,
+    /// Send even though `herald check` finds errors in the issue (an email
+    /// Gmail would clip, a broken link...). Without it, such an issue is
+    /// refused before anything is sent, under cron too.
+    #[arg(long)]
+    ignore_check_errors: bool,
     /// Send the posts in this folder whose time has come (their `send_at`,
     /// or `date`) and that are not sent yet; do nothing, quietly, if none is due.
     #[arg(long, value_name = "DIR", conflicts_with = "post")]
@@ -70,8 +80,9 @@ pub struct Args {
     /// Folder of the journal that records who was sent what (default .herald).
     #[arg(long, value_name = "DIR")]
     journal: Option<PathBuf>,
-    /// Folder for the dry run's messages (default: outbox/<post-name>).
-    #[arg(long, value_name = "DIR")]
+    /// Folder for the dry run's messages (default: outbox/<post-name>;
+    /// with --due, a folder per post inside it). Only with --dry-run.
+    #[arg(long, value_name = "DIR", requires = "dry_run")]
     outbox: Option<PathBuf>,
     /// Print the summary as JSON.
     #[arg(long)]
@@ -113,6 +124,9 @@ impl Args {
             yes: self.yes,
             resend_unknown: self.resend_unknown,
             allow_changed: self.allow_changed,
+            dry_run: self.dry_run,
+            include_new: self.include_new,
+            ignore_check_errors: self.ignore_check_errors,
         }
     }
 }
@@ -123,15 +137,30 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         return due(dir, &args, config, &config_path);
     }
     let post = args.post.clone().expect("clap requires POST without --due");
-    if !args.dry_run {
-        let report = send::send(&args.options(post), config, &config_path)?;
-        print_report(&report, args.json)?;
-        return Ok(report.exit_code);
-    }
-    let opts = args.options(post);
     let started = std::time::Instant::now();
-    let summary = send::dry_run(&opts, config, &config_path)?;
-    let seconds = started.elapsed().as_secs_f64();
+    let outcome = send::run(&args.options(post), config, &config_path)?;
+    print_outcome(&outcome, args.json, started)
+}
+
+/// Prints what one post's run did; returns its exit code.
+fn print_outcome(
+    outcome: &send::Outcome,
+    json: bool,
+    started: std::time::Instant,
+) -> anyhow::Result<i32> {
+    match outcome {
+        send::Outcome::Sent(report) => {
+            print_report(report, json)?;
+            Ok(report.exit_code)
+        }
+        send::Outcome::Written(summary) => {
+            print_summary(summary, json, started.elapsed().as_secs_f64())?;
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn print_summary(summary: &send::Summary, json: bool, seconds: f64) -> anyhow::Result<()> {
     for w in &summary.picture_warnings {
         tracing::warn!("{w}");
     }
@@ -144,11 +173,10 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     if let Some(w) = crate::check::clip_warning(summary.largest_html_bytes) {
         tracing::warn!("{w}");
     }
-    if args.json {
-        let mut v = serde_json::to_value(&summary)?;
+    if json {
+        let mut v = serde_json::to_value(summary)?;
         v["seconds"] = serde_json::json!(seconds);
-        output::json(&v)?;
-        return Ok(exit::OK);
+        return output::json(&v);
     }
     let skipped: u64 = summary.skipped.values().sum();
     say!(
@@ -192,7 +220,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         summary.largest_html_bytes as f64 / 1024.0
     )?;
     say!("Time:               {seconds:.2} s")?;
-    Ok(exit::OK)
+    Ok(())
 }
 
 fn print_report(report: &send::SendReport, json: bool) -> anyhow::Result<()> {
@@ -245,10 +273,24 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
     let grace = config.late_grace;
     let due = crate::schedule::due_posts(dir, crate::clock::now(), grace, args.late_ok)?;
     let location = crate::store::Location::from_config(config)?;
+    // A dry run reads a copy of the journal, like the dry run of each post.
+    let view = if args.dry_run {
+        send::journal_for_dry_run(&location)?
+    } else {
+        None
+    };
+    let journal = match view {
+        Some(v) => Some(v),
+        None if args.dry_run => None,
+        None => super::status::open_journal(&location)?.map(send::JournalView::of),
+    };
     let finished = |post: &Path| -> anyhow::Result<bool> {
         let id = crate::post::load(post)?.campaign_id();
-        Ok(match super::status::open_journal(&location)? {
-            Some(store) => store.is_finished(&id).map_err(super::status::unreadable)?,
+        Ok(match &journal {
+            Some(j) => j
+                .store
+                .is_finished(&id)
+                .map_err(super::status::unreadable)?,
             None => false,
         })
     };
@@ -269,11 +311,26 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
             tracing::debug!("{}: its campaign is finished", post.display());
             continue;
         }
-        let report = send::send(&args.options(post), config, config_path)?;
-        if report.exit_code != exit::NOTHING_TO_DO {
-            print_report(&report, args.json)?;
+        let mut opts = args.options(post.clone());
+        if let Some(dir) = &args.outbox {
+            // Several posts can be due at once: a folder each.
+            opts.outbox = Some(dir.join(crate::post::load(&post)?.slug()));
         }
-        worst = Some(match (worst, report.exit_code) {
+        let started = std::time::Instant::now();
+        // One post the relay or the checks refuse must not keep the
+        // others from going out; the exit code says the worst.
+        let code = match send::run(&opts, config, config_path) {
+            Ok(send::Outcome::Sent(report)) if report.exit_code == exit::NOTHING_TO_DO => {
+                exit::NOTHING_TO_DO
+            }
+            Ok(outcome) => print_outcome(&outcome, args.json, started)?,
+            Err(e) if super::exit_code(&e) == exit::BAD_INPUT => {
+                tracing::error!("{e:#}");
+                exit::BAD_INPUT
+            }
+            Err(e) => return Err(e),
+        };
+        worst = Some(match (worst, code) {
             (None, c) => c,
             (Some(exit::NOTHING_TO_DO), c) => c,
             (Some(w), exit::NOTHING_TO_DO) => w,
