@@ -2,6 +2,7 @@
 //! quiet ends of pipes, and how much herald says on stderr.
 
 use std::io::Read;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::util::*;
@@ -202,4 +203,208 @@ fn quiet_and_debug_logging() {
     let err = stderr(&o);
     assert!(err.starts_with("herald: error: missing.md"), "{err}");
     assert!(!err.contains('\x1b'), "{err}");
+}
+
+/// The settings of a send to `relay`, in `dir/herald.yaml`.
+fn settings_for(dir: &Path, relay: &str) {
+    let mut s = std::fs::read_to_string(example_config()).unwrap();
+    s.push_str(&format!("\nsmtp_url: {relay}\n"));
+    std::fs::write(dir.join("herald.yaml"), s).unwrap();
+}
+
+const NOW: &str = "2025-06-04T00:00:00Z";
+
+fn send_env<'a>(extra: &'a [(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
+    let mut env = vec![
+        ("HERALD_NOW", NOW),
+        ("HERALD_UNSUBSCRIBE_SECRET", "finished-secret"),
+    ];
+    env.extend_from_slice(extra);
+    env
+}
+
+#[test]
+fn a_finished_campaign_takes_nobody_new_unless_asked_with_include_new() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(sink) = Sink::start(tmp.path(), "sink") else {
+        return;
+    };
+    settings_for(tmp.path(), &sink.url());
+    let post = example_post();
+    let post = post.to_str().unwrap();
+    let env = send_env(&[]);
+    let cmd = ["send", post, "--subscribers", "list.csv", "--yes"];
+    write_list(tmp.path(), 3);
+    let o = herald_env(tmp.path(), &cmd, &env);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(sink.complete().len(), 3);
+
+    // Last month's command again, after one person joined.
+    write_list(tmp.path(), 4);
+    let o = herald_env(tmp.path(), &cmd, &env);
+    let said = format!("{}{}", stdout(&o), stderr(&o));
+    assert_eq!(o.status.code(), Some(4), "{said}");
+    assert!(said.contains("is finished"), "{said}");
+    assert!(
+        said.contains("1 people on the list now") && said.contains("--include-new"),
+        "{said}"
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(
+        sink.complete().len(),
+        3,
+        "the newcomer got last month's issue"
+    );
+
+    // Asked for, the newcomer gets it, and nobody else again.
+    let with: Vec<&str> = cmd.iter().copied().chain(["--include-new"]).collect();
+    let o = herald_env(tmp.path(), &with, &env);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let got = deliveries(&[&sink]);
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(got.get("reader3@example.org"), Some(&1), "{got:?}");
+    assert!(got.values().all(|n| *n == 1), "{got:?}");
+    // Then it is finished again: the same command sends nothing.
+    let o = herald_env(tmp.path(), &with, &env);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+
+    // --include-new is about the campaign's list: a test send has none.
+    let o = herald_env(
+        tmp.path(),
+        &["send", post, "--to", "me@example.org", "--include-new"],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("--include-new") && stderr(&o).contains("--to"));
+}
+
+#[test]
+fn a_campaign_in_progress_takes_the_list_as_it_is_now() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(sink) = Sink::start(tmp.path(), "sink") else {
+        return;
+    };
+    settings_for(tmp.path(), &sink.url());
+    let post = example_post();
+    let env = send_env(&[]);
+    let cmd = [
+        "send",
+        post.to_str().unwrap(),
+        "--subscribers",
+        "list.csv",
+        "--yes",
+        "--max-per-run",
+        "2",
+    ];
+    write_list(tmp.path(), 3);
+    let o = herald_env(tmp.path(), &cmd, &env);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    write_list(tmp.path(), 4);
+    let o = herald_env(tmp.path(), &cmd, &env);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let got = deliveries(&[&sink]);
+    assert_eq!(
+        got.len(),
+        4,
+        "the newcomer joined a campaign under way: {got:?}"
+    );
+    assert!(got.values().all(|n| *n == 1), "{got:?}");
+}
+
+/// The 2023 annual report without --fit: about 155 KB of HTML, which
+/// Gmail clips (the unsubscribe link too), and `herald check` an error.
+fn annual_report_2023() -> Option<PathBuf> {
+    let files = corpus_files()?;
+    Some(
+        files
+            .into_iter()
+            .find(|p| p.ends_with("annual-reports/2023.md"))
+            .expect("the corpus has the 2023 annual report"),
+    )
+}
+
+#[test]
+fn send_refuses_an_issue_check_finds_errors_in_before_any_connection() {
+    let Some(report) = annual_report_2023() else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let wire = Tripwire::start();
+    settings_for(tmp.path(), &wire.url());
+    write_list(tmp.path(), 2);
+    let env = send_env(&[]);
+    let r = report.to_str().unwrap();
+    let o = herald_env(
+        tmp.path(),
+        &["send", r, "--subscribers", "list.csv", "--yes"],
+        &env,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("gmail-clip") && err.contains("--fit"), "{err}");
+    assert!(err.contains("--ignore-check-errors"), "{err}");
+    assert_eq!(wire.count(), 0, "a refused issue reached the relay");
+    assert!(
+        !tmp.path().join(".herald").exists(),
+        "a refused issue touched the journal"
+    );
+
+    // Cron: the same refusal, and the same exit code.
+    std::fs::create_dir(tmp.path().join("posts")).unwrap();
+    let text = std::fs::read_to_string(&report).unwrap();
+    std::fs::write(
+        tmp.path().join("posts/2023.md"),
+        text.replacen("---\n", "---\nsend_at: 2025-06-03T12:00:00Z\n", 1),
+    )
+    .unwrap();
+    let o = herald_env(
+        tmp.path(),
+        &[
+            "send",
+            "--due",
+            "posts",
+            "--subscribers",
+            "list.csv",
+            "--yes",
+        ],
+        &env,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("--fit"), "{err}");
+    assert_eq!(wire.count(), 0);
+
+    // A test send and a dry run are how the issue gets looked at: not refused.
+    let o = herald_env(
+        tmp.path(),
+        &["send", r, "--to", "me@example.org", "--dry-run"],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // The documented flag sends anyway; --fit makes an email Gmail keeps whole.
+    let Some(sink) = Sink::start(tmp.path(), "sink") else {
+        return;
+    };
+    let relay = format!("--smtp={}", sink.url());
+    for extra in ["--ignore-check-errors", "--fit"] {
+        let journal = format!("--journal=j{extra}");
+        let o = herald_env(
+            tmp.path(),
+            &[
+                "send",
+                r,
+                "--subscribers",
+                "list.csv",
+                "--yes",
+                &relay,
+                &journal,
+                extra,
+            ],
+            &env,
+        );
+        assert_eq!(o.status.code(), Some(0), "{extra}: {}", stderr(&o));
+    }
+    assert_eq!(sink.complete().len(), 4);
+    assert_eq!(wire.count(), 0);
 }

@@ -32,32 +32,6 @@ use clap::{Arg, ArgAction, CommandFactory};
 
 use crate::util::*;
 
-/// A relay that must never be called: counts every connection it gets.
-struct Tripwire {
-    port: u16,
-    hits: Arc<AtomicUsize>,
-}
-
-impl Tripwire {
-    fn start() -> Tripwire {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let hits = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&hits);
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                counter.fetch_add(1, Ordering::SeqCst);
-                drop(conn);
-            }
-        });
-        Tripwire { port, hits }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}?tls=none", self.port)
-    }
-}
-
 /// One flag of a combination: its id and what goes on the command line.
 #[derive(Clone, Debug)]
 struct Flag {

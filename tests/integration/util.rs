@@ -552,3 +552,37 @@ pub fn busiest_second(times: &mut [f64]) -> usize {
         .max()
         .unwrap_or(0)
 }
+
+/// A relay that must never be called: a 127.0.0.1 listener that counts
+/// every connection it gets (and closes it).
+pub struct Tripwire {
+    port: u16,
+    pub hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Tripwire {
+    pub fn start() -> Tripwire {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&hits);
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        Tripwire { port, hits }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}?tls=none", self.port)
+    }
+}
+
+impl Tripwire {
+    /// Connections so far.
+    pub fn count(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
