@@ -112,6 +112,7 @@ fn settings(opts: &SendOptions, config: &Config) -> Settings {
         relay_name: None,
         relay_weight: 1,
         relay_quota: None,
+        suppression_mark: None,
         domains: config
             .domain_limits
             .iter()
@@ -331,6 +332,9 @@ struct Prepared {
     /// The throwaway store's folder, for dry runs and test sends.
     _scratch: Option<tempfile::TempDir>,
     locked: bool,
+    /// The journal's suppression mark before its list was read: the run
+    /// leaves out whoever is suppressed after it (`None` for a scratch store).
+    suppression_mark: Option<i64>,
 }
 
 #[derive(Default)]
@@ -374,6 +378,9 @@ fn prepare(
     } else {
         Some(location.open()?)
     };
+    // Noted before the list is read: a suppression from now on is seen by
+    // the run (at each hand-over), one before it by the import.
+    let mark = journal.as_ref().map(|j| j.suppression_mark()).transpose()?;
     if let Some(j) = &journal {
         for key in j.suppressed()? {
             suppression.insert(&key);
@@ -393,11 +400,11 @@ fn prepare(
     };
 
     // A test send or a dry run is not part of the campaign: a store of its own.
-    let (store, scratch) = match journal {
-        Some(j) if !dry && !test => (j, None),
+    let (store, scratch, suppression_mark) = match journal {
+        Some(j) if !dry && !test => (j, None, mark),
         _ => {
             let (dir, s) = store::scratch()?;
-            (s, Some(dir))
+            (s, Some(dir), None)
         }
     };
     let campaign = if test {
@@ -432,6 +439,7 @@ fn prepare(
         _lock: lock,
         _scratch: scratch,
         locked,
+        suppression_mark,
     };
     if locked {
         return Ok(prepared);
@@ -624,7 +632,9 @@ pub fn send(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::
         _lock,
         _scratch,
         locked,
+        suppression_mark,
     } = run;
+    settings.suppression_mark = suppression_mark;
     let mut report = SendReport {
         campaign: campaign.clone(),
         post: opts.post.clone(),

@@ -11,6 +11,7 @@ mod delivery;
 mod desk;
 mod dkim;
 mod engine;
+mod faulty;
 mod hostile;
 mod images;
 mod messages;
