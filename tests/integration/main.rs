@@ -15,6 +15,7 @@ mod faulty;
 mod hostile;
 mod images;
 mod messages;
+mod midrun;
 mod relays;
 mod returned;
 mod serve;
