@@ -263,6 +263,7 @@ fn settings(opts: &SendOptions, config: &Config) -> Settings {
         relay_name: None,
         relay_weight: 1,
         relay_quota: None,
+        suppression_mark: None,
         domains: config
             .domain_limits
             .iter()
@@ -489,6 +490,9 @@ struct Prepared {
     /// The campaign is finished and the list was not imported: how many
     /// people on it now would be new to it (see `--include-new`).
     finished_newcomers: Option<u64>,
+    /// The journal's suppression mark before its list was read: the run
+    /// leaves out whoever is suppressed after it (`None` for a scratch store).
+    suppression_mark: Option<i64>,
 }
 
 /// How many people the list would add to a finished campaign: those it
@@ -572,6 +576,9 @@ fn prepare(
     } else {
         (Some(location.open()?), None)
     };
+    // Noted before the list is read: a suppression from now on is seen by
+    // the run (at each hand-over), one before it by the import.
+    let mark = journal.as_ref().map(|j| j.suppression_mark()).transpose()?;
     if let Some(j) = &journal {
         for key in j.suppressed()? {
             suppression.insert(&key);
@@ -591,11 +598,11 @@ fn prepare(
     };
 
     // A test send or a dry run is not part of the campaign: a store of its own.
-    let (store, scratch) = match journal {
-        Some(j) if !dry && !test => (j, None),
+    let (store, scratch, suppression_mark) = match journal {
+        Some(j) if !dry && !test => (j, None, mark),
         _ => {
             let (dir, s) = store::scratch()?;
-            (s, Some(dir))
+            (s, Some(dir), None)
         }
     };
     let campaign = if test {
@@ -631,6 +638,7 @@ fn prepare(
         _scratch: scratch,
         locked,
         finished_newcomers: None,
+        suppression_mark,
     };
     if locked {
         return Ok(prepared);
@@ -841,7 +849,9 @@ fn send(
         _scratch,
         locked,
         finished_newcomers,
+        suppression_mark,
     } = run;
+    settings.suppression_mark = suppression_mark;
     let mut report = SendReport {
         campaign: campaign.clone(),
         post: opts.post.clone(),

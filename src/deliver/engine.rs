@@ -3,7 +3,7 @@
 //! writes the store, committing what several workers report at once (group
 //! commit). The same loop serves real sends, test sends and dry runs.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -49,6 +49,11 @@ pub struct Settings {
     /// Limits per recipient domain (or group of domains), across every
     /// relay of the run (`domain_limits:`).
     pub domains: Vec<DomainGroup>,
+    /// The store's suppression mark ([`Store::suppression_mark`]) taken
+    /// before the list was read: whoever is suppressed after it is not
+    /// mailed from the next hand-over on. `None`: the mark at the start of
+    /// the run.
+    pub suppression_mark: Option<i64>,
 }
 
 /// A relay's daily quota: at most `max_per_day` messages on each of the
@@ -98,6 +103,7 @@ impl Default for Settings {
             relay_weight: 1,
             relay_quota: None,
             domains: Vec::new(),
+            suppression_mark: None,
         }
     }
 }
@@ -215,8 +221,47 @@ enum Cmd {
     GiveBack(String, String, u64),
 }
 
+/// Addresses suppressed while the run goes on (the unsubscribe page,
+/// `herald bounces`, `herald suppress add`, another sender, on any host):
+/// read from the store's log of suppressions every [`SUPPRESSION_POLL`] by
+/// the store's task, looked at each time a recipient is handed to a
+/// connection. One lookup in a set per message: the send keeps its speed.
+#[derive(Default)]
+struct LateSuppressions {
+    /// Any address at all: most runs see none, and skip the lock.
+    any: AtomicBool,
+    set: std::sync::Mutex<HashSet<String>>,
+}
+
+impl LateSuppressions {
+    fn contains(&self, email: &str) -> bool {
+        self.any.load(Ordering::Acquire)
+            && self
+                .set
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&email.to_lowercase())
+    }
+}
+
+/// How often the store's task reads the suppressions added since its last
+/// look: a suppression stops its address's mail within this and the
+/// message in flight (the promise is 2 seconds).
+const SUPPRESSION_POLL: Duration = Duration::from_millis(500);
+
+/// A shared store's log numbers can become visible out of order (two
+/// transactions take numbers, the later commits first): each look reads
+/// again from the mark of this many looks back (5 s), and the set drops
+/// what it has already.
+const SUPPRESSION_LOOKBACK: usize = 10;
+
+/// What the store's task tells the run: the store cannot record (the run
+/// stops at once).
+type Faults = mpsc::UnboundedSender<String>;
+
 /// The store's task: applies updates in batches, one commit per batch
-/// (group commit: what arrives during a commit goes into the next one).
+/// (group commit: what arrives during a commit goes into the next one),
+/// and every [`SUPPRESSION_POLL`] reads the suppressions added since.
 /// Each store call runs on tokio's blocking pool, which also tells a
 /// paused test clock that work is under way.
 async fn store_task(
@@ -224,16 +269,34 @@ async fn store_task(
     campaign: String,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
     resend_unknown: bool,
+    (mark, late): (i64, Arc<LateSuppressions>),
+    faults: Faults,
 ) -> Box<dyn Store> {
     let campaign = Arc::new(campaign);
     let mut pending: Vec<(Update, Option<Ack>)> = Vec::new();
-    while let Some(first) = rx.recv().await {
+    let mut marks: VecDeque<i64> = VecDeque::from([mark]);
+    let mut poll = tokio::time::interval(SUPPRESSION_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            // The look first: under a steady stream of commands it would
+            // otherwise never come.
+            biased;
+            _ = poll.tick() => {
+                store = watch_suppressions(store, &mut marks, &late, &faults).await;
+                continue;
+            }
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => cmd,
+                None => break,
+            },
+        };
         let mut next = Some(first);
         while let Some(cmd) = next.take() {
             match cmd {
                 Cmd::Apply(u, ack) => pending.push((u, ack)),
                 Cmd::Queue(after, limit, reply) => {
-                    store = flush(store, &campaign, &mut pending).await;
+                    store = flush(store, &campaign, &mut pending, &faults).await;
                     let c = Arc::clone(&campaign);
                     let (back, rows) = blocking(store, move |s| {
                         s.queue(&c, after, limit, resend_unknown)
@@ -264,7 +327,47 @@ async fn store_task(
             }
             next = rx.try_recv().ok();
         }
-        store = flush(store, &campaign, &mut pending).await;
+        store = flush(store, &campaign, &mut pending, &faults).await;
+    }
+    store
+}
+
+/// Reads the suppressions added since the last looks into `late`.
+async fn watch_suppressions(
+    store: Box<dyn Store>,
+    marks: &mut VecDeque<i64>,
+    late: &Arc<LateSuppressions>,
+    faults: &Faults,
+) -> Box<dyn Store> {
+    let from = *marks.front().expect("never empty");
+    let (store, rows) = blocking(store, move |s| s.suppressed_after(from)).await;
+    match rows {
+        Ok(rows) => {
+            let last = rows.last().map_or(from, |(id, _)| *id);
+            let latest = (*marks.back().expect("never empty")).max(last);
+            let mut set = late.set.lock().unwrap_or_else(|p| p.into_inner());
+            let mut new = 0;
+            for (_, email) in rows {
+                new += usize::from(set.insert(email));
+            }
+            if new > 0 {
+                late.any.store(true, Ordering::Release);
+                tracing::info!(
+                    "{new} address(es) suppressed during the send (unsubscribed, bounced or added by hand): \
+                     they are not mailed"
+                );
+            }
+            marks.push_back(latest);
+            while marks.len() > SUPPRESSION_LOOKBACK {
+                marks.pop_front();
+            }
+        }
+        Err(e) => {
+            // Without the list, an unsubscribe could be mailed: stop.
+            let _ = faults.send(format!(
+                "the suppression list cannot be read ({e}); nothing more is sent"
+            ));
+        }
     }
     store
 }
@@ -273,6 +376,7 @@ async fn flush(
     store: Box<dyn Store>,
     campaign: &Arc<String>,
     pending: &mut Vec<(Update, Option<Ack>)>,
+    faults: &Faults,
 ) -> Box<dyn Store> {
     if pending.is_empty() {
         return store;
@@ -283,6 +387,13 @@ async fn flush(
         s.apply(&c, &updates).map_err(|e| e.to_string())
     })
     .await;
+    if let Err(e) = &result {
+        // Nothing may go out that is not recorded: the run stops now,
+        // whether or not someone waits for this commit.
+        let _ = faults.send(format!(
+            "the journal cannot record the send ({e}); nothing more is sent"
+        ));
+    }
     for (_, ack) in pending.drain(..) {
         if let Some(ack) = ack {
             let _ = ack.send(result.clone());
@@ -326,6 +437,9 @@ struct RelayState<M: Mailer> {
     /// Its settings do not work (a refused password, a bad certificate):
     /// set aside for the run, with why.
     set_aside: std::sync::Mutex<Option<String>>,
+    /// It answered again after failing: its workers waiting out its
+    /// pause go at once.
+    came_back: Notify,
 }
 
 /// What a run holds of a relay's quota for one of the relay's days.
@@ -384,6 +498,11 @@ struct Shared<M: Mailer> {
     /// message they asked for ahead, so no new request would wake it).
     all_settled: Notify,
     retries: mpsc::UnboundedSender<Job<M::Payload>>,
+    /// Addresses suppressed since the run began.
+    late: Arc<LateSuppressions>,
+    /// Everyone is settled: nothing more will be handed out, so a worker
+    /// waiting out a pause or a rate slot ends now.
+    over: AtomicBool,
 }
 
 /// How a relay has been doing lately.
@@ -395,7 +514,17 @@ struct Health {
     /// It has done nothing but fail for `relay_down_after`; it is still
     /// tried again after each pause, and a success makes it up again.
     down: bool,
+    /// Its workers wait until then after a failure (growing pauses)...
+    paused_until: Option<Instant>,
+    /// ...except one of them, which tries again at this moment (every
+    /// [`RELAY_PROBE`]): a relay that is back is used again within that,
+    /// however long the pause, and a relay that is down gets one
+    /// connection a second, not one per worker.
+    next_probe: Option<Instant>,
 }
+
+/// How often one worker tries a paused relay again.
+const RELAY_PROBE: Duration = Duration::from_secs(1);
 
 /// Pauses after relay-level failures: short enough to notice a relay that
 /// comes back, long enough not to hammer one that is down.
@@ -406,6 +535,30 @@ impl<M: Mailer> Shared<M> {
     fn request_stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         self.stopped.notify_waiters();
+    }
+
+    /// Everyone is settled: workers waiting for their relay end now rather
+    /// than wait out its pause.
+    fn finish(&self) {
+        self.over.store(true, Ordering::SeqCst);
+        self.stopped.notify_waiters();
+    }
+
+    fn over(&self) -> bool {
+        self.over.load(Ordering::SeqCst)
+    }
+
+    /// Relay `r` is paused: by its rate's batch pause, a "slow down", or
+    /// its failures.
+    async fn paused(&self, r: usize) -> bool {
+        let relay = &self.relays[r];
+        let failing = relay
+            .health
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .paused_until
+            .is_some_and(|at| at > Instant::now());
+        failing || relay.limiter.lock().await.paused_until().is_some()
     }
 
     fn fail(&self, why: String) {
@@ -579,7 +732,10 @@ impl<M: Mailer> Shared<M> {
         } else {
             let pause =
                 (RELAY_BACKOFF_MIN * 2u32.saturating_pow(failures - 1)).min(RELAY_BACKOFF_MAX);
-            relay.limiter.lock().await.pause(pause);
+            let mut h = relay.health.lock().unwrap_or_else(|p| p.into_inner());
+            let until = now + pause;
+            h.paused_until = Some(h.paused_until.map_or(until, |at| at.max(until)));
+            h.next_probe = Some(now + RELAY_PROBE.min(pause));
             pause
         };
         let which = if self.relays.len() == 1 {
@@ -607,21 +763,43 @@ impl<M: Mailer> Shared<M> {
         };
         if was_failing {
             relay.limiter.lock().await.recovered();
+            // Its other workers stop waiting out the pause.
+            relay.came_back.notify_waiters();
         }
     }
 
     /// Waits until relay `r` may be used (after a pause); false when the
-    /// run is stopping meanwhile.
+    /// run is stopping or over meanwhile. During a pause after failures,
+    /// one worker a [`RELAY_PROBE`] goes ahead to see whether it is back.
     async fn relay_open(&self, r: usize) -> bool {
+        let relay = &self.relays[r];
         loop {
-            if self.stopping() {
+            if self.stopping() || self.over() {
                 return false;
             }
-            let at = self.relays[r].limiter.lock().await.paused_until();
-            let Some(at) = at else { return true };
+            let now = Instant::now();
+            let batch = relay.limiter.lock().await.paused_until();
+            let (failing, probe) = {
+                let mut h = relay.health.lock().unwrap_or_else(|p| p.into_inner());
+                match h.paused_until.filter(|at| *at > now) {
+                    None => (None, None),
+                    Some(until) => match h.next_probe {
+                        Some(p) if p <= now && batch.is_none() => {
+                            // This worker is the probe; the next in a while.
+                            h.next_probe = Some(now + RELAY_PROBE);
+                            return true;
+                        }
+                        p => (Some(until), p),
+                    },
+                }
+            };
+            let Some(at) = [batch, failing, probe].into_iter().flatten().min() else {
+                return true;
+            };
             tokio::select! {
                 _ = tokio::time::sleep_until(at) => {}
-                _ = self.stopped.notified() => return false,
+                _ = relay.came_back.notified() => {}
+                _ = self.stopped.notified() => {}
             }
         }
     }
@@ -865,21 +1043,31 @@ pub async fn run_async<M: Mailer>(
                 .map(|d| (format!("domain {}", d.name), d.rate)),
         )
         .collect();
+    let given_mark = settings.suppression_mark;
     let (store, gates) = blocking(store, move |s| {
-        keys.into_iter()
+        let gates = keys
+            .into_iter()
             .map(|(key, rate)| match rate {
                 Some(rate) => s.rate_gate(&key, rate).map_err(|e| e.to_string()),
                 None => Ok(None),
             })
             .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| format!("the shared rate cannot be set up ({e})"))?;
+        let mark = match given_mark {
+            Some(m) => m,
+            None => s
+                .suppression_mark()
+                .map_err(|e| format!("the suppression list cannot be read ({e})"))?,
+        };
+        Ok::<_, String>((gates, mark))
     })
     .await;
-    let mut gates = match gates {
-        Ok(g) => g.into_iter(),
+    let (mut gates, mark) = match gates {
+        Ok((g, mark)) => (g.into_iter(), mark),
         Err(e) => {
             let outcome = Outcome {
                 handed_over: 0,
-                stop: Stop::Broken(format!("the shared rate cannot be set up ({e})")),
+                stop: Stop::Broken(e),
             };
             return (outcome, store);
         }
@@ -899,6 +1087,7 @@ pub async fn run_async<M: Mailer>(
             quota_settled: Notify::new(),
             exhausted: AtomicBool::new(false),
             set_aside: std::sync::Mutex::new(None),
+            came_back: Notify::new(),
         })
         .collect();
     let mut domain_of = HashMap::new();
@@ -920,7 +1109,16 @@ pub async fn run_async<M: Mailer>(
         .collect();
     let (tx, rx) = mpsc::unbounded_channel();
     let resend_unknown = settings.resend_unknown;
-    let writer = tokio::spawn(store_task(store, campaign, rx, resend_unknown));
+    let late = Arc::new(LateSuppressions::default());
+    let (faults_tx, faults) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(store_task(
+        store,
+        campaign,
+        rx,
+        resend_unknown,
+        (mark, Arc::clone(&late)),
+        faults_tx,
+    ));
     let (retries_tx, retries_rx) = mpsc::unbounded_channel();
     let shared = Arc::new(Shared {
         relay_down: std::sync::Mutex::new(None),
@@ -941,13 +1139,15 @@ pub async fn run_async<M: Mailer>(
         window_closed: AtomicBool::new(false),
         stopped: Notify::new(),
         fatal: std::sync::Mutex::new(None),
+        late,
+        over: AtomicBool::new(false),
     });
     let outcome = dispatch(
         Arc::clone(&shared),
         composer,
         columns,
         retries_rx,
-        interrupt,
+        (interrupt, faults),
         signals,
     )
     .await;
@@ -978,7 +1178,7 @@ async fn dispatch<M: Mailer>(
     composer: Arc<Composer>,
     columns: Arc<Vec<String>>,
     retries: mpsc::UnboundedReceiver<Job<M::Payload>>,
-    interrupt: Arc<AtomicBool>,
+    (interrupt, mut faults): (Arc<AtomicBool>, mpsc::UnboundedReceiver<String>),
     signals: bool,
 ) -> Outcome {
     // No new message starts after a stop; the ones in flight finish and
@@ -1009,9 +1209,21 @@ async fn dispatch<M: Mailer>(
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
             };
+            // The store cannot record: the run stops at once, as broken.
+            let store_failed = async {
+                match faults.recv().await {
+                    Some(why) => why,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = signalled => {}
                 _ = raised => {}
+                why = store_failed => {
+                    tracing::error!("{why}");
+                    shared.broke(why);
+                    return;
+                }
             }
             interrupt.store(true, Ordering::SeqCst);
             shared.request_stop();
@@ -1097,6 +1309,9 @@ async fn dispatch<M: Mailer>(
     }
     Outcome { handed_over, stop }
 }
+
+/// Why a recipient suppressed during the run was not mailed (`herald status`).
+pub const LATE_SUPPRESSION: &str = "suppressed during the send (unsubscribed, bounced or added to the suppression list); not mailed";
 
 /// Messages built per trip to the blocking pool.
 const CHUNK: usize = 32;
@@ -1261,6 +1476,19 @@ struct Want<P> {
     reply: oneshot::Sender<Job<P>>,
 }
 
+/// Asks the distributor for a message for relay `r`; `None` when it has
+/// ended (nothing more to send).
+fn ask<P>(wants: &mpsc::UnboundedSender<Want<P>>, r: usize) -> Option<oneshot::Receiver<Job<P>>> {
+    let (tx, rx) = oneshot::channel();
+    wants
+        .send(Want {
+            relay: r,
+            reply: tx,
+        })
+        .ok()
+        .map(|()| rx)
+}
+
 async fn worker<M: Mailer>(
     shared: Arc<Shared<M>>,
     r: usize,
@@ -1297,18 +1525,11 @@ async fn worker<M: Mailer>(
                         break;
                     }
                 };
-                let (tx, rx) = oneshot::channel();
-                if wants
-                    .send(Want {
-                        relay: r,
-                        reply: tx,
-                    })
-                    .is_err()
-                {
+                let Some(rx) = ask(&wants, r) else {
                     relay.limiter.lock().await.answered(slot);
                     shared.quota_settle(r, false).await;
                     break;
-                }
+                };
                 (rx, slot, false)
             }
         };
@@ -1323,7 +1544,7 @@ async fn worker<M: Mailer>(
             // if the relay was not paused or set aside since and the run
             // goes on; else the message goes back, and this worker waits
             // for the relay like any other.
-            let paused = relay.limiter.lock().await.paused_until().is_some();
+            let paused = shared.paused(r).await;
             if paused || shared.stopping() || shared.setting_fails(r).is_some() {
                 hand_back(&shared, job);
                 relay.limiter.lock().await.answered(slot);
@@ -1333,17 +1554,9 @@ async fn worker<M: Mailer>(
         if ahead_ok && !shared.stopping() {
             let next = relay.limiter.lock().await.try_take().ok();
             if let Some(next) = next {
-                let (tx, rx) = oneshot::channel();
-                if wants
-                    .send(Want {
-                        relay: r,
-                        reply: tx,
-                    })
-                    .is_ok()
-                {
-                    ahead = Some((rx, next));
-                } else {
-                    relay.limiter.lock().await.answered(next);
+                match ask(&wants, r) {
+                    Some(rx) => ahead = Some((rx, next)),
+                    None => relay.limiter.lock().await.answered(next),
                 }
             }
         }
@@ -1569,7 +1782,9 @@ async fn distribute<M: Mailer>(
             let _ = shared.store.send(Cmd::Apply(update, None));
         }
     }
-    // Dropping `asking` and `wants` tells every worker there is no more.
+    // Dropping `asking` and `wants` tells every worker there is no more;
+    // a worker waiting out its relay's pause is told too.
+    shared.finish();
 }
 
 /// The next job that may go now: a set-aside one whose domain has room,
@@ -1737,6 +1952,19 @@ async fn deliver<M: Mailer>(
         // failure, the relay's pause holds.
         if !std::mem::take(&mut first) && !shared.relay_open(r).await {
             return stopped(job);
+        }
+        // Suppressed since the run began (unsubscribed, bounced, added by
+        // hand, here or on another host): not mailed, at this hand-over
+        // or any later one.
+        if shared.late.contains(&job.email) {
+            return Delivered::Done(Update {
+                seq: job.seq,
+                state: State::Skipped,
+                reply: Some(LATE_SUPPRESSION.into()),
+                attempts: job.attempts as i64,
+                suppress: None,
+                relay: None,
+            });
         }
         let failure = match attempt_once(shared, r, conn, job, slot).await {
             Ok(reply) => {

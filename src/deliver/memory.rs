@@ -44,6 +44,9 @@ struct State {
     connects: u64,
     /// Every attempt to anyone meets this, while set.
     refuse_all: Option<Failure>,
+    /// Every connection fails with this until then (a relay that is down
+    /// for a while, then back).
+    down_until: Option<(Instant, Failure)>,
 }
 
 /// A relay in memory. Clones share the same record.
@@ -85,6 +88,11 @@ impl Memory {
         for _ in 0..n {
             s.connect_failures.push_back(failure.clone());
         }
+    }
+
+    /// Every connection until `at` fails with `failure`; later ones work.
+    pub fn down_until(&self, at: Instant, failure: Failure) {
+        self.lock().down_until = Some((at, failure));
     }
 
     /// Every attempt to anyone is refused with `failure` (`None`: no more).
@@ -136,7 +144,10 @@ impl Mailer for Memory {
         let failure = {
             let mut s = self.lock();
             s.connects += 1;
-            s.connect_failures.pop_front()
+            match &s.down_until {
+                Some((at, f)) if Instant::now() < *at => Some(f.clone()),
+                _ => s.connect_failures.pop_front(),
+            }
         };
         match failure {
             Some(f) => Err(f),

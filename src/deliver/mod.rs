@@ -184,6 +184,9 @@ pub struct Gate {
     /// The mark, once asked for.
     armed: Option<oneshot::Receiver<Result<(), String>>>,
     passed: bool,
+    /// The mark could not be written: this gate never opens again, so a
+    /// retry cannot send what the journal does not know about.
+    failed: bool,
 }
 
 impl Gate {
@@ -195,6 +198,7 @@ impl Gate {
             request: Some(Box::new(request)),
             armed: None,
             passed: false,
+            failed: false,
         }
     }
 
@@ -204,6 +208,7 @@ impl Gate {
             request: None,
             armed: None,
             passed: false,
+            failed: false,
         }
     }
 
@@ -223,13 +228,28 @@ impl Gate {
     pub async fn pass(&mut self) -> Result<(), Failure> {
         self.passed = true;
         self.arm();
+        let refused = || {
+            Failure::broken(
+                "the journal cannot record the send (is the disk full?); nothing more is sent",
+            )
+        };
+        if self.failed {
+            return Err(refused());
+        }
         match self.armed.take() {
             None => Ok(()),
             Some(rx) => match rx.await {
                 Ok(Ok(())) => Ok(()),
-                _ => Err(Failure::broken(
-                    "the journal cannot record the send (is the disk full?); nothing more is sent",
-                )),
+                Ok(Err(e)) => {
+                    self.failed = true;
+                    Err(Failure::broken(format!(
+                        "the journal cannot record the send ({e}); nothing more is sent"
+                    )))
+                }
+                Err(_) => {
+                    self.failed = true;
+                    Err(refused())
+                }
             },
         }
     }

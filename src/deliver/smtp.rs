@@ -413,12 +413,18 @@ impl Mailer for Smtp {
         message: &Outgoing<Data>,
         gate: &mut Gate,
     ) -> Result<String, Failure> {
-        let result = transaction(conn, message, gate).await;
-        if result.is_err() {
+        let mut in_data = false;
+        let result = transaction(conn, message, gate, &mut in_data).await;
+        if result.is_err() && !in_data {
             // A refused command leaves a transaction half done: the
             // engine starts afresh on a new connection.
             conn.abort().await;
         }
+        // Failed once the relay was reading the message (the journal could
+        // not record it, or the connection broke): a QUIT now would be read
+        // as part of the message and wait out the timeout. The engine drops
+        // the connection instead; closed before the final dot, the relay
+        // delivers nothing (RFC 5321, 3.3).
         result
     }
 
@@ -438,6 +444,7 @@ async fn transaction(
     c: &mut Connection,
     message: &Outgoing<Data>,
     gate: &mut Gate,
+    in_data: &mut bool,
 ) -> Result<String, Failure> {
     use lettre::transport::smtp::commands::{Data as DataCmd, Mail, Rcpt};
     use lettre::transport::smtp::extension::{Extension, MailBodyParameter, MailParameter};
@@ -481,6 +488,8 @@ async fn transaction(
         gate.arm();
         c.command(DataCmd).await.map_err(Failure::from_lettre)?;
     }
+    // The relay said 354: it reads everything from here as the message.
+    *in_data = true;
     gate.pass().await?;
     let response = match &message.payload.payload {
         // One write of the prepared text; lettre's own `message` would

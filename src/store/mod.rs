@@ -326,6 +326,21 @@ pub trait Store: Send {
     /// The whole suppression list, oldest first.
     fn suppressions(&self) -> Result<Vec<Suppressed>>;
 
+    // --- Suppressions added during a run (issue 23, item 3) ---
+    /// The store's log of additions to the suppression list (written by the
+    /// database itself, whichever herald or host adds them): the number of
+    /// the latest, 0 when there is none. A run notes it before reading the
+    /// list, then asks [`Store::suppressed_after`] about what came since.
+    fn suppression_mark(&self) -> Result<i64> {
+        Ok(0)
+    }
+    /// Addresses (lower-cased) added to the suppression list after `mark`,
+    /// each with its number in the log, oldest first: one indexed read, so
+    /// a run can ask every second.
+    fn suppressed_after(&self, _mark: i64) -> Result<Vec<(i64, String)>> {
+        Ok(Vec::new())
+    }
+
     /// Whether `herald bounces` already handled the message with this key
     /// (a hash of its bytes): a second run over the same mailbox changes
     /// nothing.

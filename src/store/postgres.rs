@@ -43,7 +43,7 @@ use crate::config::Rate;
 
 /// The schema this herald writes in PostgreSQL (its own numbering; the
 /// SQLite journal has its own).
-const SCHEMA_VERSION: i32 = 2;
+const SCHEMA_VERSION: i32 = 3;
 
 /// A sender not heard of for this long is taken as dead: its pending
 /// claims go to other senders.
@@ -443,12 +443,35 @@ fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
          END $f$;",
         lease = LEASE.as_secs()
     ))?;
+    suppression_log_v3(&mut tx)?;
     tx.execute("DELETE FROM herald_schema", &[])?;
     tx.execute(
         "INSERT INTO herald_schema (version) VALUES ($1)",
         &[&SCHEMA_VERSION],
     )?;
     tx.commit()?;
+    Ok(())
+}
+
+/// Version 3: a log of additions to the suppression list, written by a
+/// trigger so that every writer on every host is seen by a run under way.
+/// A sequence's numbers can commit out of order; the reader asks again
+/// from a few seconds back (see the engine's suppression watch).
+fn suppression_log_v3(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), Setup> {
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS suppression_log (
+            id BIGSERIAL PRIMARY KEY,
+            email_key TEXT NOT NULL
+         );
+         CREATE OR REPLACE FUNCTION herald_suppression_logged() RETURNS TRIGGER LANGUAGE plpgsql AS $f$
+         BEGIN
+            INSERT INTO suppression_log (email_key) VALUES (NEW.email_key);
+            RETURN NULL;
+         END $f$;
+         DROP TRIGGER IF EXISTS suppression_logged ON suppression;
+         CREATE TRIGGER suppression_logged AFTER INSERT ON suppression
+            FOR EACH ROW EXECUTE FUNCTION herald_suppression_logged();",
+    )?;
     Ok(())
 }
 
@@ -944,6 +967,25 @@ impl Store for Postgres {
             )
             .map_err(self.err())?;
         Ok(row.is_some())
+    }
+
+    fn suppression_mark(&self) -> Result<i64> {
+        let row = self
+            .client()
+            .query_one("SELECT COALESCE(MAX(id), 0) FROM suppression_log", &[])
+            .map_err(self.err())?;
+        Ok(row.get(0))
+    }
+
+    fn suppressed_after(&self, mark: i64) -> Result<Vec<(i64, String)>> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT id, email_key FROM suppression_log WHERE id > $1 ORDER BY id",
+                &[&mark],
+            )
+            .map_err(self.err())?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
     fn suppress(&mut self, entries: &[Suppressed]) -> Result<u64> {

@@ -18,7 +18,7 @@ pub const FILE: &str = "journal.db";
 
 /// The schema this herald writes. Version 0 is the first release's (no
 /// `seen` column); it is upgraded in place on open.
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 
 pub struct Sqlite {
     conn: Connection,
@@ -212,8 +212,26 @@ impl Sqlite {
                 PRIMARY KEY (relay, day)
              );",
         )?;
+        self.suppression_log_v5()?;
         self.conn
             .pragma_update(None, "user_version", SCHEMA_VERSION)
+    }
+
+    /// Schema 5: a log of additions to the suppression list, written by a
+    /// trigger so that every writer (`herald serve`, `bounces`, `suppress
+    /// add`, another sender, an older herald) is seen by a run under way.
+    /// AUTOINCREMENT: a number is never given twice, even after a delete.
+    fn suppression_log_v5(&self) -> rusqlite::Result<()> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS suppression_log (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                email_key TEXT NOT NULL
+             );
+             CREATE TRIGGER IF NOT EXISTS suppression_logged AFTER INSERT ON suppression
+             BEGIN
+                INSERT INTO suppression_log (email_key) VALUES (NEW.email_key);
+             END;",
+        )
     }
 }
 
@@ -593,6 +611,28 @@ impl Store for Sqlite {
             )
             .optional()
             .map(|o| o.is_some())
+            .map_err(self.err())
+    }
+
+    fn suppression_mark(&self) -> Result<i64> {
+        self.conn
+            .query_row(
+                "SELECT COALESCE(MAX(id), 0) FROM suppression_log",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(self.err())
+    }
+
+    fn suppressed_after(&self, mark: i64) -> Result<Vec<(i64, String)>> {
+        let mut st = self
+            .conn
+            .prepare_cached("SELECT id, email_key FROM suppression_log WHERE id > ?1 ORDER BY id")
+            .map_err(self.err())?;
+        let rows = st
+            .query_map([mark], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(self.err())?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
             .map_err(self.err())
     }
 
