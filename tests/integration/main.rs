@@ -13,6 +13,7 @@ mod dkim;
 mod engine;
 mod hostile;
 mod images;
+mod kill_loops;
 mod messages;
 mod relays;
 mod returned;
