@@ -15,7 +15,7 @@ use super::throttle::{self, Limiter, Rate};
 use super::{FailureKind, Gate, Mailer, Outgoing};
 use crate::audience::Recipient;
 use crate::message::Composer;
-use crate::store::{RateGate, Row, State, Store, Update};
+use crate::store::{QuotaTake, RateGate, RateMark, Row, State, Store, Update};
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -62,10 +62,11 @@ pub struct Settings {
 ///
 /// A message counts when the relay saw it, accepted or refused; one that
 /// never reached the relay (it could not be reached, it said 421 before
-/// the message) does not. A run takes the quota from the store a few
-/// messages at a time and gives back what it did not use when it ends;
-/// a run that dies keeps what it took, so a crash can leave part of a
-/// day's quota unused, never a message too many.
+/// the message) does not. A run takes the quota from the store a message
+/// at a time, before the message, in the store's group commit, and gives
+/// back what it did not use when it ends; a run that dies keeps what its
+/// connections held at that moment (at most one each), so a crash leaves
+/// at most that much of a day's quota unused, never a message too many.
 #[derive(Debug, Clone)]
 pub struct Quota {
     pub max_per_day: u64,
@@ -219,6 +220,18 @@ enum Cmd {
     ),
     /// Give back unused quota (relay, day, n).
     GiveBack(String, String, u64),
+    /// A rate's message started or was answered (see `throttle::Journal`).
+    Mark(RateMark),
+    /// Answered once everything sent before it is committed.
+    Sync(Ack),
+}
+
+/// What the store task commits at once besides recipients' updates.
+#[derive(Default)]
+struct Batch {
+    marks: Vec<RateMark>,
+    takes: Vec<(QuotaTake, oneshot::Sender<Result<u64, String>>)>,
+    synced: Vec<Ack>,
 }
 
 /// Addresses suppressed while the run goes on (the unsubscribe page,
@@ -275,6 +288,7 @@ async fn store_task(
     let campaign = Arc::new(campaign);
     let mut pending: Vec<(Update, Option<Ack>)> = Vec::new();
     let mut marks: VecDeque<i64> = VecDeque::from([mark]);
+    let mut batch = Batch::default();
     let mut poll = tokio::time::interval(SUPPRESSION_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -295,8 +309,10 @@ async fn store_task(
         while let Some(cmd) = next.take() {
             match cmd {
                 Cmd::Apply(u, ack) => pending.push((u, ack)),
+                Cmd::Mark(m) => batch.marks.push(m),
+                Cmd::Sync(ack) => batch.synced.push(ack),
                 Cmd::Queue(after, limit, reply) => {
-                    store = flush(store, &campaign, &mut pending, &faults).await;
+                    store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
                     let c = Arc::clone(&campaign);
                     let (back, rows) = blocking(store, move |s| {
                         s.queue(&c, after, limit, resend_unknown)
@@ -306,14 +322,17 @@ async fn store_task(
                     store = back;
                     let _ = reply.send(rows);
                 }
+                // In the group commit: quota is taken a message at a time
+                // (a killed run loses at most what its connections held)
+                // without a disk flush of its own per message.
                 Cmd::TakeQuota(relay, day, want, max, reply) => {
-                    let (back, got) = blocking(store, move |s| {
-                        s.take_quota(&relay, &day, want, max)
-                            .map_err(|e| e.to_string())
-                    })
-                    .await;
-                    store = back;
-                    let _ = reply.send(got);
+                    let take = QuotaTake {
+                        relay,
+                        day,
+                        want,
+                        max,
+                    };
+                    batch.takes.push((take, reply));
                 }
                 Cmd::GiveBack(relay, day, n) => {
                     let (back, given) =
@@ -327,7 +346,7 @@ async fn store_task(
             }
             next = rx.try_recv().ok();
         }
-        store = flush(store, &campaign, &mut pending, &faults).await;
+        store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
     }
     store
 }
@@ -376,15 +395,26 @@ async fn flush(
     store: Box<dyn Store>,
     campaign: &Arc<String>,
     pending: &mut Vec<(Update, Option<Ack>)>,
+    batch: &mut Batch,
     faults: &Faults,
 ) -> Box<dyn Store> {
-    if pending.is_empty() {
+    let Batch {
+        marks,
+        takes,
+        synced,
+    } = std::mem::take(batch);
+    if pending.is_empty() && marks.is_empty() && takes.is_empty() {
+        for ack in synced {
+            let _ = ack.send(Ok(()));
+        }
         return store;
     }
     let updates: Vec<Update> = pending.iter().map(|(u, _)| u.clone()).collect();
+    let wanted: Vec<QuotaTake> = takes.iter().map(|(t, _)| t.clone()).collect();
     let c = Arc::clone(campaign);
     let (store, result) = blocking(store, move |s| {
-        s.apply(&c, &updates).map_err(|e| e.to_string())
+        s.commit_batch(&c, &updates, &marks, &wanted)
+            .map_err(|e| e.to_string())
     })
     .await;
     if let Err(e) = &result {
@@ -394,10 +424,21 @@ async fn flush(
             "the journal cannot record the send ({e}); nothing more is sent"
         ));
     }
+    let done = result.as_ref().map(|_| ()).map_err(Clone::clone);
     for (_, ack) in pending.drain(..) {
         if let Some(ack) = ack {
-            let _ = ack.send(result.clone());
+            let _ = ack.send(done.clone());
         }
+    }
+    for ack in synced {
+        let _ = ack.send(done.clone());
+    }
+    for (i, (_, reply)) in takes.into_iter().enumerate() {
+        let got = match &result {
+            Ok(got) => Ok(got.get(i).copied().unwrap_or(0)),
+            Err(e) => Err(e.clone()),
+        };
+        let _ = reply.send(got);
     }
     store
 }
@@ -456,9 +497,10 @@ struct QuotaDay {
     out: u64,
 }
 
-/// Messages of a relay's quota taken from the store at a time: few round
-/// trips to the store, little left unused if the run dies.
-const QUOTA_BLOCK: u64 = 32;
+/// Messages of a relay's quota taken from the store at a time: one, in the
+/// store task's group commit, so a run that dies loses no more of the
+/// day's quota than the messages its connections held.
+const QUOTA_BLOCK: u64 = 1;
 
 /// One domain limit's state, shared by every relay's workers.
 struct DomainState {
@@ -1048,8 +1090,12 @@ pub async fn run_async<M: Mailer>(
         let gates = keys
             .into_iter()
             .map(|(key, rate)| match rate {
-                Some(rate) => s.rate_gate(&key, rate).map_err(|e| e.to_string()),
-                None => Ok(None),
+                Some(rate) => {
+                    let gate = s.rate_gate(&key, rate).map_err(|e| e.to_string())?;
+                    let history = rate_history(s, gate.is_none(), &key, rate)?;
+                    Ok((gate, history))
+                }
+                None => Ok((None, None)),
             })
             .collect::<Result<Vec<_>, String>>()
             .map_err(|e| format!("the shared rate cannot be set up ({e})"))?;
@@ -1072,15 +1118,24 @@ pub async fn run_async<M: Mailer>(
             return (outcome, store);
         }
     };
+    let (tx, rx) = mpsc::unbounded_channel();
     let relays: Vec<RelayState<M>> = lanes
         .into_iter()
-        .map(|lane| RelayState {
+        .map(|lane| {
+            let (gate, history) = gates.next().unwrap_or_default();
+            (lane, gate, history)
+        })
+        .map(|(lane, gate, history)| RelayState {
             name: lane.name,
             mailer: lane.mailer,
             connections: lane.connections.max(1),
             stride: 1.0 / f64::from(lane.weight.max(1)),
-            limiter: Mutex::new(Limiter::new(lane.rate, settings.batch)),
-            gate: gates.next().flatten(),
+            limiter: Mutex::new(resumed(
+                Limiter::new(lane.rate, settings.batch),
+                history,
+                &tx,
+            )),
+            gate,
             health: std::sync::Mutex::new(Health::default()),
             quota: lane.quota,
             quota_day: Mutex::new(QuotaDay::default()),
@@ -1099,15 +1154,15 @@ pub async fn run_async<M: Mailer>(
             for name in &d.domains {
                 domain_of.insert(name.to_ascii_lowercase(), i);
             }
+            let (gate, history) = gates.next().unwrap_or_default();
             DomainState {
-                limiter: std::sync::Mutex::new(Limiter::new(d.rate, None)),
+                limiter: std::sync::Mutex::new(resumed(Limiter::new(d.rate, None), history, &tx)),
                 connections: d.connections.map(|c| c.max(1)),
                 in_flight: AtomicUsize::new(0),
-                gate: gates.next().flatten(),
+                gate,
             }
         })
         .collect();
-    let (tx, rx) = mpsc::unbounded_channel();
     let resend_unknown = settings.resend_unknown;
     let late = Arc::new(LateSuppressions::default());
     let (faults_tx, faults) = mpsc::unbounded_channel();
@@ -1171,6 +1226,43 @@ pub async fn run_async<M: Mailer>(
     drop(store);
     let store = writer.await.expect("the store task does not panic");
     (outcome, store)
+}
+
+/// What the journal kept of a rate's window, when this process's throttle
+/// is the whole rate (no shared gate): the next run starts from it.
+fn rate_history(
+    s: &mut dyn Store,
+    own: bool,
+    key: &str,
+    rate: Rate,
+) -> Result<Option<(String, Vec<f64>)>, String> {
+    if !own {
+        return Ok(None);
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let times = s
+        .rate_history(key, now, u64::from(rate.max))
+        .map_err(|e| e.to_string())?;
+    Ok(Some((key.to_string(), times)))
+}
+
+/// `limiter`, starting from the window the journal kept and writing its
+/// messages' times there (in the store task's group commit).
+fn resumed(
+    mut limiter: Limiter,
+    history: Option<(String, Vec<f64>)>,
+    store: &mpsc::UnboundedSender<Cmd>,
+) -> Limiter {
+    if let Some((key, times)) = history {
+        let store = store.clone();
+        let record = Arc::new(move |m: RateMark| {
+            let _ = store.send(Cmd::Mark(m));
+        });
+        limiter.resume(throttle::Journal::new(key, record), &times);
+    }
+    limiter
 }
 
 async fn dispatch<M: Mailer>(
@@ -2162,6 +2254,37 @@ async fn attempt_once<M: Mailer>(
                 answer_shared(held).await;
                 return Err(failure);
             }
+        }
+    }
+    // Rates across runs: the message's start is in the journal before the
+    // message leaves (a first attempt's mark is committed with its
+    // `sending` mark, which the Gate waits for; a retry waits here).
+    let longest = timeout + Duration::from_secs(1);
+    let mut journaled = {
+        let mut l = relay.limiter.lock().await;
+        l.started(slot, longest);
+        l.journaled()
+    };
+    if let (Some(g), Some(ds)) = (job.group, job.domain_slot) {
+        let mut l = shared.domains[g]
+            .limiter
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        l.started(ds, longest);
+        journaled |= l.journaled();
+    }
+    if journaled && job.gate.passed() {
+        let (tx, rx) = oneshot::channel();
+        let _ = shared.store.send(Cmd::Sync(tx));
+        if let Err(e) = rx
+            .await
+            .unwrap_or_else(|_| Err("the journal stopped".into()))
+        {
+            relay.limiter.lock().await.answered(slot);
+            answer_shared(held).await;
+            return Err(super::Failure::broken(format!(
+                "the journal could not record the rate ({e})"
+            )));
         }
     }
     let c = conn.as_mut().expect("connected above");

@@ -6,19 +6,67 @@
 //! starts and before it is answered, no window of that length at the
 //! relay, wherever it starts, can hold one message too many, however
 //! delayed the network or this machine is.
+//!
+//! The window holds across runs too. With a shared store (PostgreSQL) the
+//! rate is kept in the database (`Store::rate_gate`); with the journal of
+//! one machine (SQLite) a limiter with a [`Journal`] writes each message's
+//! start and answer as [`RateMark`]s in the engine's group commit, and a
+//! new run starts from the times the last one left ([`Limiter::resume`]).
+//! A message whose answer was never written (the run was killed) counts as
+//! answered at the latest moment it can have been: its start plus the
+//! longest herald waits for an answer, or the new run's start if sooner.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
+
+use crate::store::RateMark;
 
 /// Moved to the settings, which parse it once; kept here for its users.
 pub use crate::config::Rate;
 
+/// Where a limiter writes its messages' times, so the next run starts
+/// from them.
+pub struct Journal {
+    /// The rate's name in the store: `relay main`, `domain microsoft`.
+    pub key: String,
+    /// Hands a mark to the engine's store task (group commit).
+    pub record: Arc<dyn Fn(RateMark) + Send + Sync>,
+    /// The wall clock (Unix seconds) when `base` was taken: the marks are
+    /// in wall time, the window in tokio's time (paused in tests).
+    wall: f64,
+    base: Instant,
+}
+
+impl Journal {
+    pub fn new(key: String, record: Arc<dyn Fn(RateMark) + Send + Sync>) -> Journal {
+        let wall = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        Journal {
+            key,
+            record,
+            wall,
+            base: Instant::now(),
+        }
+    }
+
+    /// Now, in Unix seconds.
+    pub fn now(&self) -> f64 {
+        self.wall + (Instant::now() - self.base).as_secs_f64()
+    }
+}
+
+/// A message in the window: (slot, answered at, its mark in the journal:
+/// id and latest answer).
+type Sent = (u64, Option<Instant>, Option<(i64, f64)>);
+
 pub struct Limiter {
     rate: Option<Rate>,
-    /// Messages in the window, oldest first: (slot, answered at).
-    sent: VecDeque<(u64, Option<Instant>)>,
+    /// Messages in the window, oldest first.
+    sent: VecDeque<Sent>,
     next_slot_id: u64,
     /// `batch_size` messages, then `batch_pause`.
     batch: Option<(u64, Duration)>,
@@ -27,6 +75,7 @@ pub struct Limiter {
     not_before: Instant,
     /// Current slow-down back-off, doubled on each "slow down" in a row.
     backoff: Duration,
+    journal: Option<Journal>,
 }
 
 pub const MIN_BACKOFF: Duration = Duration::from_secs(2);
@@ -42,7 +91,56 @@ impl Limiter {
             in_batch: 0,
             not_before: Instant::now(),
             backoff: MIN_BACKOFF,
+            journal: None,
         }
+    }
+
+    /// Keeps this limiter's window across runs: starts from `answered`
+    /// (the times, Unix seconds and oldest first, the store kept of the
+    /// rate's last messages: `Store::rate_history`) and writes each new
+    /// message's start and answer through `journal`. No rate: nothing to keep.
+    pub fn resume(&mut self, journal: Journal, answered: &[f64]) {
+        let Some(rate) = self.rate else { return };
+        let now_wall = journal.now();
+        let now = Instant::now();
+        for &t in answered {
+            let age = Duration::from_secs_f64((now_wall - t).max(0.0));
+            if age >= rate.window {
+                continue;
+            }
+            // Earlier than this machine's clock can say: as late as it can.
+            let at = now.checked_sub(age).unwrap_or(now);
+            let id = self.next_slot_id;
+            self.next_slot_id += 1;
+            self.sent.push_back((id, Some(at), None));
+        }
+        self.journal = Some(journal);
+    }
+
+    /// Whether this limiter writes its messages' times to the store.
+    pub fn journaled(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// The message of `slot` starts now and is answered within `longest`:
+    /// its mark goes to the store, before the message does.
+    pub fn started(&mut self, slot: u64, longest: Duration) {
+        let (Some(journal), Some(rate)) = (&self.journal, self.rate) else {
+            return;
+        };
+        let Some(entry) = self.sent.iter_mut().find(|(id, _, _)| *id == slot) else {
+            return;
+        };
+        let now = journal.now();
+        let mark = RateMark {
+            id: fastrand::i64(1..i64::MAX),
+            key: journal.key.clone(),
+            answered_by: now + longest.as_secs_f64(),
+            answered_at: None,
+            forget_before: now - rate.window.as_secs_f64(),
+        };
+        entry.2 = Some((mark.id, mark.answered_by));
+        (journal.record)(mark);
     }
 
     /// When the next message may go out, if it cannot go now.
@@ -52,7 +150,7 @@ impl Limiter {
             while self
                 .sent
                 .front()
-                .is_some_and(|(_, done)| done.is_some_and(|d| d + rate.window <= now))
+                .is_some_and(|(_, done, _)| done.is_some_and(|d| d + rate.window <= now))
             {
                 self.sent.pop_front();
             }
@@ -83,7 +181,7 @@ impl Limiter {
         let id = self.next_slot_id;
         self.next_slot_id += 1;
         if self.rate.is_some() {
-            self.sent.push_back((id, None));
+            self.sent.push_back((id, None, None));
         }
         if let Some((size, pause)) = self.batch {
             self.in_batch += 1;
@@ -98,8 +196,20 @@ impl Limiter {
     /// The message of `slot` was answered (or failed): its time in the window starts now.
     pub fn answered(&mut self, slot: u64) {
         let now = Instant::now();
-        if let Some(entry) = self.sent.iter_mut().find(|(id, _)| *id == slot) {
+        if let Some(entry) = self.sent.iter_mut().find(|(id, _, _)| *id == slot) {
             entry.1 = Some(now);
+            if let (Some((id, by)), Some(journal), Some(rate)) =
+                (entry.2.take(), &self.journal, self.rate)
+            {
+                let at = journal.now();
+                (journal.record)(RateMark {
+                    id,
+                    key: journal.key.clone(),
+                    answered_by: by,
+                    answered_at: Some(at),
+                    forget_before: at - rate.window.as_secs_f64(),
+                });
+            }
         }
     }
 

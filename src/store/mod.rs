@@ -385,6 +385,39 @@ pub trait Store: Send {
         Ok(None)
     }
 
+    // ---- Rates and quotas across runs (see [`RateMark`], [`QuotaTake`]) ----
+
+    /// The times (Unix seconds) the last `max` messages of a rate (`relay
+    /// main`, `domain microsoft`) were answered, oldest first, as earlier
+    /// runs recorded them with [`Store::commit_batch`]; a message whose
+    /// answer was never recorded (the run was killed) counts as answered at
+    /// the latest moment it can have been: its `answered_by`, or `now`.
+    /// Empty for a store that keeps no rate history (PostgreSQL keeps the
+    /// rate itself, see [`Store::rate_gate`]).
+    fn rate_history(&self, _key: &str, _now: f64, _max: u64) -> Result<Vec<f64>> {
+        Ok(Vec::new())
+    }
+
+    /// The engine's group commit: recipients' state changes, rate marks
+    /// and quota takes, in one durable transaction where the store can
+    /// (one disk flush for all of them). Returns what each take got, in
+    /// order (see [`Store::take_quota`]).
+    fn commit_batch(
+        &mut self,
+        campaign: &str,
+        updates: &[Update],
+        _marks: &[RateMark],
+        takes: &[QuotaTake],
+    ) -> Result<Vec<u64>> {
+        if !updates.is_empty() {
+            self.apply(campaign, updates)?;
+        }
+        takes
+            .iter()
+            .map(|t| self.take_quota(&t.relay, &t.day, t.want, t.max))
+            .collect()
+    }
+
     /// Everything in the store, for `herald store migrate`.
     fn dump(&self) -> Result<Dump>;
     /// Adds what `dump` holds that the store does not have yet, in one
@@ -403,6 +436,36 @@ pub trait Store: Send {
             message: "this store cannot be counted against a copy".into(),
         })
     }
+}
+
+/// One message's place in a rate (a relay's, a domain limit's), kept by a
+/// store whose throttle lives in a single process (SQLite), so that the
+/// next run, however this one ends (Ctrl-C, SIGKILL, cron), starts from the
+/// same window instead of from zero. Written in the engine's group commit
+/// when the message starts (before its `sending` mark) and again when it
+/// is answered; times are Unix seconds.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RateMark {
+    /// Unique per message and rate (random).
+    pub id: i64,
+    /// `relay main`, `domain microsoft`: the same names as the shared gates.
+    pub key: String,
+    /// The latest the message can be answered: its start plus the longest
+    /// herald waits for an answer. A run killed in between leaves only this.
+    pub answered_by: f64,
+    pub answered_at: Option<f64>,
+    /// Marks of this rate answered before this time are outside any window
+    /// that matters now: the store may forget them.
+    pub forget_before: f64,
+}
+
+/// Messages of a relay's daily quota a run takes (see [`Store::take_quota`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaTake {
+    pub relay: String,
+    pub day: String,
+    pub want: u64,
+    pub max: u64,
 }
 
 /// A relay's or domain limit's rate across every sender sharing it.

@@ -8,8 +8,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 use super::{
     BounceEvent, BounceSummary, CampaignInfo, Counts, Dump, DumpCampaign, DumpRecipient, Import,
-    Lock, Problem, RecipientRecord, RelayCounts, Result, Row, Source, State, Store, StoreError,
-    Suppressed, Update,
+    Lock, Problem, QuotaTake, RateMark, RecipientRecord, RelayCounts, Result, Row, Source, State,
+    Store, StoreError, Suppressed, Update,
 };
 use crate::clock;
 
@@ -213,6 +213,7 @@ impl Sqlite {
              );",
         )?;
         self.suppression_log_v5()?;
+        self.migrate_rate_marks()?;
         self.conn
             .pragma_update(None, "user_version", SCHEMA_VERSION)
     }
@@ -231,6 +232,21 @@ impl Sqlite {
              BEGIN
                 INSERT INTO suppression_log (email_key) VALUES (NEW.email_key);
              END;",
+        )
+    }
+
+    /// Schema 5: the times of each rate's recent messages (`rate_mark`,
+    /// see [`RateMark`]), so a new run starts from the window the last one
+    /// left instead of from zero.
+    fn migrate_rate_marks(&self) -> rusqlite::Result<()> {
+        self.conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS rate_mark (
+                id INTEGER PRIMARY KEY,
+                key TEXT NOT NULL,
+                answered_by REAL NOT NULL,
+                answered_at REAL
+             );
+             CREATE INDEX IF NOT EXISTS rate_mark_key ON rate_mark (key);",
         )
     }
 }
@@ -385,8 +401,29 @@ impl Store for Sqlite {
     }
 
     fn apply(&mut self, campaign: &str, updates: &[Update]) -> Result<()> {
+        self.commit_batch(campaign, updates, &[], &[]).map(|_| ())
+    }
+
+    fn commit_batch(
+        &mut self,
+        campaign: &str,
+        updates: &[Update],
+        marks: &[RateMark],
+        takes: &[QuotaTake],
+    ) -> Result<Vec<u64>> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
+        // A quota take reads before it writes: under the write lock from
+        // the start, as `take_quota` (another herald may take the same
+        // relay's quota at the same moment).
+        let behavior = if takes.is_empty() {
+            rusqlite::TransactionBehavior::Deferred
+        } else {
+            rusqlite::TransactionBehavior::Immediate
+        };
+        let tx = self
+            .conn
+            .transaction_with_behavior(behavior)
+            .map_err(|e| db_error(&path, e))?;
         {
             let now = clock::now().to_string();
             let mut st = tx
@@ -423,7 +460,32 @@ impl Store for Sqlite {
                 }
             }
         }
-        tx.commit().map_err(|e| db_error(&path, e))
+        record_marks(&tx, marks).map_err(|e| db_error(&path, e))?;
+        let mut got = Vec::with_capacity(takes.len());
+        for t in takes {
+            got.push(take_in(&tx, t).map_err(|e| db_error(&path, e))?);
+        }
+        tx.commit().map_err(|e| db_error(&path, e))?;
+        Ok(got)
+    }
+
+    fn rate_history(&self, key: &str, now: f64, max: u64) -> Result<Vec<f64>> {
+        let mut st = self
+            .conn
+            .prepare_cached(
+                "SELECT MIN(COALESCE(answered_at, answered_by), ?2) AS t FROM rate_mark
+                 WHERE key = ?1 ORDER BY t DESC LIMIT ?3",
+            )
+            .map_err(self.err())?;
+        let mut times = st
+            .query_map(params![key, now, max.min(i64::MAX as u64) as i64], |r| {
+                r.get::<_, f64>(0)
+            })
+            .map_err(self.err())?
+            .collect::<rusqlite::Result<Vec<f64>>>()
+            .map_err(self.err())?;
+        times.reverse();
+        Ok(times)
     }
 
     fn counts(&self, campaign: &str) -> Result<Counts> {
@@ -472,24 +534,15 @@ impl Store for Sqlite {
             .conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(e)?;
-        let used: i64 = tx
-            .query_row(
-                "SELECT COALESCE((SELECT used FROM relay_day WHERE relay = ?1 AND day = ?2), 0)",
-                params![relay, day],
-                |r| r.get(0),
-            )
-            .map_err(e)?;
-        let got = (max as i64 - used).clamp(0, want as i64);
-        if got > 0 {
-            tx.execute(
-                "INSERT INTO relay_day (relay, day, used) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (relay, day) DO UPDATE SET used = used + excluded.used",
-                params![relay, day, got],
-            )
-            .map_err(e)?;
-        }
+        let take = QuotaTake {
+            relay: relay.to_string(),
+            day: day.to_string(),
+            want,
+            max,
+        };
+        let got = take_in(&tx, &take).map_err(e)?;
         tx.commit().map_err(e)?;
-        Ok(got as u64)
+        Ok(got)
     }
 
     fn give_back_quota(&mut self, relay: &str, day: &str, n: u64) -> Result<()> {
@@ -948,6 +1001,51 @@ impl Store for Sqlite {
     }
 }
 
+/// Takes up to `t.want` of a relay's quota for the day inside `tx`.
+fn take_in(tx: &rusqlite::Transaction<'_>, t: &QuotaTake) -> rusqlite::Result<u64> {
+    let used: i64 = tx.query_row(
+        "SELECT COALESCE((SELECT used FROM relay_day WHERE relay = ?1 AND day = ?2), 0)",
+        params![t.relay, t.day],
+        |r| r.get(0),
+    )?;
+    let got = (t.max as i64 - used).clamp(0, t.want as i64);
+    if got > 0 {
+        tx.execute(
+            "INSERT INTO relay_day (relay, day, used) VALUES (?1, ?2, ?3)
+             ON CONFLICT (relay, day) DO UPDATE SET used = used + excluded.used",
+            params![t.relay, t.day, got],
+        )?;
+    }
+    Ok(got as u64)
+}
+
+/// Writes rate marks inside `tx` (a mark's start, then its answer, by id)
+/// and forgets what no window needs any more.
+fn record_marks(tx: &rusqlite::Transaction<'_>, marks: &[RateMark]) -> rusqlite::Result<()> {
+    if marks.is_empty() {
+        return Ok(());
+    }
+    let mut st = tx.prepare_cached(
+        "INSERT INTO rate_mark (id, key, answered_by, answered_at) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (id) DO UPDATE SET answered_at = COALESCE(excluded.answered_at, answered_at)",
+    )?;
+    let mut forget: Vec<(&str, f64)> = Vec::new();
+    for m in marks {
+        st.execute(params![m.id, m.key, m.answered_by, m.answered_at])?;
+        match forget.iter_mut().find(|(k, _)| *k == m.key) {
+            Some(f) => f.1 = f.1.max(m.forget_before),
+            None => forget.push((&m.key, m.forget_before)),
+        }
+    }
+    let mut del = tx.prepare_cached(
+        "DELETE FROM rate_mark WHERE key = ?1 AND COALESCE(answered_at, answered_by) < ?2",
+    )?;
+    for (key, before) in forget {
+        del.execute(params![key, before])?;
+    }
+    Ok(())
+}
+
 fn bounce_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<BounceEvent> {
     Ok(BounceEvent {
         email: r.get(0)?,
@@ -1114,6 +1212,65 @@ mod tests {
         std::os::unix::fs::symlink(&target, j.join("locks/c.lock")).unwrap();
         assert!(s.lock("c").is_err());
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep me");
+    }
+
+    #[test]
+    fn a_rates_history_is_its_last_messages_and_a_killed_ones_latest_answer() {
+        let (_d, mut s) = store();
+        let mark = |id: i64, by: f64, at: Option<f64>| RateMark {
+            id,
+            key: "relay main".into(),
+            answered_by: by,
+            answered_at: at,
+            forget_before: 0.0,
+        };
+        // Started (answered by 160 at the latest), then answered at 101.
+        s.commit_batch("c", &[], &[mark(1, 160.0, None)], &[])
+            .unwrap();
+        s.commit_batch("c", &[], &[mark(1, 160.0, Some(101.0))], &[])
+            .unwrap();
+        // Answered at 102; and one whose run was killed while it was out.
+        s.commit_batch(
+            "c",
+            &[],
+            &[mark(2, 162.0, Some(102.0)), mark(3, 163.0, None)],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            s.rate_history("relay main", 120.0, 10).unwrap(),
+            [101.0, 102.0, 120.0]
+        );
+        assert_eq!(
+            s.rate_history("relay main", 200.0, 2).unwrap(),
+            [102.0, 163.0]
+        );
+        assert!(s.rate_history("relay other", 120.0, 10).unwrap().is_empty());
+        // What no window needs any more is forgotten.
+        let forget = RateMark {
+            forget_before: 150.0,
+            ..mark(4, 170.0, Some(110.0))
+        };
+        s.commit_batch("c", &[], &[forget], &[]).unwrap();
+        assert_eq!(s.rate_history("relay main", 200.0, 10).unwrap(), [163.0]);
+    }
+
+    #[test]
+    fn quota_taken_in_a_batch_counts_with_the_updates() {
+        let (_d, mut s) = store();
+        let take = |want| QuotaTake {
+            relay: "main".into(),
+            day: "2026-11-30".into(),
+            want,
+            max: 3,
+        };
+        assert_eq!(
+            s.commit_batch("c", &[], &[], &[take(1), take(1)]).unwrap(),
+            [1, 1]
+        );
+        assert_eq!(s.commit_batch("c", &[], &[], &[take(5)]).unwrap(), [1]);
+        assert_eq!(s.commit_batch("c", &[], &[], &[take(1)]).unwrap(), [0]);
+        assert_eq!(s.quota_used("main", "2026-11-30").unwrap(), 3);
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod engine;
 mod faulty;
 mod hostile;
 mod images;
+mod kill_loops;
 mod matrix;
 mod messages;
 mod midrun;

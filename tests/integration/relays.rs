@@ -13,18 +13,18 @@ use crate::util::*;
 const SECRET: &str = "relays-test-secret";
 
 /// One relay of the test: its name, its sink, its rate and connections.
-struct Relay<'a> {
-    name: &'a str,
+pub(crate) struct Relay<'a> {
+    pub name: &'a str,
     /// Its address: a sink's or a fault server's.
-    url: String,
-    rate: &'a str,
-    connections: usize,
+    pub url: String,
+    pub rate: &'a str,
+    pub connections: usize,
     /// More settings of this relay, `key: value` each, like `max_per_day: 20`.
-    extra: &'a [&'a str],
+    pub extra: &'a [&'a str],
 }
 
 impl<'a> Relay<'a> {
-    fn sink(name: &'a str, sink: &Sink, rate: &'a str, connections: usize) -> Relay<'a> {
+    pub fn sink(name: &'a str, sink: &Sink, rate: &'a str, connections: usize) -> Relay<'a> {
         Relay {
             name,
             url: sink.url(),
@@ -36,12 +36,12 @@ impl<'a> Relay<'a> {
 }
 
 /// herald.yaml: the example settings, fast retries, and `relays:`.
-fn config(dir: &Path, relays: &[Relay<'_>]) {
+pub(crate) fn config(dir: &Path, relays: &[Relay<'_>]) {
     config_with(dir, relays, "");
 }
 
 /// herald.yaml with `relays:` and more top-level settings (`more`).
-fn config_with(dir: &Path, relays: &[Relay<'_>], more: &str) {
+pub(crate) fn config_with(dir: &Path, relays: &[Relay<'_>], more: &str) {
     let base = std::fs::read_to_string(example_config()).unwrap();
     let mut text = format!("{base}\nretry_wait: 50ms\nrelay_down_after: 2s\n{more}\nrelays:\n");
     for r in relays {
@@ -64,6 +64,16 @@ fn sender(dir: &Path, list: &Path) -> Child {
 
 /// [`sender`] with the clock set (`HERALD_NOW`), for quotas by the day.
 fn sender_at(dir: &Path, list: &Path, now: Option<&str>) -> Child {
+    sender_with(dir, list, now, &[])
+}
+
+/// [`sender_at`] with more variables (`HERALD_DATABASE_URL`, ...).
+pub(crate) fn sender_with(
+    dir: &Path,
+    list: &Path,
+    now: Option<&str>,
+    env: &[(&str, String)],
+) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
     cmd.current_dir(dir)
         .args(["send", example_post().to_str().unwrap(), "--subscribers"])
@@ -81,11 +91,14 @@ fn sender_at(dir: &Path, list: &Path, now: Option<&str>) -> Child {
     if let Some(now) = now {
         cmd.env("HERALD_NOW", now);
     }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
     cmd.spawn().unwrap()
 }
 
 /// Waits for the sender (at most `secs`, else kills it and fails).
-fn finish(mut c: Child, dir: &Path, secs: u64) -> Option<i32> {
+pub(crate) fn finish(mut c: Child, dir: &Path, secs: u64) -> Option<i32> {
     let start = Instant::now();
     loop {
         if let Some(s) = c.try_wait().unwrap() {
@@ -100,7 +113,7 @@ fn finish(mut c: Child, dir: &Path, secs: u64) -> Option<i32> {
     }
 }
 
-fn log(dir: &Path) -> String {
+pub(crate) fn log(dir: &Path) -> String {
     std::fs::read_to_string(dir.join("send.err")).unwrap_or_default()
 }
 
@@ -110,9 +123,21 @@ fn status(dir: &Path) -> serde_json::Value {
 }
 
 fn status_at(dir: &Path, now: Option<&str>) -> serde_json::Value {
+    status_with(dir, now, &[])
+}
+
+/// [`status_at`] with more variables (`HERALD_DATABASE_URL`, ...).
+pub(crate) fn status_with(
+    dir: &Path,
+    now: Option<&str>,
+    more: &[(&str, String)],
+) -> serde_json::Value {
     let mut env = vec![("HERALD_UNSUBSCRIBE_SECRET", SECRET)];
     if let Some(now) = now {
         env.push(("HERALD_NOW", now));
+    }
+    for (k, v) in more {
+        env.push((k, v.as_str()));
     }
     let o = herald_env(dir, &["status", "--json"], &env);
     assert!(o.status.success(), "{}", stderr(&o));
