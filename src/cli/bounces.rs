@@ -76,6 +76,9 @@ struct Summary {
     suppressed: u64,
     counted: u64,
     recorded: u64,
+    /// Addresses a report named that its token (or quoted Message-ID) was
+    /// not made for: nothing done about them.
+    not_matched: u64,
     dry_run: bool,
 }
 
@@ -99,14 +102,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         limit: config.soft_bounce_limit,
         window: config.soft_bounce_window,
     };
-    let cx = Context::new(
-        store.as_ref(),
-        &keys,
-        &local,
-        config.return_path.is_some(),
-        soft,
-    )
-    .map_err(unreadable)?;
+    let cx = Context::new(store.as_ref(), &keys, &local, soft).map_err(unreadable)?;
     let mut entries = Vec::new();
     let mut summary = Summary {
         dry_run: args.dry_run,
@@ -166,6 +162,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                 "suppressed" => summary.suppressed += 1,
                 "counted" => summary.counted += 1,
                 "recorded" => summary.recorded += 1,
+                "not-matched" => summary.not_matched += 1,
                 _ => {}
             }
         }
@@ -197,13 +194,16 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         return Ok(exit::OK);
     }
     for e in &entries {
-        if e.recipients.is_empty() {
+        if e.recipients.iter().all(|r| r.action == "not-matched") {
             let note = match e.kind {
                 _ if e.matched_by == "forged-token" => {
                     "its token is not one herald made (forged or damaged); nobody suppressed"
                 }
                 _ if e.matched_by == "unverified" => {
                     "no token, and nothing in it shows herald sent that mail; left in the mailbox"
+                }
+                _ if !e.understood && e.matched_by != "none" => {
+                    "it names only people its token was not made for; left in the mailbox"
                 }
                 "unknown" => "not understood: left in the mailbox for a person to read",
                 "auto-reply" => "an automatic reply; nothing to do",
@@ -212,7 +212,12 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             };
             say!("{}: {} ({note})", e.source, e.kind)?;
         }
+        let mut not_matched = 0;
         for r in &e.recipients {
+            if r.action == "not-matched" {
+                not_matched += 1;
+                continue;
+            }
             say!(
                 "{}: {} {} {}{} -> {}",
                 e.source,
@@ -223,9 +228,18 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                 r.action
             )?;
         }
+        if not_matched > 0 {
+            // Counted, not listed one per line: a forged report may name
+            // thousands (`--json` lists each).
+            say!(
+                "{}: {} address(es) named that this report's token was not made for: not matched, nothing done",
+                e.source,
+                not_matched
+            )?;
+        }
     }
     say!(
-        "{} messages ({} read before): {} bounces, {} complaints, {} unsubscribe emails, {} auto-replies, {} other mail, {} not understood; {} suppressed, {} soft bounces counted, {} blocks recorded{}",
+        "{} messages ({} read before): {} bounces, {} complaints, {} unsubscribe emails, {} auto-replies, {} other mail, {} not understood; {} suppressed, {} soft bounces counted, {} blocks recorded, {} not matched{}",
         summary.messages,
         summary.already_handled,
         summary.bounces,
@@ -237,6 +251,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         summary.suppressed,
         summary.counted,
         summary.recorded,
+        summary.not_matched,
         if args.dry_run {
             " (dry run: nothing changed)"
         } else {

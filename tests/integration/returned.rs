@@ -424,14 +424,14 @@ fn complaints_mailto_unsubscribes_blocks_and_soft_bounces() {
         "550 5.1.1 unknown",
     );
     deliver(&inbox, "6.untokened", &plain);
-    let token16 = &herald::message::unsubscribe_token(SECRET.as_bytes(), "eve@example.net")[..16];
+    let tag = keys.message_tag("eve@example.net");
     deliver(
         &inbox,
         "7.quoted",
         &plain.replace(
             "To: eve@example.net\nSubject: News",
             &format!(
-                "To: eve@example.net\nMessage-ID: <{may_id}.{token16}@example.org>\nSubject: News"
+                "To: eve@example.net\nMessage-ID: <{may_id}.{tag}@example.org>\nSubject: News"
             ),
         ),
     );
@@ -459,7 +459,7 @@ fn complaints_mailto_unsubscribes_blocks_and_soft_bounces() {
         .iter()
         .find(|m| m["source"] == "7.quoted")
         .unwrap();
-    assert_eq!(q["matched_by"], "report", "{quoted}");
+    assert_eq!(q["matched_by"], "message-id", "{quoted}");
     // The one that cannot be believed is still listed, still in the mailbox.
     assert!(inbox.join("new/6.untokened").is_file());
     let list_now = suppressed(dir);
@@ -664,4 +664,190 @@ fn bounces_are_read_over_imap_from_a_real_dovecot() {
     let v = imap(&[]);
     assert_eq!(v["summary"]["messages"], 0, "{v}");
     assert_eq!(suppressed(&dir).len(), 1);
+}
+
+/// A bounce report naming `rcpts`, delivered to `to`, whose quoted original
+/// has the headers `quoted` (issue 24's forgeries are built from this).
+fn dsn_naming(to: &str, rcpts: &[String], quoted: &str) -> String {
+    let mut blocks = String::new();
+    for r in rcpts {
+        blocks.push_str(&format!(
+            "Final-Recipient: rfc822; {r}\nAction: failed\nStatus: 5.1.1\n\
+             Diagnostic-Code: smtp; 550 5.1.1 <{r}>: user unknown\n\n"
+        ));
+    }
+    format!(
+        "Return-Path: <>\nDelivered-To: {to}\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.net>\n\
+         To: {to}\nSubject: Undelivered Mail Returned to Sender\nMIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n\
+         --B\nContent-Type: text/plain\n\nI could not deliver your message.\n\n\
+         --B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n{blocks}\
+         --B\nContent-Type: text/rfc822-headers\n\n{quoted}From: News <news@example.org>\nSubject: News\n\n--B--\n"
+    )
+}
+
+/// Issue 24: a token authorises only its owner. Every subscriber sees
+/// their own VERP token (envelope sender, mailto: unsubscribe) and their
+/// own Message-ID; none of that lets them suppress anyone else. Fails on
+/// the code before: the first report suppressed all 30, the second (a
+/// token only in the quoted original) 29, the fourth (a Message-ID made of
+/// 16 characters of the unsubscribe token) one more.
+#[test]
+fn a_report_acts_only_for_the_owner_of_its_token() {
+    use herald::unsubscribe::Keys;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    config(dir);
+    let Some(sink) = Sink::start(dir, "sink") else {
+        return;
+    };
+    let people: Vec<String> = (0..30).map(|i| format!("p{i}@example.net")).collect();
+    let list = dir.join("list.csv");
+    std::fs::write(&list, format!("email\n{}\n", people.join("\n"))).unwrap();
+    let sent = send(dir, &example_post(), &list, &sink.url());
+    assert_eq!(sent["counts"]["sent"], 30, "{sent}");
+    let campaign = sent["campaign"].as_str().unwrap().to_string();
+    let keys = Keys::new(SECRET.as_bytes().to_vec(), vec![]);
+    let verp = |i: usize, local: &str| {
+        format!(
+            "{local}+{}@example.org",
+            keys.verp_token(&campaign, i as i64 + 1)
+        )
+    };
+    // What p5 finds in their own copy: the Message-ID, which must carry
+    // nothing of their unsubscribe token.
+    let mut ids = std::collections::HashMap::new();
+    for e in std::fs::read_dir(&sink.dumps).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        let rcpt = text
+            .lines()
+            .find_map(|l| l.strip_prefix("X-Rcpt-Args: "))
+            .map(|a| a.trim_matches(['<', '>']).to_lowercase());
+        let id = text
+            .lines()
+            .find_map(|l| l.strip_prefix("Message-ID: "))
+            .map(str::to_string);
+        if let (Some(r), Some(id)) = (rcpt, id) {
+            ids.insert(r, id);
+        }
+    }
+    assert_eq!(ids.len(), 30, "{ids:?}");
+    for p in &people {
+        let token = herald::message::unsubscribe_token(SECRET.as_bytes(), p);
+        let id = &ids[p];
+        for w in token.as_bytes().windows(6) {
+            let w = std::str::from_utf8(w).unwrap();
+            assert!(
+                !id.contains(w) && !id.to_lowercase().contains(&w.to_lowercase()),
+                "{p}'s Message-ID {id} carries `{w}` of their unsubscribe token {token}"
+            );
+        }
+    }
+    // A resend keeps the Message-ID (README's promise).
+    let again = herald::unsubscribe::Keys::new(SECRET.as_bytes().to_vec(), vec![]);
+    assert!(again.message_id_names(&ids["p5@example.net"], "p5@example.net"));
+    assert!(!again.message_id_names(&ids["p5@example.net"], "p6@example.net"));
+
+    let inbox = dir.join("Maildir");
+    let others = |skip: &[usize]| -> Vec<String> {
+        people
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !skip.contains(i))
+            .map(|(_, p)| p.clone())
+            .collect()
+    };
+    // p0's own token, naming everyone: only p0.
+    deliver(
+        &inbox,
+        "1.flood",
+        &dsn_naming(&verp(0, "bounces"), &people, ""),
+    );
+    // p1's token only in the quoted original, sent to the plain address.
+    deliver(
+        &inbox,
+        "2.quoted-token",
+        &dsn_naming(
+            "bounces@example.org",
+            &others(&[0, 5]),
+            &format!(
+                "Return-Path: <{}>\nList-Unsubscribe: <mailto:{}?subject=unsubscribe>\nTo: p1@example.net\n",
+                verp(1, "bounces"),
+                verp(1, "unsubscribe")
+            ),
+        ),
+    );
+    // p2's token naming only p3: nobody, left for a person.
+    deliver(
+        &inbox,
+        "3.someone-else",
+        &dsn_naming(&verp(2, "bounces"), &[people[3].clone()], ""),
+    );
+    // No token; a Message-ID of the old kind (16 characters of p4's
+    // unsubscribe token): not herald's, nobody.
+    let token16 = &herald::message::unsubscribe_token(SECRET.as_bytes(), "p4@example.net")[..16];
+    deliver(
+        &inbox,
+        "4.old-id",
+        &dsn_naming(
+            "bounces@example.org",
+            &[people[4].clone()],
+            &format!("Message-ID: <{campaign}.{token16}@example.org>\n"),
+        ),
+    );
+    // No token; p5's real Message-ID, naming p5 and 24 others: only p5.
+    deliver(
+        &inbox,
+        "5.message-id",
+        &dsn_naming(
+            "bounces@example.org",
+            &others(&[0, 1, 2, 3, 4]),
+            &format!("Message-ID: {}\n", ids["p5@example.net"]),
+        ),
+    );
+    let v = bounces_json(dir, &inbox, &[]);
+    let mut gone: Vec<String> = suppressed(dir)
+        .iter()
+        .map(|s| s["email"].as_str().unwrap().to_string())
+        .collect();
+    gone.sort();
+    assert_eq!(gone, ["p0@example.net", "p5@example.net"], "{v}");
+    let msg = |name: &str| {
+        v["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["source"] == name)
+            .unwrap()
+            .clone()
+    };
+    let count = |m: &serde_json::Value, action: &str| {
+        m["recipients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["action"] == action)
+            .count()
+    };
+    let flood = msg("1.flood");
+    assert_eq!(flood["matched_by"], "verp", "{flood}");
+    assert_eq!(count(&flood, "suppressed"), 1, "{flood}");
+    assert_eq!(count(&flood, "not-matched"), 29, "{flood}");
+    assert_eq!(msg("2.quoted-token")["matched_by"], "unverified", "{v}");
+    assert_eq!(msg("3.someone-else")["understood"], false, "{v}");
+    assert_eq!(msg("4.old-id")["matched_by"], "unverified", "{v}");
+    let by_id = msg("5.message-id");
+    assert_eq!(by_id["matched_by"], "message-id", "{by_id}");
+    assert_eq!(count(&by_id, "not-matched"), 24, "{by_id}");
+    assert_eq!(v["summary"]["not_matched"], 29 + 28 + 1 + 1 + 24, "{v}");
+    // Those that act on nobody stay unread for a person.
+    for name in ["2.quoted-token", "3.someone-else", "4.old-id"] {
+        assert!(inbox.join("new").join(name).is_file(), "{name}");
+    }
+    // The text output lists the not-matched in one line per message.
+    let o = run(
+        dir,
+        &["bounces", "--maildir", inbox.to_str().unwrap(), "--dry-run"],
+    );
+    assert!(stdout(&o).contains("not matched"), "{}", stdout(&o));
 }
