@@ -55,11 +55,13 @@ pub mod exit {
     pub const BAD_INPUT: i32 = 2;
     /// The send ran, but some recipients failed, were deferred to the next
     /// run (also: every relay's daily quota is spent and the rest wait),
-    /// or have an unknown outcome: see `herald status`.
+    /// or have an unknown outcome: see `herald status`. For `bounces`:
+    /// some messages need a person (set aside or not understood).
     pub const SOME_FAILED: i32 = 3;
     /// Nothing to do: the campaign was already finished, or `--due` found no post due.
     pub const NOTHING_TO_DO: i32 = 4;
-    /// Another herald is sending the same campaign right now.
+    /// Another herald is sending the same campaign right now (for
+    /// `bounces`: another `herald bounces` is reading into the journal).
     pub const LOCKED: i32 = 5;
     /// Stopped by SIGINT or SIGTERM before the end; run again to continue.
     pub const INTERRUPTED: i32 = 6;

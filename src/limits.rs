@@ -163,25 +163,40 @@ pub fn read_at_most(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// Reads a file that holds a key or a certificate, at most
-/// [`MAX_KEY_BYTES`]: `/dev/zero` or a log file named by mistake would
-/// otherwise be read until memory runs out. The error names the file,
-/// never its content.
-pub fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>, InputError> {
-    let bytes = read_at_most(path, MAX_KEY_BYTES + 1)
+/// A CA certificate file (`--imap-ca-file`): a bundle of every public
+/// authority is about 200 KB.
+pub const MAX_CA_BYTES: u64 = 1024 * 1024;
+
+/// The one reader for a whole file herald takes as input (a key, a
+/// certificate, a secret): at most `max` bytes, and a file over that is
+/// refused naming the file and `what` it should be, never its content
+/// (`/dev/zero` or a log file named by mistake would otherwise be read
+/// until memory runs out: `--imap-ca-file /dev/zero` grew to 1 GB).
+pub fn read_capped(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, InputError> {
+    let bytes = read_at_most(path, max + 1)
         .map_err(|e| InputError::new(path, None, format!("cannot read the {what} ({e})")))?;
-    if bytes.len() as u64 > MAX_KEY_BYTES {
+    if bytes.len() as u64 > max {
+        let size = if max >= 1024 * 1024 {
+            format!("{} MB", max / (1024 * 1024))
+        } else {
+            format!("{} KB", max / 1024)
+        };
         return Err(InputError::new(
             path,
             None,
             format!(
-                "this file is larger than {} KB, so it is not a {what}: a key file holds a few \
-                 lines of text. Check the path.",
-                MAX_KEY_BYTES / 1024
+                "this file is larger than {size}, so it is not a {what}: such a file holds a \
+                 few lines of text. Check the path."
             ),
         ));
     }
     Ok(bytes)
+}
+
+/// Reads a file that holds a key or a certificate, at most
+/// [`MAX_KEY_BYTES`], through [`read_capped`].
+pub fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>, InputError> {
+    read_capped(path, MAX_KEY_BYTES, what)
 }
 
 /// The deepest nesting of the Markdown `body` (lists, quotes, emphasis,

@@ -227,12 +227,11 @@ impl Composer {
 
     /// The Message-ID for a recipient: the same for every retry of the same
     /// campaign, so a receiving server can tell a resend from a new message.
+    /// The part naming the person is [`Keys::message_tag`]: a Message-ID
+    /// is quoted in every bounce and forward, so it carries nothing of the
+    /// unsubscribe token (issue 24).
     pub fn message_id(&self, email: &str) -> String {
-        self.message_id_with_token(&self.token(email))
-    }
-
-    fn message_id_with_token(&self, token: &str) -> String {
-        let person = &token[..16];
+        let person = self.keys.message_tag(email);
         match self.mode {
             Mode::Campaign => format!("<{}.{person}@{}>", self.campaign, self.domain),
             Mode::Test => {
@@ -309,7 +308,7 @@ impl Composer {
         if self.mode == Mode::Test {
             subject = format!("[TEST] {subject}");
         }
-        let message_id = self.message_id_with_token(&token);
+        let message_id = self.message_id(&r.email);
         // One reading of the clock for the Date header and DKIM's t=.
         let now = clock::now();
         let mut builder = Message::builder()

@@ -249,6 +249,14 @@ pub fn campaign_tag(campaign: &str) -> String {
 }
 
 impl Key {
+    fn message_tag(&self, email: &str) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
+        mac.update(b"herald message-id\0");
+        mac.update(email.to_lowercase().as_bytes());
+        base32(&mac.finalize().into_bytes(), 16)
+    }
+
     fn verp_mac(&self, tag: &str, seq: i64) -> Hmac<Sha256> {
         let mut mac =
             Hmac::<Sha256>::new_from_slice(&self.secret).expect("HMAC takes keys of any length");
@@ -268,9 +276,19 @@ impl Keys {
         format!("{tag}-{}-{}", base36(seq), base32(&mac, 8))
     }
 
+    /// The part of a recipient's Message-ID that names them: 16 characters
+    /// of an HMAC of the address made for this use only ("herald
+    /// message-id"), so it is the same on every resend and tells nothing of
+    /// the unsubscribe token or the VERP token (a Message-ID travels in
+    /// every quoted or forwarded copy).
+    pub fn message_tag(&self, email: &str) -> String {
+        self.current.message_tag(email)
+    }
+
     /// Whether `message_id` is one herald made for `email` (its part
-    /// before `@` ends with `.<the first 16 characters of the address's
-    /// token>`, see `message::Composer::message_id`), with any key.
+    /// before `@` has the address's [`Keys::message_tag`] as one of its
+    /// dot-separated parts, see `message::Composer::message_id`), with any
+    /// key. Checked in constant time for each key.
     pub fn message_id_names(&self, message_id: &str, email: &str) -> bool {
         let id = message_id
             .trim()
@@ -279,12 +297,19 @@ impl Keys {
         let Some((local, _)) = id.rsplit_once('@') else {
             return false;
         };
-        local.split('.').any(|part| {
-            part.len() == 16
-                && std::iter::once(&self.current)
-                    .chain(&self.old)
-                    .any(|k| k.token(email)[..16] == *part)
-        })
+        let parts: Vec<&str> = local.split('.').filter(|p| p.len() == 16).collect();
+        let mut found = false;
+        for key in std::iter::once(&self.current).chain(&self.old) {
+            let want = key.message_tag(email);
+            for part in &parts {
+                found |= want
+                    .bytes()
+                    .zip(part.to_ascii_lowercase().bytes())
+                    .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                    == 0;
+            }
+        }
+        found
     }
 
     /// Checks a VERP token with every key (so tokens survive a key change).

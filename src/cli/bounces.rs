@@ -12,7 +12,7 @@ use crate::config::{Config, Override};
 use crate::listen::act::{self, Context, SoftRule, Verdict};
 use crate::listen::{bounces, imap, inbox};
 use crate::store::Store;
-use crate::{Fault, InputError, exit, unsubscribe};
+use crate::{InputError, exit, unsubscribe};
 
 /// Read the bounces, spam complaints and unsubscribe emails that came back
 /// to `return_path`, suppress who should be, and say what was found. Run it
@@ -36,6 +36,11 @@ pub struct Args {
     /// public authorities.
     #[arg(long, value_name = "FILE", requires = "imap")]
     imap_ca_file: Option<PathBuf>,
+    /// Seconds each IMAP step (connecting, login, each command and its
+    /// answer) may take before the run stops with an error.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0, requires = "imap",
+          value_parser = positive_seconds)]
+    imap_timeout: f64,
     /// Show what would be done; change nothing.
     #[arg(long)]
     dry_run: bool,
@@ -60,6 +65,11 @@ struct Entry {
     /// False: left in the mailbox for a person (the kind says what it
     /// looked like).
     understood: bool,
+    /// Why the message was set aside unread (it could not be read,
+    /// vanished, is over the size limit, is a symbolic link); it is left
+    /// where it is, for a person.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    set_aside: Option<String>,
     recipients: Vec<act::Outcome>,
 }
 
@@ -73,9 +83,14 @@ struct Summary {
     auto_replies: u64,
     not_bounces: u64,
     not_understood: u64,
+    /// Messages that could not be read at all: listed, left in place.
+    set_aside: u64,
     suppressed: u64,
     counted: u64,
     recorded: u64,
+    /// Addresses a report named that its token (or quoted Message-ID) was
+    /// not made for: nothing done about them.
+    not_matched: u64,
     dry_run: bool,
 }
 
@@ -109,14 +124,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         limit: config.soft_bounce_limit,
         window: config.soft_bounce_window,
     };
-    let cx = Context::new(
-        store.as_ref(),
-        &keys,
-        &local,
-        config.return_path.is_some(),
-        soft,
-    )
-    .map_err(unreadable)?;
+    let cx = Context::new(store.as_ref(), &keys, &local, soft).map_err(unreadable)?;
     let mut entries = Vec::new();
     let mut summary = Summary {
         dry_run: args.dry_run,
@@ -139,22 +147,54 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                     )
                 })?;
             let ca = match &args.imap_ca_file {
-                Some(p) => Some(std::fs::read(p).map_err(|e| {
-                    InputError::new(p, None, format!("cannot read the CA file ({e})"))
-                })?),
+                Some(p) => Some(crate::limits::read_capped(
+                    p,
+                    crate::limits::MAX_CA_BYTES,
+                    "CA certificate file (PEM)",
+                )?),
                 None => None,
             };
             Some((mailbox, password, ca))
         }
         None => None,
     };
+    // One `herald bounces` at a time per journal: two runs over the same
+    // mailbox would both count a soft bounce not yet recorded (2,014 rows
+    // for 2,000 messages on SQLite). A second run does nothing and says so.
+    let _lock = match store.lock(BOUNCES_LOCK).map_err(unreadable)? {
+        Some(lock) => lock,
+        None => {
+            tracing::error!(
+                "another `herald bounces` is reading into this journal ({}) right now; this run \
+                 did nothing. The next run reads what it leaves",
+                store.describe()
+            );
+            return Ok(exit::LOCKED);
+        }
+    };
     // Returns whether the message was understood (and so may be marked).
-    let mut handle = |m: inbox::Message| -> anyhow::Result<bool> {
+    let mut handle = |incoming: inbox::Incoming| -> anyhow::Result<bool> {
         summary.messages += 1;
+        let m = match incoming {
+            inbox::Incoming::Message(m) => m,
+            inbox::Incoming::SetAside { name, why } => {
+                summary.set_aside += 1;
+                entries.push(Entry {
+                    source: name,
+                    kind: "set-aside",
+                    matched_by: "none",
+                    understood: false,
+                    set_aside: Some(why),
+                    recipients: Vec::new(),
+                });
+                return Ok(false);
+            }
+        };
         let key = message_key(&m.bytes);
         if store.message_handled(&key).map_err(unreadable)? {
             summary.already_handled += 1;
             // Handled before: it may be marked as read now.
+            mark(&m, args.dry_run);
             return Ok(true);
         }
         let report = bounces::classify(&m.bytes);
@@ -176,12 +216,12 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                 "suppressed" => summary.suppressed += 1,
                 "counted" => summary.counted += 1,
                 "recorded" => summary.recorded += 1,
+                "not-matched" => summary.not_matched += 1,
                 _ => {}
             }
         }
-        if verdict.understood && !args.dry_run {
-            m.mark_handled()
-                .map_err(|e| Fault::io(format!("mark {} as read", m.name), &e))?;
+        if verdict.understood {
+            mark(&m, args.dry_run);
         }
         let understood = verdict.understood;
         entries.push(Entry {
@@ -189,31 +229,53 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             kind: verdict.kind,
             matched_by: verdict.matched_by,
             understood,
+            set_aside: None,
             recipients: verdict.recipients,
         });
         Ok(understood)
     };
     if let Some(dir) = &args.maildir {
-        for path in inbox::maildir(dir)? {
-            handle(inbox::read_file(&path)?)?;
+        for entry in inbox::maildir(dir)? {
+            handle(entry.read())?;
         }
     } else if let Some(path) = &args.mbox {
         inbox::mbox(path, |m| handle(m).map(|_| ()))?;
     } else if let Some((mailbox, password, ca)) = &imap {
-        imap::read(mailbox, password, ca.as_deref(), args.dry_run, &mut handle)?;
+        imap::read(
+            mailbox,
+            password,
+            ca.as_deref(),
+            args.dry_run,
+            std::time::Duration::from_secs_f64(args.imap_timeout),
+            &mut handle,
+        )?;
     }
+    // Some messages need a person: set aside, or not understood (both
+    // listed above and left in the mailbox).
+    let code = if summary.set_aside > 0 || summary.not_understood > 0 {
+        exit::SOME_FAILED
+    } else {
+        exit::OK
+    };
     if args.json {
         output::json(&serde_json::json!({ "messages": entries, "summary": summary }))?;
-        return Ok(exit::OK);
+        return Ok(code);
     }
     for e in &entries {
-        if e.recipients.is_empty() {
+        if let Some(why) = &e.set_aside {
+            say!("{}: set aside, left where it is: {why}", e.source)?;
+            continue;
+        }
+        if e.recipients.iter().all(|r| r.action == "not-matched") {
             let note = match e.kind {
                 _ if e.matched_by == "forged-token" => {
                     "its token is not one herald made (forged or damaged); nobody suppressed"
                 }
                 _ if e.matched_by == "unverified" => {
                     "no token, and nothing in it shows herald sent that mail; left in the mailbox"
+                }
+                _ if !e.understood && e.matched_by != "none" => {
+                    "it names only people its token was not made for; left in the mailbox"
                 }
                 "unknown" => "not understood: left in the mailbox for a person to read",
                 "auto-reply" => "an automatic reply; nothing to do",
@@ -222,7 +284,12 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             };
             say!("{}: {} ({note})", e.source, e.kind)?;
         }
+        let mut not_matched = 0;
         for r in &e.recipients {
+            if r.action == "not-matched" {
+                not_matched += 1;
+                continue;
+            }
             say!(
                 "{}: {} {} {}{} -> {}",
                 e.source,
@@ -233,9 +300,18 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                 r.action
             )?;
         }
+        if not_matched > 0 {
+            // Counted, not listed one per line: a forged report may name
+            // thousands (`--json` lists each).
+            say!(
+                "{}: {} address(es) named that this report's token was not made for: not matched, nothing done",
+                e.source,
+                not_matched
+            )?;
+        }
     }
     say!(
-        "{} messages ({} read before): {} bounces, {} complaints, {} unsubscribe emails, {} auto-replies, {} other mail, {} not understood; {} suppressed, {} soft bounces counted, {} blocks recorded{}",
+        "{} messages ({} read before): {} bounces, {} complaints, {} unsubscribe emails, {} auto-replies, {} other mail, {} not understood, {} set aside; {} suppressed, {} soft bounces counted, {} blocks recorded, {} not matched{}",
         summary.messages,
         summary.already_handled,
         summary.bounces,
@@ -244,16 +320,47 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         summary.auto_replies,
         summary.not_bounces,
         summary.not_understood,
+        summary.set_aside,
         summary.suppressed,
         summary.counted,
         summary.recorded,
+        summary.not_matched,
         if args.dry_run {
             " (dry run: nothing changed)"
         } else {
             ""
         }
     )?;
-    Ok(exit::OK)
+    Ok(code)
+}
+
+fn positive_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 3600.0 => Ok(v),
+        _ => Err(format!(
+            "`{s}`: give a number of seconds above 0 and at most 3600, e.g. 60"
+        )),
+    }
+}
+
+/// The lock `herald bounces` takes in the journal (a name no campaign
+/// lock has: campaign ids end in `.hash`).
+const BOUNCES_LOCK: &str = "herald-bounces";
+
+/// Marks a handled message as read, unless `dry_run`. A message that
+/// vanished or cannot be moved meanwhile is still handled (the journal
+/// remembers it, so it is never counted again): a warning, not the end of
+/// the run.
+fn mark(m: &inbox::Message, dry_run: bool) {
+    if dry_run {
+        return;
+    }
+    if let Err(e) = m.mark_handled() {
+        tracing::warn!(
+            "{}: handled, but could not be marked as read ({e}); it will be skipped as read before",
+            m.name
+        );
+    }
 }
 
 /// Names a message by its bytes, so the same message is handled once

@@ -43,9 +43,9 @@ use crate::{Fault, InputError, exit};
                   0  done\n  \
                   1  `check` found errors in the post\n  \
                   2  bad input: a post, setting, list or command line herald cannot use (the message says where)\n  \
-                  3  some people failed, were deferred (also: every relay's daily quota spent) or have an unknown outcome (see `herald status`)\n  \
+                  3  some people failed, were deferred (also: every relay's daily quota spent) or have an unknown outcome (see `herald status`); for `bounces`: some messages need a person (listed)\n  \
                   4  nothing to do\n  \
-                  5  another herald is sending this campaign\n  \
+                  5  another herald is sending this campaign (for `bounces`: reading into this journal)\n  \
                   6  stopped by Ctrl-C or SIGTERM (run again to continue)\n  \
                   7  herald could not work: a full disk, an unreadable journal, a file it could not write\n  \
                   8  the mail relay was down or refused everything; nobody was lost, run again when it is back\n  \

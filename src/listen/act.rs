@@ -1,11 +1,15 @@
 //! What herald does about a message that came back, once
 //! [`super::bounces::classify`] has read it.
 //!
-//! - Whose message it was: the VERP token in the address the message was
-//!   delivered to (`bounces+<token>@`, `unsubscribe+<token>@`) names the
-//!   campaign and the recipient, and cannot be forged. Without one, the
-//!   addresses the report names are used (a bounce of mail sent before
-//!   `return_path` was set, a complaint that quotes the original).
+//! - Whose message it was (issue 24: a report acts on one person at most):
+//!   the VERP token in the address the message was delivered to
+//!   (`bounces+<token>@`, `unsubscribe+<token>@`) names the campaign and
+//!   the recipient, and cannot be forged; the report acts on that person
+//!   only, and only if it names them (or names nobody). Without a token,
+//!   the one address the report names whose quoted Message-ID herald made
+//!   for it. Every other address a report names is listed as
+//!   `not-matched` and left alone. A token found only in the quoted
+//!   original authorises nothing.
 //! - The address is gone (unknown user or domain, moved): suppressed now.
 //! - A spam complaint, or an email to the unsubscribe address: suppressed now.
 //! - A block because of the sender or the content (policy, spam, reputation,
@@ -77,36 +81,18 @@ pub struct Verdict {
     pub understood: bool,
 }
 
-/// What the VERP token of a message says.
-enum Token {
-    /// The campaign and the recipient.
-    Found(String, String),
-    /// There is a token, and it is not one herald made: the message is
-    /// forged (or mangled), and nobody is suppressed on its word.
-    Forged,
-    /// No token (mail sent before `return_path` was set): the addresses
-    /// the report names are used.
-    None,
-}
-
-impl Token {
-    fn found(self) -> Option<(String, String)> {
-        match self {
-            Token::Found(c, e) => Some((c, e)),
-            _ => None,
-        }
-    }
+/// Whose message a report is about, and how that is known.
+struct Whose {
+    /// The campaign (when a token names it) and the one address the report
+    /// may act on.
+    owner: Option<(Option<String>, String)>,
+    /// `verp`, `message-id`, `forged-token`, `unverified` or `none`.
+    by: &'static str,
 }
 
 /// Reads the journal's campaigns once per run.
 pub struct Context<'a> {
     pub keys: &'a Keys,
-    /// `return_path` is set, so herald's own mail carries VERP tokens: a
-    /// message without one is taken at its word only when it quotes a
-    /// Message-ID herald made for the address it names. Without
-    /// `return_path` (bounces read from the From mailbox) the report's
-    /// addresses are used as they are.
-    pub verp_in_use: bool,
     /// The part of `return_path` before the `@`.
     pub bounce_local: &'a str,
     pub soft: SoftRule,
@@ -114,21 +100,10 @@ pub struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    /// Whether a report without a token may be believed about `email`.
-    fn believable(&self, report: &Report, email: &str) -> bool {
-        !self.verp_in_use
-            || report
-                .original
-                .message_id
-                .as_deref()
-                .is_some_and(|id| self.keys.message_id_names(id, email))
-    }
-
     pub fn new(
         store: &dyn Store,
         keys: &'a Keys,
         bounce_local: &'a str,
-        verp_in_use: bool,
         soft: SoftRule,
     ) -> crate::store::Result<Context<'a>> {
         let tags = store
@@ -138,20 +113,20 @@ impl<'a> Context<'a> {
             .collect();
         Ok(Context {
             keys,
-            verp_in_use,
             bounce_local,
             soft,
             tags,
         })
     }
 
-    /// The campaign and address a VERP token in `addresses` names.
+    /// The campaign and address a VERP token in `addresses` names:
+    /// `Err(())` when a token is there and herald did not make it.
     fn verp(
         &self,
         store: &dyn Store,
         addresses: &[String],
         prefix: &str,
-    ) -> crate::store::Result<Token> {
+    ) -> crate::store::Result<Result<Option<(String, String)>, ()>> {
         let mut forged = false;
         for a in addresses {
             let Some(token) = verp_token_in(a, prefix) else {
@@ -165,10 +140,58 @@ impl<'a> Context<'a> {
                 continue;
             };
             if let Some(email) = store.recipient_email(campaign, v.seq)? {
-                return Ok(Token::Found(campaign.clone(), email.to_lowercase()));
+                return Ok(Ok(Some((campaign.clone(), email.to_lowercase()))));
             }
         }
-        Ok(if forged { Token::Forged } else { Token::None })
+        Ok(if forged { Err(()) } else { Ok(None) })
+    }
+
+    /// The one person a bounce or complaint may act on (issue 24):
+    ///
+    /// - the owner of a valid VERP token in the address the report was
+    ///   *delivered to* (its own Delivered-To, X-Original-To, Envelope-To,
+    ///   To); a token only in the quoted original (its Return-Path, its
+    ///   List-Unsubscribe) authorises nothing, since anyone can quote one;
+    /// - without a token, the address the report names whose Message-ID
+    ///   herald made (the quoted Message-ID carries an HMAC of that one
+    ///   address and nothing of any token): at most one person;
+    /// - a token herald did not make: nobody.
+    fn whose(&self, store: &dyn Store, report: &Report) -> crate::store::Result<Whose> {
+        match self.verp(store, &report.addressed_to, self.bounce_local)? {
+            Err(()) => {
+                return Ok(Whose {
+                    owner: None,
+                    by: "forged-token",
+                });
+            }
+            Ok(Some((campaign, email))) => {
+                return Ok(Whose {
+                    owner: Some((Some(campaign), email)),
+                    by: "verp",
+                });
+            }
+            Ok(None) => {}
+        }
+        let quoted = report.original.message_id.as_deref();
+        let owner = report
+            .recipients
+            .iter()
+            .map(|r| r.address.to_lowercase())
+            .find(|a| quoted.is_some_and(|id| self.keys.message_id_names(id, a)));
+        Ok(match owner {
+            Some(email) => Whose {
+                owner: Some((None, email)),
+                by: "message-id",
+            },
+            None if report.recipients.is_empty() => Whose {
+                owner: None,
+                by: "none",
+            },
+            None => Whose {
+                owner: None,
+                by: "unverified",
+            },
+        })
     }
 }
 
@@ -184,20 +207,10 @@ pub fn act(
 ) -> crate::store::Result<Verdict> {
     let now = clock::now();
     let at = now.to_string();
-    let mut addresses = report.addressed_to.clone();
-    addresses.extend(report.original.return_path.clone());
-    if let Some(lu) = &report.original.list_unsubscribe {
-        // `<https://...>, <mailto:unsubscribe+token@...?subject=...>`
-        for part in lu.split(',') {
-            let part = part.trim().trim_start_matches('<').trim_end_matches('>');
-            if let Some(m) = part.strip_prefix("mailto:") {
-                addresses.push(m.split('?').next().unwrap_or(m).to_string());
-            }
-        }
-    }
     let mut events = Vec::new();
     let mut suppress = Vec::new();
     let mut outcomes = Vec::new();
+    let mut not_matched: Vec<Outcome> = Vec::new();
     let mut matched_by = "none";
     let suppression =
         |email: &str, why: String, source: Source, campaign: &Option<String>| Suppressed {
@@ -211,8 +224,8 @@ pub fn act(
         Kind::AutoReply | Kind::NotABounce => true,
         Kind::Unknown => false,
         Kind::Unsubscribe => {
-            if let Some((campaign, email)) =
-                cx.verp(store, &report.addressed_to, "unsubscribe")?.found()
+            if let Ok(Some((campaign, email))) =
+                cx.verp(store, &report.addressed_to, "unsubscribe")?
             {
                 matched_by = "verp";
                 let campaign = Some(campaign);
@@ -247,145 +260,129 @@ pub fn act(
             // safely (its From can be anyone): left for a person.
             matched_by == "verp"
         }
-        Kind::Complaint => {
-            let verp = cx.verp(store, &addresses, cx.bounce_local)?;
-            let (campaign, who): (Option<String>, Vec<String>) = match verp {
-                Token::Found(c, e) => {
-                    matched_by = "verp";
-                    (Some(c), vec![e])
-                }
-                Token::Forged => {
-                    matched_by = "forged-token";
-                    (None, Vec::new())
-                }
-                Token::None => {
-                    let mut v: Vec<String> = report
-                        .recipients
-                        .iter()
-                        .map(|r| r.address.to_lowercase())
-                        .filter(|a| a.contains('@') && cx.believable(report, a))
-                        .collect();
-                    v.dedup();
-                    if !v.is_empty() {
-                        matched_by = "report";
-                    } else if !report.recipients.is_empty() {
-                        matched_by = "unverified";
-                    }
-                    (None, v)
-                }
-            };
-            let feedback = report
-                .feedback_type
-                .clone()
-                .unwrap_or_else(|| "abuse".into());
-            for email in &who {
-                suppress.push(suppression(
-                    email,
-                    format!("complaint ({feedback})"),
-                    Source::Complaint,
-                    &campaign,
-                ));
-                events.push(event(
-                    email,
-                    &campaign,
-                    "complaint",
-                    "",
-                    false,
-                    &feedback,
-                    None,
-                    "suppressed",
-                    message,
-                    &at,
-                ));
-                outcomes.push(outcome(
-                    email,
-                    "",
-                    false,
-                    "feedback",
-                    "suppressed",
-                    &campaign,
-                ));
-            }
-            matched_by == "forged-token" || !who.is_empty()
-        }
-        Kind::Bounce => {
-            let token = cx.verp(store, &addresses, cx.bounce_local)?;
-            let forged = matches!(token, Token::Forged);
-            let verp = token.found();
-            let mut recipients = if forged {
-                matched_by = "forged-token";
-                Vec::new()
-            } else {
-                report.recipients.clone()
-            };
-            if let Some((_, email)) = &verp {
-                matched_by = "verp";
-                // The token is the truth about whose message it was; a
-                // report that names one recipient names the same person
-                // (perhaps as rewritten by a forwarder).
-                match recipients.len() {
-                    0 => recipients.push(super::bounces::Recipient {
-                        address: email.clone(),
-                        status: String::new(),
-                        reply_code: None,
-                        reason: "undefined".into(),
-                        hard: false,
-                        diagnostic: None,
-                        action: None,
-                    }),
-                    1 => recipients[0].address = email.clone(),
-                    _ => {}
-                }
-            } else if !recipients.is_empty() {
-                recipients.retain(|r| cx.believable(report, &r.address.to_lowercase()));
-                matched_by = if recipients.is_empty() {
-                    "unverified"
-                } else {
-                    "report"
-                };
-            }
-            let campaign = verp.map(|(c, _)| c);
-            for r in &recipients {
+        Kind::Complaint | Kind::Bounce => {
+            let whose = cx.whose(store, report)?;
+            matched_by = whose.by;
+            let owner = whose.owner.as_ref().map(|(_, e)| e.clone());
+            let mut recipients = Vec::new();
+            for r in &report.recipients {
                 let email = r.address.to_lowercase();
-                if !email.contains('@') {
-                    continue;
+                if owner.as_deref() == Some(email.as_str()) {
+                    if !recipients
+                        .iter()
+                        .any(|x: &super::bounces::Recipient| x.address.eq_ignore_ascii_case(&email))
+                    {
+                        recipients.push(r.clone());
+                    }
+                } else if email.contains('@')
+                    && !not_matched.iter().any(|o: &Outcome| o.address == email)
+                {
+                    // Someone the token (or the Message-ID) was not made
+                    // for: a report names them, nothing shows herald's
+                    // mail to them came back. Listed, never acted on.
+                    not_matched.push(outcome(
+                        &email,
+                        &r.status,
+                        r.hard,
+                        &r.reason,
+                        "not-matched",
+                        &None,
+                    ));
                 }
-                let block =
-                    !r.hard && (r.status.starts_with("5.7") || BLOCKS.contains(&r.reason.as_str()));
-                let known = !r.status.is_empty() || r.reason != "undefined";
-                let action = if r.hard {
+            }
+            // A token, and a report that names nobody: the token's owner.
+            if let (Some(email), true) = (&owner, report.recipients.is_empty()) {
+                recipients.push(super::bounces::Recipient {
+                    address: email.clone(),
+                    status: String::new(),
+                    reply_code: None,
+                    reason: if report.kind == Kind::Complaint {
+                        "feedback".into()
+                    } else {
+                        "undefined".into()
+                    },
+                    hard: false,
+                    diagnostic: None,
+                    action: None,
+                });
+            }
+            let campaign = whose.owner.and_then(|(c, _)| c);
+            if report.kind == Kind::Complaint {
+                let feedback = report
+                    .feedback_type
+                    .clone()
+                    .unwrap_or_else(|| "abuse".into());
+                for r in &recipients {
+                    let email = r.address.to_lowercase();
                     suppress.push(suppression(
                         &email,
-                        format!(
-                            "bounced: {} {}",
-                            r.status,
-                            r.diagnostic.as_deref().unwrap_or(&r.reason)
-                        )
-                        .trim()
-                        .to_string(),
-                        Source::Bounce,
+                        format!("complaint ({feedback})"),
+                        Source::Complaint,
                         &campaign,
                     ));
-                    "suppressed"
-                } else if block {
-                    "recorded"
-                } else if !known {
-                    "none"
-                } else {
-                    // A soft bounce: does it make enough, with the earlier ones?
-                    let since = now
-                        .checked_sub(
-                            jiff::SignedDuration::try_from(cx.soft.window).unwrap_or_default(),
-                        )
-                        .unwrap_or(now)
-                        .to_string();
-                    let mut earlier = store.soft_bounces(&email, &since)?;
-                    earlier.push(campaign.clone());
-                    let mut campaigns: Vec<&Option<String>> = earlier.iter().collect();
-                    campaigns.sort();
-                    campaigns.dedup();
-                    if earlier.len() as u32 >= cx.soft.limit && campaigns.len() >= 2 {
+                    events.push(event(
+                        &email,
+                        &campaign,
+                        "complaint",
+                        "",
+                        false,
+                        &feedback,
+                        None,
+                        "suppressed",
+                        message,
+                        &at,
+                    ));
+                    outcomes.push(outcome(
+                        &email,
+                        "",
+                        false,
+                        "feedback",
+                        "suppressed",
+                        &campaign,
+                    ));
+                }
+            } else {
+                for r in &recipients {
+                    let email = r.address.to_lowercase();
+                    if !email.contains('@') {
+                        continue;
+                    }
+                    let block = !r.hard
+                        && (r.status.starts_with("5.7") || BLOCKS.contains(&r.reason.as_str()));
+                    let known = !r.status.is_empty() || r.reason != "undefined";
+                    let action = if r.hard {
                         suppress.push(suppression(
+                            &email,
+                            format!(
+                                "bounced: {} {}",
+                                r.status,
+                                r.diagnostic.as_deref().unwrap_or(&r.reason)
+                            )
+                            .trim()
+                            .to_string(),
+                            Source::Bounce,
+                            &campaign,
+                        ));
+                        "suppressed"
+                    } else if block {
+                        "recorded"
+                    } else if !known {
+                        "none"
+                    } else {
+                        // A soft bounce: does it make enough, with the earlier ones?
+                        let since = now
+                            .checked_sub(
+                                jiff::SignedDuration::try_from(cx.soft.window).unwrap_or_default(),
+                            )
+                            .unwrap_or(now)
+                            .to_string();
+                        let mut earlier = store.soft_bounces(&email, &since)?;
+                        earlier.push(campaign.clone());
+                        let mut campaigns: Vec<&Option<String>> = earlier.iter().collect();
+                        campaigns.sort();
+                        campaigns.dedup();
+                        if earlier.len() as u32 >= cx.soft.limit && campaigns.len() >= 2 {
+                            suppress.push(suppression(
                             &email,
                             format!(
                                 "{} soft bounces in {} campaigns within {} days (latest: {} {})",
@@ -398,39 +395,45 @@ pub fn act(
                             Source::Bounce,
                             &campaign,
                         ));
-                        "suppressed"
-                    } else {
+                            "suppressed"
+                        } else {
+                            "counted"
+                        }
+                    };
+                    // A soft bounce stays `counted` in the record even when it
+                    // tipped the address over: the count is of soft bounces.
+                    let recorded_action = if !r.hard && !block && known {
                         "counted"
-                    }
-                };
-                // A soft bounce stays `counted` in the record even when it
-                // tipped the address over: the count is of soft bounces.
-                let recorded_action = if !r.hard && !block && known {
-                    "counted"
-                } else {
-                    action
-                };
-                events.push(event(
-                    &email,
-                    &campaign,
-                    "bounce",
-                    &r.status,
-                    r.hard,
-                    &r.reason,
-                    r.diagnostic.clone(),
-                    recorded_action,
-                    message,
-                    &at,
-                ));
-                outcomes.push(outcome(
-                    &email, &r.status, r.hard, &r.reason, action, &campaign,
-                ));
+                    } else {
+                        action
+                    };
+                    events.push(event(
+                        &email,
+                        &campaign,
+                        "bounce",
+                        &r.status,
+                        r.hard,
+                        &r.reason,
+                        r.diagnostic.clone(),
+                        recorded_action,
+                        message,
+                        &at,
+                    ));
+                    outcomes.push(outcome(
+                        &email, &r.status, r.hard, &r.reason, action, &campaign,
+                    ));
+                }
             }
             // A forged message is understood (and set aside as read): it
-            // will not become true by reading it again.
-            forged || !outcomes.is_empty()
+            // will not become true by reading it again. So is one whose
+            // token's owner was acted on, or that names nobody. One that
+            // names only people its token or Message-ID was not made for
+            // is left for a person (a forwarder may have rewritten the
+            // address; herald does not guess).
+            matched_by == "forged-token" || !outcomes.is_empty()
         }
     };
+    outcomes.extend(not_matched);
     if understood && !dry_run {
         store.record_message(key, &events, &suppress)?;
     }

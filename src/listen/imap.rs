@@ -18,14 +18,19 @@ use futures_util::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 
-use super::inbox::{MAX_MESSAGE, Message};
+use super::inbox::{Incoming, MAX_MESSAGE, Message};
 use crate::InputError;
 
 /// The password's environment variable (or `..._FILE`).
 pub const PASSWORD_VAR: &str = "HERALD_IMAP_PASSWORD";
 
-/// How long a connection, a login or one message may take.
-const TIMEOUT: Duration = Duration::from_secs(60);
+/// How long each IMAP step (connecting, the greeting, TLS, login, each
+/// command and each answer) may take, unless `--imap-timeout` says.
+pub const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// At most this much of a server's words goes into an error: a server
+/// that answers garbage made a 14.6 KB error of a byte dump.
+const MAX_WORDS: usize = 200;
 
 /// Where to read, from `--imap`.
 #[derive(Debug, Clone)]
@@ -156,36 +161,66 @@ impl AsyncWrite for Conn {
 }
 
 /// Trouble with the IMAP server: herald's to report, not the input's.
+/// One line, at most [`MAX_WORDS`] characters of what the server said.
 fn trouble(m: &Mailbox, what: impl std::fmt::Display) -> crate::Fault {
     crate::Fault::new(
-        format!("IMAP {}: {what}", m.describe()),
+        format!("IMAP {}: {}", m.describe(), one_line(&what.to_string())),
         "check the server, the user and HERALD_IMAP_PASSWORD, then run again",
     )
 }
 
+/// `s` on one line, control characters and runs of blanks as one space,
+/// cut at [`MAX_WORDS`] characters.
+fn one_line(s: &str) -> String {
+    let mut out = String::new();
+    for (i, word) in s
+        .split(|c: char| c.is_whitespace() || c.is_control())
+        .filter(|w| !w.is_empty())
+        .enumerate()
+    {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(word);
+        if out.chars().count() > MAX_WORDS {
+            let cut: String = out.chars().take(MAX_WORDS).collect();
+            return format!("{cut}...");
+        }
+    }
+    out
+}
+
+/// Runs one IMAP step with the timeout.
 async fn timed<T, E: std::fmt::Display>(
     m: &Mailbox,
+    timeout: Duration,
     what: &str,
     f: impl std::future::Future<Output = Result<T, E>>,
 ) -> Result<T, crate::Fault> {
-    match tokio::time::timeout(TIMEOUT, f).await {
+    match tokio::time::timeout(timeout, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(trouble(m, format!("{what} failed ({e})"))),
         Err(_) => Err(trouble(
             m,
-            format!("{what}: no answer in {}s", TIMEOUT.as_secs()),
+            format!(
+                "{what}: no answer in {}s (--imap-timeout)",
+                timeout.as_secs_f64()
+            ),
         )),
     }
 }
 
 /// Calls `each` with every unread message; marks as read those for which
-/// it returns `true` (understood), unless `dry_run`.
+/// it returns `true` (understood), unless `dry_run`. A message over
+/// [`MAX_MESSAGE`] (by the size the server gives) is not fetched: it is
+/// handed on as set aside and stays unread. Every step has `timeout`.
 pub fn read(
     m: &Mailbox,
     password: &str,
     ca_pem: Option<&[u8]>,
     dry_run: bool,
-    mut each: impl FnMut(Message) -> anyhow::Result<bool>,
+    timeout: Duration,
+    mut each: impl FnMut(Incoming) -> anyhow::Result<bool>,
 ) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -194,24 +229,38 @@ pub fn read(
     let mut session = rt.block_on(async {
         let tcp = timed(
             m,
+            timeout,
             "connecting",
             TcpStream::connect((m.host.as_str(), m.port)),
         )
         .await?;
         let conn = if m.tls {
-            Conn::Tls(Box::new(tls(m, tcp, ca_pem).await?))
+            Conn::Tls(Box::new(tls(m, tcp, ca_pem, timeout).await?))
         } else {
             Conn::Plain(tcp)
         };
         let mut client = async_imap::Client::new(conn);
-        timed(m, "the greeting", async {
+        let greeting = timed(m, timeout, "the greeting", async {
             client
                 .read_response()
                 .await?
                 .ok_or_else(|| std::io::Error::other("the server closed the connection"))
         })
         .await?;
-        let session = match tokio::time::timeout(TIMEOUT, client.login(&m.user, password)).await {
+        // Not an IMAP greeting ("* OK ..."): say so, in one line.
+        if !matches!(
+            greeting.parsed(),
+            async_imap::imap_proto::Response::Data {
+                status: async_imap::imap_proto::Status::Ok | async_imap::imap_proto::Status::PreAuth,
+                ..
+            }
+        ) {
+            return Err(trouble(
+                m,
+                "the server's greeting is not IMAP's (\"* OK\"): is this the right server and port?",
+            ));
+        }
+        let session = match tokio::time::timeout(timeout, client.login(&m.user, password)).await {
             Ok(Ok(s)) => s,
             // The server's words, never the password.
             Ok(Err((e, _))) => return Err(trouble(m, format!("login refused ({e})"))),
@@ -220,8 +269,14 @@ pub fn read(
         Ok::<_, crate::Fault>(session)
     })?;
     let uids = rt.block_on(async {
-        timed(m, "opening the mailbox", session.select(&m.mailbox)).await?;
-        let mut uids: Vec<u32> = timed(m, "searching", session.uid_search("UNSEEN"))
+        timed(
+            m,
+            timeout,
+            "opening the mailbox",
+            session.select(&m.mailbox),
+        )
+        .await?;
+        let mut uids: Vec<u32> = timed(m, timeout, "searching", session.uid_search("UNSEEN"))
             .await?
             .into_iter()
             .collect();
@@ -229,42 +284,93 @@ pub fn read(
         anyhow::Ok(uids)
     })?;
     for uid in uids {
+        let name = format!("imap:{uid}");
+        let size = rt.block_on(async {
+            let stream = timed(
+                m,
+                timeout,
+                "asking a message's size",
+                session.uid_fetch(uid.to_string(), "RFC822.SIZE"),
+            )
+            .await?;
+            let fetches: Vec<_> = timed(m, timeout, "asking a message's size", async {
+                Ok::<_, std::io::Error>(stream.collect::<Vec<_>>().await)
+            })
+            .await?;
+            let size = fetches
+                .into_iter()
+                .filter_map(Result::ok)
+                .find_map(|f| f.size);
+            anyhow::Ok(size)
+        })?;
+        if size.is_some_and(|s| s as usize > MAX_MESSAGE) {
+            each(Incoming::SetAside {
+                name,
+                why: format!(
+                    "larger than {} MiB ({} bytes), so not fetched: look at it in a mail program",
+                    MAX_MESSAGE / (1024 * 1024),
+                    size.unwrap_or_default()
+                ),
+            })?;
+            continue;
+        }
         let bytes = rt.block_on(async {
             let mut stream = timed(
                 m,
+                timeout,
                 "fetching",
                 session.uid_fetch(uid.to_string(), "BODY.PEEK[]"),
             )
             .await?;
-            let mut body = Vec::new();
-            while let Some(fetch) = timed(m, "fetching", async {
+            let mut body = None;
+            while let Some(fetch) = timed(m, timeout, "fetching", async {
                 Ok::<_, std::io::Error>(stream.next().await)
             })
             .await?
             {
                 let fetch = fetch.map_err(|e| trouble(m, format!("fetching failed ({e})")))?;
                 if let Some(b) = fetch.body() {
-                    body = b[..b.len().min(MAX_MESSAGE)].to_vec();
+                    body = Some(b.to_vec());
                 }
             }
             anyhow::Ok(body)
         })?;
-        let understood = each(Message::other(format!("imap:{uid}"), bytes))?;
+        let incoming = match bytes {
+            Some(b) if b.len() > MAX_MESSAGE => Incoming::SetAside {
+                name,
+                why: format!(
+                    "larger than {} MiB, so not read: look at it in a mail program",
+                    MAX_MESSAGE / (1024 * 1024)
+                ),
+            },
+            Some(b) => Incoming::Message(Message::other(name, b)),
+            None => Incoming::SetAside {
+                name,
+                why: "the server sent no content for it (deleted meanwhile?)".into(),
+            },
+        };
+        let understood = each(incoming)?;
         if understood && !dry_run {
             rt.block_on(async {
                 let stream = timed(
                     m,
+                    timeout,
                     "marking as read",
                     session.uid_store(uid.to_string(), "+FLAGS (\\Seen)"),
                 )
                 .await?;
-                let _: Vec<_> = stream.collect().await;
+                // The answer is waited for with the timeout too: a server
+                // that never answered kept herald waiting for ever.
+                timed(m, timeout, "marking as read", async {
+                    Ok::<_, std::io::Error>(stream.collect::<Vec<_>>().await)
+                })
+                .await?;
                 anyhow::Ok(())
             })?;
         }
     }
     rt.block_on(async {
-        let _ = tokio::time::timeout(TIMEOUT, session.logout()).await;
+        let _ = tokio::time::timeout(timeout, session.logout()).await;
     });
     Ok(())
 }
@@ -273,6 +379,7 @@ async fn tls(
     m: &Mailbox,
     tcp: TcpStream,
     ca_pem: Option<&[u8]>,
+    timeout: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, crate::Fault> {
     use rustls_pki_types::pem::PemObject;
     let mut roots = rustls::RootCertStore::empty();
@@ -295,6 +402,7 @@ async fn tls(
         .map_err(|_| trouble(m, "not a name TLS can check"))?;
     timed(
         m,
+        timeout,
         "TLS",
         tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
     )

@@ -13,8 +13,9 @@ use std::path::{Path, PathBuf};
 
 use crate::InputError;
 
-/// The largest message read; a bounce carrying a huge attachment back is
-/// cut there (the report is at the start).
+/// The largest message read (documented in the README): a bounce is a
+/// few KB, and one returning a large newsletter a few MB. A bigger one is
+/// set aside for a person, never read into memory.
 pub const MAX_MESSAGE: usize = 8 * 1024 * 1024;
 
 /// One message and where it is.
@@ -25,6 +26,14 @@ pub struct Message {
     place: Place,
 }
 
+/// What the intake hands on: a message to read, or one set aside for a
+/// person (it could not be read, vanished, is too big, is a symbolic
+/// link), with why. One such message never stops the run (issue 24).
+pub enum Incoming {
+    Message(Message),
+    SetAside { name: String, why: String },
+}
+
 enum Place {
     /// In a Maildir's `new/` or `cur/`.
     Maildir(PathBuf),
@@ -32,9 +41,16 @@ enum Place {
     Other,
 }
 
+/// One entry of a Maildir or folder: a file to read, or a symbolic link
+/// (listed, never followed: one pointing at /etc/passwd was read).
+pub enum Entry {
+    File(PathBuf),
+    Symlink(PathBuf),
+}
+
 /// The messages of a Maildir (`new/` and `cur/`) or of a plain folder of
 /// files, in name order.
-pub fn maildir(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
+pub fn maildir(dir: &Path) -> Result<Vec<Entry>, InputError> {
     let err = |e: std::io::Error| {
         InputError::new(
             dir,
@@ -52,26 +68,102 @@ pub fn maildir(dir: &Path) -> Result<Vec<PathBuf>, InputError> {
     };
     for folder in folders {
         for entry in std::fs::read_dir(&folder).map_err(err)? {
-            let path = entry.map_err(err)?.path();
+            // An entry that vanished between the listing and this look
+            // is not listed (nothing to set aside).
+            let Ok(entry) = entry else { continue };
+            let path = entry.path();
             let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-            if path.is_file() && !name.is_some_and(|n| n.starts_with('.')) {
-                files.push(path);
+            if name.is_some_and(|n| n.starts_with('.')) {
+                continue;
+            }
+            // The entry's own type, not its target's.
+            match entry.file_type() {
+                Ok(t) if t.is_symlink() => files.push(Entry::Symlink(path)),
+                Ok(t) if t.is_file() => files.push(Entry::File(path)),
+                _ => {}
             }
         }
     }
-    files.sort();
+    files.sort_by(|a, b| a.path().cmp(b.path()));
     Ok(files)
 }
 
-/// Reads one message of a Maildir or folder.
-pub fn read_file(path: &Path) -> Result<Message, InputError> {
+impl Entry {
+    pub fn path(&self) -> &Path {
+        match self {
+            Entry::File(p) | Entry::Symlink(p) => p,
+        }
+    }
+
+    /// The message, or why it was set aside.
+    pub fn read(&self) -> Incoming {
+        let path = self.path();
+        let name = path.file_name().map_or_else(
+            || path.display().to_string(),
+            |n| n.to_string_lossy().into(),
+        );
+        match self {
+            Entry::Symlink(_) => Incoming::SetAside {
+                name,
+                why: "a symbolic link: not followed (move the message itself into the Maildir)"
+                    .into(),
+            },
+            Entry::File(_) => match read_file(path) {
+                Ok(m) => Incoming::Message(m),
+                Err(why) => Incoming::SetAside { name, why },
+            },
+        }
+    }
+}
+
+/// Why a message cannot be read, for people, from the system's error.
+fn unreadable(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => {
+            "vanished before herald read it (moved or deleted by another program)".into()
+        }
+        std::io::ErrorKind::PermissionDenied => {
+            "cannot be read (permission denied): let the user herald runs as read it".into()
+        }
+        _ if e.raw_os_error() == Some(libc::ELOOP) => {
+            "a symbolic link: not followed (move the message itself into the Maildir)".into()
+        }
+        _ => format!("cannot be read ({e})"),
+    }
+}
+
+fn too_big() -> String {
+    format!(
+        "larger than {} MiB, so not read: a bounce is a few KB; look at it in a mail program",
+        MAX_MESSAGE / (1024 * 1024)
+    )
+}
+
+/// Reads one message of a Maildir or folder; `Err` says why it is set
+/// aside. A symbolic link put in its place after the listing is not
+/// followed (O_NOFOLLOW), and a FIFO does not block the run (O_NONBLOCK).
+pub fn read_file(path: &Path) -> Result<Message, String> {
     use std::io::Read;
-    let file = std::fs::File::open(path)
-        .map_err(|e| InputError::new(path, None, format!("cannot read ({e})")))?;
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| unreadable(&e))?;
+    let meta = file.metadata().map_err(|e| unreadable(&e))?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    if meta.len() > MAX_MESSAGE as u64 {
+        return Err(too_big());
+    }
     let mut bytes = Vec::new();
-    file.take(MAX_MESSAGE as u64)
+    file.take(MAX_MESSAGE as u64 + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| InputError::new(path, None, format!("cannot read ({e})")))?;
+        .map_err(|e| unreadable(&e))?;
+    if bytes.len() > MAX_MESSAGE {
+        return Err(too_big());
+    }
     let in_maildir = path
         .parent()
         .and_then(|p| p.file_name())
@@ -90,38 +182,82 @@ pub fn read_file(path: &Path) -> Result<Message, InputError> {
     })
 }
 
+/// Reads one line (up to and with its `\n`) into `line`, keeping at most
+/// `max` bytes of it: a line without line breaks takes no more memory than
+/// that, however long. Returns the bytes the line had in the file (0 at
+/// the end).
+fn read_line_bounded(
+    reader: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    max: usize,
+) -> std::io::Result<usize> {
+    let mut total = 0;
+    loop {
+        let buf = match reader.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if buf.is_empty() {
+            return Ok(total);
+        }
+        let (chunk, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (&buf[..=i], true),
+            None => (buf, false),
+        };
+        let room = max.saturating_sub(line.len());
+        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        let n = chunk.len();
+        total += n;
+        reader.consume(n);
+        if done {
+            return Ok(total);
+        }
+    }
+}
+
 /// Calls `each` with every message of an mbox file (mboxrd: `>From ` lines
-/// unquoted), one at a time.
+/// unquoted), one at a time. A message over [`MAX_MESSAGE`] is set aside,
+/// and never takes more memory than that.
 pub fn mbox(
     path: &Path,
-    mut each: impl FnMut(Message) -> anyhow::Result<()>,
+    mut each: impl FnMut(Incoming) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let file = std::fs::File::open(path)
         .map_err(|e| InputError::new(path, None, format!("cannot read this mbox file ({e})")))?;
     let mut reader = BufReader::new(file);
     let mut current: Option<Vec<u8>> = None;
+    let mut oversized = false;
     let mut n = 0;
     let mut line = Vec::new();
     let mut previous_blank = true;
     loop {
         line.clear();
-        let read = reader
-            .read_until(b'\n', &mut line)
+        let read = read_line_bounded(&mut reader, &mut line, MAX_MESSAGE + 1)
             .map_err(|e| InputError::new(path, None, format!("cannot read ({e})")))?;
         let starts = read > 0 && previous_blank && line.starts_with(b"From ");
         if read == 0 || starts {
             if let Some(bytes) = current.take() {
                 n += 1;
-                each(Message {
-                    name: format!("mbox:{n}"),
-                    bytes,
-                    place: Place::Other,
+                let name = format!("mbox:{n}");
+                each(if oversized {
+                    Incoming::SetAside {
+                        name,
+                        why: too_big(),
+                    }
+                } else {
+                    Incoming::Message(Message {
+                        name,
+                        bytes,
+                        place: Place::Other,
+                    })
                 })?;
             }
             if read == 0 {
                 return Ok(());
             }
             current = Some(Vec::new());
+            oversized = false;
             previous_blank = false;
             continue;
         }
@@ -130,7 +266,10 @@ pub fn mbox(
             // Text before the first "From " line is not a message.
             continue;
         };
-        if buf.len() + line.len() > MAX_MESSAGE {
+        if oversized || buf.len() + read > MAX_MESSAGE {
+            // Set aside; what was kept is let go now.
+            oversized = true;
+            *buf = Vec::new();
             continue;
         }
         let unquoted = line.strip_prefix(b">").filter(|l| {
@@ -201,7 +340,9 @@ mod tests {
         .unwrap();
         let mut got = Vec::new();
         mbox(&p, |m| {
-            got.push((m.name, String::from_utf8(m.bytes).unwrap()));
+            if let Incoming::Message(m) = m {
+                got.push((m.name, String::from_utf8(m.bytes).unwrap()));
+            }
             Ok(())
         })
         .unwrap();
@@ -222,9 +363,23 @@ mod tests {
         std::fs::write(dir.path().join("new/123.abc"), "Subject: x\n\n").unwrap();
         let files = maildir(dir.path()).unwrap();
         assert_eq!(files.len(), 1);
-        let m = read_file(&files[0]).unwrap();
+        let m = read_file(files[0].path()).unwrap();
         m.mark_handled().unwrap();
         assert!(dir.path().join("cur/123.abc:2,S").is_file());
         assert!(!dir.path().join("new/123.abc").exists());
+    }
+}
+
+#[cfg(test)]
+mod bounded {
+    use super::*;
+
+    #[test]
+    fn a_line_without_breaks_keeps_at_most_the_cap() {
+        let data = vec![b'x'; 100_000];
+        let mut r = std::io::BufReader::with_capacity(1024, &data[..]);
+        let mut line = Vec::new();
+        assert_eq!(read_line_bounded(&mut r, &mut line, 10).unwrap(), 100_000);
+        assert_eq!(line.len(), 10);
     }
 }

@@ -126,7 +126,34 @@ pub fn classify(raw: &[u8]) -> Report {
     if let Some(inner) = returned {
         read_returned_report(&mut report, inner);
     }
+    // A message whose MIME is broken and that yielded nothing: it cannot
+    // be told from a bounce herald failed to read, so it is not taken
+    // for ordinary mail (and marked read): it is left for a person.
+    if matches!(report.kind, Kind::NotABounce | Kind::AutoReply) && broken_mime(&msg, raw) {
+        report.kind = Kind::Unknown;
+    }
     report
+}
+
+/// Whether the message says it is multipart and its parts cannot be
+/// found: no boundary, or a boundary that never appears in the body.
+fn broken_mime(msg: &Message, raw: &[u8]) -> bool {
+    use mail_parser::MimeHeaders;
+    let Some(root) = msg.parts.first() else {
+        return true;
+    };
+    let Some(ct) = root.content_type() else {
+        return false;
+    };
+    if !ct.ctype().eq_ignore_ascii_case("multipart") {
+        return false;
+    }
+    let Some(boundary) = ct.attribute("boundary").filter(|b| !b.is_empty()) else {
+        return true;
+    };
+    let body = raw.get(root.offset_body as usize..).unwrap_or_default();
+    let needle = format!("--{boundary}");
+    memchr::memmem::find(body, needle.as_bytes()).is_none()
 }
 
 /// A notice that names no recipient and says nothing of why, returning a
