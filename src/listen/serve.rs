@@ -684,8 +684,14 @@ async fn unsubscribe(
     match intent {
         Intent::Undo => {
             let e = email.clone();
-            let Some(undone) = app
-                .with_store(move |s| s.unsuppress(&e, &[Source::OneClick, Source::Page]))
+            // Only the person's own unsubscribe is taken back; a complaint,
+            // a bounce or an addition by hand stands (the link may have
+            // been forwarded, and a complaint is the person's last word).
+            let Some((undone, still)) = app
+                .with_store(move |s| {
+                    let undone = s.unsuppress(&e, &[Source::OneClick, Source::Page])?;
+                    Ok((undone, s.is_suppressed(&e)?))
+                })
                 .await
             else {
                 return app.trouble();
@@ -693,6 +699,9 @@ async fn unsubscribe(
             if undone {
                 app.counters.undone.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("{masked} took their unsubscribe back");
+            }
+            if still {
+                return still_off_page(&app, &masked);
             }
             resubscribed_page(&app, &query, &masked)
         }
@@ -789,6 +798,22 @@ fn resubscribed_page(app: &App, query: &str, masked: &str) -> Response {
             name = escape(&app.name),
             addr = escape(masked),
             action = action(query),
+        ),
+    )
+}
+
+/// Undo when the address is suppressed for another reason too: it says
+/// so without saying which (the link may be in someone else's hands).
+fn still_off_page(app: &App, masked: &str) -> Response {
+    app.page(
+        StatusCode::OK,
+        "Still not subscribed",
+        &format!(
+            "<p>Your unsubscribe is taken back, but <b>{addr}</b> stays off the list of {name} \
+             for another reason (for example, emails to it came back).</p>\
+             <p class=\"small\">To get emails again, write to us from this address.</p>",
+            name = escape(&app.name),
+            addr = escape(masked),
         ),
     )
 }

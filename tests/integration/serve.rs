@@ -312,7 +312,17 @@ fn a_click_in_an_email_unsubscribes_and_the_next_send_leaves_them_out() {
         // What is kept, and nothing else (no IP address, no user agent).
         let mut keys: Vec<&str> = s.as_object().unwrap().keys().map(|k| k.as_str()).collect();
         keys.sort();
-        assert_eq!(keys, ["added_at", "campaign", "email", "reason", "source"]);
+        assert_eq!(
+            keys,
+            [
+                "added_at", "campaign", "email", "events", "reason", "source"
+            ]
+        );
+        for e in s["events"].as_array().unwrap() {
+            let mut keys: Vec<&str> = e.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+            keys.sort();
+            assert_eq!(keys, ["added_at", "campaign", "reason", "source"]);
+        }
     }
     let journal = std::fs::read(dir.join(".herald/journal.db")).unwrap();
     assert!(
@@ -893,4 +903,127 @@ fn one_address_with_slow_connections_does_not_starve_another() {
     let (code, out) = serve.stop();
     assert_eq!(code, Some(0));
     assert!(out.contains("20 unsubscribed"), "{out}");
+}
+
+/// Issue 24: someone who unsubscribed and then complained (a spam report
+/// about an earlier issue) stays suppressed when Undo is pressed on their
+/// (forwardable) link; `herald suppress list` shows both reasons, each
+/// with its time and campaign. Before, the complaint was dropped (one row
+/// per address), the list said "one-click", and Undo put them back: the
+/// next send mailed them.
+#[test]
+fn undo_after_a_complaint_leaves_the_complainer_suppressed() {
+    let Some(sink) = tool("smtp-sink") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let base = std::fs::read_to_string(example_config()).unwrap();
+    std::fs::write(
+        dir.join("herald.yaml"),
+        format!("{base}\nreturn_path: bounces@example.org\n"),
+    )
+    .unwrap();
+    let port = free_port();
+    let mut sink = Command::new(sink)
+        .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "64"])
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let list = dir.join("list.csv");
+    std::fs::write(&list, "email\nana@example.net\nbo@example.net\n").unwrap();
+    let o = herald_env(
+        dir,
+        &[
+            "send",
+            example_post().to_str().unwrap(),
+            "--subscribers",
+            list.to_str().unwrap(),
+            "--smtp",
+            &format!("smtp://127.0.0.1:{port}?tls=none"),
+            "--yes",
+            "--json",
+        ],
+        &[("HERALD_UNSUBSCRIBE_SECRET", SECRET)],
+    );
+    let _ = sink.kill();
+    let _ = sink.wait();
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let sent: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let campaign = sent["campaign"].as_str().unwrap().to_string();
+
+    let serve = Serve::start(dir, &[], &[]);
+    let keys = herald::unsubscribe::Keys::new(SECRET.as_bytes().to_vec(), vec![]);
+    let ana = "ana@example.net";
+    let link = keys.link(
+        &serve.url("/unsubscribe"),
+        ana,
+        &keys.current().token(ana),
+        Some(&campaign),
+    );
+    assert_eq!(one_click(&link).status, 200);
+
+    // Then her complaint about the same issue arrives (ARF, through the
+    // VERP return path of her copy: she is recipient 1).
+    let inbox = dir.join("Maildir");
+    for d in ["new", "cur", "tmp"] {
+        std::fs::create_dir_all(inbox.join(d)).unwrap();
+    }
+    let to = format!("bounces+{}@example.org", keys.verp_token(&campaign, 1));
+    let arf = format!(
+        "From: feedback@provider.example\nTo: {to}\nSubject: complaint\nMIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n\
+         --F\nContent-Type: text/plain\n\nThis is an abuse report.\n\n\
+         --F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: test/1.0\nVersion: 1\n\
+         Original-Rcpt-To: {ana}\n\n\
+         --F\nContent-Type: text/rfc822-headers\n\nReturn-Path: <{to}>\nFrom: News <news@example.org>\nTo: {ana}\nSubject: News\n\n--F--\n"
+    );
+    std::fs::write(inbox.join("new/1.arf"), arf.replace('\n', "\r\n")).unwrap();
+    let o = herald_env(
+        dir,
+        &["bounces", "--maildir", inbox.to_str().unwrap(), "--json"],
+        &[("HERALD_UNSUBSCRIBE_SECRET", SECRET)],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+
+    // Both reasons are on the list, each with its campaign.
+    let all = suppressed(dir);
+    assert_eq!(emails(&all), [ana]);
+    assert_eq!(all[0]["source"], "complaint", "{all:?}");
+    let events = all[0]["events"].as_array().expect("events");
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["one-click", "complaint"], "{all:?}");
+    assert!(events.iter().all(|e| e["campaign"] == campaign.as_str()));
+    assert!(events.iter().all(|e| e["added_at"].is_string()));
+    let o = herald(dir, &["suppress", "list"]);
+    let text = stdout(&o);
+    assert!(
+        text.contains("one-click") && text.contains("complaint") && text.contains(&campaign),
+        "{text}"
+    );
+
+    // Undo on her link: the unsubscribe is taken back, the complaint stands.
+    let undo = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/x-www-form-urlencoded",
+        "--data-raw",
+        "action=resubscribe",
+        &link,
+    ]);
+    assert_eq!(undo.status, 200);
+    assert!(!undo.body.contains("subscribed again"), "{}", undo.body);
+    let all = suppressed(dir);
+    assert_eq!(emails(&all), [ana]);
+    assert_eq!(all[0]["source"], "complaint");
+    drop(serve);
+
+    // The next send leaves her out.
+    let links = dry_run_links(dir, &example_post(), &list, "https://example.org/u");
+    let got: Vec<&String> = links.keys().collect();
+    assert_eq!(got, ["bo@example.net"]);
 }
