@@ -22,6 +22,13 @@ pub struct Args {
     /// Requests per minute one visitor may make; more get "try again later".
     #[arg(long, value_name = "N", default_value_t = Limits::default().per_minute)]
     per_client_limit: u32,
+    /// Connections one address may have open at once (as many again wait
+    /// their turn; more are closed). Behind a proxy every connection comes
+    /// from the proxy: set this to at least the proxy's own limit of
+    /// connections to herald.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().per_address as u32,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    per_address_connections: u32,
     /// Print the summary at the end as JSON.
     #[arg(long)]
     json: bool,
@@ -110,6 +117,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             limits: {
                 let mut l = Limits {
                     per_minute: args.per_client_limit,
+                    per_address: args.per_address_connections as usize,
                     ..Limits::default()
                 };
                 if let Some(t) = args.client_timeout {
@@ -129,15 +137,18 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             "undone": summary.undone,
             "bad_links": summary.refused,
             "over_limit": summary.limited,
+            "connections_refused": summary.crowded,
         }))?;
     } else {
         say!(
-            "{} requests: {} unsubscribed, {} took it back, {} bad links, {} over the per-visitor limit",
+            "{} requests: {} unsubscribed, {} took it back, {} bad links, {} over the per-visitor limit, \
+             {} connections closed (too many from one address)",
             summary.requests,
             summary.unsubscribed,
             summary.undone,
             summary.refused,
-            summary.limited
+            summary.limited,
+            summary.crowded
         )?;
     }
     Ok(exit::OK)

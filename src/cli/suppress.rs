@@ -17,16 +17,21 @@ use crate::{Fault, InputError, clock, exit};
 /// The people herald never mails: who, why, how and when they were added.
 #[derive(clap::Subcommand, Debug)]
 pub enum Command {
-    /// Show the suppression list, oldest first.
+    /// Show the suppression list, oldest first: every reason each person
+    /// is on it for (unsubscribe, complaint, bounce, by hand), with its
+    /// time and campaign.
     List(ListArgs),
     /// Add people by hand (an unsubscribe that came by reply or phone).
     Add(AddArgs),
-    /// Take people off the list, so the next send mails them again.
+    /// Take people off the list, so the next send mails them again. Clears
+    /// every reason they were on it for, complaints and bounces included,
+    /// and lists what it cleared.
     Remove(RemoveArgs),
     /// Add everyone in a file: one address per line, or a CSV with an
     /// email column (as Mailchimp, listmonk and Mautic export it).
     Import(ImportArgs),
-    /// Write the list as CSV (email, source, reason, campaign, added_at).
+    /// Write the list as CSV (email, source, reason, campaign, added_at),
+    /// one line per reason.
     Export(ExportArgs),
 }
 
@@ -124,11 +129,23 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
                 return Ok(exit::NOTHING_TO_DO);
             };
             let mut removed = 0;
+            let history = store.suppression_events().map_err(unreadable)?;
             for e in &a.emails {
                 let email = normalise_address(e).unwrap_or_else(|_| e.trim().to_string());
+                // By hand, everything goes: the person at the keyboard has
+                // decided (a subscriber who asked again, a bounce that was
+                // a mistake). What was cleared is said, a complaint first.
+                let key = email.to_lowercase();
+                let mut cleared: Vec<&Suppressed> =
+                    history.iter().filter(|s| s.email == key).collect();
+                cleared.sort_by_key(|s| s.source.weight());
                 if store.unsuppress(&email, &[]).map_err(unreadable)? {
                     removed += 1;
-                    say!("{email}: removed; the next send mails them again")?;
+                    let what: Vec<String> = cleared.iter().map(|s| describe(s)).collect();
+                    say!(
+                        "{email}: removed ({}); the next send mails them again",
+                        what.join("; ")
+                    )?;
                 } else {
                     say!("{email}: was not on the suppression list")?;
                 }
@@ -153,6 +170,40 @@ fn entry(email: &str, reason: &str, source: Source) -> Suppressed {
     }
 }
 
+/// One event in a line: kind, when, campaign.
+fn describe(s: &Suppressed) -> String {
+    format!(
+        "{} {}{}",
+        s.source.as_str(),
+        s.added_at,
+        s.campaign
+            .as_deref()
+            .map(|c| format!(" in {c}"))
+            .unwrap_or_default()
+    )
+}
+
+/// One person on the list with every event that keeps them there.
+#[derive(serde::Serialize)]
+struct Person {
+    email: String,
+    /// The weightiest event (a complaint or bounce before an unsubscribe).
+    source: Source,
+    reason: String,
+    campaign: Option<String>,
+    added_at: String,
+    /// Every event, oldest first.
+    events: Vec<Event>,
+}
+
+#[derive(serde::Serialize)]
+struct Event {
+    source: Source,
+    reason: String,
+    campaign: Option<String>,
+    added_at: String,
+}
+
 fn list(a: ListArgs, dir: &store::Location) -> anyhow::Result<i32> {
     let source = match &a.source {
         Some(s) => Some(Source::parse(s).ok_or_else(|| {
@@ -163,11 +214,41 @@ fn list(a: ListArgs, dir: &store::Location) -> anyhow::Result<i32> {
         })?),
         None => None,
     };
-    let mut all = match open_journal(dir)? {
-        Some(store) => store.suppressions().map_err(unreadable)?,
+    let events = match open_journal(dir)? {
+        Some(store) => store.suppression_events().map_err(unreadable)?,
         None => Vec::new(),
     };
-    all.retain(|s| source.is_none_or(|k| s.source == k));
+    // People (one entry each, by their weightiest event, oldest first),
+    // then each with all their events; `--source` keeps those with an
+    // event of that kind.
+    let mut by_person: std::collections::HashMap<&str, Vec<&Suppressed>> =
+        std::collections::HashMap::new();
+    for e in &events {
+        by_person.entry(e.email.as_str()).or_default().push(e);
+    }
+    let mut all: Vec<Person> = store::people(events.clone())
+        .into_iter()
+        .filter(|p| {
+            source.is_none_or(|k| by_person[p.email.as_str()].iter().any(|e| e.source == k))
+        })
+        .map(|p| Person {
+            events: by_person[p.email.as_str()]
+                .iter()
+                .map(|e| Event {
+                    source: e.source,
+                    reason: e.reason.clone(),
+                    campaign: e.campaign.clone(),
+                    added_at: e.added_at.clone(),
+                })
+                .collect(),
+            email: p.email,
+            source: p.source,
+            reason: p.reason,
+            campaign: p.campaign,
+            added_at: p.added_at,
+        })
+        .collect();
+    all.sort_by(|a, b| (&a.added_at, &a.email).cmp(&(&b.added_at, &b.email)));
     if a.json {
         output::json(&all)?;
         return Ok(exit::OK);
@@ -176,26 +257,30 @@ fn list(a: ListArgs, dir: &store::Location) -> anyhow::Result<i32> {
         say!("the suppression list is empty")?;
         return Ok(exit::OK);
     }
-    for s in &all {
-        say!(
-            "{}  {:<9}  {}  {}{}",
-            s.added_at,
-            s.source.as_str(),
-            s.email,
-            s.reason,
-            s.campaign
-                .as_deref()
-                .map(|c| format!("  ({c})"))
-                .unwrap_or_default()
-        )?;
+    let mut reasons = 0;
+    for p in &all {
+        say!("{}", p.email)?;
+        for e in &p.events {
+            reasons += 1;
+            say!(
+                "  {}  {:<9}  {}{}",
+                e.added_at,
+                e.source.as_str(),
+                e.reason,
+                e.campaign
+                    .as_deref()
+                    .map(|c| format!("  ({c})"))
+                    .unwrap_or_default()
+            )?;
+        }
     }
-    say!("{} addresses", all.len())?;
+    say!("{} addresses, {reasons} reasons", all.len())?;
     Ok(exit::OK)
 }
 
 fn export(a: ExportArgs, dir: &store::Location) -> anyhow::Result<i32> {
     let all = match open_journal(dir)? {
-        Some(store) => store.suppressions().map_err(unreadable)?,
+        Some(store) => store.suppression_events().map_err(unreadable)?,
         None => Vec::new(),
     };
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -219,7 +304,7 @@ fn export(a: ExportArgs, dir: &store::Location) -> anyhow::Result<i32> {
         Some(path) => {
             std::fs::write(path, &bytes)
                 .map_err(|e| Fault::io(format!("write {}", path.display()), &e))?;
-            tracing::info!("{} addresses written to {}", all.len(), path.display());
+            tracing::info!("{} reasons written to {}", all.len(), path.display());
         }
         None => output::write(&bytes)?,
     }

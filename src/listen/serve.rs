@@ -15,9 +15,24 @@
 //! Everything is hostile until the token says otherwise: bodies over
 //! [`Limits::max_body`] are refused unread, slow clients are cut off
 //! (header and body timeouts, a lifetime per connection), connections are
-//! capped, each client has a request budget (429 with `Retry-After`), and
-//! every bad link gets the same 400 page whatever the address. Addresses
-//! never reach the log in full, and no IP address is stored.
+//! capped overall and per client address, each client has a request budget
+//! (429 with `Retry-After`), and every bad link gets the same 400 page
+//! whatever the address. Addresses never reach the log in full, and no IP
+//! address is stored.
+//!
+//! A POST with a valid token is always honoured: the token is checked
+//! first (in constant time) and the budget is taken only from requests
+//! that fail it and from page views. Gmail and Yahoo send one-click
+//! unsubscribes for many subscribers from a few addresses of their own;
+//! a budget on those would drop people who asked to leave. A repeated
+//! valid POST for one person changes nothing (the journal ignores an
+//! event it already holds), so it costs one small write at most.
+//!
+//! Connections are counted by the peer's address (IPv6 by its /64), as
+//! the kernel gives it: up to [`Limits::per_address`] are served at once
+//! and as many again may wait (up to the header timeout) for one of them
+//! to end; any more from that address are closed at once. So one address
+//! holding slow connections cannot take the slots everyone else needs.
 //!
 //! Behind the reverse proxy every request comes from 127.0.0.1; the client
 //! a budget is kept for is then the last address in `X-Forwarded-For`
@@ -62,6 +77,9 @@ pub struct Limits {
     pub connection_lifetime: Duration,
     /// Connections served at once; more wait in the kernel's queue.
     pub max_connections: usize,
+    /// Connections from one client address served at once; as many again
+    /// may wait, more are closed.
+    pub per_address: usize,
     /// Requests per minute one client may make (the rest get 429).
     pub per_minute: u32,
     /// On SIGTERM, requests in flight get this long to finish.
@@ -76,6 +94,7 @@ impl Default for Limits {
             body_timeout: Duration::from_secs(10),
             connection_lifetime: Duration::from_secs(60),
             max_connections: 512,
+            per_address: 32,
             per_minute: 60,
             shutdown_grace: Duration::from_secs(10),
         }
@@ -103,6 +122,8 @@ pub struct Summary {
     pub undone: u64,
     pub refused: u64,
     pub limited: u64,
+    /// Connections closed unread: their address had its share open.
+    pub crowded: u64,
 }
 
 #[derive(Default)]
@@ -112,6 +133,7 @@ struct Counters {
     undone: AtomicU64,
     refused: AtomicU64,
     limited: AtomicU64,
+    crowded: AtomicU64,
 }
 
 struct App {
@@ -142,11 +164,17 @@ pub async fn serve(
     let app = Arc::new(App::new(store, options));
     let router = router(Arc::clone(&app));
     let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    // Sockets open at once, served or waiting for a slot: the file
+    // descriptors the server may use.
+    let sockets = Arc::new(tokio::sync::Semaphore::new(
+        limits.max_connections.saturating_mul(2).max(2),
+    ));
+    let peers = Arc::new(Peers::new(limits.per_address));
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => p.expect("the semaphore is never closed"),
+        let socket = tokio::select! {
+            p = Arc::clone(&sockets).acquire_owned() => p.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
@@ -161,6 +189,13 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        let address = network_of(peer.ip());
+        // Over its address's share (served and waiting): closed unread.
+        let Some(place) = peers.enter(address) else {
+            app.counters.crowded.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
         let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
@@ -174,13 +209,24 @@ pub async fn serve(
             .header_read_timeout(limits.header_timeout)
             // hyper's floor; a request line and headers fit easily.
             .max_buf_size(8 * 1024);
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         let lifetime = limits.connection_lifetime;
+        let wait = limits.header_timeout;
+        let slots = Arc::clone(&slots);
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
+            // First one of the address's own slots, then one of everyone's;
+            // a client that gets neither in time is let go.
+            let Ok(Ok(own)) = tokio::time::timeout(wait, place.served()).await else {
+                return;
+            };
+            let Ok(Ok(slot)) = tokio::time::timeout(wait, slots.acquire_owned()).await else {
+                return;
+            };
+            let connection = watcher.watch(http.serve_connection(TokioIo::new(stream), service));
             // Dropping the connection at its end of life does not cancel a
             // journal write it started: those run on their own thread.
             let _ = tokio::time::timeout(lifetime, connection).await;
-            drop(permit);
+            drop((slot, own, place, socket));
         });
     }
     drop(listener);
@@ -222,6 +268,12 @@ fn client_of(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
     {
         ip = real;
     }
+    network_of(ip)
+}
+
+/// An address as budgets and connection counts know it: IPv6 by its /64,
+/// an IPv4-mapped IPv6 address as the IPv4 address.
+fn network_of(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
             let s = v6.segments();
@@ -229,6 +281,69 @@ fn client_of(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
         }
         IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
         v4 => v4,
+    }
+}
+
+/// Connections open per client address: each address has `cap` slots to
+/// be served in, and as many sockets again may wait for one.
+struct Peers {
+    cap: usize,
+    open: Mutex<HashMap<IpAddr, (usize, Arc<tokio::sync::Semaphore>)>>,
+}
+
+/// One accepted connection's place in its address's count; leaving it
+/// (dropping) frees the place.
+struct Place {
+    peers: Arc<Peers>,
+    address: IpAddr,
+    slots: Arc<tokio::sync::Semaphore>,
+}
+
+impl Peers {
+    fn new(cap: usize) -> Peers {
+        Peers {
+            cap: cap.max(1),
+            open: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// A place for one more connection from `address`, or `None` when it
+    /// already has its share open (served and waiting).
+    fn enter(self: &Arc<Self>, address: IpAddr) -> Option<Place> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        let (count, slots) = open
+            .entry(address)
+            .or_insert_with(|| (0, Arc::new(tokio::sync::Semaphore::new(self.cap))));
+        if *count >= self.cap.saturating_mul(2) {
+            return None;
+        }
+        *count += 1;
+        Some(Place {
+            peers: Arc::clone(self),
+            address,
+            slots: Arc::clone(slots),
+        })
+    }
+}
+
+impl Place {
+    /// Waits for one of the address's slots to be served in.
+    async fn served(&self) -> Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError> {
+        Arc::clone(&self.slots).acquire_owned().await
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut open = self.peers.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((count, _)) = open.get_mut(&self.address) {
+            *count -= 1;
+            if *count == 0 {
+                // Forgotten when its last connection ends: the map holds
+                // only addresses with connections open.
+                open.remove(&self.address);
+            }
+        }
     }
 }
 
@@ -314,6 +429,7 @@ impl App {
             undone: c.undone.load(Ordering::Relaxed),
             refused: c.refused.load(Ordering::Relaxed),
             limited: c.limited.load(Ordering::Relaxed),
+            crowded: c.crowded.load(Ordering::Relaxed),
         }
     }
 
@@ -401,9 +517,9 @@ impl App {
         )
     }
 
-    /// Counts the request against its client; the 429 answer if over.
+    /// Counts the request against its client's budget; the 429 answer if
+    /// over.
     fn over_budget(&self, client: IpAddr) -> Option<Response> {
-        self.counters.requests.fetch_add(1, Ordering::Relaxed);
         let wait = {
             let mut b = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
             b.take(client, Instant::now()).err()?
@@ -464,6 +580,7 @@ async fn not_found(
     State(app): State<Arc<App>>,
     Extension(Client(client)): Extension<Client>,
 ) -> Response {
+    app.counters.requests.fetch_add(1, Ordering::Relaxed);
     if let Some(r) = app.over_budget(client) {
         return r;
     }
@@ -501,25 +618,35 @@ async fn unsubscribe(
     Extension(Client(client)): Extension<Client>,
     req: Request,
 ) -> Response {
-    if let Some(r) = app.over_budget(client) {
-        return r;
-    }
+    app.counters.requests.fetch_add(1, Ordering::Relaxed);
     let method = req.method().clone();
-    if !matches!(method, Method::GET | Method::HEAD | Method::POST) {
-        return method_not_allowed(&app, "GET, HEAD, POST");
-    }
-    let query = req.uri().query().unwrap_or("").to_string();
-    if query.len() > 2048 {
-        return app.bad_link();
-    }
-    // The token is checked before the body is read: a bad link costs the
-    // server no more than its headers.
-    let Some(link) = app.keys.verify(&query) else {
-        return app.bad_link();
+    let query = req.uri().query().unwrap_or("");
+    // The token is checked first, before any budget and before the body is
+    // read: a POST with a good one is honoured whoever sends it (a mailbox
+    // provider sends many people's), a bad link costs the server no more
+    // than its headers. `Keys::verify` compares in constant time.
+    let link = if query.len() > 2048 {
+        None
+    } else {
+        app.keys.verify(query)
     };
-    if method != Method::POST {
-        return confirm_page(&app, &query, &link);
-    }
+    let query = query.to_string();
+    let link = match link {
+        Some(link) if method == Method::POST => link,
+        link => {
+            // Bad links, other methods and page views spend the budget.
+            if let Some(r) = app.over_budget(client) {
+                return r;
+            }
+            if !matches!(method, Method::GET | Method::HEAD | Method::POST) {
+                return method_not_allowed(&app, "GET, HEAD, POST");
+            }
+            let Some(link) = link else {
+                return app.bad_link();
+            };
+            return confirm_page(&app, &query, &link);
+        }
+    };
     let kind = req
         .headers()
         .get(header::CONTENT_TYPE)
@@ -557,8 +684,14 @@ async fn unsubscribe(
     match intent {
         Intent::Undo => {
             let e = email.clone();
-            let Some(undone) = app
-                .with_store(move |s| s.unsuppress(&e, &[Source::OneClick, Source::Page]))
+            // Only the person's own unsubscribe is taken back; a complaint,
+            // a bounce or an addition by hand stands (the link may have
+            // been forwarded, and a complaint is the person's last word).
+            let Some((undone, still)) = app
+                .with_store(move |s| {
+                    let undone = s.unsuppress(&e, &[Source::OneClick, Source::Page])?;
+                    Ok((undone, s.is_suppressed(&e)?))
+                })
                 .await
             else {
                 return app.trouble();
@@ -566,6 +699,9 @@ async fn unsubscribe(
             if undone {
                 app.counters.undone.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("{masked} took their unsubscribe back");
+            }
+            if still {
+                return still_off_page(&app, &masked);
             }
             resubscribed_page(&app, &query, &masked)
         }
@@ -662,6 +798,22 @@ fn resubscribed_page(app: &App, query: &str, masked: &str) -> Response {
             name = escape(&app.name),
             addr = escape(masked),
             action = action(query),
+        ),
+    )
+}
+
+/// Undo when the address is suppressed for another reason too: it says
+/// so without saying which (the link may be in someone else's hands).
+fn still_off_page(app: &App, masked: &str) -> Response {
+    app.page(
+        StatusCode::OK,
+        "Still not subscribed",
+        &format!(
+            "<p>Your unsubscribe is taken back, but <b>{addr}</b> stays off the list of {name} \
+             for another reason (for example, emails to it came back).</p>\
+             <p class=\"small\">To get emails again, write to us from this address.</p>",
+            name = escape(&app.name),
+            addr = escape(masked),
         ),
     )
 }

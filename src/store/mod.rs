@@ -310,21 +310,35 @@ pub trait Store: Send {
     /// Recipients needing attention: failed, deferred, unknown.
     fn problems(&self, campaign: &str, limit: i64) -> Result<Vec<Problem>>;
 
-    /// Every suppressed address (lower-cased).
+    // The suppression list is a history of events (an unsubscribe, a
+    // complaint, a hard bounce, repeated soft bounces, an addition by
+    // hand), each its own record; an address is suppressed while any of
+    // its events stands. One event per address, kind and campaign: the
+    // same event again changes nothing.
+
+    /// Every suppressed address (lower-cased), once each.
     fn suppressed(&self) -> Result<Vec<String>>;
+    /// Whether any event stands for this address.
     fn is_suppressed(&self, email: &str) -> Result<bool>;
-    /// Adds addresses to the suppression list, in one transaction.
-    /// Idempotent: an address already there keeps its first record (the
-    /// first reason is the one that matters: a bounce stays a bounce if the
-    /// person also clicks unsubscribe). Returns how many were added now.
+    /// Records suppression events, in one transaction. An event the store
+    /// already holds (same address, kind and campaign) is not recorded
+    /// twice. Returns how many addresses were not suppressed before and
+    /// are now.
     fn suppress(&mut self, entries: &[Suppressed]) -> Result<u64>;
-    /// Takes an address off the suppression list, but only a record from
-    /// one of `sources` (none given: any record). The unsubscribe page's
-    /// "Undo" may take back an unsubscribe, never a bounce. Returns whether
-    /// a record was removed.
+    /// Takes back an address's events of the kinds in `sources` (none
+    /// given: all of them). The unsubscribe page's "Undo" takes back the
+    /// person's own unsubscribe, never a complaint or a bounce: the
+    /// address stays suppressed while those stand. Returns whether an
+    /// event was removed.
     fn unsuppress(&mut self, email: &str, sources: &[Source]) -> Result<bool>;
-    /// The whole suppression list, oldest first.
-    fn suppressions(&self) -> Result<Vec<Suppressed>>;
+    /// The suppression list, one entry per address: the event that weighs
+    /// most (see [`Source::weight`]), oldest first. The whole history is
+    /// [`Store::suppression_events`].
+    fn suppressions(&self) -> Result<Vec<Suppressed>> {
+        Ok(people(self.suppression_events()?))
+    }
+    /// Every suppression event, oldest first.
+    fn suppression_events(&self) -> Result<Vec<Suppressed>>;
 
     // --- Suppressions added during a run (issue 23, item 3) ---
     /// The store's log of additions to the suppression list (written by the
@@ -660,6 +674,35 @@ impl Source {
     pub fn is_unsubscribe(self) -> bool {
         matches!(self, Source::OneClick | Source::Page)
     }
+
+    /// Which of an address's events names it on the one-line list: a
+    /// complaint or a bounce (0) over an addition by hand or import (1)
+    /// over the person's own unsubscribe (2). Someone who unsubscribed and
+    /// then complained is shown as a complaint.
+    pub fn weight(self) -> u8 {
+        match self {
+            Source::Complaint | Source::Bounce => 0,
+            Source::Manual | Source::Import => 1,
+            Source::OneClick | Source::Page | Source::Mailto => 2,
+        }
+    }
+}
+
+/// One entry per address from its events (oldest first): the weightiest
+/// event, the oldest of those; the list ordered by when that was.
+pub fn people(events: Vec<Suppressed>) -> Vec<Suppressed> {
+    let mut best: std::collections::HashMap<String, Suppressed> = std::collections::HashMap::new();
+    for e in events {
+        match best.get(&e.email) {
+            Some(b) if b.source.weight() <= e.source.weight() => {}
+            _ => {
+                best.insert(e.email.clone(), e);
+            }
+        }
+    }
+    let mut v: Vec<Suppressed> = best.into_values().collect();
+    v.sort_by(|a, b| (&a.added_at, &a.email).cmp(&(&b.added_at, &b.email)));
+    v
 }
 
 /// One address on the suppression list. No IP address or other detail

@@ -443,6 +443,7 @@ fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
          END $f$;",
         lease = LEASE.as_secs()
     ))?;
+    migrate_suppression_history(&mut tx)?;
     suppression_log_v3(&mut tx)?;
     tx.execute("DELETE FROM herald_schema", &[])?;
     tx.execute(
@@ -473,6 +474,32 @@ fn suppression_log_v3(tx: &mut postgres::Transaction<'_>) -> std::result::Result
             FOR EACH ROW EXECUTE FUNCTION herald_suppression_logged();",
     )?;
     Ok(())
+}
+
+/// Version 3: the suppression list keeps every event (see the SQLite
+/// journal's schema 5). Up to version 2 it held one row per address; each
+/// existing row is kept as an event, with a row id, and one event per
+/// address, kind and campaign.
+fn migrate_suppression_history(
+    tx: &mut postgres::Transaction<'_>,
+) -> std::result::Result<(), postgres::Error> {
+    let done = tx
+        .query_opt(
+            "SELECT 1 FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = 'suppression' AND column_name = 'id'",
+            &[],
+        )?
+        .is_some();
+    if done {
+        return Ok(());
+    }
+    tx.batch_execute(
+        "ALTER TABLE suppression DROP CONSTRAINT IF EXISTS suppression_pkey;
+         ALTER TABLE suppression ADD COLUMN id BIGSERIAL PRIMARY KEY;
+         CREATE UNIQUE INDEX IF NOT EXISTS suppression_once
+            ON suppression (email_key, source, COALESCE(campaign, ''));
+         CREATE INDEX IF NOT EXISTS suppression_at ON suppression (added_at);",
+    )
 }
 
 /// How a transaction holds a campaign's recipients: an import alone
@@ -784,7 +811,7 @@ impl Store for Postgres {
             if let Some(key) = &u.suppress {
                 tx.execute(
                     "INSERT INTO suppression (email_key, reason, added_at, source, campaign)
-                     VALUES ($1, $2, $3, 'bounce', $4) ON CONFLICT (email_key) DO NOTHING",
+                     VALUES ($1, $2, $3, 'bounce', $4) ON CONFLICT DO NOTHING",
                     &[
                         key,
                         &u.reply.as_deref().unwrap_or("refused"),
@@ -953,7 +980,7 @@ impl Store for Postgres {
     fn suppressed(&self) -> Result<Vec<String>> {
         let rows = self
             .client()
-            .query("SELECT email_key FROM suppression", &[])
+            .query("SELECT DISTINCT email_key FROM suppression", &[])
             .map_err(self.err())?;
         Ok(rows.into_iter().map(|r| r.get(0)).collect())
     }
@@ -962,7 +989,7 @@ impl Store for Postgres {
         let row = self
             .client()
             .query_opt(
-                "SELECT 1 FROM suppression WHERE email_key = $1",
+                "SELECT 1 FROM suppression WHERE email_key = $1 LIMIT 1",
                 &[&email.to_lowercase()],
             )
             .map_err(self.err())?;
@@ -993,26 +1020,18 @@ impl Store for Postgres {
         let e = |err| db_error(&target, err);
         let client = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
         let mut tx = client.transaction().map_err(e)?;
-        let st = tx
-            .prepare(
-                "INSERT INTO suppression (email_key, reason, added_at, source, campaign)
-                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email_key) DO NOTHING",
-            )
+        let was = tx
+            .prepare("SELECT 1 FROM suppression WHERE email_key = $1 LIMIT 1")
             .map_err(e)?;
         let mut added = 0;
         for s in entries {
-            added += tx
-                .execute(
-                    &st,
-                    &[
-                        &s.email.to_lowercase(),
-                        &s.reason,
-                        &s.added_at,
-                        &s.source.as_str(),
-                        &s.campaign,
-                    ],
-                )
-                .map_err(e)?;
+            let before = tx
+                .query_opt(&was, &[&s.email.to_lowercase()])
+                .map_err(e)?
+                .is_some();
+            if insert_suppression(&mut tx, s).map_err(e)? > 0 && !before {
+                added += 1;
+            }
         }
         tx.commit().map_err(e)?;
         Ok(added)
@@ -1033,12 +1052,12 @@ impl Store for Postgres {
         n.map(|n| n > 0).map_err(self.err())
     }
 
-    fn suppressions(&self) -> Result<Vec<Suppressed>> {
+    fn suppression_events(&self) -> Result<Vec<Suppressed>> {
         let rows = self
             .client()
             .query(
                 "SELECT email_key, reason, source, campaign, added_at FROM suppression
-                 ORDER BY added_at, email_key",
+                 ORDER BY added_at, email_key, id",
                 &[],
             )
             .map_err(self.err())?;
@@ -1341,7 +1360,7 @@ fn insert_suppression(
 ) -> std::result::Result<u64, postgres::Error> {
     tx.execute(
         "INSERT INTO suppression (email_key, reason, added_at, source, campaign)
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (email_key) DO NOTHING",
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
         &[
             &s.email.to_lowercase(),
             &s.reason,
@@ -1711,6 +1730,43 @@ mod tests {
         // A comes back and must not mail them.
         let e = mark(&mut a, &[1], State::Sending).unwrap_err();
         assert!(e.message.contains("lost its claim"), "{e}");
+    }
+
+    /// Version 2 kept one row per address; version 3 keeps each as an
+    /// event and records the later ones beside it.
+    #[test]
+    fn a_version_2_suppression_list_becomes_events() {
+        let Some(db) = ScratchDatabase::new("a_version_2_suppression_list_becomes_events") else {
+            return;
+        };
+        {
+            let s = Postgres::open(&db.target()).unwrap();
+            // Back to version 2's table, with a row in it.
+            s.client()
+                .batch_execute(
+                    "DROP INDEX suppression_once;
+                     ALTER TABLE suppression DROP COLUMN id;
+                     ALTER TABLE suppression ADD PRIMARY KEY (email_key);
+                     INSERT INTO suppression VALUES ('ana@x.org', 'unsubscribed', '2026-01-01T00:00:00Z', 'one-click', 'c1');
+                     UPDATE herald_schema SET version = 2;",
+                )
+                .unwrap();
+        }
+        let mut s = Postgres::open(&db.target()).unwrap();
+        let events = s.suppression_events().unwrap();
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0].source, Source::OneClick);
+        s.suppress(&[Suppressed {
+            email: "ana@x.org".into(),
+            reason: "abuse".into(),
+            source: Source::Complaint,
+            campaign: Some("c1".into()),
+            added_at: "2026-01-03T00:00:00Z".into(),
+        }])
+        .unwrap();
+        assert_eq!(s.suppression_events().unwrap().len(), 2);
+        assert!(s.unsuppress("ana@x.org", &[Source::OneClick]).unwrap());
+        assert!(s.is_suppressed("ana@x.org").unwrap());
     }
 
     #[test]

@@ -212,6 +212,7 @@ impl Sqlite {
                 PRIMARY KEY (relay, day)
              );",
         )?;
+        self.migrate_suppression_history()?;
         self.suppression_log_v5()?;
         self.migrate_rate_marks()?;
         self.conn
@@ -247,6 +248,38 @@ impl Sqlite {
                 answered_at REAL
              );
              CREATE INDEX IF NOT EXISTS rate_mark_key ON rate_mark (key);",
+        )
+    }
+
+    /// Schema 5: the suppression list keeps every event. Up to schema 4 it
+    /// held one row per address (the first reason; later ones were lost, so
+    /// "Undo" of an unsubscribe could take back a later complaint). The
+    /// table is rebuilt with a row id, each existing row kept as an event,
+    /// and one event per address, kind and campaign.
+    fn migrate_suppression_history(&self) -> rusqlite::Result<()> {
+        if self
+            .conn
+            .prepare("SELECT id FROM suppression LIMIT 0")
+            .is_ok()
+        {
+            return Ok(());
+        }
+        self.conn.execute_batch(
+            "CREATE TABLE suppression_event (
+                id INTEGER PRIMARY KEY,
+                email_key TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                added_at TEXT NOT NULL,
+                source TEXT NOT NULL DEFAULT 'bounce',
+                campaign TEXT
+             );
+             INSERT INTO suppression_event (email_key, reason, added_at, source, campaign)
+                SELECT email_key, reason, added_at, source, campaign FROM suppression
+                ORDER BY added_at, email_key;
+             DROP TABLE suppression;
+             ALTER TABLE suppression_event RENAME TO suppression;
+             CREATE UNIQUE INDEX suppression_once
+                ON suppression (email_key, source, COALESCE(campaign, ''));",
         )
     }
 }
@@ -648,7 +681,7 @@ impl Store for Sqlite {
     fn suppressed(&self) -> Result<Vec<String>> {
         let mut st = self
             .conn
-            .prepare("SELECT email_key FROM suppression")
+            .prepare("SELECT DISTINCT email_key FROM suppression")
             .map_err(self.err())?;
         let rows = st.query_map([], |r| r.get(0)).map_err(self.err())?;
         rows.collect::<rusqlite::Result<Vec<String>>>()
@@ -658,7 +691,7 @@ impl Store for Sqlite {
     fn is_suppressed(&self, email: &str) -> Result<bool> {
         self.conn
             .query_row(
-                "SELECT 1 FROM suppression WHERE email_key = ?1",
+                "SELECT 1 FROM suppression WHERE email_key = ?1 LIMIT 1",
                 [email.to_lowercase()],
                 |_| Ok(()),
             )
@@ -691,9 +724,18 @@ impl Store for Sqlite {
 
     fn suppress(&mut self, entries: &[Suppressed]) -> Result<u64> {
         let path = self.path.clone();
-        let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
+        // Immediate: it reads before it writes, and a deferred transaction
+        // that read before `herald send` committed could not then write
+        // (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| db_error(&path, e))?;
         let mut added = 0;
         {
+            let mut was = tx
+                .prepare_cached("SELECT 1 FROM suppression WHERE email_key = ?1 LIMIT 1")
+                .map_err(|e| db_error(&path, e))?;
             let mut st = tx
                 .prepare_cached(
                     "INSERT OR IGNORE INTO suppression (email_key, reason, added_at, source, campaign)
@@ -701,15 +743,20 @@ impl Store for Sqlite {
                 )
                 .map_err(|e| db_error(&path, e))?;
             for e in entries {
-                added += st
+                let key = e.email.to_lowercase();
+                let before = was.exists([&key]).map_err(|e| db_error(&path, e))?;
+                let new = st
                     .execute(params![
-                        e.email.to_lowercase(),
+                        key,
                         e.reason,
                         e.added_at,
                         e.source.as_str(),
                         e.campaign
                     ])
-                    .map_err(|e| db_error(&path, e))? as u64;
+                    .map_err(|e| db_error(&path, e))?;
+                if new > 0 && !before {
+                    added += 1;
+                }
             }
         }
         tx.commit().map_err(|e| db_error(&path, e))?;
@@ -738,12 +785,12 @@ impl Store for Sqlite {
         n.map(|n| n > 0).map_err(self.err())
     }
 
-    fn suppressions(&self) -> Result<Vec<Suppressed>> {
+    fn suppression_events(&self) -> Result<Vec<Suppressed>> {
         let mut st = self
             .conn
             .prepare(
                 "SELECT email_key, reason, source, campaign, added_at FROM suppression
-                 ORDER BY added_at, email_key",
+                 ORDER BY added_at, email_key, id",
             )
             .map_err(self.err())?;
         let rows = st
@@ -956,7 +1003,7 @@ impl Store for Sqlite {
             })
             .and_then(|rows| rows.collect())
             .map_err(&e)?;
-        d.suppressions = self.suppressions()?;
+        d.suppressions = self.suppression_events()?;
         let mut st = self
             .conn
             .prepare("SELECT message_key, handled_at FROM intake ORDER BY handled_at")
@@ -1147,6 +1194,52 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let s = Sqlite::open(dir.path()).unwrap();
         (dir, s)
+    }
+
+    /// Schema 4 kept one row per address; schema 5 keeps each as an event,
+    /// and records the later ones beside it.
+    #[test]
+    fn a_schema_4_suppression_list_becomes_events() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let c = Connection::open(dir.path().join(FILE)).unwrap();
+            c.execute_batch(
+                "CREATE TABLE suppression (email_key TEXT PRIMARY KEY, reason TEXT NOT NULL,
+                    added_at TEXT NOT NULL, source TEXT NOT NULL DEFAULT 'bounce', campaign TEXT);
+                 INSERT INTO suppression VALUES ('ana@x.org', 'unsubscribed', '2026-01-01T00:00:00Z', 'one-click', 'c1');
+                 INSERT INTO suppression VALUES ('bo@x.org', '550 5.1.1', '2026-01-02T00:00:00Z', 'bounce', 'c1');
+                 PRAGMA user_version = 4;",
+            )
+            .unwrap();
+        }
+        let mut s = Sqlite::open(dir.path()).unwrap();
+        let events = s.suppression_events().unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(
+            (
+                events[0].email.as_str(),
+                events[0].source,
+                events[0].campaign.as_deref()
+            ),
+            ("ana@x.org", Source::OneClick, Some("c1"))
+        );
+        assert_eq!(events[1].reason, "550 5.1.1");
+        // A complaint after the old row is its own event now.
+        s.suppress(&[Suppressed {
+            email: "ana@x.org".into(),
+            reason: "abuse".into(),
+            source: Source::Complaint,
+            campaign: Some("c1".into()),
+            added_at: "2026-01-03T00:00:00Z".into(),
+        }])
+        .unwrap();
+        assert!(s.unsuppress("ana@x.org", &[Source::OneClick]).unwrap());
+        assert!(s.is_suppressed("ana@x.org").unwrap());
+        let v: i64 = s
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(v, SCHEMA_VERSION);
     }
 
     #[test]

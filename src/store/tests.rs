@@ -458,3 +458,173 @@ fn a_relays_daily_quota_is_counted_across_stores_and_days() {
         assert_eq!(s.quota_used("main", "2026-11-30").unwrap(), 0);
     }
 }
+
+// --- Suppression history (issue 24): every event its own record. ---
+
+fn at(email: &str, source: Source, campaign: Option<&str>, when: &str) -> Suppressed {
+    Suppressed {
+        email: email.into(),
+        reason: source.as_str().into(),
+        source,
+        campaign: campaign.map(Into::into),
+        added_at: when.into(),
+    }
+}
+
+/// Someone who unsubscribed and then complained: both events are kept,
+/// the list shows the complaint, and the page's Undo takes back only the
+/// unsubscribe, so they stay suppressed. By hand (no sources) all go.
+#[test]
+fn suppressions_keep_every_event_and_undo_takes_back_only_the_unsubscribe() {
+    for b in backends("suppressions_keep_every_event") {
+        let mut s = (b.open)();
+        let s = s.as_mut();
+        let undo = [Source::OneClick, Source::Page];
+        let t1 = "2026-01-01T00:00:00Z";
+        let t2 = "2026-01-02T00:00:00Z";
+        let t3 = "2026-01-03T00:00:00Z";
+        assert_eq!(
+            s.suppress(&[at("ana@x.org", Source::OneClick, Some("c1"), t1)])
+                .unwrap(),
+            1
+        );
+        // Already suppressed: the complaint is recorded, no new address.
+        assert_eq!(
+            s.suppress(&[at("ana@x.org", Source::Complaint, Some("c1"), t2)])
+                .unwrap(),
+            0
+        );
+        // The same one-click again: nothing new.
+        s.suppress(&[at("ana@x.org", Source::OneClick, Some("c1"), t3)])
+            .unwrap();
+        s.suppress(&[at("bo@x.org", Source::Page, None, t3)])
+            .unwrap();
+        let events = s.suppression_events().unwrap();
+        let ana: Vec<_> = events
+            .iter()
+            .filter(|e| e.email == "ana@x.org")
+            .map(|e| (e.source, e.added_at.as_str(), e.campaign.as_deref()))
+            .collect();
+        assert_eq!(
+            ana,
+            [
+                (Source::OneClick, t1, Some("c1")),
+                (Source::Complaint, t2, Some("c1"))
+            ],
+            "{}",
+            b.name
+        );
+        let people = s.suppressions().unwrap();
+        assert_eq!(people.len(), 2, "{}", b.name);
+        assert_eq!(people[0].email, "ana@x.org");
+        assert_eq!(people[0].source, Source::Complaint, "{}", b.name);
+        let mut keys = s.suppressed().unwrap();
+        keys.sort();
+        assert_eq!(keys, ["ana@x.org", "bo@x.org"], "{}", b.name);
+
+        // Undo: the unsubscribe goes, the complaint stands.
+        assert!(s.unsuppress("ana@x.org", &undo).unwrap(), "{}", b.name);
+        assert!(s.is_suppressed("ana@x.org").unwrap(), "{}", b.name);
+        assert!(!s.unsuppress("ana@x.org", &undo).unwrap(), "{}", b.name);
+        assert!(s.suppressed().unwrap().contains(&"ana@x.org".to_string()));
+        // A hard bounce after an unsubscribe, the same.
+        s.suppress(&[at("cy@x.org", Source::Page, Some("c1"), t1)])
+            .unwrap();
+        s.suppress(&[at("cy@x.org", Source::Bounce, Some("c2"), t2)])
+            .unwrap();
+        assert!(s.unsuppress("cy@x.org", &undo).unwrap());
+        assert!(s.is_suppressed("cy@x.org").unwrap(), "{}", b.name);
+        // The same unsubscribe again changes nothing; after an Undo, a
+        // new one puts the address back on the list.
+        assert_eq!(
+            s.suppress(&[at("bo@x.org", Source::Page, None, t3)])
+                .unwrap(),
+            0
+        );
+        assert!(s.unsuppress("bo@x.org", &undo).unwrap());
+        assert!(!s.is_suppressed("bo@x.org").unwrap(), "{}", b.name);
+        assert_eq!(
+            s.suppress(&[at("bo@x.org", Source::OneClick, None, t3)])
+                .unwrap(),
+            1
+        );
+        // By hand: every event goes.
+        assert!(s.unsuppress("ana@x.org", &[]).unwrap());
+        assert!(!s.is_suppressed("ana@x.org").unwrap(), "{}", b.name);
+        assert!(
+            !s.suppression_events()
+                .unwrap()
+                .iter()
+                .any(|e| e.email == "ana@x.org")
+        );
+        // A refusal while sending (apply) is an event too, next to an
+        // unsubscribe.
+        import(s, &["dee@x.org"]);
+        s.suppress(&[at("dee@x.org", Source::OneClick, Some("c"), t1)])
+            .unwrap();
+        set_suppressed(s, "dee@x.org");
+        assert!(s.unsuppress("dee@x.org", &undo).unwrap());
+        assert!(s.is_suppressed("dee@x.org").unwrap(), "{}", b.name);
+    }
+}
+
+fn set_suppressed(s: &mut dyn Store, email: &str) {
+    let seq = s
+        .queue("c", 0, 1000, true)
+        .unwrap()
+        .into_iter()
+        .find(|r| r.email == email)
+        .unwrap()
+        .seq;
+    s.apply(
+        "c",
+        &[Update {
+            seq,
+            state: State::Failed,
+            reply: Some("550 5.1.1 no such user".into()),
+            attempts: 1,
+            suppress: Some(email.into()),
+            relay: None,
+        }],
+    )
+    .unwrap();
+}
+
+/// `herald store migrate` copies every event, once however often it runs.
+#[test]
+fn a_suppression_history_copies_into_postgres_whole() {
+    let Some(db) = ScratchDatabase::new("a_suppression_history_copies_into_postgres") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut lite = open(dir.path()).unwrap();
+    lite.suppress(&[
+        at(
+            "ana@x.org",
+            Source::OneClick,
+            Some("c1"),
+            "2026-01-01T00:00:00Z",
+        ),
+        at(
+            "ana@x.org",
+            Source::Complaint,
+            Some("c1"),
+            "2026-01-02T00:00:00Z",
+        ),
+        at("bo@x.org", Source::Manual, None, "2026-01-03T00:00:00Z"),
+    ])
+    .unwrap();
+    let dump = lite.dump().unwrap();
+    assert_eq!(dump.suppressions.len(), 3);
+    let mut pg = Postgres::open(&db.target()).unwrap();
+    for _ in 0..2 {
+        pg.load(&dump).unwrap();
+        assert_eq!(pg.tally(&dump).unwrap(), dump.tally());
+    }
+    assert_eq!(
+        pg.suppression_events().unwrap(),
+        lite.suppression_events().unwrap()
+    );
+    assert!(pg.unsuppress("ana@x.org", &[Source::OneClick]).unwrap());
+    assert!(pg.is_suppressed("ana@x.org").unwrap());
+}
