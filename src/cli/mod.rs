@@ -42,9 +42,10 @@ use crate::{Fault, InputError, exit};
     after_help = "Exit codes:\n  \
                   0  done\n  \
                   1  `check` found errors in the post\n  \
-                  2  bad input: a post, setting, list or command line herald cannot use (the message says where)\n  \
+                  2  bad input: a post, setting, list or command line herald cannot use (the message says where); \
+                  also `send` of an issue `check` finds errors in (--ignore-check-errors sends it anyway)\n  \
                   3  some people failed, were deferred (also: every relay's daily quota spent) or have an unknown outcome (see `herald status`); for `bounces`: some messages need a person (listed)\n  \
-                  4  nothing to do\n  \
+                  4  nothing to do (a finished campaign mails nobody new: --include-new does)\n  \
                   5  another herald is sending this campaign (for `bounces`: reading into this journal)\n  \
                   6  stopped by Ctrl-C or SIGTERM (run again to continue)\n  \
                   7  herald could not work: a full disk, an unreadable journal, a file it could not write\n  \

@@ -473,3 +473,105 @@ fn a_dry_run_never_connects_never_changes_the_journal_and_writes_only_its_outbox
         failures.join("\n")
     );
 }
+
+/// On PostgreSQL the journal is shared and cannot be copied: a dry run
+/// reads it and writes nothing, in every form.
+#[test]
+fn a_dry_run_on_postgres_writes_nothing_to_the_database() {
+    use herald::store::Store;
+    let Some(db) = herald::store::postgres::ScratchDatabase::new("a_dry_run_on_postgres") else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let Some(sink) = Sink::start(dir, "sink") else {
+        return;
+    };
+    let env = [
+        ("HERALD_NOW", NOW),
+        ("HERALD_UNSUBSCRIBE_SECRET", SECRET),
+        ("HERALD_DATABASE_URL", db.url.as_str()),
+        ("HERALD_DATABASE_PASSWORD", db.password.as_str()),
+    ];
+    write_list(dir, 3);
+    std::fs::create_dir(dir.join("posts")).unwrap();
+    std::fs::copy(example_post(), dir.join("posts/post.md")).unwrap();
+    std::fs::create_dir_all(dir.join("maildir/new")).unwrap();
+    std::fs::write(
+        dir.join("maildir/new/1"),
+        "From: MAILER-DAEMON@example.org\r\nSubject: Undelivered\r\n\r\n550 5.1.1 <reader1@example.org>: user unknown\r\n",
+    )
+    .unwrap();
+    // A real campaign and a suppression in the database first.
+    let older = another_issue(dir, "older-issue");
+    let cfg = example_config();
+    let cfg = cfg.to_str().unwrap();
+    let smtp = format!("--smtp={}", sink.url());
+    let o = herald_env(
+        dir,
+        &[
+            "--config",
+            cfg,
+            "send",
+            older.to_str().unwrap(),
+            "--subscribers",
+            "list.csv",
+            "--yes",
+            &smtp,
+        ],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = herald_env(dir, &["suppress", "add", "reader2@example.org"], &env);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let dump = || {
+        // What the database holds, read through the store's own queries.
+        let store = herald::store::Postgres::open(&db.target()).unwrap();
+        let mut out = format!("{:?}", store.suppressions().unwrap());
+        for c in store.campaigns().unwrap() {
+            out.push_str(&format!(
+                "{c:?} {:?} {:?} {:?}",
+                store.recipients(&c.id).unwrap(),
+                store.counts(&c.id).unwrap(),
+                store.bounces(&c.id).unwrap()
+            ));
+        }
+        out
+    };
+    let before = dump();
+    let wire = Tripwire::start();
+    let wire_url = format!("--smtp={}", wire.url());
+    let post = dir.join("posts/post.md");
+    let post = post.to_str().unwrap();
+    let runs: [&[&str]; 4] = [
+        &["send", post, "--subscribers", "list.csv", "--yes"],
+        &[
+            "send",
+            "--due",
+            "posts",
+            "--subscribers",
+            "list.csv",
+            "--yes",
+            "--outbox",
+            "due",
+        ],
+        &["send", post, "--to", "me@example.org", "--outbox", "test"],
+        &["bounces", "--maildir", "maildir"],
+    ];
+    for args in runs {
+        let mut argv = vec!["--config", cfg];
+        argv.extend_from_slice(args);
+        argv.push("--dry-run");
+        if args[0] == "send" {
+            argv.push(&wire_url);
+        }
+        let o = herald_env(dir, &argv, &env);
+        assert_eq!(o.status.code(), Some(0), "{argv:?}: {}", stderr(&o));
+    }
+    assert_eq!(wire.count(), 0, "a dry run connected to the relay");
+    assert_eq!(dump(), before, "a dry run changed the database");
+    // They did run: the list's messages (one suppressed), the due post's, the test's.
+    assert_eq!(eml_files(&dir.join("outbox/herald-example-issue")).len(), 2);
+    assert_eq!(eml_files(&dir.join("due/herald-example-issue")).len(), 2);
+    assert_eq!(eml_files(&dir.join("test")).len(), 1);
+}
