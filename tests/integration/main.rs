@@ -14,6 +14,7 @@ mod engine;
 mod faulty;
 mod hostile;
 mod images;
+mod lifecycle;
 mod messages;
 mod midrun;
 mod relays;
