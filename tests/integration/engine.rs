@@ -18,15 +18,15 @@ use herald::store::{self, State, Store, Update};
 
 use crate::util::*;
 
-const CAMPAIGN: &str = "example@2025-05-28";
+pub(crate) const CAMPAIGN: &str = "example@2025-05-28";
 
-struct Rig {
-    _dir: tempfile::TempDir,
+pub(crate) struct Rig {
+    pub(crate) _dir: tempfile::TempDir,
     composer: Arc<Composer>,
-    store: Option<Box<dyn Store>>,
+    pub(crate) store: Option<Box<dyn Store>>,
 }
 
-fn address(i: usize) -> String {
+pub(crate) fn address(i: usize) -> String {
     format!("reader{i}@example.org")
 }
 
@@ -36,7 +36,7 @@ fn rig(n: usize) -> Rig {
 }
 
 /// The example issue, and a journal holding these recipients.
-fn rig_of(addresses: Vec<String>) -> Rig {
+pub(crate) fn rig_of(addresses: Vec<String>) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::load(Some(&example_config()), &[]).unwrap();
     let path = example_config();
@@ -74,7 +74,7 @@ impl Rig {
             .await
     }
 
-    async fn run_with(
+    pub(crate) async fn run_with(
         &mut self,
         mailer: &Memory,
         settings: Settings,
@@ -106,7 +106,7 @@ impl Rig {
         outcome
     }
 
-    fn store(&self) -> &dyn Store {
+    pub(crate) fn store(&self) -> &dyn Store {
         self.store.as_deref().unwrap()
     }
 

@@ -15,6 +15,7 @@ mod faulty;
 mod hostile;
 mod images;
 mod kill_loops;
+mod lifecycle;
 mod matrix;
 mod messages;
 mod midrun;

@@ -316,7 +316,7 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     require_tool(name)
 }
 
-fn require_tool<T>(what: &str) -> Option<T> {
+pub fn require_tool<T>(what: &str) -> Option<T> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what} is missing, and CI=true: .ci/run must install it");
     }
