@@ -724,6 +724,35 @@ impl Store for Sqlite {
 
     fn suppress(&mut self, entries: &[Suppressed]) -> Result<u64> {
         let path = self.path.clone();
+        // Events the journal holds already (a one-click POST repeated, a
+        // provider retrying) are answered from a read, without waiting for
+        // the write lock `herald send` may hold.
+        {
+            let mut held = self
+                .conn
+                .prepare_cached(
+                    "SELECT 1 FROM suppression WHERE email_key = ?1 AND source = ?2
+                     AND COALESCE(campaign, '') = COALESCE(?3, '')",
+                )
+                .map_err(|e| db_error(&path, e))?;
+            let mut all_held = true;
+            for e in entries {
+                if !held
+                    .exists(params![
+                        e.email.to_lowercase(),
+                        e.source.as_str(),
+                        e.campaign
+                    ])
+                    .map_err(|e| db_error(&path, e))?
+                {
+                    all_held = false;
+                    break;
+                }
+            }
+            if all_held {
+                return Ok(0);
+            }
+        }
         // Immediate: it reads before it writes, and a deferred transaction
         // that read before `herald send` committed could not then write
         // (SQLITE_BUSY_SNAPSHOT, which no busy timeout waits out).
