@@ -205,11 +205,17 @@ impl Writer {
             }
             Block::Rule => out.push_str(&format!("{indent}{}\n\n", "-".repeat(24))),
             Block::Images(imgs) => {
-                for img in imgs {
-                    let line = self.image(img);
-                    out.push_str(&wrap(&line, self.width(), indent, indent));
+                let lines: Vec<String> = imgs
+                    .iter()
+                    .map(|img| self.image(img))
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                for line in &lines {
+                    out.push_str(&wrap(line, self.width(), indent, indent));
                 }
-                out.push('\n');
+                if !lines.is_empty() {
+                    out.push('\n');
+                }
             }
             Block::Button(btn) => {
                 let label = btn.text.trim_end_matches(['>', '»', '→', '›', ' ']).trim();
@@ -286,13 +292,21 @@ impl Writer {
         out.push('\n');
     }
 
+    /// A picture as text: its alt text, or nothing for a decorative one
+    /// (`alt=""`), which a screen reader would skip too.
     fn image(&mut self, img: &Image) -> String {
+        let alt = img.alt.trim();
         match &img.link {
             Some(url) => {
                 let n = self.reference(url);
-                format!("[Image: {}] [{n}]", img.alt)
+                if alt.is_empty() {
+                    format!("[Image] [{n}]")
+                } else {
+                    format!("[Image: {alt}] [{n}]")
+                }
             }
-            None => format!("[Image: {}]", img.alt),
+            None if alt.is_empty() => String::new(),
+            None => format!("[Image: {alt}]"),
         }
     }
 

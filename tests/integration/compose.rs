@@ -492,6 +492,9 @@ fn alt_text_is_a_caption_or_empty_never_a_file_name() {
     assert!(!html.to_lowercase().contains("screenshot 2026"), "{html}");
     assert!(!text.to_lowercase().contains("screenshot 2026"), "{text}");
     assert!(html.contains("alt=\"\""), "{html}");
+    // A picture without words is left out of the text part, not "[Image: ]".
+    assert!(!text.contains("[Image: ]"), "{text}");
+    assert!(text.contains("[Image: The summit hall in Paris]"), "{text}");
     assert!(html.contains("alt=\"The summit hall in Paris\""), "{html}");
     let v = check_json(tmp.path(), post);
     let missing: Vec<&serde_json::Value> = v["findings"]
