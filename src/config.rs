@@ -78,6 +78,23 @@ pub struct Config {
     pub site_url: Option<Url>,
     /// The name shown above the title in the email header.
     pub newsletter_name: Option<String>,
+    /// The language of the issues (`lang=` of the email, like `de`); a
+    /// post's `lang:` front matter wins. Default: `en`.
+    pub lang: Option<String>,
+    /// The writing direction, `ltr` or `rtl`; a post's `dir:` wins.
+    /// Default: `ltr`.
+    pub dir: Option<String>,
+    /// The footer's "You are receiving this email because you subscribed
+    /// to news from" (the newsletter's name follows).
+    pub words_subscribed: Option<String>,
+    /// The top line's "View this email in your browser".
+    pub words_view_online: Option<String>,
+    /// The footer's "View in browser".
+    pub words_view_in_browser: Option<String>,
+    /// The footer's "Unsubscribe".
+    pub words_unsubscribe: Option<String>,
+    /// The digest's "Continue reading" buttons.
+    pub words_continue_reading: Option<String>,
     /// The sender's postal address, printed in the footer (required by law
     /// for bulk mail in many countries). May span several lines.
     pub postal_address: Option<String>,
@@ -207,6 +224,13 @@ impl Default for Config {
         Config {
             site_url: None,
             newsletter_name: None,
+            lang: None,
+            dir: None,
+            words_subscribed: None,
+            words_view_online: None,
+            words_view_in_browser: None,
+            words_unsubscribe: None,
+            words_continue_reading: None,
             postal_address: None,
             unsubscribe_url: None,
             accent_color: None,
@@ -316,6 +340,13 @@ macro_rules! setting {
 const SETTINGS: &[Setting] = &[
     setting!(site_url, |v, _b| Some(web(v)?), show_opt),
     setting!(newsletter_name, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(lang, |v, _b| Some(language(v)?), show_opt),
+    setting!(dir, |v, _b| Some(direction(v)?), show_opt),
+    setting!(words_subscribed, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(words_view_online, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(words_view_in_browser, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(words_unsubscribe, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(words_continue_reading, |v, _b| Some(one_line(v)?), show_opt),
     setting!(postal_address, |v, _b| Some(lines(v)?), show_opt),
     setting!(unsubscribe_url, |v, _b| Some(unsubscribe_web(v)?), show_opt),
     setting!(accent_color, |v, _b| Some(colour(v)?), show_opt),
@@ -450,6 +481,37 @@ fn one_line(v: &str) -> Result<String, String> {
         ));
     }
     Ok(v.to_string())
+}
+
+/// A language tag (BCP 47) as `lang=` takes it: `en`, `de`, `pt-BR`.
+pub fn language(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    let ok = !v.is_empty()
+        && v.len() <= 35
+        && v.split('-').all(|part| {
+            !part.is_empty() && part.len() <= 8 && part.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+        && v.split('-')
+            .next()
+            .is_some_and(|p| p.chars().all(|c| c.is_ascii_alphabetic()));
+    if !ok {
+        return Err(format!(
+            "`{}` is not a language tag; write it like `en`, `de` or `pt-BR`",
+            v.escape_debug()
+        ));
+    }
+    Ok(v.to_string())
+}
+
+/// The writing direction: `ltr` (left to right) or `rtl` (Arabic, Hebrew).
+pub fn direction(v: &str) -> Result<String, String> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        d @ ("ltr" | "rtl" | "auto") => Ok(d.to_string()),
+        _ => Err(format!(
+            "`{}` is not a writing direction; write `ltr` (left to right) or `rtl` (right to left)",
+            v.trim().escape_debug()
+        )),
+    }
 }
 
 /// The DKIM domain and selectors go into the signature's `d=` and `s=`

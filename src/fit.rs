@@ -62,7 +62,7 @@ pub fn digest(content: &Content, full_bytes: usize) -> Option<Content> {
                     out.push(Block::Heading(h.clone()));
                     out.extend(keep(blocks));
                     out.push(Block::Button(Button {
-                        text: CONTINUE.to_string(),
+                        text: content.language.continue_reading.clone(),
                         url: format!(
                             "{base}#{}",
                             crate::content::anchor(&Inline::plain(&h.inlines))
@@ -93,7 +93,7 @@ pub fn digest(content: &Content, full_bytes: usize) -> Option<Content> {
         .map(|s| {
             let mut blocks = keep(&s.blocks);
             blocks.push(Block::Button(Button {
-                text: CONTINUE.to_string(),
+                text: content.language.continue_reading.clone(),
                 url: format!("{base}#{}", s.anchor),
                 line: s.heading.line,
             }));
@@ -110,47 +110,89 @@ pub fn digest(content: &Content, full_bytes: usize) -> Option<Content> {
         code: "fit-digest",
         line: None,
         message: format!(
-            "the whole post would make {} KB of HTML, more than Gmail shows; this email is a digest: each section's start, with a \"{CONTINUE}\" button to the rest on {base}",
-            full_bytes.div_ceil(1024)
+            "the whole post would make {} KB of HTML, more than Gmail shows; this email is a digest: each section's start, with a \"{}\" button to the rest on {base}",
+            full_bytes.div_ceil(1024),
+            content.language.continue_reading
         ),
         fix: "Nothing to do if a digest is what you want; make sure the web version is published before you send.".into(),
     });
     Some(out)
 }
 
-/// A section's lead paragraph (the first paragraph with words in it that
-/// is not a byline), the bylines before it, its images and its buttons, in
-/// the order the post has them. A lead ending in a colon introduces a list:
-/// the list's first three items stay with it. A section with no paragraph
-/// keeps its first list, cut to three items.
+/// The fewest words of prose a section's excerpt holds, when the
+/// section has that many before its first sub-heading.
+pub const EXCERPT_WORDS: usize = 40;
+
+/// A section's excerpt: prose first. Its lead paragraph (the first with
+/// words in it that is not a byline), then the paragraphs after it until
+/// the excerpt holds [`EXCERPT_WORDS`] words, never past a sub-heading; the
+/// bylines before the lead; the section's first picture only (a report's
+/// run of eight logos stays on the web); its buttons. An excerpt ending in
+/// a colon introduces a list: the list's first three items stay with it,
+/// and with no list the next paragraph is taken, so the excerpt ends on a
+/// sentence. A section with no paragraph keeps its first list, cut to
+/// three items. Blocks stay in the post's order.
 fn keep(blocks: &[Block]) -> Vec<Block> {
-    let lead = blocks.iter().position(
-        |b| matches!(b, Block::Paragraph(i) if !byline(i) && !Inline::plain(i).trim().is_empty()),
-    );
-    let list = match lead {
-        Some(n) => match &blocks[n] {
-            Block::Paragraph(i) if Inline::plain(i).trim_end().ends_with(':') => {
-                Some(n + 1).filter(|&l| matches!(blocks.get(l), Some(Block::List { .. })))
+    let prose = |b: &Block| matches!(b, Block::Paragraph(i) if !byline(i) && words(i) > 0);
+    // Where the section's own text ends: its first sub-heading, unless
+    // the section's prose only starts under one (a byline, then "## ...").
+    let end = blocks
+        .iter()
+        .position(|b| matches!(b, Block::Heading(_)))
+        .filter(|&h| blocks[..h].iter().any(prose))
+        .unwrap_or(blocks.len());
+    let lead = blocks[..end].iter().position(prose);
+    let mut kept_paragraphs = Vec::new();
+    let mut list = None;
+    if let Some(first) = lead {
+        let mut total = 0;
+        for (n, b) in blocks.iter().enumerate().take(end).skip(first) {
+            let Block::Paragraph(i) = b else {
+                continue;
+            };
+            if !prose(b) {
+                continue;
             }
-            _ => None,
-        },
-        None => blocks.iter().position(|b| matches!(b, Block::List { .. })),
-    };
+            kept_paragraphs.push(n);
+            total += words(i);
+            let open = Inline::plain(i).trim_end().ends_with(':');
+            if open && matches!(blocks.get(n + 1), Some(Block::List { .. })) {
+                list = Some(n + 1);
+                break;
+            }
+            if total >= EXCERPT_WORDS && !open {
+                break;
+            }
+        }
+    } else {
+        list = blocks[..end]
+            .iter()
+            .position(|b| matches!(b, Block::List { .. }));
+    }
+    let picture = blocks
+        .iter()
+        .position(|b| matches!(b, Block::Images(imgs) if !imgs.is_empty()));
     blocks
         .iter()
         .enumerate()
         .filter_map(|(n, b)| match b {
-            Block::Images(_) | Block::Button(_) => Some(b.clone()),
+            Block::Images(imgs) if Some(n) == picture => {
+                Some(Block::Images(imgs.iter().take(1).cloned().collect()))
+            }
+            Block::Button(_) => Some(b.clone()),
             Block::List { start, items } if Some(n) == list => Some(Block::List {
                 start: *start,
                 items: items.iter().take(3).cloned().collect(),
             }),
-            Block::Paragraph(i) if Some(n) == lead || (lead.is_none_or(|l| n < l) && byline(i)) => {
-                Some(b.clone())
-            }
+            Block::Paragraph(_) if kept_paragraphs.contains(&n) => Some(b.clone()),
+            Block::Paragraph(i) if lead.is_some_and(|l| n < l) && byline(i) => Some(b.clone()),
             _ => None,
         })
         .collect()
+}
+
+fn words(inlines: &[Inline]) -> usize {
+    Inline::plain(inlines).split_whitespace().count()
 }
 
 /// "***Jane Doe, Executive Director***": a short paragraph that is all
@@ -196,6 +238,7 @@ mod tests {
             intro: vec![para("Welcome."), para("A second intro paragraph.")],
             sections,
             findings: vec![],
+            language: Default::default(),
         }
     }
 
@@ -242,6 +285,8 @@ mod tests {
             vec![
                 para("Lead."),
                 logo,
+                // Under 40 words: the next paragraph joins the lead.
+                para("Second paragraph."),
                 more,
                 Block::Button(Button {
                     text: "Continue reading".into(),
@@ -250,8 +295,9 @@ mod tests {
                 })
             ]
         );
-        // The intro keeps its lead after the note that this is a digest.
-        assert_eq!(d.intro.len(), 2);
+        // The intro keeps its lead (and, under 40 words, the paragraph
+        // after it) after the note that this is a digest.
+        assert_eq!(d.intro.len(), 3);
         assert!(
             Inline::plain(match &d.intro[0] {
                 Block::Paragraph(i) => i,
@@ -312,6 +358,70 @@ mod tests {
         assert_eq!(blocks.len(), 4);
     }
 
+    /// The 2023 report's sections: a byline, a column of logos, prose
+    /// after a sub-heading, a lead ending on a colon with no list.
+    #[test]
+    fn excerpts_hold_40_words_of_prose_one_picture_and_end_on_a_sentence() {
+        let logo = |n: usize| {
+            Block::Images(vec![Image {
+                src: format!("https://example.org/logo{n}.png"),
+                alt: format!("Logo {n}"),
+                alt_derived: false,
+                title: None,
+                link: None,
+                width: Some(200),
+                line: 9 + n,
+            }])
+        };
+        let byline = Block::Paragraph(vec![Inline::Emph(vec![Inline::Text(
+            "Jane Doe, Director".into(),
+        )])]);
+        let words = |n: usize, end: &str| para(&format!("{}{end}", vec!["word"; n].join(" ")));
+        let sub = Block::Heading(Heading {
+            level: 2,
+            inlines: vec![Inline::Text("Sub".into())],
+            line: 30,
+        });
+        let mut blocks = vec![byline.clone(), sub.clone()];
+        blocks.extend((0..8).map(logo));
+        blocks.extend([
+            words(25, "."),
+            words(10, ":"),
+            words(12, "."),
+            words(30, "."),
+        ]);
+        let c = content(
+            vec![section("Members", blocks)],
+            Some("https://example.org/r"),
+        );
+        let d = digest(&c, 1).unwrap();
+        let kept = &d.sections[0].blocks;
+        let pictures = kept
+            .iter()
+            .filter(|b| matches!(b, Block::Images(_)))
+            .count();
+        assert_eq!(pictures, 1, "{kept:#?}");
+        // 25 + 10 words, ending on a colon: the next paragraph too.
+        let prose: Vec<&Block> = kept
+            .iter()
+            .filter(|b| matches!(b, Block::Paragraph(i) if !byline_of(i)))
+            .collect();
+        assert_eq!(prose, [&words(25, "."), &words(10, ":"), &words(12, ".")]);
+        assert!(kept.contains(&byline), "the byline before the lead stays");
+        // A long lead is enough on its own.
+        let c = content(
+            vec![section("Long", vec![words(45, "."), words(30, ".")])],
+            Some("https://example.org/r"),
+        );
+        let d = digest(&c, 1).unwrap();
+        assert_eq!(d.sections[0].blocks[0], words(45, "."));
+        assert_eq!(d.sections[0].blocks.len(), 2);
+    }
+
+    fn byline_of(i: &[Inline]) -> bool {
+        byline(i)
+    }
+
     #[test]
     fn sub_sections_before_the_first_top_level_heading_keep_heading_and_button() {
         let sub = |t: &str, line| {
@@ -347,11 +457,14 @@ mod tests {
             d.intro[1..],
             [
                 para("Welcome."),
+                para("More welcome."),
                 sub("A Good Year", 20),
                 para("Lead one."),
+                para("Rest one."),
                 button("a-good-year", 20),
                 sub("Our Members", 40),
                 para("Lead two."),
+                para("Rest two."),
                 button("our-members", 40),
             ]
         );

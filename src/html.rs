@@ -250,7 +250,9 @@ fn push_collapsed(out: &mut String, text: &str) {
 /// Drops the whitespace CSS does not need: around `{`, `}`, `;` and `,`,
 /// after `:`, and the `;` before a `}`. Whitespace elsewhere (between the
 /// words of a selector or a media query) is kept as one space; quoted
-/// strings are copied as they are.
+/// strings are copied as they are. A line break follows a `}` once a line
+/// passes 400 bytes: mail needs lines under 998, and a style block on one
+/// line would send the whole HTML part quoted-printable.
 fn css(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     let mut quote = None;
@@ -288,6 +290,10 @@ fn css(s: &str) -> String {
                 out.push(c);
                 while chars.peek().is_some_and(|c| c.is_whitespace()) {
                     chars.next();
+                }
+                let line = out.len() - out.rfind('\n').map_or(0, |n| n + 1);
+                if c == '}' && line > 400 {
+                    out.push('\n');
                 }
             }
             _ => {
@@ -334,6 +340,18 @@ mod tests {
     fn escapes() {
         assert_eq!(super::text("a < b & \"c\""), "a &lt; b &amp; \"c\"");
         assert_eq!(super::attr("x\"><script>"), "x&quot;&gt;&lt;script&gt;");
+    }
+
+    #[test]
+    fn long_style_blocks_are_broken_into_lines() {
+        let rule = ".hd-table td{display:block !important;width:auto !important}";
+        let css = super::css(&format!("@media (max-width:479px){{{}}}", rule.repeat(30)));
+        assert!(css.lines().count() > 1);
+        assert!(css.lines().all(|l| l.len() < 500), "{css}");
+        assert_eq!(
+            css.replace('\n', ""),
+            format!("@media (max-width:479px){{{}}}", rule.repeat(30))
+        );
     }
 
     #[test]

@@ -52,6 +52,24 @@ pub struct FrontMatter {
     /// `hidePost: true`: a draft the website does not list.
     pub hidden: bool,
     pub seo: Seo,
+    /// A page's own call to action (`footer:` with `buttonText` and
+    /// `button`, shown unless `display: false`), carried to the email's end.
+    pub call_to_action: Option<CallToAction>,
+    /// The post's language (`lang:`, like `de`), over the settings' one.
+    pub lang: Option<String>,
+    /// `ltr` or `rtl` (`dir:`), over the settings' one.
+    pub dir: Option<String>,
+}
+
+/// The button a page's front matter puts under its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallToAction {
+    /// The line above the button (`footer.subTitle`, else `footer.title`).
+    pub text: Option<String>,
+    pub button_text: String,
+    pub url: String,
+    /// The line of `footer:` in the file.
+    pub line: usize,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -230,6 +248,22 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
     // The front matter starts on line 2 of the file (line 1 is `---`).
     let file_line = |yaml_line: usize| yaml_line + 1;
     let value: Value = yaml_serde::from_str(yaml).map_err(|e| {
+        // The parser notices an unclosed quote only where it runs into
+        // something it cannot read, often lines later: name the line the
+        // quote was opened on.
+        if let Some((line, quote)) = e
+            .location()
+            .and_then(|l| unclosed_quote(yaml, l.line()))
+        {
+            return InputError::new(
+                path,
+                Some(file_line(line)),
+                format!(
+                    "the front matter is not valid YAML: the {quote} quote that starts the value on \
+                     this line is never closed. Add the closing {quote} at the end of the value."
+                ),
+            );
+        }
         let line = e.location().map(|l| file_line(l.line())).unwrap_or(2);
         let detail = e.to_string();
         let detail = detail
@@ -356,7 +390,26 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
             ),
         ));
     }
+    let call_to_action = match map.get("footer") {
+        Some(Value::Mapping(m)) => {
+            let get = |k: &str| scalar(m.get(k)).ok().flatten().filter(|s| !s.is_empty());
+            let shown = !matches!(m.get("display"), Some(Value::Bool(false)));
+            match (shown, get("buttonText"), get("button")) {
+                (true, Some(button_text), Some(url)) => Some(CallToAction {
+                    text: get("subTitle").or_else(|| get("title")),
+                    button_text,
+                    url,
+                    line: file_line(key_line(yaml, "footer").unwrap_or(1)),
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     Ok(FrontMatter {
+        call_to_action,
+        lang: text_of("lang")?.filter(|s| !s.is_empty()),
+        dir: text_of("dir")?.filter(|s| !s.is_empty()),
         kind,
         title,
         sub_title: text_of("subTitle")?.filter(|s| !s.is_empty()),
@@ -368,6 +421,72 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
         hidden,
         seo,
     })
+}
+
+/// The line (1-based, within `yaml`) of a quoted value still open on line
+/// `error_line`, with its quote (`"` or `'`). A value opens a quote when
+/// its first character after `key: ` or `- ` is one; a double-quoted value
+/// may run over several lines, so the quote is followed to its end.
+///
+/// A line inside the open quote that looks like the next setting (`key:`
+/// no further indented than the line that opened it) means the quote was
+/// never closed: without this, a later `key: "value"` would seem to close it.
+fn unclosed_quote(yaml: &str, error_line: usize) -> Option<(usize, char)> {
+    let indent = |l: &str| l.len() - l.trim_start().len();
+    let looks_like_key = |l: &str| {
+        let t = l.trim_start();
+        t.split_once(':').is_some_and(|(k, v)| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_alphanumeric() || c == '_' || c == '-')
+                && (v.is_empty() || v.starts_with(' '))
+        })
+    };
+    let mut open: Option<(usize, char)> = None;
+    let mut open_indent = 0;
+    for (n, line) in yaml.lines().enumerate().take(error_line) {
+        let mut rest: &str = line;
+        if open.is_some() && indent(line) <= open_indent && looks_like_key(line) {
+            return open;
+        }
+        if open.is_none() {
+            open_indent = indent(line);
+            let trimmed = line.trim_start();
+            if trimmed.starts_with('#') {
+                continue;
+            }
+            let value = match trimmed.strip_prefix("- ") {
+                Some(v) => v.trim_start(),
+                None => match trimmed.split_once(": ") {
+                    Some((key, v)) if !key.starts_with(['"', '\'']) => v.trim_start(),
+                    _ => continue,
+                },
+            };
+            let Some(q) = value.chars().next().filter(|c| matches!(c, '"' | '\'')) else {
+                continue;
+            };
+            open = Some((n + 1, q));
+            rest = &value[1..];
+        }
+        let Some((_, q)) = open else { continue };
+        let mut chars = rest.chars().peekable();
+        while let Some(c) = chars.next() {
+            match (q, c) {
+                ('"', '\\') => {
+                    chars.next();
+                }
+                ('\'', '\'') if chars.peek() == Some(&'\'') => {
+                    chars.next();
+                }
+                (q, c) if c == q => {
+                    open = None;
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+    open
 }
 
 /// A scalar as trimmed text; `Err` names what it is instead.
@@ -487,6 +606,22 @@ mod tests {
 
     fn p(text: &str) -> Result<Post, InputError> {
         parse(Path::new("posts/x.md"), text)
+    }
+
+    /// A quote left open on line 3 is reported on line 3, not where the
+    /// parser gave up (line 12 here, at the next quoted value).
+    #[test]
+    fn an_unclosed_quote_is_reported_where_it_opens() {
+        let text = "---\ntemplateKey: blog-post\ntitle: \"Inside Open Infrastructure: May\nauthor: Someone\ndate: 2025-05-28\ncategory:\n  - value: category-news\n    label: News\nhidePost: false\nseo:\n  description: The monthly news\n  title: \"Inside Open Infrastructure: May\"\n  url: https://openinfra.org/blog/may\n---\nText.\n";
+        let e = p(text).unwrap_err();
+        assert_eq!(e.line, Some(3), "{e}");
+        assert!(e.message.contains("never closed"), "{e}");
+        // A double-quoted value over several lines is fine, and a later
+        // error is still reported where it is.
+        let text = "---\ntitle: \"A long\n  title over lines\"\nseo:\n  url: [oops\n---\nText.\n";
+        let e = p(text).unwrap_err();
+        assert_ne!(e.line, Some(2), "{e}");
+        assert!(!e.message.contains("never closed"), "{e}");
     }
 
     #[test]

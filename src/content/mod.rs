@@ -25,7 +25,9 @@ use crate::post::{Kind, Post};
 use crate::urls::Base;
 
 use markdown::Builder;
-use passes::{derive_alt_text, normalise_blocks, split_sections, tag_links};
+use passes::{
+    derive_alt_text, loosen_no_break_spaces, normalise_blocks, split_sections, tag_links,
+};
 
 /// The width of the email's column in CSS pixels (600 px less 2 x 28 px
 /// padding): no picture is shown wider, so none is drawn wider either.
@@ -35,7 +37,9 @@ pub const COLUMN: u32 = 544;
 #[derive(Debug, Clone)]
 pub struct Content {
     pub title: String,
-    /// The line above the title: the newsletter's name, or a report's subtitle.
+    /// The line above the title and the footer's sender: the newsletter's
+    /// name from the settings, whatever the post is (a page's `subTitle`,
+    /// "Authors: ...", is about the page, not who sends it).
     pub kicker: String,
     /// "May 28, 2025" for posts, the year for annual reports.
     pub date_label: Option<String>,
@@ -48,6 +52,76 @@ pub struct Content {
     pub sections: Vec<Section>,
     /// What herald changed or could not use while reading the post.
     pub findings: Vec<Finding>,
+    /// The issue's language and the words herald adds around the post.
+    pub language: Language,
+}
+
+/// The issue's language (`lang=`, `dir=` of the email) and the words of
+/// the footer and of herald's own buttons: from the post's front matter,
+/// else the settings, else English.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Language {
+    pub lang: String,
+    pub dir: String,
+    pub subscribed: String,
+    pub view_online: String,
+    pub view_in_browser: String,
+    pub unsubscribe: String,
+    pub continue_reading: String,
+}
+
+impl Default for Language {
+    fn default() -> Self {
+        Language {
+            lang: "en".into(),
+            dir: "ltr".into(),
+            subscribed: "You are receiving this email because you subscribed to news from".into(),
+            view_online: "View this email in your browser".into(),
+            view_in_browser: "View in browser".into(),
+            unsubscribe: "Unsubscribe".into(),
+            continue_reading: "Continue reading".into(),
+        }
+    }
+}
+
+impl Language {
+    fn of(post: &Post, config: &Config) -> (Language, Vec<Finding>) {
+        let d = Language::default();
+        let fm = &post.front_matter;
+        let mut findings = Vec::new();
+        // The front matter is the writer's; a tag herald cannot use is
+        // named and left out rather than written into the email.
+        let mut own = |value: &Option<String>,
+                       parse: fn(&str) -> Result<String, String>,
+                       key: &str| {
+            value.as_deref().and_then(|v| match parse(v) {
+                Ok(v) => Some(v),
+                Err(why) => {
+                    findings.push(Finding {
+                        severity: crate::findings::Severity::Warning,
+                        code: "bad-language",
+                        line: None,
+                        message: format!("`{key}:` in the front matter: {why}"),
+                        fix: format!("correct `{key}:` or remove it (the settings' value is used)"),
+                    });
+                    None
+                }
+            })
+        };
+        let lang = own(&fm.lang, crate::config::language, "lang");
+        let dir = own(&fm.dir, crate::config::direction, "dir");
+        let pick = |v: &Option<String>, default: String| v.clone().unwrap_or(default);
+        let language = Language {
+            lang: lang.or_else(|| config.lang.clone()).unwrap_or(d.lang),
+            dir: dir.or_else(|| config.dir.clone()).unwrap_or(d.dir),
+            subscribed: pick(&config.words_subscribed, d.subscribed),
+            view_online: pick(&config.words_view_online, d.view_online),
+            view_in_browser: pick(&config.words_view_in_browser, d.view_in_browser),
+            unsubscribe: pick(&config.words_unsubscribe, d.unsubscribe),
+            continue_reading: pick(&config.words_continue_reading, d.continue_reading),
+        };
+        (language, findings)
+    }
 }
 
 /// A top-level section: a heading of the highest level used in the post and
@@ -164,16 +238,18 @@ pub fn build(post: &Post, config: &Config, base: &Base) -> Content {
     let mut b = Builder::new(post, base.clone());
     b.run(&post.body);
     let (blocks, mut findings) = b.finish();
-    let blocks = normalise_blocks(blocks);
+    let mut blocks = normalise_blocks(blocks);
+    loosen_no_break_spaces(&mut blocks);
     let (intro, sections) = split_sections(blocks);
+    let (language, language_findings) = Language::of(post, config);
+    findings.extend(language_findings);
     let mut content = Content {
-        title: fm.title.clone(),
-        kicker: match fm.kind {
-            Kind::Report => fm.sub_title.clone(),
-            _ => None,
-        }
-        .or_else(|| config.newsletter_name.clone())
-        .unwrap_or_else(|| "OpenInfra Foundation".into()),
+        language,
+        title: public_title(fm).to_string(),
+        kicker: config
+            .newsletter_name
+            .clone()
+            .unwrap_or_else(|| "OpenInfra Foundation".into()),
         date_label: match (&fm.kind, fm.date, fm.year) {
             (Kind::Report, _, Some(y)) => Some(y.to_string()),
             (_, Some(d), _) => Some(
@@ -190,6 +266,28 @@ pub fn build(post: &Post, config: &Config, base: &Base) -> Content {
         sections,
         findings: Vec::new(),
     };
+    if let Some(seo) = fm
+        .seo
+        .title
+        .as_deref()
+        .filter(|_| public_title(fm) != fm.title)
+    {
+        findings.push(Finding {
+            severity: crate::findings::Severity::Notice,
+            code: "public-title",
+            line: None,
+            message: format!(
+                "the subject and the email's title are the public title (`seo.title`) \"{seo}\"; \
+                 the website's own `title:` is \"{}\"",
+                fm.title
+            ),
+            fix: "nothing to do if the public title is the one to send; else change `seo.title`"
+                .into(),
+        });
+    }
+    if let Some(cta) = &fm.call_to_action {
+        findings.extend(carry_call_to_action(&mut content, cta, base));
+    }
     derive_alt_text(&mut content, &mut findings);
     if let Some(utm) = &config.utm {
         let mut hosts: Vec<String> = base
@@ -253,6 +351,54 @@ fn trim_inlines(mut inlines: Vec<Inline>) -> Vec<Inline> {
     }
     inlines.retain(|i| !matches!(i, Inline::Text(t) if t.is_empty()));
     inlines
+}
+
+/// The title readers see: the CMS keeps an internal `title:` (it once read
+/// "OLD DON'T USE ..." on a post that was mailed) and the public one in
+/// `seo.title`, which the website puts in the page's title and search
+/// results. The public one wins when both are there.
+fn public_title(fm: &crate::post::FrontMatter) -> &str {
+    fm.seo
+        .title
+        .as_deref()
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .unwrap_or(&fm.title)
+}
+
+/// A page's `footer:` call to action ends the email as it ends the page:
+/// its line of text, then its button.
+fn carry_call_to_action(
+    content: &mut Content,
+    cta: &crate::post::CallToAction,
+    base: &Base,
+) -> Option<Finding> {
+    let url = match crate::urls::absolutize(&cta.url, base) {
+        Ok(fixed) => fixed.url,
+        Err(why) => {
+            return Some(Finding {
+                severity: crate::findings::Severity::Warning,
+                code: "bad-link",
+                line: Some(cta.line),
+                message: format!("the page's `footer:` button links to `{}`: {why}", cta.url),
+                fix: "write the button's address as https://... (the email leaves the button out until then)".into(),
+            });
+        }
+    };
+    let mut blocks = Vec::new();
+    if let Some(text) = &cta.text {
+        blocks.push(Block::Paragraph(vec![Inline::Text(collapse_ws(text))]));
+    }
+    blocks.push(Block::Button(Button {
+        text: cta.button_text.clone(),
+        url,
+        line: cta.line,
+    }));
+    match content.sections.last_mut() {
+        Some(s) => s.blocks.extend(blocks),
+        None => content.intro.extend(blocks),
+    }
+    None
 }
 
 fn plain_block(block: &Block) -> String {
@@ -386,26 +532,49 @@ mod tests {
     }
 
     #[test]
+    fn no_break_spaces_after_commas_become_spaces() {
+        let c = build_body("[A](https://a.example),\u{a0}[B](https://b.example);\u{a0}C\u{a0}km\n");
+        let text = Inline::plain(match &c.intro[0] {
+            Block::Paragraph(i) => i,
+            other => panic!("{other:?}"),
+        });
+        assert_eq!(text, "A, B; C\u{a0}km");
+    }
+
+    #[test]
     fn without_h1_the_highest_level_splits_sections() {
         let c = build_body("## A\n\ntext\n\n### a1\n\n## B\n");
         assert_eq!(c.sections.len(), 2);
     }
 
     #[test]
-    fn images_without_alt_get_one_and_a_notice() {
+    fn images_without_alt_get_their_caption_or_none_never_a_file_name() {
         let c = build_body(
-            "![](/img/openinfra_annualreport_2024.jpg)\n\n# Events\n\n![](/img/frame-541.png)\n",
+            "![](/img/Screenshot%202026-04-13%20at%2010.34.20%E2%80%AFAM.png)\n\n# Events\n\n![](/img/frame-541.png \"The summit's hall\")\n\n[![](/img/openinfra_logo_2024.jpg)](https://openinfra.org)\n",
         );
         let Block::Images(a) = &c.intro[0] else {
             panic!()
         };
-        assert_eq!(a[0].alt, "openinfra annualreport 2024");
+        assert_eq!(a[0].alt, "");
         let Block::Images(b) = &c.sections[0].blocks[0] else {
             panic!()
         };
-        assert_eq!(b[0].alt, "Events");
+        assert_eq!(b[0].alt, "The summit's hall");
         assert!(b[0].alt_derived);
-        assert_eq!(codes(&c), vec!["missing-alt", "missing-alt"]);
+        // A linked picture names its link: the section's heading.
+        let linked = match &c.sections[0].blocks[1] {
+            Block::Images(i) => i[0].alt.clone(),
+            Block::Paragraph(i) => match &i[0] {
+                Inline::Link(l) => match &l.children[0] {
+                    Inline::Image(img) => img.alt.clone(),
+                    other => panic!("{other:?}"),
+                },
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(linked, "Events");
+        assert_eq!(codes(&c), vec!["missing-alt", "missing-alt", "missing-alt"]);
     }
 
     #[test]

@@ -189,33 +189,106 @@ fn unique_anchor(text: &str, used: &mut BTreeMap<String, usize>) -> String {
     out
 }
 
-/// Images with no alt text get one: their title, else a readable file name,
-/// else the heading of their section, else the issue's title.
+/// A no-break space after a comma, a semicolon or a bar becomes a plain
+/// space. Pasted text brings them in ("Storware,\u{a0}Fairbanks,\u{a0}Encora,
+/// ..."): a list of ten names joined by them is one unbreakable run, and a
+/// phone breaks it inside a word ("Cloudifi|cation"). Nobody means to glue
+/// the words on either side of a comma together.
+pub(super) fn loosen_no_break_spaces(blocks: &mut [Block]) {
+    fn inlines(list: &mut [Inline]) {
+        for i in list {
+            match i {
+                Inline::Text(t) if t.contains('\u{a0}') => {
+                    let mut out = String::with_capacity(t.len());
+                    let mut prev = None;
+                    for c in t.chars() {
+                        let loose = c == '\u{a0}' && matches!(prev, Some(',' | ';' | '|'));
+                        out.push(if loose { ' ' } else { c });
+                        prev = Some(c);
+                    }
+                    *t = out;
+                }
+                Inline::Strong(c) | Inline::Emph(c) | Inline::Strike(c) => inlines(c),
+                Inline::Link(l) => inlines(&mut l.children),
+                _ => {}
+            }
+        }
+    }
+    for b in blocks {
+        match b {
+            Block::Heading(h) => inlines(&mut h.inlines),
+            Block::Paragraph(i) => inlines(i),
+            Block::List { items, .. } => items
+                .iter_mut()
+                .for_each(|item| loosen_no_break_spaces(item)),
+            Block::Quote(inner) => loosen_no_break_spaces(inner),
+            Block::Table { head, rows } => {
+                head.iter_mut().for_each(|c| inlines(c));
+                rows.iter_mut().flatten().for_each(|c| inlines(c));
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Images with no alt text get their caption (the Markdown title,
+/// `![](/img/x.png "caption")`), else `alt=""`: screen readers skip such a
+/// picture, and with pictures off nothing stands in its place. Never a
+/// file name ("screenshot 2026 04 13 at 10 34 20 E2 80 AFam" read aloud
+/// helps nobody). A picture that is a link's only content names the link,
+/// so there the caption, else the section's heading, else the title.
 pub(super) fn derive_alt_text(content: &mut Content, findings: &mut Vec<Finding>) {
     struct AltText<'f> {
         context: String,
         findings: &'f mut Vec<Finding>,
     }
-    impl VisitMut for AltText<'_> {
-        fn image(&mut self, img: &mut Image) {
+    impl AltText<'_> {
+        fn fill(&mut self, img: &mut Image, names_a_link: bool) {
             if !img.alt.trim().is_empty() {
                 return;
             }
-            let alt = img
-                .title
-                .clone()
-                .or_else(|| readable_file_name(&img.src))
-                .unwrap_or_else(|| self.context.clone());
+            let caption = img.title.clone().filter(|t| !t.trim().is_empty());
+            let alt = match (caption, names_a_link) {
+                (Some(c), _) => c,
+                (None, true) => self.context.clone(),
+                (None, false) => String::new(),
+            };
+            let uses = if alt.is_empty() {
+                "herald writes alt=\"\" (screen readers skip the picture)".to_string()
+            } else {
+                format!("herald uses \"{alt}\"")
+            };
             self.findings.push(Finding {
                 severity: Severity::Notice,
                 code: "missing-alt",
                 line: Some(img.line),
-                message: format!("an image has no alt text; herald uses \"{alt}\""),
+                message: format!("an image has no alt text; {uses}"),
                 fix: "Describe the picture in the brackets: `![What the picture shows](/img/...)`."
                     .into(),
             });
             img.alt = alt;
             img.alt_derived = true;
+        }
+    }
+    impl VisitMut for AltText<'_> {
+        fn link(&mut self, link: &mut crate::content::Link) {
+            let words = link
+                .children
+                .iter()
+                .filter(|c| !matches!(c, Inline::Image(_)))
+                .map(|c| Inline::plain(std::slice::from_ref(c)))
+                .collect::<String>();
+            if words.trim().is_empty() {
+                for child in &mut link.children {
+                    if let Inline::Image(img) = child {
+                        self.fill(img, true);
+                    }
+                }
+            }
+        }
+        fn image(&mut self, img: &mut Image) {
+            let linked = img.link.is_some();
+            self.fill(img, linked);
         }
     }
     // A section's heading describes its pictures, not the headings' own.
@@ -228,22 +301,6 @@ pub(super) fn derive_alt_text(content: &mut Content, findings: &mut Vec<Finding>
         fix.context = collapse_ws(&Inline::plain(&s.heading.inlines));
         visit::blocks_mut(&mut fix, &mut s.blocks);
     }
-}
-
-/// `openinfra_annualreport_2024.jpg` -> "openinfra annualreport 2024";
-/// `frame-541.png` or a hash-like name -> `None`.
-fn readable_file_name(src: &str) -> Option<String> {
-    let name = src.rsplit('/').next()?.split(['?', '#']).next()?;
-    let stem = name.rsplit_once('.').map_or(name, |(s, _)| s);
-    let words: Vec<&str> = stem
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .collect();
-    let real_words = words
-        .iter()
-        .filter(|w| w.len() >= 3 && w.chars().all(|c| c.is_alphabetic()) && w.len() <= 20)
-        .count();
-    (real_words >= 2).then(|| words.join(" "))
 }
 
 /// Adds the `utm` campaign tags to every link to the newsletter's own

@@ -162,6 +162,7 @@ mod tests {
         Content {
             title: "T".into(),
             kicker: "K".into(),
+            language: Default::default(),
             date_label: None,
             preheader: None,
             web_url: None,

@@ -5,7 +5,7 @@
 use askama::Template;
 
 use crate::config::Config;
-use crate::content::{Block, COLUMN, Content, Image, Inline};
+use crate::content::{Block, COLUMN, Content, Image, Inline, Language};
 use crate::html;
 
 const TEXT: &str = "#1f2933";
@@ -37,10 +37,14 @@ pub struct SectionView {
 #[derive(Template)]
 #[template(path = "email.mjml")]
 struct EmailMjml<'a> {
+    lang: &'a str,
+    dir: &'a str,
+    words: &'a Language,
     title: &'a str,
     kicker: String,
     date_label: Option<&'a str>,
     preheader: Option<&'a str>,
+    preheader_padding: String,
     web_url: Option<&'a str>,
     accent: &'a str,
     navy: &'a str,
@@ -56,10 +60,14 @@ struct EmailMjml<'a> {
 pub fn mjml(content: &Content, config: &Config, accent: &str) -> String {
     let w = Writer { accent };
     let t = EmailMjml {
+        lang: &content.language.lang,
+        dir: &content.language.dir,
+        words: &content.language,
         title: &content.title,
         kicker: content.kicker.to_uppercase(),
         date_label: content.date_label.as_deref(),
         preheader: content.preheader.as_deref(),
+        preheader_padding: preheader_padding(),
         web_url: content.web_url.as_deref(),
         accent,
         navy: NAVY,
@@ -80,6 +88,18 @@ pub fn mjml(content: &Content, config: &Config, accent: &str) -> String {
         postal_address: config.postal_address.as_deref(),
     };
     t.render().expect("the MJML template has no fallible parts")
+}
+
+/// What follows the preview text in its hidden line: inbox snippets show
+/// up to about 140 characters (Gmail, Apple Mail on a wide screen show
+/// more), so 150 invisible units. The characters are written as entities
+/// (`&#847;` is U+034F COMBINING GRAPHEME JOINER) so the HTML stays ASCII.
+fn preheader_padding() -> String {
+    let unit = "&#847;&zwnj;&nbsp;";
+    (0..15)
+        .map(|_| unit.repeat(10))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The colours for readers whose mail program is in dark mode (Apple Mail,
@@ -261,39 +281,7 @@ impl Writer<'_> {
                 out.push_str(&html::text(code.trim_end_matches('\n')));
                 out.push_str("</pre>\n");
             }
-            Block::Table { head, rows } => {
-                // A table with a header row holds data: screen readers should
-                // announce it as a table, each header cell naming its column.
-                // One without is as likely layout, and is presented as such.
-                let role = if head.is_empty() {
-                    " role=\"presentation\""
-                } else {
-                    ""
-                };
-                out.push_str(&format!("<table{role} style=\"width:100%;border-collapse:collapse;margin:0 0 16px;font-size:14px;line-height:1.4\">"));
-                if !head.is_empty() {
-                    out.push_str("<thead><tr>");
-                    for cell in head {
-                        out.push_str(&format!(
-                            "<th scope=\"col\" style=\"text-align:left;padding:6px 8px;border-bottom:2px solid {NAVY};color:{NAVY}\">{}</th>",
-                            self.inlines(cell)
-                        ));
-                    }
-                    out.push_str("</tr></thead>\n");
-                }
-                out.push_str("<tbody>");
-                for row in rows {
-                    out.push_str("<tr>");
-                    for cell in row {
-                        out.push_str(&format!(
-                            "<td style=\"padding:6px 8px;border-bottom:1px solid #d9dee4;vertical-align:top\">{}</td>",
-                            self.inlines(cell)
-                        ));
-                    }
-                    out.push_str("</tr>\n");
-                }
-                out.push_str("</tbody></table>\n");
-            }
+            Block::Table { head, rows } => self.table(head, rows, out),
             Block::Images(imgs) => {
                 out.push_str("<p style=\"margin:0 0 16px\">");
                 for img in imgs {
@@ -313,6 +301,66 @@ impl Writer<'_> {
                 "<hr style=\"border:none;border-top:1px solid #d9dee4;margin:16px 0\" />",
             ),
         }
+    }
+
+    /// A table reads as a table where there is room, and as one block of
+    /// "label: value" lines per row on a phone (`.hd-table` in the
+    /// template's media query): squeezed into 319 px, a table's columns
+    /// would break its words in the middle ("Diamon|d"), and forbidding
+    /// that makes the page wider than the phone. The labels are the header
+    /// cells, repeated in each cell and hidden until the media query shows
+    /// them; mail programs without media queries (Outlook on Windows, Gmail
+    /// for other accounts) show the desktop table. A table too wide for
+    /// the 544 px column even on a desktop is laid out as rows there too.
+    fn table(&self, head: &[Vec<Inline>], rows: &[Vec<Vec<Inline>>], out: &mut String) {
+        // A table with a header row holds data: screen readers should
+        // announce it as a table, each header cell naming its column.
+        // One without is as likely layout, and is presented as such.
+        let role = if head.is_empty() {
+            " role=\"presentation\""
+        } else {
+            ""
+        };
+        let class = if table_min_width(head, rows) > COLUMN {
+            "hd-table hd-table-wide"
+        } else {
+            "hd-table"
+        };
+        // word-break:normal: the break-word MJML puts around every text
+        // lets a table shrink its columns until words break inside.
+        out.push_str(&format!("<table class=\"{class}\"{role} style=\"width:100%;border-collapse:collapse;margin:0 0 16px;font-size:14px;line-height:1.4;word-break:normal\">"));
+        if !head.is_empty() {
+            out.push_str("<thead class=\"hd-head\"><tr>");
+            for cell in head {
+                out.push_str(&format!(
+                    "<th scope=\"col\" style=\"text-align:left;padding:6px 8px;border-bottom:2px solid {NAVY};color:{NAVY}\">{}</th>",
+                    self.inlines(cell)
+                ));
+            }
+            out.push_str("</tr></thead>\n");
+        }
+        out.push_str("<tbody>");
+        for row in rows {
+            out.push_str("<tr>");
+            for (n, cell) in row.iter().enumerate() {
+                let label = head
+                    .get(n)
+                    .filter(|h| !Inline::plain(h).trim().is_empty())
+                    .map(|h| {
+                        format!(
+                            "<span class=\"hd-label\" style=\"display:none;mso-hide:all;font-weight:bold;color:{NAVY}\">{}: </span>",
+                            html::text(Inline::plain(h).trim().trim_end_matches(':'))
+                        )
+                    })
+                    .unwrap_or_default();
+                out.push_str(&format!(
+                    "<td style=\"padding:6px 8px;border-bottom:1px solid #d9dee4;vertical-align:top\">{label}{}</td>",
+                    self.inlines(cell)
+                ));
+            }
+            out.push_str("</tr>\n");
+        }
+        out.push_str("</tbody></table>\n");
     }
 
     fn image(&self, img: &Image, out: &mut String) {
@@ -382,6 +430,34 @@ impl Writer<'_> {
         self.push_inlines(children, out);
         out.push_str(&format!("</{tag}>"));
     }
+}
+
+/// About how wide `head` and `rows` can be squeezed without breaking a
+/// word, in CSS pixels: each column's longest word at the table's 14 px
+/// (about 8.5 px a character, bold headers included) and its 16 px of
+/// padding.
+fn table_min_width(head: &[Vec<Inline>], rows: &[Vec<Vec<Inline>>]) -> u32 {
+    let columns = std::iter::once(head)
+        .chain(rows.iter().map(|r| r.as_slice()))
+        .map(|r| r.len())
+        .max()
+        .unwrap_or(0);
+    (0..columns)
+        .map(|c| {
+            let longest = std::iter::once(head)
+                .chain(rows.iter().map(|r| r.as_slice()))
+                .filter_map(|r| r.get(c))
+                .flat_map(|cell| {
+                    Inline::plain(cell)
+                        .split(|ch: char| ch.is_whitespace() || ch == '-' || ch == '/')
+                        .map(|w| w.chars().count())
+                        .collect::<Vec<_>>()
+                })
+                .max()
+                .unwrap_or(0);
+            (longest as f64 * 8.5) as u32 + 16
+        })
+        .sum()
 }
 
 /// Escapes text, turning a space into a line break now and then: in HTML

@@ -6,13 +6,15 @@
 use askama::Template;
 
 use crate::config::Config;
-use crate::content::{Block, Content, Image, Inline};
+use crate::content::{Block, Content, Image, Inline, Language};
 
 pub const WIDTH: usize = 72;
 
 #[derive(Template)]
 #[template(path = "email.txt")]
 struct EmailText<'a> {
+    words: &'a Language,
+    footer_sender: String,
     kicker: String,
     title: &'a str,
     title_rule: String,
@@ -20,7 +22,6 @@ struct EmailText<'a> {
     web_url: Option<&'a str>,
     intro: String,
     sections: Vec<(String, String, String)>,
-    newsletter: &'a str,
     postal_address: Option<&'a str>,
 }
 
@@ -33,24 +34,45 @@ pub fn text(content: &Content, config: &Config) -> String {
         .map(|s| {
             let heading = w.inlines(&s.heading.inlines);
             let heading = heading.split_whitespace().collect::<Vec<_>>().join(" ");
-            let rule = "=".repeat(heading.chars().count().min(WIDTH));
+            let (heading, rule) = underlined(&heading, '=');
             let body = w.section_body(&s.blocks, s.heading.level);
             (heading, rule, body)
         })
         .collect();
+    let (title, title_rule) = underlined(&content.title, '=');
     let t = EmailText {
+        words: &content.language,
+        footer_sender: wrap(
+            &format!("{} {}.", content.language.subscribed, content.kicker),
+            WIDTH,
+            "",
+            "",
+        )
+        .trim_end()
+        .to_string(),
         kicker: content.kicker.to_uppercase(),
-        title: &content.title,
-        title_rule: "=".repeat(content.title.chars().count().min(WIDTH)),
+        title: &title,
+        title_rule,
         date_label: content.date_label.as_deref(),
         web_url: content.web_url.as_deref(),
         intro,
         sections,
-        newsletter: &content.kicker,
         postal_address: config.postal_address.as_deref(),
     };
     let raw = t.render().expect("the text template has no fallible parts");
     tidy(&raw)
+}
+
+/// A title or heading wrapped at [`WIDTH`], and the rule under it as long
+/// as its longest line.
+fn underlined(text: &str, under: char) -> (String, String) {
+    let wrapped = wrap(text, WIDTH, "", "");
+    let wrapped = wrapped.trim_end();
+    let longest = wrapped.lines().map(display_width).max().unwrap_or(0);
+    (
+        wrapped.to_string(),
+        under.to_string().repeat(longest.min(WIDTH)),
+    )
 }
 
 /// At most one blank line in a row, no trailing spaces, one final newline.
@@ -81,9 +103,16 @@ struct Writer {
     /// Links of the current section: (number, URL).
     refs: Vec<(usize, String)>,
     next_ref: usize,
+    /// Columns taken by the `> ` of the quotes being written.
+    quoted: usize,
 }
 
 impl Writer {
+    /// The width left for text inside the current quotes.
+    fn width(&self) -> usize {
+        WIDTH.saturating_sub(self.quoted).max(20)
+    }
+
     fn section_body(&mut self, blocks: &[Block], level: u8) -> String {
         let mut out = String::new();
         self.blocks(blocks, level, "", &mut out);
@@ -117,14 +146,13 @@ impl Writer {
                 let text = self.inlines(&h.inlines);
                 let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
                 let under = if h.level <= level { '=' } else { '-' };
-                out.push_str(&format!(
-                    "\n{indent}{text}\n{indent}{}\n\n",
-                    under.to_string().repeat(text.chars().count().min(WIDTH))
-                ));
+                let (text, rule) = underlined(&text, under);
+                let text = text.replace('\n', &format!("\n{indent}"));
+                out.push_str(&format!("\n{indent}{text}\n{indent}{rule}\n\n"));
             }
             Block::Paragraph(i) => {
                 let text = self.inlines(i);
-                out.push_str(&wrap(&text, WIDTH, indent, indent));
+                out.push_str(&wrap(&text, self.width(), indent, indent));
                 out.push('\n');
             }
             Block::List { start, items } => {
@@ -141,7 +169,7 @@ impl Writer {
                             Block::Paragraph(i) => {
                                 let text = self.inlines(i);
                                 let lead = if k == 0 { &first } else { &rest };
-                                item_out.push_str(&wrap(&text, WIDTH, lead, &rest));
+                                item_out.push_str(&wrap(&text, self.width(), lead, &rest));
                             }
                             other => {
                                 let mut inner = String::new();
@@ -161,7 +189,9 @@ impl Writer {
             }
             Block::Quote(inner) => {
                 let mut q = String::new();
+                self.quoted += 2;
                 self.blocks(inner, level, "", &mut q);
+                self.quoted -= 2;
                 for line in q.trim_end().lines() {
                     out.push_str(&format!("{indent}> {line}\n"));
                 }
@@ -175,41 +205,108 @@ impl Writer {
             }
             Block::Rule => out.push_str(&format!("{indent}{}\n\n", "-".repeat(24))),
             Block::Images(imgs) => {
-                for img in imgs {
-                    let line = self.image(img);
-                    out.push_str(&wrap(&line, WIDTH, indent, indent));
+                let lines: Vec<String> = imgs
+                    .iter()
+                    .map(|img| self.image(img))
+                    .filter(|l| !l.is_empty())
+                    .collect();
+                for line in &lines {
+                    out.push_str(&wrap(line, self.width(), indent, indent));
                 }
-                out.push('\n');
+                if !lines.is_empty() {
+                    out.push('\n');
+                }
             }
             Block::Button(btn) => {
                 let label = btn.text.trim_end_matches(['>', '»', '→', '›', ' ']).trim();
                 out.push_str(&format!("{indent}{label}: {}\n\n", btn.url));
             }
-            Block::Table { head, rows } => {
-                for row in std::iter::once(head)
-                    .chain(rows.iter())
-                    .filter(|r| !r.is_empty())
-                {
-                    let cells: Vec<String> = row.iter().map(|c| self.inlines(c)).collect();
-                    out.push_str(&wrap(
-                        &cells.join(" | "),
-                        WIDTH,
-                        indent,
-                        &format!("{indent}  "),
-                    ));
+            Block::Table { head, rows } => self.table(head, rows, indent, out),
+        }
+    }
+
+    /// A table as aligned columns when it fits in [`WIDTH`], else one block
+    /// of "label: value" lines per row (the header cell as the label), so
+    /// a two-column table never runs together on one line.
+    fn table(
+        &mut self,
+        head: &[Vec<Inline>],
+        rows: &[Vec<Vec<Inline>>],
+        indent: &str,
+        out: &mut String,
+    ) {
+        let flat = |s: String| s.split_whitespace().collect::<Vec<_>>().join(" ");
+        let head: Vec<String> = head.iter().map(|c| flat(self.inlines(c))).collect();
+        let rows: Vec<Vec<String>> = rows
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| r.iter().map(|c| flat(self.inlines(c))).collect())
+            .collect();
+        let columns = rows
+            .iter()
+            .map(Vec::len)
+            .chain([head.len()])
+            .max()
+            .unwrap_or(0);
+        let mut widths = vec![0; columns];
+        for row in std::iter::once(&head).chain(rows.iter()) {
+            for (n, cell) in row.iter().enumerate() {
+                widths[n] = widths[n].max(display_width(cell));
+            }
+        }
+        const GAP: &str = "  ";
+        let total = indent.chars().count()
+            + widths.iter().sum::<usize>()
+            + GAP.len() * columns.saturating_sub(1);
+        if total <= self.width() {
+            let line = |cells: &[String]| {
+                let padded: Vec<String> = (0..columns)
+                    .map(|n| {
+                        let cell = cells.get(n).map(String::as_str).unwrap_or("");
+                        format!("{cell}{}", " ".repeat(widths[n] - display_width(cell)))
+                    })
+                    .collect();
+                format!("{indent}{}\n", padded.join(GAP).trim_end())
+            };
+            if head.iter().any(|h| !h.is_empty()) {
+                out.push_str(&line(&head));
+                let rules: Vec<String> = widths.iter().map(|w| "-".repeat(*w)).collect();
+                out.push_str(&format!("{indent}{}\n", rules.join(GAP)));
+            }
+            for row in &rows {
+                out.push_str(&line(row));
+            }
+        } else {
+            let hanging = format!("{indent}  ");
+            for row in &rows {
+                for (n, cell) in row.iter().enumerate().filter(|(_, c)| !c.is_empty()) {
+                    let text = match head.get(n).filter(|h| !h.is_empty()) {
+                        Some(label) => format!("{}: {cell}", label.trim_end_matches(':')),
+                        None => cell.clone(),
+                    };
+                    out.push_str(&wrap(&text, self.width(), indent, &hanging));
                 }
                 out.push('\n');
             }
         }
+        out.push('\n');
     }
 
+    /// A picture as text: its alt text, or nothing for a decorative one
+    /// (`alt=""`), which a screen reader would skip too.
     fn image(&mut self, img: &Image) -> String {
+        let alt = img.alt.trim();
         match &img.link {
             Some(url) => {
                 let n = self.reference(url);
-                format!("[Image: {}] [{n}]", img.alt)
+                if alt.is_empty() {
+                    format!("[Image] [{n}]")
+                } else {
+                    format!("[Image: {alt}] [{n}]")
+                }
             }
-            None => format!("[Image: {}]", img.alt),
+            None if alt.is_empty() => String::new(),
+            None => format!("[Image: {alt}]"),
         }
     }
 

@@ -20,7 +20,9 @@ const MEASURE: &str = r#"<script>
     headings: Array.prototype.map.call(document.querySelectorAll('h1, h2'), function (h) { return { text: h.textContent.trim().replace(/\s+/g, ' '), shown: shown(h), box: box(h) }; }),
     buttons: Array.prototype.filter.call(document.querySelectorAll('a'), function (a) { return a.style.display === 'inline-block' && a.style.background; }).map(function (a) { return { text: a.textContent.trim(), box: box(a) }; }),
     text: document.body.innerText,
-    lowContrast: lowContrast()
+    lowContrast: lowContrast(),
+    brokenWords: brokenWords(),
+    altText: altText()
   };
   // Text a reader cannot read: every element with words of its own, against
   // the first background behind it, under WCAG's 4.5:1 (3:1 for large text).
@@ -39,6 +41,59 @@ const MEASURE: &str = r#"<script>
       var l1 = lum(fg), l2 = lum(bg), ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
       var size = parseFloat(s.fontSize), large = size >= 24 || (size >= 18.66 && +s.fontWeight >= 700);
       if (ratio < (large ? 3 : 4.5)) out.push({ text: el.textContent.trim().slice(0, 60), color: s.color, background: 'rgb(' + bg.r + ', ' + bg.g + ', ' + bg.b + ')', ratio: Math.round(ratio * 100) / 100 });
+    });
+    return out;
+  }
+  // Words the layout broke inside themselves ("Diamon|d"): each word's
+  // pieces on more than one line. A break after a hyphen or a slash is a
+  // place a word may break; a URL, or a word wider than its column, has to
+  // break somewhere and is counted apart.
+  function brokenWords() {
+    var out = { broken: [], allowed: 0, words: 0 }, walk = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT), n;
+    while ((n = walk.nextNode())) {
+      var el = n.parentElement;
+      if (!el || el.closest('script, style, pre[id^="herald-metrics"]') || !shown(el)) continue;
+      var token = /\S+/g, t;
+      while ((t = token.exec(n.data))) {
+        var url = /:\/\/|^www\.|@|^[\w.-]+\.(org|com|io|dev|net|de|eu)(\/|$)/i.test(t[0]);
+        var piece = /[^\-\u2010-\u2014\/]+/g, p;
+        while ((p = piece.exec(t[0]))) {
+          if (p[0].length < 2) continue;
+          out.words++;
+          var r = document.createRange();
+          r.setStart(n, t.index + p.index);
+          r.setEnd(n, t.index + p.index + p[0].length);
+          var rects = Array.prototype.filter.call(r.getClientRects(), function (b) { return b.width > 0; });
+          var lines = 1, wide = 0;
+          for (var i = 0; i < rects.length; i++) {
+            wide += rects[i].width;
+            if (i > 0 && Math.abs(rects[i].top - rects[i - 1].top) > rects[i - 1].height / 2) lines++;
+          }
+          if (lines < 2) continue;
+          // The column is the email's text column (a table's cell is not:
+          // a squeezed cell is what breaks words), else the nearest block.
+          var block = el.closest('.dm-text, .dm-muted');
+          if (!block) {
+            block = el;
+            while (block.parentElement && getComputedStyle(block).display.indexOf('inline') === 0) block = block.parentElement;
+          }
+          var bs = getComputedStyle(block), column = block.clientWidth - parseFloat(bs.paddingLeft) - parseFloat(bs.paddingRight);
+          if (url || wide > column - 1) out.allowed++;
+          else out.broken.push(p[0] + ' in "' + n.data.trim().slice(0, 50) + '"');
+        }
+      }
+    }
+    return out;
+  }
+  // Pictures that did not load (images off, or no network) show their alt
+  // text in the picture's own colours: it has to be readable there too.
+  function altText() {
+    var out = [];
+    Array.prototype.forEach.call(document.images, function (img) {
+      if (!img.alt.trim() || (img.complete && img.naturalWidth > 0) || !shown(img)) return;
+      var fg = rgb(getComputedStyle(img).color), bg = behind(img);
+      var l1 = lum(fg), l2 = lum(bg), ratio = (Math.max(l1, l2) + 0.05) / (Math.min(l1, l2) + 0.05);
+      if (ratio < 4.5) out.push({ text: img.alt.slice(0, 60), color: getComputedStyle(img).color, background: 'rgb(' + bg.r + ', ' + bg.g + ', ' + bg.b + ')', ratio: Math.round(ratio * 100) / 100 });
     });
     return out;
   }
@@ -70,7 +125,13 @@ impl Scheme {
     }
 }
 
-fn chromium_args(width: u32, height: u32, profile: &Path, scheme: Scheme) -> Vec<String> {
+fn chromium_args(
+    width: u32,
+    height: u32,
+    profile: &Path,
+    scheme: Scheme,
+    images: Images,
+) -> Vec<String> {
     let mut args: Vec<String> = vec![
         "--headless".into(),
         "--no-sandbox".into(),
@@ -89,7 +150,18 @@ fn chromium_args(width: u32, height: u32, profile: &Path, scheme: Scheme) -> Vec
     if scheme == Scheme::Dark {
         args.push("--force-dark-mode".into());
     }
+    if images == Images::Off {
+        args.push("--blink-settings=imagesEnabled=false".into());
+    }
     args
+}
+
+/// Whether the reader's mail program shows pictures: many do not until
+/// asked, and then the alt text stands in their place.
+#[derive(Clone, Copy, PartialEq)]
+enum Images {
+    On,
+    Off,
 }
 
 /// The widths a reader sees the email at: a phone and a desktop.
@@ -125,6 +197,7 @@ fn measure(
     chromium: &Path,
     html: &Path,
     scheme: Scheme,
+    images: Images,
     work: &Path,
 ) -> Vec<(u32, serde_json::Value)> {
     let page = std::fs::read_to_string(html).unwrap();
@@ -140,6 +213,7 @@ fn measure(
             900,
             &work.join(format!("profile-{}", scheme.name())),
             scheme,
+            images,
         ))
         .arg("--dump-dom")
         .arg(format!(
@@ -184,6 +258,7 @@ fn screenshot(
             height,
             &work.join(format!("shot-{}", scheme.name())),
             scheme,
+            Images::On,
         ))
         .arg(format!("--screenshot={}", out.display()))
         .arg(format!("file://{}", page.display()))
@@ -197,9 +272,24 @@ fn screenshot(
     );
 }
 
+/// What [`look_at`] found: the problems a reader would see, and one line
+/// of counts per rendering for the test to print.
+#[derive(Default)]
+struct Seen {
+    problems: Vec<String>,
+    counts: Vec<String>,
+    /// Words broken inside themselves, over every rendering.
+    broken: usize,
+    /// Alt text under 4.5:1 with images off, over every rendering.
+    unreadable_alt: usize,
+    /// Renderings wider than their window.
+    too_wide: usize,
+}
+
 /// Previews `post` (with `extra` arguments, such as `--fit`) and checks
-/// what a reader would see at 375 and 600 px, in light and dark mode.
-fn look_at(chromium: &Path, post: &Path, name: &str, extra: &[&str]) -> Vec<String> {
+/// what a reader would see at 375 and 600 px, in light and dark mode, with
+/// pictures shown and with pictures off.
+fn look_at(chromium: &Path, post: &Path, name: &str, extra: &[&str]) -> Seen {
     let tmp = tempfile::tempdir().unwrap();
     let out = tmp.path().join("preview");
     let config = example_config();
@@ -217,11 +307,33 @@ fn look_at(chromium: &Path, post: &Path, name: &str, extra: &[&str]) -> Vec<Stri
     let expected = expected(post);
     let html = out.join("email.html");
     let shots = repo().join("target/screenshots");
-    let mut problems = Vec::new();
+    let mut seen = Seen::default();
     for scheme in [Scheme::Light, Scheme::Dark] {
-        for (width, m) in measure(chromium, &html, scheme, tmp.path()) {
-            let label = format!("{name} at {width}px ({} mode)", scheme.name());
-            problems.extend(problems_seen(&m, width, &label, &expected));
+        for images in [Images::On, Images::Off] {
+            for (width, m) in measure(chromium, &html, scheme, images, tmp.path()) {
+                let label = format!(
+                    "{name} at {width}px ({} mode{})",
+                    scheme.name(),
+                    if images == Images::Off {
+                        ", images off"
+                    } else {
+                        ""
+                    }
+                );
+                let words = &m["brokenWords"];
+                let broken = words["broken"].as_array().unwrap().len();
+                let alt = m["altText"].as_array().unwrap().len();
+                let wide = m["scrollWidth"].as_f64().unwrap() > m["innerWidth"].as_f64().unwrap();
+                seen.broken += broken;
+                seen.unreadable_alt += alt;
+                seen.too_wide += wide as usize;
+                seen.counts.push(format!(
+                    "{label}: {} words, {broken} broken inside, {} long words or URLs broken, {alt} unreadable alt texts, page {}px in a {}px window",
+                    words["words"], words["allowed"], m["scrollWidth"], m["innerWidth"]
+                ));
+                seen.problems
+                    .extend(problems_seen(&m, width, &label, &expected));
+            }
         }
         screenshot(
             chromium,
@@ -240,7 +352,7 @@ fn look_at(chromium: &Path, post: &Path, name: &str, extra: &[&str]) -> Vec<Stri
         &shots.join(format!("{name}-index.png")),
         tmp.path(),
     );
-    problems
+    seen
 }
 
 /// What a reader would find wrong in one rendering.
@@ -302,6 +414,18 @@ fn problems_seen(
             }
         }
     }
+    for w in m["brokenWords"]["broken"].as_array().unwrap() {
+        problems.push(format!(
+            "{name}: a word broken inside itself: {}",
+            w.as_str().unwrap()
+        ));
+    }
+    for t in m["altText"].as_array().unwrap() {
+        problems.push(format!(
+            "{name}: alt text hard to read with images off: {} in {} on {} (contrast {}:1)",
+            t["text"], t["color"], t["background"], t["ratio"]
+        ));
+    }
     for t in m["lowContrast"].as_array().unwrap() {
         problems.push(format!(
             "{name}: hard to read: {} in {} on {} (contrast {}:1)",
@@ -318,11 +442,57 @@ fn chromium() -> Option<PathBuf> {
 #[test]
 fn the_example_looks_right_on_a_phone_and_a_desktop() {
     let Some(chromium) = chromium() else { return };
-    let problems = look_at(&chromium, &example_post(), "example", &[]);
-    assert!(problems.is_empty(), "{problems:#?}");
+    let seen = look_at(&chromium, &example_post(), "example", &[]);
+    eprintln!("{}", seen.counts.join("\n"));
+    assert!(seen.problems.is_empty(), "{:#?}", seen.problems);
     for shot in ["example-light.png", "example-dark.png", "example-index.png"] {
         assert!(repo().join("target/screenshots").join(shot).is_file());
     }
+}
+
+/// A comparison table of five columns, like the website's "OpenStack vs
+/// proprietary clouds" guide: squeezed into a phone (and even 600 px) its
+/// cells broke words in the middle ("Diamon|d", "Hype|rviso|r"). On a phone
+/// it reads as "label: value" rows; nothing is broken, nothing scrolls.
+/// Screenshots: target/screenshots/comparison-table-{light,dark}.png.
+#[test]
+fn a_wide_comparison_table_reads_on_a_phone() {
+    let Some(chromium) = chromium() else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let post = tmp.path().join("comparison-table.md");
+    let rows = [
+        "| Category | OpenStack | Proprietary Cloud Diamond | Proprietary Cloud Sapphire | Hypervisor |",
+        "| --- | --- | --- | --- | --- |",
+        "| Data residency | Anywhere you choose | Vendor-selected regions | Vendor-selected regions | KVM, Hyper-V |",
+        "| Key custody | Customer-controlled | Vendor-managed, optional customer keys | Vendor-managed | Customer-controlled |",
+        "| Operational autonomy | Complete | Dependent on vendor operations | Dependent on vendor operations | Complete |",
+        "| Exit costs | Negligible | Considerable egress charges | Considerable egress charges | Negligible |",
+    ];
+    std::fs::write(
+        &post,
+        format!(
+            "---
+templateKey: generic-page
+title: A Sovereignty Comparison
+seo:
+  description: How the clouds compare
+  url: https://openinfra.org/sovereignty-comparison
+---
+# Comparison
+
+The table compares each category side by side.
+
+{}
+",
+            rows.join("\n")
+        ),
+    )
+    .unwrap();
+    let seen = look_at(&chromium, &post, "comparison-table", &[]);
+    eprintln!("{}", seen.counts.join("\n"));
+    assert!(seen.problems.is_empty(), "{:#?}", seen.problems);
+    assert_eq!(seen.broken, 0);
+    assert_eq!(seen.too_wide, 0);
 }
 
 /// Every post of the corpus; the annual reports as `--fit` digests, as
@@ -332,14 +502,14 @@ fn every_corpus_post_looks_right_on_a_phone_and_a_desktop() {
     let Some(chromium) = chromium() else { return };
     let Some(files) = corpus_files() else { return };
     // Two at a time: most of a Chromium start is waiting, not computing.
-    let problems: Vec<String> = std::thread::scope(|scope| {
+    let seen: Vec<Seen> = std::thread::scope(|scope| {
         let half = files.len().div_ceil(2);
         let workers: Vec<_> = files
             .chunks(half)
             .map(|chunk| {
                 let chromium = &chromium;
                 scope.spawn(move || {
-                    let mut problems = Vec::new();
+                    let mut seen = Vec::new();
                     for post in chunk {
                         let name = post.file_stem().unwrap().to_string_lossy().into_owned();
                         let fit: &[&str] = if post.parent().unwrap().ends_with("annual-reports") {
@@ -347,9 +517,9 @@ fn every_corpus_post_looks_right_on_a_phone_and_a_desktop() {
                         } else {
                             &[]
                         };
-                        problems.extend(look_at(chromium, post, &name, fit));
+                        seen.push(look_at(chromium, post, &name, fit));
                     }
-                    problems
+                    seen
                 })
             })
             .collect();
@@ -358,6 +528,17 @@ fn every_corpus_post_looks_right_on_a_phone_and_a_desktop() {
             .flat_map(|w| w.join().unwrap())
             .collect()
     });
+    for s in &seen {
+        eprintln!("{}", s.counts.join("\n"));
+    }
+    let total = |f: fn(&Seen) -> usize| seen.iter().map(f).sum::<usize>();
+    eprintln!(
+        "corpus at 375 and 600 px, light and dark, images on and off: {} words broken inside themselves, {} unreadable alt texts, {} renderings wider than the window",
+        total(|s| s.broken),
+        total(|s| s.unreadable_alt),
+        total(|s| s.too_wide)
+    );
+    let problems: Vec<&String> = seen.iter().flat_map(|s| &s.problems).collect();
     assert!(problems.is_empty(), "{problems:#?}");
     eprintln!("looked at {} corpus posts", files.len());
 }
