@@ -1946,6 +1946,8 @@ fn settle<M: Mailer>(shared: &Arc<Shared<M>>, job: Job<M::Payload>, delivered: D
         }
     };
     match update.state {
+        // Left out on their own wish, not a failure of the send.
+        State::Skipped if update.reply.as_deref() == Some(LATE_SUPPRESSION) => 0,
         State::Sent => shared.progress.sent.fetch_add(1, Ordering::Relaxed),
         State::Failed | State::Skipped => shared.progress.failed.fetch_add(1, Ordering::Relaxed),
         _ => shared.progress.deferred.fetch_add(1, Ordering::Relaxed),
