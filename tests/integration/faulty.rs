@@ -131,6 +131,22 @@ impl Store for Failing {
     fn suppressions(&self) -> store::Result<Vec<Suppressed>> {
         self.inner.suppressions()
     }
+    fn suppression_events(&self) -> store::Result<Vec<Suppressed>> {
+        self.inner.suppression_events()
+    }
+    fn rate_history(&self, key: &str, now: f64, max: u64) -> store::Result<Vec<f64>> {
+        self.inner.rate_history(key, now, max)
+    }
+    fn commit_batch(
+        &mut self,
+        campaign: &str,
+        updates: &[Update],
+        marks: &[store::RateMark],
+        takes: &[store::QuotaTake],
+    ) -> store::Result<Vec<u64>> {
+        self.write()?;
+        self.inner.commit_batch(campaign, updates, marks, takes)
+    }
     fn suppression_mark(&self) -> store::Result<i64> {
         self.inner.suppression_mark()
     }
