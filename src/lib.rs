@@ -25,6 +25,7 @@ pub mod deliver;
 pub mod dkim;
 pub mod findings;
 pub mod fit;
+pub mod gone;
 pub mod html;
 pub mod images;
 pub mod limits;

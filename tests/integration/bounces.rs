@@ -55,6 +55,12 @@ fn real_bounces_agree_with_sisimai() {
     );
 
     let (mut total, mut found, mut status_ok, mut hard_ok, mut all_ok) = (0, 0, 0, 0, 0);
+    // Issue 24: the reason too, the false "hard" calls (a live address
+    // suppressed for good: the costliest mistake), and the messages the
+    // reference calls a filter, a block, an expiry or a full mailbox that
+    // herald would suppress (none may be).
+    let (mut reason_ok, mut false_hard, mut missed_hard) = (0, 0, 0);
+    let mut wrongly_suppressed = Vec::new();
     let mut problems = Vec::new();
     let mut complaint_problems = Vec::new();
     let mut not_bounce_problems = Vec::new();
@@ -95,6 +101,27 @@ fn real_bounces_agree_with_sisimai() {
                 continue;
             };
             found += 1;
+            let want_reason = e["reason"].as_str().unwrap_or("");
+            reason_ok += usize::from(r.reason == want_reason);
+            if r.hard && !want_hard {
+                false_hard += 1;
+            }
+            if !r.hard && want_hard {
+                missed_hard += 1;
+            }
+            if r.hard
+                && matches!(
+                    want_reason,
+                    "filtered" | "blocked" | "expired" | "mailboxfull"
+                )
+            {
+                wrongly_suppressed.push(format!(
+                    "{name}#{}: {want_reason} taken as gone ({} {})",
+                    i + 1,
+                    r.status,
+                    r.reason
+                ));
+            }
             let s = r.status == want_status;
             let h = r.hard == want_hard;
             status_ok += usize::from(s);
@@ -132,10 +159,21 @@ fn real_bounces_agree_with_sisimai() {
         pct(hard_ok)
     );
     eprintln!("  all three:       {all_ok}/{total} ({:.1}%)", pct(all_ok));
+    eprintln!(
+        "  reason equal:    {reason_ok}/{total} ({:.1}%)",
+        pct(reason_ok)
+    );
+    eprintln!("  false hard:      {false_hard} (herald says gone, sisimai not)");
+    eprintln!("  missed hard:     {missed_hard} (sisimai says gone, herald not)");
     eprintln!("disagreements ({}):", problems.len());
     for p in &problems {
         eprintln!("  {p}");
     }
+    assert!(
+        wrongly_suppressed.is_empty(),
+        "would suppress a subscriber the reference calls filtered, blocked, expired or mailbox full:\n{}",
+        wrongly_suppressed.join("\n")
+    );
     assert!(
         complaint_problems.is_empty(),
         "complaints misread:\n{}",
@@ -146,14 +184,17 @@ fn real_bounces_agree_with_sisimai() {
         "ordinary mail taken for a bounce:\n{}",
         not_bounce_problems.join("\n")
     );
-    // The goal of issue 13 is 95%, and it is met: 95.2% (314 of 330) when
-    // this was written, with recipients found 98.8%, status 96.4% and hard
-    // 96.4% (the misses left are listed above: mostly sisimai's per-server
-    // templates calling a bare "user unknown" filtered, and recipients it
-    // counts twice). This floor keeps it from slipping back. The address
-    // found and the hard/soft call, which decide whom herald suppresses,
-    // are held too.
-    const FLOOR: u32 = 95;
+    // Issue 24 put a false "hard" (a live reader suppressed for good)
+    // above agreement: "user unknown" counts as gone only under a code
+    // that says so too, and a notice that contradicts its own report is
+    // soft. Before that (issue 13's rules): found 98.8%, status 96.4%,
+    // hard 96.4%, all three 95.2%, reason 78.5%, 7 false "hard" (6 of them
+    // sisimai's "filtered", 1 "mailboxfull"). After: hard 90.0%, all three
+    // 87.6%, no false "hard", 29 missed ones (those count as soft bounces,
+    // and `soft_bounce_limit` of them suppress the address). The floors
+    // hold that: no false "hard" at all, and the rest where it is.
+    assert_eq!(false_hard, 0, "false \"hard\" calls");
+    const FLOOR: u32 = 87;
     assert!(
         all_ok * 100 >= total * FLOOR as usize,
         "only {all_ok} of {total} recipients agree with sisimai on address, status and hard ({:.1}%; the floor, the issue's goal, is {FLOOR}%)",
@@ -167,5 +208,96 @@ fn real_bounces_agree_with_sisimai() {
         status_ok * 100 >= total * 96,
         "status equal: {status_ok}/{total}"
     );
-    assert!(hard_ok * 100 >= total * 96, "hard equal: {hard_ok}/{total}");
+    assert!(hard_ok * 100 >= total * 89, "hard equal: {hard_ok}/{total}");
+}
+
+/// Issue 24: one rule for "the address is gone" (`herald::gone`). Each
+/// case is run through both paths: a refusal during `herald send`
+/// (`deliver::address_gone`, what the engine suppresses on) and the same
+/// words and code in a bounce read by `herald bounces`. They used to
+/// disagree on Gmail's disabled account (5.2.1), 5.1.4 and 5.4.4.
+#[test]
+fn send_and_bounce_paths_agree_on_address_gone() {
+    // (the server's reply, gone?)
+    let table: &[(&str, bool)] = &[
+        (
+            "550 5.1.1 <a@x.org>: Recipient address rejected: User unknown in local recipient table",
+            true,
+        ),
+        (
+            "550 5.1.1 The email account that you tried to reach does not exist.",
+            true,
+        ),
+        (
+            "550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup",
+            true,
+        ),
+        (
+            "553 5.1.2 We weren't able to find the recipient domain.",
+            true,
+        ),
+        // Words with no code that confirms them: when in doubt, soft
+        // (hidden filters answer "user unknown" too).
+        ("550 No such user here", false),
+        ("550 5.1.1 No such user here", true),
+        ("550 5.1.6 Recipient has moved", true),
+        ("554 5.4.4 Unable to route: no such domain", true),
+        // A disabled account may come back (sisimai: "suspend"): soft.
+        (
+            "550 5.2.1 The email account that you tried to reach is disabled.",
+            false,
+        ),
+        ("550 5.1.4 Ambiguous destination mailbox address", false),
+        ("500 5.5.1 command failed", false),
+        ("550 5.7.1 Message rejected as spam", false),
+        ("550 5.7.1 User unknown", false),
+        (
+            "554 5.7.1 Service unavailable; Client host blocked using zen.spamhaus.org",
+            false,
+        ),
+        (
+            "550 5.7.26 This mail is unauthenticated, which poses a security risk to the sender",
+            false,
+        ),
+        (
+            "552 5.3.4 Message size exceeds fixed maximum message size",
+            false,
+        ),
+        ("552 5.2.2 Mailbox full", false),
+        ("550 5.1.1 mailbox full", false),
+        ("553 5.6.7 non-ASCII addresses are not permitted", false),
+        ("550 5.1.7 bad sender mailbox address syntax", false),
+        ("554 transaction failed", false),
+        ("450 4.1.1 User unknown, try again later", false),
+        ("421 4.4.2 Connection timed out", false),
+    ];
+    let mut wrong = Vec::new();
+    for (reply, gone) in table {
+        let send = herald::deliver::address_gone(reply);
+        let status = reply
+            .split_whitespace()
+            .nth(1)
+            .filter(|w| w.contains('.'))
+            .unwrap_or("5.0.0");
+        let bounce = format!(
+            "From: MAILER-DAEMON@mx.example.net\nTo: bounces@example.org\nSubject: Undelivered Mail\n\
+             MIME-Version: 1.0\nContent-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\n\n\
+             --B\nContent-Type: text/plain\n\nDelivery failed.\n\n\
+             --B\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; mx.example.net\n\n\
+             Final-Recipient: rfc822; who@example.net\nAction: {}\nStatus: {status}\nDiagnostic-Code: smtp; {reply}\n\n--B--\n",
+            if status.starts_with('4') {
+                "delayed"
+            } else {
+                "failed"
+            }
+        );
+        let r = classify(bounce.as_bytes());
+        let hard = r.recipients.first().map(|x| x.hard);
+        if send != *gone || hard != Some(*gone) {
+            wrong.push(format!(
+                "{reply}: want {gone}, send path {send}, bounce path {hard:?}"
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }

@@ -13,7 +13,7 @@
 //! `tests/integration/bounces.rs`.
 
 mod dsn;
-mod reason;
+use crate::gone as reason;
 mod ses;
 mod text;
 
@@ -132,7 +132,46 @@ pub fn classify(raw: &[u8]) -> Report {
     if matches!(report.kind, Kind::NotABounce | Kind::AutoReply) && broken_mime(&msg, raw) {
         report.kind = Kind::Unknown;
     }
+    if report.kind == Kind::Bounce {
+        soften_on_conflict(&mut report, &msg);
+    }
     report
+}
+
+/// When in doubt, soft (issue 24): a notice whose own words give a reason
+/// that says nothing against the address (a full mailbox, a filter, a
+/// block) while its report says "gone", and that nowhere itself says the
+/// user or domain is unknown, contradicts itself; nobody is taken as gone
+/// on its word (the bounce still counts as a soft one).
+fn soften_on_conflict(report: &mut Report, msg: &Message) {
+    if !report.recipients.iter().any(|r| r.hard) {
+        return;
+    }
+    let Some(notice) = msg.body_text(0) else {
+        return;
+    };
+    let end = notice
+        .char_indices()
+        .nth(2000)
+        .map_or(notice.len(), |(i, _)| i);
+    let notice = notice[..end].to_ascii_lowercase();
+    let soft = matches!(
+        reason::from_text(&notice),
+        Some(
+            "mailboxfull"
+                | "filtered"
+                | "blocked"
+                | "spamdetected"
+                | "policyviolation"
+                | "systemfull"
+                | "exceedlimit"
+        )
+    );
+    if soft && !reason::says(&notice, "userunknown") && !reason::says(&notice, "hostunknown") {
+        for r in &mut report.recipients {
+            r.hard = false;
+        }
+    }
 }
 
 /// Whether the message says it is multipart and its parts cannot be
@@ -807,36 +846,20 @@ fn recipient(
         }
     };
     let explicit = status.as_deref().filter(|s| !s.ends_with(".0.0"));
-    let from_status = explicit.and_then(reason::from_status);
+    // The rule `herald send` uses on a refusal too (crate::gone).
     let mut reason = if delivered {
         "delivered"
     } else {
-        match (reason::from_text(&lower), from_status) {
-            // "550 5.7.1 User unknown": the code says it is a refusal of
-            // the sender or the content, worded as an unknown user (some
-            // providers hide their filters that way).
-            (Some("userunknown" | "hostunknown"), Some(s))
-                if explicit.is_some_and(|c| {
-                    let rest = c.get(2..).unwrap_or("");
-                    rest.starts_with("7.") || rest.starts_with("6.") || rest == "2.0"
-                }) =>
-            {
-                s
-            }
-            (Some(t), _) => t,
-            (None, Some(s)) => s,
-            (None, None) if delayed => "expired",
+        match reason::base_reason(&lower, explicit, temporary) {
+            Some(r) => r,
+            None if delayed => "expired",
             // Words about the failure, none of them known: sisimai's
             // "onhold" (could not decide); "undefined" is for a failure
             // nothing is said of.
-            (None, None) if says_something(&lower, &address) => "onhold",
-            (None, None) => "undefined",
+            None if says_something(&lower, &address) => "onhold",
+            None => "undefined",
         }
     };
-    // "553 neko.example.com does not exist": the domain, not the user.
-    if reason == "userunknown" && domain_does_not_exist(&lower) {
-        reason = "hostunknown";
-    }
     let command = text::command_in(&lower);
     match (command, reason) {
         // Refused after the content was sent: the content, not the address.
@@ -877,28 +900,6 @@ fn says_something(lower: &str, address: &str) -> bool {
         .replace(address, " ")
         .chars()
         .any(|c| c.is_alphanumeric())
-}
-
-/// Whether `lower` says "<domain name> does not exist": a word with a dot
-/// and no `@` right before the phrase.
-fn domain_does_not_exist(lower: &str) -> bool {
-    lower
-        .match_indices("does not exist")
-        .take(8)
-        .any(|(at, _)| {
-            lower[..at]
-                .split_whitespace()
-                .next_back()
-                .map(|w| w.trim_matches(|c: char| matches!(c, '<' | '>' | '"' | '\'' | '(' | ')')))
-                .is_some_and(|w| {
-                    !w.contains('@')
-                        && w.contains('.')
-                        && !w.ends_with('.')
-                        && w.rsplit('.').next().is_some_and(|tld| {
-                            tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())
-                        })
-                })
-        })
 }
 
 /// Whether an enhanced status code itself says the address is unknown
@@ -1118,8 +1119,11 @@ mod tests {
                 .next()
                 .expect("a recipient")
         };
-        // Answering RCPT TO: the address is bad.
+        // Answering RCPT TO: an unknown user, but with no code that says
+        // so too, soft (issue 24: when in doubt, soft); with one, gone.
         let r = bounce("", "550 Unknown user (in reply to RCPT TO command)");
+        assert_eq!((r.reason.as_str(), r.hard), ("userunknown", false));
+        let r = bounce("", "550 5.1.1 Unknown user (in reply to RCPT TO command)");
         assert_eq!((r.reason.as_str(), r.hard), ("userunknown", true));
         // After the content was sent: the content was refused.
         let r = bounce("", "550 Unknown user (in reply to end of DATA command)");
@@ -1129,7 +1133,7 @@ mod tests {
         let r = bounce("X-Mailer: m-FILTER\n", "550 Unknown user");
         assert_eq!((r.reason.as_str(), r.hard), ("filtered", false));
         let r = bounce("", "550 Unknown user");
-        assert_eq!((r.reason.as_str(), r.hard), ("userunknown", true));
+        assert_eq!((r.reason.as_str(), r.hard), ("userunknown", false));
         // A code for a disabled mailbox, no command named.
         let r = bounce("", "550 5.2.1 <gone@example.net>... User Unknown");
         assert_eq!((r.reason.as_str(), r.hard), ("suspend", false));

@@ -1,5 +1,11 @@
-//! Why a delivery failed, in sisimai's reason names, from the server's words,
-//! the enhanced status code (RFC 3463) and the SMTP reply code.
+//! The one rule for "the address is gone" (issue 24): why a delivery
+//! failed, in sisimai's reason names, from the server's words, the
+//! enhanced status code (RFC 3463) and the SMTP reply code, and whether
+//! that reason means the address is bad for good. A leaf module: both the
+//! refusal of a recipient during `herald send` ([`reply_is_gone`], used by
+//! `deliver`) and a bounce read by `herald bounces` (`listen::bounces`)
+//! decide with it, so they cannot disagree. `tests/integration/bounces.rs`
+//! runs one table of cases through both.
 //!
 //! The server's words come first: a `5.1.1` that says "mailbox full" is a
 //! full mailbox, and many servers answer every refusal with `5.7.1` or
@@ -39,6 +45,7 @@ const PHRASES: &[(&str, &[&str])] = &[
             "exceeded the maximum size of their mailbox",
             "disk quota",
             "not enough storage space",
+            "not enough disk space",
             "full mailbox",
             "mailfolder is full",
             "maildir over quota",
@@ -534,6 +541,97 @@ const PHRASES: &[(&str, &[&str])] = &[
     ),
 ];
 
+/// The reason the server's words (lower case) and an explicit status code
+/// (not `x.0.0`) give together, when either says one: the words first,
+/// except "user unknown" worded under a code that says the sender or the
+/// content was refused (`5.7.x`, `5.6.x`, `5.2.0`: some providers hide
+/// their filters that way); "<domain> does not exist" is the domain; an
+/// unknown domain that is only temporary may resolve tomorrow.
+pub fn base_reason(lower: &str, explicit: Option<&str>, temporary: bool) -> Option<&'static str> {
+    let from_status = explicit.and_then(from_status);
+    let mut reason = match (from_text(lower), from_status) {
+        (Some("userunknown" | "hostunknown"), Some(s))
+            if explicit.is_some_and(|c| {
+                let rest = c.get(2..).unwrap_or("");
+                rest.starts_with("7.") || rest.starts_with("6.") || rest == "2.0"
+            }) =>
+        {
+            s
+        }
+        (Some(t), _) => t,
+        (None, Some(s)) => s,
+        (None, None) => return None,
+    };
+    if reason == "userunknown" && domain_does_not_exist(lower) {
+        reason = "hostunknown";
+    }
+    if temporary && reason == "hostunknown" {
+        reason = "networkerror";
+    }
+    Some(reason)
+}
+
+/// Whether `lower` says "<domain name> does not exist": a word with a dot
+/// and no `@` right before the phrase.
+pub fn domain_does_not_exist(lower: &str) -> bool {
+    lower
+        .match_indices("does not exist")
+        .take(8)
+        .any(|(at, _)| {
+            lower[..at]
+                .split_whitespace()
+                .next_back()
+                .map(|w| w.trim_matches(|c: char| matches!(c, '<' | '>' | '"' | '\'' | '(' | ')')))
+                .is_some_and(|w| {
+                    !w.contains('@')
+                        && w.contains('.')
+                        && !w.ends_with('.')
+                        && w.rsplit('.').next().is_some_and(|tld| {
+                            tld.len() >= 2 && tld.bytes().all(|b| b.is_ascii_alphabetic())
+                        })
+                })
+        })
+}
+
+/// Whether a permanent refusal of a recipient during a send (`550 5.1.1
+/// no such user`) says the address is gone: the same reason and the same
+/// [`is_hard`] a bounce with these words and this code gets.
+pub fn reply_is_gone(reply: &str) -> bool {
+    let lower = reply.to_ascii_lowercase();
+    let status = first_status(&lower);
+    let code = lower
+        .split_whitespace()
+        .next()
+        .and_then(|w| w.get(..3))
+        .and_then(|w| w.parse::<u16>().ok());
+    let temporary = match &status {
+        Some(s) => s.starts_with('4'),
+        None => code.is_some_and(|c| c < 500),
+    };
+    let explicit = status.as_deref().filter(|s| !s.ends_with(".0.0"));
+    let Some(reason) = base_reason(&lower, explicit, temporary) else {
+        return false;
+    };
+    let status = status.unwrap_or_else(|| pseudo_status(reason, temporary));
+    is_hard(reason, &status)
+}
+
+/// The first enhanced status code (`5.1.1`) in a reply, if any.
+fn first_status(lower: &str) -> Option<String> {
+    lower
+        .split(|c: char| c.is_whitespace() || matches!(c, '(' | ')' | '<' | '>' | '[' | ']'))
+        .map(|w| w.trim_end_matches([',', ';', ':', '.']))
+        .find(|w| {
+            let parts: Vec<&str> = w.split('.').collect();
+            parts.len() == 3
+                && matches!(parts[0], "2" | "4" | "5")
+                && parts[1..]
+                    .iter()
+                    .all(|p| !p.is_empty() && p.len() <= 3 && p.chars().all(|c| c.is_ascii_digit()))
+        })
+        .map(str::to_string)
+}
+
 /// The reason the server's words give, if a known phrase is in them.
 /// `text` must be lower case.
 pub fn from_text(text: &str) -> Option<&'static str> {
@@ -700,9 +798,21 @@ pub fn pseudo_status(reason: &str, temporary: bool) -> String {
 /// True when the reason says the address itself is bad for good: nobody
 /// by that name, no such domain, moved away, or a domain that takes no
 /// mail at all. A policy or spam refusal says nothing about the address.
+///
+/// When in doubt, soft (issue 24: a false "hard" loses a reader for good,
+/// a missed one costs a few more tries, and `soft_bounce_limit` soft
+/// bounces suppress the address anyway): "user unknown" is taken as
+/// certain only under a code that says so too (`5.1.x`). Bare words
+/// ("550 User unknown", with no code or `5.0.0`) are what filtering
+/// gateways and hidden spam filters answer as well. A temporary code
+/// (`4.x.x`) is never "gone".
 pub fn is_hard(reason: &str, status: &str) -> bool {
+    if status.starts_with('4') {
+        return false;
+    }
     match reason {
-        "userunknown" | "hostunknown" | "hasmoved" => true,
+        "userunknown" => status.get(1..3) == Some(".1"),
+        "hostunknown" | "hasmoved" => true,
         "notaccept" => !status.starts_with('4'),
         _ => false,
     }
