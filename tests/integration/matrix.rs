@@ -566,7 +566,11 @@ fn a_dry_run_on_postgres_writes_nothing_to_the_database() {
             argv.push(&wire_url);
         }
         let o = herald_env(dir, &argv, &env);
-        assert_eq!(o.status.code(), Some(0), "{argv:?}: {}", stderr(&o));
+        // The maildir's report names reader1 but carries no token and quotes
+        // no Message-ID of herald's: it is left for a person (exit 3), in a
+        // dry run as in a real one.
+        let want = if args[0] == "bounces" { 3 } else { 0 };
+        assert_eq!(o.status.code(), Some(want), "{argv:?}: {}", stderr(&o));
     }
     assert_eq!(wire.count(), 0, "a dry run connected to the relay");
     assert_eq!(dump(), before, "a dry run changed the database");

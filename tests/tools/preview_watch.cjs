@@ -97,7 +97,8 @@ setTimeout(() => {
 
     const original = fs.readFileSync(post, "utf8");
     const edited = original
-      .replace(/^title: .*$/m, 'title: "Live Preview Title 4711"')
+      // Both titles: the subject is the public one (seo.title) when the post has it.
+      .replace(/^(\s*)title: .*$/gm, '$1title: "Live Preview Title 4711"')
       .concat("\n\nA paragraph written while watching, marker 4711.\n");
     fs.writeFileSync(post, edited);
     if (!(await waitFor("edited", (s) => s.subject === "Live Preview Title 4711" && (s.text || "").includes("marker 4711")))) {
