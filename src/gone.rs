@@ -802,20 +802,32 @@ pub fn pseudo_status(reason: &str, temporary: bool) -> String {
 /// When in doubt, soft (issue 24: a false "hard" loses a reader for good,
 /// a missed one costs a few more tries, and `soft_bounce_limit` soft
 /// bounces suppress the address anyway): "user unknown" is taken as
-/// certain only under a code that says so too (`5.1.x`). Bare words
-/// ("550 User unknown", with no code or `5.0.0`) are what filtering
-/// gateways and hidden spam filters answer as well. A temporary code
-/// (`4.x.x`) is never "gone".
+/// certain only under a specific permanent code (`5.1.1`, `5.2.1`,
+/// `5.3.0`...: not the generic `5.0.0`, nor none at all) or at `RCPT TO`
+/// (see [`is_hard_at`]). Bare words ("550 User unknown", with no code or
+/// `5.0.0`) are what filtering gateways and hidden spam filters answer as
+/// well. A temporary code (`4.x.x`) is never "gone".
 pub fn is_hard(reason: &str, status: &str) -> bool {
     if status.starts_with('4') {
         return false;
     }
     match reason {
-        "userunknown" => status.get(1..3) == Some(".1"),
+        "userunknown" => !status.starts_with("5.0."),
         "hostunknown" | "hasmoved" => true,
         "notaccept" => !status.starts_with('4'),
         _ => false,
     }
+}
+
+/// [`is_hard`], knowing whether the words were the answer to `RCPT TO`:
+/// a server that refuses the recipient there has judged the address alone
+/// (it has not seen the message), so "user unknown" is taken at its word
+/// even without a specific code. Bare "user unknown" anywhere else (after
+/// the content, or with no command shown) is what filtering gateways also
+/// answer: soft unless a specific code (`5.1.1`, `5.2.1`, `5.3.0`, not
+/// `5.0.0`) says so too.
+pub fn is_hard_at(reason: &str, status: &str, at_rcpt: bool) -> bool {
+    is_hard(reason, status) || (at_rcpt && reason == "userunknown" && status.starts_with('5'))
 }
 
 #[cfg(test)]

@@ -189,12 +189,13 @@ fn real_bounces_agree_with_sisimai() {
     // that says so too, and a notice that contradicts its own report is
     // soft. Before that (issue 13's rules): found 98.8%, status 96.4%,
     // hard 96.4%, all three 95.2%, reason 78.5%, 7 false "hard" (6 of them
-    // sisimai's "filtered", 1 "mailboxfull"). After: hard 90.0%, all three
-    // 87.6%, no false "hard", 29 missed ones (those count as soft bounces,
+    // sisimai's "filtered", 1 "mailboxfull"). After (a specific 5.x.x code
+    // or an answer to RCPT TO makes "user unknown" gone): hard 93.6%, all
+    // three 91.2%, no false "hard", 17 missed ones (those count as soft bounces,
     // and `soft_bounce_limit` of them suppress the address). The floors
     // hold that: no false "hard" at all, and the rest where it is.
     assert_eq!(false_hard, 0, "false \"hard\" calls");
-    const FLOOR: u32 = 87;
+    const FLOOR: u32 = 90;
     assert!(
         all_ok * 100 >= total * FLOOR as usize,
         "only {all_ok} of {total} recipients agree with sisimai on address, status and hard ({:.1}%; the floor, the issue's goal, is {FLOOR}%)",
@@ -208,7 +209,7 @@ fn real_bounces_agree_with_sisimai() {
         status_ok * 100 >= total * 96,
         "status equal: {status_ok}/{total}"
     );
-    assert!(hard_ok * 100 >= total * 89, "hard equal: {hard_ok}/{total}");
+    assert!(hard_ok * 100 >= total * 93, "hard equal: {hard_ok}/{total}");
 }
 
 /// Issue 24: one rule for "the address is gone" (`herald::gone`). Each

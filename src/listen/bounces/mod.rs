@@ -880,7 +880,7 @@ fn recipient(
         reason = "networkerror";
     }
     let status = status.unwrap_or_else(|| reason::pseudo_status(reason, temporary));
-    let hard = reason::is_hard(reason, &status);
+    let hard = reason::is_hard_at(reason, &status, command == Some("rcpt"));
     let diagnostic = one_line(words, 300);
     Recipient {
         address,
