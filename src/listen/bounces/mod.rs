@@ -1119,10 +1119,10 @@ mod tests {
                 .next()
                 .expect("a recipient")
         };
-        // Answering RCPT TO: an unknown user, but with no code that says
-        // so too, soft (issue 24: when in doubt, soft); with one, gone.
+        // Answering RCPT TO: the server judged the address before it saw
+        // the message, so an unknown user is gone even without a code.
         let r = bounce("", "550 Unknown user (in reply to RCPT TO command)");
-        assert_eq!((r.reason.as_str(), r.hard), ("userunknown", false));
+        assert_eq!((r.reason.as_str(), r.hard), ("userunknown", true));
         let r = bounce("", "550 5.1.1 Unknown user (in reply to RCPT TO command)");
         assert_eq!((r.reason.as_str(), r.hard), ("userunknown", true));
         // After the content was sent: the content was refused.
