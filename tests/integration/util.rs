@@ -472,13 +472,18 @@ pub struct Sink {
 
 impl Sink {
     pub fn start(dir: &Path, name: &str) -> Option<Sink> {
+        Sink::start_on(dir, name, free_port())
+    }
+
+    /// [`Sink::start`] on a chosen port: a relay that comes up where herald
+    /// has been failing to connect.
+    pub fn start_on(dir: &Path, name: &str, port: u16) -> Option<Sink> {
         let sink = tool("smtp-sink")?;
         let dumps = dir.join(name);
         std::fs::create_dir(&dumps).unwrap();
         // smtp-sink writes as `nobody`.
         std::fs::set_permissions(&dumps, std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .unwrap();
-        let port = free_port();
         let child = std::process::Command::new(sink)
             .args(["-u", "nobody", "-d"])
             .arg(format!("{}/%H%M%S.", dumps.display()))
