@@ -1844,7 +1844,11 @@ async fn distribute<M: Mailer>(
                 Some(w) => ask(w, &mut asking, &mut pass, now_pass),
                 None => wants_open = false,
             },
-            job = built.recv(), if builder_open && someone_asks && ready.is_empty()
+            // Also when nobody asks (at most one job waits in `ready`): a
+            // rate-held worker asks only once its slot comes, and without
+            // this the end of the list was noticed only then, up to a
+            // whole rate window after the last message was answered.
+            job = built.recv(), if builder_open && ready.is_empty()
                 && parked.len() < PARKED_MAX => match job {
                 Some(job) => ready.push_back(job),
                 None => builder_open = false,
