@@ -42,9 +42,17 @@ echo "Maildir: $N messages, $((size / 1024)) MB, on one core each"
 
 cd "$work"
 start=$(date +%s.%N)
+# Exit 3 says some messages need a person (not understood, or reports that
+# prove nothing: real bounces carry no token of this journal's): expected
+# here. Anything else is a failure.
+rc=0
 HERALD_UNSUBSCRIBE_SECRET=bench "${one_core[@]}" "$HERALD" bounces --maildir "$work/Maildir" \
-    --dry-run --json >herald.json
+    --dry-run --json >herald.json || rc=$?
 end=$(date +%s.%N)
+if ((rc != 0 && rc != 3)); then
+    echo "herald bounces exited $rc" >&2
+    exit 1
+fi
 herald_rate=$(python3 -c "import sys; print(round($N / ($end - $start)))")
 python3 - <<'PY'
 import json
