@@ -278,7 +278,7 @@ fn run(target: Target, data: &[u8], dir: &Path) -> Result<(), String> {
     match target {
         Target::Post => {
             let text = String::from_utf8_lossy(data);
-            let _ = herald::post::parse(path, &text);
+            let _ = herald::compose::post::parse(path, &text);
             Ok(())
         }
         Target::Content => {
@@ -299,9 +299,9 @@ fn run(target: Target, data: &[u8], dir: &Path) -> Result<(), String> {
         Target::Csv => {
             let file = dir.join("subscribers.csv");
             std::fs::write(&file, data).map_err(|e| format!("cannot write {e}"))?;
-            let suppression = Arc::new(herald::audience::Suppression::default());
-            let _ = herald::audience::validate(&file, suppression.clone());
-            if let Ok(mut audience) = herald::audience::open(&file, suppression) {
+            let suppression = Arc::new(herald::deliver::audience::Suppression::default());
+            let _ = herald::deliver::audience::validate(&file, suppression.clone());
+            if let Ok(mut audience) = herald::deliver::audience::open(&file, suppression) {
                 while audience.next_row().is_some() {}
             }
             Ok(())

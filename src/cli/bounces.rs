@@ -112,12 +112,12 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     // A dry run reads a copy of the journal (or an empty one), so it
     // cannot change the real one, whatever it finds.
     let mut journal = if args.dry_run {
-        match crate::send::journal_for_dry_run(&location)? {
+        match crate::deliver::send::journal_for_dry_run(&location)? {
             Some(view) => view,
-            None => crate::send::JournalView::empty()?,
+            None => crate::deliver::send::JournalView::empty()?,
         }
     } else {
-        crate::send::JournalView::of(super::status::writable(&location)?)
+        crate::deliver::send::JournalView::of(super::status::writable(&location)?)
     };
     let store: &mut Box<dyn Store> = &mut journal.store;
     let soft = SoftRule {

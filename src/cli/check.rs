@@ -41,10 +41,10 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     let issue = Issue::compose(post, config)?;
     let mut findings = issue.check(config);
     if args.links {
-        let links = crate::linkcheck::links(&issue.content, config);
+        let links = crate::compose::linkcheck::links(&issue.content, config);
         tracing::info!("checking {} links", links.len());
         let cache = config.journal_dir.join("linkcheck.json");
-        findings.extend(crate::linkcheck::check_cached(&links, &cache));
+        findings.extend(crate::compose::linkcheck::check_cached(&links, &cache));
         findings.sort_by_key(|f| f.line);
     }
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();

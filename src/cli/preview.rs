@@ -5,11 +5,11 @@ use std::path::{Path, PathBuf};
 
 use super::output::{self, say};
 use crate::compose::Issue;
+use crate::compose::preview;
+use crate::compose::preview::live::{self, Reload};
 use crate::config::Config;
 use crate::exit;
 use crate::findings::Severity;
-use crate::preview;
-use crate::preview::live::{self, Reload};
 use crate::{Fault, InputError};
 
 /// Make the email from a post and show it without sending anything: as files, or live in your browser with --watch.

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use super::output::{self, say};
 use crate::config::{Config, Override};
+use crate::deliver::send;
 use crate::exit;
-use crate::send;
 
 /// Send the issue to the subscriber list; with --dry-run, write each
 /// person's email to a file instead.
@@ -170,7 +170,7 @@ fn print_summary(summary: &send::Summary, json: bool, seconds: f64) -> anyhow::R
              it will be empty (give it a default: {{{{ {f} | default: \"...\" }}}})"
         );
     }
-    if let Some(w) = crate::check::clip_warning(summary.largest_html_bytes) {
+    if let Some(w) = crate::compose::check::clip_warning(summary.largest_html_bytes) {
         tracing::warn!("{w}");
     }
     if json {
@@ -271,7 +271,7 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
         return Ok(exit::NOTHING_TO_DO);
     }
     let grace = config.late_grace;
-    let due = crate::schedule::due_posts(dir, crate::clock::now(), grace, args.late_ok)?;
+    let due = crate::deliver::schedule::due_posts(dir, crate::clock::now(), grace, args.late_ok)?;
     let location = crate::store::Location::from_config(config)?;
     // A dry run reads a copy of the journal, like the dry run of each post.
     let view = if args.dry_run {
@@ -285,7 +285,7 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
         None => super::status::open_journal(&location)?.map(send::JournalView::of),
     };
     let finished = |post: &Path| -> anyhow::Result<bool> {
-        let id = crate::post::load(post)?.campaign_id();
+        let id = crate::compose::post::load(post)?.campaign_id();
         Ok(match &journal {
             Some(j) => j
                 .store
@@ -301,7 +301,7 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
         tracing::warn!(
             "{} was due at {when}, more than {} ago; not sent (add --late-ok to send it anyway)",
             post.display(),
-            crate::schedule::human(grace)
+            crate::deliver::schedule::human(grace)
         );
     }
     let mut worst: Option<i32> = None;
@@ -314,7 +314,7 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
         let mut opts = args.options(post.clone());
         if let Some(dir) = &args.outbox {
             // Several posts can be due at once: a folder each.
-            opts.outbox = Some(dir.join(crate::post::load(&post)?.slug()));
+            opts.outbox = Some(dir.join(crate::compose::post::load(&post)?.slug()));
         }
         let started = std::time::Instant::now();
         // One post the relay or the checks refuse must not keep the

@@ -82,7 +82,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     let accent = config
         .accent_color
         .clone()
-        .unwrap_or_else(|| crate::render::DEFAULT_ACCENT.into());
+        .unwrap_or_else(|| crate::compose::render::DEFAULT_ACCENT.into());
     let location = crate::store::Location::from_config(config)?;
     let store = super::status::writable(&location)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

@@ -9,8 +9,8 @@ use std::path::PathBuf;
 
 use super::output::{self, say};
 use super::status::{open_journal, unreadable, writable};
-use crate::audience::{normalise_address, normalise_columns};
 use crate::config::{Config, Override};
+use crate::deliver::audience::{normalise_address, normalise_columns};
 use crate::store::{self, Source, Suppressed};
 use crate::{Fault, InputError, clock, exit};
 

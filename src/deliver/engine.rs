@@ -13,8 +13,8 @@ use tokio::time::Instant;
 
 use super::throttle::{self, Limiter, Rate};
 use super::{FailureKind, Gate, Mailer, Outgoing};
-use crate::audience::Recipient;
-use crate::message::Composer;
+use crate::deliver::audience::Recipient;
+use crate::deliver::message::Composer;
 use crate::store::{QuotaTake, RateGate, RateMark, Row, State, Store, Update};
 
 #[derive(Debug, Clone)]

@@ -9,7 +9,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::{Failure, Gate, Mailer, Outgoing};
-use crate::message::Built;
+use crate::deliver::message::Built;
 
 /// What the memory relay does with one attempt to one recipient.
 #[derive(Debug, Clone)]

@@ -6,9 +6,13 @@
 //! writes `.eml` files, [`memory::Memory`] keeps messages in memory and
 //! fails on cue, for tests.
 
+pub mod audience;
 pub mod engine;
 pub mod memory;
+pub mod message;
 pub mod outbox;
+pub mod schedule;
+pub mod send;
 pub mod smtp;
 pub mod throttle;
 
@@ -16,7 +20,7 @@ use std::future::Future;
 
 use tokio::sync::oneshot;
 
-use crate::message::Built;
+use crate::deliver::message::Built;
 
 /// What went wrong with one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]

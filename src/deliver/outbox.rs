@@ -12,8 +12,8 @@ use serde::Serialize;
 
 use super::{Failure, Gate, Mailer, Outgoing};
 
-use crate::audience::Skipped;
-use crate::message::Built;
+use crate::deliver::audience::Skipped;
+use crate::deliver::message::Built;
 
 pub struct Outbox {
     dir: PathBuf,

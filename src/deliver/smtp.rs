@@ -19,7 +19,7 @@ use tokio::net::TcpStream;
 
 pub use super::{Failure, FailureKind};
 use super::{Gate, Mailer, Outgoing};
-use crate::message::Built;
+use crate::deliver::message::Built;
 
 /// How the connection to the relay is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

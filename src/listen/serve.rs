@@ -395,7 +395,7 @@ impl App {
         {
             o.accent
         } else {
-            crate::render::DEFAULT_ACCENT.to_string()
+            crate::compose::render::DEFAULT_ACCENT.to_string()
         };
         let css = CSS.replace("ACCENT", &accent);
         let hash = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(css.as_bytes()));

@@ -346,7 +346,7 @@ fn fit_digests_of_the_annual_reports_keep_every_section() {
         }
         digests += 1;
         // The source's headings: every top-level one, and every one before it.
-        let loaded = herald::post::load(post).unwrap();
+        let loaded = herald::compose::post::load(post).unwrap();
         let mut heads: Vec<(HeadingLevel, String)> = Vec::new();
         let mut cur: Option<(HeadingLevel, String)> = None;
         for ev in Parser::new(&loaded.body) {
@@ -473,7 +473,7 @@ fn the_inbox_snippet_of_every_newsletter_ends_with_its_preview_text() {
     let mut problems = Vec::new();
     let mut checked = 0;
     for (i, post) in files.iter().enumerate() {
-        let loaded = herald::post::load(post).unwrap();
+        let loaded = herald::compose::post::load(post).unwrap();
         let Some(description) = loaded.front_matter.seo.description.clone() else {
             continue;
         };
@@ -581,7 +581,7 @@ fn the_text_part_of_every_post_wraps_at_72_and_lays_out_tables() {
 /// text ends on a sentence (or on a colon followed by the list it opens).
 #[test]
 fn digest_excerpts_hold_prose_end_on_a_sentence_and_show_one_picture() {
-    use herald::content::{Block, Inline};
+    use herald::compose::content::{Block, Inline};
     let Some(files) = corpus_files() else { return };
     let mut config = herald::config::Config::default();
     config.fit = true;

@@ -11,9 +11,9 @@ use std::time::Duration;
 use herald::config::Config;
 use herald::deliver::engine::{self, Outcome, Plan, Progress, Settings, Stop};
 use herald::deliver::memory::{Fault, Memory};
+use herald::deliver::message::{Composer, Mode};
 use herald::deliver::throttle::Rate;
 use herald::deliver::{Failure, FailureKind};
-use herald::message::{Composer, Mode};
 use herald::store::{self, State, Store, Update};
 
 use crate::util::*;

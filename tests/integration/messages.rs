@@ -111,7 +111,7 @@ fn readme_dry_run_writes_one_correct_message_per_subscriber() {
             unsub.contains("<mailto:newsletter@example.org?subject=unsubscribe>"),
             "{unsub}"
         );
-        let token = herald::message::unsubscribe_token(SECRET.as_bytes(), &to);
+        let token = herald::deliver::message::unsubscribe_token(SECRET.as_bytes(), &to);
         assert!(unsub.contains(&format!("token={token}&c=")), "{unsub}");
         let html = m["html"].as_str().unwrap();
         let text = m["text"].as_str().unwrap();

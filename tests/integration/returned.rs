@@ -738,7 +738,7 @@ fn a_report_acts_only_for_the_owner_of_its_token() {
     }
     assert_eq!(ids.len(), 30, "{ids:?}");
     for p in &people {
-        let token = herald::message::unsubscribe_token(SECRET.as_bytes(), p);
+        let token = herald::deliver::message::unsubscribe_token(SECRET.as_bytes(), p);
         let id = &ids[p];
         for w in token.as_bytes().windows(6) {
             let w = std::str::from_utf8(w).unwrap();
@@ -790,7 +790,8 @@ fn a_report_acts_only_for_the_owner_of_its_token() {
     );
     // No token; a Message-ID of the old kind (16 characters of p4's
     // unsubscribe token): not herald's, nobody.
-    let token16 = &herald::message::unsubscribe_token(SECRET.as_bytes(), "p4@example.net")[..16];
+    let token16 =
+        &herald::deliver::message::unsubscribe_token(SECRET.as_bytes(), "p4@example.net")[..16];
     deliver(
         &inbox,
         "4.old-id",

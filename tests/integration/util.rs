@@ -107,9 +107,9 @@ pub struct Expected {
 
 pub fn expected(post_path: &Path) -> Expected {
     use pulldown_cmark::{Event, Options, Parser, Tag, TagEnd};
-    let post = herald::post::load(post_path).expect("post loads");
+    let post = herald::compose::post::load(post_path).expect("post loads");
     let fm = &post.front_matter;
-    let is_blog_post = fm.kind == herald::post::Kind::BlogPost;
+    let is_blog_post = fm.kind == herald::compose::post::Kind::BlogPost;
     let base = herald::urls::Base::new(None, fm.seo.url.as_deref(), is_blog_post);
     let mut e = Expected {
         is_blog_post,
@@ -255,7 +255,7 @@ pub fn problems_in_preview(dir: &Path, e: &Expected) -> Vec<String> {
             e.calls_to_action
         ));
     }
-    if e.is_blog_post && html.len() > herald::check::GMAIL_CLIP_BYTES {
+    if e.is_blog_post && html.len() > herald::compose::check::GMAIL_CLIP_BYTES {
         p.push(format!(
             "email.html is {} bytes, over Gmail's clipping size",
             html.len()

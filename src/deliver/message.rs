@@ -16,11 +16,11 @@ use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use sha2::{Digest, Sha256};
 
-use crate::audience::Recipient;
 use crate::compose::Issue;
+use crate::compose::merge::{Escape, Template};
 use crate::config::Config;
+use crate::deliver::audience::Recipient;
 use crate::dkim::Signer;
-use crate::merge::{Escape, Template};
 use crate::unsubscribe::Keys;
 use crate::{InputError, clock};
 

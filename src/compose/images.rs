@@ -10,7 +10,7 @@
 //!
 //! - a PNG up to `inline_image_limit` (default 20 KB) travels inside every
 //!   message: the HTML says `cid:<name>@herald` and the message becomes
-//!   `multipart/related` (see [`crate::message`]);
+//!   `multipart/related` (see [`crate::deliver::message`]);
 //! - a larger one is linked from `assets_url` + its file name, for the user
 //!   to upload; without `assets_url` it travels inside the message all the
 //!   same (so it is never broken) and `check` warns about the size.
@@ -29,11 +29,11 @@ use resvg::{tiny_skia, usvg};
 use sha2::{Digest, Sha256};
 use url::Url;
 
+use crate::compose::content::visit::{self, VisitMut};
+use crate::compose::content::{COLUMN, Content, Image};
+use crate::compose::post::Post;
 use crate::config::Config;
-use crate::content::visit::{self, VisitMut};
-use crate::content::{COLUMN, Content, Image};
 use crate::findings::{Finding, Severity};
-use crate::post::Post;
 use crate::urls::Base;
 
 /// The folder, inside a preview folder, the PNGs are written to.

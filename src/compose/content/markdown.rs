@@ -6,8 +6,8 @@ use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
 use super::{
     Block, Heading, Image, Inline, Link, collapse_ws, is_blank, plain_block, trim_inlines,
 };
+use crate::compose::post::Post;
 use crate::findings::{Finding, Severity};
-use crate::post::Post;
 use crate::urls::{self, Base};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

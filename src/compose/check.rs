@@ -3,14 +3,14 @@
 //! Each finding has a stable code (for scripts and for people searching the
 //! README), the line of the post it is about, and what to do.
 
+use crate::compose::content::visit::{self, Visit};
+use crate::compose::content::{Content, Link};
+use crate::compose::post::Post;
 use crate::config::Config;
-use crate::content::visit::{self, Visit};
-use crate::content::{Content, Link};
 use crate::findings::{Finding, Severity};
-use crate::post::Post;
 
 // Defined with the digest, which is made to stay under it.
-pub use crate::fit::GMAIL_CLIP_BYTES;
+pub use crate::compose::fit::GMAIL_CLIP_BYTES;
 
 /// The warning for a send whose largest personalised HTML part Gmail
 /// would clip, or `None` when it fits.
@@ -63,7 +63,7 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
     }
 
     // SVG pictures are checked where they are turned into PNGs
-    // (`svg-image`, `image-upload`, `large-inline-image`: see crate::images).
+    // (`svg-image`, `image-upload`, `large-inline-image`: see crate::compose::images).
     struct Links<'a>(Vec<&'a Link>);
     impl<'a> Visit<'a> for Links<'a> {
         fn link(&mut self, link: &'a Link) {
@@ -279,9 +279,9 @@ mod tests {
 
     fn findings(body: &str, config: &Config, html_size: usize) -> Vec<Finding> {
         let text = format!("---\ntitle: T\ndate: 2025-02-02\n---\n{body}");
-        let post = crate::post::parse(Path::new("post.md"), &text).unwrap();
+        let post = crate::compose::post::parse(Path::new("post.md"), &text).unwrap();
         let base = Base::new(Some("https://openinfra.org"), None, false);
-        let content = crate::content::build(&post, config, &base);
+        let content = crate::compose::content::build(&post, config, &base);
         check(&post, &content, config, html_size)
     }
 

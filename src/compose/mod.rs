@@ -7,17 +7,26 @@
 //! `preview`, `message` and `send` start from the [`Issue`] made here; no
 //! stage knows about them.
 
+pub mod check;
+pub mod content;
+pub mod fit;
+pub mod images;
+pub mod linkcheck;
+pub mod merge;
+pub mod post;
+pub mod preview;
+pub mod render;
+
 use std::borrow::Cow;
 use std::path::Path;
 
 use crate::config::Config;
-use crate::content::{self, Content};
 use crate::findings::Finding;
-use crate::merge::{Escape, Template};
-use crate::post::{self, Kind, Post};
-use crate::render::{self, Rendered};
 use crate::urls::Base;
-use crate::{check, fit, images};
+use content::Content;
+use merge::{Escape, Template};
+use post::{Kind, Post};
+use render::Rendered;
 
 /// One issue, read and rendered once; every recipient's copy comes from it.
 pub struct Issue {

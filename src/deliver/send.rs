@@ -17,14 +17,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::InputError;
-use crate::audience::{self, Recipient, Row, SkipReason, Skipped, Suppression};
 use crate::compose::Issue;
 use crate::config::{Config, RelaySetting};
+use crate::deliver::audience::{self, Recipient, Row, SkipReason, Skipped, Suppression};
 use crate::deliver::engine::{self, Progress, Settings, Stop};
+use crate::deliver::message::{self, Composer, Mode};
 use crate::deliver::outbox::{Outbox, OutboxMailer};
 use crate::deliver::smtp::{Relay, Smtp};
 use crate::exit;
-use crate::message::{self, Composer, Mode};
 use crate::store::{self, Counts, Problem, Store};
 
 /// How many skipped rows the summary shows; `skipped.csv` has them all.
@@ -993,7 +993,7 @@ fn send(
         tracing::warn!("{w}");
     }
     tracing::info!("{plan}");
-    if let Some(w) = crate::check::clip_warning(import.largest_html) {
+    if let Some(w) = crate::compose::check::clip_warning(import.largest_html) {
         tracing::warn!("{w}");
     }
     if !opts.yes {
@@ -1254,9 +1254,9 @@ fn fields_without_column(
         issue.rendered.text_template(),
     ];
     if let Some(s) = &config.subject {
-        templates.push(crate::merge::Template::compile(
+        templates.push(crate::compose::merge::Template::compile(
             s,
-            crate::merge::Escape::None,
+            crate::compose::merge::Escape::None,
         ));
     }
     let mut out: Vec<String> = Vec::new();

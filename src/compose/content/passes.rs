@@ -271,7 +271,7 @@ pub(super) fn derive_alt_text(content: &mut Content, findings: &mut Vec<Finding>
         }
     }
     impl VisitMut for AltText<'_> {
-        fn link(&mut self, link: &mut crate::content::Link) {
+        fn link(&mut self, link: &mut crate::compose::content::Link) {
             let words = link
                 .children
                 .iter()

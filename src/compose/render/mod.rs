@@ -3,21 +3,21 @@
 //!
 //! The output still holds merge fields such as `{{ unsubscribe_url }}`:
 //! it is rendered once per issue and personalised per recipient by
-//! substitution (see [`crate::merge`]).
+//! substitution (see [`crate::compose::merge`]).
 
 mod mjml;
 mod text;
 
-pub use crate::content::COLUMN;
+pub use crate::compose::content::COLUMN;
 pub use text::wrap;
 
 use crate::config::Config;
 use std::collections::HashSet;
 
-use crate::content::visit::{self, Visit};
-use crate::content::{Content, Image};
-use crate::images::RasterImage;
-use crate::merge::{Escape, Template};
+use crate::compose::content::visit::{self, Visit};
+use crate::compose::content::{Content, Image};
+use crate::compose::images::RasterImage;
+use crate::compose::merge::{Escape, Template};
 
 /// The accent colour when the config sets none.
 pub const DEFAULT_ACCENT: &str = "#c5283d";
@@ -28,7 +28,7 @@ pub struct Rendered {
     pub mjml: String,
     pub html: String,
     pub text: String,
-    /// PNGs made from the post's SVG pictures (see [`crate::images`]): the
+    /// PNGs made from the post's SVG pictures (see [`crate::compose::images`]): the
     /// HTML refers to them as `cid:` parts of the message or by their
     /// `assets_url` address. Made once per issue.
     pub images: Vec<RasterImage>,
@@ -55,7 +55,7 @@ pub enum RenderError {
     Render(String),
 }
 
-/// Renders the issue. `images` are the PNGs [`crate::images::rasterise`]
+/// Renders the issue. `images` are the PNGs [`crate::compose::images::rasterise`]
 /// made for the content (or for the content a digest was made from): the
 /// ones the content shows travel with it.
 pub fn render(

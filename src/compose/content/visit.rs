@@ -135,7 +135,7 @@ pub fn inlines_mut<V: VisitMut + ?Sized>(v: &mut V, inlines: &mut [Inline]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{Heading, Section};
+    use crate::compose::content::{Heading, Section};
 
     fn image(src: &str, line: usize) -> Image {
         Image {

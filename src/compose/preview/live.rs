@@ -41,8 +41,8 @@ use tokio::sync::watch;
 
 use super::{Mode, Shown};
 use crate::compose::Issue;
+use crate::compose::images;
 use crate::config::{self, Config};
-use crate::images;
 
 /// How often the files are looked at.
 pub const POLL: Duration = Duration::from_millis(250);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 
 use crate::InputError;
-use crate::post;
+use crate::compose::post;
 
 /// Posts older than this are the archive, not a missed send.
 pub const HISTORY: Duration = Duration::from_secs(31 * 86400);

@@ -8,9 +8,9 @@ use askama::Template;
 use serde::Serialize;
 
 use crate::compose::Issue;
+use crate::compose::images;
 use crate::config::Config;
 use crate::findings::{Finding, Severity};
-use crate::images;
 
 pub mod live;
 

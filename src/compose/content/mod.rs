@@ -19,9 +19,9 @@ pub mod visit;
 
 pub use passes::{anchor, is_call_to_action};
 
+use crate::compose::post::{Kind, Post};
 use crate::config::Config;
 use crate::findings::Finding;
-use crate::post::{Kind, Post};
 use crate::urls::Base;
 
 use markdown::Builder;
@@ -357,7 +357,7 @@ fn trim_inlines(mut inlines: Vec<Inline>) -> Vec<Inline> {
 /// "OLD DON'T USE ..." on a post that was mailed) and the public one in
 /// `seo.title`, which the website puts in the page's title and search
 /// results. The public one wins when both are there.
-fn public_title(fm: &crate::post::FrontMatter) -> &str {
+fn public_title(fm: &crate::compose::post::FrontMatter) -> &str {
     fm.seo
         .title
         .as_deref()
@@ -370,7 +370,7 @@ fn public_title(fm: &crate::post::FrontMatter) -> &str {
 /// its line of text, then its button.
 fn carry_call_to_action(
     content: &mut Content,
-    cta: &crate::post::CallToAction,
+    cta: &crate::compose::post::CallToAction,
     base: &Base,
 ) -> Option<Finding> {
     let url = match crate::urls::absolutize(&cta.url, base) {
@@ -418,7 +418,7 @@ mod tests {
         let text = format!(
             "---\ntitle: Test issue\nseo:\n  url: https://openinfra.org/blog/test\n---\n{body}"
         );
-        let post = crate::post::parse(Path::new("t.md"), &text).unwrap();
+        let post = crate::compose::post::parse(Path::new("t.md"), &text).unwrap();
         let fm = &post.front_matter;
         let base = Base::new(None, fm.seo.url.as_deref(), fm.kind == Kind::BlogPost);
         build(&post, &Config::default(), &base)

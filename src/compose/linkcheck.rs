@@ -18,9 +18,9 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Mutex;
 use std::time::Duration;
 
+use crate::compose::content::visit::{self, Visit};
+use crate::compose::content::{Block, Content, Image, Link};
 use crate::config::Config;
-use crate::content::visit::{self, Visit};
-use crate::content::{Block, Content, Image, Link};
 use crate::findings::{Finding, Severity};
 
 const MAX_REDIRECTS: usize = 5;

@@ -4,8 +4,8 @@
 
 use askama::Template;
 
+use crate::compose::content::{Block, COLUMN, Content, Image, Inline, Language};
 use crate::config::Config;
-use crate::content::{Block, COLUMN, Content, Image, Inline, Language};
 use crate::html;
 
 const TEXT: &str = "#1f2933";

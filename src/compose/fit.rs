@@ -14,7 +14,7 @@
 //! The plain-text part is written from the same digest, so both parts of
 //! the email say the same thing.
 
-use crate::content::{Block, Button, Content, Inline, Section};
+use crate::compose::content::{Block, Button, Content, Inline, Section};
 use crate::findings::{Finding, Severity};
 
 /// Gmail hides everything after this many bytes of HTML behind
@@ -38,7 +38,7 @@ pub fn digest(content: &Content, full_bytes: usize) -> Option<Content> {
 
     let mut intro = vec![Block::Paragraph(vec![
         Inline::Emph(vec![Inline::Text(format!("{NOTE} "))]),
-        Inline::Link(crate::content::Link {
+        Inline::Link(crate::compose::content::Link {
             url: base.to_string(),
             children: vec![Inline::Text(format!(
                 "Read the full {} on the web.",
@@ -53,26 +53,27 @@ pub fn digest(content: &Content, full_bytes: usize) -> Option<Content> {
     let parts = content
         .intro
         .split_inclusive(|b| matches!(b, Block::Heading(_)));
-    let mut pending: Option<&crate::content::Heading> = None;
+    let mut pending: Option<&crate::compose::content::Heading> = None;
     let mut kept_intro = Vec::new();
-    let close =
-        |heading: Option<&crate::content::Heading>, blocks: &[Block], out: &mut Vec<Block>| {
-            match heading {
-                Some(h) => {
-                    out.push(Block::Heading(h.clone()));
-                    out.extend(keep(blocks));
-                    out.push(Block::Button(Button {
-                        text: content.language.continue_reading.clone(),
-                        url: format!(
-                            "{base}#{}",
-                            crate::content::anchor(&Inline::plain(&h.inlines))
-                        ),
-                        line: h.line,
-                    }));
-                }
-                None => out.extend(keep(blocks)),
+    let close = |heading: Option<&crate::compose::content::Heading>,
+                 blocks: &[Block],
+                 out: &mut Vec<Block>| {
+        match heading {
+            Some(h) => {
+                out.push(Block::Heading(h.clone()));
+                out.extend(keep(blocks));
+                out.push(Block::Button(Button {
+                    text: content.language.continue_reading.clone(),
+                    url: format!(
+                        "{base}#{}",
+                        crate::compose::content::anchor(&Inline::plain(&h.inlines))
+                    ),
+                    line: h.line,
+                }));
             }
-        };
+            None => out.extend(keep(blocks)),
+        }
+    };
     for part in parts {
         let (blocks, next) = match part.split_last() {
             Some((Block::Heading(h), rest)) => (rest, Some(h)),
@@ -210,7 +211,7 @@ fn byline(inlines: &[Inline]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::content::{Heading, Image};
+    use crate::compose::content::{Heading, Image};
 
     fn para(t: &str) -> Block {
         Block::Paragraph(vec![Inline::Text(t.into())])
@@ -223,7 +224,7 @@ mod tests {
                 inlines: vec![Inline::Text(title.into())],
                 line: 7,
             },
-            anchor: crate::content::anchor(title),
+            anchor: crate::compose::content::anchor(title),
             blocks,
         }
     }

@@ -5,8 +5,8 @@
 
 use askama::Template;
 
+use crate::compose::content::{Block, Content, Image, Inline, Language};
 use crate::config::Config;
-use crate::content::{Block, Content, Image, Inline, Language};
 
 pub const WIDTH: usize = 72;
 
@@ -409,7 +409,7 @@ fn words(line: &str) -> Vec<&str> {
             && line[i..].starts_with("{{")
             // Only as far as a field can be long: linear however many `{{`.
             && let Some(end) = memchr::memmem::find(
-                &line.as_bytes()[i..line.len().min(i + crate::merge::Template::MAX_FIELD_LEN + 4)],
+                &line.as_bytes()[i..line.len().min(i + crate::compose::merge::Template::MAX_FIELD_LEN + 4)],
                 b"}}",
             )
         {
@@ -474,11 +474,12 @@ fn display_width(word: &str) -> usize {
             break;
         };
         let field = &rest[open..open + close + 2];
-        width += crate::merge::Template::compile(field, crate::merge::Escape::None)
-            .render(|_| None)
-            .chars()
-            .count()
-            .max(if field.contains("default") { 0 } else { 8 });
+        width +=
+            crate::compose::merge::Template::compile(field, crate::compose::merge::Escape::None)
+                .render(|_| None)
+                .chars()
+                .count()
+                .max(if field.contains("default") { 0 } else { 8 });
         rest = &rest[open + close + 2..];
     }
     width + rest.chars().count()
