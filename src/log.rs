@@ -2,8 +2,11 @@
 //!
 //! Plain lines, the same under cron as on a terminal: `herald: message`,
 //! `herald: warning: message`, `herald: error: message`; debug and trace
-//! lines also name the module they come from. No timestamps (cron's log and
-//! the terminal have their own) and colour only on a terminal. `-q` keeps
+//! lines also name the module they come from. No timestamps by default
+//! (systemd's journal and the terminal have their own; tests and scripts
+//! read the lines as they are); `HERALD_LOG_TIME=1` starts each line with
+//! the time in UTC to the second (`2026-12-06T11:52:03Z herald: ...`), for
+//! a cron job appending to a file. Colour only on a terminal. `-q` keeps
 //! errors only, `-v` adds debug lines, `-vv` trace; `HERALD_LOG` (tracing's
 //! filter syntax, like `debug` or `herald::config=trace`) wins over both.
 //!
@@ -11,7 +14,7 @@
 //! torn apart by the next redraw: [`set_progress_bar`] registers the bar,
 //! and each line is then written with the bar hidden for that moment.
 //!
-//! A leaf module: nothing else of herald's is used here.
+//! A leaf module: of herald's, only the clock (another leaf) is used here.
 
 use std::fmt;
 use std::io::{IsTerminal, Write};
@@ -26,6 +29,8 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// The variable that sets the log filter, over `-q` and `-v`.
 pub const ENV: &str = "HERALD_LOG";
+/// The variable that puts the time in front of each line (`1`, `true`).
+pub const TIME_ENV: &str = "HERALD_LOG_TIME";
 
 static BAR: Mutex<Option<ProgressBar>> = Mutex::new(None);
 
@@ -47,11 +52,13 @@ pub fn init(verbosity: i8) {
         .and_then(|v| EnvFilter::try_new(v).ok())
         .unwrap_or_else(|| EnvFilter::new(default));
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let time = std::env::var(TIME_ENV)
+        .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
     // A second init (tests) keeps the first subscriber.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(AboveBar)
-        .event_format(Plain { ansi })
+        .event_format(Plain { ansi, time })
         .try_init();
 }
 
@@ -63,6 +70,8 @@ pub fn set_progress_bar(bar: Option<ProgressBar>) {
 /// `herald: warning: ...`, with the level painted on a terminal.
 struct Plain {
     ansi: bool,
+    /// `HERALD_LOG_TIME`: the time first, ISO 8601 in UTC to the second.
+    time: bool,
 }
 
 impl<S, N> FormatEvent<S, N> for Plain
@@ -84,6 +93,13 @@ where
                 text.to_string()
             }
         };
+        if self.time {
+            write!(
+                writer,
+                "{} ",
+                crate::clock::now().strftime("%Y-%m-%dT%H:%M:%SZ")
+            )?;
+        }
         write!(writer, "herald: ")?;
         match *meta.level() {
             Level::ERROR => write!(writer, "{} ", paint("1;31", "error:"))?,

@@ -8,6 +8,7 @@
 mod bounces;
 mod check;
 mod config;
+mod init;
 pub(crate) mod output;
 mod preview;
 mod send;
@@ -93,6 +94,7 @@ enum Command {
     #[command(subcommand)]
     Store(store::Command),
     Config(config::Args),
+    Init(init::Args),
 }
 
 /// `--journal DIR`, for the commands that use the journal.
@@ -209,6 +211,11 @@ fn overrides(cli: &Cli) -> Result<Vec<Override>, InputError> {
 }
 
 fn run(cli: Cli) -> anyhow::Result<i32> {
+    // A new folder needs no settings (and a broken herald.yaml where it is
+    // run must not stop it from making another folder).
+    if let Command::Init(args) = cli.command {
+        return init::run(args);
+    }
     let overrides = overrides(&cli)?;
     let config = Config::load(cli.config.as_deref(), &overrides)?;
     tracing::debug!(
@@ -242,6 +249,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Suppress(args) => suppress::run(args, &config),
         Command::Store(args) => store::run(args, &config),
         Command::Config(args) => config::run(args, &config),
+        Command::Init(args) => init::run(args),
     }
 }
 

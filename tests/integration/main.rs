@@ -14,6 +14,7 @@ mod engine;
 mod faulty;
 mod hostile;
 mod images;
+mod install;
 mod kill_loops;
 mod lifecycle;
 mod matrix;

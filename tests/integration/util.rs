@@ -316,6 +316,25 @@ pub fn tool(name: &str) -> Option<PathBuf> {
     require_tool(name)
 }
 
+/// `node` with one of the packages `.ci/run` installs into tools/node
+/// (`npm ci` there), or `None` with a SKIPPED line naming what is missing;
+/// under CI a missing one is a failure. The scripts `require()` the
+/// package from that folder, so `node` alone is not enough.
+pub fn node_with(package: &str) -> Option<PathBuf> {
+    let node = tool("node")?;
+    if repo()
+        .join("tools/node/node_modules")
+        .join(package)
+        .join("package.json")
+        .is_file()
+    {
+        return Some(node);
+    }
+    require_tool(&format!(
+        "the node package {package} (`npm ci` in tools/node, as .ci/run does)"
+    ))
+}
+
 pub fn require_tool<T>(what: &str) -> Option<T> {
     if std::env::var("CI").is_ok_and(|v| v == "true") {
         panic!("{what} is missing, and CI=true: .ci/run must install it");

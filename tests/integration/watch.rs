@@ -287,7 +287,9 @@ fn the_live_preview_follows_edits_in_a_browser() {
     let Some(chromium) = tool("chromium") else {
         return;
     };
-    let Some(node) = tool("node") else { return };
+    let Some(node) = crate::util::node_with("puppeteer-core") else {
+        return;
+    };
     let Some(files) = corpus_files() else { return };
     let source = files
         .iter()

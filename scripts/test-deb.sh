@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# Tests the Debian package as an administrator gets it (issue 27): builds it
+# (scripts/build-deb.sh), unpacks it into a scratch root, checks it holds
+# what README "Install" promises, runs the packaged binary (--version,
+# `herald init`, a dry run of the example issue), renders a man page with
+# `man -l`, loads the completions in bash, and checks the systemd units with
+# `systemd-analyze verify` and their hardening with `systemd-analyze
+# security`. Nothing is installed on this machine.
+#
+#   scripts/test-deb.sh        (SKIP_BUILD=1: package target/release/herald as it is)
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+fail() { echo "test-deb: FAILED: $*" >&2; exit 1; }
+
+deb=$(scripts/build-deb.sh)
+[[ -f $deb ]] || fail "build-deb.sh printed no package"
+scratch=$(mktemp -d "${TMPDIR:-/tmp}/herald-deb.XXXXXX")
+trap 'rm -rf "$scratch"' EXIT
+root=$scratch/root
+dpkg-deb -x "$deb" "$root"
+echo "package: $deb ($(du -k "$deb" | cut -f1) KB)"
+
+for f in usr/bin/herald \
+    usr/share/man/man1/herald.1.gz usr/share/man/man1/herald-send.1.gz \
+    usr/share/man/man1/herald-init.1.gz usr/share/man/man1/herald-suppress-add.1.gz \
+    usr/share/bash-completion/completions/herald usr/share/zsh/vendor-completions/_herald \
+    usr/share/fish/vendor_completions.d/herald.fish \
+    usr/share/doc/herald/herald.example.yaml usr/share/doc/herald/copyright \
+    usr/lib/systemd/system/herald-serve.service usr/lib/systemd/system/herald-send.service \
+    usr/lib/systemd/system/herald-send.timer; do
+    [[ -e $root/$f ]] || fail "the package lacks /$f"
+done
+# One man page per command, nested ones too: as many as `herald help` lists, and more.
+pages=$(ls "$root/usr/share/man/man1" | wc -l)
+echo "man pages: $pages"
+((pages >= 10)) || fail "only $pages man pages"
+
+# The C library the package says it needs is one this machine has.
+need=$(dpkg-deb -f "$deb" Depends | sed -n 's/.*libc6 (>= \([0-9.]*\)).*/\1/p')
+[[ -n $need ]] || fail "the package does not say which glibc it needs"
+have=$(ldd --version | head -1 | grep -o '[0-9.]*$')
+echo "needs glibc >= $need; this machine has $have"
+[[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1) == "$need" ]] || fail "glibc $need is newer than this machine's $have"
+
+bin=$root/usr/bin/herald
+"$bin" --version | grep -q '^herald [0-9]' || fail "--version"
+work=$scratch/work
+mkdir -p "$work"
+( cd "$work" && env -u HERALD_UNSUBSCRIBE_SECRET "$bin" init news >"$scratch/init.out" ) || fail "herald init"
+grep -q '^4\. ' "$scratch/init.out" || fail "herald init printed no four next steps"
+( cd "$work/news" && HERALD_UNSUBSCRIBE_SECRET=package-test-secret-0123456789abcdef \
+    "$bin" send posts/inside-open-infrastructure-example.md --subscribers subscribers.csv \
+    --dry-run --outbox dry >"$scratch/dry.out" 2>&1 ) || { cat "$scratch/dry.out" >&2; fail "the dry run"; }
+n=$(find "$work/news/dry" -name '*.eml' | wc -l)
+((n == 1)) || fail "the dry run wrote $n messages, not 1"
+echo "packaged binary: --version, init and a dry run (1 message) work"
+
+MANWIDTH=80 man -l "$root/usr/share/man/man1/herald-send.1.gz" 2>/dev/null >"$scratch/man.txt" || fail "man -l herald-send.1.gz"
+grep -q 'herald send' "$scratch/man.txt" && grep -q -- '--dry-run' "$scratch/man.txt" || fail "the herald-send page lacks its name or --dry-run"
+echo "man -l herald-send.1.gz: $(wc -l <"$scratch/man.txt") lines"
+
+bash -c "source '$root/usr/share/bash-completion/completions/herald' && complete -p herald" >/dev/null \
+    || fail "the bash completion does not load"
+
+# systemd-analyze needs the system's own units (sysinit.target...) under
+# --root: copy them beside the package's, without overwriting those.
+cp -an /usr/lib/systemd/system/. "$root/usr/lib/systemd/system/" 2>/dev/null || true
+units=("$root"/usr/lib/systemd/system/herald-*)
+out=$(systemd-analyze verify --man=no --root="$root" "${units[@]}" 2>&1) || { echo "$out" >&2; fail "systemd-analyze verify"; }
+# Unknown keys are only warnings there: any word from it is a failure here.
+[[ -z $out ]] || { echo "$out" >&2; fail "systemd-analyze verify had something to say"; }
+echo "systemd-analyze verify: ${#units[@]} units, no complaint"
+for unit in herald-serve.service herald-send.service; do
+    # --threshold counts in tenths: 30 is an exposure of 3.0 ("OK" is below 4).
+    line=$(systemd-analyze security --offline=yes --root="$root" --threshold=30 \
+        "$root/usr/lib/systemd/system/$unit" 2>&1 | grep 'Overall exposure') \
+        || fail "$unit is exposed above 3.0 (systemd-analyze security)"
+    echo "$line"
+done
+echo "test-deb: ok"
