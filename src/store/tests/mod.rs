@@ -2,9 +2,13 @@
 //! on SQLite and on PostgreSQL (a fresh database on the server named by
 //! HERALD_TEST_DATABASE_URL; SKIPPED without one, except under CI).
 
-use super::postgres::ScratchDatabase;
+#[path = "../../../tests/support/scratch_database.rs"]
+mod scratch_database;
+
+use super::postgres::Target;
 use super::*;
 use crate::clock;
+pub(crate) use scratch_database::ScratchDatabase;
 
 /// One backend under test: a store, and a way to open a second one on the
 /// same data (another process, another host).
