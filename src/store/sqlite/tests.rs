@@ -164,24 +164,6 @@ fn a_rates_history_is_its_last_messages_and_a_killed_ones_latest_answer() {
 }
 
 #[test]
-fn quota_taken_in_a_batch_counts_with_the_updates() {
-    let (_d, mut s) = store();
-    let take = |want| QuotaTake {
-        relay: "main".into(),
-        day: "2026-11-30".into(),
-        want,
-        max: 3,
-    };
-    assert_eq!(
-        s.commit_batch("c", &[], &[], &[take(1), take(1)]).unwrap(),
-        [1, 1]
-    );
-    assert_eq!(s.commit_batch("c", &[], &[], &[take(5)]).unwrap(), [1]);
-    assert_eq!(s.commit_batch("c", &[], &[], &[take(1)]).unwrap(), [0]);
-    assert_eq!(s.quota_used("main", "2026-11-30").unwrap(), 3);
-}
-
-#[test]
 fn a_campaign_lock_is_exclusive_until_dropped() {
     let (_d, s) = store();
     let first = s.lock("c@2025").unwrap();
