@@ -32,6 +32,7 @@ mod model;
 pub mod postgres;
 mod rate;
 pub mod roles;
+pub mod rules;
 pub mod sqlite;
 mod suppression;
 #[cfg(test)]

@@ -3,11 +3,13 @@
 
 use postgres::types::ToSql;
 
+use std::sync::LazyLock;
+
 use super::{LEASE, Postgres, Target, db_error};
 use crate::clock;
 use crate::store::{
     CampaignInfo, Counts, Fault, Import, Journal, Problem, RecipientRecord, RelayCounts, Result,
-    Row, State, StoreError, Update,
+    Row, State, StoreError, Update, rules,
 };
 
 /// How a transaction holds a campaign's recipients: an import alone
@@ -88,16 +90,17 @@ impl Journal for Postgres {
             )
             .map_err(e)?;
         let add = tx
-            .prepare(
+            .prepare(&format!(
                 "INSERT INTO recipient (campaign, seq, email, email_key, line, fields, seen)
                  VALUES ($1, $2, $3, $4, $5, $6, $7)
                  ON CONFLICT (campaign, email_key) DO UPDATE SET
                     email = excluded.email, line = excluded.line, fields = excluded.fields,
                     seen = excluded.seen,
-                    state = CASE WHEN recipient.state IN ('removed', 'skipped') THEN 'pending' ELSE recipient.state END,
-                    reply = CASE WHEN recipient.state IN ('removed', 'skipped') THEN NULL ELSE recipient.reply END
+                    state = CASE WHEN recipient.state IN ({again}) THEN 'pending' ELSE recipient.state END,
+                    reply = CASE WHEN recipient.state IN ({again}) THEN NULL ELSE recipient.reply END
                  RETURNING (xmax = 0)",
-            )
+                again = rules::sql(&rules::LISTED_AGAIN)
+            ))
             .map_err(e)?;
         Ok(Box::new(PgImport {
             tx,
@@ -115,11 +118,6 @@ impl Journal for Postgres {
         limit: i64,
         resend_unknown: bool,
     ) -> Result<Vec<Row>> {
-        let states: &[&str] = if resend_unknown {
-            &["pending", "deferred", "sending"]
-        } else {
-            &["pending", "deferred"]
-        };
         // A claim: the rows are this sender's until it dies or lets go.
         // Past `after_seq`, what is free or already ours; before it (the
         // rows this run has handed over already are there), only what
@@ -137,7 +135,10 @@ impl Journal for Postgres {
              RETURNING r.seq, r.email, r.line, r.fields, r.attempts",
             held = claim_held()
         );
-        let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+        let states: Vec<&str> = rules::queued(resend_unknown)
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
         let mut c = self.client();
         let mut tx = c.transaction().map_err(self.err())?;
         list_lock(&mut tx, campaign, Shared).map_err(self.err())?;
@@ -168,7 +169,7 @@ impl Journal for Postgres {
         if updates.is_empty() {
             return Ok(());
         }
-        let merged = merge_updates(updates);
+        let merged = rules::merge_updates(updates);
         let now = clock::now().to_string();
         let seqs: Vec<i64> = merged.iter().map(|u| u.seq).collect();
         let states: Vec<&str> = merged.iter().map(|u| u.state.as_str()).collect();
@@ -205,12 +206,7 @@ impl Journal for Postgres {
                 tx.execute(
                     "INSERT INTO suppression (email_key, reason, added_at, source, campaign)
                      VALUES ($1, $2, $3, 'bounce', $4) ON CONFLICT DO NOTHING",
-                    &[
-                        key,
-                        &u.reply.as_deref().unwrap_or("refused"),
-                        &now,
-                        &campaign,
-                    ],
+                    &[key, &u.suppression_reason(), &now, &campaign],
                 )
                 .map_err(e)?;
             }
@@ -247,7 +243,7 @@ impl Journal for Postgres {
     }
     fn finish_if_done(&mut self, campaign: &str) -> Result<bool> {
         let c = self.counts(campaign)?;
-        let done = c.pending == 0 && c.deferred == 0 && c.unknown == 0;
+        let done = c.is_done();
         if done {
             let now = clock::now().to_string();
             self.client()
@@ -295,8 +291,11 @@ impl Journal for Postgres {
         let rows = self
             .client()
             .query(
-                "SELECT email, state, reply, attempts, line FROM recipient
-                 WHERE campaign = $1 AND state IN ('failed', 'deferred', 'sending') ORDER BY seq LIMIT $2",
+                &format!(
+                    "SELECT email, state, reply, attempts, line FROM recipient
+                     WHERE campaign = $1 AND state IN ({}) ORDER BY seq LIMIT $2",
+                    rules::sql(&rules::PROBLEMS)
+                ),
                 &[&campaign, &limit],
             )
             .map_err(self.err())?;
@@ -343,33 +342,27 @@ impl Journal for Postgres {
     }
 }
 
-/// Updates to the same recipient in one group commit, merged in order: the
-/// last state, the last reply given, the attempts added up (one statement
-/// cannot update a row twice).
-fn merge_updates(updates: &[Update]) -> Vec<Update> {
-    let mut out: Vec<Update> = Vec::with_capacity(updates.len());
-    let mut at: std::collections::HashMap<i64, usize> = std::collections::HashMap::new();
-    for u in updates {
-        match at.get(&u.seq) {
-            Some(&i) => {
-                let m = &mut out[i];
-                m.state = u.state;
-                if u.reply.is_some() {
-                    m.reply = u.reply.clone();
-                }
-                if u.relay.is_some() {
-                    m.relay = u.relay.clone();
-                }
-                m.attempts += u.attempts;
-            }
-            None => {
-                at.insert(u.seq, out.len());
-                out.push(u.clone());
-            }
-        }
-    }
-    out
-}
+/// A skip (see [`rules::SKIPPABLE`]).
+static SKIP: LazyLock<String> = LazyLock::new(|| {
+    let skippable = rules::sql(&rules::SKIPPABLE);
+    format!(
+        "UPDATE recipient SET state = CASE WHEN state IN ({skippable})
+            THEN 'skipped' ELSE state END,
+            reply = CASE WHEN state IN ({skippable}) THEN $3 ELSE reply END,
+            seen = $4
+         WHERE campaign = $1 AND email_key = $2"
+    )
+});
+
+/// The end of an import (see [`rules::REMOVABLE`]).
+static REMOVE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE recipient SET state = 'removed', reply = '{}'
+         WHERE campaign = $1 AND state IN ({}) AND seen <> $2",
+        rules::REMOVED_REPLY,
+        rules::sql(&rules::REMOVABLE)
+    )
+});
 
 struct PgImport<'a> {
     tx: postgres::Transaction<'a>,
@@ -408,11 +401,7 @@ impl Import for PgImport<'_> {
     fn skip(&mut self, email: &str, why: &str) -> Result<()> {
         self.tx
             .execute(
-                "UPDATE recipient SET state = CASE WHEN state IN ('pending', 'deferred', 'removed')
-                    THEN 'skipped' ELSE state END,
-                    reply = CASE WHEN state IN ('pending', 'deferred', 'removed') THEN $3 ELSE reply END,
-                    seen = $4
-                 WHERE campaign = $1 AND email_key = $2",
+                &*SKIP,
                 &[
                     &self.campaign,
                     &email.to_lowercase(),
@@ -428,11 +417,7 @@ impl Import for PgImport<'_> {
         // Someone another sender has claimed is being mailed: they stay.
         let removed = self
             .tx
-            .execute(
-                "UPDATE recipient SET state = 'removed', reply = 'removed from the list'
-                 WHERE campaign = $1 AND state IN ('pending', 'deferred') AND seen <> $2",
-                &[&self.campaign, &self.generation],
-            )
+            .execute(&*REMOVE, &[&self.campaign, &self.generation])
             .map_err(|e| db_error(&self.target, e))?;
         let target = self.target.clone();
         self.tx.commit().map_err(|e| db_error(&target, e))?;

@@ -9,8 +9,11 @@ use super::LEASE;
 /// SQLite journal has its own).
 pub(super) const SCHEMA_VERSION: i32 = 3;
 
+/// Why the database could not be set up.
 pub(super) enum Setup {
+    /// A statement failed.
     Db(postgres::Error),
+    /// A newer herald set it up (its schema version).
     Newer(i32),
 }
 
@@ -20,6 +23,7 @@ impl From<postgres::Error> for Setup {
     }
 }
 
+/// Creates or upgrades the schema, in one transaction.
 pub(super) fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
     client.batch_execute("CREATE TABLE IF NOT EXISTS herald_schema (version INTEGER NOT NULL)")?;
     let version: Option<i32> = client
@@ -33,8 +37,23 @@ pub(super) fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
         return Ok(());
     }
     let mut tx = client.transaction()?;
-    // Version 1: everything the SQLite journal's schema 3 has, plus
-    // senders, claims and the shared rate window.
+    tables_v1(&mut tx)?;
+    relays_v2(&mut tx)?;
+    functions(&mut tx)?;
+    migrate_suppression_history(&mut tx)?;
+    suppression_log_v3(&mut tx)?;
+    tx.execute("DELETE FROM herald_schema", &[])?;
+    tx.execute(
+        "INSERT INTO herald_schema (version) VALUES ($1)",
+        &[&SCHEMA_VERSION],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Version 1: everything the SQLite journal's schema 3 has, plus senders,
+/// claims and the shared rate window.
+fn tables_v1(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error> {
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS campaign (
             id TEXT PRIMARY KEY,
@@ -103,10 +122,13 @@ pub(super) fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
             answered_at TIMESTAMPTZ
          );
          CREATE INDEX IF NOT EXISTS rate_slot_campaign ON rate_slot (campaign, id);",
-    )?;
-    // Version 2: which relay answered for each recipient (`relays:`) and
-    // each relay's daily quota used, by the relay's day; `herald_apply`
-    // takes the relays too, so the old one goes.
+    )
+}
+
+/// Version 2: which relay answered for each recipient (`relays:`) and each
+/// relay's daily quota used, by the relay's day; `herald_apply` takes the
+/// relays too, so the old one goes.
+fn relays_v2(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error> {
     tx.batch_execute(
         "ALTER TABLE recipient ADD COLUMN IF NOT EXISTS relay TEXT;
          CREATE TABLE IF NOT EXISTS relay_day (
@@ -117,9 +139,12 @@ pub(super) fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
          );
          ALTER TABLE bounce ADD COLUMN IF NOT EXISTS origin TEXT UNIQUE;
          DROP FUNCTION IF EXISTS herald_apply(TEXT, TEXT, BIGINT[], TEXT[], TEXT[], BIGINT[], TEXT, BIGINT);",
-    )?;
-    // Functions for the two calls made for every message, so each is one
-    // round trip to the database rather than four or five.
+    )
+}
+
+/// Functions for the two calls made for every message, so each is one
+/// round trip to the database rather than four or five.
+fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error> {
     tx.batch_execute(&format!(
         "CREATE OR REPLACE FUNCTION herald_take_slot(p_campaign TEXT, p_sender TEXT, p_max BIGINT, p_window FLOAT8)
          RETURNS TABLE (slot BIGINT, wait FLOAT8) LANGUAGE plpgsql AS $f$
@@ -183,16 +208,7 @@ pub(super) fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
             RETURN marked;
          END $f$;",
         lease = LEASE.as_secs()
-    ))?;
-    migrate_suppression_history(&mut tx)?;
-    suppression_log_v3(&mut tx)?;
-    tx.execute("DELETE FROM herald_schema", &[])?;
-    tx.execute(
-        "INSERT INTO herald_schema (version) VALUES ($1)",
-        &[&SCHEMA_VERSION],
-    )?;
-    tx.commit()?;
-    Ok(())
+    ))
 }
 
 /// Version 3: a log of additions to the suppression list, written by a

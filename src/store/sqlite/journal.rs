@@ -2,6 +2,7 @@
 //! and each recipient's state marks.
 
 use std::path::PathBuf;
+use std::sync::LazyLock;
 
 use rusqlite::{OptionalExtension, params};
 
@@ -9,7 +10,7 @@ use super::{Sqlite, db_error};
 use crate::clock;
 use crate::store::{
     CampaignInfo, Counts, Import, Journal, Problem, RecipientRecord, RelayCounts, Result, Row,
-    State, Store, Update,
+    State, Store, Update, rules,
 };
 
 impl Journal for Sqlite {
@@ -74,13 +75,9 @@ impl Journal for Sqlite {
         resend_unknown: bool,
     ) -> Result<Vec<Row>> {
         let sql = if resend_unknown {
-            "SELECT seq, email, line, fields, attempts FROM recipient
-             WHERE campaign = ?1 AND seq > ?2 AND state IN ('pending', 'deferred', 'sending')
-             ORDER BY seq LIMIT ?3"
+            &*QUEUE_WITH_UNKNOWN
         } else {
-            "SELECT seq, email, line, fields, attempts FROM recipient
-             WHERE campaign = ?1 AND seq > ?2 AND state IN ('pending', 'deferred')
-             ORDER BY seq LIMIT ?3"
+            &*QUEUE
         };
         let mut st = self.conn.prepare_cached(sql).map_err(self.err())?;
         let rows = st
@@ -137,7 +134,7 @@ impl Journal for Sqlite {
     }
     fn finish_if_done(&mut self, campaign: &str) -> Result<bool> {
         let c = self.counts(campaign)?;
-        let done = c.pending == 0 && c.deferred == 0 && c.unknown == 0;
+        let done = c.is_done();
         if done {
             self.conn
                 .execute(
@@ -189,10 +186,11 @@ impl Journal for Sqlite {
     fn problems(&self, campaign: &str, limit: i64) -> Result<Vec<Problem>> {
         let mut st = self
             .conn
-            .prepare(
+            .prepare(&format!(
                 "SELECT email, state, reply, attempts, line FROM recipient
-                 WHERE campaign = ?1 AND state IN ('failed', 'deferred', 'sending') ORDER BY seq LIMIT ?2",
-            )
+                 WHERE campaign = ?1 AND state IN ({}) ORDER BY seq LIMIT ?2",
+                rules::sql(&rules::PROBLEMS)
+            ))
             .map_err(self.err())?;
         let rows = st
             .query_map(params![campaign, limit], |r| {
@@ -244,6 +242,55 @@ impl Journal for Sqlite {
     }
 }
 
+/// Who a run mails next (see [`rules::queued`]).
+static QUEUE: LazyLock<String> = LazyLock::new(|| queue_sql(false));
+static QUEUE_WITH_UNKNOWN: LazyLock<String> = LazyLock::new(|| queue_sql(true));
+
+fn queue_sql(resend_unknown: bool) -> String {
+    format!(
+        "SELECT seq, email, line, fields, attempts FROM recipient
+         WHERE campaign = ?1 AND seq > ?2 AND state IN ({})
+         ORDER BY seq LIMIT ?3",
+        rules::sql(rules::queued(resend_unknown))
+    )
+}
+
+/// Someone on the list (see [`rules::LISTED_AGAIN`]).
+static ADD: LazyLock<String> = LazyLock::new(|| {
+    let again = rules::sql(&rules::LISTED_AGAIN);
+    format!(
+        "INSERT INTO recipient (campaign, seq, email, email_key, line, fields, seen)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+         ON CONFLICT (campaign, email_key) DO UPDATE SET
+            email = excluded.email, line = excluded.line, fields = excluded.fields,
+            seen = excluded.seen,
+            state = CASE WHEN state IN ({again}) THEN 'pending' ELSE state END,
+            reply = CASE WHEN state IN ({again}) THEN NULL ELSE reply END"
+    )
+});
+
+/// Someone left out now (see [`rules::SKIPPABLE`]).
+static SKIP: LazyLock<String> = LazyLock::new(|| {
+    let skippable = rules::sql(&rules::SKIPPABLE);
+    format!(
+        "UPDATE recipient SET state = CASE WHEN state IN ({skippable})
+            THEN 'skipped' ELSE state END,
+            reply = CASE WHEN state IN ({skippable}) THEN ?3 ELSE reply END,
+            seen = ?4
+         WHERE campaign = ?1 AND email_key = ?2"
+    )
+});
+
+/// The end of an import (see [`rules::REMOVABLE`]).
+static REMOVE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE recipient SET state = 'removed', reply = '{}'
+         WHERE campaign = ?1 AND state IN ({}) AND seen != ?2",
+        rules::REMOVED_REPLY,
+        rules::sql(&rules::REMOVABLE)
+    )
+});
+
 struct SqliteImport<'a> {
     tx: rusqlite::Transaction<'a>,
     path: PathBuf,
@@ -261,15 +308,7 @@ impl Import for SqliteImport<'_> {
         // place and state (nobody twice); their fields follow the list.
         // Someone removed or skipped earlier and listed again is pending.
         self.tx
-            .prepare_cached(
-                "INSERT INTO recipient (campaign, seq, email, email_key, line, fields, seen)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-                 ON CONFLICT (campaign, email_key) DO UPDATE SET
-                    email = excluded.email, line = excluded.line, fields = excluded.fields,
-                    seen = excluded.seen,
-                    state = CASE WHEN state IN ('removed', 'skipped') THEN 'pending' ELSE state END,
-                    reply = CASE WHEN state IN ('removed', 'skipped') THEN NULL ELSE reply END",
-            )
+            .prepare_cached(&ADD)
             .and_then(|mut st| {
                 st.execute(params![
                     self.campaign,
@@ -288,13 +327,7 @@ impl Import for SqliteImport<'_> {
 
     fn skip(&mut self, email: &str, why: &str) -> Result<()> {
         self.tx
-            .prepare_cached(
-                "UPDATE recipient SET state = CASE WHEN state IN ('pending', 'deferred', 'removed')
-                    THEN 'skipped' ELSE state END,
-                    reply = CASE WHEN state IN ('pending', 'deferred', 'removed') THEN ?3 ELSE reply END,
-                    seen = ?4
-                 WHERE campaign = ?1 AND email_key = ?2",
-            )
+            .prepare_cached(&SKIP)
             .and_then(|mut st| {
                 st.execute(params![
                     self.campaign,
@@ -310,11 +343,7 @@ impl Import for SqliteImport<'_> {
     fn commit(self: Box<Self>) -> Result<u64> {
         let removed = self
             .tx
-            .execute(
-                "UPDATE recipient SET state = 'removed', reply = 'removed from the list'
-                 WHERE campaign = ?1 AND state IN ('pending', 'deferred') AND seen != ?2",
-                params![self.campaign, self.generation],
-            )
+            .execute(&REMOVE, params![self.campaign, self.generation])
             .map_err(|e| db_error(&self.path, e))?;
         self.tx.commit().map_err(|e| db_error(&self.path, e))?;
         Ok(removed as u64)

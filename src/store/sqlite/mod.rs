@@ -134,13 +134,8 @@ impl Store for Sqlite {
                 ])
                 .map_err(|e| db_error(&path, e))?;
                 if let Some(key) = &u.suppress {
-                    sup.execute(params![
-                        key,
-                        u.reply.as_deref().unwrap_or("refused"),
-                        now,
-                        campaign
-                    ])
-                    .map_err(|e| db_error(&path, e))?;
+                    sup.execute(params![key, u.suppression_reason(), now, campaign])
+                        .map_err(|e| db_error(&path, e))?;
                 }
             }
         }
