@@ -11,8 +11,13 @@
 
 use std::time::Instant;
 
-use herald::store::postgres::ScratchDatabase;
-use herald::store::{Postgres, State, Store, Update};
+use herald::store::postgres::Target;
+use herald::store::{Journal, Locks, Postgres, State, Update};
+use scratch_database::ScratchDatabase;
+
+// The tests' throwaway database (it names `Target` as `super::Target`).
+#[path = "../tests/support/scratch_database.rs"]
+mod scratch_database;
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use herald::store::{
-    self, BounceEvent, BounceSummary, CampaignInfo, Counts, Dump, Import, Lock, Problem,
-    RecipientRecord, RelayCounts, Row, Store, StoreError, Suppressed, Update,
+    self, BounceEvent, BounceSummary, CampaignInfo, Counts, Dump, Fault, Import, Intake, Journal,
+    Lock, Locks, Problem, Rates, RecipientRecord, RelayCounts, Row, Store, StoreError, Suppressed,
+    Suppressions, Update,
 };
 
 /// Flips a [`Failing`] store between working and failing.
@@ -38,22 +39,17 @@ impl Failing {
     fn write(&self) -> store::Result<()> {
         if self.switch.writes_fail.load(Ordering::SeqCst) {
             self.switch.refused.fetch_add(1, Ordering::SeqCst);
-            return Err(StoreError {
-                place: self.inner.describe().into(),
-                message: "database or disk is full".into(),
-            });
+            // What SQLite says when the disk is full.
+            return Err(StoreError::new(
+                self.inner.describe(),
+                Fault::Journal("database or disk is full".into()),
+            ));
         }
         Ok(())
     }
 }
 
-impl Store for Failing {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn lock(&self, campaign: &str) -> store::Result<Option<Box<dyn Lock>>> {
-        self.inner.lock(campaign)
-    }
+impl Journal for Failing {
     fn campaign_hash(&self, id: &str) -> store::Result<Option<String>> {
         self.inner.campaign_hash(id)
     }
@@ -90,17 +86,6 @@ impl Store for Failing {
     fn relay_counts(&self, campaign: &str) -> store::Result<Vec<RelayCounts>> {
         self.inner.relay_counts(campaign)
     }
-    fn take_quota(&mut self, relay: &str, day: &str, want: u64, max: u64) -> store::Result<u64> {
-        self.write()?;
-        self.inner.take_quota(relay, day, want, max)
-    }
-    fn give_back_quota(&mut self, relay: &str, day: &str, n: u64) -> store::Result<()> {
-        self.write()?;
-        self.inner.give_back_quota(relay, day, n)
-    }
-    fn quota_used(&self, relay: &str, day: &str) -> store::Result<u64> {
-        self.inner.quota_used(relay, day)
-    }
     fn finish_if_done(&mut self, campaign: &str) -> store::Result<bool> {
         self.write()?;
         self.inner.finish_if_done(campaign)
@@ -114,6 +99,21 @@ impl Store for Failing {
     fn problems(&self, campaign: &str, limit: i64) -> store::Result<Vec<Problem>> {
         self.inner.problems(campaign, limit)
     }
+    fn recipient_email(&self, campaign: &str, seq: i64) -> store::Result<Option<String>> {
+        self.inner.recipient_email(campaign, seq)
+    }
+    fn recipients(&self, campaign: &str) -> store::Result<Vec<RecipientRecord>> {
+        self.inner.recipients(campaign)
+    }
+}
+
+impl Locks for Failing {
+    fn lock(&self, campaign: &str) -> store::Result<Option<Box<dyn Lock>>> {
+        self.inner.lock(campaign)
+    }
+}
+
+impl Suppressions for Failing {
     fn suppressed(&self) -> store::Result<Vec<String>> {
         self.inner.suppressed()
     }
@@ -134,25 +134,15 @@ impl Store for Failing {
     fn suppression_events(&self) -> store::Result<Vec<Suppressed>> {
         self.inner.suppression_events()
     }
-    fn rate_history(&self, key: &str, now: f64, max: u64) -> store::Result<Vec<f64>> {
-        self.inner.rate_history(key, now, max)
-    }
-    fn commit_batch(
-        &mut self,
-        campaign: &str,
-        updates: &[Update],
-        marks: &[store::RateMark],
-        takes: &[store::QuotaTake],
-    ) -> store::Result<Vec<u64>> {
-        self.write()?;
-        self.inner.commit_batch(campaign, updates, marks, takes)
-    }
     fn suppression_mark(&self) -> store::Result<i64> {
         self.inner.suppression_mark()
     }
     fn suppressed_after(&self, mark: i64) -> store::Result<Vec<(i64, String)>> {
         self.inner.suppressed_after(mark)
     }
+}
+
+impl Intake for Failing {
     fn message_handled(&self, key: &str) -> store::Result<bool> {
         self.inner.message_handled(key)
     }
@@ -171,14 +161,41 @@ impl Store for Failing {
     fn bounce_summary(&self, campaign: &str) -> store::Result<BounceSummary> {
         self.inner.bounce_summary(campaign)
     }
-    fn recipient_email(&self, campaign: &str, seq: i64) -> store::Result<Option<String>> {
-        self.inner.recipient_email(campaign, seq)
-    }
-    fn recipients(&self, campaign: &str) -> store::Result<Vec<RecipientRecord>> {
-        self.inner.recipients(campaign)
-    }
     fn bounces(&self, campaign: &str) -> store::Result<Vec<BounceEvent>> {
         self.inner.bounces(campaign)
+    }
+}
+
+impl Rates for Failing {
+    fn take_quota(&mut self, relay: &str, day: &str, want: u64, max: u64) -> store::Result<u64> {
+        self.write()?;
+        self.inner.take_quota(relay, day, want, max)
+    }
+    fn give_back_quota(&mut self, relay: &str, day: &str, n: u64) -> store::Result<()> {
+        self.write()?;
+        self.inner.give_back_quota(relay, day, n)
+    }
+    fn quota_used(&self, relay: &str, day: &str) -> store::Result<u64> {
+        self.inner.quota_used(relay, day)
+    }
+    fn rate_history(&self, key: &str, now: f64, max: u64) -> store::Result<Vec<f64>> {
+        self.inner.rate_history(key, now, max)
+    }
+}
+
+impl Store for Failing {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn commit_batch(
+        &mut self,
+        campaign: &str,
+        updates: &[Update],
+        marks: &[store::RateMark],
+        takes: &[store::QuotaTake],
+    ) -> store::Result<Vec<u64>> {
+        self.write()?;
+        self.inner.commit_batch(campaign, updates, marks, takes)
     }
     fn dump(&self) -> store::Result<Dump> {
         self.inner.dump()

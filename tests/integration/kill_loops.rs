@@ -261,7 +261,7 @@ fn a_daily_quota_counts_what_was_sent_across_kills() {
 
 #[test]
 fn a_daily_quota_counts_what_was_sent_across_kills_on_postgres() {
-    let Some(db) = herald::store::postgres::ScratchDatabase::new(
+    let Some(db) = crate::scratch_database::ScratchDatabase::new(
         "a_daily_quota_counts_what_was_sent_across_kills_on_postgres",
     ) else {
         return;

@@ -26,3 +26,9 @@ mod serve;
 mod shared;
 mod util;
 mod watch;
+
+// A throwaway PostgreSQL database (shared with the store's unit tests and
+// examples/bench_claims.rs); it names the store's `Target` as `super::Target`.
+#[path = "../support/scratch_database.rs"]
+mod scratch_database;
+use herald::store::postgres::Target;

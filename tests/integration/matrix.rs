@@ -478,8 +478,8 @@ fn a_dry_run_never_connects_never_changes_the_journal_and_writes_only_its_outbox
 /// reads it and writes nothing, in every form.
 #[test]
 fn a_dry_run_on_postgres_writes_nothing_to_the_database() {
-    use herald::store::Store;
-    let Some(db) = herald::store::postgres::ScratchDatabase::new("a_dry_run_on_postgres") else {
+    use herald::store::{Intake, Journal, Suppressions};
+    let Some(db) = crate::scratch_database::ScratchDatabase::new("a_dry_run_on_postgres") else {
         return;
     };
     let tmp = tempfile::tempdir().unwrap();

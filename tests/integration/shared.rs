@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use herald::store::postgres::ScratchDatabase;
+use crate::scratch_database::ScratchDatabase;
 
 use crate::serve::{Serve, one_click};
 use crate::util::*;

@@ -1,0 +1,426 @@
+//! The journal role on PostgreSQL: campaigns, the list brought in, the
+//! queue (each row taken is claimed by this sender) and the state marks.
+
+use postgres::types::ToSql;
+
+use std::sync::LazyLock;
+
+use super::{LEASE, Postgres, Target, db_error};
+use crate::clock;
+use crate::store::{
+    CampaignInfo, Counts, Fault, Import, Journal, Problem, RecipientRecord, RelayCounts, Result,
+    Row, State, StoreError, Update, rules,
+};
+
+/// How a transaction holds a campaign's recipients: an import alone
+/// (`Exclusive`), claims and state changes together (`Shared`).
+#[derive(Clone, Copy)]
+enum ListLock {
+    Shared,
+    Exclusive,
+}
+use ListLock::{Exclusive, Shared};
+
+/// A reader-writer lock on a campaign's recipients, for one transaction.
+/// Senders starting together import the same list one after the other
+/// (each new address needs the next number), and an import touches every
+/// row: without it a claim would skip the rows being imported and take
+/// the campaign for done, and a state change could deadlock with it.
+fn list_lock(
+    tx: &mut postgres::Transaction<'_>,
+    campaign: &str,
+    how: ListLock,
+) -> std::result::Result<(), postgres::Error> {
+    let f = match how {
+        Shared => "pg_advisory_xact_lock_shared",
+        Exclusive => "pg_advisory_xact_lock",
+    };
+    tx.execute(
+        &format!("SELECT {f}(hashtextextended($1, 726561))"),
+        &[&campaign],
+    )
+    .map(|_| ())
+}
+
+/// The SQL that says a claim still holds: its sender is alive.
+const CLAIM_HELD: &str = "EXISTS (SELECT 1 FROM sender s WHERE s.id = r.claimed_by \
+     AND s.heartbeat > clock_timestamp() - make_interval(secs => $LEASE))";
+
+fn claim_held() -> String {
+    CLAIM_HELD.replace("$LEASE", &LEASE.as_secs().to_string())
+}
+
+impl Journal for Postgres {
+    fn campaign_hash(&self, id: &str) -> Result<Option<String>> {
+        let row = self
+            .client()
+            .query_opt("SELECT content_hash FROM campaign WHERE id = $1", &[&id])
+            .map_err(self.err())?;
+        Ok(row.map(|r| r.get(0)))
+    }
+    fn upsert_campaign(
+        &mut self,
+        id: &str,
+        post: &str,
+        hash: &str,
+        columns: &[String],
+    ) -> Result<()> {
+        let cols = serde_json::to_string(columns).expect("strings serialise");
+        let now = clock::now().to_string();
+        self.client()
+            .execute(
+                "INSERT INTO campaign (id, post, content_hash, columns, created_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (id) DO UPDATE SET content_hash = excluded.content_hash, post = excluded.post,
+                    columns = excluded.columns",
+                &[&id, &post, &hash, &cols, &now],
+            )
+            .map_err(self.err())?;
+        Ok(())
+    }
+    fn import<'a>(&'a mut self, campaign: &str) -> Result<Box<dyn Import + 'a>> {
+        let target = self.target.clone();
+        let client = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
+        let e = |err| db_error(&target, err);
+        let mut tx = client.transaction().map_err(e)?;
+        list_lock(&mut tx, campaign, Exclusive).map_err(e)?;
+        let row = tx
+            .query_one(
+                "SELECT COALESCE(MAX(seq), 0) + 1, COALESCE(MAX(seen), 0) + 1 FROM recipient WHERE campaign = $1",
+                &[&campaign],
+            )
+            .map_err(e)?;
+        let add = tx
+            .prepare(&format!(
+                "INSERT INTO recipient (campaign, seq, email, email_key, line, fields, seen)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (campaign, email_key) DO UPDATE SET
+                    email = excluded.email, line = excluded.line, fields = excluded.fields,
+                    seen = excluded.seen,
+                    state = CASE WHEN recipient.state IN ({again}) THEN 'pending' ELSE recipient.state END,
+                    reply = CASE WHEN recipient.state IN ({again}) THEN NULL ELSE recipient.reply END
+                 RETURNING (xmax = 0)",
+                again = rules::sql(&rules::LISTED_AGAIN)
+            ))
+            .map_err(e)?;
+        Ok(Box::new(PgImport {
+            tx,
+            target,
+            add,
+            campaign: campaign.to_string(),
+            next_seq: row.get(0),
+            generation: row.get(1),
+        }))
+    }
+    fn queue(
+        &self,
+        campaign: &str,
+        after_seq: i64,
+        limit: i64,
+        resend_unknown: bool,
+    ) -> Result<Vec<Row>> {
+        // A claim: the rows are this sender's until it dies or lets go.
+        // Past `after_seq`, what is free or already ours; before it (the
+        // rows this run has handed over already are there), only what
+        // became free since: a dead sender's people, someone listed again.
+        let sql = format!(
+            "WITH c AS (
+                SELECT r.seq FROM recipient r
+                WHERE r.campaign = $1 AND r.state = ANY($4)
+                  AND (r.claimed_by IS NULL OR (r.claimed_by <> $5 AND NOT {held})
+                       OR (r.seq > $2 AND r.claimed_by = $5))
+                ORDER BY r.seq LIMIT $3
+                FOR UPDATE OF r SKIP LOCKED)
+             UPDATE recipient r SET claimed_by = $5 FROM c
+             WHERE r.campaign = $1 AND r.seq = c.seq
+             RETURNING r.seq, r.email, r.line, r.fields, r.attempts",
+            held = claim_held()
+        );
+        let states: Vec<&str> = rules::queued(resend_unknown)
+            .iter()
+            .map(|s| s.as_str())
+            .collect();
+        let mut c = self.client();
+        let mut tx = c.transaction().map_err(self.err())?;
+        list_lock(&mut tx, campaign, Shared).map_err(self.err())?;
+        let rows = tx
+            .query(
+                &sql,
+                &[&campaign, &after_seq, &limit, &states, &self.sender],
+            )
+            .map_err(self.err())?;
+        tx.commit().map_err(self.err())?;
+        let mut out: Vec<Row> = rows
+            .into_iter()
+            .map(|r| {
+                let fields: String = r.get(3);
+                Row {
+                    seq: r.get(0),
+                    email: r.get(1),
+                    line: r.get(2),
+                    values: serde_json::from_str(&fields).unwrap_or_default(),
+                    attempts: r.get(4),
+                }
+            })
+            .collect();
+        out.sort_by_key(|r| r.seq);
+        Ok(out)
+    }
+    fn apply(&mut self, campaign: &str, updates: &[Update]) -> Result<()> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let merged = rules::merge_updates(updates);
+        let now = clock::now().to_string();
+        let seqs: Vec<i64> = merged.iter().map(|u| u.seq).collect();
+        let states: Vec<&str> = merged.iter().map(|u| u.state.as_str()).collect();
+        let replies: Vec<Option<String>> = merged.iter().map(|u| u.reply.clone()).collect();
+        let attempts: Vec<i64> = merged.iter().map(|u| u.attempts).collect();
+        let relays: Vec<Option<String>> = merged.iter().map(|u| u.relay.clone()).collect();
+        let marks = merged.iter().filter(|u| u.state == State::Sending).count();
+        let target = self.target.clone();
+        let e = |err| db_error(&target, err);
+        let sender = self.sender.clone();
+        let client = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
+        let lost = |err: postgres::Error| {
+            if err.code().is_some_and(|c| c.code() == "HC001") {
+                StoreError::new(&target.shown, Fault::ClaimLost)
+            } else {
+                db_error(&target, err)
+            }
+        };
+        let call = "SELECT herald_apply($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+        let marks = marks as i64;
+        let params: [&(dyn ToSql + Sync); 9] = [
+            &campaign, &now, &seqs, &states, &replies, &attempts, &sender, &marks, &relays,
+        ];
+        // One call for the whole group commit (see `herald_apply`): one
+        // round trip, one wait for the disk.
+        if updates.iter().all(|u| u.suppress.is_none()) {
+            client.query_one(call, &params).map_err(lost)?;
+            return Ok(());
+        }
+        let mut tx = client.transaction().map_err(e)?;
+        tx.query_one(call, &params).map_err(lost)?;
+        for u in updates {
+            if let Some(key) = &u.suppress {
+                tx.execute(
+                    "INSERT INTO suppression (email_key, reason, added_at, source, campaign)
+                     VALUES ($1, $2, $3, 'bounce', $4) ON CONFLICT DO NOTHING",
+                    &[key, &u.suppression_reason(), &now, &campaign],
+                )
+                .map_err(e)?;
+            }
+        }
+        tx.commit().map_err(e)
+    }
+    fn counts(&self, campaign: &str) -> Result<Counts> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT state, COUNT(*) FROM recipient WHERE campaign = $1 GROUP BY state",
+                &[&campaign],
+            )
+            .map_err(self.err())?;
+        let mut c = Counts::default();
+        for r in rows {
+            let (state, n): (String, i64) = (r.get(0), r.get(1));
+            c.add(&state, n);
+        }
+        Ok(c)
+    }
+    fn relay_counts(&self, campaign: &str) -> Result<Vec<RelayCounts>> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT relay, state, COUNT(*) FROM recipient WHERE campaign = $1 AND relay IS NOT NULL
+                 GROUP BY relay, state",
+                &[&campaign],
+            )
+            .map_err(self.err())?;
+        Ok(RelayCounts::gather(
+            rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))),
+        ))
+    }
+    fn finish_if_done(&mut self, campaign: &str) -> Result<bool> {
+        let c = self.counts(campaign)?;
+        let done = c.is_done();
+        if done {
+            let now = clock::now().to_string();
+            self.client()
+                .execute(
+                    "UPDATE campaign SET finished_at = COALESCE(finished_at, $2) WHERE id = $1",
+                    &[&campaign, &now],
+                )
+                .map_err(self.err())?;
+        }
+        Ok(done)
+    }
+    fn is_finished(&self, campaign: &str) -> Result<bool> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT finished_at IS NOT NULL FROM campaign WHERE id = $1",
+                &[&campaign],
+            )
+            .map_err(self.err())?;
+        Ok(row.is_some_and(|r| r.get(0)))
+    }
+    fn campaigns(&self) -> Result<Vec<CampaignInfo>> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT id, post, created_at, finished_at FROM campaign ORDER BY created_at, id",
+                &[],
+            )
+            .map_err(self.err())?;
+        rows.into_iter()
+            .map(|r| {
+                let id: String = r.get(0);
+                let counts = self.counts(&id)?;
+                Ok(CampaignInfo {
+                    id,
+                    post: r.get(1),
+                    created_at: r.get(2),
+                    finished_at: r.get(3),
+                    counts,
+                })
+            })
+            .collect()
+    }
+    fn problems(&self, campaign: &str, limit: i64) -> Result<Vec<Problem>> {
+        let rows = self
+            .client()
+            .query(
+                &format!(
+                    "SELECT email, state, reply, attempts, line FROM recipient
+                     WHERE campaign = $1 AND state IN ({}) ORDER BY seq LIMIT $2",
+                    rules::sql(&rules::PROBLEMS)
+                ),
+                &[&campaign, &limit],
+            )
+            .map_err(self.err())?;
+        Ok(rows
+            .into_iter()
+            .map(|r| Problem {
+                email: r.get(0),
+                state: State::parse(r.get(1)).unwrap_or(State::Sending),
+                reply: r.get(2),
+                attempts: r.get(3),
+                line: r.get(4),
+            })
+            .collect())
+    }
+    fn recipient_email(&self, campaign: &str, seq: i64) -> Result<Option<String>> {
+        let row = self
+            .client()
+            .query_opt(
+                "SELECT email FROM recipient WHERE campaign = $1 AND seq = $2",
+                &[&campaign, &seq],
+            )
+            .map_err(self.err())?;
+        Ok(row.map(|r| r.get(0)))
+    }
+    fn recipients(&self, campaign: &str) -> Result<Vec<RecipientRecord>> {
+        let rows = self
+            .client()
+            .query(
+                "SELECT email, state, attempts, reply, updated_at FROM recipient
+                 WHERE campaign = $1 ORDER BY seq",
+                &[&campaign],
+            )
+            .map_err(self.err())?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RecipientRecord {
+                email: r.get(0),
+                state: State::parse(r.get(1)).unwrap_or(State::Sending),
+                attempts: r.get(2),
+                reply: r.get(3),
+                updated_at: r.get(4),
+            })
+            .collect())
+    }
+}
+
+/// A skip (see [`rules::SKIPPABLE`]).
+static SKIP: LazyLock<String> = LazyLock::new(|| {
+    let skippable = rules::sql(&rules::SKIPPABLE);
+    format!(
+        "UPDATE recipient SET state = CASE WHEN state IN ({skippable})
+            THEN 'skipped' ELSE state END,
+            reply = CASE WHEN state IN ({skippable}) THEN $3 ELSE reply END,
+            seen = $4
+         WHERE campaign = $1 AND email_key = $2"
+    )
+});
+
+/// The end of an import (see [`rules::REMOVABLE`]).
+static REMOVE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE recipient SET state = 'removed', reply = '{}'
+         WHERE campaign = $1 AND state IN ({}) AND seen <> $2",
+        rules::REMOVED_REPLY,
+        rules::sql(&rules::REMOVABLE)
+    )
+});
+
+struct PgImport<'a> {
+    tx: postgres::Transaction<'a>,
+    target: Target,
+    add: postgres::Statement,
+    campaign: String,
+    next_seq: i64,
+    generation: i64,
+}
+
+impl Import for PgImport<'_> {
+    fn add(&mut self, email: &str, line: i64, values: &[String]) -> Result<()> {
+        let fields = serde_json::to_string(values).expect("strings serialise");
+        let row = self
+            .tx
+            .query_one(
+                &self.add,
+                &[
+                    &self.campaign,
+                    &self.next_seq,
+                    &email,
+                    &email.to_lowercase(),
+                    &line,
+                    &fields,
+                    &self.generation,
+                ],
+            )
+            .map_err(|e| db_error(&self.target, e))?;
+        // A new row took the number; an address already known kept its own.
+        if row.get::<_, bool>(0) {
+            self.next_seq += 1;
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, email: &str, why: &str) -> Result<()> {
+        self.tx
+            .execute(
+                &*SKIP,
+                &[
+                    &self.campaign,
+                    &email.to_lowercase(),
+                    &why,
+                    &self.generation,
+                ],
+            )
+            .map_err(|e| db_error(&self.target, e))?;
+        Ok(())
+    }
+
+    fn commit(mut self: Box<Self>) -> Result<u64> {
+        // Someone another sender has claimed is being mailed: they stay.
+        let removed = self
+            .tx
+            .execute(&*REMOVE, &[&self.campaign, &self.generation])
+            .map_err(|e| db_error(&self.target, e))?;
+        let target = self.target.clone();
+        self.tx.commit().map_err(|e| db_error(&target, e))?;
+        Ok(removed)
+    }
+}

@@ -1,0 +1,260 @@
+//! The database's schema: made on first open, upgraded in place, refused
+//! when a newer herald set it up. One herald at a time (an advisory lock).
+
+use postgres::Client;
+
+use super::LEASE;
+
+/// The schema this herald writes in PostgreSQL (its own numbering; the
+/// SQLite journal has its own).
+pub(super) const SCHEMA_VERSION: i32 = 3;
+
+/// Why the database could not be set up.
+pub(super) enum Setup {
+    /// A statement failed.
+    Db(postgres::Error),
+    /// A newer herald set it up (its schema version).
+    Newer(i32),
+}
+
+impl From<postgres::Error> for Setup {
+    fn from(e: postgres::Error) -> Setup {
+        Setup::Db(e)
+    }
+}
+
+/// Creates or upgrades the schema, in one transaction.
+pub(super) fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
+    client.batch_execute("CREATE TABLE IF NOT EXISTS herald_schema (version INTEGER NOT NULL)")?;
+    let version: Option<i32> = client
+        .query_opt("SELECT MAX(version) FROM herald_schema", &[])?
+        .and_then(|r| r.get(0));
+    let version = version.unwrap_or(0);
+    if version > SCHEMA_VERSION {
+        return Err(Setup::Newer(version));
+    }
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let mut tx = client.transaction()?;
+    tables_v1(&mut tx)?;
+    relays_v2(&mut tx)?;
+    functions(&mut tx)?;
+    migrate_suppression_history(&mut tx)?;
+    suppression_log_v3(&mut tx)?;
+    tx.execute("DELETE FROM herald_schema", &[])?;
+    tx.execute(
+        "INSERT INTO herald_schema (version) VALUES ($1)",
+        &[&SCHEMA_VERSION],
+    )?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Version 1: everything the SQLite journal's schema 3 has, plus senders,
+/// claims and the shared rate window.
+fn tables_v1(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error> {
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS campaign (
+            id TEXT PRIMARY KEY,
+            post TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            columns TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+         );
+         CREATE TABLE IF NOT EXISTS recipient (
+            campaign TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL,
+            line BIGINT NOT NULL,
+            fields TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts BIGINT NOT NULL DEFAULT 0,
+            reply TEXT,
+            updated_at TEXT,
+            seen BIGINT NOT NULL DEFAULT 0,
+            claimed_by TEXT,
+            PRIMARY KEY (campaign, seq),
+            UNIQUE (campaign, email_key)
+         );
+         CREATE INDEX IF NOT EXISTS recipient_queue ON recipient (campaign, state, seq);
+         CREATE TABLE IF NOT EXISTS suppression (
+            email_key TEXT PRIMARY KEY,
+            reason TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT 'bounce',
+            campaign TEXT
+         );
+         CREATE TABLE IF NOT EXISTS intake (
+            message_key TEXT PRIMARY KEY,
+            handled_at TEXT NOT NULL
+         );
+         CREATE TABLE IF NOT EXISTS bounce (
+            id BIGSERIAL PRIMARY KEY,
+            email_key TEXT NOT NULL,
+            campaign TEXT,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            hard BOOLEAN NOT NULL,
+            reason TEXT NOT NULL,
+            diagnostic TEXT,
+            action TEXT NOT NULL,
+            message TEXT NOT NULL,
+            at TEXT NOT NULL,
+            origin TEXT UNIQUE
+         );
+         CREATE INDEX IF NOT EXISTS bounce_email ON bounce (email_key, at);
+         CREATE INDEX IF NOT EXISTS bounce_campaign ON bounce (campaign);
+         CREATE TABLE IF NOT EXISTS sender (
+            id TEXT PRIMARY KEY,
+            campaign TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+            heartbeat TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+         );
+         CREATE TABLE IF NOT EXISTS rate_slot (
+            id BIGSERIAL PRIMARY KEY,
+            campaign TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            answered_at TIMESTAMPTZ
+         );
+         CREATE INDEX IF NOT EXISTS rate_slot_campaign ON rate_slot (campaign, id);",
+    )
+}
+
+/// Version 2: which relay answered for each recipient (`relays:`) and each
+/// relay's daily quota used, by the relay's day; `herald_apply` takes the
+/// relays too, so the old one goes.
+fn relays_v2(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error> {
+    tx.batch_execute(
+        "ALTER TABLE recipient ADD COLUMN IF NOT EXISTS relay TEXT;
+         CREATE TABLE IF NOT EXISTS relay_day (
+            relay TEXT NOT NULL,
+            day TEXT NOT NULL,
+            used BIGINT NOT NULL,
+            PRIMARY KEY (relay, day)
+         );
+         ALTER TABLE bounce ADD COLUMN IF NOT EXISTS origin TEXT UNIQUE;
+         DROP FUNCTION IF EXISTS herald_apply(TEXT, TEXT, BIGINT[], TEXT[], TEXT[], BIGINT[], TEXT, BIGINT);",
+    )
+}
+
+/// Functions for the two calls made for every message, so each is one
+/// round trip to the database rather than four or five.
+fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error> {
+    tx.batch_execute(&format!(
+        "CREATE OR REPLACE FUNCTION herald_take_slot(p_campaign TEXT, p_sender TEXT, p_max BIGINT, p_window FLOAT8)
+         RETURNS TABLE (slot BIGINT, wait FLOAT8) LANGUAGE plpgsql AS $f$
+         DECLARE
+            back TIMESTAMPTZ;
+            found_back BOOLEAN;
+         BEGIN
+            -- One taker at a time per campaign; the lock ends with the transaction.
+            PERFORM pg_advisory_xact_lock(hashtextextended(p_campaign, 726562));
+            -- Slots of senders that died unanswered count as answered now:
+            -- the message, if it left, reached the relay before this moment.
+            UPDATE rate_slot r SET answered_at = clock_timestamp()
+             WHERE r.campaign = p_campaign AND r.answered_at IS NULL AND r.sender <> p_sender
+               AND NOT EXISTS (SELECT 1 FROM sender s WHERE s.id = r.sender
+                   AND s.heartbeat > clock_timestamp() - make_interval(secs => {lease}));
+            DELETE FROM rate_slot WHERE campaign = p_campaign
+               AND answered_at < clock_timestamp() - make_interval(secs => p_window);
+            -- The message `max` places back: the next may start `window`
+            -- after it was answered.
+            SELECT answered_at, TRUE INTO back, found_back FROM rate_slot
+             WHERE campaign = p_campaign ORDER BY id DESC OFFSET p_max - 1 LIMIT 1;
+            IF found_back THEN
+               IF back IS NULL THEN
+                  RETURN QUERY SELECT NULL::BIGINT, 0.005::FLOAT8;
+                  RETURN;
+               END IF;
+               IF back + make_interval(secs => p_window) > clock_timestamp() THEN
+                  RETURN QUERY SELECT NULL::BIGINT,
+                     EXTRACT(EPOCH FROM (back + make_interval(secs => p_window) - clock_timestamp()))::FLOAT8;
+                  RETURN;
+               END IF;
+            END IF;
+            RETURN QUERY INSERT INTO rate_slot (campaign, sender) VALUES (p_campaign, p_sender)
+               RETURNING id, 0::FLOAT8;
+         END $f$;
+
+         CREATE OR REPLACE FUNCTION herald_apply(p_campaign TEXT, p_now TEXT, p_seqs BIGINT[], p_states TEXT[],
+            p_replies TEXT[], p_attempts BIGINT[], p_sender TEXT, p_marks BIGINT, p_relays TEXT[])
+         RETURNS BIGINT LANGUAGE plpgsql AS $f$
+         DECLARE
+            marked BIGINT;
+         BEGIN
+            PERFORM pg_advisory_xact_lock_shared(hashtextextended(p_campaign, 726561));
+            -- A `sending` mark needs this sender's claim: without it
+            -- another sender may have the recipient.
+            WITH done AS (
+               UPDATE recipient r SET state = u.state, reply = COALESCE(u.reply, r.reply),
+                  attempts = r.attempts + u.attempts, updated_at = p_now,
+                  relay = COALESCE(u.relay, r.relay),
+                  claimed_by = CASE WHEN u.state IN ('pending', 'sending') THEN r.claimed_by ELSE NULL END
+               FROM unnest(p_seqs, p_states, p_replies, p_attempts, p_relays)
+                  AS u(seq, state, reply, attempts, relay)
+               WHERE r.campaign = p_campaign AND r.seq = u.seq
+                 AND (u.state <> 'sending' OR r.claimed_by = p_sender OR r.claimed_by IS NULL)
+               RETURNING u.state)
+            SELECT COUNT(*) INTO marked FROM done WHERE state = 'sending';
+            IF marked < p_marks THEN
+               -- Undoes the whole call: nothing of this group is recorded.
+               RAISE EXCEPTION 'herald: a claim was lost' USING ERRCODE = 'HC001';
+            END IF;
+            RETURN marked;
+         END $f$;",
+        lease = LEASE.as_secs()
+    ))
+}
+
+/// Version 3: a log of additions to the suppression list, written by a
+/// trigger so that every writer on every host is seen by a run under way.
+/// A sequence's numbers can commit out of order; the reader asks again
+/// from a few seconds back (see the engine's suppression watch).
+fn suppression_log_v3(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), Setup> {
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS suppression_log (
+            id BIGSERIAL PRIMARY KEY,
+            email_key TEXT NOT NULL
+         );
+         CREATE OR REPLACE FUNCTION herald_suppression_logged() RETURNS TRIGGER LANGUAGE plpgsql AS $f$
+         BEGIN
+            INSERT INTO suppression_log (email_key) VALUES (NEW.email_key);
+            RETURN NULL;
+         END $f$;
+         DROP TRIGGER IF EXISTS suppression_logged ON suppression;
+         CREATE TRIGGER suppression_logged AFTER INSERT ON suppression
+            FOR EACH ROW EXECUTE FUNCTION herald_suppression_logged();",
+    )?;
+    Ok(())
+}
+
+/// Version 3: the suppression list keeps every event (see the SQLite
+/// journal's schema 5). Up to version 2 it held one row per address; each
+/// existing row is kept as an event, with a row id, and one event per
+/// address, kind and campaign.
+fn migrate_suppression_history(
+    tx: &mut postgres::Transaction<'_>,
+) -> std::result::Result<(), postgres::Error> {
+    let done = tx
+        .query_opt(
+            "SELECT 1 FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = 'suppression' AND column_name = 'id'",
+            &[],
+        )?
+        .is_some();
+    if done {
+        return Ok(());
+    }
+    tx.batch_execute(
+        "ALTER TABLE suppression DROP CONSTRAINT IF EXISTS suppression_pkey;
+         ALTER TABLE suppression ADD COLUMN id BIGSERIAL PRIMARY KEY;
+         CREATE UNIQUE INDEX IF NOT EXISTS suppression_once
+            ON suppression (email_key, source, COALESCE(campaign, ''));
+         CREATE INDEX IF NOT EXISTS suppression_at ON suppression (added_at);",
+    )
+}

@@ -1,0 +1,238 @@
+//! The PostgreSQL store's own rules: claims between senders, leases,
+//! its schema upgrades, TLS and the shared rate.
+
+use super::*;
+use crate::config::Rate;
+use crate::store::tests::ScratchDatabase;
+use crate::store::*;
+
+fn campaign(s: &mut Postgres, n: usize) {
+    s.upsert_campaign("c", "post.md", "h", &[]).unwrap();
+    let mut i = s.import("c").unwrap();
+    for k in 0..n {
+        i.add(&format!("r{k}@x.org"), k as i64 + 2, &[]).unwrap();
+    }
+    i.commit().unwrap();
+}
+
+fn mark(s: &mut Postgres, seqs: &[i64], state: State) -> Result<()> {
+    let u: Vec<Update> = seqs
+        .iter()
+        .map(|&seq| Update {
+            seq,
+            state,
+            reply: None,
+            attempts: 0,
+            suppress: None,
+            relay: None,
+        })
+        .collect();
+    s.apply("c", &u)
+}
+
+fn seqs(rows: &[Row]) -> Vec<i64> {
+    rows.iter().map(|r| r.seq).collect()
+}
+
+#[test]
+fn two_senders_claim_disjoint_recipients_and_a_dead_ones_pending_claims_pass_on() {
+    let Some(db) = ScratchDatabase::new("two_senders_claim_disjoint_recipients") else {
+        return;
+    };
+    let mut a = Postgres::open(&db.target()).unwrap();
+    let mut b = Postgres::open(&db.target()).unwrap();
+    campaign(&mut a, 10);
+    let lock_a = a.lock("c").unwrap().unwrap();
+    let _lock_b = b.lock("c").unwrap().unwrap();
+    let first = a.queue("c", 0, 4, false).unwrap();
+    let second = b.queue("c", 0, 100, false).unwrap();
+    assert_eq!(seqs(&first), [1, 2, 3, 4]);
+    assert_eq!(seqs(&second), [5, 6, 7, 8, 9, 10]);
+    // A takes 1 and 2 in flight; 3 and 4 are claimed but untouched.
+    mark(&mut a, &[1, 2], State::Sending).unwrap();
+    // B may not mark what A holds.
+    let e = mark(&mut b, &[3], State::Sending).unwrap_err();
+    assert!(e.fault.to_string().contains("lost its claim"), "{e}");
+    assert_eq!(
+        a.counts("c").unwrap().unknown,
+        2,
+        "nothing of B's call stayed"
+    );
+    // While A lives, its in-flight ones are not B's, even with
+    // --resend-unknown.
+    assert_eq!(
+        seqs(&b.queue("c", 0, 100, true).unwrap()),
+        [5, 6, 7, 8, 9, 10]
+    );
+    // A ends (or dies and its heartbeat stops): its unused claims pass
+    // to B, its in-flight ones stay unknown unless --resend-unknown.
+    drop(lock_a);
+    let rest = b.queue("c", 0, 100, false).unwrap();
+    assert_eq!(seqs(&rest), [3, 4, 5, 6, 7, 8, 9, 10]);
+    assert_eq!(
+        seqs(&b.queue("c", 0, 100, true).unwrap()),
+        (1..=10).collect::<Vec<_>>()
+    );
+    mark(&mut b, &[3], State::Sending).unwrap();
+}
+
+#[test]
+fn a_dead_senders_people_are_picked_up_by_a_sender_already_past_them() {
+    let Some(db) = ScratchDatabase::new("a_dead_senders_people_are_picked_up") else {
+        return;
+    };
+    let mut a = Postgres::open(&db.target()).unwrap();
+    let b = Postgres::open(&db.target()).unwrap();
+    campaign(&mut a, 6);
+    let la = a.lock("c").unwrap().unwrap();
+    let _lb = b.lock("c").unwrap().unwrap();
+    assert_eq!(seqs(&a.queue("c", 0, 2, false).unwrap()), [1, 2]);
+    assert_eq!(seqs(&b.queue("c", 0, 2, false).unwrap()), [3, 4]);
+    // A goes away with 1 and 2 unsent; B, whose run is past them,
+    // still gets them, and never its own 3 and 4 a second time.
+    drop(la);
+    assert_eq!(seqs(&b.queue("c", 4, 10, false).unwrap()), [1, 2, 5, 6]);
+    assert!(b.queue("c", 6, 10, false).unwrap().is_empty());
+}
+
+#[test]
+fn a_sender_not_heard_of_for_the_lease_loses_its_claims() {
+    let Some(db) = ScratchDatabase::new("a_sender_not_heard_of_loses_its_claims") else {
+        return;
+    };
+    let mut a = Postgres::open(&db.target()).unwrap();
+    let b = Postgres::open(&db.target()).unwrap();
+    campaign(&mut a, 3);
+    let _la = a.lock("c").unwrap().unwrap();
+    let _lb = b.lock("c").unwrap().unwrap();
+    assert_eq!(a.queue("c", 0, 10, false).unwrap().len(), 3);
+    assert!(b.queue("c", 0, 10, false).unwrap().is_empty());
+    // A's heartbeat is older than the lease (a host cut off, a frozen VM).
+    a.client()
+        .execute(
+            "UPDATE sender SET heartbeat = clock_timestamp() - interval '1 hour' WHERE id = $1",
+            &[&a.sender],
+        )
+        .unwrap();
+    assert_eq!(seqs(&b.queue("c", 0, 10, false).unwrap()), [1, 2, 3]);
+    // A comes back and must not mail them.
+    let e = mark(&mut a, &[1], State::Sending).unwrap_err();
+    assert!(e.fault.to_string().contains("lost its claim"), "{e}");
+}
+
+/// Version 2 kept one row per address; version 3 keeps each as an
+/// event and records the later ones beside it.
+#[test]
+fn a_version_2_suppression_list_becomes_events() {
+    let Some(db) = ScratchDatabase::new("a_version_2_suppression_list_becomes_events") else {
+        return;
+    };
+    {
+        let s = Postgres::open(&db.target()).unwrap();
+        // Back to version 2's table, with a row in it.
+        s.client()
+            .batch_execute(
+                "DROP INDEX suppression_once;
+                 ALTER TABLE suppression DROP COLUMN id;
+                 ALTER TABLE suppression ADD PRIMARY KEY (email_key);
+                 INSERT INTO suppression VALUES ('ana@x.org', 'unsubscribed', '2026-01-01T00:00:00Z', 'one-click', 'c1');
+                 UPDATE herald_schema SET version = 2;",
+            )
+            .unwrap();
+    }
+    let mut s = Postgres::open(&db.target()).unwrap();
+    let events = s.suppression_events().unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].source, Source::OneClick);
+    s.suppress(&[Suppressed {
+        email: "ana@x.org".into(),
+        reason: "abuse".into(),
+        source: Source::Complaint,
+        campaign: Some("c1".into()),
+        added_at: "2026-01-03T00:00:00Z".into(),
+    }])
+    .unwrap();
+    assert_eq!(s.suppression_events().unwrap().len(), 2);
+    assert!(s.unsuppress("ana@x.org", &[Source::OneClick]).unwrap());
+    assert!(s.is_suppressed("ana@x.org").unwrap());
+}
+
+#[test]
+fn a_database_from_a_newer_herald_is_refused() {
+    let Some(db) = ScratchDatabase::new("a_database_from_a_newer_herald_is_refused") else {
+        return;
+    };
+    let s = Postgres::open(&db.target()).unwrap();
+    s.client()
+        .execute("UPDATE herald_schema SET version = 99", &[])
+        .unwrap();
+    drop(s);
+    let e = Postgres::open(&db.target()).err().unwrap();
+    assert!(e.fault.to_string().contains("newer herald"), "{e}");
+    assert!(!e.to_string().contains(&db.password), "no password in {e}");
+}
+
+#[test]
+fn tls_to_the_database_checks_the_certificate() {
+    let Some(db) = ScratchDatabase::new("tls_to_the_database_checks_the_certificate") else {
+        return;
+    };
+    let Some(ca) = &db.ca else {
+        eprintln!("SKIPPED TLS: the test cluster has no certificate");
+        return;
+    };
+    let pem = std::fs::read(ca).unwrap();
+    let url = format!("{}?sslmode=require", db.url);
+    let t = Target::new(&url, Some(db.password.as_bytes()), Some(&pem)).unwrap();
+    let s = Postgres::open(&t).unwrap();
+    let ssl: bool = s
+        .client()
+        .query_one(
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(ssl, "the connection is encrypted");
+    // Without the private CA, the certificate is not trusted.
+    let t = Target::new(&url, Some(db.password.as_bytes()), None).unwrap();
+    let e = Postgres::open(&t).err().unwrap();
+    assert!(
+        e.fault.to_string().contains("cannot reach the database"),
+        "{e}"
+    );
+    // A wrong password is named, and not shown.
+    let t = Target::new(&db.url, Some(b"not-the-password"), None).unwrap();
+    let e = Postgres::open(&t).err().unwrap();
+    assert!(e.fault.to_string().contains("password"), "{e}");
+    assert!(!e.to_string().contains("not-the-password"), "{e}");
+}
+
+#[test]
+fn the_shared_rate_holds_across_senders() {
+    let Some(db) = ScratchDatabase::new("the_shared_rate_holds_across_senders") else {
+        return;
+    };
+    let mut a = Postgres::open(&db.target()).unwrap();
+    let b = Postgres::open(&db.target()).unwrap();
+    campaign(&mut a, 1);
+    let _la = a.lock("c").unwrap().unwrap();
+    let _lb = b.lock("c").unwrap().unwrap();
+    let rate = Rate {
+        max: 3,
+        window: Duration::from_secs(3600),
+    };
+    let ga = a.rate_gate("c", rate).unwrap().unwrap();
+    let gb = b.rate_gate("c", rate).unwrap().unwrap();
+    // Three slots between the two senders, then nothing for an hour.
+    let s1 = ga.take().unwrap().unwrap();
+    let s2 = gb.take().unwrap().unwrap();
+    let s3 = ga.take().unwrap().unwrap();
+    // Not answered yet: ask again shortly.
+    assert!(gb.take().unwrap().is_err());
+    for s in [s1, s2, s3] {
+        ga.answered(s).unwrap();
+    }
+    let wait = gb.take().unwrap().unwrap_err();
+    assert!(wait > Duration::from_secs(3500), "{wait:?}");
+}
