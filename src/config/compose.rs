@@ -16,7 +16,7 @@ pub struct Utm {
 
 impl Utm {
     /// `source=newsletter&medium=email&campaign={{ slug }}`.
-    pub fn parse(v: &str) -> Result<Utm, String> {
+    pub fn parse(v: &str) -> Result<Utm, ValueError> {
         let how = "write it as a map in herald.yaml (utm: then source:, medium:, campaign: indented \
                    below) or as source=newsletter&medium=email&campaign={{ slug }} in HERALD_UTM";
         let mut tags = Vec::new();
@@ -31,22 +31,22 @@ impl Utm {
             ) {
                 return Err(format!(
                     "`{k}` is not a campaign tag; use source, medium, campaign (also term, content); {how}"
-                ));
+                ).into());
             }
             let val = one_line(val)?;
             if val.is_empty() {
-                return Err(format!("`{k}` is empty; {how}"));
+                return Err(format!("`{k}` is empty; {how}").into());
             }
             let rest = val.replace("{{ slug }}", "").replace("{{slug}}", "");
             if rest.contains("{{") {
                 return Err(format!(
                     "`{val}`: only {{{{ slug }}}} can be filled in a campaign tag (every reader's link is the same); {how}"
-                ));
+                ).into());
             }
             tags.push((k, val));
         }
         if tags.is_empty() {
-            return Err(format!("no tags given; {how}"));
+            return Err(format!("no tags given; {how}").into());
         }
         Ok(Utm { tags })
     }
@@ -64,7 +64,7 @@ impl fmt::Display for Utm {
 pub struct HostList(pub Vec<String>);
 
 impl HostList {
-    pub fn parse(v: &str) -> Result<HostList, String> {
+    pub fn parse(v: &str) -> Result<HostList, ValueError> {
         let mut hosts = Vec::new();
         for h in v.split([',', ' ']).map(str::trim).filter(|h| !h.is_empty()) {
             let h = h.to_ascii_lowercase();
@@ -76,7 +76,7 @@ impl HostList {
                 return Err(format!(
                     "`{h}` is not a host name; list hosts like openinfra.org, superuser.openinfra.org \
                      (no https://, no path)"
-                ));
+                ).into());
             }
             hosts.push(h);
         }

@@ -15,14 +15,15 @@ pub enum DkimAlgorithm {
 }
 
 impl DkimAlgorithm {
-    pub(super) fn parse(v: &str) -> Result<DkimAlgorithm, String> {
+    pub(super) fn parse(v: &str) -> Result<DkimAlgorithm, ValueError> {
         match v.trim().to_ascii_lowercase().as_str() {
             "rsa" | "rsa-sha256" => Ok(DkimAlgorithm::Rsa),
             "ed25519" | "ed25519-sha256" => Ok(DkimAlgorithm::Ed25519),
             other => Err(format!(
                 "`{}` is not a kind of DKIM key; write rsa or ed25519",
                 other.escape_debug()
-            )),
+            )
+            .into()),
         }
     }
 }
@@ -60,8 +61,8 @@ pub struct Rate {
 
 impl Rate {
     /// `14/s`, `600/m`, `10000/h`, `50000/d` (also `/sec`, `/min`, `/hour`, `/day`).
-    pub fn parse(s: &str) -> Result<Rate, String> {
-        let bad = || format!("`{s}` is not a rate; write it like 14/s, 600/m or 10000/h");
+    pub fn parse(s: &str) -> Result<Rate, ValueError> {
+        let bad = || ValueError::NotARate(s.to_string());
         let (n, unit) = s.trim().split_once('/').ok_or_else(bad)?;
         let max: u32 = n.trim().replace('_', "").parse().map_err(|_| bad())?;
         if max == 0 {

@@ -31,7 +31,7 @@ pub(super) const DOMAIN_LIMIT_KEYS: &[&str] = &["name", "domains", "rate", "conn
 pub(super) const DOMAIN_LIMITS_HOW: &str = "write the domain limits as a list, like [{name: microsoft, domains: [outlook.com, hotmail.com], rate: 10/s}]";
 
 /// One recipient domain of a domain limit, lower-cased.
-pub(super) fn limit_domain(v: &str) -> Result<String, String> {
+pub(super) fn limit_domain(v: &str) -> Result<String, ValueError> {
     let v = v.trim();
     let d = v.strip_prefix('@').unwrap_or(v).to_ascii_lowercase();
     if d.is_empty() {
@@ -41,21 +41,24 @@ pub(super) fn limit_domain(v: &str) -> Result<String, String> {
         return Err(format!(
             "`{}` is an address; write only the part after @, like gmail.com",
             v.escape_debug()
-        ));
+        )
+        .into());
     }
     if d.contains('*') {
         return Err(format!(
             "`{}`: write each domain in full, like gmail.com (a subdomain is not included by \
              its parent; list it as well)",
             v.escape_debug()
-        ));
+        )
+        .into());
     }
     if d.contains([',', ' ', '\t']) {
         return Err(format!(
             "`{}` is several domains or has a space; write several domains in brackets, like \
              [outlook.com, hotmail.com]",
             v.escape_debug()
-        ));
+        )
+        .into());
     }
     let labels_ok = d.split('.').all(|l| {
         !l.is_empty()
@@ -74,13 +77,14 @@ pub(super) fn limit_domain(v: &str) -> Result<String, String> {
             "`{}` is not a domain; write the part after @ of the addresses, like gmail.com or \
              outlook.com (letters, digits, `-` and dots; no https://)",
             v.escape_debug()
-        ));
+        )
+        .into());
     }
     Ok(d)
 }
 
 /// One entry of `domain_limits:`.
-pub(super) fn domain_limit_entry(v: &yaml_serde::Value) -> Result<DomainLimit, String> {
+pub(super) fn domain_limit_entry(v: &yaml_serde::Value) -> Result<DomainLimit, ValueError> {
     let yaml_serde::Value::Mapping(map) = v else {
         return Err(
             "each domain limit is a map, like `- domains: [outlook.com, hotmail.com]` with \
@@ -101,7 +105,8 @@ pub(super) fn domain_limit_entry(v: &yaml_serde::Value) -> Result<DomainLimit, S
             return Err(format!(
                 "a domain limit has no `{key}`; it takes {}{hint}",
                 DOMAIN_LIMIT_KEYS.join(", ")
-            ));
+            )
+            .into());
         }
         if key == "domains" {
             let list = match v {
@@ -125,7 +130,7 @@ pub(super) fn domain_limit_entry(v: &yaml_serde::Value) -> Result<DomainLimit, S
                             .into(),
                     );
                 }
-                let d = limit_domain(&scalar(d)).map_err(|e| format!("`domains`: {e}"))?;
+                let d = limit_domain(&scalar(d)).map_err(|e| e.key("domains"))?;
                 if !out.contains(&d) {
                     out.push(d);
                 }
@@ -137,7 +142,7 @@ pub(super) fn domain_limit_entry(v: &yaml_serde::Value) -> Result<DomainLimit, S
             v,
             yaml_serde::Value::Mapping(_) | yaml_serde::Value::Sequence(_)
         ) {
-            return Err(format!("`{key}` must be a single value"));
+            return Err(format!("`{key}` must be a single value").into());
         }
         fields.insert(key, scalar(v));
     }
@@ -160,7 +165,8 @@ pub(super) fn domain_limit_entry(v: &yaml_serde::Value) -> Result<DomainLimit, S
             if !n.chars().any(|c| c.is_ascii_alphanumeric()) {
                 return Err(format!(
                     "the name `{n}` needs a letter or digit, like `name: microsoft`"
-                ));
+                )
+                .into());
             }
             n
         }
@@ -170,16 +176,16 @@ pub(super) fn domain_limit_entry(v: &yaml_serde::Value) -> Result<DomainLimit, S
         .get("rate")
         .map(|r| Rate::parse(r))
         .transpose()
-        .map_err(|e| format!("`rate`: {e}"))?;
+        .map_err(|e| e.key("rate"))?;
     let connections = fields
         .get("connections")
         .map(|c| number::<usize>(c).and_then(at_least_one))
         .transpose()
-        .map_err(|e| format!("`connections`: {e}"))?;
+        .map_err(|e| e.key("connections"))?;
     if rate.is_none() && connections.is_none() {
         return Err(format!(
             "it limits nothing; give `{name}` a `rate:` (like 10/s), `connections:` (like 2), or both"
-        ));
+        ).into());
     }
     Ok(DomainLimit {
         name,
@@ -237,7 +243,7 @@ pub(super) fn domain_limit_clashes<'a>(
 /// `domain_limits` from text (HERALD_DOMAIN_LIMITS, `--set domain_limits=...`):
 /// the same list in YAML's one-line form,
 /// `[{name: microsoft, domains: [outlook.com, hotmail.com], rate: 10/s, connections: 2}]`.
-pub(super) fn domain_limits_from_text(v: &str) -> Result<Vec<DomainLimit>, String> {
+pub(super) fn domain_limits_from_text(v: &str) -> Result<Vec<DomainLimit>, ValueError> {
     let value: yaml_serde::Value =
         yaml_serde::from_str(v).map_err(|_| DOMAIN_LIMITS_HOW.to_string())?;
     let yaml_serde::Value::Sequence(list) = value else {
@@ -246,13 +252,13 @@ pub(super) fn domain_limits_from_text(v: &str) -> Result<Vec<DomainLimit>, Strin
     let limits = list
         .iter()
         .enumerate()
-        .map(|(i, e)| domain_limit_entry(e).map_err(|m| format!("domain limit {}: {m}", i + 1)))
+        .map(|(i, e)| domain_limit_entry(e).map_err(|m| m.entry("domain limit", i)))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some((i, e)) = domain_limit_clashes(limits.iter().enumerate())
         .into_iter()
         .next()
     {
-        return Err(format!("domain limit {}: {e}", i + 1));
+        return Err(ValueError::from(e).entry("domain limit", i));
     }
     Ok(limits)
 }

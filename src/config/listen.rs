@@ -8,7 +8,7 @@ use super::*;
 
 /// The unsubscribe page: `https:` (Gmail and Yahoo ignore a one-click
 /// link that is not), or `http:` on this machine for trials and tests.
-pub(super) fn unsubscribe_web(v: &str) -> Result<Url, String> {
+pub(super) fn unsubscribe_web(v: &str) -> Result<Url, ValueError> {
     let u = web(v)?;
     let loopback = match u.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
@@ -24,18 +24,20 @@ pub(super) fn unsubscribe_web(v: &str) -> Result<Url, String> {
              Put `herald serve` behind an HTTPS proxy (see the README's \"Unsubscribes\") and \
              write its https:// address here",
             v.trim()
-        ))
+        )
+        .into())
     }
 }
 
 /// A bare address whose local part leaves room for `+<token>` (VERP).
-pub(super) fn return_path(v: &str) -> Result<Mailbox, String> {
+pub(super) fn return_path(v: &str) -> Result<Mailbox, ValueError> {
     let m = mailbox(v)?;
     if m.email.user().contains('+') || m.email.user().len() > 40 {
         return Err(format!(
             "`{v}`: the return path's part before @ must be short (40 characters at most) and \
              have no +, because herald adds +<token> to it for each recipient"
-        ));
+        )
+        .into());
     }
     Ok(m)
 }

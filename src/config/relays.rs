@@ -63,7 +63,7 @@ pub(super) const RELAY_KEYS: &[&str] = &[
 pub const SINGLE_RELAY_NAME: &str = "relay";
 
 /// The zone of a relay's day: an IANA name, `UTC` by default.
-pub(super) fn day_zone(v: &str) -> Result<(jiff::tz::TimeZone, String), String> {
+pub(super) fn day_zone(v: &str) -> Result<(jiff::tz::TimeZone, String), ValueError> {
     let v = one_line(v)?;
     let how = "write the zone whose midnight starts the relay's day, like `timezone: America/Los_Angeles`";
     if v.eq_ignore_ascii_case("utc") {
@@ -106,7 +106,7 @@ pub fn relay_password_env(name: &str) -> String {
 }
 
 /// One entry of `relays:` (the `index`th, from 0).
-pub(super) fn relay_entry(v: &yaml_serde::Value, index: usize) -> Result<RelaySetting, String> {
+pub(super) fn relay_entry(v: &yaml_serde::Value, index: usize) -> Result<RelaySetting, ValueError> {
     let yaml_serde::Value::Mapping(map) = v else {
         return Err("each relay is a map, like `- url: smtp://mail.example.org:587`".into());
     };
@@ -121,16 +121,15 @@ pub(super) fn relay_entry(v: &yaml_serde::Value, index: usize) -> Result<RelaySe
             );
         }
         if !RELAY_KEYS.contains(&key.as_str()) {
-            return Err(format!(
-                "a relay has no `{key}`; it takes {}",
-                RELAY_KEYS.join(", ")
-            ));
+            return Err(
+                format!("a relay has no `{key}`; it takes {}", RELAY_KEYS.join(", ")).into(),
+            );
         }
         if matches!(
             v,
             yaml_serde::Value::Mapping(_) | yaml_serde::Value::Sequence(_)
         ) {
-            return Err(format!("`{key}` must be a single value"));
+            return Err(format!("`{key}` must be a single value").into());
         }
         fields.insert(key, scalar(v));
     }
@@ -147,19 +146,15 @@ pub(super) fn relay_entry(v: &yaml_serde::Value, index: usize) -> Result<RelaySe
                 }
             )
         })?;
-    let url = smtp(url).map_err(|e| {
-        e.replace("`smtp_user`", "the relay's `user`").replace(
-            "HERALD_SMTP_PASSWORD (or HERALD_SMTP_PASSWORD_FILE)",
-            "HERALD_RELAY_<NAME>_PASSWORD",
-        )
-    })?;
+    let url = smtp_address(url, "the relay's `user`", "HERALD_RELAY_<NAME>_PASSWORD")?;
     let name = match fields.get("name") {
         Some(n) => {
             let n = one_line(n)?;
             if n.trim().is_empty() || !n.chars().any(|c| c.is_ascii_alphanumeric()) {
                 return Err(format!(
                     "the name `{n}` needs a letter or digit; it names the password's variable"
-                ));
+                )
+                .into());
             }
             n.trim().to_string()
         }
@@ -170,29 +165,25 @@ pub(super) fn relay_entry(v: &yaml_serde::Value, index: usize) -> Result<RelaySe
         .get("rate")
         .map(|r| Rate::parse(r))
         .transpose()
-        .map_err(|e| format!("`rate`: {e}"))?;
+        .map_err(|e| e.key("rate"))?;
     let connections = fields
         .get("connections")
         .map(|c| number::<usize>(c).and_then(at_least_one))
         .transpose()
-        .map_err(|e| format!("`connections`: {e}"))?;
+        .map_err(|e| e.key("connections"))?;
     let max_per_day = fields
         .get("max_per_day")
         .map(|c| number::<u64>(c).and_then(at_least_one))
         .transpose()
-        .map_err(|e| format!("`max_per_day`: {e}"))?;
+        .map_err(|e| e.key("max_per_day"))?;
     let weight = match fields.get("weight") {
         Some(w) => number::<u32>(w)
-            .and_then(|w| {
-                at_least_one(w).map_err(|e| {
-                    format!("{e} (to send nothing through a relay, remove it from the list)")
-                })
-            })
-            .map_err(|e| format!("`weight`: {e}"))?,
+            .and_then(|w| at_least_one(w).map_err(|_| ValueError::NoWeight))
+            .map_err(|e| e.key("weight"))?,
         None => 1,
     };
     let (day_zone, day_zone_name) = match fields.get("timezone") {
-        Some(z) => day_zone(z).map_err(|e| format!("`timezone`: {e}"))?,
+        Some(z) => day_zone(z).map_err(|e| e.key("timezone"))?,
         None => (jiff::tz::TimeZone::UTC, "UTC".into()),
     };
     Ok(RelaySetting {
@@ -234,7 +225,7 @@ pub(super) fn duplicate_relay<'a>(
 
 /// `relays` from text (HERALD_RELAYS, `--set relays=...`): the same list
 /// in YAML's one-line form, `[{name: a, url: "smtp://a.example.org:587"}]`.
-pub(super) fn relays_from_text(v: &str) -> Result<Vec<RelaySetting>, String> {
+pub(super) fn relays_from_text(v: &str) -> Result<Vec<RelaySetting>, ValueError> {
     let value: yaml_serde::Value = yaml_serde::from_str(v).map_err(|_| {
         "write the relays as a list, like [{name: a, url: \"smtp://a.example.org:587\", rate: 10/s}]"
             .to_string()
@@ -248,10 +239,10 @@ pub(super) fn relays_from_text(v: &str) -> Result<Vec<RelaySetting>, String> {
     let relays = list
         .iter()
         .enumerate()
-        .map(|(i, e)| relay_entry(e, i).map_err(|m| format!("relay {}: {m}", i + 1)))
+        .map(|(i, e)| relay_entry(e, i).map_err(|m| m.entry("relay", i)))
         .collect::<Result<Vec<_>, _>>()?;
     if let Some((i, e)) = duplicate_relay(relays.iter()) {
-        return Err(format!("relay {}: {e}", i + 1));
+        return Err(ValueError::from(e).entry("relay", i));
     }
     Ok(relays)
 }

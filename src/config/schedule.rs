@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use super::ValueError;
+
 /// When sends may run: `Mon-Fri 08:00-18:00 Europe/Berlin`. The days
 /// (a range like `Mon-Fri`, a list like `Mon,Wed,Fri`, or none for every
 /// day), the hours (start before end, the end not included) and an IANA time
@@ -23,7 +25,7 @@ pub struct SendWindow {
 pub(super) const DAY_NAMES: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
 
 impl SendWindow {
-    pub fn parse(v: &str) -> Result<SendWindow, String> {
+    pub fn parse(v: &str) -> Result<SendWindow, ValueError> {
         let v = v.trim();
         let how = "write it like `Mon-Fri 08:00-18:00 Europe/Berlin` (days, hours, an IANA time zone; \
                    leave the days out for every day)";
@@ -31,7 +33,7 @@ impl SendWindow {
         let (days_text, hours, zone_name) = match parts.as_slice() {
             [days, hours, zone] => (Some(*days), *hours, *zone),
             [hours, zone] => (None, *hours, *zone),
-            _ => return Err(format!("`{v}` is not a send window; {how}")),
+            _ => return Err(format!("`{v}` is not a send window; {how}").into()),
         };
         let mut days = [days_text.is_none(); 7];
         if let Some(text) = days_text {
@@ -57,21 +59,23 @@ impl SendWindow {
         let (s, e) = hours
             .split_once('-')
             .ok_or_else(|| format!("`{hours}` in `{v}` is not a range of hours; {how}"))?;
-        let time = |t: &str| -> Result<jiff::civil::Time, String> {
+        let time = |t: &str| -> Result<jiff::civil::Time, ValueError> {
             if t == "24:00" {
                 return Ok(jiff::civil::Time::MAX);
             }
             t.parse::<jiff::civil::Time>()
                 .ok()
                 .filter(|_| t.len() == 5)
-                .ok_or_else(|| format!("`{t}` in `{v}` is not a time of day like 08:00; {how}"))
+                .ok_or_else(|| {
+                    format!("`{t}` in `{v}` is not a time of day like 08:00; {how}").into()
+                })
         };
         let (start, end) = (time(s)?, time(e)?);
         if start >= end {
             return Err(format!(
                 "`{hours}` in `{v}` ends before it starts; a window is one stretch of a day (00:00-24:00 \
                  for the whole day); {how}"
-            ));
+            ).into());
         }
         let zone = jiff::tz::TimeZone::get(zone_name).map_err(|_| {
             format!(
@@ -139,7 +143,7 @@ impl SendWindow {
     }
 }
 
-pub(super) fn day(t: &str, whole: &str, how: &str) -> Result<usize, String> {
+pub(super) fn day(t: &str, whole: &str, how: &str) -> Result<usize, ValueError> {
     let t = t.trim();
     let lower = t.to_ascii_lowercase();
     const FULL: [&str; 7] = [
@@ -157,6 +161,7 @@ pub(super) fn day(t: &str, whole: &str, how: &str) -> Result<usize, String> {
             format!(
                 "`{t}` in `{whole}` is not a day; write Mon, Tue, Wed, Thu, Fri, Sat or Sun; {how}"
             )
+            .into()
         })
 }
 

@@ -319,7 +319,7 @@ impl Config {
             Err(e) => {
                 let message = match source {
                     Source::File { .. } => format!("`{}`: {e}", setting.name),
-                    _ => e,
+                    _ => e.to_string(),
                 };
                 problems.push(source, message);
             }

@@ -13,7 +13,7 @@ pub(super) struct Setting {
     pub(super) name: &'static str,
     /// Parses the text into the config; `base` is the folder a relative
     /// path is taken from.
-    pub(super) set: fn(&mut Config, &str, &Path) -> Result<(), String>,
+    pub(super) set: fn(&mut Config, &str, &Path) -> Result<(), ValueError>,
     pub(super) show: fn(&Config) -> Option<String>,
 }
 

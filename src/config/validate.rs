@@ -14,19 +14,19 @@ use super::*;
 /// Settings that end up in a header or on one line of the footer cannot hold
 /// control characters: a line break there would start a header of the
 /// sender's choosing, or break the message's lines.
-pub(super) fn one_line(v: &str) -> Result<String, String> {
+pub(super) fn one_line(v: &str) -> Result<String, ValueError> {
     let v = v.trim();
     if let Some(c) = v.chars().find(|c| c.is_control()) {
         return Err(format!(
             "`{}` holds a control character ({c:?}); write it on one line, without tabs or line breaks",
             v.escape_debug()
-        ));
+        ).into());
     }
     Ok(v.to_string())
 }
 
 /// A language tag (BCP 47) as `lang=` takes it: `en`, `de`, `pt-BR`.
-pub fn language(v: &str) -> Result<String, String> {
+pub fn language(v: &str) -> Result<String, ValueError> {
     let v = v.trim();
     let ok = !v.is_empty()
         && v.len() <= 35
@@ -40,26 +40,28 @@ pub fn language(v: &str) -> Result<String, String> {
         return Err(format!(
             "`{}` is not a language tag; write it like `en`, `de` or `pt-BR`",
             v.escape_debug()
-        ));
+        )
+        .into());
     }
     Ok(v.to_string())
 }
 
 /// The writing direction: `ltr` (left to right) or `rtl` (Arabic, Hebrew).
-pub fn direction(v: &str) -> Result<String, String> {
+pub fn direction(v: &str) -> Result<String, ValueError> {
     match v.trim().to_ascii_lowercase().as_str() {
         d @ ("ltr" | "rtl" | "auto") => Ok(d.to_string()),
         _ => Err(format!(
             "`{}` is not a writing direction; write `ltr` (left to right) or `rtl` (right to left)",
             v.trim().escape_debug()
-        )),
+        )
+        .into()),
     }
 }
 
 /// The DKIM domain and selectors go into the signature's `d=` and `s=`
 /// and name a DNS record: a `;` or a space there would break the signature
 /// for every message, so only what DNS names hold is taken.
-pub(super) fn dns_name(v: &str) -> Result<String, String> {
+pub(super) fn dns_name(v: &str) -> Result<String, ValueError> {
     let v = one_line(v)?;
     if v.is_empty()
         || !v
@@ -69,7 +71,7 @@ pub(super) fn dns_name(v: &str) -> Result<String, String> {
         return Err(format!(
             "`{v}` is not a DNS name; write it as it is published in DNS, like herald-rsa or example.org \
              (letters, digits, `-`, `.` and `_`)"
-        ));
+        ).into());
     }
     Ok(v)
 }
@@ -78,24 +80,25 @@ pub(super) fn dns_name(v: &str) -> Result<String, String> {
 /// write an address): it goes only into the footer's body text, never into a
 /// header, where the text part keeps the lines and the HTML joins them.
 /// Other control characters are refused all the same.
-pub(super) fn lines(v: &str) -> Result<String, String> {
+pub(super) fn lines(v: &str) -> Result<String, ValueError> {
     let v = v.trim();
     if let Some(c) = v
         .chars()
         .find(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     {
-        return Err(format!("holds a control character ({c:?})"));
+        return Err(ValueError::ControlCharacter(c));
     }
     Ok(v.to_string())
 }
 
-pub(super) fn web(v: &str) -> Result<Url, String> {
+pub(super) fn web(v: &str) -> Result<Url, ValueError> {
     let v = v.trim();
     match Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "https" | "http") && u.has_host() => Ok(u),
         _ => Err(format!(
             "`{v}` is not a web address; write it in full, like https://openinfra.org"
-        )),
+        )
+        .into()),
     }
 }
 
@@ -112,28 +115,40 @@ pub fn redact_url(raw: &str) -> String {
     }
 }
 
-pub(super) fn smtp(v: &str) -> Result<Url, String> {
+/// The single relay's address (`smtp_url`): its credentials are
+/// `smtp_user` and HERALD_SMTP_PASSWORD.
+pub(super) fn smtp(v: &str) -> Result<Url, ValueError> {
+    smtp_address(
+        v,
+        "`smtp_user`",
+        "HERALD_SMTP_PASSWORD (or HERALD_SMTP_PASSWORD_FILE)",
+    )
+}
+
+/// A relay's address, without credentials in it: a user name and a
+/// password written there would reach logs and `herald config`, so the
+/// message says where they go instead (`user`, `password` for this relay).
+pub(super) fn smtp_address(v: &str, user: &str, password: &str) -> Result<Url, ValueError> {
     let v = v.trim();
     if let Ok(u) = Url::parse(v)
         && (!u.username().is_empty() || u.password().is_some())
     {
-        return Err(
-            "put the relay's user name in `smtp_user` and the password in HERALD_SMTP_PASSWORD \
-             (or HERALD_SMTP_PASSWORD_FILE), not in the address"
-                .into(),
-        );
+        return Err(format!(
+            "put the relay's user name in {user} and the password in {password}, not in the address"
+        )
+        .into());
     }
     let shown = redact_url(v);
     match Url::parse(v) {
         Ok(u) if matches!(u.scheme(), "smtp" | "smtps") && u.has_host() => Ok(u),
         _ => Err(format!(
             "`{shown}` is not a mail relay address; write it like smtp://mail.example.org:587 or smtps://mail.example.org:465"
-        )),
+        ).into()),
     }
 }
 
 /// A PostgreSQL address without a password in it (`database_url`, `--to`).
-pub fn database(v: &str) -> Result<Url, String> {
+pub fn database(v: &str) -> Result<Url, ValueError> {
     let v = v.trim();
     if let Ok(u) = Url::parse(v)
         && u.password().is_some()
@@ -148,26 +163,25 @@ pub fn database(v: &str) -> Result<Url, String> {
         Ok(u) if matches!(u.scheme(), "postgres" | "postgresql") && u.has_host() => Ok(u),
         _ => Err(format!(
             "`{shown}` is not a PostgreSQL address; write it like postgres://herald@db.example.org/herald              (add ?sslmode=verify-full or ?sslmode=disable to choose TLS)"
-        )),
+        ).into()),
     }
 }
 
-pub(super) fn mailbox(v: &str) -> Result<Mailbox, String> {
+pub(super) fn mailbox(v: &str) -> Result<Mailbox, ValueError> {
     let v = one_line(v)?;
     v.parse().map_err(|_| {
         format!(
             "`{v}` is not an e-mail address; write it like \"OpenInfra Foundation <news@openinfra.org>\" (in quotes)"
         )
+        .into()
     })
 }
 
-pub(super) fn colour(v: &str) -> Result<String, String> {
+pub(super) fn colour(v: &str) -> Result<String, ValueError> {
     let v = v.trim();
     let hex = v.strip_prefix('#').unwrap_or("");
     if hex.len() != 6 || !hex.chars().all(|ch| ch.is_ascii_hexdigit()) {
-        return Err(format!(
-            "`{v}` must be a colour like \"#c8102e\" (in quotes)"
-        ));
+        return Err(format!("`{v}` must be a colour like \"#c8102e\" (in quotes)").into());
     }
     Ok(v.to_string())
 }
@@ -175,7 +189,7 @@ pub(super) fn colour(v: &str) -> Result<String, String> {
 /// A relative path is taken from `base`: the config file's folder for a
 /// value from the file (cron starts herald anywhere), the current folder
 /// (an empty `base`) for one from the environment or a flag.
-pub(super) fn path(v: &str, base: &Path) -> Result<PathBuf, String> {
+pub(super) fn path(v: &str, base: &Path) -> Result<PathBuf, ValueError> {
     let v = v.trim();
     if v.is_empty() {
         return Err("is empty; give a file or folder".into());
@@ -188,32 +202,32 @@ pub(super) fn path(v: &str, base: &Path) -> Result<PathBuf, String> {
     })
 }
 
-pub(super) fn number<T: std::str::FromStr>(v: &str) -> Result<T, String> {
+pub(super) fn number<T: std::str::FromStr>(v: &str) -> Result<T, ValueError> {
     let v = v.trim();
     v.replace('_', "")
         .parse()
-        .map_err(|_| format!("`{v}` is not a whole number"))
+        .map_err(|_| ValueError::NotANumber(v.to_string()))
 }
 
-pub(super) fn at_least_one<T: PartialOrd + From<u8>>(n: T) -> Result<T, String> {
+pub(super) fn at_least_one<T: PartialOrd + From<u8>>(n: T) -> Result<T, ValueError> {
     if n < T::from(1) {
-        return Err("must be at least 1".into());
+        return Err(ValueError::BelowOne);
     }
     Ok(n)
 }
 
-pub(super) fn at_least_a_second(d: Duration) -> Result<Duration, String> {
+pub(super) fn at_least_a_second(d: Duration) -> Result<Duration, ValueError> {
     if d < Duration::from_secs(1) {
-        return Err("must be at least 1s".into());
+        return Err(ValueError::UnderASecond);
     }
     Ok(d)
 }
 
-pub(super) fn boolean(v: &str) -> Result<bool, String> {
+pub(super) fn boolean(v: &str) -> Result<bool, ValueError> {
     match v.trim().to_ascii_lowercase().as_str() {
         "true" | "yes" | "on" | "1" => Ok(true),
         "false" | "no" | "off" | "0" => Ok(false),
-        _ => Err(format!("`{}` is not true or false", v.trim())),
+        _ => Err(ValueError::NotABoolean(v.trim().to_string())),
     }
 }
 
@@ -235,9 +249,9 @@ pub fn format_duration(d: Duration) -> String {
 }
 
 /// `500ms`, `30s`, `5m`, `1h`, `2d` (a bare number is seconds).
-pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, ValueError> {
     let t = s.trim();
-    let bad = || format!("`{s}` is not a duration; write it like 30s, 5m, 1h or 2d");
+    let bad = || ValueError::NotADuration(s.to_string());
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
     let n: u64 = n.parse().map_err(|_| bad())?;
@@ -254,9 +268,9 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 /// `20KB`, `20 KB`, `1MB`, `20480` (bytes); KB and MB are 1024-based, as
 /// in the sizes herald prints.
-pub fn parse_size(s: &str) -> Result<usize, String> {
+pub fn parse_size(s: &str) -> Result<usize, ValueError> {
     let t = s.trim();
-    let bad = || format!("`{s}` is not a size; write it like 20KB, 1MB or 0");
+    let bad = || ValueError::NotASize(s.to_string());
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (n, unit) = t.split_at(split);
     let n: usize = n.parse().map_err(|_| bad())?;
@@ -360,7 +374,7 @@ mod tests {
             "smtp://user:hunter2@[bad",
             "smtps://:hunter2@x/y",
         ] {
-            let e = smtp(raw).unwrap_err();
+            let e = smtp(raw).unwrap_err().to_string();
             assert!(!e.contains("hunter2"), "{e}");
         }
         assert_eq!(

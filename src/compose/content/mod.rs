@@ -92,7 +92,7 @@ impl Language {
         // The front matter is the writer's; a tag herald cannot use is
         // named and left out rather than written into the email.
         let mut own = |value: &Option<String>,
-                       parse: fn(&str) -> Result<String, String>,
+                       parse: fn(&str) -> Result<String, crate::config::ValueError>,
                        key: &str| {
             value.as_deref().and_then(|v| match parse(v) {
                 Ok(v) => Some(v),
