@@ -6,7 +6,7 @@
 use crate::compose::content::visit::{self, Visit};
 use crate::compose::content::{Content, Link};
 use crate::compose::post::Post;
-use crate::config::Config;
+use crate::config::CheckOptions;
 use crate::findings::{Finding, Severity};
 
 // Defined with the digest, which is made to stay under it.
@@ -26,7 +26,12 @@ pub fn clip_warning(html_bytes: usize) -> Option<String> {
 
 /// Runs every check on a rendered issue. `html_size` is the size of the
 /// largest personalised HTML part, as a subscriber would receive it.
-pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) -> Vec<Finding> {
+pub fn check(
+    post: &Post,
+    content: &Content,
+    config: &CheckOptions,
+    html_size: usize,
+) -> Vec<Finding> {
     let mut out: Vec<Finding> = content.findings.clone();
     let mut add = |severity, code, line, message: String, fix: &str| {
         out.push(Finding {
@@ -138,10 +143,10 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
         );
     }
     let mut missing = Vec::new();
-    if config.postal_address.is_none() {
+    if !config.has_postal_address {
         missing.push("`postal_address` (the law requires it in bulk mail)");
     }
-    if config.unsubscribe_url.is_none() {
+    if !config.has_unsubscribe_url {
         missing.push("`unsubscribe_url`");
     }
     if !missing.is_empty() {
@@ -163,7 +168,7 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
 
 /// What would make receivers distrust the signatures, or find none: for
 /// each configured key (one or two), the same reading `send` does.
-fn dkim(config: &Config) -> Vec<Finding> {
+fn dkim(config: &CheckOptions) -> Vec<Finding> {
     let finding = |severity, code, message: String, fix: String| Finding {
         severity,
         code,
@@ -171,7 +176,7 @@ fn dkim(config: &Config) -> Vec<Finding> {
         message,
         fix,
     };
-    let keys = config.dkim_keys();
+    let keys = &config.dkim_keys;
     let Some(domain) = config.dkim_domain.as_ref().filter(|_| !keys.is_empty()) else {
         return vec![finding(
             Severity::Warning,
@@ -195,7 +200,7 @@ fn dkim(config: &Config) -> Vec<Finding> {
     }
     let mut any_rsa = false;
     let mut all_read = true;
-    for k in &keys {
+    for k in keys {
         let key = match crate::dkim::load_key(&k.key_file, &k.selector) {
             Ok(key) => key,
             Err(e) => {
@@ -275,14 +280,16 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::config::Config;
     use crate::urls::Base;
 
     fn findings(body: &str, config: &Config, html_size: usize) -> Vec<Finding> {
+        let options = config.compose();
         let text = format!("---\ntitle: T\ndate: 2025-02-02\n---\n{body}");
         let post = crate::compose::post::parse(Path::new("post.md"), &text).unwrap();
         let base = Base::new(Some("https://openinfra.org"), None, false);
-        let content = crate::compose::content::build(&post, config, &base);
-        check(&post, &content, config, html_size)
+        let content = crate::compose::content::build(&post, &options.content, &base);
+        check(&post, &content, &options.check, html_size)
     }
 
     fn footer() -> Config {

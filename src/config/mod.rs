@@ -45,7 +45,10 @@ mod sources;
 mod table;
 mod validate;
 
-pub use compose::{HostList, Utm};
+pub use compose::{
+    CheckOptions, ComposeOptions, ContentOptions, HostList, ImageOptions, LinkOptions,
+    PreviewOptions, RenderOptions, Utm,
+};
 pub use delivery::{DkimAlgorithm, DkimKey, Rate};
 pub use domain_limits::DomainLimit;
 pub use error::ValueError;

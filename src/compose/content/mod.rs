@@ -20,7 +20,7 @@ pub mod visit;
 pub use passes::{anchor, is_call_to_action};
 
 use crate::compose::post::{Kind, Post};
-use crate::config::Config;
+use crate::config::ContentOptions;
 use crate::findings::Finding;
 use crate::urls::Base;
 
@@ -85,7 +85,7 @@ impl Default for Language {
 }
 
 impl Language {
-    fn of(post: &Post, config: &Config) -> (Language, Vec<Finding>) {
+    fn of(post: &Post, config: &ContentOptions) -> (Language, Vec<Finding>) {
         let d = Language::default();
         let fm = &post.front_matter;
         let mut findings = Vec::new();
@@ -233,7 +233,7 @@ impl Content {
 }
 
 /// Builds the content model of a post; `base` completes its relative links.
-pub fn build(post: &Post, config: &Config, base: &Base) -> Content {
+pub fn build(post: &Post, config: &ContentOptions, base: &Base) -> Content {
     let fm = &post.front_matter;
     let mut b = Builder::new(post, base.clone());
     b.run(&post.body);
@@ -421,7 +421,11 @@ mod tests {
         let post = crate::compose::post::parse(Path::new("t.md"), &text).unwrap();
         let fm = &post.front_matter;
         let base = Base::new(None, fm.seo.url.as_deref(), fm.kind == Kind::BlogPost);
-        build(&post, &Config::default(), &base)
+        build(
+            &post,
+            &crate::config::Config::default().compose().content,
+            &base,
+        )
     }
 
     fn codes(c: &Content) -> Vec<&'static str> {
