@@ -83,6 +83,35 @@ pub(super) fn limit_domain(v: &str) -> Result<String, ValueError> {
     Ok(d)
 }
 
+/// The `domains:` of a domain limit: a list, or one domain on its own;
+/// each lower-cased and kept once.
+fn limit_domains(v: &yaml_serde::Value) -> Result<Vec<String>, ValueError> {
+    let list = match v {
+        yaml_serde::Value::Sequence(list) => list.clone(),
+        yaml_serde::Value::Mapping(_) => {
+            return Err("`domains` is a list, like `domains: [outlook.com, hotmail.com]`".into());
+        }
+        yaml_serde::Value::Null => Vec::new(),
+        one => vec![one.clone()],
+    };
+    let mut out: Vec<String> = Vec::new();
+    for d in &list {
+        if matches!(
+            d,
+            yaml_serde::Value::Mapping(_) | yaml_serde::Value::Sequence(_)
+        ) {
+            return Err(
+                "`domains` is a list of domains, like `domains: [outlook.com, hotmail.com]`".into(),
+            );
+        }
+        let d = limit_domain(&scalar(d)).map_err(|e| e.key("domains"))?;
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    Ok(out)
+}
+
 /// One entry of `domain_limits:`.
 pub(super) fn domain_limit_entry(v: &yaml_serde::Value) -> Result<DomainLimit, ValueError> {
     let yaml_serde::Value::Mapping(map) = v else {
@@ -109,33 +138,7 @@ pub(super) fn domain_limit_entry(v: &yaml_serde::Value) -> Result<DomainLimit, V
             .into());
         }
         if key == "domains" {
-            let list = match v {
-                yaml_serde::Value::Sequence(list) => list.clone(),
-                yaml_serde::Value::Mapping(_) => {
-                    return Err(
-                        "`domains` is a list, like `domains: [outlook.com, hotmail.com]`".into(),
-                    );
-                }
-                yaml_serde::Value::Null => Vec::new(),
-                one => vec![one.clone()],
-            };
-            let mut out: Vec<String> = Vec::new();
-            for d in &list {
-                if matches!(
-                    d,
-                    yaml_serde::Value::Mapping(_) | yaml_serde::Value::Sequence(_)
-                ) {
-                    return Err(
-                        "`domains` is a list of domains, like `domains: [outlook.com, hotmail.com]`"
-                            .into(),
-                    );
-                }
-                let d = limit_domain(&scalar(d)).map_err(|e| e.key("domains"))?;
-                if !out.contains(&d) {
-                    out.push(d);
-                }
-            }
-            domains = Some(out);
+            domains = Some(limit_domains(v)?);
             continue;
         }
         if matches!(
@@ -416,7 +419,10 @@ mod tests {
         d.set("domain_limits", &shown, "--set domain_limits")
             .unwrap();
         assert_eq!(d.domain_limits, c.domain_limits);
+    }
 
+    #[test]
+    fn domain_limits_from_the_variable_in_one_line() {
         // The variable, in the one-line form; a single domain as a string.
         let c = Config::load_with(
             None,
@@ -459,97 +465,100 @@ mod tests {
         );
     }
 
+    /// Bad `domain_limits:` entries: (the entries, the line of the bad one,
+    /// words the message must hold).
+    const BAD_DOMAIN_LIMITS: &[(&str, usize, &str)] = &[
+        // (entries, the line of the bad one, words the message must hold)
+        (
+            "  - domains: gmail.com\n    rate: 5/s\n  - gmail.com\n",
+            4,
+            "each domain limit is a map",
+        ),
+        (
+            "  - domains: gmail.com\n    speed: 5/s\n",
+            2,
+            "a domain limit has no `speed`; it takes name, domains, rate, connections",
+        ),
+        (
+            "  - domain: gmail.com\n    rate: 5/s\n",
+            2,
+            "`domains`, with an s",
+        ),
+        ("  - rate: 5/s\n", 2, "it has no `domains`"),
+        ("  - domains: []\n    rate: 5/s\n", 2, "`domains` is empty"),
+        (
+            "  - domains: [news@gmail.com]\n    rate: 5/s\n",
+            2,
+            "`news@gmail.com` is an address; write only the part after @",
+        ),
+        (
+            "  - domains: [gmail com]\n    rate: 5/s\n",
+            2,
+            "write several domains in brackets",
+        ),
+        (
+            "  - domains: \"outlook.com, hotmail.com\"\n    rate: 5/s\n",
+            2,
+            "write several domains in brackets",
+        ),
+        (
+            "  - domains: [localhost]\n    rate: 5/s\n",
+            2,
+            "`localhost` is not a domain",
+        ),
+        (
+            "  - domains: [https://gmail.com]\n    rate: 5/s\n",
+            2,
+            "no https://",
+        ),
+        (
+            "  - domains: [\"*.gmail.com\"]\n    rate: 5/s\n",
+            2,
+            "a subdomain is not included",
+        ),
+        (
+            "  - domains: [10.0.0.1]\n    rate: 5/s\n",
+            2,
+            "is not a domain",
+        ),
+        (
+            "  - name: google\n    domains: gmail.com\n",
+            2,
+            "it limits nothing; give `google` a `rate:`",
+        ),
+        (
+            "  - domains: gmail.com\n    connections: 0\n",
+            2,
+            "`connections`: must be at least 1",
+        ),
+        (
+            "  - domains: gmail.com\n    rate: fast\n",
+            2,
+            "`rate`: `fast` is not a rate",
+        ),
+        (
+            "  - name: google\n    domains: [gmail.com, googlemail.com]\n    rate: 5/s\n  \
+             - domains: [yahoo.com, GoogleMail.com]\n    rate: 5/s\n",
+            5,
+            "`googlemail.com` is in this entry (`yahoo.com`) and in entry 1 (`google`)",
+        ),
+        (
+            "  - name: big\n    domains: gmail.com\n    rate: 5/s\n  \
+             - name: BIG\n    domains: yahoo.com\n    rate: 5/s\n",
+            5,
+            "the name `BIG` is taken by entry 1; give each entry its own `name:`",
+        ),
+        (
+            "  - name: yahoo.com\n    domains: gmail.com\n    rate: 5/s\n  \
+             - domains: yahoo.com\n    rate: 5/s\n",
+            5,
+            "named after its first domain",
+        ),
+    ];
+
     #[test]
     fn bad_domain_limits_are_named_at_their_line() {
-        let cases = [
-            // (entries, the line of the bad one, words the message must hold)
-            (
-                "  - domains: gmail.com\n    rate: 5/s\n  - gmail.com\n",
-                4,
-                "each domain limit is a map",
-            ),
-            (
-                "  - domains: gmail.com\n    speed: 5/s\n",
-                2,
-                "a domain limit has no `speed`; it takes name, domains, rate, connections",
-            ),
-            (
-                "  - domain: gmail.com\n    rate: 5/s\n",
-                2,
-                "`domains`, with an s",
-            ),
-            ("  - rate: 5/s\n", 2, "it has no `domains`"),
-            ("  - domains: []\n    rate: 5/s\n", 2, "`domains` is empty"),
-            (
-                "  - domains: [news@gmail.com]\n    rate: 5/s\n",
-                2,
-                "`news@gmail.com` is an address; write only the part after @",
-            ),
-            (
-                "  - domains: [gmail com]\n    rate: 5/s\n",
-                2,
-                "write several domains in brackets",
-            ),
-            (
-                "  - domains: \"outlook.com, hotmail.com\"\n    rate: 5/s\n",
-                2,
-                "write several domains in brackets",
-            ),
-            (
-                "  - domains: [localhost]\n    rate: 5/s\n",
-                2,
-                "`localhost` is not a domain",
-            ),
-            (
-                "  - domains: [https://gmail.com]\n    rate: 5/s\n",
-                2,
-                "no https://",
-            ),
-            (
-                "  - domains: [\"*.gmail.com\"]\n    rate: 5/s\n",
-                2,
-                "a subdomain is not included",
-            ),
-            (
-                "  - domains: [10.0.0.1]\n    rate: 5/s\n",
-                2,
-                "is not a domain",
-            ),
-            (
-                "  - name: google\n    domains: gmail.com\n",
-                2,
-                "it limits nothing; give `google` a `rate:`",
-            ),
-            (
-                "  - domains: gmail.com\n    connections: 0\n",
-                2,
-                "`connections`: must be at least 1",
-            ),
-            (
-                "  - domains: gmail.com\n    rate: fast\n",
-                2,
-                "`rate`: `fast` is not a rate",
-            ),
-            (
-                "  - name: google\n    domains: [gmail.com, googlemail.com]\n    rate: 5/s\n  \
-                 - domains: [yahoo.com, GoogleMail.com]\n    rate: 5/s\n",
-                5,
-                "`googlemail.com` is in this entry (`yahoo.com`) and in entry 1 (`google`)",
-            ),
-            (
-                "  - name: big\n    domains: gmail.com\n    rate: 5/s\n  \
-                 - name: BIG\n    domains: yahoo.com\n    rate: 5/s\n",
-                5,
-                "the name `BIG` is taken by entry 1; give each entry its own `name:`",
-            ),
-            (
-                "  - name: yahoo.com\n    domains: gmail.com\n    rate: 5/s\n  \
-                 - domains: yahoo.com\n    rate: 5/s\n",
-                5,
-                "named after its first domain",
-            ),
-        ];
-        for (entries, line, words) in cases {
+        for &(entries, line, words) in BAD_DOMAIN_LIMITS {
             let text = format!("domain_limits:\n{entries}");
             let e = Config::parse(Path::new("herald.yaml"), &text).unwrap_err();
             assert_eq!(e.line, Some(line), "{text}: {e}");
