@@ -33,18 +33,35 @@ pub fn check(
     html_size: usize,
 ) -> Vec<Finding> {
     let mut out: Vec<Finding> = content.findings.clone();
-    let mut add = |severity, code, line, message: String, fix: &str| {
-        out.push(Finding {
-            severity,
-            code,
-            line,
-            message,
-            fix: fix.to_string(),
-        })
-    };
+    out.extend(size(html_size));
+    out.extend(links(content));
+    out.extend(front_matter(post, content));
+    out.extend(footer(config));
+    out.extend(dkim(config));
+    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
+    out
+}
 
+fn finding(
+    severity: Severity,
+    code: &'static str,
+    line: Option<usize>,
+    message: String,
+    fix: &str,
+) -> Finding {
+    Finding {
+        severity,
+        code,
+        line,
+        message,
+        fix: fix.to_string(),
+    }
+}
+
+/// Gmail clips the HTML over 102 KB (an error), and warns from 90% of it.
+fn size(html_size: usize) -> Option<Finding> {
     if html_size > GMAIL_CLIP_BYTES {
-        add(
+        Some(finding(
             Severity::Error,
             "gmail-clip",
             None,
@@ -53,9 +70,9 @@ pub fn check(
                 html_size.div_ceil(1024)
             ),
             "Add --fit (or `fit: true` in herald.yaml) to make a digest that links to the web version for the rest; or shorten the post.",
-        );
+        ))
     } else if html_size > GMAIL_CLIP_BYTES * 9 / 10 {
-        add(
+        Some(finding(
             Severity::Warning,
             "gmail-clip",
             None,
@@ -64,9 +81,14 @@ pub fn check(
                 html_size.div_ceil(1024)
             ),
             "Keep additions small, or shorten a section.",
-        );
+        ))
+    } else {
+        None
     }
+}
 
+/// Links to editable documents and through other tools' click tracking.
+fn links(content: &Content) -> Vec<Finding> {
     // SVG pictures are checked where they are turned into PNGs
     // (`svg-image`, `image-upload`, `large-inline-image`: see crate::compose::images).
     struct Links<'a>(Vec<&'a Link>);
@@ -83,6 +105,7 @@ pub fn check(
     }
     visit::blocks(&mut links, content.all_blocks());
 
+    let mut out = Vec::new();
     for link in &links.0 {
         if let Some(kind) = crate::urls::editable_document(&link.url) {
             let where_ = if heading_lines.contains(&link.line) {
@@ -90,7 +113,7 @@ pub fn check(
             } else {
                 "a link goes"
             };
-            add(
+            out.push(finding(
                 Severity::Warning,
                 "editable-document",
                 Some(link.line),
@@ -99,10 +122,10 @@ pub fn check(
                     link.url
                 ),
                 "Link to the published page (or a PDF on the website) instead, or remove the link.",
-            );
+            ));
         }
         if is_tracking_link(&link.url) {
-            add(
+            out.push(finding(
                 Severity::Notice,
                 "tracking-link",
                 Some(link.line),
@@ -111,37 +134,49 @@ pub fn check(
                     link.url
                 ),
                 "Link straight to the page; old tracking links expire.",
-            );
+            ));
         }
     }
+    out
+}
 
+/// What the front matter lacks for inboxes (a summary, the web version),
+/// and a post hidden on the website.
+fn front_matter(post: &Post, content: &Content) -> Vec<Finding> {
+    let mut out = Vec::new();
     if content.preheader.is_none() {
-        add(
+        out.push(finding(
             Severity::Warning,
             "missing-preheader",
             Some(1),
             "the post has no `seo.description`, so inboxes show the first words of the email instead of a summary".into(),
             "Add a one-line summary as `description:` under `seo:` in the front matter.",
-        );
+        ));
     }
     if content.web_url.is_none() {
-        add(
+        out.push(finding(
             Severity::Warning,
             "missing-web-link",
             Some(1),
             "the post has no `seo.url`, so the email has no \"view in browser\" link".into(),
             "Add the post's address on the website as `url:` under `seo:`.",
-        );
+        ));
     }
     if post.front_matter.hidden {
-        add(
+        out.push(finding(
             Severity::Notice,
             "hidden-post",
             Some(1),
             "the post is hidden on the website (`hidePost: true`), so \"view in browser\" may not open".into(),
             "Publish the post on the website before sending, or ignore this for a test.",
-        );
+        ));
     }
+    out
+}
+
+/// The footer the law and `herald send` require: a postal address and an
+/// unsubscribe page.
+fn footer(config: &CheckOptions) -> Option<Finding> {
     let mut missing = Vec::new();
     if !config.has_postal_address {
         missing.push("`postal_address` (the law requires it in bulk mail)");
@@ -149,8 +184,8 @@ pub fn check(
     if !config.has_unsubscribe_url {
         missing.push("`unsubscribe_url`");
     }
-    if !missing.is_empty() {
-        add(
+    (!missing.is_empty()).then(|| {
+        finding(
             Severity::Warning,
             "missing-footer",
             None,
@@ -159,11 +194,8 @@ pub fn check(
                 missing.join(" and ")
             ),
             "Set them in herald.yaml (see herald.example.yaml).",
-        );
-    }
-    out.extend(dkim(config));
-    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
-    out
+        )
+    })
 }
 
 /// What would make receivers distrust the signatures, or find none: for
