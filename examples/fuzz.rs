@@ -286,11 +286,12 @@ fn run(target: Target, data: &[u8], dir: &Path) -> Result<(), String> {
             // Every other input with --fit, which digests and renders again.
             let mut config = Config::default();
             config.fit = data.len() % 2 == 1;
-            match Issue::compose_text(path, &text, &config) {
+            let options = config.compose();
+            match Issue::compose_text(path, &text, &options) {
                 Ok(issue) => {
-                    let _ = issue.personalised_preview(&config);
-                    let _ = issue.preview_subject(&config);
-                    let _ = issue.check(&config);
+                    let _ = issue.personalised_preview(&options.preview);
+                    let _ = issue.preview_subject(&options.preview);
+                    let _ = issue.check(&options);
                     Ok(())
                 }
                 Err(e) => bug(&e),

@@ -8,6 +8,24 @@
 
 use url::Url;
 
+/// Why a URL cannot be used in an email; the words end a finding
+/// ("the link `x` ...: <this>").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("the link has no address")]
+    Empty,
+    /// A scheme herald makes no links of (see [`LINK_SCHEMES`]), lower-cased.
+    #[error("`{0}:` links do not work in email")]
+    Scheme(String),
+    #[error("`{0}` is not an e-mail address")]
+    NotAnEmail(String),
+    #[error("the image is embedded in the post (a `data:` URL)")]
+    Embedded,
+    /// An address that cannot be read, in the url crate's words.
+    #[error(transparent)]
+    Parse(#[from] url::ParseError),
+}
+
 /// The default website, used when neither the config nor the post says.
 pub const DEFAULT_SITE: &str = "https://openinfra.org";
 
@@ -122,17 +140,15 @@ pub struct Fixed {
 /// Whatever the repairs did, only [`LINK_SCHEMES`] come out: WHATWG URL
 /// parsing drops tabs and line breaks, so `java\tscript:` became
 /// `javascript:` when joined to the page.
-pub fn absolutize(raw: &str, base: &Base) -> Result<Fixed, String> {
+pub fn absolutize(raw: &str, base: &Base) -> Result<Fixed, UrlError> {
     let fixed = absolutize_any(raw, base)?;
     match scheme_of(&fixed.url) {
-        Some(s) if !LINK_SCHEMES.contains(&s.as_str()) => {
-            Err(format!("`{s}:` links do not work in email"))
-        }
+        Some(s) if !LINK_SCHEMES.contains(&s.as_str()) => Err(UrlError::Scheme(s)),
         _ => Ok(fixed),
     }
 }
 
-fn absolutize_any(raw: &str, base: &Base) -> Result<Fixed, String> {
+fn absolutize_any(raw: &str, base: &Base) -> Result<Fixed, UrlError> {
     let mut repairs: Vec<&str> = Vec::new();
     let mut s = raw.trim();
     if let Some(inner) = s.strip_prefix('<').and_then(|x| x.strip_suffix('>')) {
@@ -144,7 +160,7 @@ fn absolutize_any(raw: &str, base: &Base) -> Result<Fixed, String> {
         s = unbracketed.trim_end_matches([')', ']']);
     }
     if s.is_empty() {
-        return Err("the link has no address".into());
+        return Err(UrlError::Empty);
     }
     let done = |url: String, repairs: Vec<&str>| Fixed {
         url,
@@ -158,7 +174,7 @@ fn absolutize_any(raw: &str, base: &Base) -> Result<Fixed, String> {
         return match scheme.as_str() {
             "http" | "https" => {
                 let url = if s.contains(char::is_whitespace) {
-                    Url::parse(s).map(String::from).map_err(|e| e.to_string())?
+                    Url::parse(s).map(String::from)?
                 } else {
                     s.to_string()
                 };
@@ -178,13 +194,13 @@ fn absolutize_any(raw: &str, base: &Base) -> Result<Fixed, String> {
                     repairs.push("removed punctuation after the e-mail address");
                 }
                 if !trimmed.contains('@') {
-                    return Err(format!("`{s}` is not an e-mail address"));
+                    return Err(UrlError::NotAnEmail(s.to_string()));
                 }
                 Ok(done(format!("mailto:{trimmed}"), repairs))
             }
             "tel" | "sms" => Ok(done(s.to_string(), repairs)),
-            "data" => Err("the image is embedded in the post (a `data:` URL)".into()),
-            other => Err(format!("`{other}:` links do not work in email")),
+            "data" => Err(UrlError::Embedded),
+            other => Err(UrlError::Scheme(other.to_string())),
         };
     }
     if looks_like_email(s) {
@@ -197,7 +213,7 @@ fn absolutize_any(raw: &str, base: &Base) -> Result<Fixed, String> {
             .site
             .join(s)
             .map(|u| done(u.into(), repairs))
-            .map_err(|e| e.to_string());
+            .map_err(UrlError::from);
     }
     if looks_like_host(s) {
         repairs.push("added https://");
@@ -207,7 +223,7 @@ fn absolutize_any(raw: &str, base: &Base) -> Result<Fixed, String> {
     against
         .join(s)
         .map(|u| done(u.into(), repairs))
-        .map_err(|e| e.to_string())
+        .map_err(UrlError::from)
 }
 
 /// Schemes that become links. `mailto:`, `tel:` and `sms:` hand an
@@ -231,12 +247,20 @@ pub fn refused_scheme(raw: &str) -> Option<String> {
 
 /// Only an `http:` or `https:` address may be the "view in browser" link
 /// (`seo.url`) or a site: `Err` names the scheme.
-pub fn check_web(raw: &str) -> Result<(), String> {
+pub fn check_web(raw: &str) -> Result<(), NotWeb> {
     match scheme_of(raw.trim()) {
         None => Ok(()),
         Some(s) if s == "http" || s == "https" => Ok(()),
-        Some(s) => Err(s),
+        Some(s) => Err(NotWeb { scheme: s }),
     }
+}
+
+/// An address whose scheme is not `http:` or `https:`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{scheme}:` is not a web address")]
+pub struct NotWeb {
+    /// Lower-cased, without the `:`.
+    pub scheme: String,
 }
 
 /// `https://youtu.be/ID?x=y` written out as the page it stands for,
@@ -467,6 +491,29 @@ mod tests {
         assert_eq!(
             b.page_url(),
             Some("https://openinfra.org/blog/remembering-someone")
+        );
+    }
+
+    #[test]
+    fn why_a_link_cannot_be_used_is_said_in_the_words_it_always_had() {
+        let why = |raw: &str| absolutize(raw, &base()).unwrap_err().to_string();
+        assert_eq!(why("  "), "the link has no address");
+        assert_eq!(
+            why("JavaScript:alert(1)"),
+            "`javascript:` links do not work in email"
+        );
+        assert_eq!(
+            why("mailto:nobody"),
+            "`mailto:nobody` is not an e-mail address"
+        );
+        assert_eq!(
+            why("data:image/png;base64,AAAA"),
+            "the image is embedded in the post (a `data:` URL)"
+        );
+        // The old binary's `herald check` words for this address.
+        assert_eq!(
+            why("https://ex ample.org/a.png"),
+            "invalid international domain name"
         );
     }
 }

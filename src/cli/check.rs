@@ -38,10 +38,11 @@ enum Format {
 
 pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     let post = &args.post;
-    let issue = Issue::compose(post, config)?;
-    let mut findings = issue.check(config);
+    let options = config.compose();
+    let issue = Issue::compose(post, &options)?;
+    let mut findings = issue.check(&options);
     if args.links {
-        let links = crate::compose::linkcheck::links(&issue.content, config);
+        let links = crate::compose::linkcheck::links(&issue.content, &options.links);
         tracing::info!("checking {} links", links.len());
         let cache = config.journal_dir.join("linkcheck.json");
         findings.extend(crate::compose::linkcheck::check_cached(&links, &cache));

@@ -238,7 +238,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Preview(args) => {
             // `--watch` reads the settings again whenever they change.
             let file = cli.config.clone();
-            let reload = Box::new(move || Config::load(file.as_deref(), &overrides));
+            let reload = Box::new(move || {
+                Config::load(file.as_deref(), &overrides).map(|c| (c.compose(), config_path(&c)))
+            });
             preview::run(args, &config, reload)
         }
         Command::Check(args) => check::run(args, &config),

@@ -55,11 +55,12 @@ pub fn run(args: Args, config: &Config, reload: Box<Reload>) -> anyhow::Result<i
         let settings = super::config_path(config);
         return watch(args, settings, reload);
     }
-    let issue = Issue::compose(&args.post, config)?;
+    let options = config.compose();
+    let issue = Issue::compose(&args.post, &options)?;
     let dir = args
         .out
         .unwrap_or_else(|| Path::new("preview").join(issue.post.slug()));
-    let written = preview::write(&issue, config, &dir)?;
+    let written = preview::write(&issue, &options, &dir)?;
     let findings = &written.findings;
     if args.json {
         output::json(&serde_json::json!({

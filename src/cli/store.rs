@@ -49,7 +49,7 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
 }
 
 fn migrate(a: MigrateArgs, config: &Config) -> anyhow::Result<i32> {
-    let url = crate::config::database(&a.to).map_err(|e| InputError::at("--to", e))?;
+    let url = crate::config::database(&a.to).map_err(|e| InputError::at("--to", e.to_string()))?;
     let source = Location::Journal(config.journal_dir.clone());
     let Some(lite) = super::status::open_journal(&source)? else {
         anyhow::bail!(InputError::new(

@@ -6,7 +6,7 @@
 use crate::compose::content::visit::{self, Visit};
 use crate::compose::content::{Content, Link};
 use crate::compose::post::Post;
-use crate::config::Config;
+use crate::config::CheckOptions;
 use crate::findings::{Finding, Severity};
 
 // Defined with the digest, which is made to stay under it.
@@ -26,20 +26,42 @@ pub fn clip_warning(html_bytes: usize) -> Option<String> {
 
 /// Runs every check on a rendered issue. `html_size` is the size of the
 /// largest personalised HTML part, as a subscriber would receive it.
-pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) -> Vec<Finding> {
+pub fn check(
+    post: &Post,
+    content: &Content,
+    config: &CheckOptions,
+    html_size: usize,
+) -> Vec<Finding> {
     let mut out: Vec<Finding> = content.findings.clone();
-    let mut add = |severity, code, line, message: String, fix: &str| {
-        out.push(Finding {
-            severity,
-            code,
-            line,
-            message,
-            fix: fix.to_string(),
-        })
-    };
+    out.extend(size(html_size));
+    out.extend(links(content));
+    out.extend(front_matter(post, content));
+    out.extend(footer(config));
+    out.extend(dkim(config));
+    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
+    out
+}
 
+fn finding(
+    severity: Severity,
+    code: &'static str,
+    line: Option<usize>,
+    message: String,
+    fix: &str,
+) -> Finding {
+    Finding {
+        severity,
+        code,
+        line,
+        message,
+        fix: fix.to_string(),
+    }
+}
+
+/// Gmail clips the HTML over 102 KB (an error), and warns from 90% of it.
+fn size(html_size: usize) -> Option<Finding> {
     if html_size > GMAIL_CLIP_BYTES {
-        add(
+        Some(finding(
             Severity::Error,
             "gmail-clip",
             None,
@@ -48,9 +70,9 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
                 html_size.div_ceil(1024)
             ),
             "Add --fit (or `fit: true` in herald.yaml) to make a digest that links to the web version for the rest; or shorten the post.",
-        );
+        ))
     } else if html_size > GMAIL_CLIP_BYTES * 9 / 10 {
-        add(
+        Some(finding(
             Severity::Warning,
             "gmail-clip",
             None,
@@ -59,9 +81,14 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
                 html_size.div_ceil(1024)
             ),
             "Keep additions small, or shorten a section.",
-        );
+        ))
+    } else {
+        None
     }
+}
 
+/// Links to editable documents and through other tools' click tracking.
+fn links(content: &Content) -> Vec<Finding> {
     // SVG pictures are checked where they are turned into PNGs
     // (`svg-image`, `image-upload`, `large-inline-image`: see crate::compose::images).
     struct Links<'a>(Vec<&'a Link>);
@@ -78,6 +105,7 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
     }
     visit::blocks(&mut links, content.all_blocks());
 
+    let mut out = Vec::new();
     for link in &links.0 {
         if let Some(kind) = crate::urls::editable_document(&link.url) {
             let where_ = if heading_lines.contains(&link.line) {
@@ -85,7 +113,7 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
             } else {
                 "a link goes"
             };
-            add(
+            out.push(finding(
                 Severity::Warning,
                 "editable-document",
                 Some(link.line),
@@ -94,10 +122,10 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
                     link.url
                 ),
                 "Link to the published page (or a PDF on the website) instead, or remove the link.",
-            );
+            ));
         }
         if is_tracking_link(&link.url) {
-            add(
+            out.push(finding(
                 Severity::Notice,
                 "tracking-link",
                 Some(link.line),
@@ -106,46 +134,58 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
                     link.url
                 ),
                 "Link straight to the page; old tracking links expire.",
-            );
+            ));
         }
     }
+    out
+}
 
+/// What the front matter lacks for inboxes (a summary, the web version),
+/// and a post hidden on the website.
+fn front_matter(post: &Post, content: &Content) -> Vec<Finding> {
+    let mut out = Vec::new();
     if content.preheader.is_none() {
-        add(
+        out.push(finding(
             Severity::Warning,
             "missing-preheader",
             Some(1),
             "the post has no `seo.description`, so inboxes show the first words of the email instead of a summary".into(),
             "Add a one-line summary as `description:` under `seo:` in the front matter.",
-        );
+        ));
     }
     if content.web_url.is_none() {
-        add(
+        out.push(finding(
             Severity::Warning,
             "missing-web-link",
             Some(1),
             "the post has no `seo.url`, so the email has no \"view in browser\" link".into(),
             "Add the post's address on the website as `url:` under `seo:`.",
-        );
+        ));
     }
     if post.front_matter.hidden {
-        add(
+        out.push(finding(
             Severity::Notice,
             "hidden-post",
             Some(1),
             "the post is hidden on the website (`hidePost: true`), so \"view in browser\" may not open".into(),
             "Publish the post on the website before sending, or ignore this for a test.",
-        );
+        ));
     }
+    out
+}
+
+/// The footer the law and `herald send` require: a postal address and an
+/// unsubscribe page.
+fn footer(config: &CheckOptions) -> Option<Finding> {
     let mut missing = Vec::new();
-    if config.postal_address.is_none() {
+    if !config.has_postal_address {
         missing.push("`postal_address` (the law requires it in bulk mail)");
     }
-    if config.unsubscribe_url.is_none() {
+    if !config.has_unsubscribe_url {
         missing.push("`unsubscribe_url`");
     }
-    if !missing.is_empty() {
-        add(
+    (!missing.is_empty()).then(|| {
+        finding(
             Severity::Warning,
             "missing-footer",
             None,
@@ -154,16 +194,13 @@ pub fn check(post: &Post, content: &Content, config: &Config, html_size: usize) 
                 missing.join(" and ")
             ),
             "Set them in herald.yaml (see herald.example.yaml).",
-        );
-    }
-    out.extend(dkim(config));
-    out.sort_by(|a, b| b.severity.cmp(&a.severity).then(a.line.cmp(&b.line)));
-    out
+        )
+    })
 }
 
 /// What would make receivers distrust the signatures, or find none: for
 /// each configured key (one or two), the same reading `send` does.
-fn dkim(config: &Config) -> Vec<Finding> {
+fn dkim(config: &CheckOptions) -> Vec<Finding> {
     let finding = |severity, code, message: String, fix: String| Finding {
         severity,
         code,
@@ -171,7 +208,7 @@ fn dkim(config: &Config) -> Vec<Finding> {
         message,
         fix,
     };
-    let keys = config.dkim_keys();
+    let keys = &config.dkim_keys;
     let Some(domain) = config.dkim_domain.as_ref().filter(|_| !keys.is_empty()) else {
         return vec![finding(
             Severity::Warning,
@@ -195,7 +232,7 @@ fn dkim(config: &Config) -> Vec<Finding> {
     }
     let mut any_rsa = false;
     let mut all_read = true;
-    for k in &keys {
+    for k in keys {
         let key = match crate::dkim::load_key(&k.key_file, &k.selector) {
             Ok(key) => key,
             Err(e) => {
@@ -275,14 +312,16 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::config::Config;
     use crate::urls::Base;
 
     fn findings(body: &str, config: &Config, html_size: usize) -> Vec<Finding> {
+        let options = config.compose();
         let text = format!("---\ntitle: T\ndate: 2025-02-02\n---\n{body}");
         let post = crate::compose::post::parse(Path::new("post.md"), &text).unwrap();
         let base = Base::new(Some("https://openinfra.org"), None, false);
-        let content = crate::compose::content::build(&post, config, &base);
-        check(&post, &content, config, html_size)
+        let content = crate::compose::content::build(&post, &options.content, &base);
+        check(&post, &content, &options.check, html_size)
     }
 
     fn footer() -> Config {

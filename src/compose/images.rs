@@ -32,7 +32,7 @@ use url::Url;
 use crate::compose::content::visit::{self, VisitMut};
 use crate::compose::content::{COLUMN, Content, Image};
 use crate::compose::post::Post;
-use crate::config::Config;
+use crate::config::ImageOptions;
 use crate::findings::{Finding, Severity};
 use crate::urls::Base;
 
@@ -106,7 +106,12 @@ pub struct Illustrated {
 /// into a PNG, pointing the image at it (and giving it its displayed width).
 /// What could not be done, or needs the user, is added to the findings of
 /// the content returned.
-pub fn rasterise(post: &Post, mut content: Content, config: &Config, base: &Base) -> Illustrated {
+pub fn rasterise(
+    post: &Post,
+    mut content: Content,
+    config: &ImageOptions,
+    base: &Base,
+) -> Illustrated {
     let mut r = Rasteriser {
         assets_dir: config.assets_dir.clone(),
         assets_url: config.assets_url.as_ref().map(url::Url::to_string),

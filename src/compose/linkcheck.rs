@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use crate::compose::content::visit::{self, Visit};
 use crate::compose::content::{Block, Content, Image, Link};
-use crate::config::Config;
+use crate::config::LinkOptions;
 use crate::findings::{Finding, Severity};
 
 const MAX_REDIRECTS: usize = 5;
@@ -29,7 +29,7 @@ const PARALLEL: usize = 4;
 
 /// The web links of the content, each with the first line it is on;
 /// mailto:, merge-field links and the unsubscribe page are left out.
-pub fn links(content: &Content, config: &Config) -> Vec<(String, usize)> {
+pub fn links(content: &Content, config: &LinkOptions) -> Vec<(String, usize)> {
     struct Collect(Vec<(String, usize)>);
     impl<'a> Visit<'a> for Collect {
         fn link(&mut self, l: &'a Link) {

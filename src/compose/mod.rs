@@ -20,7 +20,7 @@ pub mod render;
 use std::borrow::Cow;
 use std::path::Path;
 
-use crate::config::Config;
+use crate::config::{ComposeOptions, PreviewOptions};
 use crate::findings::Finding;
 use crate::urls::Base;
 use content::Content;
@@ -39,24 +39,24 @@ pub struct Issue {
 
 impl Issue {
     /// Reads and renders a post.
-    pub fn compose(path: &Path, config: &Config) -> anyhow::Result<Issue> {
+    pub fn compose(path: &Path, config: &ComposeOptions) -> anyhow::Result<Issue> {
         Self::compose_post(post::load(path)?, config)
     }
 
     /// Parses and renders a post's text; `path` is only used in messages
     /// (for the fuzzer, `examples/fuzz.rs`, which has no file to read).
-    pub fn compose_text(path: &Path, text: &str, config: &Config) -> anyhow::Result<Issue> {
+    pub fn compose_text(path: &Path, text: &str, config: &ComposeOptions) -> anyhow::Result<Issue> {
         Self::compose_post(post::parse(path, text)?, config)
     }
 
-    fn compose_post(post: Post, config: &Config) -> anyhow::Result<Issue> {
+    fn compose_post(post: Post, config: &ComposeOptions) -> anyhow::Result<Issue> {
         let path = post.path.clone();
         let path = path.as_path();
-        let base = url_base(&post, config);
-        let content = content::build(&post, config, &base);
+        let base = url_base(&post, config.site_url.as_ref());
+        let content = content::build(&post, &config.content, &base);
         // Once per issue: every recipient's message reuses the PNGs.
-        let illustrated = images::rasterise(&post, content, config, &base);
-        let rendered = render::render(&illustrated.content, &illustrated.images, config)?;
+        let illustrated = images::rasterise(&post, content, &config.images, &base);
+        let rendered = render::render(&illustrated.content, &illustrated.images, &config.render)?;
         let issue = Issue {
             post,
             base,
@@ -66,7 +66,7 @@ impl Issue {
         if !config.fit {
             return Ok(issue);
         }
-        let full = issue.personalised_preview(config).0.len();
+        let full = issue.personalised_preview(&config.preview).0.len();
         if full <= fit::TARGET_BYTES {
             return Ok(issue);
         }
@@ -78,7 +78,7 @@ impl Issue {
             ));
         };
         // The digest shows fewer pictures; render keeps only those.
-        let rendered = render::render(&digest, &illustrated.images, config)?;
+        let rendered = render::render(&digest, &illustrated.images, &config.render)?;
         Ok(Issue {
             content: digest,
             rendered,
@@ -89,7 +89,7 @@ impl Issue {
     /// The HTML and text parts with the preview's stand-in values: merge
     /// fields take their defaults and the unsubscribe link points at the
     /// configured page with `?preview=1`.
-    pub fn personalised_preview(&self, config: &Config) -> (String, String) {
+    pub fn personalised_preview(&self, config: &PreviewOptions) -> (String, String) {
         let unsubscribe = self.preview_unsubscribe_url(config);
         let value = |name: &str| -> Option<Cow<'_, str>> {
             (name == "unsubscribe_url").then(|| Cow::Owned(unsubscribe.clone()))
@@ -103,7 +103,7 @@ impl Issue {
     /// The subject line with the preview's stand-in values: the configured
     /// `subject:` (else the post's title), its merge fields filled as a
     /// message fills them for a subscriber with no values of their own.
-    pub fn preview_subject(&self, config: &Config) -> String {
+    pub fn preview_subject(&self, config: &PreviewOptions) -> String {
         let Some(subject) = &config.subject else {
             return self.rendered.subject.clone();
         };
@@ -115,12 +115,13 @@ impl Issue {
         })
     }
 
-    pub fn check(&self, config: &Config) -> Vec<Finding> {
-        let (html, _) = self.personalised_preview(config);
-        check::check(&self.post, &self.content, config, html.len())
+    /// `check::check` on the issue, with the size of the HTML a subscriber gets.
+    pub fn check(&self, config: &ComposeOptions) -> Vec<Finding> {
+        let (html, _) = self.personalised_preview(&config.preview);
+        check::check(&self.post, &self.content, &config.check, html.len())
     }
 
-    fn preview_unsubscribe_url(&self, config: &Config) -> String {
+    fn preview_unsubscribe_url(&self, config: &PreviewOptions) -> String {
         let base = config
             .unsubscribe_url
             .as_ref()
@@ -132,10 +133,10 @@ impl Issue {
 }
 
 /// `site_url` from the config, else the site of the post's `seo.url`.
-fn url_base(post: &Post, config: &Config) -> Base {
+fn url_base(post: &Post, site_url: Option<&url::Url>) -> Base {
     let fm = &post.front_matter;
     Base::new(
-        config.site_url.as_ref().map(url::Url::as_str),
+        site_url.map(url::Url::as_str),
         fm.seo.url.as_deref(),
         fm.kind == Kind::BlogPost,
     )
@@ -144,6 +145,7 @@ fn url_base(post: &Post, config: &Config) -> Base {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     fn issue(config: &Config) -> Issue {
         let dir = tempfile::tempdir().unwrap();
@@ -153,16 +155,19 @@ mod tests {
             "---\ntitle: Spring Issue\nseo:\n  url: https://example.org/blog/spring\n---\n# News\n\nText.\n",
         )
         .unwrap();
-        Issue::compose(&path, config).unwrap()
+        Issue::compose(&path, &config.compose()).unwrap()
     }
 
     #[test]
     fn the_preview_subject_is_the_configured_one_with_stand_in_values() {
         let mut config = Config::default();
-        assert_eq!(issue(&config).preview_subject(&config), "Spring Issue");
+        assert_eq!(
+            issue(&config).preview_subject(&config.compose().preview),
+            "Spring Issue"
+        );
         config.subject = Some("{{ title }}, {{ first_name | default: \"friends\" }}!".into());
         assert_eq!(
-            issue(&config).preview_subject(&config),
+            issue(&config).preview_subject(&config.compose().preview),
             "Spring Issue, friends!"
         );
     }
@@ -177,7 +182,7 @@ mod tests {
             Some("https://example.org/blog/spring")
         );
         assert_eq!(
-            issue.preview_unsubscribe_url(&config),
+            issue.preview_unsubscribe_url(&config.compose().preview),
             "https://example.org/unsubscribe?preview=1"
         );
     }

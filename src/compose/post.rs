@@ -244,10 +244,15 @@ fn split<'a>(path: &Path, text: &'a str) -> Result<(&'a str, &'a str, usize), In
     ))
 }
 
-fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
-    // The front matter starts on line 2 of the file (line 1 is `---`).
-    let file_line = |yaml_line: usize| yaml_line + 1;
-    let value: Value = yaml_serde::from_str(yaml).map_err(|e| {
+/// The line in the file of a line of the front matter, which starts on
+/// line 2 of the file (line 1 is `---`).
+fn file_line(yaml_line: usize) -> usize {
+    yaml_line + 1
+}
+
+/// The front matter as YAML, or an error at the line to fix.
+fn yaml_value(path: &Path, yaml: &str) -> Result<Value, InputError> {
+    yaml_serde::from_str(yaml).map_err(|e| {
         // The parser notices an unclosed quote only where it runs into
         // something it cannot read, often lines later: name the line the
         // quote was opened on.
@@ -280,7 +285,11 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
                  `*` or `\"` must be put in quotes."
             ),
         )
-    })?;
+    })
+}
+
+fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
+    let value = yaml_value(path, yaml)?;
     let empty = Mapping::new();
     let map = match &value {
         Value::Mapping(m) => m,
@@ -350,62 +359,9 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
         Some(Value::String(s)) => s.trim().eq_ignore_ascii_case("true"),
         _ => false,
     };
-    let categories = match map.get("category") {
-        Some(Value::Sequence(items)) => items
-            .iter()
-            .filter_map(|item| match item {
-                Value::Mapping(m) => scalar(m.get("label")).ok().flatten(),
-                other => scalar(Some(other)).ok().flatten(),
-            })
-            .filter(|s| !s.is_empty())
-            .collect(),
-        other => scalar(other).ok().flatten().into_iter().collect(),
-    };
-    let seo = match map.get("seo") {
-        Some(Value::Mapping(m)) => {
-            let get = |k: &str| scalar(m.get(k)).ok().flatten().filter(|s| !s.is_empty());
-            Seo {
-                title: get("title"),
-                description: get("description"),
-                url: get("url"),
-                image: get("image"),
-                twitter: get("twitterUsername").and_then(|t| normalise_twitter(&t)),
-            }
-        }
-        _ => Seo::default(),
-    };
-    // Trust boundary: `seo.url` becomes the "view in browser" link and the
-    // digest's "Continue reading" buttons, in every message.
-    if let Some(Err(scheme)) = seo.url.as_deref().map(crate::urls::check_web) {
-        let line = yaml
-            .lines()
-            .position(|l| l.trim_start().starts_with("url:"))
-            .map(|i| file_line(i + 1));
-        return Err(InputError::new(
-            path,
-            line,
-            format!(
-                "`seo.url` is a `{scheme}:` address; it must be the web version of the post, \
-                 starting with https:// (or a bare slug such as `my-post`)."
-            ),
-        ));
-    }
-    let call_to_action = match map.get("footer") {
-        Some(Value::Mapping(m)) => {
-            let get = |k: &str| scalar(m.get(k)).ok().flatten().filter(|s| !s.is_empty());
-            let shown = !matches!(m.get("display"), Some(Value::Bool(false)));
-            match (shown, get("buttonText"), get("button")) {
-                (true, Some(button_text), Some(url)) => Some(CallToAction {
-                    text: get("subTitle").or_else(|| get("title")),
-                    button_text,
-                    url,
-                    line: file_line(key_line(yaml, "footer").unwrap_or(1)),
-                }),
-                _ => None,
-            }
-        }
-        _ => None,
-    };
+    let categories = categories(map);
+    let seo = seo(path, yaml, map)?;
+    let call_to_action = call_to_action(yaml, map);
     Ok(FrontMatter {
         call_to_action,
         lang: text_of("lang")?.filter(|s| !s.is_empty()),
@@ -421,6 +377,78 @@ fn front_matter(path: &Path, yaml: &str) -> Result<FrontMatter, InputError> {
         hidden,
         seo,
     })
+}
+
+/// `category:`, a list of labels (or of maps with a `label`), or one.
+fn categories(map: &Mapping) -> Vec<String> {
+    match map.get("category") {
+        Some(Value::Sequence(items)) => items
+            .iter()
+            .filter_map(|item| match item {
+                Value::Mapping(m) => scalar(m.get("label")).ok().flatten(),
+                other => scalar(Some(other)).ok().flatten(),
+            })
+            .filter(|s| !s.is_empty())
+            .collect(),
+        other => scalar(other).ok().flatten().into_iter().collect(),
+    }
+}
+
+/// `seo:`, its `url` checked: it is the web version in every message.
+fn seo(path: &Path, yaml: &str, map: &Mapping) -> Result<Seo, InputError> {
+    let seo = match map.get("seo") {
+        Some(Value::Mapping(m)) => {
+            let get = |k: &str| scalar(m.get(k)).ok().flatten().filter(|s| !s.is_empty());
+            Seo {
+                title: get("title"),
+                description: get("description"),
+                url: get("url"),
+                image: get("image"),
+                twitter: get("twitterUsername").and_then(|t| normalise_twitter(&t)),
+            }
+        }
+        _ => Seo::default(),
+    };
+    // Trust boundary: `seo.url` becomes the "view in browser" link and the
+    // digest's "Continue reading" buttons, in every message.
+    if let Some(Err(crate::urls::NotWeb { scheme })) =
+        seo.url.as_deref().map(crate::urls::check_web)
+    {
+        let line = yaml
+            .lines()
+            .position(|l| l.trim_start().starts_with("url:"))
+            .map(|i| file_line(i + 1));
+        return Err(InputError::new(
+            path,
+            line,
+            format!(
+                "`seo.url` is a `{scheme}:` address; it must be the web version of the post, \
+                 starting with https:// (or a bare slug such as `my-post`)."
+            ),
+        ));
+    }
+    Ok(seo)
+}
+
+/// `footer:`, the website's call to action, when it is shown and has a
+/// button.
+fn call_to_action(yaml: &str, map: &Mapping) -> Option<CallToAction> {
+    match map.get("footer") {
+        Some(Value::Mapping(m)) => {
+            let get = |k: &str| scalar(m.get(k)).ok().flatten().filter(|s| !s.is_empty());
+            let shown = !matches!(m.get("display"), Some(Value::Bool(false)));
+            match (shown, get("buttonText"), get("button")) {
+                (true, Some(button_text), Some(url)) => Some(CallToAction {
+                    text: get("subTitle").or_else(|| get("title")),
+                    button_text,
+                    url,
+                    line: file_line(key_line(yaml, "footer").unwrap_or(1)),
+                }),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// The line (1-based, within `yaml`) of a quoted value still open on line

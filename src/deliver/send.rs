@@ -66,7 +66,7 @@ pub enum Outcome {
 /// a relay's mailer or opens the journal for writing, so no flag, setting
 /// or path can make a dry run send or record anything.
 pub fn run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::Result<Outcome> {
-    let issue = Issue::compose(&opts.post, config)?;
+    let issue = Issue::compose(&opts.post, &config.compose())?;
     if opts.dry_run {
         return dry_run(opts, config, config_path, &issue).map(Outcome::Written);
     }
@@ -84,7 +84,7 @@ pub fn run(opts: &SendOptions, config: &Config, config_path: &Path) -> anyhow::R
 /// unsubscribe link.
 fn refuse_check_errors(issue: &Issue, config: &Config, post: &Path) -> anyhow::Result<()> {
     let errors: Vec<_> = issue
-        .check(config)
+        .check(&config.compose())
         .into_iter()
         .filter(|f| f.severity == crate::findings::Severity::Error)
         .collect();
@@ -1382,7 +1382,7 @@ mod tests {
         )
         .unwrap();
         let config = Config::default();
-        let issue = Issue::compose(&post, &config).unwrap();
+        let issue = Issue::compose(&post, &config.compose()).unwrap();
         let missing = fields_without_column(&issue, &config, &["first_name".into()], true);
         assert_eq!(missing, ["company"]);
         // A test send has no list: every field without a default is empty.

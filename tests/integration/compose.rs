@@ -285,7 +285,7 @@ fn generated_posts_of_mixed_markdown_and_html_always_render() {
         (seed >> 33) as usize
     };
     let tmp = tempfile::tempdir().unwrap();
-    let config = Config::default();
+    let config = Config::default().compose();
     for n in 0..1500 {
         let mut post = String::from(
             "---\ntitle: \"Generated <post> & more\"\nseo:\n  url: https://openinfra.org/blog/generated\n---\n",
@@ -297,7 +297,7 @@ fn generated_posts_of_mixed_markdown_and_html_always_render() {
         std::fs::write(&path, &post).unwrap();
         let issue = Issue::compose(&path, &config)
             .unwrap_or_else(|e| panic!("post {n} failed: {e:#}\n{post}"));
-        let (html, text) = issue.personalised_preview(&config);
+        let (html, text) = issue.personalised_preview(&config.preview);
         for url in html_urls(&html) {
             assert!(is_absolute(&url), "post {n}: relative URL {url}\n{post}");
         }

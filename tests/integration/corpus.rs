@@ -606,9 +606,10 @@ fn digest_excerpts_hold_prose_end_on_a_sentence_and_show_one_picture() {
         .iter()
         .filter(|p| p.parent().unwrap().ends_with("annual-reports"))
     {
-        let digest = herald::compose::Issue::compose(post, &config).unwrap();
+        let digest = herald::compose::Issue::compose(post, &config.compose()).unwrap();
         let whole =
-            herald::compose::Issue::compose(post, &herald::config::Config::default()).unwrap();
+            herald::compose::Issue::compose(post, &herald::config::Config::default().compose())
+                .unwrap();
         if !digest
             .content
             .findings

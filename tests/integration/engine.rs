@@ -40,7 +40,7 @@ pub(crate) fn rig_of(addresses: Vec<String>) -> Rig {
     let dir = tempfile::tempdir().unwrap();
     let config = Config::load(Some(&example_config()), &[]).unwrap();
     let path = example_config();
-    let issue = herald::compose::Issue::compose(&example_post(), &config).unwrap();
+    let issue = herald::compose::Issue::compose(&example_post(), &config.compose()).unwrap();
     let composer = Composer::new(
         &issue,
         &config,

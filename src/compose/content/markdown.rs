@@ -587,82 +587,97 @@ impl<'a> Builder<'a> {
                     cells.push(trim_inlines(inlines));
                 }
             }
-            InlineKind::Link { url } => {
-                let saved = self.line;
-                self.line = line;
-                if is_blank(&inlines) && !inlines.iter().any(|i| matches!(i, Inline::Image(_))) {
-                    // An empty link shows nothing; in a heading it is usually a stray anchor.
-                    self.note(
-                        Severity::Warning,
-                        "empty-link",
-                        format!("a link to {} has no text, so nobody can see or click it; it is left out", url.trim()),
-                        "Put the words to click in the brackets, `[Register now](https://...)`, or remove the link.",
-                    );
-                    for i in inlines {
-                        self.push_inline(i)
-                    }
-                    self.line = saved;
-                    return;
-                }
-                match self.fix_url(&url, "link") {
-                    Some(fixed) => {
-                        // A link that shows its own address shows the one
-                        // it goes to (a youtu.be link is written out: see
-                        // urls::absolutize), so no shortener is left in the text.
-                        let shows_address = matches!(inlines.as_slice(),
-                            [Inline::Text(t)] if t.trim() == url.trim() && t.contains("youtu.be/"));
-                        let children = if shows_address {
-                            vec![Inline::Text(fixed.clone())]
-                        } else {
-                            inlines
-                        };
-                        self.push_inline(Inline::Link(Link {
-                            url: fixed,
-                            children,
-                            line,
-                        }))
-                    }
-                    None => {
-                        for i in inlines {
-                            self.push_inline(i)
-                        }
-                    }
-                }
-                self.line = saved;
-            }
+            InlineKind::Link { url } => self.fold_link(&url, inlines, line),
             InlineKind::Image {
                 src,
                 title,
                 width: own,
-            } => {
-                let saved = self.line;
-                self.line = line;
-                let alt = collapse_ws(&Inline::plain(&inlines));
-                let width = match (own, width.or(self.width_limit())) {
-                    (Some(a), Some(b)) => Some(a.min(b)),
-                    (a, b) => a.or(b),
+            } => self.fold_image(&src, title, own, inlines, line, width),
+        }
+    }
+
+    /// A link's text becomes a link (its address made absolute); a link
+    /// with no text, or an address that cannot be used, leaves its text.
+    fn fold_link(&mut self, url: &str, inlines: Vec<Inline>, line: usize) {
+        let saved = self.line;
+        self.line = line;
+        if is_blank(&inlines) && !inlines.iter().any(|i| matches!(i, Inline::Image(_))) {
+            // An empty link shows nothing; in a heading it is usually a stray anchor.
+            self.note(
+                Severity::Warning,
+                "empty-link",
+                format!("a link to {} has no text, so nobody can see or click it; it is left out", url.trim()),
+                "Put the words to click in the brackets, `[Register now](https://...)`, or remove the link.",
+            );
+            for i in inlines {
+                self.push_inline(i)
+            }
+            self.line = saved;
+            return;
+        }
+        match self.fix_url(url, "link") {
+            Some(fixed) => {
+                // A link that shows its own address shows the one
+                // it goes to (a youtu.be link is written out: see
+                // urls::absolutize), so no shortener is left in the text.
+                let shows_address = matches!(inlines.as_slice(),
+                    [Inline::Text(t)] if t.trim() == url.trim() && t.contains("youtu.be/"));
+                let children = if shows_address {
+                    vec![Inline::Text(fixed.clone())]
+                } else {
+                    inlines
                 };
-                if src.trim().is_empty() {
-                    self.note(
-                        Severity::Warning,
-                        "empty-image",
-                        "an image has no file (`![]()`); it is left out of the email".into(),
-                        "Remove the empty image from the post, or give it a file such as `![Alt text](/img/picture.png)`.",
-                    );
-                } else if let Some(src) = self.fix_url(&src, "image") {
-                    self.push_inline(Inline::Image(Image {
-                        src,
-                        alt,
-                        alt_derived: false,
-                        title,
-                        link: None,
-                        width,
-                        line,
-                    }));
+                self.push_inline(Inline::Link(Link {
+                    url: fixed,
+                    children,
+                    line,
+                }))
+            }
+            None => {
+                for i in inlines {
+                    self.push_inline(i)
                 }
-                self.line = saved;
             }
         }
+        self.line = saved;
+    }
+
+    /// A picture, its width the smaller of its own and the room it has.
+    fn fold_image(
+        &mut self,
+        src: &str,
+        title: Option<String>,
+        own: Option<u32>,
+        inlines: Vec<Inline>,
+        line: usize,
+        width: Option<u32>,
+    ) {
+        let saved = self.line;
+        self.line = line;
+        let alt = collapse_ws(&Inline::plain(&inlines));
+        let width = match (own, width.or(self.width_limit())) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        if src.trim().is_empty() {
+            self.note(
+                Severity::Warning,
+                "empty-image",
+                "an image has no file (`![]()`); it is left out of the email".into(),
+                "Remove the empty image from the post, or give it a file such as `![Alt text](/img/picture.png)`.",
+            );
+        } else if let Some(src) = self.fix_url(src, "image") {
+            self.push_inline(Inline::Image(Image {
+                src,
+                alt,
+                alt_derived: false,
+                title,
+                link: None,
+                width,
+                line,
+            }));
+        }
+        self.line = saved;
     }
 
     pub(super) fn push_inline(&mut self, inline: Inline) {

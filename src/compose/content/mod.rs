@@ -20,7 +20,7 @@ pub mod visit;
 pub use passes::{anchor, is_call_to_action};
 
 use crate::compose::post::{Kind, Post};
-use crate::config::Config;
+use crate::config::ContentOptions;
 use crate::findings::Finding;
 use crate::urls::Base;
 
@@ -85,14 +85,14 @@ impl Default for Language {
 }
 
 impl Language {
-    fn of(post: &Post, config: &Config) -> (Language, Vec<Finding>) {
+    fn of(post: &Post, config: &ContentOptions) -> (Language, Vec<Finding>) {
         let d = Language::default();
         let fm = &post.front_matter;
         let mut findings = Vec::new();
         // The front matter is the writer's; a tag herald cannot use is
         // named and left out rather than written into the email.
         let mut own = |value: &Option<String>,
-                       parse: fn(&str) -> Result<String, String>,
+                       parse: fn(&str) -> Result<String, crate::config::ValueError>,
                        key: &str| {
             value.as_deref().and_then(|v| match parse(v) {
                 Ok(v) => Some(v),
@@ -233,7 +233,7 @@ impl Content {
 }
 
 /// Builds the content model of a post; `base` completes its relative links.
-pub fn build(post: &Post, config: &Config, base: &Base) -> Content {
+pub fn build(post: &Post, config: &ContentOptions, base: &Base) -> Content {
     let fm = &post.front_matter;
     let mut b = Builder::new(post, base.clone());
     b.run(&post.body);
@@ -421,7 +421,11 @@ mod tests {
         let post = crate::compose::post::parse(Path::new("t.md"), &text).unwrap();
         let fm = &post.front_matter;
         let base = Base::new(None, fm.seo.url.as_deref(), fm.kind == Kind::BlogPost);
-        build(&post, &Config::default(), &base)
+        build(
+            &post,
+            &crate::config::Config::default().compose().content,
+            &base,
+        )
     }
 
     fn codes(c: &Content) -> Vec<&'static str> {

@@ -68,22 +68,7 @@ impl Builder<'_> {
         }
         let html = Some(name.to_string());
         match name {
-            "p" | "div" => {
-                // Inside a link or emphasis a block tag cannot end the
-                // element; the inline content just goes on.
-                if matches!(self.stack.last().map(|f| &f.frame), Some(Frame::Inlines { kind, .. }) if !matches!(kind, InlineKind::Paragraph { implicit: true }))
-                {
-                    return;
-                }
-                self.close_implicit_paragraph();
-                let width = style_px(attrs, "max-width").or_else(|| style_px(attrs, "width"));
-                // The paragraph carries the tag, so `</div>` knows where it ends.
-                self.open_implicit_paragraph();
-                if let Some(top) = self.stack.last_mut() {
-                    top.html = html;
-                    top.width = width;
-                }
-            }
+            "p" | "div" => self.html_paragraph(attrs, html),
             "ul" | "ol" => {
                 let start = if name == "ol" {
                     Some(
@@ -133,35 +118,8 @@ impl Builder<'_> {
                     *in_head = true;
                 }
             }
-            "tr" => {
-                self.close_inlines();
-                if let Some(i) = self
-                    .stack
-                    .iter()
-                    .rposition(|f| matches!(f.frame, Frame::Row { .. }))
-                    && self.stack[i].html.is_some()
-                {
-                    self.close_through(i);
-                }
-                self.open(Frame::Row { cells: vec![] }, html)
-            }
-            "td" | "th" => {
-                if let Some(i) = self.stack.iter().rposition(|f| {
-                    matches!(
-                        f.frame,
-                        Frame::Inlines {
-                            kind: InlineKind::Cell,
-                            ..
-                        }
-                    )
-                }) {
-                    self.close_through(i);
-                }
-                if !matches!(self.top_frame_mut(), Some(Frame::Row { .. })) {
-                    self.open(Frame::Row { cells: vec![] }, None);
-                }
-                self.open_cell(html)
-            }
+            "tr" => self.html_row(html),
+            "td" | "th" => self.html_cell(html),
             "strong" | "b" => self.open_inline(InlineKind::Strong, html),
             "em" | "i" => self.open_inline(InlineKind::Emph, html),
             "s" | "del" | "strike" => self.open_inline(InlineKind::Strike, html),
@@ -172,52 +130,10 @@ impl Builder<'_> {
                     self.open_inline(InlineKind::Link { url: href.clone() }, html)
                 }
             }
-            "img" => {
-                let src = attrs.get("src").cloned().unwrap_or_default();
-                let width = attrs
-                    .get("width")
-                    .and_then(|w| w.trim().trim_end_matches("px").parse().ok())
-                    .or_else(|| style_px(attrs, "width"))
-                    .or_else(|| style_px(attrs, "max-width"));
-                self.open_inline(
-                    InlineKind::Image {
-                        src,
-                        title: attrs.get("title").cloned().filter(|t| !t.trim().is_empty()),
-                        width,
-                    },
-                    None,
-                );
-                if let Some(alt) = attrs.get("alt") {
-                    self.push_inline(Inline::Text(alt.clone()));
-                }
-                self.close_top();
-            }
+            "img" => self.html_image(attrs),
             "br" => self.push_inline(Inline::Break),
             "hr" => self.push_block(Block::Rule),
-            _ if EMBEDS.contains(&name) => {
-                if let Some(src) = attrs.get("src").filter(|s| !s.trim().is_empty()) {
-                    self.note(
-                        Severity::Warning,
-                        "html-changed",
-                        format!("an embedded <{name}> cannot play in email; it became a link to {src}"),
-                        "Check the link reads well, or replace the embed with a picture linking to it.",
-                    );
-                    self.close_implicit_paragraph();
-                    self.open_inline(InlineKind::Link { url: src.clone() }, None);
-                    self.push_inline(Inline::Text("Watch it on the web".into()));
-                    self.close_inlines();
-                } else {
-                    self.note(
-                        Severity::Warning,
-                        "html-changed",
-                        format!("an embedded <{name}> with no address was removed"),
-                        "Replace the embed with a picture and a link.",
-                    );
-                }
-                if !self_closing && name != "embed" {
-                    self.skipping = Some((name.to_string(), 1));
-                }
-            }
+            _ if EMBEDS.contains(&name) => self.html_embed(name, attrs, self_closing),
             _ if SKIP_WITH_CONTENT.contains(&name) => {
                 self.note(
                     Severity::Warning,
@@ -236,6 +152,109 @@ impl Builder<'_> {
                 format!("the <{name}> tag was removed; its text is kept"),
                 "Check the email still reads as intended, or write that part in Markdown.",
             ),
+        }
+    }
+
+    /// `<p>` and `<div>`: a paragraph (carrying the tag, so `</div>` knows
+    /// where it ends, and the width a `<div>` gives its picture).
+    fn html_paragraph(&mut self, attrs: &BTreeMap<String, String>, html: Option<String>) {
+        // Inside a link or emphasis a block tag cannot end the
+        // element; the inline content just goes on.
+        if matches!(self.stack.last().map(|f| &f.frame), Some(Frame::Inlines { kind, .. }) if !matches!(kind, InlineKind::Paragraph { implicit: true }))
+        {
+            return;
+        }
+        self.close_implicit_paragraph();
+        let width = style_px(attrs, "max-width").or_else(|| style_px(attrs, "width"));
+        // The paragraph carries the tag, so `</div>` knows where it ends.
+        self.open_implicit_paragraph();
+        if let Some(top) = self.stack.last_mut() {
+            top.html = html;
+            top.width = width;
+        }
+    }
+
+    /// `<tr>`: a new row, closing an open one that came from HTML too.
+    fn html_row(&mut self, html: Option<String>) {
+        self.close_inlines();
+        if let Some(i) = self
+            .stack
+            .iter()
+            .rposition(|f| matches!(f.frame, Frame::Row { .. }))
+            && self.stack[i].html.is_some()
+        {
+            self.close_through(i);
+        }
+        self.open(Frame::Row { cells: vec![] }, html)
+    }
+
+    /// `<td>` and `<th>`: a cell, closing the open one, in a row (one is
+    /// opened for a cell outside any).
+    fn html_cell(&mut self, html: Option<String>) {
+        if let Some(i) = self.stack.iter().rposition(|f| {
+            matches!(
+                f.frame,
+                Frame::Inlines {
+                    kind: InlineKind::Cell,
+                    ..
+                }
+            )
+        }) {
+            self.close_through(i);
+        }
+        if !matches!(self.top_frame_mut(), Some(Frame::Row { .. })) {
+            self.open(Frame::Row { cells: vec![] }, None);
+        }
+        self.open_cell(html)
+    }
+
+    /// `<img>`: a picture, its `alt` as its text, its width from the
+    /// attribute or the style.
+    fn html_image(&mut self, attrs: &BTreeMap<String, String>) {
+        let src = attrs.get("src").cloned().unwrap_or_default();
+        let width = attrs
+            .get("width")
+            .and_then(|w| w.trim().trim_end_matches("px").parse().ok())
+            .or_else(|| style_px(attrs, "width"))
+            .or_else(|| style_px(attrs, "max-width"));
+        self.open_inline(
+            InlineKind::Image {
+                src,
+                title: attrs.get("title").cloned().filter(|t| !t.trim().is_empty()),
+                width,
+            },
+            None,
+        );
+        if let Some(alt) = attrs.get("alt") {
+            self.push_inline(Inline::Text(alt.clone()));
+        }
+        self.close_top();
+    }
+
+    /// An embed (`<iframe>`, `<video>`...): a link to what it shows, its
+    /// content skipped.
+    fn html_embed(&mut self, name: &str, attrs: &BTreeMap<String, String>, self_closing: bool) {
+        if let Some(src) = attrs.get("src").filter(|s| !s.trim().is_empty()) {
+            self.note(
+                Severity::Warning,
+                "html-changed",
+                format!("an embedded <{name}> cannot play in email; it became a link to {src}"),
+                "Check the link reads well, or replace the embed with a picture linking to it.",
+            );
+            self.close_implicit_paragraph();
+            self.open_inline(InlineKind::Link { url: src.clone() }, None);
+            self.push_inline(Inline::Text("Watch it on the web".into()));
+            self.close_inlines();
+        } else {
+            self.note(
+                Severity::Warning,
+                "html-changed",
+                format!("an embedded <{name}> with no address was removed"),
+                "Replace the embed with a picture and a link.",
+            );
+        }
+        if !self_closing && name != "embed" {
+            self.skipping = Some((name.to_string(), 1));
         }
     }
 

@@ -42,7 +42,7 @@ use tokio::sync::watch;
 use super::{Mode, Shown};
 use crate::compose::Issue;
 use crate::compose::images;
-use crate::config::{self, Config};
+use crate::config::ComposeOptions;
 
 /// How often the files are looked at.
 pub const POLL: Duration = Duration::from_millis(250);
@@ -58,8 +58,10 @@ const KEEP_ALIVE: Duration = Duration::from_secs(15);
 /// On Ctrl-C, requests in flight get this long.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// Reads the settings again (herald.yaml, the environment, the flags).
-pub type Reload = dyn Fn() -> Result<Config, crate::InputError> + Send + Sync;
+/// Reads the settings again (herald.yaml, the environment, the flags): the
+/// compose options and the settings file they were read from (watched; the
+/// file herald would read when there is none yet).
+pub type Reload = dyn Fn() -> Result<(ComposeOptions, PathBuf), crate::InputError> + Send + Sync;
 
 /// What the server shows: one version of the preview.
 #[derive(Debug)]
@@ -224,13 +226,10 @@ impl Watcher {
         let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let config = (self.reload)().map_err(anyhow::Error::new);
             let settings_file = match &config {
-                Ok(c) => c
-                    .file
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(config::DEFAULT_FILE)),
+                Ok((_, file)) => file.clone(),
                 Err(_) => self.settings.clone(),
             };
-            let result = config.and_then(|c| {
+            let result = config.and_then(|(c, _)| {
                 let issue = Issue::compose(&self.post, &c)?;
                 let images: Vec<(String, Vec<u8>)> = issue
                     .rendered
@@ -525,7 +524,12 @@ mod tests {
         let watch = Watch::start(
             post.clone(),
             dir.path().join("herald.yaml"),
-            Box::new(|| Ok(Config::default())),
+            Box::new(|| {
+                Ok((
+                    crate::config::Config::default().compose(),
+                    PathBuf::from(crate::config::DEFAULT_FILE),
+                ))
+            }),
         );
         let first = watch.current();
         assert!(first.error.is_none(), "{:?}", first.error);

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::compose::Issue;
 use crate::compose::images;
-use crate::config::Config;
+use crate::config::ComposeOptions;
 use crate::findings::{Finding, Severity};
 
 pub mod live;
@@ -122,8 +122,8 @@ pub struct Shown {
 }
 
 impl Shown {
-    pub fn new(issue: &Issue, config: &Config) -> Shown {
-        let (mut html, text) = issue.personalised_preview(config);
+    pub fn new(issue: &Issue, config: &ComposeOptions) -> Shown {
+        let (mut html, text) = issue.personalised_preview(&config.preview);
         // The size subscribers get, before the preview's own image addresses.
         let html_bytes = html.len();
         for img in &issue.rendered.images {
@@ -133,7 +133,7 @@ impl Shown {
         Shown {
             post: issue.post.path.clone(),
             title: issue.content.title.clone(),
-            subject: issue.preview_subject(config),
+            subject: issue.preview_subject(&config.preview),
             preheader: issue.content.preheader.clone().unwrap_or_default(),
             html,
             text,
@@ -216,7 +216,7 @@ pub fn page(shown: Option<&Shown>, error: Option<&str>, mode: Mode<'_>) -> anyho
 /// browser, and for uploading to `assets_url`). The preview's HTML shows
 /// those files where the email says `cid:` or an `assets_url` address, so
 /// it works in a browser before anything is uploaded.
-pub fn write(issue: &Issue, config: &Config, dir: &Path) -> anyhow::Result<Written> {
+pub fn write(issue: &Issue, config: &ComposeOptions, dir: &Path) -> anyhow::Result<Written> {
     std::fs::create_dir_all(dir).map_err(|e| {
         anyhow::anyhow!(
             "cannot create the folder {} ({e}). Choose another with --out.",

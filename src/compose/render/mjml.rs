@@ -5,7 +5,7 @@
 use askama::Template;
 
 use crate::compose::content::{Block, COLUMN, Content, Image, Inline, Language};
-use crate::config::Config;
+use crate::config::RenderOptions;
 use crate::html;
 
 const TEXT: &str = "#1f2933";
@@ -57,7 +57,7 @@ struct EmailMjml<'a> {
     postal_address: Option<&'a str>,
 }
 
-pub fn mjml(content: &Content, config: &Config, accent: &str) -> String {
+pub fn mjml(content: &Content, config: &RenderOptions, accent: &str) -> String {
     let w = Writer { accent };
     let t = EmailMjml {
         lang: &content.language.lang,

@@ -11,7 +11,7 @@ mod text;
 pub use crate::compose::content::COLUMN;
 pub use text::wrap;
 
-use crate::config::Config;
+use crate::config::RenderOptions;
 use std::collections::HashSet;
 
 use crate::compose::content::visit::{self, Visit};
@@ -61,7 +61,7 @@ pub enum RenderError {
 pub fn render(
     content: &Content,
     images: &[RasterImage],
-    config: &Config,
+    config: &RenderOptions,
 ) -> Result<Rendered, RenderError> {
     let accent = config.accent_color.as_deref().unwrap_or(DEFAULT_ACCENT);
     let mjml = mjml::mjml(content, config, accent);

@@ -6,7 +6,7 @@
 use askama::Template;
 
 use crate::compose::content::{Block, Content, Image, Inline, Language};
-use crate::config::Config;
+use crate::config::RenderOptions;
 
 pub const WIDTH: usize = 72;
 
@@ -25,7 +25,7 @@ struct EmailText<'a> {
     postal_address: Option<&'a str>,
 }
 
-pub fn text(content: &Content, config: &Config) -> String {
+pub fn text(content: &Content, config: &RenderOptions) -> String {
     let mut w = Writer::default();
     let intro = w.section_body(&content.intro, 1);
     let sections = content
