@@ -59,10 +59,7 @@ pub(super) async fn build_jobs<M: Mailer>(
                     Arc::clone(&columns),
                 );
                 tokio::task::spawn_blocking(move || {
-                    chunk
-                        .into_iter()
-                        .map(|row| build_one(&shared, &composer, &columns, row))
-                        .collect::<Vec<_>>()
+                    build_batch(&shared, &composer, &columns, chunk)
                 })
                 .await
                 .expect("building a message does not panic")
@@ -86,8 +83,23 @@ pub(super) async fn build_jobs<M: Mailer>(
     }
 }
 
+/// Builds a batch of messages (up to [`CHUNK`] rows of the queue, in
+/// order), on the blocking pool: for each row, its message or the update
+/// that records why it cannot be made, in the rows' order. The one place
+/// messages are built; a builder that builds a batch in parallel goes here.
+pub(super) fn build_batch<M: Mailer>(
+    shared: &Shared<M>,
+    composer: &Composer,
+    columns: &Arc<Vec<String>>,
+    rows: Vec<Row>,
+) -> Vec<Result<Job<M::Payload>, Update>> {
+    rows.into_iter()
+        .map(|row| build_one(shared, composer, columns, row))
+        .collect()
+}
+
 /// One recipient's message, or the update that records why it cannot be made.
-pub(super) fn build_one<M: Mailer>(
+fn build_one<M: Mailer>(
     shared: &Shared<M>,
     composer: &Composer,
     columns: &Arc<Vec<String>>,

@@ -8,57 +8,13 @@ pub(super) async fn dispatch<M: Mailer>(
     composer: Arc<Composer>,
     columns: Arc<Vec<String>>,
     retries: mpsc::UnboundedReceiver<Job<M::Payload>>,
-    (interrupt, mut faults): (Arc<AtomicBool>, mpsc::UnboundedReceiver<String>),
+    (interrupt, faults): (Arc<AtomicBool>, mpsc::UnboundedReceiver<String>),
     signals: bool,
 ) -> Outcome {
     // No new message starts after a stop; the ones in flight finish and
     // are journaled.
-    let watcher = {
-        let shared = Arc::clone(&shared);
-        let interrupt = Arc::clone(&interrupt);
-        tokio::spawn(async move {
-            use tokio::signal::unix::{SignalKind, signal};
-            let signalled = async {
-                if !signals {
-                    return std::future::pending().await;
-                }
-                let (Ok(mut int), Ok(mut term)) = (
-                    signal(SignalKind::interrupt()),
-                    signal(SignalKind::terminate()),
-                ) else {
-                    return std::future::pending().await;
-                };
-                tokio::select! {
-                    _ = int.recv() => {}
-                    _ = term.recv() => {}
-                }
-            };
-            // The caller may also raise the flag itself.
-            let raised = async {
-                while !interrupt.load(Ordering::SeqCst) {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            };
-            // The store cannot record: the run stops at once, as broken.
-            let store_failed = async {
-                match faults.recv().await {
-                    Some(why) => why,
-                    None => std::future::pending().await,
-                }
-            };
-            tokio::select! {
-                _ = signalled => {}
-                _ = raised => {}
-                why = store_failed => {
-                    tracing::error!("{why}");
-                    shared.broke(why);
-                    return;
-                }
-            }
-            interrupt.store(true, Ordering::SeqCst);
-            shared.request_stop();
-        })
-    };
+    let watcher = watch_stops(Arc::clone(&shared), interrupt, faults, signals);
+
     // The end of the send window stops the run like a signal does, only
     // with its own reason: a timer rather than a clock check per message,
     // so a run waiting on the throttle or a retry stops on time too.
@@ -96,7 +52,7 @@ pub(super) async fn dispatch<M: Mailer>(
         let _ = w.await;
     }
     let _ = distributor.await;
-    let (handed_over, mut stop) = builder.await.expect("the builder does not panic");
+    let (handed_over, stop) = builder.await.expect("the builder does not panic");
     let relay_down = shared
         .relay_down
         .lock()
@@ -109,6 +65,15 @@ pub(super) async fn dispatch<M: Mailer>(
         window.abort();
         let _ = window.await;
     }
+    Outcome {
+        handed_over,
+        stop: why_stopped(&shared, stop, relay_down),
+    }
+}
+
+/// Why the run stopped, from what its tasks said: the builder's `stop`
+/// unless something weightier happened meanwhile.
+fn why_stopped<M: Mailer>(shared: &Shared<M>, mut stop: Stop, relay_down: Option<String>) -> Stop {
     let fatal = shared
         .fatal
         .lock()
@@ -137,5 +102,58 @@ pub(super) async fn dispatch<M: Mailer>(
     } else if shared.stopping() {
         stop = Stop::Interrupted;
     }
-    Outcome { handed_over, stop }
+    stop
+}
+
+/// Watches what stops a run from outside: SIGINT and SIGTERM (when
+/// `signals`), the caller's `interrupt` flag, and the store task's
+/// faults (the run stops at once, as broken).
+fn watch_stops<M: Mailer>(
+    shared: Arc<Shared<M>>,
+    interrupt: Arc<AtomicBool>,
+    mut faults: mpsc::UnboundedReceiver<String>,
+    signals: bool,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let signalled = async {
+            if !signals {
+                return std::future::pending().await;
+            }
+            let (Ok(mut int), Ok(mut term)) = (
+                signal(SignalKind::interrupt()),
+                signal(SignalKind::terminate()),
+            ) else {
+                return std::future::pending().await;
+            };
+            tokio::select! {
+                _ = int.recv() => {}
+                _ = term.recv() => {}
+            }
+        };
+        // The caller may also raise the flag itself.
+        let raised = async {
+            while !interrupt.load(Ordering::SeqCst) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        };
+        // The store cannot record: the run stops at once, as broken.
+        let store_failed = async {
+            match faults.recv().await {
+                Some(why) => why,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = signalled => {}
+            _ = raised => {}
+            why = store_failed => {
+                tracing::error!("{why}");
+                shared.broke(why);
+                return;
+            }
+        }
+        interrupt.store(true, Ordering::SeqCst);
+        shared.request_stop();
+    })
 }

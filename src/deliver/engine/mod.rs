@@ -42,10 +42,10 @@ use relays::{DomainState, Health, QuotaDay, RelayState, Shared};
 use store_task::{Cmd, LateSuppressions, blocking, store_task};
 use workers::{Delivered, stopped, worker};
 
+/// How the whole run goes, whichever relay carries a message; each
+/// relay's own rate, connections, weight and quota are its [`Lane`].
 #[derive(Debug, Clone)]
 pub struct Settings {
-    pub connections: usize,
-    pub rate: Option<Rate>,
     /// `batch_size` messages, then a pause of `batch_pause`.
     pub batch: Option<(u64, Duration)>,
     /// Stop after handing this many messages to the mailer in this run.
@@ -64,13 +64,6 @@ pub struct Settings {
     /// starts after that, the ones in flight finish, the rest wait for the
     /// next run. Relative, so tests can run it on tokio's paused clock.
     pub window_closes_after: Option<Duration>,
-    /// The first relay's name for messages and the journal (`relays:`);
-    /// `None`: what its Mailer calls itself.
-    pub relay_name: Option<String>,
-    /// The first relay's weight (see [`Lane::weight`]).
-    pub relay_weight: u32,
-    /// The first relay's daily quota (see [`Lane::quota`]).
-    pub relay_quota: Option<Quota>,
     /// Limits per recipient domain (or group of domains), across every
     /// relay of the run (`domain_limits:`).
     pub domains: Vec<DomainGroup>,
@@ -115,8 +108,6 @@ pub struct DomainGroup {
 impl Default for Settings {
     fn default() -> Settings {
         Settings {
-            connections: 4,
-            rate: None,
             batch: None,
             max_per_run: None,
             max_attempts: 4,
@@ -125,9 +116,6 @@ impl Default for Settings {
             resend_unknown: false,
             relay_down_after: Duration::from_secs(60),
             window_closes_after: None,
-            relay_name: None,
-            relay_weight: 1,
-            relay_quota: None,
             domains: Vec::new(),
             suppression_mark: None,
         }
@@ -187,17 +175,17 @@ pub struct Plan<M: Mailer> {
     pub campaign: String,
     pub composer: Arc<Composer>,
     pub columns: Arc<Vec<String>>,
-    /// The first relay, with `settings.rate` and `settings.connections`.
-    pub mailer: M,
+    /// Every relay of the run, in the order of the settings (`relays:`, or
+    /// `smtp_url` as a list of one), each with its own rate, connections,
+    /// quota and health. The first one's Mailer makes the messages' form
+    /// (every relay of a run is the same kind of Mailer).
+    pub relays: Vec<Lane<M>>,
     pub settings: Settings,
-    /// Further relays (`relays:`), each with its own rate, connections and
-    /// health. Empty for the single relay of today.
-    pub others: Vec<Lane<M>>,
 }
 
-/// One more relay of a run.
+/// One relay of a run.
 pub struct Lane<M: Mailer> {
-    /// For messages: `backup` or `mail.example.org:587`.
+    /// For messages and the journal: `backup` or `mail.example.org:587`.
     pub name: String,
     pub mailer: M,
     pub rate: Option<Rate>,
@@ -207,6 +195,21 @@ pub struct Lane<M: Mailer> {
     /// back by its rate, quota or a pause holds nobody else back.
     pub weight: u32,
     pub quota: Option<Quota>,
+}
+
+impl<M: Mailer> Lane<M> {
+    /// A relay named as its Mailer describes itself, with one connection,
+    /// no rate and no quota.
+    pub fn of(mailer: M) -> Lane<M> {
+        Lane {
+            name: mailer.describe(),
+            mailer,
+            rate: None,
+            connections: 1,
+            weight: 1,
+            quota: None,
+        }
+    }
 }
 
 struct Job<P> {
@@ -261,120 +264,33 @@ pub async fn run_async<M: Mailer>(
         campaign,
         composer,
         columns,
-        mailer,
+        relays: lanes,
         settings,
-        others,
     } = plan;
-    let first = Lane {
-        name: settings
-            .relay_name
-            .clone()
-            .unwrap_or_else(|| mailer.describe()),
-        mailer,
-        rate: settings.rate,
-        connections: settings.connections,
-        weight: settings.relay_weight,
-        quota: settings.relay_quota.clone(),
-    };
-    let lanes: Vec<Lane<M>> = std::iter::once(first).chain(others).collect();
-    // With a shared store, every relay's rate and every domain's limit
-    // hold across all the senders: each has a gate in the store, by name.
-    let keys: Vec<(String, Option<Rate>)> = lanes
-        .iter()
-        .map(|l| (format!("relay {}", l.name), l.rate))
-        .chain(
-            settings
-                .domains
-                .iter()
-                .map(|d| (format!("domain {}", d.name), d.rate)),
-        )
-        .collect();
-    let given_mark = settings.suppression_mark;
-    let (store, gates) = blocking(store, move |s| {
-        let gates = keys
-            .into_iter()
-            .map(|(key, rate)| match rate {
-                Some(rate) => {
-                    let gate = s.rate_gate(&key, rate).map_err(|e| e.to_string())?;
-                    let history = rate_history(s, gate.is_none(), &key, rate)?;
-                    Ok((gate, history))
-                }
-                None => Ok((None, None)),
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| format!("the shared rate cannot be set up ({e})"))?;
-        let mark = match given_mark {
-            Some(m) => m,
-            None => s
-                .suppression_mark()
-                .map_err(|e| format!("the suppression list cannot be read ({e})"))?,
+    let broken = |why: String, store| {
+        let outcome = Outcome {
+            handed_over: 0,
+            stop: Stop::Broken(why),
         };
-        Ok::<_, String>((gates, mark))
-    })
-    .await;
-    let (mut gates, mark) = match gates {
-        Ok((g, mark)) => (g.into_iter(), mark),
-        Err(e) => {
-            let outcome = Outcome {
-                handed_over: 0,
-                stop: Stop::Broken(e),
-            };
-            return (outcome, store);
-        }
+        (outcome, store)
+    };
+    if lanes.is_empty() {
+        return broken("the run was given no relay to send through".into(), store);
+    }
+    let (store, gates) = open_gates(store, &lanes, &settings).await;
+    let (gates, mark) = match gates {
+        Ok(got) => got,
+        Err(e) => return broken(e, store),
     };
     let (tx, rx) = mpsc::unbounded_channel();
-    let relays: Vec<RelayState<M>> = lanes
-        .into_iter()
-        .map(|lane| {
-            let (gate, history) = gates.next().unwrap_or_default();
-            (lane, gate, history)
-        })
-        .map(|(lane, gate, history)| RelayState {
-            name: lane.name,
-            mailer: lane.mailer,
-            connections: lane.connections.max(1),
-            stride: 1.0 / f64::from(lane.weight.max(1)),
-            limiter: Mutex::new(resumed(
-                Limiter::new(lane.rate, settings.batch),
-                history,
-                &tx,
-            )),
-            gate,
-            health: std::sync::Mutex::new(Health::default()),
-            quota: lane.quota,
-            quota_day: Mutex::new(QuotaDay::default()),
-            quota_settled: Notify::new(),
-            exhausted: AtomicBool::new(false),
-            set_aside: std::sync::Mutex::new(None),
-            came_back: Notify::new(),
-        })
-        .collect();
-    let mut domain_of = HashMap::new();
-    let domains: Vec<DomainState> = settings
-        .domains
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            for name in &d.domains {
-                domain_of.insert(name.to_ascii_lowercase(), i);
-            }
-            let (gate, history) = gates.next().unwrap_or_default();
-            DomainState {
-                limiter: std::sync::Mutex::new(resumed(Limiter::new(d.rate, None), history, &tx)),
-                connections: d.connections.map(|c| c.max(1)),
-                in_flight: AtomicUsize::new(0),
-                gate,
-            }
-        })
-        .collect();
-    let resend_unknown = settings.resend_unknown;
+    let (relays, domains, domain_of) = relay_states(lanes, &settings, gates, &tx);
     let late = Arc::new(LateSuppressions::default());
     let (faults_tx, faults) = mpsc::unbounded_channel();
     let writer = tokio::spawn(store_task(
         store,
         campaign,
         rx,
-        resend_unknown,
+        settings.resend_unknown,
         (mark, Arc::clone(&late)),
         faults_tx,
     ));
@@ -411,14 +327,125 @@ pub async fn run_async<M: Mailer>(
     )
     .await;
     shared.give_back_quotas().await;
-    // A recipient handed back for a retry just as the run stopped is
-    // recorded by its own task, which may not have run yet: wait for it
-    // (it ends as soon as it runs) before taking the store back.
-    let mut shared = shared;
+    drop(let_go(shared).await);
+    let store = writer.await.expect("the store task does not panic");
+    (outcome, store)
+}
+
+/// A rate's gate shared with other senders (if the store is shared), and
+/// the window the journal kept of it (if this process's throttle is the
+/// whole rate); for every relay, then every domain limit.
+type Gates = Vec<(Option<Arc<dyn RateGate>>, Option<(String, Vec<f64>)>)>;
+
+/// With a shared store, every relay's rate and every domain's limit hold
+/// across all the senders: each has a gate in the store, by name. Also the
+/// suppression mark the run starts from.
+async fn open_gates<M: Mailer>(
+    store: Box<dyn Store>,
+    lanes: &[Lane<M>],
+    settings: &Settings,
+) -> (Box<dyn Store>, Result<(Gates, i64), String>) {
+    let keys: Vec<(String, Option<Rate>)> = lanes
+        .iter()
+        .map(|l| (format!("relay {}", l.name), l.rate))
+        .chain(
+            settings
+                .domains
+                .iter()
+                .map(|d| (format!("domain {}", d.name), d.rate)),
+        )
+        .collect();
+    let given_mark = settings.suppression_mark;
+    blocking(store, move |s| {
+        let gates = keys
+            .into_iter()
+            .map(|(key, rate)| match rate {
+                Some(rate) => {
+                    let gate = s.rate_gate(&key, rate).map_err(|e| e.to_string())?;
+                    let history = rate_history(s, gate.is_none(), &key, rate)?;
+                    Ok((gate, history))
+                }
+                None => Ok((None, None)),
+            })
+            .collect::<Result<Vec<_>, String>>()
+            .map_err(|e| format!("the shared rate cannot be set up ({e})"))?;
+        let mark = match given_mark {
+            Some(m) => m,
+            None => s
+                .suppression_mark()
+                .map_err(|e| format!("the suppression list cannot be read ({e})"))?,
+        };
+        Ok::<_, String>((gates, mark))
+    })
+    .await
+}
+
+/// Each relay's state and each domain limit's, with the recipient domains
+/// of the limits; `gates` as [`open_gates`] made them.
+#[allow(clippy::type_complexity)]
+fn relay_states<M: Mailer>(
+    lanes: Vec<Lane<M>>,
+    settings: &Settings,
+    gates: Gates,
+    tx: &mpsc::UnboundedSender<Cmd>,
+) -> (Vec<RelayState<M>>, Vec<DomainState>, HashMap<String, usize>) {
+    let mut gates = gates.into_iter();
+    let relays: Vec<RelayState<M>> = lanes
+        .into_iter()
+        .map(|lane| {
+            let (gate, history) = gates.next().unwrap_or_default();
+            (lane, gate, history)
+        })
+        .map(|(lane, gate, history)| RelayState {
+            name: lane.name,
+            mailer: lane.mailer,
+            connections: lane.connections.max(1),
+            stride: 1.0 / f64::from(lane.weight.max(1)),
+            limiter: Mutex::new(resumed(
+                Limiter::new(lane.rate, settings.batch),
+                history,
+                tx,
+            )),
+            gate,
+            health: std::sync::Mutex::new(Health::default()),
+            quota: lane.quota,
+            quota_day: Mutex::new(QuotaDay::default()),
+            quota_settled: Notify::new(),
+            exhausted: AtomicBool::new(false),
+            set_aside: std::sync::Mutex::new(None),
+            came_back: Notify::new(),
+        })
+        .collect();
+    let mut domain_of = HashMap::new();
+    let domains: Vec<DomainState> = settings
+        .domains
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            for name in &d.domains {
+                domain_of.insert(name.to_ascii_lowercase(), i);
+            }
+            let (gate, history) = gates.next().unwrap_or_default();
+            DomainState {
+                limiter: std::sync::Mutex::new(resumed(Limiter::new(d.rate, None), history, tx)),
+                connections: d.connections.map(|c| c.max(1)),
+                in_flight: AtomicUsize::new(0),
+                gate,
+            }
+        })
+        .collect();
+    (relays, domains, domain_of)
+}
+
+/// The run's state once every task is done with it. A recipient handed
+/// back for a retry just as the run stopped is recorded by its own task,
+/// which may not have run yet: wait for it (it ends as soon as it runs)
+/// before taking the store back.
+async fn let_go<M: Mailer>(mut shared: Arc<Shared<M>>) -> Shared<M> {
     let mut waited = Duration::ZERO;
-    let Shared { store, .. } = loop {
+    loop {
         match Arc::try_unwrap(shared) {
-            Ok(s) => break s,
+            Ok(s) => return s,
             Err(back) if waited < Duration::from_secs(30) => {
                 shared = back;
                 tokio::time::sleep(Duration::from_millis(1)).await;
@@ -426,10 +453,7 @@ pub async fn run_async<M: Mailer>(
             }
             Err(_) => panic!("a task outlived the run"),
         }
-    };
-    drop(store);
-    let store = writer.await.expect("the store task does not panic");
-    (outcome, store)
+    }
 }
 
 /// What the journal kept of a rate's window, when this process's throttle

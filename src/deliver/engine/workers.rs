@@ -223,7 +223,6 @@ pub(super) async fn deliver<M: Mailer>(
     job: &mut Job<M::Payload>,
     slot: &mut Option<u64>,
 ) -> Delivered {
-    let settings = &shared.settings;
     let mut first = true;
     loop {
         // The worker's slot was given while the relay was open: a batch
@@ -265,88 +264,102 @@ pub(super) async fn deliver<M: Mailer>(
         if shared.stopping() && !job.gate.passed() && failure.kind != FailureKind::Permanent {
             return stopped(job);
         }
-        match failure.kind {
-            FailureKind::Permanent => {
-                shared.relay_ok(r).await;
-                return Delivered::Done(Update {
-                    seq: job.seq,
-                    state: State::Failed,
-                    suppress: failure.address_gone().then(|| job.email.to_lowercase()),
-                    relay: Some(shared.relays[r].name.clone()),
-                    reply: Some(failure.reply),
-                    attempts: job.attempts as i64 + 1,
-                });
+        match failed(shared, r, job, failure).await {
+            Some(delivered) => return delivered,
+            // The relay failed before the message: try it again.
+            None => continue,
+        }
+    }
+}
+
+/// What becomes of the job after `failure` at relay `r`; `None`: the relay
+/// failed before the message and is tried again.
+async fn failed<M: Mailer>(
+    shared: &Shared<M>,
+    r: usize,
+    job: &mut Job<M::Payload>,
+    failure: crate::deliver::Failure,
+) -> Option<Delivered> {
+    let settings = &shared.settings;
+    match failure.kind {
+        FailureKind::Permanent => {
+            shared.relay_ok(r).await;
+            Some(Delivered::Done(Update {
+                seq: job.seq,
+                state: State::Failed,
+                suppress: failure.address_gone().then(|| job.email.to_lowercase()),
+                relay: Some(shared.relays[r].name.clone()),
+                reply: Some(failure.reply),
+                attempts: job.attempts as i64 + 1,
+            }))
+        }
+        FailureKind::Unsupported => Some(Delivered::Done(Update {
+            seq: job.seq,
+            state: State::Skipped,
+            reply: Some(failure.reply),
+            attempts: job.attempts as i64,
+            suppress: None,
+            relay: Some(shared.relays[r].name.clone()),
+        })),
+        FailureKind::Broken => {
+            shared.broke(failure.reply.clone());
+            job.last_reply = Some(failure.reply);
+            job.relay = Some(shared.relays[r].name.clone());
+            Some(stopped(job))
+        }
+        FailureKind::Config => {
+            let why = format!("{} ({})", failure.reply, shared.relays[r].mailer.describe());
+            // With other relays, a relay whose settings are wrong (a
+            // refused password, a certificate that does not check out)
+            // is set aside for the run and the others carry on; the
+            // run stops only when none is left.
+            if shared.relays.len() > 1 && !shared.set_aside(r, &why) {
+                if !job.gate.passed() {
+                    return Some(Delivered::Elsewhere);
+                }
+                job.last_reply = Some(failure.reply);
+                return Some(stopped(job));
             }
-            FailureKind::Unsupported => {
-                return Delivered::Done(Update {
+            shared.fail(why);
+            job.last_reply = Some(failure.reply);
+            Some(stopped(job))
+        }
+        FailureKind::Relay | FailureKind::SlowDown if !job.gate.passed() => {
+            // Not this recipient's doing: no attempt is used up.
+            let slow = failure.kind == FailureKind::SlowDown;
+            if shared.relay_failed(r, &failure.reply, slow).await {
+                return Some(stopped(job));
+            }
+            if shared.relays.len() > 1 {
+                return Some(Delivered::Elsewhere);
+            }
+            None
+        }
+        FailureKind::Relay | FailureKind::SlowDown | FailureKind::Transient => {
+            // No SMTP reply (a dropped connection, a timeout) after the
+            // message began: the relay may have taken it.
+            job.unanswered = !has_reply_code(&failure.reply);
+            job.avoid = Some(r);
+            job.attempts += 1;
+            job.last_reply = Some(failure.reply);
+            job.relay = Some(shared.relays[r].name.clone());
+            if job.attempts >= settings.max_attempts || shared.stopping() {
+                if job.unanswered {
+                    // Left of unknown outcome (`sending`), as `stopped` says.
+                    return Some(Delivered::Untouched);
+                }
+                return Some(Delivered::Done(Update {
                     seq: job.seq,
-                    state: State::Skipped,
-                    reply: Some(failure.reply),
+                    state: State::Deferred,
+                    reply: job.last_reply.clone(),
                     attempts: job.attempts as i64,
                     suppress: None,
                     relay: Some(shared.relays[r].name.clone()),
-                });
+                }));
             }
-            FailureKind::Broken => {
-                shared.broke(failure.reply.clone());
-                job.last_reply = Some(failure.reply);
-                job.relay = Some(shared.relays[r].name.clone());
-                return stopped(job);
-            }
-            FailureKind::Config => {
-                let why = format!("{} ({})", failure.reply, shared.relays[r].mailer.describe());
-                // With other relays, a relay whose settings are wrong (a
-                // refused password, a certificate that does not check out)
-                // is set aside for the run and the others carry on; the
-                // run stops only when none is left.
-                if shared.relays.len() > 1 && !shared.set_aside(r, &why) {
-                    if !job.gate.passed() {
-                        return Delivered::Elsewhere;
-                    }
-                    job.last_reply = Some(failure.reply);
-                    return stopped(job);
-                }
-                shared.fail(why);
-                job.last_reply = Some(failure.reply);
-                return stopped(job);
-            }
-            FailureKind::Relay | FailureKind::SlowDown if !job.gate.passed() => {
-                // Not this recipient's doing: no attempt is used up.
-                let slow = failure.kind == FailureKind::SlowDown;
-                if shared.relay_failed(r, &failure.reply, slow).await {
-                    return stopped(job);
-                }
-                if shared.relays.len() > 1 {
-                    return Delivered::Elsewhere;
-                }
-                continue;
-            }
-            FailureKind::Relay | FailureKind::SlowDown | FailureKind::Transient => {
-                // No SMTP reply (a dropped connection, a timeout) after the
-                // message began: the relay may have taken it.
-                job.unanswered = !has_reply_code(&failure.reply);
-                job.avoid = Some(r);
-                job.attempts += 1;
-                job.last_reply = Some(failure.reply);
-                job.relay = Some(shared.relays[r].name.clone());
-                if job.attempts >= settings.max_attempts || shared.stopping() {
-                    if job.unanswered {
-                        // Left of unknown outcome (`sending`), as `stopped` says.
-                        return Delivered::Untouched;
-                    }
-                    return Delivered::Done(Update {
-                        seq: job.seq,
-                        state: State::Deferred,
-                        reply: job.last_reply.clone(),
-                        attempts: job.attempts as i64,
-                        suppress: None,
-                        relay: Some(shared.relays[r].name.clone()),
-                    });
-                }
-                let wait = settings.retry_base * 2u32.pow(job.attempts - 1);
-                let jitter = wait.mul_f64(fastrand::f64() * 0.5);
-                return Delivered::Retry(Instant::now() + wait + jitter);
-            }
+            let wait = settings.retry_base * 2u32.pow(job.attempts - 1);
+            let jitter = wait.mul_f64(fastrand::f64() * 0.5);
+            Some(Delivered::Retry(Instant::now() + wait + jitter))
         }
     }
 }
@@ -399,6 +412,27 @@ pub(super) async fn answer_shared(held: Vec<(Arc<dyn RateGate>, i64)>) {
     .await;
 }
 
+/// `conn`, connected again if it is not (or no longer) usable.
+async fn connected<M: Mailer>(
+    mailer: &M,
+    conn: &mut Option<M::Conn>,
+    timeout: Duration,
+) -> Result<(), crate::deliver::Failure> {
+    if conn.as_ref().is_none_or(|c| mailer.is_broken(c)) {
+        *conn = None;
+        let c = tokio::time::timeout(timeout, mailer.connect())
+            .await
+            .map_err(|_| {
+                crate::deliver::Failure::relay(format!(
+                    "the relay did not answer within {}s",
+                    timeout.as_secs()
+                ))
+            })??;
+        *conn = Some(c);
+    }
+    Ok(())
+}
+
 pub(super) async fn attempt_once<M: Mailer>(
     shared: &Shared<M>,
     r: usize,
@@ -409,18 +443,7 @@ pub(super) async fn attempt_once<M: Mailer>(
     let relay = &shared.relays[r];
     let timeout = shared.settings.timeout;
     let gate_was = job.gate.passed();
-    if conn.as_ref().is_none_or(|c| relay.mailer.is_broken(c)) {
-        *conn = None;
-        let c = tokio::time::timeout(timeout, relay.mailer.connect())
-            .await
-            .map_err(|_| {
-                crate::deliver::Failure::relay(format!(
-                    "the relay did not answer within {}s",
-                    timeout.as_secs()
-                ))
-            })??;
-        *conn = Some(c);
-    }
+    connected(&relay.mailer, conn, timeout).await?;
     // The slot the worker took before asking for this message, or (after
     // a failure before the message, on the same relay) a new one.
     let slot = match pre_slot.take() {
