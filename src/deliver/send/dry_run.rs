@@ -159,18 +159,7 @@ pub(super) fn dry_run(
         Arc::new(Progress::default()),
         Arc::new(AtomicBool::new(false)),
     );
-    match outcome.stop {
-        Stop::Broken(why) => anyhow::bail!(crate::Fault::new(
-            why,
-            "check the disk and the outbox folder"
-        )),
-        Stop::Fatal(why) | Stop::RelayDown(why) => anyhow::bail!(why),
-        Stop::Done
-        | Stop::Limit
-        | Stop::Interrupted
-        | Stop::WindowClosed
-        | Stop::QuotaSpent { .. } => {}
-    }
+    failed(outcome.stop)?;
     let mut outbox = mailer
         .into_inner()
         .expect("the engine has let go of the outbox");
@@ -207,4 +196,20 @@ pub(super) fn dry_run(
         fields_without_column: fields_without_column(issue, config, &columns, !test),
         picture_warnings: picture_warnings(issue, &opts.post),
     })
+}
+
+/// The outbox could not be written, or the run could not go on.
+fn failed(stop: Stop) -> anyhow::Result<()> {
+    match stop {
+        Stop::Broken(why) => anyhow::bail!(crate::Fault::new(
+            why,
+            "check the disk and the outbox folder"
+        )),
+        Stop::Fatal(why) | Stop::RelayDown(why) => anyhow::bail!(why),
+        Stop::Done
+        | Stop::Limit
+        | Stop::Interrupted
+        | Stop::WindowClosed
+        | Stop::QuotaSpent { .. } => Ok(()),
+    }
 }

@@ -95,35 +95,8 @@ pub(super) fn prepare(
         ));
     }
     let location = store::Location::from_config(config)?;
-
-    // Whom never to mail: `--suppress` files and the journal's list (hard
-    // bounces), read even for a dry run or a test send so they leave out
-    // the same people a real send would.
-    let mut suppression = Suppression::default();
-    for s in &opts.suppress {
-        suppression.add_file(s)?;
-    }
-    // A dry run reads a copy of the journal (see [`journal_for_dry_run`]);
-    // a test send reads the journal; only a real send may create it.
-    let (journal, _journal_copy) = if dry {
-        match journal_for_dry_run(&location)? {
-            Some(view) => (Some(view.store), view._copy),
-            None => (None, None),
-        }
-    } else if test {
-        (location.open_existing()?, None)
-    } else {
-        (Some(location.open()?), None)
-    };
-    // Noted before the list is read: a suppression from now on is seen by
-    // the run (at each hand-over), one before it by the import.
-    let mark = journal.as_ref().map(|j| j.suppression_mark()).transpose()?;
-    if let Some(j) = &journal {
-        for key in j.suppressed()? {
-            suppression.insert(&key);
-        }
-    }
-    let suppression = Arc::new(suppression);
+    let (journal, _journal_copy) = journal(&location, dry, test)?;
+    let (suppression, mark) = suppression(opts, journal.as_deref())?;
     let test_recipients = test_recipients(&opts.to)?;
     let list = if test {
         None
@@ -139,10 +112,7 @@ pub(super) fn prepare(
     // A test send or a dry run is not part of the campaign: a store of its own.
     let (store, scratch, suppression_mark) = match journal {
         Some(j) if !dry && !test => (j, None, mark),
-        _ => {
-            let (dir, s) = store::scratch()?;
-            (s, Some(dir), None)
-        }
+        _ => scratch()?,
     };
     let campaign = if test {
         format!("{}#test", campaign_id(issue))
@@ -151,21 +121,7 @@ pub(super) fn prepare(
     };
     let lock = store.lock(&campaign)?;
     let locked = lock.is_none();
-    let target = match target {
-        Target::Outbox(dir) => {
-            PreparedTarget::Outbox(Outbox::create(&dir, &campaign).map_err(|e| {
-                if e.kind() == std::io::ErrorKind::AlreadyExists {
-                    anyhow::Error::new(InputError::new(&dir, None, e.to_string()))
-                } else {
-                    anyhow::Error::new(crate::Fault::new(
-                        format!("cannot prepare the outbox {} ({e})", dir.display()),
-                        "check the disk, or choose another folder with --outbox",
-                    ))
-                }
-            })?)
-        }
-        Target::Relay => PreparedTarget::Relay,
-    };
+    let target = target.prepare(&campaign)?;
     let mut prepared = Prepared {
         campaign: campaign.clone(),
         composer: Arc::clone(&composer),
@@ -194,8 +150,74 @@ pub(super) fn prepare(
         prepared.finished_newcomers = Some(newcomers(list, &**store, &campaign, &suppression)?);
         return Ok(prepared);
     }
-    if !test
-        && let Some(h) = store.campaign_hash(&campaign)?
+    if !test {
+        refuse_changed(&**store, &campaign, &composer, opts)?;
+    }
+    let (columns, imported) = import(
+        &mut prepared,
+        opts,
+        &composer,
+        &suppression,
+        list,
+        &test_recipients,
+    )?;
+    prepared.columns = columns;
+    prepared.import = imported;
+    Ok(prepared)
+}
+
+/// The recipients into the run's store: the list, or a test send's
+/// addresses. Returns the list's columns and what the import left out.
+fn import(
+    prepared: &mut Prepared,
+    opts: &SendOptions,
+    composer: &Composer,
+    suppression: &Arc<Suppression>,
+    list: Option<&Path>,
+    test_recipients: &[Recipient],
+) -> anyhow::Result<(Vec<String>, Imported)> {
+    let outbox = match &mut prepared.target {
+        PreparedTarget::Outbox(o) => Some(o),
+        PreparedTarget::Relay => None,
+    };
+    let mut importer = Importer {
+        store: &mut *prepared.store,
+        campaign: &prepared.campaign,
+        post: opts.post.display().to_string(),
+        composer,
+        suppression,
+        skips: Skips {
+            outbox,
+            imported: Imported::default(),
+        },
+    };
+    let columns = match list {
+        None => {
+            importer.tests(test_recipients)?;
+            Vec::new()
+        }
+        Some(list) => importer.list(list, opts.dry_run)?,
+    };
+    let imported = importer.skips.imported;
+    Ok((columns, imported))
+}
+
+/// A throwaway store, and its folder.
+#[allow(clippy::type_complexity)]
+fn scratch() -> anyhow::Result<(Box<dyn Store>, Option<tempfile::TempDir>, Option<i64>)> {
+    let (dir, s) = store::scratch()?;
+    Ok((s, Some(dir), None))
+}
+
+/// Refuses to go on with a campaign whose post changed since it started
+/// (unless --allow-changed): some people got the earlier version.
+fn refuse_changed(
+    store: &dyn Store,
+    campaign: &str,
+    composer: &Composer,
+    opts: &SendOptions,
+) -> anyhow::Result<()> {
+    if let Some(h) = store.campaign_hash(campaign)?
         && h != composer.content_hash()
         && !opts.allow_changed
     {
@@ -208,116 +230,203 @@ pub(super) fn prepare(
             )
         ));
     }
-    let mut imported = Imported::default();
-    let mut outbox = match &mut prepared.target {
-        PreparedTarget::Outbox(o) => Some(o),
-        PreparedTarget::Relay => None,
-    };
-    let mut on_skip = |s: Skipped, imported: &mut Imported| -> anyhow::Result<()> {
-        *imported.skipped.entry(s.reason).or_default() += 1;
-        if let Some(o) = outbox.as_deref_mut() {
+    Ok(())
+}
+
+/// The journal a run reads: a dry run a copy of it (see
+/// [`journal_for_dry_run`]), with the copy's folder; a test send the
+/// journal if there is one; only a real send may create it.
+#[allow(clippy::type_complexity)]
+fn journal(
+    location: &store::Location,
+    dry: bool,
+    test: bool,
+) -> anyhow::Result<(Option<Box<dyn Store>>, Option<tempfile::TempDir>)> {
+    Ok(if dry {
+        match journal_for_dry_run(location)? {
+            Some(view) => (Some(view.store), view._copy),
+            None => (None, None),
+        }
+    } else if test {
+        (location.open_existing()?, None)
+    } else {
+        (Some(location.open()?), None)
+    })
+}
+
+/// Whom never to mail: `--suppress` files and the journal's list (hard
+/// bounces), read even for a dry run or a test send so they leave out the
+/// same people a real send would; and the journal's suppression mark.
+fn suppression(
+    opts: &SendOptions,
+    journal: Option<&dyn Store>,
+) -> anyhow::Result<(Arc<Suppression>, Option<i64>)> {
+    let mut suppression = Suppression::default();
+    for s in &opts.suppress {
+        suppression.add_file(s)?;
+    }
+    // Noted before the list is read: a suppression from now on is seen by
+    // the run (at each hand-over), one before it by the import.
+    let mark = journal.map(|j| j.suppression_mark()).transpose()?;
+    if let Some(j) = journal {
+        for key in j.suppressed()? {
+            suppression.insert(&key);
+        }
+    }
+    Ok((Arc::new(suppression), mark))
+}
+
+impl Target {
+    /// The outbox, created (a dry run), or the relay.
+    fn prepare(self, campaign: &str) -> anyhow::Result<PreparedTarget> {
+        Ok(match self {
+            Target::Outbox(dir) => {
+                PreparedTarget::Outbox(Outbox::create(&dir, campaign).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        anyhow::Error::new(InputError::new(&dir, None, e.to_string()))
+                    } else {
+                        anyhow::Error::new(crate::Fault::new(
+                            format!("cannot prepare the outbox {} ({e})", dir.display()),
+                            "check the disk, or choose another folder with --outbox",
+                        ))
+                    }
+                })?)
+            }
+            Target::Relay => PreparedTarget::Relay,
+        })
+    }
+}
+
+/// Brings the recipients into the run's store, counting (and for a dry
+/// run writing to the outbox's `skipped.csv`) whom it leaves out.
+struct Importer<'a> {
+    store: &'a mut dyn Store,
+    campaign: &'a str,
+    post: String,
+    composer: &'a Composer,
+    suppression: &'a Arc<Suppression>,
+    skips: Skips<'a>,
+}
+
+/// Whom the import leaves out, and what it measured.
+struct Skips<'a> {
+    outbox: Option<&'a mut Outbox>,
+    imported: Imported,
+}
+
+impl Skips<'_> {
+    fn skip(&mut self, s: Skipped) -> anyhow::Result<()> {
+        *self.imported.skipped.entry(s.reason).or_default() += 1;
+        if let Some(o) = self.outbox.as_deref_mut() {
             o.skip(&s).map_err(|e| {
                 anyhow::anyhow!("cannot write to the outbox {} ({e})", o.dir().display())
             })?;
         }
-        if imported.examples.len() < EXAMPLES {
-            imported.examples.push(s);
+        if self.imported.examples.len() < EXAMPLES {
+            self.imported.examples.push(s);
         }
         Ok(())
-    };
-    let post = opts.post.display().to_string();
-    let columns = match list {
-        None => {
-            store.upsert_campaign(&campaign, &post, composer.content_hash(), &[])?;
-            let mut import = store.import(&campaign)?;
-            for r in &test_recipients {
-                if suppression.contains(&r.email) {
-                    on_skip(
-                        Skipped {
-                            line: 0,
+    }
+}
+
+impl Importer<'_> {
+    /// A test send's addresses, but the suppressed ones.
+    fn tests(&mut self, recipients: &[Recipient]) -> anyhow::Result<()> {
+        self.store
+            .upsert_campaign(self.campaign, &self.post, self.composer.content_hash(), &[])?;
+        let mut import = self.store.import(self.campaign)?;
+        for r in recipients {
+            if self.suppression.contains(&r.email) {
+                self.skips.skip(Skipped {
+                    line: 0,
+                    email: r.email.clone(),
+                    reason: SkipReason::Suppressed,
+                    detail: None,
+                })?;
+                continue;
+            }
+            self.skips.imported.largest_html = self
+                .skips
+                .imported
+                .largest_html
+                .max(self.composer.html_len(r));
+            import.add(&r.email, 0, &[])?;
+        }
+        import.commit()?;
+        Ok(())
+    }
+
+    /// The subscriber list; returns its columns.
+    fn list(&mut self, list: &Path, dry: bool) -> anyhow::Result<Vec<String>> {
+        let mut rows = audience::open(list, Arc::clone(self.suppression))?;
+        let columns = rows.columns().to_vec();
+        self.store.upsert_campaign(
+            self.campaign,
+            &self.post,
+            self.composer.content_hash(),
+            &columns,
+        )?;
+        let mut import = self.store.import(self.campaign)?;
+        while let Some(row) = rows.next_row() {
+            self.skips.imported.rows_read += 1;
+            // The list was validated above; a row can only break now if
+            // the file changed meanwhile, and then stopping is right.
+            match row? {
+                Row::Send(r) => {
+                    if let Some(why) = self.composer.header_problem(&r) {
+                        // Never sent: a relay refuses the message (a line
+                        // over 998 bytes), and it is the list's to fix.
+                        // Recorded as skipped, so `status` counts them.
+                        tracing::warn!(
+                            "{}:{}: {} is not mailed: {why}",
+                            list.display(),
+                            r.line,
+                            r.email
+                        );
+                        import.add(&r.email, r.line as i64, &r.values)?;
+                        import.skip(&r.email, &why)?;
+                        self.skips.skip(Skipped {
+                            line: r.line,
                             email: r.email.clone(),
-                            reason: SkipReason::Suppressed,
-                            detail: None,
-                        },
-                        &mut imported,
-                    )?;
-                    continue;
+                            reason: SkipReason::HeaderTooLong,
+                            detail: Some(why),
+                        })?;
+                        continue;
+                    }
+                    if !dry {
+                        // A dry run measures the messages it writes.
+                        self.skips.imported.largest_html = self
+                            .skips
+                            .imported
+                            .largest_html
+                            .max(self.composer.html_len(&r));
+                    }
+                    import.add(&r.email, r.line as i64, &r.values)?
                 }
-                imported.largest_html = imported.largest_html.max(composer.html_len(r));
-                import.add(&r.email, 0, &[])?;
-            }
-            import.commit()?;
-            Vec::new()
-        }
-        Some(list) => {
-            let mut rows = audience::open(list, Arc::clone(&suppression))?;
-            let columns = rows.columns().to_vec();
-            store.upsert_campaign(&campaign, &post, composer.content_hash(), &columns)?;
-            let mut import = store.import(&campaign)?;
-            while let Some(row) = rows.next_row() {
-                imported.rows_read += 1;
-                // The list was validated above; a row can only break now if
-                // the file changed meanwhile, and then stopping is right.
-                match row? {
-                    Row::Send(r) => {
-                        if let Some(why) = composer.header_problem(&r) {
-                            // Never sent: a relay refuses the message (a line
-                            // over 998 bytes), and it is the list's to fix.
-                            // Recorded as skipped, so `status` counts them.
-                            tracing::warn!(
-                                "{}:{}: {} is not mailed: {why}",
-                                list.display(),
-                                r.line,
-                                r.email
-                            );
-                            import.add(&r.email, r.line as i64, &r.values)?;
-                            import.skip(&r.email, &why)?;
-                            on_skip(
-                                Skipped {
-                                    line: r.line,
-                                    email: r.email.clone(),
-                                    reason: SkipReason::HeaderTooLong,
-                                    detail: Some(why),
-                                },
-                                &mut imported,
-                            )?;
-                            continue;
+                Row::Skip(s) => {
+                    match s.reason {
+                        SkipReason::Unsubscribed
+                        | SkipReason::Bounced
+                        | SkipReason::Suppressed
+                        | SkipReason::UnknownStatus => {
+                            import.skip(&s.email, s.reason.describe())?
                         }
-                        if !dry {
-                            // A dry run measures the messages it writes.
-                            imported.largest_html =
-                                imported.largest_html.max(composer.html_len(&r));
-                        }
-                        import.add(&r.email, r.line as i64, &r.values)?
+                        SkipReason::InvalidAddress
+                        | SkipReason::Duplicate
+                        | SkipReason::HeaderTooLong => {}
                     }
-                    Row::Skip(s) => {
-                        match s.reason {
-                            SkipReason::Unsubscribed
-                            | SkipReason::Bounced
-                            | SkipReason::Suppressed
-                            | SkipReason::UnknownStatus => {
-                                import.skip(&s.email, s.reason.describe())?
-                            }
-                            SkipReason::InvalidAddress
-                            | SkipReason::Duplicate
-                            | SkipReason::HeaderTooLong => {}
-                        }
-                        on_skip(s, &mut imported)?;
-                    }
+                    self.skips.skip(s)?;
                 }
             }
-            let removed = import.commit()?;
-            if removed > 0 {
-                tracing::info!(
-                    "{removed} people not yet mailed are no longer on the list; they will not be mailed"
-                );
-            }
-            columns
         }
-    };
-    prepared.columns = columns;
-    prepared.import = imported;
-    Ok(prepared)
+        let removed = import.commit()?;
+        if removed > 0 {
+            tracing::info!(
+                "{removed} people not yet mailed are no longer on the list; they will not be mailed"
+            );
+        }
+        Ok(columns)
+    }
 }
 
 /// The subscriber list, read once through to refuse a broken file before

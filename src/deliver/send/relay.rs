@@ -220,6 +220,17 @@ pub struct ReadyRelay {
     pub rate: Option<crate::deliver::throttle::Rate>,
 }
 
+impl ReadyRelay {
+    fn of(lane: &engine::Lane<Smtp>) -> ReadyRelay {
+        ReadyRelay {
+            name: lane.name.clone(),
+            describe: lane.mailer.describe(),
+            connections: lane.connections,
+            rate: lane.rate,
+        }
+    }
+}
+
 /// Everything is checked and the list is read: what is about to be sent.
 pub struct Ready<'a> {
     pub post: &'a Path,
@@ -290,22 +301,11 @@ pub(super) fn send(
 ) -> anyhow::Result<SendReport> {
     debug_assert!(!opts.dry_run, "a dry run never reaches the relay");
     let mut settings = settings(opts, config);
-    let mut window_close = None;
-    if opts.to.is_empty() {
-        match window_now(config) {
-            Ok(closes) => {
-                settings.window_closes_after = closes.map(|c| c.0);
-                window_close = closes.map(|c| c.1);
-            }
-            Err(outside) => return Ok(outside_window(opts, config, issue, outside)),
-        }
-    }
+    let window_close = match window(opts, config, &mut settings) {
+        Ok(close) => close,
+        Err(outside) => return Ok(outside_window(opts, config, issue, outside)),
+    };
     let relays = lanes(config, relays(config, config_path)?);
-    let describe = relays
-        .iter()
-        .map(|l| l.mailer.describe())
-        .collect::<Vec<_>>()
-        .join(", ");
     let run = prepare(opts, config, config_path, issue, Target::Relay)?;
     let Prepared {
         campaign,
@@ -321,18 +321,7 @@ pub(super) fn send(
         ..
     } = run;
     settings.suppression_mark = suppression_mark;
-    let mut report = SendReport {
-        campaign: campaign.clone(),
-        post: opts.post.clone(),
-        relay: describe,
-        attempted: 0,
-        counts: Counts::default(),
-        finished: false,
-        end: End::NothingLeft,
-        problems: vec![],
-        largest_html_bytes: import.largest_html,
-        resumes_at: None,
-    };
+    let mut report = SendReport::new(&campaign, opts, &relays, import.largest_html);
     if locked {
         report.end = End::Locked {
             store: store.describe(),
@@ -347,6 +336,7 @@ pub(super) fn send(
         return Ok(report);
     }
     if !opts.to.is_empty() {
+        // A test send skips only the suppressed.
         for s in &import.examples {
             tracing::warn!(
                 "{} is on the suppression list; the test is not sent to them",
@@ -357,13 +347,7 @@ pub(super) fn send(
 
     let before = store.counts(&campaign)?;
     report.counts = before.clone();
-    let to_send = before.pending
-        + before.deferred
-        + if opts.resend_unknown {
-            before.unknown
-        } else {
-            0
-        };
+    let to_send = to_send(&before, opts.resend_unknown);
     if to_send == 0 {
         store.finish_if_done(&campaign)?;
         report.finished = store.is_finished(&campaign)?;
@@ -375,15 +359,7 @@ pub(super) fn send(
         title: &issue.content.title,
         campaign: &campaign,
         to_send,
-        relays: relays
-            .iter()
-            .map(|l| ReadyRelay {
-                name: l.name.clone(),
-                describe: l.mailer.describe(),
-                connections: l.connections,
-                rate: l.rate,
-            })
-            .collect(),
+        relays: relays.iter().map(ReadyRelay::of).collect(),
         max_per_run: settings.max_per_run,
         before: &before,
         resend_unknown: opts.resend_unknown,
@@ -409,6 +385,55 @@ pub(super) fn send(
     let (outcome, store) = engine::run(store, plan, Arc::clone(&progress), interrupt);
     watch.done();
     ended(report, store, &before, outcome, &progress, window_close)
+}
+
+impl SendReport {
+    /// Nothing done yet, through the relays `relay`.
+    fn new(
+        campaign: &str,
+        opts: &SendOptions,
+        relays: &[engine::Lane<Smtp>],
+        largest_html: usize,
+    ) -> SendReport {
+        SendReport {
+            campaign: campaign.to_string(),
+            post: opts.post.clone(),
+            relay: relays
+                .iter()
+                .map(|l| l.mailer.describe())
+                .collect::<Vec<_>>()
+                .join(", "),
+            attempted: 0,
+            counts: Counts::default(),
+            finished: false,
+            end: End::NothingLeft,
+            problems: vec![],
+            largest_html_bytes: largest_html,
+            resumes_at: None,
+        }
+    }
+}
+
+/// People a run would mail: those waiting or deferred, and with
+/// --resend-unknown those of unknown outcome.
+fn to_send(before: &Counts, resend_unknown: bool) -> i64 {
+    let unknown = if resend_unknown { before.unknown } else { 0 };
+    before.pending + before.deferred + unknown
+}
+
+/// A campaign's send (not a test) only in the send window: when the window
+/// closes (`settings` are told how long after the start), if there is one.
+fn window(
+    opts: &SendOptions,
+    config: &Config,
+    settings: &mut Settings,
+) -> Result<Option<jiff::Timestamp>, OutsideWindow> {
+    if !opts.to.is_empty() {
+        return Ok(None);
+    }
+    let closes = window_now(config)?;
+    settings.window_closes_after = closes.map(|c| c.0);
+    Ok(closes.map(|c| c.1))
 }
 
 /// The report of a send that was outside the send window.
