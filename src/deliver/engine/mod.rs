@@ -29,7 +29,7 @@ use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::throttle::{self, Limiter, Rate};
-use super::{FailureKind, Gate, Mailer, Outgoing};
+use super::{FailureKind, Gate, JournalError, Mailer, Outgoing};
 use crate::deliver::audience::Recipient;
 use crate::deliver::message::Composer;
 use crate::store::{QuotaTake, RateGate, RateMark, Row, State, Store, Update};
@@ -280,7 +280,7 @@ pub async fn run_async<M: Mailer>(
     let (store, gates) = open_gates(store, &lanes, &settings).await;
     let (gates, mark) = match gates {
         Ok(got) => got,
-        Err(e) => return broken(e, store),
+        Err(e) => return broken(e.to_string(), store),
     };
     let (tx, rx) = mpsc::unbounded_channel();
     let (relays, domains, domain_of) = relay_states(lanes, &settings, gates, &tx);
@@ -332,6 +332,15 @@ pub async fn run_async<M: Mailer>(
     (outcome, store)
 }
 
+/// Why a run could not start: what it reads from the store first.
+#[derive(Debug, thiserror::Error)]
+enum SetupError {
+    #[error("the shared rate cannot be set up ({0})")]
+    Rate(crate::store::StoreError),
+    #[error("the suppression list cannot be read ({0})")]
+    Suppressions(crate::store::StoreError),
+}
+
 /// A rate's gate shared with other senders (if the store is shared), and
 /// the window the journal kept of it (if this process's throttle is the
 /// whole rate); for every relay, then every domain limit.
@@ -344,7 +353,7 @@ async fn open_gates<M: Mailer>(
     store: Box<dyn Store>,
     lanes: &[Lane<M>],
     settings: &Settings,
-) -> (Box<dyn Store>, Result<(Gates, i64), String>) {
+) -> (Box<dyn Store>, Result<(Gates, i64), SetupError>) {
     let keys: Vec<(String, Option<Rate>)> = lanes
         .iter()
         .map(|l| (format!("relay {}", l.name), l.rate))
@@ -361,21 +370,19 @@ async fn open_gates<M: Mailer>(
             .into_iter()
             .map(|(key, rate)| match rate {
                 Some(rate) => {
-                    let gate = s.rate_gate(&key, rate).map_err(|e| e.to_string())?;
+                    let gate = s.rate_gate(&key, rate)?;
                     let history = rate_history(s, gate.is_none(), &key, rate)?;
                     Ok((gate, history))
                 }
                 None => Ok((None, None)),
             })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(|e| format!("the shared rate cannot be set up ({e})"))?;
+            .collect::<crate::store::Result<Vec<_>>>()
+            .map_err(SetupError::Rate)?;
         let mark = match given_mark {
             Some(m) => m,
-            None => s
-                .suppression_mark()
-                .map_err(|e| format!("the suppression list cannot be read ({e})"))?,
+            None => s.suppression_mark().map_err(SetupError::Suppressions)?,
         };
-        Ok::<_, String>((gates, mark))
+        Ok((gates, mark))
     })
     .await
 }
@@ -463,16 +470,14 @@ fn rate_history(
     own: bool,
     key: &str,
     rate: Rate,
-) -> Result<Option<(String, Vec<f64>)>, String> {
+) -> crate::store::Result<Option<(String, Vec<f64>)>> {
     if !own {
         return Ok(None);
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
-    let times = s
-        .rate_history(key, now, u64::from(rate.max))
-        .map_err(|e| e.to_string())?;
+    let times = s.rate_history(key, now, u64::from(rate.max))?;
     Ok(Some((key.to_string(), times)))
 }
 

@@ -430,10 +430,8 @@ impl<M: Mailer> Shared<M> {
                     tx,
                 );
                 let got = match self.store.send(asked) {
-                    Ok(()) => rx
-                        .await
-                        .unwrap_or_else(|_| Err("the journal stopped".into())),
-                    Err(_) => Err("the journal stopped".into()),
+                    Ok(()) => rx.await.unwrap_or(Err(JournalError::Stopped)),
+                    Err(_) => Err(JournalError::Stopped),
                 };
                 match got {
                     Ok(0) => st.spent = true,

@@ -4,18 +4,18 @@
 
 use super::*;
 
-pub(super) type Ack = oneshot::Sender<Result<(), String>>;
+pub(super) type Ack = oneshot::Sender<Result<(), JournalError>>;
 
 pub(super) enum Cmd {
     Apply(Update, Option<Ack>),
-    Queue(i64, i64, oneshot::Sender<Result<Vec<Row>, String>>),
+    Queue(i64, i64, oneshot::Sender<Result<Vec<Row>, JournalError>>),
     /// Take up to `want` of a relay's quota for a day (relay, day, want, max).
     TakeQuota(
         String,
         String,
         u64,
         u64,
-        oneshot::Sender<Result<u64, String>>,
+        oneshot::Sender<Result<u64, JournalError>>,
     ),
     /// Give back unused quota (relay, day, n).
     GiveBack(String, String, u64),
@@ -29,7 +29,7 @@ pub(super) enum Cmd {
 #[derive(Default)]
 pub(super) struct Batch {
     pub(super) marks: Vec<RateMark>,
-    pub(super) takes: Vec<(QuotaTake, oneshot::Sender<Result<u64, String>>)>,
+    pub(super) takes: Vec<(QuotaTake, oneshot::Sender<Result<u64, JournalError>>)>,
     pub(super) synced: Vec<Ack>,
 }
 
@@ -115,7 +115,7 @@ pub(super) async fn store_task(
                     let c = Arc::clone(&campaign);
                     let (back, rows) = blocking(store, move |s| {
                         s.queue(&c, after, limit, resend_unknown)
-                            .map_err(|e| e.to_string())
+                            .map_err(JournalError::from)
                     })
                     .await;
                     store = back;
@@ -213,7 +213,7 @@ pub(super) async fn flush(
     let c = Arc::clone(campaign);
     let (store, result) = blocking(store, move |s| {
         s.commit_batch(&c, &updates, &marks, &wanted)
-            .map_err(|e| e.to_string())
+            .map_err(JournalError::from)
     })
     .await;
     if let Err(e) = &result {

@@ -489,10 +489,7 @@ pub(super) async fn attempt_once<M: Mailer>(
     if journaled && job.gate.passed() {
         let (tx, rx) = oneshot::channel();
         let _ = shared.store.send(Cmd::Sync(tx));
-        if let Err(e) = rx
-            .await
-            .unwrap_or_else(|_| Err("the journal stopped".into()))
-        {
+        if let Err(e) = rx.await.unwrap_or(Err(JournalError::Stopped)) {
             relay.limiter.lock().await.answered(slot);
             answer_shared(held).await;
             return Err(crate::deliver::Failure::broken(format!(

@@ -128,6 +128,7 @@ pub(super) fn relays(
         .map_err(|m| {
             // The single relay's messages already name its settings; a
             // relay of `relays:` says which one and where its password goes.
+            let m = m.to_string();
             let m = if setting.setting == "relays" {
                 format!(
                     "relay `{}`: {}",
