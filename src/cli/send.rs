@@ -682,3 +682,68 @@ impl ProgressDisplay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Counts;
+
+    fn relay(
+        name: &str,
+        describe: &str,
+        connections: usize,
+        rate: Option<&str>,
+    ) -> send::ReadyRelay {
+        send::ReadyRelay {
+            name: name.into(),
+            describe: describe.into(),
+            connections,
+            rate: rate.map(|r| crate::deliver::throttle::Rate::parse(r).unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_plan_names_each_relay_and_what_the_run_continues() {
+        let before = Counts {
+            sent: 5,
+            unknown: 2,
+            ..Counts::default()
+        };
+        let ready = send::Ready {
+            post: Path::new("may.md"),
+            title: "May",
+            campaign: "may@2025",
+            to_send: 100,
+            relays: vec![
+                relay("main", "smtp://a", 2, Some("10/s")),
+                relay("backup", "smtp://b", 1, None),
+            ],
+            max_per_run: None,
+            before: &before,
+            resend_unknown: false,
+            largest_html: 2048,
+            picture_warnings: vec![],
+        };
+        // One relay without a rate: no time is guessed.
+        assert_eq!(
+            plan(&ready),
+            "About to send \"May\" (may@2025) to 100 people through main (smtp://a) with 2 connection(s), \
+             at most 10/s, and through backup (smtp://b) with 1 connection(s), no rate limit. \
+             Continuing: 5 already sent, 2 of unknown outcome (not resent; add --resend-unknown to resend). \
+             The largest email is 2.0 KB of HTML."
+        );
+        let fresh = Counts::default();
+        let one = send::Ready {
+            relays: vec![relay("default", "smtp://a", 4, Some("10/s"))],
+            before: &fresh,
+            max_per_run: Some(50),
+            ..ready
+        };
+        // A single relay is named by its address alone.
+        assert_eq!(
+            plan(&one),
+            "About to send \"May\" (may@2025) to 100 people through smtp://a with 4 connection(s), \
+             at most 10/s, at most 50 this run; about 10 seconds. The largest email is 2.0 KB of HTML."
+        );
+    }
+}

@@ -5,6 +5,14 @@
 //! differs: [`smtp::Smtp`] talks to the relay, [`outbox::OutboxMailer`]
 //! writes `.eml` files, [`memory::Memory`] keeps messages in memory and
 //! fails on cue, for tests.
+//!
+//! Where each part lives: [`send`] is the use case (`herald send`),
+//! [`audience`] reads the list, [`message`] builds each person's message,
+//! [`engine`] runs the send, [`smtp`] talks to the relays, [`throttle`]
+//! keeps the rates, [`schedule`] says which posts are due. May use
+//! compose/ (the issue), the store and the leaf modules; never listen/ or
+//! cli/. Errors are typed here ([`Failure`], [`JournalError`], and each
+//! module's own); the CLI words them.
 
 pub mod audience;
 pub mod engine;
