@@ -1,11 +1,16 @@
 //! `herald send`: one post, or with `--due` every post whose time has come;
 //! and the summary or report at the end.
 
+use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use super::output::{self, say};
 use crate::config::{Config, Override};
-use crate::deliver::send;
+use crate::deliver::engine::{Progress, Stop};
+use crate::deliver::send::{self, End};
 use crate::exit;
 
 /// Send the issue to the subscriber list; with --dry-run, write each
@@ -121,7 +126,6 @@ impl Args {
             suppress: self.suppress.clone(),
             to: self.to.clone(),
             outbox: self.outbox.clone(),
-            yes: self.yes,
             resend_unknown: self.resend_unknown,
             allow_changed: self.allow_changed,
             dry_run: self.dry_run,
@@ -138,8 +142,9 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     }
     let post = args.post.clone().expect("clap requires POST without --due");
     let started = std::time::Instant::now();
-    let outcome = send::run(&args.options(post), config, &config_path)?;
-    print_outcome(&outcome, args.json, started)
+    let mut terminal = Terminal::new(args.yes);
+    let outcome = send::run(&args.options(post), config, &config_path, &mut terminal)?;
+    print_outcome(&outcome, args.json, started, config)
 }
 
 /// Prints what one post's run did; returns its exit code.
@@ -147,11 +152,12 @@ fn print_outcome(
     outcome: &send::Outcome,
     json: bool,
     started: std::time::Instant,
+    config: &Config,
 ) -> anyhow::Result<i32> {
     match outcome {
         send::Outcome::Sent(report) => {
-            print_report(report, json)?;
-            Ok(report.exit_code)
+            print_report(report, json, config)?;
+            Ok(exit_code(report))
         }
         send::Outcome::Written(summary) => {
             print_summary(summary, json, started.elapsed().as_secs_f64())?;
@@ -223,21 +229,20 @@ fn print_summary(summary: &send::Summary, json: bool, seconds: f64) -> anyhow::R
     Ok(())
 }
 
-fn print_report(report: &send::SendReport, json: bool) -> anyhow::Result<()> {
-    if report.exit_code == exit::LOCKED {
-        tracing::error!("{}", report.message);
+fn print_report(report: &send::SendReport, json: bool, config: &Config) -> anyhow::Result<()> {
+    let message = message(report, config);
+    if let End::Locked { .. } = report.end {
+        tracing::error!("{message}");
         return Ok(());
     }
     if json {
         // The report is for a machine; what it means, for the person
         // reading the log.
-        if !report.message.is_empty() {
-            tracing::info!("{}", report.message);
-        }
+        tracing::info!("{message}");
         return output::json(report);
     }
     let c = &report.counts;
-    say!("{}", report.message)?;
+    say!("{message}")?;
     if c.total > 0 {
         say!(
             "Campaign {}: {} recipients; {} sent, {} failed, {} deferred, {} unknown, {} skipped, {} waiting",
@@ -266,8 +271,8 @@ fn print_report(report: &send::SendReport, json: bool) -> anyhow::Result<()> {
 fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::Result<i32> {
     // Outside the send window nothing is due, whatever the posts say: a
     // cron job every few minutes then starts sending when the window opens.
-    if let Err(message) = send::window_now(config) {
-        tracing::info!("{message}");
+    if let Err(outside) = send::window_now(config) {
+        tracing::info!("{outside}");
         return Ok(exit::NOTHING_TO_DO);
     }
     let grace = config.late_grace;
@@ -319,11 +324,12 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
         let started = std::time::Instant::now();
         // One post the relay or the checks refuse must not keep the
         // others from going out; the exit code says the worst.
-        let code = match send::run(&opts, config, config_path) {
-            Ok(send::Outcome::Sent(report)) if report.exit_code == exit::NOTHING_TO_DO => {
+        let mut terminal = Terminal::new(args.yes);
+        let code = match send::run(&opts, config, config_path, &mut terminal) {
+            Ok(send::Outcome::Sent(report)) if exit_code(&report) == exit::NOTHING_TO_DO => {
                 exit::NOTHING_TO_DO
             }
-            Ok(outcome) => print_outcome(&outcome, args.json, started)?,
+            Ok(outcome) => print_outcome(&outcome, args.json, started, config)?,
             Err(e) if super::exit_code(&e) == exit::BAD_INPUT => {
                 tracing::error!("{e:#}");
                 exit::BAD_INPUT
@@ -338,4 +344,406 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
         });
     }
     Ok(worst.unwrap_or(exit::NOTHING_TO_DO))
+}
+
+/// The exit code of one post's send (README "Exit codes").
+fn exit_code(report: &send::SendReport) -> i32 {
+    match &report.end {
+        End::OutsideWindow(_) | End::Finished { .. } | End::NothingLeft => exit::NOTHING_TO_DO,
+        End::Locked { .. } => exit::LOCKED,
+        End::Cancelled => exit::OK,
+        End::Ran(ran) => match ran.stop {
+            // Spent quotas leave people waiting by necessity, not by design:
+            // "deferred", as for a recipient whose server said "later".
+            Stop::QuotaSpent { .. } => exit::SOME_FAILED,
+            // The end of the window is like max-per-run: the rest waits by
+            // design, so only failures and deferrals make it exit 3.
+            Stop::Done | Stop::Limit | Stop::WindowClosed if ran.some_failed => exit::SOME_FAILED,
+            Stop::Done | Stop::Limit | Stop::WindowClosed => exit::OK,
+            Stop::Interrupted => exit::INTERRUPTED,
+            Stop::Fatal(_) => exit::BAD_INPUT,
+            Stop::RelayDown(_) => exit::RELAY_DOWN,
+            Stop::Broken(_) => exit::INTERNAL,
+        },
+    }
+}
+
+/// What one post's send did, in a sentence for the person who ran it.
+fn message(report: &send::SendReport, config: &Config) -> String {
+    let campaign = &report.campaign;
+    let c = &report.counts;
+    let finished = |c: &crate::store::Counts| {
+        format!(
+            "nothing to do: {campaign} is finished ({} sent, {} failed, {} skipped)",
+            c.sent, c.failed, c.skipped
+        )
+    };
+    match &report.end {
+        End::OutsideWindow(outside) => outside.to_string(),
+        End::Locked { store } => format!(
+            "another herald is already sending {campaign} (see {store}); this one stops so nobody is mailed twice"
+        ),
+        End::Finished { newcomers } => {
+            let mut m = finished(c);
+            if *newcomers > 0 {
+                m.push_str(&format!(
+                    ". {newcomers} people on the list now were not on it then and are not sent this issue \
+                     (they get the next one); to send it to them too, run the same command with --include-new"
+                ));
+            }
+            m
+        }
+        End::NothingLeft if c.unknown > 0 => format!(
+            "nothing left to send for {campaign}: {} sent; {} of unknown outcome (herald was stopped while sending to them; \
+             see `herald status`, and add --resend-unknown to send to them again)",
+            c.sent, c.unknown
+        ),
+        End::NothingLeft => finished(c),
+        End::Cancelled => "cancelled; nothing was sent".into(),
+        End::Ran(ran) => ran_message(report, ran, config),
+    }
+}
+
+/// What a run of the engine did, in a sentence.
+fn ran_message(report: &send::SendReport, ran: &send::Ran, config: &Config) -> String {
+    let campaign = &report.campaign;
+    let after = &report.counts;
+    let left = after.pending + after.deferred;
+    match &ran.stop {
+        Stop::Fatal(why) | Stop::Broken(why) => {
+            format!("stopped: {why}. Nothing is lost: run again to continue.")
+        }
+        Stop::RelayDown(why) => {
+            let relays = config.relay_list();
+            let (who, back) = if relays.len() > 1 {
+                let names: Vec<&str> = relays.iter().map(|r| r.name.as_str()).collect();
+                (
+                    format!(
+                        "none of the relays ({}) is taking messages",
+                        names.join(", ")
+                    ),
+                    "one of them is",
+                )
+            } else {
+                (
+                    format!("the relay {} is not taking messages", report.relay),
+                    "the relay is",
+                )
+            };
+            format!(
+                "stopped: {who} ({why}). Nobody was lost: the {left} people not yet mailed \
+                 wait for the next run; run the same command again when {back} back"
+            )
+        }
+        Stop::Interrupted => format!(
+            "stopped on request after {} messages this run; run the same command again to continue",
+            report.attempted
+        ),
+        Stop::Limit => format!(
+            "sent this run's share ({} messages); {left} wait for the next run",
+            ran.handed_over
+        ),
+        Stop::WindowClosed => {
+            // From the close the run started with, not the clock:
+            // HERALD_NOW stands still in rehearsals.
+            let opens = config
+                .send_window
+                .as_ref()
+                .zip(ran.window_close)
+                .map(|(w, close)| {
+                    let (open, _) = w.next(close);
+                    format!("; it opens again {}", w.describe(open))
+                })
+                .unwrap_or_default();
+            format!(
+                "the send window closed after {} messages this run; {left} wait for the next run in it{opens}",
+                report.attempted
+            )
+        }
+        Stop::QuotaSpent { frees_at, detail } => format!(
+            "every relay has used its daily quota ({detail}); the {left} people not yet mailed wait. \
+             The first quota frees up {}: run the same command again after that (a cron job simply continues)",
+            frees_up(*frees_at)
+        ),
+        Stop::Done if report.finished => format!("{campaign} is finished"),
+        Stop::Done if ran.shared && after.pending + after.unknown > 0 => format!(
+            "{campaign}: this sender's share is done; {} waiting and {} in flight are with the other senders              (`herald status` shows the whole campaign)",
+            after.pending, after.unknown
+        ),
+        Stop::Done => format!(
+            "{campaign}: {} deferred to the next run, {} of unknown outcome",
+            after.deferred, after.unknown
+        ),
+    }
+}
+
+/// When a quota frees up, for a person: `at 2026-12-01 00:00 UTC (in 9h 12m)`.
+fn frees_up(at: jiff::Timestamp) -> String {
+    let utc = at.to_zoned(jiff::tz::TimeZone::UTC);
+    let wait = at.as_second() - crate::clock::now().as_second();
+    let within = if wait > 0 {
+        format!(" (in {}h {:02}m)", wait / 3600, wait % 3600 / 60)
+    } else {
+        String::new()
+    };
+    format!("at {} UTC{within}", utc.strftime("%Y-%m-%d %H:%M"))
+}
+
+/// The terminal of `herald send`: says what is about to happen, asks on a
+/// terminal (unless --yes), and shows the progress.
+struct Terminal {
+    yes: bool,
+    display: Option<ProgressDisplay>,
+}
+
+impl Terminal {
+    fn new(yes: bool) -> Terminal {
+        Terminal { yes, display: None }
+    }
+}
+
+impl send::Watch for Terminal {
+    fn confirm(&mut self, ready: &send::Ready) -> anyhow::Result<bool> {
+        for w in &ready.picture_warnings {
+            tracing::warn!("{w}");
+        }
+        tracing::info!("{}", plan(ready));
+        if let Some(w) = crate::compose::check::clip_warning(ready.largest_html) {
+            tracing::warn!("{w}");
+        }
+        if self.yes {
+            return Ok(true);
+        }
+        if !std::io::stdin().is_terminal() {
+            anyhow::bail!(crate::InputError::new(
+                ready.post,
+                None,
+                "herald asks before sending, and there is no terminal to ask on: add --yes to send (as a cron job does)"
+            ));
+        }
+        eprint!("Send now? [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
+    }
+
+    fn sending(&mut self, progress: Arc<Progress>, total: u64) {
+        self.display = Some(ProgressDisplay::start(progress, total));
+    }
+
+    fn done(&mut self) {
+        if let Some(d) = self.display.take() {
+            d.finish();
+        }
+    }
+}
+
+/// What is about to happen, in a sentence: `About to send "May" (may-2025)
+/// to 1200 people through smtp://... with 4 connection(s), at most 14/s...`.
+fn plan(ready: &send::Ready) -> String {
+    let before = ready.before;
+    let (first, others) = ready.relays.split_first().expect("a send has a relay");
+    // Several relays add up; one without a rate makes the whole unlimited.
+    let rates: Option<Vec<f64>> = ready
+        .relays
+        .iter()
+        .map(|r| r.rate.map(|r| r.per_second()))
+        .collect();
+    let eta = rates.map(|r| ready.to_send as f64 / r.iter().sum::<f64>());
+    let mut plan = format!(
+        "About to send \"{}\" ({}) to {} people through {} with {} connection(s)",
+        ready.title,
+        ready.campaign,
+        ready.to_send,
+        if others.is_empty() {
+            first.describe.clone()
+        } else {
+            format!("{} ({})", first.name, first.describe)
+        },
+        first.connections
+    );
+    match first.rate {
+        Some(r) => plan.push_str(&format!(", at most {r}")),
+        None => plan.push_str(", with no rate limit (as fast as the relay accepts)"),
+    }
+    for r in others {
+        plan.push_str(&format!(
+            ", and through {} ({}) with {} connection(s), {}",
+            r.name,
+            r.describe,
+            r.connections,
+            match r.rate {
+                Some(rate) => format!("at most {rate}"),
+                None => "no rate limit".into(),
+            }
+        ));
+    }
+    if let Some(max) = ready.max_per_run {
+        plan.push_str(&format!(", at most {max} this run"));
+    }
+    if let Some(secs) = eta {
+        plan.push_str(&format!("; about {}", human_duration(secs)));
+    }
+    if before.sent > 0 || before.unknown > 0 {
+        plan.push_str(&format!(
+            ". Continuing: {} already sent, {} of unknown outcome",
+            before.sent, before.unknown
+        ));
+        if !ready.resend_unknown && before.unknown > 0 {
+            plan.push_str(" (not resent; add --resend-unknown to resend)");
+        }
+    }
+    plan.push_str(&format!(
+        ". The largest email is {:.1} KB of HTML.",
+        ready.largest_html as f64 / 1024.0
+    ));
+    plan
+}
+
+fn human_duration(secs: f64) -> String {
+    match secs {
+        s if s < 90.0 => format!("{s:.0} seconds"),
+        s if s < 5400.0 => format!("{:.0} minutes", s / 60.0),
+        s => format!("{:.1} hours", s / 3600.0),
+    }
+}
+
+/// A progress bar on a terminal; plain log lines every 10 seconds otherwise.
+struct ProgressDisplay {
+    done: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ProgressDisplay {
+    fn start(progress: Arc<Progress>, total: u64) -> ProgressDisplay {
+        let done = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&done);
+        let thread = std::thread::spawn(move || {
+            let terminal = std::io::stderr().is_terminal();
+            let bar = terminal.then(|| {
+                let bar = indicatif::ProgressBar::new(total);
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{bar:30} {pos}/{len} sent {msg} ETA {eta}",
+                    )
+                    .expect("valid template"),
+                );
+                // Log lines print above the bar, not through it.
+                crate::log::set_progress_bar(Some(bar.clone()));
+                bar
+            });
+            let started = std::time::Instant::now();
+            let mut last_log = std::time::Instant::now();
+            loop {
+                let stop = flag.load(Ordering::SeqCst);
+                let sent = progress.sent.load(Ordering::Relaxed);
+                let failed = progress.failed.load(Ordering::Relaxed);
+                let deferred = progress.deferred.load(Ordering::Relaxed);
+                match &bar {
+                    Some(bar) => {
+                        bar.set_position(sent + failed + deferred);
+                        // A whole number: indicatif's own {per_sec} shows decimals.
+                        bar.set_message(format!(
+                            "({sent} ok, {failed} failed, {deferred} deferred) {:.0}/s",
+                            sent as f64 / started.elapsed().as_secs_f64().max(0.001)
+                        ));
+                    }
+                    None if stop || last_log.elapsed() >= Duration::from_secs(10) => {
+                        let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
+                        tracing::info!(
+                            "{sent} sent, {failed} failed, {deferred} deferred of {total} ({rate:.0}/s)"
+                        );
+                        last_log = std::time::Instant::now();
+                    }
+                    None => {}
+                }
+                if stop {
+                    if let Some(bar) = &bar {
+                        bar.finish();
+                        crate::log::set_progress_bar(None);
+                    }
+                    break;
+                }
+                // Woken early by `finish`, so the run ends when sending does.
+                std::thread::park_timeout(Duration::from_millis(200));
+            }
+        });
+        ProgressDisplay {
+            done,
+            thread: Some(thread),
+        }
+    }
+
+    fn finish(mut self) {
+        self.done.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Counts;
+
+    fn relay(
+        name: &str,
+        describe: &str,
+        connections: usize,
+        rate: Option<&str>,
+    ) -> send::ReadyRelay {
+        send::ReadyRelay {
+            name: name.into(),
+            describe: describe.into(),
+            connections,
+            rate: rate.map(|r| crate::deliver::throttle::Rate::parse(r).unwrap()),
+        }
+    }
+
+    #[test]
+    fn the_plan_names_each_relay_and_what_the_run_continues() {
+        let before = Counts {
+            sent: 5,
+            unknown: 2,
+            ..Counts::default()
+        };
+        let ready = send::Ready {
+            post: Path::new("may.md"),
+            title: "May",
+            campaign: "may@2025",
+            to_send: 100,
+            relays: vec![
+                relay("main", "smtp://a", 2, Some("10/s")),
+                relay("backup", "smtp://b", 1, None),
+            ],
+            max_per_run: None,
+            before: &before,
+            resend_unknown: false,
+            largest_html: 2048,
+            picture_warnings: vec![],
+        };
+        // One relay without a rate: no time is guessed.
+        assert_eq!(
+            plan(&ready),
+            "About to send \"May\" (may@2025) to 100 people through main (smtp://a) with 2 connection(s), \
+             at most 10/s, and through backup (smtp://b) with 1 connection(s), no rate limit. \
+             Continuing: 5 already sent, 2 of unknown outcome (not resent; add --resend-unknown to resend). \
+             The largest email is 2.0 KB of HTML."
+        );
+        let fresh = Counts::default();
+        let one = send::Ready {
+            relays: vec![relay("default", "smtp://a", 4, Some("10/s"))],
+            before: &fresh,
+            max_per_run: Some(50),
+            ..ready
+        };
+        // A single relay is named by its address alone.
+        assert_eq!(
+            plan(&one),
+            "About to send \"May\" (may@2025) to 100 people through smtp://a with 4 connection(s), \
+             at most 10/s, at most 50 this run; about 10 seconds. The largest email is 2.0 KB of HTML."
+        );
+    }
 }

@@ -232,10 +232,34 @@ pub fn normalise_columns(raw: &[String]) -> Vec<String> {
         .collect()
 }
 
+/// Why a text is not an e-mail address, said after the address: "`x` is
+/// not an email address (has no @)".
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddressError {
+    #[error("empty")]
+    Empty,
+    #[error("contains a space")]
+    Space,
+    #[error("has no @")]
+    NoAt,
+    #[error("the part before @ is empty or too long")]
+    LocalLength,
+    #[error("has more than one @")]
+    SeveralAts,
+    #[error("has a misplaced dot before @")]
+    MisplacedDot,
+    #[error("has a character addresses cannot contain")]
+    BadCharacter,
+    #[error("`{0}` is not a mail domain")]
+    NotADomain(String),
+    #[error("is longer than 254 characters")]
+    TooLong,
+}
+
 /// Checks an address and returns it trimmed with its domain in lower case.
 /// The rules are those every relay enforces: one `@`, a local part of at
 /// most 64 characters without spaces, a domain with a dot and a real TLD.
-pub fn normalise_address(raw: &str) -> Result<String, String> {
+pub fn normalise_address(raw: &str) -> Result<String, AddressError> {
     let s = raw.trim();
     // `Name <address>`, as mail programs export it.
     let s = match (s.rfind('<'), s.ends_with('>')) {
@@ -244,25 +268,25 @@ pub fn normalise_address(raw: &str) -> Result<String, String> {
     }
     .trim();
     if s.is_empty() {
-        return Err("empty".into());
+        return Err(AddressError::Empty);
     }
     if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("contains a space".into());
+        return Err(AddressError::Space);
     }
     let Some((local, domain)) = s.rsplit_once('@') else {
-        return Err("has no @".into());
+        return Err(AddressError::NoAt);
     };
     if local.is_empty() || local.len() > 64 {
-        return Err("the part before @ is empty or too long".into());
+        return Err(AddressError::LocalLength);
     }
     if local.contains('@') && !(local.starts_with('"') && local.ends_with('"')) {
-        return Err("has more than one @".into());
+        return Err(AddressError::SeveralAts);
     }
     if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
-        return Err("has a misplaced dot before @".into());
+        return Err(AddressError::MisplacedDot);
     }
     if local.chars().any(|c| "(),:;<>[\\]".contains(c)) && !local.starts_with('"') {
-        return Err("has a character addresses cannot contain".into());
+        return Err(AddressError::BadCharacter);
     }
     let domain = domain.to_lowercase();
     let labels: Vec<&str> = domain.split('.').collect();
@@ -274,14 +298,14 @@ pub fn normalise_address(raw: &str) -> Result<String, String> {
             && l.chars().all(|c| c.is_alphanumeric() || c == '-')
     };
     if labels.len() < 2 || !labels.iter().all(label_ok) {
-        return Err(format!("`{domain}` is not a mail domain"));
+        return Err(AddressError::NotADomain(domain));
     }
     let tld = labels.last().expect("two labels at least");
     if tld.len() < 2 || tld.chars().all(|c| c.is_ascii_digit()) {
-        return Err(format!("`{domain}` is not a mail domain"));
+        return Err(AddressError::NotADomain(domain));
     }
     if s.len() > 254 {
-        return Err("is longer than 254 characters".into());
+        return Err(AddressError::TooLong);
     }
     Ok(format!("{local}@{domain}"))
 }
@@ -512,7 +536,7 @@ impl Audience {
         };
         let email = match normalise_address(raw) {
             Ok(e) => e,
-            Err(why) => return skip(SkipReason::InvalidAddress, raw, Some(why)),
+            Err(why) => return skip(SkipReason::InvalidAddress, raw, Some(why.to_string())),
         };
         if let Some(i) = self.status_col {
             let status = self.record.get(i).unwrap_or("").to_lowercase();

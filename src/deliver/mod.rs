@@ -5,6 +5,14 @@
 //! differs: [`smtp::Smtp`] talks to the relay, [`outbox::OutboxMailer`]
 //! writes `.eml` files, [`memory::Memory`] keeps messages in memory and
 //! fails on cue, for tests.
+//!
+//! Where each part lives: [`send`] is the use case (`herald send`),
+//! [`audience`] reads the list, [`message`] builds each person's message,
+//! [`engine`] runs the send, [`smtp`] talks to the relays, [`throttle`]
+//! keeps the rates, [`schedule`] says which posts are due. May use
+//! compose/ (the issue), the store and the leaf modules; never listen/ or
+//! cli/. Errors are typed here ([`Failure`], [`JournalError`], and each
+//! module's own); the CLI words them.
 
 pub mod audience;
 pub mod engine;
@@ -126,8 +134,19 @@ pub struct Outgoing<P> {
     pub payload: P,
 }
 
+/// Why the journal could not do what a run asked of it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JournalError {
+    /// The store refused, with its own message.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The store's task has stopped.
+    #[error("the journal stopped")]
+    Stopped,
+}
+
 /// Writes the `sending` mark; the receiver answers once it is on disk.
-type MarkRequest = Box<dyn FnOnce() -> oneshot::Receiver<Result<(), String>> + Send + Sync>;
+type MarkRequest = Box<dyn FnOnce() -> oneshot::Receiver<Result<(), JournalError>> + Send + Sync>;
 
 /// The point a Mailer must pass just before the message can be delivered
 /// (before SMTP's message content, before the file is written). The first
@@ -138,7 +157,7 @@ type MarkRequest = Box<dyn FnOnce() -> oneshot::Receiver<Result<(), String>> + S
 pub struct Gate {
     request: Option<MarkRequest>,
     /// The mark, once asked for.
-    armed: Option<oneshot::Receiver<Result<(), String>>>,
+    armed: Option<oneshot::Receiver<Result<(), JournalError>>>,
     passed: bool,
     /// The mark could not be written: this gate never opens again, so a
     /// retry cannot send what the journal does not know about.
@@ -148,7 +167,7 @@ pub struct Gate {
 impl Gate {
     /// A gate whose first pass calls `request` and waits for its answer.
     pub(crate) fn new(
-        request: impl FnOnce() -> oneshot::Receiver<Result<(), String>> + Send + Sync + 'static,
+        request: impl FnOnce() -> oneshot::Receiver<Result<(), JournalError>> + Send + Sync + 'static,
     ) -> Gate {
         Gate {
             request: Some(Box::new(request)),

@@ -51,6 +51,37 @@ impl std::fmt::Debug for Relay {
     }
 }
 
+/// A relay address, or a relay's settings, that herald cannot use. Said
+/// about the single relay (`smtp_url`); `herald send` names a relay of
+/// `relays:` and its own password variable instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RelayError {
+    #[error("`{0}` is not a relay address; write it like smtp://mail.example.org:587")]
+    NotAnAddress(String),
+    #[error(
+        "put the relay's user name in the config (`smtp_user`) and the password in \
+                        HERALD_SMTP_PASSWORD, not in the address"
+    )]
+    CredentialsInAddress,
+    #[error("`{0}` names no host")]
+    NoHost(String),
+    #[error("`tls={0}` is not known; use tls=none or leave it out")]
+    UnknownTls(String),
+    #[error("`{0}://` is not a relay address; use smtp:// or smtps://")]
+    UnknownScheme(String),
+    #[error(
+        "herald will not send the newsletter, and your relay password, unencrypted to {host}. \
+                 Use smtp://{host}:587 (STARTTLS) or smtps://{host}:465, or, if this network really is private, \
+                 set `smtp_allow_plaintext: true` in herald.yaml"
+    )]
+    Plaintext { host: String },
+    #[error(
+        "`smtp_user` is set but there is no password: set HERALD_SMTP_PASSWORD \
+                        (or HERALD_SMTP_PASSWORD_FILE naming a file that holds it)"
+    )]
+    NoPassword,
+}
+
 impl Relay {
     /// Parses `smtp://host:587`, `smtps://host:465` or
     /// `smtp://127.0.0.1:2525?tls=none`. Plain text to a host that is not
@@ -61,21 +92,16 @@ impl Relay {
         user: Option<String>,
         password: Option<String>,
         allow_plaintext: bool,
-    ) -> Result<Relay, String> {
-        let url = url::Url::parse(raw.trim()).map_err(|_| {
-            format!("`{raw}` is not a relay address; write it like smtp://mail.example.org:587")
-        })?;
+    ) -> Result<Relay, RelayError> {
+        let url =
+            url::Url::parse(raw.trim()).map_err(|_| RelayError::NotAnAddress(raw.to_string()))?;
         if !url.username().is_empty() || url.password().is_some() {
-            return Err(
-                "put the relay's user name in the config (`smtp_user`) and the password in \
-                        HERALD_SMTP_PASSWORD, not in the address"
-                    .into(),
-            );
+            return Err(RelayError::CredentialsInAddress);
         }
         let host = url
             .host_str()
             .filter(|h| !h.is_empty())
-            .ok_or_else(|| format!("`{raw}` names no host"))?;
+            .ok_or_else(|| RelayError::NoHost(raw.to_string()))?;
         let host = host
             .trim_start_matches('[')
             .trim_end_matches(']')
@@ -89,30 +115,16 @@ impl Relay {
             ("smtp", None | Some("starttls") | Some("required")) => (Tls::StartTls, 587),
             ("smtp", Some("none")) => (Tls::None, 25),
             ("smtp" | "smtps", Some(other)) => {
-                return Err(format!(
-                    "`tls={other}` is not known; use tls=none or leave it out"
-                ));
+                return Err(RelayError::UnknownTls(other.to_string()));
             }
-            (other, _) => {
-                return Err(format!(
-                    "`{other}://` is not a relay address; use smtp:// or smtps://"
-                ));
-            }
+            (other, _) => return Err(RelayError::UnknownScheme(other.to_string())),
         };
         let port = url.port().unwrap_or(default_port);
         if tls == Tls::None && !is_loopback(&host) && !allow_plaintext {
-            return Err(format!(
-                "herald will not send the newsletter, and your relay password, unencrypted to {host}. \
-                 Use smtp://{host}:587 (STARTTLS) or smtps://{host}:465, or, if this network really is private, \
-                 set `smtp_allow_plaintext: true` in herald.yaml"
-            ));
+            return Err(RelayError::Plaintext { host });
         }
         if user.is_some() && password.is_none() {
-            return Err(
-                "`smtp_user` is set but there is no password: set HERALD_SMTP_PASSWORD \
-                        (or HERALD_SMTP_PASSWORD_FILE naming a file that holds it)"
-                    .into(),
-            );
+            return Err(RelayError::NoPassword);
         }
         Ok(Relay {
             host,
@@ -648,7 +660,7 @@ mod tests {
     #[test]
     fn plaintext_to_another_host_needs_explicit_permission() {
         let e = Relay::parse("smtp://mail.example.org:25?tls=none", None, None, false).unwrap_err();
-        assert!(e.contains("smtp_allow_plaintext"), "{e}");
+        assert!(e.to_string().contains("smtp_allow_plaintext"), "{e}");
         assert!(Relay::parse("smtp://mail.example.org:25?tls=none", None, None, true).is_ok());
     }
 

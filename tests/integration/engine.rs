@@ -9,7 +9,7 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use herald::config::Config;
-use herald::deliver::engine::{self, Outcome, Plan, Progress, Settings, Stop};
+use herald::deliver::engine::{self, Outcome, Plan, Progress, Stop};
 use herald::deliver::memory::{Fault, Memory};
 use herald::deliver::message::{Composer, Mode};
 use herald::deliver::throttle::Rate;
@@ -19,6 +19,82 @@ use herald::store::{self, State, Store, Update};
 use crate::util::*;
 
 pub(crate) const CAMPAIGN: &str = "example@2025-05-28";
+
+/// A run's settings as these tests write them: the engine's, and the
+/// first relay's (its rate, connections, name, weight and quota), which
+/// [`Rig::run_on`] puts first in the plan's list of relays.
+#[derive(Clone)]
+pub(crate) struct Settings {
+    pub(crate) connections: usize,
+    pub(crate) rate: Option<Rate>,
+    pub(crate) batch: Option<(u64, Duration)>,
+    pub(crate) max_per_run: Option<u64>,
+    pub(crate) max_attempts: u32,
+    pub(crate) retry_base: Duration,
+    pub(crate) timeout: Duration,
+    pub(crate) resend_unknown: bool,
+    pub(crate) relay_down_after: Duration,
+    pub(crate) window_closes_after: Option<Duration>,
+    /// `None`: the name the Mailer gives itself.
+    pub(crate) relay_name: Option<String>,
+    pub(crate) relay_weight: u32,
+    pub(crate) relay_quota: Option<engine::Quota>,
+    pub(crate) domains: Vec<engine::DomainGroup>,
+    pub(crate) suppression_mark: Option<i64>,
+}
+
+impl Default for Settings {
+    /// The engine's defaults, and a first relay of 4 connections.
+    fn default() -> Settings {
+        let e = engine::Settings::default();
+        Settings {
+            connections: 4,
+            rate: None,
+            batch: e.batch,
+            max_per_run: e.max_per_run,
+            max_attempts: e.max_attempts,
+            retry_base: e.retry_base,
+            timeout: e.timeout,
+            resend_unknown: e.resend_unknown,
+            relay_down_after: e.relay_down_after,
+            window_closes_after: e.window_closes_after,
+            relay_name: None,
+            relay_weight: 1,
+            relay_quota: None,
+            domains: e.domains,
+            suppression_mark: e.suppression_mark,
+        }
+    }
+}
+
+impl Settings {
+    /// The engine's settings, and the first relay through `mailer`.
+    fn split(self, mailer: &Memory) -> (engine::Settings, engine::Lane<Memory>) {
+        let first = engine::Lane {
+            name: self
+                .relay_name
+                .unwrap_or_else(|| engine::Lane::of(mailer.clone()).name),
+            mailer: mailer.clone(),
+            rate: self.rate,
+            connections: self.connections,
+            weight: self.relay_weight,
+            quota: self.relay_quota,
+        };
+        let settings = engine::Settings {
+            batch: self.batch,
+            max_per_run: self.max_per_run,
+            max_attempts: self.max_attempts,
+            retry_base: self.retry_base,
+            timeout: self.timeout,
+            resend_unknown: self.resend_unknown,
+            relay_down_after: self.relay_down_after,
+            window_closes_after: self.window_closes_after,
+            domains: self.domains,
+            suppression_mark: self.suppression_mark,
+        };
+        (settings, first)
+    }
+}
 
 pub(crate) struct Rig {
     pub(crate) _dir: tempfile::TempDir,
@@ -91,13 +167,13 @@ impl Rig {
         others: Vec<engine::Lane<Memory>>,
         interrupt: Arc<AtomicBool>,
     ) -> Outcome {
+        let (settings, first) = settings.split(mailer);
         let plan = Plan {
             campaign: CAMPAIGN.into(),
             composer: Arc::clone(&self.composer),
             columns: Arc::new(Vec::new()),
-            mailer: mailer.clone(),
+            relays: std::iter::once(first).chain(others).collect(),
             settings,
-            others,
         };
         let store = self.store.take().unwrap();
         let (outcome, store) =

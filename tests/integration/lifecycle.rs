@@ -21,14 +21,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use herald::deliver::Failure;
-use herald::deliver::engine::Settings;
 use herald::deliver::memory::{Fault, Memory};
 use herald::store::{self, State};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestCaseError, TestRng, TestRunner};
 use tokio::time::Instant;
 
-use crate::engine::{CAMPAIGN, Rig, address, rig_of};
+use crate::engine::{CAMPAIGN, Rig, Settings, address, rig_of};
 use crate::faulty::{Failing, Switch};
 
 /// Addresses a case draws from.

@@ -1,0 +1,256 @@
+//! The store's task: one thread writes the store, committing what several
+//! workers report at once (group commit), and reads the suppressions added
+//! while the run goes on.
+
+use super::*;
+
+pub(super) type Ack = oneshot::Sender<Result<(), JournalError>>;
+
+pub(super) enum Cmd {
+    Apply(Update, Option<Ack>),
+    Queue(i64, i64, oneshot::Sender<Result<Vec<Row>, JournalError>>),
+    /// Take up to `want` of a relay's quota for a day (relay, day, want, max).
+    TakeQuota(
+        String,
+        String,
+        u64,
+        u64,
+        oneshot::Sender<Result<u64, JournalError>>,
+    ),
+    /// Give back unused quota (relay, day, n).
+    GiveBack(String, String, u64),
+    /// A rate's message started or was answered (see `throttle::Journal`).
+    Mark(RateMark),
+    /// Answered once everything sent before it is committed.
+    Sync(Ack),
+}
+
+/// What the store task commits at once besides recipients' updates.
+#[derive(Default)]
+pub(super) struct Batch {
+    pub(super) marks: Vec<RateMark>,
+    pub(super) takes: Vec<(QuotaTake, oneshot::Sender<Result<u64, JournalError>>)>,
+    pub(super) synced: Vec<Ack>,
+}
+
+/// Addresses suppressed while the run goes on (the unsubscribe page,
+/// `herald bounces`, `herald suppress add`, another sender, on any host):
+/// read from the store's log of suppressions every [`SUPPRESSION_POLL`] by
+/// the store's task, looked at each time a recipient is handed to a
+/// connection. One lookup in a set per message: the send keeps its speed.
+#[derive(Default)]
+pub(super) struct LateSuppressions {
+    /// Any address at all: most runs see none, and skip the lock.
+    pub(super) any: AtomicBool,
+    pub(super) set: std::sync::Mutex<HashSet<String>>,
+}
+
+impl LateSuppressions {
+    pub(super) fn contains(&self, email: &str) -> bool {
+        self.any.load(Ordering::Acquire)
+            && self
+                .set
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .contains(&email.to_lowercase())
+    }
+}
+
+/// How often the store's task reads the suppressions added since its last
+/// look: a suppression stops its address's mail within this and the
+/// message in flight (the promise is 2 seconds).
+pub(super) const SUPPRESSION_POLL: Duration = Duration::from_millis(500);
+
+/// A shared store's log numbers can become visible out of order (two
+/// transactions take numbers, the later commits first): each look reads
+/// again from the mark of this many looks back (5 s), and the set drops
+/// what it has already.
+pub(super) const SUPPRESSION_LOOKBACK: usize = 10;
+
+/// What the store's task tells the run: the store cannot record (the run
+/// stops at once).
+pub(super) type Faults = mpsc::UnboundedSender<String>;
+
+/// The store's task: applies updates in batches, one commit per batch
+/// (group commit: what arrives during a commit goes into the next one),
+/// and every [`SUPPRESSION_POLL`] reads the suppressions added since.
+/// Each store call runs on tokio's blocking pool, which also tells a
+/// paused test clock that work is under way.
+pub(super) async fn store_task(
+    mut store: Box<dyn Store>,
+    campaign: String,
+    mut rx: mpsc::UnboundedReceiver<Cmd>,
+    resend_unknown: bool,
+    (mark, late): (i64, Arc<LateSuppressions>),
+    faults: Faults,
+) -> Box<dyn Store> {
+    let campaign = Arc::new(campaign);
+    let mut pending: Vec<(Update, Option<Ack>)> = Vec::new();
+    let mut marks: VecDeque<i64> = VecDeque::from([mark]);
+    let mut batch = Batch::default();
+    let mut poll = tokio::time::interval(SUPPRESSION_POLL);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let first = tokio::select! {
+            // The look first: under a steady stream of commands it would
+            // otherwise never come.
+            biased;
+            _ = poll.tick() => {
+                store = watch_suppressions(store, &mut marks, &late, &faults).await;
+                continue;
+            }
+            cmd = rx.recv() => match cmd {
+                Some(cmd) => cmd,
+                None => break,
+            },
+        };
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Cmd::Apply(u, ack) => pending.push((u, ack)),
+                Cmd::Mark(m) => batch.marks.push(m),
+                Cmd::Sync(ack) => batch.synced.push(ack),
+                Cmd::Queue(after, limit, reply) => {
+                    store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
+                    let c = Arc::clone(&campaign);
+                    let (back, rows) = blocking(store, move |s| {
+                        s.queue(&c, after, limit, resend_unknown)
+                            .map_err(JournalError::from)
+                    })
+                    .await;
+                    store = back;
+                    let _ = reply.send(rows);
+                }
+                // In the group commit: quota is taken a message at a time
+                // (a killed run loses at most what its connections held)
+                // without a disk flush of its own per message.
+                Cmd::TakeQuota(relay, day, want, max, reply) => {
+                    let take = QuotaTake {
+                        relay,
+                        day,
+                        want,
+                        max,
+                    };
+                    batch.takes.push((take, reply));
+                }
+                Cmd::GiveBack(relay, day, n) => {
+                    let (back, given) =
+                        blocking(store, move |s| s.give_back_quota(&relay, &day, n)).await;
+                    store = back;
+                    if let Err(e) = given {
+                        // Only leaves the quota under-used today.
+                        tracing::warn!("unused quota could not be given back ({e})");
+                    }
+                }
+            }
+            next = rx.try_recv().ok();
+        }
+        store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
+    }
+    store
+}
+
+/// Reads the suppressions added since the last looks into `late`.
+pub(super) async fn watch_suppressions(
+    store: Box<dyn Store>,
+    marks: &mut VecDeque<i64>,
+    late: &Arc<LateSuppressions>,
+    faults: &Faults,
+) -> Box<dyn Store> {
+    let from = *marks.front().expect("never empty");
+    let (store, rows) = blocking(store, move |s| s.suppressed_after(from)).await;
+    match rows {
+        Ok(rows) => {
+            let last = rows.last().map_or(from, |(id, _)| *id);
+            let latest = (*marks.back().expect("never empty")).max(last);
+            let mut set = late.set.lock().unwrap_or_else(|p| p.into_inner());
+            let mut new = 0;
+            for (_, email) in rows {
+                new += usize::from(set.insert(email));
+            }
+            if new > 0 {
+                late.any.store(true, Ordering::Release);
+                tracing::info!(
+                    "{new} address(es) suppressed during the send (unsubscribed, bounced or added by hand): \
+                     they are not mailed"
+                );
+            }
+            marks.push_back(latest);
+            while marks.len() > SUPPRESSION_LOOKBACK {
+                marks.pop_front();
+            }
+        }
+        Err(e) => {
+            // Without the list, an unsubscribe could be mailed: stop.
+            let _ = faults.send(format!(
+                "the suppression list cannot be read ({e}); nothing more is sent"
+            ));
+        }
+    }
+    store
+}
+
+pub(super) async fn flush(
+    store: Box<dyn Store>,
+    campaign: &Arc<String>,
+    pending: &mut Vec<(Update, Option<Ack>)>,
+    batch: &mut Batch,
+    faults: &Faults,
+) -> Box<dyn Store> {
+    let Batch {
+        marks,
+        takes,
+        synced,
+    } = std::mem::take(batch);
+    if pending.is_empty() && marks.is_empty() && takes.is_empty() {
+        for ack in synced {
+            let _ = ack.send(Ok(()));
+        }
+        return store;
+    }
+    let updates: Vec<Update> = pending.iter().map(|(u, _)| u.clone()).collect();
+    let wanted: Vec<QuotaTake> = takes.iter().map(|(t, _)| t.clone()).collect();
+    let c = Arc::clone(campaign);
+    let (store, result) = blocking(store, move |s| {
+        s.commit_batch(&c, &updates, &marks, &wanted)
+            .map_err(JournalError::from)
+    })
+    .await;
+    if let Err(e) = &result {
+        // Nothing may go out that is not recorded: the run stops now,
+        // whether or not someone waits for this commit.
+        let _ = faults.send(format!(
+            "the journal cannot record the send ({e}); nothing more is sent"
+        ));
+    }
+    let done = result.as_ref().map(|_| ()).map_err(Clone::clone);
+    for (_, ack) in pending.drain(..) {
+        if let Some(ack) = ack {
+            let _ = ack.send(done.clone());
+        }
+    }
+    for ack in synced {
+        let _ = ack.send(done.clone());
+    }
+    for (i, (_, reply)) in takes.into_iter().enumerate() {
+        let got = match &result {
+            Ok(got) => Ok(got.get(i).copied().unwrap_or(0)),
+            Err(e) => Err(e.clone()),
+        };
+        let _ = reply.send(got);
+    }
+    store
+}
+
+/// Runs `f` on the store on the blocking pool, and gives the store back.
+pub(super) async fn blocking<T: Send + 'static>(
+    mut store: Box<dyn Store>,
+    f: impl FnOnce(&mut dyn Store) -> T + Send + 'static,
+) -> (Box<dyn Store>, T) {
+    tokio::task::spawn_blocking(move || {
+        let out = f(store.as_mut());
+        (store, out)
+    })
+    .await
+    .expect("a store call does not panic")
+}

@@ -1,0 +1,482 @@
+//! Everything before the first message: composer, store, lock, list.
+
+use super::*;
+
+/// Where the messages of a run go.
+pub(super) enum Target {
+    Outbox(PathBuf),
+    Relay,
+}
+
+pub(super) enum PreparedTarget {
+    Outbox(Outbox),
+    Relay,
+}
+
+/// A run with its list imported and its lock held.
+pub(super) struct Prepared {
+    pub(super) campaign: String,
+    pub(super) composer: Arc<Composer>,
+    pub(super) store: Box<dyn Store>,
+    pub(super) columns: Vec<String>,
+    pub(super) import: Imported,
+    pub(super) target: PreparedTarget,
+    /// Held until the run ends.
+    pub(super) _lock: Option<Box<dyn store::Lock>>,
+    /// The throwaway store's folder, for dry runs and test sends.
+    pub(super) _scratch: Option<tempfile::TempDir>,
+    pub(super) locked: bool,
+    /// The campaign is finished and the list was not imported: how many
+    /// people on it now would be new to it (see `--include-new`).
+    pub(super) finished_newcomers: Option<u64>,
+    /// The journal's suppression mark before its list was read: the run
+    /// leaves out whoever is suppressed after it (`None` for a scratch store).
+    pub(super) suppression_mark: Option<i64>,
+}
+
+/// How many people the list would add to a finished campaign: those it
+/// would mail now whom the campaign never had, or had taken off the list
+/// before mailing them. Read only; the journal is not changed.
+pub(super) fn newcomers(
+    list: &Path,
+    store: &dyn Store,
+    campaign: &str,
+    suppression: &Arc<Suppression>,
+) -> anyhow::Result<u64> {
+    let known: std::collections::HashSet<String> = store
+        .recipients(campaign)?
+        .into_iter()
+        .filter(|r| r.state != store::State::Removed)
+        .map(|r| r.email.to_lowercase())
+        .collect();
+    let mut rows = audience::open(list, Arc::clone(suppression))?;
+    let mut n = 0;
+    while let Some(row) = rows.next_row() {
+        if let Row::Send(r) = row?
+            && !known.contains(&r.email.to_lowercase())
+        {
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[derive(Default)]
+pub(super) struct Imported {
+    pub(super) rows_read: u64,
+    pub(super) skipped: BTreeMap<SkipReason, u64>,
+    pub(super) examples: Vec<Skipped>,
+    pub(super) largest_html: usize,
+}
+
+/// Everything before the first message: composer, store, lock, list.
+/// Checks everything that can be wrong before anything is written.
+pub(super) fn prepare(
+    opts: &SendOptions,
+    config: &Config,
+    config_path: &Path,
+    issue: &Issue,
+    target: Target,
+) -> anyhow::Result<Prepared> {
+    let test = !opts.to.is_empty();
+    let mode = if test { Mode::Test } else { Mode::Campaign };
+    let composer = Arc::new(Composer::new(
+        issue,
+        config,
+        config_path,
+        message::unsubscribe_keys()?,
+        mode,
+    )?);
+    let dry = opts.dry_run;
+    if dry != matches!(target, Target::Outbox(_)) {
+        anyhow::bail!(crate::Fault::new(
+            "a dry run was about to use a relay, or a send the outbox; nothing was done",
+            "this is a bug in herald: please report it",
+        ));
+    }
+    let location = store::Location::from_config(config)?;
+    let (journal, _journal_copy) = journal(&location, dry, test)?;
+    let (suppression, mark) = suppression(opts, journal.as_deref())?;
+    let test_recipients = test_recipients(&opts.to)?;
+    let list = if test {
+        None
+    } else {
+        Some(checked_list(
+            opts.subscribers.as_deref(),
+            &opts.post,
+            &suppression,
+            if dry { "written" } else { "sent" },
+        )?)
+    };
+
+    // A test send or a dry run is not part of the campaign: a store of its own.
+    let (store, scratch, suppression_mark) = match journal {
+        Some(j) if !dry && !test => (j, None, mark),
+        _ => scratch()?,
+    };
+    let campaign = if test {
+        format!("{}#test", campaign_id(issue))
+    } else {
+        campaign_id(issue)
+    };
+    let lock = store.lock(&campaign)?;
+    let locked = lock.is_none();
+    let target = target.prepare(&campaign)?;
+    let mut prepared = Prepared {
+        campaign: campaign.clone(),
+        composer: Arc::clone(&composer),
+        store,
+        columns: Vec::new(),
+        import: Imported::default(),
+        target,
+        _lock: lock,
+        _scratch: scratch,
+        locked,
+        finished_newcomers: None,
+        suppression_mark,
+    };
+    if locked {
+        return Ok(prepared);
+    }
+    let store = &mut prepared.store;
+    // A finished campaign is last month's issue: people who joined the
+    // list since then get the next one, not this one, unless asked for.
+    if !test
+        && !dry
+        && !opts.include_new
+        && let Some(list) = list
+        && store.is_finished(&campaign)?
+    {
+        prepared.finished_newcomers = Some(newcomers(list, &**store, &campaign, &suppression)?);
+        return Ok(prepared);
+    }
+    if !test {
+        refuse_changed(&**store, &campaign, &composer, opts)?;
+    }
+    let (columns, imported) = import(
+        &mut prepared,
+        opts,
+        &composer,
+        &suppression,
+        list,
+        &test_recipients,
+    )?;
+    prepared.columns = columns;
+    prepared.import = imported;
+    Ok(prepared)
+}
+
+/// The recipients into the run's store: the list, or a test send's
+/// addresses. Returns the list's columns and what the import left out.
+fn import(
+    prepared: &mut Prepared,
+    opts: &SendOptions,
+    composer: &Composer,
+    suppression: &Arc<Suppression>,
+    list: Option<&Path>,
+    test_recipients: &[Recipient],
+) -> anyhow::Result<(Vec<String>, Imported)> {
+    let outbox = match &mut prepared.target {
+        PreparedTarget::Outbox(o) => Some(o),
+        PreparedTarget::Relay => None,
+    };
+    let mut importer = Importer {
+        store: &mut *prepared.store,
+        campaign: &prepared.campaign,
+        post: opts.post.display().to_string(),
+        composer,
+        suppression,
+        skips: Skips {
+            outbox,
+            imported: Imported::default(),
+        },
+    };
+    let columns = match list {
+        None => {
+            importer.tests(test_recipients)?;
+            Vec::new()
+        }
+        Some(list) => importer.list(list, opts.dry_run)?,
+    };
+    let imported = importer.skips.imported;
+    Ok((columns, imported))
+}
+
+/// A throwaway store, and its folder.
+#[allow(clippy::type_complexity)]
+fn scratch() -> anyhow::Result<(Box<dyn Store>, Option<tempfile::TempDir>, Option<i64>)> {
+    let (dir, s) = store::scratch()?;
+    Ok((s, Some(dir), None))
+}
+
+/// Refuses to go on with a campaign whose post changed since it started
+/// (unless --allow-changed): some people got the earlier version.
+fn refuse_changed(
+    store: &dyn Store,
+    campaign: &str,
+    composer: &Composer,
+    opts: &SendOptions,
+) -> anyhow::Result<()> {
+    if let Some(h) = store.campaign_hash(campaign)?
+        && h != composer.content_hash()
+        && !opts.allow_changed
+    {
+        anyhow::bail!(InputError::new(
+            &opts.post,
+            None,
+            format!(
+                "the post changed since the campaign {campaign} started, so some people got the earlier version. \
+                 To send the new version to the rest, run again with --allow-changed"
+            )
+        ));
+    }
+    Ok(())
+}
+
+/// The journal a run reads: a dry run a copy of it (see
+/// [`journal_for_dry_run`]), with the copy's folder; a test send the
+/// journal if there is one; only a real send may create it.
+#[allow(clippy::type_complexity)]
+fn journal(
+    location: &store::Location,
+    dry: bool,
+    test: bool,
+) -> anyhow::Result<(Option<Box<dyn Store>>, Option<tempfile::TempDir>)> {
+    Ok(if dry {
+        match journal_for_dry_run(location)? {
+            Some(view) => (Some(view.store), view._copy),
+            None => (None, None),
+        }
+    } else if test {
+        (location.open_existing()?, None)
+    } else {
+        (Some(location.open()?), None)
+    })
+}
+
+/// Whom never to mail: `--suppress` files and the journal's list (hard
+/// bounces), read even for a dry run or a test send so they leave out the
+/// same people a real send would; and the journal's suppression mark.
+fn suppression(
+    opts: &SendOptions,
+    journal: Option<&dyn Store>,
+) -> anyhow::Result<(Arc<Suppression>, Option<i64>)> {
+    let mut suppression = Suppression::default();
+    for s in &opts.suppress {
+        suppression.add_file(s)?;
+    }
+    // Noted before the list is read: a suppression from now on is seen by
+    // the run (at each hand-over), one before it by the import.
+    let mark = journal.map(|j| j.suppression_mark()).transpose()?;
+    if let Some(j) = journal {
+        for key in j.suppressed()? {
+            suppression.insert(&key);
+        }
+    }
+    Ok((Arc::new(suppression), mark))
+}
+
+impl Target {
+    /// The outbox, created (a dry run), or the relay.
+    fn prepare(self, campaign: &str) -> anyhow::Result<PreparedTarget> {
+        Ok(match self {
+            Target::Outbox(dir) => {
+                PreparedTarget::Outbox(Outbox::create(&dir, campaign).map_err(|e| {
+                    if e.kind() == std::io::ErrorKind::AlreadyExists {
+                        anyhow::Error::new(InputError::new(&dir, None, e.to_string()))
+                    } else {
+                        anyhow::Error::new(crate::Fault::new(
+                            format!("cannot prepare the outbox {} ({e})", dir.display()),
+                            "check the disk, or choose another folder with --outbox",
+                        ))
+                    }
+                })?)
+            }
+            Target::Relay => PreparedTarget::Relay,
+        })
+    }
+}
+
+/// Brings the recipients into the run's store, counting (and for a dry
+/// run writing to the outbox's `skipped.csv`) whom it leaves out.
+struct Importer<'a> {
+    store: &'a mut dyn Store,
+    campaign: &'a str,
+    post: String,
+    composer: &'a Composer,
+    suppression: &'a Arc<Suppression>,
+    skips: Skips<'a>,
+}
+
+/// Whom the import leaves out, and what it measured.
+struct Skips<'a> {
+    outbox: Option<&'a mut Outbox>,
+    imported: Imported,
+}
+
+impl Skips<'_> {
+    fn skip(&mut self, s: Skipped) -> anyhow::Result<()> {
+        *self.imported.skipped.entry(s.reason).or_default() += 1;
+        if let Some(o) = self.outbox.as_deref_mut() {
+            o.skip(&s).map_err(|e| {
+                anyhow::anyhow!("cannot write to the outbox {} ({e})", o.dir().display())
+            })?;
+        }
+        if self.imported.examples.len() < EXAMPLES {
+            self.imported.examples.push(s);
+        }
+        Ok(())
+    }
+}
+
+impl Importer<'_> {
+    /// A test send's addresses, but the suppressed ones.
+    fn tests(&mut self, recipients: &[Recipient]) -> anyhow::Result<()> {
+        self.store
+            .upsert_campaign(self.campaign, &self.post, self.composer.content_hash(), &[])?;
+        let mut import = self.store.import(self.campaign)?;
+        for r in recipients {
+            if self.suppression.contains(&r.email) {
+                self.skips.skip(Skipped {
+                    line: 0,
+                    email: r.email.clone(),
+                    reason: SkipReason::Suppressed,
+                    detail: None,
+                })?;
+                continue;
+            }
+            self.skips.imported.largest_html = self
+                .skips
+                .imported
+                .largest_html
+                .max(self.composer.html_len(r));
+            import.add(&r.email, 0, &[])?;
+        }
+        import.commit()?;
+        Ok(())
+    }
+
+    /// The subscriber list; returns its columns.
+    fn list(&mut self, list: &Path, dry: bool) -> anyhow::Result<Vec<String>> {
+        let mut rows = audience::open(list, Arc::clone(self.suppression))?;
+        let columns = rows.columns().to_vec();
+        self.store.upsert_campaign(
+            self.campaign,
+            &self.post,
+            self.composer.content_hash(),
+            &columns,
+        )?;
+        let mut import = self.store.import(self.campaign)?;
+        while let Some(row) = rows.next_row() {
+            self.skips.imported.rows_read += 1;
+            // The list was validated above; a row can only break now if
+            // the file changed meanwhile, and then stopping is right.
+            match row? {
+                Row::Send(r) => {
+                    if let Some(why) = self.composer.header_problem(&r) {
+                        // Never sent: a relay refuses the message (a line
+                        // over 998 bytes), and it is the list's to fix.
+                        // Recorded as skipped, so `status` counts them.
+                        tracing::warn!(
+                            "{}:{}: {} is not mailed: {why}",
+                            list.display(),
+                            r.line,
+                            r.email
+                        );
+                        import.add(&r.email, r.line as i64, &r.values)?;
+                        import.skip(&r.email, &why)?;
+                        self.skips.skip(Skipped {
+                            line: r.line,
+                            email: r.email.clone(),
+                            reason: SkipReason::HeaderTooLong,
+                            detail: Some(why),
+                        })?;
+                        continue;
+                    }
+                    if !dry {
+                        // A dry run measures the messages it writes.
+                        self.skips.imported.largest_html = self
+                            .skips
+                            .imported
+                            .largest_html
+                            .max(self.composer.html_len(&r));
+                    }
+                    import.add(&r.email, r.line as i64, &r.values)?
+                }
+                Row::Skip(s) => {
+                    match s.reason {
+                        SkipReason::Unsubscribed
+                        | SkipReason::Bounced
+                        | SkipReason::Suppressed
+                        | SkipReason::UnknownStatus => {
+                            import.skip(&s.email, s.reason.describe())?
+                        }
+                        SkipReason::InvalidAddress
+                        | SkipReason::Duplicate
+                        | SkipReason::HeaderTooLong => {}
+                    }
+                    self.skips.skip(s)?;
+                }
+            }
+        }
+        let removed = import.commit()?;
+        if removed > 0 {
+            tracing::info!(
+                "{removed} people not yet mailed are no longer on the list; they will not be mailed"
+            );
+        }
+        Ok(columns)
+    }
+}
+
+/// The subscriber list, read once through to refuse a broken file before
+/// anything is `done` (written or sent).
+pub(super) fn checked_list<'a>(
+    list: Option<&'a Path>,
+    post: &Path,
+    suppression: &Arc<Suppression>,
+    done: &str,
+) -> anyhow::Result<&'a Path> {
+    let Some(list) = list else {
+        anyhow::bail!(InputError::new(
+            post,
+            None,
+            "say who to send to: --subscribers FILE.csv for the list, or --to ADDRESS for a test"
+        ));
+    };
+    if let Err(errors) = audience::validate(list, Arc::clone(suppression)) {
+        let shown: Vec<String> = errors
+            .iter()
+            .take(EXAMPLES)
+            .map(|e| e.to_string())
+            .collect();
+        let mut msg = format!(
+            "the subscriber list has {} broken row(s); nothing was {done}. Fix them and run again:\n{}",
+            errors.len(),
+            shown.join("\n")
+        );
+        let more = errors.len().saturating_sub(EXAMPLES);
+        if more > 0 {
+            msg.push_str(&format!("\n... and {more} more"));
+        }
+        anyhow::bail!(InputError::new(list, None, msg));
+    }
+    Ok(list)
+}
+
+pub(super) fn test_recipients(to: &[String]) -> Result<Vec<Recipient>, InputError> {
+    let mut out: Vec<Recipient> = Vec::new();
+    for raw in to {
+        let email = audience::normalise_address(raw).map_err(|why| {
+            InputError::new(
+                Path::new("--to"),
+                None,
+                format!("`{raw}` is not an e-mail address ({why})"),
+            )
+        })?;
+        if !out.iter().any(|r| r.email.eq_ignore_ascii_case(&email)) {
+            out.push(Recipient::bare(&email));
+        }
+    }
+    Ok(out)
+}
