@@ -22,8 +22,10 @@ mod words;
 use mail_parser::{Message, MessageParser};
 use reader::Reader;
 
-/// What kind of message it is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What kind of message it is. Its name (in `--json` and the journal) is
+/// [`Kind::as_str`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Kind {
     /// A delivery failed (or was delayed) for the recipients listed.
     Bounce,
