@@ -11,6 +11,13 @@
 //! The reasons are sisimai's names (sisimai is the reference bounce
 //! classifier), so its test expectations can judge this one; see
 //! `tests/integration/bounces.rs`.
+//!
+//! Uses mail-parser and [`crate::gone`] (the address-gone rule `herald
+//! send` shares) only: nothing of the store, the settings or the rest of
+//! `listen/`. Its parts: `reader` walks the message and tells its kind,
+//! `words` reads one failed recipient from the server's words, `text`
+//! finds recipients in free text, `dsn` and `ses` read the two structured
+//! report formats.
 
 mod dsn;
 use crate::gone as reason;
