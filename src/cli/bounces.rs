@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::output::{self, say};
 use super::status::unreadable;
 use crate::config::{Config, Override};
-use crate::listen::act::{self, Context, SoftRule, Verdict};
+use crate::listen::act::{self, Action, Context, MatchedBy, SoftRule, Verdict};
 use crate::listen::{bounces, imap, inbox};
 use crate::store::Store;
 use crate::{InputError, exit, unsubscribe};
@@ -57,11 +57,34 @@ impl Args {
     }
 }
 
+/// What an entry of the list is: a message read, of a kind, or one set
+/// aside unread.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    SetAside,
+    Read(bounces::Kind),
+}
+
+impl Seen {
+    fn as_str(self) -> &'static str {
+        match self {
+            Seen::SetAside => "set-aside",
+            Seen::Read(kind) => kind.as_str(),
+        }
+    }
+}
+
+impl Serialize for Seen {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 #[derive(Serialize)]
 struct Entry {
     source: String,
-    kind: &'static str,
-    matched_by: &'static str,
+    kind: Seen,
+    matched_by: MatchedBy,
     /// False: left in the mailbox for a person (the kind says what it
     /// looked like).
     understood: bool,
@@ -92,6 +115,117 @@ struct Summary {
     /// not made for: nothing done about them.
     not_matched: u64,
     dry_run: bool,
+}
+
+impl Summary {
+    /// Counts one message's verdict.
+    fn count(&mut self, verdict: &Verdict) {
+        match verdict.kind {
+            bounces::Kind::Bounce => self.bounces += 1,
+            bounces::Kind::Complaint => self.complaints += 1,
+            bounces::Kind::Unsubscribe => self.unsubscribes += 1,
+            bounces::Kind::AutoReply => self.auto_replies += 1,
+            bounces::Kind::NotABounce => self.not_bounces += 1,
+            bounces::Kind::Unknown => {}
+        }
+        if !verdict.understood {
+            self.not_understood += 1;
+        }
+        for r in &verdict.recipients {
+            match r.action {
+                Action::Suppressed => self.suppressed += 1,
+                Action::Counted => self.counted += 1,
+                Action::Recorded => self.recorded += 1,
+                Action::NotMatched => self.not_matched += 1,
+                Action::None => {}
+            }
+        }
+    }
+}
+
+/// Where the messages come from, checked before anything is read.
+enum Mailbox {
+    Maildir(PathBuf),
+    Mbox(PathBuf),
+    Imap {
+        mailbox: imap::Mailbox,
+        password: String,
+        ca: Option<Vec<u8>>,
+        timeout: std::time::Duration,
+    },
+}
+
+impl Mailbox {
+    /// The IMAP address and password are checked before anything is read.
+    fn of(args: &Args) -> anyhow::Result<Mailbox> {
+        if let Some(dir) = &args.maildir {
+            return Ok(Mailbox::Maildir(dir.clone()));
+        }
+        if let Some(path) = &args.mbox {
+            return Ok(Mailbox::Mbox(path.clone()));
+        }
+        let Some(url) = args.imap.as_deref() else {
+            anyhow::bail!("give --maildir, --mbox or --imap");
+        };
+        let mailbox = imap::Mailbox::parse(url)?;
+        let password = crate::config::secret(imap::PASSWORD_VAR)?
+            .and_then(|s| s.expose_str().map(str::to_string))
+            .ok_or_else(|| {
+                InputError::at(
+                    imap::PASSWORD_VAR,
+                    format!(
+                        "not set: the password of {} (or {}_FILE naming a file that holds it)",
+                        mailbox.describe(),
+                        imap::PASSWORD_VAR
+                    ),
+                )
+            })?;
+        let ca = match &args.imap_ca_file {
+            Some(p) => Some(crate::limits::read_capped(
+                p,
+                crate::limits::MAX_CA_BYTES,
+                "CA certificate file (PEM)",
+            )?),
+            None => None,
+        };
+        Ok(Mailbox::Imap {
+            mailbox,
+            password,
+            ca,
+            timeout: std::time::Duration::from_secs_f64(args.imap_timeout),
+        })
+    }
+
+    /// Hands each message to `handle`, which says whether it was
+    /// understood (and so may be marked as read).
+    fn read(
+        &self,
+        dry_run: bool,
+        mut handle: impl FnMut(inbox::Incoming) -> anyhow::Result<bool>,
+    ) -> anyhow::Result<()> {
+        match self {
+            Mailbox::Maildir(dir) => {
+                for entry in inbox::maildir(dir)? {
+                    handle(entry.read())?;
+                }
+            }
+            Mailbox::Mbox(path) => inbox::mbox(path, |m| handle(m).map(|_| ()))?,
+            Mailbox::Imap {
+                mailbox,
+                password,
+                ca,
+                timeout,
+            } => imap::read(
+                mailbox,
+                password,
+                ca.as_deref(),
+                dry_run,
+                *timeout,
+                &mut handle,
+            )?,
+        }
+        Ok(())
+    }
 }
 
 pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
@@ -125,39 +259,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         window: config.soft_bounce_window,
     };
     let cx = Context::new(store.as_ref(), &keys, &local, soft).map_err(unreadable)?;
-    let mut entries = Vec::new();
-    let mut summary = Summary {
-        dry_run: args.dry_run,
-        ..Summary::default()
-    };
-    // The IMAP address and password are checked before anything is read.
-    let imap = match &args.imap {
-        Some(url) => {
-            let mailbox = imap::Mailbox::parse(url)?;
-            let password = crate::config::secret(imap::PASSWORD_VAR)?
-                .and_then(|s| s.expose_str().map(str::to_string))
-                .ok_or_else(|| {
-                    InputError::at(
-                        imap::PASSWORD_VAR,
-                        format!(
-                            "not set: the password of {} (or {}_FILE naming a file that holds it)",
-                            mailbox.describe(),
-                            imap::PASSWORD_VAR
-                        ),
-                    )
-                })?;
-            let ca = match &args.imap_ca_file {
-                Some(p) => Some(crate::limits::read_capped(
-                    p,
-                    crate::limits::MAX_CA_BYTES,
-                    "CA certificate file (PEM)",
-                )?),
-                None => None,
-            };
-            Some((mailbox, password, ca))
-        }
-        None => None,
-    };
+    let mailbox = Mailbox::of(&args)?;
     // One `herald bounces` at a time per journal: two runs over the same
     // mailbox would both count a soft bounce not yet recorded (2,014 rows
     // for 2,000 messages on SQLite). A second run does nothing and says so.
@@ -172,84 +274,36 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             return Ok(exit::LOCKED);
         }
     };
-    // Returns whether the message was understood (and so may be marked).
-    let mut handle = |incoming: inbox::Incoming| -> anyhow::Result<bool> {
+    let mut entries = Vec::new();
+    let mut summary = Summary {
+        dry_run: args.dry_run,
+        ..Summary::default()
+    };
+    mailbox.read(args.dry_run, |incoming| {
         summary.messages += 1;
-        let m = match incoming {
-            inbox::Incoming::Message(m) => m,
+        let (entry, understood) = match incoming {
+            inbox::Incoming::Message(m) => {
+                match handle(store.as_mut(), &cx, m, args.dry_run, &mut summary)? {
+                    Some(entry) => entry,
+                    None => return Ok(true),
+                }
+            }
             inbox::Incoming::SetAside { name, why } => {
                 summary.set_aside += 1;
-                entries.push(Entry {
+                let entry = Entry {
                     source: name,
-                    kind: "set-aside",
-                    matched_by: "none",
+                    kind: Seen::SetAside,
+                    matched_by: MatchedBy::None,
                     understood: false,
                     set_aside: Some(why),
                     recipients: Vec::new(),
-                });
-                return Ok(false);
+                };
+                (entry, false)
             }
         };
-        let key = message_key(&m.bytes);
-        if store.message_handled(&key).map_err(unreadable)? {
-            summary.already_handled += 1;
-            // Handled before: it may be marked as read now.
-            mark(&m, args.dry_run);
-            return Ok(true);
-        }
-        let report = bounces::classify(&m.bytes);
-        let verdict: Verdict = act::act(store.as_mut(), &cx, &report, &m.name, &key, args.dry_run)
-            .map_err(unreadable)?;
-        match report.kind {
-            bounces::Kind::Bounce => summary.bounces += 1,
-            bounces::Kind::Complaint => summary.complaints += 1,
-            bounces::Kind::Unsubscribe => summary.unsubscribes += 1,
-            bounces::Kind::AutoReply => summary.auto_replies += 1,
-            bounces::Kind::NotABounce => summary.not_bounces += 1,
-            bounces::Kind::Unknown => {}
-        }
-        if !verdict.understood {
-            summary.not_understood += 1;
-        }
-        for r in &verdict.recipients {
-            match r.action.as_str() {
-                "suppressed" => summary.suppressed += 1,
-                "counted" => summary.counted += 1,
-                "recorded" => summary.recorded += 1,
-                "not-matched" => summary.not_matched += 1,
-                _ => {}
-            }
-        }
-        if verdict.understood {
-            mark(&m, args.dry_run);
-        }
-        let understood = verdict.understood;
-        entries.push(Entry {
-            source: m.name,
-            kind: verdict.kind,
-            matched_by: verdict.matched_by,
-            understood,
-            set_aside: None,
-            recipients: verdict.recipients,
-        });
+        entries.push(entry);
         Ok(understood)
-    };
-    if let Some(dir) = &args.maildir {
-        for entry in inbox::maildir(dir)? {
-            handle(entry.read())?;
-        }
-    } else if let Some(path) = &args.mbox {
-        inbox::mbox(path, |m| handle(m).map(|_| ()))?;
-    } else if let Some((mailbox, password, ca)) = &imap {
-        imap::read(
-            mailbox,
-            password,
-            ca.as_deref(),
-            args.dry_run,
-            std::time::Duration::from_secs_f64(args.imap_timeout),
-            &mut handle,
-        )?;
-    }
+    })?;
     // Some messages need a person: set aside, or not understood (both
     // listed above and left in the mailbox).
     let code = if summary.set_aside > 0 || summary.not_understood > 0 {
@@ -259,45 +313,70 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     };
     if args.json {
         output::json(&serde_json::json!({ "messages": entries, "summary": summary }))?;
-        return Ok(code);
+    } else {
+        print(&entries, &summary)?;
     }
-    for e in &entries {
+    Ok(code)
+}
+
+/// Reads one message and acts on it; `None` when it was handled before
+/// (nothing listed). Returns its entry and whether it was understood.
+fn handle(
+    store: &mut dyn Store,
+    cx: &Context<'_>,
+    m: inbox::Message,
+    dry_run: bool,
+    summary: &mut Summary,
+) -> anyhow::Result<Option<(Entry, bool)>> {
+    let key = message_key(&m.bytes);
+    if store.message_handled(&key).map_err(unreadable)? {
+        summary.already_handled += 1;
+        // Handled before: it may be marked as read now.
+        mark(&m, dry_run);
+        return Ok(None);
+    }
+    let report = bounces::classify(&m.bytes);
+    let verdict = act::act(store, cx, &report, &m.name, &key, dry_run).map_err(unreadable)?;
+    summary.count(&verdict);
+    if verdict.understood {
+        mark(&m, dry_run);
+    }
+    let understood = verdict.understood;
+    let entry = Entry {
+        source: m.name,
+        kind: Seen::Read(verdict.kind),
+        matched_by: verdict.matched_by,
+        understood,
+        set_aside: None,
+        recipients: verdict.recipients,
+    };
+    Ok(Some((entry, understood)))
+}
+
+/// The list and the summary, for people.
+fn print(entries: &[Entry], summary: &Summary) -> anyhow::Result<()> {
+    for e in entries {
         if let Some(why) = &e.set_aside {
             say!("{}: set aside, left where it is: {why}", e.source)?;
             continue;
         }
-        if e.recipients.iter().all(|r| r.action == "not-matched") {
-            let note = match e.kind {
-                _ if e.matched_by == "forged-token" => {
-                    "its token is not one herald made (forged or damaged); nobody suppressed"
-                }
-                _ if e.matched_by == "unverified" => {
-                    "no token, and nothing in it shows herald sent that mail; left in the mailbox"
-                }
-                _ if !e.understood && e.matched_by != "none" => {
-                    "it names only people its token was not made for; left in the mailbox"
-                }
-                "unknown" => "not understood: left in the mailbox for a person to read",
-                "auto-reply" => "an automatic reply; nothing to do",
-                "not-a-bounce" => "ordinary mail; nothing to do",
-                _ => "nobody herald knows is named in it; left in the mailbox",
-            };
-            say!("{}: {} ({note})", e.source, e.kind)?;
+        if e.recipients.iter().all(|r| r.action == Action::NotMatched) {
+            say!("{}: {} ({})", e.source, e.kind.as_str(), note(e))?;
         }
         let mut not_matched = 0;
         for r in &e.recipients {
-            if r.action == "not-matched" {
+            if r.action == Action::NotMatched {
                 not_matched += 1;
                 continue;
             }
             say!(
                 "{}: {} {} {}{} -> {}",
                 e.source,
-                e.kind,
+                e.kind.as_str(),
                 r.address,
                 r.status,
                 if r.hard { " (address gone)" } else { "" },
-                r.action
+                r.action.as_str()
             )?;
         }
         if not_matched > 0 {
@@ -325,13 +404,34 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         summary.counted,
         summary.recorded,
         summary.not_matched,
-        if args.dry_run {
+        if summary.dry_run {
             " (dry run: nothing changed)"
         } else {
             ""
         }
     )?;
-    Ok(code)
+    Ok(())
+}
+
+/// Why nobody was acted on, for a message whose recipients (if any) were
+/// all not matched.
+fn note(e: &Entry) -> &'static str {
+    use bounces::Kind;
+    match e.kind {
+        _ if e.matched_by == MatchedBy::ForgedToken => {
+            "its token is not one herald made (forged or damaged); nobody suppressed"
+        }
+        _ if e.matched_by == MatchedBy::Unverified => {
+            "no token, and nothing in it shows herald sent that mail; left in the mailbox"
+        }
+        _ if !e.understood && e.matched_by != MatchedBy::None => {
+            "it names only people its token was not made for; left in the mailbox"
+        }
+        Seen::Read(Kind::Unknown) => "not understood: left in the mailbox for a person to read",
+        Seen::Read(Kind::AutoReply) => "an automatic reply; nothing to do",
+        Seen::Read(Kind::NotABounce) => "ordinary mail; nothing to do",
+        _ => "nobody herald knows is named in it; left in the mailbox",
+    }
 }
 
 fn positive_seconds(s: &str) -> Result<f64, String> {

@@ -4,7 +4,10 @@ use std::path::Path;
 
 use super::output::{self, say};
 use crate::config::{Config, Override};
-use crate::store::{Location, RelayCounts, Source, Store, StoreError};
+use crate::store::{
+    BounceSummary, CampaignInfo, Location, Problem, RelayCounts, Source, Store, StoreError,
+    Suppressed,
+};
 use crate::{Fault, InputError, exit};
 
 /// Show each campaign: how many were sent, failed (with the server's
@@ -80,6 +83,30 @@ pub fn unreadable(e: StoreError) -> Fault {
     )
 }
 
+/// What the journal says of one campaign.
+struct CampaignStatus {
+    campaign: CampaignInfo,
+    problems: Vec<Problem>,
+    /// Who left through this email's unsubscribe link.
+    unsubscribed: usize,
+    bounced: BounceSummary,
+    /// Each relay of the settings (in their order; relays no longer in
+    /// them last), with its quota used today.
+    relays: Vec<RelayCounts>,
+}
+
+impl CampaignStatus {
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "campaign": self.campaign,
+            "problems": self.problems,
+            "unsubscribed": self.unsubscribed,
+            "bounces": self.bounced,
+            "relays": self.relays,
+        })
+    }
+}
+
 pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     let location = Location::from_config(config)?;
     let dir = &config.journal_dir;
@@ -119,132 +146,12 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     }
     let suppressions = journal.suppressions().map_err(unreadable)?;
     let mut out = Vec::new();
-    for c in &campaigns {
-        let problems = journal.problems(&c.id, 100_000).map_err(unreadable)?;
-        // Who left through this email's unsubscribe link.
-        let unsubscribed = suppressions
-            .iter()
-            .filter(|s| s.source.is_unsubscribe() && s.campaign.as_deref() == Some(c.id.as_str()))
-            .count();
-        let bounced = journal.bounce_summary(&c.id).map_err(unreadable)?;
-        let mut relays = journal.relay_counts(&c.id).map_err(unreadable)?;
-        // Every relay of the settings is shown, with its quota used today
-        // (across campaigns, by the relay's own day), even before it carried
-        // anything for this campaign.
-        let now = crate::clock::now();
-        for r in config.relay_list() {
-            let at = match relays.iter().position(|x| x.relay == r.name) {
-                Some(i) => i,
-                None if config.relays.is_empty() => continue,
-                None => {
-                    relays.push(RelayCounts {
-                        relay: r.name.clone(),
-                        ..RelayCounts::default()
-                    });
-                    relays.len() - 1
-                }
-            };
-            if let Some(max) = r.max_per_day {
-                let day = now.to_zoned(r.day_zone.clone()).date().to_string();
-                let used = journal.quota_used(&r.name, &day).map_err(unreadable)?;
-                let e = &mut relays[at];
-                e.max_per_day = Some(max);
-                e.quota_used_today = Some(used);
-                e.day = Some(format!("{day} ({})", r.day_zone_name));
-            }
-        }
-        // In the order of the settings; relays no longer in them last.
-        let order: Vec<String> = config.relay_list().into_iter().map(|r| r.name).collect();
-        relays.sort_by_key(|r| {
-            order
-                .iter()
-                .position(|n| *n == r.relay)
-                .unwrap_or(usize::MAX)
-        });
+    for c in campaigns {
+        let status = campaign_status(journal.as_ref(), config, &suppressions, c)?;
         if !json {
-            let n = &c.counts;
-            let state = if c.finished_at.is_some() {
-                "finished"
-            } else {
-                "in progress"
-            };
-            say!("{} ({state}), {}", c.id, c.post)?;
-            say!(
-                "  {} recipients: {} sent, {} failed, {} deferred, {} unknown, {} skipped, {} waiting",
-                n.total,
-                n.sent,
-                n.failed,
-                n.deferred,
-                n.unknown,
-                n.skipped,
-                n.pending
-            )?;
-            // Per relay only when there is more than one to tell apart, or
-            // a quota to show.
-            if relays.len() > 1 || relays.iter().any(|r| r.max_per_day.is_some()) {
-                for r in &relays {
-                    let quota = match (r.max_per_day, r.quota_used_today, &r.day) {
-                        (Some(max), Some(used), Some(day)) => {
-                            format!("; quota {used} of {max} used on {day}")
-                        }
-                        _ => String::new(),
-                    };
-                    say!(
-                        "  through {}: {} sent, {} failed, {} deferred{quota}",
-                        r.relay,
-                        r.sent,
-                        r.failed,
-                        r.deferred
-                    )?;
-                }
-            }
-            if unsubscribed > 0 {
-                say!("  {unsubscribed} unsubscribed through this email's link")?;
-            }
-            let b = &bounced;
-            if b.hard + b.soft + b.complaints + b.mailto_unsubscribes > 0 {
-                say!(
-                    "  came back: {} addresses gone (suppressed), {} soft bounces, {} spam complaints, {} unsubscribe emails",
-                    b.hard,
-                    b.soft,
-                    b.complaints,
-                    b.mailto_unsubscribes
-                )?;
-            }
-            for (why, n) in b.blocks.iter().take(10) {
-                say!(
-                    "  blocked by a receiving server, {n}x (for the sender to fix, not the subscriber): {why}"
-                )?;
-            }
-            if n.removed > 0 {
-                say!(
-                    "  {} removed from the list before they were mailed (not mailed)",
-                    n.removed
-                )?;
-            }
-            let shown = if args.campaign.is_some() {
-                problems.len()
-            } else {
-                20
-            };
-            for p in problems.iter().take(shown) {
-                say!("  {p}")?;
-            }
-            if problems.len() > shown {
-                say!(
-                    "  ... {} more: herald status {}",
-                    problems.len() - shown,
-                    c.id
-                )?;
-            }
+            print_campaign(&status, args.campaign.is_some())?;
         }
-        out.push(serde_json::json!({
-            "campaign": c,
-            "problems": problems,
-            "unsubscribed": unsubscribed,
-            "bounces": bounced,
-            "relays": relays,
-        }));
+        out.push(status.json());
     }
     if json {
         output::json(&out)?;
@@ -261,6 +168,150 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         )?;
     }
     Ok(exit::OK)
+}
+
+/// What the journal says of campaign `c`.
+fn campaign_status(
+    journal: &dyn Store,
+    config: &Config,
+    suppressions: &[Suppressed],
+    c: CampaignInfo,
+) -> Result<CampaignStatus, Fault> {
+    let problems = journal.problems(&c.id, 100_000).map_err(unreadable)?;
+    let unsubscribed = suppressions
+        .iter()
+        .filter(|s| s.source.is_unsubscribe() && s.campaign.as_deref() == Some(c.id.as_str()))
+        .count();
+    let bounced = journal.bounce_summary(&c.id).map_err(unreadable)?;
+    let relays = relays(journal, config, &c.id)?;
+    Ok(CampaignStatus {
+        campaign: c,
+        problems,
+        unsubscribed,
+        bounced,
+        relays,
+    })
+}
+
+/// What each relay carried for `campaign`. Every relay of the settings is
+/// shown, with its quota used today (across campaigns, by the relay's own
+/// day), even before it carried anything for this campaign; in the order
+/// of the settings, relays no longer in them last.
+fn relays(journal: &dyn Store, config: &Config, campaign: &str) -> Result<Vec<RelayCounts>, Fault> {
+    let mut relays = journal.relay_counts(campaign).map_err(unreadable)?;
+    let now = crate::clock::now();
+    for r in config.relay_list() {
+        let at = match relays.iter().position(|x| x.relay == r.name) {
+            Some(i) => i,
+            None if config.relays.is_empty() => continue,
+            None => {
+                relays.push(RelayCounts {
+                    relay: r.name.clone(),
+                    ..RelayCounts::default()
+                });
+                relays.len() - 1
+            }
+        };
+        if let Some(max) = r.max_per_day {
+            let day = now.to_zoned(r.day_zone.clone()).date().to_string();
+            let used = journal.quota_used(&r.name, &day).map_err(unreadable)?;
+            let e = &mut relays[at];
+            e.max_per_day = Some(max);
+            e.quota_used_today = Some(used);
+            e.day = Some(format!("{day} ({})", r.day_zone_name));
+        }
+    }
+    let order: Vec<String> = config.relay_list().into_iter().map(|r| r.name).collect();
+    relays.sort_by_key(|r| {
+        order
+            .iter()
+            .position(|n| *n == r.relay)
+            .unwrap_or(usize::MAX)
+    });
+    Ok(relays)
+}
+
+/// One campaign, for people. `every_problem`: all of them (one campaign
+/// asked for), else the first 20.
+fn print_campaign(s: &CampaignStatus, every_problem: bool) -> anyhow::Result<()> {
+    let c = &s.campaign;
+    let n = &c.counts;
+    let state = if c.finished_at.is_some() {
+        "finished"
+    } else {
+        "in progress"
+    };
+    say!("{} ({state}), {}", c.id, c.post)?;
+    say!(
+        "  {} recipients: {} sent, {} failed, {} deferred, {} unknown, {} skipped, {} waiting",
+        n.total,
+        n.sent,
+        n.failed,
+        n.deferred,
+        n.unknown,
+        n.skipped,
+        n.pending
+    )?;
+    // Per relay only when there is more than one to tell apart, or
+    // a quota to show.
+    let relays = &s.relays;
+    if relays.len() > 1 || relays.iter().any(|r| r.max_per_day.is_some()) {
+        for r in relays {
+            let quota = match (r.max_per_day, r.quota_used_today, &r.day) {
+                (Some(max), Some(used), Some(day)) => {
+                    format!("; quota {used} of {max} used on {day}")
+                }
+                _ => String::new(),
+            };
+            say!(
+                "  through {}: {} sent, {} failed, {} deferred{quota}",
+                r.relay,
+                r.sent,
+                r.failed,
+                r.deferred
+            )?;
+        }
+    }
+    if s.unsubscribed > 0 {
+        say!(
+            "  {} unsubscribed through this email's link",
+            s.unsubscribed
+        )?;
+    }
+    let b = &s.bounced;
+    if b.hard + b.soft + b.complaints + b.mailto_unsubscribes > 0 {
+        say!(
+            "  came back: {} addresses gone (suppressed), {} soft bounces, {} spam complaints, {} unsubscribe emails",
+            b.hard,
+            b.soft,
+            b.complaints,
+            b.mailto_unsubscribes
+        )?;
+    }
+    for (why, n) in b.blocks.iter().take(10) {
+        say!(
+            "  blocked by a receiving server, {n}x (for the sender to fix, not the subscriber): {why}"
+        )?;
+    }
+    if n.removed > 0 {
+        say!(
+            "  {} removed from the list before they were mailed (not mailed)",
+            n.removed
+        )?;
+    }
+    let problems = &s.problems;
+    let shown = if every_problem { problems.len() } else { 20 };
+    for p in problems.iter().take(shown) {
+        say!("  {p}")?;
+    }
+    if problems.len() > shown {
+        say!(
+            "  ... {} more: herald status {}",
+            problems.len() - shown,
+            c.id
+        )?;
+    }
+    Ok(())
 }
 
 /// `--csv`: one row per recipient, for a spreadsheet. UTF-8 with a byte

@@ -48,8 +48,64 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
     }
 }
 
+/// What a copy did: the counts on both sides.
+struct Migration {
+    /// The journal copied, for people.
+    from: String,
+    /// The database, for people (no password).
+    to: String,
+    /// The address to put in `database_url`.
+    url: String,
+    before: Tally,
+    after: Tally,
+}
+
+impl Migration {
+    fn counts_match(&self) -> bool {
+        self.after == self.before
+    }
+}
+
 fn migrate(a: MigrateArgs, config: &Config) -> anyhow::Result<i32> {
-    let url = crate::config::database(&a.to).map_err(|e| InputError::at("--to", e.to_string()))?;
+    let m = copy(&a.to, config)?;
+    let same = m.counts_match();
+    if a.json {
+        output::json(&serde_json::json!({
+            "from": m.from,
+            "to": m.to,
+            "before": m.before,
+            "after": m.after,
+            "match": same,
+        }))?;
+    } else {
+        let line = |t: &Tally| {
+            format!(
+                "{} campaigns, {} recipients, {} suppressions, {} bounces",
+                t.campaigns, t.recipients, t.suppressions, t.bounces
+            )
+        };
+        say!("Before (SQLite {}): {}", m.from, line(&m.before))?;
+        say!("After (PostgreSQL {}): {}", m.to, line(&m.after))?;
+        if same {
+            say!(
+                "The counts match. Set `database_url: {}` in herald.yaml (and HERALD_DATABASE_PASSWORD) on every host.",
+                m.url
+            )?;
+        }
+    }
+    if !same {
+        anyhow::bail!(Fault::new(
+            "the counts after the copy do not match the journal's",
+            "run the same command again (it only adds what is missing); if they still differ, \
+             someone may have changed the database meanwhile",
+        ));
+    }
+    Ok(exit::OK)
+}
+
+/// Copies the journal into the database at `to`, and counts both.
+fn copy(to: &str, config: &Config) -> anyhow::Result<Migration> {
+    let url = crate::config::database(to).map_err(|e| InputError::at("--to", e.to_string()))?;
     let source = Location::Journal(config.journal_dir.clone());
     let Some(lite) = super::status::open_journal(&source)? else {
         anyhow::bail!(InputError::new(
@@ -87,36 +143,11 @@ fn migrate(a: MigrateArgs, config: &Config) -> anyhow::Result<i32> {
     let after = pg
         .tally(&dump)
         .map_err(|e| super::status::cannot_open(&dest, e))?;
-    let same = after == before;
-    if a.json {
-        output::json(&serde_json::json!({
-            "from": source.describe(),
-            "to": target.shown(),
-            "before": before,
-            "after": after,
-            "match": same,
-        }))?;
-    } else {
-        let line = |t: &Tally| {
-            format!(
-                "{} campaigns, {} recipients, {} suppressions, {} bounces",
-                t.campaigns, t.recipients, t.suppressions, t.bounces
-            )
-        };
-        say!("Before (SQLite {}): {}", source.describe(), line(&before))?;
-        say!("After (PostgreSQL {}): {}", target.shown(), line(&after))?;
-        if same {
-            say!(
-                "The counts match. Set `database_url: {url}` in herald.yaml (and HERALD_DATABASE_PASSWORD) on every host."
-            )?;
-        }
-    }
-    if !same {
-        anyhow::bail!(Fault::new(
-            "the counts after the copy do not match the journal's",
-            "run the same command again (it only adds what is missing); if they still differ, \
-             someone may have changed the database meanwhile",
-        ));
-    }
-    Ok(exit::OK)
+    Ok(Migration {
+        from: source.describe(),
+        to: target.shown().to_string(),
+        url: url.to_string(),
+        before,
+        after,
+    })
 }

@@ -120,44 +120,72 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
             }
             add_all(dir, &entries)
         }
-        Command::Remove(a) => {
-            let Some(mut store) = open_journal(dir)? else {
-                say!(
-                    "the suppression list is empty (no journal in {})",
-                    dir.describe()
-                )?;
-                return Ok(exit::NOTHING_TO_DO);
-            };
-            let mut removed = 0;
-            let history = store.suppression_events().map_err(unreadable)?;
-            for e in &a.emails {
-                let email = normalise_address(e).unwrap_or_else(|_| e.trim().to_string());
-                // By hand, everything goes: the person at the keyboard has
-                // decided (a subscriber who asked again, a bounce that was
-                // a mistake). What was cleared is said, a complaint first.
-                let key = email.to_lowercase();
-                let mut cleared: Vec<&Suppressed> =
-                    history.iter().filter(|s| s.email == key).collect();
-                cleared.sort_by_key(|s| s.source.weight());
-                if store.unsuppress(&email, &[]).map_err(unreadable)? {
-                    removed += 1;
-                    let what: Vec<String> = cleared.iter().map(|s| describe(s)).collect();
-                    say!(
-                        "{email}: removed ({}); the next send mails them again",
-                        what.join("; ")
-                    )?;
-                } else {
-                    say!("{email}: was not on the suppression list")?;
-                }
-            }
-            Ok(if removed == 0 {
-                exit::NOTHING_TO_DO
-            } else {
-                exit::OK
-            })
-        }
+        Command::Remove(a) => remove(a, dir),
         Command::Import(a) => import(a, dir),
     }
+}
+
+/// What `remove` did for one address.
+enum Removal<'h> {
+    /// Taken off the list; every reason it was on it for, a complaint first.
+    Removed {
+        email: String,
+        cleared: Vec<&'h Suppressed>,
+    },
+    NotOnTheList {
+        email: String,
+    },
+}
+
+/// Takes `given` off the list. By hand, everything goes: the person at
+/// the keyboard has decided (a subscriber who asked again, a bounce that
+/// was a mistake).
+fn unsuppress<'h>(
+    store: &mut dyn store::Store,
+    history: &'h [Suppressed],
+    given: &str,
+) -> Result<Removal<'h>, Fault> {
+    let email = normalise_address(given).unwrap_or_else(|_| given.trim().to_string());
+    let key = email.to_lowercase();
+    let mut cleared: Vec<&Suppressed> = history.iter().filter(|s| s.email == key).collect();
+    cleared.sort_by_key(|s| s.source.weight());
+    Ok(if store.unsuppress(&email, &[]).map_err(unreadable)? {
+        Removal::Removed { email, cleared }
+    } else {
+        Removal::NotOnTheList { email }
+    })
+}
+
+fn remove(a: RemoveArgs, dir: &store::Location) -> anyhow::Result<i32> {
+    let Some(mut store) = open_journal(dir)? else {
+        say!(
+            "the suppression list is empty (no journal in {})",
+            dir.describe()
+        )?;
+        return Ok(exit::NOTHING_TO_DO);
+    };
+    let mut removed = 0;
+    let history = store.suppression_events().map_err(unreadable)?;
+    for e in &a.emails {
+        match unsuppress(store.as_mut(), &history, e)? {
+            Removal::Removed { email, cleared } => {
+                removed += 1;
+                let what: Vec<String> = cleared.iter().map(|s| describe(s)).collect();
+                say!(
+                    "{email}: removed ({}); the next send mails them again",
+                    what.join("; ")
+                )?;
+            }
+            Removal::NotOnTheList { email } => {
+                say!("{email}: was not on the suppression list")?;
+            }
+        }
+    }
+    Ok(if removed == 0 {
+        exit::NOTHING_TO_DO
+    } else {
+        exit::OK
+    })
 }
 
 fn entry(email: &str, reason: &str, source: Source) -> Suppressed {

@@ -105,64 +105,72 @@ impl Entry {
         match self {
             Entry::Symlink(_) => Incoming::SetAside {
                 name,
-                why: "a symbolic link: not followed (move the message itself into the Maildir)"
-                    .into(),
+                why: Unreadable::Symlink.to_string(),
             },
             Entry::File(_) => match read_file(path) {
                 Ok(m) => Incoming::Message(m),
-                Err(why) => Incoming::SetAside { name, why },
+                Err(why) => Incoming::SetAside {
+                    name,
+                    why: why.to_string(),
+                },
             },
         }
     }
 }
 
-/// Why a message cannot be read, for people, from the system's error.
-fn unreadable(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => {
-            "vanished before herald read it (moved or deleted by another program)".into()
-        }
-        std::io::ErrorKind::PermissionDenied => {
-            "cannot be read (permission denied): let the user herald runs as read it".into()
-        }
-        _ if e.raw_os_error() == Some(libc::ELOOP) => {
-            "a symbolic link: not followed (move the message itself into the Maildir)".into()
-        }
-        _ => format!("cannot be read ({e})"),
-    }
-}
-
-fn too_big() -> String {
-    format!(
+/// Why a message is set aside unread, in words for people.
+#[derive(Debug, thiserror::Error)]
+pub enum Unreadable {
+    #[error("vanished before herald read it (moved or deleted by another program)")]
+    Vanished,
+    #[error("cannot be read (permission denied): let the user herald runs as read it")]
+    PermissionDenied,
+    #[error("a symbolic link: not followed (move the message itself into the Maildir)")]
+    Symlink,
+    #[error("not a regular file")]
+    NotAFile,
+    #[error(
         "larger than {} MiB, so not read: a bounce is a few KB; look at it in a mail program",
         MAX_MESSAGE / (1024 * 1024)
-    )
+    )]
+    TooBig,
+    #[error("cannot be read ({0})")]
+    Io(std::io::Error),
+}
+
+impl From<std::io::Error> for Unreadable {
+    /// Why a message cannot be read, from the system's error.
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::NotFound => Unreadable::Vanished,
+            std::io::ErrorKind::PermissionDenied => Unreadable::PermissionDenied,
+            _ if e.raw_os_error() == Some(libc::ELOOP) => Unreadable::Symlink,
+            _ => Unreadable::Io(e),
+        }
+    }
 }
 
 /// Reads one message of a Maildir or folder; `Err` says why it is set
 /// aside. A symbolic link put in its place after the listing is not
 /// followed (O_NOFOLLOW), and a FIFO does not block the run (O_NONBLOCK).
-pub fn read_file(path: &Path) -> Result<Message, String> {
+pub fn read_file(path: &Path) -> Result<Message, Unreadable> {
     use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
-        .map_err(|e| unreadable(&e))?;
-    let meta = file.metadata().map_err(|e| unreadable(&e))?;
+        .open(path)?;
+    let meta = file.metadata()?;
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(Unreadable::NotAFile);
     }
     if meta.len() > MAX_MESSAGE as u64 {
-        return Err(too_big());
+        return Err(Unreadable::TooBig);
     }
     let mut bytes = Vec::new();
-    file.take(MAX_MESSAGE as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| unreadable(&e))?;
+    file.take(MAX_MESSAGE as u64 + 1).read_to_end(&mut bytes)?;
     if bytes.len() > MAX_MESSAGE {
-        return Err(too_big());
+        return Err(Unreadable::TooBig);
     }
     let in_maildir = path
         .parent()
@@ -218,11 +226,12 @@ fn read_line_bounded(
 
 /// Calls `each` with every message of an mbox file (mboxrd: `>From ` lines
 /// unquoted), one at a time. A message over [`MAX_MESSAGE`] is set aside,
-/// and never takes more memory than that.
-pub fn mbox(
+/// and never takes more memory than that. An error `each` returns stops
+/// the reading and is handed back.
+pub fn mbox<E: From<InputError>>(
     path: &Path,
-    mut each: impl FnMut(Incoming) -> anyhow::Result<()>,
-) -> anyhow::Result<()> {
+    mut each: impl FnMut(Incoming) -> Result<(), E>,
+) -> Result<(), E> {
     let file = std::fs::File::open(path)
         .map_err(|e| InputError::new(path, None, format!("cannot read this mbox file ({e})")))?;
     let mut reader = BufReader::new(file);
@@ -243,7 +252,7 @@ pub fn mbox(
                 each(if oversized {
                     Incoming::SetAside {
                         name,
-                        why: too_big(),
+                        why: Unreadable::TooBig.to_string(),
                     }
                 } else {
                     Incoming::Message(Message {
@@ -343,7 +352,7 @@ mod tests {
             if let Incoming::Message(m) = m {
                 got.push((m.name, String::from_utf8(m.bytes).unwrap()));
             }
-            Ok(())
+            Ok::<(), InputError>(())
         })
         .unwrap();
         assert_eq!(got.len(), 2, "{got:?}");
@@ -351,6 +360,34 @@ mod tests {
         assert_eq!(
             got[1].1,
             "Subject: two\n\ntext\nFrom mid-paragraph is body\n"
+        );
+    }
+
+    /// Why a message is set aside, in the words the list shows.
+    #[test]
+    fn a_message_that_cannot_be_read_says_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let why = |p: &Path| read_file(p).err().map(|e| e.to_string());
+        assert_eq!(
+            why(&dir.path().join("gone")).as_deref(),
+            Some("vanished before herald read it (moved or deleted by another program)")
+        );
+        assert_eq!(why(dir.path()).as_deref(), Some("not a regular file"));
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        assert_eq!(
+            why(&dir.path().join("link")).as_deref(),
+            Some("a symbolic link: not followed (move the message itself into the Maildir)")
+        );
+        let big = dir.path().join("big");
+        std::fs::File::create(&big)
+            .unwrap()
+            .set_len(MAX_MESSAGE as u64 + 1)
+            .unwrap();
+        assert_eq!(
+            why(&big).as_deref(),
+            Some(
+                "larger than 8 MiB, so not read: a bounce is a few KB; look at it in a mail program"
+            )
         );
     }
 

@@ -1274,3 +1274,211 @@ fn an_oversized_imap_message_is_set_aside_unfetched() {
     assert!(log.contains("UID STORE 2"), "{log}");
     assert!(!log.contains("UID STORE 1"), "{log}");
 }
+
+/// Issue 26 (the CLI words typed outcomes, not strings): what `herald
+/// bounces` prints for every kind of message, every action and every
+/// "why nothing was done", word for word, and its exit code. The same
+/// output as the binary before the refactor gave (checked by running this
+/// test against that binary).
+#[test]
+fn the_bounce_report_words_every_kind_and_action() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let Some((campaign, keys)) = campaign_of(dir, 5) else {
+        return;
+    };
+    let verp =
+        |seq: i64, local: &str| format!("{local}+{}@example.org", keys.verp_token(&campaign, seq));
+    let inbox = dir.join("Maildir");
+    deliver(
+        &inbox,
+        "01.complaint",
+        &format!(
+            "From: feedback@provider.example\nTo: {}\nSubject: complaint\nMIME-Version: 1.0\n\
+             Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n\
+             --F\nContent-Type: text/plain\n\nThis is an abuse report.\n\n\
+             --F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nVersion: 1\n\
+             Original-Rcpt-To: p0@example.net\n\n--F--\n",
+            verp(1, "bounces")
+        ),
+    );
+    deliver(
+        &inbox,
+        "02.mailto",
+        &format!(
+            "From: P1 <p1@example.net>\nTo: {}\nSubject: unsubscribe\n\nunsubscribe\n",
+            verp(2, "unsubscribe")
+        ),
+    );
+    deliver(
+        &inbox,
+        "03.block",
+        &dsn(
+            &verp(3, "bounces"),
+            "p2@example.net",
+            "5.7.1",
+            "550 5.7.1 Message rejected as spam by Content Filtering",
+        ),
+    );
+    deliver(
+        &inbox,
+        "04.soft",
+        &dsn(
+            &verp(4, "bounces"),
+            "p3@example.net",
+            "4.2.2",
+            "452 4.2.2 Mailbox full",
+        ),
+    );
+    deliver(
+        &inbox,
+        "05.hard",
+        &dsn(
+            &verp(5, "bounces"),
+            "p4@example.net",
+            "5.1.1",
+            "550 5.1.1 <p4@example.net>: no such user",
+        ),
+    );
+    deliver(
+        &inbox,
+        "06.forged",
+        &dsn(
+            "bounces+aaaaaa-2-aaaaaaaa@example.org",
+            "someone@else.example",
+            "5.1.1",
+            "550 5.1.1 unknown",
+        ),
+    );
+    deliver(
+        &inbox,
+        "07.unverified",
+        &dsn(
+            "bounces@example.org",
+            "eve@example.net",
+            "5.1.1",
+            "550 5.1.1 unknown",
+        ),
+    );
+    deliver(
+        &inbox,
+        "08.someone-else",
+        &dsn_naming(&verp(1, "bounces"), &["p3@example.net".to_string()], ""),
+    );
+    deliver(
+        &inbox,
+        "09.broken",
+        "From: someone@example.net\nTo: bounces@example.org\nSubject: News\nMIME-Version: 1.0\n\
+         Content-Type: multipart/mixed; boundary=\"not-there\"\n\n--B\nContent-Type: text/plain\n\nHello.\n--B--\n",
+    );
+    deliver(
+        &inbox,
+        "10.away",
+        "From: reader@example.net\nTo: bounces@example.org\nSubject: Out of Office: May\n\
+         Auto-Submitted: auto-replied\n\nI am away until Monday.\n",
+    );
+    deliver(
+        &inbox,
+        "11.ordinary",
+        "From: friend@example.net\nTo: bounces@example.org\nSubject: lunch?\n\nShall we meet at noon?\n",
+    );
+    deliver(
+        &inbox,
+        "12.untokened-unsubscribe",
+        "From: reader@example.net\nTo: unsubscribe@example.org\nSubject: unsubscribe\n\nunsubscribe\n",
+    );
+    std::os::unix::fs::symlink("/etc/passwd", inbox.join("new/13.symlink")).unwrap();
+    let expected = "\
+01.complaint: complaint p0@example.net  -> suppressed
+02.mailto: unsubscribe p1@example.net  -> suppressed
+03.block: bounce p2@example.net 5.7.1 -> recorded
+04.soft: bounce p3@example.net 4.2.2 -> counted
+05.hard: bounce p4@example.net 5.1.1 (address gone) -> suppressed
+06.forged: bounce (its token is not one herald made (forged or damaged); nobody suppressed)
+06.forged: 1 address(es) named that this report's token was not made for: not matched, nothing done
+07.unverified: bounce (no token, and nothing in it shows herald sent that mail; left in the mailbox)
+07.unverified: 1 address(es) named that this report's token was not made for: not matched, nothing done
+08.someone-else: bounce (it names only people its token was not made for; left in the mailbox)
+08.someone-else: 1 address(es) named that this report's token was not made for: not matched, nothing done
+09.broken: unknown (not understood: left in the mailbox for a person to read)
+10.away: auto-reply (an automatic reply; nothing to do)
+11.ordinary: not-a-bounce (ordinary mail; nothing to do)
+12.untokened-unsubscribe: unsubscribe (nobody herald knows is named in it; left in the mailbox)
+13.symlink: set aside, left where it is: a symbolic link: not followed (move the message itself into the Maildir)
+13 messages (0 read before): 6 bounces, 1 complaints, 2 unsubscribe emails, 1 auto-replies, 1 other mail, 4 not understood, 1 set aside; 3 suppressed, 1 soft bounces counted, 1 blocks recorded, 3 not matched";
+    // The same in `--json`: the names of kinds, matches and actions.
+    let v = bounces_json(dir, &inbox, &["--dry-run"]);
+    let got: Vec<String> = v["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let actions: Vec<&str> = m["recipients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["action"].as_str().unwrap())
+                .collect();
+            format!(
+                "{} {} {} {} {}",
+                m["source"].as_str().unwrap(),
+                m["kind"].as_str().unwrap(),
+                m["matched_by"].as_str().unwrap(),
+                m["understood"],
+                actions.join(",")
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            "01.complaint complaint verp true suppressed",
+            "02.mailto unsubscribe verp true suppressed",
+            "03.block bounce verp true recorded",
+            "04.soft bounce verp true counted",
+            "05.hard bounce verp true suppressed",
+            "06.forged bounce forged-token true not-matched",
+            "07.unverified bounce unverified false not-matched",
+            "08.someone-else bounce verp false not-matched",
+            "09.broken unknown none false ",
+            "10.away auto-reply none true ",
+            "11.ordinary not-a-bounce none true ",
+            "12.untokened-unsubscribe unsubscribe none false ",
+            "13.symlink set-aside none false ",
+        ],
+        "{v}"
+    );
+    let maildir = inbox.to_str().unwrap();
+    let o = run(dir, &["bounces", "--maildir", maildir, "--dry-run"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{expected} (dry run: nothing changed)\n"),
+        "{}",
+        stderr(&o)
+    );
+    let o = run(dir, &["bounces", "--maildir", maildir]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert_eq!(stdout(&o), format!("{expected}\n"), "{}", stderr(&o));
+    // Read again: the understood ones were marked read and are skipped;
+    // those left for a person are listed again.
+    let o = run(dir, &["bounces", "--maildir", maildir]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let left: Vec<&str> = expected
+        .lines()
+        .filter(|l| {
+            ["07.", "08.", "09.", "12.", "13.s"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "{}\n13 messages (8 read before): 2 bounces, 0 complaints, 1 unsubscribe emails, \
+             0 auto-replies, 0 other mail, 4 not understood, 1 set aside; 0 suppressed, \
+             0 soft bounces counted, 0 blocks recorded, 2 not matched\n",
+            left.join("\n")
+        )
+    );
+}

@@ -381,61 +381,67 @@ pub fn recipients(text: &str, ignore: &[String]) -> Vec<Found> {
     order
         .into_iter()
         .map(|address| {
-            // The words about an address: its lines, and the lines after
-            // each up to a blank line or the next address (at most 8).
-            let mut words = String::new();
-            for (n, a) in &hits {
-                if *a != address {
-                    continue;
-                }
-                // A transcript's ">>> DATA" before the "<<< 550 ..." that
-                // names the address, or "did not like our RCPT TO:" before
-                // the reply: the command it answered.
-                if let Some(prev) = n.checked_sub(1).map(|p| lines[p].trim())
-                    && ((prev.starts_with(">>>") && lines[*n].trim_start().starts_with("<<<"))
-                        || (!hits.iter().any(|(m, _)| *m + 1 == *n)
-                            && command_in(&prev.to_ascii_lowercase()).is_some()))
-                {
-                    if !words.is_empty() {
-                        words.push(' ');
-                    }
-                    words.push_str(prev);
-                } else if let Some(reply) = transcript_reply(&lines, &hits, *n, &address) {
-                    if !words.is_empty() {
-                        words.push(' ');
-                    }
-                    words.push_str(&reply);
-                } else if let Some(reason) = reason_above(&lines, &hits, *n, &address) {
-                    if !words.is_empty() {
-                        words.push(' ');
-                    }
-                    words.push_str(reason);
-                }
-                let mut k = *n;
-                while k < lines.len() && k < n + 8 {
-                    let l = lines[k].trim();
-                    if k > *n
-                        && (l.is_empty() && !words.is_empty()
-                            || hits.iter().any(|(m, b)| *m == k && *b != address)
-                            || is_sendmail_summary(l))
-                    {
-                        break;
-                    }
-                    if !l.is_empty() {
-                        if !words.is_empty() {
-                            words.push(' ');
-                        }
-                        words.push_str(l);
-                    }
-                    k += 1;
-                }
-                if words.len() > 4096 {
-                    break;
-                }
-            }
+            let words = words_about(&lines, &hits, &address);
             Found { address, words }
         })
         .collect()
+}
+
+/// The words about `address`: its lines, and the lines after each up to
+/// a blank line or the next address (at most 8), with the command or
+/// reason said just above it.
+fn words_about(lines: &[&str], hits: &[(usize, String)], address: &str) -> String {
+    let mut words = String::new();
+    for (n, a) in hits {
+        if *a != address {
+            continue;
+        }
+        // A transcript's ">>> DATA" before the "<<< 550 ..." that
+        // names the address, or "did not like our RCPT TO:" before
+        // the reply: the command it answered.
+        if let Some(prev) = n.checked_sub(1).map(|p| lines[p].trim())
+            && ((prev.starts_with(">>>") && lines[*n].trim_start().starts_with("<<<"))
+                || (!hits.iter().any(|(m, _)| *m + 1 == *n)
+                    && command_in(&prev.to_ascii_lowercase()).is_some()))
+        {
+            if !words.is_empty() {
+                words.push(' ');
+            }
+            words.push_str(prev);
+        } else if let Some(reply) = transcript_reply(lines, hits, *n, address) {
+            if !words.is_empty() {
+                words.push(' ');
+            }
+            words.push_str(&reply);
+        } else if let Some(reason) = reason_above(lines, hits, *n, address) {
+            if !words.is_empty() {
+                words.push(' ');
+            }
+            words.push_str(reason);
+        }
+        let mut k = *n;
+        while k < lines.len() && k < n + 8 {
+            let l = lines[k].trim();
+            if k > *n
+                && (l.is_empty() && !words.is_empty()
+                    || hits.iter().any(|(m, b)| *m == k && *b != address)
+                    || is_sendmail_summary(l))
+            {
+                break;
+            }
+            if !l.is_empty() {
+                if !words.is_empty() {
+                    words.push(' ');
+                }
+                words.push_str(l);
+            }
+            k += 1;
+        }
+        if words.len() > 4096 {
+            break;
+        }
+    }
+    words
 }
 
 /// The line just above a line that holds nothing but `address` (bullets
