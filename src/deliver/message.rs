@@ -366,7 +366,9 @@ impl Composer {
         // Signed as the final bytes, so every header herald wrote can be
         // covered, Content-Type and MIME-Version included (see `dkim`).
         if let Some(dkim) = &self.dkim {
-            let signatures = dkim.sign(&bytes, now.as_second())?;
+            let signatures = dkim
+                .sign(&bytes, now.as_second())
+                .map_err(|e| e.to_string())?;
             bytes.splice(0..0, signatures);
         }
         Ok(Built {
