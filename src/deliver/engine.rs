@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::throttle::{self, Limiter, Rate};
 use super::{FailureKind, Gate, Mailer, Outgoing};
 use crate::deliver::audience::Recipient;
-use crate::deliver::message::Composer;
+use crate::deliver::message::{Composer, build_all};
 use crate::store::{QuotaTake, RateGate, RateMark, Row, State, Store, Update};
 
 #[derive(Debug, Clone)]
@@ -1459,10 +1459,7 @@ async fn build_jobs<M: Mailer>(
                     Arc::clone(&columns),
                 );
                 tokio::task::spawn_blocking(move || {
-                    chunk
-                        .into_iter()
-                        .map(|row| build_one(&shared, &composer, &columns, row))
-                        .collect::<Vec<_>>()
+                    build_all(chunk, |row| build_one(&shared, &composer, &columns, row))
                 })
                 .await
                 .expect("building a message does not panic")
