@@ -18,9 +18,19 @@
 //! The keys are parsed once ([`Signer::new`]); per message there is one
 //! pass over the body for the hash, one over the headers shared by all
 //! keys, and one signature per key. Nothing about a key ever reaches an
-//! error message but its file's name.
+//! error message but its file's name (and for RSA, its size or exponent).
+//!
+//! RSA signatures come from `ring` (constant-time, and the crypto rustls
+//! already brings): about as fast per signature as OpenSSL, where the `rsa`
+//! crate was 7 times slower and under the RUSTSEC-2023-0071 timing
+//! advisory. ring signs with two-prime keys of 2048 to 4096 bits and the
+//! exponent 65537, which is what `openssl` and `opendkim-genkey` make;
+//! any other RSA key is refused when it is read, with the file, the reason
+//! and how to make a new key ([`KeyError::RsaRefused`]). PKCS #1 v1.5
+//! signatures are deterministic: the same key and message give the same
+//! bytes as before the change.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
@@ -28,6 +38,76 @@ use sha2::{Digest, Sha256};
 
 use crate::InputError;
 use crate::config::{DkimAlgorithm, DkimKey};
+
+/// Why a key file cannot sign.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// Unreadable, not text, not a private key, the public half or the DNS
+    /// record, or a kind of key DKIM does not know.
+    #[error(transparent)]
+    Unusable(#[from] InputError),
+    /// A well-formed RSA key that herald does not sign with: its size, its
+    /// exponent or its shape (see the module's documentation).
+    #[error("{}: {problem}", file.display())]
+    RsaRefused {
+        file: PathBuf,
+        /// The modulus in bits, as [`Key::rsa_bits`] counts them.
+        bits: usize,
+        problem: String,
+    },
+}
+
+impl KeyError {
+    /// The size of a refused RSA key, for `herald check`'s warnings.
+    pub fn rsa_bits(&self) -> Option<usize> {
+        match self {
+            KeyError::RsaRefused { bits, .. } => Some(*bits),
+            KeyError::Unusable(_) => None,
+        }
+    }
+
+    /// What to do about a refused RSA key, naming the settings of `setting`
+    /// (`None` for the other errors: their message says it).
+    pub fn new_key_fix(&self, setting: &DkimKey) -> Option<String> {
+        match self {
+            KeyError::RsaRefused { .. } => Some(make_a_new_key(setting)),
+            KeyError::Unusable(_) => None,
+        }
+    }
+
+    /// The error a send stops with: the problem and the fix in one message.
+    pub fn into_input_error(self, setting: &DkimKey) -> InputError {
+        match self {
+            KeyError::RsaRefused { file, problem, .. } => InputError::new(
+                &file,
+                None,
+                format!("{problem}. {}", make_a_new_key(setting)),
+            ),
+            KeyError::Unusable(e) => e,
+        }
+    }
+}
+
+/// How to replace a key herald does not sign with.
+fn make_a_new_key(setting: &DkimKey) -> String {
+    format!(
+        "Make a 2048-bit RSA key (`opendkim-genkey -b 2048 -d DOMAIN -s SELECTOR`, or \
+         `openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048`), publish its DNS record \
+         under a new selector, and set `{}` and `{}` to them (see the README's DKIM section).",
+        setting.selector_setting, setting.key_file_setting
+    )
+}
+
+/// A signature could not be made (only a damaged key or a fault in the
+/// machine does this: each key signed once already when it was read).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the {algorithm} DKIM signature with the key of selector `{selector}` failed; make a new key"
+)]
+pub struct SignError {
+    algorithm: DkimAlgorithm,
+    selector: String,
+}
 
 /// How a header is listed in `h=`.
 #[derive(Clone, Copy)]
@@ -72,7 +152,7 @@ pub struct Key {
 }
 
 enum KeyKind {
-    Rsa(Box<rsa::RsaPrivateKey>),
+    Rsa(Box<ring::rsa::KeyPair>),
     Ed25519(Box<ed25519_dalek::SigningKey>),
 }
 
@@ -86,9 +166,8 @@ impl Key {
 
     /// The RSA modulus in bits; `None` for Ed25519.
     pub fn rsa_bits(&self) -> Option<usize> {
-        use rsa::traits::PublicKeyParts;
         match &self.kind {
-            KeyKind::Rsa(k) => Some(k.size() * 8),
+            KeyKind::Rsa(k) => Some(k.public().modulus_len() * 8),
             KeyKind::Ed25519(_) => None,
         }
     }
@@ -100,17 +179,29 @@ impl Key {
         }
     }
 
-    /// Signs the SHA-256 of the canonicalized headers: PKCS #1 v1.5 for
-    /// RSA; for Ed25519, RFC 8463 signs that hash (not the headers) with
-    /// PureEdDSA.
-    fn sign(&self, hash: &[u8]) -> Result<Vec<u8>, String> {
+    /// Signs the canonicalized headers `data`: RSA with PKCS #1 v1.5 over
+    /// their SHA-256; Ed25519, as RFC 8463 says, over that hash (not the
+    /// headers) with PureEdDSA. `rng` blinds the RSA operation; the
+    /// signature itself is deterministic.
+    fn sign(&self, data: &[u8], rng: &dyn ring::rand::SecureRandom) -> Result<Vec<u8>, SignError> {
         match &self.kind {
-            KeyKind::Rsa(k) => k
-                .sign(rsa::Pkcs1v15Sign::new::<Sha256>(), hash)
-                .map_err(|e| format!("the RSA DKIM signature failed ({e})")),
+            KeyKind::Rsa(k) => {
+                let mut signature = vec![0u8; k.public().modulus_len()];
+                k.sign(
+                    &ring::signature::RSA_PKCS1_SHA256,
+                    rng,
+                    data,
+                    &mut signature,
+                )
+                .map_err(|_| SignError {
+                    algorithm: DkimAlgorithm::Rsa,
+                    selector: self.selector.clone(),
+                })?;
+                Ok(signature)
+            }
             KeyKind::Ed25519(k) => {
                 use ed25519_dalek::Signer as _;
-                Ok(k.sign(hash).to_bytes().to_vec())
+                Ok(k.sign(&Sha256::digest(data)).to_bytes().to_vec())
             }
         }
     }
@@ -120,6 +211,7 @@ impl Key {
 pub struct Signer {
     domain: String,
     keys: Vec<Key>,
+    rng: ring::rand::SystemRandom,
 }
 
 impl Signer {
@@ -130,7 +222,7 @@ impl Signer {
         let keys = keys
             .iter()
             .map(|k| {
-                let key = load_key(&k.key_file, &k.selector)?;
+                let key = load_key(&k.key_file, &k.selector).map_err(|e| e.into_input_error(k))?;
                 check_algorithm(&key, k)?;
                 Ok(key)
             })
@@ -138,13 +230,14 @@ impl Signer {
         Ok(Signer {
             domain: domain.trim_end_matches('.').to_string(),
             keys,
+            rng: ring::rand::SystemRandom::new(),
         })
     }
 
     /// The `DKIM-Signature` header fields for `message` (a complete
     /// message with CRLF line ends), one per key, to be put on top of it.
     /// `now` is the `t=` tag, in seconds since 1970.
-    pub fn sign(&self, message: &[u8], now: i64) -> Result<Vec<u8>, String> {
+    pub fn sign(&self, message: &[u8], now: i64) -> Result<Vec<u8>, SignError> {
         let (head, body) = split(message);
         let mut body_hash = Sha256::new();
         relaxed_body(&mut body_hash, body);
@@ -152,7 +245,9 @@ impl Signer {
 
         let fields = fields(head);
         let mut names: Vec<&'static str> = Vec::with_capacity(SIGNED.len() * 2);
-        let mut headers = Sha256::new();
+        // The canonical headers themselves, not their hash: ring hashes
+        // what it signs. A few KB, kept for all keys.
+        let mut headers: Vec<u8> = Vec::with_capacity(2048);
         for &(name, listing) in SIGNED {
             let is = |f: &&Field| f.name.eq_ignore_ascii_case(name.as_bytes());
             let present = fields.iter().filter(is).count();
@@ -166,7 +261,7 @@ impl Signer {
             // a name listed more often than it occurs adds nothing.
             for f in fields.iter().rev().filter(is) {
                 relaxed_header(&mut headers, f.name, f.value);
-                headers.update(b"\r\n");
+                headers.put(b"\r\n");
             }
             names.extend(std::iter::repeat_n(name, listed));
         }
@@ -195,12 +290,15 @@ impl Signer {
             }
             header.word(&format!("bh={bh};"), true);
             header.word("b=", true);
-            // The hash covers this header as it will be sent, with an
-            // empty b= and no line end (section 3.7).
-            let mut hash = headers.clone();
+            // The signature covers this header as it will be sent, with an
+            // empty b= and no line end (section 3.7); then the headers are
+            // the shared ones again for the next key.
+            let shared = headers.len();
             let (name, value) = header.text.split_at("DKIM-Signature".len());
-            relaxed_header(&mut hash, name.as_bytes(), &value.as_bytes()[1..]);
-            let signature = STANDARD.encode(key.sign(&hash.finalize())?);
+            relaxed_header(&mut headers, name.as_bytes(), &value.as_bytes()[1..]);
+            let signed = key.sign(&headers, &self.rng);
+            headers.truncate(shared);
+            let signature = STANDARD.encode(signed?);
             header.chunks(&signature);
             out.extend_from_slice(header.text.as_bytes());
             out.extend_from_slice(b"\r\n");
@@ -314,7 +412,8 @@ fn fields<'a>(head: &'a [u8]) -> Vec<Field<'a>> {
     out
 }
 
-/// Where canonical text goes: the hash, or a buffer in tests.
+/// Where canonical text goes: the body's hash, or a buffer (the headers,
+/// which ring hashes itself, and tests).
 trait Sink {
     fn put(&mut self, bytes: &[u8]);
 }
@@ -445,18 +544,19 @@ pub fn check_algorithm(key: &Key, setting: &DkimKey) -> Result<(), InputError> {
     }
 }
 
-/// OID 1.3.101.112, id-Ed25519 (RFC 8410).
-const ED25519_OID: &str = "1.3.101.112";
-/// OID 1.2.840.113549.1.1.1, rsaEncryption.
-const RSA_OID: &str = "1.2.840.113549.1.1.1";
+/// The DER of OID 1.3.101.112, id-Ed25519 (RFC 8410).
+const ED25519_OID: &[u8] = &[0x2b, 0x65, 0x70];
+/// The DER of OID 1.2.840.113549.1.1.1, rsaEncryption.
+const RSA_OID: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 
-/// Reads a DKIM private key: RSA (PKCS #1 PEM as `opendkim-genkey` writes
-/// it, or PKCS #8 PEM as `openssl genpkey` does) or Ed25519 (PKCS #8 PEM,
-/// or the base64 of the 32-byte seed, or of seed and public key). Errors
-/// name the file, never its content.
-pub fn load_key(path: &Path, selector: &str) -> Result<Key, InputError> {
-    use rsa::pkcs1::DecodeRsaPrivateKey;
-    use rsa::pkcs8::DecodePrivateKey;
+/// Reads a DKIM private key: RSA (PKCS #1 PEM as `openssl genrsa` writes
+/// it on older systems, or PKCS #8 PEM as `openssl genpkey` and
+/// `opendkim-genkey` do) or Ed25519 (PKCS #8 PEM, or the base64 of the
+/// 32-byte seed, or of seed and public key). Errors name the file, never
+/// its content.
+pub fn load_key(path: &Path, selector: &str) -> Result<Key, KeyError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{PrivatePkcs1KeyDer, PrivatePkcs8KeyDer};
 
     let err = |msg: &str| InputError::new(path, None, msg);
     // Capped: `dkim_key_file: /dev/zero` read until memory ran out.
@@ -470,69 +570,195 @@ pub fn load_key(path: &Path, selector: &str) -> Result<Key, InputError> {
              Make one with `opendkim-genkey` or `openssl genpkey` (see the README's DKIM section)",
         )
     };
-    let rsa = |k: rsa::RsaPrivateKey| Key {
+    let key = |kind| Key {
         selector: selector.to_string(),
-        kind: KeyKind::Rsa(Box::new(k)),
+        kind,
     };
     let ed25519 = |seed: &[u8]| -> Result<Key, InputError> {
         let seed: [u8; 32] = seed.try_into().map_err(|_| bad())?;
-        Ok(Key {
-            selector: selector.to_string(),
-            kind: KeyKind::Ed25519(Box::new(ed25519_dalek::SigningKey::from_bytes(&seed))),
-        })
+        Ok(key(KeyKind::Ed25519(Box::new(
+            ed25519_dalek::SigningKey::from_bytes(&seed),
+        ))))
     };
     if text.contains("PUBLIC KEY-----") {
         return Err(err(
             "this is a public key; `dkim_key_file` needs the private key (the public one goes into DNS)",
-        ));
+        )
+        .into());
     }
     if text.contains("BEGIN RSA PRIVATE KEY") {
-        return rsa::RsaPrivateKey::from_pkcs1_pem(&text)
-            .map(rsa)
-            .map_err(|_| bad());
+        let der = PrivatePkcs1KeyDer::from_pem_slice(text.as_bytes()).map_err(|_| bad())?;
+        return rsa_key(path, der.secret_pkcs1_der()).map(|k| key(KeyKind::Rsa(k)));
     }
     if text.contains("BEGIN PRIVATE KEY") {
-        let (_, doc) = rsa::pkcs8::SecretDocument::from_pem(&text).map_err(|_| bad())?;
-        let info = rsa::pkcs8::PrivateKeyInfo::try_from(doc.as_bytes()).map_err(|_| bad())?;
-        return match info.algorithm.oid.to_string().as_str() {
-            ED25519_OID => {
-                // The key is an OCTET STRING holding the 32-byte seed (RFC 8410).
-                match info.private_key {
-                    [0x04, 0x20, seed @ ..] => ed25519(seed),
-                    _ => Err(bad()),
-                }
-            }
-            RSA_OID => rsa::RsaPrivateKey::from_pkcs8_der(doc.as_bytes())
-                .map(rsa)
-                .map_err(|_| bad()),
+        let der = PrivatePkcs8KeyDer::from_pem_slice(text.as_bytes()).map_err(|_| bad())?;
+        let (oid, private_key) = pkcs8(der.secret_pkcs8_der()).ok_or_else(bad)?;
+        return match oid {
+            // The key is an OCTET STRING holding the 32-byte seed (RFC 8410).
+            ED25519_OID => match private_key {
+                [0x04, 0x20, seed @ ..] => Ok(ed25519(seed)?),
+                _ => Err(bad().into()),
+            },
+            // The key is PKCS #1's RSAPrivateKey (RFC 8017, appendix A.1.2).
+            RSA_OID => rsa_key(path, private_key).map(|k| key(KeyKind::Rsa(k))),
             _ => Err(err(
                 "this private key is neither RSA nor Ed25519, the two kinds DKIM receivers know; \
                  make an RSA key with `openssl genrsa 2048` or `opendkim-genkey`",
-            )),
+            )
+            .into()),
         };
     }
     if text.contains("v=DKIM1") || text.contains("p=MI") {
         return Err(err(
             "this is the DNS record (the public key); `dkim_key_file` needs the private key",
-        ));
+        )
+        .into());
     }
     if text.contains("-----BEGIN") {
-        return Err(bad());
+        return Err(bad().into());
     }
     let raw = STANDARD.decode(text.trim()).map_err(|_| bad())?;
     match raw.len() {
-        32 => ed25519(&raw),
+        32 => Ok(ed25519(&raw)?),
         // Seed then public key (libsodium, dkimpy's dknewkey): the public
         // half must belong to the seed, else the file is not what it seems.
         64 => {
             let key = ed25519(&raw[..32])?;
             match &key.kind {
                 KeyKind::Ed25519(k) if k.verifying_key().as_bytes()[..] == raw[32..] => Ok(key),
-                _ => Err(bad()),
+                _ => Err(bad().into()),
             }
         }
-        _ => Err(bad()),
+        _ => Err(bad().into()),
     }
+}
+
+/// An RSA key from the DER of its RSAPrivateKey, ready to sign, or why
+/// herald cannot sign with it. ring checks the key; the size and exponent
+/// are read here only to say what is wrong. One signature is made at once:
+/// ring checks every signature against the public key, so a key whose
+/// numbers do not fit together fails here, not in the middle of a send.
+fn rsa_key(path: &Path, der: &[u8]) -> Result<Box<ring::rsa::KeyPair>, KeyError> {
+    let bad = || {
+        InputError::new(
+            path,
+            None,
+            "this RSA key cannot be read (the file is damaged or cut short); make a new one with \
+             `opendkim-genkey` or `openssl genpkey` (see the README's DKIM section)",
+        )
+    };
+    let (n, e) = rsa_numbers(der).ok_or_else(bad)?;
+    let bits = n.len() * 8;
+    let refused = |problem: String| KeyError::RsaRefused {
+        file: path.to_path_buf(),
+        bits,
+        problem,
+    };
+    if bits < 2048 {
+        return Err(refused(format!(
+            "this RSA key has {bits} bits; herald signs only with RSA keys of 2048 to 4096 bits \
+             (RFC 8301 asks DKIM signers for at least 2048: shorter keys can be broken)"
+        )));
+    }
+    if bits > 4096 {
+        return Err(refused(format!(
+            "this RSA key has {bits} bits; DKIM receivers need only check keys of up to 4096 bits \
+             (RFC 8301), and herald signs with 2048 to 4096"
+        )));
+    }
+    if e != [0x01, 0x00, 0x01] {
+        let e = match e.len() {
+            0..=8 => e
+                .iter()
+                .fold(0u64, |v, &b| v << 8 | u64::from(b))
+                .to_string(),
+            _ => format!("a number of {} bits", e.len() * 8),
+        };
+        return Err(refused(format!(
+            "this RSA key's public exponent is {e}; herald signs only with the exponent 65537, the \
+             one `openssl` and `opendkim-genkey` use"
+        )));
+    }
+    let pair = ring::rsa::KeyPair::from_der(der).map_err(|e| {
+        // ring names its reasons in its Display text.
+        let why = match e.to_string().as_str() {
+            "PrivateModulusLenNotMultipleOf512Bits" => {
+                format!("its two primes are not a multiple of 512 bits long; herald signs with RSA keys of 2048, 3072 or 4096 bits ({bits} here)")
+            }
+            "VersionNotSupported" => "it has more than two primes".to_string(),
+            "InvalidEncoding" => return bad().into(),
+            _ => "its numbers do not fit together: the file is damaged".to_string(),
+        };
+        refused(format!("herald cannot sign with this RSA key: {why}"))
+    })?;
+    let mut signature = vec![0u8; pair.public().modulus_len()];
+    pair.sign(
+        &ring::signature::RSA_PKCS1_SHA256,
+        &ring::rand::SystemRandom::new(),
+        b"herald",
+        &mut signature,
+    )
+    .map_err(|_| refused("herald cannot sign with this RSA key: its numbers do not fit together, the file is damaged".into()))?;
+    Ok(Box::new(pair))
+}
+
+/// Just enough DER (X.690) to read the outer layers of a key: the next
+/// element must have tag `tag`; returns its content and moves past it.
+/// Never reads past the input; lengths over 4 bytes are refused (no key
+/// file is that large: they are capped at 64 KB).
+fn der_next<'a>(input: &mut &'a [u8], tag: u8) -> Option<&'a [u8]> {
+    let &[t, first, ref rest @ ..] = *input else {
+        return None;
+    };
+    if t != tag {
+        return None;
+    }
+    let (len, rest) = match first {
+        0..=0x7f => (usize::from(first), rest),
+        0x81..=0x84 => {
+            let (len, rest) = rest.split_at_checked(usize::from(first & 0x7f))?;
+            (
+                len.iter().fold(0usize, |v, &b| v << 8 | usize::from(b)),
+                rest,
+            )
+        }
+        _ => return None,
+    };
+    let (content, rest) = rest.split_at_checked(len)?;
+    *input = rest;
+    Some(content)
+}
+
+const SEQUENCE: u8 = 0x30;
+const INTEGER: u8 = 0x02;
+const OCTET_STRING: u8 = 0x04;
+const OID: u8 = 0x06;
+
+/// A PKCS #8 PrivateKeyInfo (RFC 5958): the algorithm's OID and the
+/// content of the privateKey OCTET STRING.
+fn pkcs8(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    let mut input = der;
+    let mut info = der_next(&mut input, SEQUENCE)?;
+    der_next(&mut info, INTEGER)?;
+    let mut algorithm = der_next(&mut info, SEQUENCE)?;
+    let oid = der_next(&mut algorithm, OID)?;
+    let key = der_next(&mut info, OCTET_STRING)?;
+    Some((oid, key))
+}
+
+/// The modulus and public exponent of a PKCS #1 RSAPrivateKey, without
+/// leading zero bytes.
+fn rsa_numbers(der: &[u8]) -> Option<(&[u8], &[u8])> {
+    fn unsigned(n: &[u8]) -> &[u8] {
+        let zeros = n.iter().take_while(|&&b| b == 0).count();
+        &n[zeros..]
+    }
+    let mut input = der;
+    let mut key = der_next(&mut input, SEQUENCE)?;
+    der_next(&mut key, INTEGER)?;
+    let n = der_next(&mut key, INTEGER)?;
+    let e = der_next(&mut key, INTEGER)?;
+    Some((unsigned(n), unsigned(e)))
 }
 
 #[cfg(test)]
@@ -624,5 +850,149 @@ mod tests {
             1,
             "the signature is cut only at folds"
         );
+    }
+
+    /// DER with the tag and a definite length (short or long form).
+    fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
+        let mut out = vec![tag];
+        match content.len() {
+            n @ 0..=0x7f => out.push(n as u8),
+            n @ 0x80..=0xff => out.extend([0x81, n as u8]),
+            n => out.extend([0x82, (n >> 8) as u8, n as u8]),
+        }
+        out.extend_from_slice(content);
+        out
+    }
+
+    /// An RSAPrivateKey with modulus `n` and exponent `e` and nothing
+    /// else right: enough for the checks made before ring sees the key.
+    fn rsa_der(n: &[u8], e: &[u8]) -> Vec<u8> {
+        let mut fields = tlv(INTEGER, &[0]);
+        fields.extend(tlv(INTEGER, n));
+        fields.extend(tlv(INTEGER, e));
+        for _ in 0..5 {
+            fields.extend(tlv(INTEGER, &[0x03]));
+        }
+        tlv(SEQUENCE, &fields)
+    }
+
+    /// A modulus of `bits` bits, with the sign byte DER puts before it.
+    fn modulus(bits: usize) -> Vec<u8> {
+        let mut n = vec![0u8];
+        n.extend(std::iter::repeat_n(0xc5, bits / 8));
+        n
+    }
+
+    fn refusal(der: &[u8]) -> (usize, String) {
+        match rsa_key(Path::new("/keys/dkim.pem"), der) {
+            Err(KeyError::RsaRefused {
+                file,
+                bits,
+                problem,
+            }) => {
+                assert_eq!(file, Path::new("/keys/dkim.pem"));
+                (bits, problem)
+            }
+            Err(e) => panic!("not a refusal: {e}"),
+            Ok(_) => panic!("accepted"),
+        }
+    }
+
+    #[test]
+    fn rsa_keys_of_sizes_and_exponents_ring_does_not_sign_with_are_refused_with_the_reason() {
+        let (bits, why) = refusal(&rsa_der(&modulus(1024), &[1, 0, 1]));
+        assert_eq!(bits, 1024);
+        assert!(
+            why.contains("has 1024 bits") && why.contains("2048 to 4096"),
+            "{why}"
+        );
+        // Over 4096 bits: receivers need not check it (RFC 8301).
+        let (bits, why) = refusal(&rsa_der(&modulus(4160), &[1, 0, 1]));
+        assert_eq!(bits, 4160);
+        assert!(
+            why.contains("has 4160 bits") && why.contains("up to 4096"),
+            "{why}"
+        );
+        let (_, why) = refusal(&rsa_der(&modulus(2048), &[3]));
+        assert!(
+            why.contains("public exponent is 3;") && why.contains("65537"),
+            "{why}"
+        );
+        let (_, why) = refusal(&rsa_der(&modulus(2048), &[0x7f; 9]));
+        assert!(
+            why.contains("public exponent is a number of 72 bits"),
+            "{why}"
+        );
+        // Right size and exponent, numbers that are no key: ring's checks.
+        match rsa_key(
+            Path::new("/keys/dkim.pem"),
+            &rsa_der(&modulus(2048), &[1, 0, 1]),
+        ) {
+            Err(e) => assert!(e.to_string().starts_with("/keys/dkim.pem: "), "{e}"),
+            Ok(_) => panic!("accepted"),
+        }
+        let e = KeyError::RsaRefused {
+            file: "/keys/dkim.pem".into(),
+            bits: 1024,
+            problem: "this RSA key has 1024 bits".into(),
+        };
+        assert_eq!(e.to_string(), "/keys/dkim.pem: this RSA key has 1024 bits");
+        assert_eq!(e.rsa_bits(), Some(1024));
+    }
+
+    #[test]
+    fn cut_or_odd_der_is_an_unreadable_key_not_a_panic() {
+        let good = rsa_der(&modulus(2048), &[1, 0, 1]);
+        for cut in [0, 1, 2, 3, 4, 10, 200, good.len() - 1] {
+            assert!(rsa_numbers(&good[..cut]).is_none(), "cut at {cut}");
+            match rsa_key(Path::new("k"), &good[..cut]) {
+                Err(KeyError::Unusable(e)) => assert!(e.message.contains("cannot be read"), "{e}"),
+                Err(e) => panic!("cut at {cut}: {e}"),
+                Ok(_) => panic!("cut at {cut}: accepted"),
+            }
+        }
+        // Indefinite lengths (BER, not DER), lengths of 5 bytes or more,
+        // and lengths past the end.
+        for der in [
+            &[0x30, 0x80, 0x02, 0x01, 0x00, 0x00, 0x00][..],
+            &[0x30, 0x85, 1, 0, 0, 0, 0],
+            &[0x30, 0x84, 0xff, 0xff, 0xff, 0xff, 0x02],
+            &[0x30, 0x05, 0x02, 0x01],
+        ] {
+            assert!(rsa_numbers(der).is_none(), "{der:?}");
+            assert!(pkcs8(der).is_none(), "{der:?}");
+        }
+    }
+
+    #[test]
+    fn pkcs8_gives_the_algorithm_and_the_key() {
+        let mut algorithm = tlv(OID, ED25519_OID);
+        let mut info = tlv(INTEGER, &[0]);
+        info.extend(tlv(SEQUENCE, &algorithm));
+        info.extend(tlv(OCTET_STRING, &tlv(OCTET_STRING, &[9; 32])));
+        let der = tlv(SEQUENCE, &info);
+        let (oid, key) = pkcs8(&der).unwrap();
+        assert_eq!(oid, ED25519_OID);
+        assert_eq!(key[..2], [0x04, 0x20]);
+        // rsaEncryption with its NULL parameters.
+        algorithm = tlv(OID, RSA_OID);
+        algorithm.extend([0x05, 0x00]);
+        let inner = rsa_der(&modulus(2048), &[1, 0, 1]);
+        let mut info = tlv(INTEGER, &[0]);
+        info.extend(tlv(SEQUENCE, &algorithm));
+        info.extend(tlv(OCTET_STRING, &inner));
+        let der = tlv(SEQUENCE, &info);
+        let (oid, key) = pkcs8(&der).unwrap();
+        assert_eq!((oid, key), (RSA_OID, &inner[..]));
+    }
+
+    proptest::proptest! {
+        /// Whatever a key file holds, reading it ends in a key or an error.
+        #[test]
+        fn any_der_is_read_without_panicking(der in proptest::collection::vec(proptest::num::u8::ANY, 0..600)) {
+            let _ = pkcs8(&der);
+            let _ = rsa_numbers(&der);
+            let _ = rsa_key(Path::new("k"), &der);
+        }
     }
 }

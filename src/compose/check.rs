@@ -237,15 +237,16 @@ fn dkim(config: &CheckOptions) -> Vec<Finding> {
             Ok(key) => key,
             Err(e) => {
                 all_read = false;
-                out.push(finding(
-                    Severity::Error,
-                    "dkim-key",
-                    e.to_string(),
+                if let Some(bits) = e.rsa_bits().filter(|&bits| bits < 1024) {
+                    out.push(weak_key(k, bits));
+                }
+                let fix = e.new_key_fix(k).unwrap_or_else(|| {
                     format!(
                         "Check the path in `{}` and that this user may read the file.",
                         k.key_file_setting
-                    ),
-                ));
+                    )
+                });
+                out.push(finding(Severity::Error, "dkim-key", e.to_string(), fix));
                 continue;
             }
         };
@@ -260,20 +261,9 @@ fn dkim(config: &CheckOptions) -> Vec<Finding> {
                 ),
             ));
         }
-        match key.rsa_bits() {
-            Some(bits) if bits < 1024 => out.push(finding(
-                Severity::Warning,
-                "dkim-weak-key",
-                format!(
-                    "the DKIM key {} (`{}`) has {bits} bits; receivers ignore RSA signatures under 1024 bits",
-                    k.key_file.display(),
-                    k.key_file_setting
-                ),
-                "Make a 2048-bit key (`openssl genrsa 2048`) and publish it under a new selector.".into(),
-            )),
-            Some(_) => any_rsa = true,
-            None => {}
-        }
+        // A key herald reads has 2048 bits or more: shorter ones are
+        // refused above (see `dkim`).
+        any_rsa |= key.rsa_bits().is_some();
     }
     // Only when every key could be read: an unreadable one is already an
     // error, and might be the RSA key.
@@ -286,6 +276,23 @@ fn dkim(config: &CheckOptions) -> Vec<Finding> {
         ));
     }
     out
+}
+
+/// An RSA key under 1024 bits: receivers ignore its signatures (RFC 8301).
+/// herald does not sign with it either (the `dkim-key` error beside this).
+fn weak_key(k: &crate::config::DkimKey, bits: usize) -> Finding {
+    Finding {
+        severity: Severity::Warning,
+        code: "dkim-weak-key",
+        line: None,
+        message: format!(
+            "the DKIM key {} (`{}`) has {bits} bits; receivers ignore RSA signatures under 1024 bits",
+            k.key_file.display(),
+            k.key_file_setting
+        ),
+        fix: "Make a 2048-bit key (`openssl genrsa 2048`) and publish it under a new selector."
+            .into(),
+    }
 }
 
 fn is_tracking_link(url: &str) -> bool {

@@ -520,3 +520,217 @@ fn a_key_made_by_opendkim_genkey_as_the_readme_says_verifies() {
         );
     }
 }
+
+/// `openssl` with `args`, which must succeed; returns its stdout.
+fn openssl(openssl: &Path, args: &[&str]) -> Vec<u8> {
+    let o = std::process::Command::new(openssl)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "openssl {args:?}: {}", stderr(&o));
+    o.stdout
+}
+
+/// A key in PKCS #1 PEM (`BEGIN RSA PRIVATE KEY`: what `openssl genrsa`
+/// wrote before OpenSSL 3, and still writes with `-traditional`) signs as
+/// a PKCS #8 one does, and both verifiers accept the signatures.
+#[test]
+fn a_pkcs1_rsa_key_verifies_in_dkimpy_and_opendkim() {
+    let Some(v) = verifiers() else { return };
+    let Some(ssl) = tool("openssl") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("pkcs1.pem");
+    let key_s = key.to_str().unwrap();
+    openssl(&ssl, &["genrsa", "-traditional", "-out", key_s, "2048"]);
+    let pem = std::fs::read_to_string(&key).unwrap();
+    assert!(pem.starts_with("-----BEGIN RSA PRIVATE KEY-----"), "{pem}");
+    use base64::Engine;
+    let public = openssl(&ssl, &["pkey", "-in", key_s, "-pubout", "-outform", "DER"]);
+    let zone = tmp.path().join("keys.zone");
+    std::fs::write(
+        &zone,
+        format!(
+            "{RSA_SELECTOR}._domainkey.{DOMAIN} v=DKIM1; k=rsa; p={}\n",
+            base64::engine::general_purpose::STANDARD.encode(public)
+        ),
+    )
+    .unwrap();
+    let files = dry_run(
+        tmp.path(),
+        &tmp.path().join("outbox"),
+        &[
+            ("HERALD_DKIM_DOMAIN", DOMAIN.into()),
+            ("HERALD_DKIM_SELECTOR", RSA_SELECTOR.into()),
+            ("HERALD_DKIM_KEY_FILE", key_s.into()),
+        ],
+    );
+    for (tool, file, sigs) in verdicts(&v, &zone, &files) {
+        assert_eq!(
+            sigs,
+            vec![(RSA_SELECTOR.to_string(), true)],
+            "{tool} on {file}"
+        );
+    }
+}
+
+/// RSA keys herald does not sign with (ring signs with two-prime keys of
+/// 2048 to 4096 bits and the exponent 65537): each stops a send before
+/// anything is written (exit 2), naming the file, the reason and how to
+/// make a key that works, never the key; `herald check` reports the same as
+/// a `dkim-key` error, and under 1024 bits its `dkim-weak-key` warning as
+/// before. The `rsa` crate signed with every one of these keys (a 1024-bit
+/// key without a word), so this failed before.
+#[test]
+fn rsa_keys_herald_cannot_sign_with_stop_a_send_naming_the_file_and_the_fix() {
+    let Some(ssl) = tool("openssl") else { return };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = |name: &str| tmp.path().join(format!("{name}.pem"));
+    let gen_rsa = |name: &str, args: &[&str]| {
+        let p = path(name);
+        let mut all = vec!["genrsa", "-out", p.to_str().unwrap()];
+        all.extend(args);
+        openssl(&ssl, &all);
+    };
+    gen_rsa("1024-bits", &["1024"]);
+    gen_rsa("512-bits", &["512"]);
+    gen_rsa("three-primes", &["-primes", "3", "2048"]);
+    gen_rsa("3000-bits", &["3000"]);
+    let e3 = path("exponent-3");
+    openssl(
+        &ssl,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-pkeyopt",
+            "rsa_keygen_pubexp:3",
+            "-out",
+            e3.to_str().unwrap(),
+        ],
+    );
+    // A 2048-bit PKCS #1 key whose last number (qInv) was changed: the
+    // file reads, the numbers do not fit together.
+    let good = path("good");
+    openssl(
+        &ssl,
+        &[
+            "genrsa",
+            "-traditional",
+            "-out",
+            good.to_str().unwrap(),
+            "2048",
+        ],
+    );
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let pem = std::fs::read_to_string(&good).unwrap();
+    let body: String = pem.lines().filter(|l| !l.starts_with("-----")).collect();
+    let mut der = b64.decode(body).unwrap();
+    *der.last_mut().unwrap() ^= 0x55;
+    std::fs::write(
+        path("damaged"),
+        format!(
+            "-----BEGIN RSA PRIVATE KEY-----\n{}\n-----END RSA PRIVATE KEY-----\n",
+            b64.encode(&der)
+        ),
+    )
+    .unwrap();
+
+    for (name, reason) in [
+        (
+            "1024-bits",
+            "this RSA key has 1024 bits; herald signs only with RSA keys of 2048 to 4096 bits",
+        ),
+        ("512-bits", "this RSA key has 512 bits;"),
+        (
+            "exponent-3",
+            "this RSA key's public exponent is 3; herald signs only with the exponent 65537",
+        ),
+        (
+            "three-primes",
+            "herald cannot sign with this RSA key: it has more than two primes",
+        ),
+        (
+            "3000-bits",
+            "herald cannot sign with this RSA key: its two primes are not a multiple of 512 bits long; herald signs with RSA keys of 2048, 3072 or 4096 bits (3000 here)",
+        ),
+        (
+            "damaged",
+            "herald cannot sign with this RSA key: its numbers do not fit together",
+        ),
+    ] {
+        let key = path(name).display().to_string();
+        let env = vec![
+            ("HERALD_DKIM_DOMAIN", DOMAIN.to_string()),
+            ("HERALD_DKIM_SELECTOR", RSA_SELECTOR.to_string()),
+            ("HERALD_DKIM_KEY_FILE", key.clone()),
+        ];
+        let outbox = tmp.path().join(format!("outbox-{name}"));
+        let post = example_post();
+        let config = example_config();
+        let o = run(
+            tmp.path(),
+            &[
+                "send",
+                post.to_str().unwrap(),
+                "--dry-run",
+                "--config",
+                config.to_str().unwrap(),
+                "--to",
+                "me@example.org",
+                "--outbox",
+                outbox.to_str().unwrap(),
+            ],
+            &env,
+        );
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        for part in [
+            format!("{key}: {reason}"),
+            "Make a 2048-bit RSA key (`opendkim-genkey -b 2048".into(),
+            "set `dkim_selector` and `dkim_key_file` to them".into(),
+        ] {
+            assert!(err.contains(&part), "{name}: {part:?} not in {err}");
+        }
+        assert!(
+            !err.contains("PRIVATE KEY") && !err.contains("panicked"),
+            "{name}: {err}"
+        );
+        assert!(eml_files(&outbox).is_empty(), "{name}");
+
+        let (code, v) = check_json(tmp.path(), &env);
+        assert_eq!(code, Some(1), "{name}: an error: {v}");
+        let f = dkim_findings(&v);
+        let error = f
+            .iter()
+            .find(|f| f.0 == "dkim-key")
+            .unwrap_or_else(|| panic!("{name}: {f:?}"));
+        assert_eq!(error.1, "error", "{name}");
+        assert!(
+            error.2.contains(&format!("{key}: {reason}")),
+            "{name}: {}",
+            error.2
+        );
+        assert!(
+            error.2.contains("Make a 2048-bit RSA key"),
+            "{name}: {}",
+            error.2
+        );
+        let weak: Vec<_> = f.iter().filter(|f| f.0 == "dkim-weak-key").collect();
+        if name == "512-bits" {
+            assert_eq!(weak.len(), 1, "{f:?}");
+            assert_eq!(weak[0].1, "warning");
+            assert!(
+                weak[0].2.contains(&format!(
+                    "the DKIM key {key} (`dkim_key_file`) has 512 bits; receivers ignore RSA signatures under 1024 bits"
+                )),
+                "{}",
+                weak[0].2
+            );
+        } else {
+            assert!(weak.is_empty(), "{name}: {f:?}");
+        }
+    }
+}
