@@ -295,7 +295,7 @@ mod tests {
             names,
             [
                 "preview", "check", "send", "status", "serve", "bounces", "suppress", "store",
-                "config"
+                "config", "init"
             ]
         );
     }

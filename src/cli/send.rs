@@ -343,6 +343,19 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
             (Some(w), c) => w.max(c),
         });
     }
+    // Posts that could not be read: their time is unknown, so they are
+    // errors to fix (exit 2), not "nothing due", even when nothing else was.
+    for err in &due.unreadable {
+        tracing::error!(
+            "{err}; this post was not sent: fix it, and the next run sends it if it is due"
+        );
+    }
+    if !due.unreadable.is_empty() {
+        worst = Some(match worst {
+            None | Some(exit::NOTHING_TO_DO) => exit::BAD_INPUT,
+            Some(w) => w.max(exit::BAD_INPUT),
+        });
+    }
     Ok(worst.unwrap_or(exit::NOTHING_TO_DO))
 }
 

@@ -17,11 +17,16 @@ pub struct Due {
     /// Posts whose time passed longer ago than the grace period, but less
     /// than [`HISTORY`] ago; older ones are history and ignored quietly.
     pub late: Vec<(PathBuf, Timestamp)>,
+    /// Posts herald cannot read (a broken front matter, a `send_at` that
+    /// is not a date): nobody can tell whether they are due, so the run
+    /// says so as an error (exit 2) while the others go out.
+    pub unreadable: Vec<InputError>,
 }
 
 /// The posts in `dir` whose `send_at` (or else `date`) has come. A post
-/// that cannot be read is reported and left out: one bad draft must not
-/// stop this month's issue.
+/// that cannot be read is left out and listed in [`Due::unreadable`]: one
+/// bad draft must not stop this month's issue, and a broken issue must not
+/// look like "nothing due" under cron.
 pub fn due_posts(
     dir: &Path,
     now: Timestamp,
@@ -33,6 +38,7 @@ pub fn due_posts(
     })?;
     let mut ready: Vec<(Timestamp, PathBuf)> = Vec::new();
     let mut late = Vec::new();
+    let mut unreadable = Vec::new();
     let grace = jiff::SignedDuration::try_from(grace).unwrap_or(jiff::SignedDuration::MAX);
     for e in entries.flatten() {
         let path = e.path();
@@ -42,7 +48,7 @@ pub fn due_posts(
         let post = match post::load(&path) {
             Ok(p) => p,
             Err(err) => {
-                tracing::warn!("skipping {err}");
+                unreadable.push(err);
                 continue;
             }
         };
@@ -68,6 +74,7 @@ pub fn due_posts(
     Ok(Due {
         ready: ready.into_iter().map(|(_, p)| p).collect(),
         late,
+        unreadable,
     })
 }
 

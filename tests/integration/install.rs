@@ -185,3 +185,87 @@ fn herald_log_time_puts_the_time_in_front_of_each_line_for_cron_logs() {
         stderr(&o)
     );
 }
+
+#[test]
+fn under_cron_a_post_whose_send_at_is_not_a_date_is_an_error_and_the_others_still_go() {
+    // README "From cron": a broken post in the folder is exit 2 naming the
+    // file and line (it used to be a warning and exit 4, "nothing due", so
+    // cron stayed silent while this month's issue never went out); a due
+    // post beside it is still sent.
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(sink) = crate::util::Sink::start(tmp.path(), "sink") else {
+        return;
+    };
+    let posts = tmp.path().join("posts");
+    std::fs::create_dir(&posts).unwrap();
+    let base = std::fs::read_to_string(crate::util::example_post()).unwrap();
+    let with = |slug: &str, extra: &str| {
+        base.replace("herald-example-issue", slug).replacen(
+            "templateKey: blog-post\n",
+            &format!("templateKey: blog-post\n{extra}"),
+            1,
+        )
+    };
+    std::fs::write(
+        posts.join("june.md"),
+        with("june", "send_at: 2025-06-10T09:00:00Z\n"),
+    )
+    .unwrap();
+    std::fs::write(
+        posts.join("july.md"),
+        with("july", "send_at: next tuesday at nine\n"),
+    )
+    .unwrap();
+    let list = crate::util::write_list(tmp.path(), 2);
+    let run = |now: &str| {
+        herald_env(
+            tmp.path(),
+            &[
+                "--config",
+                crate::util::example_config().to_str().unwrap(),
+                "send",
+                "--due",
+                posts.to_str().unwrap(),
+                "--subscribers",
+                list.to_str().unwrap(),
+                "--smtp",
+                &sink.url(),
+                "--journal",
+                tmp.path().join(".herald").to_str().unwrap(),
+                "--yes",
+            ],
+            &[
+                (
+                    "HERALD_UNSUBSCRIBE_SECRET",
+                    "a-secret-for-the-due-test-0123456789",
+                ),
+                ("HERALD_NOW", now),
+            ],
+        )
+    };
+    let o = run("2025-06-10T10:00:00Z");
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{}{err}", stdout(&o));
+    // The file and the line of `send_at`, and that it was not sent.
+    assert!(
+        err.contains("july.md:2:") && err.contains("send_at"),
+        "{err}"
+    );
+    assert!(err.contains("not sent"), "{err}");
+    // June went out all the same.
+    let mut delivered = 0;
+    for _ in 0..50 {
+        delivered = sink.complete().len();
+        if delivered == 2 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(
+        delivered, 2,
+        "the due post beside the broken one was not sent"
+    );
+    // Nothing else due: still exit 2 while the broken post is there.
+    let o = run("2025-06-10T11:00:00Z");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+}
