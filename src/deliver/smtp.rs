@@ -127,7 +127,8 @@ impl Relay {
     /// Trusts the CA certificate(s) in this PEM file too.
     pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Relay, String> {
         // Capped: a CA file named by mistake (/dev/zero) must not fill the memory.
-        let pem = crate::limits::read_key_file(path, "CA file").map_err(|e| e.to_string())?;
+        let pem = crate::limits::read_capped(path, crate::limits::MAX_CA_BYTES, "CA file")
+            .map_err(|e| e.to_string())?;
         use rustls_pki_types::pem::PemObject;
         let certs =
             rustls_pki_types::CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();

@@ -559,8 +559,12 @@ fn host_key() -> String {
     let name = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "host".into());
-    match std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
-        Ok(id) => format!("{name}/{}", id.trim().get(..8).unwrap_or("")),
+    let boot_id = std::path::Path::new("/proc/sys/kernel/random/boot_id");
+    match crate::limits::read_capped(boot_id, crate::limits::MAX_BOOT_ID_BYTES, "kernel boot id") {
+        Ok(id) => format!(
+            "{name}/{}",
+            String::from_utf8_lossy(&id).trim().get(..8).unwrap_or("")
+        ),
         Err(_) => name,
     }
 }
