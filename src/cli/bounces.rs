@@ -147,11 +147,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
                     )
                 })?;
             let ca = match &args.imap_ca_file {
-                Some(p) => Some(crate::limits::read_capped(
-                    p,
-                    crate::limits::MAX_CA_BYTES,
-                    "CA certificate file (PEM)",
-                )?),
+                Some(p) => Some(crate::tls::read_ca_pem(p, "CA certificate file (PEM)")?),
                 None => None,
             };
             Some((mailbox, password, ca))

@@ -60,11 +60,7 @@ fn migrate(a: MigrateArgs, config: &Config) -> anyhow::Result<i32> {
     };
     let password = crate::config::secret("HERALD_DATABASE_PASSWORD")?;
     let ca = match &config.database_ca_file {
-        Some(f) => Some(crate::limits::read_capped(
-            f,
-            crate::limits::MAX_CA_BYTES,
-            "database CA file",
-        )?),
+        Some(f) => Some(crate::tls::read_ca_pem(f, "database CA file")?),
         None => None,
     };
     let target = Target::new(

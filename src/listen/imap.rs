@@ -585,32 +585,9 @@ async fn tls(
     ca_pem: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, crate::Fault> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(pem) = ca_pem {
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem).flatten() {
-            roots
-                .add(cert)
-                .map_err(|e| trouble(m, format!("the CA file cannot be used ({e})")))?;
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| trouble(m, format!("TLS cannot be set up ({e})")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(m.host.clone())
-        .map_err(|_| trouble(m, "not a name TLS can check"))?;
-    timed(
-        m,
-        timeout,
-        "TLS",
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
-    )
-    .await
+    let connector = crate::tls::connector(ca_pem, "the CA file").map_err(|e| trouble(m, e))?;
+    let name = crate::tls::server_name(&m.host).map_err(|e| trouble(m, e))?;
+    timed(m, timeout, "TLS", connector.connect(name, tcp)).await
 }
 
 #[cfg(test)]
