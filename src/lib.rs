@@ -27,6 +27,7 @@ pub mod limits;
 pub mod listen;
 pub mod log;
 pub mod store;
+pub mod tls;
 pub mod unsubscribe;
 pub mod urls;
 

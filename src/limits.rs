@@ -154,6 +154,40 @@ pub fn check_yaml(
     Ok(())
 }
 
+// Every file herald reads goes through [`read_capped`] (or, for a file it
+// opens itself, [`read_bounded`]), with one of the caps below; the README
+// ("Size caps") lists them all. A file over its cap is refused naming the
+// file and what to do, never read on: `/dev/zero`, a FIFO or a log file
+// named by mistake would otherwise be read until memory ran out.
+
+/// A CA certificate file (`smtp_ca_file`, `database_ca_file`,
+/// `--imap-ca-file`): a bundle of every public authority is about 200 KB.
+pub const MAX_CA_BYTES: u64 = 1024 * 1024;
+/// A returned message (Maildir file, mbox message, IMAP message): a bounce
+/// is a few KB, and one returning a large newsletter a few MB. A bigger one
+/// is set aside for a person, never read into memory.
+pub const MAX_MESSAGE_BYTES: u64 = 8 * 1024 * 1024;
+/// An SVG a post shows, and each picture (PNG, JPEG, GIF, WebP, SVG) an SVG
+/// names: the largest corpus logo is under 100 KB, and whatever is read is
+/// drawn into every message (Gmail refuses messages over 25 MB).
+pub const MAX_IMAGE_BYTES: u64 = 16 * 1024 * 1024;
+/// `linkcheck.json`, the links that worked in the last day (about 100
+/// bytes each): 4 MB is some 40,000 links.
+pub const MAX_LINKCHECK_CACHE_BYTES: u64 = 4 * 1024 * 1024;
+/// `.herald-outbox`, the marker of a dry run's folder: one campaign id.
+pub const MAX_OUTBOX_MARKER_BYTES: u64 = 4 * 1024;
+/// The kernel's boot id (`/proc/sys/kernel/random/boot_id`), 37 bytes; a
+/// file in /proc gives no size to check beforehand.
+pub const MAX_BOOT_ID_BYTES: u64 = 4 * 1024;
+/// `herald preview --watch` compares files up to this size by content
+/// too (a bigger one by time and size only): posts and logos are far
+/// smaller, and a file that grows while it is read is not read on.
+pub const MAX_WATCH_HASH_BYTES: u64 = 4 * 1024 * 1024;
+/// One line of a subscriber list, a suppression list or a file given to
+/// `herald suppress import`: a file with no line ends (`/dev/zero`) grew
+/// one line until memory ran out. A real line is under 1 KB.
+pub const MAX_LINE_BYTES: usize = 1024 * 1024;
+
 /// The first `max` bytes of a file (all of it when it is shorter).
 pub fn read_at_most(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
@@ -163,9 +197,23 @@ pub fn read_at_most(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// A CA certificate file (`--imap-ca-file`): a bundle of every public
-/// authority is about 200 KB.
-pub const MAX_CA_BYTES: u64 = 1024 * 1024;
+/// All of `r` when it holds at most `max` bytes, else `None`; never more
+/// than `max + 1` bytes in memory. For a file herald opens itself (with
+/// flags of its own, as a Maildir message is).
+pub fn read_bounded(r: impl Read, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    r.take(max.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok((bytes.len() as u64 <= max).then_some(bytes))
+}
+
+/// `max` bytes for people: "64 KB", "8 MB".
+pub fn size_words(max: u64) -> String {
+    if max >= 1024 * 1024 {
+        format!("{} MB", max / (1024 * 1024))
+    } else {
+        format!("{} KB", max.div_ceil(1024))
+    }
+}
 
 /// The one reader for a whole file herald takes as input (a key, a
 /// certificate, a secret): at most `max` bytes, and a file over that is
@@ -173,30 +221,83 @@ pub const MAX_CA_BYTES: u64 = 1024 * 1024;
 /// (`/dev/zero` or a log file named by mistake would otherwise be read
 /// until memory runs out: `--imap-ca-file /dev/zero` grew to 1 GB).
 pub fn read_capped(path: &Path, max: u64, what: &str) -> Result<Vec<u8>, InputError> {
-    let bytes = read_at_most(path, max + 1)
+    read_capped_or(
+        path,
+        max,
+        what,
+        "such a file holds a few lines of text. Check the path.",
+    )
+}
+
+/// [`read_capped`], with `fix` (what such a file holds, what to do) in the
+/// error for a file over `max`.
+pub fn read_capped_or(path: &Path, max: u64, what: &str, fix: &str) -> Result<Vec<u8>, InputError> {
+    let file = std::fs::File::open(path)
         .map_err(|e| InputError::new(path, None, format!("cannot read the {what} ({e})")))?;
-    if bytes.len() as u64 > max {
-        let size = if max >= 1024 * 1024 {
-            format!("{} MB", max / (1024 * 1024))
-        } else {
-            format!("{} KB", max / 1024)
-        };
-        return Err(InputError::new(
+    match read_bounded(file, max) {
+        Ok(Some(bytes)) => Ok(bytes),
+        Ok(None) => Err(InputError::new(
             path,
             None,
             format!(
-                "this file is larger than {size}, so it is not a {what}: such a file holds a \
-                 few lines of text. Check the path."
+                "this file is larger than {}, so it is not a {what}: {fix}",
+                size_words(max)
             ),
-        ));
+        )),
+        Err(e) => Err(InputError::new(
+            path,
+            None,
+            format!("cannot read the {what} ({e})"),
+        )),
     }
-    Ok(bytes)
 }
 
 /// Reads a file that holds a key or a certificate, at most
 /// [`MAX_KEY_BYTES`], through [`read_capped`].
 pub fn read_key_file(path: &Path, what: &str) -> Result<Vec<u8>, InputError> {
     read_capped(path, MAX_KEY_BYTES, what)
+}
+
+/// A reader that fails once a line (bytes between two line ends) grows
+/// past `max`: streamed lists take the memory of one line at most, and a
+/// file with no line ends is refused instead of filling the memory.
+pub struct LineCapped<R> {
+    inner: R,
+    max: usize,
+    line: usize,
+}
+
+impl<R> LineCapped<R> {
+    pub fn new(inner: R, max: usize) -> Self {
+        LineCapped {
+            inner,
+            max,
+            line: 0,
+        }
+    }
+}
+
+impl<R: Read> Read for LineCapped<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        for &b in &buf[..n] {
+            self.line = if b == b'\n' || b == b'\r' {
+                0
+            } else {
+                self.line + 1
+            };
+            if self.line > self.max {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!(
+                        "a line is longer than {}: is this the right file?",
+                        size_words(self.max as u64)
+                    ),
+                ));
+            }
+        }
+        Ok(n)
+    }
 }
 
 /// The deepest nesting of the Markdown `body` (lists, quotes, emphasis,
@@ -333,5 +434,29 @@ mod tests {
     fn key_files_are_read_with_a_cap() {
         let e = read_key_file(Path::new("/dev/zero"), "DKIM key").unwrap_err();
         assert!(e.message.contains("larger than 64 KB"), "{e}");
+    }
+
+    #[test]
+    fn the_capped_reader_stops_at_the_cap() {
+        let e = read_capped(Path::new("/dev/zero"), MAX_CA_BYTES, "CA file").unwrap_err();
+        assert!(e.message.contains("larger than 1 MB"), "{e}");
+        assert_eq!(read_bounded(&b"abc"[..], 3).unwrap().unwrap(), b"abc");
+        assert!(read_bounded(&b"abcd"[..], 3).unwrap().is_none());
+        let e = read_capped(Path::new("/proc/sys/kernel/random/boot_id"), 4, "x");
+        assert!(e.is_err());
+    }
+
+    #[test]
+    fn a_line_over_the_cap_is_an_error() {
+        let mut out = Vec::new();
+        LineCapped::new(&b"ab\ncd\r\nef"[..], 2)
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"ab\ncd\r\nef");
+        let zero = std::fs::File::open("/dev/zero").unwrap();
+        let e = LineCapped::new(zero, 1000)
+            .read_to_end(&mut out)
+            .unwrap_err();
+        assert!(e.to_string().contains("longer than 1 KB"), "{e}");
     }
 }

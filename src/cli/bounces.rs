@@ -181,11 +181,7 @@ impl Mailbox {
                 )
             })?;
         let ca = match &args.imap_ca_file {
-            Some(p) => Some(crate::limits::read_capped(
-                p,
-                crate::limits::MAX_CA_BYTES,
-                "CA certificate file (PEM)",
-            )?),
+            Some(p) => Some(crate::tls::read_ca_pem(p, "CA certificate file (PEM)")?),
             None => None,
         };
         Ok(Mailbox::Imap {

@@ -114,23 +114,32 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             name,
             accent,
             path,
-            limits: {
-                let mut l = Limits {
-                    per_minute: args.per_client_limit,
-                    per_address: args.per_address_connections as usize,
-                    ..Limits::default()
-                };
-                if let Some(t) = args.client_timeout {
-                    l.header_timeout = std::time::Duration::from_secs(t.max(1));
-                    l.body_timeout = l.header_timeout;
-                }
-                l
-            },
+            limits: limits(&args),
         };
         anyhow::Ok(serve::serve(listener, store, options, stop_signal()).await)
     })?;
     tracing::info!("stopped");
-    if args.json {
+    report(&summary, args.json)?;
+    Ok(exit::OK)
+}
+
+/// The server's limits, from the options.
+fn limits(args: &Args) -> Limits {
+    let mut l = Limits {
+        per_minute: args.per_client_limit,
+        per_address: args.per_address_connections as usize,
+        ..Limits::default()
+    };
+    if let Some(t) = args.client_timeout {
+        l.header_timeout = std::time::Duration::from_secs(t.max(1));
+        l.body_timeout = l.header_timeout;
+    }
+    l
+}
+
+/// What the server did, on stdout: in words, or as JSON.
+fn report(summary: &serve::Summary, json: bool) -> anyhow::Result<()> {
+    if json {
         output::json(&serde_json::json!({
             "requests": summary.requests,
             "unsubscribed": summary.unsubscribed,
@@ -151,7 +160,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             summary.crowded
         )?;
     }
-    Ok(exit::OK)
+    Ok(())
 }
 
 /// Ctrl-C or SIGTERM (systemd's stop).

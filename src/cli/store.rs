@@ -116,7 +116,7 @@ fn copy(to: &str, config: &Config) -> anyhow::Result<Migration> {
     };
     let password = crate::config::secret("HERALD_DATABASE_PASSWORD")?;
     let ca = match &config.database_ca_file {
-        Some(f) => Some(crate::limits::read_key_file(f, "database CA file")?),
+        Some(f) => Some(crate::tls::read_ca_pem(f, "database CA file")?),
         None => None,
     };
     let target = Target::new(

@@ -350,7 +350,12 @@ fn import(a: ImportArgs, dir: &store::Location) -> anyhow::Result<i32> {
         .has_headers(false)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(std::io::BufReader::new(file));
+        // Capped per line: a file with no line ends is refused, not read
+        // into one ever-growing record.
+        .from_reader(std::io::BufReader::new(crate::limits::LineCapped::new(
+            file,
+            crate::limits::MAX_LINE_BYTES,
+        )));
     let default_reason = a.reason.clone().unwrap_or_else(|| {
         format!(
             "imported from {}",

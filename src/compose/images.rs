@@ -122,6 +122,7 @@ pub fn rasterise(
         fonts_loaded: false,
         missing_fonts: Arc::default(),
         outside: Arc::default(),
+        too_big: Arc::default(),
         svgs: HashMap::new(),
         text_noted: HashSet::new(),
         images: Vec::new(),
@@ -182,6 +183,9 @@ struct Rasteriser {
     /// Files an SVG's `<image href>` names outside assets_dir, filled by
     /// the image resolver while an SVG is parsed.
     outside: Arc<Mutex<BTreeSet<String>>>,
+    /// Pictures an SVG's `<image href>` names that are over
+    /// [`crate::limits::MAX_IMAGE_BYTES`], filled likewise.
+    too_big: Arc<Mutex<BTreeSet<String>>>,
     /// Each SVG file read and parsed once, however often the post shows it.
     svgs: HashMap<PathBuf, Result<Svg, String>>,
     /// SVG files whose text has had its `svg-text` finding.
@@ -391,15 +395,16 @@ impl Rasteriser {
     }
 
     fn parse(&mut self, file: &Path, assets_dir: &Path) -> Result<Svg, String> {
-        let data = std::fs::read(file).map_err(|e| e.to_string())?;
+        let data = read_image(file)?;
         let hash = Sha256::digest(&data);
         let hash: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
         let has_text = has_text(&data);
         let missing = Arc::clone(&self.missing_fonts);
         let outside = Arc::clone(&self.outside);
+        let too_big = Arc::clone(&self.too_big);
         let options = self
             .options
-            .get_or_insert_with(|| options(assets_dir.to_path_buf(), missing, outside));
+            .get_or_insert_with(|| options(assets_dir.to_path_buf(), missing, outside, too_big));
         if has_text && !self.fonts_loaded {
             load_fonts(options.fontdb_mut());
             self.fonts_loaded = true;
@@ -407,6 +412,7 @@ impl Rasteriser {
         options.resources_dir = file.parent().map(Path::to_path_buf);
         self.missing_fonts.lock().expect("not poisoned").clear();
         self.outside.lock().expect("not poisoned").clear();
+        self.too_big.lock().expect("not poisoned").clear();
         let tree = Arc::new(usvg::Tree::from_data(&data, options).map_err(|e| e.to_string())?);
         let outside: Vec<String> = self
             .outside
@@ -415,6 +421,21 @@ impl Rasteriser {
             .iter()
             .cloned()
             .collect();
+        let too_big: Vec<String> = self
+            .too_big
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect();
+        if !too_big.is_empty() {
+            return Err(format!(
+                "it shows {}, larger than {}: make the picture smaller (a picture in an email is \
+                 shown a few hundred pixels wide)",
+                too_big.join(", "),
+                crate::limits::size_words(crate::limits::MAX_IMAGE_BYTES)
+            ));
+        }
         if !outside.is_empty() {
             return Err(format!(
                 "it refers to {} outside assets_dir (or to no file), which herald does not read",
@@ -435,6 +456,20 @@ impl Rasteriser {
             missing_fonts,
         })
     }
+}
+
+/// An SVG file's bytes, through the cap: a huge file in assets_dir is
+/// refused with its size, not read (it would be drawn into every message).
+fn read_image(file: &Path) -> Result<Vec<u8>, String> {
+    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+    crate::limits::read_bounded(f, crate::limits::MAX_IMAGE_BYTES)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "the file is larger than {}: an SVG logo is a few KB; save a smaller one",
+                crate::limits::size_words(crate::limits::MAX_IMAGE_BYTES)
+            )
+        })
 }
 
 /// `svg-text`: a notice that the SVG's lettering was drawn with this
@@ -529,8 +564,12 @@ fn options(
     assets_dir: PathBuf,
     missing_fonts: Arc<Mutex<BTreeSet<String>>>,
     outside: Arc<Mutex<BTreeSet<String>>>,
+    too_big: Arc<Mutex<BTreeSet<String>>>,
 ) -> usvg::Options<'static> {
-    let default = usvg::ImageHrefResolver::default_string_resolver();
+    // usvg's own string resolver reads the whole file, whatever its size:
+    // herald reads it through the cap and hands the bytes to usvg's data
+    // resolver, which tells the picture's kind from them.
+    let data = usvg::ImageHrefResolver::default_data_resolver();
     // Trust boundary: an SVG names files (`../../../home/x/.ssh/id_rsa.png`,
     // `/etc/...` through a symlink) that would be embedded into every
     // message. Only files inside assets_dir are read; any other is refused
@@ -547,7 +586,20 @@ fn options(
                 opts.resources_dir.as_ref().map(|d| d.join(href))
             };
             match candidate.as_deref().and_then(inside) {
-                Some(file) => default(file.to_str()?, opts),
+                Some(file) => match crate::limits::read_bounded(
+                    std::fs::File::open(&file).ok()?,
+                    crate::limits::MAX_IMAGE_BYTES,
+                ) {
+                    Ok(Some(bytes)) => data("text/plain", Arc::new(bytes), opts),
+                    Ok(None) => {
+                        too_big
+                            .lock()
+                            .expect("not poisoned")
+                            .insert(href.to_string());
+                        None
+                    }
+                    Err(_) => None,
+                },
                 None => {
                     outside
                         .lock()

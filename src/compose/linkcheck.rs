@@ -80,11 +80,12 @@ const CACHE_FOR: jiff::SignedDuration = jiff::SignedDuration::from_hours(24);
 /// cache file `cache` (`linkcheck.json` in the journal folder), which is
 /// then updated. Only links that worked are remembered: a broken one is
 /// visited again, so a fix shows at once. The cache is a convenience: a
-/// file that cannot be read or written is ignored.
+/// file that cannot be read or written is ignored (one over
+/// [`crate::limits::MAX_LINKCHECK_CACHE_BYTES`] with a warning, and then
+/// replaced).
 pub fn check_cached(links: &[(String, usize)], cache: &std::path::Path) -> Vec<Finding> {
     let now = crate::clock::now();
-    let mut known: BTreeMap<String, String> = std::fs::read(cache)
-        .ok()
+    let mut known: BTreeMap<String, String> = read_cache(cache)
         .and_then(|b| serde_json::from_slice(&b).ok())
         .unwrap_or_default();
     known.retain(|_, at| {
@@ -110,6 +111,24 @@ pub fn check_cached(links: &[(String, usize)], cache: &std::path::Path) -> Vec<F
         let _ = std::fs::write(cache, text);
     }
     findings
+}
+
+/// The cache file's bytes, `None` when there is none or it cannot be
+/// read; capped, so a stray large file there (or `/dev/zero` linked in its
+/// place) is not read into memory.
+fn read_cache(cache: &std::path::Path) -> Option<Vec<u8>> {
+    if !cache.exists() {
+        return None;
+    }
+    crate::limits::read_capped_or(
+        cache,
+        crate::limits::MAX_LINKCHECK_CACHE_BYTES,
+        "link cache",
+        "herald's link cache holds one line per link. herald does not use it and writes a new \
+         one; if this is a file of yours, move it out of the journal folder.",
+    )
+    .map_err(|e| tracing::warn!("{e}"))
+    .ok()
 }
 
 /// Checks the links (see the module's note on politeness).

@@ -137,7 +137,12 @@ impl Suppression {
                 format!("cannot read the suppression list ({e})"),
             )
         })?;
-        let mut reader = BufReader::new(file);
+        // Capped per line: a file with no line ends is refused, not read
+        // into one ever-growing line.
+        let mut reader = BufReader::new(crate::limits::LineCapped::new(
+            file,
+            crate::limits::MAX_LINE_BYTES,
+        ));
         let mut first = String::new();
         reader
             .read_line(&mut first)
@@ -158,10 +163,16 @@ impl Suppression {
         }
         for (n, line) in reader.lines().enumerate() {
             let line = line.map_err(|e| {
+                // The line cap's error carries its own advice.
+                let fix = if e.get_ref().is_some() {
+                    ""
+                } else {
+                    "; save the file as UTF-8"
+                };
                 InputError::new(
                     path,
                     Some(n + 2),
-                    format!("cannot read this line ({e}); save the file as UTF-8"),
+                    format!("cannot read this line ({e}){fix}"),
                 )
             })?;
             take(&line, self);
@@ -381,7 +392,7 @@ pub fn open(path: &Path, suppression: Arc<Suppression>) -> Result<Audience, Inpu
 /// the blank lines it skips: without this, the line numbers reported for a
 /// Windows-made list, or one with blank lines, would be off.
 /// The longest line a subscriber list may have (a row is a few hundred bytes).
-pub const MAX_LINE: usize = 1024 * 1024;
+pub const MAX_LINE: usize = crate::limits::MAX_LINE_BYTES;
 
 pub struct LineEndings<R> {
     inner: R,

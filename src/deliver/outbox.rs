@@ -42,9 +42,21 @@ impl Outbox {
     pub fn create(dir: &Path, campaign: &str) -> io::Result<Outbox> {
         std::fs::create_dir_all(dir)?;
         let marker = dir.join(MARKER);
-        let ours = std::fs::read_to_string(&marker)
-            .ok()
-            .is_some_and(|c| c.trim() == campaign);
+        // Capped: a large file (or a link to /dev/zero) under the marker's
+        // name is refused with its name, not read until memory runs out.
+        let ours =
+            match marker.symlink_metadata() {
+                Err(_) => false,
+                Ok(_) => crate::limits::read_capped_or(
+                    &marker,
+                    crate::limits::MAX_OUTBOX_MARKER_BYTES,
+                    "herald outbox marker",
+                    "herald's marker holds one line. Choose an empty or new folder with --outbox.",
+                )
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?
+                .trim_ascii()
+                    == campaign.as_bytes(),
+            };
         let mut entries = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             entries.push(entry?.path());

@@ -138,14 +138,8 @@ impl Relay {
 
     /// Trusts the CA certificate(s) in this PEM file too.
     pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Relay, String> {
-        // Capped: a CA file named by mistake (/dev/zero) must not fill the memory.
-        let pem = crate::limits::read_key_file(path, "CA file").map_err(|e| e.to_string())?;
-        use rustls_pki_types::pem::PemObject;
-        let certs =
-            rustls_pki_types::CertificateDer::pem_slice_iter(&pem).collect::<Result<Vec<_>, _>>();
-        if !matches!(&certs, Ok(c) if !c.is_empty()) {
-            return Err(format!("{} holds no PEM certificate", path.display()));
-        }
+        let pem = crate::tls::read_ca_file(path, "CA file", &path.display().to_string())
+            .map_err(|e| e.to_string())?;
         self.ca_pem = Some(pem);
         Ok(self)
     }
@@ -162,36 +156,18 @@ impl Relay {
 
     /// TLS from the first byte over our own TCP connection (for TCP_NODELAY).
     async fn implicit_tls(&self, tcp: TcpStream) -> Result<TlsTcp, Failure> {
-        use rustls_pki_types::pem::PemObject;
-        let mut roots = rustls::RootCertStore::empty();
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        if let Some(pem) = &self.ca_pem {
-            for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem).flatten() {
-                roots
-                    .add(cert)
-                    .map_err(|e| Failure::config(format!("the CA file cannot be used ({e})")))?;
+        let config = |e: crate::tls::TlsError| Failure::config(e.to_string());
+        let connector =
+            crate::tls::connector(self.ca_pem.as_deref(), "the CA file").map_err(config)?;
+        let name = crate::tls::server_name(&self.host).map_err(config)?;
+        let stream = connector.connect(name, tcp).await.map_err(|e| {
+            let why = format!("TLS with {} failed ({e})", self.host);
+            if is_certificate_problem(&why) {
+                Failure::config(why)
+            } else {
+                Failure::transient(why)
             }
-        }
-        let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Failure::config(format!("TLS cannot be set up ({e})")))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name = rustls_pki_types::ServerName::try_from(self.host.clone())
-            .map_err(|_| Failure::config(format!("`{}` is not a name TLS can check", self.host)))?;
-        let stream = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
-            .connect(name, tcp)
-            .await
-            .map_err(|e| {
-                let why = format!("TLS with {} failed ({e})", self.host);
-                if is_certificate_problem(&why) {
-                    Failure::config(why)
-                } else {
-                    Failure::transient(why)
-                }
-            })?;
+        })?;
         Ok(TlsTcp(stream))
     }
 

@@ -115,11 +115,115 @@ impl Mailbox {
     }
 }
 
-/// A plain or TLS connection, as async-imap wants one stream type.
+/// A plain or TLS connection, as async-imap wants one stream type, read
+/// through a [`Guard`].
 #[derive(Debug)]
-enum Conn {
+struct Conn {
+    stream: Stream,
+    guard: Guard,
+}
+
+#[derive(Debug)]
+enum Stream {
     Plain(TcpStream),
     Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// The most a server may send in answer to one command beyond the message
+/// itself (the FETCH around it, a long SEARCH answer).
+const ANSWER_SLACK: u64 = 1024 * 1024;
+
+/// Bounds what herald takes from the server, at the stream, before
+/// async-imap buffers it: async-imap makes room for a whole literal as soon
+/// as it sees `{N}` (up to 512 MiB), and reads an answer that never ends
+/// (an unclosed quoted string) until that much. A literal over
+/// [`MAX_MESSAGE`], or more than that plus [`ANSWER_SLACK`] in answer to
+/// one command, fails the read; [`Guard::tripped`] then says so, and the
+/// message is set aside as too big, whatever size the server announced.
+#[derive(Debug, Clone, Default)]
+struct Guard(std::sync::Arc<std::sync::Mutex<Scan>>);
+
+#[derive(Debug, Default)]
+struct Scan {
+    /// Bytes taken since the last command was sent.
+    taken: u64,
+    /// The literal's size announced, when over the cap, or `taken`.
+    tripped: Option<u64>,
+    state: Literal,
+}
+
+/// Where the scan is in the IMAP syntax: literals (`{N}\r\n` then N bytes)
+/// are the only place a `{` is not syntax, so tracking them is enough.
+#[derive(Debug, Default, Clone, Copy)]
+enum Literal {
+    #[default]
+    Text,
+    /// After `{`, with the digits so far.
+    Size(u64),
+    /// After `}`, then after its `\r`.
+    Closed(u64),
+    Cr(u64),
+    /// Inside a literal, with the bytes still to come.
+    Inside(u64),
+}
+
+impl Guard {
+    /// A command was sent: its answer starts.
+    fn command(&self) {
+        self.0.lock().expect("not poisoned").taken = 0;
+    }
+
+    /// The size that tripped the guard, if it did.
+    fn tripped(&self) -> Option<u64> {
+        self.0.lock().expect("not poisoned").tripped
+    }
+
+    /// Looks at `bytes`, just read; an error when they go over the caps.
+    fn take(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let cap = MAX_MESSAGE as u64;
+        let mut scan = self.0.lock().expect("not poisoned");
+        scan.taken += bytes.len() as u64;
+        if scan.taken > cap + ANSWER_SLACK {
+            scan.tripped = Some(scan.taken);
+        }
+        let mut i = 0;
+        while i < bytes.len() && scan.tripped.is_none() {
+            if let Literal::Inside(left) = scan.state {
+                // A literal's bytes are content, not syntax: skipped.
+                let skip = left.min((bytes.len() - i) as u64);
+                i += skip as usize;
+                scan.state = match left - skip {
+                    0 => Literal::Text,
+                    left => Literal::Inside(left),
+                };
+                continue;
+            }
+            let b = bytes[i];
+            scan.state = match (scan.state, b) {
+                (_, b'{') => Literal::Size(0),
+                (Literal::Size(n), b'0'..=b'9') => {
+                    Literal::Size(n.saturating_mul(10).saturating_add(u64::from(b - b'0')))
+                }
+                (Literal::Size(n), b'}') => Literal::Closed(n),
+                (Literal::Closed(n), b'\r') => Literal::Cr(n),
+                (Literal::Cr(n), b'\n') if n > cap => {
+                    scan.tripped = Some(n);
+                    Literal::Text
+                }
+                (Literal::Cr(0), b'\n') => Literal::Text,
+                (Literal::Cr(n), b'\n') => Literal::Inside(n),
+                _ => Literal::Text,
+            };
+            i += 1;
+        }
+        match scan.tripped {
+            Some(_) => Err(std::io::Error::other(format!(
+                "the server sent more than {} MiB at once",
+                MAX_MESSAGE / (1024 * 1024)
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 impl AsyncRead for Conn {
@@ -128,10 +232,16 @@ impl AsyncRead for Conn {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = match &mut this.stream {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        };
+        if let Poll::Ready(Ok(())) = polled {
+            this.guard.take(&buf.filled()[before..])?;
         }
+        polled
     }
 }
 
@@ -141,21 +251,21 @@ impl AsyncWrite for Conn {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
         }
     }
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_flush(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
         }
     }
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        match self.get_mut() {
-            Conn::Plain(s) => Pin::new(s).poll_shutdown(cx),
-            Conn::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        match &mut self.get_mut().stream {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
         }
     }
 }
@@ -210,10 +320,34 @@ async fn timed<T, E: std::fmt::Display>(
     }
 }
 
+type Session = async_imap::Session<Conn>;
+
+/// One connection to the mailbox: logged in, the mailbox selected.
+struct Client<'a> {
+    m: &'a Mailbox,
+    password: &'a str,
+    ca_pem: Option<&'a [u8]>,
+    timeout: Duration,
+    rt: tokio::runtime::Runtime,
+    session: Option<(Session, Guard)>,
+}
+
+/// What fetching one message gave.
+enum Fetched {
+    Bytes(Vec<u8>),
+    /// The server sent no content for it.
+    Nothing,
+    /// Over the cap, whatever the server announced: the size it sent or
+    /// announced. The connection is dropped (it is mid-answer).
+    TooBig(u64),
+}
+
 /// Calls `each` with every unread message; marks as read those for which
 /// it returns `true` (understood), unless `dry_run`. A message over
 /// [`MAX_MESSAGE`] (by the size the server gives) is not fetched: it is
-/// handed on as set aside and stays unread. Every step has `timeout`.
+/// handed on as set aside and stays unread. One whose content turns out
+/// bigger than that (the server said less) is set aside too, and herald
+/// connects again for the next. Every step has `timeout`.
 pub fn read(
     m: &Mailbox,
     password: &str,
@@ -226,66 +360,72 @@ pub fn read(
         .enable_all()
         .build()
         .map_err(|e| crate::Fault::io("start the IMAP client", &e))?;
-    let mut session = rt.block_on(async {
-        let tcp = timed(
-            m,
-            timeout,
-            "connecting",
-            TcpStream::connect((m.host.as_str(), m.port)),
-        )
-        .await?;
-        let conn = if m.tls {
-            Conn::Tls(Box::new(tls(m, tcp, ca_pem, timeout).await?))
-        } else {
-            Conn::Plain(tcp)
+    let mut client = Client {
+        m,
+        password,
+        ca_pem,
+        timeout,
+        rt,
+        session: None,
+    };
+    for uid in client.unseen()? {
+        let name = format!("imap:{uid}");
+        let too_big = |size: u64, how: &str| Incoming::SetAside {
+            name: name.clone(),
+            why: format!(
+                "larger than {} MiB ({size} bytes{how}), so not read: look at it in a mail program",
+                MAX_MESSAGE / (1024 * 1024)
+            ),
         };
-        let mut client = async_imap::Client::new(conn);
-        let greeting = timed(m, timeout, "the greeting", async {
-            client
-                .read_response()
-                .await?
-                .ok_or_else(|| std::io::Error::other("the server closed the connection"))
-        })
-        .await?;
-        // Not an IMAP greeting ("* OK ..."): say so, in one line.
-        if !matches!(
-            greeting.parsed(),
-            async_imap::imap_proto::Response::Data {
-                status: async_imap::imap_proto::Status::Ok | async_imap::imap_proto::Status::PreAuth,
-                ..
-            }
-        ) {
-            return Err(trouble(
-                m,
-                "the server's greeting is not IMAP's (\"* OK\"): is this the right server and port?",
-            ));
+        let incoming = match client.fetch(uid)? {
+            Fetched::Bytes(b) => Incoming::Message(Message::other(name.clone(), b)),
+            Fetched::TooBig(size) => too_big(size, ""),
+            Fetched::Nothing => Incoming::SetAside {
+                name: name.clone(),
+                why: "the server sent no content for it (deleted meanwhile?)".into(),
+            },
+        };
+        if each(incoming)? && !dry_run {
+            client.mark_read(uid)?;
         }
-        let session = match tokio::time::timeout(timeout, client.login(&m.user, password)).await {
-            Ok(Ok(s)) => s,
-            // The server's words, never the password.
-            Ok(Err((e, _))) => return Err(trouble(m, format!("login refused ({e})"))),
-            Err(_) => return Err(trouble(m, "login: no answer")),
-        };
-        Ok::<_, crate::Fault>(session)
-    })?;
-    let uids = rt.block_on(async {
-        timed(
-            m,
-            timeout,
-            "opening the mailbox",
-            session.select(&m.mailbox),
-        )
-        .await?;
-        let mut uids: Vec<u32> = timed(m, timeout, "searching", session.uid_search("UNSEEN"))
-            .await?
+    }
+    client.logout();
+    Ok(())
+}
+
+impl Client<'_> {
+    /// The runtime, the session and its guard, connecting (again) when
+    /// there is no session.
+    fn session(&mut self) -> Result<(&tokio::runtime::Runtime, &mut Session, Guard), crate::Fault> {
+        if self.session.is_none() {
+            let session =
+                self.rt
+                    .block_on(connect(self.m, self.password, self.ca_pem, self.timeout))?;
+            self.session = Some(session);
+        }
+        let (session, guard) = self.session.as_mut().expect("just connected");
+        Ok((&self.rt, session, guard.clone()))
+    }
+
+    /// The unread messages' UIDs, in order.
+    fn unseen(&mut self) -> anyhow::Result<Vec<u32>> {
+        let (m, timeout) = (self.m, self.timeout);
+        let (rt, session, _) = self.session()?;
+        let mut uids: Vec<u32> = rt
+            .block_on(async { timed(m, timeout, "searching", session.uid_search("UNSEEN")).await })?
             .into_iter()
             .collect();
         uids.sort_unstable();
-        anyhow::Ok(uids)
-    })?;
-    for uid in uids {
-        let name = format!("imap:{uid}");
-        let size = rt.block_on(async {
+        Ok(uids)
+    }
+
+    /// One message: its size first, then its content if that is under the
+    /// cap. Trouble other than the size is the server's, and ends the run.
+    fn fetch(&mut self, uid: u32) -> anyhow::Result<Fetched> {
+        let (m, timeout) = (self.m, self.timeout);
+        let (rt, session, guard) = self.session()?;
+        let fetched = rt.block_on(async {
+            guard.command();
             let stream = timed(
                 m,
                 timeout,
@@ -301,20 +441,10 @@ pub fn read(
                 .into_iter()
                 .filter_map(Result::ok)
                 .find_map(|f| f.size);
-            anyhow::Ok(size)
-        })?;
-        if size.is_some_and(|s| s as usize > MAX_MESSAGE) {
-            each(Incoming::SetAside {
-                name,
-                why: format!(
-                    "larger than {} MiB ({} bytes), so not fetched: look at it in a mail program",
-                    MAX_MESSAGE / (1024 * 1024),
-                    size.unwrap_or_default()
-                ),
-            })?;
-            continue;
-        }
-        let bytes = rt.block_on(async {
+            if let Some(size) = size.filter(|&s| s as usize > MAX_MESSAGE) {
+                return Ok(Fetched::TooBig(size.into()));
+            }
+            guard.command();
             let mut stream = timed(
                 m,
                 timeout,
@@ -333,46 +463,120 @@ pub fn read(
                     body = Some(b.to_vec());
                 }
             }
-            anyhow::Ok(body)
-        })?;
-        let incoming = match bytes {
-            Some(b) if b.len() > MAX_MESSAGE => Incoming::SetAside {
-                name,
-                why: format!(
-                    "larger than {} MiB, so not read: look at it in a mail program",
-                    MAX_MESSAGE / (1024 * 1024)
-                ),
-            },
-            Some(b) => Incoming::Message(Message::other(name, b)),
-            None => Incoming::SetAside {
-                name,
-                why: "the server sent no content for it (deleted meanwhile?)".into(),
-            },
-        };
-        let understood = each(incoming)?;
-        if understood && !dry_run {
-            rt.block_on(async {
-                let stream = timed(
-                    m,
-                    timeout,
-                    "marking as read",
-                    session.uid_store(uid.to_string(), "+FLAGS (\\Seen)"),
-                )
-                .await?;
-                // The answer is waited for with the timeout too: a server
-                // that never answered kept herald waiting for ever.
-                timed(m, timeout, "marking as read", async {
-                    Ok::<_, std::io::Error>(stream.collect::<Vec<_>>().await)
-                })
-                .await?;
-                anyhow::Ok(())
-            })?;
+            Ok::<_, crate::Fault>(match body {
+                Some(b) if b.len() > MAX_MESSAGE => Fetched::TooBig(b.len() as u64),
+                Some(b) => Fetched::Bytes(b),
+                None => Fetched::Nothing,
+            })
+        });
+        match (fetched, guard.tripped()) {
+            // The guard stopped the answer midway: this connection is of no
+            // more use; the next message gets a new one.
+            (_, Some(size)) => {
+                self.session = None;
+                tracing::warn!(
+                    "IMAP {}: message {uid} is larger than the server said; connecting again",
+                    m.describe()
+                );
+                Ok(Fetched::TooBig(size))
+            }
+            (fetched, None) => Ok(fetched?),
         }
     }
-    rt.block_on(async {
-        let _ = tokio::time::timeout(timeout, session.logout()).await;
+
+    /// Marks the message as read (`\Seen`).
+    fn mark_read(&mut self, uid: u32) -> anyhow::Result<()> {
+        let (m, timeout) = (self.m, self.timeout);
+        let (rt, session, guard) = self.session()?;
+        guard.command();
+        rt.block_on(async {
+            let stream = timed(
+                m,
+                timeout,
+                "marking as read",
+                session.uid_store(uid.to_string(), "+FLAGS (\\Seen)"),
+            )
+            .await?;
+            // The answer is waited for with the timeout too: a server
+            // that never answered kept herald waiting for ever.
+            timed(m, timeout, "marking as read", async {
+                Ok::<_, std::io::Error>(stream.collect::<Vec<_>>().await)
+            })
+            .await?;
+            Ok(())
+        })
+    }
+
+    fn logout(mut self) {
+        if let Some((mut session, _)) = self.session.take() {
+            self.rt.block_on(async {
+                let _ = tokio::time::timeout(self.timeout, session.logout()).await;
+            });
+        }
+    }
+}
+
+/// Connects, checks the greeting, logs in and selects the mailbox.
+async fn connect(
+    m: &Mailbox,
+    password: &str,
+    ca_pem: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<(Session, Guard), crate::Fault> {
+    let tcp = timed(
+        m,
+        timeout,
+        "connecting",
+        TcpStream::connect((m.host.as_str(), m.port)),
+    )
+    .await?;
+    let stream = if m.tls {
+        Stream::Tls(Box::new(tls(m, tcp, ca_pem, timeout).await?))
+    } else {
+        Stream::Plain(tcp)
+    };
+    let guard = Guard::default();
+    let mut client = async_imap::Client::new(Conn {
+        stream,
+        guard: guard.clone(),
     });
-    Ok(())
+    let greeting = timed(m, timeout, "the greeting", async {
+        client
+            .read_response()
+            .await?
+            .ok_or_else(|| std::io::Error::other("the server closed the connection"))
+    })
+    .await?;
+    // Not an IMAP greeting ("* OK ..."): say so, in one line.
+    if !matches!(
+        greeting.parsed(),
+        async_imap::imap_proto::Response::Data {
+            status: async_imap::imap_proto::Status::Ok | async_imap::imap_proto::Status::PreAuth,
+            ..
+        }
+    ) {
+        return Err(trouble(
+            m,
+            "the server's greeting is not IMAP's (\"* OK\"): is this the right server and port?",
+        ));
+    }
+    guard.command();
+    let mut session = match tokio::time::timeout(timeout, client.login(&m.user, password)).await {
+        Ok(Ok(s)) => s,
+        // The server's words, never the password.
+        Ok(Err((e, _))) => return Err(trouble(m, format!("login refused ({e})"))),
+        Err(_) => return Err(trouble(m, "login: no answer")),
+    };
+    guard.command();
+    timed(
+        m,
+        timeout,
+        "opening the mailbox",
+        session.select(&m.mailbox),
+    )
+    .await?;
+    guard.command();
+    Ok((session, guard))
 }
 
 async fn tls(
@@ -381,32 +585,9 @@ async fn tls(
     ca_pem: Option<&[u8]>,
     timeout: Duration,
 ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, crate::Fault> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(pem) = ca_pem {
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem).flatten() {
-            roots
-                .add(cert)
-                .map_err(|e| trouble(m, format!("the CA file cannot be used ({e})")))?;
-        }
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| trouble(m, format!("TLS cannot be set up ({e})")))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name = rustls_pki_types::ServerName::try_from(m.host.clone())
-        .map_err(|_| trouble(m, "not a name TLS can check"))?;
-    timed(
-        m,
-        timeout,
-        "TLS",
-        tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp),
-    )
-    .await
+    let connector = crate::tls::connector(ca_pem, "the CA file").map_err(|e| trouble(m, e))?;
+    let name = crate::tls::server_name(&m.host).map_err(|e| trouble(m, e))?;
+    timed(m, timeout, "TLS", connector.connect(name, tcp)).await
 }
 
 #[cfg(test)]
@@ -432,5 +613,36 @@ mod tests {
             assert!(e.contains(why), "{bad}: {e}");
             assert!(!e.contains("secret"), "{e}");
         }
+    }
+
+    #[test]
+    fn the_guard_trips_on_a_literal_or_an_answer_over_the_cap() {
+        let cap = MAX_MESSAGE as u64;
+        // A literal within the cap, whose content looks like a huge one.
+        let g = Guard::default();
+        g.take(b"* 1 FETCH (BODY[] {15}\r\n{99999999999}\r\n)\r\n")
+            .unwrap();
+        assert_eq!(g.tripped(), None);
+        // Split over reads, a literal over the cap trips at its `{N}`.
+        let g = Guard::default();
+        g.take(b"* 1 FETCH (BODY[] {9999").unwrap();
+        let e = g.take(b"99999}\r").and_then(|()| g.take(b"\n"));
+        assert!(e.is_err());
+        assert_eq!(g.tripped(), Some(999_999_999));
+        // An answer that goes on past the cap trips; a new command
+        // starts a new count.
+        let g = Guard::default();
+        let mb = vec![b'y'; 1024 * 1024];
+        for _ in 0..8 {
+            g.take(&mb).unwrap();
+        }
+        g.command();
+        g.take(&mb).unwrap();
+        let g = Guard::default();
+        let mut over = Ok(());
+        for _ in 0..=(cap + ANSWER_SLACK) / (1024 * 1024) {
+            over = over.and_then(|()| g.take(&mb));
+        }
+        assert!(over.is_err());
     }
 }

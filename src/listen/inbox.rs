@@ -13,10 +13,8 @@ use std::path::{Path, PathBuf};
 
 use crate::InputError;
 
-/// The largest message read (documented in the README): a bounce is a
-/// few KB, and one returning a large newsletter a few MB. A bigger one is
-/// set aside for a person, never read into memory.
-pub const MAX_MESSAGE: usize = 8 * 1024 * 1024;
+/// The largest message read: [`crate::limits::MAX_MESSAGE_BYTES`].
+pub const MAX_MESSAGE: usize = crate::limits::MAX_MESSAGE_BYTES as usize;
 
 /// One message and where it is.
 pub struct Message {
@@ -154,7 +152,6 @@ impl From<std::io::Error> for Unreadable {
 /// aside. A symbolic link put in its place after the listing is not
 /// followed (O_NOFOLLOW), and a FIFO does not block the run (O_NONBLOCK).
 pub fn read_file(path: &Path) -> Result<Message, Unreadable> {
-    use std::io::Read;
     use std::os::unix::fs::OpenOptionsExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
@@ -167,11 +164,8 @@ pub fn read_file(path: &Path) -> Result<Message, Unreadable> {
     if meta.len() > MAX_MESSAGE as u64 {
         return Err(Unreadable::TooBig);
     }
-    let mut bytes = Vec::new();
-    file.take(MAX_MESSAGE as u64 + 1).read_to_end(&mut bytes)?;
-    if bytes.len() > MAX_MESSAGE {
-        return Err(Unreadable::TooBig);
-    }
+    // Through the one bounded reader: never more than the cap in memory.
+    let bytes = crate::limits::read_bounded(file, MAX_MESSAGE as u64)?.ok_or(Unreadable::TooBig)?;
     let in_maildir = path
         .parent()
         .and_then(|p| p.file_name())

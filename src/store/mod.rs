@@ -85,7 +85,7 @@ impl Location {
         };
         let password = crate::config::secret("HERALD_DATABASE_PASSWORD")?;
         let ca = match &config.database_ca_file {
-            Some(f) => Some(crate::limits::read_key_file(f, "database CA file")?),
+            Some(f) => Some(crate::tls::read_ca_pem(f, "database CA file")?),
             None => None,
         };
         Ok(Location::Postgres(Box::new(postgres::Target::new(

@@ -4,6 +4,7 @@
 mod bounces;
 mod boundaries;
 mod browser;
+mod caps;
 mod cli;
 mod compose;
 mod corpus;

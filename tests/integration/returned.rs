@@ -1482,3 +1482,117 @@ fn the_bounce_report_words_every_kind_and_action() {
         )
     );
 }
+
+/// Issue 24 item 7: a server that says a message is small (RFC822.SIZE)
+/// and then sends 64 MiB more of it. herald stops reading at the cap, sets
+/// the message aside as too big, connects again and reads the next one; it
+/// never holds more than the cap. On the code before, the whole answer was
+/// taken (async-imap made room for the 64 MiB it announced) and herald's
+/// memory went over 128 MB.
+#[test]
+fn an_imap_server_that_sends_more_than_it_said_is_cut_off_at_the_cap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    config(dir);
+    let Some((mut server, port)) = imap_script(dir, "lying-size", &[AUTO_REPLY, AUTO_REPLY]) else {
+        return;
+    };
+    let url = format!("imap://bounces@127.0.0.1:{port}/INBOX");
+    let (o, peak_kb) = herald_peak(
+        dir,
+        &["bounces", "--imap", &url, "--json"],
+        &[
+            ("HERALD_UNSUBSCRIBE_SECRET", SECRET),
+            ("HERALD_IMAP_PASSWORD", "pw"),
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["messages"][0]["set_aside"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than 8 MiB"),
+        "{v}"
+    );
+    assert_eq!(v["messages"][1]["kind"], "auto-reply", "{v}");
+    let log = std::fs::read_to_string(dir.join("imap.log")).unwrap();
+    assert!(log.contains("UID STORE 2"), "{log}");
+    assert!(!log.contains("UID STORE 1"), "{log}");
+    // The cap is 8 MiB (and async-imap's buffer around it): far under 64.
+    assert!(peak_kb < 64 * 1024, "peak {peak_kb} KB");
+}
+
+/// Issue 24 item 7: an answer that never ends (a quoted string of 64 MiB
+/// after the message) is cut off at the cap the same way, and the run
+/// goes on. On the code before, herald read all of it and then failed the
+/// whole run (exit 7) on the broken answer.
+#[test]
+fn an_imap_answer_that_never_ends_is_cut_off_at_the_cap() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    config(dir);
+    let Some((mut server, port)) = imap_script(dir, "endless", &[AUTO_REPLY, AUTO_REPLY]) else {
+        return;
+    };
+    let url = format!("imap://bounces@127.0.0.1:{port}/INBOX");
+    let (o, peak_kb) = herald_peak(
+        dir,
+        &["bounces", "--imap", &url, "--json"],
+        &[
+            ("HERALD_UNSUBSCRIBE_SECRET", SECRET),
+            ("HERALD_IMAP_PASSWORD", "pw"),
+        ],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(
+        v["messages"][0]["set_aside"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("larger than 8 MiB"),
+        "{v}"
+    );
+    assert_eq!(v["messages"][1]["kind"], "auto-reply", "{v}");
+    assert!(peak_kb < 64 * 1024, "peak {peak_kb} KB");
+}
+
+/// Issue 24 item 7: `--imap-ca-file /dev/zero` is refused at once, in one
+/// line naming the file (it grew to 1 GB before the cap).
+#[test]
+fn an_imap_ca_file_that_never_ends_is_a_one_line_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    config(dir);
+    let start = Instant::now();
+    let o = herald_env(
+        dir,
+        &[
+            "bounces",
+            "--imap",
+            "imaps://bounces@127.0.0.1:1/INBOX",
+            "--imap-ca-file",
+            "/dev/zero",
+        ],
+        &[
+            ("HERALD_UNSUBSCRIBE_SECRET", SECRET),
+            ("HERALD_IMAP_PASSWORD", "pw"),
+        ],
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(
+        err.contains("/dev/zero") && err.contains("larger than 1 MB"),
+        "{err}"
+    );
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        start.elapsed()
+    );
+}

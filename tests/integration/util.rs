@@ -610,3 +610,40 @@ impl Tripwire {
         self.hits.load(std::sync::atomic::Ordering::SeqCst)
     }
 }
+
+/// [`herald_env`], and the most memory herald held (its peak resident set,
+/// in KB, from the kernel's own count at `wait4`): for tests that a huge
+/// input is not read into memory. A small Python parent starts herald:
+/// a process started from this test process would count this process's
+/// memory as its own (Linux keeps the peak across fork and exec).
+pub fn herald_peak(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, u64) {
+    const PARENT: &str = "import os, signal, sys\n\
+        pid = os.fork()\n\
+        if pid == 0:\n    os.execv(sys.argv[2], sys.argv[2:])\n\
+        _, status, usage = os.wait4(pid, 0)\n\
+        open(sys.argv[1], 'w').write(str(usage.ru_maxrss))\n\
+        if os.WIFSIGNALED(status):\n    signal.signal(os.WTERMSIG(status), signal.SIG_DFL)\n    os.kill(os.getpid(), os.WTERMSIG(status))\n\
+        sys.exit(os.waitstatus_to_exitcode(status))\n";
+    let python = tool("python3").expect("python3 for measuring memory");
+    let peak = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = Command::new(python);
+    cmd.current_dir(dir)
+        .arg("-c")
+        .arg(PARENT)
+        .arg(peak.path())
+        .arg(env!("CARGO_BIN_EXE_herald"))
+        .args(args);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("HERALD_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.envs(env.iter().copied());
+    let output = cmd.output().expect("herald runs");
+    let kb = std::fs::read_to_string(peak.path())
+        .unwrap_or_default()
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("no peak measured: {}", stderr(&output)));
+    (output, kb)
+}

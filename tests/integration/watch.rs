@@ -424,3 +424,40 @@ fn a_changed_logo_is_drawn_again() {
     drop(events);
     assert_eq!(w.stop(), Some(0));
 }
+
+/// The peak memory (VmHWM, KB) of a running process.
+fn peak_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Issue 24 item 7: the watcher compares small files by content, read
+/// through the cap: a post replaced by a link to a device that never ends
+/// (`/dev/zero`, which says its size is 0) shows the post's error, and
+/// herald's memory stays small. On the code before, the watcher read it
+/// until memory ran out.
+#[test]
+fn a_post_replaced_by_a_device_is_not_read_for_ever() {
+    let tmp = tempfile::tempdir().unwrap();
+    let post = copy_example(tmp.path());
+    let w = Watching::start(tmp.path(), &post, &[]);
+    let host = format!("127.0.0.1:{}", w.port);
+    let mut events = Events::open(&w);
+    let first = events.next();
+    std::fs::remove_file(&post).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &post).unwrap();
+    let second = events.next();
+    assert_ne!(first, second);
+    let (_, page) = w.get("/", &host);
+    assert!(page.contains("id=\"herald-error\""), "{page}");
+    // A few more polls of the watcher, each one reading the post.
+    std::thread::sleep(Duration::from_secs(2));
+    let peak = peak_kb(w.child.id());
+    assert!(peak < 256 * 1024, "peak {peak} KB");
+    drop(events);
+    assert_eq!(w.stop(), Some(0));
+}

@@ -10,7 +10,12 @@ Options:
   --message FILE       a message to serve (UID 1, 2, ... in order; unseen)
   --mode MODE          normal | garbage-greeting (about 15 KB of binary
                        bytes instead of "* OK") | hang-store (never answers
-                       UID STORE: "mark as read")
+                       UID STORE: "mark as read") | lying-size (message 1's
+                       RFC822.SIZE is its real size, but its content
+                       comes with --pad-mib MiB more) | endless (message 1's
+                       content is followed by a quoted string of --pad-mib
+                       MiB that never ends)
+  --pad-mib N          for lying-size and endless (default 64)
   --max-seconds S      exit after S seconds (default 60)
 """
 import argparse
@@ -27,6 +32,7 @@ def main():
     ap.add_argument("--message", action="append", default=[])
     ap.add_argument("--mode", default="normal")
     ap.add_argument("--max-seconds", type=float, default=60)
+    ap.add_argument("--pad-mib", type=int, default=64)
     a = ap.parse_args()
     messages = [open(p, "rb").read() for p in a.message]
     log = open(a.log, "a", buffering=1)
@@ -38,14 +44,22 @@ def main():
     while True:
         conn, _ = srv.accept()
         try:
-            serve(conn, a.mode, messages, log)
+            serve(conn, a.mode, messages, log, a.pad_mib)
         except OSError:
             pass
         finally:
             conn.close()
 
 
-def serve(conn, mode, messages, log):
+def send_padding(send, mib, first=b"", lines=True):
+    """`first`, then `mib` MiB of "y" (in lines, or not), a MiB at a time."""
+    chunk = (b"y" * 1023 + b"\n") * 1024 if lines else b"y" * (1024 * 1024)
+    send(first)
+    for _ in range(mib):
+        send(chunk)
+
+
+def serve(conn, mode, messages, log, pad_mib):
     f = conn.makefile("rb")
     send = conn.sendall
     if mode == "garbage-greeting":
@@ -76,8 +90,17 @@ def serve(conn, mode, messages, log):
         elif cmd.startswith("UID FETCH"):
             uid = int(parts[3])
             body = messages[uid - 1]
+            pad = pad_mib * 1024 * 1024
             if "RFC822.SIZE" in cmd:
                 send(b"* %d FETCH (UID %d RFC822.SIZE %d)\r\n" % (uid, uid, len(body)))
+            elif uid == 1 and mode == "lying-size":
+                # Announces (in the literal) and sends more than it said.
+                send_padding(send, pad_mib, b"* %d FETCH (UID %d BODY[] {%d}\r\n" % (uid, uid, len(body) + pad) + body)
+                send(b")\r\n")
+            elif uid == 1 and mode == "endless":
+                # The content as announced, then a string that never ends.
+                send_padding(send, pad_mib, b"* %d FETCH (UID %d BODY[] {%d}\r\n" % (uid, uid, len(body)) + body + b' X-ENDLESS "', lines=False)
+                send(b'")\r\n')
             else:
                 send(b"* %d FETCH (UID %d BODY[] {%d}\r\n" % (uid, uid, len(body)) + body + b")\r\n")
             send(tag.encode() + b" OK done\r\n")

@@ -151,18 +151,23 @@ type Stamp = Option<(SystemTime, u64, u64)>;
 /// Files up to this size are also compared by content: on a file system
 /// that keeps whole seconds, two saves of the same length within a second
 /// look the same otherwise. Posts and logos are far smaller.
-const HASHED: u64 = 4 * 1024 * 1024;
+const HASHED: u64 = crate::limits::MAX_WATCH_HASH_BYTES;
 
 fn stamp(p: &Path) -> Stamp {
     use std::hash::{Hash, Hasher};
     let m = std::fs::metadata(p).ok()?;
-    let hash = if m.len() <= HASHED {
-        let mut h = std::hash::DefaultHasher::new();
-        std::fs::read(p).ok()?.hash(&mut h);
-        h.finish()
+    // Read through the cap, not by the size the metadata gives: a device
+    // (`/dev/zero`) says 0 and never ends, and a file may grow meanwhile.
+    let bytes = if m.is_file() && m.len() <= HASHED {
+        crate::limits::read_bounded(std::fs::File::open(p).ok()?, HASHED).ok()?
     } else {
-        0
+        None
     };
+    let hash = bytes.map_or(0, |b| {
+        let mut h = std::hash::DefaultHasher::new();
+        b.hash(&mut h);
+        h.finish()
+    });
     Some((
         m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
         m.len(),

@@ -37,7 +37,7 @@ mod suppressions;
 mod tests;
 
 use std::str::FromStr;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use postgres::{Client, NoTls};
@@ -120,30 +120,11 @@ impl Target {
 fn tls_connector(
     ca_pem: Option<&[u8]>,
 ) -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-    if let Some(pem) = ca_pem {
-        use rustls_pki_types::pem::PemObject;
-        let mut added = 0;
-        for cert in rustls_pki_types::CertificateDer::pem_slice_iter(pem).flatten() {
-            roots
-                .add(cert)
-                .map_err(|e| format!("the database CA file cannot be used ({e})"))?;
-            added += 1;
-        }
-        if added == 0 {
-            return Err(
-                "the database CA file (`database_ca_file`) holds no PEM certificate".into(),
-            );
-        }
+    if ca_pem.is_some_and(|pem| !crate::tls::holds_certificate(pem)) {
+        return Err("the database CA file (`database_ca_file`) holds no PEM certificate".into());
     }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| format!("TLS cannot be set up ({e})"))?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
+    let config =
+        crate::tls::client_config(ca_pem, "the database CA file").map_err(|e| e.to_string())?;
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
@@ -257,8 +238,12 @@ fn host_key() -> String {
     let name = hostname::get()
         .map(|h| h.to_string_lossy().into_owned())
         .unwrap_or_else(|_| "host".into());
-    match std::fs::read_to_string("/proc/sys/kernel/random/boot_id") {
-        Ok(id) => format!("{name}/{}", id.trim().get(..8).unwrap_or("")),
+    let boot_id = std::path::Path::new("/proc/sys/kernel/random/boot_id");
+    match crate::limits::read_capped(boot_id, crate::limits::MAX_BOOT_ID_BYTES, "kernel boot id") {
+        Ok(id) => format!(
+            "{name}/{}",
+            String::from_utf8_lossy(&id).trim().get(..8).unwrap_or("")
+        ),
         Err(_) => name,
     }
 }
