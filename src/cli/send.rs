@@ -347,7 +347,7 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
     // errors to fix (exit 2), not "nothing due", even when nothing else was.
     for err in &due.unreadable {
         tracing::error!(
-            "{err}; this post was not sent: fix it, and the next run sends it if it is due"
+            "{err} This post was not sent: fix it, and the next run sends it if it is due."
         );
     }
     if !due.unreadable.is_empty() {

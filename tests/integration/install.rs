@@ -248,7 +248,7 @@ fn under_cron_a_post_whose_send_at_is_not_a_date_is_an_error_and_the_others_stil
     assert_eq!(o.status.code(), Some(2), "{}{err}", stdout(&o));
     // The file and the line of `send_at`, and that it was not sent.
     assert!(
-        err.contains("july.md:2:") && err.contains("send_at"),
+        err.contains("july.md:3:") && err.contains("send_at"),
         "{err}"
     );
     assert!(err.contains("not sent"), "{err}");
