@@ -672,7 +672,10 @@ impl ProgressDisplay {
                 }
                 if stop {
                     if let Some(bar) = &bar {
-                        bar.finish();
+                        // Cleared, not left drawn: the summary that follows
+                        // says the same, and a bar left in place had the
+                        // summary line run on after its last frame.
+                        bar.finish_and_clear();
                         crate::log::set_progress_bar(None);
                     }
                     break;
