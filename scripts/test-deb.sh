@@ -39,12 +39,14 @@ echo "man pages: $pages"
 # The C library the package says it needs is one this machine has.
 need=$(dpkg-deb -f "$deb" Depends | sed -n 's/.*libc6 (>= \([0-9.]*\)).*/\1/p')
 [[ -n $need ]] || fail "the package does not say which glibc it needs"
-have=$(ldd --version | head -1 | grep -o '[0-9.]*$')
+# No `head` in these pipelines: under pipefail the writer it cuts off dies
+# of SIGPIPE and fails the script (exit 141).
+have=$(ldd --version 2>&1 | sed -n '1s/.* \([0-9][0-9.]*\)$/\1/p')
 echo "needs glibc >= $need; this machine has $have"
-[[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | head -1) == "$need" ]] || fail "glibc $need is newer than this machine's $have"
+[[ $(printf '%s\n%s\n' "$need" "$have" | sort -V | sed -n 1p) == "$need" ]] || fail "glibc $need is newer than this machine's $have"
 
 bin=$root/usr/bin/herald
-"$bin" --version | grep -q '^herald [0-9]' || fail "--version"
+"$bin" --version | grep '^herald [0-9]' >/dev/null || fail "--version"
 work=$scratch/work
 mkdir -p "$work"
 ( cd "$work" && env -u HERALD_UNSUBSCRIBE_SECRET "$bin" init news >"$scratch/init.out" ) || fail "herald init"
