@@ -1326,23 +1326,6 @@ fn an_edited_list_after_a_crash_mails_everyone_on_it_exactly_once() {
     }
 }
 
-/// Every file under `dir`, as bytes.
-fn all_bytes(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if let Ok(b) = std::fs::read(&p) {
-                out.push((p, b));
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn no_secret_reaches_output_logs_outboxes_or_the_journal_even_after_failures() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1414,7 +1397,7 @@ fn no_secret_reaches_output_logs_outboxes_or_the_journal_even_after_failures() {
             );
         }
     }
-    for (path, bytes) in all_bytes(tmp.path()) {
+    for (path, bytes) in crate::util::files_under(tmp.path()) {
         let text = String::from_utf8_lossy(&bytes);
         for secret in [smtp_pw, unsub] {
             assert!(!text.contains(secret), "{} holds a secret", path.display());

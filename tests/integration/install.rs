@@ -5,22 +5,12 @@ use std::path::Path;
 
 use crate::util::{herald, herald_env, stderr, stdout};
 
+/// The folder's files by name (relative, sorted) with their bytes.
 fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                stack.push(p);
-            } else {
-                let rel = p.strip_prefix(dir).unwrap().display().to_string();
-                out.push((rel, std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out.sort();
-    out
+    crate::util::files_under(dir)
+        .into_iter()
+        .map(|(p, b)| (p.display().to_string(), b))
+        .collect()
 }
 
 #[test]

@@ -398,6 +398,25 @@ pub fn another_issue(dir: &Path, slug: &str) -> PathBuf {
     p
 }
 
+/// Every file under `dir` (sub-folders too), by path relative to `dir`,
+/// sorted, with its bytes; a file that cannot be read is left out.
+pub fn files_under(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if let Ok(b) = std::fs::read(&p) {
+                out.push((p.strip_prefix(dir).unwrap_or(&p).to_path_buf(), b));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
 /// A port nobody listens on right now, on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
