@@ -177,7 +177,10 @@ pub fn main() -> i32 {
 /// machine" than blaming a post that is fine.
 fn exit_code(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
-        if cause.is::<InputError>() {
+        // A compose error shows its stage's words as its own (transparent),
+        // so the input error inside is not a link of the chain: ask it.
+        let composed = cause.downcast_ref::<crate::compose::Error>();
+        if cause.is::<InputError>() || composed.is_some_and(crate::compose::Error::is_input) {
             return exit::BAD_INPUT;
         }
         if cause.is::<Fault>() {

@@ -20,13 +20,34 @@ pub mod render;
 use std::borrow::Cow;
 use std::path::Path;
 
+use crate::InputError;
 use crate::config::{ComposeOptions, PreviewOptions};
 use crate::findings::Finding;
 use crate::urls::Base;
 use content::Content;
 use merge::{Escape, Template};
 use post::{Kind, Post};
-use render::Rendered;
+use render::{RenderError, Rendered};
+
+/// Why an issue could not be composed. Each kind keeps the words of the
+/// stage that found it; the kind tells the binary whether the post needs
+/// fixing ([`Error::is_input`]) or herald does.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The post cannot be used as it is: its file and line say where.
+    #[error(transparent)]
+    Input(#[from] InputError),
+    /// mrml refused the MJML herald made: a bug in herald, not the post's.
+    #[error(transparent)]
+    Render(#[from] RenderError),
+}
+
+impl Error {
+    /// The post must change (rather than herald).
+    pub fn is_input(&self) -> bool {
+        matches!(self, Error::Input(_))
+    }
+}
 
 /// One issue, read and rendered once; every recipient's copy comes from it.
 pub struct Issue {
@@ -39,17 +60,17 @@ pub struct Issue {
 
 impl Issue {
     /// Reads and renders a post.
-    pub fn compose(path: &Path, config: &ComposeOptions) -> anyhow::Result<Issue> {
+    pub fn compose(path: &Path, config: &ComposeOptions) -> Result<Issue, Error> {
         Self::compose_post(post::load(path)?, config)
     }
 
     /// Parses and renders a post's text; `path` is only used in messages
     /// (for the fuzzer, `examples/fuzz.rs`, which has no file to read).
-    pub fn compose_text(path: &Path, text: &str, config: &ComposeOptions) -> anyhow::Result<Issue> {
+    pub fn compose_text(path: &Path, text: &str, config: &ComposeOptions) -> Result<Issue, Error> {
         Self::compose_post(post::parse(path, text)?, config)
     }
 
-    fn compose_post(post: Post, config: &ComposeOptions) -> anyhow::Result<Issue> {
+    fn compose_post(post: Post, config: &ComposeOptions) -> Result<Issue, Error> {
         let path = post.path.clone();
         let path = path.as_path();
         let base = url_base(&post, config.site_url.as_ref());
@@ -71,11 +92,11 @@ impl Issue {
             return Ok(issue);
         }
         let Some(digest) = fit::digest(&issue.content, full) else {
-            anyhow::bail!(crate::InputError::new(
+            return Err(Error::Input(InputError::new(
                 path,
                 None,
                 "--fit needs the web version of the post to link to; add its address as `url` under `seo` in the front matter",
-            ));
+            )));
         };
         // The digest shows fewer pictures; render keeps only those.
         let rendered = render::render(&digest, &illustrated.images, &config.render)?;

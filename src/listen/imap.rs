@@ -348,14 +348,17 @@ enum Fetched {
 /// handed on as set aside and stays unread. One whose content turns out
 /// bigger than that (the server said less) is set aside too, and herald
 /// connects again for the next. Every step has `timeout`.
-pub fn read(
+///
+/// The server's trouble is a [`crate::Fault`]; `each`'s own errors (of
+/// the caller's type `E`, which takes a fault too) end the run as they are.
+pub fn read<E: From<crate::Fault>>(
     m: &Mailbox,
     password: &str,
     ca_pem: Option<&[u8]>,
     dry_run: bool,
     timeout: Duration,
-    mut each: impl FnMut(Incoming) -> anyhow::Result<bool>,
-) -> anyhow::Result<()> {
+    mut each: impl FnMut(Incoming) -> Result<bool, E>,
+) -> Result<(), E> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -408,7 +411,7 @@ impl Client<'_> {
     }
 
     /// The unread messages' UIDs, in order.
-    fn unseen(&mut self) -> anyhow::Result<Vec<u32>> {
+    fn unseen(&mut self) -> Result<Vec<u32>, crate::Fault> {
         let (m, timeout) = (self.m, self.timeout);
         let (rt, session, _) = self.session()?;
         let mut uids: Vec<u32> = rt
@@ -421,7 +424,7 @@ impl Client<'_> {
 
     /// One message: its size first, then its content if that is under the
     /// cap. Trouble other than the size is the server's, and ends the run.
-    fn fetch(&mut self, uid: u32) -> anyhow::Result<Fetched> {
+    fn fetch(&mut self, uid: u32) -> Result<Fetched, crate::Fault> {
         let (m, timeout) = (self.m, self.timeout);
         let (rt, session, guard) = self.session()?;
         let fetched = rt.block_on(async {
@@ -485,7 +488,7 @@ impl Client<'_> {
     }
 
     /// Marks the message as read (`\Seen`).
-    fn mark_read(&mut self, uid: u32) -> anyhow::Result<()> {
+    fn mark_read(&mut self, uid: u32) -> Result<(), crate::Fault> {
         let (m, timeout) = (self.m, self.timeout);
         let (rt, session, guard) = self.session()?;
         guard.command();
