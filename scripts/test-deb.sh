@@ -58,6 +58,59 @@ n=$(find "$work/news/dry" -name '*.eml' | wc -l)
 ((n == 1)) || fail "the dry run wrote $n messages, not 1"
 echo "packaged binary: --version, init and a dry run (1 message) work"
 
+# The timer's job as systemd runs it: the packaged herald-send.service's own
+# ExecStart= line, with no terminal (setsid, stdin from /dev/null), in the
+# state folder its WorkingDirectory= and StateDirectory= name (here a scratch
+# one, given as systemd gives it: STATE_DIRECTORY), the secrets and the relay
+# from an environment file as its EnvironmentFile= reads them, against a
+# local smtp-sink. A run that sent nothing because it asked for a terminal
+# (no --yes) would have gone unnoticed under the timer.
+unit=$root/usr/lib/systemd/system/herald-send.service
+exec_start=$(sed -n 's/^ExecStart=//p' "$unit")
+[[ $exec_start == /usr/bin/herald\ * ]] || fail "herald-send.service runs '$exec_start', not /usr/bin/herald"
+[[ $(sed -n 's/^WorkingDirectory=//p' "$unit") == /var/lib/herald ]] || fail "herald-send.service does not work in /var/lib/herald"
+grep -q '^StateDirectory=herald$' "$unit" || fail "herald-send.service has no StateDirectory=herald"
+grep -q '^SuccessExitStatus=4$' "$unit" || fail "herald-send.service does not take exit 4 (nothing due) as success"
+read -r -a argv <<<"${exec_start#/usr/bin/herald }"
+state=$scratch/var-lib-herald
+( cd "$scratch" && "$bin" init "$state" >/dev/null ) || fail "herald init of the state folder"
+# Due a minute ago: within late_grace, so it is sent.
+due=$(date -u -d '1 minute ago' +%Y-%m-%dT%H:%M:%SZ)
+sed -i "0,/^title:/s//send_at: $due\ntitle:/" "$state/posts/inside-open-infrastructure-example.md"
+grep -q "^send_at: $due" "$state/posts/inside-open-infrastructure-example.md" || fail "could not make the example post due"
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+dumps=$scratch/sink
+mkdir -m 0777 "$dumps"
+# smtp-sink writes as `nobody`, who must get through the scratch folder.
+chmod 0711 "$scratch"
+smtp-sink -u nobody -d "$dumps/%H%M%S." "127.0.0.1:$port" 64 >/dev/null 2>&1 &
+sink=$!
+trap 'kill "$sink" 2>/dev/null; rm -rf "$scratch"' EXIT
+for _ in $(seq 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+    sleep 0.1
+done
+cat >"$scratch/herald.env" <<EOF
+HERALD_UNSUBSCRIBE_SECRET=package-test-secret-0123456789abcdef
+HERALD_SMTP_URL=smtp://127.0.0.1:$port?tls=none
+EOF
+timer_run() {
+    ( cd "$state" && set -a && . "$scratch/herald.env" && set +a &&
+        STATE_DIRECTORY=$state setsid "$bin" "${argv[@]}" </dev/null >>"$scratch/timer.out" 2>&1 )
+}
+received() { grep -l '^X-Rcpt-Args: <you@example.org>' "$dumps"/* 2>/dev/null | wc -l; }
+code=0
+timer_run || code=$?
+((code == 0)) || { cat "$scratch/timer.out" >&2; fail "herald-send.service's ExecStart exited $code with a post due, not 0"; }
+n=$(received)
+((n == 1)) || { cat "$scratch/timer.out" >&2; fail "the sink got $n messages from the timer's run, not 1"; }
+code=0
+timer_run || code=$?
+((code == 4)) || { cat "$scratch/timer.out" >&2; fail "a second timer run exited $code, not 4 (nothing due)"; }
+n=$(received)
+((n == 1)) || fail "the second timer run sent again: the sink has $n messages"
+echo "herald-send.service's ExecStart, no terminal: sent the due post (exit 0), then nothing due (exit 4)"
+
 MANWIDTH=80 man -l "$root/usr/share/man/man1/herald-send.1.gz" 2>/dev/null >"$scratch/man.txt" || fail "man -l herald-send.1.gz"
 grep -q 'herald send' "$scratch/man.txt" && grep -q -- '--dry-run' "$scratch/man.txt" || fail "the herald-send page lacks its name or --dry-run"
 echo "man -l herald-send.1.gz: $(wc -l <"$scratch/man.txt") lines"

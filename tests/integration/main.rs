@@ -26,6 +26,7 @@ mod returned;
 mod serve;
 mod shared;
 mod util;
+mod walkthrough;
 mod watch;
 
 // A throwaway PostgreSQL database (shared with the store's unit tests and

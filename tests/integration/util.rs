@@ -359,6 +359,14 @@ pub fn python_json(python: &Path, script: &str, args: &[&Path]) -> Vec<serde_jso
 
 /// `herald` with a clean environment plus `env`.
 pub fn herald_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    herald_command(dir, args, env)
+        .output()
+        .expect("herald runs")
+}
+
+/// The command [`herald_env`] runs: in `dir`, no HERALD_* variables from
+/// the environment, `env` added.
+pub fn herald_command(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
     cmd.current_dir(dir).args(args);
     for (k, _) in std::env::vars() {
@@ -367,7 +375,59 @@ pub fn herald_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         }
     }
     cmd.envs(env.iter().copied());
-    cmd.output().expect("herald runs")
+    cmd
+}
+
+/// [`herald_env`] with its stdin on a terminal (a pseudo-terminal), on
+/// which `typed` is typed: how a person answers `Send now? [y/N]`, which
+/// herald asks only on a terminal. The line is typed at once; the terminal
+/// keeps it until herald reads.
+pub fn herald_typing(dir: &Path, args: &[&str], env: &[(&str, &str)], typed: &str) -> Output {
+    use std::io::Write;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::unix::fs::OpenOptionsExt;
+    // SAFETY: posix_openpt returns a new descriptor (or -1), owned here.
+    let master = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY) };
+    assert!(
+        master >= 0,
+        "no pseudo-terminal: {}",
+        std::io::Error::last_os_error()
+    );
+    let master = unsafe { OwnedFd::from_raw_fd(master) };
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: calls on the descriptor owned above; `name` is big enough
+    // for ptsname_r, which says so otherwise.
+    let ok = unsafe {
+        libc::grantpt(master.as_raw_fd()) == 0
+            && libc::unlockpt(master.as_raw_fd()) == 0
+            && libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) == 0
+    };
+    assert!(ok, "pseudo-terminal: {}", std::io::Error::last_os_error());
+    let terminal = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_str()
+        .unwrap()
+        .to_string();
+    let terminal = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY)
+        .open(terminal)
+        .unwrap();
+    let mut cmd = herald_command(dir, args, env);
+    let child = cmd
+        .stdin(terminal)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("herald runs");
+    drop(cmd);
+    let mut keyboard = std::fs::File::from(master);
+    keyboard.write_all(typed.as_bytes()).unwrap();
+    // The keyboard stays open until herald is done: a terminal closed
+    // under it reads as an end of input, not as the answer.
+    let out = child.wait_with_output().expect("herald runs");
+    drop(keyboard);
+    out
 }
 
 /// The `.eml` files of an outbox folder, in order.
