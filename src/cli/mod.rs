@@ -281,6 +281,18 @@ mod tests {
             exit_code(&fault.context("while previewing")),
             exit::INTERNAL
         );
+        // A post compose cannot use is the user's to fix, even though the
+        // compose error hides the input error inside it from the chain;
+        // MJML that mrml refuses is herald's.
+        let post = crate::compose::Error::Input(InputError::new(
+            std::path::Path::new("p.md"),
+            Some(1),
+            "x",
+        ));
+        assert_eq!(exit_code(&anyhow::Error::new(post)), exit::BAD_INPUT);
+        let mjml = crate::compose::render::RenderError::Parse("odd".into());
+        let mjml = anyhow::Error::new(crate::compose::Error::Render(mjml));
+        assert_eq!(exit_code(&mjml.context("while sending")), exit::INTERNAL);
         // Anything else is herald's trouble, not the user's input.
         let io = anyhow::Error::new(std::io::Error::other("odd"));
         assert_eq!(exit_code(&io), exit::INTERNAL);
