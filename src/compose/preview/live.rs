@@ -175,6 +175,18 @@ fn stamp(p: &Path) -> Stamp {
     ))
 }
 
+/// Why the latest save cannot be shown (the page shows it above the last
+/// render that worked).
+#[derive(Debug, thiserror::Error)]
+enum Unshown {
+    /// herald.yaml, the environment or a flag.
+    #[error(transparent)]
+    Settings(#[from] crate::InputError),
+    /// Composing the post failed: what the page says.
+    #[error("{0}")]
+    Post(String),
+}
+
 struct Watcher {
     post: PathBuf,
     /// The settings file of the last reload that worked: a broken one is
@@ -229,20 +241,22 @@ impl Watcher {
         };
         stamp_all(&watched, &mut seen);
         let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let config = (self.reload)().map_err(anyhow::Error::new);
+            let config = (self.reload)().map_err(Unshown::from);
             let settings_file = match &config {
                 Ok((_, file)) => file.clone(),
                 Err(_) => self.settings.clone(),
             };
             let result = config.and_then(|(c, _)| {
-                let issue = Issue::compose(&self.post, &c)?;
+                // `{:#}`: with every cause, as `herald preview` prints it.
+                let issue =
+                    Issue::compose(&self.post, &c).map_err(|e| Unshown::Post(format!("{e:#}")))?;
                 let images: Vec<(String, Vec<u8>)> = issue
                     .rendered
                     .images
                     .iter()
                     .map(|i| (i.file_name.clone(), i.png.clone()))
                     .collect();
-                anyhow::Ok((Shown::new(&issue, &c), images))
+                Ok((Shown::new(&issue, &c), images))
             });
             (settings_file, result)
         }));
@@ -257,7 +271,7 @@ impl Watcher {
                         self.images = images;
                         None
                     }
-                    Err(e) => Some(format!("{e:#}")),
+                    Err(e) => Some(e.to_string()),
                 }
             }
             Err(_) => {
