@@ -271,6 +271,50 @@ mod tests {
         assert!(peers.open.lock().unwrap().is_empty());
     }
 
+    /// Over a real socket: a request is answered with the peer's address,
+    /// a connection over its address's share is closed unread and counted,
+    /// and the loop returns once `shutdown` completes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn connections_over_an_address_share_are_closed_and_counted() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let at = listener.local_addr().unwrap();
+        let bounds = Bounds {
+            max_connections: 4,
+            waiting: 4,
+            per_address: Some(1),
+            header_timeout: Duration::from_secs(60),
+            connection_lifetime: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(60),
+        };
+        let handler = |peer: SocketAddr, _req: Request<Incoming>| async move {
+            Response::new(Body::from(format!("hello {}", peer.ip())))
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(serve(listener, bounds, handler, async {
+            let _ = stopped.await;
+        }));
+        // Served, then waiting for the address's one slot, then one too many.
+        let mut served = tokio::net::TcpStream::connect(at).await.unwrap();
+        let _waiting = tokio::net::TcpStream::connect(at).await.unwrap();
+        let mut crowded = tokio::net::TcpStream::connect(at).await.unwrap();
+        let mut rest = Vec::new();
+        // Closed without a byte of answer (a reset is as good as an end).
+        let n = crowded.read_to_end(&mut rest).await.unwrap_or(0);
+        assert_eq!(n, 0, "{}", String::from_utf8_lossy(&rest));
+        served
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        served.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+        assert!(answer.ends_with("hello 127.0.0.1"), "{answer}");
+        stop.send(()).unwrap();
+        let closed = server.await.unwrap();
+        assert_eq!(closed.crowded, 1);
+    }
+
     #[test]
     fn ipv6_clients_count_by_their_network() {
         assert_eq!(
