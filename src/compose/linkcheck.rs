@@ -173,7 +173,17 @@ fn proxy_for(url: &str, env: &dyn Fn(&str) -> Option<String>) -> Option<String> 
     }
 }
 
-fn agent(proxy: Option<&str>) -> Result<ureq::Agent, String> {
+/// A proxy from the environment that ureq cannot use (every link it
+/// would carry is then unreachable, with this as the reason).
+#[derive(Debug, thiserror::Error)]
+#[error("the proxy {proxy} cannot be used ({why})")]
+struct ProxyError {
+    proxy: String,
+    /// Not a `source`: the message already says it.
+    why: Box<ureq::Error>,
+}
+
+fn agent(proxy: Option<&str>) -> Result<ureq::Agent, ProxyError> {
     let mut b = ureq::AgentBuilder::new()
         .redirects(0)
         .timeout(TIMEOUT)
@@ -183,8 +193,10 @@ fn agent(proxy: Option<&str>) -> Result<ureq::Agent, String> {
             " (newsletter link check)"
         ));
     if let Some(p) = proxy {
-        let proxy =
-            ureq::Proxy::new(p).map_err(|e| format!("the proxy {p} cannot be used ({e})"))?;
+        let proxy = ureq::Proxy::new(p).map_err(|e| ProxyError {
+            proxy: p.to_string(),
+            why: Box::new(e),
+        })?;
         b = b.proxy(proxy);
     }
     Ok(b.build())
@@ -205,7 +217,7 @@ fn visit_all(links: &[(String, usize)]) -> Vec<(String, usize, Verdict)> {
     let queue = Mutex::new(by_host.into_values().collect::<Vec<_>>());
     let results = Mutex::new(Vec::new());
     // One agent per proxy (most often just "none"), made once.
-    let mut agents: BTreeMap<Option<String>, Result<ureq::Agent, String>> = BTreeMap::new();
+    let mut agents: BTreeMap<Option<String>, Result<ureq::Agent, ProxyError>> = BTreeMap::new();
     for (u, _) in links {
         let p = proxy_for(u, &env);
         agents
@@ -222,7 +234,7 @@ fn visit_all(links: &[(String, usize)]) -> Vec<(String, usize, Verdict)> {
                     for (u, line) in group {
                         let v = match &agents[&proxy_for(&u, &env)] {
                             Ok(agent) => visit_one(agent, &u),
-                            Err(why) => Verdict::Unreachable(why.clone()),
+                            Err(why) => Verdict::Unreachable(why.to_string()),
                         };
                         results
                             .lock()

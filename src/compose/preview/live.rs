@@ -19,7 +19,8 @@
 //! the email, its text, its PNGs by exact name from memory, the events),
 //! no file is served from disk, a request must name this server as its
 //! `Host` (a web page cannot reach it through DNS rebinding), header
-//! timeouts and a connection cap as in `herald serve`.
+//! timeouts and a connection cap, in the accept loop `herald serve` uses
+//! ([`crate::accept`]).
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -33,13 +34,12 @@ use axum::body::Body;
 use axum::http::{HeaderValue, Method, Request, Response, StatusCode, header};
 use base64::Engine;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::{Mode, Shown};
+use crate::accept::{self, Bounds};
 use crate::compose::Issue;
 use crate::compose::images;
 use crate::config::ComposeOptions;
@@ -175,6 +175,18 @@ fn stamp(p: &Path) -> Stamp {
     ))
 }
 
+/// Why the latest save cannot be shown (the page shows it above the last
+/// render that worked).
+#[derive(Debug, thiserror::Error)]
+enum Unshown {
+    /// herald.yaml, the environment or a flag.
+    #[error(transparent)]
+    Settings(#[from] crate::InputError),
+    /// Composing the post failed: what the page says.
+    #[error("{0}")]
+    Post(String),
+}
+
 struct Watcher {
     post: PathBuf,
     /// The settings file of the last reload that worked: a broken one is
@@ -229,20 +241,22 @@ impl Watcher {
         };
         stamp_all(&watched, &mut seen);
         let composed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let config = (self.reload)().map_err(anyhow::Error::new);
+            let config = (self.reload)().map_err(Unshown::from);
             let settings_file = match &config {
                 Ok((_, file)) => file.clone(),
                 Err(_) => self.settings.clone(),
             };
             let result = config.and_then(|(c, _)| {
-                let issue = Issue::compose(&self.post, &c)?;
+                // `{:#}`: with every cause, as `herald preview` prints it.
+                let issue =
+                    Issue::compose(&self.post, &c).map_err(|e| Unshown::Post(format!("{e:#}")))?;
                 let images: Vec<(String, Vec<u8>)> = issue
                     .rendered
                     .images
                     .iter()
                     .map(|i| (i.file_name.clone(), i.png.clone()))
                     .collect();
-                anyhow::Ok((Shown::new(&issue, &c), images))
+                Ok((Shown::new(&issue, &c), images))
             });
             (settings_file, result)
         }));
@@ -257,7 +271,7 @@ impl Watcher {
                         self.images = images;
                         None
                     }
-                    Err(e) => Some(format!("{e:#}")),
+                    Err(e) => Some(e.to_string()),
                 }
             }
             Err(_) => {
@@ -335,46 +349,29 @@ impl Policies {
 pub async fn serve(listener: TcpListener, watch: Watch, shutdown: impl Future<Output = ()>) {
     let port = listener.local_addr().map_or(0, |a| a.port());
     let policies = Arc::new(Policies::new(port));
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => p.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
-        let stream = tokio::select! {
-            r = listener.accept() => match r {
-                Ok((s, _)) => s,
-                Err(e) => {
-                    tracing::warn!("cannot accept a connection ({e})");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let rx = watch.rx.clone();
-        let policies = Arc::clone(&policies);
-        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-            let response = answer(&req, &rx, &policies);
-            async move { Ok::<_, Infallible>(response) }
-        });
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .max_buf_size(8 * 1024);
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
-            drop(permit);
-        });
-    }
-    drop(listener);
-    // The watcher drops its channel when it stops, which ends the streams.
-    watch.signal_stop();
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+    let bounds = Bounds {
+        max_connections: MAX_CONNECTIONS,
+        // More wait in the kernel's queue, unaccepted.
+        waiting: 0,
+        // Every client is this machine.
+        per_address: None,
+        header_timeout: HEADER_TIMEOUT,
+        connection_lifetime: CONNECTION_LIFETIME,
+        shutdown_grace: SHUTDOWN_GRACE,
+    };
+    let rx = watch.rx.clone();
+    let handler = move |_peer, req: Request<Incoming>| {
+        let response = answer(&req, &rx, &policies);
+        std::future::ready(response)
+    };
+    // The watcher drops its channel when it stops, which ends the event
+    // streams: it is stopped as soon as nothing more is accepted, so they
+    // end within the grace.
+    let stopping = async {
+        shutdown.await;
+        watch.signal_stop();
+    };
+    accept::serve(listener, bounds, handler, stopping).await;
     tokio::task::spawn_blocking(move || watch.stop())
         .await
         .unwrap_or(());

@@ -14,6 +14,25 @@ use crate::findings::{Finding, Severity};
 
 pub mod live;
 
+/// Why the preview cannot be made or written. The wording is the one
+/// users have seen: the file operations' errors are part of the message
+/// (not its `source`, which the command line would print a second time).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The page's template failed (a bug in herald, not the post).
+    #[error(transparent)]
+    Page(#[from] askama::Error),
+    #[error("cannot create the folder {} ({why}). Choose another with --out.", .dir.display())]
+    Folder { dir: PathBuf, why: std::io::Error },
+    /// `doing` is what failed: "write", "read", "remove", "create".
+    #[error("cannot {doing} {} ({why})", .path.display())]
+    File {
+        doing: &'static str,
+        path: PathBuf,
+        why: std::io::Error,
+    },
+}
+
 /// What `herald preview` wrote.
 #[derive(Debug, Serialize)]
 pub struct Written {
@@ -158,7 +177,7 @@ pub enum Mode<'a> {
 
 /// The preview page: `shown` (if any render worked yet) under `error`
 /// (if the latest did not).
-pub fn page(shown: Option<&Shown>, error: Option<&str>, mode: Mode<'_>) -> anyhow::Result<String> {
+pub fn page(shown: Option<&Shown>, error: Option<&str>, mode: Mode<'_>) -> Result<String, Error> {
     let (live, version) = match mode {
         Mode::File => (false, ""),
         Mode::Live { version } => (true, version),
@@ -216,12 +235,10 @@ pub fn page(shown: Option<&Shown>, error: Option<&str>, mode: Mode<'_>) -> anyho
 /// browser, and for uploading to `assets_url`). The preview's HTML shows
 /// those files where the email says `cid:` or an `assets_url` address, so
 /// it works in a browser before anything is uploaded.
-pub fn write(issue: &Issue, config: &ComposeOptions, dir: &Path) -> anyhow::Result<Written> {
-    std::fs::create_dir_all(dir).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot create the folder {} ({e}). Choose another with --out.",
-            dir.display()
-        )
+pub fn write(issue: &Issue, config: &ComposeOptions, dir: &Path) -> Result<Written, Error> {
+    std::fs::create_dir_all(dir).map_err(|why| Error::Folder {
+        dir: dir.to_path_buf(),
+        why,
     })?;
     let shown = Shown::new(issue, config);
     let page = page(Some(&shown), None, Mode::File)?;
@@ -234,8 +251,7 @@ pub fn write(issue: &Issue, config: &ComposeOptions, dir: &Path) -> anyhow::Resu
     let mut written = Vec::new();
     for (name, body) in files {
         let path = dir.join(name);
-        std::fs::write(&path, body)
-            .map_err(|e| anyhow::anyhow!("cannot write {} ({e})", path.display()))?;
+        std::fs::write(&path, body).map_err(|why| file_error("write", &path, why))?;
         written.push(path);
     }
     written.extend(write_assets(issue, dir)?);
@@ -264,27 +280,32 @@ pub fn write(issue: &Issue, config: &ComposeOptions, dir: &Path) -> anyhow::Resu
 /// Writes the issue's PNGs into `dir/assets/`, first removing PNGs an
 /// earlier preview left there, so the folder holds exactly what this
 /// issue needs (and what to upload).
-fn write_assets(issue: &Issue, dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+fn write_assets(issue: &Issue, dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let assets = dir.join(images::PREVIEW_ASSETS);
-    let io = |what: &str, p: &Path, e: std::io::Error| {
-        anyhow::anyhow!("cannot {what} {} ({e})", p.display())
-    };
     if assets.is_dir() {
-        for entry in std::fs::read_dir(&assets).map_err(|e| io("read", &assets, e))? {
-            let p = entry.map_err(|e| io("read", &assets, e))?.path();
+        for entry in std::fs::read_dir(&assets).map_err(|e| file_error("read", &assets, e))? {
+            let p = entry.map_err(|e| file_error("read", &assets, e))?.path();
             if p.extension().is_some_and(|x| x == "png") {
-                std::fs::remove_file(&p).map_err(|e| io("remove", &p, e))?;
+                std::fs::remove_file(&p).map_err(|e| file_error("remove", &p, e))?;
             }
         }
     }
     let mut written = Vec::new();
     for img in &issue.rendered.images {
-        std::fs::create_dir_all(&assets).map_err(|e| io("create", &assets, e))?;
+        std::fs::create_dir_all(&assets).map_err(|e| file_error("create", &assets, e))?;
         let path = assets.join(&img.file_name);
-        std::fs::write(&path, &img.png).map_err(|e| io("write", &path, e))?;
+        std::fs::write(&path, &img.png).map_err(|e| file_error("write", &path, e))?;
         written.push(path);
     }
     Ok(written)
+}
+
+fn file_error(doing: &'static str, path: &Path, why: std::io::Error) -> Error {
+    Error::File {
+        doing,
+        path: path.to_path_buf(),
+        why,
+    }
 }
 
 #[cfg(test)]

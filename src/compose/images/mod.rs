@@ -25,7 +25,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use resvg::{tiny_skia, usvg};
+use resvg::usvg;
 use sha2::{Digest, Sha256};
 use url::Url;
 
@@ -35,6 +35,10 @@ use crate::compose::post::Post;
 use crate::config::ImageOptions;
 use crate::findings::{Finding, Severity};
 use crate::urls::Base;
+
+mod draw;
+
+use draw::{draw, has_text, load_fonts, options};
 
 /// The folder, inside a preview folder, the PNGs are written to.
 pub const PREVIEW_ASSETS: &str = "assets";
@@ -142,7 +146,7 @@ pub fn is_svg(src: &str) -> bool {
 }
 
 /// Why an SVG could not be turned into a PNG.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 enum Unavailable {
     NoAssetsDir,
     AssetsDirMissing(PathBuf),
@@ -154,8 +158,47 @@ enum Unavailable {
     },
     Unreadable {
         file: PathBuf,
-        why: String,
+        why: Undrawable,
     },
+}
+
+/// Why herald cannot draw an SVG file: the end of an `svg-image`
+/// finding's "herald cannot draw FILE (...)". The errors of other crates
+/// are shared (`Arc`): a file's outcome is kept, however often the post
+/// shows it.
+#[derive(Debug, Clone, thiserror::Error)]
+enum Undrawable {
+    #[error("it is a link to a file outside assets_dir, which herald does not read")]
+    LinkOutside,
+    #[error("{0}")]
+    Read(Arc<std::io::Error>),
+    #[error(
+        "the file is larger than {}: an SVG logo is a few KB; save a smaller one",
+        crate::limits::size_words(crate::limits::MAX_IMAGE_BYTES)
+    )]
+    TooLarge,
+    #[error("{0}")]
+    Parse(Arc<usvg::Error>),
+    /// Pictures the SVG shows (`<image href>`) over the cap.
+    #[error(
+        "it shows {}, larger than {}: make the picture smaller (a picture in an email is \
+         shown a few hundred pixels wide)",
+        .0.join(", "),
+        crate::limits::size_words(crate::limits::MAX_IMAGE_BYTES)
+    )]
+    ShowsTooLarge(Vec<String>),
+    /// Files the SVG names outside assets_dir (or that are not there).
+    #[error(
+        "it refers to {} outside assets_dir (or to no file), which herald does not read",
+        .0.join(", ")
+    )]
+    RefersOutside(Vec<String>),
+    #[error("at {width} px wide it would be {height} px tall")]
+    TooTall { width: u32, height: u32 },
+    #[error("a {width} x {height} picture is too large")]
+    NoCanvas { width: u32, height: u32 },
+    #[error("{0}")]
+    Encode(Arc<png::EncodingError>),
 }
 
 #[derive(Clone)]
@@ -187,7 +230,7 @@ struct Rasteriser {
     /// [`crate::limits::MAX_IMAGE_BYTES`], filled likewise.
     too_big: Arc<Mutex<BTreeSet<String>>>,
     /// Each SVG file read and parsed once, however often the post shows it.
-    svgs: HashMap<PathBuf, Result<Svg, String>>,
+    svgs: HashMap<PathBuf, Result<Svg, Undrawable>>,
     /// SVG files whose text has had its `svg-text` finding.
     text_noted: HashSet<PathBuf>,
     images: Vec<RasterImage>,
@@ -264,6 +307,51 @@ impl Rasteriser {
 
     /// The SVG as a PNG: the index of it in `self.images`.
     fn convert(&mut self, img: &Image) -> Result<usize, Unavailable> {
+        let (dir, relative, file) = self.locate(img)?;
+        let unreadable = |why: Undrawable| Unavailable::Unreadable {
+            file: relative.clone(),
+            why,
+        };
+        let svg = self.svg(&file, &dir).map_err(unreadable)?;
+        let size = svg.tree.size();
+        let own_width = size.width().round().max(1.0) as u32;
+        let displayed = img.width.unwrap_or(own_width).clamp(1, COLUMN);
+        let width = displayed * 2;
+        let height = ((width as f32) * size.height() / size.width())
+            .round()
+            .max(1.0) as u32;
+        let stem = file_stem(&relative);
+        let file_name = format!("{stem}-{width}px-{}.png", svg.hash);
+        if let Some(i) = self.images.iter().position(|i| i.file_name == file_name) {
+            return Ok(i);
+        }
+        if height > MAX_SIDE {
+            return Err(unreadable(Undrawable::TooTall { width, height }));
+        }
+        let png = draw(&svg.tree, width, height).map_err(unreadable)?;
+        let delivery = self.delivery(&file_name, png.len());
+        let in_preview = format!("preview/{}/{PREVIEW_ASSETS}/{file_name}", self.slug);
+        self.note_size(img, &delivery, png.len(), &in_preview);
+        if svg.has_text && self.text_noted.insert(file.clone()) {
+            self.findings.push(text_finding(img, &svg, &in_preview));
+        }
+        self.images.push(RasterImage {
+            source: img.src.clone(),
+            svg_file: file,
+            line: img.line,
+            file_name,
+            png,
+            width,
+            height,
+            displayed_width: displayed,
+            delivery,
+        });
+        Ok(self.images.len() - 1)
+    }
+
+    /// The SVG file a picture is in `assets_dir`: the folder, the file
+    /// relative to it and the file itself.
+    fn locate(&self, img: &Image) -> Result<(PathBuf, PathBuf, PathBuf), Unavailable> {
         let Some(dir) = self.assets_dir.clone() else {
             return Err(Unavailable::NoAssetsDir);
         };
@@ -287,54 +375,33 @@ impl Rasteriser {
         if !inside {
             return Err(Unavailable::Unreadable {
                 file: relative,
-                why: "it is a link to a file outside assets_dir, which herald does not read".into(),
+                why: Undrawable::LinkOutside,
             });
         }
-        let svg = self
-            .svg(&file, &dir)
-            .map_err(|why| Unavailable::Unreadable {
-                file: relative.clone(),
-                why,
-            })?;
-        let size = svg.tree.size();
-        let own_width = size.width().round().max(1.0) as u32;
-        let displayed = img.width.unwrap_or(own_width).clamp(1, COLUMN);
-        let width = displayed * 2;
-        let height = ((width as f32) * size.height() / size.width())
-            .round()
-            .max(1.0) as u32;
-        let stem = file_stem(&relative);
-        let file_name = format!("{stem}-{width}px-{}.png", svg.hash);
-        if let Some(i) = self.images.iter().position(|i| i.file_name == file_name) {
-            return Ok(i);
-        }
-        let unreadable = |why: String| Unavailable::Unreadable {
-            file: relative.clone(),
-            why,
-        };
-        if height > MAX_SIDE {
-            return Err(unreadable(format!(
-                "at {width} px wide it would be {height} px tall"
-            )));
-        }
-        let png = draw(&svg.tree, width, height).map_err(unreadable)?;
-        let delivery = if png.len() <= self.limit {
-            Delivery::Inline {
+        Ok((dir, relative, file))
+    }
+
+    /// Inside every message up to the limit; over it, on the web when
+    /// `assets_url` says where (inside all the same when it does not).
+    fn delivery(&self, file_name: &str, png_bytes: usize) -> Delivery {
+        match &self.assets_url {
+            Some(base) if png_bytes > self.limit => {
+                let sep = if base.ends_with('/') { "" } else { "/" };
+                Delivery::Hosted {
+                    url: format!("{base}{sep}{file_name}"),
+                }
+            }
+            _ => Delivery::Inline {
                 cid: format!("{file_name}@herald"),
-            }
-        } else if let Some(base) = &self.assets_url {
-            let sep = if base.ends_with('/') { "" } else { "/" };
-            Delivery::Hosted {
-                url: format!("{base}{sep}{file_name}"),
-            }
-        } else {
-            Delivery::Inline {
-                cid: format!("{file_name}@herald"),
-            }
-        };
+            },
+        }
+    }
+
+    /// A PNG over `inline_image_limit`: to upload (`image-upload`), or
+    /// making every message bigger (`large-inline-image`).
+    fn note_size(&mut self, img: &Image, delivery: &Delivery, png_bytes: usize, in_preview: &str) {
         let kb = |n: usize| n.div_ceil(1024);
-        let in_preview = format!("preview/{}/{PREVIEW_ASSETS}/{file_name}", self.slug);
-        match &delivery {
+        match delivery {
             Delivery::Hosted { url } => self.findings.push(Finding {
                 severity: Severity::Warning,
                 code: "image-upload",
@@ -342,7 +409,7 @@ impl Rasteriser {
                 message: format!(
                     "the image {} becomes a {} KB PNG, over inline_image_limit ({} KB), so the email loads it from {url}; herald cannot tell whether it is there",
                     img.src,
-                    kb(png.len()),
+                    kb(png_bytes),
                     kb(self.limit)
                 ),
                 fix: format!(
@@ -350,16 +417,16 @@ impl Rasteriser {
                     self.assets_url.as_deref().unwrap_or_default()
                 ),
             }),
-            Delivery::Inline { .. } if png.len() > self.limit => self.findings.push(Finding {
+            Delivery::Inline { .. } if png_bytes > self.limit => self.findings.push(Finding {
                 severity: Severity::Warning,
                 code: "large-inline-image",
                 line: Some(img.line),
                 message: format!(
                     "the image {} becomes a {} KB PNG, over inline_image_limit ({} KB); it is sent inside every message, making each {} KB bigger, because `assets_url` is not set",
                     img.src,
-                    kb(png.len()),
+                    kb(png_bytes),
                     kb(self.limit),
-                    kb(png.len() * 4 / 3)
+                    kb(png_bytes * 4 / 3)
                 ),
                 fix: format!(
                     "Set `assets_url` in herald.yaml to a web folder you can upload to (like https://openinfra.org/img/email/), run `herald preview` and upload {in_preview} there; or raise inline_image_limit to send it inside the message knowingly."
@@ -367,25 +434,10 @@ impl Rasteriser {
             }),
             Delivery::Inline { .. } => {}
         }
-        if svg.has_text && self.text_noted.insert(file.clone()) {
-            self.findings.push(text_finding(img, &svg, &in_preview));
-        }
-        self.images.push(RasterImage {
-            source: img.src.clone(),
-            svg_file: file,
-            line: img.line,
-            file_name,
-            png,
-            width,
-            height,
-            displayed_width: displayed,
-            delivery,
-        });
-        Ok(self.images.len() - 1)
     }
 
     /// Reads and parses an SVG once, however often the post shows it.
-    fn svg(&mut self, file: &Path, assets_dir: &Path) -> Result<Svg, String> {
+    fn svg(&mut self, file: &Path, assets_dir: &Path) -> Result<Svg, Undrawable> {
         if let Some(svg) = self.svgs.get(file) {
             return svg.clone();
         }
@@ -394,7 +446,7 @@ impl Rasteriser {
         result
     }
 
-    fn parse(&mut self, file: &Path, assets_dir: &Path) -> Result<Svg, String> {
+    fn parse(&mut self, file: &Path, assets_dir: &Path) -> Result<Svg, Undrawable> {
         let data = read_image(file)?;
         let hash = Sha256::digest(&data);
         let hash: String = hash[..4].iter().map(|b| format!("{b:02x}")).collect();
@@ -413,7 +465,9 @@ impl Rasteriser {
         self.missing_fonts.lock().expect("not poisoned").clear();
         self.outside.lock().expect("not poisoned").clear();
         self.too_big.lock().expect("not poisoned").clear();
-        let tree = Arc::new(usvg::Tree::from_data(&data, options).map_err(|e| e.to_string())?);
+        let tree = Arc::new(
+            usvg::Tree::from_data(&data, options).map_err(|e| Undrawable::Parse(Arc::new(e)))?,
+        );
         let outside: Vec<String> = self
             .outside
             .lock()
@@ -429,18 +483,10 @@ impl Rasteriser {
             .cloned()
             .collect();
         if !too_big.is_empty() {
-            return Err(format!(
-                "it shows {}, larger than {}: make the picture smaller (a picture in an email is \
-                 shown a few hundred pixels wide)",
-                too_big.join(", "),
-                crate::limits::size_words(crate::limits::MAX_IMAGE_BYTES)
-            ));
+            return Err(Undrawable::ShowsTooLarge(too_big));
         }
         if !outside.is_empty() {
-            return Err(format!(
-                "it refers to {} outside assets_dir (or to no file), which herald does not read",
-                outside.join(", ")
-            ));
+            return Err(Undrawable::RefersOutside(outside));
         }
         let missing_fonts = self
             .missing_fonts
@@ -460,16 +506,12 @@ impl Rasteriser {
 
 /// An SVG file's bytes, through the cap: a huge file in assets_dir is
 /// refused with its size, not read (it would be drawn into every message).
-fn read_image(file: &Path) -> Result<Vec<u8>, String> {
-    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+fn read_image(file: &Path) -> Result<Vec<u8>, Undrawable> {
+    let read = |e| Undrawable::Read(Arc::new(e));
+    let f = std::fs::File::open(file).map_err(read)?;
     crate::limits::read_bounded(f, crate::limits::MAX_IMAGE_BYTES)
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| {
-            format!(
-                "the file is larger than {}: an SVG logo is a few KB; save a smaller one",
-                crate::limits::size_words(crate::limits::MAX_IMAGE_BYTES)
-            )
-        })
+        .map_err(read)?
+        .ok_or(Undrawable::TooLarge)
 }
 
 /// `svg-text`: a notice that the SVG's lettering was drawn with this
@@ -501,206 +543,6 @@ fn text_finding(img: &Image, svg: &Svg, in_preview: &str) -> Finding {
             fix: "Install that font on this computer and run herald again, or save the SVG with its text turned into outlines (paths), or use a PNG version of the picture.".into(),
         }
     }
-}
-
-/// The fonts installed on this machine (nothing is fetched), with the
-/// generic families (`sans-serif`...) pointed at fonts that are there:
-/// fontdb's defaults (Arial, Times New Roman) are often missing on Linux,
-/// and text in a family that is not found would not be drawn at all.
-fn load_fonts(db: &mut usvg::fontdb::Database) {
-    db.load_system_fonts();
-    let installed: Vec<String> = db
-        .faces()
-        .filter_map(|f| f.families.first().map(|(name, _)| name.clone()))
-        .collect();
-    let pick = |wanted: &[&str]| -> Option<String> {
-        wanted
-            .iter()
-            .find_map(|w| installed.iter().find(|i| i.eq_ignore_ascii_case(w)))
-            .or(installed.first())
-            .cloned()
-    };
-    let sans = [
-        "Arial",
-        "Helvetica",
-        "Liberation Sans",
-        "DejaVu Sans",
-        "Noto Sans",
-        "FreeSans",
-    ];
-    if let Some(f) = pick(&sans) {
-        db.set_sans_serif_family(f.clone());
-        db.set_cursive_family(f.clone());
-        db.set_fantasy_family(f);
-    }
-    let serif = [
-        "Times New Roman",
-        "Times",
-        "Liberation Serif",
-        "DejaVu Serif",
-        "Noto Serif",
-        "FreeSerif",
-    ];
-    if let Some(f) = pick(&serif) {
-        db.set_serif_family(f);
-    }
-    let mono = [
-        "Courier New",
-        "Courier",
-        "Liberation Mono",
-        "DejaVu Sans Mono",
-        "Noto Sans Mono",
-        "FreeMono",
-    ];
-    if let Some(f) = pick(&mono) {
-        db.set_monospace_family(f);
-    }
-}
-
-/// usvg's options: pictures inside the SVG (`<image href>`) are read from
-/// files only (usvg never uses the network), and a website path such as
-/// `/img/photo.png` is looked up in `assets_dir`, as the website would.
-fn options(
-    assets_dir: PathBuf,
-    missing_fonts: Arc<Mutex<BTreeSet<String>>>,
-    outside: Arc<Mutex<BTreeSet<String>>>,
-    too_big: Arc<Mutex<BTreeSet<String>>>,
-) -> usvg::Options<'static> {
-    // usvg's own string resolver reads the whole file, whatever its size:
-    // herald reads it through the cap and hands the bytes to usvg's data
-    // resolver, which tells the picture's kind from them.
-    let data = usvg::ImageHrefResolver::default_data_resolver();
-    // Trust boundary: an SVG names files (`../../../home/x/.ssh/id_rsa.png`,
-    // `/etc/...` through a symlink) that would be embedded into every
-    // message. Only files inside assets_dir are read; any other is refused
-    // and noted, and the SVG is then left out with an `svg-image` finding.
-    let root = assets_dir.canonicalize().unwrap_or(assets_dir.clone());
-    let resolve_string: usvg::ImageHrefStringResolverFn<'static> =
-        Box::new(move |href: &str, opts: &usvg::Options| {
-            let inside = |p: &Path| p.canonicalize().ok().filter(|c| c.starts_with(&root));
-            let candidate = if href.contains("://") {
-                None
-            } else if let Some(rest) = href.strip_prefix('/').filter(|r| !r.starts_with('/')) {
-                Some(assets_dir.join(rest))
-            } else {
-                opts.resources_dir.as_ref().map(|d| d.join(href))
-            };
-            match candidate.as_deref().and_then(inside) {
-                Some(file) => match crate::limits::read_bounded(
-                    std::fs::File::open(&file).ok()?,
-                    crate::limits::MAX_IMAGE_BYTES,
-                ) {
-                    Ok(Some(bytes)) => data("text/plain", Arc::new(bytes), opts),
-                    Ok(None) => {
-                        too_big
-                            .lock()
-                            .expect("not poisoned")
-                            .insert(href.to_string());
-                        None
-                    }
-                    Err(_) => None,
-                },
-                None => {
-                    outside
-                        .lock()
-                        .expect("not poisoned")
-                        .insert(href.to_string());
-                    None
-                }
-            }
-        });
-    // Text in a family that is not installed is drawn in a generic one
-    // (usvg falls back to serif); herald notes which, for `svg-text`.
-    let select = usvg::FontResolver::default_font_selector();
-    let select_font: usvg::FontSelectionFn<'static> = Box::new(move |font, db| {
-        let named: Vec<&str> = font
-            .families()
-            .iter()
-            .filter_map(|f| match f {
-                usvg::FontFamily::Named(n) => Some(n.as_str()),
-                _ => None,
-            })
-            .collect();
-        let installed = |name: &str| {
-            db.faces()
-                .any(|f| f.families.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)))
-        };
-        if !named.is_empty() && !named.iter().any(|n| installed(n)) {
-            missing_fonts
-                .lock()
-                .expect("not poisoned")
-                .insert(named.join(", "));
-        }
-        select(font, db)
-    });
-    usvg::Options {
-        image_href_resolver: usvg::ImageHrefResolver {
-            resolve_data: usvg::ImageHrefResolver::default_data_resolver(),
-            resolve_string,
-        },
-        font_resolver: usvg::FontResolver {
-            select_font,
-            select_fallback: usvg::FontResolver::default_fallback_selector(),
-        },
-        ..usvg::Options::default()
-    }
-}
-
-/// Whether the SVG has `<text>` (or `<svg:text>`) elements, which need fonts.
-fn has_text(data: &[u8]) -> bool {
-    let has = |needle: &[u8]| data.windows(needle.len()).any(|w| w == needle);
-    has(b"<text") || has(b":text ") || has(b":text>")
-}
-
-/// Draws the SVG scaled to `width` x `height` pixels, on white, and
-/// encodes it as PNG. Logos are drawn for a white page: on white, a dark
-/// logo stays visible when a mail app in dark mode darkens the email
-/// around it (Gmail's and Outlook's apps do, whatever the email's CSS says).
-fn draw(tree: &usvg::Tree, width: u32, height: u32) -> Result<Vec<u8>, String> {
-    let mut pixmap = tiny_skia::Pixmap::new(width, height)
-        .ok_or_else(|| format!("a {width} x {height} picture is too large"))?;
-    pixmap.fill(tiny_skia::Color::WHITE);
-    let size = tree.size();
-    let transform = tiny_skia::Transform::from_scale(
-        width as f32 / size.width(),
-        height as f32 / size.height(),
-    );
-    resvg::render(tree, transform, &mut pixmap.as_mut());
-    encode_png(&pixmap).map_err(|e| e.to_string())
-}
-
-/// PNG with the best compression the `png` crate offers: a smaller file
-/// means more pictures fit inside the message. Opaque pictures drop the
-/// alpha channel.
-fn encode_png(pixmap: &tiny_skia::Pixmap) -> Result<Vec<u8>, png::EncodingError> {
-    let pixels: Vec<tiny_skia::ColorU8> = pixmap.pixels().iter().map(|p| p.demultiply()).collect();
-    let opaque = pixels.iter().all(|p| p.alpha() == 255);
-    let (color, data): (png::ColorType, Vec<u8>) = if opaque {
-        (
-            png::ColorType::Rgb,
-            pixels
-                .iter()
-                .flat_map(|p| [p.red(), p.green(), p.blue()])
-                .collect(),
-        )
-    } else {
-        (
-            png::ColorType::Rgba,
-            pixels
-                .iter()
-                .flat_map(|p| [p.red(), p.green(), p.blue(), p.alpha()])
-                .collect(),
-        )
-    };
-    let mut out = Vec::new();
-    let mut encoder = png::Encoder::new(&mut out, pixmap.width(), pixmap.height());
-    encoder.set_color(color);
-    encoder.set_depth(png::BitDepth::Eight);
-    encoder.set_compression(png::Compression::High);
-    let mut writer = encoder.write_header()?;
-    writer.write_image_data(&data)?;
-    writer.finish()?;
-    Ok(out)
 }
 
 /// The file, relative to `assets_dir`, that a picture on the site is:
@@ -763,32 +605,12 @@ fn file_stem(relative: &Path) -> String {
         clean
     }
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn site() -> Url {
         Url::parse("https://openinfra.org").unwrap()
-    }
-
-    #[test]
-    fn transparent_logos_are_drawn_on_white() {
-        let svg = br##"<svg xmlns="http://www.w3.org/2000/svg" width="20" height="10"><rect x="10" width="10" height="10" fill="#1b2a4a"/></svg>"##;
-        let tree = usvg::Tree::from_data(svg, &usvg::Options::default()).unwrap();
-        let png = draw(&tree, 40, 20).unwrap();
-        let decoder = png::Decoder::new(std::io::Cursor::new(png));
-        let mut reader = decoder.read_info().unwrap();
-        let mut buf = vec![0; reader.output_buffer_size().unwrap()];
-        let info = reader.next_frame(&mut buf).unwrap();
-        assert_eq!(info.color_type, png::ColorType::Rgb, "no transparency left");
-        assert_eq!(buf[..3], [255, 255, 255], "the empty left half is white");
-        let right = (10 * 40 + 30) * 3;
-        assert_eq!(
-            buf[right..right + 3],
-            [0x1b, 0x2a, 0x4a],
-            "the logo is drawn"
-        );
     }
 
     #[test]
@@ -829,12 +651,5 @@ mod tests {
             "katacontainers_logo-horiz"
         );
         assert_eq!(file_stem(Path::new("img/é.svg")), "image");
-    }
-
-    #[test]
-    fn text_elements_are_noticed() {
-        assert!(has_text(b"<svg><text x=\"1\">Hi</text></svg>"));
-        assert!(has_text(b"<svg:svg><svg:text>Hi</svg:text></svg:svg>"));
-        assert!(!has_text(b"<svg><path d=\"M0 0\"/><!-- context --></svg>"));
     }
 }
