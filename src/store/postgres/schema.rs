@@ -194,6 +194,10 @@ fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), post
             -- Waits for an import under way: its rows are seen by the
             -- claim below (a statement of its own, so a snapshot of its own).
             PERFORM pg_advisory_xact_lock_shared(hashtextextended(p_campaign, 726561));
+            -- A claim need not wait for the disk: one lost in a crash of
+            -- the database is a claim given back, and the `sending` mark
+            -- that follows it waits for the disk, with it.
+            PERFORM set_config('synchronous_commit', 'off', true);
             -- Past `p_after`, what is free or already ours; before it (the
             -- rows this run has handed over already are there), only what
             -- became free since: a dead sender's people, someone listed again.
