@@ -4,38 +4,70 @@
 #
 #   scripts/bench-shared.sh                 # 10,000 recipients
 #   N=20000 scripts/bench-shared.sh
+#   BASELINE=/path/to/other/herald scripts/bench-shared.sh   # both, side by side
 #
-# Each case sends the example issue to N recipients through the same
-# Postfix smtp-sink on 127.0.0.1, 4 connections per sender, no rate limit:
+# Fast relay: each case sends the example issue to N recipients through the
+# same Postfix smtp-sink on 127.0.0.1, 4 connections per sender, no rate:
 #   sqlite      1 herald send, journal on disk
 #   postgres/1  1 herald send with database_url
 #   postgres/2  2 herald send at once on the same campaign and database
 #   postgres/3  3 herald send at once
-# and prints messages per second for each and its ratio to sqlite, then the
-# database's own rate for claims (examples/bench_claims.rs: claim, mark
-# sending, mark sent, with 3 claimers and no SMTP).
+# and prints messages per second for each and its ratio to sqlite (goal:
+# postgres/1 at least 0.9x).
+#
+# Slow relay: what several hosts gain. A relay that takes 100 ms to answer
+# each message's DATA (tests/tools/smtp_server.py --delay 0.1), SLOW_N
+# recipients (600), 4 connections per sender and a shared `--rate` of
+# SLOW_RATE (150/s, above what 3 senders reach: every message still goes
+# through the shared rate window in the database). Prints 1 and 3 senders
+# and their ratio (goal: at least 2.7x). Then 3 senders with a rate that
+# binds (BOUND_RATE, 40/s, on 200 recipients). Rates here are the relay's:
+# from the first message it accepted to the last. For each, the most
+# messages the relay accepted in any one second against the configured
+# rate: the shared rate is exact when that is never above it.
+#
+# With BASELINE (another herald binary, e.g. the one of today's main) each
+# case runs with both binaries, one after the other, and the figures are
+# printed side by side. Last, the database's own rate for claims
+# (examples/bench_claims.rs: claim, mark sending, mark sent, with 3
+# claimers and no SMTP): the library of this tree, whatever the binaries.
 #
 # Uses the PostgreSQL server of HERALD_TEST_DATABASE_URL (with
 # HERALD_TEST_DATABASE_PASSWORD) when set, else starts a throwaway cluster
 # with scripts/pg-cluster.sh and stops it at the end. The machine has few
 # cores: senders, PostgreSQL and the sink share them, so more senders on one
-# machine show the cost of sharing more than the gain of more hosts.
+# machine show the cost of sharing more than the gain of more hosts; the
+# slow relay shows the gain.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 N=${N:-10000}
+SLOW_N=${SLOW_N:-600}
+SLOW_RATE=${SLOW_RATE:-150}
+BOUND_N=${BOUND_N:-200}
+BOUND_RATE=${BOUND_RATE:-40}
 HERALD=${HERALD:-$repo/target/release/herald}
+BASELINE=${BASELINE:-}
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 [[ -x $SINK ]] || { echo "needs Postfix's smtp-sink (apt-get install postfix)" >&2; exit 1; }
-[[ -n ${SKIP_BUILD:-} ]] || cargo build --release --quiet
-cargo build --release --quiet --example bench_claims
+python3 -c 'import aiosmtpd' 2>/dev/null ||
+    { echo "needs aiosmtpd for the slow relay (pip install aiosmtpd, or .venv-ci)" >&2; exit 1; }
+# The claims example is this tree's, built here whatever HERALD and
+# BASELINE name (binaries of other trees); found where cargo puts it.
+[[ -n ${SKIP_BUILD:-} ]] || cargo build --release --quiet --bin herald --example bench_claims
+target_dir=$(cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+claims=$target_dir/release/examples/bench_claims
+for bin in "$HERALD" ${BASELINE:+"$BASELINE"}; do
+    [[ -x $bin ]] || { echo "$bin: no such herald binary" >&2; exit 1; }
+done
 
 work=$(mktemp -d)
-sink_pid=
+pids_to_stop=()
 own_pg=
 cleanup() {
-    [[ -n $sink_pid ]] && kill "$sink_pid" 2>/dev/null
+    local p
+    for p in "${pids_to_stop[@]}"; do kill "$p" 2>/dev/null || true; done
     [[ -n $own_pg ]] && scripts/pg-cluster.sh stop "$own_pg"
     rm -rf "$work"
 }
@@ -44,12 +76,14 @@ if [[ -z ${HERALD_TEST_DATABASE_URL:-} ]]; then
     own_pg=$work/pg
     while IFS='=' read -r name value; do export "$name=$value"; done < <(scripts/pg-cluster.sh start "$own_pg")
 fi
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+port=$(free_port)
 "$SINK" -u nobody "127.0.0.1:$port" 256 >/dev/null 2>&1 &
-sink_pid=$!
+pids_to_stop+=($!)
 sleep 0.3
 
-python3 - "$N" "$work/list.csv" <<'PY'
+make_list() { # count file
+    python3 - "$1" "$2" <<'PY'
 import sys
 n, path = int(sys.argv[1]), sys.argv[2]
 with open(path, "w") as f:
@@ -57,22 +91,27 @@ with open(path, "w") as f:
     for i in range(n):
         f.write(f"reader{i}@example{i % 97}.org,Reader{i}\n")
 PY
+}
+make_list "$N" "$work/list.csv"
+make_list "$SLOW_N" "$work/slow.csv"
+make_list "$BOUND_N" "$work/bound.csv"
 export HERALD_UNSUBSCRIBE_SECRET=bench-secret-not-a-real-one
-relay="smtp://127.0.0.1:$port?tls=none"
 admin=$HERALD_TEST_DATABASE_URL
 base=${admin%/*}
 psql_admin() { PGPASSWORD=$HERALD_TEST_DATABASE_PASSWORD psql "$admin" -q -v ON_ERROR_STOP=1 "$@"; }
 
-# One case: $1 senders, $2 database url or "" for SQLite; prints seconds.
+# One send: binary, senders, database url or "" for SQLite, relay, list,
+# then extra flags; prints seconds from the first start to the last end.
 run_case() {
-    local senders=$1 url=$2 pids=() i start
+    local bin=$1 senders=$2 url=$3 relay=$4 list=$5 pids=() i start
+    shift 5
     rm -rf "$work/journal"
     start=$(date +%s.%N)
     for i in $(seq "$senders"); do
         HERALD_DATABASE_URL=$url HERALD_DATABASE_PASSWORD=$HERALD_TEST_DATABASE_PASSWORD \
-            "$HERALD" send examples/inside-open-infrastructure-example.md --subscribers "$work/list.csv" \
+            "$bin" send examples/inside-open-infrastructure-example.md --subscribers "$list" \
             --config herald.example.yaml --smtp "$relay" --connections 4 --yes --journal "$work/journal" \
-            --json >"$work/report-$i.json" 2>"$work/err-$i" &
+            --json "$@" >"$work/report-$i.json" 2>"$work/err-$i" &
         pids+=($!)
     done
     for i in "${!pids[@]}"; do
@@ -81,29 +120,133 @@ run_case() {
     python3 -c "print($(date +%s.%N) - $start)"
 }
 
-sent_in() { # database url or "": how many the campaign's journal says were sent
-    HERALD_DATABASE_URL=$1 HERALD_DATABASE_PASSWORD=$HERALD_TEST_DATABASE_PASSWORD \
-        "$HERALD" status --journal "$work/journal" --json |
+sent_in() { # binary, database url or "": how many the campaign's journal says were sent
+    HERALD_DATABASE_URL=$2 HERALD_DATABASE_PASSWORD=$HERALD_TEST_DATABASE_PASSWORD \
+        "$1" status --journal "$work/journal" --json |
         python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["campaign"]["counts"]["sent"])'
 }
 
-echo "messages:  $N, 4 connections per sender, to smtp-sink on 127.0.0.1:$port; PostgreSQL at ${admin%%@*}@…"
-declare -A secs
-secs[sqlite]=$(run_case 1 "")
-[[ $(sent_in "") == "$N" ]] || { echo "sqlite: not all sent" >&2; exit 1; }
-for k in 1 2 3; do
-    db="herald_bench_$$_$k"
+# A case on a database of its own; records "label case seconds [max-per-second]".
+db_case() { # label bin senders count relay list [flags...]
+    local label=$1 bin=$2 k=$3 count=$4 relay=$5 list=$6 db secs
+    shift 6
+    db="herald_bench_$$_$RANDOM$RANDOM"
     psql_admin -c "CREATE DATABASE $db"
-    secs[postgres/$k]=$(run_case "$k" "$base/$db")
-    [[ $(sent_in "$base/$db") == "$N" ]] || { echo "postgres/$k: not all sent" >&2; exit 1; }
+    secs=$(run_case "$bin" "$k" "$base/$db" "$relay" "$list" "$@")
+    [[ $(sent_in "$bin" "$base/$db") == "$count" ]] || { echo "$label postgres/$k: not all sent" >&2; exit 1; }
     psql_admin -c "DROP DATABASE $db WITH (FORCE)"
-done
-python3 - "$N" "${secs[sqlite]}" "${secs[postgres/1]}" "${secs[postgres/2]}" "${secs[postgres/3]}" <<'PY'
-import sys
-n = int(sys.argv[1])
-s = [float(x) for x in sys.argv[2:]]
-print(f"sqlite,     1 sender:  {n / s[0]:6.0f} msg/s (the reference)")
-for k, t in zip((1, 2, 3), s[1:]):
-    print(f"postgres,   {k} sender{'s' if k > 1 else ' '}: {n / t:6.0f} msg/s, {s[0] / t:.2f} x sqlite")
+    echo "$secs"
+}
+
+# The slow relay, started for one case (its log counts that case only) on
+# port $sport; stop_slow_relay stops it.
+slow_pid=
+slow_relay() { # log file
+    sport=$(free_port)
+    python3 tests/tools/smtp_server.py --port "$sport" --log "$1" --delay 0.1 --max-seconds 900 >/dev/null 2>&1 &
+    slow_pid=$!
+    pids_to_stop+=("$slow_pid")
+    python3 - "$sport" <<'PY'
+import socket, sys, time
+for _ in range(100):
+    try:
+        socket.create_connection(("127.0.0.1", int(sys.argv[1])), 0.2).close()
+        break
+    except OSError:
+        time.sleep(0.05)
 PY
-target/release/examples/bench_claims "$((N * 2))" 3
+}
+stop_slow_relay() { kill "$slow_pid" 2>/dev/null || true; wait "$slow_pid" 2>/dev/null || true; }
+
+# What the relay saw: the most messages it accepted in any one second (a
+# sliding window from each acceptance), and its rate from the first
+# acceptance to the last (the senders' start-up, the same for 1 and 3, is
+# not the relay's to see).
+at_relay() { # log file
+    python3 - "$1" <<'PY'
+import bisect, json, sys
+t = sorted(e["time"] for e in map(json.loads, open(sys.argv[1])) if "message_id" in e)
+busiest = max((bisect.bisect_left(t, x + 1.0) - i for i, x in enumerate(t)), default=0)
+print(busiest, (len(t) - 1) / (t[-1] - t[0]) if len(t) > 1 else 0)
+PY
+}
+
+results=$work/results
+: >"$results"
+record() { echo "$*" >>"$results"; }
+
+echo "fast relay: $N messages, 4 connections per sender, smtp-sink on 127.0.0.1:$port; PostgreSQL at ${admin%%@*}@…"
+echo "slow relay: $SLOW_N messages, 100 ms per message, 4 connections per sender, rate $SLOW_RATE/s shared;" \
+    "bound: $BOUND_N messages at $BOUND_RATE/s"
+labels=(this)
+[[ -n $BASELINE ]] && labels+=(baseline)
+for label in "${labels[@]}"; do
+    bin=$HERALD
+    [[ $label == baseline ]] && bin=$BASELINE
+    fast="smtp://127.0.0.1:$port?tls=none"
+    record "$label sqlite/1 $(run_case "$bin" 1 "" "$fast" "$work/list.csv")"
+    [[ $(sent_in "$bin" "") == "$N" ]] || { echo "$label sqlite: not all sent" >&2; exit 1; }
+    for k in 1 2 3; do
+        record "$label postgres/$k $(db_case "$label" "$bin" "$k" "$N" "$fast" "$work/list.csv")"
+    done
+    for k in 1 3; do
+        log=$work/slow-$label-$k.log
+        slow_relay "$log"
+        secs=$(db_case "$label" "$bin" "$k" "$SLOW_N" "smtp://127.0.0.1:$sport?tls=none" "$work/slow.csv" \
+            --rate "$SLOW_RATE/s")
+        stop_slow_relay
+        record "$label slow/$k $secs $(at_relay "$log")"
+    done
+    log=$work/bound-$label.log
+    slow_relay "$log"
+    secs=$(db_case "$label" "$bin" 3 "$BOUND_N" "smtp://127.0.0.1:$sport?tls=none" "$work/bound.csv" \
+        --rate "$BOUND_RATE/s")
+    stop_slow_relay
+    record "$label bound/3 $secs $(at_relay "$log")"
+done
+
+python3 - "$results" "$N" "$SLOW_N" "$SLOW_RATE" "$BOUND_N" "$BOUND_RATE" <<'PY'
+import sys
+path, n, slow_n, slow_rate, bound_n, bound_rate = sys.argv[1], *map(int, sys.argv[2:])
+r = {}
+for line in open(path):
+    label, case, secs, *relay = line.split()
+    r[(label, case)] = (float(secs), int(relay[0]) if relay else None, float(relay[1]) if relay else None)
+labels = [l for l in ("this", "baseline") if (l, "sqlite/1") in r]
+
+def rate(label, case, count):
+    return count / r[(label, case)][0]
+
+rows = []
+for label in labels:
+    sq = rate(label, "sqlite/1", n)
+    col = [f"{sq:6.0f} msg/s"]
+    for k in (1, 2, 3):
+        p = rate(label, f"postgres/{k}", n)
+        col.append(f"{p:6.0f} msg/s, {p / sq:.2f}x sqlite")
+    s1, s3 = r[(label, "slow/1")][2], r[(label, "slow/3")][2]
+    col.append(f"{s1:6.1f} msg/s, busiest second {r[(label, 'slow/1')][1]} (rate {slow_rate})")
+    col.append(f"{s3:6.1f} msg/s, {s3 / s1:.2f}x one, busiest second {r[(label, 'slow/3')][1]} (rate {slow_rate})")
+    b = r[(label, "bound/3")][2]
+    col.append(f"{b:6.1f} msg/s, busiest second {r[(label, 'bound/3')][1]} (rate {bound_rate})")
+    rows.append(col)
+names = [
+    "fast, sqlite, 1 sender",
+    "fast, postgres, 1 sender",
+    "fast, postgres, 2 senders",
+    "fast, postgres, 3 senders",
+    "slow, postgres, 1 sender",
+    "slow, postgres, 3 senders",
+    "slow, postgres, 3, bound",
+]
+width = max(len(c) for col in rows for c in col) + 2
+print(f"{'':27}" + "".join(f"{l:{width}}" for l in labels))
+for i, name in enumerate(names):
+    print(f"{name:27}" + "".join(f"{col[i]:{width}}" for col in rows))
+for label, col in zip(labels, rows):
+    over = [c for c in ("slow/1", "slow/3", "bound/3")
+            if r[(label, c)][1] > (bound_rate if c == "bound/3" else slow_rate)]
+    if over:
+        print(f"{label}: the relay saw more than the shared rate in one second: {', '.join(over)}")
+PY
+"$claims" "$((N * 2))" 3

@@ -183,6 +183,14 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         if cause.is::<InputError>() || composed.is_some_and(crate::compose::Error::is_input) {
             return exit::BAD_INPUT;
         }
+        // It wraps an input error transparently: the chain does not show it.
+        if let Some(e) = cause.downcast_ref::<crate::store::LocationError>() {
+            return if e.input().is_some() {
+                exit::BAD_INPUT
+            } else {
+                exit::INTERNAL
+            };
+        }
         if cause.is::<Fault>() {
             return exit::INTERNAL;
         }

@@ -96,3 +96,25 @@ pub enum Fault {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// Why the store the settings name cannot be found: the user's to fix
+/// (the password file, the CA file) or the store's (a bad address, TLS).
+/// The words are those of the error inside, unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LocationError {
+    /// HERALD_DATABASE_PASSWORD(_FILE) or `database_ca_file` cannot be read.
+    #[error(transparent)]
+    Input(#[from] crate::InputError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl LocationError {
+    /// The user's input at fault, if it is (for the exit code).
+    pub fn input(&self) -> Option<&crate::InputError> {
+        match self {
+            LocationError::Input(e) => Some(e),
+            LocationError::Store(_) => None,
+        }
+    }
+}

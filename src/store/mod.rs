@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 
 pub use bounce::{BounceEvent, BounceSummary};
 pub use copy::{Dump, DumpCampaign, DumpRecipient, Tally};
-pub use error::{Fault, Result, StoreError};
+pub use error::{Fault, LocationError, Result, StoreError};
 pub use model::{CampaignInfo, Counts, Problem, RecipientRecord, RelayCounts, Row, State, Update};
 pub use postgres::Postgres;
 pub use rate::{QuotaTake, RateGate, RateMark};
@@ -79,7 +79,9 @@ impl Location {
     /// The store `config` names: `database_url` when set, else the journal
     /// folder. The database password comes from HERALD_DATABASE_PASSWORD
     /// (or `_FILE`), never from the settings.
-    pub fn from_config(config: &crate::config::Config) -> anyhow::Result<Location> {
+    pub fn from_config(
+        config: &crate::config::Config,
+    ) -> std::result::Result<Location, LocationError> {
         let Some(url) = &config.database_url else {
             return Ok(Location::Journal(config.journal_dir.clone()));
         };

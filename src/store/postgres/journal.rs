@@ -5,49 +5,29 @@ use postgres::types::ToSql;
 
 use std::sync::LazyLock;
 
-use super::{LEASE, Postgres, Target, db_error};
+use super::{Postgres, Target, db_error};
 use crate::clock;
 use crate::store::{
     CampaignInfo, Counts, Fault, Import, Journal, Problem, RecipientRecord, RelayCounts, Result,
     Row, State, StoreError, Update, rules,
 };
 
-/// How a transaction holds a campaign's recipients: an import alone
-/// (`Exclusive`), claims and state changes together (`Shared`).
-#[derive(Clone, Copy)]
-enum ListLock {
-    Shared,
-    Exclusive,
-}
-use ListLock::{Exclusive, Shared};
-
-/// A reader-writer lock on a campaign's recipients, for one transaction.
+/// A campaign's recipients held for an import, for one transaction: the
+/// writer's side of a reader-writer lock whose readers are the claims and
+/// state changes (`herald_claim`, `herald_apply` take it shared, same key).
 /// Senders starting together import the same list one after the other
 /// (each new address needs the next number), and an import touches every
 /// row: without it a claim would skip the rows being imported and take
 /// the campaign for done, and a state change could deadlock with it.
-fn list_lock(
+fn import_lock(
     tx: &mut postgres::Transaction<'_>,
     campaign: &str,
-    how: ListLock,
 ) -> std::result::Result<(), postgres::Error> {
-    let f = match how {
-        Shared => "pg_advisory_xact_lock_shared",
-        Exclusive => "pg_advisory_xact_lock",
-    };
     tx.execute(
-        &format!("SELECT {f}(hashtextextended($1, 726561))"),
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 726561))",
         &[&campaign],
     )
     .map(|_| ())
-}
-
-/// The SQL that says a claim still holds: its sender is alive.
-const CLAIM_HELD: &str = "EXISTS (SELECT 1 FROM sender s WHERE s.id = r.claimed_by \
-     AND s.heartbeat > clock_timestamp() - make_interval(secs => $LEASE))";
-
-fn claim_held() -> String {
-    CLAIM_HELD.replace("$LEASE", &LEASE.as_secs().to_string())
 }
 
 impl Journal for Postgres {
@@ -82,7 +62,7 @@ impl Journal for Postgres {
         let client = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
         let e = |err| db_error(&target, err);
         let mut tx = client.transaction().map_err(e)?;
-        list_lock(&mut tx, campaign, Exclusive).map_err(e)?;
+        import_lock(&mut tx, campaign).map_err(e)?;
         let row = tx
             .query_one(
                 "SELECT COALESCE(MAX(seq), 0) + 1, COALESCE(MAX(seen), 0) + 1 FROM recipient WHERE campaign = $1",
@@ -118,37 +98,24 @@ impl Journal for Postgres {
         limit: i64,
         resend_unknown: bool,
     ) -> Result<Vec<Row>> {
-        // A claim: the rows are this sender's until it dies or lets go.
-        // Past `after_seq`, what is free or already ours; before it (the
-        // rows this run has handed over already are there), only what
-        // became free since: a dead sender's people, someone listed again.
-        let sql = format!(
-            "WITH c AS (
-                SELECT r.seq FROM recipient r
-                WHERE r.campaign = $1 AND r.state = ANY($4)
-                  AND (r.claimed_by IS NULL OR (r.claimed_by <> $5 AND NOT {held})
-                       OR (r.seq > $2 AND r.claimed_by = $5))
-                ORDER BY r.seq LIMIT $3
-                FOR UPDATE OF r SKIP LOCKED)
-             UPDATE recipient r SET claimed_by = $5 FROM c
-             WHERE r.campaign = $1 AND r.seq = c.seq
-             RETURNING r.seq, r.email, r.line, r.fields, r.attempts",
-            held = claim_held()
-        );
+        // A claim: the rows are this sender's until it dies or lets go
+        // (`herald_claim`: one round trip, waiting for an import under way).
         let states: Vec<&str> = rules::queued(resend_unknown)
             .iter()
             .map(|s| s.as_str())
             .collect();
         let mut c = self.client();
-        let mut tx = c.transaction().map_err(self.err())?;
-        list_lock(&mut tx, campaign, Shared).map_err(self.err())?;
-        let rows = tx
+        let claim = c
+            .prepared(
+                "SELECT seq, email, line, fields, attempts FROM herald_claim($1, $2, $3, $4, $5)",
+            )
+            .map_err(self.err())?;
+        let rows = c
             .query(
-                &sql,
+                &claim,
                 &[&campaign, &after_seq, &limit, &states, &self.sender],
             )
             .map_err(self.err())?;
-        tx.commit().map_err(self.err())?;
         let mut out: Vec<Row> = rows
             .into_iter()
             .map(|r| {
@@ -181,6 +148,9 @@ impl Journal for Postgres {
         let e = |err| db_error(&target, err);
         let sender = self.sender.clone();
         let client = self.client.get_mut().unwrap_or_else(|p| p.into_inner());
+        let call = client
+            .prepared("SELECT herald_apply($1, $2, $3, $4, $5, $6, $7, $8, $9)")
+            .map_err(e)?;
         let lost = |err: postgres::Error| {
             if err.code().is_some_and(|c| c.code() == "HC001") {
                 StoreError::new(&target.shown, Fault::ClaimLost)
@@ -188,7 +158,6 @@ impl Journal for Postgres {
                 db_error(&target, err)
             }
         };
-        let call = "SELECT herald_apply($1, $2, $3, $4, $5, $6, $7, $8, $9)";
         let marks = marks as i64;
         let params: [&(dyn ToSql + Sync); 9] = [
             &campaign, &now, &seqs, &states, &replies, &attempts, &sender, &marks, &relays,
@@ -196,11 +165,11 @@ impl Journal for Postgres {
         // One call for the whole group commit (see `herald_apply`): one
         // round trip, one wait for the disk.
         if updates.iter().all(|u| u.suppress.is_none()) {
-            client.query_one(call, &params).map_err(lost)?;
+            client.query_one(&call, &params).map_err(lost)?;
             return Ok(());
         }
         let mut tx = client.transaction().map_err(e)?;
-        tx.query_one(call, &params).map_err(lost)?;
+        tx.query_one(&call, &params).map_err(lost)?;
         for u in updates {
             if let Some(key) = &u.suppress {
                 tx.execute(

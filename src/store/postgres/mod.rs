@@ -36,6 +36,7 @@ mod suppressions;
 #[cfg(test)]
 mod tests;
 
+use std::collections::HashMap;
 use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -98,7 +99,7 @@ impl Target {
         let tls = if config.get_ssl_mode() == postgres::config::SslMode::Disable {
             None
         } else {
-            Some(tls_connector(ca_pem).map_err(|e| bad(Fault::Tls(e)))?)
+            Some(tls_connector(ca_pem).map_err(|e| bad(Fault::Tls(e.to_string())))?)
         };
         Ok(Target { config, tls, shown })
     }
@@ -119,12 +120,13 @@ impl Target {
 
 fn tls_connector(
     ca_pem: Option<&[u8]>,
-) -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, String> {
+) -> std::result::Result<tokio_postgres_rustls::MakeRustlsConnect, crate::tls::TlsError> {
     if ca_pem.is_some_and(|pem| !crate::tls::holds_certificate(pem)) {
-        return Err("the database CA file (`database_ca_file`) holds no PEM certificate".into());
+        return Err(crate::tls::TlsError::NoCertificate {
+            what: "the database CA file (`database_ca_file`)".into(),
+        });
     }
-    let config =
-        crate::tls::client_config(ca_pem, "the database CA file").map_err(|e| e.to_string())?;
+    let config = crate::tls::client_config(ca_pem, "the database CA file")?;
     Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
 }
 
@@ -147,24 +149,53 @@ fn pg_reason(e: &postgres::Error) -> String {
 /// A connection that may be dropped anywhere. The sync client closes its
 /// connection on a runtime of its own, which tokio forbids inside another
 /// runtime (the engine's): there the closing goes to a thread of its own.
-struct Conn(Option<Client>);
+///
+/// It keeps the statements it has prepared: a query given as text is
+/// prepared anew each time, a round trip of its own before the one that
+/// runs it, and the state marks are on every message's path.
+struct Conn {
+    client: Option<Client>,
+    prepared: HashMap<&'static str, postgres::Statement>,
+}
+
+impl Conn {
+    fn new(client: Client) -> Conn {
+        Conn {
+            client: Some(client),
+            prepared: HashMap::new(),
+        }
+    }
+
+    /// `sql` prepared on this connection, once.
+    fn prepared(
+        &mut self,
+        sql: &'static str,
+    ) -> std::result::Result<postgres::Statement, postgres::Error> {
+        if let Some(s) = self.prepared.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.prepare(sql)?;
+        self.prepared.insert(sql, s.clone());
+        Ok(s)
+    }
+}
 
 impl std::ops::Deref for Conn {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.0.as_ref().expect("open until dropped")
+        self.client.as_ref().expect("open until dropped")
     }
 }
 
 impl std::ops::DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut Client {
-        self.0.as_mut().expect("open until dropped")
+        self.client.as_mut().expect("open until dropped")
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(c) = self.0.take()
+        if let Some(c) = self.client.take()
             && tokio::runtime::Handle::try_current().is_ok()
         {
             let _ = std::thread::Builder::new()
@@ -206,7 +237,7 @@ impl Postgres {
         let host = host_key();
         let sender = format!("{host}:{}:{:08x}", std::process::id(), fastrand::u32(..));
         Ok(Postgres {
-            client: Mutex::new(Conn(Some(client))),
+            client: Mutex::new(Conn::new(client)),
             target: target.clone(),
             sender,
         })

@@ -62,7 +62,7 @@ impl Rates for Postgres {
     }
     fn rate_gate(&self, campaign: &str, rate: Rate) -> Result<Option<Arc<dyn RateGate>>> {
         Ok(Some(Arc::new(PgRate {
-            client: Mutex::new(Conn(Some(rate_connection(&self.target)?))),
+            client: Mutex::new(Conn::new(rate_connection(&self.target)?)),
             target: self.target.clone(),
             campaign: campaign.to_string(),
             sender: self.sender.clone(),
@@ -94,9 +94,13 @@ struct PgRate {
 impl RateGate for PgRate {
     fn take(&self) -> Result<std::result::Result<i64, Duration>> {
         let mut c = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        let err = |e| db_error(&self.target, e);
+        let take = c
+            .prepared("SELECT slot, wait FROM herald_take_slot($1, $2, $3, $4)")
+            .map_err(err)?;
         let row = c
             .query_one(
-                "SELECT slot, wait FROM herald_take_slot($1, $2, $3, $4)",
+                &take,
                 &[
                     &self.campaign,
                     &self.sender,
@@ -115,11 +119,11 @@ impl RateGate for PgRate {
 
     fn answered(&self, slot: i64) -> Result<()> {
         let mut c = self.client.lock().unwrap_or_else(|p| p.into_inner());
-        c.execute(
-            "UPDATE rate_slot SET answered_at = clock_timestamp() WHERE id = $1",
-            &[&slot],
-        )
-        .map_err(|e| db_error(&self.target, e))?;
+        let err = |e| db_error(&self.target, e);
+        let answered = c
+            .prepared("UPDATE rate_slot SET answered_at = clock_timestamp() WHERE id = $1")
+            .map_err(err)?;
+        c.execute(&answered, &[&slot]).map_err(err)?;
         Ok(())
     }
 }
