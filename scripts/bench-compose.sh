@@ -7,13 +7,18 @@
 #   mjml:    mjml TMP/x/email.mjml -o TMP/out.html
 #
 # Each command is run several times (after warm-up runs) and the median wall
-# time per run is reported, then the ratio mjml / herald. hyperfine is used if
-# installed (apt-get install hyperfine; .ci/run installs it), otherwise a
-# Python timing loop.
+# time per run is reported, then the ratio mjml / herald (the goal is 100x).
+# hyperfine is used if installed (apt-get install hyperfine; .ci/run installs
+# it), otherwise a Python timing loop. With BASELINE= another herald binary
+# (today's main, say) is measured in the same run too, with its own ratio and
+# the ratio of the two, so a change is judged against its peer on the same
+# machine at the same moment, never against a figure from another day.
+# Nothing timed is asserted: the script fails only if a command fails.
 #
 # Environment:
 #   HERALD           herald binary; if unset, `cargo build --release --quiet` is
 #                    run first and target/release/herald is used
+#   BASELINE         another herald binary to measure beside HERALD (optional)
 #   HERALD_MJML      official mjml CLI (default: tools/node/node_modules/.bin/mjml)
 #   HERALD_CORPUS    corpus folder (default: ../shared/corpus, relative to the repo root)
 #   BENCH_POST       post to compose (default: $HERALD_CORPUS/annual-reports/2023.md)
@@ -43,6 +48,8 @@ else
     cargo build --release --quiet
     herald=$repo_root/target/release/herald
 fi
+baseline=""
+if [[ -n ${BASELINE:-} ]]; then baseline=$(resolve "$BASELINE" "$caller_pwd"); fi
 if [[ -n ${HERALD_MJML:-} ]]; then mjml=$(resolve "$HERALD_MJML" "$caller_pwd"); else mjml=$repo_root/tools/node/node_modules/.bin/mjml; fi
 if [[ -n ${HERALD_CORPUS:-} ]]; then corpus=$(resolve "$HERALD_CORPUS" "$caller_pwd"); else corpus=$repo_root/../shared/corpus; fi
 if [[ -n ${BENCH_POST:-} ]]; then post=$(resolve "$BENCH_POST" "$caller_pwd"); else post=$corpus/annual-reports/2023.md; fi
@@ -60,6 +67,7 @@ fi
 
 die() { echo "ERROR: $*" >&2; exit 1; }
 [[ -x $herald ]] || die "herald binary not found or not executable: $herald"
+[[ -z $baseline || -x $baseline ]] || die "BASELINE binary not found or not executable: $baseline"
 [[ -x $mjml ]] || die "mjml CLI not found: $mjml (run: npm ci --prefix tools/node --no-audit --no-fund)"
 [[ -f $post ]] || die "post not found: $post (set HERALD_CORPUS or BENCH_POST)"
 [[ $runs =~ ^[1-9][0-9]*$ && $mjml_runs =~ ^[1-9][0-9]*$ && $warmup =~ ^[0-9]+$ ]] ||
@@ -75,12 +83,16 @@ trap 'rm -rf "$tmp"' EXIT
 
 herald_cmd=("$herald" preview "$post" --out "$tmp/x")
 mjml_cmd=("$mjml" "$tmp/x/email.mjml" -o "$tmp/out.html")
+baseline_cmd=("$baseline" preview "$post" --out "$tmp/b")
 
 # One checked run of each first: both must succeed, and herald must have
 # written the MJML that mjml then renders.
 "${herald_cmd[@]}" >"$tmp/herald.log" 2>&1 || { cat "$tmp/herald.log" >&2; die "herald preview failed"; }
 [[ -s $tmp/x/email.mjml ]] || die "herald preview wrote no $tmp/x/email.mjml"
 "${mjml_cmd[@]}" >"$tmp/mjml.log" 2>&1 || { cat "$tmp/mjml.log" >&2; die "mjml failed to render herald's email.mjml"; }
+if [[ -n $baseline ]]; then
+    "${baseline_cmd[@]}" >"$tmp/baseline.log" 2>&1 || { cat "$tmp/baseline.log" >&2; die "BASELINE herald preview failed"; }
+fi
 
 # median_seconds N WARMUP CMD... -> prints the median wall time of one run, in seconds
 median_seconds() {
@@ -110,22 +122,38 @@ PY
 
 echo "post:    ${post#"$repo_root"/} ($(wc -c <"$post") bytes)"
 echo "herald:  $herald"
+[[ -z $baseline ]] || echo "baseline: $baseline"
 echo "mjml:    $mjml ($("$mjml" --version 2>/dev/null | tr '\n' ' '))"
 echo "timer:   $timer; herald $runs runs, mjml $mjml_runs runs, $warmup warm-up runs each; median wall time per run"
 echo
 
 herald_s=$(median_seconds "$runs" "$warmup" "${herald_cmd[@]}")
+baseline_s=""
+if [[ -n $baseline ]]; then
+    baseline_s=$(median_seconds "$runs" "$warmup" "${baseline_cmd[@]}")
+fi
 mjml_s=$(median_seconds "$mjml_runs" "$warmup" "${mjml_cmd[@]}")
 
-python3 - "$herald_s" "$mjml_s" <<'PY'
+python3 - "$herald_s" "$mjml_s" "$baseline_s" <<'PY'
 import sys
 h, m = float(sys.argv[1]), float(sys.argv[2])
+b = float(sys.argv[3]) if sys.argv[3] else None
+
+def ratio(who, t):
+    if t <= 0:
+        print(f"ratio: {who} time too small to measure")
+    elif m >= t:
+        print(f"ratio: {who} is {m / t:.1f}x faster than mjml rendering alone (goal: 100x)")
+    else:
+        print(f"ratio: {who} is {t / m:.1f}x slower than mjml rendering alone")
+
 print(f"herald compose (herald preview):  median {h * 1000:9.2f} ms")
+if b is not None:
+    print(f"baseline herald (BASELINE):       median {b * 1000:9.2f} ms")
 print(f"mjml render (official mjml CLI):  median {m * 1000:9.2f} ms")
-if h <= 0:
-    print("ratio: herald time too small to measure")
-elif m >= h:
-    print(f"ratio: herald compose is {m / h:.1f}x faster than mjml rendering alone")
-else:
-    print(f"ratio: herald compose is {h / m:.1f}x slower than mjml rendering alone")
+ratio("herald compose", h)
+if b is not None:
+    ratio("baseline herald compose", b)
+    if h > 0:
+        print(f"ratio: herald compose takes {h / b:.2f}x the baseline's time")
 PY
