@@ -80,12 +80,9 @@ pub fn find_not_text(text: &str) -> Option<(usize, char)> {
             }
             i += 8;
         }
-        let Some(n) = bytes[i..]
+        let n = bytes[i..]
             .iter()
-            .position(|&b| b < 0x20 || b == 0x7f || b == 0xc2 || b == 0xef)
-        else {
-            return None;
-        };
+            .position(|&b| b < 0x20 || b == 0x7f || b == 0xc2 || b == 0xef)?;
         i += n;
         // `i` is a char boundary: these bytes never continue a char.
         if let Some(c) = text[i..].chars().next().filter(|&c| not_text(c)) {
