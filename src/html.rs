@@ -9,14 +9,22 @@ pub fn text(s: &str) -> String {
 }
 
 pub fn push_text(out: &mut String, s: &str) {
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            _ => out.push(c),
-        }
+    // Copies the runs between the characters to escape whole: every word
+    // of a post goes through here (a plain loop: most are a few bytes, too
+    // short for memchr's set-up to pay).
+    let mut from = 0;
+    for (i, &b) in s.as_bytes().iter().enumerate() {
+        let escaped = match b {
+            b'&' => "&amp;",
+            b'<' => "&lt;",
+            b'>' => "&gt;",
+            _ => continue,
+        };
+        out.push_str(&s[from..i]);
+        out.push_str(escaped);
+        from = i + 1;
     }
+    out.push_str(&s[from..]);
 }
 
 /// Writes every non-ASCII character as a numeric character reference
@@ -29,9 +37,10 @@ pub fn ascii(html: &str) -> String {
     let mut out = String::with_capacity(html.len() + html.len() / 16);
     let mut rest = html;
     while !rest.is_empty() {
-        let (chunk, style, after) = match rest.find("<style") {
+        let (chunk, style, after) = match memchr::memmem::find(rest.as_bytes(), b"<style") {
             Some(i) => {
-                let end = rest[i..].find("</style>").map_or(rest.len(), |e| i + e + 8);
+                let end = memchr::memmem::find(&rest.as_bytes()[i..], b"</style>")
+                    .map_or(rest.len(), |e| i + e + 8);
                 (&rest[..i], &rest[i..end], &rest[end..])
             }
             None => (rest, "", ""),
@@ -45,13 +54,34 @@ pub fn ascii(html: &str) -> String {
 
 /// Appends `s` with non-ASCII characters as numeric references.
 pub fn push_ascii(out: &mut String, s: &str) {
-    for c in s.chars() {
-        if c.is_ascii() {
-            out.push(c);
-        } else {
-            out.push_str(&format!("&#{};", c as u32));
-        }
+    use std::fmt::Write;
+    // ASCII runs are copied whole; only the odd quote or dash is formatted.
+    let mut rest = s;
+    while let Some(i) = first_non_ascii(rest.as_bytes()) {
+        out.push_str(&rest[..i]);
+        let Some(c) = rest[i..].chars().next() else {
+            break;
+        };
+        // Writing to a String cannot fail.
+        let _ = write!(out, "&#{};", c as u32);
+        rest = &rest[i + c.len_utf8()..];
     }
+    out.push_str(rest);
+}
+
+/// Where the first byte over 0x7F is: eight bytes at a time, since the
+/// HTML is nearly all ASCII.
+fn first_non_ascii(bytes: &[u8]) -> Option<usize> {
+    let mut i = 0;
+    while let Some(chunk) = bytes.get(i..i + 8) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        if u64::from_le_bytes(word) & 0x8080_8080_8080_8080 != 0 {
+            break;
+        }
+        i += 8;
+    }
+    bytes[i..].iter().position(|b| !b.is_ascii()).map(|n| i + n)
 }
 
 /// Breaks long lines between structural tags (`<table>`, `<tr>`, `<td>`,
@@ -133,17 +163,19 @@ pub fn fold_lines(html: &str) -> String {
 /// - CSS in `<style>` blocks and `style` attributes loses the spaces that
 ///   mean nothing; a `<style>` block identical to an earlier one is dropped.
 pub fn minify(html: &str) -> String {
-    let merged = html.replace("<![endif]--><!--[if mso | IE]>", "");
-    let s = merged.as_str();
+    let merged = remove_all(html, "<![endif]--><!--[if mso | IE]>");
+    let s: &str = &merged;
     let mut out = String::with_capacity(s.len());
     let mut styles: Vec<&str> = Vec::new();
+    // mrml repeats a few dozen `style` attributes hundreds of times.
+    let mut seen = StyleCache::default();
     let mut i = 0;
     while i < s.len() {
         let rest = &s[i..];
         if let Some(body) = rest.strip_prefix("<!--") {
             let conditional = body.starts_with("[if") || body.starts_with("<![endif]");
             if conditional {
-                let end = rest.find('>').map_or(rest.len(), |e| e + 1);
+                let end = memchr::memchr(b'>', rest.as_bytes()).map_or(rest.len(), |e| e + 1);
                 out.push_str(&rest[..end]);
                 i += end;
             } else if body.starts_with('>') {
@@ -151,7 +183,8 @@ pub fn minify(html: &str) -> String {
                 out.push_str("<!-->");
                 i += 5;
             } else {
-                i += body.find("-->").map_or(rest.len(), |e| 4 + e + 3);
+                i +=
+                    memchr::memmem::find(body.as_bytes(), b"-->").map_or(rest.len(), |e| 4 + e + 3);
             }
         } else if rest.starts_with('<') {
             let end = tag_end(rest);
@@ -163,28 +196,27 @@ pub fn minify(html: &str) -> String {
                 } else {
                     "</pre>"
                 };
-                let block_end = rest[end..]
-                    .find(close)
+                let block_end = memchr::memmem::find(&rest.as_bytes()[end..], close.as_bytes())
                     .map_or(rest.len(), |c| end + c + close.len());
                 if name.eq_ignore_ascii_case("style") {
                     let block = &rest[..block_end];
                     if !styles.contains(&block) {
                         styles.push(block);
-                        push_tag(&mut out, tag);
+                        push_tag(&mut out, tag, &mut seen);
                         out.push_str(&css(&rest[end..block_end - close.len()]));
                         out.push_str(close);
                     }
                 } else {
-                    push_tag(&mut out, tag);
+                    push_tag(&mut out, tag, &mut seen);
                     out.push_str(&rest[end..block_end]);
                 }
                 i += block_end;
             } else {
-                push_tag(&mut out, tag);
+                push_tag(&mut out, tag, &mut seen);
                 i += end;
             }
         } else {
-            let end = rest.find('<').unwrap_or(rest.len());
+            let end = memchr::memchr(b'<', rest.as_bytes()).unwrap_or(rest.len());
             push_collapsed(&mut out, &rest[..end]);
             i += end;
         }
@@ -192,15 +224,37 @@ pub fn minify(html: &str) -> String {
     out
 }
 
+/// `s` without any `pat` in it (`str::replace` with nothing, by memmem).
+fn remove_all<'a>(s: &'a str, pat: &str) -> std::borrow::Cow<'a, str> {
+    let mut found = memchr::memmem::find_iter(s.as_bytes(), pat.as_bytes()).peekable();
+    if found.peek().is_none() {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut from = 0;
+    for i in found {
+        out.push_str(&s[from..i]);
+        from = i + pat.len();
+    }
+    out.push_str(&s[from..]);
+    std::borrow::Cow::Owned(out)
+}
+
 /// The length of the tag at the start of `s`, quotes respected.
 fn tag_end(s: &str) -> usize {
-    let mut quote = None;
-    for (i, c) in s.char_indices().skip(1) {
-        match (quote, c) {
-            (None, '"' | '\'') => quote = Some(c),
-            (Some(q), c) if c == q => quote = None,
-            (None, '>') => return i + 1,
-            _ => {}
+    // From quote to quote by memchr: the quotes and `>` are ASCII, and a
+    // UTF-8 continuation byte is never mistaken for one.
+    let bytes = s.as_bytes();
+    let mut i = 1.min(bytes.len());
+    while let Some(n) = memchr::memchr3(b'>', b'"', b'\'', &bytes[i..]) {
+        let at = i + n;
+        let quote = bytes[at];
+        if quote == b'>' {
+            return at + 1;
+        }
+        match memchr::memchr(quote, &bytes[at + 1..]) {
+            Some(close) => i = at + 1 + close + 1,
+            None => return s.len(),
         }
     }
     s.len()
@@ -214,15 +268,22 @@ fn tag_name(tag: &str) -> &str {
     &t[..end]
 }
 
+/// `style` attributes already minified: (attribute, minified).
+type StyleCache<'a> = std::collections::HashMap<&'a str, String>;
+
 /// Copies a tag, with the CSS of its `style` attribute minified.
-fn push_tag(out: &mut String, tag: &str) {
+fn push_tag<'a>(out: &mut String, tag: &'a str, seen: &mut StyleCache<'a>) {
     const ATTR: &str = " style=\"";
-    match tag.find(ATTR) {
+    match memchr::memmem::find(tag.as_bytes(), ATTR.as_bytes()) {
         Some(a) => {
             let start = a + ATTR.len();
-            let len = tag[start..].find('"').unwrap_or(tag.len() - start);
+            let len = memchr::memchr(b'"', &tag.as_bytes()[start..]).unwrap_or(tag.len() - start);
+            let style = &tag[start..start + len];
+            let minified = seen
+                .entry(style)
+                .or_insert_with(|| css(style).trim_end_matches(';').to_string());
             out.push_str(&tag[..start]);
-            out.push_str(css(&tag[start..start + len]).trim_end_matches(';'));
+            out.push_str(minified);
             out.push_str(&tag[start + len..]);
         }
         None => out.push_str(tag),
@@ -230,20 +291,24 @@ fn push_tag(out: &mut String, tag: &str) {
 }
 
 fn push_collapsed(out: &mut String, text: &str) {
-    let mut run: Option<bool> = None; // Some(saw a newline) while in whitespace
-    for c in text.chars() {
-        if c.is_ascii_whitespace() {
-            let nl = run.unwrap_or(false) || c == '\n';
-            run = Some(nl);
-        } else {
-            if let Some(nl) = run.take() {
-                out.push(if nl { '\n' } else { ' ' });
-            }
-            out.push(c);
+    // Whitespace is ASCII, so the words between it are copied as slices.
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        let word = bytes[i..]
+            .iter()
+            .position(u8::is_ascii_whitespace)
+            .map_or(bytes.len(), |n| i + n);
+        out.push_str(&text[i..word]);
+        let space = bytes[word..]
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .map_or(bytes.len(), |n| word + n);
+        if space > word {
+            let nl = bytes[word..space].contains(&b'\n');
+            out.push(if nl { '\n' } else { ' ' });
         }
-    }
-    if let Some(nl) = run {
-        out.push(if nl { '\n' } else { ' ' });
+        i = space;
     }
 }
 
@@ -291,8 +356,8 @@ fn css(s: &str) -> String {
                 while chars.peek().is_some_and(|c| c.is_whitespace()) {
                     chars.next();
                 }
-                let line = out.len() - out.rfind('\n').map_or(0, |n| n + 1);
-                if c == '}' && line > 400 {
+                // Measured at a `}` only: rfind walks back over the line.
+                if c == '}' && out.len() - out.rfind('\n').map_or(0, |n| n + 1) > 400 {
                     out.push('\n');
                 }
             }
@@ -334,6 +399,28 @@ mod tests {
             super::ascii("<p>caf\u{e9} \u{2019}</p><style>a{content:\"\u{e9}\"}</style>\u{e9}"),
             "<p>caf&#233; &#8217;</p><style>a{content:\"\u{e9}\"}</style>&#233;"
         );
+    }
+
+    #[test]
+    fn a_tag_ends_at_its_first_bracket_outside_quotes() {
+        assert_eq!(super::tag_end("<a title=\"x>y\" href='>'>z"), 24);
+        assert_eq!(super::tag_end("<br>text"), 4);
+        // An unclosed quote or tag runs to the end.
+        assert_eq!(super::tag_end("<a title=\"x>y"), 13);
+        assert_eq!(super::tag_end("<p class=x"), 10);
+        assert_eq!(super::tag_end("<"), 1);
+    }
+
+    #[test]
+    fn every_non_ascii_character_becomes_a_reference_wherever_it_falls() {
+        // Long ASCII runs before, between and after, so the eight-byte
+        // skipping meets the characters at every offset of a chunk.
+        for pad in 0..17 {
+            let a = "x".repeat(pad);
+            let mut out = String::new();
+            super::push_ascii(&mut out, &format!("{a}\u{2019}{a}\u{e9}\u{1f600}{a}"));
+            assert_eq!(out, format!("{a}&#8217;{a}&#233;&#128512;{a}"));
+        }
     }
 
     #[test]

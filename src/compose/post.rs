@@ -179,7 +179,12 @@ pub fn load(path: &Path) -> Result<Post, InputError> {
 /// Parses the text of a post; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Post, InputError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let text = text.replace("\r\n", "\n");
+    // Only a file saved with Windows line ends needs the copy.
+    let text = if memchr::memchr(b'\r', text.as_bytes()).is_some() {
+        std::borrow::Cow::Owned(text.replace("\r\n", "\n"))
+    } else {
+        std::borrow::Cow::Borrowed(text)
+    };
     // Bounds first, so nothing later can crash or run away (crate::limits).
     crate::limits::check_control(path, &text, 1)?;
     let (yaml, body, body_line) = split(path, &text)?;

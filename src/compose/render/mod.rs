@@ -70,7 +70,7 @@ pub fn render(
     // in its HTML or Markdown decodes to one, and mrml's XML parser refuses
     // the whole document (found by the content fuzz target). They have no
     // meaning in an email: drop them.
-    let mjml = if mjml.chars().any(crate::limits::not_text) {
+    let mjml = if crate::limits::find_not_text(&mjml).is_some() {
         mjml.replace(crate::limits::not_text, "")
     } else {
         mjml

@@ -366,32 +366,36 @@ impl Writer {
 /// as wide as its default, so substitution never splits it and lines keep
 /// about the right length after it.
 pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
-    let mut out = String::new();
+    // Written straight into `out`: a line is only ever appended to, so it
+    // needs no buffer of its own (one allocation per line was a tenth of
+    // composing the annual report).
+    let mut out = String::with_capacity(text.len() + text.len() / 8 + first.len());
+    let rest_len = rest.chars().count();
     let mut prefix = first;
     for para_line in text.split('\n') {
-        let mut line = String::from(prefix);
-        let mut line_len = prefix.chars().count();
+        let mut line_len = 0;
         let mut empty = true;
         // Split on ASCII spaces only: a no-break space keeps its words together.
-        for word in words(para_line) {
+        for (n, word) in words(para_line).into_iter().enumerate() {
             let wlen = display_width(word);
-            if !empty && line_len + 1 + wlen > width {
-                out.push_str(&line);
+            if n == 0 {
+                out.push_str(prefix);
+                line_len = prefix.chars().count();
+            } else if line_len + 1 + wlen > width {
                 out.push('\n');
-                line = String::from(rest);
-                line_len = rest.chars().count();
+                out.push_str(rest);
+                line_len = rest_len;
                 empty = true;
             }
             if !empty {
-                line.push(' ');
+                out.push(' ');
                 line_len += 1;
             }
-            line.push_str(word);
+            out.push_str(word);
             line_len += wlen;
             empty = false;
         }
         if !empty {
-            out.push_str(&line);
             out.push('\n');
             prefix = rest;
         }
@@ -401,35 +405,34 @@ pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
 
 /// Space-separated words, keeping each `{{ ... }}` merge field whole.
 fn words(line: &str) -> Vec<&str> {
+    // Bytes, not chars: the separators and braces are ASCII, and a word
+    // starts at its first byte either way.
+    let bytes = line.as_bytes();
     let mut out = Vec::new();
     let mut start: Option<usize> = None;
-    let mut chars = line.char_indices();
-    while let Some((i, c)) = chars.next() {
-        if c == '{'
-            && line[i..].starts_with("{{")
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'{'
+            && bytes.get(i + 1) == Some(&b'{')
             // Only as far as a field can be long: linear however many `{{`.
             && let Some(end) = memchr::memmem::find(
-                &line.as_bytes()[i..line.len().min(i + crate::compose::merge::Template::MAX_FIELD_LEN + 4)],
+                &bytes[i..line.len().min(i + crate::compose::merge::Template::MAX_FIELD_LEN + 4)],
                 b"}}",
             )
         {
             start.get_or_insert(i);
-            let stop = i + end + 2;
-            // Skip the field's characters; its spaces do not split it.
-            for (j, _) in chars.by_ref() {
-                if j + 1 >= stop {
-                    break;
-                }
-            }
+            // Skip the field; its spaces do not split it.
+            i += end + 2;
             continue;
         }
-        if c == ' ' || c == '\t' {
+        if b == b' ' || b == b'\t' {
             if let Some(s) = start.take() {
                 out.push(&line[s..i]);
             }
         } else {
             start.get_or_insert(i);
         }
+        i += 1;
     }
     if let Some(s) = start {
         out.push(&line[s..]);
@@ -466,11 +469,15 @@ fn glue_references<'a>(line: &'a str, words: Vec<&'a str>) -> Vec<&'a str> {
 /// Columns a word takes once merge fields are filled in (a field counts as
 /// its default, or 8 columns when it has none).
 fn display_width(word: &str) -> usize {
+    // Nearly every word has no field: a byte test is cheaper than a search.
+    if !word.as_bytes().contains(&b'{') {
+        return word.chars().count();
+    }
     let mut width = 0;
     let mut rest = word;
-    while let Some(open) = rest.find("{{") {
+    while let Some(open) = memchr::memmem::find(rest.as_bytes(), b"{{") {
         width += rest[..open].chars().count();
-        let Some(close) = rest[open..].find("}}") else {
+        let Some(close) = memchr::memmem::find(&rest.as_bytes()[open..], b"}}") else {
             break;
         };
         let field = &rest[open..open + close + 2];
@@ -529,6 +536,23 @@ mod tests {
     fn hanging_indent_for_bullets() {
         let out = wrap("one two three four five six", 12, "* ", "  ");
         assert_eq!(out, "* one two\n  three four\n  five six\n");
+    }
+
+    #[test]
+    fn accented_words_count_as_characters_and_fields_as_their_default() {
+        // Columns are characters, not bytes ("Grüße" is 5 wide), and the
+        // field counts as its default "there": filled in, the third line is
+        // exactly 12 wide.
+        let out = wrap(
+            "Grüße aus Zürich, {{ first_name | default: \"there\" }} café\tnaïve",
+            12,
+            "* ",
+            "  ",
+        );
+        assert_eq!(
+            out,
+            "* Grüße aus\n  Zürich,\n  {{ first_name | default: \"there\" }} café\n  naïve\n"
+        );
     }
 
     #[test]
