@@ -249,7 +249,7 @@ async fn dkim(dns: &Dns, plan: &Plan, out: &mut Vec<Finding>) -> Result<(), Look
                 key.algorithm
             )),
             KeyMatch::OtherKey => Some(format!(
-                "the DKIM record at {name} holds a different public key than dkim key file of selector `{}`: every signature will fail",
+                "the DKIM record at {name} holds a different public key than the key file herald signs with for selector `{}`: every signature will fail",
                 key.selector
             )),
         };
@@ -400,7 +400,9 @@ async fn dmarc(
         .as_deref()
         .is_some_and(|d| records::aligned(d, from, policy.strict_dkim));
     let spf_aligned = records::aligned(&plan.envelope_domain, from, policy.strict_spf);
-    if !dkim_aligned && !(spf_aligned && spf_passes) {
+    // DMARC passes when either identifier aligns and passes.
+    let passes = dkim_aligned || (spf_aligned && spf_passes);
+    if !passes {
         out.push(finding(
             Severity::Error,
             "dmarc-unaligned",
