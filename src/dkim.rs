@@ -135,6 +135,7 @@ const SIGNED: &[(&str, Listing)] = &[
     ("List-Id", Listing::Oversign),
     ("List-Unsubscribe", Listing::Oversign),
     ("List-Unsubscribe-Post", Listing::Oversign),
+    ("Feedback-ID", Listing::Oversign),
     ("Precedence", Listing::AsPresent),
     ("MIME-Version", Listing::Oversign),
     ("Content-Type", Listing::Oversign),
@@ -169,6 +170,16 @@ impl Key {
         match &self.kind {
             KeyKind::Rsa(k) => Some(k.public().modulus_len() * 8),
             KeyKind::Ed25519(_) => None,
+        }
+    }
+
+    /// The public key, as DKIM's `p=` holds it before base64 (RFC 6376
+    /// section 3.6.1, RFC 8463): for RSA the PKCS #1 RSAPublicKey, which
+    /// records usually wrap in a SubjectPublicKeyInfo; for Ed25519 its 32 bytes.
+    pub fn public_key(&self) -> Vec<u8> {
+        match &self.kind {
+            KeyKind::Rsa(k) => k.public().as_ref().to_vec(),
+            KeyKind::Ed25519(k) => k.verifying_key().to_bytes().to_vec(),
         }
     }
 

@@ -25,6 +25,12 @@ pub struct Args {
     /// that end on another site notices.
     #[arg(long)]
     links: bool,
+    /// Also look up the sending domain in DNS, as receivers will: the DKIM
+    /// record of each selector against its key, SPF against the relays'
+    /// addresses, the DMARC policy and its alignment, the relays' reverse
+    /// DNS. Asks `dns_resolver` (default: /etc/resolv.conf); 3 s a query.
+    #[arg(long)]
+    dns: bool,
     /// How to print the findings.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
@@ -48,6 +54,12 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
         findings.extend(crate::compose::linkcheck::check_cached(&links, &cache));
         findings.sort_by_key(|f| f.line);
     }
+    // About the settings and DNS, not a line of the post: listed last.
+    let about_post = findings.len();
+    if args.dns {
+        tracing::info!("looking up the sending domain in DNS");
+        findings.extend(crate::deliver::dns::check(&config.dns())?);
+    }
     let count = |s: Severity| findings.iter().filter(|f| f.severity == s).count();
     let errors = count(Severity::Error);
     if args.json || args.format == Format::Json {
@@ -57,8 +69,9 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
             "findings": findings,
         }))?;
     } else {
-        for f in &findings {
+        for (i, f) in findings.iter().enumerate() {
             let place = match f.line {
+                _ if i >= about_post => "DNS".to_string(),
                 Some(l) => format!("{}:{l}", post.display()),
                 None => post.display().to_string(),
             };

@@ -35,6 +35,7 @@ use url::Url;
 
 mod compose;
 mod delivery;
+mod dns;
 mod domain_limits;
 mod error;
 mod listen;
@@ -50,6 +51,7 @@ pub use compose::{
     PreviewOptions, RenderOptions, Utm,
 };
 pub use delivery::{DkimAlgorithm, DkimKey, Rate};
+pub use dns::DnsOptions;
 pub use domain_limits::DomainLimit;
 pub use error::ValueError;
 pub use relays::{RelaySetting, SINGLE_RELAY_NAME, relay_password_env};
@@ -109,6 +111,10 @@ pub struct Config {
     /// The `List-Id` of the newsletter (RFC 2919), like
     /// `OpenInfra News <news.openinfra.org>`. Default: made from `from`.
     pub list_id: Option<String>,
+    /// The sender id of the `Feedback-ID` header, the last of its four
+    /// parts, which Gmail's Postmaster Tools groups spam reports by.
+    /// Default: the domain of `from`.
+    pub feedback_id: Option<String>,
     /// The address unsubscribe e-mails go to (the `mailto:` of
     /// `List-Unsubscribe`). Default: `from`.
     pub unsubscribe_mailto: Option<Mailbox>,
@@ -176,6 +182,9 @@ pub struct Config {
     /// The longest herald waits for the relay to connect or to answer
     /// one message.
     pub smtp_timeout: Duration,
+    /// The DNS server `herald check --dns` asks, like `127.0.0.1:5353`.
+    /// Default: the servers of /etc/resolv.conf.
+    pub dns_resolver: Option<std::net::SocketAddr>,
     /// Where the journal is kept.
     pub journal_dir: PathBuf,
     /// A PostgreSQL database to keep the journal in instead, shared by
@@ -235,6 +244,7 @@ impl Default for Config {
             reply_to: None,
             subject: None,
             list_id: None,
+            feedback_id: None,
             unsubscribe_mailto: None,
             return_path: None,
             soft_bounce_limit: 3,
@@ -261,6 +271,7 @@ impl Default for Config {
             retry_wait: Duration::from_secs(1),
             relay_down_after: Duration::from_secs(60),
             smtp_timeout: Duration::from_secs(60),
+            dns_resolver: None,
             journal_dir: PathBuf::from(".herald"),
             database_url: None,
             database_ca_file: None,

@@ -48,6 +48,7 @@ pub(super) const SETTINGS: &[Setting] = &[
     setting!(reply_to, |v, _b| Some(mailbox(v)?), show_opt),
     setting!(subject, |v, _b| Some(one_line(v)?), show_opt),
     setting!(list_id, |v, _b| Some(one_line(v)?), show_opt),
+    setting!(feedback_id, |v, _b| Some(feedback_sender(v)?), show_opt),
     setting!(unsubscribe_mailto, |v, _b| Some(mailbox(v)?), show_opt),
     setting!(return_path, |v, _b| Some(return_path(v)?), show_opt),
     setting!(soft_bounce_limit, |v, _b| at_least_one(number(v)?)?, show),
@@ -98,6 +99,7 @@ pub(super) const SETTINGS: &[Setting] = &[
         |v, _b| at_least_a_second(parse_duration(v)?)?,
         show_duration
     ),
+    setting!(dns_resolver, |v, _b| Some(resolver(v)?), show_opt),
     setting!(journal_dir, |v, b| path(v, b)?, |p: &PathBuf| Some(
         p.display().to_string()
     )),

@@ -76,6 +76,44 @@ pub(super) fn dns_name(v: &str) -> Result<String, ValueError> {
     Ok(v)
 }
 
+/// The sender id of `Feedback-ID`: one of the header's colon-separated
+/// parts, so no colon; letters, digits, `.`, `-` and `_` only, as Gmail's
+/// Postmaster Tools shows them.
+pub(super) fn feedback_sender(v: &str) -> Result<String, ValueError> {
+    let v = one_line(v)?;
+    if v.is_empty()
+        || v.len() > 64
+        || !v
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+    {
+        return Err(format!(
+            "`{v}` cannot be a Feedback-ID sender id; use up to 64 letters, digits, `-`, `.` and `_`, \
+             like openinfra.org (no colon: it separates the header's parts)"
+        )
+        .into());
+    }
+    Ok(v)
+}
+
+/// A DNS server's address: `127.0.0.1`, `127.0.0.1:5353`, `::1` or
+/// `[::1]:5353` (port 53 when none is given).
+pub(super) fn resolver(v: &str) -> Result<std::net::SocketAddr, ValueError> {
+    let v = one_line(v)?;
+    if let Ok(address) = v.parse::<std::net::SocketAddr>() {
+        return Ok(address);
+    }
+    v.parse::<std::net::IpAddr>()
+        .map(|ip| std::net::SocketAddr::new(ip, 53))
+        .map_err(|_| {
+            format!(
+                "`{v}` is not a DNS server's address; write an IP address with an optional port, \
+                 like 127.0.0.1, 127.0.0.1:5353 or [::1]:53"
+            )
+            .into()
+        })
+}
+
 /// `postal_address` may span lines (a YAML `|` block is the natural way to
 /// write an address): it goes only into the footer's body text, never into a
 /// header, where the text part keeps the lines and the HTML joins them.

@@ -55,6 +55,9 @@ pub struct Composer {
     text: Template,
     title: String,
     list_id: String,
+    /// `campaign:list:kind:sender`, the same for every recipient (see
+    /// [`feedback_id`]).
+    feedback_id: String,
     unsubscribe_url: String,
     unsubscribe_mailto: String,
     /// `return_path`, when bounces are to come back to herald.
@@ -143,6 +146,7 @@ impl Composer {
             .list_id
             .clone()
             .unwrap_or_else(|| format!("{list_name} <newsletter.{domain}>"));
+        let feedback_id = feedback_id(&issue.post.campaign_id(), &list_id, mode, config, &domain);
         let subject_source = config
             .subject
             .clone()
@@ -186,6 +190,7 @@ impl Composer {
             text: issue.rendered.text_template(),
             title: issue.content.title.clone(),
             list_id,
+            feedback_id,
             unsubscribe_url: unsubscribe_url.to_string(),
             unsubscribe_mailto,
             return_path: config.return_path.as_ref().map(|m| m.email.clone()),
@@ -328,6 +333,7 @@ impl Composer {
         };
         builder = builder
             .raw_header(raw("List-Id", header_safe(&self.list_id)))
+            .raw_header(raw("Feedback-ID", self.feedback_id.clone()))
             .raw_header(raw(
                 "List-Unsubscribe",
                 format!("<{unsubscribe}>, <mailto:{unsubscribe_mailto}?subject=unsubscribe>"),
@@ -513,6 +519,26 @@ fn header_safe(s: &str) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// The `Feedback-ID` Gmail's Postmaster Tools reports spam rates by:
+/// `campaign:list:kind:sender`, where the campaign is the post's
+/// (`slug@date`), the list the id inside `List-Id`'s angle brackets, the
+/// kind `newsletter` (or `test`, so test sends are counted apart) and the
+/// sender `feedback_id` or the From domain. Nothing names a recipient.
+fn feedback_id(campaign: &str, list_id: &str, mode: Mode, config: &Config, domain: &str) -> String {
+    let list = list_id
+        .rsplit_once('<')
+        .and_then(|(_, rest)| rest.split_once('>'))
+        .map_or(list_id, |(id, _)| id);
+    let kind = match mode {
+        Mode::Campaign => "newsletter",
+        Mode::Test => "test",
+    };
+    let sender = config.feedback_id.as_deref().unwrap_or(domain);
+    // A colon would shift the parts; spaces and line breaks end a header.
+    let part = |s: &str| s.replace([':', ' ', '\t', '\r', '\n'], "-");
+    [campaign, list, kind, sender].map(part).join(":")
 }
 
 fn hex(bytes: &[u8]) -> String {

@@ -15,6 +15,7 @@
 //! module's own); the CLI words them.
 
 pub mod audience;
+pub mod dns;
 pub mod engine;
 pub mod memory;
 pub mod message;

@@ -217,6 +217,7 @@ fn untouched_messages_verify_in_dkimpy_and_opendkim_with_rsa_ed25519_and_both() 
                     "list-id",
                     "list-unsubscribe",
                     "list-unsubscribe-post",
+                    "feedback-id",
                     "mime-version",
                     "content-type",
                 ] {
@@ -286,6 +287,11 @@ fn tampered_copies_fail_in_dkimpy_and_opendkim() {
             (
                 "subject",
                 format!("Subject: Your account is locked\r\n{original}"),
+            ),
+            // Someone else's campaign in Postmaster Tools' spam figures.
+            (
+                "feedback-id",
+                format!("Feedback-ID: x:y:newsletter:example.net\r\n{original}"),
             ),
             (
                 "body",
@@ -362,6 +368,36 @@ fn signatures_verify_after_a_real_smtp_hop() {
     for (tool, file, sigs) in verdicts(&v, &keys.zone, &files) {
         assert_eq!(sigs, want, "{tool} on {file}");
     }
+    // Feedback-ID (signed, as the verdicts above show: dkimpy lists it in
+    // h=) is campaign:list:kind:sender, the same for every reader and
+    // naming none of them.
+    let ids: Vec<String> = files
+        .iter()
+        .map(|f| {
+            let raw = std::fs::read_to_string(f).unwrap();
+            let head = raw.split("\r\n\r\n").next().unwrap().to_string();
+            let ids: Vec<&str> = head
+                .split("\r\n")
+                .filter_map(|l| l.strip_prefix("Feedback-ID: "))
+                .collect();
+            assert_eq!(ids.len(), 1, "{head}");
+            ids[0].to_string()
+        })
+        .collect();
+    assert!(ids.iter().all(|id| id == &ids[0]), "{ids:?}");
+    let parts: Vec<&str> = ids[0].split(':').collect();
+    assert_eq!(parts.len(), 4, "{ids:?}");
+    // The campaign: the post's slug and date, as `herald status` names it.
+    let (slug, date) = parts[0].split_once('@').unwrap();
+    assert!(!slug.is_empty() && date.starts_with("20"), "{ids:?}");
+    assert_eq!(
+        parts[1..],
+        ["newsletter.example.org", "newsletter", "example.org"]
+    );
+    assert!(
+        !ids[0].contains("ana") && !ids[0].contains("bo@"),
+        "{ids:?}"
+    );
 }
 
 fn check_json(dir: &Path, env: &[(&'static str, String)]) -> (Option<i32>, serde_json::Value) {

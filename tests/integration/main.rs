@@ -11,6 +11,7 @@ mod corpus;
 mod delivery;
 mod desk;
 mod dkim;
+mod dns;
 mod engine;
 mod faulty;
 mod hostile;

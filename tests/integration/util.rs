@@ -726,3 +726,78 @@ pub fn herald_peak(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, 
         .unwrap_or_else(|_| panic!("no peak measured: {}", stderr(&output)));
     (output, kb)
 }
+
+/// A private authoritative DNS server (Knot DNS's knotd) on 127.0.0.1,
+/// serving the zones the test wrote, as a resolver would answer for them.
+/// Killed when dropped. `None` (SKIPPED; a failure under CI=true) without
+/// knotd.
+pub struct Knot {
+    child: std::process::Child,
+    pub port: u16,
+}
+
+impl Knot {
+    /// Serves each `(origin, zone file text)` from `dir`; the texts are
+    /// written as `origin.zone` beside a knot.conf, with no `$ORIGIN`
+    /// needed (knotd takes it from the zone's name).
+    pub fn start(dir: &Path, zones: &[(&str, String)]) -> Option<Knot> {
+        let knotd = tool("knotd")?;
+        let port = free_port();
+        let dir = dir.join("knot");
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let mut conf = format!(
+            "server:\n    rundir: \"{d}\"\n    listen: 127.0.0.1@{port}\n\
+             database:\n    storage: \"{d}\"\n\
+             template:\n  - id: default\n    storage: \"{d}\"\n\
+             zone:\n"
+        );
+        for (origin, text) in zones {
+            std::fs::write(dir.join(format!("{origin}.zone")), text).unwrap();
+            conf.push_str(&format!("  - domain: {origin}\n    file: {origin}.zone\n"));
+        }
+        let conf_file = dir.join("knot.conf");
+        std::fs::write(&conf_file, conf).unwrap();
+        let log = std::fs::File::create(dir.join("knot.log")).unwrap();
+        let child = std::process::Command::new(knotd)
+            .arg("-c")
+            .arg(&conf_file)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let mut knot = Knot { child, port };
+        wait_listening(port, "knotd");
+        // Listening comes before the zones are loaded: wait for the log line.
+        let start = std::time::Instant::now();
+        loop {
+            let text = std::fs::read_to_string(dir.join("knot.log")).unwrap_or_default();
+            let loaded = text.matches("] loaded, serial").count();
+            if loaded >= zones.len() {
+                break;
+            }
+            if start.elapsed() > std::time::Duration::from_secs(20) {
+                knot.kill();
+                panic!("knotd did not load every zone:\n{text}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Some(knot)
+    }
+
+    /// What `dns_resolver` is set to, to ask this server.
+    pub fn address(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
