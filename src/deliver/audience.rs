@@ -328,7 +328,7 @@ pub struct Audience {
     columns: Arc<Vec<String>>,
     email_col: usize,
     status_col: Option<usize>,
-    seen: HashSet<u128>,
+    dedup: Dedup,
     suppression: Arc<Suppression>,
     record: csv::StringRecord,
     blank: std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<u64>>>,
@@ -379,7 +379,7 @@ pub fn open(path: &Path, suppression: Arc<Suppression>) -> Result<Audience, Inpu
         columns: Arc::new(columns),
         email_col,
         status_col,
-        seen: HashSet::new(),
+        dedup: Dedup::Every(HashSet::new()),
         suppression,
         record: csv::StringRecord::new(),
         blank,
@@ -563,7 +563,7 @@ impl Audience {
         if self.suppression.contains(&email) {
             return skip(SkipReason::Suppressed, &email, None);
         }
-        if !self.seen.insert(fingerprint(&email)) {
+        if self.dedup.repeated(fingerprint(&email)) {
             return skip(SkipReason::Duplicate, &email, None);
         }
         Row::Send(Recipient {
@@ -575,187 +575,94 @@ impl Audience {
     }
 }
 
-/// Reads the whole list once without keeping it, to refuse a broken file
-/// before anything is written. Returns how many rows would be mailed.
-pub fn validate(path: &Path, suppression: Arc<Suppression>) -> Result<u64, Vec<InputError>> {
-    let mut audience = open(path, suppression).map_err(|e| vec![e])?;
-    let mut errors = Vec::new();
-    let mut count = 0;
-    while let Some(row) = audience.next_row() {
-        match row {
-            Ok(Row::Send(_)) => count += 1,
-            Ok(Row::Skip(_)) => {}
-            Err(e) => errors.push(e),
+/// How a list read tells who is on it twice. A set of every address seen
+/// grows with the list (a million took 32 MB, 48 MB while it doubled), so
+/// [`validate`], which reads the list first anyway, notes which addresses
+/// come back (8 bytes each while it reads, sorted in place), and the read
+/// that follows keeps only those.
+enum Dedup {
+    /// Every address seen so far (a list read without [`validate`]).
+    Every(HashSet<u128>),
+    /// [`validate`]'s read: every address's first 64 bits, none repeated yet.
+    Collect(Vec<u64>),
+    /// A read after [`validate`]: only addresses it saw more than once.
+    Repeats(Repeats, HashSet<u128>),
+}
+
+impl Dedup {
+    /// Whether `key` (a [`fingerprint`]) was seen before in this read.
+    fn repeated(&mut self, key: u128) -> bool {
+        let short = (key >> 64) as u64;
+        match self {
+            Dedup::Every(seen) => !seen.insert(key),
+            Dedup::Collect(all) => {
+                all.push(short);
+                false
+            }
+            Dedup::Repeats(repeats, seen) => repeats.0.contains(&short) && !seen.insert(key),
         }
     }
-    if errors.is_empty() {
-        Ok(count)
-    } else {
-        Err(errors)
+}
+
+/// The addresses [`validate`] found more than once on a list (by their
+/// first 64 bits: a rare extra one only costs a lookup, never a person).
+#[derive(Clone, Default)]
+pub struct Repeats(Arc<HashSet<u64>>);
+
+/// A list [`validate`] read through without an error.
+pub struct Checked {
+    /// Rows that would be mailed.
+    pub rows: u64,
+    pub repeats: Repeats,
+}
+
+/// Opens a list [`validate`] checked: it tells duplicates by `repeats`
+/// alone, so its memory does not grow with the list.
+pub fn open_checked(
+    path: &Path,
+    suppression: Arc<Suppression>,
+    repeats: &Repeats,
+) -> Result<Audience, InputError> {
+    let mut audience = open(path, suppression)?;
+    audience.dedup = Dedup::Repeats(repeats.clone(), HashSet::new());
+    Ok(audience)
+}
+
+/// Reads the whole list once without keeping it, to refuse a broken file
+/// before anything is written; notes who is on it more than once, for
+/// [`open_checked`].
+pub fn validate(path: &Path, suppression: Arc<Suppression>) -> Result<Checked, Vec<InputError>> {
+    let mut audience = open(path, suppression).map_err(|e| vec![e])?;
+    audience.dedup = Dedup::Collect(Vec::new());
+    let mut errors = Vec::new();
+    while let Some(row) = audience.next_row() {
+        if let Err(e) = row {
+            errors.push(e);
+        }
     }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let Dedup::Collect(mut all) =
+        std::mem::replace(&mut audience.dedup, Dedup::Every(HashSet::new()))
+    else {
+        unreachable!("set above")
+    };
+    all.sort_unstable();
+    let mut repeats = HashSet::new();
+    let mut rows = all.len() as u64;
+    for pair in all.windows(2) {
+        if pair[0] == pair[1] {
+            repeats.insert(pair[0]);
+            rows -= 1;
+        }
+    }
+    Ok(Checked {
+        rows,
+        repeats: Repeats(Arc::new(repeats)),
+    })
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rows(csv: &str) -> Vec<Result<Row, InputError>> {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.csv");
-        std::fs::write(&p, csv).unwrap();
-        let mut a = open(&p, Arc::new(Suppression::default())).unwrap();
-        let mut out = Vec::new();
-        while let Some(r) = a.next_row() {
-            out.push(r);
-        }
-        out
-    }
-
-    #[test]
-    fn bom_crlf_quotes_spaces_and_case() {
-        let r = rows(
-            "\u{feff}Email, First Name ,Last-Name\r\n  Ana@Example.ORG , Ana ,\"Silva, Jr.\"\r\nana@example.org,Dup,\r\n",
-        );
-        let Ok(Row::Send(ana)) = &r[0] else {
-            panic!("{r:?}")
-        };
-        assert_eq!(ana.email, "Ana@example.org");
-        assert_eq!(ana.field("first_name"), Some("Ana"));
-        assert_eq!(ana.field("last_name"), Some("Silva, Jr."));
-        assert_eq!(ana.display_name().as_deref(), Some("Ana Silva, Jr."));
-        assert_eq!(ana.line, 2);
-        let Ok(Row::Skip(dup)) = &r[1] else { panic!() };
-        assert_eq!((dup.reason, dup.line), (SkipReason::Duplicate, 3));
-    }
-
-    /// Found by the fuzzer: a CR at the end of one read and a byte other
-    /// than LF at the start of the next wrote past the buffer.
-    #[test]
-    fn line_endings_are_right_whatever_the_read_boundaries() {
-        use std::io::Read;
-        struct Chunks<'a>(&'a [u8], usize);
-        impl std::io::Read for Chunks<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                let n = self.1.min(buf.len()).min(self.0.len());
-                buf[..n].copy_from_slice(&self.0[..n]);
-                self.0 = &self.0[n..];
-                Ok(n)
-            }
-        }
-        let input = b"a\rb\r\nc\r\r\rd\n\r";
-        for chunk in 1..=input.len() {
-            for cap in [1, 2, 3, 8] {
-                let mut r = LineEndings::new(Chunks(input, chunk));
-                let mut out = Vec::new();
-                let mut buf = vec![0; cap];
-                loop {
-                    let n = r.read(&mut buf).unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    out.extend_from_slice(&buf[..n]);
-                }
-                assert_eq!(out, b"a\nb\nc\n\n\nd\n\n", "chunk {chunk}, buffer {cap}");
-            }
-        }
-    }
-
-    #[test]
-    fn line_numbers_with_windows_line_endings_and_multiline_fields() {
-        let r = rows("email,note\r\na@x.org,\"two\r\nlines\"\r\n\r\nb@x.org,x\rc@x.org,y\r\n");
-        let lines: Vec<u64> = r
-            .iter()
-            .map(|r| match r {
-                Ok(Row::Send(x)) => x.line,
-                other => panic!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(lines, vec![2, 5, 6]);
-    }
-
-    #[test]
-    fn status_column_excludes_people() {
-        let r = rows(
-            "email,status\na@x.org,subscribed\nb@x.org,unsubscribed\nc@x.org,Bounced\nd@x.org,maybe\n",
-        );
-        let reasons: Vec<_> = r
-            .iter()
-            .map(|r| match r {
-                Ok(Row::Skip(s)) => Some(s.reason),
-                _ => None,
-            })
-            .collect();
-        assert_eq!(
-            reasons,
-            vec![
-                None,
-                Some(SkipReason::Unsubscribed),
-                Some(SkipReason::Bounced),
-                Some(SkipReason::UnknownStatus)
-            ]
-        );
-    }
-
-    #[test]
-    fn broken_row_names_its_line() {
-        let r = rows("email,first_name\r\na@x.org,A\r\n\r\nb@x.org,B,extra\r\n");
-        let Err(e) = &r[1] else { panic!("{r:?}") };
-        assert_eq!(e.line, Some(4));
-        assert!(e.message.contains("3 fields but the header has 2"), "{e}");
-    }
-
-    #[test]
-    fn wrong_header_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("s.csv");
-        std::fs::write(&p, "name,address\nAna,ana@x.org\n").unwrap();
-        let Err(e) = open(&p, Arc::new(Suppression::default())) else {
-            panic!()
-        };
-        assert_eq!(e.line, Some(1));
-        assert!(e.message.contains("`name`, `address`"), "{e}");
-    }
-
-    #[test]
-    fn address_rules() {
-        assert_eq!(
-            normalise_address("Hélène Dubois <Helene@Example.FR>").unwrap(),
-            "Helene@example.fr"
-        );
-        for ok in [
-            "a@b.org",
-            "first.last+tag@sub.example.co.uk",
-            "  <x@y.io> ",
-            "ü@münchen.de",
-        ] {
-            assert!(normalise_address(ok).is_ok(), "{ok}");
-        }
-        for bad in [
-            "",
-            "no-at",
-            "a@b",
-            "a b@c.org",
-            "a@@b.org",
-            ".a@b.org",
-            "a@b..org",
-            "a@-b.org",
-            "a@b.123",
-            "a@b.org\r\nBcc: x@y.org",
-        ] {
-            assert!(normalise_address(bad).is_err(), "{bad:?}");
-        }
-    }
-
-    #[test]
-    fn suppression_file_plain_or_csv() {
-        let dir = tempfile::tempdir().unwrap();
-        let plain = dir.path().join("s.txt");
-        std::fs::write(&plain, "Gone@Example.org\n\nnot an address\n").unwrap();
-        let s = Suppression::load(&plain).unwrap();
-        assert!(s.contains("gone@example.org"));
-        assert_eq!(s.len(), 1);
-        let csv = dir.path().join("s.csv");
-        std::fs::write(&csv, "reason,Email\nbounce,x@y.org\n").unwrap();
-        assert!(Suppression::load(&csv).unwrap().contains("X@Y.org"));
-    }
-}
+#[path = "audience_tests.rs"]
+mod tests;

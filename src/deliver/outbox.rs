@@ -206,6 +206,10 @@ impl Mailer for OutboxMailer {
         built
     }
 
+    fn leaves_the_machine(&self) -> bool {
+        false
+    }
+
     async fn connect(&self) -> Result<(), Failure> {
         Ok(())
     }

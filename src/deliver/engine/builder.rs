@@ -5,8 +5,10 @@ use super::*;
 /// Why a recipient suppressed during the run was not mailed (`herald status`).
 pub const LATE_SUPPRESSION: &str = "suppressed during the send (unsubscribed, bounced or added to the suppression list); not mailed";
 
-/// Messages built per trip to the blocking pool.
-pub(super) const CHUNK: usize = 32;
+/// Messages built per trip to the blocking pool: enough to share among
+/// the cores, and few, as each of them is in memory until it is sent
+/// (with the channel to the workers, twice this many wait at most).
+pub(super) const CHUNK: usize = 16;
 
 /// Reads the queue from the store and builds each message; returns how
 /// many were handed to the workers and why it stopped.
@@ -120,8 +122,10 @@ fn build_one<M: Mailer>(
             Ok((to, built))
         });
     match built {
-        Ok((to, built)) => {
-            let store = shared.store.clone();
+        Ok((to, mut built)) => {
+            // The message grew by doubling as it was written: up to twice
+            // its size, times every message waiting for a connection.
+            built.bytes.shrink_to_fit();
             let seq = row.seq;
             let group = row
                 .email
@@ -138,21 +142,11 @@ fn build_one<M: Mailer>(
                     // of the message does not depend on the relay.
                     payload: shared.relays[0].mailer.prepare(built),
                 },
-                gate: Gate::new(move || {
-                    let (tx, rx) = oneshot::channel();
-                    let mark = Update {
-                        seq,
-                        state: State::Sending,
-                        reply: None,
-                        attempts: 0,
-                        suppress: None,
-                        relay: None,
-                    };
-                    if store.send(Cmd::Apply(mark, Some(tx))).is_err() {
-                        // The receiver is dropped with the sender: `pass` reports it.
-                    }
-                    rx
-                }),
+                gate: if shared.relays[0].mailer.leaves_the_machine() {
+                    mark_gate(shared.store.clone(), seq)
+                } else {
+                    Gate::open()
+                },
                 attempts: 0,
                 last_reply: None,
                 relay: None,
@@ -171,4 +165,23 @@ fn build_one<M: Mailer>(
             relay: None,
         }),
     }
+}
+
+/// The gate that writes `seq`'s `sending` mark and waits for its commit.
+fn mark_gate(store: mpsc::UnboundedSender<Cmd>, seq: i64) -> Gate {
+    Gate::new(move || {
+        let (tx, rx) = oneshot::channel();
+        let mark = Update {
+            seq,
+            state: State::Sending,
+            reply: None,
+            attempts: 0,
+            suppress: None,
+            relay: None,
+        };
+        if store.send(Cmd::Apply(mark, Some(tx))).is_err() {
+            // The receiver is dropped with the sender: `pass` reports it.
+        }
+        rx
+    })
 }

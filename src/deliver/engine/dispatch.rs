@@ -30,7 +30,9 @@ pub(super) async fn dispatch<M: Mailer>(
     // building the next ones overlaps with sending (and with the store's
     // commits).
     let connections: usize = shared.relays.iter().map(|r| r.connections).sum();
-    let (job_tx, job_rx) = mpsc::channel::<Job<M::Payload>>((connections * 2).max(2 * CHUNK));
+    // One chunk waits while the next is built: enough to keep every
+    // connection busy, and no more messages in memory than that.
+    let (job_tx, job_rx) = mpsc::channel::<Job<M::Payload>>((connections * 2).max(CHUNK));
     // Each relay its own workers, one per connection. A worker asks for a
     // message only when its relay can send one now (not paused, quota
     // left, a slot in its rate), and the distributor gives each message to

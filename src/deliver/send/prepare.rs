@@ -38,7 +38,7 @@ pub(super) struct Prepared {
 /// would mail now whom the campaign never had, or had taken off the list
 /// before mailing them. Read only; the journal is not changed.
 pub(super) fn newcomers(
-    list: &Path,
+    (list, repeats): (&Path, &audience::Repeats),
     store: &dyn Store,
     campaign: &str,
     suppression: &Arc<Suppression>,
@@ -49,7 +49,7 @@ pub(super) fn newcomers(
         .filter(|r| r.state != store::State::Removed)
         .map(|r| r.email.to_lowercase())
         .collect();
-    let mut rows = audience::open(list, Arc::clone(suppression))?;
+    let mut rows = audience::open_checked(list, Arc::clone(suppression), repeats)?;
     let mut n = 0;
     while let Some(row) = rows.next_row() {
         if let Row::Send(r) = row?
@@ -144,10 +144,15 @@ pub(super) fn prepare(
     if !test
         && !dry
         && !opts.include_new
-        && let Some(list) = list
+        && let Some((list, repeats)) = &list
         && store.is_finished(&campaign)?
     {
-        prepared.finished_newcomers = Some(newcomers(list, &**store, &campaign, &suppression)?);
+        prepared.finished_newcomers = Some(newcomers(
+            (list, repeats),
+            &**store,
+            &campaign,
+            &suppression,
+        )?);
         return Ok(prepared);
     }
     if !test {
@@ -158,7 +163,7 @@ pub(super) fn prepare(
         opts,
         &composer,
         &suppression,
-        list,
+        list.as_ref().map(|(l, r)| (*l, r)),
         &test_recipients,
     )?;
     prepared.columns = columns;
@@ -173,7 +178,7 @@ fn import(
     opts: &SendOptions,
     composer: &Composer,
     suppression: &Arc<Suppression>,
-    list: Option<&Path>,
+    list: Option<(&Path, &audience::Repeats)>,
     test_recipients: &[Recipient],
 ) -> anyhow::Result<(Vec<String>, Imported)> {
     let outbox = match &mut prepared.target {
@@ -357,8 +362,12 @@ impl Importer<'_> {
     }
 
     /// The subscriber list; returns its columns.
-    fn list(&mut self, list: &Path, dry: bool) -> anyhow::Result<Vec<String>> {
-        let mut rows = audience::open(list, Arc::clone(self.suppression))?;
+    fn list(
+        &mut self,
+        (list, repeats): (&Path, &audience::Repeats),
+        dry: bool,
+    ) -> anyhow::Result<Vec<String>> {
+        let mut rows = audience::open_checked(list, Arc::clone(self.suppression), repeats)?;
         let columns = rows.columns().to_vec();
         self.store.upsert_campaign(
             self.campaign,
@@ -430,13 +439,13 @@ impl Importer<'_> {
 }
 
 /// The subscriber list, read once through to refuse a broken file before
-/// anything is `done` (written or sent).
+/// anything is `done` (written or sent); with who is on it twice.
 pub(super) fn checked_list<'a>(
     list: Option<&'a Path>,
     post: &Path,
     suppression: &Arc<Suppression>,
     done: &str,
-) -> anyhow::Result<&'a Path> {
+) -> anyhow::Result<(&'a Path, audience::Repeats)> {
     let Some(list) = list else {
         anyhow::bail!(InputError::new(
             post,
@@ -444,24 +453,25 @@ pub(super) fn checked_list<'a>(
             "say who to send to: --subscribers FILE.csv for the list, or --to ADDRESS for a test"
         ));
     };
-    if let Err(errors) = audience::validate(list, Arc::clone(suppression)) {
-        let shown: Vec<String> = errors
-            .iter()
-            .take(EXAMPLES)
-            .map(|e| e.to_string())
-            .collect();
-        let mut msg = format!(
-            "the subscriber list has {} broken row(s); nothing was {done}. Fix them and run again:\n{}",
-            errors.len(),
-            shown.join("\n")
-        );
-        let more = errors.len().saturating_sub(EXAMPLES);
-        if more > 0 {
-            msg.push_str(&format!("\n... and {more} more"));
-        }
-        anyhow::bail!(InputError::new(list, None, msg));
+    let errors = match audience::validate(list, Arc::clone(suppression)) {
+        Ok(checked) => return Ok((list, checked.repeats)),
+        Err(errors) => errors,
+    };
+    let shown: Vec<String> = errors
+        .iter()
+        .take(EXAMPLES)
+        .map(|e| e.to_string())
+        .collect();
+    let mut msg = format!(
+        "the subscriber list has {} broken row(s); nothing was {done}. Fix them and run again:\n{}",
+        errors.len(),
+        shown.join("\n")
+    );
+    let more = errors.len().saturating_sub(EXAMPLES);
+    if more > 0 {
+        msg.push_str(&format!("\n... and {more} more"));
     }
-    Ok(list)
+    anyhow::bail!(InputError::new(list, None, msg))
 }
 
 pub(super) fn test_recipients(to: &[String]) -> Result<Vec<Recipient>, InputError> {
