@@ -285,7 +285,13 @@ fn a_real_postfix_bounce_suppresses_exactly_that_user() {
     // The next issue leaves them out.
     let june = another_issue(&dir, "june-issue");
     let next = send(&dir, &june, &list, &postfix.url());
-    assert_eq!(next["counts"]["total"], 1, "{next}");
+    // Left out, and recorded as such (skipped, named in the summary).
+    assert_eq!(next["counts"]["total"], 2, "{next}");
+    assert_eq!(next["counts"]["skipped"], 1, "{next}");
+    assert_eq!(
+        next["skipped_examples"][0]["email"], "nosuchuser@relay.test",
+        "{next}"
+    );
     assert_eq!(next["counts"]["sent"], 1, "{next}");
 }
 
