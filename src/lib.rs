@@ -31,6 +31,7 @@ pub mod store;
 pub mod tls;
 pub mod unsubscribe;
 pub mod urls;
+pub mod words;
 
 /// Exit codes shared by every subcommand, documented in `--help` and the
 /// README. Each means one thing, so a cron wrapper can tell "fix the post"

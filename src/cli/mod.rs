@@ -16,6 +16,7 @@ mod serve;
 mod status;
 mod store;
 mod suppress;
+mod terminal;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,7 +45,8 @@ use crate::{Fault, InputError, exit};
                   0  done\n  \
                   1  `check` found errors in the post\n  \
                   2  bad input: a post, setting, list or command line herald cannot use (the message says where); \
-                  also `send` of an issue `check` finds errors in (--ignore-check-errors sends it anyway)\n  \
+                  also `send` of an issue `check` finds errors in (--ignore-check-errors sends it anyway), and a test send \
+                  (--to) to addresses that are all on the suppression list (`herald suppress remove` lifts one)\n  \
                   3  some people failed, were deferred (also: every relay's daily quota spent) or have an unknown outcome (see `herald status`); for `bounces`: some messages need a person (listed)\n  \
                   4  nothing to do (a finished campaign mails nobody new: --include-new does)\n  \
                   5  another herald is sending this campaign (for `bounces`: reading into this journal)\n  \

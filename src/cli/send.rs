@@ -1,17 +1,15 @@
 //! `herald send`: one post, or with `--due` every post whose time has come;
 //! and the summary or report at the end.
 
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use super::output::{self, say};
+use super::terminal::Terminal;
 use crate::config::{Config, Override};
-use crate::deliver::engine::{Progress, Stop};
+use crate::deliver::engine::Stop;
 use crate::deliver::send::{self, End};
 use crate::exit;
+use crate::words::count;
 
 /// Send the issue to the subscriber list; with --dry-run, write each
 /// person's email to a file instead.
@@ -229,11 +227,52 @@ fn print_summary(summary: &send::Summary, json: bool, seconds: f64) -> anyhow::R
     Ok(())
 }
 
+/// Why a test address is not mailed, and how to mail it again.
+fn suppressed_test(t: &send::SuppressedTest) -> String {
+    let why = match &t.why {
+        Some(s) => format!(
+            "{}, {}{}",
+            source_words(s.source),
+            crate::clock::to_second(&s.added_at),
+            s.campaign
+                .as_deref()
+                .map(|c| format!(" in {c}"))
+                .unwrap_or_default()
+        ),
+        None => "listed in a --suppress file".into(),
+    };
+    format!(
+        "{} is on the suppression list ({why}), so herald does not mail it; \
+         to mail it again: herald suppress remove {}",
+        t.email, t.email
+    )
+}
+
+/// Why someone is on the suppression list, for a person.
+fn source_words(source: crate::store::Source) -> &'static str {
+    use crate::store::Source;
+    match source {
+        Source::OneClick => "unsubscribed with their mail program's unsubscribe button",
+        Source::Page => "unsubscribed on the unsubscribe page",
+        Source::Mailto => "unsubscribed by email",
+        Source::Bounce => "the address bounced",
+        Source::Complaint => "marked an email as spam",
+        Source::Manual => "added by hand",
+        Source::Import => "imported",
+    }
+}
+
 fn print_report(report: &send::SendReport, json: bool, config: &Config) -> anyhow::Result<()> {
     let message = message(report, config);
-    if let End::Locked { .. } = report.end {
+    if let End::Locked { .. } | End::TestSuppressed = report.end {
         tracing::error!("{message}");
-        return Ok(());
+        return if json { output::json(report) } else { Ok(()) };
+    }
+    if !matches!(report.end, End::TestSuppressed) {
+        // Some test addresses went, these did not.
+        for t in &report.suppressed_tests {
+            tracing::warn!("the test was not sent to {}", suppressed_test(t));
+        }
     }
     if json {
         // The report is for a machine; what it means, for the person
@@ -245,9 +284,9 @@ fn print_report(report: &send::SendReport, json: bool, config: &Config) -> anyho
     say!("{message}")?;
     if c.total > 0 {
         say!(
-            "Campaign {}: {} recipients; {} sent, {} failed, {} deferred, {} unknown, {} skipped, {} waiting",
+            "Campaign {}: {}; {} sent, {} failed, {} deferred, {} unknown, {} skipped, {} waiting",
             report.campaign,
-            c.total,
+            count(c.total, "recipient", "recipients"),
             c.sent,
             c.failed,
             c.deferred,
@@ -256,11 +295,39 @@ fn print_report(report: &send::SendReport, json: bool, config: &Config) -> anyho
             c.pending
         )?;
     }
+    print_left_out(report)?;
     for p in report.problems.iter().take(20) {
         say!("  {p}")?;
     }
     if report.problems.len() > 20 {
         say!("  (herald status {} lists them all)", report.campaign)?;
+    }
+    Ok(())
+}
+
+/// Who of the list this run left out (unsubscribed, on the suppression
+/// list...), by why, and the first of them by line: they are in the
+/// journal as `skipped`, and `herald status CAMPAIGN --csv` lists them all.
+fn print_left_out(report: &send::SendReport) -> anyhow::Result<()> {
+    let total: u64 = report.skipped.values().sum();
+    if total == 0 {
+        return Ok(());
+    }
+    let by: Vec<String> = report
+        .skipped
+        .iter()
+        .map(|(reason, n)| format!("{n} {}", reason.describe()))
+        .collect();
+    say!(
+        "Left out: {} ({})",
+        count(total, "person", "people"),
+        by.join(", ")
+    )?;
+    for s in &report.skipped_examples {
+        say!("  line {}: {} - {}", s.line, s.email, s.reason.describe())?;
+    }
+    if total > report.skipped_examples.len() as u64 {
+        say!("  (herald status {} --csv lists them all)", report.campaign)?;
     }
     Ok(())
 }
@@ -365,6 +432,9 @@ fn exit_code(report: &send::SendReport) -> i32 {
         End::OutsideWindow(_) | End::Finished { .. } | End::NothingLeft => exit::NOTHING_TO_DO,
         End::Locked { .. } => exit::LOCKED,
         End::Cancelled => exit::OK,
+        // The address given with --to is one herald will not mail: the
+        // command line's to change (or the list's, with `suppress remove`).
+        End::TestSuppressed => exit::BAD_INPUT,
         End::Ran(ran) => match ran.stop {
             // Spent quotas leave people waiting by necessity, not by design:
             // "deferred", as for a recipient whose server said "later".
@@ -399,9 +469,20 @@ fn message(report: &send::SendReport, config: &Config) -> String {
         End::Finished { newcomers } => {
             let mut m = finished(c);
             if *newcomers > 0 {
+                let (who, were) = if *newcomers == 1 {
+                    ("1 person on the list now", "was")
+                } else {
+                    ("people on the list now", "were")
+                };
+                let who = if *newcomers == 1 {
+                    who.to_string()
+                } else {
+                    format!("{newcomers} {who}")
+                };
                 m.push_str(&format!(
-                    ". {newcomers} people on the list now were not on it then and are not sent this issue \
-                     (they get the next one); to send it to them too, run the same command with --include-new"
+                    ". {who} {were} not on it then and {} not sent this issue \
+                     (they get the next one); to send it to them too, run the same command with --include-new",
+                    if *newcomers == 1 { "is" } else { "are" }
                 ));
             }
             m
@@ -413,6 +494,15 @@ fn message(report: &send::SendReport, config: &Config) -> String {
         ),
         End::NothingLeft => finished(c),
         End::Cancelled => "cancelled; nothing was sent".into(),
+        End::TestSuppressed => format!(
+            "the test was not sent: {}",
+            report
+                .suppressed_tests
+                .iter()
+                .map(suppressed_test)
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
         End::Ran(ran) => ran_message(report, ran, config),
     }
 }
@@ -500,266 +590,4 @@ fn frees_up(at: jiff::Timestamp) -> String {
         String::new()
     };
     format!("at {} UTC{within}", utc.strftime("%Y-%m-%d %H:%M"))
-}
-
-/// The terminal of `herald send`: says what is about to happen, asks on a
-/// terminal (unless --yes), and shows the progress.
-struct Terminal {
-    yes: bool,
-    display: Option<ProgressDisplay>,
-}
-
-impl Terminal {
-    fn new(yes: bool) -> Terminal {
-        Terminal { yes, display: None }
-    }
-}
-
-impl send::Watch for Terminal {
-    fn confirm(&mut self, ready: &send::Ready) -> anyhow::Result<bool> {
-        for w in &ready.picture_warnings {
-            tracing::warn!("{w}");
-        }
-        tracing::info!("{}", plan(ready));
-        if let Some(w) = crate::compose::check::clip_warning(ready.largest_html) {
-            tracing::warn!("{w}");
-        }
-        if self.yes {
-            return Ok(true);
-        }
-        if !std::io::stdin().is_terminal() {
-            anyhow::bail!(crate::InputError::new(
-                ready.post,
-                None,
-                "herald asks before sending, and there is no terminal to ask on: add --yes to send (as a cron job does)"
-            ));
-        }
-        eprint!("Send now? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin().read_line(&mut answer)?;
-        Ok(matches!(answer.trim().to_lowercase().as_str(), "y" | "yes"))
-    }
-
-    fn sending(&mut self, progress: Arc<Progress>, total: u64) {
-        self.display = Some(ProgressDisplay::start(progress, total));
-    }
-
-    fn done(&mut self) {
-        if let Some(d) = self.display.take() {
-            d.finish();
-        }
-    }
-}
-
-/// What is about to happen, in a sentence: `About to send "May" (may-2025)
-/// to 1200 people through smtp://... with 4 connection(s), at most 14/s...`.
-fn plan(ready: &send::Ready) -> String {
-    let before = ready.before;
-    let (first, others) = ready.relays.split_first().expect("a send has a relay");
-    // Several relays add up; one without a rate makes the whole unlimited.
-    let rates: Option<Vec<f64>> = ready
-        .relays
-        .iter()
-        .map(|r| r.rate.map(|r| r.per_second()))
-        .collect();
-    let eta = rates.map(|r| ready.to_send as f64 / r.iter().sum::<f64>());
-    let mut plan = format!(
-        "About to send \"{}\" ({}) to {} people through {} with {} connection(s)",
-        ready.title,
-        ready.campaign,
-        ready.to_send,
-        if others.is_empty() {
-            first.describe.clone()
-        } else {
-            format!("{} ({})", first.name, first.describe)
-        },
-        first.connections
-    );
-    match first.rate {
-        Some(r) => plan.push_str(&format!(", at most {r}")),
-        None => plan.push_str(", with no rate limit (as fast as the relay accepts)"),
-    }
-    for r in others {
-        plan.push_str(&format!(
-            ", and through {} ({}) with {} connection(s), {}",
-            r.name,
-            r.describe,
-            r.connections,
-            match r.rate {
-                Some(rate) => format!("at most {rate}"),
-                None => "no rate limit".into(),
-            }
-        ));
-    }
-    if let Some(max) = ready.max_per_run {
-        plan.push_str(&format!(", at most {max} this run"));
-    }
-    if let Some(secs) = eta {
-        plan.push_str(&format!("; about {}", human_duration(secs)));
-    }
-    if before.sent > 0 || before.unknown > 0 {
-        plan.push_str(&format!(
-            ". Continuing: {} already sent, {} of unknown outcome",
-            before.sent, before.unknown
-        ));
-        if !ready.resend_unknown && before.unknown > 0 {
-            plan.push_str(" (not resent; add --resend-unknown to resend)");
-        }
-    }
-    plan.push_str(&format!(
-        ". The largest email is {:.1} KB of HTML.",
-        ready.largest_html as f64 / 1024.0
-    ));
-    plan
-}
-
-fn human_duration(secs: f64) -> String {
-    match secs {
-        s if s < 90.0 => format!("{s:.0} seconds"),
-        s if s < 5400.0 => format!("{:.0} minutes", s / 60.0),
-        s => format!("{:.1} hours", s / 3600.0),
-    }
-}
-
-/// A progress bar on a terminal; plain log lines every 10 seconds otherwise.
-struct ProgressDisplay {
-    done: Arc<AtomicBool>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl ProgressDisplay {
-    fn start(progress: Arc<Progress>, total: u64) -> ProgressDisplay {
-        let done = Arc::new(AtomicBool::new(false));
-        let flag = Arc::clone(&done);
-        let thread = std::thread::spawn(move || {
-            let terminal = std::io::stderr().is_terminal();
-            let bar = terminal.then(|| {
-                let bar = indicatif::ProgressBar::new(total);
-                bar.set_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{bar:30} {pos}/{len} sent {msg} ETA {eta}",
-                    )
-                    .expect("valid template"),
-                );
-                // Log lines print above the bar, not through it.
-                crate::log::set_progress_bar(Some(bar.clone()));
-                bar
-            });
-            let started = std::time::Instant::now();
-            let mut last_log = std::time::Instant::now();
-            loop {
-                let stop = flag.load(Ordering::SeqCst);
-                let sent = progress.sent.load(Ordering::Relaxed);
-                let failed = progress.failed.load(Ordering::Relaxed);
-                let deferred = progress.deferred.load(Ordering::Relaxed);
-                match &bar {
-                    Some(bar) => {
-                        bar.set_position(sent + failed + deferred);
-                        // A whole number: indicatif's own {per_sec} shows decimals.
-                        bar.set_message(format!(
-                            "({sent} ok, {failed} failed, {deferred} deferred) {:.0}/s",
-                            sent as f64 / started.elapsed().as_secs_f64().max(0.001)
-                        ));
-                    }
-                    None if stop || last_log.elapsed() >= Duration::from_secs(10) => {
-                        let rate = sent as f64 / started.elapsed().as_secs_f64().max(0.001);
-                        tracing::info!(
-                            "{sent} sent, {failed} failed, {deferred} deferred of {total} ({rate:.0}/s)"
-                        );
-                        last_log = std::time::Instant::now();
-                    }
-                    None => {}
-                }
-                if stop {
-                    if let Some(bar) = &bar {
-                        // Cleared, not left drawn: the summary that follows
-                        // says the same, and a bar left in place had the
-                        // summary line run on after its last frame.
-                        bar.finish_and_clear();
-                        crate::log::set_progress_bar(None);
-                    }
-                    break;
-                }
-                // Woken early by `finish`, so the run ends when sending does.
-                std::thread::park_timeout(Duration::from_millis(200));
-            }
-        });
-        ProgressDisplay {
-            done,
-            thread: Some(thread),
-        }
-    }
-
-    fn finish(mut self) {
-        self.done.store(true, Ordering::SeqCst);
-        if let Some(t) = self.thread.take() {
-            t.thread().unpark();
-            let _ = t.join();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::store::Counts;
-
-    fn relay(
-        name: &str,
-        describe: &str,
-        connections: usize,
-        rate: Option<&str>,
-    ) -> send::ReadyRelay {
-        send::ReadyRelay {
-            name: name.into(),
-            describe: describe.into(),
-            connections,
-            rate: rate.map(|r| crate::deliver::throttle::Rate::parse(r).unwrap()),
-        }
-    }
-
-    #[test]
-    fn the_plan_names_each_relay_and_what_the_run_continues() {
-        let before = Counts {
-            sent: 5,
-            unknown: 2,
-            ..Counts::default()
-        };
-        let ready = send::Ready {
-            post: Path::new("may.md"),
-            title: "May",
-            campaign: "may@2025",
-            to_send: 100,
-            relays: vec![
-                relay("main", "smtp://a", 2, Some("10/s")),
-                relay("backup", "smtp://b", 1, None),
-            ],
-            max_per_run: None,
-            before: &before,
-            resend_unknown: false,
-            largest_html: 2048,
-            picture_warnings: vec![],
-        };
-        // One relay without a rate: no time is guessed.
-        assert_eq!(
-            plan(&ready),
-            "About to send \"May\" (may@2025) to 100 people through main (smtp://a) with 2 connection(s), \
-             at most 10/s, and through backup (smtp://b) with 1 connection(s), no rate limit. \
-             Continuing: 5 already sent, 2 of unknown outcome (not resent; add --resend-unknown to resend). \
-             The largest email is 2.0 KB of HTML."
-        );
-        let fresh = Counts::default();
-        let one = send::Ready {
-            relays: vec![relay("default", "smtp://a", 4, Some("10/s"))],
-            before: &fresh,
-            max_per_run: Some(50),
-            ..ready
-        };
-        // A single relay is named by its address alone.
-        assert_eq!(
-            plan(&one),
-            "About to send \"May\" (may@2025) to 100 people through smtp://a with 4 connection(s), \
-             at most 10/s, at most 50 this run; about 10 seconds. The largest email is 2.0 KB of HTML."
-        );
-    }
 }

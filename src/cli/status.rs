@@ -1,13 +1,10 @@
 //! `herald status [CAMPAIGN]`: how each campaign went, from the journal.
 
-use std::path::Path;
-
 use super::output::{self, say};
 use crate::config::{Config, Override};
-use crate::store::{
-    BounceSummary, CampaignInfo, Location, Problem, RelayCounts, Source, Store, StoreError,
-    Suppressed,
-};
+use crate::deliver::status::{self, CampaignStatus, RecipientRow, StatusError};
+use crate::store::{Location, Store, StoreError};
+use crate::words::count;
 use crate::{Fault, InputError, exit};
 
 /// Show each campaign: how many were sent, failed (with the server's
@@ -21,10 +18,12 @@ pub struct Args {
     /// Print as JSON.
     #[arg(long, conflicts_with = "csv")]
     json: bool,
-    /// Print one row per recipient of CAMPAIGN as CSV for a spreadsheet:
-    /// address, state, attempts, the mail server's last reply, when, and
-    /// what came back (bounce, complaint, unsubscribe).
-    #[arg(long, requires = "campaign")]
+    /// Print CSV for a spreadsheet. With CAMPAIGN: one row per recipient
+    /// (address, state, attempts, the mail server's last reply, when, what
+    /// came back, and why anyone left out is on the suppression list).
+    /// Without: one row per campaign (when it was sent and its counts).
+    /// Times are ISO 8601 in UTC, to the second.
+    #[arg(long)]
     csv: bool,
 }
 
@@ -50,7 +49,7 @@ pub fn writable(location: &Location) -> Result<Box<dyn Store>, Fault> {
     location.open().map_err(|e| cannot_open(location, e))
 }
 
-fn refuse_file(location: &Location) -> Result<(), Fault> {
+pub(super) fn refuse_file(location: &Location) -> Result<(), Fault> {
     if let Location::Journal(dir) = location
         && dir.exists()
         && !dir.is_dir()
@@ -69,11 +68,16 @@ pub fn cannot_open(location: &Location, e: StoreError) -> Fault {
             format!("cannot open the journal: {e}"),
             "check the disk and the folder's permissions",
         ),
-        Location::Postgres(_) => Fault::new(
-            format!("cannot open the database: {e}"),
-            "check that PostgreSQL is running and reachable from here",
-        ),
+        Location::Postgres(_) => cannot_open_database(e),
     }
+}
+
+/// The database cannot be opened or written.
+pub fn cannot_open_database(e: StoreError) -> Fault {
+    Fault::new(
+        format!("cannot open the database: {e}"),
+        "check that PostgreSQL is running and reachable from here",
+    )
 }
 
 pub fn unreadable(e: StoreError) -> Fault {
@@ -83,152 +87,61 @@ pub fn unreadable(e: StoreError) -> Fault {
     )
 }
 
-/// What the journal says of one campaign.
-struct CampaignStatus {
-    campaign: CampaignInfo,
-    problems: Vec<Problem>,
-    /// Who left through this email's unsubscribe link.
-    unsubscribed: usize,
-    bounced: BounceSummary,
-    /// Each relay of the settings (in their order; relays no longer in
-    /// them last), with its quota used today.
-    relays: Vec<RelayCounts>,
-}
-
-impl CampaignStatus {
-    fn json(&self) -> serde_json::Value {
-        serde_json::json!({
-            "campaign": self.campaign,
-            "problems": self.problems,
-            "unsubscribed": self.unsubscribed,
-            "bounces": self.bounced,
-            "relays": self.relays,
-        })
-    }
-}
-
 pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     let location = Location::from_config(config)?;
     let dir = &config.journal_dir;
     let json = args.json;
     let Some(journal) = open_journal(&location)? else {
-        if args.csv {
+        if args.csv && args.campaign.is_some() {
             anyhow::bail!(InputError::new(
                 dir,
                 None,
                 "there is no journal here, so no campaign to export; point --journal or `journal_dir` at it"
             ));
         }
-        if json {
+        if args.csv {
+            write_csv(&campaign_rows(&[]))?;
+        } else if json {
             output::json(&serde_json::json!([]))?;
         } else {
             say!("No campaigns yet (no journal in {}).", dir.display())?;
         }
         return Ok(exit::OK);
     };
+    let not_found = |e: StatusError| -> anyhow::Error {
+        match e {
+            StatusError::NoSuchCampaign(_) => InputError::new(dir, None, e.to_string()).into(),
+            StatusError::Store(e) => unreadable(e).into(),
+        }
+    };
+    if let (true, Some(campaign)) = (args.csv, args.campaign.as_deref()) {
+        let rows = status::recipients(journal.as_ref(), campaign).map_err(not_found)?;
+        write_csv(&recipient_rows(&rows))?;
+        return Ok(exit::OK);
+    }
+    let s =
+        status::status(journal.as_ref(), config, args.campaign.as_deref()).map_err(not_found)?;
     if args.csv {
-        let campaign = args
-            .campaign
-            .as_deref()
-            .expect("clap requires CAMPAIGN with --csv");
-        return csv(journal.as_ref(), campaign, dir);
-    }
-    let mut campaigns = journal.campaigns().map_err(unreadable)?;
-    if let Some(c) = &args.campaign {
-        campaigns.retain(|x| &x.id == c);
-        if campaigns.is_empty() {
-            anyhow::bail!(InputError::new(
-                dir,
-                None,
-                format!("there is no campaign {c}; `herald status` lists them")
-            ));
+        write_csv(&campaign_rows(&s.campaigns))?;
+    } else if json {
+        output::json(&s.campaigns)?;
+    } else {
+        for c in &s.campaigns {
+            print_campaign(c, args.campaign.is_some())?;
         }
-    }
-    let suppressions = journal.suppressions().map_err(unreadable)?;
-    let mut out = Vec::new();
-    for c in campaigns {
-        let status = campaign_status(journal.as_ref(), config, &suppressions, c)?;
-        if !json {
-            print_campaign(&status, args.campaign.is_some())?;
+        let n = &s.suppressions;
+        if n.addresses > 0 {
+            say!(
+                "Suppression list: {} ({} unsubscribed, {} bounced, {} added by hand or imported); \
+                 `herald suppress list` shows who and when",
+                count(n.addresses, "address", "addresses"),
+                n.unsubscribed,
+                n.bounced,
+                n.by_hand,
+            )?;
         }
-        out.push(status.json());
-    }
-    if json {
-        output::json(&out)?;
-    } else if !suppressions.is_empty() {
-        let count =
-            |f: &dyn Fn(Source) -> bool| suppressions.iter().filter(|s| f(s.source)).count();
-        say!(
-            "Suppression list: {} addresses ({} unsubscribed, {} bounced, {} added by hand or imported); \
-             `herald suppress list` shows who and when",
-            suppressions.len(),
-            count(&|s| s.is_unsubscribe()),
-            count(&|s| s == Source::Bounce),
-            count(&|s| matches!(s, Source::Manual | Source::Import)),
-        )?;
     }
     Ok(exit::OK)
-}
-
-/// What the journal says of campaign `c`.
-fn campaign_status(
-    journal: &dyn Store,
-    config: &Config,
-    suppressions: &[Suppressed],
-    c: CampaignInfo,
-) -> Result<CampaignStatus, Fault> {
-    let problems = journal.problems(&c.id, 100_000).map_err(unreadable)?;
-    let unsubscribed = suppressions
-        .iter()
-        .filter(|s| s.source.is_unsubscribe() && s.campaign.as_deref() == Some(c.id.as_str()))
-        .count();
-    let bounced = journal.bounce_summary(&c.id).map_err(unreadable)?;
-    let relays = relays(journal, config, &c.id)?;
-    Ok(CampaignStatus {
-        campaign: c,
-        problems,
-        unsubscribed,
-        bounced,
-        relays,
-    })
-}
-
-/// What each relay carried for `campaign`. Every relay of the settings is
-/// shown, with its quota used today (across campaigns, by the relay's own
-/// day), even before it carried anything for this campaign; in the order
-/// of the settings, relays no longer in them last.
-fn relays(journal: &dyn Store, config: &Config, campaign: &str) -> Result<Vec<RelayCounts>, Fault> {
-    let mut relays = journal.relay_counts(campaign).map_err(unreadable)?;
-    let now = crate::clock::now();
-    for r in config.relay_list() {
-        let at = match relays.iter().position(|x| x.relay == r.name) {
-            Some(i) => i,
-            None if config.relays.is_empty() => continue,
-            None => {
-                relays.push(RelayCounts {
-                    relay: r.name.clone(),
-                    ..RelayCounts::default()
-                });
-                relays.len() - 1
-            }
-        };
-        if let Some(max) = r.max_per_day {
-            let day = now.to_zoned(r.day_zone.clone()).date().to_string();
-            let used = journal.quota_used(&r.name, &day).map_err(unreadable)?;
-            let e = &mut relays[at];
-            e.max_per_day = Some(max);
-            e.quota_used_today = Some(used);
-            e.day = Some(format!("{day} ({})", r.day_zone_name));
-        }
-    }
-    let order: Vec<String> = config.relay_list().into_iter().map(|r| r.name).collect();
-    relays.sort_by_key(|r| {
-        order
-            .iter()
-            .position(|n| *n == r.relay)
-            .unwrap_or(usize::MAX)
-    });
-    Ok(relays)
 }
 
 /// One campaign, for people. `every_problem`: all of them (one campaign
@@ -242,9 +155,13 @@ fn print_campaign(s: &CampaignStatus, every_problem: bool) -> anyhow::Result<()>
         "in progress"
     };
     say!("{} ({state}), {}", c.id, c.post)?;
+    match &c.finished_at {
+        Some(end) => say!("  sent from {} to {end}", c.created_at)?,
+        None => say!("  sending since {}", c.created_at)?,
+    }
     say!(
-        "  {} recipients: {} sent, {} failed, {} deferred, {} unknown, {} skipped, {} waiting",
-        n.total,
+        "  {}: {} sent, {} failed, {} deferred, {} unknown, {} skipped, {} waiting",
+        count(n.total, "recipient", "recipients"),
         n.sent,
         n.failed,
         n.deferred,
@@ -281,11 +198,15 @@ fn print_campaign(s: &CampaignStatus, every_problem: bool) -> anyhow::Result<()>
     let b = &s.bounced;
     if b.hard + b.soft + b.complaints + b.mailto_unsubscribes > 0 {
         say!(
-            "  came back: {} addresses gone (suppressed), {} soft bounces, {} spam complaints, {} unsubscribe emails",
-            b.hard,
-            b.soft,
-            b.complaints,
-            b.mailto_unsubscribes
+            "  came back: {} gone (suppressed), {}, {}, {}",
+            count(b.hard, "address", "addresses"),
+            count(b.soft, "soft bounce", "soft bounces"),
+            count(b.complaints, "spam complaint", "spam complaints"),
+            count(
+                b.mailto_unsubscribes,
+                "unsubscribe email",
+                "unsubscribe emails"
+            ),
         )?;
     }
     for (why, n) in b.blocks.iter().take(10) {
@@ -314,49 +235,59 @@ fn print_campaign(s: &CampaignStatus, every_problem: bool) -> anyhow::Result<()>
     Ok(())
 }
 
-/// `--csv`: one row per recipient, for a spreadsheet. UTF-8 with a byte
-/// order mark (Excel reads UTF-8 without one as the local code page), and
-/// every field a spreadsheet would take for a formula neutralised: a
-/// server's reply or an address is text from outside.
-fn csv(journal: &dyn Store, campaign: &str, dir: &Path) -> anyhow::Result<i32> {
-    if !journal
-        .campaigns()
-        .map_err(unreadable)?
-        .iter()
-        .any(|c| c.id == campaign)
-    {
-        anyhow::bail!(InputError::new(
-            dir,
-            None,
-            format!("there is no campaign {campaign}; `herald status` lists them")
-        ));
-    }
-    let recipients = journal.recipients(campaign).map_err(unreadable)?;
-    // The latest of each kind per address wins: a later bounce says more.
-    let mut came_back = std::collections::HashMap::new();
-    for b in journal.bounces(campaign).map_err(unreadable)? {
-        let what = match b.kind.as_str() {
-            "bounce" => format!(
-                "{} bounce {} {}",
-                if b.hard { "hard" } else { "soft" },
-                b.status,
-                b.diagnostic.as_deref().unwrap_or(&b.reason)
-            ),
-            other => other.to_string(),
+/// `--csv` without a campaign: one row per campaign, for a spreadsheet.
+fn campaign_rows(campaigns: &[CampaignStatus]) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        [
+            "campaign",
+            "post",
+            "state",
+            "started_at",
+            "finished_at",
+            "recipients",
+            "sent",
+            "failed",
+            "deferred",
+            "unknown",
+            "skipped",
+            "waiting",
+            "removed",
+            "unsubscribed",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for s in campaigns {
+        let c = &s.campaign;
+        let n = &c.counts;
+        let state = if c.finished_at.is_some() {
+            "finished"
+        } else {
+            "in progress"
         };
-        came_back.insert(b.email.clone(), (what.trim().to_string(), b.at));
+        let mut row = vec![
+            c.id.clone(),
+            c.post.clone(),
+            state.to_string(),
+            c.created_at.clone(),
+            c.finished_at.clone().unwrap_or_default(),
+        ];
+        row.extend(
+            [
+                n.total, n.sent, n.failed, n.deferred, n.unknown, n.skipped, n.pending, n.removed,
+            ]
+            .map(|v| v.to_string()),
+        );
+        row.push(s.unsubscribed.to_string());
+        rows.push(row);
     }
-    let mut unsubscribed = std::collections::HashMap::new();
-    for s in journal.suppressions().map_err(unreadable)? {
-        if s.campaign.as_deref() == Some(campaign) {
-            unsubscribed.insert(s.email.clone(), s);
-        }
-    }
-    let mut out = Vec::new();
-    out.extend_from_slice("\u{feff}".as_bytes());
-    {
-        let mut w = ::csv::Writer::from_writer(&mut out);
-        w.write_record([
+    rows
+}
+
+/// `--csv CAMPAIGN`: one row per recipient, for a spreadsheet.
+fn recipient_rows(recipients: &[RecipientRow]) -> Vec<Vec<String>> {
+    let mut rows = vec![
+        [
             "email",
             "state",
             "attempts",
@@ -366,38 +297,42 @@ fn csv(journal: &dyn Store, campaign: &str, dir: &Path) -> anyhow::Result<i32> {
             "came_back_at",
             "suppressed",
             "suppressed_at",
-        ])?;
-        for r in &recipients {
-            let key = r.email.to_lowercase();
-            let (back, back_at) = came_back.get(&key).cloned().unwrap_or_default();
-            let (supp, supp_at) = unsubscribed
-                .get(&key)
-                .map(|s| (s.source.as_str().to_string(), s.added_at.clone()))
-                .unwrap_or_default();
-            let state = match r.state {
-                crate::store::State::Sending => "unknown",
-                s => s.as_str(),
-            };
-            let row = [
-                r.email.clone(),
-                state.to_string(),
-                r.attempts.to_string(),
-                r.reply.clone().unwrap_or_default(),
-                r.updated_at.clone().unwrap_or_default(),
-                back,
-                back_at,
-                supp,
-                supp_at,
-            ];
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for r in recipients {
+        rows.push(vec![
+            r.email.clone(),
+            r.state.to_string(),
+            r.attempts.to_string(),
+            r.last_reply.clone(),
+            r.updated_at.clone(),
+            r.came_back.clone(),
+            r.came_back_at.clone(),
+            r.suppressed.clone(),
+            r.suppressed_at.clone(),
+        ]);
+    }
+    rows
+}
+
+/// CSV for a spreadsheet: UTF-8 with a byte order mark (Excel reads UTF-8
+/// without one as the local code page), and every field a spreadsheet
+/// would take for a formula neutralised: a server's reply or an address
+/// is text from outside.
+fn write_csv(rows: &[Vec<String>]) -> anyhow::Result<()> {
+    let mut out = Vec::new();
+    out.extend_from_slice("\u{feff}".as_bytes());
+    {
+        let mut w = ::csv::Writer::from_writer(&mut out);
+        for row in rows {
             w.write_record(row.iter().map(|f| spreadsheet_safe(f).into_owned()))?;
         }
         w.flush()?;
     }
-    use std::io::Write;
-    let mut stdout = std::io::stdout().lock();
-    stdout.write_all(&out)?;
-    stdout.flush()?;
-    Ok(exit::OK)
+    output::write(&out)?;
+    Ok(())
 }
 
 /// A field a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, or a

@@ -5,7 +5,8 @@ use clap::Subcommand;
 
 use super::output::{self, say};
 use crate::config::{Config, Override};
-use crate::store::{Location, Postgres, Tally, postgres::Target};
+use crate::store::{self, Location, Tally, migrate::MigrateError};
+use crate::words::count;
 use crate::{Fault, InputError, exit};
 
 /// The journal itself.
@@ -48,26 +49,25 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
     }
 }
 
-/// What a copy did: the counts on both sides.
-struct Migration {
-    /// The journal copied, for people.
-    from: String,
-    /// The database, for people (no password).
-    to: String,
-    /// The address to put in `database_url`.
-    url: String,
-    before: Tally,
-    after: Tally,
-}
-
-impl Migration {
-    fn counts_match(&self) -> bool {
-        self.after == self.before
-    }
-}
-
 fn migrate(a: MigrateArgs, config: &Config) -> anyhow::Result<i32> {
-    let m = copy(&a.to, config)?;
+    let dir = &config.journal_dir;
+    super::status::refuse_file(&Location::Journal(dir.clone()))?;
+    let m = store::migrate::migrate(&a.to, dir, config.database_ca_file.as_deref()).map_err(
+        |e| -> anyhow::Error {
+            match e {
+                MigrateError::BadAddress(why) => InputError::at("--to", why).into(),
+                MigrateError::NoJournal(dir) => InputError::new(
+                    &dir,
+                    None,
+                    "there is no journal here to copy; point --journal or `journal_dir` at the folder `herald send` uses",
+                )
+                .into(),
+                MigrateError::Input(e) => e.into(),
+                MigrateError::Journal(e) => super::status::unreadable(e).into(),
+                MigrateError::Database(e) => super::status::cannot_open_database(e).into(),
+            }
+        },
+    )?;
     let same = m.counts_match();
     if a.json {
         output::json(&serde_json::json!({
@@ -80,8 +80,11 @@ fn migrate(a: MigrateArgs, config: &Config) -> anyhow::Result<i32> {
     } else {
         let line = |t: &Tally| {
             format!(
-                "{} campaigns, {} recipients, {} suppressions, {} bounces",
-                t.campaigns, t.recipients, t.suppressions, t.bounces
+                "{}, {}, {}, {}",
+                count(t.campaigns, "campaign", "campaigns"),
+                count(t.recipients, "recipient", "recipients"),
+                count(t.suppressions, "suppression", "suppressions"),
+                count(t.bounces, "bounce", "bounces")
             )
         };
         say!("Before (SQLite {}): {}", m.from, line(&m.before))?;
@@ -101,53 +104,4 @@ fn migrate(a: MigrateArgs, config: &Config) -> anyhow::Result<i32> {
         ));
     }
     Ok(exit::OK)
-}
-
-/// Copies the journal into the database at `to`, and counts both.
-fn copy(to: &str, config: &Config) -> anyhow::Result<Migration> {
-    let url = crate::config::database(to).map_err(|e| InputError::at("--to", e.to_string()))?;
-    let source = Location::Journal(config.journal_dir.clone());
-    let Some(lite) = super::status::open_journal(&source)? else {
-        anyhow::bail!(InputError::new(
-            &config.journal_dir,
-            None,
-            "there is no journal here to copy; point --journal or `journal_dir` at the folder `herald send` uses"
-        ));
-    };
-    let password = crate::config::secret("HERALD_DATABASE_PASSWORD")?;
-    let ca = match &config.database_ca_file {
-        Some(f) => Some(crate::tls::read_ca_pem(f, "database CA file")?),
-        None => None,
-    };
-    let target = Target::new(
-        url.as_str(),
-        password.as_ref().map(|p| p.expose()),
-        ca.as_deref(),
-    )
-    .map_err(|e| InputError::at("--to", e.to_string()))?;
-    let dest = Location::Postgres(Box::new(target.clone()));
-    let dump = lite.dump().map_err(super::status::unreadable)?;
-    let before = dump.tally();
-    tracing::info!(
-        "copying {} campaign(s), {} recipient record(s), {} suppression(s) and {} bounce record(s) from {}",
-        before.campaigns,
-        before.recipients,
-        before.suppressions,
-        before.bounces,
-        source.describe()
-    );
-    let mut pg = Postgres::open(&target).map_err(|e| super::status::cannot_open(&dest, e))?;
-    use crate::store::Store;
-    pg.load(&dump)
-        .map_err(|e| super::status::cannot_open(&dest, e))?;
-    let after = pg
-        .tally(&dump)
-        .map_err(|e| super::status::cannot_open(&dest, e))?;
-    Ok(Migration {
-        from: source.describe(),
-        to: target.shown().to_string(),
-        url: url.to_string(),
-        before,
-        after,
-    })
 }

@@ -10,9 +10,10 @@ use std::path::PathBuf;
 use super::output::{self, say};
 use super::status::{open_journal, unreadable, writable};
 use crate::config::{Config, Override};
-use crate::deliver::audience::{normalise_address, normalise_columns};
+use crate::listen::suppress::{self, Removal, SuppressError};
 use crate::store::{self, Source, Suppressed};
-use crate::{Fault, InputError, clock, exit};
+use crate::words::count;
+use crate::{Fault, InputError, exit};
 
 /// The people herald never mails: who, why, how and when they were added.
 #[derive(clap::Subcommand, Debug)]
@@ -112,12 +113,7 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
         Command::List(a) => list(a, dir),
         Command::Export(a) => export(a, dir),
         Command::Add(a) => {
-            let mut entries = Vec::new();
-            for e in &a.emails {
-                let email = normalise_address(e)
-                    .map_err(|why| InputError::at(e, format!("not an email address ({why})")))?;
-                entries.push(entry(&email, &a.reason, Source::Manual));
-            }
+            let entries = suppress::by_hand(&a.emails, &a.reason).map_err(input)?;
             add_all(dir, &entries)
         }
         Command::Remove(a) => remove(a, dir),
@@ -125,35 +121,52 @@ pub fn run(command: Command, config: &Config) -> anyhow::Result<i32> {
     }
 }
 
-/// What `remove` did for one address.
-enum Removal<'h> {
-    /// Taken off the list; every reason it was on it for, a complaint first.
-    Removed {
-        email: String,
-        cleared: Vec<&'h Suppressed>,
-    },
-    NotOnTheList {
-        email: String,
-    },
-}
-
-/// Takes `given` off the list. By hand, everything goes: the person at
-/// the keyboard has decided (a subscriber who asked again, a bounce that
-/// was a mistake).
-fn unsuppress<'h>(
-    store: &mut dyn store::Store,
-    history: &'h [Suppressed],
-    given: &str,
-) -> Result<Removal<'h>, Fault> {
-    let email = normalise_address(given).unwrap_or_else(|_| given.trim().to_string());
-    let key = email.to_lowercase();
-    let mut cleared: Vec<&Suppressed> = history.iter().filter(|s| s.email == key).collect();
-    cleared.sort_by_key(|s| s.source.weight());
-    Ok(if store.unsuppress(&email, &[]).map_err(unreadable)? {
-        Removal::Removed { email, cleared }
-    } else {
-        Removal::NotOnTheList { email }
-    })
+/// A [`SuppressError`] as the CLI reports it: the user's file or
+/// address (exit 2), or the journal (exit 7).
+fn input(e: SuppressError) -> anyhow::Error {
+    match e {
+        SuppressError::NotAnAddress { given, why } => {
+            InputError::at(&given, format!("not an email address ({why})")).into()
+        }
+        SuppressError::CannotRead { file, why } => {
+            InputError::new(&file, None, format!("cannot read the file ({why})")).into()
+        }
+        SuppressError::NotCsv { file, line, why } => {
+            InputError::new(&file, line, format!("cannot read the file as CSV ({why})")).into()
+        }
+        SuppressError::BadLines { file, count, shown } => {
+            let lines: Vec<String> = shown
+                .iter()
+                .map(|b| {
+                    format!(
+                        "  line {}: `{}` is not an email address ({})",
+                        b.line, b.text, b.why
+                    )
+                })
+                .collect();
+            let more = if count > shown.len() {
+                format!("\n  ... and {} more", count - shown.len())
+            } else {
+                String::new()
+            };
+            InputError::new(
+                &file,
+                None,
+                format!(
+                    "{} not email addresses, so nothing was imported:\n{}{more}\n\
+                     Correct or delete these lines and run the import again.",
+                    if count == 1 {
+                        "1 line is".to_string()
+                    } else {
+                        format!("{count} lines are")
+                    },
+                    lines.join("\n")
+                ),
+            )
+            .into()
+        }
+        SuppressError::Store(e) => unreadable(e).into(),
+    }
 }
 
 fn remove(a: RemoveArgs, dir: &store::Location) -> anyhow::Result<i32> {
@@ -165,12 +178,11 @@ fn remove(a: RemoveArgs, dir: &store::Location) -> anyhow::Result<i32> {
         return Ok(exit::NOTHING_TO_DO);
     };
     let mut removed = 0;
-    let history = store.suppression_events().map_err(unreadable)?;
-    for e in &a.emails {
-        match unsuppress(store.as_mut(), &history, e)? {
+    for r in suppress::remove(store.as_mut(), &a.emails).map_err(unreadable)? {
+        match r {
             Removal::Removed { email, cleared } => {
                 removed += 1;
-                let what: Vec<String> = cleared.iter().map(|s| describe(s)).collect();
+                let what: Vec<String> = cleared.iter().map(describe).collect();
                 say!(
                     "{email}: removed ({}); the next send mails them again",
                     what.join("; ")
@@ -188,16 +200,6 @@ fn remove(a: RemoveArgs, dir: &store::Location) -> anyhow::Result<i32> {
     })
 }
 
-fn entry(email: &str, reason: &str, source: Source) -> Suppressed {
-    Suppressed {
-        email: email.to_lowercase(),
-        reason: reason.to_string(),
-        source,
-        campaign: None,
-        added_at: clock::now().to_string(),
-    }
-}
-
 /// One event in a line: kind, when, campaign.
 fn describe(s: &Suppressed) -> String {
     format!(
@@ -211,27 +213,6 @@ fn describe(s: &Suppressed) -> String {
     )
 }
 
-/// One person on the list with every event that keeps them there.
-#[derive(serde::Serialize)]
-struct Person {
-    email: String,
-    /// The weightiest event (a complaint or bounce before an unsubscribe).
-    source: Source,
-    reason: String,
-    campaign: Option<String>,
-    added_at: String,
-    /// Every event, oldest first.
-    events: Vec<Event>,
-}
-
-#[derive(serde::Serialize)]
-struct Event {
-    source: Source,
-    reason: String,
-    campaign: Option<String>,
-    added_at: String,
-}
-
 fn list(a: ListArgs, dir: &store::Location) -> anyhow::Result<i32> {
     let source = match &a.source {
         Some(s) => Some(Source::parse(s).ok_or_else(|| {
@@ -242,41 +223,8 @@ fn list(a: ListArgs, dir: &store::Location) -> anyhow::Result<i32> {
         })?),
         None => None,
     };
-    let events = match open_journal(dir)? {
-        Some(store) => store.suppression_events().map_err(unreadable)?,
-        None => Vec::new(),
-    };
-    // People (one entry each, by their weightiest event, oldest first),
-    // then each with all their events; `--source` keeps those with an
-    // event of that kind.
-    let mut by_person: std::collections::HashMap<&str, Vec<&Suppressed>> =
-        std::collections::HashMap::new();
-    for e in &events {
-        by_person.entry(e.email.as_str()).or_default().push(e);
-    }
-    let mut all: Vec<Person> = store::people(events.clone())
-        .into_iter()
-        .filter(|p| {
-            source.is_none_or(|k| by_person[p.email.as_str()].iter().any(|e| e.source == k))
-        })
-        .map(|p| Person {
-            events: by_person[p.email.as_str()]
-                .iter()
-                .map(|e| Event {
-                    source: e.source,
-                    reason: e.reason.clone(),
-                    campaign: e.campaign.clone(),
-                    added_at: e.added_at.clone(),
-                })
-                .collect(),
-            email: p.email,
-            source: p.source,
-            reason: p.reason,
-            campaign: p.campaign,
-            added_at: p.added_at,
-        })
-        .collect();
-    all.sort_by(|a, b| (&a.added_at, &a.email).cmp(&(&b.added_at, &b.email)));
+    let journal = open_journal(dir)?;
+    let all = suppress::list(journal.as_deref(), source).map_err(unreadable)?;
     if a.json {
         output::json(&all)?;
         return Ok(exit::OK);
@@ -302,28 +250,23 @@ fn list(a: ListArgs, dir: &store::Location) -> anyhow::Result<i32> {
             )?;
         }
     }
-    say!("{} addresses, {reasons} reasons", all.len())?;
+    say!(
+        "{}, {}",
+        count(all.len(), "address", "addresses"),
+        count(reasons, "reason", "reasons")
+    )?;
     Ok(exit::OK)
 }
 
 fn export(a: ExportArgs, dir: &store::Location) -> anyhow::Result<i32> {
-    let all = match open_journal(dir)? {
-        Some(store) => store.suppression_events().map_err(unreadable)?,
-        None => Vec::new(),
-    };
+    let journal = open_journal(dir)?;
+    let rows = suppress::export(journal.as_deref()).map_err(unreadable)?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let csv_err = |e: csv::Error| Fault::new(format!("cannot write CSV ({e})"), "run again");
     w.write_record(["email", "source", "reason", "campaign", "added_at"])
         .map_err(csv_err)?;
-    for s in &all {
-        w.write_record([
-            s.email.as_str(),
-            s.source.as_str(),
-            s.reason.as_str(),
-            s.campaign.as_deref().unwrap_or(""),
-            s.added_at.as_str(),
-        ])
-        .map_err(csv_err)?;
+    for row in &rows {
+        w.write_record(row).map_err(csv_err)?;
     }
     let bytes = w
         .into_inner()
@@ -332,104 +275,21 @@ fn export(a: ExportArgs, dir: &store::Location) -> anyhow::Result<i32> {
         Some(path) => {
             std::fs::write(path, &bytes)
                 .map_err(|e| Fault::io(format!("write {}", path.display()), &e))?;
-            tracing::info!("{} reasons written to {}", all.len(), path.display());
+            tracing::info!(
+                "{} written to {}",
+                count(rows.len(), "reason", "reasons"),
+                path.display()
+            );
         }
         None => output::write(&bytes)?,
     }
     Ok(exit::OK)
 }
 
-/// The most lines an import reports before "and N more".
-const SHOWN_ERRORS: usize = 20;
-
 fn import(a: ImportArgs, dir: &store::Location) -> anyhow::Result<i32> {
-    let path = &a.file;
-    let file = std::fs::File::open(path)
-        .map_err(|e| InputError::new(path, None, format!("cannot read the file ({e})")))?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(false)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        // Capped per line: a file with no line ends is refused, not read
-        // into one ever-growing record.
-        .from_reader(std::io::BufReader::new(crate::limits::LineCapped::new(
-            file,
-            crate::limits::MAX_LINE_BYTES,
-        )));
-    let default_reason = a.reason.clone().unwrap_or_else(|| {
-        format!(
-            "imported from {}",
-            path.file_name().map_or_else(
-                || path.display().to_string(),
-                |n| n.to_string_lossy().into()
-            )
-        )
-    });
-    let mut columns: Option<(usize, Option<usize>)> = None;
-    let mut entries = Vec::new();
-    let mut errors = Vec::new();
-    let mut bad = 0usize;
-    for (i, record) in reader.byte_records().enumerate() {
-        let line = i + 1;
-        let record = record.map_err(|e| {
-            InputError::new(
-                path,
-                e.position().map(|p| p.line() as usize),
-                format!("cannot read the file as CSV ({e})"),
-            )
-        })?;
-        let fields: Vec<String> = record
-            .iter()
-            .map(|f| String::from_utf8_lossy(f).into_owned())
-            .collect();
-        if i == 0 {
-            let names = normalise_columns(&fields);
-            if let Some(e) = names.iter().position(|c| c == "email") {
-                columns = Some((e, names.iter().position(|c| c == "reason")));
-                continue;
-            }
-        }
-        let (email_col, reason_col) = columns.unwrap_or((0, None));
-        let raw = fields.get(email_col).map(String::as_str).unwrap_or("");
-        if fields.iter().all(|f| f.is_empty()) {
-            continue;
-        }
-        match normalise_address(raw) {
-            Ok(email) => {
-                let reason = reason_col
-                    .and_then(|c| fields.get(c))
-                    .filter(|r| !r.is_empty())
-                    .map_or(default_reason.as_str(), String::as_str);
-                entries.push(entry(&email, reason, Source::Import));
-            }
-            Err(why) => {
-                bad += 1;
-                if errors.len() < SHOWN_ERRORS {
-                    errors.push(format!(
-                        "  line {line}: `{raw}` is not an email address ({why})"
-                    ));
-                }
-            }
-        }
-    }
-    if bad > 0 {
-        let more = if bad > errors.len() {
-            format!("\n  ... and {} more", bad - errors.len())
-        } else {
-            String::new()
-        };
-        anyhow::bail!(InputError::new(
-            path,
-            None,
-            format!(
-                "{bad} line(s) are not email addresses, so nothing was imported:\n{}{more}\n\
-                 Correct or delete these lines and run the import again.",
-                errors.join("\n")
-            )
-        ));
-    }
+    let entries = suppress::read_import(&a.file, a.reason.as_deref()).map_err(input)?;
     if entries.is_empty() {
-        say!("{}: no addresses found; nothing imported", path.display())?;
+        say!("{}: no addresses found; nothing imported", a.file.display())?;
         return Ok(exit::NOTHING_TO_DO);
     }
     add_all(dir, &entries)
@@ -438,10 +298,11 @@ fn import(a: ImportArgs, dir: &store::Location) -> anyhow::Result<i32> {
 /// Adds `entries` in one transaction and says how many were new.
 fn add_all(dir: &store::Location, entries: &[Suppressed]) -> anyhow::Result<i32> {
     let mut store = writable(dir)?;
-    let added = store.suppress(entries).map_err(unreadable)?;
+    let added = suppress::add(store.as_mut(), entries).map_err(unreadable)?;
     say!(
-        "{added} added to the suppression list ({} already on it)",
-        entries.len() as u64 - added
+        "{} added to the suppression list ({} already on it)",
+        added.added,
+        added.already
     )?;
     Ok(exit::OK)
 }

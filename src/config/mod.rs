@@ -221,6 +221,30 @@ pub struct Config {
     sources: BTreeMap<&'static str, Source>,
 }
 
+impl Config {
+    /// Which settings file this run read, said after an error about a
+    /// setting that is missing: a new user with no `herald.yaml` in the
+    /// folder (or in the wrong folder) learns that the file is what is
+    /// missing, not only the setting.
+    pub fn read_from(&self) -> String {
+        match &self.file {
+            Some(f) => {
+                let shown = std::path::absolute(f).unwrap_or_else(|_| f.clone());
+                format!("(Settings read from {}.)", shown.display())
+            }
+            None => {
+                let here = std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| "this folder".into());
+                format!(
+                    "(No settings file was found: herald looked for {DEFAULT_FILE} in {here}. \
+                     `herald init` makes one; --config FILE names another.)"
+                )
+            }
+        }
+    }
+}
+
 /// The default of `inline_image_limit`.
 pub const DEFAULT_INLINE_IMAGE_LIMIT: usize = 20 * 1024;
 

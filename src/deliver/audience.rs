@@ -334,6 +334,19 @@ pub struct Audience {
     blank: std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<u64>>>,
 }
 
+/// A header of one column that holds `;` and an email-ish name (German
+/// and French Excel save "CSV" with semicolons): what to do about it.
+fn semicolons(columns: &[String]) -> Option<String> {
+    let [only] = columns else { return None };
+    let names: Vec<String> = only.split(';').map(str::to_string).collect();
+    (names.len() > 1 && normalise_columns(&names).iter().any(|c| c == "email")).then(|| {
+        "the list seems to be separated by semicolons (`;`), as Excel saves it in some \
+         countries; herald reads commas. Save it again as \"CSV UTF-8 (comma delimited)\", \
+         or export it from Google Sheets or LibreOffice with commas"
+            .to_string()
+    })
+}
+
 /// Opens a subscriber CSV and checks its header.
 pub fn open(path: &Path, suppression: Arc<Suppression>) -> Result<Audience, InputError> {
     let file = File::open(path).map_err(|e| {
@@ -354,6 +367,9 @@ pub fn open(path: &Path, suppression: Arc<Suppression>) -> Result<Audience, Inpu
         .clone();
     let columns = normalise_columns(&header.iter().map(str::to_string).collect::<Vec<_>>());
     let email_col = columns.iter().position(|c| c == "email").ok_or_else(|| {
+        if let Some(hint) = semicolons(&columns) {
+            return InputError::new(path, Some(1), hint);
+        }
         InputError::new(
             path,
             Some(1),

@@ -124,8 +124,9 @@ impl Composer {
                 config_path,
                 None,
                 format!(
-                    "herald cannot send this issue yet; these settings are missing:\n  - {}\nSee herald.example.yaml for each of them.",
-                    missing.join("\n  - ")
+                    "herald cannot send this issue yet; these settings are missing:\n  - {}\nSee herald.example.yaml for each of them. {}",
+                    missing.join("\n  - "),
+                    config.read_from()
                 ),
             ));
         }

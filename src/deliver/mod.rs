@@ -8,7 +8,7 @@
 //!
 //! Where each part lives: [`send`] is the use case (`herald send`),
 //! [`audience`] reads the list, [`message`] builds each person's message,
-//! [`engine`] runs the send, [`smtp`] talks to the relays, [`throttle`]
+//! [`engine`] runs the send, [`status`] reads how each campaign went, [`smtp`] talks to the relays, [`throttle`]
 //! keeps the rates, [`schedule`] says which posts are due. May use
 //! compose/ (the issue), the store and the leaf modules; never listen/ or
 //! cli/. Errors are typed here ([`Failure`], [`JournalError`], and each
@@ -23,6 +23,7 @@ pub mod outbox;
 pub mod schedule;
 pub mod send;
 pub mod smtp;
+pub mod status;
 pub mod throttle;
 
 use std::future::Future;

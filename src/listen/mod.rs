@@ -8,9 +8,11 @@
 //! - [`act`]: what herald does about each (suppress, count, record).
 //! - [`serve`]: the unsubscribe page and RFC 8058 one-click unsubscribes,
 //!   over HTTP behind the team's HTTPS proxy.
+//! - [`suppress`]: the suppression list by hand (`herald suppress`).
 
 pub mod act;
 pub mod bounces;
 pub mod imap;
 pub mod inbox;
 pub mod serve;
+pub mod suppress;

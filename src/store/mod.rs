@@ -28,6 +28,7 @@
 mod bounce;
 mod copy;
 mod error;
+pub mod migrate;
 mod model;
 pub mod postgres;
 mod rate;

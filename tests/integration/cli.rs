@@ -246,7 +246,8 @@ fn a_finished_campaign_takes_nobody_new_unless_asked_with_include_new() {
     assert_eq!(o.status.code(), Some(4), "{said}");
     assert!(said.contains("is finished"), "{said}");
     assert!(
-        said.contains("1 people on the list now") && said.contains("--include-new"),
+        said.contains("1 person on the list now was not on it then and is not sent")
+            && said.contains("--include-new"),
         "{said}"
     );
     std::thread::sleep(std::time::Duration::from_millis(200));
@@ -276,6 +277,134 @@ fn a_finished_campaign_takes_nobody_new_unless_asked_with_include_new() {
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("--include-new") && stderr(&o).contains("--to"));
+}
+
+/// A time as `status` and `suppress list` show it: ISO 8601 to the
+/// second, in UTC (`2026-12-06T12:42:52Z`), which a spreadsheet reads as
+/// a date.
+fn is_to_the_second(t: &str) -> bool {
+    t.len() == 20 && t.ends_with('Z') && t.parse::<jiff::Timestamp>().is_ok()
+}
+
+#[test]
+fn the_people_left_out_are_counted_listed_and_a_suppressed_test_address_says_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(sink) = Sink::start(tmp.path(), "sink") else {
+        return;
+    };
+    settings_for(tmp.path(), &sink.url());
+    let post = example_post();
+    let post = post.to_str().unwrap();
+    let env = send_env(&[]);
+    write_list(tmp.path(), 3);
+    // By the real clock, so the journal keeps the nanoseconds.
+    let o = herald(tmp.path(), &["suppress", "add", "reader1@example.org"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = herald(tmp.path(), &["suppress", "list"]);
+    let said = stdout(&o);
+    let when = said
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(is_to_the_second(when), "{said}");
+    assert!(said.contains("1 address, 1 reason"), "{said}");
+
+    // The send counts and names whom it left out.
+    let o = herald_env(
+        tmp.path(),
+        &["send", post, "--subscribers", "list.csv", "--yes"],
+        &env,
+    );
+    let said = stdout(&o);
+    assert_eq!(o.status.code(), Some(0), "{said}{}", stderr(&o));
+    assert_eq!(sink.complete().len(), 2);
+    assert!(
+        said.contains("Left out: 1 person (1 on the suppression list)"),
+        "{said}"
+    );
+    assert!(
+        said.contains("line 3: reader1@example.org - on the suppression list"),
+        "{said}"
+    );
+    assert!(said.contains(": 3 recipients; 2 sent, 0 failed"), "{said}");
+
+    // `status` says when it was sent, and its CSV lists the one left out.
+    let o = herald(tmp.path(), &["status"]);
+    let said = stdout(&o);
+    assert!(
+        said.contains("  sent from 2025-06-04T00:00:00Z to 2025-06-04T00:00:00Z"),
+        "{said}"
+    );
+    assert!(said.contains("3 recipients: 2 sent"), "{said}");
+    assert!(
+        said.contains("Suppression list: 1 address (0 unsubscribed"),
+        "{said}"
+    );
+    let campaign = said.split_whitespace().next().unwrap().to_string();
+    let o = herald(tmp.path(), &["status", &campaign, "--csv"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let csv = stdout(&o);
+    let row = csv
+        .lines()
+        .find(|l| l.starts_with("reader1@example.org,"))
+        .unwrap_or_else(|| panic!("{csv}"));
+    let fields: Vec<&str> = row.split(',').collect();
+    assert_eq!(fields[1], "skipped", "{row}");
+    assert_eq!(fields[3], "on the suppression list", "{row}");
+    assert_eq!(fields[7], "manual", "{row}");
+    assert!(is_to_the_second(fields[8]), "{row}");
+
+    // A test to that address is not silently dropped: it says why, and
+    // how to lift it, and is bad input (exit 2), not "nothing to do".
+    let o = herald_env(
+        tmp.path(),
+        &["send", post, "--to", "Reader1@example.org", "--yes"],
+        &env,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("reader1@example.org is on the suppression list (added by hand, "),
+        "{err}"
+    );
+    assert!(
+        err.contains("herald suppress remove reader1@example.org"),
+        "{err}"
+    );
+    assert_eq!(sink.complete().len(), 2);
+    // With another address, the test goes to that one, with a warning.
+    let o = herald_env(
+        tmp.path(),
+        &[
+            "send",
+            post,
+            "--to",
+            "reader1@example.org",
+            "--to",
+            "me@example.org",
+            "--yes",
+        ],
+        &env,
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("the test was not sent to reader1@example.org"),
+        "{err}"
+    );
+    assert_eq!(deliveries(&[&sink]).get("me@example.org"), Some(&1));
+    // Lifted as it says, the test goes.
+    let o = herald(tmp.path(), &["suppress", "remove", "reader1@example.org"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = herald_env(
+        tmp.path(),
+        &["send", post, "--to", "reader1@example.org", "--yes"],
+        &env,
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
 }
 
 #[test]
@@ -407,4 +536,94 @@ fn send_refuses_an_issue_check_finds_errors_in_before_any_connection() {
     }
     assert_eq!(sink.complete().len(), 4);
     assert_eq!(wire.count(), 0);
+}
+
+#[test]
+fn a_list_separated_by_semicolons_gets_a_hint_naming_the_file_and_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    settings_for(tmp.path(), "smtp://127.0.0.1:1?tls=none");
+    // As German Excel saves "CSV".
+    std::fs::write(
+        tmp.path().join("list.csv"),
+        "E-Mail;Vorname\nana@example.org;Ana\n",
+    )
+    .unwrap();
+    let post = example_post();
+    let o = herald_env(
+        tmp.path(),
+        &[
+            "send",
+            post.to_str().unwrap(),
+            "--subscribers",
+            "list.csv",
+            "--dry-run",
+        ],
+        &send_env(&[]),
+    );
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("list.csv:1: the list seems to be separated by semicolons"),
+        "{err}"
+    );
+    assert!(err.contains("CSV UTF-8 (comma delimited)"), "{err}");
+    // A header without an email column and without semicolons keeps the
+    // plain message.
+    std::fs::write(tmp.path().join("list.csv"), "name\nAna\n").unwrap();
+    let o = herald_env(
+        tmp.path(),
+        &[
+            "send",
+            post.to_str().unwrap(),
+            "--subscribers",
+            "list.csv",
+            "--dry-run",
+        ],
+        &send_env(&[]),
+    );
+    let err = stderr(&o);
+    assert!(!err.contains("semicolons"), "{err}");
+    assert!(err.contains("one of them `email`"), "{err}");
+}
+
+#[test]
+fn a_missing_setting_says_which_settings_file_was_read_or_that_none_was_found() {
+    let tmp = tempfile::tempdir().unwrap();
+    let folder = tmp
+        .path()
+        .file_name()
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .to_string();
+    let post = example_post();
+    let test = ["send", post.to_str().unwrap(), "--to", "me@example.org"];
+    // An empty folder: no relay, and no herald.yaml to have put it in.
+    let o = herald(tmp.path(), &test);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("say which mail relay"), "{err}");
+    assert!(
+        err.contains("No settings file was found: herald looked for herald.yaml in ")
+            && err.contains(&folder)
+            && err.contains("`herald init` makes one"),
+        "{err}"
+    );
+    // A herald.yaml with a relay and nothing else: `from` and the rest are
+    // missing, and the message names the file it read.
+    std::fs::write(
+        tmp.path().join("herald.yaml"),
+        "smtp_url: smtp://127.0.0.1:2525?tls=none\n",
+    )
+    .unwrap();
+    let o = herald(tmp.path(), &test);
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("these settings are missing"), "{err}");
+    assert!(err.contains("`from`"), "{err}");
+    let read = format!(
+        "Settings read from {}",
+        tmp.path().join("herald.yaml").display()
+    );
+    assert!(err.contains(&read), "{err}");
 }

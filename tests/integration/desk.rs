@@ -114,7 +114,17 @@ fn status_csv_has_one_row_per_recipient_with_a_bom_and_no_formulas() {
     let row = |i: usize, col: &str| rows[i][col].as_str().unwrap().to_string();
     assert_eq!(row(0, "state"), "sent");
     assert_eq!(row(0, "last_reply"), "250 2.0.0 Ok: queued");
-    assert!(row(0, "updated_at").starts_with("20"), "{v}");
+    // ISO 8601 to the second with its zone, which spreadsheets read as a
+    // date (the journal keeps nanoseconds).
+    let updated = row(0, "updated_at");
+    assert!(
+        updated.len() == 20 && updated.starts_with("20") && updated.ends_with('Z'),
+        "{updated}"
+    );
+    assert!(
+        updated.len() == 20 && updated.ends_with('Z') && updated.parse::<jiff::Timestamp>().is_ok(),
+        "{updated}"
+    );
     assert_eq!(row(0, "suppressed"), "one-click");
     assert_eq!(row(0, "suppressed_at"), "2025-06-05T09:00:00Z");
     assert_eq!(row(1, "state"), "failed");
@@ -156,8 +166,34 @@ fn status_csv_has_one_row_per_recipient_with_a_bom_and_no_formulas() {
     );
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("no campaign nope"), "{}", stderr(&o));
+    // Without a campaign, --csv lists the campaigns, one row each, with
+    // when each started sending.
+    let o = herald(
+        tmp.path(),
+        &["status", "--csv", "--journal", journal.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    std::fs::write(&file, &o.stdout).unwrap();
+    let v = &python_json(&python, "read_csv.py", &[&file])[0];
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 1, "{v}");
+    assert_eq!(rows[0]["campaign"], CAMPAIGN, "{v}");
+    assert_eq!(rows[0]["state"], "in progress", "{v}");
+    assert_eq!(rows[0]["recipients"], "5", "{v}");
+    assert_eq!(rows[0]["sent"], "2", "{v}");
+    let started = rows[0]["started_at"].as_str().unwrap();
+    assert!(
+        started.len() == 20 && started.ends_with('Z') && started.parse::<jiff::Timestamp>().is_ok(),
+        "{v}"
+    );
+    // With no journal at all: only the header.
     let o = herald(tmp.path(), &["status", "--csv"]);
-    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert!(
+        stdout(&o).starts_with("\u{feff}campaign,post,state,started_at"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 /// A post with a link to the site, one that already carries a

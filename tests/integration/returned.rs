@@ -277,7 +277,7 @@ fn a_real_postfix_bounce_suppresses_exactly_that_user() {
     // `herald status` shows it against the campaign.
     let o = run(&dir, &["status"]);
     assert!(
-        stdout(&o).contains("came back: 1 addresses gone (suppressed)"),
+        stdout(&o).contains("came back: 1 address gone (suppressed)"),
         "{}",
         stdout(&o)
     );
@@ -285,7 +285,13 @@ fn a_real_postfix_bounce_suppresses_exactly_that_user() {
     // The next issue leaves them out.
     let june = another_issue(&dir, "june-issue");
     let next = send(&dir, &june, &list, &postfix.url());
-    assert_eq!(next["counts"]["total"], 1, "{next}");
+    // Left out, and recorded as such (skipped, named in the summary).
+    assert_eq!(next["counts"]["total"], 2, "{next}");
+    assert_eq!(next["counts"]["skipped"], 1, "{next}");
+    assert_eq!(
+        next["skipped_examples"][0]["email"], "nosuchuser@relay.test",
+        "{next}"
+    );
     assert_eq!(next["counts"]["sent"], 1, "{next}");
 }
 
@@ -500,7 +506,7 @@ fn complaints_mailto_unsubscribes_blocks_and_soft_bounces() {
     let s = stdout(&o);
     assert!(s.contains("blocked by a receiving server"), "{s}");
     assert!(s.contains("5.7.1"), "{s}");
-    assert!(s.contains("1 spam complaints, 1 unsubscribe emails"), "{s}");
+    assert!(s.contains("1 spam complaint, 1 unsubscribe email"), "{s}");
 }
 
 /// A private Dovecot (Debian's dovecot-imapd) on 127.0.0.1 serving the

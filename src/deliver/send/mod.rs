@@ -41,6 +41,7 @@ pub use relay::{
 };
 
 use dry_run::dry_run;
+pub use prepare::SuppressedTest;
 use prepare::{Prepared, PreparedTarget, Target, prepare};
 use relay::send;
 

@@ -32,6 +32,48 @@ pub(super) struct Prepared {
     /// The journal's suppression mark before its list was read: the run
     /// leaves out whoever is suppressed after it (`None` for a scratch store).
     pub(super) suppression_mark: Option<i64>,
+    /// A test send's addresses that are on the suppression list, and why.
+    pub(super) suppressed_tests: Vec<SuppressedTest>,
+}
+
+/// A test send's address herald does not mail: it is on the suppression
+/// list (someone clicked Unsubscribe in their own test email, a bounce).
+#[derive(Debug, Clone, Serialize)]
+pub struct SuppressedTest {
+    pub email: String,
+    /// What keeps it there (its weightiest event, see
+    /// [`store::Source::weight`]); `None` when a `--suppress` file lists it.
+    pub why: Option<store::Suppressed>,
+}
+
+/// Which of `tests` the suppression list holds, each with why.
+fn suppressed_tests(
+    tests: &[Recipient],
+    suppression: &Suppression,
+    journal: Option<&dyn Store>,
+) -> Result<Vec<SuppressedTest>, store::StoreError> {
+    let listed: Vec<&Recipient> = tests
+        .iter()
+        .filter(|r| suppression.contains(&r.email))
+        .collect();
+    if listed.is_empty() {
+        return Ok(Vec::new());
+    }
+    let people = match journal {
+        Some(j) => j.suppressions()?,
+        None => Vec::new(),
+    };
+    Ok(listed
+        .into_iter()
+        .map(|r| SuppressedTest {
+            // As the list holds it (and `suppress remove` takes it).
+            email: r.email.to_lowercase(),
+            why: people
+                .iter()
+                .find(|p| p.email == r.email.to_lowercase())
+                .cloned(),
+        })
+        .collect())
 }
 
 /// How many people the list would add to a finished campaign: those it
@@ -98,6 +140,7 @@ pub(super) fn prepare(
     let (journal, _journal_copy) = journal(&location, dry, test)?;
     let (suppression, mark) = suppression(opts, journal.as_deref())?;
     let test_recipients = test_recipients(&opts.to)?;
+    let suppressed_tests = suppressed_tests(&test_recipients, &suppression, journal.as_deref())?;
     let list = if test {
         None
     } else {
@@ -134,6 +177,7 @@ pub(super) fn prepare(
         locked,
         finished_newcomers: None,
         suppression_mark,
+        suppressed_tests,
     };
     if locked {
         return Ok(prepared);
@@ -418,6 +462,12 @@ impl Importer<'_> {
                         | SkipReason::Bounced
                         | SkipReason::Suppressed
                         | SkipReason::UnknownStatus => {
+                            // Added, then skipped: someone new to the
+                            // campaign is recorded as left out (so `status`
+                            // and its CSV count and list them, not only
+                            // those suppressed mid-campaign); someone
+                            // already mailed keeps their state.
+                            import.add(&s.email, s.line as i64, &[])?;
                             import.skip(&s.email, s.reason.describe())?
                         }
                         SkipReason::InvalidAddress

@@ -22,6 +22,14 @@ pub struct SendReport {
     /// daily quota frees up, when every relay's was spent (RFC 3339).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resumes_at: Option<String>,
+    /// The people of the list this run left out, by why (unsubscribed, on
+    /// the suppression list...), as the dry run's summary counts them.
+    pub skipped: BTreeMap<SkipReason, u64>,
+    /// The first of them, with their line in the list.
+    pub skipped_examples: Vec<Skipped>,
+    /// A test send's addresses on the suppression list (not mailed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub suppressed_tests: Vec<SuppressedTest>,
 }
 
 /// The password in `var` (or the file named by `var`_FILE).
@@ -112,9 +120,12 @@ pub(super) fn relays(
         anyhow::bail!(InputError::new(
             config_path,
             None,
-            "say which mail relay to send through: `smtp_url` in herald.yaml, HERALD_SMTP_URL, or --smtp \
-             (like smtp://mail.example.org:587), or several under `relays:`; or add --dry-run to write the \
-             messages to files",
+            format!(
+                "say which mail relay to send through: `smtp_url` in herald.yaml, HERALD_SMTP_URL, or --smtp \
+                 (like smtp://mail.example.org:587), or several under `relays:`; or add --dry-run to write the \
+                 messages to files. {}",
+                config.read_from()
+            ),
         ));
     }
     let mut out = Vec::new();
@@ -166,6 +177,9 @@ pub enum End {
     NothingLeft,
     /// The person asked said no: nothing was sent.
     Cancelled,
+    /// A test send whose every address is on the suppression list:
+    /// nothing was sent (the report's `suppressed_tests` say why).
+    TestSuppressed,
     /// The engine ran, and stopped for this reason.
     Ran(Ran),
 }
@@ -193,6 +207,7 @@ impl End {
             End::Locked { .. } => "locked",
             End::Finished { .. } | End::NothingLeft => "nothing to do",
             End::Cancelled => "cancelled",
+            End::TestSuppressed => "suppressed",
             End::Ran(ran) => match ran.stop {
                 Stop::QuotaSpent { .. } => "daily quota used",
                 Stop::Limit => "max-per-run reached",
@@ -319,10 +334,14 @@ pub(super) fn send(
         locked,
         finished_newcomers,
         suppression_mark,
+        suppressed_tests,
         ..
     } = run;
     settings.suppression_mark = suppression_mark;
     let mut report = SendReport::new(&campaign, opts, &relays, import.largest_html);
+    report.skipped = import.skipped.clone();
+    report.skipped_examples = import.examples.clone();
+    report.suppressed_tests = suppressed_tests;
     if locked {
         report.end = End::Locked {
             store: store.describe(),
@@ -336,19 +355,13 @@ pub(super) fn send(
         report.end = End::Finished { newcomers };
         return Ok(report);
     }
-    if !opts.to.is_empty() {
-        // A test send skips only the suppressed.
-        for s in &import.examples {
-            tracing::warn!(
-                "{} is on the suppression list; the test is not sent to them",
-                s.email
-            );
-        }
-    }
-
     let before = store.counts(&campaign)?;
     report.counts = before.clone();
     let to_send = to_send(&before, opts.resend_unknown);
+    if to_send == 0 && !report.suppressed_tests.is_empty() {
+        report.end = End::TestSuppressed;
+        return Ok(report);
+    }
     if to_send == 0 {
         store.finish_if_done(&campaign)?;
         report.finished = store.is_finished(&campaign)?;
@@ -411,6 +424,9 @@ impl SendReport {
             problems: vec![],
             largest_html_bytes: largest_html,
             resumes_at: None,
+            skipped: BTreeMap::new(),
+            skipped_examples: Vec::new(),
+            suppressed_tests: Vec::new(),
         }
     }
 }
@@ -459,6 +475,9 @@ pub(super) fn outside_window(
         problems: vec![],
         largest_html_bytes: 0,
         resumes_at: None,
+        skipped: BTreeMap::new(),
+        skipped_examples: Vec::new(),
+        suppressed_tests: Vec::new(),
     }
 }
 
