@@ -22,6 +22,12 @@
 # of the same rounds (goals on a 2-core machine: RSA >= 0.6, Ed25519 >=
 # 0.9) and herald's CPU time (user + system) per message.
 #
+# Then 60 KB messages (BIG_N of them, default N/2): the example issue with
+# generated paragraphs added until herald's message is 60 KB, sent unsigned
+# against `smtp-source -s 8 -l <that size>` in the same rounds (goal: herald
+# at >= 0.95 of smtp-source's rate): a big message must cost herald little
+# more than its bytes on the socket.
+#
 #   BASELINE=/tmp/herald-old scripts/bench-send.sh
 # also runs another herald binary (an older commit, built with
 # CARGO_TARGET_DIR outside the repo) in every round of the first part,
@@ -188,6 +194,63 @@ for binary in ["herald"] + (["baseline"] if baseline else []):
         print(f"  {name:<20} {n / wall:6.0f} msg/s  {unsigned / wall:.2f}x  {1000 * cpu / n:.3f} ms CPU/msg{goals.get(mode, '') if binary == 'herald' else ''}")
 if baseline:
     print(f"  (baseline: {baseline}, in the same rounds)")
+PY
+
+# 60 KB messages: the example issue and generated paragraphs (no merge
+# fields in them), as many as make herald's message 60 KB.
+BIG_N=${BIG_N:-$((N / 2))}
+message_size() { # post
+    "$HERALD" send "$1" --to reader@example.org --dry-run --config herald.example.yaml \
+        --outbox "$work/size-$RANDOM" --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["largest_message_bytes"])'
+}
+big_post() { # paragraphs
+    python3 - "$1" "$work/big.md" <<'PY'
+import sys
+n, path = int(sys.argv[1]), sys.argv[2]
+text = open("examples/inside-open-infrastructure-example.md").read()
+words = "the community met again this month to plan the next release and review what shipped".split()
+with open(path, "w") as f:
+    f.write(text.rstrip("\n") + "\n\n# **More news**\n")
+    for i in range(n):
+        f.write("\n" + " ".join(words[(i + j) % len(words)] for j in range(60)) + f" (item {i}).\n")
+PY
+}
+big_post 0; base_size=$(message_size "$work/big.md")
+big_post 20; per_20=$(( $(message_size "$work/big.md") - base_size ))
+big_post $(( (60000 - base_size) * 20 / per_20 ))
+big_size=$(message_size "$work/big.md")
+gen_csv "$BIG_N" "$work/big.csv"
+echo "60 KB:       $BIG_N messages of $big_size bytes, 8 connections, unsigned"
+big_src=() big_herald=() big_base=()
+# One unsigned send of the big post by binary $1; prints its time.
+big_send() {
+    rm -rf "$work/journal"
+    local start
+    start=$(date +%s.%N)
+    "$1" send "$work/big.md" --subscribers "$work/big.csv" --config herald.example.yaml --smtp "$relay" \
+        --connections 8 --yes --journal "$work/journal" --json >"$work/report.json" ||
+        { echo "$1 send (60 KB) failed (exit $?)" >&2; exit 1; }
+    python3 -c "print($(date +%s.%N) - $start)"
+    sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counts"]["sent"])' "$work/report.json")
+    [[ $sent == "$BIG_N" ]] || { echo "$1 sent $sent of $BIG_N (60 KB)" >&2; exit 1; }
+}
+for round in $(seq "$ROUNDS"); do
+    start=$(date +%s.%N)
+    "$SOURCE" -s 8 -m "$BIG_N" -l "$big_size" -d -f news@example.org -t reader@example.org "127.0.0.1:$port"
+    big_src+=("$(python3 -c "print($(date +%s.%N) - $start)")")
+    if [[ -n ${BASELINE:-} ]] && (( round % 2 == 0 )); then big_base+=("$(big_send "$BASELINE")"); fi
+    big_herald+=("$(big_send "$HERALD")")
+    if [[ -n ${BASELINE:-} ]] && (( round % 2 == 1 )); then big_base+=("$(big_send "$BASELINE")"); fi
+    printf '60 KB, round %d:   smtp-source %.2f s, herald %.2f s%s\n' "$round" "${big_src[-1]}" "${big_herald[-1]}" \
+        "${BASELINE:+, baseline $(printf '%.2f' "${big_base[-1]}") s}"
+done
+python3 - "$BIG_N" "$(median "${big_src[@]}")" "$(median "${big_herald[@]}")" "$( ((${#big_base[@]})) && median "${big_base[@]}")" <<'PY'
+import sys
+n, s, h = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
+print(f"60 KB:       smtp-source {n / s:.0f} msg/s, herald {n / h:.0f} msg/s: ratio {s / h:.2f} (goal: >= 0.95)")
+if sys.argv[4]:
+    b = float(sys.argv[4])
+    print(f"             baseline {n / b:.0f} msg/s: ratio {s / b:.2f} (in the same rounds)")
 PY
 
 # Two relays: herald's total through both against two smtp-source runs at

@@ -10,7 +10,8 @@
 //! certificate, the same way for all three.
 //!
 //! The crypto provider is the process default that rustls resolves from
-//! its crate features: *ring* is the only one in the tree. (rustls 0.23.48
+//! its crate features: *ring* is the only one rustls is built with (DKIM
+//! signs through aws-lc-rs, a separate crate here). (rustls 0.23.48
 //! deprecated naming *ring*'s provider directly; the
 //! `the_client_configuration_is_made` test fails if the features ever
 //! become ambiguous.)

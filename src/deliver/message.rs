@@ -20,7 +20,7 @@ use crate::compose::Issue;
 use crate::compose::merge::{Escape, Template};
 use crate::config::Config;
 use crate::deliver::audience::Recipient;
-use crate::dkim::Signer;
+use crate::dkim::{SignError, Signer};
 use crate::unsubscribe::Keys;
 use crate::{InputError, clock};
 
@@ -45,6 +45,20 @@ pub struct Built {
     /// The size of the HTML part as the recipient's mail program reads it:
     /// what Gmail measures against its clipping limit.
     pub html_bytes: usize,
+}
+
+/// Why one recipient's message cannot be built: recorded as that
+/// recipient's failure in the journal, and the send goes on.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("not an address lettre accepts ({0})")]
+    Address(lettre::address::AddressError),
+    #[error("the return path cannot take a token ({0})")]
+    ReturnPath(lettre::address::AddressError),
+    #[error("the message cannot be built ({0})")]
+    Message(lettre::error::Error),
+    #[error(transparent)]
+    Sign(#[from] SignError),
 }
 
 pub struct Composer {
@@ -294,18 +308,15 @@ impl Composer {
 
     /// Builds one recipient's message (with no VERP return path: for
     /// messages outside a campaign's journal).
-    pub fn build(&self, r: &Recipient) -> Result<Built, String> {
+    pub fn build(&self, r: &Recipient) -> Result<Built, BuildError> {
         self.build_numbered(r, None)
     }
 
     /// Builds the message of recipient number `seq` of the campaign: with
     /// `return_path` set, its envelope sender and unsubscribe mailto: carry
     /// a VERP token naming that recipient (see [`crate::unsubscribe`]).
-    pub fn build_numbered(&self, r: &Recipient, seq: Option<i64>) -> Result<Built, String> {
-        let address: lettre::Address = r
-            .email
-            .parse()
-            .map_err(|e| format!("not an address lettre accepts ({e})"))?;
+    pub fn build_numbered(&self, r: &Recipient, seq: Option<i64>) -> Result<Built, BuildError> {
+        let address: lettre::Address = r.email.parse().map_err(BuildError::Address)?;
         let (envelope_from, unsubscribe_mailto) = self.return_addresses(seq)?;
         let token = self.token(&r.email);
         let unsubscribe = self.link_with_token(&r.email, &token);
@@ -366,16 +377,12 @@ impl Composer {
         } else {
             alternative.multipart(self.related(html))
         };
-        let message = builder
-            .multipart(body)
-            .map_err(|e| format!("the message cannot be built ({e})"))?;
+        let message = builder.multipart(body).map_err(BuildError::Message)?;
         let mut bytes = message.formatted();
         // Signed as the final bytes, so every header herald wrote can be
         // covered, Content-Type and MIME-Version included (see `dkim`).
         if let Some(dkim) = &self.dkim {
-            let signatures = dkim
-                .sign(&bytes, now.as_second())
-                .map_err(|e| e.to_string())?;
+            let signatures = dkim.sign(&bytes, now.as_second())?;
             bytes.splice(0..0, signatures);
         }
         Ok(Built {
@@ -388,7 +395,7 @@ impl Composer {
     }
 
     /// The envelope sender and the List-Unsubscribe mailto: address.
-    fn return_addresses(&self, seq: Option<i64>) -> Result<(lettre::Address, String), String> {
+    fn return_addresses(&self, seq: Option<i64>) -> Result<(lettre::Address, String), BuildError> {
         let Some(rp) = &self.return_path else {
             return Ok((self.from.email.clone(), self.unsubscribe_mailto.clone()));
         };
@@ -398,7 +405,7 @@ impl Composer {
                 let (local, domain) = (rp.user(), rp.domain());
                 let envelope = format!("{local}+{token}@{domain}")
                     .parse()
-                    .map_err(|e| format!("the return path cannot take a token ({e})"))?;
+                    .map_err(BuildError::ReturnPath)?;
                 Ok((envelope, format!("unsubscribe+{token}@{domain}")))
             }
             // A test send: bounces still go to the return path, unmatched.

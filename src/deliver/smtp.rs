@@ -137,9 +137,8 @@ impl Relay {
     }
 
     /// Trusts the CA certificate(s) in this PEM file too.
-    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Relay, String> {
-        let pem = crate::tls::read_ca_file(path, "CA file", &path.display().to_string())
-            .map_err(|e| e.to_string())?;
+    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Relay, crate::tls::TlsError> {
+        let pem = crate::tls::read_ca_file(path, "CA file", &path.display().to_string())?;
         self.ca_pem = Some(pem);
         Ok(self)
     }
@@ -482,7 +481,10 @@ async fn transaction(
     let response = match &message.payload.payload {
         // One write of the prepared text; lettre's own `message` would
         // dot-stuff it again byte by byte, on the connection's task.
-        Payload::Stuffed(text) => c.command(text).await,
+        // As `&str`: `command` copies it with `to_string`, which for a
+        // `&String` grows a buffer step by step (the generic Display path)
+        // and for a `&str` is one copy of the right size.
+        Payload::Stuffed(text) => c.command(text.as_str()).await,
         Payload::Raw(bytes) => c.message(bytes).await,
     }
     .map_err(Failure::from_lettre)?;
@@ -513,7 +515,7 @@ impl Data {
         // One UTF-8 check, and the stuffed text stays a `String` (the
         // stuffing only adds ASCII at character boundaries).
         let payload = match String::from_utf8(message) {
-            Ok(text) => Payload::Stuffed(dot_stuff(&text)),
+            Ok(text) => Payload::Stuffed(dot_stuff(text)),
             Err(e) => Payload::Raw(e.into_bytes()),
         };
         Data { ascii, payload }
@@ -521,14 +523,22 @@ impl Data {
 }
 
 /// Doubles a `.` that starts a line, and ends the message with
-/// `CRLF.CRLF`, exactly as lettre's `message` does.
-fn dot_stuff(message: &str) -> String {
+/// `CRLF.CRLF`, exactly as lettre's `message` does. Most messages have no
+/// such line: they are not copied (a 60 KB message was copied three times
+/// on its way to the socket).
+fn dot_stuff(mut message: String) -> String {
+    static DOT_LINE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n."));
+    if !message.starts_with('.') && DOT_LINE.find(message.as_bytes()).is_none() {
+        message.push_str("\r\n.\r\n");
+        return message;
+    }
     let mut out = String::with_capacity(message.len() + 64);
     let mut from = 0;
     if message.starts_with('.') {
         out.push('.');
     }
-    for at in memchr::memmem::find_iter(message.as_bytes(), b"\r\n.") {
+    for at in DOT_LINE.find_iter(message.as_bytes()) {
         out.push_str(&message[from..at + 2]);
         out.push('.');
         from = at + 2;
@@ -681,7 +691,7 @@ mod tests {
             b"no dots here\r\n",
         ] {
             assert_eq!(
-                super::dot_stuff(std::str::from_utf8(m).unwrap()).into_bytes(),
+                super::dot_stuff(String::from_utf8(m.to_vec()).unwrap()).into_bytes(),
                 reference(m),
                 "{:?}",
                 String::from_utf8_lossy(m)
@@ -693,7 +703,7 @@ mod tests {
                 .map(|_| *rng.choice(b"\r\n.a").unwrap())
                 .collect();
             let text = String::from_utf8(m.clone()).unwrap();
-            assert_eq!(super::dot_stuff(&text).into_bytes(), reference(&m), "{m:?}");
+            assert_eq!(super::dot_stuff(text).into_bytes(), reference(&m), "{m:?}");
         }
     }
 }

@@ -609,13 +609,15 @@ fn a_pkcs1_rsa_key_verifies_in_dkimpy_and_opendkim() {
     }
 }
 
-/// RSA keys herald does not sign with (ring signs with two-prime keys of
+/// RSA keys herald does not sign with (it signs with two-prime keys of
 /// 2048 to 4096 bits and the exponent 65537): each stops a send before
 /// anything is written (exit 2), naming the file, the reason and how to
 /// make a key that works, never the key; `herald check` reports the same as
 /// a `dkim-key` error, and under 1024 bits its `dkim-weak-key` warning as
 /// before. The `rsa` crate signed with every one of these keys (a 1024-bit
-/// key without a word), so this failed before.
+/// key without a word), so this failed before. A 3000-bit key, which ring
+/// refused (its primes are not a multiple of 512 bits), signs since herald
+/// signs through AWS-LC: receivers check any size up to 4096.
 #[test]
 fn rsa_keys_herald_cannot_sign_with_stop_a_send_naming_the_file_and_the_fix() {
     let Some(ssl) = tool("openssl") else { return };
@@ -687,10 +689,6 @@ fn rsa_keys_herald_cannot_sign_with_stop_a_send_naming_the_file_and_the_fix() {
         (
             "three-primes",
             "herald cannot sign with this RSA key: it has more than two primes",
-        ),
-        (
-            "3000-bits",
-            "herald cannot sign with this RSA key: its two primes are not a multiple of 512 bits long; herald signs with RSA keys of 2048, 3072 or 4096 bits (3000 here)",
         ),
         (
             "damaged",
@@ -769,4 +767,35 @@ fn rsa_keys_herald_cannot_sign_with_stop_a_send_naming_the_file_and_the_fix() {
             assert!(weak.is_empty(), "{name}: {f:?}");
         }
     }
+
+    let key = path("3000-bits").display().to_string();
+    let outbox = tmp.path().join("outbox-3000-bits");
+    let o = run(
+        tmp.path(),
+        &[
+            "send",
+            example_post().to_str().unwrap(),
+            "--dry-run",
+            "--config",
+            example_config().to_str().unwrap(),
+            "--to",
+            "me@example.org",
+            "--outbox",
+            outbox.to_str().unwrap(),
+        ],
+        &[
+            ("HERALD_DKIM_DOMAIN", DOMAIN.to_string()),
+            ("HERALD_DKIM_SELECTOR", RSA_SELECTOR.to_string()),
+            ("HERALD_DKIM_KEY_FILE", key),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "3000 bits: {}", stderr(&o));
+    let eml = eml_files(&outbox);
+    assert_eq!(eml.len(), 1, "3000 bits");
+    let message = std::fs::read_to_string(&eml[0]).unwrap();
+    assert!(
+        message.contains("DKIM-Signature:") && message.contains("a=rsa-sha256;"),
+        "3000 bits: {}",
+        &message[..message.len().min(400)]
+    );
 }

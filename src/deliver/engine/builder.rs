@@ -114,6 +114,7 @@ fn build_one<M: Mailer>(
     };
     let built = composer
         .build_numbered(&recipient, Some(row.seq))
+        .map_err(|e| e.to_string())
         .and_then(|built| {
             let to = built
                 .to

@@ -155,7 +155,7 @@ pub(super) fn relays(
         let relay = match &config.smtp_ca_file {
             Some(ca) => relay
                 .with_ca_file(ca)
-                .map_err(|m| config.source("smtp_ca_file").error(m))?,
+                .map_err(|e| config.source("smtp_ca_file").error(e.to_string()))?,
             None => relay,
         };
         out.push((setting, relay));
