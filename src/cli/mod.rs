@@ -182,7 +182,11 @@ fn exit_code(e: &anyhow::Error) -> i32 {
         // A compose error shows its stage's words as its own (transparent),
         // so the input error inside is not a link of the chain: ask it.
         let composed = cause.downcast_ref::<crate::compose::Error>();
-        if cause.is::<InputError>() || composed.is_some_and(crate::compose::Error::is_input) {
+        let sent = cause.downcast_ref::<crate::deliver::send::SendError>();
+        if cause.is::<InputError>()
+            || composed.is_some_and(crate::compose::Error::is_input)
+            || sent.is_some_and(crate::deliver::send::SendError::is_input)
+        {
             return exit::BAD_INPUT;
         }
         // It wraps an input error transparently: the chain does not show it.
@@ -303,6 +307,19 @@ mod tests {
         let mjml = crate::compose::render::RenderError::Parse("odd".into());
         let mjml = anyhow::Error::new(crate::compose::Error::Render(mjml));
         assert_eq!(exit_code(&mjml.context("while sending")), exit::INTERNAL);
+        // The same for a send's error, which wraps its sources transparently:
+        // a list to fix is the user's, a relay that refuses the settings is not.
+        use crate::deliver::send::SendError;
+        let list = SendError::from(InputError::new(std::path::Path::new("l.csv"), Some(2), "x"));
+        assert_eq!(exit_code(&anyhow::Error::new(list)), exit::BAD_INPUT);
+        let post = SendError::from(crate::compose::Error::Input(InputError::new(
+            std::path::Path::new("p.md"),
+            None,
+            "x",
+        )));
+        assert_eq!(exit_code(&anyhow::Error::new(post)), exit::BAD_INPUT);
+        let relay = anyhow::Error::new(SendError::Relay("535 authentication failed".into()));
+        assert_eq!(exit_code(&relay), exit::INTERNAL);
         // Anything else is herald's trouble, not the user's input.
         let io = anyhow::Error::new(std::io::Error::other("odd"));
         assert_eq!(exit_code(&io), exit::INTERNAL);

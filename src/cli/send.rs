@@ -392,7 +392,9 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
         // One post the relay or the checks refuse must not keep the
         // others from going out; the exit code says the worst.
         let mut terminal = Terminal::new(args.yes);
-        let code = match send::run(&opts, config, config_path, &mut terminal) {
+        let code = match send::run(&opts, config, config_path, &mut terminal)
+            .map_err(anyhow::Error::from)
+        {
             Ok(send::Outcome::Sent(report)) if exit_code(&report) == exit::NOTHING_TO_DO => {
                 exit::NOTHING_TO_DO
             }

@@ -23,7 +23,7 @@ impl Terminal {
 }
 
 impl send::Watch for Terminal {
-    fn confirm(&mut self, ready: &send::Ready) -> anyhow::Result<bool> {
+    fn confirm(&mut self, ready: &send::Ready) -> send::Result<bool> {
         for w in &ready.picture_warnings {
             tracing::warn!("{w}");
         }
@@ -35,11 +35,12 @@ impl send::Watch for Terminal {
             return Ok(true);
         }
         if !std::io::stdin().is_terminal() {
-            anyhow::bail!(crate::InputError::new(
+            return Err(crate::InputError::new(
                 ready.post,
                 None,
-                "herald asks before sending, and there is no terminal to ask on: add --yes to send (as a cron job does)"
-            ));
+                "herald asks before sending, and there is no terminal to ask on: add --yes to send (as a cron job does)",
+            )
+            .into());
         }
         eprint!("Send now? [y/N] ");
         let mut answer = String::new();

@@ -283,7 +283,7 @@ async fn spf(
             out.push(finding(
                 Severity::Error,
                 "spf-broken",
-                why,
+                why.0,
                 format!("Merge them into one TXT record at {domain} that starts with v=spf1."),
             ));
             return Ok(false);

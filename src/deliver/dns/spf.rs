@@ -15,6 +15,17 @@ const LOOKUP_LIMIT: usize = 10;
 /// Section 4.6.4 too: at most 10 names from one `mx`.
 const MX_LIMIT: usize = 10;
 
+/// Why a record cannot be evaluated (two records, a bad term, too many
+/// lookups), in words for the finding that shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unusable(pub String);
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 /// What the record says about one address.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -35,7 +46,7 @@ pub enum Outcome {
 pub async fn record(
     dns: &Dns,
     domain: &str,
-) -> Result<Result<Option<String>, String>, LookupError> {
+) -> Result<Result<Option<String>, Unusable>, LookupError> {
     let records: Vec<String> = dns
         .txt(domain)
         .await?
@@ -45,10 +56,10 @@ pub async fn record(
     Ok(match records.as_slice() {
         [] => Ok(None),
         [one] => Ok(Some(one.clone())),
-        _ => Err(format!(
+        _ => Err(Unusable(format!(
             "{domain} has {} SPF records; receivers ignore all of them when there is more than one",
             records.len()
-        )),
+        ))),
     })
 }
 
@@ -82,7 +93,7 @@ fn evaluate<'a>(
         let record = match record(dns, &domain).await? {
             Ok(Some(r)) => r,
             Ok(None) => return Ok(Outcome::NoRecord),
-            Err(why) => return Ok(Outcome::Broken(why)),
+            Err(why) => return Ok(Outcome::Broken(why.0)),
         };
         let mut redirect = None;
         for term in record.split_ascii_whitespace().skip(1) {
@@ -100,7 +111,7 @@ fn evaluate<'a>(
             };
             let matched = match_mechanism(dns, &domain, mechanism, ip, lookups, depth).await?;
             match matched {
-                Err(why) => return Ok(Outcome::Broken(why)),
+                Err(why) => return Ok(Outcome::Broken(why.0)),
                 Ok(false) => {}
                 Ok(true) if qualifier == '+' => return Ok(Outcome::Pass(term.to_string())),
                 Ok(true) => return Ok(Outcome::NotPass(qualifier)),
@@ -109,7 +120,7 @@ fn evaluate<'a>(
         match redirect {
             Some(target) => {
                 if let Err(why) = spend(lookups) {
-                    return Ok(Outcome::Broken(why));
+                    return Ok(Outcome::Broken(why.0));
                 }
                 match evaluate(dns, target.clone(), ip, lookups, depth + 1).await? {
                     Outcome::NoRecord => Ok(Outcome::Broken(format!(
@@ -125,12 +136,12 @@ fn evaluate<'a>(
 
 /// Counts one lookup; past the limit the record is broken (RFC 7208
 /// section 4.6.4: receivers give a permanent error).
-fn spend(lookups: &mut usize) -> Result<(), String> {
+fn spend(lookups: &mut usize) -> Result<(), Unusable> {
     *lookups += 1;
     if *lookups > LOOKUP_LIMIT {
-        Err(format!(
+        Err(Unusable(format!(
             "it needs more than {LOOKUP_LIMIT} DNS lookups (include, a, mx, exists, redirect); receivers stop there and treat the record as broken"
-        ))
+        )))
     } else {
         Ok(())
     }
@@ -145,7 +156,7 @@ async fn match_mechanism(
     ip: IpAddr,
     lookups: &mut usize,
     depth: usize,
-) -> Result<Result<bool, String>, LookupError> {
+) -> Result<Result<bool, Unusable>, LookupError> {
     let (name, arg) = match mechanism.split_once([':', '/']) {
         Some((n, _)) => (n, &mechanism[n.len()..]),
         None => (mechanism, ""),
@@ -167,7 +178,9 @@ async fn match_mechanism(
             let (net, len) = text.split_once('/').unwrap_or((text, ""));
             match net.parse::<IpAddr>() {
                 Ok(net) => Ok(in_network(ip, net, len.parse().ok())),
-                Err(_) => Err(format!("`{mechanism}` is not an IP address or network")),
+                Err(_) => Err(Unusable(format!(
+                    "`{mechanism}` is not an IP address or network"
+                ))),
             }
         }
         "a" => {
@@ -198,10 +211,10 @@ async fn match_mechanism(
             match evaluate(dns, host.clone(), ip, lookups, depth + 1).await? {
                 Outcome::Pass(_) => Ok(true),
                 Outcome::NotPass(_) => Ok(false),
-                Outcome::NoRecord => Err(format!(
+                Outcome::NoRecord => Err(Unusable(format!(
                     "include:{host} names a domain without an SPF record"
-                )),
-                Outcome::Broken(why) => Err(format!("include:{host}: {why}")),
+                ))),
+                Outcome::Broken(why) => Err(Unusable(format!("include:{host}: {why}"))),
             }
         }
         "exists" => {
@@ -222,7 +235,7 @@ async fn match_mechanism(
             // Discouraged by RFC 7208 (section 5.5) and not evaluated here.
             Ok(()) => Ok(false),
         },
-        _ => Err(format!("`{mechanism}` is not an SPF mechanism")),
+        _ => Err(Unusable(format!("`{mechanism}` is not an SPF mechanism"))),
     })
 }
 

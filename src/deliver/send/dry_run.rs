@@ -1,6 +1,7 @@
 //! A dry run: every message written to the outbox, nothing sent, the
 //! journal read from a copy.
 
+use super::error::{Result, SendError};
 use super::*;
 
 /// The journal as a dry run sees it: for the SQLite journal, a copy in a
@@ -20,7 +21,7 @@ impl JournalView {
     }
 
     /// An empty throwaway journal, for a dry run where there is none yet.
-    pub fn empty() -> anyhow::Result<JournalView> {
+    pub fn empty() -> Result<JournalView> {
         let (dir, store) = store::scratch()?;
         Ok(JournalView {
             store,
@@ -29,7 +30,7 @@ impl JournalView {
     }
 }
 
-pub fn journal_for_dry_run(location: &store::Location) -> anyhow::Result<Option<JournalView>> {
+pub fn journal_for_dry_run(location: &store::Location) -> Result<Option<JournalView>> {
     let dir = match location {
         store::Location::Postgres(_) => {
             return Ok(location
@@ -112,7 +113,7 @@ pub(super) fn dry_run(
     config: &Config,
     config_path: &Path,
     issue: &Issue,
-) -> anyhow::Result<Summary> {
+) -> Result<Summary> {
     let test = !opts.to.is_empty();
     let slug = issue.post.slug();
     let name = if test { format!("{slug}-test") } else { slug };
@@ -163,8 +164,10 @@ pub(super) fn dry_run(
     let mut outbox = mailer
         .into_inner()
         .expect("the engine has let go of the outbox");
-    let write_err =
-        |e: std::io::Error| anyhow::anyhow!("cannot write to the outbox {} ({e})", dir.display());
+    let write_err = |source: std::io::Error| SendError::Outbox {
+        dir: dir.to_path_buf(),
+        source,
+    };
     let mut skipped = import.skipped;
     let mut examples = import.examples;
     // Messages that could not be built (an address the message format
@@ -199,13 +202,12 @@ pub(super) fn dry_run(
 }
 
 /// The outbox could not be written, or the run could not go on.
-fn failed(stop: Stop) -> anyhow::Result<()> {
+fn failed(stop: Stop) -> Result<()> {
     match stop {
-        Stop::Broken(why) => anyhow::bail!(crate::Fault::new(
-            why,
-            "check the disk and the outbox folder"
-        )),
-        Stop::Fatal(why) | Stop::RelayDown(why) => anyhow::bail!(why),
+        Stop::Broken(why) => {
+            return Err(crate::Fault::new(why, "check the disk and the outbox folder").into());
+        }
+        Stop::Fatal(why) | Stop::RelayDown(why) => return Err(SendError::Relay(why)),
         Stop::Done
         | Stop::Limit
         | Stop::Interrupted

@@ -13,6 +13,7 @@
 //! the store; nothing of listen/ or cli/.
 
 mod dry_run;
+mod error;
 mod prepare;
 mod relay;
 
@@ -36,6 +37,7 @@ use crate::deliver::smtp::{Relay, Smtp};
 use crate::store::{self, Counts, Problem, Store};
 
 pub use dry_run::{JournalView, Summary, journal_for_dry_run};
+pub use error::{Result, SendError};
 pub use relay::{
     End, OutsideWindow, Ran, Ready, ReadyRelay, SendReport, Unattended, Watch, window_now,
 };
@@ -88,7 +90,7 @@ pub fn run(
     config: &Config,
     config_path: &Path,
     watch: &mut dyn Watch,
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome> {
     let issue = Issue::compose(&opts.post, &config.compose())?;
     if opts.dry_run {
         return dry_run(opts, config, config_path, &issue).map(Outcome::Written);
@@ -105,7 +107,7 @@ pub fn run(
 /// `herald check` finds an error, listing them: under cron nobody reads a
 /// warning, and a clipped email (Gmail, over 102 KB) hides the
 /// unsubscribe link.
-fn refuse_check_errors(issue: &Issue, config: &Config, post: &Path) -> anyhow::Result<()> {
+fn refuse_check_errors(issue: &Issue, config: &Config, post: &Path) -> Result<()> {
     let errors: Vec<_> = issue
         .check(&config.compose())
         .into_iter()
@@ -132,7 +134,7 @@ fn refuse_check_errors(issue: &Issue, config: &Config, post: &Path) -> anyhow::R
         "\nFix them and run the same command again (the messages are not changed until then), \
          or add --ignore-check-errors to send it as it is",
     );
-    anyhow::bail!(InputError::new(post, None, msg))
+    return Err(InputError::new(post, None, msg).into());
 }
 
 /// The campaign's identity: the post's slug and its date.

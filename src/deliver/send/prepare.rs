@@ -1,5 +1,6 @@
 //! Everything before the first message: composer, store, lock, list.
 
+use super::error::{Result, SendError};
 use super::*;
 
 /// Where the messages of a run go.
@@ -84,7 +85,7 @@ pub(super) fn newcomers(
     store: &dyn Store,
     campaign: &str,
     suppression: &Arc<Suppression>,
-) -> anyhow::Result<u64> {
+) -> Result<u64> {
     let known: std::collections::HashSet<String> = store
         .recipients(campaign)?
         .into_iter()
@@ -119,7 +120,7 @@ pub(super) fn prepare(
     config_path: &Path,
     issue: &Issue,
     target: Target,
-) -> anyhow::Result<Prepared> {
+) -> Result<Prepared> {
     let test = !opts.to.is_empty();
     let mode = if test { Mode::Test } else { Mode::Campaign };
     let composer = Arc::new(Composer::new(
@@ -131,10 +132,11 @@ pub(super) fn prepare(
     )?);
     let dry = opts.dry_run;
     if dry != matches!(target, Target::Outbox(_)) {
-        anyhow::bail!(crate::Fault::new(
+        return Err(crate::Fault::new(
             "a dry run was about to use a relay, or a send the outbox; nothing was done",
             "this is a bug in herald: please report it",
-        ));
+        )
+        .into());
     }
     let location = store::Location::from_config(config)?;
     let (journal, _journal_copy) = journal(&location, dry, test)?;
@@ -224,7 +226,7 @@ fn import(
     suppression: &Arc<Suppression>,
     list: Option<(&Path, &audience::Repeats)>,
     test_recipients: &[Recipient],
-) -> anyhow::Result<(Vec<String>, Imported)> {
+) -> Result<(Vec<String>, Imported)> {
     let outbox = match &mut prepared.target {
         PreparedTarget::Outbox(o) => Some(o),
         PreparedTarget::Relay => None,
@@ -253,7 +255,7 @@ fn import(
 
 /// A throwaway store, and its folder.
 #[allow(clippy::type_complexity)]
-fn scratch() -> anyhow::Result<(Box<dyn Store>, Option<tempfile::TempDir>, Option<i64>)> {
+fn scratch() -> Result<(Box<dyn Store>, Option<tempfile::TempDir>, Option<i64>)> {
     let (dir, s) = store::scratch()?;
     Ok((s, Some(dir), None))
 }
@@ -265,19 +267,19 @@ fn refuse_changed(
     campaign: &str,
     composer: &Composer,
     opts: &SendOptions,
-) -> anyhow::Result<()> {
+) -> Result<()> {
     if let Some(h) = store.campaign_hash(campaign)?
         && h != composer.content_hash()
         && !opts.allow_changed
     {
-        anyhow::bail!(InputError::new(
+        return Err(InputError::new(
             &opts.post,
             None,
             format!(
                 "the post changed since the campaign {campaign} started, so some people got the earlier version. \
                  To send the new version to the rest, run again with --allow-changed"
             )
-        ));
+        ).into());
     }
     Ok(())
 }
@@ -290,7 +292,7 @@ fn journal(
     location: &store::Location,
     dry: bool,
     test: bool,
-) -> anyhow::Result<(Option<Box<dyn Store>>, Option<tempfile::TempDir>)> {
+) -> Result<(Option<Box<dyn Store>>, Option<tempfile::TempDir>)> {
     Ok(if dry {
         match journal_for_dry_run(location)? {
             Some(view) => (Some(view.store), view._copy),
@@ -309,7 +311,7 @@ fn journal(
 fn suppression(
     opts: &SendOptions,
     journal: Option<&dyn Store>,
-) -> anyhow::Result<(Arc<Suppression>, Option<i64>)> {
+) -> Result<(Arc<Suppression>, Option<i64>)> {
     let mut suppression = Suppression::default();
     for s in &opts.suppress {
         suppression.add_file(s)?;
@@ -327,14 +329,14 @@ fn suppression(
 
 impl Target {
     /// The outbox, created (a dry run), or the relay.
-    fn prepare(self, campaign: &str) -> anyhow::Result<PreparedTarget> {
+    fn prepare(self, campaign: &str) -> Result<PreparedTarget> {
         Ok(match self {
             Target::Outbox(dir) => {
                 PreparedTarget::Outbox(Outbox::create(&dir, campaign).map_err(|e| {
                     if e.kind() == std::io::ErrorKind::AlreadyExists {
-                        anyhow::Error::new(InputError::new(&dir, None, e.to_string()))
+                        SendError::from(InputError::new(&dir, None, e.to_string()))
                     } else {
-                        anyhow::Error::new(crate::Fault::new(
+                        SendError::from(crate::Fault::new(
                             format!("cannot prepare the outbox {} ({e})", dir.display()),
                             "check the disk, or choose another folder with --outbox",
                         ))
@@ -364,11 +366,12 @@ struct Skips<'a> {
 }
 
 impl Skips<'_> {
-    fn skip(&mut self, s: Skipped) -> anyhow::Result<()> {
+    fn skip(&mut self, s: Skipped) -> Result<()> {
         *self.imported.skipped.entry(s.reason).or_default() += 1;
         if let Some(o) = self.outbox.as_deref_mut() {
-            o.skip(&s).map_err(|e| {
-                anyhow::anyhow!("cannot write to the outbox {} ({e})", o.dir().display())
+            o.skip(&s).map_err(|source| SendError::Outbox {
+                dir: o.dir().to_path_buf(),
+                source,
             })?;
         }
         if self.imported.examples.len() < EXAMPLES {
@@ -380,7 +383,7 @@ impl Skips<'_> {
 
 impl Importer<'_> {
     /// A test send's addresses, but the suppressed ones.
-    fn tests(&mut self, recipients: &[Recipient]) -> anyhow::Result<()> {
+    fn tests(&mut self, recipients: &[Recipient]) -> Result<()> {
         self.store
             .upsert_campaign(self.campaign, &self.post, self.composer.content_hash(), &[])?;
         let mut import = self.store.import(self.campaign)?;
@@ -410,7 +413,7 @@ impl Importer<'_> {
         &mut self,
         (list, repeats): (&Path, &audience::Repeats),
         dry: bool,
-    ) -> anyhow::Result<Vec<String>> {
+    ) -> Result<Vec<String>> {
         let mut rows = audience::open_checked(list, Arc::clone(self.suppression), repeats)?;
         let columns = rows.columns().to_vec();
         self.store.upsert_campaign(
@@ -495,13 +498,14 @@ pub(super) fn checked_list<'a>(
     post: &Path,
     suppression: &Arc<Suppression>,
     done: &str,
-) -> anyhow::Result<(&'a Path, audience::Repeats)> {
+) -> Result<(&'a Path, audience::Repeats)> {
     let Some(list) = list else {
-        anyhow::bail!(InputError::new(
+        return Err(InputError::new(
             post,
             None,
-            "say who to send to: --subscribers FILE.csv for the list, or --to ADDRESS for a test"
-        ));
+            "say who to send to: --subscribers FILE.csv for the list, or --to ADDRESS for a test",
+        )
+        .into());
     };
     let errors = match audience::validate(list, Arc::clone(suppression)) {
         Ok(checked) => return Ok((list, checked.repeats)),
@@ -521,7 +525,7 @@ pub(super) fn checked_list<'a>(
     if more > 0 {
         msg.push_str(&format!("\n... and {more} more"));
     }
-    anyhow::bail!(InputError::new(list, None, msg))
+    return Err(InputError::new(list, None, msg).into());
 }
 
 pub(super) fn test_recipients(to: &[String]) -> Result<Vec<Recipient>, InputError> {

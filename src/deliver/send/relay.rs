@@ -1,6 +1,7 @@
 //! A real send or a test send, through the relays: the engine's run and
 //! its typed outcome, which the CLI words.
 
+use super::error::Result;
 use super::*;
 
 #[derive(Debug, Serialize)]
@@ -111,13 +112,10 @@ pub(super) fn quota(r: &RelaySetting) -> Option<engine::Quota> {
 
 /// Every relay of the send (`relays:`, or `smtp_url` as a list of one),
 /// each with its password read from its own variable.
-pub(super) fn relays(
-    config: &Config,
-    config_path: &Path,
-) -> anyhow::Result<Vec<(RelaySetting, Relay)>> {
+pub(super) fn relays(config: &Config, config_path: &Path) -> Result<Vec<(RelaySetting, Relay)>> {
     let list = config.relay_list();
     if list.is_empty() {
-        anyhow::bail!(InputError::new(
+        return Err(InputError::new(
             config_path,
             None,
             format!(
@@ -126,7 +124,7 @@ pub(super) fn relays(
                  messages to files. {}",
                 config.read_from()
             ),
-        ));
+        ).into());
     }
     let mut out = Vec::new();
     for setting in list {
@@ -269,7 +267,7 @@ pub struct Ready<'a> {
 /// is one; [`Unattended`] asks nobody and shows nothing.
 pub trait Watch {
     /// The send is about to start; false cancels it (nothing is sent).
-    fn confirm(&mut self, ready: &Ready) -> anyhow::Result<bool>;
+    fn confirm(&mut self, ready: &Ready) -> Result<bool>;
     /// Sending starts: `progress` counts its messages, of `total`.
     fn sending(&mut self, progress: Arc<Progress>, total: u64);
     /// Sending is over.
@@ -280,7 +278,7 @@ pub trait Watch {
 pub struct Unattended;
 
 impl Watch for Unattended {
-    fn confirm(&mut self, _: &Ready) -> anyhow::Result<bool> {
+    fn confirm(&mut self, _: &Ready) -> Result<bool> {
         Ok(true)
     }
     fn sending(&mut self, _: Arc<Progress>, _: u64) {}
@@ -314,7 +312,7 @@ pub(super) fn send(
     config_path: &Path,
     issue: &Issue,
     watch: &mut dyn Watch,
-) -> anyhow::Result<SendReport> {
+) -> Result<SendReport> {
     debug_assert!(!opts.dry_run, "a dry run never reaches the relay");
     let mut settings = settings(opts, config);
     let window_close = match window(opts, config, &mut settings) {
@@ -489,7 +487,7 @@ pub(super) fn ended(
     outcome: engine::Outcome,
     progress: &Progress,
     window_close: Option<jiff::Timestamp>,
-) -> anyhow::Result<SendReport> {
+) -> Result<SendReport> {
     let campaign = report.campaign.clone();
     let finished = store.finish_if_done(&campaign)?;
     let after = store.counts(&campaign)?;
