@@ -1,4 +1,5 @@
 //! Tests of canonicalization, folding and key reading (src/dkim.rs).
+use super::der::{INTEGER, OCTET_STRING, OID, SEQUENCE};
 use super::*;
 
 fn body(s: &[u8]) -> Vec<u8> {

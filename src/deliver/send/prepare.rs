@@ -131,13 +131,7 @@ pub(super) fn prepare(
         mode,
     )?);
     let dry = opts.dry_run;
-    if dry != matches!(target, Target::Outbox(_)) {
-        return Err(crate::Fault::new(
-            "a dry run was about to use a relay, or a send the outbox; nothing was done",
-            "this is a bug in herald: please report it",
-        )
-        .into());
-    }
+    refuse_crossed(dry, &target)?;
     let location = store::Location::from_config(config)?;
     let (journal, _journal_copy) = journal(&location, dry, test)?;
     let (suppression, mark) = suppression(opts, journal.as_deref())?;
@@ -251,6 +245,19 @@ fn import(
     };
     let imported = importer.skips.imported;
     Ok((columns, imported))
+}
+
+/// A dry run only ever writes to the outbox, and a send only ever uses
+/// the relay: anything else is herald's bug, stopped before it acts.
+fn refuse_crossed(dry: bool, target: &Target) -> Result<()> {
+    if dry != matches!(target, Target::Outbox(_)) {
+        return Err(crate::Fault::new(
+            "a dry run was about to use a relay, or a send the outbox; nothing was done",
+            "this is a bug in herald: please report it",
+        )
+        .into());
+    }
+    Ok(())
 }
 
 /// A throwaway store, and its folder.
