@@ -304,17 +304,10 @@ impl Config {
         source: Source,
         problems: &mut Problems,
     ) {
-        let lines = entry_lines(text, "domain_limits");
+        let sources = entry_sources(path, text, "domain_limits", &source, list.len());
         let mut limits = Vec::new();
         let mut ok = true;
-        for (i, entry) in list.iter().enumerate() {
-            let at = Source::File {
-                path: path.to_path_buf(),
-                line: lines.get(i).copied().or(match &source {
-                    Source::File { line, .. } => *line,
-                    _ => None,
-                }),
-            };
+        for ((i, entry), at) in list.iter().enumerate().zip(sources) {
             match domain_limit_entry(entry) {
                 Ok(l) => limits.push((i, l, at)),
                 Err(e) => {

@@ -300,17 +300,10 @@ impl Config {
         source: Source,
         problems: &mut Problems,
     ) {
-        let lines = entry_lines(text, "relays");
+        let sources = entry_sources(path, text, "relays", &source, list.len());
         let mut relays = Vec::new();
         let mut ok = true;
-        for (i, entry) in list.iter().enumerate() {
-            let at = Source::File {
-                path: path.to_path_buf(),
-                line: lines.get(i).copied().or(match &source {
-                    Source::File { line, .. } => *line,
-                    _ => None,
-                }),
-            };
+        for ((i, entry), at) in list.iter().enumerate().zip(sources) {
             match relay_entry(entry, i) {
                 Ok(r) => relays.push((r, at, i)),
                 Err(e) => {

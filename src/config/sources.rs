@@ -385,6 +385,28 @@ pub(super) fn entry_lines(text: &str, key: &str) -> Vec<usize> {
     out
 }
 
+/// Where each entry of a top-level list came from: its own `- ` line in
+/// the file, else the line of the list itself (a flow list on one line),
+/// so that a problem in the third relay points at the third relay.
+pub(super) fn entry_sources(
+    path: &Path,
+    text: &str,
+    key: &str,
+    list: &Source,
+    n: usize,
+) -> Vec<Source> {
+    let lines = entry_lines(text, key);
+    (0..n)
+        .map(|i| Source::File {
+            path: path.to_path_buf(),
+            line: lines.get(i).copied().or(match list {
+                Source::File { line, .. } => *line,
+                _ => None,
+            }),
+        })
+        .collect()
+}
+
 /// A YAML scalar as text (a map or list inside is shown as-is, and then
 /// refused by the setting's parser).
 pub(super) fn scalar(v: &yaml_serde::Value) -> String {
