@@ -205,9 +205,9 @@ pub(super) fn dry_run(
 fn failed(stop: Stop) -> Result<()> {
     match stop {
         Stop::Broken(why) => {
-            return Err(crate::Fault::new(why, "check the disk and the outbox folder").into());
+            Err(crate::Fault::new(why, "check the disk and the outbox folder").into())
         }
-        Stop::Fatal(why) | Stop::RelayDown(why) => return Err(SendError::Relay(why)),
+        Stop::Fatal(why) | Stop::RelayDown(why) => Err(SendError::Relay(why)),
         Stop::Done
         | Stop::Limit
         | Stop::Interrupted

@@ -134,7 +134,7 @@ fn refuse_check_errors(issue: &Issue, config: &Config, post: &Path) -> Result<()
         "\nFix them and run the same command again (the messages are not changed until then), \
          or add --ignore-check-errors to send it as it is",
     );
-    return Err(InputError::new(post, None, msg).into());
+    Err(InputError::new(post, None, msg).into())
 }
 
 /// The campaign's identity: the post's slug and its date.

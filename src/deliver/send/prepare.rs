@@ -532,7 +532,7 @@ pub(super) fn checked_list<'a>(
     if more > 0 {
         msg.push_str(&format!("\n... and {more} more"));
     }
-    return Err(InputError::new(list, None, msg).into());
+    Err(InputError::new(list, None, msg).into())
 }
 
 pub(super) fn test_recipients(to: &[String]) -> Result<Vec<Recipient>, InputError> {
