@@ -18,6 +18,10 @@ struct Zone {
     spf: String,
     dmarc: Option<String>,
     dkim: String,
+    /// The name 192.0.2.10's PTR record gives (`None`: no PTR record).
+    ptr_v4: Option<&'static str>,
+    /// More lines for the example.org zone.
+    extra: String,
 }
 
 impl Zone {
@@ -28,6 +32,8 @@ impl Zone {
             spf: "v=spf1 mx include:_spf.example.org -all".into(),
             dmarc: Some("v=DMARC1; p=quarantine; rua=mailto:dmarc@example.org".into()),
             dkim,
+            ptr_v4: Some("relay.example.org."),
+            extra: String::new(),
         }
     }
 
@@ -47,8 +53,12 @@ impl Zone {
             "{SELECTOR}._domainkey TXT {}\n",
             quoted(&self.dkim)
         ));
+        org.push_str(&self.extra);
         let soa = "$TTL 60\n@ SOA ns.example.org. admin.example.org. 1 60 60 60 60\n@ NS ns.example.org.\n";
-        let v4 = format!("{soa}10 PTR relay.example.org.\n");
+        let v4 = match self.ptr_v4 {
+            Some(name) => format!("{soa}10 PTR {name}\n"),
+            None => soa.to_string(),
+        };
         // 2001:db8::10 in nibbles, below 8.b.d.0.1.0.0.2.ip6.arpa.
         let v6 = format!("{soa}0.1.{} PTR relay.example.org.\n", ["0"; 22].join("."));
         vec![
@@ -241,5 +251,96 @@ fn an_unreachable_resolver_is_one_clear_warning_not_an_error_about_the_post() {
             "DNS: warning [dns-unreachable]: could not reach the DNS resolver at {resolver}; check dns_resolver in herald.yaml or the network"
         )),
         "{text}"
+    );
+}
+
+#[test]
+fn an_spf_record_past_ten_lookups_is_broken_even_though_it_names_the_relay() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((pem, record)) = key(tmp.path(), "ours") else {
+        return;
+    };
+    // Eleven includes (each one lookup, as ESPs' records stack up) before
+    // the terms that name the relay: receivers give up at the eleventh,
+    // so the relay's own ip4 term is never reached.
+    let includes: String = (1..=11)
+        .map(|i| format!("include:esp{i}.example.org "))
+        .collect();
+    let extra: String = (1..=11)
+        .map(|i| format!("esp{i} TXT \"v=spf1 ip4:198.51.100.{i} -all\"\n"))
+        .collect();
+    let zone = Zone {
+        spf: format!("v=spf1 {includes}ip4:{RELAY_V4} ip6:2001:db8::/32 -all"),
+        extra,
+        ..Zone::good(record)
+    };
+    let Some(knot) = Knot::start(tmp.path(), &zone.files()) else {
+        return;
+    };
+    let (code, dns, _) = check(tmp.path(), &pem, &knot.address());
+    assert_eq!(codes(&dns), ["spf-broken"], "{dns:#?}");
+    assert_eq!(code, 1);
+    let message = field(&dns, "spf-broken", "message");
+    assert!(message.contains("more than 10 DNS lookups"), "{message}");
+    // With ten includes the record is within the limit and passes.
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((pem, record)) = key(tmp.path(), "ours") else {
+        return;
+    };
+    let includes: String = (1..=9)
+        .map(|i| format!("include:esp{i}.example.org "))
+        .collect();
+    let extra: String = (1..=9)
+        .map(|i| format!("esp{i} TXT \"v=spf1 ip4:198.51.100.{i} -all\"\n"))
+        .collect();
+    let zone = Zone {
+        spf: format!("v=spf1 {includes}ip4:{RELAY_V4} ip6:2001:db8::/32 -all"),
+        extra,
+        ..Zone::good(record)
+    };
+    let Some(knot) = Knot::start(tmp.path(), &zone.files()) else {
+        return;
+    };
+    let (code, dns, _) = check(tmp.path(), &pem, &knot.address());
+    assert!(dns.is_empty(), "{dns:#?}");
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn a_relay_without_reverse_dns_or_with_one_that_does_not_point_back_is_a_warning() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some((pem, record)) = key(tmp.path(), "ours") else {
+        return;
+    };
+    let zone = Zone {
+        ptr_v4: None,
+        ..Zone::good(record.clone())
+    };
+    let Some(knot) = Knot::start(tmp.path(), &zone.files()) else {
+        return;
+    };
+    let (code, dns, _) = check(tmp.path(), &pem, &knot.address());
+    assert_eq!(codes(&dns), ["ptr-missing"], "{dns:#?}");
+    // A warning: the mail may still go out, so `check` passes.
+    assert_eq!(code, 0);
+    assert!(field(&dns, "ptr-missing", "message").contains(RELAY_V4));
+    drop(knot);
+    // A PTR name whose own address is another one.
+    let zone = Zone {
+        ptr_v4: Some("mx.example.org."),
+        extra: "mx A 192.0.2.99\n".into(),
+        ..Zone::good(record)
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(knot) = Knot::start(tmp.path(), &zone.files()) else {
+        return;
+    };
+    let (code, dns, _) = check(tmp.path(), &pem, &knot.address());
+    assert_eq!(codes(&dns), ["ptr-mismatch"], "{dns:#?}");
+    assert_eq!(code, 0);
+    let message = field(&dns, "ptr-mismatch", "message");
+    assert!(
+        message.contains(RELAY_V4) && message.contains("mx.example.org"),
+        "{message}"
     );
 }

@@ -364,7 +364,7 @@ async fn dmarc(
     let from = &plan.from_domain;
     let org = records::organisational(from);
     let mut found = None;
-    for domain in [from.as_str(), org] {
+    for domain in [from.as_str(), org.as_str()] {
         let name = format!("_dmarc.{domain}");
         if let Some(d) = dns.txt(&name).await?.iter().find_map(|t| records::dmarc(t)) {
             found = Some((name, d));
@@ -376,7 +376,7 @@ async fn dmarc(
     }
     let Some((name, policy)) = found else {
         let mut places = vec![format!("_dmarc.{from}")];
-        if org != from {
+        if &org != from {
             places.push(format!("_dmarc.{org}"));
         }
         out.push(finding(

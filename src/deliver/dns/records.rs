@@ -146,13 +146,15 @@ pub fn dmarc(txt: &str) -> Option<Dmarc> {
     })
 }
 
-/// The organisational domain, simply: the last two labels. (The public
-/// suffix list would be exact for `example.co.uk`; for such names the
-/// record is looked up on the From domain first anyway.)
-pub fn organisational(domain: &str) -> &str {
-    let domain = domain.trim_end_matches('.');
-    match domain.rmatch_indices('.').nth(1) {
-        Some((i, _)) => &domain[i + 1..],
+/// The organisational domain (RFC 7489 section 3.2): one label below the
+/// public suffix, from the Public Suffix List compiled into the `psl`
+/// crate, so `news.example.co.uk` gives `example.co.uk`, not `co.uk`
+/// (which would align every British sender with every other). A name that
+/// is itself a public suffix is its own organisational domain.
+pub fn organisational(domain: &str) -> String {
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    match psl::domain_str(&domain) {
+        Some(org) => org.to_string(),
         None => domain,
     }
 }

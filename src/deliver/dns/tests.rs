@@ -83,6 +83,21 @@ fn dmarc_records_give_policy_and_alignment() {
         "example.org"
     );
     assert_eq!(records::organisational("example.org."), "example.org");
+    // Below a public suffix of two labels, and in any case.
+    assert_eq!(
+        records::organisational("News.Example.CO.UK"),
+        "example.co.uk"
+    );
+    assert_eq!(
+        records::organisational("lists.example.com.au"),
+        "example.com.au"
+    );
+    assert!(records::aligned(
+        "news.example.co.uk",
+        "example.co.uk",
+        false
+    ));
+    assert!(!records::aligned("example.co.uk", "other.co.uk", false));
     assert!(records::aligned("mail.example.org", "example.org", false));
     assert!(!records::aligned("mail.example.org", "example.org", true));
     assert!(!records::aligned("example.net", "example.org", false));
