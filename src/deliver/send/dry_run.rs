@@ -128,6 +128,7 @@ pub(super) fn dry_run(
         issue,
         Target::Outbox(dir.clone()),
     )?;
+    give_back_freed_memory();
     let Prepared {
         campaign,
         composer,

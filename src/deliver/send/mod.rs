@@ -188,6 +188,20 @@ fn fields_without_column(
     out
 }
 
+/// Hands the memory that making the issue and reading the list freed back
+/// to the system. glibc only gives back what is free at the top of its
+/// heap: what the start-up freed below the blocks still in use (the
+/// rendered issue, the store) stayed with herald for the whole run, about
+/// 1.2 MB of a dry run's 7 (seen with `malloc_trim` called from gdb).
+fn give_back_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns free pages to the system; it takes
+    // malloc's lock like any allocation.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::prepare::test_recipients;
@@ -225,3 +239,4 @@ mod tests {
         assert_eq!(missing, ["first_name", "company"]);
     }
 }
+

@@ -321,6 +321,7 @@ pub(super) fn send(
     };
     let relays = lanes(config, relays(config, config_path)?);
     let run = prepare(opts, config, config_path, issue, Target::Relay)?;
+    give_back_freed_memory();
     let Prepared {
         campaign,
         composer,
