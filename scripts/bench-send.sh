@@ -20,7 +20,11 @@
 # with both (two signatures per message, as the README suggests), each to
 # the same smtp-sink; it prints each rate, its ratio to the unsigned rate
 # of the same rounds (goals on a 2-core machine: RSA >= 0.6, Ed25519 >=
-# 0.9) and herald's CPU time (user + system) per message.
+# 0.9), herald's CPU time (user + system) per message, smtp-sink's CPU
+# time per message in the same send, and how many of the machine's cores
+# the two kept busy on average ((herald + sink CPU) / wall time): on a
+# 2-core machine a send that keeps both busy is as fast as the hardware
+# allows, and a signed send's ceiling is 2 / (herald + sink CPU per message).
 #
 # Then 60 KB messages (BIG_N of them, default N/2): the example issue with
 # generated paragraphs added until herald's message is 60 KB, sent unsigned
@@ -145,12 +149,15 @@ mode_env() {
         both) printf '%s\n' "${rsa[@]}" HERALD_DKIM_SELECTOR_2=bench-ed "HERALD_DKIM_KEY_FILE_2=$work/ed25519.pem" ;;
     esac
 }
-# One send of the signed list by binary $1 in mode $2; prints "wall cpu"
-# (seconds; cpu is herald's user + system time).
+# The sink's CPU time so far (user + system, in clock ticks).
+sink_ticks() { awk '{print $14 + $15}' "/proc/$sink_pid/stat"; }
+# One send of the signed list by binary $1 in mode $2; prints "wall cpu
+# sink" (seconds; cpu is herald's user + system time, sink the sink's).
 signed_send() {
     rm -rf "$work/journal"
-    local vars=()
+    local vars=() sink_before
     mapfile -t vars < <(mode_env "$2")
+    sink_before=$(sink_ticks)
     env "${vars[@]}" /usr/bin/time -f '%e %U %S' -o "$work/time" "$1" send examples/inside-open-infrastructure-example.md \
         --subscribers "$work/signed.csv" --config herald.example.yaml --smtp "$relay" --connections 8 --yes \
         --journal "$work/journal" --json >"$work/report.json" 2>"$work/log" ||
@@ -159,7 +166,7 @@ signed_send() {
     [[ $sent == "$SIGNED_N" ]] || { echo "$1 ($2) sent $sent of $SIGNED_N" >&2; exit 1; }
     local wall user sys
     read -r wall user sys <"$work/time"
-    echo "$wall $(python3 -c "print($user + $sys)")"
+    echo "$wall $(python3 -c "print($user + $sys, ($(sink_ticks) - $sink_before) / $(getconf CLK_TCK))")"
 }
 : >"$work/signed.txt"
 for round in $(seq "$ROUNDS"); do
@@ -181,17 +188,20 @@ import statistics, sys
 n, path, baseline = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 runs = {}
 for line in open(path):
-    binary, mode, wall, cpu = line.split()
-    runs.setdefault((binary, mode), []).append((float(wall), float(cpu)))
+    binary, mode, wall, cpu, sink = line.split()
+    runs.setdefault((binary, mode), []).append((float(wall), float(cpu), float(sink)))
 goals = {"rsa-2048": " (goal: >= 0.6)", "ed25519": " (goal: >= 0.9)"}
 print(f"dkim:        {n} messages, 8 connections, medians of rounds; ratio = rate / the same binary's unsigned rate")
 for binary in ["herald"] + (["baseline"] if baseline else []):
-    unsigned = statistics.median(w for w, _ in runs[(binary, "unsigned")])
+    unsigned = statistics.median(w for w, _, _ in runs[(binary, "unsigned")])
     for mode in ["unsigned", "rsa-2048", "ed25519", "both"]:
-        wall = statistics.median(w for w, _ in runs[(binary, mode)])
-        cpu = statistics.median(c for _, c in runs[(binary, mode)])
+        wall = statistics.median(w for w, _, _ in runs[(binary, mode)])
+        cpu = statistics.median(c for _, c, _ in runs[(binary, mode)])
+        sink = statistics.median(k for _, _, k in runs[(binary, mode)])
+        busy = statistics.median((c + k) / w for w, c, k in runs[(binary, mode)])
         name = f"{binary} {mode}:"
-        print(f"  {name:<20} {n / wall:6.0f} msg/s  {unsigned / wall:.2f}x  {1000 * cpu / n:.3f} ms CPU/msg{goals.get(mode, '') if binary == 'herald' else ''}")
+        print(f"  {name:<20} {n / wall:6.0f} msg/s  {unsigned / wall:.2f}x  {1000 * cpu / n:.3f} ms CPU/msg, "
+              f"sink {1000 * sink / n:.3f}, {busy:.2f} cores busy{goals.get(mode, '') if binary == 'herald' else ''}")
 if baseline:
     print(f"  (baseline: {baseline}, in the same rounds)")
 PY

@@ -432,49 +432,6 @@ impl Composer {
     }
 }
 
-/// `build` applied to every item, on every core at once, the results in
-/// the items' order: the engine builds each batch of messages (merging,
-/// MIME and above all the DKIM signatures) this way while the connections
-/// send the previous one. The batch is cut into one contiguous run per
-/// core (`std::thread::available_parallelism`), each on a scoped thread
-/// (the first on the calling one), so memory is what one batch needs,
-/// whatever the list's size, and nothing outlives the call. A panic in
-/// `build` is passed on to the caller as it would be without threads.
-pub fn build_all<T: Send, R: Send>(items: Vec<T>, build: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let threads = std::thread::available_parallelism()
-        .map_or(1, usize::from)
-        .min(items.len());
-    if threads <= 1 {
-        return items.into_iter().map(build).collect();
-    }
-    let per_thread = items.len().div_ceil(threads);
-    let mut runs: Vec<Vec<T>> = Vec::with_capacity(threads);
-    let mut items = items.into_iter();
-    loop {
-        let run: Vec<T> = items.by_ref().take(per_thread).collect();
-        if run.is_empty() {
-            break;
-        }
-        runs.push(run);
-    }
-    let build = &build;
-    std::thread::scope(|scope| {
-        let mut runs = runs.into_iter();
-        let first = runs.next().unwrap_or_default();
-        let others: Vec<_> = runs
-            .map(|run| scope.spawn(move || run.into_iter().map(build).collect::<Vec<R>>()))
-            .collect();
-        let mut out: Vec<R> = first.into_iter().map(build).collect();
-        for other in others {
-            match other.join() {
-                Ok(built) => out.extend(built),
-                Err(panic) => std::panic::resume_unwind(panic),
-            }
-        }
-        out
-    })
-}
-
 /// A part as 7-bit text when it can travel that way (herald's HTML is
 /// ASCII with short lines, see [`crate::html::ascii`], and so is an English
 /// text part); else lettre picks quoted-printable or base64. lettre on its
@@ -569,31 +526,6 @@ mod tests {
                 ContentTransferEncoding::SevenBit,
                 "{awkward:?}"
             );
-        }
-    }
-
-    #[test]
-    fn building_on_every_core_keeps_the_order_and_every_item() {
-        for n in [0usize, 1, 2, 3, 31, 32, 33, 257] {
-            let items: Vec<usize> = (0..n).collect();
-            let threads = std::sync::Mutex::new(std::collections::HashSet::new());
-            let built = build_all(items, |i| {
-                threads.lock().unwrap().insert(std::thread::current().id());
-                format!("message {i}")
-            });
-            let want: Vec<String> = (0..n).map(|i| format!("message {i}")).collect();
-            assert_eq!(built, want, "{n} items");
-            let cores = std::thread::available_parallelism().map_or(1, usize::from);
-            assert!(
-                threads.lock().unwrap().len() <= cores.min(n.max(1)),
-                "{n} items"
-            );
-            if n >= 2 && cores >= 2 {
-                assert!(
-                    threads.lock().unwrap().len() >= 2,
-                    "{n} items on one thread"
-                );
-            }
         }
     }
 

@@ -4,6 +4,7 @@
 mod bounces;
 mod boundaries;
 mod browser;
+mod builder;
 mod caps;
 mod cli;
 mod compose;
