@@ -75,7 +75,9 @@ fn a_marker_character_in_the_post_takes_mrml_s_way() {
     );
 }
 
-/// Text and attribute values of the kinds posts hold.
+/// Text and attribute values of the kinds posts hold, escaped as herald
+/// writes them (`&gt;`: mrml's reader panics on a raw `>` that follows a
+/// three-byte character, such as `\u{2019}>`, and herald never writes one).
 fn piece() -> impl Strategy<Value = String> {
     prop::sample::select(vec![
         "word",
@@ -84,8 +86,9 @@ fn piece() -> impl Strategy<Value = String> {
         "\n  ",
         "&amp;",
         "&#8217;",
-        ">",
+        "&gt;",
         "caf\u{e9}",
+        "\u{2019}",
         "\\",
         "\u{200b}",
         "\u{301}",
