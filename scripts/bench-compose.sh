@@ -26,6 +26,10 @@
 #   BENCH_MJML_RUNS  timed mjml runs (default: 10; each takes about a second)
 #   BENCH_WARMUP     untimed warm-up runs of each command (default: 2)
 #   BENCH_TIMER      hyperfine | python (default: hyperfine if installed)
+#   BENCH_CALLGRIND  1: also count the instructions of one herald run (and
+#                    one BASELINE run) under valgrind's callgrind: a figure
+#                    that does not move with the machine's load, for
+#                    comparing two binaries on a busy machine
 set -euo pipefail
 
 caller_pwd=$PWD
@@ -141,6 +145,23 @@ if [[ -n $baseline ]]; then
     baseline_s=$(median_seconds "$runs" "$warmup" "${baseline_cmd[@]}")
 fi
 mjml_s=$(median_seconds "$mjml_runs" "$warmup" "${mjml_cmd[@]}")
+
+# instructions CMD... -> the instructions callgrind counts for one run.
+instructions() {
+    valgrind --tool=callgrind --callgrind-out-file=/dev/null "$@" 2>&1 >/dev/null |
+        sed -n 's/.*Collected : *\([0-9]*\).*/\1/p'
+}
+if [[ ${BENCH_CALLGRIND:-} == 1 ]]; then
+    command -v valgrind >/dev/null 2>&1 || die "BENCH_CALLGRIND=1 needs valgrind (apt-get install valgrind)"
+    h_ir=$(instructions "${herald_cmd[@]}")
+    [[ -n $h_ir ]] || die "callgrind counted nothing for herald"
+    echo "instructions (callgrind, one run): herald $(python3 -c "print(f'{$h_ir:,}')")"
+    if [[ -n $baseline ]]; then
+        b_ir=$(instructions "${baseline_cmd[@]}")
+        [[ -n $b_ir ]] || die "callgrind counted nothing for BASELINE"
+        echo "instructions (callgrind, one run): baseline $(python3 -c "print(f'{$b_ir:,}')"), herald $(python3 -c "print(f'{$h_ir / $b_ir:.2f}')")x the baseline's"
+    fi
+fi
 
 python3 - "$herald_s" "$mjml_s" "$baseline_s" <<'PY'
 import sys

@@ -157,7 +157,7 @@ impl Shown {
             html,
             text,
             html_bytes,
-            findings: issue.check(config),
+            findings: issue.check_sized(config, html_bytes),
             svg_files: issue
                 .rendered
                 .images

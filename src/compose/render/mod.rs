@@ -5,6 +5,7 @@
 //! it is rendered once per issue and personalised per recipient by
 //! substitution (see [`crate::compose::merge`]).
 
+mod mj_text;
 mod mjml;
 mod text;
 
@@ -107,7 +108,21 @@ fn shown(content: &Content, images: &[RasterImage]) -> Vec<RasterImage> {
         .collect()
 }
 
+/// The HTML mrml makes of `mjml`, the `<mj-text>` bodies written by
+/// [`mj_text`] rather than read and written again by mrml when they are in
+/// the form herald writes.
 pub fn mjml_to_html(mjml: &str) -> Result<String, RenderError> {
+    if let Some((skeleton, bodies)) = mj_text::split(mjml)
+        && let Ok(html) = mrml_to_html(&skeleton)
+        && let Some(html) = mj_text::fill(&html, &bodies)
+    {
+        return Ok(html);
+    }
+    mrml_to_html(mjml)
+}
+
+/// mrml's own way, every element read: the reference for [`mjml_to_html`].
+fn mrml_to_html(mjml: &str) -> Result<String, RenderError> {
     let parsed = mrml::parse(mjml).map_err(|e| RenderError::Parse(e.to_string()))?;
     let opts = mrml::prelude::render::RenderOptions {
         disable_comments: true,
