@@ -18,7 +18,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use tokio::time::Instant;
 
@@ -41,15 +41,17 @@ pub struct Journal {
 }
 
 impl Journal {
-    pub fn new(key: String, record: Arc<dyn Fn(RateMark) + Send + Sync>) -> Journal {
-        let wall = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0.0, |d| d.as_secs_f64());
+    pub fn new(
+        key: String,
+        record: Arc<dyn Fn(RateMark) + Send + Sync>,
+        clock: crate::clock::Wall,
+    ) -> Journal {
+        let (wall, base) = clock.pin();
         Journal {
             key,
             record,
             wall,
-            base: Instant::now(),
+            base,
         }
     }
 

@@ -72,6 +72,9 @@ pub struct Settings {
     /// mailed from the next hand-over on. `None`: the mark at the start of
     /// the run.
     pub suppression_mark: Option<i64>,
+    /// The wall clock of the rates' marks in the journal: the system's,
+    /// except in tests on tokio's paused clock ([`crate::clock::Wall`]).
+    pub wall: crate::clock::Wall,
 }
 
 /// A relay's daily quota: at most `max_per_day` messages on each of the
@@ -118,6 +121,7 @@ impl Default for Settings {
             window_closes_after: None,
             domains: Vec::new(),
             suppression_mark: None,
+            wall: crate::clock::Wall::System,
         }
     }
 }
@@ -365,13 +369,14 @@ async fn open_gates<M: Mailer>(
         )
         .collect();
     let given_mark = settings.suppression_mark;
+    let wall = settings.wall;
     blocking(store, move |s| {
         let gates = keys
             .into_iter()
             .map(|(key, rate)| match rate {
                 Some(rate) => {
                     let gate = s.rate_gate(&key, rate)?;
-                    let history = rate_history(s, gate.is_none(), &key, rate)?;
+                    let history = rate_history(s, gate.is_none(), &key, rate, wall)?;
                     Ok((gate, history))
                 }
                 None => Ok((None, None)),
@@ -412,6 +417,7 @@ fn relay_states<M: Mailer>(
                 Limiter::new(lane.rate, settings.batch),
                 history,
                 tx,
+                settings.wall,
             )),
             gate,
             health: std::sync::Mutex::new(Health::default()),
@@ -434,7 +440,12 @@ fn relay_states<M: Mailer>(
             }
             let (gate, history) = gates.next().unwrap_or_default();
             DomainState {
-                limiter: std::sync::Mutex::new(resumed(Limiter::new(d.rate, None), history, tx)),
+                limiter: std::sync::Mutex::new(resumed(
+                    Limiter::new(d.rate, None),
+                    history,
+                    tx,
+                    settings.wall,
+                )),
                 connections: d.connections.map(|c| c.max(1)),
                 in_flight: AtomicUsize::new(0),
                 gate,
@@ -470,13 +481,12 @@ fn rate_history(
     own: bool,
     key: &str,
     rate: Rate,
+    wall: crate::clock::Wall,
 ) -> crate::store::Result<Option<(String, Vec<f64>)>> {
     if !own {
         return Ok(None);
     }
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0.0, |d| d.as_secs_f64());
+    let now = wall.now();
     let times = s.rate_history(key, now, u64::from(rate.max))?;
     Ok(Some((key.to_string(), times)))
 }
@@ -487,13 +497,14 @@ fn resumed(
     mut limiter: Limiter,
     history: Option<(String, Vec<f64>)>,
     store: &mpsc::UnboundedSender<Cmd>,
+    wall: crate::clock::Wall,
 ) -> Limiter {
     if let Some((key, times)) = history {
         let store = store.clone();
         let record = Arc::new(move |m: RateMark| {
             let _ = store.send(Cmd::Mark(m));
         });
-        limiter.resume(throttle::Journal::new(key, record), &times);
+        limiter.resume(throttle::Journal::new(key, record, wall), &times);
     }
     limiter
 }

@@ -239,4 +239,3 @@ mod tests {
         assert_eq!(missing, ["first_name", "company"]);
     }
 }
-

@@ -49,6 +49,7 @@ pub(super) fn settings(opts: &SendOptions, config: &Config) -> Settings {
         relay_down_after: config.relay_down_after,
         window_closes_after: None,
         suppression_mark: None,
+        wall: crate::clock::Wall::System,
         domains: config
             .domain_limits
             .iter()

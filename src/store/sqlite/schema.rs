@@ -32,8 +32,7 @@ impl Sqlite {
         // whole send. Pages it misses are read from the system's file
         // cache (a copy, not a disk read), and the journal is written in
         // batches, so a small cache costs little time.
-        self.conn
-            .pragma_update(None, "cache_size", -CACHE_KIB)?;
+        self.conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
         // Another herald (a status, a dry run reading the suppression list)
         // may hold the file for a moment.
         self.conn.busy_timeout(std::time::Duration::from_secs(10))?;
