@@ -1,0 +1,368 @@
+//! The report's charts, drawn as inline SVG by our own code: no script, no
+//! font or picture from elsewhere, so the page reads offline and as a
+//! mail attachment. Each chart has a `<title>` (read by screen readers and
+//! shown on hover) and a label on each axis (`class="axis-label"`); it
+//! scales to its column (`viewBox`, width 100%), so a phone never scrolls
+//! sideways. Every text from outside (relay and domain names) is escaped.
+
+use std::fmt::Write;
+
+use crate::html::attr as esc;
+
+/// The drawing's width in its own units; it is scaled to the column.
+const W: f64 = 720.0;
+/// The colours of the series, in order (each readable on white).
+pub const COLOURS: [&str; 8] = [
+    "#1f5fbf", "#c5283d", "#2e7d32", "#b26a00", "#6a3d9a", "#00838f", "#7a5c3e", "#555555",
+];
+
+/// One line of a [`Lines`] chart: a value per x position.
+pub struct Series {
+    pub name: String,
+    pub values: Vec<f64>,
+}
+
+/// A horizontal line across a chart at `value`, with a label (the
+/// complaint-rate limits).
+pub struct Rule {
+    pub value: f64,
+    pub label: String,
+}
+
+/// A line chart: x positions named by `x_names`, one line per series.
+pub struct Lines {
+    pub id: &'static str,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub x_names: Vec<String>,
+    pub series: Vec<Series>,
+    pub rules: Vec<Rule>,
+    /// How a y value is written on its axis (`12`, `0.10%`).
+    pub y_format: fn(f64) -> String,
+}
+
+/// Horizontal bars, one row per name, each made of stacked parts (one
+/// value per part name), with optional vertical rules.
+pub struct Bars {
+    pub id: &'static str,
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub parts: Vec<String>,
+    pub rows: Vec<(String, Vec<f64>)>,
+    pub rules: Vec<Rule>,
+    pub x_format: fn(f64) -> String,
+}
+
+/// A count as a whole number.
+pub fn whole(v: f64) -> String {
+    format!("{}", v.round() as i64)
+}
+
+/// A fraction as a percentage: 0.0012 is `0.12%`.
+pub fn percent(v: f64) -> String {
+    format!("{:.2}%", v * 100.0)
+}
+
+/// A round top for an axis that holds `max` (1, 2, 2.5 or 5 times a power
+/// of ten), and never 0.
+fn nice_top(max: f64) -> f64 {
+    if max <= 0.0 || !max.is_finite() {
+        return 1.0;
+    }
+    let p = 10f64.powf(max.log10().floor());
+    [1.0, 2.0, 2.5, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|t| *t >= max * 0.999_999)
+        .unwrap_or(10.0 * p)
+}
+
+/// The chart's opening: its size, title and description for readers.
+fn open(out: &mut String, id: &str, title: &str, height: f64) {
+    let _ = write!(
+        out,
+        "<svg id=\"{id}\" class=\"chart\" viewBox=\"0 0 {W} {height}\" role=\"img\" \
+         aria-labelledby=\"{id}-title\">\
+         <title id=\"{id}-title\">{}</title>",
+        esc(title)
+    );
+}
+
+/// The legend under a chart: a swatch and a name per series.
+fn legend(out: &mut String, names: &[String], y: f64) -> f64 {
+    let (mut x, mut y) = (10.0, y);
+    for (i, name) in names.iter().enumerate() {
+        let width = 28.0 + 7.0 * name.chars().count().min(40) as f64;
+        if x + width > W {
+            x = 10.0;
+            y += 20.0;
+        }
+        let _ = write!(
+            out,
+            "<rect x=\"{x}\" y=\"{}\" width=\"12\" height=\"12\" fill=\"{}\"/>\
+             <text x=\"{}\" y=\"{}\" class=\"legend\">{}</text>",
+            y - 10.0,
+            COLOURS[i % COLOURS.len()],
+            x + 17.0,
+            y,
+            esc(&shorten(name, 40))
+        );
+        x += width;
+    }
+    y
+}
+
+/// A name cut to `n` characters with an ellipsis (the whole name is in
+/// the table beside the chart).
+fn shorten(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(n - 1).collect();
+    out.push('…');
+    out
+}
+
+/// Draws a line chart.
+pub fn lines(c: &Lines) -> String {
+    let (left, right, top, plot_h) = (70.0, 20.0, 20.0, 220.0);
+    let bottom = top + plot_h;
+    let n = c.x_names.len().max(1);
+    let max = c
+        .series
+        .iter()
+        .flat_map(|s| s.values.iter().copied())
+        .chain(c.rules.iter().map(|r| r.value))
+        .fold(0.0, f64::max);
+    let top_value = nice_top(max);
+    let x_at = |i: usize| {
+        if n == 1 {
+            left + (W - left - right) / 2.0
+        } else {
+            left + (W - left - right) * i as f64 / (n - 1) as f64
+        }
+    };
+    let y_at = |v: f64| bottom - plot_h * v / top_value;
+    let mut out = String::new();
+    let height = bottom + 80.0 + 20.0 * (c.series.len() / 4) as f64;
+    open(&mut out, c.id, &c.title, height);
+    axes(&mut out, left, top, bottom, top_value, c.y_format, &y_at);
+    // At most 8 names under the x axis, evenly spread.
+    let step = n.div_ceil(8).max(1);
+    for (i, name) in c.x_names.iter().enumerate() {
+        if i % step == 0 || i + 1 == n {
+            let _ = write!(
+                out,
+                "<text x=\"{:.1}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
+                x_at(i),
+                bottom + 16.0,
+                esc(&shorten(name, 16))
+            );
+        }
+    }
+    for r in &c.rules {
+        rule_across(&mut out, left, W - right, y_at(r.value), &r.label);
+    }
+    for (k, s) in c.series.iter().enumerate() {
+        let colour = COLOURS[k % COLOURS.len()];
+        let points: Vec<String> = s
+            .values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{:.1},{:.1}", x_at(i), y_at(*v)))
+            .collect();
+        let _ = write!(
+            out,
+            "<polyline fill=\"none\" stroke=\"{colour}\" stroke-width=\"2\" points=\"{}\"><title>{}</title></polyline>",
+            points.join(" "),
+            esc(&s.name)
+        );
+        if s.values.len() <= 40 {
+            for (i, v) in s.values.iter().enumerate() {
+                let _ = write!(
+                    out,
+                    "<circle cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\" fill=\"{colour}\"/>",
+                    x_at(i),
+                    y_at(*v)
+                );
+            }
+        }
+    }
+    axis_labels(
+        &mut out,
+        &c.x_label,
+        &c.y_label,
+        left,
+        W - right,
+        top,
+        bottom,
+    );
+    let names: Vec<String> = c.series.iter().map(|s| s.name.clone()).collect();
+    legend(&mut out, &names, bottom + 62.0);
+    out.push_str("</svg>");
+    out
+}
+
+/// The y axis with five ticks and faint grid lines, and the x axis.
+fn axes(
+    out: &mut String,
+    left: f64,
+    top: f64,
+    bottom: f64,
+    top_value: f64,
+    format: fn(f64) -> String,
+    y_at: &dyn Fn(f64) -> f64,
+) {
+    for k in 0..=4 {
+        let v = top_value * k as f64 / 4.0;
+        let y = y_at(v);
+        let _ = write!(
+            out,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"grid\"/>\
+             <text x=\"{}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text>",
+            W - 20.0,
+            left - 6.0,
+            y + 4.0,
+            format(v)
+        );
+    }
+    let _ = write!(
+        out,
+        "<line x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{bottom}\" class=\"axis\"/>\
+         <line x1=\"{left}\" x2=\"{}\" y1=\"{bottom}\" y2=\"{bottom}\" class=\"axis\"/>",
+        W - 20.0
+    );
+}
+
+/// The words on each axis.
+fn axis_labels(
+    out: &mut String,
+    x_label: &str,
+    y_label: &str,
+    left: f64,
+    right: f64,
+    top: f64,
+    bottom: f64,
+) {
+    let _ = write!(
+        out,
+        "<text class=\"axis-label\" x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\
+         <text class=\"axis-label\" transform=\"translate(14 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
+        (left + right) / 2.0,
+        bottom + 36.0,
+        esc(x_label),
+        (top + bottom) / 2.0,
+        esc(y_label)
+    );
+}
+
+/// A dashed horizontal rule with its label above its right end.
+fn rule_across(out: &mut String, x1: f64, x2: f64, y: f64, label: &str) {
+    let _ = write!(
+        out,
+        "<line x1=\"{x1}\" x2=\"{x2}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"limit\"/>\
+         <text x=\"{x2}\" y=\"{:.1}\" class=\"limit-label\" text-anchor=\"end\">{}</text>",
+        y - 4.0,
+        esc(label)
+    );
+}
+
+/// Draws horizontal stacked bars.
+pub fn bars(c: &Bars) -> String {
+    let (left, right, top, row_h) = (190.0, 20.0, 20.0 + 16.0 * c.rules.len() as f64, 22.0);
+    let plot_w = W - left - right;
+    let bottom = top + row_h * c.rows.len().max(1) as f64;
+    let max = c
+        .rows
+        .iter()
+        .map(|(_, v)| v.iter().sum::<f64>())
+        .chain(c.rules.iter().map(|r| r.value))
+        .fold(0.0, f64::max);
+    let top_value = nice_top(max);
+    let x_at = |v: f64| left + plot_w * v / top_value;
+    let mut out = String::new();
+    let height = bottom + 80.0 + 20.0 * (c.parts.len() / 4) as f64;
+    open(&mut out, c.id, &c.title, height);
+    for k in 0..=4 {
+        let v = top_value * k as f64 / 4.0;
+        let x = x_at(v);
+        let _ = write!(
+            out,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{bottom}\" class=\"grid\"/>\
+             <text x=\"{x:.1}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
+            bottom + 16.0,
+            (c.x_format)(v)
+        );
+    }
+    for (i, (name, values)) in c.rows.iter().enumerate() {
+        let y = top + row_h * i as f64;
+        let _ = write!(
+            out,
+            "<text x=\"{}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text>",
+            left - 6.0,
+            y + row_h / 2.0 + 4.0,
+            esc(&shorten(name, 20))
+        );
+        let mut at = 0.0;
+        for (k, v) in values.iter().enumerate() {
+            if *v <= 0.0 {
+                continue;
+            }
+            let part = c.parts.get(k).map_or("", String::as_str);
+            let _ = write!(
+                out,
+                "<rect x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{}\" fill=\"{}\">\
+                 <title>{}: {} {}</title></rect>",
+                x_at(at),
+                y + 3.0,
+                (x_at(at + v) - x_at(at)).max(1.0),
+                row_h - 6.0,
+                COLOURS[k % COLOURS.len()],
+                esc(name),
+                esc(part),
+                (c.x_format)(*v)
+            );
+            at += v;
+        }
+    }
+    for (i, r) in c.rules.iter().enumerate() {
+        let x = x_at(r.value);
+        // The label runs away from the nearer edge, so it stays inside.
+        let (anchor, dx) = if x < left + plot_w / 2.0 {
+            ("start", -3.0)
+        } else {
+            ("end", 3.0)
+        };
+        let _ = write!(
+            out,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{}\" y2=\"{bottom}\" class=\"limit\"/>\
+             <text x=\"{:.1}\" y=\"{}\" class=\"limit-label\" text-anchor=\"{anchor}\">{}</text>",
+            top - 16.0 * (c.rules.len() - i) as f64 + 12.0,
+            x + dx,
+            top - 16.0 * (c.rules.len() - i) as f64 + 8.0,
+            esc(&r.label)
+        );
+    }
+    let _ = write!(
+        out,
+        "<line x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{bottom}\" class=\"axis\"/>\
+         <line x1=\"{left}\" x2=\"{}\" y1=\"{bottom}\" y2=\"{bottom}\" class=\"axis\"/>",
+        W - right
+    );
+    axis_labels(
+        &mut out,
+        &c.x_label,
+        &c.y_label,
+        left,
+        W - right,
+        top,
+        bottom,
+    );
+    if c.parts.len() > 1 {
+        legend(&mut out, &c.parts, bottom + 62.0);
+    }
+    out.push_str("</svg>");
+    out
+}
