@@ -91,6 +91,6 @@ fn write_page(path: &Path, html: &str) -> anyhow::Result<()> {
             ),
         ));
     }
-    std::fs::write(path, html).map_err(|e| Fault::io(&format!("write {}", path.display()), &e))?;
+    std::fs::write(path, html).map_err(|e| Fault::io(format!("write {}", path.display()), &e))?;
     Ok(())
 }

@@ -14,7 +14,7 @@ use super::Counts;
 /// Messages one relay had accepted in one minute of a send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MinuteCount {
-    /// The relay's name (`main`, or `default` with a single `smtp_url`);
+    /// The relay's name (`main`, or `relay` with a single `smtp_url`);
     /// `None` for messages sent by a herald older than schema 4, which did
     /// not record it.
     pub relay: Option<String>,

@@ -22,8 +22,9 @@ pub struct Series {
     pub values: Vec<f64>,
 }
 
-/// A horizontal line across a chart at `value`, with a label (the
-/// complaint-rate limits).
+/// A dashed line across a chart at `value` (the complaint-rate limits),
+/// named with its whole label in the legend under the chart (labels
+/// beside lines that lie close together would cover each other).
 pub struct Rule {
     pub value: f64,
     pub label: String,
@@ -40,6 +41,8 @@ pub struct Lines {
     pub rules: Vec<Rule>,
     /// How a y value is written on its axis (`12`, `0.10%`).
     pub y_format: fn(f64) -> String,
+    /// The smallest step between two ticks (1 for counts).
+    pub min_step: f64,
 }
 
 /// Horizontal bars, one row per name, each made of stacked parts (one
@@ -53,6 +56,8 @@ pub struct Bars {
     pub rows: Vec<(String, Vec<f64>)>,
     pub rules: Vec<Rule>,
     pub x_format: fn(f64) -> String,
+    /// The smallest step between two ticks (1 for counts).
+    pub min_step: f64,
 }
 
 /// A count as a whole number.
@@ -65,18 +70,25 @@ pub fn percent(v: f64) -> String {
     format!("{:.2}%", v * 100.0)
 }
 
-/// A round top for an axis that holds `max` (1, 2, 2.5 or 5 times a power
-/// of ten), and never 0.
-fn nice_top(max: f64) -> f64 {
-    if max <= 0.0 || !max.is_finite() {
-        return 1.0;
-    }
-    let p = 10f64.powf(max.log10().floor());
-    [1.0, 2.0, 2.5, 5.0, 10.0]
+/// A round step for an axis that holds `max` in about four steps (1, 2
+/// or 5 times a power of ten, at least `min_step`), and the axis's top (a
+/// whole number of steps, at least one): each tick then names its value
+/// exactly.
+fn axis(max: f64, min_step: f64) -> (f64, f64) {
+    let raw = if max > 0.0 && max.is_finite() {
+        max / 4.0
+    } else {
+        min_step
+    };
+    let p = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
         .into_iter()
         .map(|m| m * p)
-        .find(|t| *t >= max * 0.999_999)
+        .find(|t| *t >= raw * 0.999_999)
         .unwrap_or(10.0 * p)
+        .max(min_step);
+    let steps = (max / step - 1e-9).ceil().max(1.0);
+    (step * steps, step)
 }
 
 /// The chart's opening: its size, title and description for readers.
@@ -90,8 +102,10 @@ fn open(out: &mut String, id: &str, title: &str, height: f64) {
     );
 }
 
-/// The legend under a chart: a swatch and a name per series.
-fn legend(out: &mut String, names: &[String], y: f64) -> f64 {
+/// The legend under a chart: a swatch and a name per series, then each
+/// rule on a line of its own with its dashed sample and whole label.
+/// Returns the last line's height.
+fn legend(out: &mut String, names: &[String], rules: &[Rule], y: f64) -> f64 {
     let (mut x, mut y) = (10.0, y);
     for (i, name) in names.iter().enumerate() {
         let width = 28.0 + 7.0 * name.chars().count().min(40) as f64;
@@ -111,7 +125,27 @@ fn legend(out: &mut String, names: &[String], y: f64) -> f64 {
         );
         x += width;
     }
+    for (i, r) in rules.iter().enumerate() {
+        y += 20.0;
+        let _ = write!(
+            out,
+            "<line x1=\"10\" x2=\"34\" y1=\"{0:.1}\" y2=\"{0:.1}\" class=\"limit-key\" stroke=\"{1}\"/>\
+             <text x=\"40\" y=\"{2}\" class=\"limit-label\">{3}</text>",
+            y - 4.0,
+            RULE_COLOURS[i % RULE_COLOURS.len()],
+            y,
+            esc(&r.label)
+        );
+    }
     y
+}
+
+/// The colours of the rules (the complaint-rate limits), in order.
+const RULE_COLOURS: [&str; 2] = ["#b26a00", "#8a1c2b"];
+
+/// How tall the legend is: rows of series names and one row per rule.
+fn legend_height(series: usize, rules: usize) -> f64 {
+    20.0 * (series.div_ceil(4) + rules) as f64
 }
 
 /// A name cut to `n` characters with an ellipsis (the whole name is in
@@ -127,7 +161,7 @@ fn shorten(s: &str, n: usize) -> String {
 
 /// Draws a line chart.
 pub fn lines(c: &Lines) -> String {
-    let (left, right, top, plot_h) = (70.0, 20.0, 20.0, 220.0);
+    let (left, right, top, plot_h) = (76.0, 20.0, 20.0, 220.0);
     let bottom = top + plot_h;
     let n = c.x_names.len().max(1);
     let max = c
@@ -136,7 +170,7 @@ pub fn lines(c: &Lines) -> String {
         .flat_map(|s| s.values.iter().copied())
         .chain(c.rules.iter().map(|r| r.value))
         .fold(0.0, f64::max);
-    let top_value = nice_top(max);
+    let (top_value, step) = axis(max, c.min_step);
     let x_at = |i: usize| {
         if n == 1 {
             left + (W - left - right) / 2.0
@@ -146,24 +180,52 @@ pub fn lines(c: &Lines) -> String {
     };
     let y_at = |v: f64| bottom - plot_h * v / top_value;
     let mut out = String::new();
-    let height = bottom + 80.0 + 20.0 * (c.series.len() / 4) as f64;
+    let height = bottom + 70.0 + legend_height(c.series.len(), c.rules.len());
     open(&mut out, c.id, &c.title, height);
-    axes(&mut out, left, top, bottom, top_value, c.y_format, &y_at);
-    // At most 8 names under the x axis, evenly spread.
-    let step = n.div_ceil(8).max(1);
-    for (i, name) in c.x_names.iter().enumerate() {
-        if i % step == 0 || i + 1 == n {
-            let _ = write!(
-                out,
-                "<text x=\"{:.1}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
-                x_at(i),
-                bottom + 16.0,
-                esc(&shorten(name, 16))
-            );
-        }
+    let mut v = 0.0;
+    while v <= top_value + step / 2.0 {
+        let y = y_at(v);
+        let _ = write!(
+            out,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"grid\"/>\
+             <text x=\"{}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text>",
+            W - right,
+            left - 6.0,
+            y + 4.0,
+            (c.y_format)(v)
+        );
+        v += step;
     }
-    for r in &c.rules {
-        rule_across(&mut out, left, W - right, y_at(r.value), &r.label);
+    // At most 6 names under the x axis, evenly spread; the first and last
+    // kept inside the drawing.
+    let every = n.div_ceil(6).max(1);
+    for (i, name) in c.x_names.iter().enumerate() {
+        if i % every != 0 && i + 1 != n {
+            continue;
+        }
+        let anchor = match (i, n) {
+            (_, 1) => "middle",
+            (0, _) => "start",
+            (i, n) if i + 1 == n => "end",
+            _ => "middle",
+        };
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{}\" class=\"tick\" text-anchor=\"{anchor}\">{}</text>",
+            x_at(i),
+            bottom + 16.0,
+            esc(&shorten(name, 16))
+        );
+    }
+    for (i, r) in c.rules.iter().enumerate() {
+        let y = y_at(r.value);
+        let _ = write!(
+            out,
+            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"limit\" stroke=\"{}\"><title>{}</title></line>",
+            W - right,
+            RULE_COLOURS[i % RULE_COLOURS.len()],
+            esc(&r.label)
+        );
     }
     for (k, s) in c.series.iter().enumerate() {
         let colour = COLOURS[k % COLOURS.len()];
@@ -190,88 +252,29 @@ pub fn lines(c: &Lines) -> String {
             }
         }
     }
-    axis_labels(
-        &mut out,
-        &c.x_label,
-        &c.y_label,
-        left,
+    let _ = write!(
+        out,
+        "<line x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{bottom}\" class=\"axis\"/>\
+         <line x1=\"{left}\" x2=\"{}\" y1=\"{bottom}\" y2=\"{bottom}\" class=\"axis\"/>\
+         <text class=\"axis-label\" x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\
+         <text class=\"axis-label\" transform=\"translate(14 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
         W - right,
-        top,
-        bottom,
+        (left + W - right) / 2.0,
+        bottom + 36.0,
+        esc(&c.x_label),
+        (top + bottom) / 2.0,
+        esc(&c.y_label)
     );
     let names: Vec<String> = c.series.iter().map(|s| s.name.clone()).collect();
-    legend(&mut out, &names, bottom + 62.0);
+    legend(&mut out, &names, &c.rules, bottom + 62.0);
     out.push_str("</svg>");
     out
 }
 
-/// The y axis with five ticks and faint grid lines, and the x axis.
-fn axes(
-    out: &mut String,
-    left: f64,
-    top: f64,
-    bottom: f64,
-    top_value: f64,
-    format: fn(f64) -> String,
-    y_at: &dyn Fn(f64) -> f64,
-) {
-    for k in 0..=4 {
-        let v = top_value * k as f64 / 4.0;
-        let y = y_at(v);
-        let _ = write!(
-            out,
-            "<line x1=\"{left}\" x2=\"{}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"grid\"/>\
-             <text x=\"{}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text>",
-            W - 20.0,
-            left - 6.0,
-            y + 4.0,
-            format(v)
-        );
-    }
-    let _ = write!(
-        out,
-        "<line x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{bottom}\" class=\"axis\"/>\
-         <line x1=\"{left}\" x2=\"{}\" y1=\"{bottom}\" y2=\"{bottom}\" class=\"axis\"/>",
-        W - 20.0
-    );
-}
-
-/// The words on each axis.
-fn axis_labels(
-    out: &mut String,
-    x_label: &str,
-    y_label: &str,
-    left: f64,
-    right: f64,
-    top: f64,
-    bottom: f64,
-) {
-    let _ = write!(
-        out,
-        "<text class=\"axis-label\" x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\
-         <text class=\"axis-label\" transform=\"translate(14 {:.1}) rotate(-90)\" text-anchor=\"middle\">{}</text>",
-        (left + right) / 2.0,
-        bottom + 36.0,
-        esc(x_label),
-        (top + bottom) / 2.0,
-        esc(y_label)
-    );
-}
-
-/// A dashed horizontal rule with its label above its right end.
-fn rule_across(out: &mut String, x1: f64, x2: f64, y: f64, label: &str) {
-    let _ = write!(
-        out,
-        "<line x1=\"{x1}\" x2=\"{x2}\" y1=\"{y:.1}\" y2=\"{y:.1}\" class=\"limit\"/>\
-         <text x=\"{x2}\" y=\"{:.1}\" class=\"limit-label\" text-anchor=\"end\">{}</text>",
-        y - 4.0,
-        esc(label)
-    );
-}
-
-/// Draws horizontal stacked bars.
+/// Draws horizontal stacked bars. The names of the rows are the y axis;
+/// its label stands above them.
 pub fn bars(c: &Bars) -> String {
-    let (left, right, top, row_h) = (190.0, 20.0, 20.0 + 16.0 * c.rules.len() as f64, 22.0);
+    let (left, right, top, row_h) = (190.0, 24.0, 30.0, 22.0);
     let plot_w = W - left - right;
     let bottom = top + row_h * c.rows.len().max(1) as f64;
     let max = c
@@ -280,21 +283,28 @@ pub fn bars(c: &Bars) -> String {
         .map(|(_, v)| v.iter().sum::<f64>())
         .chain(c.rules.iter().map(|r| r.value))
         .fold(0.0, f64::max);
-    let top_value = nice_top(max);
+    let (top_value, step) = axis(max, c.min_step);
     let x_at = |v: f64| left + plot_w * v / top_value;
     let mut out = String::new();
-    let height = bottom + 80.0 + 20.0 * (c.parts.len() / 4) as f64;
+    let parts = if c.parts.len() > 1 { c.parts.len() } else { 0 };
+    let height = bottom + 50.0 + legend_height(parts, c.rules.len());
     open(&mut out, c.id, &c.title, height);
-    for k in 0..=4 {
-        let v = top_value * k as f64 / 4.0;
+    let mut v = 0.0;
+    while v <= top_value + step / 2.0 {
         let x = x_at(v);
+        let anchor = if v + step / 2.0 > top_value {
+            "end"
+        } else {
+            "middle"
+        };
         let _ = write!(
             out,
             "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{top}\" y2=\"{bottom}\" class=\"grid\"/>\
-             <text x=\"{x:.1}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text>",
+             <text x=\"{x:.1}\" y=\"{}\" class=\"tick\" text-anchor=\"{anchor}\">{}</text>",
             bottom + 16.0,
             (c.x_format)(v)
         );
+        v += step;
     }
     for (i, (name, values)) in c.rows.iter().enumerate() {
         let y = top + row_h * i as f64;
@@ -329,40 +339,34 @@ pub fn bars(c: &Bars) -> String {
     }
     for (i, r) in c.rules.iter().enumerate() {
         let x = x_at(r.value);
-        // The label runs away from the nearer edge, so it stays inside.
-        let (anchor, dx) = if x < left + plot_w / 2.0 {
-            ("start", -3.0)
-        } else {
-            ("end", 3.0)
-        };
         let _ = write!(
             out,
-            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{}\" y2=\"{bottom}\" class=\"limit\"/>\
-             <text x=\"{:.1}\" y=\"{}\" class=\"limit-label\" text-anchor=\"{anchor}\">{}</text>",
-            top - 16.0 * (c.rules.len() - i) as f64 + 12.0,
-            x + dx,
-            top - 16.0 * (c.rules.len() - i) as f64 + 8.0,
+            "<line x1=\"{x:.1}\" x2=\"{x:.1}\" y1=\"{}\" y2=\"{bottom}\" class=\"limit\" stroke=\"{}\"><title>{}</title></line>",
+            top - 6.0,
+            RULE_COLOURS[i % RULE_COLOURS.len()],
             esc(&r.label)
         );
     }
     let _ = write!(
         out,
         "<line x1=\"{left}\" x2=\"{left}\" y1=\"{top}\" y2=\"{bottom}\" class=\"axis\"/>\
-         <line x1=\"{left}\" x2=\"{}\" y1=\"{bottom}\" y2=\"{bottom}\" class=\"axis\"/>",
-        W - right
-    );
-    axis_labels(
-        &mut out,
-        &c.x_label,
-        &c.y_label,
-        left,
+         <line x1=\"{left}\" x2=\"{}\" y1=\"{bottom}\" y2=\"{bottom}\" class=\"axis\"/>\
+         <text class=\"axis-label\" x=\"{:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>\
+         <text class=\"axis-label\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
         W - right,
-        top,
-        bottom,
+        (left + W - right) / 2.0,
+        bottom + 36.0,
+        esc(&c.x_label),
+        left - 6.0,
+        top - 10.0,
+        esc(&c.y_label)
     );
-    if c.parts.len() > 1 {
-        legend(&mut out, &c.parts, bottom + 62.0);
-    }
+    let names = if parts > 0 {
+        c.parts.clone()
+    } else {
+        Vec::new()
+    };
+    legend(&mut out, &names, &c.rules, bottom + 62.0);
     out.push_str("</svg>");
     out
 }

@@ -152,7 +152,7 @@ impl Outcomes {
 /// One relay's accepted messages, minute by minute.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct RelaySeries {
-    /// Its name in the settings (`default` for a single `smtp_url`);
+    /// Its name in the settings (`relay` for a single `smtp_url`);
     /// `(not recorded)` for messages a herald older than this sent.
     pub relay: String,
     /// Minutes (UTC, `2026-12-06T16:57`) with at least one message

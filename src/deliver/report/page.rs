@@ -19,18 +19,20 @@ const STYLE: &str = "\
 body{margin:0;font-family:system-ui,-apple-system,'Segoe UI',Roboto,Arial,sans-serif;color:#1b1b1b;background:#fff;line-height:1.45}\
 main{max-width:960px;margin:0 auto;padding:16px}\
 h1{font-size:1.6em;margin:.4em 0}h2{font-size:1.25em;margin:1.6em 0 .4em;border-bottom:2px solid #e3e3e3}\
-h1,h2,p,td,th{overflow-wrap:anywhere}\
+h1,h2,p{overflow-wrap:anywhere}\
 .meta{color:#444}\
 .chart{display:block;width:100%;height:auto;margin:8px 0 16px}\
 .chart text{font-family:inherit}.tick{font-size:12px;fill:#333}.legend{font-size:12px;fill:#1b1b1b}\
 .axis-label{font-size:13px;font-weight:600;fill:#1b1b1b}\
 .axis{stroke:#1b1b1b;stroke-width:1}.grid{stroke:#e3e3e3;stroke-width:1}\
-.limit{stroke:#8a1c2b;stroke-width:1.5;stroke-dasharray:6 4}.limit-label{font-size:12px;fill:#8a1c2b}\
+.limit,.limit-key{stroke-width:2;stroke-dasharray:6 4}.limit-label{font-size:12px;fill:#1b1b1b}\
 .wide{overflow-x:auto;max-width:100%}\
 table{border-collapse:collapse;font-size:14px;margin:8px 0}\
-th,td{border-bottom:1px solid #e3e3e3;padding:4px 8px;text-align:right}\
+th,td{border-bottom:1px solid #e3e3e3;padding:4px 8px;text-align:right;white-space:nowrap}\
+td:first-child{white-space:normal;overflow-wrap:anywhere;min-width:8em}\
 th:first-child,td:first-child{text-align:left}\
-.note{font-size:14px;color:#444}";
+.note{font-size:14px;color:#444}\
+@media (max-width:600px){.chart .tick,.chart .legend,.chart .limit-label{font-size:15px}.chart .axis-label{font-size:16px}}";
 
 /// The whole page. `made_at`: when it was made (shown under the title).
 pub fn page(r: &Report, made_at: &str) -> String {
@@ -40,12 +42,12 @@ pub fn page(r: &Report, made_at: &str) -> String {
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>How {} did</title><style>{STYLE}</style></head><body><main>\
-         <h1>How {} did</h1><p class=\"meta\">Campaign <b>{}</b>, sent from {} to {} (UTC). \
+         <h1>How {} did</h1><p class=\"meta\">The post {}, sent from {} to {} (UTC). \
          Report made at {} by <code>herald report</code>; the same figures as \
          <code>herald status</code>.</p>",
         esc(&r.campaign),
-        esc(&r.post),
         esc(&r.campaign),
+        esc(&r.post),
         esc(&r.created_at),
         esc(r.finished_at.as_deref().unwrap_or("now (not finished)")),
         esc(made_at),
@@ -137,6 +139,7 @@ fn issue(out: &mut String, r: &Report) {
         .collect(),
         rules: Vec::new(),
         x_format: percent,
+        min_step: 0.0001,
     };
     out.push_str(&chart::bars(&rates));
     let complaints = Bars {
@@ -151,6 +154,7 @@ fn issue(out: &mut String, r: &Report) {
         rows: vec![("This issue".into(), vec![o.complaints.rate])],
         rules: limit_rules(r),
         x_format: percent,
+        min_step: 0.0001,
     };
     out.push_str(&chart::bars(&complaints));
     out.push_str(
@@ -250,6 +254,7 @@ fn relays(out: &mut String, r: &Report) {
         series,
         rules: Vec::new(),
         y_format: whole,
+        min_step: 1.0,
     };
     out.push_str(&chart::lines(&c));
     out.push_str("<div class=\"wide\"><table><tr><th>Relay</th><th>Accepted</th><th>Busiest minute</th></tr>");
@@ -282,18 +287,29 @@ fn domains(out: &mut String, r: &Report) {
         ),
         x_label: "recipients".into(),
         y_label: "recipient domain".into(),
-        parts: vec!["sent".into(), "deferred".into(), "failed".into()],
+        parts: vec![
+            "sent".into(),
+            "deferred".into(),
+            "failed".into(),
+            "not mailed (left out, removed or waiting)".into(),
+        ],
         rows: rows
             .iter()
             .map(|d| {
                 (
                     d.domain.clone(),
-                    vec![d.sent as f64, d.deferred as f64, d.failed as f64],
+                    vec![
+                        d.sent as f64,
+                        d.deferred as f64,
+                        d.failed as f64,
+                        (d.recipients - d.sent - d.deferred - d.failed) as f64,
+                    ],
                 )
             })
             .collect(),
         rules: Vec::new(),
         x_format: whole,
+        min_step: 1.0,
     };
     out.push_str(&chart::bars(&c));
     out.push_str(
@@ -328,10 +344,21 @@ fn trend(out: &mut String, r: &Report) {
         "<section id=\"trend\"><h2>The last {} campaigns</h2>",
         r.trend.len()
     );
+    // The day each was sent; with the time too when two share a day.
+    let days: Vec<&str> = r
+        .trend
+        .iter()
+        .map(|t| t.created_at.get(..10).unwrap_or(&t.created_at))
+        .collect();
+    let same_day = days.windows(2).any(|w| w[0] == w[1]);
     let x_names: Vec<String> = r
         .trend
         .iter()
-        .map(|t| t.created_at.get(..10).unwrap_or(&t.created_at).to_string())
+        .zip(&days)
+        .map(|(t, day)| match t.created_at.get(5..16) {
+            Some(s) if same_day => s.replace('T', " "),
+            _ => day.to_string(),
+        })
         .collect();
     let rate = |name: &str, f: fn(&super::Outcomes) -> f64| Series {
         name: name.to_string(),
@@ -352,6 +379,7 @@ fn trend(out: &mut String, r: &Report) {
         ],
         rules: Vec::new(),
         y_format: percent,
+        min_step: 0.0001,
     };
     out.push_str(&chart::lines(&rates));
     let complaints = Lines {
@@ -366,6 +394,7 @@ fn trend(out: &mut String, r: &Report) {
         series: vec![rate("spam complaints", |o| o.complaints.rate)],
         rules: limit_rules(r),
         y_format: percent,
+        min_step: 0.0001,
     };
     out.push_str(&chart::lines(&complaints));
     out.push_str(
