@@ -196,27 +196,7 @@ pub fn lines(c: &Lines) -> String {
         );
         v += step;
     }
-    // At most 6 names under the x axis, evenly spread; the first and last
-    // kept inside the drawing.
-    let every = n.div_ceil(6).max(1);
-    for (i, name) in c.x_names.iter().enumerate() {
-        if i % every != 0 && i + 1 != n {
-            continue;
-        }
-        let anchor = match (i, n) {
-            (_, 1) => "middle",
-            (0, _) => "start",
-            (i, n) if i + 1 == n => "end",
-            _ => "middle",
-        };
-        let _ = write!(
-            out,
-            "<text x=\"{:.1}\" y=\"{}\" class=\"tick\" text-anchor=\"{anchor}\">{}</text>",
-            x_at(i),
-            bottom + 16.0,
-            esc(&shorten(name, 16))
-        );
-    }
+    x_names(&mut out, &c.x_names, &x_at, bottom + 16.0);
     for (i, r) in c.rules.iter().enumerate() {
         let y = y_at(r.value);
         let _ = write!(
@@ -271,6 +251,30 @@ pub fn lines(c: &Lines) -> String {
     out
 }
 
+/// At most 6 names under the x axis, evenly spread; the first and last
+/// kept inside the drawing.
+fn x_names(out: &mut String, names: &[String], x_at: &dyn Fn(usize) -> f64, y: f64) {
+    let n = names.len();
+    let every = n.div_ceil(6).max(1);
+    for (i, name) in names.iter().enumerate() {
+        if i % every != 0 && i + 1 != n {
+            continue;
+        }
+        let anchor = match (i, n) {
+            (_, 1) => "middle",
+            (0, _) => "start",
+            (i, n) if i + 1 == n => "end",
+            _ => "middle",
+        };
+        let _ = write!(
+            out,
+            "<text x=\"{:.1}\" y=\"{y}\" class=\"tick\" text-anchor=\"{anchor}\">{}</text>",
+            x_at(i),
+            esc(&shorten(name, 16))
+        );
+    }
+}
+
 /// Draws horizontal stacked bars. The names of the rows are the y axis;
 /// its label stands above them.
 pub fn bars(c: &Bars) -> String {
@@ -281,13 +285,14 @@ pub fn bars(c: &Bars) -> String {
         .rows
         .iter()
         .map(|(_, v)| v.iter().sum::<f64>())
-        .chain(c.rules.iter().map(|r| r.value))
+        // Room beyond the last rule, so it is not taken for the frame.
+        .chain(c.rules.iter().map(|r| r.value * 1.2))
         .fold(0.0, f64::max);
     let (top_value, step) = axis(max, c.min_step);
     let x_at = |v: f64| left + plot_w * v / top_value;
     let mut out = String::new();
     let parts = if c.parts.len() > 1 { c.parts.len() } else { 0 };
-    let height = bottom + 50.0 + legend_height(parts, c.rules.len());
+    let height = bottom + 70.0 + legend_height(parts, c.rules.len());
     open(&mut out, c.id, &c.title, height);
     let mut v = 0.0;
     while v <= top_value + step / 2.0 {

@@ -204,6 +204,22 @@ fn the_page_is_self_contained_and_every_chart_is_titled_with_labelled_axes() {
             .map(|t| &t[t.find('>').unwrap() + 1..]);
         assert!(title.is_some_and(|t| t.len() > 10), "untitled chart: {c}");
         assert_eq!(c.matches("class=\"axis-label\"").count(), 2, "axes: {c}");
+        // Every text is inside the drawing (a legend below it is not cut off).
+        let height: f64 = c
+            .split("viewBox=\"0 0 720 ")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        for t in c.split("<text ").skip(1) {
+            if let Some(y) = t.split(" y=\"").nth(1) {
+                let y: f64 = y.split('"').next().unwrap().parse().unwrap();
+                assert!(y < height - 4.0, "text at {y} of {height}: {t}");
+            }
+        }
     }
     for id in [
         "rates",
