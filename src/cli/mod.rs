@@ -11,6 +11,7 @@ mod config;
 mod init;
 pub(crate) mod output;
 mod preview;
+mod report;
 mod send;
 mod serve;
 mod status;
@@ -39,7 +40,7 @@ use crate::{Fault, InputError, exit};
                   `herald check POST` lists anything that would go wrong in inboxes; \
                   `herald send POST --to you@example.org` sends you a test; \
                   `herald send POST --subscribers LIST.csv` sends the issue; `herald status` \
-                  tells how it went. `herald config` shows the settings in use and where each \
+                  tells how it went, `herald report --out report.html` draws it as charts. `herald config` shows the settings in use and where each \
                   came from.",
     after_help = "Exit codes:\n  \
                   0  done\n  \
@@ -87,6 +88,7 @@ enum Command {
     Check(check::Args),
     Send(Box<send::Args>),
     Status(status::Args),
+    Report(report::Args),
     Serve(serve::Args),
     Bounces(bounces::Args),
     #[command(subcommand)]
@@ -215,6 +217,7 @@ fn overrides(cli: &Cli) -> Result<Vec<Override>, InputError> {
     match &cli.command {
         Command::Send(a) => o.extend(a.overrides()),
         Command::Status(a) => o.extend(a.overrides()),
+        Command::Report(a) => o.extend(a.overrides()),
         Command::Serve(a) => o.extend(a.overrides()),
         Command::Bounces(a) => o.extend(a.overrides()),
         Command::Suppress(a) => o.extend(a.overrides()),
@@ -263,6 +266,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Check(args) => check::run(args, &config),
         Command::Send(args) => send::run(*args, &config),
         Command::Status(args) => status::run(args, &config),
+        Command::Report(args) => report::run(args, &config),
         Command::Serve(args) => serve::run(args, &config),
         Command::Bounces(args) => bounces::run(args, &config),
         Command::Suppress(args) => suppress::run(args, &config),
@@ -336,8 +340,8 @@ mod tests {
         assert_eq!(
             names,
             [
-                "preview", "check", "send", "status", "serve", "bounces", "suppress", "store",
-                "config", "init"
+                "preview", "check", "send", "status", "report", "serve", "bounces", "suppress",
+                "store", "config", "init"
             ]
         );
     }

@@ -20,6 +20,7 @@ pub mod engine;
 pub mod memory;
 pub mod message;
 pub mod outbox;
+pub mod report;
 pub mod schedule;
 pub mod send;
 pub mod smtp;

@@ -97,6 +97,20 @@ fn seconds(mut c: CampaignInfo) -> CampaignInfo {
     c
 }
 
+/// Who left through campaign's unsubscribe link or button: the people
+/// (one entry per address, see [`crate::store::people`]) whose weightiest
+/// event is an unsubscribe from this campaign. Someone who unsubscribed and
+/// then complained counts as a complaint, not here. `herald report` counts
+/// them per domain from the same list.
+pub fn left_by_link<'a>(
+    suppressions: &'a [Suppressed],
+    campaign: &'a str,
+) -> impl Iterator<Item = &'a Suppressed> + 'a {
+    suppressions
+        .iter()
+        .filter(move |s| s.source.is_unsubscribe() && s.campaign.as_deref() == Some(campaign))
+}
+
 /// What the journal says of campaign `c`.
 fn campaign_status(
     journal: &dyn Store,
@@ -105,10 +119,7 @@ fn campaign_status(
     c: CampaignInfo,
 ) -> Result<CampaignStatus, StatusError> {
     let problems = journal.problems(&c.id, 100_000)?;
-    let unsubscribed = suppressions
-        .iter()
-        .filter(|s| s.source.is_unsubscribe() && s.campaign.as_deref() == Some(c.id.as_str()))
-        .count();
+    let unsubscribed = left_by_link(suppressions, &c.id).count();
     let bounced = journal.bounce_summary(&c.id)?;
     let relays = relays(journal, config, &c.id)?;
     Ok(CampaignStatus {

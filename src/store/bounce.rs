@@ -42,6 +42,13 @@ pub struct BounceSummary {
 }
 
 impl BounceSummary {
+    /// Adds one event as [`crate::store::Intake::bounce_summary`] counts
+    /// it, so that figures gathered event by event (`herald report`'s per
+    /// recipient domain) add up to the campaign's.
+    pub fn count(&mut self, e: &BounceEvent) {
+        let why = e.diagnostic.as_deref().unwrap_or(&e.reason);
+        self.add(&e.kind, &e.action, e.hard, &e.status, why, 1);
+    }
     /// Adds `n` events of one kind, action, hardness, status and reason.
     pub(super) fn add(
         &mut self,

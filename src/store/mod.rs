@@ -28,6 +28,7 @@
 mod bounce;
 mod copy;
 mod error;
+mod figures;
 pub mod migrate;
 mod model;
 pub mod postgres;
@@ -44,10 +45,11 @@ use std::path::{Path, PathBuf};
 pub use bounce::{BounceEvent, BounceSummary};
 pub use copy::{Dump, DumpCampaign, DumpRecipient, Tally};
 pub use error::{Fault, LocationError, Result, StoreError};
+pub use figures::{DomainCounts, MinuteCount, domain_of};
 pub use model::{CampaignInfo, Counts, Problem, RecipientRecord, RelayCounts, Row, State, Update};
 pub use postgres::Postgres;
 pub use rate::{QuotaTake, RateGate, RateMark};
-pub use roles::{Import, Intake, Journal, Lock, Locks, Rates, Store, Suppressions};
+pub use roles::{Figures, Import, Intake, Journal, Lock, Locks, Rates, Store, Suppressions};
 pub use sqlite::Sqlite;
 pub use suppression::{Source, Suppressed, people};
 

@@ -10,9 +10,9 @@
 use std::sync::Arc;
 
 use super::{
-    BounceEvent, BounceSummary, CampaignInfo, Counts, Dump, Fault, Problem, QuotaTake, RateGate,
-    RateMark, RecipientRecord, RelayCounts, Result, Row, Source, StoreError, Suppressed, Tally,
-    Update, people,
+    BounceEvent, BounceSummary, CampaignInfo, Counts, DomainCounts, Dump, Fault, MinuteCount,
+    Problem, QuotaTake, RateGate, RateMark, RecipientRecord, RelayCounts, Result, Row, Source,
+    StoreError, Suppressed, Tally, Update, people,
 };
 
 /// A campaign's list being brought into the store, in one transaction.
@@ -193,10 +193,24 @@ pub trait Rates: Send {
     }
 }
 
+/// What `herald report` draws that `herald status` does not count: when
+/// each message was accepted, by which relay, and the states per
+/// recipient domain. Every figure here adds up to one of
+/// [`Journal::counts`]: the minutes' `sent` to its `sent`, the domains'
+/// counts to its counts.
+pub trait Figures: Send {
+    /// Recipients now `sent`, per relay that accepted them and minute (UTC)
+    /// their state became `sent`, in the order of minute then relay.
+    fn sent_per_minute(&self, campaign: &str) -> Result<Vec<MinuteCount>>;
+    /// Recipients per domain (see [`super::domain_of`]) and state, in the
+    /// order of the domains' names.
+    fn domain_counts(&self, campaign: &str) -> Result<Vec<DomainCounts>>;
+}
+
 /// Every role at once: what the engine, `send`, `status`, `serve` and
 /// `bounces` hold. Also the operations that span roles: the group commit
 /// and the copy of a whole store.
-pub trait Store: Journal + Locks + Suppressions + Intake + Rates {
+pub trait Store: Journal + Locks + Suppressions + Intake + Rates + Figures {
     /// Where the store is, for messages (`.herald/journal.db`).
     fn describe(&self) -> String;
     /// Whether other hosts may be sending the same campaigns through this

@@ -183,6 +183,15 @@ impl Rates for Failing {
     }
 }
 
+impl store::Figures for Failing {
+    fn sent_per_minute(&self, campaign: &str) -> store::Result<Vec<store::MinuteCount>> {
+        self.inner.sent_per_minute(campaign)
+    }
+    fn domain_counts(&self, campaign: &str) -> store::Result<Vec<store::DomainCounts>> {
+        self.inner.domain_counts(campaign)
+    }
+}
+
 impl Store for Failing {
     fn describe(&self) -> String {
         self.inner.describe()

@@ -24,6 +24,7 @@ mod matrix;
 mod messages;
 mod midrun;
 mod relays;
+mod report;
 mod returned;
 mod serve;
 mod shared;

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::*;
 
-const SECRET: &str = "returned-test-secret";
+pub(crate) const SECRET: &str = "returned-test-secret";
 
 /// `id -u nobody` or `id -g nobody`: the private servers write mail as nobody.
 fn nobody(flag: &str) -> String {
@@ -30,14 +30,20 @@ fn nobody(flag: &str) -> String {
 /// `relay.test` is its local domain, where any user is accepted and an
 /// unknown one bounces; `example.org` is delivered to Maildirs under
 /// `mail/` (`bounces@` and `reader0@`). Stopped when dropped.
-struct Postfix {
+pub(crate) struct Postfix {
     conf: PathBuf,
     port: u16,
     root: PathBuf,
 }
 
 impl Postfix {
-    fn start(root: &Path) -> Option<Postfix> {
+    pub(crate) fn start(root: &Path) -> Option<Postfix> {
+        Postfix::start_with(root, &[])
+    }
+
+    /// As [`Postfix::start`], and each of `readers` (at any domain) is
+    /// also delivered to the Maildir `readers/`.
+    pub(crate) fn start_with(root: &Path, readers: &[&str]) -> Option<Postfix> {
         let postfix = tool("postfix")?;
         if !as_root("Postfix") {
             return None;
@@ -66,11 +72,17 @@ impl Postfix {
             .collect::<Vec<_>>()
             .join("\n");
         std::fs::write(conf.join("master.cf"), master + "\n").unwrap();
-        std::fs::write(
-            conf.join("vmailbox"),
-            "bounces@example.org bounces/\nreader0@example.org readers/\n",
-        )
-        .unwrap();
+        let mut vmailbox =
+            String::from("bounces@example.org bounces/\nreader0@example.org readers/\n");
+        let mut domains = vec!["example.org".to_string()];
+        for r in readers {
+            vmailbox.push_str(&format!("{r} readers/\n"));
+            let d = r.rsplit('@').next().unwrap().to_string();
+            if !domains.contains(&d) {
+                domains.push(d);
+            }
+        }
+        std::fs::write(conf.join("vmailbox"), vmailbox).unwrap();
         let r = root.display();
         std::fs::write(
             conf.join("main.cf"),
@@ -89,12 +101,13 @@ impl Postfix {
                  local_recipient_maps =\n\
                  alias_maps =\n\
                  alias_database =\n\
-                 virtual_mailbox_domains = example.org\n\
+                 virtual_mailbox_domains = {}\n\
                  virtual_mailbox_base = {r}/mail\n\
                  virtual_mailbox_maps = texthash:{r}/conf/vmailbox\n\
                  virtual_uid_maps = static:{}\n\
                  virtual_gid_maps = static:{}\n\
                  recipient_delimiter = +\n",
+                domains.join(", "),
                 nobody("-u"),
                 nobody("-g")
             ),
@@ -127,12 +140,12 @@ impl Postfix {
         })
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("smtp://127.0.0.1:{}?tls=none", self.port)
     }
 
     /// Waits (up to 60 s) until the Maildir `name` has `n` messages.
-    fn wait_for(&self, name: &str, n: usize) -> PathBuf {
+    pub(crate) fn wait_for(&self, name: &str, n: usize) -> PathBuf {
         let dir = self.root.join("mail").join(name);
         let start = Instant::now();
         loop {
@@ -162,14 +175,14 @@ impl Drop for Postfix {
     }
 }
 
-fn config(dir: &Path) -> PathBuf {
+pub(crate) fn config(dir: &Path) -> PathBuf {
     let base = std::fs::read_to_string(example_config()).unwrap();
     let p = dir.join("herald.yaml");
     std::fs::write(&p, format!("{base}\nreturn_path: bounces@example.org\n")).unwrap();
     p
 }
 
-fn run(dir: &Path, args: &[&str]) -> std::process::Output {
+pub(crate) fn run(dir: &Path, args: &[&str]) -> std::process::Output {
     herald_env(dir, args, &[("HERALD_UNSUBSCRIBE_SECRET", SECRET)])
 }
 
@@ -195,7 +208,7 @@ fn send(dir: &Path, post: &Path, list: &Path, smtp: &str) -> serde_json::Value {
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
-fn bounces_json(dir: &Path, maildir: &Path, extra: &[&str]) -> serde_json::Value {
+pub(crate) fn bounces_json(dir: &Path, maildir: &Path, extra: &[&str]) -> serde_json::Value {
     let mut args = vec!["bounces", "--maildir", maildir.to_str().unwrap(), "--json"];
     args.extend_from_slice(extra);
     let o = run(dir, &args);
@@ -296,14 +309,14 @@ fn a_real_postfix_bounce_suppresses_exactly_that_user() {
 }
 
 /// Writes `text` (with LF line ends) into `maildir/new/NAME`.
-fn deliver(maildir: &Path, name: &str, text: &str) {
+pub(crate) fn deliver(maildir: &Path, name: &str, text: &str) {
     for d in ["new", "cur", "tmp"] {
         std::fs::create_dir_all(maildir.join(d)).unwrap();
     }
     std::fs::write(maildir.join("new").join(name), text.replace('\n', "\r\n")).unwrap();
 }
 
-fn dsn(to: &str, rcpt: &str, status: &str, diagnostic: &str) -> String {
+pub(crate) fn dsn(to: &str, rcpt: &str, status: &str, diagnostic: &str) -> String {
     format!(
         "Return-Path: <>\nDelivered-To: {to}\nFrom: Mail Delivery System <MAILER-DAEMON@mx.example.net>\n\
          To: {to}\nSubject: Undelivered Mail Returned to Sender\nAuto-Submitted: auto-replied\n\

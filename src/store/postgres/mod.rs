@@ -27,6 +27,7 @@
 //! clock every host shares.
 
 mod copy;
+mod figures;
 mod intake;
 mod journal;
 mod locks;

@@ -2,6 +2,7 @@
 //! default), plus one lock file per campaign being sent in `locks/`.
 
 mod copy;
+mod figures;
 mod intake;
 mod journal;
 mod locks;

@@ -7,6 +7,7 @@
 //! is tested beside it, in `sqlite/tests.rs` and `postgres/tests.rs`.
 
 mod copy;
+mod figures;
 mod intake;
 mod journal;
 mod locks;
