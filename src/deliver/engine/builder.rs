@@ -19,10 +19,10 @@ pub(super) async fn build_jobs<M: Mailer>(
     jobs: mpsc::Sender<Job<M::Payload>>,
 ) -> (u64, Stop) {
     let mut handed_over = 0u64;
-    let mut after = 0i64;
     loop {
+        // The store's task keeps the run's place in the queue.
         let (tx, rx) = oneshot::channel();
-        if shared.store.send(Cmd::Queue(after, 256, tx)).is_err() {
+        if shared.store.send(Cmd::Queue(256, tx)).is_err() {
             shared.broke("the journal stopped".into());
             return (handed_over, Stop::Done);
         }
@@ -40,7 +40,6 @@ pub(super) async fn build_jobs<M: Mailer>(
         if rows.is_empty() {
             return (handed_over, Stop::Done);
         }
-        after = rows.last().expect("not empty").seq;
         while !rows.is_empty() {
             if shared.stopping() {
                 return (handed_over, Stop::Done);

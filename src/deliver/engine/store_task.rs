@@ -3,12 +3,14 @@
 //! while the run goes on.
 
 use super::*;
+use crate::store::QueuePlace;
 
 pub(super) type Ack = oneshot::Sender<Result<(), JournalError>>;
 
 pub(super) enum Cmd {
     Apply(Update, Option<Ack>),
-    Queue(i64, i64, oneshot::Sender<Result<Vec<Row>, JournalError>>),
+    /// The next recipients not handed to this run yet (up to this many).
+    Queue(i64, oneshot::Sender<Result<Vec<Row>, JournalError>>),
     /// Take up to `want` of a relay's quota for a day (relay, day, want, max).
     TakeQuota(
         String,
@@ -88,6 +90,8 @@ pub(super) async fn store_task(
     let mut pending: Vec<(Update, Option<Ack>)> = Vec::new();
     let mut marks: VecDeque<i64> = VecDeque::from([mark]);
     let mut batch = Batch::default();
+    // Only this task asks for the queue: it keeps the run's place.
+    let mut place = QueuePlace::new();
     let mut poll = tokio::time::interval(SUPPRESSION_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -110,15 +114,19 @@ pub(super) async fn store_task(
                 Cmd::Apply(u, ack) => pending.push((u, ack)),
                 Cmd::Mark(m) => batch.marks.push(m),
                 Cmd::Sync(ack) => batch.synced.push(ack),
-                Cmd::Queue(after, limit, reply) => {
+                Cmd::Queue(limit, reply) => {
                     store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
                     let c = Arc::clone(&campaign);
-                    let (back, rows) = blocking(store, move |s| {
-                        s.queue(&c, after, limit, resend_unknown)
-                            .map_err(JournalError::from)
+                    let mut at = std::mem::take(&mut place);
+                    let (back, (rows, at)) = blocking(store, move |s| {
+                        let rows = at
+                            .next(&*s, &c, limit, resend_unknown)
+                            .map_err(JournalError::from);
+                        (rows, at)
                     })
                     .await;
                     store = back;
+                    place = at;
                     let _ = reply.send(rows);
                 }
                 // In the group commit: quota is taken a message at a time
