@@ -1,7 +1,7 @@
 //! How many recipients a second PostgreSQL hands out to senders claiming
 //! them at once: the database's side of several senders sharing a
-//! campaign, without SMTP. Each claimer takes batches of 256 as
-//! `herald send` does, marks each recipient `sending` and then `sent` in
+//! campaign, without SMTP. Each claimer takes batches of 256 (the
+//! largest claim of `herald send`, which claims less at a slow relay's pace), marks each recipient `sending` and then `sent` in
 //! group commits of 32, and asks for the next batch.
 //!
 //!   cargo run --release --example bench_claims -- [RECIPIENTS] [CLAIMERS]
@@ -12,7 +12,7 @@
 use std::time::Instant;
 
 use herald::store::postgres::Target;
-use herald::store::{Journal, Locks, Postgres, State, Update};
+use herald::store::{Journal, Locks, Postgres, QueuePlace, State, Update};
 use scratch_database::ScratchDatabase;
 
 // The tests' throwaway database (it names `Target` as `super::Target`).
@@ -43,8 +43,9 @@ fn main() {
                 let mut s = Postgres::open(&target).unwrap();
                 let _registered = s.lock("bench").unwrap();
                 let mut claimed = 0usize;
+                let mut place = QueuePlace::new();
                 loop {
-                    let rows = s.queue("bench", 0, 256, false).unwrap();
+                    let rows = place.next(&s, "bench", 256, false).unwrap();
                     if rows.is_empty() {
                         return claimed;
                     }

@@ -52,6 +52,10 @@ pub trait Journal: Send {
     fn import<'a>(&'a mut self, campaign: &str) -> Result<Box<dyn Import + 'a>>;
     /// Up to `limit` recipients to mail after `after_seq`, in order.
     /// `resend_unknown` includes those left in `sending` by an earlier run.
+    /// A shared store also gives recipients before `after_seq` that became
+    /// free (a dead sender's): a run keeps its place with [`QueuePlace`].
+    ///
+    /// [`QueuePlace`]: super::QueuePlace
     fn queue(
         &self,
         campaign: &str,

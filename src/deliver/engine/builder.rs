@@ -40,7 +40,6 @@ pub(super) async fn build_jobs<M: Mailer>(
 ) -> (u64, Stop) {
     let depth = in_flight();
     let mut handed_over = 0u64;
-    let mut after = 0i64;
     let mut rows: Vec<Row> = Vec::new();
     let mut queue_read = false;
     let mut building: VecDeque<Building<M::Payload>> = VecDeque::with_capacity(depth);
@@ -55,11 +54,8 @@ pub(super) async fn build_jobs<M: Mailer>(
                 return (handed_over, Stop::Done);
             }
             if rows.is_empty() && !queue_read {
-                match read_queue(&shared, after).await {
-                    Some(page) if !page.is_empty() => {
-                        after = page.last().expect("not empty").seq;
-                        rows = page;
-                    }
+                match read_queue(&shared).await {
+                    Some(page) if !page.is_empty() => rows = page,
                     Some(_) => queue_read = true,
                     None => return (handed_over, Stop::Done),
                 }
@@ -113,11 +109,12 @@ pub(super) async fn build_jobs<M: Mailer>(
     }
 }
 
-/// The next page of the queue after `after`; `None` when the journal
-/// stopped or cannot be read (the run is stopped with the reason).
-async fn read_queue<M: Mailer>(shared: &Shared<M>, after: i64) -> Option<Vec<Row>> {
+/// The next page of the queue (the store's task keeps the run's place in
+/// it, see `store::QueuePlace`); `None` when the journal stopped or
+/// cannot be read (the run is stopped with the reason).
+async fn read_queue<M: Mailer>(shared: &Shared<M>) -> Option<Vec<Row>> {
     let (tx, rx) = oneshot::channel();
-    if shared.store.send(Cmd::Queue(after, 256, tx)).is_err() {
+    if shared.store.send(Cmd::Queue(256, tx)).is_err() {
         shared.broke("the journal stopped".into());
         return None;
     }

@@ -3,12 +3,14 @@
 //! while the run goes on.
 
 use super::*;
+use crate::store::QueuePlace;
 
 pub(super) type Ack = oneshot::Sender<Result<(), JournalError>>;
 
 pub(super) enum Cmd {
     Apply(Update, Option<Ack>),
-    Queue(i64, i64, oneshot::Sender<Result<Vec<Row>, JournalError>>),
+    /// The next recipients not handed to this run yet (up to this many).
+    Queue(i64, oneshot::Sender<Result<Vec<Row>, JournalError>>),
     /// Take up to `want` of a relay's quota for a day (relay, day, want, max).
     TakeQuota(
         String,
@@ -88,6 +90,9 @@ pub(super) async fn store_task(
     let mut pending: Vec<(Update, Option<Ack>)> = Vec::new();
     let mut marks: VecDeque<i64> = VecDeque::from([mark]);
     let mut batch = Batch::default();
+    // Only this task asks for the queue: it keeps the run's place.
+    let mut place = QueuePlace::new();
+    let mut pace = store.is_shared().then(Pace::new);
     let mut poll = tokio::time::interval(SUPPRESSION_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -107,18 +112,30 @@ pub(super) async fn store_task(
         let mut next = Some(first);
         while let Some(cmd) = next.take() {
             match cmd {
-                Cmd::Apply(u, ack) => pending.push((u, ack)),
+                Cmd::Apply(u, ack) => {
+                    if let Some(p) = &mut pace
+                        && u.state != State::Sending
+                    {
+                        p.done += 1;
+                    }
+                    pending.push((u, ack));
+                }
                 Cmd::Mark(m) => batch.marks.push(m),
                 Cmd::Sync(ack) => batch.synced.push(ack),
-                Cmd::Queue(after, limit, reply) => {
+                Cmd::Queue(limit, reply) => {
                     store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
+                    let limit = pace.as_mut().map_or(limit, |p| p.claim(limit));
                     let c = Arc::clone(&campaign);
-                    let (back, rows) = blocking(store, move |s| {
-                        s.queue(&c, after, limit, resend_unknown)
-                            .map_err(JournalError::from)
+                    let mut at = std::mem::take(&mut place);
+                    let (back, (rows, at)) = blocking(store, move |s| {
+                        let rows = at
+                            .next(&*s, &c, limit, resend_unknown)
+                            .map_err(JournalError::from);
+                        (rows, at)
                     })
                     .await;
                     store = back;
+                    place = at;
                     let _ = reply.send(rows);
                 }
                 // In the group commit: quota is taken a message at a time
@@ -148,6 +165,51 @@ pub(super) async fn store_task(
         store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
     }
     store
+}
+
+/// How long a shared store's claim lasts this sender: about this many
+/// seconds of its sending. What a sender holds is the others' only if it
+/// dies, so when the queue runs dry those still holding a large claim mail
+/// on alone while the rest have stopped. Through a relay taking 100 ms a
+/// message, 3 senders with claims of 256 on 600 recipients were 2.37x one
+/// sender: one got 88 and was done, two mailed 256 each at 40/s.
+pub(super) const CLAIM_SECONDS: f64 = 0.5;
+
+/// A shared store's claims sized to this sender's pace (see
+/// [`CLAIM_SECONDS`]): recipients done since the last claim, over the
+/// time since then.
+pub(super) struct Pace {
+    done: u64,
+    since: Option<Instant>,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            done: 0,
+            since: None,
+        }
+    }
+
+    /// The size of the next claim, at most `asked`; starts small.
+    fn claim(&mut self, asked: i64) -> i64 {
+        let now = Instant::now();
+        let per_second = self.since.map(|t| {
+            let secs = now.duration_since(t).as_secs_f64().max(1e-3);
+            self.done as f64 / secs
+        });
+        self.since = Some(now);
+        self.done = 0;
+        claim_size(per_second, asked)
+    }
+}
+
+/// At least a builder's chunk (the first claim, and a sender that has not
+/// finished anyone since its last claim), at most what the builder asked.
+pub(super) fn claim_size(per_second: Option<f64>, asked: i64) -> i64 {
+    let floor = (CHUNK as i64).min(asked);
+    let want = per_second.map_or(0.0, |r| (r * CLAIM_SECONDS).round());
+    (want as i64).clamp(floor, asked.max(floor))
 }
 
 /// Reads the suppressions added since the last looks into `late`.
@@ -253,4 +315,22 @@ pub(super) async fn blocking<T: Send + 'static>(
     })
     .await
     .expect("a store call does not panic")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shared_claim_lasts_about_half_a_second_of_the_senders_pace() {
+        // The first claim, before anyone is done: a builder's chunk.
+        assert_eq!(claim_size(None, 256), CHUNK as i64);
+        assert_eq!(claim_size(Some(0.0), 256), CHUNK as i64);
+        // A relay taking 100 ms a message, 4 connections: 40/s.
+        assert_eq!(claim_size(Some(40.0), 256), 20);
+        // A fast relay: what the builder asks, no more.
+        assert_eq!(claim_size(Some(2_900.0), 256), 256);
+        // Never more than asked (a run's last few under --max-per-run).
+        assert_eq!(claim_size(Some(100.0), 8), 8);
+    }
 }

@@ -7,7 +7,7 @@ use super::LEASE;
 
 /// The schema this herald writes in PostgreSQL (its own numbering; the
 /// SQLite journal has its own).
-pub(super) const SCHEMA_VERSION: i32 = 4;
+pub(super) const SCHEMA_VERSION: i32 = 5;
 
 /// Why the database could not be set up.
 pub(super) enum Setup {
@@ -42,7 +42,8 @@ pub(super) fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
     functions(&mut tx)?;
     migrate_suppression_history(&mut tx)?;
     suppression_log_v3(&mut tx)?;
-    // Version 4 adds `herald_claim` (in `functions`) and nothing else.
+    // Version 4 adds `herald_claim` (in `functions`) and nothing else;
+    // version 5 changes `herald_apply` (a `sending` mark needs the claim).
     tx.execute("DELETE FROM herald_schema", &[])?;
     tx.execute(
         "INSERT INTO herald_schema (version) VALUES ($1)",
@@ -147,7 +148,8 @@ fn relays_v2(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), post
 /// queue, so each is one round trip to the database rather than four to
 /// six: on a busy machine each round trip waits for the server's process
 /// to be scheduled, and the sending mark is on every message's path.
-/// `herald_claim` came with version 4.
+/// `herald_claim` came with version 4; with version 5 `herald_apply`
+/// marks `sending` only what this sender holds.
 fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error> {
     tx.batch_execute(&format!(
         "CREATE OR REPLACE FUNCTION herald_take_slot(p_campaign TEXT, p_sender TEXT, p_max BIGINT, p_window FLOAT8)
@@ -224,7 +226,9 @@ fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), post
          BEGIN
             PERFORM pg_advisory_xact_lock_shared(hashtextextended(p_campaign, 726561));
             -- A `sending` mark needs this sender's claim: without it
-            -- another sender may have the recipient.
+            -- another sender may have the recipient, or have mailed them
+            -- already (a taker's final mark lets the claim go, so a free
+            -- row is no sign that nobody has it).
             WITH done AS (
                UPDATE recipient r SET state = u.state, reply = COALESCE(u.reply, r.reply),
                   attempts = r.attempts + u.attempts, updated_at = p_now,
@@ -233,7 +237,7 @@ fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), post
                FROM unnest(p_seqs, p_states, p_replies, p_attempts, p_relays)
                   AS u(seq, state, reply, attempts, relay)
                WHERE r.campaign = p_campaign AND r.seq = u.seq
-                 AND (u.state <> 'sending' OR r.claimed_by = p_sender OR r.claimed_by IS NULL)
+                 AND (u.state <> 'sending' OR r.claimed_by = p_sender)
                RETURNING u.state)
             SELECT COUNT(*) INTO marked FROM done WHERE state = 'sending';
             IF marked < p_marks THEN

@@ -120,6 +120,90 @@ fn a_sender_not_heard_of_for_the_lease_loses_its_claims() {
     assert!(e.fault.to_string().contains("lost its claim"), "{e}");
 }
 
+/// Takes `s` for dead: its sender row is gone, as when a sender restarted
+/// on its host finds its process gone (no heartbeat brings it back).
+fn dies(s: &Postgres) {
+    s.client()
+        .execute("DELETE FROM sender WHERE id = $1", &[&s.sender])
+        .unwrap();
+}
+
+/// A run takes over a dead sender's people, a whole batch of them before
+/// its place in the queue, while its own next ones still wait for a
+/// connection (claimed, not yet `sending`). Its next batch starts past
+/// what it had, not past the dead sender's people: each recipient is
+/// handed out once. (Asked from the last row of the takeover, the store
+/// hands back the run's own waiting ones, and each is mailed twice.)
+#[test]
+fn a_run_that_takes_over_a_dead_senders_people_is_never_handed_its_own_twice() {
+    let Some(db) = ScratchDatabase::new("a_run_is_never_handed_its_own_twice") else {
+        return;
+    };
+    let mut a = Postgres::open(&db.target()).unwrap();
+    let mut b = Postgres::open(&db.target()).unwrap();
+    let dead = Postgres::open(&db.target()).unwrap();
+    campaign(&mut a, 16);
+    let _la = a.lock("c").unwrap().unwrap();
+    let _lb = b.lock("c").unwrap().unwrap();
+    let _ld = dead.lock("c").unwrap().unwrap();
+    let (mut at_a, mut at_b, mut at_dead) =
+        (QueuePlace::new(), QueuePlace::new(), QueuePlace::new());
+    let mut to_a = Vec::new();
+    let mut to_b = Vec::new();
+    let next = |s: &Postgres, at: &mut QueuePlace, to: &mut Vec<i64>| {
+        let got = seqs(&at.next(s, "c", 4, false).unwrap());
+        to.extend(&got);
+        got
+    };
+    assert_eq!(next(&dead, &mut at_dead, &mut Vec::new()), [1, 2, 3, 4]);
+    assert_eq!(next(&a, &mut at_a, &mut to_a), [5, 6, 7, 8]);
+    assert_eq!(next(&b, &mut at_b, &mut to_b), [9, 10, 11, 12]);
+    // A's connections took 5 and 6; 7 and 8 wait. B's all went.
+    mark(&mut a, &[5, 6], State::Sending).unwrap();
+    mark(&mut b, &[9, 10, 11, 12], State::Sending).unwrap();
+    dies(&dead);
+    assert_eq!(next(&a, &mut at_a, &mut to_a), [1, 2, 3, 4]);
+    assert_eq!(next(&b, &mut at_b, &mut to_b), [13, 14, 15, 16]);
+    assert_eq!(next(&a, &mut at_a, &mut to_a), Vec::<i64>::new());
+    assert_eq!(next(&b, &mut at_b, &mut to_b), Vec::<i64>::new());
+    let mut all: Vec<i64> = to_a.iter().chain(&to_b).copied().collect();
+    all.sort();
+    assert_eq!(
+        all,
+        (1..=16).collect::<Vec<_>>(),
+        "A had {to_a:?}, B {to_b:?}"
+    );
+    // And A may mail all it was handed: nobody else holds them.
+    mark(&mut a, &to_a, State::Sending).unwrap();
+}
+
+/// A sender cut off for longer than the lease comes back after the one
+/// that took its recipient over has mailed them. The taker's final mark
+/// let the claim go; the latecomer still may not mark them `sending`.
+#[test]
+fn a_sender_back_after_the_lease_cannot_mark_whom_the_taker_mailed() {
+    let Some(db) = ScratchDatabase::new("a_sender_back_cannot_mark_whom_the_taker_mailed") else {
+        return;
+    };
+    let mut a = Postgres::open(&db.target()).unwrap();
+    let mut b = Postgres::open(&db.target()).unwrap();
+    campaign(&mut a, 2);
+    let _la = a.lock("c").unwrap().unwrap();
+    let _lb = b.lock("c").unwrap().unwrap();
+    assert_eq!(seqs(&a.queue("c", 0, 10, false).unwrap()), [1, 2]);
+    dies(&a);
+    assert_eq!(seqs(&b.queue("c", 0, 10, false).unwrap()), [1, 2]);
+    mark(&mut b, &[1], State::Sending).unwrap();
+    mark(&mut b, &[1], State::Sent).unwrap();
+    // A comes back: neither the one B mailed nor the one B holds is A's.
+    for seq in [1, 2] {
+        let e = mark(&mut a, &[seq], State::Sending).unwrap_err();
+        assert!(e.fault.to_string().contains("lost its claim"), "{seq}: {e}");
+    }
+    let c = b.counts("c").unwrap();
+    assert_eq!((c.sent, c.unknown, c.pending), (1, 0, 1), "{c:?}");
+}
+
 /// Version 2 kept one row per address; version 3 keeps each as an
 /// event and records the later ones beside it.
 #[test]
