@@ -294,22 +294,30 @@ mod tests {
         let server = tokio::spawn(serve(listener, bounds, handler, async {
             let _ = stopped.await;
         }));
-        // Served, then waiting for the address's one slot, then one too many.
-        let mut served = tokio::net::TcpStream::connect(at).await.unwrap();
-        let _waiting = tokio::net::TcpStream::connect(at).await.unwrap();
+        // Two within the address's share (one served, one waiting for the
+        // address's one slot: which one is the runtime's choice, as the
+        // two are spawned as tasks), then one too many.
+        let first = tokio::net::TcpStream::connect(at).await.unwrap();
+        let second = tokio::net::TcpStream::connect(at).await.unwrap();
         let mut crowded = tokio::net::TcpStream::connect(at).await.unwrap();
         let mut rest = Vec::new();
         // Closed without a byte of answer (a reset is as good as an end).
         let n = crowded.read_to_end(&mut rest).await.unwrap_or(0);
         assert_eq!(n, 0, "{}", String::from_utf8_lossy(&rest));
-        served
-            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-            .await
-            .unwrap();
-        let mut answer = String::new();
-        served.read_to_string(&mut answer).await.unwrap();
-        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
-        assert!(answer.ends_with("hello 127.0.0.1"), "{answer}");
+        // Both are answered: the one waiting once the other has closed.
+        let mut streams = [first, second];
+        for stream in &mut streams {
+            stream
+                .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        for mut stream in streams {
+            let mut answer = String::new();
+            stream.read_to_string(&mut answer).await.unwrap();
+            assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+            assert!(answer.ends_with("hello 127.0.0.1"), "{answer}");
+        }
         stop.send(()).unwrap();
         let closed = server.await.unwrap();
         assert_eq!(closed.crowded, 1);
