@@ -13,7 +13,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::returned::{Postfix, SECRET, bounces_json, config, deliver, dsn, run};
+use crate::returned::{Postfix, SECRET, arf, bounces_json, config, deliver, dsn, run};
 use crate::serve::{Serve, one_click};
 use crate::util::*;
 
@@ -153,15 +153,7 @@ fn the_report_of_a_real_send_says_what_the_journal_says() {
     deliver(
         &bounces,
         "complaint.arf",
-        &format!(
-            "From: feedback@provider.example\nTo: {to}\nSubject: complaint\nMIME-Version: 1.0\n\
-             Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n\
-             --F\nContent-Type: text/plain\n\nThis is an abuse report.\n\n\
-             --F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: test/1.0\nVersion: 1\n\
-             Original-Rcpt-To: ana@example.net\n\n\
-             --F\nContent-Type: text/rfc822-headers\n\nReturn-Path: <{to}>\nFrom: News <news@example.org>\nTo: ana@example.net\nSubject: News\n\n--F--\n",
-            to = verp("ana@example.net")
-        ),
+        &arf(&verp("ana@example.net"), "ana@example.net"),
     );
     deliver(
         &bounces,
@@ -270,16 +262,12 @@ fn check_against_the_journal(dir: &Path, r: &Value, campaign: &str) {
     // Per relay and minute: each sent recipient's relay and time.
     let db = rusqlite::Connection::open(dir.join(".herald/journal.db")).unwrap();
     let mut want: BTreeMap<(String, String), i64> = BTreeMap::new();
-    let mut st = db
-        .prepare("SELECT relay, updated_at FROM recipient WHERE campaign = ?1 AND state = 'sent'")
-        .unwrap();
-    for row in st
-        .query_map([campaign], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .unwrap()
-    {
-        let (relay, at) = row.unwrap();
+    let sent = pairs(
+        &db,
+        "SELECT relay, updated_at FROM recipient WHERE campaign = ?1 AND state = 'sent'",
+        campaign,
+    );
+    for (relay, at) in sent {
         *want.entry((relay, at[..16].to_string())).or_default() += 1;
     }
     let mut got = BTreeMap::new();
@@ -296,16 +284,12 @@ fn check_against_the_journal(dir: &Path, r: &Value, campaign: &str) {
 
     // Per domain: each recipient's state, by the part after the `@`.
     let mut want: BTreeMap<String, (i64, i64)> = BTreeMap::new();
-    let mut st = db
-        .prepare("SELECT email_key, state FROM recipient WHERE campaign = ?1")
-        .unwrap();
-    for row in st
-        .query_map([campaign], |r| {
-            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
-        })
-        .unwrap()
-    {
-        let (email, state) = row.unwrap();
+    let states = pairs(
+        &db,
+        "SELECT email_key, state FROM recipient WHERE campaign = ?1",
+        campaign,
+    );
+    for (email, state) in states {
         let e = want
             .entry(email.rsplit('@').next().unwrap().to_string())
             .or_default();
@@ -456,4 +440,13 @@ fn look_in_chromium(page: &Path) {
                 .is_file()
         );
     }
+}
+
+/// The two text columns of `sql` (one `?1`: the campaign), row by row.
+fn pairs(db: &rusqlite::Connection, sql: &str, campaign: &str) -> Vec<(String, String)> {
+    let mut st = db.prepare(sql).unwrap();
+    st.query_map([campaign], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect()
 }

@@ -333,6 +333,19 @@ pub(crate) fn dsn(to: &str, rcpt: &str, status: &str, diagnostic: &str) -> Strin
     )
 }
 
+/// A spam complaint (ARF, RFC 5965) about `rcpt`'s copy, sent back to the
+/// return path `to` that copy carried.
+pub(crate) fn arf(to: &str, rcpt: &str) -> String {
+    format!(
+        "From: feedback@provider.example\nTo: {to}\nSubject: complaint\nMIME-Version: 1.0\n\
+         Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n\
+         --F\nContent-Type: text/plain\n\nThis is an abuse report.\n\n\
+         --F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: test/1.0\nVersion: 1\n\
+         Original-Rcpt-To: {rcpt}\n\n\
+         --F\nContent-Type: text/rfc822-headers\n\nReturn-Path: <{to}>\nFrom: News <news@example.org>\nTo: {rcpt}\nSubject: News\n\n--F--\n"
+    )
+}
+
 /// The kinds without a relay: each from a hand-made report carrying the
 /// VERP address herald gave the message.
 #[test]
@@ -384,15 +397,7 @@ fn complaints_mailto_unsubscribes_blocks_and_soft_bounces() {
     deliver(
         &inbox,
         "1.arf",
-        &format!(
-            "From: feedback@provider.example\nTo: {to}\nSubject: complaint\nMIME-Version: 1.0\n\
-             Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n\
-             --F\nContent-Type: text/plain\n\nThis is an abuse report.\n\n\
-             --F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: test/1.0\nVersion: 1\n\
-             Original-Rcpt-To: ana@example.net\n\n\
-             --F\nContent-Type: text/rfc822-headers\n\nReturn-Path: <{to}>\nFrom: News <news@example.org>\nTo: ana@example.net\nSubject: News\n\n--F--\n",
-            to = verp(&may_id, "ana", "bounces")
-        ),
+        &arf(&verp(&may_id, "ana", "bounces"), "ana@example.net"),
     );
     // bo writes to the unsubscribe address (Apple Mail does that).
     deliver(

@@ -974,14 +974,7 @@ fn undo_after_a_complaint_leaves_the_complainer_suppressed() {
         std::fs::create_dir_all(inbox.join(d)).unwrap();
     }
     let to = format!("bounces+{}@example.org", keys.verp_token(&campaign, 1));
-    let arf = format!(
-        "From: feedback@provider.example\nTo: {to}\nSubject: complaint\nMIME-Version: 1.0\n\
-         Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\n\n\
-         --F\nContent-Type: text/plain\n\nThis is an abuse report.\n\n\
-         --F\nContent-Type: message/feedback-report\n\nFeedback-Type: abuse\nUser-Agent: test/1.0\nVersion: 1\n\
-         Original-Rcpt-To: {ana}\n\n\
-         --F\nContent-Type: text/rfc822-headers\n\nReturn-Path: <{to}>\nFrom: News <news@example.org>\nTo: {ana}\nSubject: News\n\n--F--\n"
-    );
+    let arf = crate::returned::arf(&to, ana);
     std::fs::write(inbox.join("new/1.arf"), arf.replace('\n', "\r\n")).unwrap();
     let o = herald_env(
         dir,
