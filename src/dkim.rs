@@ -249,10 +249,20 @@ impl Signer {
         })
     }
 
-    /// The `DKIM-Signature` header fields for `message` (a complete
-    /// message with CRLF line ends), one per key, to be put on top of it.
-    /// `now` is the `t=` tag, in seconds since 1970.
-    pub fn sign(&self, message: &[u8], now: i64) -> Result<Vec<u8>, SignError> {
+    /// `message` (a complete message with CRLF line ends) with its
+    /// `DKIM-Signature` header fields on top, one per key. `now` is the
+    /// `t=` tag, in seconds since 1970. One buffer of the signed message's
+    /// size, written once: putting the fields in front of the message in
+    /// place moved all of it and grew its buffer again.
+    pub fn signed(&self, message: Vec<u8>, now: i64) -> Result<Vec<u8>, SignError> {
+        let mut out = Vec::with_capacity(self.keys.len() * 600 + message.len());
+        self.sign(&message, now, &mut out)?;
+        out.extend_from_slice(&message);
+        Ok(out)
+    }
+
+    /// Writes the `DKIM-Signature` header fields for `message` to `out`.
+    fn sign(&self, message: &[u8], now: i64, out: &mut Vec<u8>) -> Result<(), SignError> {
         let (head, body) = split(message);
         let mut body_hash = Sha256::new();
         relaxed_body(&mut body_hash, body);
@@ -281,7 +291,6 @@ impl Signer {
             names.extend(std::iter::repeat_n(name, listed));
         }
 
-        let mut out = Vec::with_capacity(self.keys.len() * 600);
         for key in &self.keys {
             let mut header = Folder::new("DKIM-Signature:");
             for tag in [
@@ -318,7 +327,7 @@ impl Signer {
             out.extend_from_slice(header.text.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
-        Ok(out)
+        Ok(())
     }
 }
 

@@ -382,8 +382,7 @@ impl Composer {
         // Signed as the final bytes, so every header herald wrote can be
         // covered, Content-Type and MIME-Version included (see `dkim`).
         if let Some(dkim) = &self.dkim {
-            let signatures = dkim.sign(&bytes, now.as_second())?;
-            bytes.splice(0..0, signatures);
+            bytes = dkim.signed(bytes, now.as_second())?;
         }
         Ok(Built {
             message_id,
