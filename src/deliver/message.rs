@@ -24,6 +24,8 @@ use crate::dkim::{SignError, Signer};
 use crate::unsubscribe::Keys;
 use crate::{InputError, clock};
 
+mod wire;
+
 /// A campaign to the list, or a test send to a few addresses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -59,6 +61,9 @@ pub enum BuildError {
     Message(lettre::error::Error),
     #[error(transparent)]
     Sign(#[from] SignError),
+    /// lettre laid the message out in a way herald does not know (a bug).
+    #[error("herald could not lay out the message; please report this as a bug")]
+    Layout,
 }
 
 pub struct Composer {
@@ -361,24 +366,33 @@ impl Composer {
             // automatic process or in reply to one, not for mail a person
             // writes to a list, and responders already skip bulk mail.
             .raw_header(raw("Precedence", "bulk".into()));
-        let html = self.html.render(value);
-        let html_bytes = html.len();
-        let text = self.text.render(value);
-        let html = SinglePart::builder()
-            .header(ContentType::TEXT_HTML)
-            .body(seven_bit_body(html));
-        let alternative = MultiPart::alternative().singlepart(
-            SinglePart::builder()
-                .header(ContentType::TEXT_PLAIN)
-                .body(seven_bit_body(text)),
-        );
-        let body = if self.inline_parts.is_empty() {
-            alternative.singlepart(html)
-        } else {
-            alternative.multipart(self.related(html))
-        };
-        let message = builder.multipart(body).map_err(BuildError::Message)?;
-        let mut bytes = message.formatted();
+        // The parts are rendered into this thread's scratch buffers and
+        // copied once, with CRLF line ends, into the message; lettre formats
+        // only the headers around them (see `wire`).
+        let (mut bytes, html_bytes) = wire::SCRATCH.with_borrow_mut(|scratch| {
+            let (text, html) = scratch.render(&self.text, &self.html, value);
+            let html_bytes = html.len();
+            let bytes = match wire::Parts::seven_bit(text, html) {
+                Some(parts) => {
+                    let (text_mark, html_mark) = wire::Parts::marks();
+                    let skeleton = builder
+                        .multipart(self.body(text_mark, html_mark))
+                        .map_err(BuildError::Message)?
+                        .formatted();
+                    parts.assemble(&skeleton).ok_or(BuildError::Layout)?
+                }
+                // Non-ASCII or overlong lines: lettre picks the encoding.
+                None => {
+                    let text = seven_bit_body(text.to_string());
+                    let html = seven_bit_body(html.to_string());
+                    builder
+                        .multipart(self.body(text, html))
+                        .map_err(BuildError::Message)?
+                        .formatted()
+                }
+            };
+            Ok::<_, BuildError>((bytes, html_bytes))
+        })?;
         // Signed as the final bytes, so every header herald wrote can be
         // covered, Content-Type and MIME-Version included (see `dkim`).
         if let Some(dkim) = &self.dkim {
@@ -391,6 +405,24 @@ impl Composer {
             bytes,
             html_bytes,
         })
+    }
+
+    /// `multipart/alternative`: the text, then the HTML (inside
+    /// `multipart/related` with the inline images, if any).
+    fn body(&self, text: Body, html: Body) -> MultiPart {
+        let html = SinglePart::builder()
+            .header(ContentType::TEXT_HTML)
+            .body(html);
+        let alternative = MultiPart::alternative().singlepart(
+            SinglePart::builder()
+                .header(ContentType::TEXT_PLAIN)
+                .body(text),
+        );
+        if self.inline_parts.is_empty() {
+            alternative.singlepart(html)
+        } else {
+            alternative.multipart(self.related(html))
+        }
     }
 
     /// The envelope sender and the List-Unsubscribe mailto: address.
@@ -439,26 +471,11 @@ impl Composer {
 /// encoding pass and makes the message bigger for nothing: RFC 5322 allows
 /// 998.
 fn seven_bit_body(text: String) -> Body {
-    let bytes = text.as_bytes();
-    // Merge values cannot bring control characters (see `merge`); a stray
-    // carriage return would still make a bare CR here, so leave it to lettre.
-    let mut fits = bytes.is_ascii() && memchr::memchr2(0, b'\r', bytes).is_none();
-    let mut line_start = 0;
-    for nl in memchr::memchr_iter(b'\n', bytes).chain([bytes.len()]) {
-        fits &= nl - line_start < 990;
-        line_start = nl + 1;
-    }
-    if !fits {
+    let Some(len) = wire::seven_bit_len(text.as_bytes()) else {
         return Body::new(text);
-    }
-    let mut crlf = Vec::with_capacity(bytes.len() + bytes.len() / 32);
-    let mut from = 0;
-    for nl in memchr::memchr_iter(b'\n', bytes) {
-        crlf.extend_from_slice(&bytes[from..nl]);
-        crlf.extend_from_slice(b"\r\n");
-        from = nl + 1;
-    }
-    crlf.extend_from_slice(&bytes[from..]);
+    };
+    let mut crlf = Vec::with_capacity(len);
+    wire::push_crlf(&mut crlf, text.as_bytes());
     Body::dangerous_pre_encoded(crlf, ContentTransferEncoding::SevenBit)
 }
 
