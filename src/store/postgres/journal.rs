@@ -69,26 +69,13 @@ impl Journal for Postgres {
                 &[&campaign],
             )
             .map_err(e)?;
-        let add = tx
-            .prepare(&format!(
-                "INSERT INTO recipient (campaign, seq, email, email_key, line, fields, seen)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)
-                 ON CONFLICT (campaign, email_key) DO UPDATE SET
-                    email = excluded.email, line = excluded.line, fields = excluded.fields,
-                    seen = excluded.seen,
-                    state = CASE WHEN recipient.state IN ({again}) THEN 'pending' ELSE recipient.state END,
-                    reply = CASE WHEN recipient.state IN ({again}) THEN NULL ELSE recipient.reply END
-                 RETURNING (xmax = 0)",
-                again = rules::sql(&rules::LISTED_AGAIN)
-            ))
-            .map_err(e)?;
         Ok(Box::new(PgImport {
             tx,
             target,
-            add,
             campaign: campaign.to_string(),
             next_seq: row.get(0),
             generation: row.get(1),
+            chunk: Chunk::default(),
         }))
     }
     fn queue(
@@ -311,7 +298,8 @@ impl Journal for Postgres {
     }
 }
 
-/// A skip (see [`rules::SKIPPABLE`]).
+/// A skip of one address (see [`rules::SKIPPABLE`]), for a skip that does
+/// not follow its own address's add.
 static SKIP: LazyLock<String> = LazyLock::new(|| {
     let skippable = rules::sql(&rules::SKIPPABLE);
     format!(
@@ -323,67 +311,167 @@ static SKIP: LazyLock<String> = LazyLock::new(|| {
     )
 });
 
-/// The end of an import (see [`rules::REMOVABLE`]).
-static REMOVE: LazyLock<String> = LazyLock::new(|| {
+/// A chunk's people into the campaign, in one statement (see
+/// [`Import::add`]): new addresses take the next numbers in the list's
+/// order, known ones keep theirs; returns how many were new.
+static ADD_CHUNK: LazyLock<String> = LazyLock::new(|| {
+    let again = rules::sql(&rules::LISTED_AGAIN);
     format!(
-        "UPDATE recipient SET state = 'removed', reply = '{}'
-         WHERE campaign = $1 AND state IN ({}) AND seen <> $2",
-        rules::REMOVED_REPLY,
-        rules::sql(&rules::REMOVABLE)
+        "WITH u AS (
+            SELECT u.*, k.seq IS NULL AS fresh
+            FROM unnest($2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[]) WITH ORDINALITY
+               AS u(email, email_key, line, fields, n)
+            LEFT JOIN recipient k ON k.campaign = $1 AND k.email_key = u.email_key),
+         added AS (
+            INSERT INTO recipient (campaign, seq, email, email_key, line, fields, seen)
+            SELECT $1, $6::BIGINT - 1 + COUNT(*) FILTER (WHERE fresh) OVER (ORDER BY n), email, email_key,
+               line, fields, $7
+            FROM u ORDER BY n
+            ON CONFLICT (campaign, email_key) DO UPDATE SET
+               email = excluded.email, line = excluded.line, fields = excluded.fields,
+               seen = excluded.seen,
+               state = CASE WHEN recipient.state IN ({again}) THEN 'pending' ELSE recipient.state END,
+               reply = CASE WHEN recipient.state IN ({again}) THEN NULL ELSE recipient.reply END
+            RETURNING (xmax = 0) AS fresh)
+         SELECT COUNT(*) FILTER (WHERE fresh) FROM added"
     )
 });
+
+/// The skips of a chunk's people, after their adds (see [`SKIP`]).
+static SKIP_CHUNK: LazyLock<String> = LazyLock::new(|| {
+    let skippable = rules::sql(&rules::SKIPPABLE);
+    format!(
+        "UPDATE recipient r SET state = CASE WHEN r.state IN ({skippable})
+            THEN 'skipped' ELSE r.state END,
+            reply = CASE WHEN r.state IN ({skippable}) THEN s.why ELSE r.reply END,
+            seen = $4
+         FROM unnest($2::TEXT[], $3::TEXT[]) AS s(email_key, why)
+         WHERE r.campaign = $1 AND r.email_key = s.email_key"
+    )
+});
+
+/// The end of an import (see [`rules::REMOVABLE`]). Someone a living
+/// sender has claimed may be being mailed right now: they stay (the
+/// `sending` mark would otherwise turn `removed` back into a send).
+static REMOVE: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE recipient r SET state = 'removed', reply = '{}'
+         WHERE r.campaign = $1 AND r.state IN ({}) AND r.seen <> $2
+           AND (r.claimed_by IS NULL OR NOT EXISTS (SELECT 1 FROM sender s
+               WHERE s.id = r.claimed_by
+                 AND s.heartbeat > clock_timestamp() - make_interval(secs => {})))",
+        rules::REMOVED_REPLY,
+        rules::sql(&rules::REMOVABLE),
+        super::LEASE.as_secs()
+    )
+});
+
+/// How many of the list's people go to the database in one statement: a
+/// round trip per person made a 10,000-person import take longer than
+/// mailing a thousand of them.
+const CHUNK_ROWS: usize = 1000;
+
+/// People added and not yet written, in the list's order. Each address
+/// once: a second add of it writes the chunk first, so the statement never
+/// touches a row twice.
+#[derive(Default)]
+struct Chunk {
+    emails: Vec<String>,
+    keys: Vec<String>,
+    lines: Vec<i64>,
+    fields: Vec<String>,
+    /// The skips that follow their own add (as the list's reader does):
+    /// the address and why.
+    skips: Vec<(String, String)>,
+    seen: std::collections::HashSet<String>,
+}
+
+impl Chunk {
+    fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+}
 
 struct PgImport<'a> {
     tx: postgres::Transaction<'a>,
     target: Target,
-    add: postgres::Statement,
     campaign: String,
     next_seq: i64,
     generation: i64,
+    chunk: Chunk,
+}
+
+impl PgImport<'_> {
+    /// Writes the chunk: its adds, then its skips; two round trips.
+    fn write(&mut self) -> Result<()> {
+        if self.chunk.is_empty() {
+            return Ok(());
+        }
+        let c = std::mem::take(&mut self.chunk);
+        let e = |err| db_error(&self.target, err);
+        let row = self
+            .tx
+            .query_one(
+                &*ADD_CHUNK,
+                &[
+                    &self.campaign,
+                    &c.emails,
+                    &c.keys,
+                    &c.lines,
+                    &c.fields,
+                    &self.next_seq,
+                    &self.generation,
+                ],
+            )
+            .map_err(e)?;
+        // New rows took the numbers; addresses already known kept their own.
+        self.next_seq += row.get::<_, i64>(0);
+        if !c.skips.is_empty() {
+            let (keys, whys): (Vec<String>, Vec<String>) = c.skips.into_iter().unzip();
+            self.tx
+                .execute(
+                    &*SKIP_CHUNK,
+                    &[&self.campaign, &keys, &whys, &self.generation],
+                )
+                .map_err(e)?;
+        }
+        Ok(())
+    }
 }
 
 impl Import for PgImport<'_> {
     fn add(&mut self, email: &str, line: i64, values: &[String]) -> Result<()> {
-        let fields = serde_json::to_string(values).expect("strings serialise");
-        let row = self
-            .tx
-            .query_one(
-                &self.add,
-                &[
-                    &self.campaign,
-                    &self.next_seq,
-                    &email,
-                    &email.to_lowercase(),
-                    &line,
-                    &fields,
-                    &self.generation,
-                ],
-            )
-            .map_err(|e| db_error(&self.target, e))?;
-        // A new row took the number; an address already known kept its own.
-        if row.get::<_, bool>(0) {
-            self.next_seq += 1;
+        let key = email.to_lowercase();
+        if self.chunk.seen.contains(&key) || self.chunk.keys.len() >= CHUNK_ROWS {
+            self.write()?;
         }
+        let fields = serde_json::to_string(values).expect("strings serialise");
+        let c = &mut self.chunk;
+        c.emails.push(email.to_string());
+        c.seen.insert(key.clone());
+        c.keys.push(key);
+        c.lines.push(line);
+        c.fields.push(fields);
         Ok(())
     }
 
     fn skip(&mut self, email: &str, why: &str) -> Result<()> {
+        let key = email.to_lowercase();
+        // Added just before (the list's reader adds, then skips): with
+        // its add, in the chunk's one statement for skips.
+        if self.chunk.keys.last() == Some(&key) {
+            self.chunk.skips.push((key, why.to_string()));
+            return Ok(());
+        }
+        self.write()?;
         self.tx
-            .execute(
-                &*SKIP,
-                &[
-                    &self.campaign,
-                    &email.to_lowercase(),
-                    &why,
-                    &self.generation,
-                ],
-            )
+            .execute(&*SKIP, &[&self.campaign, &key, &why, &self.generation])
             .map_err(|e| db_error(&self.target, e))?;
         Ok(())
     }
 
     fn commit(mut self: Box<Self>) -> Result<u64> {
-        // Someone another sender has claimed is being mailed: they stay.
+        self.write()?;
         let removed = self
             .tx
             .execute(&*REMOVE, &[&self.campaign, &self.generation])

@@ -4,10 +4,11 @@
 use postgres::Client;
 
 use super::LEASE;
+use crate::store::rules;
 
 /// The schema this herald writes in PostgreSQL (its own numbering; the
 /// SQLite journal has its own).
-pub(super) const SCHEMA_VERSION: i32 = 5;
+pub(super) const SCHEMA_VERSION: i32 = 6;
 
 /// Why the database could not be set up.
 pub(super) enum Setup {
@@ -42,8 +43,11 @@ pub(super) fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
     functions(&mut tx)?;
     migrate_suppression_history(&mut tx)?;
     suppression_log_v3(&mut tx)?;
+    queue_v6(&mut tx)?;
     // Version 4 adds `herald_claim` (in `functions`) and nothing else;
-    // version 5 changes `herald_apply` (a `sending` mark needs the claim).
+    // version 5 changes `herald_apply` (a `sending` mark needs the claim);
+    // version 6 claims through the index of `queue_v6`, and a `sending`
+    // mark needs a recipient still waiting (not removed, not skipped).
     tx.execute("DELETE FROM herald_schema", &[])?;
     tx.execute(
         "INSERT INTO herald_schema (version) VALUES ($1)",
@@ -127,6 +131,28 @@ fn tables_v1(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), post
     )
 }
 
+/// Version 6: the claim's index holds only those who may still be mailed,
+/// in the campaign's order, so a claim reads its rows in order and stops
+/// (the index of version 1, by state then number, made every claim sort
+/// every waiting row: 7-12 ms a claim of 10,000 waiting).
+///
+/// Whether someone may still be mailed is a column of its own, kept by the
+/// database: a claim and a `sending` mark leave it as it is, so neither
+/// changes an indexed column and PostgreSQL writes them in place (a HOT
+/// update: no new index entries, a third of the write-ahead log to flush
+/// before each mark's commit returns). Pages are filled half at first so a
+/// claim's new row versions fit beside the old ones.
+fn queue_v6(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error> {
+    tx.batch_execute(&format!(
+        "ALTER TABLE recipient SET (fillfactor = 50);
+         DROP INDEX IF EXISTS recipient_queue;
+         ALTER TABLE recipient ADD COLUMN IF NOT EXISTS waiting BOOLEAN
+            GENERATED ALWAYS AS (state IN ({})) STORED;
+         CREATE INDEX IF NOT EXISTS recipient_waiting ON recipient (campaign, seq) WHERE waiting;",
+        rules::sql(rules::queued(true))
+    ))
+}
+
 /// Version 2: which relay answered for each recipient (`relays:`) and each
 /// relay's daily quota used, by the relay's day; `herald_apply` takes the
 /// relays too, so the old one goes.
@@ -200,22 +226,13 @@ fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), post
             -- the database is a claim given back, and the `sending` mark
             -- that follows it waits for the disk, with it.
             PERFORM set_config('synchronous_commit', 'off', true);
-            -- Past `p_after`, what is free or already ours; before it (the
-            -- rows this run has handed over already are there), only what
-            -- became free since: a dead sender's people, someone listed again.
-            RETURN QUERY WITH c AS (
-               SELECT r.seq FROM recipient r
-               WHERE r.campaign = p_campaign AND r.state = ANY(p_states)
-                 AND (r.claimed_by IS NULL
-                      OR (r.claimed_by <> p_sender AND NOT EXISTS (SELECT 1 FROM sender s
-                          WHERE s.id = r.claimed_by
-                            AND s.heartbeat > clock_timestamp() - make_interval(secs => {lease})))
-                      OR (r.seq > p_after AND r.claimed_by = p_sender))
-               ORDER BY r.seq LIMIT p_limit
-               FOR UPDATE OF r SKIP LOCKED)
-            UPDATE recipient r SET claimed_by = p_sender FROM c
-            WHERE r.campaign = p_campaign AND r.seq = c.seq
-            RETURNING r.seq, r.email, r.line, r.fields, r.attempts;
+            -- The states as literals, which the planner can estimate
+            -- (an array parameter it cannot).
+            IF 'sending' = ANY(p_states) THEN
+               RETURN QUERY {claim_unknown};
+            ELSE
+               RETURN QUERY {claim};
+            END IF;
          END $f$;
 
          CREATE OR REPLACE FUNCTION herald_apply(p_campaign TEXT, p_now TEXT, p_seqs BIGINT[], p_states TEXT[],
@@ -237,7 +254,8 @@ fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), post
                FROM unnest(p_seqs, p_states, p_replies, p_attempts, p_relays)
                   AS u(seq, state, reply, attempts, relay)
                WHERE r.campaign = p_campaign AND r.seq = u.seq
-                 AND (u.state <> 'sending' OR r.claimed_by = p_sender)
+                 AND (u.state <> 'sending'
+                      OR (r.claimed_by = p_sender AND r.state IN ({unknown})))
                RETURNING u.state)
             SELECT COUNT(*) INTO marked FROM done WHERE state = 'sending';
             IF marked < p_marks THEN
@@ -246,8 +264,35 @@ fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), post
             END IF;
             RETURN marked;
          END $f$;",
-        lease = LEASE.as_secs()
+        lease = LEASE.as_secs(),
+        claim = claim_sql(false),
+        claim_unknown = claim_sql(true),
+        unknown = rules::sql(rules::queued(true)),
     ))
+}
+
+/// `herald_claim`'s statement for the states [`rules::queued`] gives:
+/// past `p_after`, what is free or already ours; before it (the rows this
+/// run has handed over already are there), only what became free since: a
+/// dead sender's people, someone listed again.
+fn claim_sql(resend_unknown: bool) -> String {
+    format!(
+        "WITH c AS (
+            SELECT r.seq FROM recipient r
+            WHERE r.campaign = p_campaign AND r.waiting AND r.state IN ({states})
+              AND (r.claimed_by IS NULL
+                   OR (r.claimed_by <> p_sender AND NOT EXISTS (SELECT 1 FROM sender s
+                       WHERE s.id = r.claimed_by
+                         AND s.heartbeat > clock_timestamp() - make_interval(secs => {lease})))
+                   OR (r.seq > p_after AND r.claimed_by = p_sender))
+            ORDER BY r.seq LIMIT p_limit
+            FOR UPDATE OF r SKIP LOCKED)
+         UPDATE recipient r SET claimed_by = p_sender
+         WHERE r.campaign = p_campaign AND r.seq = ANY(ARRAY(SELECT c.seq FROM c))
+         RETURNING r.seq, r.email, r.line, r.fields, r.attempts",
+        states = rules::sql(rules::queued(resend_unknown)),
+        lease = LEASE.as_secs()
+    )
 }
 
 /// Version 3: a log of additions to the suppression list, written by a

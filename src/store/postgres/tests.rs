@@ -204,6 +204,42 @@ fn a_sender_back_after_the_lease_cannot_mark_whom_the_taker_mailed() {
     assert_eq!((c.sent, c.unknown, c.pending), (1, 0, 1), "{c:?}");
 }
 
+/// A second sender starts with a newer list while the first holds claims.
+/// Whom the first holds (and may be mailing this moment) stays on; the
+/// others no longer listed are removed; someone unsubscribed since is
+/// skipped, and the holder may not mark them `sending` any more.
+#[test]
+fn an_import_keeps_whom_a_living_sender_holds_and_its_skips_stop_their_mail() {
+    let Some(db) = ScratchDatabase::new("an_import_keeps_whom_a_living_sender_holds") else {
+        return;
+    };
+    let mut a = Postgres::open(&db.target()).unwrap();
+    let mut b = Postgres::open(&db.target()).unwrap();
+    campaign(&mut a, 4);
+    let _la = a.lock("c").unwrap().unwrap();
+    let _lb = b.lock("c").unwrap().unwrap();
+    assert_eq!(seqs(&a.queue("c", 0, 2, false).unwrap()), [1, 2]);
+    // B's list: r1 unsubscribed since, r3 still there; r0 and r2 gone.
+    let mut i = b.import("c").unwrap();
+    i.add("r1@x.org", 2, &[]).unwrap();
+    i.skip("r1@x.org", "unsubscribed").unwrap();
+    i.add("r3@x.org", 3, &[]).unwrap();
+    assert_eq!(
+        i.commit().unwrap(),
+        1,
+        "only r2, whom nobody holds, is removed"
+    );
+    mark(&mut a, &[1], State::Sending).unwrap();
+    let e = mark(&mut a, &[2], State::Sending).unwrap_err();
+    assert!(e.fault.to_string().contains("lost its claim"), "{e}");
+    let c = b.counts("c").unwrap();
+    assert_eq!(
+        (c.unknown, c.skipped, c.removed, c.pending),
+        (1, 1, 1, 1),
+        "{c:?}"
+    );
+}
+
 /// Version 2 kept one row per address; version 3 keeps each as an
 /// event and records the later ones beside it.
 #[test]

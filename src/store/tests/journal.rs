@@ -166,3 +166,75 @@ fn the_relay_that_answered_is_recorded_per_recipient() {
         assert_eq!(got, want, "{}", b.name);
     }
 }
+#[test]
+fn a_long_list_keeps_its_order_skips_removals_and_latest_fields() {
+    for b in backends("a_long_list_keeps_its_order") {
+        let mut s = (b.open)();
+        let s = s.as_mut();
+        let first: Vec<String> = (0..2500).map(|k| format!("a{k}@x.org")).collect();
+        import(s, &first.iter().map(String::as_str).collect::<Vec<_>>());
+        let sent: Vec<Update> = s
+            .queue("c", 0, 100, false)
+            .unwrap()
+            .iter()
+            .map(|r| Update {
+                seq: r.seq,
+                state: State::Sent,
+                reply: None,
+                attempts: 1,
+                suppress: None,
+                relay: None,
+            })
+            .collect();
+        s.apply("c", &sent).unwrap();
+        // The next month's list: the even half of the old one (every
+        // tenth unsubscribed since), a newcomer every fifth row, and one
+        // old address again at the end, written otherwise, with new fields.
+        let mut i = s.import("c").unwrap();
+        let mut line = 2;
+        for k in 0..2500 {
+            if k % 2 == 0 {
+                i.add(&format!("a{k}@x.org"), line, &[format!("old{k}")])
+                    .unwrap();
+                if k % 10 == 0 {
+                    i.skip(&format!("a{k}@x.org"), "unsubscribed").unwrap();
+                }
+                line += 1;
+            }
+            if k % 5 == 0 {
+                i.add(&format!("n{k}@x.org"), line, &[format!("new{k}")])
+                    .unwrap();
+                line += 1;
+            }
+        }
+        i.add("A1002@X.ORG", line, &["late".into()]).unwrap();
+        assert_eq!(i.commit().unwrap(), 1200, "odd ones not mailed: {}", b.name);
+        let c = s.counts("c").unwrap();
+        assert_eq!(
+            (c.total, c.sent, c.skipped, c.removed, c.pending),
+            (3000, 100, 240, 1200, 1460),
+            "{}",
+            b.name
+        );
+        // Those known keep their place; newcomers follow, in the list's order.
+        let rows = s.queue("c", 0, 10_000, false).unwrap();
+        let want: Vec<String> = (100..2500)
+            .filter(|k| k % 2 == 0 && k % 10 != 0)
+            .map(|k| match k {
+                1002 => "A1002@X.ORG".to_string(),
+                k => format!("a{k}@x.org"),
+            })
+            .chain(
+                (0..2500)
+                    .filter(|k| k % 5 == 0)
+                    .map(|k| format!("n{k}@x.org")),
+            )
+            .collect();
+        let got: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
+        assert_eq!(got, want, "{}", b.name);
+        let late = rows.iter().find(|r| r.email == "A1002@X.ORG").unwrap();
+        assert_eq!(late.values, ["late"], "{}", b.name);
+        let n5 = rows.iter().find(|r| r.email == "n5@x.org").unwrap();
+        assert_eq!(n5.values, ["new5"], "{}", b.name);
+    }
+}
