@@ -286,6 +286,8 @@ pub async fn run_async<M: Mailer>(
         Ok(got) => got,
         Err(e) => return broken(e.to_string(), store),
     };
+    // Every relay is the same kind of Mailer (see Plan::relays).
+    let leaves_the_machine = lanes[0].mailer.leaves_the_machine();
     let (tx, rx) = mpsc::unbounded_channel();
     let (relays, domains, domain_of) = relay_states(lanes, &settings, gates, &tx);
     let late = Arc::new(LateSuppressions::default());
@@ -294,7 +296,7 @@ pub async fn run_async<M: Mailer>(
         store,
         campaign,
         rx,
-        settings.resend_unknown,
+        (settings.resend_unknown, !leaves_the_machine),
         (mark, Arc::clone(&late)),
         faults_tx,
     ));

@@ -77,12 +77,15 @@ pub(super) type Faults = mpsc::UnboundedSender<String>;
 /// (group commit: what arrives during a commit goes into the next one),
 /// and every [`SUPPRESSION_POLL`] reads the suppressions added since.
 /// Each store call runs on tokio's blocking pool, which also tells a
-/// paused test clock that work is under way.
+/// paused test clock that work is under way. `local`: the run's messages
+/// never leave the machine (a dry run), so nobody relies on an outcome
+/// being committed the moment it is known: commits wait for [`LOCAL_BATCH`]
+/// updates, for someone waiting on one, or for the run's end.
 pub(super) async fn store_task(
     mut store: Box<dyn Store>,
     campaign: String,
     mut rx: mpsc::UnboundedReceiver<Cmd>,
-    resend_unknown: bool,
+    (resend_unknown, local): (bool, bool),
     (mark, late): (i64, Arc<LateSuppressions>),
     faults: Faults,
 ) -> Box<dyn Store> {
@@ -162,9 +165,27 @@ pub(super) async fn store_task(
             }
             next = rx.try_recv().ok();
         }
+        if local && !must_commit(&pending, &batch) {
+            continue;
+        }
         store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
     }
-    store
+    flush(store, &campaign, &mut pending, &mut batch, &faults).await
+}
+
+/// A run whose messages stay on the machine commits this many outcomes at
+/// once: a dry run of 20,000 committed every 4 messages, each commit a trip
+/// to the blocking pool and back (two thread switches).
+pub(super) const LOCAL_BATCH: usize = 256;
+
+/// Whether a local run's batch is to be committed now: it is full, someone
+/// waits for it (a gate, a sync, a quota), or a rate's marks are in it.
+fn must_commit(pending: &[(Update, Option<Ack>)], batch: &Batch) -> bool {
+    pending.len() >= LOCAL_BATCH
+        || pending.iter().any(|(_, ack)| ack.is_some())
+        || !batch.synced.is_empty()
+        || !batch.takes.is_empty()
+        || !batch.marks.is_empty()
 }
 
 /// How long a shared store's claim lasts this sender: about this many

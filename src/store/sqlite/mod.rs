@@ -43,8 +43,15 @@ impl Sqlite {
     }
     /// A journal that is thrown away after the run (dry runs, test sends):
     /// nothing needs to survive a crash, so commits skip the disk flush.
+    /// Nobody else opens it, so it is locked once for good: otherwise each
+    /// transaction takes and drops file locks and rereads the WAL's index
+    /// (a dry run of 20,000 made 10,000 fcntl and 8,600 pread calls).
     pub fn open_scratch(dir: &Path) -> Result<Sqlite> {
-        Self::open_with(dir, "OFF")
+        let s = Self::open_with(dir, "OFF")?;
+        s.conn
+            .pragma_update(None, "locking_mode", "EXCLUSIVE")
+            .map_err(|e| db_error(&s.path, e))?;
+        Ok(s)
     }
     fn open_with(dir: &Path, synchronous: &str) -> Result<Sqlite> {
         std::fs::create_dir_all(dir)
