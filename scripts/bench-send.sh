@@ -273,7 +273,7 @@ for round in $(seq "$ROUNDS"); do
     if [[ -n ${BASELINE:-} ]] && (( round % 2 == 0 )); then big_send baseline "$BASELINE"; fi
     big_send herald "$HERALD"
     if [[ -n ${BASELINE:-} ]] && (( round % 2 == 1 )); then big_send baseline "$BASELINE"; fi
-    echo "60 KB, round $round: $(tail -n $((${BASELINE:+1} + 2)) "$work/big.txt" | awk '{printf "%s%s %.2f s", NR > 1 ? ", " : "", $1, $2}')"
+    echo "60 KB, round $round: $(tail -n $((${BASELINE:+1} + 2)) "$work/big.txt" | awk '{printf "%s%s %.2f s", (NR > 1 ? ", " : ""), $1, $2}')"
 done
 python3 - "$BIG_N" "$work/big.txt" <<'PY'
 import statistics, sys
