@@ -32,6 +32,10 @@
 # at >= 0.95 of smtp-source's rate): a big message must cost herald little
 # more than its bytes on the socket.
 #
+#   PARTS=big scripts/bench-send.sh   # only some parts: main, dkim, big
+#                                     # (60 KB), relays (needs main); all
+#                                     # four unless PARTS says otherwise
+#
 #   BASELINE=/tmp/herald-old scripts/bench-send.sh
 # also runs another herald binary (an older commit, built with
 # CARGO_TARGET_DIR outside the repo) in every round of the first part,
@@ -50,6 +54,8 @@ SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 SOURCE=$(command -v smtp-source || echo /usr/sbin/smtp-source)
 [[ -x $SINK && -x $SOURCE ]] || { echo "needs Postfix's smtp-sink and smtp-source (apt-get install postfix)" >&2; exit 1; }
 [[ -n ${SKIP_BUILD:-} ]] || cargo build --release --quiet
+PARTS=${PARTS:-main,dkim,big,relays}
+part() { [[ ,$PARTS, == *,$1,* ]]; }
 
 work=$(mktemp -d)
 sink_pid= sink2_pid=
@@ -99,6 +105,8 @@ one_send() {
     sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counts"]["sent"])' "$work/report.json")
     [[ $sent == "$N" ]] || { echo "$1 sent $sent of $N" >&2; exit 1; }
 }
+# (The parts' bodies are not indented under their `if part`.)
+if part main; then
 src_times=() herald_times=() base_times=()
 for round in $(seq "$ROUNDS"); do
     start=$(date +%s.%N)
@@ -131,8 +139,10 @@ n, s, b, path = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3]), sys.ar
 print(f"baseline:    {n / b:.0f} msg/s, ratio {s / b:.2f} of smtp-source's rate ({path}, in the same rounds)")
 PY
 fi
+fi
 
 # DKIM: unsigned, RSA-2048, Ed25519 and both keys, the same list and sink.
+if part dkim; then
 SIGNED_N=${SIGNED_N:-$((N / 2))}
 command -v openssl >/dev/null || { echo "needs openssl to make the DKIM keys" >&2; exit 1; }
 openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$work/rsa.pem" 2>/dev/null
@@ -206,8 +216,11 @@ if baseline:
     print(f"  (baseline: {baseline}, in the same rounds)")
 PY
 
+fi
+
 # 60 KB messages: the example issue and generated paragraphs (no merge
 # fields in them), as many as make herald's message 60 KB.
+if part big; then
 BIG_N=${BIG_N:-$((N / 2))}
 message_size() { # post
     "$HERALD" send "$1" --to reader@example.org --dry-run --config herald.example.yaml \
@@ -231,40 +244,60 @@ big_post $(( (60000 - base_size) * 20 / per_20 ))
 big_size=$(message_size "$work/big.md")
 gen_csv "$BIG_N" "$work/big.csv"
 echo "60 KB:       $BIG_N messages of $big_size bytes, 8 connections, unsigned"
-big_src=() big_herald=() big_base=()
-# One unsigned send of the big post by binary $1; prints its time.
+# Each run's wall time, its own CPU time (user + system) and smtp-sink's
+# CPU time in it, in seconds: on 2 cores the sender and the sink share the
+# CPU, so the sender's CPU per message is what the ratio depends on.
+: >"$work/big.txt"
+big_ticks() { awk '{print $14 + $15}' "/proc/$sink_pid/stat"; }
+# One run of $2 (a command) recorded as $1.
+big_run() {
+    local name=$1 before
+    shift
+    before=$(big_ticks)
+    /usr/bin/time -f '%e %U %S' -o "$work/time" "$@" >"$work/report.json" ||
+        { echo "$name (60 KB) failed (exit $?)" >&2; exit 1; }
+    local wall user sys
+    read -r wall user sys <"$work/time"
+    echo "$name $wall $(python3 -c "print($user + $sys, ($(big_ticks) - $before) / $(getconf CLK_TCK))")" >>"$work/big.txt"
+}
+# One unsigned send of the big post by binary $2, recorded as $1.
 big_send() {
     rm -rf "$work/journal"
-    local start
-    start=$(date +%s.%N)
-    "$1" send "$work/big.md" --subscribers "$work/big.csv" --config herald.example.yaml --smtp "$relay" \
-        --connections 8 --yes --journal "$work/journal" --json >"$work/report.json" ||
-        { echo "$1 send (60 KB) failed (exit $?)" >&2; exit 1; }
-    python3 -c "print($(date +%s.%N) - $start)"
+    big_run "$1" "$2" send "$work/big.md" --subscribers "$work/big.csv" --config herald.example.yaml --smtp "$relay" \
+        --connections 8 --yes --journal "$work/journal" --json
     sent=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counts"]["sent"])' "$work/report.json")
-    [[ $sent == "$BIG_N" ]] || { echo "$1 sent $sent of $BIG_N (60 KB)" >&2; exit 1; }
+    [[ $sent == "$BIG_N" ]] || { echo "$2 sent $sent of $BIG_N (60 KB)" >&2; exit 1; }
 }
 for round in $(seq "$ROUNDS"); do
-    start=$(date +%s.%N)
-    "$SOURCE" -s 8 -m "$BIG_N" -l "$big_size" -d -f news@example.org -t reader@example.org "127.0.0.1:$port"
-    big_src+=("$(python3 -c "print($(date +%s.%N) - $start)")")
-    if [[ -n ${BASELINE:-} ]] && (( round % 2 == 0 )); then big_base+=("$(big_send "$BASELINE")"); fi
-    big_herald+=("$(big_send "$HERALD")")
-    if [[ -n ${BASELINE:-} ]] && (( round % 2 == 1 )); then big_base+=("$(big_send "$BASELINE")"); fi
-    printf '60 KB, round %d:   smtp-source %.2f s, herald %.2f s%s\n' "$round" "${big_src[-1]}" "${big_herald[-1]}" \
-        "${BASELINE:+, baseline $(printf '%.2f' "${big_base[-1]}") s}"
+    big_run smtp-source "$SOURCE" -s 8 -m "$BIG_N" -l "$big_size" -d -f news@example.org -t reader@example.org "127.0.0.1:$port"
+    if [[ -n ${BASELINE:-} ]] && (( round % 2 == 0 )); then big_send baseline "$BASELINE"; fi
+    big_send herald "$HERALD"
+    if [[ -n ${BASELINE:-} ]] && (( round % 2 == 1 )); then big_send baseline "$BASELINE"; fi
+    echo "60 KB, round $round: $(tail -n $((${BASELINE:+1} + 2)) "$work/big.txt" | awk '{printf "%s%s %.2f s", (NR > 1 ? ", " : ""), $1, $2}')"
 done
-python3 - "$BIG_N" "$(median "${big_src[@]}")" "$(median "${big_herald[@]}")" "$( ((${#big_base[@]})) && median "${big_base[@]}")" <<'PY'
-import sys
-n, s, h = int(sys.argv[1]), float(sys.argv[2]), float(sys.argv[3])
-print(f"60 KB:       smtp-source {n / s:.0f} msg/s, herald {n / h:.0f} msg/s: ratio {s / h:.2f} (goal: >= 0.95)")
-if sys.argv[4]:
-    b = float(sys.argv[4])
-    print(f"             baseline {n / b:.0f} msg/s: ratio {s / b:.2f} (in the same rounds)")
+python3 - "$BIG_N" "$work/big.txt" <<'PY'
+import statistics, sys
+n, path = int(sys.argv[1]), sys.argv[2]
+runs = {}
+for line in open(path):
+    name, wall, cpu, sink = line.split()
+    runs.setdefault(name, []).append((float(wall), float(cpu), float(sink)))
+med = {name: [statistics.median(r[i] for r in rs) for i in range(3)] for name, rs in runs.items()}
+s = med["smtp-source"][0]
+for name in ["smtp-source", "herald", "baseline"]:
+    if name not in med:
+        continue
+    wall, cpu, sink = med[name]
+    ratio = "" if name == "smtp-source" else f", ratio {s / wall:.2f}" + (" (goal: >= 0.95)" if name == "herald" else "")
+    print(f"60 KB:       {name + ':':<12} {n / wall:5.0f} msg/s{ratio}; its CPU {1e6 * cpu / n:.0f} us/msg, "
+          f"smtp-sink's {1e6 * sink / n:.0f} us/msg (medians of rounds)")
 PY
+
+fi
 
 # Two relays: herald's total through both against two smtp-source runs at
 # the same time, one per sink, half the messages each.
+if part main && part relays; then
 cp herald.example.yaml "$work/two.yaml"
 cat >>"$work/two.yaml" <<YAML
 relays:
@@ -302,6 +335,7 @@ s, h, s2, h2 = map(float, sys.argv[2:])
 print(f"two relays:  2 x smtp-source {n / s2:.0f} msg/s, herald {n / h2:.0f} msg/s (medians)")
 print(f"ratios:      one relay {s / h:.2f}, two relays {s2 / h2:.2f} of smtp-source's rate")
 PY
+fi
 
 if [[ -n ${BENCH_MILLION:-} ]]; then
     gen_csv 1000000 "$work/million.csv"

@@ -370,9 +370,8 @@ impl Composer {
         // copied once, with CRLF line ends, into the message; lettre formats
         // only the headers around them (see `wire`).
         let (mut bytes, html_bytes) = wire::SCRATCH.with_borrow_mut(|scratch| {
-            let (text, html) = scratch.render(&self.text, &self.html, value);
-            let html_bytes = html.len();
-            let bytes = match wire::Parts::seven_bit(text, html) {
+            let html_bytes = scratch.render(&self.text, &self.html, value);
+            let bytes = match scratch.seven_bit() {
                 Some(parts) => {
                     let (text_mark, html_mark) = wire::Parts::marks();
                     let skeleton = builder
@@ -383,10 +382,9 @@ impl Composer {
                 }
                 // Non-ASCII or overlong lines: lettre picks the encoding.
                 None => {
-                    let text = seven_bit_body(text.to_string());
-                    let html = seven_bit_body(html.to_string());
+                    let (text, html) = scratch.rendered();
                     builder
-                        .multipart(self.body(text, html))
+                        .multipart(self.body(seven_bit_body(text), seven_bit_body(html)))
                         .map_err(BuildError::Message)?
                         .formatted()
                 }
@@ -471,12 +469,12 @@ impl Composer {
 /// encoding pass and makes the message bigger for nothing: RFC 5322 allows
 /// 998.
 fn seven_bit_body(text: String) -> Body {
-    let Some(len) = wire::seven_bit_len(text.as_bytes()) else {
-        return Body::new(text);
-    };
-    let mut crlf = Vec::with_capacity(len);
-    wire::push_crlf(&mut crlf, text.as_bytes());
-    Body::dangerous_pre_encoded(crlf, ContentTransferEncoding::SevenBit)
+    let mut crlf = Vec::new();
+    if wire::crlf_seven_bit(text.as_bytes(), &mut crlf) {
+        Body::dangerous_pre_encoded(crlf, ContentTransferEncoding::SevenBit)
+    } else {
+        Body::new(text)
+    }
 }
 
 /// Every token has the same length (base64url of a SHA-256, 43 characters):
@@ -494,6 +492,16 @@ pub fn unsubscribe_token(secret: &[u8], email: &str) -> String {
 /// No control characters (CR and LF above all) from titles, names or
 /// settings may reach a header: they would let input add headers.
 fn header_safe(s: &str) -> String {
+    // Most values (a name, the subject) are already clean: printable
+    // ASCII, single spaces, none at either end. They are copied as they are.
+    let b = s.as_bytes();
+    let clean = b.iter().all(|c| (b' '..=b'~').contains(c))
+        && !s.starts_with(' ')
+        && !s.ends_with(' ')
+        && memchr::memmem::find(b, b"  ").is_none();
+    if clean {
+        return s.to_string();
+    }
     s.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
@@ -552,6 +560,24 @@ mod tests {
             "Hello Bcc: victim@x.org"
         );
         assert_eq!(header_safe(" A\tB "), "A B");
+        for s in [
+            "A  B",
+            " A",
+            "A ",
+            "A\u{a0}\u{85}B",
+            "Zo\u{eb}\u{2003}\u{2003}Ünal",
+            "A\x7fB",
+            "plain",
+        ] {
+            let slow: String = s
+                .chars()
+                .map(|c| if c.is_control() { ' ' } else { c })
+                .collect::<String>()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ");
+            assert_eq!(header_safe(s), slow, "{s:?}");
+        }
     }
 
     #[test]

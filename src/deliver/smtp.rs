@@ -13,13 +13,18 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
-use lettre::transport::smtp::client::{AsyncSmtpConnection, TlsParameters};
+use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
+use std::sync::PoisonError;
 use tokio::net::TcpStream;
 
 pub use super::{Failure, FailureKind};
 use super::{Gate, Mailer, Outgoing};
 use crate::deliver::message::Built;
+
+mod data;
+pub use data::Data;
+use data::{Pending, Slot, Wire};
 
 /// How the connection to the relay is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -219,19 +224,23 @@ impl Relay {
             })?;
         tcp.set_nodelay(true)
             .map_err(|e| Failure::transient(format!("cannot set up the connection ({e})")))?;
-        let mut conn = match self.tls {
+        // Herald's own layer outermost, where it can be: messages are then
+        // written from the bytes as built (see `data`). After STARTTLS
+        // lettre's TLS is outermost, and messages go through lettre.
+        let (stream, wire): (Box<dyn AsyncTokioStream>, _) = match self.tls {
             Tls::Implicit => {
-                let tls = self.implicit_tls(tcp).await?;
-                AsyncSmtpConnection::connect_with_transport(Box::new(tls), hello)
-                    .await
-                    .map_err(Failure::from_lettre)?
+                let (wire, slot) = Wire::new(Box::new(self.implicit_tls(tcp).await?));
+                (Box::new(wire), Some(slot))
             }
-            Tls::StartTls | Tls::None => {
-                AsyncSmtpConnection::connect_with_transport(Box::new(tcp), hello)
-                    .await
-                    .map_err(Failure::from_lettre)?
+            Tls::None => {
+                let (wire, slot) = Wire::new(Box::new(tcp));
+                (Box::new(wire), Some(slot))
             }
+            Tls::StartTls => (Box::new(tcp), None),
         };
+        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, hello)
+            .await
+            .map_err(Failure::from_lettre)?;
         if self.tls == Tls::StartTls {
             if !conn.can_starttls() {
                 return Err(Failure::config(format!(
@@ -274,6 +283,7 @@ impl Relay {
         Ok(Connection {
             smtp: conn,
             pipelining,
+            wire,
         })
     }
 }
@@ -283,6 +293,9 @@ impl Relay {
 pub struct Connection {
     pub smtp: AsyncSmtpConnection,
     pub pipelining: bool,
+    /// Where a message waits to be written under lettre (see `data`);
+    /// `None` after STARTTLS.
+    wire: Option<Slot>,
 }
 
 impl std::ops::Deref for Connection {
@@ -325,6 +338,19 @@ impl tokio::io::AsyncWrite for TlsTcp {
         buf: &[u8],
     ) -> std::task::Poll<std::io::Result<usize>> {
         std::pin::Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    /// A message goes as slices (see `data`): all of them at once.
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
     }
 
     fn poll_flush(
@@ -376,8 +402,7 @@ impl Mailer for Smtp {
         self.relay.describe()
     }
 
-    /// Dot-stuffed once here, on the builder thread: lettre's own
-    /// `message` stuffs byte by byte on the connection's task.
+    /// Where the stuffing dots go is found here, on the builder thread.
     fn prepare(&self, built: Built) -> Data {
         Data::new(built.bytes)
     }
@@ -478,14 +503,17 @@ async fn transaction(
     // The relay said 354: it reads everything from here as the message.
     *in_data = true;
     gate.pass().await?;
-    let response = match &message.payload.payload {
-        // One write of the prepared text; lettre's own `message` would
-        // dot-stuff it again byte by byte, on the connection's task.
-        // As `&str`: `command` copies it with `to_string`, which for a
-        // `&String` grows a buffer step by step (the generic Display path)
-        // and for a `&str` is one copy of the right size.
-        Payload::Stuffed(text) => c.command(text.as_str()).await,
-        Payload::Raw(bytes) => c.message(bytes).await,
+    let data = &message.payload.message;
+    let response = match &c.wire {
+        Some(slot) => {
+            // lettre's flush writes it (see `Wire`); `command` adds nothing.
+            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Pending::new(data));
+            c.command("").await
+        }
+        None => match data.text() {
+            Ok(text) => c.command(text.as_str()).await,
+            Err(bytes) => c.message(bytes).await,
+        },
     }
     .map_err(Failure::from_lettre)?;
     Ok(format!(
@@ -493,59 +521,6 @@ async fn transaction(
         response.code(),
         response.message().collect::<Vec<_>>().join(" ")
     ))
-}
-
-/// A message ready for the DATA phase, prepared on the builder thread.
-pub struct Data {
-    ascii: bool,
-    payload: Payload,
-}
-
-enum Payload {
-    /// Dot-stuffed (RFC 5321 4.5.2) and ending with `CRLF.CRLF`: what herald
-    /// builds is always UTF-8 (7-bit or 8-bit text).
-    Stuffed(String),
-    /// Anything else, as built, for lettre to stuff.
-    Raw(Vec<u8>),
-}
-
-impl Data {
-    pub fn new(message: Vec<u8>) -> Data {
-        let ascii = message.is_ascii();
-        // One UTF-8 check, and the stuffed text stays a `String` (the
-        // stuffing only adds ASCII at character boundaries).
-        let payload = match String::from_utf8(message) {
-            Ok(text) => Payload::Stuffed(dot_stuff(text)),
-            Err(e) => Payload::Raw(e.into_bytes()),
-        };
-        Data { ascii, payload }
-    }
-}
-
-/// Doubles a `.` that starts a line, and ends the message with
-/// `CRLF.CRLF`, exactly as lettre's `message` does. Most messages have no
-/// such line: they are not copied (a 60 KB message was copied three times
-/// on its way to the socket).
-fn dot_stuff(mut message: String) -> String {
-    static DOT_LINE: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
-        std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n."));
-    if !message.starts_with('.') && DOT_LINE.find(message.as_bytes()).is_none() {
-        message.push_str("\r\n.\r\n");
-        return message;
-    }
-    let mut out = String::with_capacity(message.len() + 64);
-    let mut from = 0;
-    if message.starts_with('.') {
-        out.push('.');
-    }
-    for at in DOT_LINE.find_iter(message.as_bytes()) {
-        out.push_str(&message[from..at + 2]);
-        out.push('.');
-        from = at + 2;
-    }
-    out.push_str(&message[from..]);
-    out.push_str("\r\n.\r\n");
-    out
 }
 
 fn is_loopback(host: &str) -> bool {
@@ -662,48 +637,5 @@ mod tests {
         .unwrap();
         assert!(!format!("{r:?} {}", r.describe()).contains("hunter2"));
         assert!(Relay::parse("smtp://mail.example.org", Some("news".into()), None, false).is_err());
-    }
-
-    /// lettre's `ClientCodec`, byte by byte, as the reference.
-    fn reference(message: &[u8]) -> Vec<u8> {
-        let mut out = Vec::new();
-        let (mut cr, mut start) = (false, true);
-        for &b in message {
-            out.push(b);
-            if b == b'.' && start {
-                out.push(b'.');
-            }
-            start = cr && b == b'\n';
-            cr = b == b'\r';
-        }
-        out.extend_from_slice(b"\r\n.\r\n");
-        out
-    }
-
-    #[test]
-    fn dot_stuffing_matches_lettre() {
-        for m in [
-            &b""[..],
-            b".",
-            b".hidden\r\n..two\r\n.\r\nend",
-            b"a\r\n.\r\n.",
-            b"a\n.b\r.c\r\n\r\n.d",
-            b"no dots here\r\n",
-        ] {
-            assert_eq!(
-                super::dot_stuff(String::from_utf8(m.to_vec()).unwrap()).into_bytes(),
-                reference(m),
-                "{:?}",
-                String::from_utf8_lossy(m)
-            );
-        }
-        let mut rng = fastrand::Rng::with_seed(7);
-        for _ in 0..2000 {
-            let m: Vec<u8> = (0..rng.usize(0..40))
-                .map(|_| *rng.choice(b"\r\n.a").unwrap())
-                .collect();
-            let text = String::from_utf8(m.clone()).unwrap();
-            assert_eq!(super::dot_stuff(text).into_bytes(), reference(&m), "{m:?}");
-        }
     }
 }

@@ -22,26 +22,46 @@ thread_local! {
     pub(super) static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
 }
 
-/// Where one recipient's text and HTML parts are rendered.
+/// Where one recipient's text and HTML parts are rendered, then put in
+/// their 7-bit form (CRLF line ends).
 #[derive(Default)]
 pub(super) struct Scratch {
     text: String,
     html: String,
+    text_wire: Vec<u8>,
+    html_wire: Vec<u8>,
 }
 
 impl Scratch {
-    /// Renders both parts for the merge values `value`.
+    /// Renders both parts for the merge values `value`; returns the size
+    /// of the HTML part.
     pub(super) fn render<'v>(
         &mut self,
         text: &Template,
         html: &Template,
         value: impl Fn(&str) -> Option<Cow<'v, str>> + Copy,
-    ) -> (&str, &str) {
+    ) -> usize {
         self.text.clear();
         text.render_into(&mut self.text, value);
         self.html.clear();
         html.render_into(&mut self.html, value);
-        (&self.text, &self.html)
+        self.html.len()
+    }
+
+    /// Copies of the rendered parts, for lettre to encode.
+    pub(super) fn rendered(&self) -> (String, String) {
+        (self.text.clone(), self.html.clone())
+    }
+
+    /// The rendered parts in their 7-bit form, if both can travel so (see
+    /// [`crlf_seven_bit`]).
+    pub(super) fn seven_bit(&mut self) -> Option<Parts<'_>> {
+        let text = crlf_seven_bit(self.text.as_bytes(), &mut self.text_wire);
+        let html = text && crlf_seven_bit(self.html.as_bytes(), &mut self.html_wire);
+        html.then_some(Parts {
+            text: &self.text_wire,
+            html: &self.html_wire,
+        })
     }
 }
 
@@ -51,27 +71,13 @@ impl Scratch {
 const TEXT_MARK: &[u8] = b"\0herald text part\0";
 const HTML_MARK: &[u8] = b"\0herald html part\0";
 
-/// The two parts, when both travel as 7-bit text, and their sizes with
-/// CRLF line ends.
+/// The two parts in their 7-bit form.
 pub(super) struct Parts<'a> {
-    text: &'a str,
-    text_len: usize,
-    html: &'a str,
-    html_len: usize,
+    text: &'a [u8],
+    html: &'a [u8],
 }
 
-impl<'a> Parts<'a> {
-    /// `None` unless both parts can travel as 7-bit text (see
-    /// [`seven_bit_len`]).
-    pub(super) fn seven_bit(text: &'a str, html: &'a str) -> Option<Parts<'a>> {
-        Some(Parts {
-            text_len: seven_bit_len(text.as_bytes())?,
-            text,
-            html_len: seven_bit_len(html.as_bytes())?,
-            html,
-        })
-    }
-
+impl Parts<'_> {
     /// The bodies lettre formats in place of the text and HTML parts.
     pub(super) fn marks() -> (Body, Body) {
         let mark =
@@ -91,48 +97,45 @@ impl<'a> Parts<'a> {
             return None;
         }
         let size =
-            skeleton.len() - TEXT_MARK.len() - HTML_MARK.len() + self.text_len + self.html_len;
+            skeleton.len() - TEXT_MARK.len() - HTML_MARK.len() + self.text.len() + self.html.len();
         let mut out = Vec::with_capacity(size);
-        out.extend_from_slice(&skeleton[..text_at]);
-        push_crlf(&mut out, self.text.as_bytes());
-        out.extend_from_slice(&skeleton[after_text..html_at]);
-        push_crlf(&mut out, self.html.as_bytes());
-        out.extend_from_slice(&skeleton[after_html..]);
-        debug_assert_eq!(out.len(), size);
+        for piece in [
+            &skeleton[..text_at],
+            self.text,
+            &skeleton[after_text..html_at],
+            self.html,
+            &skeleton[after_html..],
+        ] {
+            out.extend_from_slice(piece);
+        }
         Some(out)
     }
 }
 
-/// The size of `bytes` with CRLF line ends if they can travel as 7-bit
-/// text: ASCII, no NUL or carriage return, no line of 990 bytes or more
-/// (RFC 5322 allows 998 with the CRLF; lettre's own encoder would make
-/// quoted-printable of any line of 76 or more).
-pub(super) fn seven_bit_len(bytes: &[u8]) -> Option<usize> {
+/// Puts `bytes` in `out` with each LF made CRLF, if they can travel as
+/// 7-bit text: ASCII, no NUL or carriage return, no line of 990 bytes or
+/// more (RFC 5322 allows 998 with the CRLF; lettre's own encoder would
+/// make quoted-printable of any line of 76 or more). One pass over the
+/// lines, checking as it copies.
+pub(super) fn crlf_seven_bit(bytes: &[u8], out: &mut Vec<u8>) -> bool {
+    out.clear();
+    if !bytes.is_ascii() {
+        return false;
+    }
+    out.reserve(bytes.len() + bytes.len() / 32);
+    let mut from = 0;
     // Merge values cannot bring control characters (see `merge`); a stray
     // carriage return would still make a bare CR, so leave it to lettre.
-    if !bytes.is_ascii() || memchr::memchr2(0, b'\r', bytes).is_some() {
-        return None;
-    }
-    let (mut line_start, mut lines) = (0, 0);
-    for nl in memchr::memchr_iter(b'\n', bytes) {
-        if nl - line_start >= 990 {
-            return None;
+    for at in memchr::memchr3_iter(b'\n', b'\r', 0, bytes) {
+        if bytes[at] != b'\n' || at - from >= 990 {
+            return false;
         }
-        line_start = nl + 1;
-        lines += 1;
-    }
-    (bytes.len() - line_start < 990).then_some(bytes.len() + lines)
-}
-
-/// Appends `bytes` with each LF made CRLF.
-pub(super) fn push_crlf(out: &mut Vec<u8>, bytes: &[u8]) {
-    let mut from = 0;
-    for nl in memchr::memchr_iter(b'\n', bytes) {
-        out.extend_from_slice(&bytes[from..nl]);
+        out.extend_from_slice(&bytes[from..at]);
         out.extend_from_slice(b"\r\n");
-        from = nl + 1;
+        from = at + 1;
     }
     out.extend_from_slice(&bytes[from..]);
+    bytes.len() - from < 990
 }
 
 #[cfg(test)]
@@ -162,13 +165,21 @@ mod tests {
             .formatted()
     }
 
+    /// lettre's own bytes for the two parts, each made CRLF by hand.
     fn lettre_alone(text: &str, html: &str) -> Vec<u8> {
         let body = |t: &str| {
-            let mut crlf = Vec::new();
-            push_crlf(&mut crlf, t.as_bytes());
-            Body::dangerous_pre_encoded(crlf, ContentTransferEncoding::SevenBit)
+            let crlf = t.replace('\n', "\r\n");
+            Body::dangerous_pre_encoded(crlf.into_bytes(), ContentTransferEncoding::SevenBit)
         };
         formatted(body(text), body(html))
+    }
+
+    fn scratch(text: &str, html: &str) -> Scratch {
+        Scratch {
+            text: text.into(),
+            html: html.into(),
+            ..Scratch::default()
+        }
     }
 
     #[test]
@@ -180,7 +191,8 @@ mod tests {
             ("no final newline", "\n\n"),
             (long_line.as_str(), "<p>\r</p>"),
         ] {
-            let Some(parts) = Parts::seven_bit(text, html) else {
+            let mut scratch = scratch(text, html);
+            let Some(parts) = scratch.seven_bit() else {
                 assert!(html.contains('\r'), "{html:?} travels as 7-bit text");
                 continue;
             };
@@ -195,16 +207,28 @@ mod tests {
 
     #[test]
     fn what_is_not_7_bit_text_is_left_to_lettre() {
-        assert!(Parts::seven_bit("caf\u{e9}", "<p></p>").is_none());
-        assert!(Parts::seven_bit("a\0b", "<p></p>").is_none());
-        assert!(Parts::seven_bit("ok", &"x".repeat(990)).is_none());
-        assert_eq!(seven_bit_len(b"a\nb\n"), Some(6));
-        assert_eq!(seven_bit_len("x".repeat(989).as_bytes()), Some(989));
+        for (text, html) in [
+            ("caf\u{e9}", "<p></p>".to_string()),
+            ("a\0b", "<p></p>".into()),
+            ("ok", "x".repeat(990)),
+            ("ok", format!("{}\nx", "x".repeat(990))),
+            ("ok", "bare\rCR".into()),
+        ] {
+            assert!(
+                scratch(text, &html).seven_bit().is_none(),
+                "{text:?} {html:?}"
+            );
+        }
+        let mut out = Vec::new();
+        assert!(crlf_seven_bit(b"a\nb\n", &mut out));
+        assert_eq!(out, b"a\r\nb\r\n");
+        assert!(crlf_seven_bit("x".repeat(989).as_bytes(), &mut out));
     }
 
     #[test]
     fn a_skeleton_without_its_marks_is_refused() {
-        let parts = Parts::seven_bit("t", "h").unwrap();
+        let mut scratch = scratch("t", "h");
+        let parts = scratch.seven_bit().unwrap();
         assert!(parts.assemble(b"no marks here").is_none());
         let backwards = [HTML_MARK, TEXT_MARK].concat();
         assert!(parts.assemble(&backwards).is_none());
