@@ -448,7 +448,9 @@ mod tests {
         for pad in 0..70 {
             let padded = format!("{}{all}", "x".repeat(pad));
             for cut in 0..padded.len() {
-                let Some(text) = padded.get(cut..) else { continue };
+                let Some(text) = padded.get(cut..) else {
+                    continue;
+                };
                 let by_chars = text.char_indices().find(|&(_, c)| not_text(c));
                 assert_eq!(find_not_text(text), by_chars, "{text:?}");
             }
