@@ -76,9 +76,16 @@ pub fn render(
     } else {
         mjml
     };
-    let html = crate::html::fold_lines(&crate::html::ascii(&crate::html::minify(&mjml_to_html(
-        &mjml,
-    )?)));
+    // Step by step, each string freed once the next is made: nested in one
+    // expression, all of them lived to its end, and a preview's memory is
+    // mostly pages touched for the first time (a page fault each).
+    let html = {
+        let minified = {
+            let raw = mjml_to_html(&mjml)?;
+            crate::html::minify(&raw)
+        };
+        crate::html::fold_lines(&crate::html::ascii(&minified))
+    };
     let text = text::text(content, config);
     Ok(Rendered {
         subject: content.title.clone(),

@@ -372,12 +372,16 @@ pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
     let mut out = String::with_capacity(text.len() + text.len() / 8 + first.len());
     let rest_len = rest.chars().count();
     let mut prefix = first;
+    // One list of words for every line of the paragraph: a list made per
+    // line, grown word by word, was a ninth of wrapping.
+    let mut line_words = Vec::with_capacity(32);
+    let fields = memchr::memmem::find(text.as_bytes(), b"{{").is_some();
     for para_line in text.split('\n') {
         let mut line_len = 0;
         let mut empty = true;
         // Split on ASCII spaces only: a no-break space keeps its words together.
-        for (n, word) in words(para_line).into_iter().enumerate() {
-            let wlen = display_width(word);
+        words(para_line, fields, &mut line_words);
+        for (n, &(word, wlen)) in line_words.iter().enumerate() {
             if n == 0 {
                 out.push_str(prefix);
                 line_len = prefix.chars().count();
@@ -403,12 +407,38 @@ pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
     out
 }
 
-/// Space-separated words, keeping each `{{ ... }}` merge field whole.
-fn words(line: &str) -> Vec<&str> {
+/// Space-separated words of `line` into `out` (emptied first), each with
+/// the columns it takes ([`display_width`]), keeping each `{{ ... }}` merge
+/// field whole and a link reference such as `[3]` on the word before it.
+/// `fields`: the line may hold a merge field.
+fn words<'a>(line: &'a str, fields: bool, out: &mut Vec<(&'a str, usize)>) {
+    out.clear();
     // Bytes, not chars: the separators and braces are ASCII, and a word
     // starts at its first byte either way.
     let bytes = line.as_bytes();
-    let mut out = Vec::new();
+    if !fields {
+        // No field, so a word is as wide as its characters: counted in the
+        // same pass that finds the spaces (every byte but a UTF-8
+        // continuation byte starts one). Words found, then measured, were
+        // a third of writing the text part.
+        let (mut start, mut chars) = (None, 0);
+        for (i, &b) in bytes.iter().enumerate() {
+            if b == b' ' || b == b'\t' {
+                if let Some(s) = start.take() {
+                    push_word(line, out, s, i, chars);
+                }
+                continue;
+            }
+            if start.is_none() {
+                (start, chars) = (Some(i), 0);
+            }
+            chars += usize::from((b as i8) >= -0x40);
+        }
+        if let Some(s) = start {
+            push_word(line, out, s, line.len(), chars);
+        }
+        return;
+    }
     let mut start: Option<usize> = None;
     let mut i = 0;
     while let Some(&b) = bytes.get(i) {
@@ -427,7 +457,7 @@ fn words(line: &str) -> Vec<&str> {
         }
         if b == b' ' || b == b'\t' {
             if let Some(s) = start.take() {
-                out.push(&line[s..i]);
+                push_word(line, out, s, i, 0);
             }
         } else {
             start.get_or_insert(i);
@@ -435,14 +465,26 @@ fn words(line: &str) -> Vec<&str> {
         i += 1;
     }
     if let Some(s) = start {
-        out.push(&line[s..]);
+        push_word(line, out, s, line.len(), 0);
     }
-    glue_references(line, out)
+    // A field counts as its default: measured once the words are whole.
+    for (word, width) in out.iter_mut() {
+        *width = display_width(word);
+    }
 }
 
-/// Keeps a link reference such as `[3]` on the line of the word before it,
-/// so no line starts with `[3]` and looks like the list of links.
-fn glue_references<'a>(line: &'a str, words: Vec<&'a str>) -> Vec<&'a str> {
+/// Adds the word `line[start..end]`, `width` columns wide, to `words`, or,
+/// when it is a link reference such as `[3]` (or `[3],`), stretches the
+/// word before it over it, so no line starts with `[3]` and looks like the
+/// list of links.
+fn push_word<'a>(
+    line: &'a str,
+    words: &mut Vec<(&'a str, usize)>,
+    start: usize,
+    end: usize,
+    width: usize,
+) {
+    let w = &line[start..end];
     let is_ref = |w: &str| {
         w.strip_prefix('[')
             .and_then(|r| r.split_once(']'))
@@ -452,26 +494,30 @@ fn glue_references<'a>(line: &'a str, words: Vec<&'a str>) -> Vec<&'a str> {
                     && after.chars().all(|c| c.is_ascii_punctuation())
             })
     };
-    let offset = |w: &str| w.as_ptr() as usize - line.as_ptr() as usize;
-    let mut out: Vec<&'a str> = Vec::with_capacity(words.len());
-    for w in words {
-        match out.last_mut() {
-            Some(prev) if is_ref(w) => {
-                let start = offset(prev);
-                *prev = &line[start..offset(w) + w.len()];
-            }
-            _ => out.push(w),
+    match words.last_mut() {
+        Some((prev, prev_width)) if is_ref(w) => {
+            let from = prev.as_ptr() as usize - line.as_ptr() as usize;
+            // The spaces and tabs between the two are a column each.
+            *prev_width += (start - (from + prev.len())) + width;
+            *prev = &line[from..end];
         }
+        _ => words.push((w, width)),
     }
-    out
 }
 
 /// Columns a word takes once merge fields are filled in (a field counts as
 /// its default, or 8 columns when it has none).
 fn display_width(word: &str) -> usize {
-    // Nearly every word has no field: a byte test is cheaper than a search.
-    if !word.as_bytes().contains(&b'{') {
-        return word.chars().count();
+    // Nearly every word has no field, so one pass over the bytes both
+    // counts the characters (every byte but a UTF-8 continuation byte
+    // starts one) and looks for a brace.
+    let (mut chars, mut brace) = (0, false);
+    for &b in word.as_bytes() {
+        chars += usize::from((b as i8) >= -0x40);
+        brace |= b == b'{';
+    }
+    if !brace {
+        return chars;
     }
     let mut width = 0;
     let mut rest = word;
