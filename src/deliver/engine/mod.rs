@@ -245,14 +245,28 @@ pub fn run<M: Mailer>(
     progress: Arc<Progress>,
     interrupt: Arc<AtomicBool>,
 ) -> (Outcome, Box<dyn Store>) {
+    let connections = plan.relays.iter().map(|l| l.connections.max(1)).sum();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
+        .max_blocking_threads(blocking_threads(connections))
         .build()
         .expect("a tokio runtime");
     let result = rt.block_on(run_async(store, plan, progress, interrupt, true));
     // Dropping the runtime drops every task, and with them their handles.
     drop(rt);
     result
+}
+
+/// The most threads the run's blocking pool starts: the builder's batches
+/// (one per core and one more), the store's call, a shared rate's call per
+/// connection, and one spare. Tokio's default is 512: on a loaded machine a
+/// thread still finishing its task made the pool start another, and a dry
+/// run of 100,000 ended with 9 where 4 worked at once, each with its stack
+/// and malloc's per-thread cache (about 1 MB of the run's data). A task
+/// past the limit waits for a thread; none of them waits for another.
+fn blocking_threads(connections: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    cores + 1 + 1 + connections + 1
 }
 
 /// The run itself, on the caller's runtime (tests use tokio's paused
