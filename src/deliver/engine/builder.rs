@@ -32,29 +32,13 @@ type Building<P> = (tokio::task::JoinHandle<Vec<Result<Job<P>, Update>>>, u64);
 /// A batch to build, on one of the [`Builders`].
 type Task = Box<dyn FnOnce() + Send>;
 
-/// The threads that build messages, one per batch in flight, at a lower
-/// priority than herald's other threads ([`BUILD_NICE`]).
-///
-/// Why: the thread that talks to the relays needs little CPU per message
-/// but must run the moment a reply arrives, and so must the store's
-/// commits (each message waits for its `sending` mark) and a relay on the
-/// same machine. Beside builders of equal priority each of them waited up
-/// to a time slice behind a signature; the connections' replies came
-/// late, the built messages piled up, the builders stopped and a core
-/// idled: in a signed send to smtp-sink, herald and the sink had fewer
-/// than two threads ready to run 30-45% of the time (`perf sched`, RSA,
-/// 2,000 messages). Builders that give way at once and take every cycle
-/// left over cut that to 14-19%. (With Linux's autogroups, as on most
-/// systems, nice values only rank threads of the same session: the
-/// builders give way to herald, not to other programs.)
+/// The threads that build messages, each batch on one of them: their
+/// own threads rather than tokio's blocking pool, which also runs the
+/// store's commits, so a commit never waits for a thread behind a batch
+/// (measured with [`reply_first`], see there).
 struct Builders {
     tasks: std::sync::mpsc::Sender<Task>,
 }
-
-/// How much lower the builders' priority is than herald's other threads
-/// (a nice value: a tenth of their weight, so they give way at once but
-/// run whenever nothing else wants the core).
-const BUILD_NICE: i32 = 10;
 
 impl Builders {
     /// `count` threads, which end once the last handle to them is dropped
@@ -69,7 +53,6 @@ impl Builders {
             let _ = std::thread::Builder::new()
                 .name(format!("herald-build-{i}"))
                 .spawn(move || {
-                    lower_priority();
                     loop {
                         let task = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
                         let Ok(task) = task else { break };
@@ -96,15 +79,26 @@ impl Builders {
     }
 }
 
-/// The time slice asked for the thread that talks to the relays (the
-/// shortest Linux grants).
+/// The time slice asked for the thread that talks to the relays: the
+/// shortest Linux grants; it runs a few microseconds per reply.
 const REPLY_SLICE: Duration = Duration::from_micros(100);
 
 /// Asks the scheduler to run the calling thread (the run's, which talks
 /// to the relays) as soon as it wakes rather than after the slice of the
 /// thread on the core (Linux 6.12 and later: a task with a shorter slice
 /// wakes ahead of the others; the share of CPU it gets is unchanged).
-/// Elsewhere, or refused, nothing changes but how fast replies are read.
+/// Elsewhere, or refused, nothing changes but how soon replies are read.
+///
+/// Why: in a signed send the builders keep both cores busy with
+/// signatures, and each reply of the relays waited up to a whole slice
+/// (a millisecond or more) behind one; the connections sent less, the
+/// built messages piled up, the builders stopped and a core idled. In an
+/// RSA send of 2,000 to smtp-sink (`perf sched`, interleaved with the
+/// build before, one loaded machine) herald and the sink had fewer than
+/// two threads ready to run 30-43% of the send before, 24-30% with this
+/// and the [`Builders`]. (Builders at nice +10 cut it to 14-23%, but a
+/// nice value also lowers the session's share of a core against other
+/// programs: on the busy machine such sends took up to twice as long.)
 fn reply_first() {
     #[cfg(target_os = "linux")]
     {
@@ -138,21 +132,6 @@ fn reply_first() {
             };
             libc::syscall(libc::SYS_sched_setattr, 0, &attr as *const SchedAttr, 0);
         }
-    }
-}
-
-/// Lowers the calling thread's priority by [`BUILD_NICE`] (Linux only:
-/// elsewhere the nice value is the whole process's). Raising one's nice
-/// value needs no privilege; if it fails, the builders only give way
-/// later.
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: getpriority, setpriority and gettid take no pointers; on
-    // Linux, PRIO_PROCESS with a thread's id changes that thread alone.
-    unsafe {
-        let tid = libc::gettid() as libc::id_t;
-        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
-        libc::setpriority(libc::PRIO_PROCESS, tid, now + BUILD_NICE);
     }
 }
 
@@ -365,4 +344,72 @@ fn mark_gate(store: mpsc::UnboundedSender<Cmd>, seq: i64) -> Gate {
         }
         rx
     })
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+
+    /// This thread's time slice as the kernel reports it (sched_getattr).
+    fn slice_of_this_thread() -> u64 {
+        let mut attr = [0u64; 7];
+        // SAFETY: sched_getattr writes at most the size given (56 bytes,
+        // the buffer's) into `attr`, which lives across the call.
+        let r = unsafe { libc::syscall(libc::SYS_sched_getattr, 0, attr.as_mut_ptr(), 56, 0) };
+        assert_eq!(r, 0, "sched_getattr: {}", std::io::Error::last_os_error());
+        // size, policy (u32 each), flags, nice and priority (u32 each), runtime.
+        attr[3]
+    }
+
+    /// Linux from 6.12 honours a slice asked for by a normal thread.
+    fn kernel_has_custom_slices() -> bool {
+        let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+        let mut parts = release
+            .trim()
+            .split(['.', '-'])
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let (major, minor) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+        (major, minor) >= (6, 12)
+    }
+
+    #[test]
+    fn batches_are_built_on_the_builders_in_the_order_asked() {
+        let builders = Builders::start(2);
+        let caller = std::thread::current().id();
+        for i in 0..4 {
+            let (n, on) =
+                builders.run(move || (i, std::thread::current().name().map(String::from)));
+            assert_eq!(n, i);
+            assert!(on.is_some_and(|name| name.starts_with("herald-build-")));
+        }
+        assert_eq!(std::thread::current().id(), caller);
+    }
+
+    #[test]
+    fn without_builder_threads_a_batch_is_built_by_the_caller() {
+        let builders = Builders::start(0);
+        let caller = std::thread::current().id();
+        assert!(builders.run(move || std::thread::current().id() == caller));
+        assert_eq!(builders.run(|| vec![1, 2, 3]), vec![1, 2, 3]);
+    }
+
+    #[test]
+    fn the_thread_that_talks_to_the_relays_asks_for_the_shortest_slice() {
+        if !kernel_has_custom_slices() {
+            println!("SKIPPED: this kernel has no per-thread time slices (Linux 6.12 and later)");
+            return;
+        }
+        std::thread::spawn(|| {
+            let before = slice_of_this_thread();
+            reply_first();
+            assert_eq!(slice_of_this_thread(), REPLY_SLICE.as_nanos() as u64);
+            assert_ne!(
+                before,
+                slice_of_this_thread(),
+                "the default slice is longer"
+            );
+        })
+        .join()
+        .unwrap();
+    }
 }
