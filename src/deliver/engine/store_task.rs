@@ -96,6 +96,7 @@ pub(super) async fn store_task(
     // Only this task asks for the queue: it keeps the run's place.
     let mut place = QueuePlace::new();
     let mut pace = store.is_shared().then(Pace::new);
+    let mut hold = Hold::default();
     let mut poll = tokio::time::interval(SUPPRESSION_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -113,6 +114,8 @@ pub(super) async fn store_task(
             },
         };
         let mut next = Some(first);
+        let hold_until = tokio::time::Instant::now() + hold.time;
+        let mut returned = 0;
         while let Some(cmd) = next.take() {
             match cmd {
                 Cmd::Apply(u, ack) => {
@@ -121,6 +124,7 @@ pub(super) async fn store_task(
                     {
                         p.done += 1;
                     }
+                    returned += usize::from(ack.is_some() && u.state == State::Sending);
                     pending.push((u, ack));
                 }
                 Cmd::Mark(m) => batch.marks.push(m),
@@ -128,17 +132,9 @@ pub(super) async fn store_task(
                 Cmd::Queue(limit, reply) => {
                     store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
                     let limit = pace.as_mut().map_or(limit, |p| p.claim(limit));
-                    let c = Arc::clone(&campaign);
-                    let mut at = std::mem::take(&mut place);
-                    let (back, (rows, at)) = blocking(store, move |s| {
-                        let rows = at
-                            .next(&*s, &c, limit, resend_unknown)
-                            .map_err(JournalError::from);
-                        (rows, at)
-                    })
-                    .await;
-                    store = back;
-                    place = at;
+                    let rows;
+                    (store, rows) =
+                        next_rows(store, &campaign, &mut place, limit, resend_unknown).await;
                     let _ = reply.send(rows);
                 }
                 // In the group commit: quota is taken a message at a time
@@ -163,12 +159,25 @@ pub(super) async fn store_task(
                     }
                 }
             }
-            next = rx.try_recv().ok();
+            next = match rx.try_recv() {
+                Ok(cmd) => Some(cmd),
+                Err(_) if returned < hold.expect => tokio::time::timeout_at(hold_until, rx.recv())
+                    .await
+                    .ok()
+                    .flatten(),
+                Err(_) => None,
+            };
         }
         if local && !must_commit(&pending, &batch) {
             continue;
         }
+        let released = pending
+            .iter()
+            .filter(|(u, ack)| ack.is_some() && u.state == State::Sending)
+            .count();
+        let started = tokio::time::Instant::now();
         store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
+        hold = Hold::after(released, started.elapsed());
     }
     flush(store, &campaign, &mut pending, &mut batch, &faults).await
 }
@@ -187,6 +196,56 @@ fn must_commit(pending: &[(Update, Option<Ack>)], batch: &Batch) -> bool {
         || !batch.takes.is_empty()
         || !batch.marks.is_empty()
 }
+
+/// Up to `limit` rows past the run's `place` (a claim, on a shared store).
+async fn next_rows(
+    store: Box<dyn Store>,
+    campaign: &Arc<String>,
+    place: &mut QueuePlace,
+    limit: i64,
+    resend_unknown: bool,
+) -> (Box<dyn Store>, Result<Vec<Row>, JournalError>) {
+    let c = Arc::clone(campaign);
+    let mut at = std::mem::take(place);
+    let (store, (rows, at)) = blocking(store, move |s| {
+        let rows = at
+            .next(&*s, &c, limit, resend_unknown)
+            .map_err(JournalError::from);
+        (rows, at)
+    })
+    .await;
+    *place = at;
+    (store, rows)
+}
+
+/// How long a commit waits for the connections the last one let go.
+/// Each comes back with its next message's `sending` mark once its message
+/// is out, soon after that commit; a commit started before then made them
+/// wait a whole commit more, so with a fast relay the connections took
+/// turns, half of them in each commit (two messages a commit with four
+/// connections). A commit now waits for them, never longer than half the
+/// last commit took: a slow relay's connections, back much later, cost it
+/// that at most, and a lone connection never waits (its mark is the one
+/// awaited: the commit starts when it comes).
+#[derive(Default)]
+pub(super) struct Hold {
+    /// The messages the last commit let go.
+    pub(super) expect: usize,
+    pub(super) time: Duration,
+}
+
+impl Hold {
+    /// The wait after a commit that let `released` messages go and took `took`.
+    pub(super) fn after(released: usize, took: Duration) -> Hold {
+        Hold {
+            expect: released,
+            time: (took / 2).min(MAX_HOLD),
+        }
+    }
+}
+
+/// The longest a commit waits for connections (see [`Hold`]).
+pub(super) const MAX_HOLD: Duration = Duration::from_millis(5);
 
 /// How long a shared store's claim lasts this sender: about this many
 /// seconds of its sending. What a sender holds is the others' only if it
@@ -353,5 +412,17 @@ mod tests {
         assert_eq!(claim_size(Some(2_900.0), 256), 256);
         // Never more than asked (a run's last few under --max-per-run).
         assert_eq!(claim_size(Some(100.0), 8), 8);
+    }
+
+    #[test]
+    fn a_commit_waits_for_the_connections_the_last_let_go_at_most_half_its_time() {
+        // Four connections let go by a 3 ms commit: the next waits for
+        // their marks up to 1.5 ms.
+        let h = Hold::after(4, Duration::from_millis(3));
+        assert_eq!((h.expect, h.time), (4, Duration::from_micros(1500)));
+        // A database that took a second to commit (a stall): not half a second.
+        assert_eq!(Hold::after(4, Duration::from_secs(1)).time, MAX_HOLD);
+        // Nobody let go (a commit of answers only): nobody to wait for.
+        assert_eq!(Hold::after(0, Duration::from_millis(3)).expect, 0);
     }
 }
