@@ -9,6 +9,9 @@
 #   scripts/order-code.sh            # builds, profiles, rewrites the list
 #   HERALD=path scripts/order-code.sh
 #
+# Profile a binary of `cargo build --release` (the default), not one that
+# `cargo test` rebuilt: the test build turns on dev-dependencies' features,
+# and its functions' names differ.
 # Run it again after a toolchain or dependency upgrade: the names carry a
 # hash that changes with them. scripts/bench-memory.sh says how much of the
 # list the binary still has. Needs valgrind and smtp-sink.

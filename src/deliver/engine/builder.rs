@@ -144,11 +144,12 @@ pub(super) async fn build_jobs<M: Mailer>(
     columns: Arc<Vec<String>>,
     jobs: mpsc::Sender<Job<M::Payload>>,
 ) -> (u64, Stop) {
-    let depth = in_flight();
+    let local = !shared.relays[0].mailer.leaves_the_machine();
+    let depth = if local { 1 } else { in_flight() };
     // The builder runs on the run's own thread (a current-thread runtime,
     // see `engine::run`), the one that talks to the relays.
     reply_first();
-    let builders = Arc::new(Builders::start(depth));
+    let builders = Arc::new(Builders::start(if local { 0 } else { depth }));
     let mut handed_over = 0u64;
     let mut rows: Vec<Row> = Vec::new();
     let mut queue_read = false;
@@ -191,9 +192,20 @@ pub(super) async fn build_jobs<M: Mailer>(
                 Arc::clone(&columns),
                 Arc::clone(&builders),
             );
-            let handle = tokio::task::spawn_blocking(move || {
-                builders.run(move || build_batch(&shared, &composer, &columns, batch))
-            });
+            let handle = if local {
+                // A dry run: its messages only go to files on this machine,
+                // so there are no replies to wait for and nothing gains
+                // from building ahead on other threads: the hand-overs
+                // (two thread switches a batch) cost more than the
+                // building. Built on the run's own thread, as the release
+                // before dry runs went through the engine did, it is as
+                // fast as that release was.
+                tokio::spawn(async move { build_batch(&shared, &composer, &columns, batch) })
+            } else {
+                tokio::task::spawn_blocking(move || {
+                    builders.run(move || build_batch(&shared, &composer, &columns, batch))
+                })
+            };
             building.push_back((handle, count));
         }
         let Some((handle, _)) = building.pop_front() else {
