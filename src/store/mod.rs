@@ -51,7 +51,9 @@ pub use model::{CampaignInfo, Counts, Problem, RecipientRecord, RelayCounts, Row
 pub use place::QueuePlace;
 pub use postgres::Postgres;
 pub use rate::{QuotaTake, RateGate, RateMark};
-pub use roles::{Figures, Import, Intake, Journal, Lock, Locks, Rates, Store, Suppressions};
+pub use roles::{
+    ClaimsApart, Figures, Import, Intake, Journal, Lock, Locks, Rates, Store, Suppressions,
+};
 pub use sqlite::Sqlite;
 pub use suppression::{Source, Suppressed, people};
 

@@ -211,6 +211,9 @@ pub trait Figures: Send {
     fn domain_counts(&self, campaign: &str) -> Result<Vec<DomainCounts>>;
 }
 
+/// Opens a connection of its own for a run's claims (see [`Store::claims_apart`]).
+pub type ClaimsApart = Box<dyn FnOnce() -> Result<Box<dyn Journal>> + Send>;
+
 /// Every role at once: what the engine, `send`, `status`, `serve` and
 /// `bounces` hold. Also the operations that span roles: the group commit
 /// and the copy of a whole store.
@@ -221,6 +224,15 @@ pub trait Store: Journal + Locks + Suppressions + Intake + Rates + Figures {
     /// store at the same time (PostgreSQL).
     fn is_shared(&self) -> bool {
         false
+    }
+    /// What opens a second connection to the store as the same sender,
+    /// for the queue's claims alone: a claim then runs beside the group
+    /// commits instead of between two of them, the connections' `sending`
+    /// marks waiting for it (PostgreSQL; its claims take a few
+    /// milliseconds a batch). Run on the blocking pool. `None` where the
+    /// queue is read through the one connection.
+    fn claims_apart(&self) -> Option<ClaimsApart> {
+        None
     }
     /// The engine's group commit: recipients' state changes, rate marks
     /// and quota takes, in one durable transaction where the store can

@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use postgres::{Client, NoTls};
 
-use crate::store::{Dump, Fault, Result, Store, StoreError, Tally};
+use crate::store::{ClaimsApart, Dump, Fault, Result, Store, StoreError, Tally};
 use schema::{SCHEMA_VERSION, Setup, setup};
 
 /// A sender not heard of for this long is taken as dead: its pending
@@ -289,6 +289,19 @@ impl Store for Postgres {
     }
     fn dump(&self) -> Result<Dump> {
         Err(StoreError::new(&self.target.shown, Fault::CannotCopyOut))
+    }
+
+    fn claims_apart(&self) -> Option<ClaimsApart> {
+        let (target, sender) = (self.target.clone(), self.sender.clone());
+        Some(Box::new(move || {
+            // The schema is set up already (by `open`): only the connection.
+            let client = target.connect()?;
+            Ok(Box::new(Postgres {
+                client: Mutex::new(Conn::new(client)),
+                target,
+                sender,
+            }) as Box<dyn crate::store::Journal>)
+        }))
     }
 
     fn load(&mut self, dump: &Dump) -> Result<()> {
