@@ -143,7 +143,11 @@ pub(super) fn dry_run(
     let PreparedTarget::Outbox(outbox) = target else {
         unreachable!("a dry run writes to the outbox")
     };
-    let mailer = OutboxMailer::new(outbox);
+    let write_err = |source: std::io::Error| SendError::Outbox {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mailer = OutboxMailer::new(outbox).map_err(write_err)?;
     let plan = engine::Plan {
         campaign: campaign.clone(),
         composer,
@@ -164,11 +168,8 @@ pub(super) fn dry_run(
     failed(outcome.stop)?;
     let mut outbox = mailer
         .into_inner()
-        .expect("the engine has let go of the outbox");
-    let write_err = |source: std::io::Error| SendError::Outbox {
-        dir: dir.to_path_buf(),
-        source,
-    };
+        .expect("the engine has let go of the outbox")
+        .map_err(write_err)?;
     let mut skipped = import.skipped;
     let mut examples = import.examples;
     // Messages that could not be built (an address the message format
