@@ -129,6 +129,7 @@ pub(super) fn dry_run(
         Target::Outbox(dir.clone()),
     )?;
     give_back_freed_memory();
+    keep_freed_memory_near();
     let Prepared {
         campaign,
         composer,
@@ -143,7 +144,11 @@ pub(super) fn dry_run(
     let PreparedTarget::Outbox(outbox) = target else {
         unreachable!("a dry run writes to the outbox")
     };
-    let mailer = OutboxMailer::new(outbox);
+    let write_err = |source: std::io::Error| SendError::Outbox {
+        dir: dir.to_path_buf(),
+        source,
+    };
+    let mailer = OutboxMailer::new(outbox).map_err(write_err)?;
     let plan = engine::Plan {
         campaign: campaign.clone(),
         composer,
@@ -164,11 +169,8 @@ pub(super) fn dry_run(
     failed(outcome.stop)?;
     let mut outbox = mailer
         .into_inner()
-        .expect("the engine has let go of the outbox");
-    let write_err = |source: std::io::Error| SendError::Outbox {
-        dir: dir.to_path_buf(),
-        source,
-    };
+        .expect("the engine has let go of the outbox")
+        .map_err(write_err)?;
     let mut skipped = import.skipped;
     let mut examples = import.examples;
     // Messages that could not be built (an address the message format
@@ -200,6 +202,23 @@ pub(super) fn dry_run(
         fields_without_column: fields_without_column(issue, config, &columns, !test),
         picture_warnings: picture_warnings(issue, &opts.post),
     })
+}
+
+/// Freed memory at the top of the heap is kept for the next messages
+/// rather than given back to the system at once: the outbox's writer
+/// thread frees each message while the run's thread builds the next, and
+/// with malloc's default (give back once 128 KB are free at the top) the
+/// heap shrank and grew again all the time, each time touching fresh pages
+/// (a dry run of 100,000: 45,900 page faults, against 8,200 when one
+/// thread did both). What is kept was in use a moment before: the peak
+/// does not grow.
+fn keep_freed_memory_near() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes when malloc gives memory back; it takes
+    // malloc's lock like any allocation.
+    unsafe {
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 4 << 20);
+    }
 }
 
 /// The outbox could not be written, or the run could not go on.

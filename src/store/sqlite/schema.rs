@@ -24,8 +24,13 @@ impl From<rusqlite::Error> for Setup {
 const CACHE_KIB: i64 = 256;
 
 impl Sqlite {
-    pub(super) fn setup(&self, synchronous: &str) -> std::result::Result<(), Setup> {
-        self.conn.pragma_update(None, "journal_mode", "WAL")?;
+    pub(super) fn setup(
+        &self,
+        synchronous: &str,
+        journal_mode: &str,
+    ) -> std::result::Result<(), Setup> {
+        self.conn
+            .pragma_update(None, "journal_mode", journal_mode)?;
         self.conn.pragma_update(None, "synchronous", synchronous)?;
         // SQLite's default page cache is 2 MB per connection, and a
         // 100,000-recipient journal fills it: a tenth of the memory of a
