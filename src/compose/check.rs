@@ -327,7 +327,7 @@ mod tests {
         let text = format!("---\ntitle: T\ndate: 2025-02-02\n---\n{body}");
         let post = crate::compose::post::parse(Path::new("post.md"), &text).unwrap();
         let base = Base::new(Some("https://openinfra.org"), None, false);
-        let content = crate::compose::content::build(&post, &options.content, &base);
+        let content = crate::compose::content::build(&post, &options.content, &base).unwrap();
         check(&post, &content, &options.check, html_size)
     }
 
