@@ -400,6 +400,49 @@ fn css(s: &str) -> String {
     out
 }
 
+/// `s` escaped as askama's HTML escaper writes it (`"` `&` `'` `<` `>` as
+/// `&#34;` `&#38;` `&#39;` `&#60;` `&#62;`), for a long text a template
+/// takes with `|safe`: 32 bytes at a time past text with none of them.
+/// askama's loop, a byte at a time, was a thirtieth of `herald preview`,
+/// escaping the plain-text part into the preview page.
+pub fn escaped_as_askama(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = String::with_capacity(s.len() + s.len() / 32);
+    let (mut from, mut i) = (0, 0);
+    while i < bytes.len() {
+        if let Some(chunk) = bytes.get(i..i + 32) {
+            // No branch per byte: the compiler makes vector instructions of it.
+            let any = chunk.iter().fold(0u8, |any, &b| {
+                any | u8::from(b == b'"')
+                    | u8::from(b == b'&')
+                    | u8::from(b == b'\'')
+                    | u8::from(b == b'<')
+                    | u8::from(b == b'>')
+            });
+            if any == 0 {
+                i += 32;
+                continue;
+            }
+        }
+        for at in i..(i + 32).min(bytes.len()) {
+            let escaped = match bytes[at] {
+                b'"' => "&#34;",
+                b'&' => "&#38;",
+                b'\'' => "&#39;",
+                b'<' => "&#60;",
+                b'>' => "&#62;",
+                _ => continue,
+            };
+            out.push_str(&s[from..at]);
+            out.push_str(escaped);
+            from = at + 1;
+        }
+        i += 32;
+    }
+    out.push_str(&s[from..]);
+    out
+}
+
 /// Escapes a value for a double-quoted HTML attribute.
 pub fn attr(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
@@ -444,6 +487,21 @@ mod tests {
             let mut out = String::new();
             super::push_ascii(&mut out, &format!("{a}\u{2019}{a}\u{e9}\u{1f600}{a}"));
             assert_eq!(out, format!("{a}&#8217;{a}&#233;&#128512;{a}"));
+        }
+    }
+
+    #[test]
+    fn escapes_as_askama_does_wherever_the_characters_fall() {
+        let all = "a\"b&c'd<e>f caf\u{e9} \u{2019}<<&&";
+        for pad in 0..70 {
+            let text = format!("{}{all}{}", "x".repeat(pad), "y".repeat(pad / 2));
+            for cut in 0..text.len() {
+                let Some(s) = text.get(cut..) else { continue };
+                let askama = askama::filters::escape(s, askama::filters::Html)
+                    .unwrap()
+                    .to_string();
+                assert_eq!(super::escaped_as_askama(s), askama, "{s:?}");
+            }
         }
     }
 

@@ -107,6 +107,7 @@ struct PreviewPage<'a> {
     title: &'a str,
     subject: &'a str,
     preheader: &'a str,
+    /// The plain-text part, escaped already ([`crate::html::escaped_as_askama`]).
     text: &'a str,
     html_kb: String,
     counts: String,
@@ -215,7 +216,7 @@ pub fn page(shown: Option<&Shown>, error: Option<&str>, mode: Mode<'_>) -> Resul
         title,
         subject: shown.map_or("", |s| s.subject.as_str()),
         preheader: shown.map_or("", |s| s.preheader.as_str()),
-        text: shown.map_or("", |s| s.text.as_str()),
+        text: &crate::html::escaped_as_askama(shown.map_or("", |s| s.text.as_str())),
         html_kb: format!("{:.1}", shown.map_or(0, |s| s.html_bytes) as f64 / 1024.0),
         counts,
         findings,
