@@ -381,24 +381,49 @@ pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
         let mut empty = true;
         // Split on ASCII spaces only: a no-break space keeps its words together.
         words(para_line, fields, &mut line_words);
+        // The words of the line being written that are not copied yet:
+        // `para_line[start..end]`, words one space apart there (as nearly
+        // all are), so they are copied at once when the line ends. A copy
+        // of each word and each space was a third of wrapping.
+        let mut pending: Option<(usize, usize)> = None;
+        let flush = |pending: &mut Option<(usize, usize)>, out: &mut String| {
+            if let Some((start, end)) = pending.take() {
+                out.push_str(&para_line[start..end]);
+            }
+        };
         for (n, &(word, wlen)) in line_words.iter().enumerate() {
+            // Every word is a slice of `para_line`.
+            let start = word.as_ptr() as usize - para_line.as_ptr() as usize;
+            let end = start + word.len();
             if n == 0 {
                 out.push_str(prefix);
                 line_len = prefix.chars().count();
             } else if line_len + 1 + wlen > width {
+                flush(&mut pending, &mut out);
                 out.push('\n');
                 out.push_str(rest);
                 line_len = rest_len;
                 empty = true;
             }
-            if !empty {
-                out.push(' ');
+            if empty {
+                pending = Some((start, end));
+            } else {
                 line_len += 1;
+                match pending {
+                    Some((from, to)) if start == to + 1 && para_line.as_bytes()[to] == b' ' => {
+                        pending = Some((from, end));
+                    }
+                    _ => {
+                        flush(&mut pending, &mut out);
+                        out.push(' ');
+                        pending = Some((start, end));
+                    }
+                }
             }
-            out.push_str(word);
             line_len += wlen;
             empty = false;
         }
+        flush(&mut pending, &mut out);
         if !empty {
             out.push('\n');
             prefix = rest;
@@ -599,6 +624,13 @@ mod tests {
             out,
             "* Grüße aus\n  Zürich,\n  {{ first_name | default: \"there\" }} café\n  naïve\n"
         );
+    }
+
+    #[test]
+    fn runs_of_spaces_and_tabs_become_one_space() {
+        assert_eq!(wrap("a  b\tc d   e f", 80, "> ", "  "), "> a b c d e f\n");
+        assert_eq!(wrap("aa  bb cc\t\tdd ee", 5, "", ""), "aa bb\ncc dd\nee\n");
+        assert_eq!(wrap("  lead and trail  ", 9, "", ""), "lead and\ntrail\n");
     }
 
     #[test]
