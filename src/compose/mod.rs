@@ -115,9 +115,10 @@ impl Issue {
         let value = |name: &str| -> Option<Cow<'_, str>> {
             (name == "unsubscribe_url").then(|| Cow::Owned(unsubscribe.clone()))
         };
+        // Filled once each: no template to keep for other recipients.
         (
-            self.rendered.html_template().render(value),
-            self.rendered.text_template().render(value),
+            Template::fill(&self.rendered.html, Escape::Html, value),
+            Template::fill(&self.rendered.text, Escape::None, value),
         )
     }
 
