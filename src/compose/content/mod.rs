@@ -458,16 +458,18 @@ mod tests {
         for body in deep {
             let text = format!("---\ntitle: T\n---\nfirst\n\n{body}");
             let path = Path::new("t.md");
-            let limit = parse(path, &text).err().expect("the limit refuses it");
+            let Err(limit) = parse(path, &text) else {
+                panic!("the limit refuses it");
+            };
             let post = parse_with(path, &text, Nesting::Later).unwrap();
             let base = Base::new(Some("https://openinfra.org"), None, false);
-            let built = build(
+            let Err(built) = build(
                 &post,
                 &crate::config::Config::default().compose().content,
                 &base,
-            )
-            .err()
-            .expect("the builder refuses it");
+            ) else {
+                panic!("the builder refuses it");
+            };
             assert_eq!((built.line, &built.message), (limit.line, &limit.message));
         }
         // As deep as allowed: built.
