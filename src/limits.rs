@@ -346,24 +346,48 @@ impl<R: Read> Read for LineCapped<R> {
 /// is optional (`<p>`, `<li>`...) left out so sloppy HTML is not counted
 /// as deep.
 pub fn nesting(body: &str) -> (usize, usize) {
-    use pulldown_cmark::{Event, Options, Parser};
-    let opts = Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
-    let (mut md, mut html) = (0usize, 0usize);
-    let (mut deepest, mut at) = (0usize, 0usize);
-    for (event, range) in Parser::new_ext(body, opts).into_offset_iter() {
+    let mut depth = Nesting::default();
+    for (event, range) in pulldown_cmark::Parser::new_ext(body, MARKDOWN).into_offset_iter() {
+        depth.event(&event, range.start);
+    }
+    (depth.deepest, depth.at)
+}
+
+/// The Markdown extensions posts are read with, here and by the content
+/// builder: both must see the same events.
+pub const MARKDOWN: pulldown_cmark::Options = pulldown_cmark::Options::ENABLE_TABLES
+    .union(pulldown_cmark::Options::ENABLE_STRIKETHROUGH)
+    .union(pulldown_cmark::Options::ENABLE_TASKLISTS);
+
+/// [`nesting`] one event at a time, for a reader that parses the Markdown
+/// anyway: the content builder measures it in its own pass, and stops as
+/// soon as [`Nesting::too_deep`] (a second parse only to measure it was a
+/// fifteenth of `herald preview`).
+#[derive(Debug, Default)]
+pub struct Nesting {
+    md: usize,
+    html: usize,
+    deepest: usize,
+    at: usize,
+}
+
+impl Nesting {
+    /// Counts `event`, which starts at byte `offset` of the body.
+    pub fn event(&mut self, event: &pulldown_cmark::Event<'_>, offset: usize) {
+        use pulldown_cmark::Event;
         match event {
-            Event::Start(_) => md += 1,
-            Event::End(_) => md = md.saturating_sub(1),
+            Event::Start(_) => self.md += 1,
+            Event::End(_) => self.md = self.md.saturating_sub(1),
             Event::Html(s) | Event::InlineHtml(s) => {
-                for token in html5gum::Tokenizer::new(&*s).flatten() {
+                for token in html5gum::Tokenizer::new(&**s).flatten() {
                     match token {
                         html5gum::Token::StartTag(t) if !t.self_closing && !unended(&t.name) => {
-                            html += 1;
+                            self.html += 1;
                             // A whole HTML block is one event: measure inside it.
-                            deeper(md + html, range.start, &mut deepest, &mut at);
+                            self.deeper(offset);
                         }
                         html5gum::Token::EndTag(t) if !unended(&t.name) => {
-                            html = html.saturating_sub(1)
+                            self.html = self.html.saturating_sub(1)
                         }
                         _ => {}
                     }
@@ -371,17 +395,22 @@ pub fn nesting(body: &str) -> (usize, usize) {
             }
             _ => {}
         }
-        deeper(md + html, range.start, &mut deepest, &mut at);
+        self.deeper(offset);
     }
-    (deepest, at)
-}
 
-fn deeper(depth: usize, offset: usize, deepest: &mut usize, at: &mut usize) {
-    if depth > *deepest {
-        if *deepest <= MAX_NESTING {
-            *at = offset;
+    /// Nested deeper than [`MAX_NESTING`] somewhere so far.
+    pub fn too_deep(&self) -> bool {
+        self.deepest > MAX_NESTING
+    }
+
+    fn deeper(&mut self, offset: usize) {
+        let depth = self.md + self.html;
+        if depth > self.deepest {
+            if self.deepest <= MAX_NESTING {
+                self.at = offset;
+            }
+            self.deepest = depth;
         }
-        *deepest = depth;
     }
 }
 
@@ -403,7 +432,24 @@ pub fn check_nesting(path: &Path, body: &str, first_line: usize) -> Result<(), I
     if depth <= MAX_NESTING {
         return Ok(());
     }
-    Err(InputError::new(
+    Err(nesting_error(path, body, first_line, depth, at))
+}
+
+/// The error for a body [`Nesting`] found too deep: measured whole again
+/// by [`nesting`], for its deepest level and where it first went too deep.
+pub fn too_deep(path: &Path, body: &str, first_line: usize) -> InputError {
+    let (depth, at) = nesting(body);
+    nesting_error(path, body, first_line, depth, at)
+}
+
+fn nesting_error(
+    path: &Path,
+    body: &str,
+    first_line: usize,
+    depth: usize,
+    at: usize,
+) -> InputError {
+    InputError::new(
         path,
         Some(line_at(body, at, first_line)),
         format!(
@@ -412,7 +458,7 @@ pub fn check_nesting(path: &Path, body: &str, first_line: usize) -> Result<(), I
              levels: check for unclosed HTML tags or repeated `>` and `-` at the start of the \
              lines."
         ),
-    ))
+    )
 }
 
 #[cfg(test)]

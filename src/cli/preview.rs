@@ -112,10 +112,11 @@ pub fn run(args: Args, config: &Config, reload: Box<Reload>) -> anyhow::Result<i
 /// strings fault in fresh pages (a fifth of the preview's page faults, each
 /// a few microseconds on a virtual machine). Freed blocks are kept for the
 /// next string instead: the process ends in milliseconds either way.
-fn keep_freed_memory() {
+/// `herald check` composes the same way, and keeps it too.
+pub(super) fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets malloc's tuning parameters; `herald preview`
-    // without --watch starts no thread.
+    // without --watch starts no thread, nor `herald check` before it composes.
     unsafe {
         // 32 MB is the largest mmap threshold glibc accepts.
         libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);

@@ -39,33 +39,15 @@ impl Template {
     pub fn compile(source: &str, escape: Escape) -> Template {
         let mut parts = Vec::new();
         let mut literal = String::new();
-        let mut rest = source;
-        // memmem, not `str::find`: the HTML is compiled whole, and the
-        // standard searcher took most of the time of a preview's compile.
-        while let Some(open) = memchr::memmem::find(rest.as_bytes(), b"{{") {
-            let after = &rest[open + 2..];
-            // A field is short: looking for `}}` only that far keeps
-            // thousands of `{{` linear (the content fuzz target found 20,000
-            // of them took 1.2 s, growing with the square).
-            let window = &after.as_bytes()[..after.len().min(Self::MAX_FIELD_LEN)];
-            let parsed = memchr::memmem::find(window, b"}}")
-                .and_then(|close| parse_field(&after[..close]).map(|f| (f, close)));
-            match parsed {
-                Some(((name, default), close)) => {
-                    literal.push_str(&rest[..open]);
-                    if !literal.is_empty() {
-                        parts.push(Part::Literal(std::mem::take(&mut literal)));
-                    }
-                    parts.push(Part::Field { name, default });
-                    rest = &after[close + 2..];
+        scan(source, |piece| match piece {
+            Piece::Literal(s) => literal.push_str(s),
+            Piece::Field(name, default) => {
+                if !literal.is_empty() {
+                    parts.push(Part::Literal(std::mem::take(&mut literal)));
                 }
-                None => {
-                    literal.push_str(&rest[..open + 2]);
-                    rest = after;
-                }
+                parts.push(Part::Field { name, default });
             }
-        }
-        literal.push_str(rest);
+        });
         if !literal.is_empty() {
             parts.push(Part::Literal(literal));
         }
@@ -110,6 +92,26 @@ impl Template {
         out
     }
 
+    /// `Template::compile(source, escape).render(value)`, in one pass over
+    /// `source`: for a text filled in only once (the preview's), the parts
+    /// were a copy of the whole HTML made only to be copied again.
+    pub fn fill<'v>(
+        source: &str,
+        escape: Escape,
+        value: impl Fn(&str) -> Option<Cow<'v, str>>,
+    ) -> String {
+        let mut out = String::with_capacity(source.len() + 64);
+        let mut scratch = String::new();
+        scan(source, |piece| match piece {
+            Piece::Literal(s) => out.push_str(s),
+            Piece::Field(name, default) => {
+                let mut piece = |s: &str| out.push_str(s);
+                push_field(escape, &name, &default, &value, &mut scratch, &mut piece)
+            }
+        });
+        out
+    }
+
     /// Fills in the fields; `value` returns a field's value, and an absent
     /// or empty value falls back to the field's default.
     pub fn render<'v>(&self, value: impl Fn(&str) -> Option<Cow<'v, str>>) -> String {
@@ -139,35 +141,84 @@ impl Template {
         for p in &self.parts {
             match p {
                 Part::Literal(s) => piece(s),
-                Part::Field { name, default } => match value(name).filter(|v| !v.trim().is_empty())
-                {
-                    // A line break or other control character in a
-                    // subscriber's value (a CSV field may hold one) would
-                    // break the message's lines: it becomes a space.
-                    Some(v) if v.contains(|c: char| c.is_control() && c != '\t') => {
-                        let clean: String = v
-                            .chars()
-                            .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
-                            .collect();
-                        self.push_value(&clean, &mut scratch, &mut piece)
-                    }
-                    Some(v) => self.push_value(&v, &mut scratch, &mut piece),
-                    // Defaults were written in the document itself, already escaped for it.
-                    None => piece(default),
-                },
+                Part::Field { name, default } => {
+                    push_field(self.escape, name, default, &value, &mut scratch, &mut piece)
+                }
             }
         }
     }
+}
 
-    fn push_value(&self, v: &str, scratch: &mut String, piece: &mut impl FnMut(&str)) {
-        match self.escape {
-            Escape::Html => {
-                scratch.clear();
-                crate::html::push_ascii(scratch, &crate::html::attr(v));
-                piece(scratch)
+/// A piece of a template's source: text as it is, or a merge field's name
+/// and default.
+enum Piece<'s> {
+    Literal(&'s str),
+    Field(String, String),
+}
+
+/// The pieces of `source`, in order. Text between `{{` and `}}` that is not
+/// a merge field is a literal.
+fn scan<'s>(source: &'s str, mut each: impl FnMut(Piece<'s>)) {
+    let mut rest = source;
+    // memmem, not `str::find`: the HTML is compiled whole, and the
+    // standard searcher took most of the time of a preview's compile.
+    while let Some(open) = memchr::memmem::find(rest.as_bytes(), b"{{") {
+        let after = &rest[open + 2..];
+        // A field is short: looking for `}}` only that far keeps
+        // thousands of `{{` linear (the content fuzz target found 20,000
+        // of them took 1.2 s, growing with the square).
+        let window = &after.as_bytes()[..after.len().min(Template::MAX_FIELD_LEN)];
+        let parsed = memchr::memmem::find(window, b"}}")
+            .and_then(|close| parse_field(&after[..close]).map(|f| (f, close)));
+        match parsed {
+            Some(((name, default), close)) => {
+                each(Piece::Literal(&rest[..open]));
+                each(Piece::Field(name, default));
+                rest = &after[close + 2..];
             }
-            Escape::None => piece(v),
+            None => {
+                each(Piece::Literal(&rest[..open + 2]));
+                rest = after;
+            }
         }
+    }
+    each(Piece::Literal(rest));
+}
+
+/// Writes a field: its value, else (absent or blank) its default.
+fn push_field<'v>(
+    escape: Escape,
+    name: &str,
+    default: &str,
+    value: &impl Fn(&str) -> Option<Cow<'v, str>>,
+    scratch: &mut String,
+    piece: &mut impl FnMut(&str),
+) {
+    match value(name).filter(|v| !v.trim().is_empty()) {
+        // A line break or other control character in a
+        // subscriber's value (a CSV field may hold one) would
+        // break the message's lines: it becomes a space.
+        Some(v) if v.contains(|c: char| c.is_control() && c != '\t') => {
+            let clean: String = v
+                .chars()
+                .map(|c| if c.is_control() && c != '\t' { ' ' } else { c })
+                .collect();
+            push_value(escape, &clean, scratch, piece)
+        }
+        Some(v) => push_value(escape, &v, scratch, piece),
+        // Defaults were written in the document itself, already escaped for it.
+        None => piece(default),
+    }
+}
+
+fn push_value(escape: Escape, v: &str, scratch: &mut String, piece: &mut impl FnMut(&str)) {
+    match escape {
+        Escape::Html => {
+            scratch.clear();
+            crate::html::push_ascii(scratch, &crate::html::attr(v));
+            piece(scratch)
+        }
+        Escape::None => piece(v),
     }
 }
 
@@ -255,6 +306,24 @@ mod tests {
         assert_eq!(t.rendered_len(crlf), t.render(crlf).len());
         let t = Template::compile("Hi {{ first_name }}", Escape::None);
         assert_eq!(t.render(vals), "Hi Ana <b>");
+    }
+
+    #[test]
+    fn fill_is_compile_then_render() {
+        for src in [
+            "",
+            "Hi {{ first_name }}, {{empty|default:\"friend\"}} {{ last_name | default: 'x' }}!",
+            "code {{ 1 + 2 }} and {{ unclosed",
+            "{{{{ first_name }}}} {{ x }}{{ first_name }}",
+        ] {
+            for escape in [Escape::Html, Escape::None] {
+                assert_eq!(
+                    Template::fill(src, escape, vals),
+                    Template::compile(src, escape).render(vals),
+                    "{src:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -61,20 +61,20 @@ pub struct Issue {
 impl Issue {
     /// Reads and renders a post.
     pub fn compose(path: &Path, config: &ComposeOptions) -> Result<Issue, Error> {
-        Self::compose_post(post::load(path)?, config)
+        Self::compose_post(post::load_for_build(path)?, config)
     }
 
     /// Parses and renders a post's text; `path` is only used in messages
     /// (for the fuzzer, `examples/fuzz.rs`, which has no file to read).
     pub fn compose_text(path: &Path, text: &str, config: &ComposeOptions) -> Result<Issue, Error> {
-        Self::compose_post(post::parse(path, text)?, config)
+        Self::compose_post(post::parse_with(path, text, post::Nesting::Later)?, config)
     }
 
     fn compose_post(post: Post, config: &ComposeOptions) -> Result<Issue, Error> {
         let path = post.path.clone();
         let path = path.as_path();
         let base = url_base(&post, config.site_url.as_ref());
-        let content = content::build(&post, &config.content, &base);
+        let content = content::build(&post, &config.content, &base)?;
         // Once per issue: every recipient's message reuses the PNGs.
         let illustrated = images::rasterise(&post, content, &config.images, &base);
         let rendered = render::render(&illustrated.content, &illustrated.images, &config.render)?;
@@ -115,9 +115,10 @@ impl Issue {
         let value = |name: &str| -> Option<Cow<'_, str>> {
             (name == "unsubscribe_url").then(|| Cow::Owned(unsubscribe.clone()))
         };
+        // Filled once each: no template to keep for other recipients.
         (
-            self.rendered.html_template().render(value),
-            self.rendered.text_template().render(value),
+            Template::fill(&self.rendered.html, Escape::Html, value),
+            Template::fill(&self.rendered.text, Escape::None, value),
         )
     }
 

@@ -142,6 +142,30 @@ fn sanitize_slug(raw: &str) -> String {
 
 /// Reads and parses a post file.
 pub fn load(path: &Path) -> Result<Post, InputError> {
+    parse(path, &read(path)?)
+}
+
+/// [`load`], leaving the nesting of the body to be measured by
+/// [`crate::compose::content::build`], which refuses the same posts with
+/// the same message in its own pass over the Markdown, before it builds
+/// anything that deep. Only for a post that goes straight to the builder
+/// ([`crate::compose::Issue`]): a second parse of the body only to measure
+/// its nesting was a fifteenth of `herald preview`. A post that is wrong in
+/// both ways gets the front matter's error rather than the nesting's.
+pub(crate) fn load_for_build(path: &Path) -> Result<Post, InputError> {
+    parse_with(path, &read(path)?, Nesting::Later)
+}
+
+/// Whether [`parse_with`] measures the body's nesting.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Nesting {
+    Now,
+    /// The content builder will (see [`load_for_build`]).
+    Later,
+}
+
+/// The text of a post file, size and encoding checked.
+fn read(path: &Path) -> Result<String, InputError> {
     // Capped: `herald check /dev/zero` read until memory ran out.
     let max = crate::limits::MAX_POST_BYTES;
     let bytes = crate::limits::read_at_most(path, max as u64 + 1).map_err(|e| {
@@ -173,11 +197,17 @@ pub fn load(path: &Path) -> Result<Post, InputError> {
             "the post is not UTF-8 text. Save it as UTF-8 from your editor and try again.",
         )
     })?;
-    parse(path, &text)
+    Ok(text)
 }
 
 /// Parses the text of a post; `path` is only used in messages.
 pub fn parse(path: &Path, text: &str) -> Result<Post, InputError> {
+    parse_with(path, text, Nesting::Now)
+}
+
+/// [`parse`], measuring the body's nesting `now` or leaving it to the
+/// content builder (see [`load_for_build`]).
+pub(crate) fn parse_with(path: &Path, text: &str, nesting: Nesting) -> Result<Post, InputError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     // Only a file saved with Windows line ends needs the copy.
     let text = if memchr::memchr(b'\r', text.as_bytes()).is_some() {
@@ -195,7 +225,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Post, InputError> {
         "front matter",
         crate::limits::MAX_FRONT_MATTER_BYTES,
     )?;
-    crate::limits::check_nesting(path, body, body_line)?;
+    if nesting == Nesting::Now {
+        crate::limits::check_nesting(path, body, body_line)?;
+    }
     let front_matter = front_matter(path, yaml)?;
     Ok(Post {
         path: path.to_path_buf(),

@@ -1,7 +1,7 @@
 //! The builder: a stack of open elements fed by Markdown events and by the
 //! tags of raw HTML alike (those are translated in [`super::raw_html`]).
 
-use pulldown_cmark::{Event, HeadingLevel, Options, Parser, Tag, TagEnd};
+use pulldown_cmark::{Event, HeadingLevel, Parser, Tag, TagEnd};
 
 use super::{
     Block, Heading, Image, Inline, Link, collapse_ws, is_blank, plain_block, trim_inlines,
@@ -132,11 +132,18 @@ impl<'a> Builder<'a> {
         });
     }
 
-    pub(super) fn run(&mut self, body: &str) {
-        let opts =
-            Options::ENABLE_TABLES | Options::ENABLE_STRIKETHROUGH | Options::ENABLE_TASKLISTS;
+    /// Builds from the events of `body`, measuring its nesting as
+    /// [`crate::limits::nesting`] does; `false` (and nothing more built)
+    /// once it is deeper than [`crate::limits::MAX_NESTING`]: the builder
+    /// recurses once per level on the way out.
+    pub(super) fn run(&mut self, body: &str) -> bool {
+        let mut nesting = crate::limits::Nesting::default();
         let mut html_block: Option<String> = None;
-        for (event, range) in Parser::new_ext(body, opts).into_offset_iter() {
+        for (event, range) in Parser::new_ext(body, crate::limits::MARKDOWN).into_offset_iter() {
+            nesting.event(&event, range.start);
+            if nesting.too_deep() {
+                return false;
+            }
             self.line = self.line_at(range.start);
             match event {
                 Event::Start(Tag::HtmlBlock) => html_block = Some(String::new()),
@@ -162,6 +169,7 @@ impl<'a> Builder<'a> {
                 Event::InlineMath(m) | Event::DisplayMath(m) => self.text(&m),
             }
         }
+        true
     }
 
     pub(super) fn start(&mut self, tag: Tag) {

@@ -19,6 +19,7 @@ pub mod visit;
 
 pub use passes::{anchor, is_call_to_action};
 
+use crate::InputError;
 use crate::compose::post::{Kind, Post};
 use crate::config::ContentOptions;
 use crate::findings::Finding;
@@ -233,10 +234,20 @@ impl Content {
 }
 
 /// Builds the content model of a post; `base` completes its relative links.
-pub fn build(post: &Post, config: &ContentOptions, base: &Base) -> Content {
+/// A body nested deeper than [`crate::limits::MAX_NESTING`] is refused
+/// here, measured in the builder's own pass, as
+/// [`crate::limits::check_nesting`] refuses it (a post from
+/// [`crate::compose::post::load_for_build`] was not measured before).
+pub fn build(post: &Post, config: &ContentOptions, base: &Base) -> Result<Content, InputError> {
     let fm = &post.front_matter;
     let mut b = Builder::new(post, base.clone());
-    b.run(&post.body);
+    if !b.run(&post.body) {
+        return Err(crate::limits::too_deep(
+            &post.path,
+            &post.body,
+            post.body_line,
+        ));
+    }
     let (blocks, mut findings) = b.finish();
     let mut blocks = normalise_blocks(blocks);
     loosen_no_break_spaces(&mut blocks);
@@ -319,7 +330,7 @@ pub fn build(post: &Post, config: &ContentOptions, base: &Base) -> Content {
     findings.sort_by_key(|f| f.line);
     findings.dedup();
     content.findings = findings;
-    content
+    Ok(content)
 }
 
 fn collapse_ws(s: &str) -> String {
@@ -426,10 +437,53 @@ mod tests {
             &crate::config::Config::default().compose().content,
             &base,
         )
+        .unwrap()
     }
 
     fn codes(c: &Content) -> Vec<&'static str> {
         c.findings.iter().map(|f| f.code).collect()
+    }
+
+    #[test]
+    fn a_body_nested_too_deep_is_refused_by_the_builder_as_by_the_limit() {
+        use crate::compose::post::{Nesting, parse, parse_with};
+        let deep = [
+            format!("ok\n\n{} x\n", ">".repeat(100)),
+            format!("a {}x\n", "<b>".repeat(100)),
+            format!("{}x\n", "<ul><li>".repeat(100)),
+            (0..80)
+                .map(|i| format!("{}- a\n", "  ".repeat(i)))
+                .collect(),
+        ];
+        for body in deep {
+            let text = format!("---\ntitle: T\n---\nfirst\n\n{body}");
+            let path = Path::new("t.md");
+            let Err(limit) = parse(path, &text) else {
+                panic!("the limit refuses it");
+            };
+            let post = parse_with(path, &text, Nesting::Later).unwrap();
+            let base = Base::new(Some("https://openinfra.org"), None, false);
+            let Err(built) = build(
+                &post,
+                &crate::config::Config::default().compose().content,
+                &base,
+            ) else {
+                panic!("the builder refuses it");
+            };
+            assert_eq!((built.line, &built.message), (limit.line, &limit.message));
+        }
+        // As deep as allowed: built.
+        let text = format!("---\ntitle: T\n---\n{} x\n", ">".repeat(60));
+        let post = parse_with(Path::new("t.md"), &text, Nesting::Later).unwrap();
+        let base = Base::new(Some("https://openinfra.org"), None, false);
+        assert!(
+            build(
+                &post,
+                &crate::config::Config::default().compose().content,
+                &base
+            )
+            .is_ok()
+        );
     }
 
     #[test]

@@ -406,11 +406,11 @@ impl Writer<'_> {
                 Inline::Break => out.push_str("<br />\n"),
                 Inline::Image(img) => self.image(img, out),
                 Inline::Link(l) => {
-                    out.push_str(&format!(
-                        "<a href=\"{}\" style=\"color:{};text-decoration:underline\">",
-                        html::attr(&l.url),
-                        self.accent
-                    ));
+                    out.push_str("<a href=\"");
+                    out.push_str(&html::attr(&l.url));
+                    out.push_str("\" style=\"color:");
+                    out.push_str(self.accent);
+                    out.push_str(";text-decoration:underline\">");
                     if Inline::plain(&l.children).trim().is_empty()
                         && !l.children.iter().any(|c| matches!(c, Inline::Image(_)))
                     {
@@ -426,9 +426,14 @@ impl Writer<'_> {
     }
 
     fn wrap(&self, tag: &str, children: &[Inline], out: &mut String) {
-        out.push_str(&format!("<{tag}>"));
+        // Pushed piece by piece, with no string formatted for each tag.
+        out.push('<');
+        out.push_str(tag);
+        out.push('>');
         self.push_inlines(children, out);
-        out.push_str(&format!("</{tag}>"));
+        out.push_str("</");
+        out.push_str(tag);
+        out.push('>');
     }
 }
 

@@ -79,8 +79,18 @@ fn underlined(text: &str, under: char) -> (String, String) {
 fn tidy(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut blank = 0;
-    for line in raw.lines() {
-        let line = line.trim_end();
+    // The lines `str::lines` gives (a `\r` before a line end goes with the
+    // trailing white space), found by memchr: `lines` looked for each line
+    // end on its own, at a couple of hundred instructions a line.
+    let mut start = 0;
+    let ends = memchr::memchr_iter(b'\n', raw.as_bytes()).chain(std::iter::once(raw.len()));
+    for end in ends {
+        if start >= raw.len() {
+            // The text ended with a line end: no line after it.
+            break;
+        }
+        let line = raw[start..end].trim_end();
+        start = end + 1;
         if line.is_empty() {
             blank += 1;
             if blank > 1 || out.is_empty() {
@@ -381,24 +391,49 @@ pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
         let mut empty = true;
         // Split on ASCII spaces only: a no-break space keeps its words together.
         words(para_line, fields, &mut line_words);
+        // The words of the line being written that are not copied yet:
+        // `para_line[start..end]`, words one space apart there (as nearly
+        // all are), so they are copied at once when the line ends. A copy
+        // of each word and each space was a third of wrapping.
+        let mut pending: Option<(usize, usize)> = None;
+        let flush = |pending: &mut Option<(usize, usize)>, out: &mut String| {
+            if let Some((start, end)) = pending.take() {
+                out.push_str(&para_line[start..end]);
+            }
+        };
         for (n, &(word, wlen)) in line_words.iter().enumerate() {
+            // Every word is a slice of `para_line`.
+            let start = word.as_ptr() as usize - para_line.as_ptr() as usize;
+            let end = start + word.len();
             if n == 0 {
                 out.push_str(prefix);
                 line_len = prefix.chars().count();
             } else if line_len + 1 + wlen > width {
+                flush(&mut pending, &mut out);
                 out.push('\n');
                 out.push_str(rest);
                 line_len = rest_len;
                 empty = true;
             }
-            if !empty {
-                out.push(' ');
+            if empty {
+                pending = Some((start, end));
+            } else {
                 line_len += 1;
+                match pending {
+                    Some((from, to)) if start == to + 1 && para_line.as_bytes()[to] == b' ' => {
+                        pending = Some((from, end));
+                    }
+                    _ => {
+                        flush(&mut pending, &mut out);
+                        out.push(' ');
+                        pending = Some((start, end));
+                    }
+                }
             }
-            out.push_str(word);
             line_len += wlen;
             empty = false;
         }
+        flush(&mut pending, &mut out);
         if !empty {
             out.push('\n');
             prefix = rest;
@@ -417,25 +452,26 @@ fn words<'a>(line: &'a str, fields: bool, out: &mut Vec<(&'a str, usize)>) {
     // starts at its first byte either way.
     let bytes = line.as_bytes();
     if !fields {
-        // No field, so a word is as wide as its characters: counted in the
-        // same pass that finds the spaces (every byte but a UTF-8
-        // continuation byte starts one). Words found, then measured, were
-        // a third of writing the text part.
-        let (mut start, mut chars) = (None, 0);
-        for (i, &b) in bytes.iter().enumerate() {
+        // No field, so a word is as wide as its characters (every byte but
+        // a UTF-8 continuation byte starts one). Each word's end is found
+        // by memchr2, a vector search, rather than by a test of every byte
+        // that also counted its characters; nearly every word is ASCII,
+        // as wide as it is long, and only the others are counted.
+        let mut i = 0;
+        while let Some(&b) = bytes.get(i) {
             if b == b' ' || b == b'\t' {
-                if let Some(s) = start.take() {
-                    push_word(line, out, s, i, chars);
-                }
+                i += 1;
                 continue;
             }
-            if start.is_none() {
-                (start, chars) = (Some(i), 0);
-            }
-            chars += usize::from((b as i8) >= -0x40);
-        }
-        if let Some(s) = start {
-            push_word(line, out, s, line.len(), chars);
+            let end = memchr::memchr2(b' ', b'\t', &bytes[i..]).map_or(bytes.len(), |n| i + n);
+            let word = &bytes[i..end];
+            let chars = if word.is_ascii() {
+                word.len()
+            } else {
+                word.iter().filter(|&&b| (b as i8) >= -0x40).count()
+            };
+            push_word(line, out, i, end, chars);
+            i = end;
         }
         return;
     }
@@ -599,6 +635,53 @@ mod tests {
             out,
             "* Grüße aus\n  Zürich,\n  {{ first_name | default: \"there\" }} café\n  naïve\n"
         );
+    }
+
+    #[test]
+    fn runs_of_spaces_and_tabs_become_one_space() {
+        assert_eq!(wrap("a  b\tc d   e f", 80, "> ", "  "), "> a b c d e f\n");
+        assert_eq!(wrap("aa  bb cc\t\tdd ee", 5, "", ""), "aa bb\ncc dd\nee\n");
+        assert_eq!(wrap("  lead and trail  ", 9, "", ""), "lead and\ntrail\n");
+    }
+
+    #[test]
+    fn tidy_reads_the_lines_str_lines_reads() {
+        // The tidying as it was, over `str::lines`.
+        fn by_lines(raw: &str) -> String {
+            let mut out = String::new();
+            let mut blank = 0;
+            for line in raw.lines() {
+                let line = line.trim_end();
+                if line.is_empty() {
+                    blank += 1;
+                    if blank > 1 || out.is_empty() {
+                        continue;
+                    }
+                } else {
+                    blank = 0;
+                }
+                out.push_str(line);
+                out.push('\n');
+            }
+            while out.ends_with("\n\n") {
+                out.pop();
+            }
+            out
+        }
+        for raw in [
+            "",
+            "\n",
+            "\n\n",
+            "a",
+            "a\n",
+            "a\r\n",
+            "a\r",
+            "\r\n\r\n a \r\n\n\n\tb\t\n",
+            "a\n\n\nb\n\n",
+            " \n x\u{a0} \n\u{2003}\n",
+        ] {
+            assert_eq!(super::tidy(raw), by_lines(raw), "{raw:?}");
+        }
     }
 
     #[test]
