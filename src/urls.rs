@@ -95,6 +95,9 @@ impl Base {
 /// preview, a OneDrive or SharePoint edit link, a Notion page): subscribers
 /// usually get "request access", and editors sometimes share edit rights.
 pub fn editable_document(url: &str) -> Option<&'static str> {
+    if !may_name_editable_host(url) {
+        return None;
+    }
     let u = Url::parse(url).ok()?;
     let host = u.host_str()?.to_ascii_lowercase();
     let path = u.path();
@@ -125,6 +128,30 @@ pub fn editable_document(url: &str) -> Option<&'static str> {
         return Some("a Notion page");
     }
     None
+}
+
+/// The hosts [`editable_document`] knows, as they end (a host added there
+/// must be added here: `may_name_editable_host` lets no other URL through).
+const EDITABLE_HOSTS: [&str; 6] = [
+    "google.com",
+    "dropbox.com",
+    "onedrive.live.com",
+    "1drv.ms",
+    "sharepoint.com",
+    "notion.so",
+];
+
+/// Whether `url` may name one of [`EDITABLE_HOSTS`]; `false` only when it
+/// surely does not, so most links are not parsed for it (parsing every
+/// link was half of checking a post). In printable ASCII with no `%`, a
+/// URL's host is written in it as it is, but for case; any other URL
+/// (percent-encoded, IDNA dots, whitespace) is parsed.
+fn may_name_editable_host(url: &str) -> bool {
+    if !url.bytes().all(|b| b.is_ascii_graphic() && b != b'%') {
+        return true;
+    }
+    let lower = url.to_ascii_lowercase();
+    EDITABLE_HOSTS.iter().any(|h| lower.contains(h))
 }
 
 /// The outcome of fixing one URL.
@@ -458,8 +485,19 @@ mod tests {
             ),
             ("https://www.notion.so/team/Plan-abc", true),
             ("https://openinfra.org/blog/x", false),
+            ("https://www.youtube.com/watch?v=x", false),
+            // Hosts written other ways still reach the parse
+            // (`may_name_editable_host` only skips plain ASCII).
+            ("https://DOCS.Google.com/document/d/x/edit", true),
+            ("https://docs%2Egoogle.com/document/d/x", true),
+            ("https://docs.goo\tgle.com/document/d/x", true),
+            ("https://docs\u{3002}google.com/document/d/x", true),
         ] {
             assert_eq!(editable_document(url).is_some(), yes, "{url}");
+        }
+        // Every host `editable_document` knows gets past the filter.
+        for host in EDITABLE_HOSTS {
+            assert!(may_name_editable_host(&format!("https://x.{host}/")));
         }
     }
 
