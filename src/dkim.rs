@@ -415,7 +415,7 @@ fn fields<'a>(head: &'a [u8]) -> Vec<Field<'a>> {
         }
     };
     while pos < head.len() {
-        let end = memchr::memmem::find(&head[pos..], b"\r\n").map_or(head.len(), |i| pos + i);
+        let end = CRLF.find(&head[pos..]).map_or(head.len(), |i| pos + i);
         let continues = matches!(head[pos], b' ' | b'\t');
         if !continues {
             if let Some(s) = start {
@@ -560,6 +560,9 @@ fn relaxed_body(sink: &mut impl Sink, body: &[u8]) {
     sink.put(b"\r\n");
 }
 
+/// A line end, searched once per header line (built once, as [`SPACES`]).
+static CRLF: std::sync::LazyLock<memchr::memmem::Finder<'static>> =
+    std::sync::LazyLock::new(|| memchr::memmem::Finder::new(b"\r\n"));
 /// Two spaces: the start of a run to make one (built once: `memmem::find`
 /// builds its searcher on every call).
 static SPACES: std::sync::LazyLock<memchr::memmem::Finder<'static>> =

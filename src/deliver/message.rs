@@ -72,6 +72,9 @@ pub struct Composer {
     subject: Template,
     html: Template,
     text: Template,
+    /// The same templates with CRLF line ends, when the issue allows it
+    /// (see [`wire::WireTemplates`]).
+    wire: Option<wire::WireTemplates>,
     title: String,
     list_id: String,
     /// `campaign:list:kind:sender`, the same for every recipient (see
@@ -201,13 +204,20 @@ impl Composer {
                 )
             })
             .collect();
+        let (html, text) = (
+            issue.rendered.html_template(),
+            issue.rendered.text_template(),
+        );
+        let wire =
+            wire::WireTemplates::new((&issue.rendered.text, &text), (&issue.rendered.html, &html));
         Ok(Composer {
             inline_parts,
             from,
             reply_to,
             subject: Template::compile(&subject_source, Escape::None),
-            html: issue.rendered.html_template(),
-            text: issue.rendered.text_template(),
+            html,
+            text,
+            wire,
             title: issue.content.title.clone(),
             list_id,
             feedback_id,
@@ -370,26 +380,44 @@ impl Composer {
         // copied once, with CRLF line ends, into the message; lettre formats
         // only the headers around them (see `wire`).
         let (mut bytes, html_bytes) = wire::SCRATCH.with_borrow_mut(|scratch| {
-            let html_bytes = scratch.render(&self.text, &self.html, value);
-            let bytes = match scratch.seven_bit() {
-                Some(parts) => {
+            // The parts in their 7-bit form, rendered so from the CRLF
+            // templates where there are some; the size of the HTML part.
+            let seven_bit = match &self.wire {
+                Some(wire) => scratch.render_wire(wire, value).ok_or(None),
+                None => {
+                    let html_bytes = scratch.render(&self.text, &self.html, value);
+                    if scratch.seven_bit() {
+                        Ok(html_bytes)
+                    } else {
+                        Err(Some(html_bytes))
+                    }
+                }
+            };
+            match seven_bit {
+                Ok(html_bytes) => {
                     let (text_mark, html_mark) = wire::Parts::marks();
                     let skeleton = builder
                         .multipart(self.body(text_mark, html_mark))
                         .map_err(BuildError::Message)?
                         .formatted();
-                    parts.assemble(&skeleton).ok_or(BuildError::Layout)?
+                    let bytes = scratch
+                        .parts()
+                        .assemble(&skeleton)
+                        .ok_or(BuildError::Layout)?;
+                    Ok((bytes, html_bytes))
                 }
                 // Non-ASCII or overlong lines: lettre picks the encoding.
-                None => {
+                Err(rendered) => {
+                    let html_bytes =
+                        rendered.unwrap_or_else(|| scratch.render(&self.text, &self.html, value));
                     let (text, html) = scratch.rendered();
-                    builder
+                    let bytes = builder
                         .multipart(self.body(seven_bit_body(text), seven_bit_body(html)))
                         .map_err(BuildError::Message)?
-                        .formatted()
+                        .formatted();
+                    Ok::<_, BuildError>((bytes, html_bytes))
                 }
-            };
-            Ok::<_, BuildError>((bytes, html_bytes))
+            }
         })?;
         // Signed as the final bytes, so every header herald wrote can be
         // covered, Content-Type and MIME-Version included (see `dkim`).
