@@ -143,3 +143,12 @@ pub fn scratch() -> Result<(tempfile::TempDir, Box<dyn Store>)> {
     let store = Sqlite::open_scratch(dir.path())?;
     Ok((dir, Box::new(store)))
 }
+
+/// A dry run's throwaway store: [`scratch`], but who was written is not
+/// recorded (see [`Sqlite::open_dry_run`]).
+pub fn dry_run_scratch() -> Result<(tempfile::TempDir, Box<dyn Store>)> {
+    let dir = tempfile::tempdir()
+        .map_err(|e| StoreError::new(std::env::temp_dir(), Fault::Scratch(e.to_string())))?;
+    let store = Sqlite::open_dry_run(dir.path())?;
+    Ok((dir, Box::new(store)))
+}

@@ -151,7 +151,7 @@ pub(super) fn prepare(
     // A test send or a dry run is not part of the campaign: a store of its own.
     let (store, scratch, suppression_mark) = match journal {
         Some(j) if !dry && !test => (j, None, mark),
-        _ => scratch()?,
+        _ => scratch(dry)?,
     };
     let campaign = if test {
         format!("{}#test", campaign_id(issue))
@@ -260,10 +260,16 @@ fn refuse_crossed(dry: bool, target: &Target) -> Result<()> {
     Ok(())
 }
 
-/// A throwaway store, and its folder.
+/// A throwaway store, and its folder. A dry run's does not record who
+/// was written (only what went wrong is read back); a test send's reports
+/// its counts from it.
 #[allow(clippy::type_complexity)]
-fn scratch() -> Result<(Box<dyn Store>, Option<tempfile::TempDir>, Option<i64>)> {
-    let (dir, s) = store::scratch()?;
+fn scratch(dry: bool) -> Result<(Box<dyn Store>, Option<tempfile::TempDir>, Option<i64>)> {
+    let (dir, s) = if dry {
+        store::dry_run_scratch()?
+    } else {
+        store::scratch()?
+    };
     Ok((s, Some(dir), None))
 }
 

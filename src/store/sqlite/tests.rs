@@ -173,3 +173,63 @@ fn a_campaign_lock_is_exclusive_until_dropped() {
     drop(first);
     assert!(s.lock("c@2025").unwrap().is_some());
 }
+
+/// A dry run's scratch store records what went wrong, not who was
+/// written (nothing reads that back); a test send's keeps both (its
+/// report counts them).
+#[test]
+fn a_dry_runs_scratch_store_keeps_failures_not_the_messages_written() {
+    let outcome = |seq, state| Update {
+        seq,
+        state,
+        reply: Some(
+            if state == State::Sent {
+                "written"
+            } else {
+                "bad address"
+            }
+            .into(),
+        ),
+        attempts: 1,
+        suppress: None,
+        relay: None,
+    };
+    for (dry, sent) in [(true, 0), (false, 1)] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = if dry {
+            Sqlite::open_dry_run(dir.path()).unwrap()
+        } else {
+            Sqlite::open_scratch(dir.path()).unwrap()
+        };
+        import(&mut s, &["a@x.org", "b@x.org", "c@x.org"]);
+        let seqs: Vec<i64> = s
+            .queue("c", 0, 10, false)
+            .unwrap()
+            .iter()
+            .map(|r| r.seq)
+            .collect();
+        s.commit_batch(
+            "c",
+            &[
+                outcome(seqs[0], State::Sent),
+                outcome(seqs[1], State::Failed),
+            ],
+            &[],
+            &[],
+        )
+        .unwrap();
+        // A batch of messages written only: nothing to record.
+        s.commit_batch("c", &[outcome(seqs[2], State::Sent)], &[], &[])
+            .unwrap();
+        let counts = s.counts("c").unwrap();
+        assert_eq!(
+            (counts.sent, counts.failed),
+            (sent * 2, 1),
+            "dry run: {dry}"
+        );
+        let problems = s.problems("c", 10).unwrap();
+        assert_eq!(problems.len(), 1);
+        assert_eq!(problems[0].email, "b@x.org");
+        assert_eq!(problems[0].reply.as_deref(), Some("bad address"));
+    }
+}
