@@ -3,8 +3,10 @@
 //! [`OutboxMailer`] is the Mailer a dry run hands the engine: the messages
 //! are exactly what SMTP would get, written instead of sent.
 
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, BufWriter, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -17,6 +19,12 @@ use crate::deliver::message::Built;
 
 pub struct Outbox {
     dir: PathBuf,
+    /// The folder, open: each message's file is created relative to it
+    /// (`openat`), so the kernel looks up one name per file, not every
+    /// folder of the outbox's path again.
+    folder: File,
+    /// The file name being written, NUL-ended for `openat`; reused.
+    name: Vec<u8>,
     manifest: BufWriter<File>,
     skipped: BufWriter<File>,
     written: u64,
@@ -87,6 +95,8 @@ impl Outbox {
         skipped.write_all(b"line,email,reason,detail\n")?;
         Ok(Outbox {
             dir: dir.to_path_buf(),
+            folder: File::open(dir)?,
+            name: Vec::with_capacity(128),
             manifest,
             skipped,
             written: 0,
@@ -102,16 +112,25 @@ impl Outbox {
 
     pub fn write(&mut self, built: &Built) -> io::Result<()> {
         self.written += 1;
-        let name = format!("{:07}-{}.eml", self.written, file_safe(&built.to));
-        std::fs::write(self.dir.join(&name), &built.bytes)?;
+        self.name.clear();
+        write!(self.name, "{:07}-", self.written)?;
+        push_file_safe(&mut self.name, &built.to);
+        self.name.extend_from_slice(b".eml\0");
+        let name = CStr::from_bytes_with_nul(&self.name)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let mut file = create_in(&self.folder, name)?;
+        file.write_all(&built.bytes)?;
+        drop(file);
         if self.written > 1 {
             self.manifest.write_all(b",\n")?;
         }
+        let name = std::str::from_utf8(&self.name[..self.name.len() - 1])
+            .expect("digits and file_safe characters are ASCII");
         serde_json::to_writer(
             &mut self.manifest,
             &ManifestEntry {
                 recipient: &built.to,
-                file: &name,
+                file: name,
                 message_id: &built.message_id,
                 size: built.bytes.len(),
             },
@@ -153,19 +172,37 @@ fn is_our_message(name: &str) -> bool {
     name.ends_with(".eml") && b.len() > 8 && b[..7].iter().all(u8::is_ascii_digit) && b[7] == b'-'
 }
 
-/// An address as a file name: letters, digits, `@._-+` kept, the rest `_`.
-fn file_safe(email: &str) -> String {
-    email
-        .chars()
-        .take(100)
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "@._-+".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
+/// An address as a file name: letters, digits, `@._-+` kept, the rest
+/// `_` (one per character, of the first 100), pushed onto `name`.
+fn push_file_safe(name: &mut Vec<u8>, email: &str) {
+    name.extend(email.chars().take(100).map(|c| {
+        if c.is_ascii_alphanumeric() || "@._-+".contains(c) {
+            c as u8
+        } else {
+            b'_'
+        }
+    }));
+}
+
+/// Creates (or empties) the file `name` in `folder`, for writing, as
+/// `File::create` would (mode 0666 less the umask, closed on exec).
+fn create_in(folder: &File, name: &CStr) -> io::Result<File> {
+    // SAFETY: `name` is NUL-ended and outlives the call; `folder` is an
+    // open descriptor for the call's length. The descriptor returned is
+    // new and owned by nobody else, so the File may own (and close) it.
+    const MODE: libc::c_uint = 0o666;
+    unsafe {
+        let fd = libc::openat(
+            folder.as_raw_fd(),
+            name.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            MODE,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(File::from_raw_fd(fd))
+    }
 }
 
 /// Messages handed to the outbox's writer thread at once: each hand-over
