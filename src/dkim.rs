@@ -33,6 +33,7 @@
 //! the same key and message give the same bytes whatever library signs.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use aws_lc_rs::signature::KeyPair as _;
 use base64::Engine;
@@ -227,6 +228,9 @@ pub struct Signer {
     domain: String,
     keys: Vec<Key>,
     rng: aws_lc_rs::rand::SystemRandom,
+    /// How many bytes the last message's signature fields took: the room
+    /// the next message leaves for its own (see [`Signer::signed_in_room`]).
+    room: AtomicUsize,
 }
 
 impl Signer {
@@ -246,19 +250,52 @@ impl Signer {
             domain: domain.trim_end_matches('.').to_string(),
             keys,
             rng: aws_lc_rs::rand::SystemRandom::new(),
+            room: AtomicUsize::new(0),
         })
     }
 
     /// `message` (a complete message with CRLF line ends) with its
     /// `DKIM-Signature` header fields on top, one per key. `now` is the
-    /// `t=` tag, in seconds since 1970. One buffer of the signed message's
-    /// size, written once: putting the fields in front of the message in
-    /// place moved all of it and grew its buffer again.
+    /// `t=` tag, in seconds since 1970.
     pub fn signed(&self, message: Vec<u8>, now: i64) -> Result<Vec<u8>, SignError> {
-        let mut out = Vec::with_capacity(self.keys.len() * 600 + message.len());
-        self.sign(&message, now, &mut out)?;
-        out.extend_from_slice(&message);
-        Ok(out)
+        self.signed_in_room(message, 0, now)
+    }
+
+    /// Whether the signature fields are ASCII: they are but for the
+    /// domain and the selectors, which a config might write in UTF-8.
+    pub fn is_ascii(&self) -> bool {
+        self.domain.is_ascii() && self.keys.iter().all(|k| k.selector.is_ascii())
+    }
+
+    /// How many bytes to leave free at the front of the next message for
+    /// its signature fields: as many as the last message's took. Their
+    /// size depends only on the key, the domain, the selector and which
+    /// headers the message has, so it is the same for a whole send.
+    pub fn room(&self) -> usize {
+        self.room.load(Ordering::Relaxed)
+    }
+
+    /// [`Signer::signed`] for the message in `message[room..]`, the first
+    /// `room` bytes left free for the fields: when the fields take exactly
+    /// that many (every message after the first), they are written there
+    /// and the message is not copied (a copy of 30-60 KB and a buffer of
+    /// that size per message); else the message is copied after them.
+    pub fn signed_in_room(
+        &self,
+        mut message: Vec<u8>,
+        room: usize,
+        now: i64,
+    ) -> Result<Vec<u8>, SignError> {
+        let mut fields = Vec::with_capacity(self.keys.len() * 600);
+        self.sign(&message[room..], now, &mut fields)?;
+        self.room.store(fields.len(), Ordering::Relaxed);
+        if fields.len() == room {
+            message[..room].copy_from_slice(&fields);
+            return Ok(message);
+        }
+        fields.reserve_exact(message.len() - room);
+        fields.extend_from_slice(&message[room..]);
+        Ok(fields)
     }
 
     /// Writes the `DKIM-Signature` header fields for `message` to `out`.

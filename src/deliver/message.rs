@@ -47,6 +47,9 @@ pub struct Built {
     /// The size of the HTML part as the recipient's mail program reads it:
     /// what Gmail measures against its clipping limit.
     pub html_bytes: usize,
+    /// No byte of `bytes` is over 127 (the relay's 8BITMIME is not
+    /// needed): known from how the message was made, or checked.
+    pub ascii: bool,
 }
 
 /// Why one recipient's message cannot be built: recorded as that
@@ -343,93 +346,104 @@ impl Composer {
         let message_id = self.message_id(&r.email);
         // One reading of the clock for the Date header and DKIM's t=.
         let now = clock::now();
-        let mut builder = Message::builder()
-            .from(self.from.clone())
-            .to(Mailbox::new(
-                r.display_name().map(|n| header_safe(&n)),
-                address,
-            ))
-            .subject(subject)
-            .date(now.into())
-            .message_id(Some(message_id.clone()));
-        if let Some(reply_to) = &self.reply_to {
-            builder = builder.reply_to(reply_to.clone());
-        }
-        let raw = |name: &'static str, value: String| {
-            HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
-        };
-        builder = builder
-            .raw_header(raw("List-Id", header_safe(&self.list_id)))
-            .raw_header(raw("Feedback-ID", self.feedback_id.clone()))
-            .raw_header(raw(
-                "List-Unsubscribe",
-                format!("<{unsubscribe}>, <mailto:{unsubscribe_mailto}?subject=unsubscribe>"),
-            ))
-            .raw_header(raw(
-                "List-Unsubscribe-Post",
-                "List-Unsubscribe=One-Click".into(),
-            ))
-            // Keeps out-of-office and vacation replies away: responders
-            // (Exchange, Gmail, sieve vacation, procmail) do not answer
-            // `Precedence: bulk`, as RFC 3834 section 2 asks of them. Not
-            // `Auto-Submitted`: RFC 3834 defines it for messages made by an
-            // automatic process or in reply to one, not for mail a person
-            // writes to a list, and responders already skip bulk mail.
-            .raw_header(raw("Precedence", "bulk".into()));
-        // The parts are rendered into this thread's scratch buffers and
-        // copied once, with CRLF line ends, into the message; lettre formats
-        // only the headers around them (see `wire`).
-        let (mut bytes, html_bytes) = wire::SCRATCH.with_borrow_mut(|scratch| {
-            // The parts in their 7-bit form, rendered so from the CRLF
-            // templates where there are some; the size of the HTML part.
-            let seven_bit = match &self.wire {
-                Some(wire) => scratch.render_wire(wire, value).ok_or(None),
-                None => {
-                    let html_bytes = scratch.render(&self.text, &self.html, value);
-                    if scratch.seven_bit() {
-                        Ok(html_bytes)
-                    } else {
-                        Err(Some(html_bytes))
-                    }
-                }
+        // The headers, made again only when the CRLF templates' parts
+        // turn out not to travel as 7-bit text and lettre encodes them.
+        let headers = || {
+            let mut builder = Message::builder()
+                .from(self.from.clone())
+                .to(Mailbox::new(
+                    r.display_name().map(|n| header_safe(&n)),
+                    address.clone(),
+                ))
+                .subject(subject.clone())
+                .date(now.into())
+                .message_id(Some(message_id.clone()));
+            if let Some(reply_to) = &self.reply_to {
+                builder = builder.reply_to(reply_to.clone());
+            }
+            let raw = |name: &'static str, value: String| {
+                HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
             };
-            match seven_bit {
-                Ok(html_bytes) => {
-                    let (text_mark, html_mark) = wire::Parts::marks();
-                    let skeleton = builder
-                        .multipart(self.body(text_mark, html_mark))
-                        .map_err(BuildError::Message)?
-                        .formatted();
+            builder
+                .raw_header(raw("List-Id", header_safe(&self.list_id)))
+                .raw_header(raw("Feedback-ID", self.feedback_id.clone()))
+                .raw_header(raw(
+                    "List-Unsubscribe",
+                    format!("<{unsubscribe}>, <mailto:{unsubscribe_mailto}?subject=unsubscribe>"),
+                ))
+                .raw_header(raw(
+                    "List-Unsubscribe-Post",
+                    "List-Unsubscribe=One-Click".into(),
+                ))
+                // Keeps out-of-office and vacation replies away: responders
+                // (Exchange, Gmail, sieve vacation, procmail) do not answer
+                // `Precedence: bulk`, as RFC 3834 section 2 asks of them. Not
+                // `Auto-Submitted`: RFC 3834 defines it for messages made by an
+                // automatic process or in reply to one, not for mail a person
+                // writes to a list, and responders already skip bulk mail.
+                .raw_header(raw("Precedence", "bulk".into()))
+        };
+        // Room at the front of the buffer for the DKIM fields, so that
+        // signing does not copy the message (see `Signer::signed_in_room`).
+        let room = self.dkim.as_ref().map_or(0, Signer::room);
+        // lettre formats only the headers, around two marks; the parts go
+        // in their place in their 7-bit form: rendered straight into the
+        // message from the CRLF templates where there are some, else
+        // rendered into this thread's scratch buffers, converted and
+        // copied in (see `wire`).
+        let skeleton = || {
+            let (text_mark, html_mark) = wire::Parts::marks();
+            headers()
+                .multipart(self.body(text_mark, html_mark))
+                .map_err(BuildError::Message)
+                .map(|m| m.formatted())
+        };
+        let wired = match &self.wire {
+            Some(wire) => wire
+                .message(&skeleton()?, room, value)
+                .map_err(|_| BuildError::Layout)?,
+            None => None,
+        };
+        // The bytes, the size of the HTML part, whether the message is
+        // ASCII when that is known, and the room left at the front.
+        let (bytes, html_bytes, ascii, room) = match wired {
+            Some(w) => (w.bytes, w.html_bytes, Some(w.ascii), room),
+            None => wire::SCRATCH.with_borrow_mut(|scratch| {
+                let html_bytes = scratch.render(&self.text, &self.html, value);
+                // (With CRLF templates, what `message` refused is refused.)
+                if self.wire.is_none() && scratch.seven_bit() {
                     let bytes = scratch
                         .parts()
-                        .assemble(&skeleton)
+                        .assemble(&skeleton()?, room)
                         .ok_or(BuildError::Layout)?;
-                    Ok((bytes, html_bytes))
+                    return Ok((bytes, html_bytes, None, room));
                 }
                 // Non-ASCII or overlong lines: lettre picks the encoding.
-                Err(rendered) => {
-                    let html_bytes =
-                        rendered.unwrap_or_else(|| scratch.render(&self.text, &self.html, value));
-                    let (text, html) = scratch.rendered();
-                    let bytes = builder
-                        .multipart(self.body(seven_bit_body(text), seven_bit_body(html)))
-                        .map_err(BuildError::Message)?
-                        .formatted();
-                    Ok::<_, BuildError>((bytes, html_bytes))
-                }
-            }
-        })?;
+                let (text, html) = scratch.rendered();
+                let bytes = headers()
+                    .multipart(self.body(seven_bit_body(text), seven_bit_body(html)))
+                    .map_err(BuildError::Message)?
+                    .formatted();
+                Ok::<_, BuildError>((bytes, html_bytes, None, 0))
+            })?,
+        };
         // Signed as the final bytes, so every header herald wrote can be
         // covered, Content-Type and MIME-Version included (see `dkim`).
-        if let Some(dkim) = &self.dkim {
-            bytes = dkim.signed(bytes, now.as_second())?;
-        }
+        let bytes = match &self.dkim {
+            Some(dkim) => dkim.signed_in_room(bytes, room, now.as_second())?,
+            None => bytes,
+        };
+        let ascii = match ascii {
+            Some(ascii) => ascii && self.dkim.as_ref().is_none_or(Signer::is_ascii),
+            None => bytes.is_ascii(),
+        };
         Ok(Built {
             message_id,
             to: r.email.clone(),
             envelope_from,
             bytes,
             html_bytes,
+            ascii,
         })
     }
 

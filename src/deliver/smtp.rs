@@ -404,7 +404,7 @@ impl Mailer for Smtp {
 
     /// Where the stuffing dots go is found here, on the builder thread.
     fn prepare(&self, built: Built) -> Data {
-        Data::new(built.bytes)
+        Data::new(built.bytes, built.ascii)
     }
 
     async fn connect(&self) -> Result<Connection, Failure> {

@@ -290,3 +290,45 @@ proptest::proptest! {
         proptest::prop_assert_eq!(body(&b), body_by_lines(&b));
     }
 }
+
+/// An Ed25519 signer (deterministic signatures) made without a key file.
+fn ed25519_signer() -> Signer {
+    let pkcs8 =
+        aws_lc_rs::signature::Ed25519KeyPair::generate_pkcs8(&aws_lc_rs::rand::SystemRandom::new())
+            .unwrap();
+    let pair = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap();
+    Signer {
+        domain: "example.org".into(),
+        keys: vec![Key {
+            selector: "s1".into(),
+            kind: KeyKind::Ed25519(Box::new(pair)),
+        }],
+        rng: aws_lc_rs::rand::SystemRandom::new(),
+        room: AtomicUsize::new(0),
+    }
+}
+
+/// Signed in the room left at the front or not, too little room or too
+/// much: the same bytes, and the room the next message should leave is
+/// what the fields took.
+#[test]
+fn signing_in_the_room_left_gives_the_bytes_a_copy_gives() {
+    let signer = ed25519_signer();
+    let message =
+        b"From: a@example.org\r\nTo: b@example.org\r\nSubject: Hi\r\n\r\nBody  \r\n.line\r\n";
+    assert_eq!(signer.room(), 0);
+    let copied = signer.signed(message.to_vec(), 1_700_000_000).unwrap();
+    let fields = copied.len() - message.len();
+    assert!(fields > 100 && copied.ends_with(message));
+    assert_eq!(signer.room(), fields);
+    for room in [0, 1, fields - 1, fields, fields + 1, fields + 300] {
+        let mut with_room = vec![b'?'; room];
+        with_room.extend_from_slice(message);
+        let signed = signer
+            .signed_in_room(with_room, room, 1_700_000_000)
+            .unwrap();
+        assert_eq!(signed, copied, "room {room}");
+        assert_eq!(signer.room(), fields);
+    }
+    assert!(signer.is_ascii());
+}

@@ -52,6 +52,12 @@ impl WireTemplates {
         (text_source, text): (&str, &Template),
         (html_source, html): (&str, &Template),
     ) -> Option<WireTemplates> {
+        // A source that is not ASCII renders parts that never travel as
+        // 7-bit text: each recipient's would be rendered to find so, then
+        // again for lettre. Without CRLF templates it is rendered once.
+        if !text_source.is_ascii() || !html_source.is_ascii() {
+            return None;
+        }
         let crlf = |s: &str| (!s.contains(['\r', '\0'])).then(|| s.replace('\n', "\r\n"));
         let wire = WireTemplates {
             text: Template::compile(&crlf(text_source)?, Escape::None),
@@ -68,6 +74,93 @@ impl WireTemplates {
         }
         Some(wire)
     }
+}
+
+/// One recipient's message as [`WireTemplates::message`] made it.
+pub(super) struct Wired {
+    /// `room` free bytes, then the message.
+    pub bytes: Vec<u8>,
+    /// The size of the HTML part as [`Scratch::render`] gives it.
+    pub html_bytes: usize,
+    /// No byte of the message is over 127.
+    pub ascii: bool,
+}
+
+thread_local! {
+    /// The size of the last message this thread built from the CRLF
+    /// templates: the next one's buffer is made a little bigger at once,
+    /// not grown (and copied) while its parts are rendered into it.
+    static LAST_SIZE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+impl WireTemplates {
+    /// The message: `room` bytes left free (for the DKIM fields), then
+    /// `skeleton` (lettre's, formatted around [`Parts::marks`]) with the
+    /// parts rendered in their 7-bit form in place of the marks, straight
+    /// into the message's buffer (rendering them apart and copying them
+    /// in was a copy of the whole message per recipient). `Ok(None)` when
+    /// either part cannot travel as 7-bit text, exactly when
+    /// [`Scratch::render_wire`] says so; an error when the marks are not
+    /// there, text first, once each.
+    pub(super) fn message<'v>(
+        &self,
+        skeleton: &[u8],
+        room: usize,
+        value: impl Fn(&str) -> Option<Cow<'v, str>> + Copy,
+    ) -> Result<Option<Wired>, Layout> {
+        let (text_at, html_at) = marks_in(skeleton).ok_or(Layout)?;
+        let (after_text, after_html) = (text_at + TEXT_MARK.len(), html_at + HTML_MARK.len());
+        // The skeleton is lettre's text; the marks are ASCII, so its
+        // pieces between them are text too.
+        let Ok(skeleton) = std::str::from_utf8(skeleton) else {
+            return Ok(None);
+        };
+        let size = room + LAST_SIZE.get().max(skeleton.len()) + 4096;
+        let mut out = Vec::with_capacity(size);
+        out.resize(room, 0);
+        out.extend_from_slice(&skeleton.as_bytes()[..text_at]);
+        // NULs and text: always UTF-8 (a check of a few KB).
+        let mut out = String::from_utf8(out).map_err(|_| Layout)?;
+        let text_from = out.len();
+        self.text.render_into(&mut out, value);
+        if !wire_lines(&out.as_bytes()[text_from..]) {
+            return Ok(None);
+        }
+        out.push_str(&skeleton[after_text..html_at]);
+        let html_from = out.len();
+        self.html.render_into(&mut out, value);
+        let html = &out.as_bytes()[html_from..];
+        if !wire_lines(html) {
+            return Ok(None);
+        }
+        // Without its CRs (a CR is only ever before a line end).
+        let html_bytes = html.len() - memchr::memchr_iter(b'\n', html).count();
+        out.push_str(&skeleton[after_html..]);
+        LAST_SIZE.set(out.len() - room);
+        Ok(Some(Wired {
+            bytes: out.into_bytes(),
+            html_bytes,
+            // The parts are ASCII (`wire_lines`); the rest is lettre's.
+            ascii: skeleton.is_ascii(),
+        }))
+    }
+}
+
+/// lettre laid the message out in a way herald does not know.
+#[derive(Debug)]
+pub(super) struct Layout;
+
+/// Where [`TEXT_MARK`] and [`HTML_MARK`] are in `skeleton`, if they are
+/// there, text first, once each (no other NUL after them).
+fn marks_in(skeleton: &[u8]) -> Option<(usize, usize)> {
+    let text_at = memchr::memmem::find(skeleton, TEXT_MARK)?;
+    let after_text = text_at + TEXT_MARK.len();
+    let html_at = after_text + memchr::memmem::find(&skeleton[after_text..], HTML_MARK)?;
+    let after_html = html_at + HTML_MARK.len();
+    if memchr::memchr(0, &skeleton[after_html..]).is_some() {
+        return None;
+    }
+    Some((text_at, html_at))
 }
 
 /// Where one recipient's text and HTML parts are rendered, then put in
@@ -117,7 +210,9 @@ impl Scratch {
     /// Renders both parts in their 7-bit form from `wire`; returns the
     /// size of the HTML part as [`Scratch::render`] does (LF line ends),
     /// or `None` if either part cannot travel as 7-bit text, exactly when
-    /// [`Scratch::seven_bit`] would say so.
+    /// [`Scratch::seven_bit`] would say so. (What [`WireTemplates::message`]
+    /// did in two steps with [`Parts::assemble`]; tests compare them.)
+    #[cfg(test)]
     pub(super) fn render_wire<'v>(
         &mut self,
         wire: &WireTemplates,
@@ -189,20 +284,18 @@ impl Parts<'_> {
         (mark(TEXT_MARK), mark(HTML_MARK))
     }
 
-    /// The message: `skeleton` (lettre's, formatted around [`Parts::marks`])
-    /// with the parts in place of the marks. `None` if the marks are not
-    /// there, text first, once each.
-    pub(super) fn assemble(&self, skeleton: &[u8]) -> Option<Vec<u8>> {
-        let text_at = memchr::memmem::find(skeleton, TEXT_MARK)?;
-        let after_text = text_at + TEXT_MARK.len();
-        let html_at = after_text + memchr::memmem::find(&skeleton[after_text..], HTML_MARK)?;
-        let after_html = html_at + HTML_MARK.len();
-        if memchr::memchr(0, &skeleton[after_html..]).is_some() {
-            return None;
-        }
-        let size =
-            skeleton.len() - TEXT_MARK.len() - HTML_MARK.len() + self.text.len() + self.html.len();
+    /// The message: `room` bytes left free (for the DKIM fields), then
+    /// `skeleton` (lettre's, formatted around [`Parts::marks`]) with the
+    /// parts in place of the marks. `None` if the marks are not there,
+    /// text first, once each.
+    pub(super) fn assemble(&self, skeleton: &[u8], room: usize) -> Option<Vec<u8>> {
+        let (text_at, html_at) = marks_in(skeleton)?;
+        let (after_text, after_html) = (text_at + TEXT_MARK.len(), html_at + HTML_MARK.len());
+        let size = room + skeleton.len() - TEXT_MARK.len() - HTML_MARK.len()
+            + self.text.len()
+            + self.html.len();
         let mut out = Vec::with_capacity(size);
+        out.resize(room, 0);
         for piece in [
             &skeleton[..text_at],
             self.text,
@@ -303,7 +396,7 @@ mod tests {
             let (text_mark, html_mark) = Parts::marks();
             let ours = scratch
                 .parts()
-                .assemble(&formatted(text_mark, html_mark))
+                .assemble(&formatted(text_mark, html_mark), 0)
                 .unwrap();
             assert_eq!(
                 String::from_utf8(ours).unwrap(),
@@ -334,9 +427,9 @@ mod tests {
         let mut scratch = scratch("t", "h");
         assert!(scratch.seven_bit());
         let parts = scratch.parts();
-        assert!(parts.assemble(b"no marks here").is_none());
+        assert!(parts.assemble(b"no marks here", 0).is_none());
         let backwards = [HTML_MARK, TEXT_MARK].concat();
-        assert!(parts.assemble(&backwards).is_none());
+        assert!(parts.assemble(&backwards, 0).is_none());
     }
 
     /// The parts rendered from the CRLF templates against the parts
@@ -391,6 +484,64 @@ mod tests {
         assert!(
             WireTemplates::new(("a\rb", &lf), ("", &Template::compile("", Escape::Html))).is_none()
         );
+    }
+
+    /// The message rendered straight into its buffer from the CRLF
+    /// templates against the parts rendered apart and copied in: the same
+    /// bytes after the room left free, the same HTML size, refused in the
+    /// same cases; ASCII exactly when it is.
+    #[test]
+    fn messages_rendered_in_place_are_the_assembled_ones() {
+        let sources = [
+            (
+                "Hi {{ first_name | default: \"there\" }},\nnews\n",
+                "<p>{{ first_name }}</p>\n.a{}\n",
+            ),
+            ("", ""),
+            (
+                "{{ first_name }}",
+                &*format!("{}{{{{ first_name }}}}", "x".repeat(985)),
+            ),
+        ];
+        let (text_mark, html_mark) = Parts::marks();
+        let skeleton = formatted(text_mark.clone(), html_mark.clone());
+        let mut skeletons = vec![skeleton.clone()];
+        // A header lettre left in UTF-8 (an address's local part).
+        skeletons.push([&b"X-Name: Zo\xc3\xab\r\n"[..], &skeleton].concat());
+        for (text_source, html_source) in sources {
+            let text = Template::compile(text_source, Escape::None);
+            let html = Template::compile(html_source, Escape::Html);
+            let wire = WireTemplates::new((text_source, &text), (html_source, &html)).unwrap();
+            for v in ["", "Ana", "Zo\u{eb}", "<b>&", "yyyy"] {
+                let value = move |_: &str| Some(Cow::Borrowed(v));
+                let mut old = Scratch::default();
+                let size = old.render_wire(&wire, value);
+                for skeleton in &skeletons {
+                    for room in [0, 7] {
+                        let new = wire.message(skeleton, room, value).unwrap();
+                        assert_eq!(new.is_some(), size.is_some(), "{text_source:?} {v:?}");
+                        let Some(new) = new else { continue };
+                        let assembled = old.parts().assemble(skeleton, room).unwrap();
+                        assert_eq!(new.bytes, assembled);
+                        assert!(new.bytes[..room].iter().all(|&b| b == 0));
+                        assert_eq!(Some(new.html_bytes), size);
+                        assert_eq!(new.ascii, assembled.is_ascii());
+                    }
+                }
+            }
+        }
+        assert!(wire_message_refuses(b"no marks here"));
+        assert!(wire_message_refuses(&[HTML_MARK, TEXT_MARK].concat()));
+        // A source that is not ASCII never travels as 7-bit text.
+        let t = Template::compile("caf\u{e9}", Escape::None);
+        assert!(WireTemplates::new(("caf\u{e9}", &t), ("", &t)).is_none());
+    }
+
+    fn wire_message_refuses(skeleton: &[u8]) -> bool {
+        let t = Template::compile("t", Escape::None);
+        let wire = WireTemplates::new(("t", &t), ("t", &t)).unwrap();
+        wire.message(skeleton, 0, |_: &str| None::<Cow<'static, str>>)
+            .is_err()
     }
 
     /// The stretch-wise line check says what converting says, at every
