@@ -1,7 +1,7 @@
 //! The journal role on PostgreSQL: campaigns, the list brought in, the
 //! queue (each row taken is claimed by this sender) and the state marks.
 
-use postgres::types::ToSql;
+use postgres::types::{ToSql, Type};
 
 use std::sync::LazyLock;
 
@@ -23,9 +23,12 @@ fn import_lock(
     tx: &mut postgres::Transaction<'_>,
     campaign: &str,
 ) -> std::result::Result<(), postgres::Error> {
-    tx.execute(
+    // Typed, here and in what a send does before its first claim: the
+    // statement goes with its parameters' types, one round trip instead
+    // of two (a prepare, then the run).
+    tx.execute_typed(
         "SELECT pg_advisory_xact_lock(hashtextextended($1, 726561))",
-        &[&campaign],
+        &[(&campaign, Type::TEXT)],
     )
     .map(|_| ())
 }
@@ -34,7 +37,10 @@ impl Journal for Postgres {
     fn campaign_hash(&self, id: &str) -> Result<Option<String>> {
         let row = self
             .client()
-            .query_opt("SELECT content_hash FROM campaign WHERE id = $1", &[&id])
+            .query_typed_opt(
+                "SELECT content_hash FROM campaign WHERE id = $1",
+                &[(&id, Type::TEXT)],
+            )
             .map_err(self.err())?;
         Ok(row.map(|r| r.get(0)))
     }
@@ -48,11 +54,17 @@ impl Journal for Postgres {
         let cols = serde_json::to_string(columns).expect("strings serialise");
         let now = clock::now().to_string();
         self.client()
-            .execute(
+            .execute_typed(
                 "INSERT INTO campaign (id, post, content_hash, columns, created_at) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (id) DO UPDATE SET content_hash = excluded.content_hash, post = excluded.post,
                     columns = excluded.columns",
-                &[&id, &post, &hash, &cols, &now],
+                &[
+                    (&id, Type::TEXT),
+                    (&post, Type::TEXT),
+                    (&hash, Type::TEXT),
+                    (&cols, Type::TEXT),
+                    (&now, Type::TEXT),
+                ],
             )
             .map_err(self.err())?;
         Ok(())
@@ -64,18 +76,21 @@ impl Journal for Postgres {
         let mut tx = client.transaction().map_err(e)?;
         import_lock(&mut tx, campaign).map_err(e)?;
         let row = tx
-            .query_one(
+            .query_typed_one(
                 "SELECT COALESCE(MAX(seq), 0) + 1, COALESCE(MAX(seen), 0) + 1 FROM recipient WHERE campaign = $1",
-                &[&campaign],
+                &[(&campaign, Type::TEXT)],
             )
             .map_err(e)?;
+        let next_seq: i64 = row.get(0);
         Ok(Box::new(PgImport {
             tx,
             target,
             campaign: campaign.to_string(),
-            next_seq: row.get(0),
+            next_seq,
             generation: row.get(1),
             chunk: Chunk::default(),
+            // A campaign new to the database: its people are copied in.
+            copy: next_seq == 1,
         }))
     }
     fn queue(
@@ -214,9 +229,9 @@ impl Journal for Postgres {
     fn is_finished(&self, campaign: &str) -> Result<bool> {
         let row = self
             .client()
-            .query_opt(
+            .query_typed_opt(
                 "SELECT finished_at IS NOT NULL FROM campaign WHERE id = $1",
-                &[&campaign],
+                &[(&campaign, Type::TEXT)],
             )
             .map_err(self.err())?;
         Ok(row.is_some_and(|r| r.get(0)))
@@ -368,8 +383,17 @@ static REMOVE: LazyLock<String> = LazyLock::new(|| {
 
 /// How many of the list's people go to the database in one statement: a
 /// round trip per person made a 10,000-person import take longer than
-/// mailing a thousand of them.
-const CHUNK_ROWS: usize = 1000;
+/// mailing a thousand of them; a chunk copied in costs four round trips
+/// (a savepoint, the `COPY`'s two, the savepoint's release), so a
+/// 10,000-person list goes in two.
+const CHUNK_ROWS: usize = 5000;
+
+/// A chunk of people new to the campaign, as `COPY` writes them: what
+/// [`ADD_CHUNK`] does for rows without a conflict (the next numbers in the
+/// list's order, the import's generation, the columns' defaults), at half
+/// its cost to the database (no conflict check, no join, no window).
+const COPY_CHUNK: &str =
+    "COPY recipient (campaign, seq, email, email_key, line, fields, seen) FROM STDIN BINARY";
 
 /// People added and not yet written, in the list's order. Each address
 /// once: a second add of it writes the chunk first, so the statement never
@@ -399,15 +423,27 @@ struct PgImport<'a> {
     next_seq: i64,
     generation: i64,
     chunk: Chunk,
+    /// Chunks are copied in while every one so far was new to the
+    /// campaign (see [`PgImport::copy_in`]).
+    copy: bool,
 }
 
 impl PgImport<'_> {
-    /// Writes the chunk: its adds, then its skips; two round trips.
+    /// Writes the chunk: its adds, then its skips.
     fn write(&mut self) -> Result<()> {
         if self.chunk.is_empty() {
             return Ok(());
         }
         let c = std::mem::take(&mut self.chunk);
+        if self.copy {
+            self.copy = self
+                .copy_in(&c)
+                .map_err(|err| db_error(&self.target, err))?;
+            if self.copy {
+                self.next_seq += c.keys.len() as i64;
+                return self.skips(c.skips);
+            }
+        }
         let e = |err| db_error(&self.target, err);
         let row = self
             .tx
@@ -426,16 +462,71 @@ impl PgImport<'_> {
             .map_err(e)?;
         // New rows took the numbers; addresses already known kept their own.
         self.next_seq += row.get::<_, i64>(0);
-        if !c.skips.is_empty() {
-            let (keys, whys): (Vec<String>, Vec<String>) = c.skips.into_iter().unzip();
-            self.tx
-                .execute(
-                    &*SKIP_CHUNK,
-                    &[&self.campaign, &keys, &whys, &self.generation],
-                )
-                .map_err(e)?;
+        self.skips(c.skips)
+    }
+
+    /// The skips of a chunk written (see [`SKIP_CHUNK`]).
+    fn skips(&mut self, skips: Vec<(String, String)>) -> Result<()> {
+        if skips.is_empty() {
+            return Ok(());
         }
+        let (keys, whys): (Vec<String>, Vec<String>) = skips.into_iter().unzip();
+        self.tx
+            .execute(
+                &*SKIP_CHUNK,
+                &[&self.campaign, &keys, &whys, &self.generation],
+            )
+            .map_err(|err| db_error(&self.target, err))?;
         Ok(())
+    }
+
+    /// Copies the chunk in as people new to the campaign; `false` (and
+    /// nothing written) when one of them is not: listed earlier in this
+    /// import, or added by another writer. The chunk then goes through
+    /// [`ADD_CHUNK`], as do all after it.
+    fn copy_in(&mut self, c: &Chunk) -> std::result::Result<bool, postgres::Error> {
+        use postgres::binary_copy::BinaryCopyInWriter;
+        self.tx.batch_execute("SAVEPOINT herald_copy")?;
+        let copied = (|| {
+            let mut w = BinaryCopyInWriter::new(
+                self.tx.copy_in(COPY_CHUNK)?,
+                &[
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::TEXT,
+                    Type::INT8,
+                    Type::TEXT,
+                    Type::INT8,
+                ],
+            );
+            for (i, key) in c.keys.iter().enumerate() {
+                let seq = self.next_seq + i as i64;
+                w.write(&[
+                    &self.campaign,
+                    &seq,
+                    &c.emails[i],
+                    key,
+                    &c.lines[i],
+                    &c.fields[i],
+                    &self.generation,
+                ])?;
+            }
+            w.finish()
+        })();
+        match copied {
+            Ok(_) => {
+                self.tx.batch_execute("RELEASE SAVEPOINT herald_copy")?;
+                Ok(true)
+            }
+            Err(err) if err.code() == Some(&postgres::error::SqlState::UNIQUE_VIOLATION) => {
+                self.tx.batch_execute(
+                    "ROLLBACK TO SAVEPOINT herald_copy; RELEASE SAVEPOINT herald_copy",
+                )?;
+                Ok(false)
+            }
+            Err(err) => Err(err),
+        }
     }
 }
 
@@ -474,7 +565,10 @@ impl Import for PgImport<'_> {
         self.write()?;
         let removed = self
             .tx
-            .execute(&*REMOVE, &[&self.campaign, &self.generation])
+            .execute_typed(
+                &REMOVE,
+                &[(&self.campaign, Type::TEXT), (&self.generation, Type::INT8)],
+            )
             .map_err(|e| db_error(&self.target, e))?;
         let target = self.target.clone();
         self.tx.commit().map_err(|e| db_error(&target, e))?;

@@ -3,6 +3,8 @@
 
 use std::sync::mpsc;
 
+use postgres::types::Type;
+
 use super::{HEARTBEAT, LEASE, Postgres, host_key};
 use crate::store::{Fault, Lock, Locks, Result, StoreError};
 
@@ -34,7 +36,10 @@ impl Locks for Postgres {
             // are dead now, not in `LEASE`: a restarted sender picks up
             // their unused claims at once.
             let rows = c
-                .query("SELECT id, pid FROM sender WHERE host = $1", &[&host])
+                .query_typed(
+                    "SELECT id, pid FROM sender WHERE host = $1",
+                    &[(&host, Type::TEXT)],
+                )
                 .map_err(self.err())?;
             for r in rows {
                 let (id, pid): (String, i32) = (r.get(0), r.get(1));
@@ -47,14 +52,19 @@ impl Locks for Postgres {
                         .map_err(self.err())?;
                 }
             }
-            c.execute(
+            c.execute_typed(
                 "DELETE FROM sender WHERE heartbeat < clock_timestamp() - make_interval(secs => $1)",
-                &[&(LEASE.as_secs_f64() * 4.0)],
+                &[(&(LEASE.as_secs_f64() * 4.0), Type::FLOAT8)],
             )
             .map_err(self.err())?;
-            c.execute(
+            c.execute_typed(
                 "INSERT INTO sender (id, campaign, host, pid) VALUES ($1, $2, $3, $4)",
-                &[&self.sender, &campaign, &host, &(std::process::id() as i32)],
+                &[
+                    (&self.sender, Type::TEXT),
+                    (&campaign, Type::TEXT),
+                    (&host, Type::TEXT),
+                    (&(std::process::id() as i32), Type::INT4),
+                ],
             )
             .map_err(self.err())?;
         }

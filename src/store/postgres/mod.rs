@@ -218,14 +218,9 @@ impl Postgres {
     /// Connects, and creates or upgrades the schema.
     pub fn open(target: &Target) -> Result<Postgres> {
         let mut client = target.connect()?;
-        let s_err = |e: postgres::Error| db_error(target, e);
-        // One herald at a time creates or upgrades the schema.
-        client
-            .batch_execute("SELECT pg_advisory_lock(726561001)")
-            .map_err(s_err)?;
-        let made = setup(&mut client);
-        let _ = client.batch_execute("SELECT pg_advisory_unlock(726561001)");
-        made.map_err(|e| match e {
+        // One herald at a time creates or upgrades the schema (`setup`
+        // takes the lock when there is anything to do).
+        setup(&mut client).map_err(|e| match e {
             Setup::Db(e) => db_error(target, e),
             Setup::Newer(found) => StoreError::new(
                 &target.shown,

@@ -24,23 +24,177 @@ impl From<postgres::Error> for Setup {
     }
 }
 
-/// Creates or upgrades the schema, in one transaction.
+/// The lock two hosts take to create or upgrade the schema one at a time
+/// (a session lock: held across the upgrade's transaction).
+const SETUP_LOCK: i64 = 726561001;
+
+/// Creates or upgrades the schema.
+///
+/// Most opens find it current: one read, no lock (a version is written in
+/// the transaction that brings the schema to it, so a version read is a
+/// schema complete). Otherwise one host at a time (an advisory lock): a new
+/// database gets the latest schema in one step, a database of an older
+/// version is brought through each version in turn.
 pub(super) fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
-    client.batch_execute("CREATE TABLE IF NOT EXISTS herald_schema (version INTEGER NOT NULL)")?;
-    let version: Option<i32> = client
-        .query_opt("SELECT MAX(version) FROM herald_schema", &[])?
-        .and_then(|r| r.get(0));
-    let version = version.unwrap_or(0);
+    // An error here (no `herald_schema` yet, most likely) is seen again,
+    // or not, under the lock below.
+    if let Ok(rows) = client.simple_query("SELECT MAX(version) FROM herald_schema") {
+        match first_value(&rows).and_then(|v| v.parse::<i32>().ok()) {
+            Some(SCHEMA_VERSION) => return Ok(()),
+            Some(v) if v > SCHEMA_VERSION => return Err(Setup::Newer(v)),
+            _ => {}
+        }
+    }
+    // Session-level: held until unlocked, even if what follows fails.
+    client.batch_execute(&format!("SELECT pg_advisory_lock({SETUP_LOCK})"))?;
+    let made = setup_locked(client);
+    let _ = client.batch_execute(&format!("SELECT pg_advisory_unlock({SETUP_LOCK})"));
+    made
+}
+
+/// The first row's first value of a simple query's answer.
+fn first_value(rows: &[postgres::SimpleQueryMessage]) -> Option<&str> {
+    rows.iter().find_map(|m| match m {
+        postgres::SimpleQueryMessage::Row(r) => r.get(0),
+        _ => None,
+    })
+}
+
+/// [`setup`] under the lock.
+fn setup_locked(client: &mut Client) -> std::result::Result<(), Setup> {
+    // One round trip: the version (0 for none), the server's version, and
+    // whether any of herald's tables is there already.
+    let rows = client.simple_query(
+        "CREATE TABLE IF NOT EXISTS herald_schema (version INTEGER NOT NULL);
+         SELECT COALESCE(MAX(version), 0) || ' ' || current_setting('server_version_num')
+            || ' ' || (to_regclass('recipient') IS NULL) FROM herald_schema",
+    )?;
+    let found = first_value(&rows).unwrap_or("");
+    let mut parts = found.split(' ');
+    let version: i32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let server: i32 = parts.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+    let empty = parts.next() == Some("true");
     if version > SCHEMA_VERSION {
         return Err(Setup::Newer(version));
     }
     if version == SCHEMA_VERSION {
         return Ok(());
     }
+    if version == 0 && empty {
+        // One statement list, one implicit transaction: all of it or none.
+        client.batch_execute(&format!(
+            "{}
+             DELETE FROM herald_schema;
+             INSERT INTO herald_schema (version) VALUES ({SCHEMA_VERSION});",
+            latest(server)
+        ))?;
+        return Ok(());
+    }
+    upgrade(client, server)
+}
+
+/// A new database's schema, at [`SCHEMA_VERSION`], in one script: what the
+/// versions one after the other leave (columns in the same order, the same
+/// names, defaults, indexes, storage and functions), without building what
+/// a later version takes down again (a queue index, a primary key, a table
+/// rewritten for a generated column and a fill factor). The test
+/// `a_new_database_and_one_upgraded_from_version_1_have_the_same_schema`
+/// keeps the two the same.
+fn latest(server: i32) -> String {
+    format!(
+        "CREATE TABLE campaign (
+            id TEXT PRIMARY KEY,
+            post TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            columns TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            finished_at TEXT
+         );
+         CREATE TABLE recipient (
+            campaign TEXT NOT NULL,
+            seq BIGINT NOT NULL,
+            email TEXT NOT NULL,
+            email_key TEXT NOT NULL,
+            line BIGINT NOT NULL,
+            fields TEXT NOT NULL,
+            state TEXT NOT NULL DEFAULT 'pending',
+            attempts BIGINT NOT NULL DEFAULT 0,
+            reply TEXT,
+            updated_at TEXT,
+            seen BIGINT NOT NULL DEFAULT 0,
+            claimed_by TEXT,
+            relay TEXT,
+            waiting BOOLEAN GENERATED ALWAYS AS (state IN ({waiting})) STORED,
+            PRIMARY KEY (campaign, seq),
+            UNIQUE (campaign, email_key)
+         ) WITH (fillfactor = 50);
+         CREATE INDEX recipient_waiting ON recipient (campaign, seq) WHERE waiting;
+         CREATE TABLE suppression (
+            email_key TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            added_at TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT 'bounce',
+            campaign TEXT,
+            id BIGSERIAL PRIMARY KEY
+         );
+         CREATE UNIQUE INDEX suppression_once ON suppression (email_key, source, COALESCE(campaign, ''));
+         CREATE INDEX suppression_at ON suppression (added_at);
+         CREATE TABLE intake (
+            message_key TEXT PRIMARY KEY,
+            handled_at TEXT NOT NULL
+         );
+         CREATE TABLE bounce (
+            id BIGSERIAL PRIMARY KEY,
+            email_key TEXT NOT NULL,
+            campaign TEXT,
+            kind TEXT NOT NULL,
+            status TEXT NOT NULL,
+            hard BOOLEAN NOT NULL,
+            reason TEXT NOT NULL,
+            diagnostic TEXT,
+            action TEXT NOT NULL,
+            message TEXT NOT NULL,
+            at TEXT NOT NULL,
+            origin TEXT UNIQUE
+         );
+         CREATE INDEX bounce_email ON bounce (email_key, at);
+         CREATE INDEX bounce_campaign ON bounce (campaign);
+         CREATE TABLE sender (
+            id TEXT PRIMARY KEY,
+            campaign TEXT NOT NULL,
+            host TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            started_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp(),
+            heartbeat TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp()
+         );
+         CREATE TABLE rate_slot (
+            id BIGSERIAL PRIMARY KEY,
+            campaign TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            answered_at TIMESTAMPTZ
+         );
+         CREATE INDEX rate_slot_campaign ON rate_slot (campaign, id);
+         CREATE TABLE relay_day (
+            relay TEXT NOT NULL,
+            day TEXT NOT NULL,
+            used BIGINT NOT NULL,
+            PRIMARY KEY (relay, day)
+         );
+         {log}
+         {functions}",
+        waiting = rules::sql(rules::queued(true)),
+        log = SUPPRESSION_LOG,
+        functions = functions_sql(server),
+    )
+}
+
+/// Brings a database of an older version through each version in turn,
+/// in one transaction.
+fn upgrade(client: &mut Client, server: i32) -> std::result::Result<(), Setup> {
     let mut tx = client.transaction()?;
     tables_v1(&mut tx)?;
     relays_v2(&mut tx)?;
-    functions(&mut tx)?;
+    tx.batch_execute(&functions_sql(server))?;
     migrate_suppression_history(&mut tx)?;
     suppression_log_v3(&mut tx)?;
     queue_v6(&mut tx)?;
@@ -61,7 +215,9 @@ pub(super) fn setup(client: &mut Client) -> std::result::Result<(), Setup> {
 
 /// Version 1: everything the SQLite journal's schema 3 has, plus senders,
 /// claims and the shared rate window.
-fn tables_v1(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error> {
+pub(super) fn tables_v1(
+    tx: &mut postgres::Transaction<'_>,
+) -> std::result::Result<(), postgres::Error> {
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS campaign (
             id TEXT PRIMARY KEY,
@@ -186,16 +342,13 @@ fn relays_v2(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), post
 /// on the server, 2,800 calls of `herald_apply`). The plan is the same
 /// whatever the arrays hold: the rows by their key, the claim through its
 /// index in order. PostgreSQL 11 has no such setting and plans each call.
-fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postgres::Error> {
-    let server: i32 = tx
-        .query_one("SELECT current_setting('server_version_num')::INTEGER", &[])?
-        .get(0);
+fn functions_sql(server: i32) -> String {
     let plan_once = if server >= 120_000 {
         "SET plan_cache_mode = force_generic_plan"
     } else {
         ""
     };
-    tx.batch_execute(&format!(
+    format!(
         "CREATE OR REPLACE FUNCTION herald_take_slot(p_campaign TEXT, p_sender TEXT, p_max BIGINT, p_window FLOAT8)
          RETURNS TABLE (slot BIGINT, wait FLOAT8) LANGUAGE plpgsql AS $f$
          DECLARE
@@ -286,7 +439,7 @@ fn functions(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), post
         claim = claim_sql(false),
         claim_unknown = claim_sql(true),
         unknown = rules::sql(rules::queued(true)),
-    ))
+    )
 }
 
 /// `herald_claim`'s statement for the states [`rules::queued`] gives:
@@ -318,8 +471,12 @@ fn claim_sql(resend_unknown: bool) -> String {
 /// A sequence's numbers can commit out of order; the reader asks again
 /// from a few seconds back (see the engine's suppression watch).
 fn suppression_log_v3(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), Setup> {
-    tx.batch_execute(
-        "CREATE TABLE IF NOT EXISTS suppression_log (
+    tx.batch_execute(SUPPRESSION_LOG)?;
+    Ok(())
+}
+
+/// The log of version 3 and the trigger that writes it.
+const SUPPRESSION_LOG: &str = "CREATE TABLE IF NOT EXISTS suppression_log (
             id BIGSERIAL PRIMARY KEY,
             email_key TEXT NOT NULL
          );
@@ -330,10 +487,7 @@ fn suppression_log_v3(tx: &mut postgres::Transaction<'_>) -> std::result::Result
          END $f$;
          DROP TRIGGER IF EXISTS suppression_logged ON suppression;
          CREATE TRIGGER suppression_logged AFTER INSERT ON suppression
-            FOR EACH ROW EXECUTE FUNCTION herald_suppression_logged();",
-    )?;
-    Ok(())
-}
+            FOR EACH ROW EXECUTE FUNCTION herald_suppression_logged();";
 
 /// Version 3: the suppression list keeps every event (see the SQLite
 /// journal's schema 5). Up to version 2 it held one row per address; each

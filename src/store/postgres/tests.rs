@@ -277,6 +277,99 @@ fn a_version_2_suppression_list_becomes_events() {
     assert!(s.is_suppressed("ana@x.org").unwrap());
 }
 
+/// Everything of a database's schema that herald made: relations and
+/// their storage, columns in order with types, defaults and generation,
+/// indexes, constraints, functions' source and settings, triggers,
+/// sequences, and the version recorded.
+fn schema_of(db: &ScratchDatabase) -> Vec<String> {
+    let mut c = db.target().connect().unwrap();
+    c.query(
+        "SELECT kind || ' ' || name || ': ' || def FROM (
+            SELECT 'relation' AS kind, c.relname::TEXT AS name,
+               c.relkind::TEXT || ' ' || c.relpersistence::TEXT || ' '
+               || COALESCE(array_to_string(c.reloptions, ','), '') AS def
+            FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace
+            UNION ALL
+            SELECT 'column', c.relname || '.' || a.attname,
+               a.attnum || ' ' || format_type(a.atttypid, a.atttypmod) || ' not null ' || a.attnotnull
+               || ' generated ' || a.attgenerated::TEXT || ' default ' || COALESCE(pg_get_expr(d.adbin, d.adrelid), '')
+               || ' collation ' || COALESCE(k.collname::TEXT, '')
+            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            LEFT JOIN pg_collation k ON k.oid = a.attcollation
+            WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'r'
+              AND a.attnum > 0 AND NOT a.attisdropped
+            UNION ALL
+            SELECT 'index', c.relname, pg_get_indexdef(c.oid)
+            FROM pg_class c WHERE c.relnamespace = current_schema()::regnamespace AND c.relkind = 'i'
+            UNION ALL
+            SELECT 'constraint', r.relname || '.' || k.conname, pg_get_constraintdef(k.oid)
+            FROM pg_constraint k JOIN pg_class r ON r.oid = k.conrelid
+            WHERE k.connamespace = current_schema()::regnamespace
+            UNION ALL
+            SELECT 'function', p.oid::regprocedure::TEXT, pg_get_functiondef(p.oid)
+            FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace
+            UNION ALL
+            SELECT 'trigger', t.tgname, pg_get_triggerdef(t.oid)
+            FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+            WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal
+            UNION ALL
+            SELECT 'sequence', s.sequencename, s.data_type::TEXT || ' ' || s.start_value || ' ' || s.increment_by
+            FROM pg_sequences s WHERE s.schemaname = current_schema()
+            UNION ALL
+            SELECT 'version', '', string_agg(version::TEXT, ',') FROM herald_schema
+         ) x ORDER BY 1",
+        &[],
+    )
+    .unwrap()
+    .into_iter()
+    .map(|r| r.get(0))
+    .collect()
+}
+
+/// A new database gets the latest schema in one step; one a herald of
+/// version 1 made is brought through every version. The two must end the
+/// same, or the one-step schema has drifted from the upgrades.
+#[test]
+fn a_new_database_and_one_upgraded_from_version_1_have_the_same_schema() {
+    let (Some(new), Some(old)) = (
+        ScratchDatabase::new("a_new_database_has_the_upgraded_schema (new)"),
+        ScratchDatabase::new("a_new_database_has_the_upgraded_schema (old)"),
+    ) else {
+        return;
+    };
+    drop(Postgres::open(&new.target()).unwrap());
+    {
+        // Version 1's tables, and its `herald_apply` (version 2 replaced it).
+        let mut c = old.target().connect().unwrap();
+        let mut tx = c.transaction().unwrap();
+        schema::tables_v1(&mut tx).unwrap();
+        tx.batch_execute(
+            "CREATE TABLE herald_schema (version INTEGER NOT NULL);
+             INSERT INTO herald_schema VALUES (1);
+             CREATE FUNCTION herald_apply(TEXT, TEXT, BIGINT[], TEXT[], TEXT[], BIGINT[], TEXT, BIGINT)
+             RETURNS BIGINT LANGUAGE sql AS 'SELECT 0::BIGINT';",
+        )
+        .unwrap();
+        tx.commit().unwrap();
+    }
+    drop(Postgres::open(&old.target()).unwrap());
+    let (made, upgraded) = (schema_of(&new), schema_of(&old));
+    assert!(
+        made.iter().any(|l| l.starts_with("function herald_claim(")),
+        "{made:#?}"
+    );
+    let only = |a: &[String], b: &[String]| -> Vec<String> {
+        a.iter().filter(|l| !b.contains(l)).cloned().collect()
+    };
+    assert_eq!(
+        (only(&made, &upgraded), only(&upgraded, &made)),
+        (vec![], vec![]),
+        "(only in the new database, only in the upgraded one)"
+    );
+    assert_eq!(made, upgraded);
+}
+
 #[test]
 fn a_database_from_a_newer_herald_is_refused() {
     let Some(db) = ScratchDatabase::new("a_database_from_a_newer_herald_is_refused") else {

@@ -238,3 +238,50 @@ fn a_long_list_keeps_its_order_skips_removals_and_latest_fields() {
         assert_eq!(n5.values, ["new5"], "{}", b.name);
     }
 }
+#[test]
+fn an_address_listed_again_in_a_new_campaigns_list_keeps_its_first_place() {
+    for b in backends("an_address_listed_again_in_a_new_list") {
+        let mut s = (b.open)();
+        let s = s.as_mut();
+        s.upsert_campaign("c", "post.md", "h", &["first_name".into()])
+            .unwrap();
+        // A list new to the campaign, long enough to be written in parts,
+        // where an address of an early part comes back in a later one and
+        // another comes back in its own part; the last row is left out.
+        let mut i = s.import("c").unwrap();
+        for k in 0..2500 {
+            i.add(&format!("a{k}@x.org"), k + 2, &[format!("name{k}")])
+                .unwrap();
+            if k == 1500 {
+                i.add("A3@X.ORG", 9000, &["again".into()]).unwrap();
+            }
+            if k == 1600 {
+                i.add("a1501@x.org", 9001, &["twice".into()]).unwrap();
+            }
+        }
+        i.add("out@x.org", 9002, &[]).unwrap();
+        i.skip("out@x.org", "unsubscribed").unwrap();
+        assert_eq!(i.commit().unwrap(), 0, "{}", b.name);
+        let c = s.counts("c").unwrap();
+        assert_eq!(
+            (c.total, c.pending, c.skipped),
+            (2501, 2500, 1),
+            "{}",
+            b.name
+        );
+        let rows = s.queue("c", 0, 10_000, false).unwrap();
+        let got: Vec<&str> = rows.iter().map(|r| r.email.as_str()).collect();
+        let want: Vec<String> = (0..2500)
+            .map(|k| match k {
+                3 => "A3@X.ORG".to_string(),
+                k => format!("a{k}@x.org"),
+            })
+            .collect();
+        assert_eq!(got, want, "{}", b.name);
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        assert!(seqs.windows(2).all(|w| w[0] < w[1]), "{}", b.name);
+        assert_eq!(rows[3].values, ["again"], "{}", b.name);
+        assert_eq!(rows[1501].values, ["twice"], "{}", b.name);
+        assert_eq!(rows[1502].values, ["name1502"], "{}", b.name);
+    }
+}
