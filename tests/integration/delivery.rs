@@ -1002,59 +1002,6 @@ fn tls_relays_starttls_and_implicit_with_a_private_ca() {
     }
 }
 
-/// lettre's pooled transport stalls ~40 ms per message (Nagle against the
-/// server's delayed ACK). One connection to smtp-sink must move messages
-/// far faster than one per 40 ms; the stall would cap it near 25 a second.
-#[test]
-fn one_connection_is_not_held_back_by_nagle() {
-    let Some(sink) = tool("smtp-sink") else {
-        return;
-    };
-    let tmp = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = Command::new(sink)
-        .args(["-u", "nobody", &format!("127.0.0.1:{port}"), "64"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    config(tmp.path(), "");
-    let list = write_list(tmp.path(), 300);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.current_dir(tmp.path())
-        .args([
-            "send",
-            example_post().to_str().unwrap(),
-            "--subscribers",
-            list.to_str().unwrap(),
-        ])
-        .args([
-            "--smtp",
-            &format!("smtp://127.0.0.1:{port}?tls=none"),
-            "--yes",
-            "--connections",
-            "1",
-            "--json",
-        ])
-        .env("HERALD_UNSUBSCRIBE_SECRET", SECRET)
-        .stdin(Stdio::null());
-    let started = Instant::now();
-    let o = cmd.output().unwrap();
-    let secs = started.elapsed().as_secs_f64();
-    let _ = child.kill();
-    let _ = child.wait();
-    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["counts"]["sent"], 300);
-    let rate = 300.0 / secs;
-    eprintln!("one connection to smtp-sink: {rate:.0} msg/s");
-    assert!(
-        rate > 100.0,
-        "{rate:.0} msg/s on one connection: the Nagle stall is back"
-    );
-}
-
 /// The status of the only campaign in `dir`'s journal, as JSON counts.
 fn counts(dir: &Path) -> serde_json::Value {
     status_json(dir)["campaign"]["counts"].clone()
