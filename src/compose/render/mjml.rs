@@ -476,29 +476,57 @@ fn push_text_breaking(out: &mut String, text: &str) {
     // probing every fuzz token at 10,000 and 40,000 repeats).
     let tail = &out.as_bytes()[out.len().saturating_sub(LINE + 1)..];
     let line_len = memchr::memrchr(b'\n', tail).map_or(tail.len(), |i| tail.len() - i - 1);
-    // One pass over the bytes, copying the text in stretches between the
-    // bytes that change (an escape, a space that becomes a line break):
-    // a split and an escaping call per word were a tenth of composing.
-    // `base` is the line's length where the stretch `from..` starts.
+    // Copies the text in stretches between the bytes that change it (an
+    // escape, a space that becomes a line break), found by memchr: escapes
+    // are rare, and a space matters only once the line is over LINE, so
+    // most bytes are never looked at one by one (a test of every byte was
+    // a twentieth of `herald preview`). `base` is the line's length where
+    // the stretch `from..` starts.
     let bytes = text.as_bytes();
     let (mut from, mut base) = (0, line_len);
-    for (i, &b) in bytes.iter().enumerate() {
-        let escaped = match b {
-            b'&' => "&amp;",
-            b'<' => "&lt;",
-            b'>' => "&gt;",
-            // A space before a word, once the line is over LINE, breaks it.
-            b' ' if base + (i - from) > LINE && !matches!(bytes.get(i + 1), None | Some(b' ')) => {
-                out.push_str(&text[from..i]);
-                out.push('\n');
-                (from, base) = (i + 1, 0);
-                continue;
+    let mut i = 0;
+    // The next byte to escape at or after `i` (bytes.len(): none), searched
+    // again only once passed, so a long text is searched once, not once per
+    // line break.
+    let next_escape =
+        |i: usize| memchr::memchr3(b'&', b'<', b'>', &bytes[i..]).map_or(bytes.len(), |n| i + n);
+    let mut esc = next_escape(0);
+    loop {
+        if esc < i {
+            esc = next_escape(i);
+        }
+        // The first space before a word at or after the first byte that
+        // takes the line over LINE (`base + (at - from) > LINE`), before
+        // the next escape.
+        let mut at = (from + LINE + 1).saturating_sub(base).max(i);
+        let mut brk = None;
+        while at < esc {
+            let Some(n) = memchr::memchr(b' ', &bytes[at..esc]) else {
+                break;
+            };
+            at += n;
+            if !matches!(bytes.get(at + 1), None | Some(b' ')) {
+                brk = Some(at);
+                break;
             }
-            _ => continue,
+            at += 1;
+        }
+        if let Some(at) = brk {
+            out.push_str(&text[from..at]);
+            out.push('\n');
+            (from, base, i) = (at + 1, 0, at + 1);
+            continue;
+        }
+        let escaped = match bytes.get(esc) {
+            Some(b'&') => "&amp;",
+            Some(b'<') => "&lt;",
+            Some(b'>') => "&gt;",
+            _ => break,
         };
-        out.push_str(&text[from..i]);
+        out.push_str(&text[from..esc]);
         out.push_str(escaped);
-        (from, base) = (i + 1, base + (i - from) + escaped.len());
+        (from, base) = (esc + 1, base + (esc - from) + escaped.len());
+        i = esc + 1;
     }
     out.push_str(&text[from..]);
 }
@@ -506,6 +534,71 @@ fn push_text_breaking(out: &mut String, text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The byte-by-byte loop `push_text_breaking` replaced: the reference.
+    fn push_text_breaking_bytewise(out: &mut String, text: &str) {
+        const LINE: usize = 200;
+        let tail = &out.as_bytes()[out.len().saturating_sub(LINE + 1)..];
+        let line_len = memchr::memrchr(b'\n', tail).map_or(tail.len(), |i| tail.len() - i - 1);
+        let bytes = text.as_bytes();
+        let (mut from, mut base) = (0, line_len);
+        for (i, &b) in bytes.iter().enumerate() {
+            let escaped = match b {
+                b'&' => "&amp;",
+                b'<' => "&lt;",
+                b'>' => "&gt;",
+                b' ' if base + (i - from) > LINE
+                    && !matches!(bytes.get(i + 1), None | Some(b' ')) =>
+                {
+                    out.push_str(&text[from..i]);
+                    out.push('\n');
+                    (from, base) = (i + 1, 0);
+                    continue;
+                }
+                _ => continue,
+            };
+            out.push_str(&text[from..i]);
+            out.push_str(escaped);
+            (from, base) = (i + 1, base + (i - from) + escaped.len());
+        }
+        out.push_str(&text[from..]);
+    }
+
+    #[test]
+    fn text_breaks_as_the_byte_by_byte_loop_did() {
+        // Words of every length, runs of spaces, escapes alone and in runs,
+        // a trailing space, after lines of every length already written.
+        let pieces = [
+            "a",
+            "bc",
+            "def",
+            "  ",
+            " ",
+            "&",
+            "<<",
+            ">",
+            "x&y",
+            "\u{e9}t\u{e9}",
+            "word",
+            "longerword",
+        ];
+        let mut seed = 7u64;
+        for round in 0..300 {
+            let mut text = String::new();
+            while text.len() < 40 + round * 5 {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                text.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+                if seed >> 62 != 0 {
+                    text.push(' ');
+                }
+            }
+            let before = format!("{}\n{}", "z".repeat(9), "y".repeat(round % 230));
+            let (mut fast, mut slow) = (before.clone(), before.clone());
+            push_text_breaking(&mut fast, &text);
+            push_text_breaking_bytewise(&mut slow, &text);
+            assert_eq!(fast, slow, "{text:?} after {} bytes", round % 230);
+        }
+    }
 
     #[test]
     fn long_text_breaks_at_a_space_before_a_word_once_the_line_is_over_200() {
