@@ -90,62 +90,97 @@ fn first_non_ascii(bytes: &[u8]) -> Option<usize> {
 /// one line; email needs lines under 998 bytes, and short lines let the HTML
 /// travel without quoted-printable encoding.
 pub fn fold_lines(html: &str) -> String {
-    const SAFE: &[&str] = &[
-        "<table",
-        "</table",
-        "<tbody",
-        "</tbody",
-        "<tr",
-        "</tr",
-        "<td",
-        "</td",
-        "<div",
-        "</div",
-        "<!--[if",
-        "<![endif]",
-        "<!--<![endif]",
-        "<head",
-        "</head",
-        "<body",
-        "</body",
-        "<style",
-        "<meta",
-        "<title",
-        "<link",
-        "<p ",
-        "<p>",
-        "<ul",
-        "<ol",
-        "<li",
-        "<h1",
-        "<h2",
-        "<h3",
-        "<h4",
-        "<h5",
-        "<h6",
-        "<blockquote",
-        "<pre",
-        "<hr",
-    ];
     const TARGET: usize = 160;
+    let bytes = html.as_bytes();
     let mut out = String::with_capacity(html.len() + html.len() / 64);
     let mut line_len = 0;
     let mut from = 0;
-    for i in memchr::memmem::find_iter(html.as_bytes(), "><") {
-        let (head, tail) = (&html[from..i + 1], &html[i + 1..]);
+    // The first line break at or after `from` (html.len(): none), searched
+    // again only once passed: heads with a line break in them are few, and
+    // a search back through every head was a fifth of folding.
+    let next_newline =
+        |from: usize| memchr::memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |n| from + n);
+    let mut newline = next_newline(0);
+    // Each `><` is a `>` followed by `<`: a search for the one byte costs
+    // less than memmem's for the pair, and the pairs never overlap.
+    let mut i = 0;
+    while let Some(n) = memchr::memchr(b'>', &bytes[i..]) {
+        let at = i + n;
+        i = at + 1;
+        if bytes.get(at + 1) != Some(&b'<') {
+            continue;
+        }
+        let (head, tail) = (&html[from..at + 1], &html[at + 1..]);
         out.push_str(head);
-        line_len = match memchr::memrchr(b'\n', head.as_bytes()) {
-            Some(n) => head.len() - n - 1,
-            None => line_len + head.len(),
+        line_len = if newline <= at {
+            let n = memchr::memrchr(b'\n', head.as_bytes()).unwrap_or(0);
+            newline = next_newline(at + 1);
+            head.len() - n - 1
+        } else {
+            line_len + head.len()
         };
-        if line_len > TARGET && SAFE.iter().any(|t| tail.starts_with(t)) {
+        if line_len > TARGET
+            && may_fold_before(tail.as_bytes())
+            && FOLD_BEFORE.iter().any(|t| tail.starts_with(t))
+        {
             out.push('\n');
             line_len = 0;
         }
-        from = i + 1;
+        from = at + 1;
     }
     out.push_str(&html[from..]);
     out
+}
+
+/// The tags [`fold_lines`] breaks a line before.
+const FOLD_BEFORE: &[&str] = &[
+    "<table",
+    "</table",
+    "<tbody",
+    "</tbody",
+    "<tr",
+    "</tr",
+    "<td",
+    "</td",
+    "<div",
+    "</div",
+    "<!--[if",
+    "<![endif]",
+    "<!--<![endif]",
+    "<head",
+    "</head",
+    "<body",
+    "</body",
+    "<style",
+    "<meta",
+    "<title",
+    "<link",
+    "<p ",
+    "<p>",
+    "<ul",
+    "<ol",
+    "<li",
+    "<h1",
+    "<h2",
+    "<h3",
+    "<h4",
+    "<h5",
+    "<h6",
+    "<blockquote",
+    "<pre",
+    "<hr",
+];
+
+/// Whether `tail` may start with one of [`FOLD_BEFORE`], by its second and
+/// third bytes: most tags after a long line are inline ones (`<a`,
+/// `</span`...), and comparing each with the whole list was a sixth of
+/// folding. False only where the list has no match.
+fn may_fold_before(tail: &[u8]) -> bool {
+    match tail.get(1) {
+        Some(b'/') => matches!(tail.get(2), Some(b't' | b'd' | b'h' | b'b')),
+        Some(b't' | b'd' | b'!' | b'h' | b'b' | b's' | b'm' | b'l' | b'p' | b'u' | b'o') => true,
+        _ => false,
+    }
 }
 
 /// Makes the rendered HTML smaller without changing what any client shows:
@@ -662,6 +697,81 @@ mod tests {
             super::push_collapsed(&mut fast, &text);
             push_collapsed_bytewise(&mut slow, &text);
             assert_eq!(fast, slow, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn the_quick_test_lets_every_fold_point_through() {
+        for t in super::FOLD_BEFORE {
+            assert!(super::may_fold_before(t.as_bytes()), "{t}");
+            assert!(super::may_fold_before(format!("{t}x>").as_bytes()), "{t}");
+        }
+        for t in [
+            "<a href",
+            "</a>",
+            "</span>",
+            "<img",
+            "</p>",
+            "<em>",
+            "</strong>",
+        ] {
+            assert!(!super::may_fold_before(t.as_bytes()), "{t}");
+        }
+    }
+
+    #[test]
+    fn lines_fold_as_the_pair_search_did() {
+        // The loop before: memmem for `><`, a search back for the line's
+        // start in every head, the whole list for every tail.
+        fn reference(html: &str) -> String {
+            let mut out = String::new();
+            let (mut line_len, mut from) = (0, 0);
+            for i in memchr::memmem::find_iter(html.as_bytes(), "><") {
+                let (head, tail) = (&html[from..i + 1], &html[i + 1..]);
+                out.push_str(head);
+                line_len = match memchr::memrchr(b'\n', head.as_bytes()) {
+                    Some(n) => head.len() - n - 1,
+                    None => line_len + head.len(),
+                };
+                if line_len > 160 && super::FOLD_BEFORE.iter().any(|t| tail.starts_with(t)) {
+                    out.push('\n');
+                    line_len = 0;
+                }
+                from = i + 1;
+            }
+            out.push_str(&html[from..]);
+            out
+        }
+        let pieces = [
+            "<table>",
+            "<td style=\"a>b\">",
+            "</td>",
+            "<a href=\"x\">",
+            "</a>",
+            "text ",
+            "\n",
+            "<p>",
+            "</p>",
+            "<br />",
+            "<!--[if mso]>",
+            "<![endif]-->",
+            ">",
+            "<",
+            "<div>",
+            "</div>",
+            "x\ny",
+            "<span>",
+            "</span>",
+            "<hr>",
+        ];
+        let mut seed = 5u64;
+        for round in 0..300 {
+            let mut html = String::new();
+            while html.len() < 100 + round * 10 {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                html.push_str(pieces[(seed >> 33) as usize % pieces.len()]);
+            }
+            assert_eq!(super::fold_lines(&html), reference(&html), "{html:?}");
         }
     }
 
