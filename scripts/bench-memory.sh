@@ -5,6 +5,7 @@
 #   scripts/bench-memory.sh                    # 1,000 and 100,000 recipients
 #   BENCH_MILLION=1 scripts/bench-memory.sh    # also 1,000,000 (many minutes)
 #   OLD=/path/to/old/herald scripts/bench-memory.sh
+#   DRY_ONLY=1 OLD=... scripts/bench-memory.sh # only part 2 (the dry runs)
 #
 # 1. A journaled send (SQLite journal on disk, as in use) of the example
 #    issue to Postfix's smtp-sink on 127.0.0.1, 8 connections, for a list
@@ -139,8 +140,9 @@ if command -v nm >/dev/null && [[ -f packaging/code-order.txt ]]; then
         comm -12 - <(sort -u packaging/code-order.txt) | wc -l)
     echo "code order: $found of the $listed functions of packaging/code-order.txt are in $HERALD"
 fi
-gen_csv 1000 "$work/small.csv"
 gen_csv "$N" "$work/list.csv"
+if [[ -z ${DRY_ONLY:-} ]]; then
+gen_csv 1000 "$work/small.csv"
 small=$(journaled "$HERALD" "$work/small.csv" 1000)
 small_kb=$(awk '{print $2}' <<<"$small")
 big=$(journaled "$HERALD" "$work/list.csv" "$N")
@@ -153,6 +155,7 @@ if [[ -n ${BENCH_MILLION:-} ]]; then
     million=$(journaled "$HERALD" "$work/million.csv" 1000000)
     journaled_line 1000000 "$million" 30
     rm -f "$work/million.csv"
+fi
 fi
 
 # A dry run of the list to files by binary $1 (its own outbox, and no

@@ -331,7 +331,10 @@ pub struct Audience {
     dedup: Dedup,
     suppression: Arc<Suppression>,
     record: csv::StringRecord,
-    blank: std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<u64>>>,
+    blank: Blanks,
+    /// [`validate`]'s read: the first 64 bits of each address a row's
+    /// status leaves out (see [`Checked::status_and_send`]).
+    statused: Option<Vec<u64>>,
 }
 
 /// A header of one column that holds `;` and an email-ish name (German
@@ -399,6 +402,7 @@ pub fn open(path: &Path, suppression: Arc<Suppression>) -> Result<Audience, Inpu
         suppression,
         record: csv::StringRecord::new(),
         blank,
+        statused: None,
     })
 }
 
@@ -409,6 +413,16 @@ pub fn open(path: &Path, suppression: Arc<Suppression>) -> Result<Audience, Inpu
 /// Windows-made list, or one with blank lines, would be off.
 /// The longest line a subscriber list may have (a row is a few hundred bytes).
 pub const MAX_LINE: usize = crate::limits::MAX_LINE_BYTES;
+
+/// Where the blank lines are, shared by the reader that finds them and the
+/// list that numbers its rows. Behind a mutex (never contended: one
+/// thread reads a list) so that a list being read can move to another
+/// thread: a dry run's queue reads it on the run's blocking pool.
+type Blanks = Arc<std::sync::Mutex<std::collections::VecDeque<u64>>>;
+
+fn lock_blanks(b: &Blanks) -> std::sync::MutexGuard<'_, std::collections::VecDeque<u64>> {
+    b.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 pub struct LineEndings<R> {
     inner: R,
@@ -422,7 +436,7 @@ pub struct LineEndings<R> {
     pos: u64,
     last_lf: bool,
     /// Offsets of the LF of each blank line, not yet passed by the reader.
-    blank: std::rc::Rc<std::cell::RefCell<std::collections::VecDeque<u64>>>,
+    blank: Blanks,
 }
 
 impl<R: std::io::Read> LineEndings<R> {
@@ -439,7 +453,7 @@ impl<R: std::io::Read> LineEndings<R> {
 
     fn emit(&mut self, buf: &mut [u8], out: &mut usize, b: u8) {
         if b == b'\n' && self.last_lf {
-            self.blank.borrow_mut().push_back(self.pos);
+            lock_blanks(&self.blank).push_back(self.pos);
         }
         self.last_lf = b == b'\n';
         self.line_len = if b == b'\n' { 0 } else { self.line_len + 1 };
@@ -493,12 +507,8 @@ impl<R: std::io::Read> std::io::Read for LineEndings<R> {
 }
 
 /// The true line of a record csv placed at `byte`, reported as `line`.
-fn true_line(
-    blank: &std::cell::RefCell<std::collections::VecDeque<u64>>,
-    byte: u64,
-    line: u64,
-) -> u64 {
-    let mut q = blank.borrow_mut();
+fn true_line(blank: &Blanks, byte: u64, line: u64) -> u64 {
+    let mut q = lock_blanks(blank);
     while q.front().is_some_and(|&b| b < byte) {
         q.pop_front();
     }
@@ -567,6 +577,11 @@ impl Audience {
         };
         if let Some(i) = self.status_col {
             let status = self.record.get(i).unwrap_or("").to_lowercase();
+            if let Some(statused) = &mut self.statused
+                && !matches!(status.as_str(), "" | "subscribed" | "active" | "confirmed")
+            {
+                statused.push((fingerprint(&email) >> 64) as u64);
+            }
             match status.as_str() {
                 "" | "subscribed" | "active" | "confirmed" => {}
                 "unsubscribed" => return skip(SkipReason::Unsubscribed, &email, None),
@@ -630,6 +645,13 @@ pub struct Checked {
     /// Rows that would be mailed.
     pub rows: u64,
     pub repeats: Repeats,
+    /// Some address is on a row its status leaves out (unsubscribed,
+    /// bounced) and on a row that would be mailed (or may be: compared by
+    /// 64 bits). The journal's import knows a person by address, so such
+    /// rows change each other (the later status wins, the first row keeps
+    /// the place); a dry run that reads the list as it goes cannot tell
+    /// ahead, and imports it instead.
+    pub status_and_send: bool,
 }
 
 /// Opens a list [`validate`] checked: it tells duplicates by `repeats`
@@ -650,6 +672,7 @@ pub fn open_checked(
 pub fn validate(path: &Path, suppression: Arc<Suppression>) -> Result<Checked, Vec<InputError>> {
     let mut audience = open(path, suppression).map_err(|e| vec![e])?;
     audience.dedup = Dedup::Collect(Vec::new());
+    audience.statused = Some(Vec::new());
     let mut errors = Vec::new();
     while let Some(row) = audience.next_row() {
         if let Err(e) = row {
@@ -673,9 +696,15 @@ pub fn validate(path: &Path, suppression: Arc<Suppression>) -> Result<Checked, V
             rows -= 1;
         }
     }
+    let status_and_send = audience
+        .statused
+        .unwrap_or_default()
+        .iter()
+        .any(|f| all.binary_search(f).is_ok());
     Ok(Checked {
         rows,
         repeats: Repeats(Arc::new(repeats)),
+        status_and_send,
     })
 }
 

@@ -26,9 +26,10 @@ pub struct Outbox {
     /// The file name being written, NUL-ended for `openat`; reused.
     name: Vec<u8>,
     manifest: BufWriter<File>,
-    skipped: BufWriter<File>,
+    /// `skipped.csv`; `None` while lent to a dry run's queue (see
+    /// [`Outbox::lend_skips`]).
+    skipped: Option<SkipList>,
     written: u64,
-    skipped_count: u64,
     largest: usize,
     largest_html: usize,
 }
@@ -98,9 +99,8 @@ impl Outbox {
             folder: File::open(dir)?,
             name: Vec::with_capacity(128),
             manifest,
-            skipped,
+            skipped: Some(SkipList { file: skipped }),
             written: 0,
-            skipped_count: 0,
             largest: 0,
             largest_html: 0,
         })
@@ -141,16 +141,22 @@ impl Outbox {
     }
 
     pub fn skip(&mut self, s: &Skipped) -> io::Result<()> {
-        self.skipped_count += 1;
-        let field = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
-        writeln!(
-            self.skipped,
-            "{},{},{},{}",
-            s.line,
-            field(&s.email),
-            s.reason.describe().replace(',', ";"),
-            field(s.detail.as_deref().unwrap_or(""))
-        )
+        match &mut self.skipped {
+            Some(list) => list.skip(s),
+            None => Err(io::Error::other("skipped.csv is lent to the run's queue")),
+        }
+    }
+
+    /// `skipped.csv`, for a dry run's queue that reads the list while the
+    /// messages are written (the files go to the outbox's writer thread,
+    /// the skipped rows stay with the queue); [`Outbox::give_back_skips`]
+    /// before anything else is skipped here.
+    pub fn lend_skips(&mut self) -> Option<SkipList> {
+        self.skipped.take()
+    }
+
+    pub fn give_back_skips(&mut self, list: SkipList) {
+        self.skipped = Some(list);
     }
 
     /// Closes the manifest; returns (messages written, largest message,
@@ -158,8 +164,29 @@ impl Outbox {
     pub fn finish(mut self) -> io::Result<(u64, usize, usize)> {
         self.manifest.write_all(b"\n]\n")?;
         self.manifest.flush()?;
-        self.skipped.flush()?;
+        if let Some(list) = &mut self.skipped {
+            list.file.flush()?;
+        }
         Ok((self.written, self.largest, self.largest_html))
+    }
+}
+
+/// The outbox's `skipped.csv`: one line per row left out.
+pub struct SkipList {
+    file: BufWriter<File>,
+}
+
+impl SkipList {
+    pub fn skip(&mut self, s: &Skipped) -> io::Result<()> {
+        let field = |v: &str| format!("\"{}\"", v.replace('"', "\"\""));
+        writeln!(
+            self.file,
+            "{},{},{},{}",
+            s.line,
+            field(&s.email),
+            s.reason.describe().replace(',', ";"),
+            field(s.detail.as_deref().unwrap_or(""))
+        )
     }
 }
 

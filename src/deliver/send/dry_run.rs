@@ -2,6 +2,7 @@
 //! journal read from a copy.
 
 use super::error::{Result, SendError};
+use super::list_queue;
 use super::*;
 
 /// The journal as a dry run sees it: for the SQLite journal, a copy in a
@@ -139,6 +140,7 @@ pub(super) fn dry_run(
         target,
         _scratch,
         _lock,
+        reading,
         ..
     } = run;
     let PreparedTarget::Outbox(outbox) = target else {
@@ -166,11 +168,26 @@ pub(super) fn dry_run(
         Arc::new(Progress::default()),
         Arc::new(AtomicBool::new(false)),
     );
+    // A list read as the run went: what its reading counted, and the
+    // outbox's skipped.csv back; or why it stopped (the import's error).
+    let (import, skips) = match reading {
+        None => (import, None),
+        Some(reading) => {
+            let mut r = list_queue::lock(&reading);
+            if let Some(e) = r.stopped.take() {
+                return Err(e);
+            }
+            (std::mem::take(&mut r.imported), r.skips.take())
+        }
+    };
     failed(outcome.stop)?;
     let mut outbox = mailer
         .into_inner()
         .expect("the engine has let go of the outbox")
         .map_err(write_err)?;
+    if let Some(skips) = skips {
+        outbox.give_back_skips(skips);
+    }
     let mut skipped = import.skipped;
     let mut examples = import.examples;
     // Messages that could not be built (an address the message format

@@ -14,6 +14,7 @@
 
 mod dry_run;
 mod error;
+mod list_queue;
 mod prepare;
 mod relay;
 

@@ -1,6 +1,9 @@
 //! Everything before the first message: composer, store, lock, list.
 
+use std::sync::Mutex;
+
 use super::error::{Result, SendError};
+use super::list_queue::{ListQueue, Reading};
 use super::*;
 
 /// Where the messages of a run go.
@@ -35,6 +38,9 @@ pub(super) struct Prepared {
     pub(super) suppression_mark: Option<i64>,
     /// A test send's addresses that are on the suppression list, and why.
     pub(super) suppressed_tests: Vec<SuppressedTest>,
+    /// A dry run's list, read as the run goes (see [`list_queue`]); `None`
+    /// when the recipients were imported into `store`.
+    pub(super) reading: Option<Arc<Mutex<Reading>>>,
 }
 
 /// A test send's address herald does not mail: it is on the suppression
@@ -148,15 +154,23 @@ pub(super) fn prepare(
         )?)
     };
 
-    // A test send or a dry run is not part of the campaign: a store of its own.
-    let (store, scratch, suppression_mark) = match journal {
-        Some(j) if !dry && !test => (j, None, mark),
-        _ => scratch(dry)?,
-    };
     let campaign = if test {
         format!("{}#test", campaign_id(issue))
     } else {
         campaign_id(issue)
+    };
+    if dry && let Some((list, repeats, false)) = &list {
+        return streamed(
+            (campaign, composer, suppressed_tests),
+            target,
+            (list, repeats),
+            &suppression,
+        );
+    }
+    // A test send or a dry run is not part of the campaign: a store of its own.
+    let (store, scratch, suppression_mark) = match journal {
+        Some(j) if !dry && !test => (j, None, mark),
+        _ => scratch(dry)?,
     };
     let lock = store.lock(&campaign)?;
     let locked = lock.is_none();
@@ -174,6 +188,7 @@ pub(super) fn prepare(
         finished_newcomers: None,
         suppression_mark,
         suppressed_tests,
+        reading: None,
     };
     if locked {
         return Ok(prepared);
@@ -184,7 +199,7 @@ pub(super) fn prepare(
     if !test
         && !dry
         && !opts.include_new
-        && let Some((list, repeats)) = &list
+        && let Some((list, repeats, _)) = &list
         && store.is_finished(&campaign)?
     {
         prepared.finished_newcomers = Some(newcomers(
@@ -203,12 +218,53 @@ pub(super) fn prepare(
         opts,
         &composer,
         &suppression,
-        list.as_ref().map(|(l, r)| (*l, r)),
+        list.as_ref().map(|(l, r, _)| (*l, r)),
         &test_recipients,
     )?;
     prepared.columns = columns;
     prepared.import = imported;
     Ok(prepared)
+}
+
+/// A dry run of a list: the outbox, and the list opened for the engine's
+/// queue to read as the run goes (see [`list_queue`]); nothing imported.
+fn streamed(
+    (campaign, composer, suppressed_tests): (String, Arc<Composer>, Vec<SuppressedTest>),
+    target: Target,
+    (list, repeats): (&Path, &audience::Repeats),
+    suppression: &Arc<Suppression>,
+) -> Result<Prepared> {
+    let mut target = target.prepare(&campaign)?;
+    let PreparedTarget::Outbox(outbox) = &mut target else {
+        unreachable!("a dry run writes to the outbox")
+    };
+    let rows = audience::open_checked(list, Arc::clone(suppression), repeats)?;
+    let columns = rows.columns().to_vec();
+    let skips = outbox
+        .lend_skips()
+        .expect("a new outbox has its skipped.csv");
+    let reading = Arc::new(Mutex::new(Reading::new(
+        rows,
+        list.to_path_buf(),
+        outbox.dir().to_path_buf(),
+        Arc::clone(&composer),
+        skips,
+    )));
+    Ok(Prepared {
+        campaign,
+        composer,
+        store: Box::new(ListQueue::new(Arc::clone(&reading))),
+        columns,
+        import: Imported::default(),
+        target,
+        _lock: None,
+        _scratch: None,
+        locked: false,
+        finished_newcomers: None,
+        suppression_mark: None,
+        suppressed_tests,
+        reading: Some(reading),
+    })
 }
 
 /// The recipients into the run's store: the list, or a test send's
@@ -505,13 +561,15 @@ impl Importer<'_> {
 }
 
 /// The subscriber list, read once through to refuse a broken file before
-/// anything is `done` (written or sent); with who is on it twice.
+/// anything is `done` (written or sent); with who is on it twice, and
+/// whether an address is on a row its status leaves out and on one to
+/// mail (see `audience::Checked::status_and_send`).
 pub(super) fn checked_list<'a>(
     list: Option<&'a Path>,
     post: &Path,
     suppression: &Arc<Suppression>,
     done: &str,
-) -> Result<(&'a Path, audience::Repeats)> {
+) -> Result<(&'a Path, audience::Repeats, bool)> {
     let Some(list) = list else {
         return Err(InputError::new(
             post,
@@ -521,7 +579,7 @@ pub(super) fn checked_list<'a>(
         .into());
     };
     let errors = match audience::validate(list, Arc::clone(suppression)) {
-        Ok(checked) => return Ok((list, checked.repeats)),
+        Ok(checked) => return Ok((list, checked.repeats, checked.status_and_send)),
         Err(errors) => errors,
     };
     let shown: Vec<String> = errors
