@@ -25,6 +25,9 @@
 # the two kept busy on average ((herald + sink CPU) / wall time): on a
 # 2-core machine a send that keeps both busy is as fast as the hardware
 # allows, and a signed send's ceiling is 2 / (herald + sink CPU per message).
+# After those lines it prints that ceiling for each signed mode, from the
+# unsigned send's CPU per message and `openssl speed -multi` (the
+# signatures a second on all cores at once) measured in the same run.
 #
 # Then 60 KB messages (BIG_N of them, default N/2): the example issue with
 # generated paragraphs added until herald's message is 60 KB, sent unsigned
@@ -214,6 +217,41 @@ for binary in ["herald"] + (["baseline"] if baseline else []):
               f"sink {1000 * sink / n:.3f}, {busy:.2f} cores busy{goals.get(mode, '') if binary == 'herald' else ''}")
 if baseline:
     print(f"  (baseline: {baseline}, in the same rounds)")
+PY
+# The physical limit in this run: what OpenSSL signs per second on all the
+# cores at once (`-multi`: each core's signatures slow the other's on a VM),
+# so one signature costs `cores / rate` of CPU. Added to the unsigned send's
+# CPU per message (herald's and the sink's), it gives the fastest a signed
+# send can go with every core busy: (cores / that) messages a second, and
+# its ratio to the unsigned rate is the most a signed mode can reach here.
+cores=$(nproc)
+openssl speed -seconds 2 -multi "$cores" -mr rsa2048 >"$work/speed-rsa.txt" 2>/dev/null || true
+openssl speed -seconds 2 -multi "$cores" -mr ed25519 >"$work/speed-ed.txt" 2>/dev/null || true
+python3 - "$SIGNED_N" "$work/signed.txt" "$cores" "$work/speed-rsa.txt" "$work/speed-ed.txt" <<'PY'
+import statistics, sys
+n, path, cores = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
+def rate(path, tag, at):
+    # The last `+F` line is the sum over the `-multi` processes.
+    lines = [l.strip().split(":") for l in open(path) if l.startswith(tag)]
+    return float(lines[-1][at]) if lines else None
+rsa = rate(sys.argv[4], "+F2:", 3)  # +F2:k:bits:sign/s:verify/s
+ed = rate(sys.argv[5], "+F6:", 4)   # +F6:k:bits:name:sign/s:verify/s
+if rsa is None or ed is None:
+    print("limit:       openssl speed gave no figures; no limit computed")
+    sys.exit()
+runs = [tuple(map(float, l.split()[2:])) for l in open(path) if l.split()[:2] == ["herald", "unsigned"]]
+wall = statistics.median(w for w, _, _ in runs)
+cpu = statistics.median((c + k) / n for _, c, k in runs)
+print(f"limit:       openssl speed -multi {cores}: rsa2048 {rsa:.0f} signatures/s ({1000 * cores / rsa:.3f} ms each), "
+      f"ed25519 {ed:.0f}/s ({1000 * cores / ed:.3f} ms each), on {cores} cores at once")
+for mode, sig in [("rsa-2048", cores / rsa), ("ed25519", cores / ed), ("both", cores / rsa + cores / ed)]:
+    best = cores / (cpu + sig)
+    # Against the unsigned rate measured, and against the unsigned send's
+    # own ceiling (all cores busy with it too): the second holds whatever
+    # else the machine was doing, the first only if the unsigned run was
+    # CPU-bound.
+    print(f"  {'ceiling ' + mode + ':':<20} {best:6.0f} msg/s  {best * wall / n:.2f}x  ({cpu / (cpu + sig):.2f}x of the "
+          f"unsigned ceiling; unsigned herald + sink {1000 * cpu:.3f} ms CPU/msg + {1000 * sig:.3f} ms signing)")
 PY
 
 fi

@@ -32,6 +32,7 @@
 //! ([`KeyError::RsaRefused`]). PKCS #1 v1.5 signatures are deterministic:
 //! the same key and message give the same bytes whatever library signs.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -194,34 +195,46 @@ impl Key {
         }
     }
 
-    /// Signs the canonicalized headers `data`: RSA with PKCS #1 v1.5 over
-    /// their SHA-256; Ed25519, as RFC 8463 says, over that hash (not the
-    /// headers) with PureEdDSA. The signature is deterministic (AWS-LC
-    /// blinds the RSA operation with its own randomness).
+    /// Signs the canonicalized headers `data` into `out` (room for the
+    /// largest signature, [`MAX_SIGNATURE`] bytes) and returns its length:
+    /// RSA with PKCS #1 v1.5 over their SHA-256; Ed25519, as RFC 8463 says,
+    /// over that hash (not the headers) with PureEdDSA. The signature is
+    /// deterministic (AWS-LC blinds the RSA operation with its own
+    /// randomness).
     fn sign(
         &self,
         data: &[u8],
         rng: &dyn aws_lc_rs::rand::SecureRandom,
-    ) -> Result<Vec<u8>, SignError> {
+        out: &mut [u8; MAX_SIGNATURE],
+    ) -> Result<usize, SignError> {
         match &self.kind {
             KeyKind::Rsa(k) => {
-                let mut signature = vec![0u8; k.public_modulus_len()];
+                // Checked when the key was read: 2048 to 4096 bits.
+                let signature = &mut out[..k.public_modulus_len()];
                 k.sign(
                     &aws_lc_rs::signature::RSA_PKCS1_SHA256,
                     rng,
                     data,
-                    &mut signature,
+                    signature,
                 )
                 .map_err(|_| SignError {
                     algorithm: DkimAlgorithm::Rsa,
                     selector: self.selector.clone(),
                 })?;
-                Ok(signature)
+                Ok(signature.len())
             }
-            KeyKind::Ed25519(k) => Ok(k.sign(&Sha256::digest(data)).as_ref().to_vec()),
+            KeyKind::Ed25519(k) => {
+                let signature = k.sign(&Sha256::digest(data));
+                let signature = signature.as_ref();
+                out[..signature.len()].copy_from_slice(signature);
+                Ok(signature.len())
+            }
         }
     }
 }
+
+/// The longest signature: an RSA-4096 one (the largest key herald reads).
+const MAX_SIGNATURE: usize = 4096 / 8;
 
 /// Signs messages for one domain with one or two keys.
 pub struct Signer {
@@ -306,7 +319,10 @@ impl Signer {
         let bh = STANDARD.encode(body_hash.finalize());
 
         let fields = fields(head);
-        let mut names: Vec<&'static str> = Vec::with_capacity(SIGNED.len() * 2);
+        // The `h=` tag's pieces, the same for every key: "h=from:",
+        // "from:", ..., "content-type;" (folding may go between them).
+        let mut h_tag = String::with_capacity(SIGNED.len() * 24);
+        let mut pieces: Vec<(usize, usize)> = Vec::with_capacity(SIGNED.len() * 2);
         // The canonical headers themselves, not their hash: AWS-LC hashes
         // what it signs. A few KB, kept for all keys.
         let mut headers: Vec<u8> = Vec::with_capacity(2048);
@@ -325,31 +341,49 @@ impl Signer {
                 relaxed_header(&mut headers, f.name, f.value);
                 headers.put(b"\r\n");
             }
-            names.extend(std::iter::repeat_n(name, listed));
+            for _ in 0..listed {
+                let from = h_tag.len();
+                if pieces.is_empty() {
+                    h_tag.push_str("h=");
+                }
+                h_tag.push_str(name);
+                h_tag.push(':');
+                pieces.push((from, h_tag.len()));
+            }
+        }
+        if let Some(last) = h_tag.pop() {
+            debug_assert_eq!(last, ':');
+            h_tag.push(';');
         }
 
+        let mut header = Folder::new("DKIM-Signature:");
+        let mut tag = String::with_capacity(128);
+        let mut signature = [0u8; MAX_SIGNATURE];
+        let mut signature_text = [0u8; MAX_SIGNATURE.div_ceil(3) * 4];
         for key in &self.keys {
-            let mut header = Folder::new("DKIM-Signature:");
-            for tag in [
-                "v=1;",
-                key.a_tag(),
-                "c=relaxed/relaxed;",
-                &format!("d={};", self.domain),
-                &format!("s={};", key.selector),
-                &format!("t={now};"),
-            ] {
-                header.word(tag, true);
+            header.start("DKIM-Signature:");
+            for fixed in ["v=1;", key.a_tag(), "c=relaxed/relaxed;"] {
+                header.word(fixed, true);
             }
-            for (i, name) in names.iter().enumerate() {
-                let piece = match (i, i + 1 == names.len()) {
-                    (0, true) => format!("h={name};"),
-                    (0, false) => format!("h={name}:"),
-                    (_, true) => format!("{name};"),
-                    (_, false) => format!("{name}:"),
-                };
-                header.word(&piece, i == 0);
+            for (name, value) in [("d=", self.domain.as_str()), ("s=", &key.selector)] {
+                tag.clear();
+                tag.push_str(name);
+                tag.push_str(value);
+                tag.push(';');
+                header.word(&tag, true);
             }
-            header.word(&format!("bh={bh};"), true);
+            tag.clear();
+            // Writing into a String does not fail.
+            let _ = write!(tag, "t={now};");
+            header.word(&tag, true);
+            for (i, &(from, to)) in pieces.iter().enumerate() {
+                header.word(&h_tag[from..to], i == 0);
+            }
+            tag.clear();
+            tag.push_str("bh=");
+            tag.push_str(&bh);
+            tag.push(';');
+            header.word(&tag, true);
             header.word("b=", true);
             // The signature covers this header as it will be sent, with an
             // empty b= and no line end (section 3.7); then the headers are
@@ -357,10 +391,13 @@ impl Signer {
             let shared = headers.len();
             let (name, value) = header.text.split_at("DKIM-Signature".len());
             relaxed_header(&mut headers, name.as_bytes(), &value.as_bytes()[1..]);
-            let signed = key.sign(&headers, &self.rng);
+            let signed = key.sign(&headers, &self.rng, &mut signature);
             headers.truncate(shared);
-            let signature = STANDARD.encode(signed?);
-            header.chunks(&signature);
+            let length = STANDARD
+                .encode_slice(&signature[..signed?], &mut signature_text)
+                .expect("room for the base64 of the longest signature");
+            // Base64 is ASCII.
+            header.chunks(std::str::from_utf8(&signature_text[..length]).unwrap_or_default());
             out.extend_from_slice(header.text.as_bytes());
             out.extend_from_slice(b"\r\n");
         }
@@ -376,10 +413,22 @@ struct Folder {
 
 impl Folder {
     fn new(start: &str) -> Folder {
+        // Room for a whole field, the RSA-4096 signature included: it is
+        // written once, not grown by doubling.
+        let mut text = String::with_capacity(1024);
+        text.push_str(start);
         Folder {
-            text: start.to_string(),
+            text,
             line: start.len(),
         }
+    }
+
+    /// Starts a new field with `start`, its name and colon, in the same
+    /// buffer (the next key's field).
+    fn start(&mut self, start: &str) {
+        self.text.clear();
+        self.text.push_str(start);
+        self.line = start.len();
     }
 
     /// Adds `word`, after a space when `spaced`; starts a new line first
