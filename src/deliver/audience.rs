@@ -97,6 +97,22 @@ impl SkipReason {
             SkipReason::Suppressed => "on the suppression list",
         }
     }
+
+    /// Whether a send's journal records the row (added, then marked
+    /// skipped, so `status` lists the person and the row takes a
+    /// recipient number): someone the list or the suppression list leaves
+    /// out. A bad address, a repeat or an unsendable header is no new
+    /// person to record (a header too long is recorded where it is found,
+    /// on a row to mail).
+    pub fn is_recorded(self) -> bool {
+        match self {
+            SkipReason::Unsubscribed
+            | SkipReason::Bounced
+            | SkipReason::Suppressed
+            | SkipReason::UnknownStatus => true,
+            SkipReason::InvalidAddress | SkipReason::Duplicate | SkipReason::HeaderTooLong => false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::EXAMPLES;
 use super::error::SendError;
 use super::prepare::Imported;
 use crate::deliver::audience::{Audience, Row as ListRow, SkipReason, Skipped};
@@ -130,15 +129,9 @@ impl Reading {
                     });
                 }
                 ListRow::Skip(s) => {
-                    match s.reason {
-                        // Added, then skipped, by the import: numbered.
-                        SkipReason::Unsubscribed
-                        | SkipReason::Bounced
-                        | SkipReason::Suppressed
-                        | SkipReason::UnknownStatus => self.next_seq += 1,
-                        SkipReason::InvalidAddress
-                        | SkipReason::Duplicate
-                        | SkipReason::HeaderTooLong => {}
+                    // Added, then skipped, by the import: numbered.
+                    if s.reason.is_recorded() {
+                        self.next_seq += 1;
                     }
                     self.skip(s)?;
                 }
@@ -149,16 +142,13 @@ impl Reading {
 
     /// A row left out: counted, kept as an example, written to `skipped.csv`.
     fn skip(&mut self, s: Skipped) -> std::result::Result<(), SendError> {
-        *self.imported.skipped.entry(s.reason).or_default() += 1;
         if let Some(list) = &mut self.skips {
             list.skip(&s).map_err(|source| SendError::Outbox {
                 dir: self.outbox.clone(),
                 source,
             })?;
         }
-        if self.imported.examples.len() < EXAMPLES {
-            self.imported.examples.push(s);
-        }
+        self.imported.left_out(s);
         Ok(())
     }
 

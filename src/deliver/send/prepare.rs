@@ -118,6 +118,17 @@ pub(super) struct Imported {
     pub(super) largest_html: usize,
 }
 
+impl Imported {
+    /// A row left out: counted by reason, and kept as an example while
+    /// there are fewer than [`EXAMPLES`].
+    pub(super) fn left_out(&mut self, s: Skipped) {
+        *self.skipped.entry(s.reason).or_default() += 1;
+        if self.examples.len() < EXAMPLES {
+            self.examples.push(s);
+        }
+    }
+}
+
 /// Everything before the first message: composer, store, lock, list.
 /// Checks everything that can be wrong before anything is written.
 pub(super) fn prepare(
@@ -436,16 +447,13 @@ struct Skips<'a> {
 
 impl Skips<'_> {
     fn skip(&mut self, s: Skipped) -> Result<()> {
-        *self.imported.skipped.entry(s.reason).or_default() += 1;
         if let Some(o) = self.outbox.as_deref_mut() {
             o.skip(&s).map_err(|source| SendError::Outbox {
                 dir: o.dir().to_path_buf(),
                 source,
             })?;
         }
-        if self.imported.examples.len() < EXAMPLES {
-            self.imported.examples.push(s);
-        }
+        self.imported.left_out(s);
         Ok(())
     }
 }
@@ -529,22 +537,14 @@ impl Importer<'_> {
                     import.add(&r.email, r.line as i64, &r.values)?
                 }
                 Row::Skip(s) => {
-                    match s.reason {
-                        SkipReason::Unsubscribed
-                        | SkipReason::Bounced
-                        | SkipReason::Suppressed
-                        | SkipReason::UnknownStatus => {
-                            // Added, then skipped: someone new to the
-                            // campaign is recorded as left out (so `status`
-                            // and its CSV count and list them, not only
-                            // those suppressed mid-campaign); someone
-                            // already mailed keeps their state.
-                            import.add(&s.email, s.line as i64, &[])?;
-                            import.skip(&s.email, s.reason.describe())?
-                        }
-                        SkipReason::InvalidAddress
-                        | SkipReason::Duplicate
-                        | SkipReason::HeaderTooLong => {}
+                    if s.reason.is_recorded() {
+                        // Added, then skipped: someone new to the
+                        // campaign is recorded as left out (so `status`
+                        // and its CSV count and list them, not only
+                        // those suppressed mid-campaign); someone
+                        // already mailed keeps their state.
+                        import.add(&s.email, s.line as i64, &[])?;
+                        import.skip(&s.email, s.reason.describe())?
                     }
                     self.skips.skip(s)?;
                 }
