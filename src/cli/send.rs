@@ -159,7 +159,11 @@ fn print_outcome(
         }
         send::Outcome::Written(summary) => {
             print_summary(summary, json, started.elapsed().as_secs_f64())?;
-            Ok(exit::OK)
+            Ok(if summary.stopped {
+                exit::INTERRUPTED
+            } else {
+                exit::OK
+            })
         }
     }
 }
@@ -187,6 +191,12 @@ fn print_summary(summary: &send::Summary, json: bool, seconds: f64) -> anyhow::R
         "Dry run{}: nothing was sent.",
         if summary.test { " of a test send" } else { "" }
     )?;
+    if summary.stopped {
+        say!(
+            "Stopped by Ctrl-C or SIGTERM before the end of the list: the outbox has only the messages \
+             written by then. Run the same command again for all of them."
+        )?;
+    }
     if !summary.test {
         say!("Subscribers read:   {}", summary.rows_read)?;
         say!("Skipped:            {skipped}")?;
@@ -376,8 +386,27 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
             crate::deliver::schedule::human(grace)
         );
     }
+    // Ctrl-C or SIGTERM stops the whole command, not only the post being
+    // sent: the posts after it wait for the next run (see send::stop).
+    send::listen_for_stop(|| {
+        eprintln!(
+            "herald: stopped (Ctrl-C or SIGTERM); nothing more was sent. Run the same command again to continue."
+        );
+        std::process::exit(exit::INTERRUPTED);
+    });
     let mut worst: Option<i32> = None;
+    let mut left = due.ready.len();
     for post in due.ready {
+        if send::stop_requested() {
+            tracing::warn!(
+                "stopped: {} due post(s) not started, {} among them; run the same command again to send them",
+                left,
+                post.display()
+            );
+            worst = Some(worst.map_or(exit::INTERRUPTED, |w| w.max(exit::INTERRUPTED)));
+            break;
+        }
+        left -= 1;
         // A post whose campaign is finished is not due any more.
         if finished(&post)? {
             tracing::debug!("{}: its campaign is finished", post.display());

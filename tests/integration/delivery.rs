@@ -713,6 +713,100 @@ fn a_changed_post_is_not_continued_without_allow_changed() {
     assert_eq!(server.deliveries().len(), 10);
 }
 
+/// Ctrl-C during `send --due` stops the command, not only the post being
+/// sent: the other due post is not started (it used to go out to
+/// everyone right after), for a real send and for a dry run alike; the
+/// exit code is 6 and a dry run's summary says it was stopped.
+#[test]
+fn ctrl_c_during_due_stops_the_posts_after_the_one_being_sent() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Some(server) = Server::start(tmp.path(), &[]) else {
+        return;
+    };
+    config(tmp.path(), "rate: 20/s");
+    let posts = tmp.path().join("posts");
+    std::fs::create_dir(&posts).unwrap();
+    let base = std::fs::read_to_string(example_post()).unwrap();
+    for (name, time) in [("first", "09:00"), ("second", "09:30")] {
+        let text = base
+            .replace(
+                "date: 2025-06-3T15:04:05.000Z",
+                &format!("date: 2025-06-10T{time}:00Z"),
+            )
+            .replace("herald-example-issue", &format!("{name}-issue"));
+        std::fs::write(posts.join(format!("{name}.md")), text).unwrap();
+    }
+    let due = |list: &Path, extra: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.current_dir(tmp.path())
+            .args(["send", "--due", posts.to_str().unwrap(), "--subscribers"])
+            .arg(list)
+            .args(["--smtp", &server.url(), "--yes"])
+            .args(extra)
+            .env("HERALD_UNSUBSCRIBE_SECRET", SECRET)
+            .env("HERALD_NOW", "2025-06-10T10:00:00Z")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        cmd.spawn().unwrap()
+    };
+    let interrupt = |child: &Child, started: &dyn Fn() -> bool| {
+        let start = Instant::now();
+        while !started() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "the first post never started"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    };
+
+    // A real send, 20 a second: Ctrl-C after the first message.
+    let list = write_list(tmp.path(), 100);
+    let child = due(&list, &[]);
+    interrupt(&child, &|| !server.deliveries().is_empty());
+    let o = child.wait_with_output().unwrap();
+    server.settle();
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(stderr(&o).contains("not started"), "{}", stderr(&o));
+    let d = server.deliveries();
+    assert!(
+        d.values().all(|&n| n == 1),
+        "somebody got the second post after Ctrl-C: {d:?}"
+    );
+    assert!(d.len() < 100, "the first post was not stopped: {}", d.len());
+
+    // A dry run of each post into its own folder.
+    let list = write_list(tmp.path(), 50_000);
+    let ob = tmp.path().join("ob");
+    let child = due(&list, &["--dry-run", "--outbox", ob.to_str().unwrap()]);
+    interrupt(&child, &|| {
+        !eml_files(&ob.join("first-issue")).is_empty()
+            || !eml_files(&ob.join("second-issue")).is_empty()
+    });
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(6), "{}", stderr(&o));
+    assert!(stdout(&o).contains("Stopped by Ctrl-C"), "{}", stdout(&o));
+    let written: Vec<usize> = ["first-issue", "second-issue"]
+        .iter()
+        .map(|s| eml_files(&ob.join(s)).len())
+        .collect();
+    assert_eq!(
+        written.iter().filter(|&&n| n > 0).count(),
+        1,
+        "messages written for both posts: {written:?}"
+    );
+    let n: usize = written.iter().sum();
+    assert!(n < 50_000, "the dry run was not stopped");
+    assert!(
+        stdout(&o).contains(&format!("Messages written:   {n} to")),
+        "{}",
+        stdout(&o)
+    );
+}
+
 #[test]
 fn due_sends_only_posts_whose_time_has_come() {
     let tmp = tempfile::tempdir().unwrap();

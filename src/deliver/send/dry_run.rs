@@ -106,6 +106,9 @@ pub struct Summary {
     pub fields_without_column: Vec<String>,
     /// Pictures readers would miss: see [`picture_warnings`].
     pub picture_warnings: Vec<String>,
+    /// Ctrl-C or SIGTERM stopped the run before every row was read: the
+    /// outbox has the messages written by then (the manifest lists them).
+    pub stopped: bool,
 }
 
 /// A dry run: every message written to the outbox, nothing sent.
@@ -162,12 +165,10 @@ pub(super) fn dry_run(
             ..Settings::default()
         },
     };
-    let (outcome, back) = engine::run(
-        store,
-        plan,
-        Arc::new(Progress::default()),
-        Arc::new(AtomicBool::new(false)),
-    );
+    let running = stop::Running::start();
+    let (outcome, back) = engine::run(store, plan, Arc::new(Progress::default()), stop::flag());
+    drop(running);
+    let stopped = matches!(outcome.stop, Stop::Interrupted);
     // A list read as the run went: what its reading counted, and the
     // outbox's skipped.csv back; or why it stopped (the import's error).
     let (import, skips) = match reading {
@@ -218,6 +219,7 @@ pub(super) fn dry_run(
         largest_html_bytes: largest_html,
         fields_without_column: fields_without_column(issue, config, &columns, !test),
         picture_warnings: picture_warnings(issue, &opts.post),
+        stopped,
     })
 }
 

@@ -17,11 +17,11 @@ mod error;
 mod list_queue;
 mod prepare;
 mod relay;
+mod stop;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -47,6 +47,7 @@ use dry_run::dry_run;
 pub use prepare::SuppressedTest;
 use prepare::{Prepared, PreparedTarget, Target, prepare};
 use relay::send;
+pub use stop::{listen as listen_for_stop, requested as stop_requested};
 
 /// How many skipped rows the summary shows; `skipped.csv` has them all.
 const EXAMPLES: usize = 20;

@@ -395,8 +395,9 @@ pub(super) fn send(
         relays,
         settings,
     };
-    let interrupt = Arc::new(AtomicBool::new(false));
-    let (outcome, store) = engine::run(store, plan, Arc::clone(&progress), interrupt);
+    let running = stop::Running::start();
+    let (outcome, store) = engine::run(store, plan, Arc::clone(&progress), stop::flag());
+    drop(running);
     watch.done();
     ended(report, store, &before, outcome, &progress, window_close)
 }
