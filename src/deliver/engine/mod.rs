@@ -251,7 +251,7 @@ pub fn run<M: Mailer>(
         .max_blocking_threads(blocking_threads(connections))
         .build()
         .expect("a tokio runtime");
-    let result = rt.block_on(run_async(store, plan, progress, interrupt, true));
+    let result = rt.block_on(run_on(store, plan, progress, interrupt, true, true));
     // Dropping the runtime drops every task, and with them their handles.
     drop(rt);
     result
@@ -277,6 +277,19 @@ pub async fn run_async<M: Mailer>(
     progress: Arc<Progress>,
     interrupt: Arc<AtomicBool>,
     signals: bool,
+) -> (Outcome, Box<dyn Store>) {
+    run_on(store, plan, progress, interrupt, signals, false).await
+}
+
+/// The run; `own_runtime`: on the runtime [`run`] made for it (see
+/// `Shared::own_runtime`).
+async fn run_on<M: Mailer>(
+    store: Box<dyn Store>,
+    plan: Plan<M>,
+    progress: Arc<Progress>,
+    interrupt: Arc<AtomicBool>,
+    signals: bool,
+    own_runtime: bool,
 ) -> (Outcome, Box<dyn Store>) {
     let Plan {
         campaign,
@@ -336,6 +349,7 @@ pub async fn run_async<M: Mailer>(
         fatal: std::sync::Mutex::new(None),
         late,
         over: AtomicBool::new(false),
+        own_runtime,
     });
     let outcome = dispatch(
         Arc::clone(&shared),
