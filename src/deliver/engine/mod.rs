@@ -258,7 +258,8 @@ pub fn run<M: Mailer>(
 }
 
 /// The most threads the run's blocking pool starts: the builder's batches
-/// (one per core and one more), the store's call, a shared rate's call per
+/// if no builder thread could be started (one per core and one more; see
+/// `builder::Builders::hand_over`), the store's call, a shared rate's call per
 /// connection, and one spare. Tokio's default is 512: on a loaded machine a
 /// thread still finishing its task made the pool start another, and a dry
 /// run of 100,000 ended with 9 where 4 worked at once, each with its stack
