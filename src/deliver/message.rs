@@ -237,6 +237,11 @@ impl Composer {
         })
     }
 
+    /// Whether messages are DKIM-signed (each then costs a signature).
+    pub fn signs(&self) -> bool {
+        self.dkim.is_some()
+    }
+
     /// A hash of the rendered issue and subject: if it changes, the post changed.
     pub fn content_hash(&self) -> &str {
         &self.content_hash

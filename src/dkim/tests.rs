@@ -332,3 +332,13 @@ fn signing_in_the_room_left_gives_the_bytes_a_copy_gives() {
     }
     assert!(signer.is_ascii());
 }
+
+proptest::proptest! {
+    #[test]
+    fn line_end_finds_each_crlf_as_a_search_for_it_does(h in proptest::collection::vec(proptest::sample::select(&b"\r\na: "[..]), 0..60)) {
+        for from in 0..=h.len() {
+            let searched = memchr::memmem::find(&h[from..], b"\r\n").map(|i| from + i);
+            proptest::prop_assert_eq!(line_end(&h, from), searched, "from {}", from);
+        }
+    }
+}

@@ -26,7 +26,7 @@ pub(super) async fn dispatch<M: Mailer>(
             shared.request_stop();
         })
     });
-    // Messages are built on the blocking pool, a chunk at a time, so
+    // Messages are built on the builder threads, a chunk at a time, so
     // building the next ones overlaps with sending (and with the store's
     // commits).
     let connections: usize = shared.relays.iter().map(|r| r.connections).sum();

@@ -251,14 +251,15 @@ pub fn run<M: Mailer>(
         .max_blocking_threads(blocking_threads(connections))
         .build()
         .expect("a tokio runtime");
-    let result = rt.block_on(run_async(store, plan, progress, interrupt, true));
+    let result = rt.block_on(run_on(store, plan, progress, interrupt, true, true));
     // Dropping the runtime drops every task, and with them their handles.
     drop(rt);
     result
 }
 
 /// The most threads the run's blocking pool starts: the builder's batches
-/// (one per core and one more), the store's call, a shared rate's call per
+/// if no builder thread could be started (one per core and one more; see
+/// `builder::Builders::hand_over`), the store's call, a shared rate's call per
 /// connection, and one spare. Tokio's default is 512: on a loaded machine a
 /// thread still finishing its task made the pool start another, and a dry
 /// run of 100,000 ended with 9 where 4 worked at once, each with its stack
@@ -277,6 +278,19 @@ pub async fn run_async<M: Mailer>(
     progress: Arc<Progress>,
     interrupt: Arc<AtomicBool>,
     signals: bool,
+) -> (Outcome, Box<dyn Store>) {
+    run_on(store, plan, progress, interrupt, signals, false).await
+}
+
+/// The run; `own_runtime`: on the runtime [`run`] made for it (see
+/// `Shared::own_runtime`).
+async fn run_on<M: Mailer>(
+    store: Box<dyn Store>,
+    plan: Plan<M>,
+    progress: Arc<Progress>,
+    interrupt: Arc<AtomicBool>,
+    signals: bool,
+    own_runtime: bool,
 ) -> (Outcome, Box<dyn Store>) {
     let Plan {
         campaign,
@@ -336,6 +350,7 @@ pub async fn run_async<M: Mailer>(
         fatal: std::sync::Mutex::new(None),
         late,
         over: AtomicBool::new(false),
+        own_runtime,
     });
     let outcome = dispatch(
         Arc::clone(&shared),

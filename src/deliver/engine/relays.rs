@@ -92,6 +92,11 @@ pub(super) struct Shared<M: Mailer> {
     /// Everyone is settled: nothing more will be handed out, so a worker
     /// waiting out a pause or a rate slot ends now.
     pub(super) over: AtomicBool,
+    /// The run is on its own runtime ([`super::run`]), on the real clock:
+    /// a builder thread may hand its batch straight to the run's thread
+    /// (see `builder::Builders::hand_over`). On a caller's runtime the
+    /// clock may be tokio's paused one, which must see the building.
+    pub(super) own_runtime: bool,
 }
 
 /// How a relay has been doing lately.
