@@ -102,6 +102,8 @@ pub(super) async fn store_task(
         busy: None,
     };
     let mut hold = Hold::default();
+    // Commands already waiting when the last commit ended (see `Hold`).
+    let mut queued: usize = 0;
     let mut poll = tokio::time::interval(SUPPRESSION_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -121,7 +123,10 @@ pub(super) async fn store_task(
         let mut next = Some(first);
         let hold_until = tokio::time::Instant::now() + hold.time;
         let mut returned = 0;
+        let mut turns = 0;
         while let Some(cmd) = next.take() {
+            let was_queued = queued > 0;
+            queued = queued.saturating_sub(1);
             match cmd {
                 Cmd::Apply(u, ack) => {
                     if let Some(p) = &mut pace
@@ -129,7 +134,11 @@ pub(super) async fn store_task(
                     {
                         p.done += 1;
                     }
-                    returned += usize::from(ack.is_some() && u.state == State::Sending);
+                    let back = usize::from(ack.is_some() && u.state == State::Sending);
+                    returned += back;
+                    if was_queued {
+                        turns += back;
+                    }
                     pending.push((u, ack));
                 }
                 Cmd::Mark(m) => batch.marks.push(m),
@@ -176,10 +185,12 @@ pub(super) async fn store_task(
             }
             next = match rx.try_recv() {
                 Ok(cmd) => Some(cmd),
-                Err(_) if returned < hold.expect => tokio::time::timeout_at(hold_until, rx.recv())
-                    .await
-                    .ok()
-                    .flatten(),
+                Err(_) if returned < hold.expect + turns => {
+                    tokio::time::timeout_at(hold_until, rx.recv())
+                        .await
+                        .ok()
+                        .flatten()
+                }
                 Err(_) => None,
             };
         }
@@ -193,6 +204,7 @@ pub(super) async fn store_task(
         let started = tokio::time::Instant::now();
         store = flush(store, &campaign, &mut pending, &mut batch, &faults).await;
         hold = Hold::after(released, started.elapsed());
+        queued = rx.len();
     }
     // The claim under way is in before the run ends: its sender then
     // gives back what it holds unused (see `Locks::lock`).
@@ -308,6 +320,15 @@ async fn next_rows(
 /// last commit took: a slow relay's connections, back much later, cost it
 /// that at most, and a lone connection never waits (its mark is the one
 /// awaited: the commit starts when it comes).
+///
+/// Connections back while the last commit ran (their marks were waiting
+/// when it ended) are not the ones it let go: the commit waits for those
+/// as well. Counted as the ones it let go, they left the connections in
+/// two halves taking turns, each waiting a whole commit for the other's
+/// (two messages a commit with four connections: 60% of a PostgreSQL
+/// send's commits), where one commit for all waits only for the relay.
+/// A slow relay's connections are not back during a commit: nothing is
+/// waiting then, and the commit waits as before.
 #[derive(Default)]
 pub(super) struct Hold {
     /// The messages the last commit let go.
