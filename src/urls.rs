@@ -95,7 +95,7 @@ impl Base {
 /// preview, a OneDrive or SharePoint edit link, a Notion page): subscribers
 /// usually get "request access", and editors sometimes share edit rights.
 pub fn editable_document(url: &str) -> Option<&'static str> {
-    if !may_name_editable_host(url) {
+    if !may_name(url, &EDITABLE_HOSTS) {
         return None;
     }
     let u = Url::parse(url).ok()?;
@@ -131,7 +131,7 @@ pub fn editable_document(url: &str) -> Option<&'static str> {
 }
 
 /// The hosts [`editable_document`] knows, as they end (a host added there
-/// must be added here: `may_name_editable_host` lets no other URL through).
+/// must be added here: [`may_name`] lets no other URL through).
 const EDITABLE_HOSTS: [&str; 6] = [
     "google.com",
     "dropbox.com",
@@ -141,17 +141,17 @@ const EDITABLE_HOSTS: [&str; 6] = [
     "notion.so",
 ];
 
-/// Whether `url` may name one of [`EDITABLE_HOSTS`]; `false` only when it
+/// Whether `url` may name one of `hosts` (lower-case); `false` only when it
 /// surely does not, so most links are not parsed for it (parsing every
 /// link was half of checking a post). In printable ASCII with no `%`, a
 /// URL's host is written in it as it is, but for case; any other URL
 /// (percent-encoded, IDNA dots, whitespace) is parsed.
-fn may_name_editable_host(url: &str) -> bool {
+fn may_name(url: &str, hosts: &[&str]) -> bool {
     if !url.bytes().all(|b| b.is_ascii_graphic() && b != b'%') {
         return true;
     }
     let lower = url.to_ascii_lowercase();
-    EDITABLE_HOSTS.iter().any(|h| lower.contains(h))
+    hosts.iter().any(|h| lower.contains(h))
 }
 
 /// The outcome of fixing one URL.
@@ -205,7 +205,15 @@ fn absolutize_any(raw: &str, base: &Base) -> Result<Fixed, UrlError> {
                 } else {
                     s.to_string()
                 };
-                let url = match base.upgrade_own(&url) {
+                // Only an http: link is upgraded: an https: one is not
+                // parsed for it (two parses a link were most of making
+                // the post's links absolute).
+                let own = if scheme == "http" {
+                    base.upgrade_own(&url)
+                } else {
+                    None
+                };
+                let url = match own {
                     Some(secure) => {
                         repairs.push("https: for the site's own address");
                         secure
@@ -296,6 +304,9 @@ pub struct NotWeb {
 /// `...re:` in it ("Inside Open Infrastructure: May") scores
 /// GB_FAKE_RF_SHORT (1.0). Any other URL is returned as it is.
 fn unshorten(url: String) -> String {
+    if !may_name(&url, &["youtu.be"]) {
+        return url;
+    }
     let Ok(u) = Url::parse(&url) else { return url };
     if u.host_str() != Some("youtu.be") {
         return url;
@@ -438,6 +449,11 @@ mod tests {
             "https://www.youtube.com/watch?v=abc#t=1"
         );
         assert_eq!(abs("https://youtu.be/"), "https://youtu.be/");
+        // Written other ways, the host is still youtu.be to the parser, so
+        // the filter before it (`may_name`) must let them through.
+        for other in ["https://YouTu.Be/abc", "https://you%74u.be/abc"] {
+            assert_eq!(abs(other), "https://www.youtube.com/watch?v=abc", "{other}");
+        }
     }
 
     #[test]
@@ -487,7 +503,7 @@ mod tests {
             ("https://openinfra.org/blog/x", false),
             ("https://www.youtube.com/watch?v=x", false),
             // Hosts written other ways still reach the parse
-            // (`may_name_editable_host` only skips plain ASCII).
+            // (`may_name` only skips plain ASCII).
             ("https://DOCS.Google.com/document/d/x/edit", true),
             ("https://docs%2Egoogle.com/document/d/x", true),
             ("https://docs.goo\tgle.com/document/d/x", true),
@@ -497,7 +513,7 @@ mod tests {
         }
         // Every host `editable_document` knows gets past the filter.
         for host in EDITABLE_HOSTS {
-            assert!(may_name_editable_host(&format!("https://x.{host}/")));
+            assert!(may_name(&format!("https://x.{host}/"), &EDITABLE_HOSTS));
         }
     }
 

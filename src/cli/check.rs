@@ -46,7 +46,7 @@ pub fn run(args: Args, config: &Config) -> anyhow::Result<i32> {
     let post = &args.post;
     // One short pass, as a preview is (`--links` and `--dns` start their
     // threads after it).
-    super::preview::keep_freed_memory();
+    super::preview::keep_freed_memory(post);
     let options = config.compose();
     let issue = Issue::compose(post, &options)?;
     let mut findings = issue.check(&options);

