@@ -395,18 +395,17 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
         std::process::exit(exit::INTERRUPTED);
     });
     let mut worst: Option<i32> = None;
-    let mut left = due.ready.len();
-    for post in due.ready {
+    let due_now = due.ready.len();
+    for (before, post) in due.ready.into_iter().enumerate() {
         if send::stop_requested() {
             tracing::warn!(
                 "stopped: {} due post(s) not started, {} among them; run the same command again to send them",
-                left,
+                due_now - before,
                 post.display()
             );
             worst = Some(worst.map_or(exit::INTERRUPTED, |w| w.max(exit::INTERRUPTED)));
             break;
         }
-        left -= 1;
         // A post whose campaign is finished is not due any more.
         if finished(&post)? {
             tracing::debug!("{}: its campaign is finished", post.display());

@@ -165,9 +165,7 @@ pub(super) fn dry_run(
             ..Settings::default()
         },
     };
-    let running = stop::Running::start();
-    let (outcome, back) = engine::run(store, plan, Arc::new(Progress::default()), stop::flag());
-    drop(running);
+    let (outcome, back) = stop::run_engine(store, plan, Arc::new(Progress::default()));
     let stopped = matches!(outcome.stop, Stop::Interrupted);
     // A list read as the run went: what its reading counted, and the
     // outbox's skipped.csv back; or why it stopped (the import's error).

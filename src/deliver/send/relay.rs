@@ -395,9 +395,7 @@ pub(super) fn send(
         relays,
         settings,
     };
-    let running = stop::Running::start();
-    let (outcome, store) = engine::run(store, plan, Arc::clone(&progress), stop::flag());
-    drop(running);
+    let (outcome, store) = stop::run_engine(store, plan, Arc::clone(&progress));
     watch.done();
     ended(report, store, &before, outcome, &progress, window_close)
 }

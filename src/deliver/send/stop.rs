@@ -15,6 +15,10 @@
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock};
 
+use crate::deliver::Mailer;
+use crate::deliver::engine;
+use crate::store::Store;
+
 /// Raised by a run's engine when it sees Ctrl-C or SIGTERM, and by
 /// [`listen`]'s thread.
 static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::new(false)));
@@ -22,32 +26,31 @@ static STOP: LazyLock<Arc<AtomicBool>> = LazyLock::new(|| Arc::new(AtomicBool::n
 /// Runs whose engine is working now (and so hears the signals itself).
 static RUNNING: AtomicUsize = AtomicUsize::new(0);
 
-/// The flag a run's engine is given: it stops the run when raised (also
-/// when it was raised before the run began) and raises it on a signal.
-pub(super) fn flag() -> Arc<AtomicBool> {
-    Arc::clone(&STOP)
+/// Runs the engine under the process's stop flag: it stops the run when
+/// the flag is raised (also when it was raised before the run began) and
+/// raises it on a signal; while it runs, a signal is the engine's to
+/// handle (see [`listen`]). Every run of the use case goes through here.
+pub(super) fn run_engine<M: Mailer>(
+    store: Box<dyn Store>,
+    plan: engine::Plan<M>,
+    progress: Arc<engine::Progress>,
+) -> (engine::Outcome, Box<dyn Store>) {
+    RUNNING.fetch_add(1, Ordering::SeqCst);
+    // Counted down however the run ends.
+    struct Running;
+    impl Drop for Running {
+        fn drop(&mut self) {
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+        }
+    }
+    let _running = Running;
+    engine::run(store, plan, progress, Arc::clone(&STOP))
 }
 
 /// Whether Ctrl-C or SIGTERM has stopped, or asked to stop, a run of this
 /// process.
 pub fn requested() -> bool {
     STOP.load(Ordering::SeqCst)
-}
-
-/// Held while an engine runs: a signal then is the engine's to handle.
-pub(super) struct Running(());
-
-impl Running {
-    pub(super) fn start() -> Self {
-        RUNNING.fetch_add(1, Ordering::SeqCst);
-        Running(())
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        RUNNING.fetch_sub(1, Ordering::SeqCst);
-    }
 }
 
 /// From now to the end of the process, Ctrl-C or SIGTERM raises the stop
