@@ -26,6 +26,15 @@
 # messages the relay accepted in any one second against the configured
 # rate: the shared rate is exact when that is never above it.
 #
+# After the table, CPU per message of the fast 1-sender cases: herald's
+# (its processes' user+system time), smtp-sink's and, when the PostgreSQL
+# server runs on this machine, the server's (its backends and background
+# processes), each over the whole case as timed (set-up, import, send).
+# On two shared cores a server's CPU per message comes out of the send
+# rate, so these say where a PostgreSQL send's time goes beside SQLite's
+# (they move less with the machine's load than the rates; a server other
+# sessions use at the same time counts their work too).
+#
 # With BASELINE (another herald binary, e.g. the one of today's main) each
 # case runs with both binaries, one after the other, and the figures are
 # printed side by side. Last, the database's own rate for claims
@@ -79,6 +88,7 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port)
 "$SINK" -u nobody "127.0.0.1:$port" 256 >/dev/null 2>&1 &
+sink_pid=$!
 pids_to_stop+=($!)
 sleep 0.3
 
@@ -100,12 +110,44 @@ admin=$HERALD_TEST_DATABASE_URL
 base=${admin%/*}
 psql_admin() { PGPASSWORD=$HERALD_TEST_DATABASE_PASSWORD psql "$admin" -q -v ON_ERROR_STOP=1 "$@"; }
 
+# CPU time in clock ticks: ticks PID... (user+system, plus that of the
+# children it has reaped when CHILDREN is set), 0 for a process not there.
+tck=$(getconf CLK_TCK)
+ticks() {
+    local p total=0 f
+    for p in "$@"; do
+        f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+        read -ra f <<<"${f##*) }"
+        total=$((total + f[11] + f[12]))
+        [[ -n ${CHILDREN:-} ]] && total=$((total + f[13] + f[14]))
+    done
+    echo "$total"
+}
+# The server's processes, when it runs on this machine: the postmaster
+# (whose reaped children are the backends of a finished send) and its
+# background processes (WAL writer, checkpointer...), found as the parent
+# of the server's processes it lists.
+pg_master=
+for p in $(psql_admin -Atc "SELECT pid FROM pg_stat_activity WHERE pid <> pg_backend_pid()" 2>/dev/null); do
+    [[ -r /proc/$p/stat ]] || continue
+    read -ra st <<<"$(sed 's/.*) //' "/proc/$p/stat")"
+    [[ $(cat "/proc/${st[1]}/comm" 2>/dev/null) == postgres* ]] && pg_master=${st[1]} && break
+done
+server_ticks() {
+    [[ -n $pg_master ]] || { echo 0; return; }
+    # The postmaster and its own children's (reaped) time, then each living child.
+    echo $(($(CHILDREN=1 ticks "$pg_master") + $(ticks $(pgrep -P "$pg_master" 2>/dev/null))))
+}
+
 # One send: binary, senders, database url or "" for SQLite, relay, list,
 # then extra flags; prints seconds from the first start to the last end.
 run_case() {
     local bin=$1 senders=$2 url=$3 relay=$4 list=$5 pids=() i start
     shift 5
     rm -rf "$work/journal"
+    local sink0 herald0 me=$BASHPID
+    sink0=$(ticks "$sink_pid")
+    herald0=$(CHILDREN=1 ticks "$me")
     start=$(date +%s.%N)
     for i in $(seq "$senders"); do
         HERALD_DATABASE_URL=$url HERALD_DATABASE_PASSWORD=$HERALD_TEST_DATABASE_PASSWORD \
@@ -117,7 +159,11 @@ run_case() {
     for i in "${!pids[@]}"; do
         wait "${pids[$i]}" || { echo "sender $((i + 1)) failed:" >&2; cat "$work/err-$((i + 1))" >&2; exit 1; }
     done
-    python3 -c "print($(date +%s.%N) - $start)"
+    local end
+    end=$(date +%s.%N)
+    # This shell's reaped children: the senders (and date, seq: nothing much).
+    echo "$(($(CHILDREN=1 ticks "$me") - herald0)) $(($(ticks "$sink_pid") - sink0))" >"$work/cpu-last"
+    python3 -c "print($end - $start)"
 }
 
 sent_in() { # binary, database url or "": how many the campaign's journal says were sent
@@ -132,7 +178,12 @@ db_case() { # label bin senders count relay list [flags...]
     shift 6
     db="herald_bench_$$_$RANDOM$RANDOM"
     psql_admin -c "CREATE DATABASE $db"
+    local server0
+    server0=$(server_ticks)
     secs=$(run_case "$bin" "$k" "$base/$db" "$relay" "$list" "$@")
+    # The send's backends end when herald has gone: let the postmaster reap them.
+    sleep 0.3
+    echo "$(cat "$work/cpu-last") $(($(server_ticks) - server0))" >"$work/cpu-last"
     [[ $(sent_in "$bin" "$base/$db") == "$count" ]] || { echo "$label postgres/$k: not all sent" >&2; exit 1; }
     # WITH (FORCE) cannot end an autovacuum worker for a role that is not a
     # superuser: retry a few times, then leave it (the cluster is throwaway).
@@ -191,9 +242,11 @@ for label in "${labels[@]}"; do
     [[ $label == baseline ]] && bin=$BASELINE
     fast="smtp://127.0.0.1:$port?tls=none"
     record "$label sqlite/1 $(run_case "$bin" 1 "" "$fast" "$work/list.csv")"
+    echo "$label sqlite/1 $(cat "$work/cpu-last") 0" >>"$work/cpu"
     [[ $(sent_in "$bin" "") == "$N" ]] || { echo "$label sqlite: not all sent" >&2; exit 1; }
     for k in 1 2 3; do
         record "$label postgres/$k $(db_case "$label" "$bin" "$k" "$N" "$fast" "$work/list.csv")"
+        if ((k == 1)); then echo "$label postgres/1 $(cat "$work/cpu-last")" >>"$work/cpu"; fi
     done
     for k in 1 3; do
         log=$work/slow-$label-$k.log
@@ -254,5 +307,16 @@ for label, col in zip(labels, rows):
             if r[(label, c)][1] > (bound_rate if c == "bound/3" else slow_rate)]
     if over:
         print(f"{label}: the relay saw more than the shared rate in one second: {', '.join(over)}")
+PY
+python3 - "$work/cpu" "$N" "$tck" "${pg_master:+1}" <<'PY'
+import sys
+path, n, tck, server = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4] == "1"
+for line in open(path):
+    label, case, herald, sink, pg = line.split()
+    us = lambda t: int(t) * 1e6 / tck / n
+    parts = [f"herald {us(herald):.0f} us", f"smtp-sink {us(sink):.0f} us"]
+    if case.startswith("postgres"):
+        parts.append(f"PostgreSQL server {us(pg):.0f} us" if server else "PostgreSQL server not on this machine")
+    print(f"CPU per message, {label} {case}: " + ", ".join(parts))
 PY
 "$claims" "$((N * 2))" 3
