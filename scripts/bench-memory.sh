@@ -45,6 +45,7 @@ HERALD=${HERALD:-$repo/target/release/herald}
 OLD=${OLD:-}
 SINK=$(command -v smtp-sink || echo /usr/sbin/smtp-sink)
 [[ -x $SINK ]] || { echo "needs Postfix's smtp-sink (apt-get install postfix)" >&2; exit 1; }
+[[ -x /usr/bin/time ]] || { echo "needs GNU time for the peaks of memory (apt-get install time)" >&2; exit 1; }
 [[ -n ${SKIP_BUILD:-} ]] || cargo build --release --quiet
 
 work=$(mktemp -d)
