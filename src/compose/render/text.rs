@@ -129,7 +129,11 @@ impl Writer {
         if !self.refs.is_empty() {
             out.push('\n');
             for (n, url) in self.refs.drain(..) {
-                out.push_str(&format!("[{n}] {url}\n"));
+                out.push('[');
+                push_number(&mut out, n as u64);
+                out.push_str("] ");
+                out.push_str(&url);
+                out.push('\n');
             }
         }
         out
@@ -162,24 +166,33 @@ impl Writer {
             }
             Block::Paragraph(i) => {
                 let text = self.inlines(i);
-                out.push_str(&wrap(&text, self.width(), indent, indent));
+                wrap_into(&text, self.width(), indent, indent, out);
                 out.push('\n');
             }
             Block::List { start, items } => {
+                // The prefixes of an item's first line and of its others,
+                // made in two strings for the whole list (made with
+                // `format!` for each item, they were a tenth of the text).
+                let (mut first, mut rest) = (String::new(), String::new());
                 for (n, item) in items.iter().enumerate() {
-                    let bullet = match start {
-                        Some(s) => format!("{}. ", s + n as u64),
-                        None => "* ".to_string(),
-                    };
-                    let first = format!("{indent}{bullet}");
-                    let rest = format!("{indent}{}", " ".repeat(bullet.len()));
-                    let mut item_out = String::new();
+                    first.clear();
+                    first.push_str(indent);
+                    match start {
+                        Some(s) => {
+                            push_number(&mut first, s + n as u64);
+                            first.push_str(". ");
+                        }
+                        None => first.push_str("* "),
+                    }
+                    rest.clear();
+                    rest.push_str(indent);
+                    rest.extend(std::iter::repeat_n(' ', first.len() - indent.len()));
                     for (k, b) in item.iter().enumerate() {
                         match b {
                             Block::Paragraph(i) => {
                                 let text = self.inlines(i);
                                 let lead = if k == 0 { &first } else { &rest };
-                                item_out.push_str(&wrap(&text, self.width(), lead, &rest));
+                                wrap_into(&text, self.width(), lead, &rest, out);
                             }
                             other => {
                                 let mut inner = String::new();
@@ -188,12 +201,11 @@ impl Writer {
                                     // A list item that starts with a nested block still gets its bullet.
                                     inner = inner.replacen(rest.as_str(), first.as_str(), 1);
                                 }
-                                item_out.push_str(inner.trim_end_matches('\n'));
-                                item_out.push('\n');
+                                out.push_str(inner.trim_end_matches('\n'));
+                                out.push('\n');
                             }
                         }
                     }
-                    out.push_str(&item_out);
                 }
                 out.push('\n');
             }
@@ -221,7 +233,7 @@ impl Writer {
                     .filter(|l| !l.is_empty())
                     .collect();
                 for line in &lines {
-                    out.push_str(&wrap(line, self.width(), indent, indent));
+                    wrap_into(line, self.width(), indent, indent, out);
                 }
                 if !lines.is_empty() {
                     out.push('\n');
@@ -360,7 +372,9 @@ impl Writer {
                     } else {
                         self.push_inlines(&l.children, out);
                         let n = self.reference(&l.url);
-                        out.push_str(&format!(" [{n}]"));
+                        out.push_str(" [");
+                        push_number(out, n as u64);
+                        out.push(']');
                     }
                 }
             }
@@ -376,17 +390,25 @@ impl Writer {
 /// as wide as its default, so substitution never splits it and lines keep
 /// about the right length after it.
 pub fn wrap(text: &str, width: usize, first: &str, rest: &str) -> String {
-    wrap_with(text, width, first, rest, true)
+    let mut out = String::new();
+    wrap_into(text, width, first, rest, &mut out);
+    out
+}
+
+/// [`wrap`], appended to `out`: a paragraph's own string, copied into the
+/// section and freed, cost more than wrapping most paragraphs.
+fn wrap_into(text: &str, width: usize, first: &str, rest: &str, out: &mut String) {
+    wrap_with(text, width, first, rest, true, out)
 }
 
 /// [`wrap`], with `fast`: whether a plain line (see [`plain_line`]) may be
 /// wrapped by [`wrap_plain`] rather than word by word (the tests compare
 /// the two).
-fn wrap_with(text: &str, width: usize, first: &str, rest: &str, fast: bool) -> String {
+fn wrap_with(text: &str, width: usize, first: &str, rest: &str, fast: bool, out: &mut String) {
     // Written straight into `out`: a line is only ever appended to, so it
     // needs no buffer of its own (one allocation per line was a tenth of
     // composing the annual report).
-    let mut out = String::with_capacity(text.len() + text.len() / 8 + first.len());
+    out.reserve(text.len() + text.len() / 8 + first.len());
     let rest_len = rest.chars().count();
     let mut prefix = first;
     // One list of words for every line of the paragraph: a list made per
@@ -408,7 +430,7 @@ fn wrap_with(text: &str, width: usize, first: &str, rest: &str, fast: bool) -> S
                 width,
                 (prefix, prefix_len),
                 (rest, rest_len),
-                &mut out,
+                out,
             );
             prefix = rest;
             prefix_len = rest_len;
@@ -436,7 +458,7 @@ fn wrap_with(text: &str, width: usize, first: &str, rest: &str, fast: bool) -> S
                 out.push_str(prefix);
                 line_len = prefix_len;
             } else if line_len + 1 + wlen > width {
-                flush(&mut pending, &mut out);
+                flush(&mut pending, out);
                 out.push('\n');
                 out.push_str(rest);
                 line_len = rest_len;
@@ -451,7 +473,7 @@ fn wrap_with(text: &str, width: usize, first: &str, rest: &str, fast: bool) -> S
                         pending = Some((from, end));
                     }
                     _ => {
-                        flush(&mut pending, &mut out);
+                        flush(&mut pending, out);
                         out.push(' ');
                         pending = Some((start, end));
                     }
@@ -460,14 +482,13 @@ fn wrap_with(text: &str, width: usize, first: &str, rest: &str, fast: bool) -> S
             line_len += wlen;
             empty = false;
         }
-        flush(&mut pending, &mut out);
+        flush(&mut pending, out);
         if !empty {
             out.push('\n');
             prefix = rest;
             prefix_len = rest_len;
         }
     }
-    out
 }
 
 /// Whether `line` is plain: words one space apart (no tab, no run of
@@ -489,7 +510,11 @@ fn plain_line(line: &str) -> bool {
 /// The byte at which the character `n` characters after `b[start]`
 /// starts, if there is one (`ascii`: `b` is ASCII, a byte a character).
 fn char_at(b: &[u8], start: usize, n: usize, ascii: bool) -> Option<usize> {
-    if ascii {
+    // Also when only the `n` bytes from `start` are ASCII: a line with a
+    // curly quote or a dash somewhere is not, but most of its stretches
+    // are, and counting their characters a byte at a time was half of
+    // wrapping the annual report (`is_ascii` looks at a word at a time).
+    if ascii || b.get(start..start + n).is_some_and(<[u8]>::is_ascii) {
         return Some(start + n).filter(|&i| i < b.len());
     }
     // Every byte but a UTF-8 continuation byte starts a character.
@@ -567,6 +592,21 @@ fn wrap_plain(
         start = end + 1;
         (prefix, prefix_len) = rest;
     }
+}
+
+/// Appends `n` in decimal, as `{n}` would, without the formatting machinery.
+fn push_number(out: &mut String, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend(digits[at..].iter().map(|&d| char::from(d)));
 }
 
 /// A link reference such as `[3]` (or `[3],`): kept on the word before it.
@@ -814,6 +854,26 @@ mod tests {
     }
 
     #[test]
+    fn char_at_counts_characters_not_bytes() {
+        // By the definition: the byte of the character `n` after `start`.
+        let slow = |s: &str, start: usize, n: usize| {
+            s[start..].char_indices().nth(n).map(|(i, _)| start + i)
+        };
+        for s in ["plain ascii text", "naïve—a €5 fee", "ab—cd", "—", "", "aé"] {
+            let b = s.as_bytes();
+            for start in (0..=s.len()).filter(|&i| s.is_char_boundary(i)) {
+                for n in 0..=s.len() + 1 {
+                    assert_eq!(
+                        super::char_at(b, start, n, s.is_ascii()),
+                        slow(s, start, n),
+                        "{s:?} from {start}, {n} on"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn plain_lines_wrap_as_word_by_word() {
         // Lines of words drawn from a fixed list by a fixed generator:
         // short and long words, accented ones (a column is a character),
@@ -869,11 +929,10 @@ mod tests {
             plain += lines.iter().filter(|l| super::plain_line(l)).count();
             for width in [1, 5, 12, 20, 40, 72] {
                 for (first, rest) in [("", ""), ("* ", "  "), ("10. ", "    "), ("> ", "> ")] {
-                    assert_eq!(
-                        super::wrap_with(&text, width, first, rest, true),
-                        super::wrap_with(&text, width, first, rest, false),
-                        "{text:?} at {width} after {first:?}"
-                    );
+                    let (mut fast, mut slow) = (String::new(), String::new());
+                    super::wrap_with(&text, width, first, rest, true, &mut fast);
+                    super::wrap_with(&text, width, first, rest, false, &mut slow);
+                    assert_eq!(fast, slow, "{text:?} at {width} after {first:?}");
                 }
             }
         }
