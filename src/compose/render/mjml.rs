@@ -231,12 +231,12 @@ impl Writer<'_> {
                 out.push_str(&format!(
                     "<{tag} style=\"margin:24px 0 8px;font-size:{size}px;line-height:1.35;font-weight:bold;color:{NAVY}\">"
                 ));
-                out.push_str(&self.heading_inlines(&h.inlines));
+                Writer { accent: NAVY }.push_inlines_apart(&h.inlines, out);
                 out.push_str(&format!("</{tag}>\n"));
             }
             Block::Paragraph(i) => {
                 out.push_str("<p style=\"margin:0 0 16px\">");
-                out.push_str(&self.inlines(i));
+                self.push_inlines_apart(i, out);
                 out.push_str("</p>\n");
             }
             Block::List { start, items } => {
@@ -252,11 +252,13 @@ impl Writer<'_> {
                     out.push_str("<li style=\"margin:0 0 8px\">");
                     // A tight item is one paragraph: no paragraph margins inside it.
                     match item.as_slice() {
-                        [Block::Paragraph(i)] => out.push_str(&self.inlines(i)),
+                        [Block::Paragraph(i)] => self.push_inlines_apart(i, out),
                         blocks => {
                             for (n, b) in blocks.iter().enumerate() {
                                 match b {
-                                    Block::Paragraph(i) if n == 0 => out.push_str(&self.inlines(i)),
+                                    Block::Paragraph(i) if n == 0 => {
+                                        self.push_inlines_apart(i, out)
+                                    }
                                     other => self.block(other, section_level, out),
                                 }
                             }
@@ -383,6 +385,23 @@ impl Writer<'_> {
     /// written inline (Gmail's apps drop `<style>` blocks).
     fn heading_inlines(&self, inlines: &[Inline]) -> String {
         Writer { accent: NAVY }.inlines(inlines)
+    }
+
+    /// [`Self::inlines`] appended to `out`. Written apart first, as on a
+    /// string of their own (their long lines break where
+    /// [`push_text_breaking`] counts from their own start, not from what
+    /// `out` holds before them), but in one buffer kept for every
+    /// paragraph: a string for each, grown, copied and freed, was a
+    /// quarter of writing the MJML of the annual report.
+    fn push_inlines_apart(&self, inlines: &[Inline], out: &mut String) {
+        thread_local! {
+            static APART: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        APART.with_borrow_mut(|apart| {
+            apart.clear();
+            self.push_inlines(inlines, apart);
+            out.push_str(apart);
+        });
     }
 
     pub fn inlines(&self, inlines: &[Inline]) -> String {
