@@ -198,7 +198,16 @@ pub(super) fn loosen_no_break_spaces(blocks: &mut [Block]) {
     fn inlines(list: &mut [Inline]) {
         for i in list {
             match i {
-                Inline::Text(t) if t.contains('\u{a0}') => {
+                // Only a text with such a space is written again: looking
+                // for the space's second byte (0xA0) and the two before it
+                // is a vector search, where `contains('\u{a0}')` on every
+                // text was half of this pass.
+                Inline::Text(t)
+                    if memchr::memchr_iter(0xa0, t.as_bytes()).any(|i| {
+                        let b = t.as_bytes();
+                        i >= 2 && b[i - 1] == 0xc2 && matches!(b[i - 2], b',' | b';' | b'|')
+                    }) =>
+                {
                     let mut out = String::with_capacity(t.len());
                     let mut prev = None;
                     for c in t.chars() {
