@@ -115,6 +115,9 @@ struct Writer {
     next_ref: usize,
     /// Columns taken by the `> ` of the quotes being written.
     quoted: usize,
+    /// A paragraph's text before it is wrapped: one buffer for all of
+    /// them (see [`Writer::wrap_inlines`]).
+    apart: String,
 }
 
 impl Writer {
@@ -165,8 +168,7 @@ impl Writer {
                 out.push_str(&format!("\n{indent}{text}\n{indent}{rule}\n\n"));
             }
             Block::Paragraph(i) => {
-                let text = self.inlines(i);
-                wrap_into(&text, self.width(), indent, indent, out);
+                self.wrap_inlines(i, indent, indent, out);
                 out.push('\n');
             }
             Block::List { start, items } => {
@@ -190,9 +192,8 @@ impl Writer {
                     for (k, b) in item.iter().enumerate() {
                         match b {
                             Block::Paragraph(i) => {
-                                let text = self.inlines(i);
                                 let lead = if k == 0 { &first } else { &rest };
-                                wrap_into(&text, self.width(), lead, &rest, out);
+                                self.wrap_inlines(i, lead, &rest, out);
                             }
                             other => {
                                 let mut inner = String::new();
@@ -330,6 +331,17 @@ impl Writer {
             None if alt.is_empty() => String::new(),
             None => format!("[Image: {alt}]"),
         }
+    }
+
+    /// `inlines` as text, wrapped onto `out` ([`wrap_into`]), written
+    /// first into the buffer kept for every paragraph rather than into a
+    /// string of their own, grown and freed each time.
+    fn wrap_inlines(&mut self, inlines: &[Inline], first: &str, rest: &str, out: &mut String) {
+        let mut text = std::mem::take(&mut self.apart);
+        text.clear();
+        self.push_inlines(inlines, &mut text);
+        wrap_into(&text, self.width(), first, rest, out);
+        self.apart = text;
     }
 
     fn inlines(&mut self, inlines: &[Inline]) -> String {
