@@ -185,6 +185,12 @@ db_case() { # label bin senders count relay list [flags...]
     sleep 0.3
     echo "$(cat "$work/cpu-last") $(($(server_ticks) - server0))" >"$work/cpu-last"
     [[ $(sent_in "$bin" "$base/$db") == "$count" ]] || { echo "$label postgres/$k: not all sent" >&2; exit 1; }
+    # Updates of recipient written in place (HOT), on stderr: what the
+    # queue index costs the marks (schema v8 measured with it).
+    if [[ -n ${SHOW_HOT:-} ]]; then
+        echo "$label postgres/$k: recipient updates $(PGPASSWORD=$HERALD_TEST_DATABASE_PASSWORD psql "$base/$db" -Atc \
+            "SELECT n_tup_upd || ', HOT ' || n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'recipient'")" >&2
+    fi
     # WITH (FORCE) cannot end an autovacuum worker for a role that is not a
     # superuser: retry a few times, then leave it (the cluster is throwaway).
     local try

@@ -7,7 +7,7 @@ use postgres::types::ToSql;
 use super::intake::bounce_params;
 use super::suppressions::insert_suppression;
 use super::{Postgres, db_error};
-use crate::store::{Dump, Result};
+use crate::store::{Dump, Result, rules};
 
 impl Postgres {
     pub(super) fn load_all(&mut self, dump: &Dump) -> Result<()> {
@@ -34,8 +34,11 @@ impl Postgres {
         }
         let st = tx
             .prepare(
-                "INSERT INTO recipient (campaign, seq, email, email_key, line, fields, state, attempts, reply, updated_at, seen, relay)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) ON CONFLICT DO NOTHING",
+                &format!(
+                    "INSERT INTO recipient (campaign, seq, email, email_key, line, fields, state, attempts, reply, updated_at, seen, relay, waiting)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $7 IN ({})) ON CONFLICT DO NOTHING",
+                    rules::sql(rules::queued(true))
+                ),
             )
             .map_err(e)?;
         for r in &dump.recipients {

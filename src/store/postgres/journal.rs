@@ -321,6 +321,7 @@ static SKIP: LazyLock<String> = LazyLock::new(|| {
         "UPDATE recipient SET state = CASE WHEN state IN ({skippable})
             THEN 'skipped' ELSE state END,
             reply = CASE WHEN state IN ({skippable}) THEN $3 ELSE reply END,
+            waiting = waiting AND state NOT IN ({skippable}),
             seen = $4
          WHERE campaign = $1 AND email_key = $2"
     )
@@ -346,7 +347,8 @@ static ADD_CHUNK: LazyLock<String> = LazyLock::new(|| {
                email = excluded.email, line = excluded.line, fields = excluded.fields,
                seen = excluded.seen,
                state = CASE WHEN recipient.state IN ({again}) THEN 'pending' ELSE recipient.state END,
-               reply = CASE WHEN recipient.state IN ({again}) THEN NULL ELSE recipient.reply END
+               reply = CASE WHEN recipient.state IN ({again}) THEN NULL ELSE recipient.reply END,
+               waiting = recipient.waiting OR recipient.state IN ({again})
             RETURNING (xmax = 0) AS fresh)
          SELECT COUNT(*) FILTER (WHERE fresh) FROM added"
     )
@@ -359,6 +361,7 @@ static SKIP_CHUNK: LazyLock<String> = LazyLock::new(|| {
         "UPDATE recipient r SET state = CASE WHEN r.state IN ({skippable})
             THEN 'skipped' ELSE r.state END,
             reply = CASE WHEN r.state IN ({skippable}) THEN s.why ELSE r.reply END,
+            waiting = r.waiting AND r.state NOT IN ({skippable}),
             seen = $4
          FROM unnest($2::TEXT[], $3::TEXT[]) AS s(email_key, why)
          WHERE r.campaign = $1 AND r.email_key = s.email_key"
@@ -370,7 +373,7 @@ static SKIP_CHUNK: LazyLock<String> = LazyLock::new(|| {
 /// `sending` mark would otherwise turn `removed` back into a send).
 static REMOVE: LazyLock<String> = LazyLock::new(|| {
     format!(
-        "UPDATE recipient r SET state = 'removed', reply = '{}'
+        "UPDATE recipient r SET state = 'removed', reply = '{}', waiting = FALSE
          WHERE r.campaign = $1 AND r.state IN ({}) AND r.seen <> $2
            AND (r.claimed_by IS NULL OR NOT EXISTS (SELECT 1 FROM sender s
                WHERE s.id = r.claimed_by

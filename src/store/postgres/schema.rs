@@ -8,7 +8,7 @@ use crate::store::rules;
 
 /// The schema this herald writes in PostgreSQL (its own numbering; the
 /// SQLite journal has its own).
-pub(super) const SCHEMA_VERSION: i32 = 7;
+pub(super) const SCHEMA_VERSION: i32 = 8;
 
 /// Why the database could not be set up.
 pub(super) enum Setup {
@@ -97,7 +97,8 @@ fn setup_locked(client: &mut Client) -> std::result::Result<(), Setup> {
 /// versions one after the other leave (columns in the same order, the same
 /// names, defaults, indexes, storage and functions), without building what
 /// a later version takes down again (a queue index, a primary key, a table
-/// rewritten for a generated column and a fill factor). The test
+/// rewritten for a generated column and a fill factor, the column's
+/// expression dropped again). The test
 /// `a_new_database_and_one_upgraded_from_version_1_have_the_same_schema`
 /// keeps the two the same.
 fn latest(server: i32) -> String {
@@ -124,7 +125,7 @@ fn latest(server: i32) -> String {
             seen BIGINT NOT NULL DEFAULT 0,
             claimed_by TEXT,
             relay TEXT,
-            waiting BOOLEAN GENERATED ALWAYS AS (state IN ({waiting})) STORED,
+            waiting BOOLEAN NOT NULL DEFAULT TRUE,
             PRIMARY KEY (campaign, seq),
             UNIQUE (campaign, email_key)
          ) WITH (fillfactor = 50);
@@ -182,7 +183,6 @@ fn latest(server: i32) -> String {
          );
          {log}
          {functions}",
-        waiting = rules::sql(rules::queued(true)),
         log = SUPPRESSION_LOG,
         functions = functions_sql(server),
     )
@@ -198,12 +198,13 @@ fn upgrade(client: &mut Client, server: i32) -> std::result::Result<(), Setup> {
     migrate_suppression_history(&mut tx)?;
     suppression_log_v3(&mut tx)?;
     queue_v6(&mut tx)?;
+    waiting_v8(&mut tx, server)?;
     // Version 4 adds `herald_claim` (in `functions`) and nothing else;
     // version 5 changes `herald_apply` (a `sending` mark needs the claim);
     // version 6 claims through the index of `queue_v6`, and a `sending`
     // mark needs a recipient still waiting (not removed, not skipped);
     // version 7 plans `herald_claim` and `herald_apply` once (see
-    // `functions`).
+    // `functions`); version 8 keeps `waiting` itself (`waiting_v8`).
     tx.execute("DELETE FROM herald_schema", &[])?;
     tx.execute(
         "INSERT INTO herald_schema (version) VALUES ($1)",
@@ -294,8 +295,8 @@ pub(super) fn tables_v1(
 /// (the index of version 1, by state then number, made every claim sort
 /// every waiting row: 7-12 ms a claim of 10,000 waiting).
 ///
-/// Whether someone may still be mailed is a column of its own, kept by the
-/// database: a claim and a `sending` mark leave it as it is, so neither
+/// Whether someone may still be mailed is a column of its own (computed by
+/// the database here; kept by herald's statements since `waiting_v8`): a claim and a `sending` mark leave it as it is, so neither
 /// changes an indexed column and PostgreSQL writes them in place (a HOT
 /// update: no new index entries, a third of the write-ahead log to flush
 /// before each mark's commit returns). Pages are filled half at first so a
@@ -309,6 +310,41 @@ fn queue_v6(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postg
          CREATE INDEX IF NOT EXISTS recipient_waiting ON recipient (campaign, seq) WHERE waiting;",
         rules::sql(rules::queued(true))
     ))
+}
+
+/// Version 8: `waiting` is a plain column that herald's statements keep,
+/// no longer one the database computes. PostgreSQL 15 reads a generated
+/// column's expression afresh from the catalog's text at the start of
+/// every statement that writes the table (`ExecInitStoredGenerated`):
+/// ~35,000 instructions of each `UPDATE` of `recipient` (claims, every
+/// `herald_apply`), a quarter of a one-row mark's cost (callgrind on a
+/// single-user server; see the commit). Every statement that sets `state`
+/// sets `waiting` to whether the new state is one of
+/// [`rules::queued`]`(true)`: a claim reads the queue through its index,
+/// and a recipient left out of it would never be mailed.
+///
+/// The column keeps its place (so a database upgraded has the columns of
+/// a new one); PostgreSQL 12 cannot drop a column's expression, and there
+/// it is made again, with its index.
+fn waiting_v8(
+    tx: &mut postgres::Transaction<'_>,
+    server: i32,
+) -> std::result::Result<(), postgres::Error> {
+    if server >= 130_000 {
+        tx.batch_execute(
+            "ALTER TABLE recipient ALTER COLUMN waiting DROP EXPRESSION IF EXISTS,
+                ALTER COLUMN waiting SET DEFAULT TRUE,
+                ALTER COLUMN waiting SET NOT NULL;",
+        )
+    } else {
+        tx.batch_execute(&format!(
+            "ALTER TABLE recipient DROP COLUMN waiting;
+             ALTER TABLE recipient ADD COLUMN waiting BOOLEAN NOT NULL DEFAULT TRUE;
+             UPDATE recipient SET waiting = FALSE WHERE state NOT IN ({});
+             CREATE INDEX recipient_waiting ON recipient (campaign, seq) WHERE waiting;",
+            rules::sql(rules::queued(true))
+        ))
+    }
 }
 
 /// Version 2: which relay answered for each recipient (`relays:`) and each
@@ -421,7 +457,8 @@ fn functions_sql(server: i32) -> String {
                UPDATE recipient r SET state = u.state, reply = COALESCE(u.reply, r.reply),
                   attempts = r.attempts + u.attempts, updated_at = p_now,
                   relay = COALESCE(u.relay, r.relay),
-                  claimed_by = CASE WHEN u.state IN ('pending', 'sending') THEN r.claimed_by ELSE NULL END
+                  claimed_by = CASE WHEN u.state IN ('pending', 'sending') THEN r.claimed_by ELSE NULL END,
+                  waiting = u.state IN ({unknown})
                FROM unnest(p_seqs, p_states, p_replies, p_attempts, p_relays)
                   AS u(seq, state, reply, attempts, relay)
                WHERE r.campaign = p_campaign AND r.seq = u.seq

@@ -240,6 +240,78 @@ fn an_import_keeps_whom_a_living_sender_holds_and_its_skips_stop_their_mail() {
     );
 }
 
+/// Those whose `waiting` (the claim's index) disagrees with their state:
+/// `waiting` is kept by herald's statements since version 8, and someone
+/// waiting left out of the index would never be mailed.
+fn out_of_step(s: &Postgres) -> Vec<(i64, String, bool)> {
+    s.client()
+        .query(
+            &format!(
+                "SELECT seq, state, waiting FROM recipient
+                 WHERE waiting <> (state IN ({})) ORDER BY seq",
+                rules::sql(rules::queued(true))
+            ),
+            &[],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+#[test]
+fn every_change_of_state_keeps_the_queue_index_in_step() {
+    let Some(db) = ScratchDatabase::new("every_change_of_state_keeps_the_queue_index_in_step")
+    else {
+        return;
+    };
+    let mut a = Postgres::open(&db.target()).unwrap();
+    campaign(&mut a, 8);
+    assert_eq!(out_of_step(&a), []);
+    let lock = a.lock("c").unwrap().unwrap();
+    assert_eq!(a.queue("c", 0, 100, false).unwrap().len(), 8);
+    mark(&mut a, &[1, 2, 3, 4], State::Sending).unwrap();
+    mark(&mut a, &[1], State::Sent).unwrap();
+    mark(&mut a, &[2], State::Deferred).unwrap();
+    mark(&mut a, &[3], State::Failed).unwrap();
+    assert_eq!(out_of_step(&a), []);
+    drop(lock);
+    // Listed again without r7 (removed), r6 skipped after its add (the
+    // chunk's skips), r5 skipped without one (a skip of its own).
+    let mut i = a.import("c").unwrap();
+    for k in [1, 2, 3, 4, 6] {
+        i.add(&format!("r{k}@x.org"), k + 2, &[]).unwrap();
+    }
+    i.skip("r6@x.org", "unsubscribed").unwrap();
+    i.skip("r5@x.org", "unsubscribed").unwrap();
+    i.commit().unwrap();
+    let states = |s: &Postgres| -> Vec<String> {
+        s.client()
+            .query("SELECT state FROM recipient ORDER BY seq", &[])
+            .unwrap()
+            .iter()
+            .map(|r| r.get(0))
+            .collect()
+    };
+    assert_eq!(
+        states(&a),
+        [
+            "sent", "deferred", "failed", "sending", "pending", "skipped", "skipped", "removed"
+        ]
+    );
+    assert_eq!(out_of_step(&a), []);
+    // Listed again, everyone: the removed and skipped are pending again
+    // and may be claimed.
+    let mut i = a.import("c").unwrap();
+    for k in 0..8 {
+        i.add(&format!("r{k}@x.org"), k + 2, &[]).unwrap();
+    }
+    i.commit().unwrap();
+    assert_eq!(out_of_step(&a), []);
+    let _lock = a.lock("c").unwrap().unwrap();
+    assert_eq!(seqs(&a.queue("c", 0, 100, false).unwrap()), [2, 5, 6, 7, 8]);
+}
+
 /// Version 2 kept one row per address; version 3 keeps each as an
 /// event and records the later ones beside it.
 #[test]
