@@ -9,7 +9,6 @@ use std::borrow::Cow;
 use std::path::Path;
 
 use lettre::Message;
-use lettre::address::Envelope;
 use lettre::message::header::{
     ContentDisposition, ContentId, ContentTransferEncoding, ContentType,
 };
@@ -354,15 +353,8 @@ impl Composer {
         let now = clock::now();
         // The headers, made again only when the CRLF templates' parts
         // turn out not to travel as 7-bit text and lettre encodes them.
-        // Given its envelope, lettre does not parse the From and To fields
-        // it was just handed back into addresses to make one (~20K
-        // instructions a message). herald sends with its own envelope
-        // (`Built::envelope_from`, `to`), not lettre's.
-        let envelope = Envelope::new(Some(self.from.email.clone()), vec![address.clone()])
-            .map_err(BuildError::Message)?;
         let headers = || {
             let mut builder = Message::builder()
-                .envelope(envelope.clone())
                 .from(self.from.clone())
                 .to(Mailbox::new(
                     r.display_name().map(|n| header_safe(&n)),
