@@ -296,8 +296,9 @@ pub(super) fn tables_v1(
 /// every waiting row: 7-12 ms a claim of 10,000 waiting).
 ///
 /// Whether someone may still be mailed is a column of its own (computed by
-/// the database here; kept by herald's statements since `waiting_v8`): a claim and a `sending` mark leave it as it is, so neither
-/// changes an indexed column and PostgreSQL writes them in place (a HOT
+/// the database here; kept by herald's statements since `waiting_v8`): a
+/// claim and a `sending` mark leave it as it is, so neither changes an
+/// indexed column and PostgreSQL writes them in place (a HOT
 /// update: no new index entries, a third of the write-ahead log to flush
 /// before each mark's commit returns). Pages are filled half at first so a
 /// claim's new row versions fit beside the old ones.
