@@ -317,11 +317,12 @@ impl Journal for Postgres {
 /// not follow its own address's add.
 static SKIP: LazyLock<String> = LazyLock::new(|| {
     let skippable = rules::sql(&rules::SKIPPABLE);
+    let queued = rules::sql(rules::queued(true));
     format!(
         "UPDATE recipient SET state = CASE WHEN state IN ({skippable})
             THEN 'skipped' ELSE state END,
             reply = CASE WHEN state IN ({skippable}) THEN $3 ELSE reply END,
-            waiting = waiting AND state NOT IN ({skippable}),
+            waiting = state NOT IN ({skippable}) AND state IN ({queued}),
             seen = $4
          WHERE campaign = $1 AND email_key = $2"
     )
@@ -332,6 +333,7 @@ static SKIP: LazyLock<String> = LazyLock::new(|| {
 /// order, known ones keep theirs; returns how many were new.
 static ADD_CHUNK: LazyLock<String> = LazyLock::new(|| {
     let again = rules::sql(&rules::LISTED_AGAIN);
+    let queued = rules::sql(rules::queued(true));
     format!(
         "WITH u AS (
             SELECT u.*, k.seq IS NULL AS fresh
@@ -348,7 +350,7 @@ static ADD_CHUNK: LazyLock<String> = LazyLock::new(|| {
                seen = excluded.seen,
                state = CASE WHEN recipient.state IN ({again}) THEN 'pending' ELSE recipient.state END,
                reply = CASE WHEN recipient.state IN ({again}) THEN NULL ELSE recipient.reply END,
-               waiting = recipient.waiting OR recipient.state IN ({again})
+               waiting = recipient.state IN ({again}) OR recipient.state IN ({queued})
             RETURNING (xmax = 0) AS fresh)
          SELECT COUNT(*) FILTER (WHERE fresh) FROM added"
     )
@@ -357,11 +359,12 @@ static ADD_CHUNK: LazyLock<String> = LazyLock::new(|| {
 /// The skips of a chunk's people, after their adds (see [`SKIP`]).
 static SKIP_CHUNK: LazyLock<String> = LazyLock::new(|| {
     let skippable = rules::sql(&rules::SKIPPABLE);
+    let queued = rules::sql(rules::queued(true));
     format!(
         "UPDATE recipient r SET state = CASE WHEN r.state IN ({skippable})
             THEN 'skipped' ELSE r.state END,
             reply = CASE WHEN r.state IN ({skippable}) THEN s.why ELSE r.reply END,
-            waiting = r.waiting AND r.state NOT IN ({skippable}),
+            waiting = r.state NOT IN ({skippable}) AND r.state IN ({queued}),
             seen = $4
          FROM unnest($2::TEXT[], $3::TEXT[]) AS s(email_key, why)
          WHERE r.campaign = $1 AND r.email_key = s.email_key"

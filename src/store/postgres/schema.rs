@@ -322,7 +322,11 @@ fn queue_v6(tx: &mut postgres::Transaction<'_>) -> std::result::Result<(), postg
 /// single-user server; see the commit). Every statement that sets `state`
 /// sets `waiting` to whether the new state is one of
 /// [`rules::queued`]`(true)`: a claim reads the queue through its index,
-/// and a recipient left out of it would never be mailed.
+/// and a recipient left out of it would never be mailed. Each derives it
+/// from the state the row gets, never from the `waiting` it had, so a row
+/// out of step (an older herald's import in the moment a newer one
+/// upgraded the database) is mended the next time the list is imported:
+/// every listed row is written by the import anyway.
 ///
 /// The column keeps its place (so a database upgraded has the columns of
 /// a new one); PostgreSQL 12 cannot drop a column's expression, and there

@@ -312,6 +312,43 @@ fn every_change_of_state_keeps_the_queue_index_in_step() {
     assert_eq!(seqs(&a.queue("c", 0, 100, false).unwrap()), [2, 5, 6, 7, 8]);
 }
 
+/// A row whose `waiting` went out of step with its state (an older herald
+/// importing while a newer one upgraded the database: its statements did
+/// not keep the column) is mended by the next import of the list, which
+/// writes every listed row: the pending one left out of the queue is
+/// mailed, the skipped one kept in it is not.
+#[test]
+fn an_import_mends_a_queue_out_of_step() {
+    let Some(db) = ScratchDatabase::new("an_import_mends_a_queue_out_of_step") else {
+        return;
+    };
+    let mut a = Postgres::open(&db.target()).unwrap();
+    campaign(&mut a, 3);
+    let mut i = a.import("c").unwrap();
+    for k in 0..3 {
+        i.add(&format!("r{k}@x.org"), k + 2, &[]).unwrap();
+    }
+    i.skip("r2@x.org", "unsubscribed").unwrap();
+    i.commit().unwrap();
+    a.client()
+        .batch_execute(
+            "UPDATE recipient SET waiting = FALSE WHERE seq = 1;
+             UPDATE recipient SET waiting = TRUE WHERE seq = 3;",
+        )
+        .unwrap();
+    assert_eq!(out_of_step(&a).len(), 2);
+    let mut i = a.import("c").unwrap();
+    for k in 0..2 {
+        i.add(&format!("r{k}@x.org"), k + 2, &[]).unwrap();
+    }
+    i.add("r2@x.org", 4, &[]).unwrap();
+    i.skip("r2@x.org", "unsubscribed").unwrap();
+    i.commit().unwrap();
+    assert_eq!(out_of_step(&a), []);
+    let _lock = a.lock("c").unwrap().unwrap();
+    assert_eq!(seqs(&a.queue("c", 0, 100, false).unwrap()), [1, 2]);
+}
+
 /// Version 2 kept one row per address; version 3 keeps each as an
 /// event and records the later ones beside it.
 #[test]
