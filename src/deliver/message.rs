@@ -24,6 +24,7 @@ use crate::dkim::{SignError, Signer};
 use crate::unsubscribe::Keys;
 use crate::{InputError, clock};
 
+mod skeleton;
 mod wire;
 
 /// A campaign to the list, or a test send to a few addresses.
@@ -78,6 +79,8 @@ pub struct Composer {
     /// The same templates with CRLF line ends, when the issue allows it
     /// (see [`wire::WireTemplates`]).
     wire: Option<wire::WireTemplates>,
+    /// The message around the parts, laid out once (see `skeleton`).
+    skeleton: Option<skeleton::Skeleton>,
     title: String,
     list_id: String,
     /// `campaign:list:kind:sender`, the same for every recipient (see
@@ -213,7 +216,7 @@ impl Composer {
         );
         let wire =
             wire::WireTemplates::new((&issue.rendered.text, &text), (&issue.rendered.html, &html));
-        Ok(Composer {
+        let mut composer = Composer {
             inline_parts,
             from,
             reply_to,
@@ -234,7 +237,10 @@ impl Composer {
             content_hash: hex(&hasher_full),
             mode,
             dkim,
-        })
+            skeleton: None,
+        };
+        composer.skeleton = composer.skeleton();
+        Ok(composer)
     }
 
     /// Whether messages are DKIM-signed (each then costs a signature).
@@ -349,59 +355,39 @@ impl Composer {
             subject = format!("[TEST] {subject}");
         }
         let message_id = self.message_id(&r.email);
+        let to = Mailbox::new(r.display_name().map(|n| header_safe(&n)), address);
+        let list_unsubscribe =
+            format!("<{unsubscribe}>, <mailto:{unsubscribe_mailto}?subject=unsubscribe>");
         // One reading of the clock for the Date header and DKIM's t=.
         let now = clock::now();
-        // The headers, made again only when the CRLF templates' parts
-        // turn out not to travel as 7-bit text and lettre encodes them.
-        let headers = || {
-            let mut builder = Message::builder()
-                .from(self.from.clone())
-                .to(Mailbox::new(
-                    r.display_name().map(|n| header_safe(&n)),
-                    address.clone(),
-                ))
-                .subject(subject.clone())
-                .date(now.into())
-                .message_id(Some(message_id.clone()));
-            if let Some(reply_to) = &self.reply_to {
-                builder = builder.reply_to(reply_to.clone());
-            }
-            let raw = |name: &'static str, value: String| {
-                HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
-            };
-            builder
-                .raw_header(raw("List-Id", header_safe(&self.list_id)))
-                .raw_header(raw("Feedback-ID", self.feedback_id.clone()))
-                .raw_header(raw(
-                    "List-Unsubscribe",
-                    format!("<{unsubscribe}>, <mailto:{unsubscribe_mailto}?subject=unsubscribe>"),
-                ))
-                .raw_header(raw(
-                    "List-Unsubscribe-Post",
-                    "List-Unsubscribe=One-Click".into(),
-                ))
-                // Keeps out-of-office and vacation replies away: responders
-                // (Exchange, Gmail, sieve vacation, procmail) do not answer
-                // `Precedence: bulk`, as RFC 3834 section 2 asks of them. Not
-                // `Auto-Submitted`: RFC 3834 defines it for messages made by an
-                // automatic process or in reply to one, not for mail a person
-                // writes to a list, and responders already skip bulk mail.
-                .raw_header(raw("Precedence", "bulk".into()))
+        let varying = skeleton::Varying {
+            to: &to,
+            subject: &subject,
+            date: now.into(),
+            message_id: &message_id,
+            list_unsubscribe: &list_unsubscribe,
         };
         // Room at the front of the buffer for the DKIM fields, so that
         // signing does not copy the message (see `Signer::signed_in_room`).
         let room = self.dkim.as_ref().map_or(0, Signer::room);
-        // lettre formats only the headers, around two marks; the parts go
-        // in their place in their 7-bit form: rendered straight into the
-        // message from the CRLF templates where there are some, else
-        // rendered into this thread's scratch buffers, converted and
-        // copied in (see `wire`).
-        let skeleton = || {
-            let (text_mark, html_mark) = wire::Parts::marks();
-            headers()
-                .multipart(self.body(text_mark, html_mark))
-                .map_err(BuildError::Message)
-                .map(|m| m.formatted())
+        // The message around the parts, with two marks in their place
+        // (see `wire`): the campaign's skeleton filled in, or lettre's
+        // builder for a recipient the skeleton cannot take (see
+        // `skeleton`). The parts go in place of the marks in their 7-bit
+        // form: rendered straight into the message from the CRLF
+        // templates where there are some, else rendered into this
+        // thread's scratch buffers, converted and copied in.
+        let skeleton = || match &self.skeleton {
+            Some(s) if skeleton::plain_mailbox(to.name.as_deref(), &r.email) => {
+                Ok(s.fill(&varying))
+            }
+            _ => {
+                let (text_mark, html_mark) = wire::Parts::marks();
+                self.headers(&varying)
+                    .multipart(self.body(text_mark, html_mark, None))
+                    .map_err(BuildError::Message)
+                    .map(|m| m.formatted())
+            }
         };
         let wired = match &self.wire {
             Some(wire) => wire
@@ -425,8 +411,9 @@ impl Composer {
                 }
                 // Non-ASCII or overlong lines: lettre picks the encoding.
                 let (text, html) = scratch.rendered();
-                let bytes = headers()
-                    .multipart(self.body(seven_bit_body(text), seven_bit_body(html)))
+                let bytes = self
+                    .headers(&varying)
+                    .multipart(self.body(seven_bit_body(text), seven_bit_body(html), None))
                     .map_err(BuildError::Message)?
                     .formatted();
                 Ok::<_, BuildError>((bytes, html_bytes, None, 0))
@@ -452,13 +439,76 @@ impl Composer {
         })
     }
 
+    /// The message's headers: the campaign's, and `v`'s. The campaign's
+    /// skeleton is made from these (see `skeleton`), so this is the one
+    /// place that says which headers a message has and in what order.
+    fn headers(&self, v: &skeleton::Varying<'_>) -> lettre::message::MessageBuilder {
+        let mut builder = Message::builder()
+            .from(self.from.clone())
+            .to(v.to.clone())
+            .subject(v.subject.to_string())
+            .date(v.date)
+            .message_id(Some(v.message_id.to_string()));
+        if let Some(reply_to) = &self.reply_to {
+            builder = builder.reply_to(reply_to.clone());
+        }
+        let raw = |name: &'static str, value: String| {
+            HeaderValue::new(HeaderName::new_from_ascii_str(name), value)
+        };
+        builder
+            .raw_header(raw("List-Id", header_safe(&self.list_id)))
+            .raw_header(raw("Feedback-ID", self.feedback_id.clone()))
+            .raw_header(raw(
+                skeleton::LIST_UNSUBSCRIBE,
+                v.list_unsubscribe.to_string(),
+            ))
+            .raw_header(raw(
+                "List-Unsubscribe-Post",
+                "List-Unsubscribe=One-Click".into(),
+            ))
+            // Keeps out-of-office and vacation replies away: responders
+            // (Exchange, Gmail, sieve vacation, procmail) do not answer
+            // `Precedence: bulk`, as RFC 3834 section 2 asks of them. Not
+            // `Auto-Submitted`: RFC 3834 defines it for messages made by an
+            // automatic process or in reply to one, not for mail a person
+            // writes to a list, and responders already skip bulk mail.
+            .raw_header(raw("Precedence", "bulk".into()))
+    }
+
+    /// The campaign's skeleton: the message lettre formats around the
+    /// marks with stand-ins for what differs per recipient, cut (see
+    /// `skeleton`). `None` (every message from the builder) if lettre laid
+    /// it out in a way the cutting does not know.
+    fn skeleton(&self) -> Option<skeleton::Skeleton> {
+        let stand_ins = skeleton::StandIns::new();
+        let to = Mailbox::new(None, self.from.email.clone());
+        let varying = skeleton::Varying {
+            to: &to,
+            subject: "stand-in",
+            date: std::time::SystemTime::UNIX_EPOCH,
+            message_id: "<stand-in@example.org>",
+            list_unsubscribe: "<https://example.org/>",
+        };
+        let (text_mark, html_mark) = wire::Parts::marks();
+        let message = self
+            .headers(&varying)
+            .multipart(self.body(text_mark, html_mark, Some(&stand_ins)))
+            .ok()?;
+        skeleton::Skeleton::cut(&message.formatted(), &stand_ins)
+    }
+
     /// `multipart/alternative`: the text, then the HTML (inside
-    /// `multipart/related` with the inline images, if any).
-    fn body(&self, text: Body, html: Body) -> MultiPart {
+    /// `multipart/related` with the inline images, if any). With
+    /// `boundaries`, those; else random ones.
+    fn body(&self, text: Body, html: Body, boundaries: Option<&skeleton::StandIns>) -> MultiPart {
         let html = SinglePart::builder()
             .header(ContentType::TEXT_HTML)
             .body(html);
-        let alternative = MultiPart::alternative().singlepart(
+        let mut alternative = MultiPart::alternative();
+        if let Some(b) = boundaries {
+            alternative = alternative.boundary(b.outer.as_str());
+        }
+        let alternative = alternative.singlepart(
             SinglePart::builder()
                 .header(ContentType::TEXT_PLAIN)
                 .body(text),
@@ -466,7 +516,7 @@ impl Composer {
         if self.inline_parts.is_empty() {
             alternative.singlepart(html)
         } else {
-            alternative.multipart(self.related(html))
+            alternative.multipart(self.related(html, boundaries.map(|b| b.inner.as_str())))
         }
     }
 
@@ -492,10 +542,13 @@ impl Composer {
     /// `multipart/related`: the HTML, then the PNGs it shows as `cid:`
     /// (RFC 2387, with the `type` parameter it requires; lettre's own
     /// `MultiPart::related()` leaves it out).
-    fn related(&self, html: SinglePart) -> MultiPart {
-        let boundary: String = std::iter::repeat_with(fastrand::alphanumeric)
-            .take(40)
-            .collect();
+    fn related(&self, html: SinglePart, boundary: Option<&str>) -> MultiPart {
+        let boundary: String = match boundary {
+            Some(b) => b.to_string(),
+            None => std::iter::repeat_with(fastrand::alphanumeric)
+                .take(40)
+                .collect(),
+        };
         let kind = ContentType::parse(&format!(
             "multipart/related; boundary=\"{boundary}\"; type=\"text/html\""
         ))
@@ -634,5 +687,144 @@ mod tests {
         assert_ne!(a, unsubscribe_token(b"other", "ana@example.org"));
         assert_eq!(a.len(), 43);
         assert_eq!(a.len(), STAND_IN_TOKEN.len());
+    }
+
+    /// The campaign's skeleton, filled in for a recipient, is the message
+    /// lettre's builder makes for them (given the same boundaries), for
+    /// any name, address, subject, date and link the skeleton takes; with
+    /// and without Reply-To and inline images, campaign and test. What it
+    /// does not take, the builder still builds or refuses as before.
+    #[test]
+    fn a_filled_skeleton_is_what_lettre_builds() {
+        use proptest::prelude::*;
+        let dir = tempfile::tempdir().unwrap();
+        let img = dir.path().join("static/img");
+        std::fs::create_dir_all(&img).unwrap();
+        std::fs::write(
+            img.join("logo.svg"),
+            r##"<svg xmlns="http://www.w3.org/2000/svg" width="40" height="20"><rect width="40" height="20" fill="#1b2a4a"/></svg>"##,
+        )
+        .unwrap();
+        let post = dir.path().join("post.md");
+        std::fs::write(
+            &post,
+            "---\ntitle: Spring Issue\nseo:\n  url: https://example.org/blog/spring\n---\n# News\n\n![Logo](/img/logo.svg)\n\nText.\n",
+        )
+        .unwrap();
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/herald.example.yaml"))
+                .unwrap();
+        let mut composers = Vec::new();
+        for (extra, mode) in [
+            ("", Mode::Campaign),
+            (
+                "reply_to: \"Team <team@example.org>\"\nassets_dir: static\n",
+                Mode::Test,
+            ),
+            ("assets_dir: static\n", Mode::Campaign),
+        ] {
+            let path = dir.path().join("herald.yaml");
+            std::fs::write(&path, format!("{example}\n{extra}")).unwrap();
+            let config = Config::load(Some(&path), &[]).unwrap();
+            let issue = Issue::compose(&post, &config.compose()).unwrap();
+            let keys = Keys::new(b"skeleton-test".to_vec(), vec![]);
+            let c = Composer::new(&issue, &config, &path, Some(keys), mode).unwrap();
+            assert!(c.skeleton.is_some(), "{extra}");
+            assert_eq!(c.inline_parts.is_empty(), !extra.contains("assets_dir"));
+            composers.push(c);
+        }
+        // Names and addresses the skeleton takes, and ones it leaves to
+        // the builder (quotes, backslashes, commas, non-ASCII).
+        let name = proptest::option::of(prop_oneof![
+            "[A-Za-z0-9 .'_\\-]{0,30}",
+            "[A-Za-z0-9 .'_\\-\"\\\\,<>@()\u{e9}\u{a0}]{0,30}",
+        ]);
+        let email = prop_oneof![
+            "[A-Za-z0-9+_\\-]{1,8}(\\.[A-Za-z0-9+_\\-]{1,8}){0,2}@[a-z0-9]{1,10}(\\.[a-z0-9\\-]{1,10}){0,2}",
+            "[A-Za-z0-9.+_\\-\"]{1,20}@[a-z0-9.\\-]{1,20}",
+        ];
+        let subject = "[A-Za-z0-9 :,\u{e9}\u{4e2d}]{0,200}";
+        let link = "[a-z0-9/?=&_.\\-]{0,300}";
+        // A fixed seed: the count of cases the skeleton took is checked.
+        let mut runner = proptest::test_runner::TestRunner::new_with_rng(
+            ProptestConfig {
+                cases: 1000,
+                failure_persistence: None,
+                ..ProptestConfig::default()
+            },
+            proptest::test_runner::TestRng::deterministic_rng(
+                proptest::test_runner::RngAlgorithm::ChaCha,
+            ),
+        );
+        let plain = std::cell::Cell::new(0);
+        runner
+            .run(
+                &(name, email, subject, link, 0u64..4_000_000_000, 0..3usize),
+                |(name, email, subject, link, secs, which)| {
+                    let c = &composers[which];
+                    let Ok(address) = email.parse::<lettre::Address>() else {
+                        return Ok(());
+                    };
+                    let to = Mailbox::new(name.as_deref().map(header_safe), address);
+                    let list_unsubscribe =
+                        format!("<https://example.org/{link}>, <mailto:u@example.org>");
+                    let v = skeleton::Varying {
+                        to: &to,
+                        subject: &header_safe(&subject),
+                        date: std::time::SystemTime::UNIX_EPOCH
+                            + std::time::Duration::from_secs(secs),
+                        message_id: "<campaign.abc@example.org>",
+                        list_unsubscribe: &list_unsubscribe,
+                    };
+                    let fixed = skeleton::StandIns::new();
+                    let (text_mark, html_mark) = wire::Parts::marks();
+                    let built = c
+                        .headers(&v)
+                        .multipart(c.body(text_mark, html_mark, Some(&fixed)));
+                    if !skeleton::plain_mailbox(to.name.as_deref(), &email) {
+                        return Ok(());
+                    }
+                    plain.set(plain.get() + 1);
+                    let built = built.expect("the builder takes what the skeleton takes");
+                    let filled = c.skeleton.as_ref().unwrap().fill_with(&v, &fixed);
+                    let built = built.formatted();
+                    prop_assert_eq!(
+                        String::from_utf8_lossy(&filled),
+                        String::from_utf8_lossy(&built)
+                    );
+                    Ok(())
+                },
+            )
+            .unwrap();
+        assert!(
+            plain.get() > 150,
+            "only {} cases took the skeleton",
+            plain.get()
+        );
+        // Each message has boundaries of its own, and its parts where a
+        // mail program looks for them.
+        for c in &composers {
+            let r = Recipient::bare("ana@example.org");
+            let (a, b) = (c.build(&r).unwrap(), c.build(&r).unwrap());
+            assert_ne!(a.bytes, b.bytes);
+            let m = mail_parser::MessageParser::default()
+                .parse(&a.bytes[..])
+                .unwrap();
+            assert_eq!(m.text_body_count(), 1);
+            assert_eq!(m.html_body_count(), 1);
+            assert!(m.body_text(0).unwrap().contains("Spring Issue"));
+            assert_eq!(m.attachment_count(), c.inline_parts.len());
+        }
+        // The builder refuses this one (its To does not parse back), and
+        // so does `build`: it takes the builder's way.
+        let r = |email: &str| Recipient {
+            line: 2,
+            email: email.into(),
+            columns: std::sync::Arc::new(vec!["email".into()]),
+            values: vec![email.into()],
+        };
+        assert!(!skeleton::plain_mailbox(None, "\"q@r\"@example.org"));
+        assert!(composers[0].build(&r("\"q@r\"@example.org")).is_err());
+        assert!(composers[0].build(&r("ana@example.org")).is_ok());
     }
 }
