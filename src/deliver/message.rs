@@ -81,6 +81,10 @@ pub struct Composer {
     wire: Option<wire::WireTemplates>,
     /// The message around the parts, laid out once (see `skeleton`).
     skeleton: Option<skeleton::Skeleton>,
+    /// [`Composer::header_problem`]'s answer about the subject when the
+    /// subject names no subscriber's field (the usual `{{ title }}`): the
+    /// same for every row, so found once, not rendered again per row.
+    same_subject_problem: Option<Option<String>>,
     title: String,
     list_id: String,
     /// `campaign:list:kind:sender`, the same for every recipient (see
@@ -238,8 +242,13 @@ impl Composer {
             mode,
             dkim,
             skeleton: None,
+            same_subject_problem: None,
         };
         composer.skeleton = composer.skeleton();
+        if composer.subject.fields().iter().all(|f| *f == "title") {
+            let anyone = Recipient::bare(composer.from.email.as_ref());
+            composer.same_subject_problem = Some(composer.subject_problem(&anyone));
+        }
         Ok(composer)
     }
 
@@ -311,6 +320,15 @@ impl Composer {
                 name.len()
             ));
         }
+        match &self.same_subject_problem {
+            Some(problem) => problem.clone(),
+            None => self.subject_problem(r),
+        }
+    }
+
+    /// Why the subject made for `r` is too long for a header, if it is.
+    fn subject_problem(&self, r: &Recipient) -> Option<String> {
+        const LIMIT: usize = 998;
         let unsubscribe = self.link_with_token(&r.email, STAND_IN_TOKEN);
         let subject = header_safe(&self.subject.render(self.values(r, &unsubscribe)));
         if subject.is_ascii() && "Subject: [TEST] ".len() + subject.len() > LIMIT {
@@ -826,5 +844,69 @@ mod tests {
         assert!(!skeleton::plain_mailbox(None, "\"q@r\"@example.org"));
         assert!(composers[0].build(&r("\"q@r\"@example.org")).is_err());
         assert!(composers[0].build(&r("ana@example.org")).is_ok());
+    }
+
+    /// A composer of a one-line post titled `title`, with the example
+    /// settings and `extra` after them.
+    fn composer_of(title: &str, extra: &str) -> Composer {
+        let dir = tempfile::tempdir().unwrap();
+        let post = dir.path().join("post.md");
+        std::fs::write(
+            &post,
+            format!("---\ntitle: {title}\nseo:\n  url: https://example.org/blog/x\n---\nText.\n"),
+        )
+        .unwrap();
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/herald.example.yaml"))
+                .unwrap();
+        let path = dir.path().join("herald.yaml");
+        std::fs::write(&path, format!("{example}\n{extra}")).unwrap();
+        let config = Config::load(Some(&path), &[]).unwrap();
+        let issue = Issue::compose(&post, &config.compose()).unwrap();
+        let keys = Keys::new(b"header-test".to_vec(), vec![]);
+        Composer::new(&issue, &config, &path, Some(keys), Mode::Campaign).unwrap()
+    }
+
+    /// A header line over 998 bytes is found before anything is sent: a
+    /// subject made from the title alone is the same for every row (found
+    /// once), one made from a row's field only for that row, and a long
+    /// name only for its row.
+    #[test]
+    fn rows_whose_headers_would_be_too_long_are_named() {
+        let row = |name: &str, city: &str| {
+            let columns =
+                std::sync::Arc::new(vec!["email".into(), "first_name".into(), "city".into()]);
+            Recipient {
+                line: 2,
+                email: "ana@example.org".into(),
+                columns,
+                values: vec!["ana@example.org".into(), name.into(), city.into()],
+            }
+        };
+        let short = row("Ana", "Lisbon");
+        let long_name = row(&"A".repeat(1000), "Lisbon");
+        let long_city = row("Ana", &"L".repeat(1000));
+        let plain = composer_of("Spring", "");
+        assert!(plain.same_subject_problem.is_some());
+        assert_eq!(plain.header_problem(&short), None);
+        assert_eq!(plain.header_problem(&long_city), None);
+        let why = plain
+            .header_problem(&long_name)
+            .expect("the name is too long");
+        assert!(why.contains("the name is 1000 characters long"), "{why}");
+
+        let titled = composer_of(&"T".repeat(1000), "");
+        for r in [&short, &long_city] {
+            let why = titled.header_problem(r).expect("the subject is too long");
+            assert!(why.contains("subject made for this row"), "{why}");
+        }
+
+        let named = composer_of("Spring", "subject: \"{{ title }} in {{ city }}\"\n");
+        assert!(named.same_subject_problem.is_none());
+        assert_eq!(named.header_problem(&short), None);
+        let why = named
+            .header_problem(&long_city)
+            .expect("this row's subject is too long");
+        assert!(why.contains("subject made for this row"), "{why}");
     }
 }
