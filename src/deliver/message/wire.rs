@@ -4,7 +4,8 @@
 //! by doubling, then the whole into another: a 60 KB newsletter was copied
 //! about seven times per recipient. Here the two parts are rendered into
 //! buffers kept from one message to the next, lettre formats the message
-//! around two small marks standing in for the parts, and the parts are
+//! around two small marks standing in for the parts (once per campaign,
+//! see `skeleton`, and the recipient's headers filled in), and the parts are
 //! copied once, with CRLF line ends, into a buffer of the final size. The
 //! bytes are the same as lettre's own (`tests` compares them).
 //!
