@@ -244,7 +244,7 @@ impl Composer {
             skeleton: None,
             same_subject_problem: None,
         };
-        composer.skeleton = composer.skeleton();
+        composer.skeleton = composer.lay_out_skeleton();
         if composer.subject.fields().iter().all(|f| *f == "title") {
             let anyone = Recipient::bare(composer.from.email.as_ref());
             composer.same_subject_problem = Some(composer.subject_problem(&anyone));
@@ -497,7 +497,7 @@ impl Composer {
     /// marks with stand-ins for what differs per recipient, cut (see
     /// `skeleton`). `None` (every message from the builder) if lettre laid
     /// it out in a way the cutting does not know.
-    fn skeleton(&self) -> Option<skeleton::Skeleton> {
+    fn lay_out_skeleton(&self) -> Option<skeleton::Skeleton> {
         let stand_ins = skeleton::StandIns::new();
         let to = Mailbox::new(None, self.from.email.clone());
         let varying = skeleton::Varying {
@@ -561,12 +561,7 @@ impl Composer {
     /// (RFC 2387, with the `type` parameter it requires; lettre's own
     /// `MultiPart::related()` leaves it out).
     fn related(&self, html: SinglePart, boundary: Option<&str>) -> MultiPart {
-        let boundary: String = match boundary {
-            Some(b) => b.to_string(),
-            None => std::iter::repeat_with(fastrand::alphanumeric)
-                .take(40)
-                .collect(),
-        };
+        let boundary = boundary.map_or_else(skeleton::boundary, str::to_string);
         let kind = ContentType::parse(&format!(
             "multipart/related; boundary=\"{boundary}\"; type=\"text/html\""
         ))
@@ -729,9 +724,6 @@ mod tests {
             "---\ntitle: Spring Issue\nseo:\n  url: https://example.org/blog/spring\n---\n# News\n\n![Logo](/img/logo.svg)\n\nText.\n",
         )
         .unwrap();
-        let example =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/herald.example.yaml"))
-                .unwrap();
         let mut composers = Vec::new();
         for (extra, mode) in [
             ("", Mode::Campaign),
@@ -741,12 +733,7 @@ mod tests {
             ),
             ("assets_dir: static\n", Mode::Campaign),
         ] {
-            let path = dir.path().join("herald.yaml");
-            std::fs::write(&path, format!("{example}\n{extra}")).unwrap();
-            let config = Config::load(Some(&path), &[]).unwrap();
-            let issue = Issue::compose(&post, &config.compose()).unwrap();
-            let keys = Keys::new(b"skeleton-test".to_vec(), vec![]);
-            let c = Composer::new(&issue, &config, &path, Some(keys), mode).unwrap();
+            let c = composer_for(&post, extra, mode);
             assert!(c.skeleton.is_some(), "{extra}");
             assert_eq!(c.inline_parts.is_empty(), !extra.contains("assets_dir"));
             composers.push(c);
@@ -846,6 +833,20 @@ mod tests {
         assert!(composers[0].build(&r("ana@example.org")).is_ok());
     }
 
+    /// The composer of `post` with the example settings and `extra` after
+    /// them (written beside the post).
+    fn composer_for(post: &Path, extra: &str, mode: Mode) -> Composer {
+        let example =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/herald.example.yaml"))
+                .unwrap();
+        let path = post.with_file_name("herald.yaml");
+        std::fs::write(&path, format!("{example}\n{extra}")).unwrap();
+        let config = Config::load(Some(&path), &[]).unwrap();
+        let issue = Issue::compose(post, &config.compose()).unwrap();
+        let keys = Keys::new(b"message-test".to_vec(), vec![]);
+        Composer::new(&issue, &config, &path, Some(keys), mode).unwrap()
+    }
+
     /// A composer of a one-line post titled `title`, with the example
     /// settings and `extra` after them.
     fn composer_of(title: &str, extra: &str) -> Composer {
@@ -856,15 +857,7 @@ mod tests {
             format!("---\ntitle: {title}\nseo:\n  url: https://example.org/blog/x\n---\nText.\n"),
         )
         .unwrap();
-        let example =
-            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/herald.example.yaml"))
-                .unwrap();
-        let path = dir.path().join("herald.yaml");
-        std::fs::write(&path, format!("{example}\n{extra}")).unwrap();
-        let config = Config::load(Some(&path), &[]).unwrap();
-        let issue = Issue::compose(&post, &config.compose()).unwrap();
-        let keys = Keys::new(b"header-test".to_vec(), vec![]);
-        Composer::new(&issue, &config, &path, Some(keys), Mode::Campaign).unwrap()
+        composer_for(&post, extra, Mode::Campaign)
     }
 
     /// A header line over 998 bytes is found before anything is sent: a

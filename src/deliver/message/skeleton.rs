@@ -66,7 +66,7 @@ impl StandIns {
 
 /// A boundary as lettre makes one (`make_boundary`): 40 random letters
 /// and digits.
-fn boundary() -> String {
+pub(in crate::deliver) fn boundary() -> String {
     std::iter::repeat_with(fastrand::alphanumeric)
         .take(40)
         .collect()
@@ -143,13 +143,15 @@ impl Skeleton {
             let mut stand_ins_at: Vec<(usize, Hole)> = outer.chain(inner).collect();
             stand_ins_at.sort_unstable_by_key(|&(at, _)| at);
             for (at, which) in stand_ins_at {
-                if which == Hole::Outer {
+                let stand_in = if which == Hole::Outer {
                     found.0 = true;
+                    &stand_ins.outer
                 } else {
                     found.1 = true;
-                }
+                    &stand_ins.inner
+                };
                 cut.push((piece[from..at].to_vec(), Some(which)));
-                from = at + 40;
+                from = at + stand_in.len();
             }
             cut.push((piece[from..].to_vec(), hole));
         }
