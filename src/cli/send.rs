@@ -395,26 +395,34 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
         std::process::exit(exit::INTERRUPTED);
     });
     let mut worst: Option<i32> = None;
-    let due_now = due.ready.len();
-    for (before, post) in due.ready.into_iter().enumerate() {
+    for (before, post) in due.ready.iter().enumerate() {
         if send::stop_requested() {
-            tracing::warn!(
-                "stopped: {} due post(s) not started, {} among them; run the same command again to send them",
-                due_now - before,
-                post.display()
-            );
+            // Only posts a next run would send count as not started: a
+            // finished campaign's post is skipped, and is not named. (A
+            // journal that cannot be read now counts the post in.)
+            let left: Vec<&PathBuf> = due.ready[before..]
+                .iter()
+                .filter(|p| !matches!(finished(p), Ok(true)))
+                .collect();
+            if let Some(first) = left.first() {
+                tracing::warn!(
+                    "stopped: {} due post(s) not started, {} among them; run the same command again to send them",
+                    left.len(),
+                    first.display()
+                );
+            }
             worst = Some(worst.map_or(exit::INTERRUPTED, |w| w.max(exit::INTERRUPTED)));
             break;
         }
         // A post whose campaign is finished is not due any more.
-        if finished(&post)? {
+        if finished(post)? {
             tracing::debug!("{}: its campaign is finished", post.display());
             continue;
         }
         let mut opts = args.options(post.clone());
         if let Some(dir) = &args.outbox {
             // Several posts can be due at once: a folder each.
-            opts.outbox = Some(dir.join(crate::compose::post::load(&post)?.slug()));
+            opts.outbox = Some(dir.join(crate::compose::post::load(post)?.slug()));
         }
         let started = std::time::Instant::now();
         // One post the relay or the checks refuse must not keep the
