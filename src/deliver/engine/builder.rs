@@ -158,7 +158,9 @@ fn reply_first() {
 /// scheduling group. herald started by cron, by systemd or from its own
 /// login has a group of its own (Linux's autogroups, or the unit's
 /// cgroup), and against other programs the group's share is what it was;
-/// only inside it do the builders yield, to herald's own run thread. When
+/// only inside it do the builders yield, to herald's own run thread (on
+/// a machine with autogroups turned off, `kernel.sched_autogroup_enabled
+/// = 0`, and no CPU cgroups, they yield to every program). When
 /// busy programs run in herald's own session (the same terminal, say),
 /// the builders yield to them as well: with two busy loops beside it in
 /// its session an RSA send took about 1.4 times as long (1,193-1,220
