@@ -394,30 +394,26 @@ fn due(dir: &Path, args: &Args, config: &Config, config_path: &Path) -> anyhow::
         );
         std::process::exit(exit::INTERRUPTED);
     });
-    let mut worst: Option<i32> = None;
-    for (before, post) in due.ready.iter().enumerate() {
-        if send::stop_requested() {
-            // Only posts a next run would send count as not started: a
-            // finished campaign's post is skipped, and is not named. (A
-            // journal that cannot be read now counts the post in.)
-            let left: Vec<&PathBuf> = due.ready[before..]
-                .iter()
-                .filter(|p| !matches!(finished(p), Ok(true)))
-                .collect();
-            if let Some(first) = left.first() {
-                tracing::warn!(
-                    "stopped: {} due post(s) not started, {} among them; run the same command again to send them",
-                    left.len(),
-                    first.display()
-                );
-            }
-            worst = Some(worst.map_or(exit::INTERRUPTED, |w| w.max(exit::INTERRUPTED)));
-            break;
-        }
-        // A post whose campaign is finished is not due any more.
+    // A post whose campaign is finished is not due any more: not sent,
+    // and not counted among the posts a stop leaves for the next run.
+    let mut to_send = Vec::with_capacity(due.ready.len());
+    for post in &due.ready {
         if finished(post)? {
             tracing::debug!("{}: its campaign is finished", post.display());
-            continue;
+        } else {
+            to_send.push(post);
+        }
+    }
+    let mut worst: Option<i32> = None;
+    for (before, &post) in to_send.iter().enumerate() {
+        if send::stop_requested() {
+            tracing::warn!(
+                "stopped: {} due post(s) not started, {} among them; run the same command again to send them",
+                to_send.len() - before,
+                post.display()
+            );
+            worst = Some(worst.map_or(exit::INTERRUPTED, |w| w.max(exit::INTERRUPTED)));
+            break;
         }
         let mut opts = args.options(post.clone());
         if let Some(dir) = &args.outbox {
