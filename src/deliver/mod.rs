@@ -152,7 +152,7 @@ pub enum JournalError {
 type MarkRequest = Box<dyn FnOnce() -> oneshot::Receiver<Result<(), JournalError>> + Send + Sync>;
 
 /// The point a Mailer must pass just before the message can be delivered
-/// (before SMTP's message content, before the file is written). The first
+/// (before SMTP's final dot, before the file is written). The first
 /// pass writes the recipient's `sending` mark and waits until it is on
 /// disk: no message can leave without the journal knowing, and a recipient
 /// is of unknown outcome after a crash only if their message may have

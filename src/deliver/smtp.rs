@@ -15,7 +15,6 @@ use std::time::Duration;
 use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{AsyncSmtpConnection, AsyncTokioStream, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
-use std::sync::PoisonError;
 use tokio::net::TcpStream;
 
 pub use super::{Failure, FailureKind};
@@ -24,7 +23,7 @@ use crate::deliver::message::Built;
 
 mod data;
 pub use data::Data;
-use data::{Pending, Slot, Wire};
+use data::{Slot, Wire};
 
 /// How the connection to the relay is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -441,8 +440,11 @@ impl Mailer for Smtp {
 }
 
 /// MAIL, RCPT, DATA. Like lettre's `send`, but waits for the journal's
-/// `sending` mark (if not yet on disk) only before the message itself:
-/// nothing is delivered until the message's final dot.
+/// `sending` mark (if not yet on disk) only before the message's final
+/// dot: nothing is delivered until then (RFC 5321 4.1.1.4). Through
+/// herald's own layer the content goes out while the mark commits; after
+/// STARTTLS (lettre writes the message and its end in one go) the mark
+/// comes first.
 async fn transaction(
     c: &mut Connection,
     message: &Outgoing<Data>,
@@ -493,18 +495,34 @@ async fn transaction(
     }
     // The relay said 354: it reads everything from here as the message.
     *in_data = true;
-    gate.pass().await?;
     let data = &message.payload.message;
-    let response = match &c.wire {
+    let response = match c.wire.clone() {
         Some(slot) => {
             // lettre's flush writes it (see `Wire`); `command` adds nothing.
-            *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(Pending::new(data));
-            c.command("").await
+            // The message goes out while the mark commits; its final dot,
+            // which alone can deliver it, waits for the mark.
+            slot.put(data, true);
+            let (passed, sent) = tokio::join!(
+                async {
+                    let passed = gate.pass().await;
+                    slot.release(passed.is_ok());
+                    passed
+                },
+                c.command("")
+            );
+            if let Err(refused) = passed {
+                slot.clear();
+                return Err(refused);
+            }
+            sent
         }
-        None => match data.text() {
-            Ok(text) => c.command(text.as_str()).await,
-            Err(bytes) => c.message(bytes).await,
-        },
+        None => {
+            gate.pass().await?;
+            match data.text() {
+                Ok(text) => c.command(text.as_str()).await,
+                Err(bytes) => c.message(bytes).await,
+            }
+        }
     }
     .map_err(Failure::from_lettre)?;
     Ok(format!(
