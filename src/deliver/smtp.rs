@@ -501,7 +501,7 @@ async fn transaction(
             // lettre's flush writes it (see `Wire`); `command` adds nothing.
             // The message goes out while the mark commits; its final dot,
             // which alone can deliver it, waits for the mark.
-            slot.put(data, true);
+            slot.put(data);
             let (passed, sent) = tokio::join!(
                 async {
                     let passed = gate.pass().await;

@@ -143,12 +143,12 @@ impl Slot {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// `message` is written at lettre's next flush; with `held`, all but
-    /// its final `CRLF.CRLF`, which waits for [`Slot::release`].
-    pub(super) fn put(&self, message: &Arc<Stuffing>, held: bool) {
+    /// `message` is written at lettre's next flush, all but its final
+    /// `CRLF.CRLF`, which waits for [`Slot::release`].
+    pub(super) fn put(&self, message: &Arc<Stuffing>) {
         let mut w = self.lock();
         w.pending = Some(Pending::new(message));
-        w.held = held;
+        w.held = true;
         w.refused = false;
         w.waker = None;
     }
@@ -435,7 +435,7 @@ mod tests {
         let m = b"Subject: hi\r\n\r\n.dot line\r\nbody".to_vec();
         let whole = reference(&m);
         let (mut wire, slot, mut peer) = wire_and_peer().await;
-        slot.put(&Arc::new(Stuffing::new(m)), true);
+        slot.put(&Arc::new(Stuffing::new(m)));
         let mut flush = Box::pin(wire.flush());
         assert!(poll_once(&mut flush).await.is_pending(), "ended unreleased");
         let mut got = vec![0u8; whole.len() - END.len()];
@@ -460,7 +460,7 @@ mod tests {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let m = b"Subject: hi\r\n\r\nbody".to_vec();
         let (mut wire, slot, mut peer) = wire_and_peer().await;
-        slot.put(&Arc::new(Stuffing::new(m.clone())), true);
+        slot.put(&Arc::new(Stuffing::new(m.clone())));
         let mut flush = Box::pin(wire.flush());
         assert!(poll_once(&mut flush).await.is_pending());
         slot.release(false);
@@ -481,7 +481,7 @@ mod tests {
         for m in [&b""[..], b".", b"\r\n.\r\n."] {
             let whole = reference(m);
             let (mut wire, slot, mut peer) = wire_and_peer().await;
-            slot.put(&Arc::new(Stuffing::new(m.to_vec())), true);
+            slot.put(&Arc::new(Stuffing::new(m.to_vec())));
             let mut flush = Box::pin(wire.flush());
             assert!(poll_once(&mut flush).await.is_pending(), "{m:?}");
             slot.release(true);
