@@ -510,10 +510,9 @@ async fn transaction(
                 },
                 c.command("")
             );
-            if let Err(refused) = passed {
-                slot.clear();
-                return Err(refused);
-            }
+            // Refused: the slot stays refused, so nothing more is written
+            // on this connection, which the engine drops.
+            passed?;
             sent
         }
         None => {

@@ -163,11 +163,6 @@ impl Slot {
             waker.wake();
         }
     }
-
-    /// Forgets a message that will not be written (its connection is dropped).
-    pub(super) fn clear(&self) {
-        *self.lock() = Waiting::default();
-    }
 }
 
 /// A message being written: which slice, and how far into it.
